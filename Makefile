@@ -1,0 +1,32 @@
+# The two set-up commands of the README: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+AS_OF ?=
+
+.PHONY: run test install install-test bench sample clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+
+install-test: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,durable]'
+
+run: install
+	$(BIN)/crm-engine run --policies policies --inbox inbox --outbox outbox $(if $(AS_OF),--as-of $(AS_OF))
+
+test: install-test
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/run_bench.py
+
+sample: install
+	$(BIN)/crm-engine sample --customers 500 --seed 7 --out inbox
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,96 @@
+"""Error taxonomy shared by every stage.
+
+Every problem has a stable ``code`` that people and tools can filter on, a location that says where
+(``file:line:col``, ``workbook!Sheet!B7`` or ``file, sheet, row N``), a message a non-programmer
+understands and, where obvious, the fix. The CLI, ``rejects.xlsx`` and ``--format json`` all render
+the same objects.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a problem is. Only the parts that apply are set."""
+
+    file: str | None = None
+    line: int | None = None  # 1-based, in a text file
+    col: int | None = None  # 1-based, in a text file
+    sheet: str | None = None  # in a workbook
+    cell: str | None = None  # e.g. "B7"
+    row: int | None = None  # 1-based spreadsheet row, for data rows
+    column: str | None = None  # header text of a data column
+
+    def __str__(self) -> str:
+        if self.file is None:
+            return "<unknown>"
+        if self.sheet is not None and self.cell is not None:
+            return f"{self.file}!{self.sheet}!{self.cell}"
+        if self.sheet is not None:
+            parts = [self.file, f"sheet {self.sheet}"]
+            if self.row is not None:
+                parts.append(f"row {self.row}")
+            if self.column is not None:
+                parts.append(f"column {self.column}")
+            return ", ".join(parts)
+        if self.line is not None:
+            return f"{self.file}:{self.line}:{self.col or 1}"
+        return self.file
+
+    def shifted(self, line_offset: int = 0, col: int | None = None) -> "Location":
+        """The location ``line_offset`` lines further down (for positions inside an expression)."""
+        return Location(
+            file=self.file,
+            line=(self.line or 1) + line_offset,
+            col=col if col is not None else self.col,
+            sheet=self.sheet,
+            cell=self.cell,
+            row=self.row,
+            column=self.column,
+        )
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str  # stable, kebab-case: "unknown-field", "type-mismatch", "missing-column", ...
+    message: str
+    location: Location = field(default_factory=Location)
+    severity: str = ERROR
+    fix: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.location}: {self.severity}: {self.message} [{self.code}]"
+        if self.fix:
+            text += f"\n    fix: {self.fix}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["location"] = {k: v for k, v in data["location"].items() if v is not None}
+        data["where"] = str(self.location)
+        return data
+
+
+class EngineError(Exception):
+    """Base class: carries one or more problems."""
+
+    def __init__(self, problems: list[Problem] | Problem):
+        self.problems = [problems] if isinstance(problems, Problem) else list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class PolicyError(EngineError):
+    """A policy file (YAML or decision table) is wrong."""
+
+
+class InputError(EngineError):
+    """An input export cannot be used at all (e.g. a required column is missing)."""
+
+
+class ExprError(PolicyError):
+    """An expression in a policy does not parse or does not type-check."""
