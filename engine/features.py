@@ -1,0 +1,272 @@
+"""Per-customer features as of a date: what policy conditions are written over.
+
+Only facts dated on or before the as-of date count, so a run for a past date gives the answer it
+would have given that day. Every feature has a name, a type and a description (``feature_catalog``)
+that ``validate`` checks conditions against and ``docs/features.md`` lists for policy authors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Iterable
+
+from engine.model import Customer, Dataset, Interaction, Order
+
+# Interaction types as recorded (Chinese) → the key used in feature names.
+INTERACTION_TYPE_KEYS = {
+    "咨询": "inquiry",
+    "投诉": "complaint",
+    "建议": "suggestion",
+    "回访": "follow_up",
+    "拜访": "visit",
+    "关怀": "care",
+    "购买": "purchase",
+}
+# A complaint counts as open unless it has a resolved time or one of these statuses.
+CLOSED_STATUSES = frozenset({"已解决", "已关闭", "已完成", "关闭", "完成", "resolved", "closed", "done"})
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    windows_days: tuple[int, ...] = (30, 90, 180, 365)
+    satisfaction_window_days: int = 365
+
+    @classmethod
+    def from_policy(cls, data: dict | None) -> "FeatureConfig":
+        if not data:
+            return cls()
+        windows = tuple(sorted({int(w) for w in data.get("windows_days", cls.windows_days)}))
+        return cls(
+            windows_days=windows,
+            satisfaction_window_days=int(data.get("satisfaction_window_days", cls.satisfaction_window_days)),
+        )
+
+
+def feature_catalog(config: FeatureConfig) -> dict[str, tuple[str, str]]:
+    """name → (type name, description). Type names are those of ``engine.expr.types``."""
+    cat: dict[str, tuple[str, str]] = {
+        "as_of": ("date", "the run's as-of date"),
+        "customer_id": ("string", "客户编号"),
+        "name": ("string", "客户名称"),
+        "owner": ("string", "客户经理 (null if none)"),
+        "has_owner": ("bool", "the customer has a 客户经理"),
+        "gender": ("string", "性别"),
+        "industry": ("string", "行业"),
+        "region": ("string", "地区"),
+        "company_size": ("string", "公司规模"),
+        "source_channel": ("string", "来源渠道"),
+        "recorded_lifecycle_stage": ("string", "合作阶段 as recorded in the export (潜在/意向/签约/流失)"),
+        "recorded_sales_stage": ("string", "销售阶段 as recorded (咨询/首面/意向/谈价/成交/售后)"),
+        "recorded_need_type": ("string", "需求类型 as recorded (战略/普通/特殊需求)"),
+        "marketing_consent": ("bool", "同意接收营销信息 (null if not recorded)"),
+        "opt_out": ("bool", "已退订"),
+        "preferred_channel": ("string", "偏好渠道 as recorded"),
+        "member_level": ("string", "会员等级"),
+        "points": ("number", "积分"),
+        "birthday": ("date", "生日 (solar, or lunar month/day when birthday_is_lunar)"),
+        "birthday_is_lunar": ("bool", "生日按农历"),
+        "signed_date": ("date", "签约日期"),
+        "tenure_days": ("number", "days since the signed date"),
+        "has_phone": ("bool", "a phone number is recorded"),
+        "has_email": ("bool", "an e-mail address is recorded"),
+        "has_wechat": ("bool", "a WeChat id is recorded"),
+        "order_count": ("number", "orders up to the as-of date"),
+        "monetary_total": ("number", "amount of all orders up to the as-of date (元)"),
+        "first_order_date": ("date", "date of the first order"),
+        "last_order_date": ("date", "date of the latest order"),
+        "days_since_last_order": ("number", "recency: days since the latest order (null if none)"),
+        "interaction_count": ("number", "interactions up to the as-of date"),
+        "last_contact_date": ("date", "date of the latest interaction of any type"),
+        "days_since_last_contact": ("number", "days since the latest interaction (null if none)"),
+        "last_revisit_date": ("date", "date of the latest 回访 or 拜访"),
+        "days_since_last_revisit": ("number", "days since the latest 回访 or 拜访 (null if none)"),
+        "open_complaints": ("number", "complaints not yet resolved"),
+        "last_complaint_category": ("string", "reason category of the latest complaint"),
+        f"avg_satisfaction_{config.satisfaction_window_days}d": (
+            "number",
+            f"average satisfaction (1–5) over {config.satisfaction_window_days} days (null if none rated)",
+        ),
+        f"min_satisfaction_{config.satisfaction_window_days}d": (
+            "number",
+            f"lowest satisfaction over {config.satisfaction_window_days} days (null if none rated)",
+        ),
+    }
+    for w in config.windows_days:
+        cat[f"frequency_{w}d"] = ("number", f"orders in the last {w} days")
+        cat[f"monetary_{w}d"] = ("number", f"order amount in the last {w} days (元)")
+        cat[f"frequency_prev_{w}d"] = ("number", f"orders in the {w} days before the last {w} days")
+        cat[f"monetary_prev_{w}d"] = ("number", f"order amount in the {w} days before the last {w} days")
+        cat[f"interactions_{w}d"] = ("number", f"interactions of any type in the last {w} days")
+        for key in INTERACTION_TYPE_KEYS.values():
+            cat[f"{key}_count_{w}d"] = ("number", f"{key} interactions in the last {w} days")
+    for label, key in INTERACTION_TYPE_KEYS.items():
+        cat[f"last_{key}_date"] = ("date", f"date of the latest {label}")
+        cat[f"days_since_last_{key}"] = ("number", f"days since the latest {label} (null if none)")
+    return cat
+
+
+def _day(value: date | datetime) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _customer_features(c: Customer, as_of: date) -> dict[str, Any]:
+    return {
+        "as_of": as_of,
+        "customer_id": c.customer_id,
+        "name": c.name,
+        "owner": c.owner,
+        "has_owner": bool(c.owner),
+        "gender": c.gender,
+        "industry": c.industry,
+        "region": c.region,
+        "company_size": c.company_size,
+        "source_channel": c.source_channel,
+        "recorded_lifecycle_stage": c.lifecycle_stage,
+        "recorded_sales_stage": c.sales_stage,
+        "recorded_need_type": c.need_type,
+        "marketing_consent": c.marketing_consent,
+        "opt_out": bool(c.opt_out),
+        "preferred_channel": c.preferred_channel,
+        "member_level": c.member_level,
+        "points": c.points,
+        "birthday": c.birthday,
+        "birthday_is_lunar": bool(c.birthday_is_lunar),
+        "signed_date": c.signed_date,
+        "tenure_days": (as_of - c.signed_date).days if c.signed_date else None,
+        "has_phone": bool(c.phone),
+        "has_email": bool(c.email),
+        "has_wechat": bool(c.wechat),
+    }
+
+
+def _order_features(orders: Iterable[Order], as_of: date, windows: tuple[int, ...]) -> dict[str, Any]:
+    f: dict[str, Any] = {}
+    for w in windows:
+        f[f"frequency_{w}d"] = 0
+        f[f"monetary_{w}d"] = 0.0
+        f[f"frequency_prev_{w}d"] = 0
+        f[f"monetary_prev_{w}d"] = 0.0
+    count, total, first, last = 0, 0.0, None, None
+    for o in orders:
+        d = o.date
+        if d > as_of:
+            continue
+        count += 1
+        total += o.amount
+        if first is None or d < first:
+            first = d
+        if last is None or d > last:
+            last = d
+        age = (as_of - d).days
+        for w in windows:
+            if age < w:
+                f[f"frequency_{w}d"] += 1
+                f[f"monetary_{w}d"] += o.amount
+            elif age < 2 * w:
+                f[f"frequency_prev_{w}d"] += 1
+                f[f"monetary_prev_{w}d"] += o.amount
+    for w in windows:  # round money once, so sums do not show float noise
+        f[f"monetary_{w}d"] = round(f[f"monetary_{w}d"], 2)
+        f[f"monetary_prev_{w}d"] = round(f[f"monetary_prev_{w}d"], 2)
+    f["order_count"] = count
+    f["monetary_total"] = round(total, 2)
+    f["first_order_date"] = first
+    f["last_order_date"] = last
+    f["days_since_last_order"] = (as_of - last).days if last else None
+    return f
+
+
+def is_open(i: Interaction) -> bool:
+    return i.resolved_time is None and (i.status or "").strip().lower() not in CLOSED_STATUSES
+
+
+def _interaction_features(
+    interactions: Iterable[Interaction], as_of: date, config: FeatureConfig
+) -> dict[str, Any]:
+    windows = config.windows_days
+    f: dict[str, Any] = {}
+    keys = tuple(INTERACTION_TYPE_KEYS.values())
+    for w in windows:
+        f[f"interactions_{w}d"] = 0
+        for key in keys:
+            f[f"{key}_count_{w}d"] = 0
+    last_by_key: dict[str, date] = {}
+    count, last_contact, open_complaints = 0, None, 0
+    last_complaint_time, last_complaint_category = None, None
+    sat_window = config.satisfaction_window_days
+    sat_sum, sat_n, sat_min = 0, 0, None
+    for i in interactions:
+        d = _day(i.time)
+        if d > as_of:
+            continue
+        count += 1
+        age = (as_of - d).days
+        if last_contact is None or d > last_contact:
+            last_contact = d
+        key = INTERACTION_TYPE_KEYS.get(i.type or "")
+        for w in windows:
+            if age < w:
+                f[f"interactions_{w}d"] += 1
+                if key:
+                    f[f"{key}_count_{w}d"] += 1
+        if key:
+            prev = last_by_key.get(key)
+            if prev is None or d > prev:
+                last_by_key[key] = d
+        if key == "complaint":
+            if is_open(i):
+                open_complaints += 1
+            if last_complaint_time is None or i.time >= last_complaint_time:
+                last_complaint_time, last_complaint_category = i.time, i.category
+        if i.satisfaction is not None and age < sat_window:
+            sat_sum += i.satisfaction
+            sat_n += 1
+            sat_min = i.satisfaction if sat_min is None else min(sat_min, i.satisfaction)
+    f["interaction_count"] = count
+    f["last_contact_date"] = last_contact
+    f["days_since_last_contact"] = (as_of - last_contact).days if last_contact else None
+    for key in keys:
+        last = last_by_key.get(key)
+        f[f"last_{key}_date"] = last
+        f[f"days_since_last_{key}"] = (as_of - last).days if last else None
+    revisit = max((d for d in (last_by_key.get("follow_up"), last_by_key.get("visit")) if d), default=None)
+    f["last_revisit_date"] = revisit
+    f["days_since_last_revisit"] = (as_of - revisit).days if revisit else None
+    f["open_complaints"] = open_complaints
+    f["last_complaint_category"] = last_complaint_category
+    f[f"avg_satisfaction_{sat_window}d"] = round(sat_sum / sat_n, 2) if sat_n else None
+    f[f"min_satisfaction_{sat_window}d"] = sat_min
+    return f
+
+
+def group_by_customer(items: list, key: str = "customer_id") -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(getattr(item, key), []).append(item)
+    return groups
+
+
+def derive_features(
+    customer: Customer,
+    orders: list[Order],
+    interactions: list[Interaction],
+    as_of: date,
+    config: FeatureConfig,
+) -> dict[str, Any]:
+    features = _customer_features(customer, as_of)
+    features.update(_order_features(orders, as_of, config.windows_days))
+    features.update(_interaction_features(interactions, as_of, config))
+    return features
+
+
+def derive_all(dataset: Dataset, as_of: date, config: FeatureConfig) -> dict[str, dict[str, Any]]:
+    """customer_id → features, for every customer, in customer-id order."""
+    orders = group_by_customer(dataset.orders)
+    interactions = group_by_customer(dataset.interactions)
+    return {
+        c.customer_id: derive_features(
+            c, orders.get(c.customer_id, []), interactions.get(c.customer_id, []), as_of, config
+        )
+        for c in dataset.customers
+    }
+

@@ -1,0 +1,509 @@
+"""Load a policy folder into one checked ``PolicySet``.
+
+Every YAML file declares its ``kind``. Rule policies (classification, care, churn, sla rules) compile to
+``RuleSet`` objects; decision tables in ``.xlsx`` are referenced from YAML with ``table:``. Problems are
+collected across all files and raised together, each naming file:line:col or workbook!Sheet!Cell.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import expr
+from engine.errors import Location, PolicyError, Problem
+from engine.features import FeatureConfig, feature_catalog
+from engine.policy import decision_table
+from engine.policy.model import (
+    HIT_POLICIES,
+    STAGES,
+    AddScore,
+    MessageSpec,
+    Rule,
+    RuleSet,
+    SetTag,
+    TaskSpec,
+)
+from engine.policy.schema import Problems, as_list, check_keys, did_you_mean
+from engine.policy.yaml_source import YList, YMap, load_yaml
+
+RULE_KINDS = STAGES
+OTHER_KINDS = ("columns", "calendar", "features", "organization", "sla", "care", "churn", "guards", "test")
+PRIORITIES = ("高", "中", "低")
+MESSAGE_CATEGORIES = ("marketing", "service")
+
+
+@dataclass(frozen=True)
+class Channel:
+    key: str
+    label: str
+    address_field: str  # the Customer field that holds the address: phone / email / wechat
+
+
+@dataclass
+class Organization:
+    company: dict[str, Any] = field(default_factory=lambda: {"name": "本公司", "hotline": ""})
+    roles: dict[str, str] = field(default_factory=dict)  # role → person who fills it
+    unassigned_role: str = "团队组长"
+    task_calendar: str = "standard"
+    channels: dict[str, Channel] = field(default_factory=dict)
+    channel_aliases: dict[str, str] = field(default_factory=dict)  # 短信 → sms
+    default_channel_order: tuple[str, ...] = ()
+
+    def channel_key(self, recorded: str | None) -> str | None:
+        if not recorded:
+            return None
+        text = recorded.strip()
+        if text in self.channels:
+            return text
+        return self.channel_aliases.get(text) or self.channel_aliases.get(text.lower())
+
+
+@dataclass
+class PolicySet:
+    root: Path
+    files: list[Path]  # every policy file read, for the manifest
+    features: FeatureConfig
+    organization: Organization
+    rulesets: dict[str, list[RuleSet]]  # stage → rule sets in evaluation order
+    schema: dict[str, Any]  # name → expr type, for every feature and tag
+    documents: dict[str, list[tuple[Path, YMap]]]  # kind → raw documents (for stage-specific config)
+    warnings: list = field(default_factory=list)
+
+    def relpath(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def all_rulesets(self) -> list[RuleSet]:
+        return [rs for stage in STAGES for rs in self.rulesets.get(stage, [])]
+
+
+def policy_files(root: Path) -> list[Path]:
+    """YAML files of a policy folder, in path order (policy tests under tests/ are not policies)."""
+    return sorted(
+        p for p in root.rglob("*.y*ml")
+        if p.suffix in (".yaml", ".yml") and "tests" not in p.relative_to(root).parts[:-1]
+    )
+
+
+def _type_for_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return expr.types.BOOL
+    if isinstance(value, (int, float)):
+        return expr.types.NUMBER
+    return expr.types.STRING
+
+
+def _base_schema(config: FeatureConfig) -> dict[str, Any]:
+    return {name: expr.types.by_name(type_name) for name, (type_name, _) in feature_catalog(config).items()}
+
+
+class _Loader:
+    def __init__(self, root: Path):
+        self.root = root
+        self.problems = Problems()
+        self.files: list[Path] = []
+        self.documents: dict[str, list[tuple[Path, YMap]]] = {}
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    # -- reading ------------------------------------------------------------------------------
+    def read_documents(self) -> None:
+        for path in policy_files(self.root):
+            self.files.append(path)
+            try:
+                doc = load_yaml(path, self.rel(path))
+            except PolicyError as exc:
+                self.problems.extend(exc.problems)
+                continue
+            loc = Location(file=self.rel(path), line=1, col=1)
+            if not isinstance(doc, YMap):
+                self.problems.error("not-a-mapping", "a policy file must start with 'kind: ...' and other 'key: value' lines", loc)
+                continue
+            kind = doc.get("kind")
+            if kind is None:
+                self.problems.error("missing-kind", "the file does not say what it is: add a 'kind:' line",
+                                    loc, fix=f"one of: {', '.join(RULE_KINDS + OTHER_KINDS)}")
+                continue
+            if kind not in RULE_KINDS + OTHER_KINDS:
+                guess = did_you_mean(kind, RULE_KINDS + OTHER_KINDS)
+                self.problems.error("unknown-kind", f"unknown kind '{kind}'" + (f"; did you mean '{guess}'?" if guess else ""),
+                                    doc.value_loc("kind"), fix=f"one of: {', '.join(RULE_KINDS + OTHER_KINDS)}")
+                continue
+            self.documents.setdefault(kind, []).append((path, doc))
+
+    # -- simple kinds -------------------------------------------------------------------------
+    def features(self) -> FeatureConfig:
+        docs = self.documents.get("features", [])
+        if not docs:
+            return FeatureConfig()
+        path, doc = docs[0]
+        check_keys(doc, "a features file", ("kind", "description", "windows_days", "satisfaction_window_days"), (), self.problems, doc.loc)
+        try:
+            return FeatureConfig.from_policy(doc)
+        except (TypeError, ValueError):
+            self.problems.error("bad-value", "windows_days must be a list of whole numbers of days", doc.loc)
+            return FeatureConfig()
+
+    def organization(self) -> Organization:
+        docs = self.documents.get("organization", [])
+        org = Organization()
+        if not docs:
+            return org
+        path, doc = docs[0]
+        allowed = ("kind", "description", "company", "roles", "unassigned_role", "task_calendar", "channels",
+                   "channel_aliases", "default_channel_order")
+        check_keys(doc, "the organization file", allowed, ("roles", "channels"), self.problems, doc.loc)
+        org.company = dict(doc.get("company") or org.company)
+        org.roles = {str(k): str(v) for k, v in (doc.get("roles") or {}).items()}
+        org.unassigned_role = str(doc.get("unassigned_role", org.unassigned_role))
+        org.task_calendar = str(doc.get("task_calendar", org.task_calendar))
+        if org.unassigned_role not in org.roles:
+            self.problems.error("unknown-role", f"unassigned_role '{org.unassigned_role}' is not one of the roles",
+                                doc.value_loc("unassigned_role"), fix=f"roles: {', '.join(org.roles)}")
+        channels = doc.get("channels") or YMap()
+        for key, spec in channels.items():
+            if not check_keys(spec, f"channel '{key}'", ("label", "address"), ("label", "address"), self.problems, channels.value_loc(key)):
+                continue
+            if spec.get("address") not in ("phone", "email", "wechat"):
+                self.problems.error("bad-value", f"channel '{key}': address must be phone, email or wechat",
+                                    spec.value_loc("address"))
+            org.channels[str(key)] = Channel(str(key), str(spec.get("label")), str(spec.get("address")))
+        org.channel_aliases = {str(k).lower(): str(v) for k, v in (doc.get("channel_aliases") or {}).items()}
+        for label, key in list(org.channel_aliases.items()):
+            if key not in org.channels:
+                self.problems.error("unknown-channel", f"channel alias '{label}' points to unknown channel '{key}'",
+                                    doc.value_loc("channel_aliases"), fix=f"channels: {', '.join(org.channels)}")
+        for ch in org.channels.values():
+            org.channel_aliases.setdefault(ch.label.lower(), ch.key)
+        order = [str(c) for c in as_list(doc.get("default_channel_order"))] or list(org.channels)
+        for c in order:
+            if c not in org.channels:
+                self.problems.error("unknown-channel", f"default_channel_order names unknown channel '{c}'",
+                                    doc.value_loc("default_channel_order"), fix=f"channels: {', '.join(org.channels)}")
+        org.default_channel_order = tuple(c for c in order if c in org.channels)
+        return org
+
+    # -- rule policies ------------------------------------------------------------------------
+    def rule_policies(self, org: Organization) -> list[tuple[RuleSet, list[tuple[Rule, list[tuple[str, Location]]]]]]:
+        """Parse every rule policy; conditions are parsed but type-checked later, in evaluation order."""
+        parsed = []
+        for stage in RULE_KINDS:
+            for path, doc in self.documents.get(stage, []):
+                for block, block_loc in self._policy_blocks(doc):
+                    rs = self._ruleset(stage, path, block, block_loc, org)
+                    if rs is not None:
+                        parsed.append(rs)
+        return parsed
+
+    def _policy_blocks(self, doc: YMap):
+        """A file holds one policy, or several under 'policies:'."""
+        if "policies" in doc:
+            blocks = doc.get("policies")
+            if not isinstance(blocks, YList):
+                self.problems.error("not-a-list", "'policies:' must be a list of policies (lines starting with '- ')", doc.value_loc("policies"))
+                return []
+            return [(b, blocks.item_loc(i)) for i, b in enumerate(blocks)]
+        return [(doc, doc.loc)]
+
+    def _ruleset(self, stage: str, path: Path, block: Any, loc: Location, org: Organization):
+        allowed = ("kind", "id", "description", "hit_policy", "rules", "table", "complete", "policies")
+        if not check_keys(block, f"policy in {self.rel(path)}", allowed, ("id",), self.problems, loc):
+            return None
+        policy_id = str(block.get("id", self.rel(path)))
+        hit = str(block.get("hit_policy", "collect"))
+        if hit not in HIT_POLICIES:
+            guess = did_you_mean(hit, HIT_POLICIES)
+            self.problems.error("bad-hit-policy", f"unknown hit_policy '{hit}'" + (f"; did you mean '{guess}'?" if guess else ""),
+                                block.value_loc("hit_policy"), fix=f"one of: {', '.join(HIT_POLICIES)}")
+            hit = "collect"
+        rs = RuleSet(
+            policy_id=policy_id,
+            stage=stage,
+            description=str(block.get("description", "")),
+            hit_policy=hit,
+            rules=[],
+            location=block.loc,
+            source_file=self.rel(path),
+            complete=bool(block.get("complete", False)),
+        )
+        if ("rules" in block) == ("table" in block):
+            self.problems.error("rules-or-table", f"policy '{policy_id}' needs either 'rules:' or 'table:' (one of them)", block.loc)
+            return None
+        if "table" in block:
+            self._table_rules(rs, path, block)
+        else:
+            rules = block.get("rules")
+            if not isinstance(rules, YList):
+                self.problems.error("not-a-list", "'rules:' must be a list (lines starting with '- ')", block.value_loc("rules"))
+                return None
+            for i, rule_block in enumerate(rules):
+                rule = self._yaml_rule(rule_block, rules.item_loc(i), org)
+                if rule is not None:
+                    rs.rules.append(rule)
+        outputs = []
+        for rule in rs.rules:
+            for out in rule.outputs:
+                if isinstance(out, (SetTag, AddScore)) and out.name not in outputs:
+                    outputs.append(out.name)
+        rs.outputs_declared = tuple(outputs)
+        return rs
+
+    def _parse_condition(self, text: Any, loc: Location) -> Any:
+        if isinstance(text, bool):
+            text = "true" if text else "false"
+        try:
+            return expr.parse(str(text), loc)
+        except PolicyError as exc:
+            self.problems.extend(exc.problems)
+            return None
+
+    def _yaml_rule(self, block: Any, loc: Location, org: Organization) -> Rule | None:
+        allowed = ("id", "description", "when", "set", "score", "task", "tasks", "message", "messages", "priority")
+        if not check_keys(block, "a rule", allowed, ("id", "when"), self.problems, loc):
+            return None
+        rule_id = str(block.get("id", "?"))
+        cond_text = block.get("when", "true")
+        condition = self._parse_condition(cond_text, block.value_loc("when"))
+        outputs: list = []
+        for name, value in (block.get("set") or {}).items():
+            outputs.append(SetTag(str(name), value))
+        scores = block.get("score") or {}
+        for name, value in scores.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.problems.error("bad-value", f"score '{name}' must be a number of points", scores.value_loc(name))
+                continue
+            outputs.append(AddScore(str(name), float(value)))
+        tasks = as_list(block.get("task")) + as_list(block.get("tasks"))
+        for t in tasks:
+            spec = self._task(t, block.value_loc("task" if "task" in block else "tasks"), org)
+            if spec:
+                outputs.append(spec)
+        messages = as_list(block.get("message")) + as_list(block.get("messages"))
+        for m in messages:
+            spec = self._message(m, block.value_loc("message" if "message" in block else "messages"), org)
+            if spec:
+                outputs.append(spec)
+        if not outputs:
+            self.problems.warning("no-output", f"rule '{rule_id}' produces nothing (no set, score, task or message)", loc)
+        priority = block.get("priority", 0)
+        return Rule(
+            rule_id=rule_id,
+            description=str(block.get("description", "")),
+            condition=condition,
+            condition_text=str(cond_text),
+            outputs=outputs,
+            location=block.key_loc("id"),
+            priority=int(priority) if isinstance(priority, (int, float)) else 0,
+        )
+
+    def _task(self, block: Any, loc: Location, org: Organization) -> TaskSpec | None:
+        allowed = ("title", "assign_to", "due", "priority", "script", "category")
+        if not check_keys(block, "a task", allowed, ("title", "assign_to", "due"), self.problems, loc):
+            return None
+        assign = str(block.get("assign_to", "owner"))
+        role = assign[5:] if assign.startswith("role:") else (None if assign == "owner" else assign)
+        if role is not None and role not in org.roles:
+            guess = did_you_mean(role, org.roles)
+            self.problems.error("unknown-role", f"unknown role '{role}'" + (f"; did you mean '{guess}'?" if guess else ""),
+                                block.value_loc("assign_to"), fix=f"use 'owner' or one of the roles in organization.yaml: {', '.join(org.roles)}")
+        priority = str(block.get("priority", "中"))
+        if priority not in PRIORITIES:
+            self.problems.error("bad-value", f"task priority must be 高, 中 or 低, not '{priority}'", block.value_loc("priority"))
+        due = str(block.get("due", "3d"))
+        try:
+            from engine.calendar import parse_duration
+
+            parse_duration(due)
+        except PolicyError as exc:
+            self.problems.error("bad-duration", exc.problems[0].message, block.value_loc("due"), fix=exc.problems[0].fix)
+        return TaskSpec(
+            title=str(block.get("title")),
+            assign_to="owner" if role is None else f"role:{role}",
+            due=due,
+            priority=priority,
+            script=None if block.get("script") is None else str(block.get("script")).strip(),
+            category=str(block.get("category", "service")),
+        )
+
+    def _message(self, block: Any, loc: Location, org: Organization) -> MessageSpec | None:
+        allowed = ("template", "channel", "category", "params")
+        if not check_keys(block, "a message", allowed, ("template", "category"), self.problems, loc):
+            return None
+        channel = str(block.get("channel", "preferred"))
+        if channel != "preferred" and channel not in org.channels:
+            guess = did_you_mean(channel, org.channels)
+            self.problems.error("unknown-channel", f"unknown channel '{channel}'" + (f"; did you mean '{guess}'?" if guess else ""),
+                                block.value_loc("channel"), fix=f"'preferred' or one of: {', '.join(org.channels)}")
+        category = str(block.get("category"))
+        if category not in MESSAGE_CATEGORIES:
+            self.problems.error("bad-value", f"message category must be marketing or service, not '{category}'",
+                                block.value_loc("category"), fix="marketing messages need consent and count against caps; service messages do not")
+        return MessageSpec(template=str(block.get("template")), channel=channel, category=category,
+                           params=dict(block.get("params") or {}))
+
+    def _table_rules(self, rs: RuleSet, path: Path, block: YMap) -> None:
+        ref = str(block.get("table"))
+        file_part, _, sheet = ref.partition("#")
+        table_path = (path.parent / file_part).resolve()
+        workbook_name = self.rel(table_path) if table_path.is_relative_to(self.root.resolve()) else file_part
+        try:
+            sheet_data = decision_table.read_table_sheet(table_path, workbook_name, sheet or None)
+        except PolicyError as exc:
+            for p in exc.problems:  # point at the YAML line when the workbook itself is missing
+                self.problems.append(p if p.location.sheet else Problem(p.code, p.message, block.value_loc("table"), p.severity, p.fix))
+            return
+        if table_path not in self.files:
+            self.files.append(table_path)
+        kinds, names = sheet_data.kinds, sheet_data.names
+        for col, kind in enumerate(kinds):
+            if kind in ("input", "output") and not names[col]:
+                self.problems.error("table-name-missing", "row 2 must name the feature (for 条件) or the result (for 结果) of this column",
+                                    sheet_data.cell_loc(2, col))
+        if "output" not in kinds:
+            self.problems.error("table-no-output", "the table has no 结果 (output) column", sheet_data.cell_loc(1, 0))
+        seen_ids: set[str] = set()
+        for row_number, values in sheet_data.rows:
+            rule_id, description, priority, parts, cells, outputs = None, "", 0, [], {}, []
+            for col, kind in enumerate(kinds):
+                value = values[col]
+                if kind == "rule_id" and value is not None:
+                    rule_id = str(value).strip()
+                elif kind == "description" and value is not None:
+                    description = str(value).strip()
+                elif kind == "priority" and value is not None:
+                    try:
+                        priority = int(float(value))
+                    except ValueError:
+                        self.problems.error("bad-value", f"priority must be a whole number, not '{value}'", sheet_data.cell_loc(row_number, col))
+                elif kind == "input" and names[col]:
+                    cond = decision_table.cell_condition(names[col], value)
+                    if cond is not None:
+                        cells[names[col]] = str(value)
+                        node = self._parse_condition(cond, sheet_data.cell_loc(row_number, col))
+                        if node is not None:
+                            parts.append((node, cond))
+                elif kind == "output" and names[col]:
+                    out = decision_table.output_value(value)
+                    if out is not None:
+                        outputs.append(SetTag(names[col], out))
+            if rule_id is None:
+                rule_id = f"{rs.policy_id}#{row_number}"
+            if rule_id in seen_ids:
+                self.problems.error("duplicate-rule-id", f"rule id '{rule_id}' appears twice in this table",
+                                    sheet_data.cell_loc(row_number, kinds.index("rule_id") if "rule_id" in kinds else 0))
+            seen_ids.add(rule_id)
+            condition_text = " and ".join(text for _, text in parts) or "true"
+            condition = expr.parse(condition_text) if parts else expr.parse("true")
+            rs.rules.append(
+                Rule(
+                    rule_id=rule_id,
+                    description=description,
+                    condition=condition,
+                    condition_text=condition_text,
+                    outputs=outputs,
+                    location=Location(file=sheet_data.workbook_name, sheet=sheet_data.sheet, cell=f"A{row_number}"),
+                    priority=priority,
+                    cells=cells,
+                )
+            )
+        rs.table_sheet = sheet_data  # kept for validate (overlaps, gaps)
+
+
+def _order_rulesets(rulesets: list[RuleSet], problems: Problems) -> list[RuleSet]:
+    """Evaluation order inside a stage: a policy that reads a tag runs after the policy that sets it.
+
+    Ties keep file order, so the order is stable and predictable for policy authors.
+    """
+    writers: dict[str, list[int]] = {}
+    for i, rs in enumerate(rulesets):
+        for name in rs.outputs_declared:
+            writers.setdefault(name, []).append(i)
+    deps: dict[int, set[int]] = {i: set() for i in range(len(rulesets))}
+    for i, rs in enumerate(rulesets):
+        for rule in rs.rules:
+            if rule.condition is None:
+                continue
+            for name in expr.free_names(rule.condition):
+                for w in writers.get(name, []):
+                    if w != i:
+                        deps[i].add(w)
+    ordered: list[int] = []
+    done: set[int] = set()
+    while len(ordered) < len(rulesets):
+        ready = [i for i in range(len(rulesets)) if i not in done and deps[i] <= done]
+        if not ready:
+            stuck = [rulesets[i] for i in range(len(rulesets)) if i not in done]
+            problems.error("policy-cycle", "these policies read each other's results in a circle: "
+                           + ", ".join(f"{rs.policy_id} ({rs.source_file})" for rs in stuck), stuck[0].location)
+            ordered.extend(i for i in range(len(rulesets)) if i not in done)
+            break
+        ordered.append(ready[0])
+        done.add(ready[0])
+    return [rulesets[i] for i in ordered]
+
+
+def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Problems) -> None:
+    """Check conditions in evaluation order; each policy's tags become names later policies may use."""
+    stage_of_tag: dict[str, str] = {}
+    for rs in rulesets:
+        for rule in rs.rules:
+            if rule.condition is None:
+                continue
+            try:
+                expr.check(rule.condition, schema)
+            except PolicyError as exc:
+                problems.extend(exc.problems)
+        for rule in rs.rules:
+            for out in rule.outputs:
+                if isinstance(out, SetTag):
+                    new_type = _type_for_value(out.value)
+                    old = schema.get(out.name)
+                    if out.name in stage_of_tag or old is None:
+                        schema[out.name] = new_type
+                        stage_of_tag[out.name] = rs.policy_id
+                    elif old != new_type and out.name not in stage_of_tag:
+                        problems.error("tag-shadows-feature", f"'{out.name}' is a built-in feature; a policy cannot set it",
+                                       rule.location, fix="choose another name for the result")
+                elif isinstance(out, AddScore):
+                    schema.setdefault(out.name, expr.types.NUMBER)
+
+
+def load_policies(root: Path) -> PolicySet:
+    """Load and check every policy file under ``root``; raise PolicyError listing all errors."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise PolicyError(Problem(code="policy-folder-missing", message=f"policy folder not found: {root}",
+                                  location=Location(file=str(root)), fix="pass --policies DIR with the folder that holds your policy files"))
+    loader = _Loader(root)
+    loader.read_documents()
+    features = loader.features()
+    org = loader.organization()
+    parsed = loader.rule_policies(org)
+    schema = _base_schema(features)
+    seen_ids: dict[str, Location] = {}
+    rulesets: dict[str, list[RuleSet]] = {}
+    for rs in parsed:
+        for rule in rs.rules:
+            if rule.rule_id in seen_ids and not rule.location.sheet:
+                loader.problems.error("duplicate-rule-id", f"rule id '{rule.rule_id}' is already used at {seen_ids[rule.rule_id]}",
+                                      rule.location, fix="rule ids must be unique across all policy files")
+            seen_ids.setdefault(rule.rule_id, rule.location)
+        rulesets.setdefault(rs.stage, []).append(rs)
+    ordered_all: list[RuleSet] = []
+    for stage in STAGES:
+        rulesets[stage] = _order_rulesets(rulesets.get(stage, []), loader.problems)
+        ordered_all.extend(rulesets[stage])
+    _typecheck(ordered_all, schema, loader.problems)
+    if loader.problems.errors:
+        raise PolicyError(loader.problems.errors)
+    return PolicySet(
+        root=root,
+        files=sorted(set(loader.files)),
+        features=features,
+        organization=org,
+        rulesets=rulesets,
+        schema=schema,
+        documents=loader.documents,
+        warnings=[p for p in loader.problems if p.severity != "error"],
+    )

@@ -1,0 +1,84 @@
+"""The policy model: what YAML files and decision tables compile to.
+
+This is the backend-neutral intermediate form. A ``RuleSet`` is one policy (a YAML rule list or an
+Excel decision table); each ``Rule`` has a condition (an expression tree from ``engine.expr``) and the
+outputs it produces when it fires. Any evaluation backend receives the same objects.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import Location
+
+STAGES = ("classification", "sla", "care", "churn")
+
+# DMN hit policies. "collect" is the default for YAML rule lists: every matching rule fires.
+HIT_POLICIES = ("unique", "first", "priority", "any", "collect")
+
+
+@dataclass(frozen=True)
+class SetTag:
+    """Set a tag (a classification value) on the customer: ``value_tier = '高'``."""
+
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class AddScore:
+    """Add points to a score on the customer: ``churn_score += 30``."""
+
+    name: str
+    points: float
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task for staff. ``assign_to`` is ``owner`` (the customer's 客户经理) or ``role:<name>``."""
+
+    title: str
+    assign_to: str
+    due: str  # a duration like "2d" counted from the as-of date on the task calendar
+    priority: str
+    script: str | None = None
+    category: str = "service"
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    """A message to the customer. ``channel`` is a channel key or ``preferred``."""
+
+    template: str
+    channel: str
+    category: str  # "marketing" or "service": guards treat them differently
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+Output = SetTag | AddScore | TaskSpec | MessageSpec
+
+
+@dataclass
+class Rule:
+    rule_id: str
+    description: str
+    condition: Any  # engine.expr node
+    condition_text: str
+    outputs: list[Output]
+    location: Location
+    priority: int = 0  # for hit policy "priority": higher wins
+    # Decision-table rows keep the per-input-column tests for explain/validate.
+    cells: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RuleSet:
+    policy_id: str
+    stage: str
+    description: str
+    hit_policy: str
+    rules: list[Rule]
+    location: Location
+    source_file: str  # relative path under the policy folder
+    outputs_declared: tuple[str, ...] = ()  # tag names this policy sets (for validation and columns)
+    complete: bool = False  # a table that claims to cover every input combination

@@ -1,0 +1,64 @@
+"""Small helpers to check the shape of YAML policy blocks, with did-you-mean for unknown fields."""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterable
+
+from engine.errors import ERROR, Location, Problem
+from engine.policy.yaml_source import YList, YMap
+
+
+class Problems(list):
+    """Problems collected while loading, so one pass reports as many as possible."""
+
+    def error(self, code: str, message: str, location: Location, fix: str | None = None) -> None:
+        self.append(Problem(code=code, message=message, location=location, severity=ERROR, fix=fix))
+
+    def warning(self, code: str, message: str, location: Location, fix: str | None = None) -> None:
+        self.append(Problem(code=code, message=message, location=location, severity="warning", fix=fix))
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self if p.severity == ERROR]
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def check_keys(
+    block: Any,
+    where: str,
+    allowed: Iterable[str],
+    required: Iterable[str],
+    problems: Problems,
+    fallback: Location,
+) -> bool:
+    """Report unknown and missing keys of a mapping. Returns False if ``block`` is not a mapping."""
+    if not isinstance(block, YMap):
+        loc = getattr(block, "loc", fallback)
+        problems.error("not-a-mapping", f"{where} must be a block of 'key: value' lines", loc)
+        return False
+    allowed = list(allowed)
+    for key in block:
+        if key not in allowed:
+            guess = did_you_mean(key, allowed)
+            problems.error(
+                "unknown-field",
+                f"unknown field '{key}' in {where}" + (f"; did you mean '{guess}'?" if guess else ""),
+                block.key_loc(key),
+                fix=f"rename it to '{guess}'" if guess else f"allowed fields: {', '.join(allowed)}",
+            )
+    for key in required:
+        if key not in block:
+            problems.error("missing-field", f"{where} needs a '{key}' field", block.loc)
+    return True
+
+
+def as_list(value: Any) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (list, YList)):
+        return list(value)
+    return [value]

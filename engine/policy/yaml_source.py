@@ -1,0 +1,123 @@
+"""YAML loading that remembers where every key and value came from.
+
+Policy errors must name ``file:line:col``. PyYAML's plain ``safe_load`` forgets positions, so this
+loader builds ``YMap``/``YList`` containers that keep the position of each key and value. Scalars stay
+plain Python values; their positions live in the container that holds them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.errors import Location, PolicyError, Problem
+
+
+class YMap(dict):
+    """A mapping with the source position of itself, its keys and its values."""
+
+    loc: Location
+    key_locs: dict[Any, Location]
+    value_locs: dict[Any, Location]
+
+    def key_loc(self, key: Any) -> Location:
+        return self.key_locs.get(key, self.loc)
+
+    def value_loc(self, key: Any) -> Location:
+        return self.value_locs.get(key, self.loc)
+
+
+class YList(list):
+    """A sequence with the source position of itself and each item."""
+
+    loc: Location
+    item_locs: list[Location]
+
+    def item_loc(self, index: int) -> Location:
+        return self.item_locs[index] if index < len(self.item_locs) else self.loc
+
+
+def _node_location(file: str, node: yaml.Node) -> Location:
+    mark = node.start_mark
+    line, col = mark.line + 1, mark.column + 1
+    # A block scalar (``when: >`` or ``when: |``) starts its text on the next line.
+    if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
+        text_line = mark.buffer.split("\n")[mark.line + 1] if mark.buffer else ""
+        indent = len(text_line) - len(text_line.lstrip(" "))
+        line, col = line + 1, indent + 1
+    elif isinstance(node, yaml.ScalarNode) and node.style in ("'", '"'):
+        col += 1  # point at the first character inside the quotes
+    return Location(file=file, line=line, col=col)
+
+
+class _PositionLoader(yaml.SafeLoader):
+    source_name = "<policy>"
+
+    def construct_yaml_map(self, node):  # type: ignore[override]
+        data = YMap()
+        yield data
+        data.loc = _node_location(self.source_name, node)
+        data.key_locs = {}
+        data.value_locs = {}
+        self.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in data:
+                raise PolicyError(
+                    Problem(
+                        code="duplicate-key",
+                        message=f"the key '{key}' appears twice in the same block; YAML would silently keep only the last one",
+                        location=_node_location(self.source_name, key_node),
+                        fix="delete or rename one of them",
+                    )
+                )
+            data[key] = self.construct_object(value_node, deep=True)
+            data.key_locs[key] = _node_location(self.source_name, key_node)
+            data.value_locs[key] = _node_location(self.source_name, value_node)
+
+    def construct_yaml_seq(self, node):  # type: ignore[override]
+        data = YList()
+        yield data
+        data.loc = _node_location(self.source_name, node)
+        data.item_locs = [_node_location(self.source_name, child) for child in node.value]
+        data.extend(self.construct_object(child, deep=True) for child in node.value)
+
+
+_PositionLoader.add_constructor("tag:yaml.org,2002:map", _PositionLoader.construct_yaml_map)
+_PositionLoader.add_constructor("tag:yaml.org,2002:seq", _PositionLoader.construct_yaml_seq)
+
+
+def load_yaml(path: Path, display_name: str | None = None) -> Any:
+    """Load one YAML file; syntax errors become a PolicyError naming file, line and column."""
+    name = display_name or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(
+            Problem(
+                code="not-utf8",
+                message=f"the file is not UTF-8 text (byte {exc.start} cannot be read)",
+                location=Location(file=name),
+                fix="save the file as UTF-8 (in most editors: Save As → Encoding → UTF-8)",
+            )
+        ) from None
+    return load_yaml_text(text, name)
+
+
+def load_yaml_text(text: str, name: str) -> Any:
+    loader = _PositionLoader(text)
+    loader.source_name = name
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = Location(file=name, line=mark.line + 1, col=mark.column + 1) if mark else Location(file=name)
+        hint = "check the indentation and that every 'key: value' has a space after the colon"
+        if "\t" in text:
+            hint = "YAML does not allow tab characters for indentation; use spaces"
+        raise PolicyError(
+            Problem(code="yaml-syntax", message=f"YAML syntax error: {exc.problem}", location=loc, fix=hint)
+        ) from None
+    finally:
+        loader.dispose()
