@@ -17,7 +17,8 @@ value inert if someone edits the cell in Excel/WPS or saves the sheet as CSV and
 Exception, so ordinary data stays readable: a text that is only a signed number or phone number
 (a ``+``/``-`` followed by digits, spaces, ``.``, ``,``, ``-``; e.g. ``-5``, ``+86 138 0013 8000``)
 is written unchanged, because such a text cannot call a function or reference anything even if
-Excel did evaluate it.
+Excel did evaluate it. Text is also cleaned: CR LF / CR become LF (Excel's in-cell line break) and
+other control characters are dropped.
 
 Deterministic bytes: the same sheets produce a byte-identical file. The document "created" /
 "modified" property is set to ``created`` (default ``FIXED_CREATED``), and XlsxWriter itself stamps
@@ -78,6 +79,7 @@ HEADER_STYLE = {
 _INJECTION_START = ("=", "+", "-", "@", "\t", "\r")
 # A signed number or phone number: harmless even as a formula (no letters, no references).
 _PLAIN_SIGNED_NUMBER = re.compile(r"[+-][0-9][0-9 .,\-]*")
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # keeps \t and \n
 _BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
 SHEET_NAME_MAX = 31
 
@@ -221,7 +223,7 @@ def _write_sheet(workbook: xlsxwriter.Workbook, formats: _Formats, sheet: Sheet,
     measure = [c.width is None for c in columns]
 
     for col, column in enumerate(columns):
-        ws.write_string(0, col, escape_text(column.header), formats.header)
+        ws.write_string(0, col, _clean_text(escape_text(column.header)), formats.header)
     ws.freeze_panes(1, 0)
 
     kinds = [c.kind for c in columns]
@@ -274,11 +276,20 @@ def _write_cell(ws, row: int, col: int, kind: str, value: Any, fmt) -> int:
 
 
 def _write_text(ws, row: int, col: int, text: str) -> int:
-    text = escape_text(text)
+    text = _clean_text(escape_text(text))
     if len(text) > MAX_STRING:
         text = text[:MAX_STRING]  # Excel's hard limit; XlsxWriter would truncate with a warning
     ws.write_string(row, col, text)
     return display_width(text)
+
+
+def _clean_text(text: str) -> str:
+    """Line breaks as ``\n`` (what Excel uses inside a cell) and no other control characters:
+    XlsxWriter would store them as ``_x000D_``-style escapes that many readers show verbatim."""
+    if text.isprintable():
+        return text
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL_CHARS.sub("", text)
 
 
 def _to_text(value: Any) -> str:

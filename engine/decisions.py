@@ -1,0 +1,71 @@
+"""What a run decides: rule firings (the audit trail), tasks for staff and messages for customers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+
+@dataclass
+class Firing:
+    """One rule that fired for one customer: the unit of the decision log."""
+
+    customer_id: str
+    stage: str
+    policy_id: str
+    rule_id: str
+    source: str  # file:line:col or workbook!Sheet!Cell
+    inputs: dict[str, Any]  # the values the condition read
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    suppressed_by: str | None = None  # the guard that stopped an output, if any
+    note: str | None = None  # e.g. a hit-policy warning
+
+
+@dataclass
+class Task:
+    customer_id: str
+    customer_name: str | None
+    assignee: str  # a person (the 客户经理 or the person filling a role)
+    role: str | None  # the role the task went to, if assigned by role
+    title: str
+    reason: str
+    rule_id: str
+    policy_id: str
+    stage: str
+    due: datetime
+    priority: str
+    script: str | None
+    category: str = "service"
+    key: str = ""  # idempotency key: rule, customer, period
+
+
+@dataclass
+class Message:
+    customer_id: str
+    customer_name: str | None
+    channel: str
+    address: str | None
+    template: str
+    category: str
+    subject: str | None
+    body: str
+    rule_id: str
+    policy_id: str
+    stage: str
+    send_at: datetime | None = None
+    key: str = ""
+
+
+def jsonable(value: Any) -> Any:
+    """Values as they appear in JSON outputs: dates in ISO form, everything else as is."""
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="minutes")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    return value

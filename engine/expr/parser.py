@@ -1,0 +1,259 @@
+"""Parse expression text into the IR (``ast.py``) by recursive descent.
+
+Grammar, loosest binding first::
+
+    expr       := and_expr ("or" and_expr)*
+    and_expr   := not_expr ("and" not_expr)*
+    not_expr   := "not" not_expr | comparison
+    comparison := sum [ ("==" | "!=" | "<" | "<=" | ">" | ">=") sum
+                      | ["not"] "in" ( "[" [expr ("," expr)*] "]" | NAME )
+                      | "between" sum "and" sum
+                      | "is" ["not"] "null" ]
+    sum        := product (("+" | "-") product)*
+    product    := unary (("*" | "/" | "%") unary)*
+    unary      := "-" unary | primary
+    primary    := NUMBER | STRING | "true" | "false" | "null"
+                | NAME | NAME "(" [expr ("," expr)*] ")" | "(" expr ")"
+
+Comparisons do not chain (``a < b < c`` is an error that suggests ``a < b and b < c``).
+``-`` followed by a number is folded into a negative constant. Syntax errors raise ExprError with
+one Problem of code ``expr-syntax`` at the absolute position of the offending token.
+"""
+from __future__ import annotations
+
+from ..errors import ExprError, Location
+from .ast import COMPARISON_OPS, Between, Binary, BoolOp, Call, Const, In, IsNull, Name, Node, Unary
+from .lexer import Token, locate, syntax_error, tokenize
+
+
+def parse(text: str, location: Location | None = None) -> Node:
+    """Parse ``text``. ``location`` is where the text starts in the policy file (file, line, col)."""
+    return _Parser(text, location).parse()
+
+
+def _describe(tok: Token) -> str:
+    """How a token is named in an error message."""
+    if tok.kind == "eof":
+        return "the end of the expression"
+    return f"'{tok.text}'" if tok.kind != "string" else tok.text
+
+
+class _Parser:
+    def __init__(self, text: str, location: Location | None):
+        self.location = location
+        self.tokens = tokenize(text, location)
+        self.pos = 0
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.pos]
+
+    def advance(self) -> Token:
+        tok = self.tokens[self.pos]
+        if tok.kind != "eof":
+            self.pos += 1
+        return tok
+
+    def at(self, kind: str, value: object = None) -> bool:
+        tok = self.tok
+        return tok.kind == kind and (value is None or tok.value == value)
+
+    def at_op(self, *ops: str) -> bool:
+        return self.tok.kind == "op" and self.tok.value in ops
+
+    def at_keyword(self, *words: str) -> bool:
+        return self.tok.kind == "keyword" and self.tok.value in words
+
+    def peek_keyword(self, word: str) -> bool:
+        nxt = self.tokens[min(self.pos + 1, len(self.tokens) - 1)]
+        return nxt.kind == "keyword" and nxt.value == word
+
+    def fail(self, tok: Token, message: str, fix: str | None = None) -> ExprError:
+        return syntax_error(self.location, tok.line, tok.col, message, fix)
+
+    def where(self, tok: Token) -> str:
+        """'line L, col C' of a token, absolute in the file when the file position is known."""
+        loc = locate(self.location, tok.line, tok.col)
+        return f"line {loc.line}, col {loc.col}"
+
+    def expect_closing(self, opener: Token, closer: str, what: str) -> Token:
+        if self.at_op(closer):
+            return self.advance()
+        if self.at("eof"):
+            raise self.fail(opener, f"this '{opener.text}' is never closed", f"add '{closer}' {what}")
+        raise self.fail(
+            self.tok,
+            f"expected '{closer}' to close the '{opener.text}' at {self.where(opener)}, found {_describe(self.tok)}",
+        )
+
+    # -- grammar ---------------------------------------------------------------------------------
+
+    def parse(self) -> Node:
+        if self.at("eof"):
+            raise self.fail(self.tok, "the expression is empty",
+                            "write a condition such as monetary_365d >= 50000")
+        node = self.expr()
+        if not self.at("eof"):
+            tok = self.tok
+            if self.at_op(")"):
+                raise self.fail(tok, "there is a ')' without a matching '('")
+            if self.at_op("]"):
+                raise self.fail(tok, "there is a ']' without a matching '['")
+            if self.at_op(*COMPARISON_OPS):
+                raise self.fail(tok, f"a second comparison '{tok.text}' cannot follow directly",
+                                "join the comparisons with 'and', e.g. a < b and b < c")
+            raise self.fail(tok, f"expected 'and', 'or' or the end of the expression, found {_describe(tok)}",
+                            "did you forget 'and' or 'or' between two conditions, or an operator?")
+        return node
+
+    def expr(self) -> Node:
+        return self.bool_op("or", self.and_expr)
+
+    def and_expr(self) -> Node:
+        return self.bool_op("and", self.not_expr)
+
+    def bool_op(self, word: str, operand) -> Node:
+        first = operand()
+        operands = [first]
+        while self.at_keyword(word):
+            self.advance()
+            operands.append(operand())
+        if len(operands) == 1:
+            return first
+        return BoolOp(word, tuple(operands), line=first.line, col=first.col)
+
+    def not_expr(self) -> Node:
+        if self.at_keyword("not"):
+            tok = self.advance()
+            return Unary("not", self.not_expr(), line=tok.line, col=tok.col)
+        return self.comparison()
+
+    def comparison(self) -> Node:
+        left = self.sum()
+        pos = {"line": left.line, "col": left.col}
+        if self.at_op(*COMPARISON_OPS):
+            op = self.advance().value
+            return Binary(op, left, self.sum(), **pos)
+        if self.at_keyword("in") or (self.at_keyword("not") and self.peek_keyword("in")):
+            negated = self.at_keyword("not")
+            if negated:
+                self.advance()
+            self.advance()
+            return In(left, self.in_options(), negated, **pos)
+        if self.at_keyword("not") and self.peek_keyword("between"):
+            raise self.fail(self.tok, "'not between' is not supported",
+                            "write not (x between a and b), or x < a or x > b")
+        if self.at_keyword("between"):
+            self.advance()
+            low = self.sum()
+            if not self.at_keyword("and"):
+                raise self.fail(self.tok, f"expected 'and' in 'between ... and ...', found {_describe(self.tok)}",
+                                "write e.g. monetary_365d between 10000 and 50000")
+            self.advance()
+            high = self.sum()
+            return Between(left, low, high, True, **pos)
+        if self.at_keyword("is"):
+            self.advance()
+            negated = self.at_keyword("not")
+            if negated:
+                self.advance()
+            if not self.at_keyword("null"):
+                raise self.fail(self.tok, f"after 'is' write 'null' or 'not null', found {_describe(self.tok)}",
+                                "to test a yes/no field write e.g. opt_out == true")
+            self.advance()
+            return IsNull(left, negated, **pos)
+        return left
+
+    def in_options(self) -> tuple[Node, ...] | Name:
+        if self.at("name"):
+            tok = self.advance()
+            if self.at_op("("):
+                raise self.fail(tok, "after 'in' write a list like ['高', '中'] or the name of a list field",
+                                "to search text use contains(text, 'word')")
+            return Name(tok.value, line=tok.line, col=tok.col)
+        if not self.at_op("["):
+            raise self.fail(self.tok,
+                            f"after 'in' write a list like ['高', '中'] or the name of a list field, "
+                            f"found {_describe(self.tok)}")
+        opener = self.advance()
+        items = self.comma_list(opener, "]", "list")
+        return tuple(items)
+
+    def comma_list(self, opener: Token, closer: str, what: str) -> list[Node]:
+        """Items up to ``closer`` (already past ``opener``), separated by commas."""
+        items: list[Node] = []
+        if self.at_op(closer):
+            self.advance()
+            return items
+        while True:
+            items.append(self.expr())
+            if self.at_op(","):
+                self.advance()
+                continue
+            if self.at_op(closer) or self.at("eof"):
+                self.expect_closing(opener, closer, f"at the end of the {what}")
+                return items
+            raise self.fail(self.tok, f"expected ',' or '{closer}' in the {what}, found {_describe(self.tok)}",
+                            "separate the items with commas")
+
+    def sum(self) -> Node:
+        node = self.product()
+        while self.at_op("+", "-"):
+            op = self.advance().value
+            node = Binary(op, node, self.product(), line=node.line, col=node.col)
+        return node
+
+    def product(self) -> Node:
+        node = self.unary()
+        while self.at_op("*", "/", "%"):
+            op = self.advance().value
+            node = Binary(op, node, self.unary(), line=node.line, col=node.col)
+        return node
+
+    def unary(self) -> Node:
+        if self.at_op("-"):
+            tok = self.advance()
+            operand = self.unary()
+            if isinstance(operand, Const) and isinstance(operand.value, (int, float)) \
+                    and not isinstance(operand.value, bool):
+                # A negative number is a constant, not an operation: simpler IR for every backend.
+                return Const(-operand.value, line=tok.line, col=tok.col)
+            return Unary("-", operand, line=tok.line, col=tok.col)
+        return self.primary()
+
+    def primary(self) -> Node:
+        tok = self.tok
+        if tok.kind in ("number", "string"):
+            self.advance()
+            return Const(tok.value, line=tok.line, col=tok.col)
+        if tok.kind == "keyword" and tok.value in ("true", "false", "null"):
+            self.advance()
+            value = {"true": True, "false": False, "null": None}[tok.value]
+            return Const(value, line=tok.line, col=tok.col)
+        if tok.kind == "name":
+            self.advance()
+            if self.at_op("("):
+                opener = self.advance()
+                args = self.comma_list(opener, ")", f"arguments of {tok.value}(...)")
+                return Call(tok.value, tuple(args), line=tok.line, col=tok.col)
+            return Name(tok.value, line=tok.line, col=tok.col)
+        if self.at_op("("):
+            opener = self.advance()
+            if self.at_op(")"):
+                raise self.fail(self.tok, "expected a value inside '( )', found ')'")
+            node = self.expr()
+            self.expect_closing(opener, ")", "after the part in brackets")
+            return node
+        if self.at_op("["):
+            raise self.fail(tok, "a list in [...] can only follow 'in'",
+                            "write e.g. lifecycle_stage in ['签约', '意向']")
+        raise self.expected_value(tok)
+
+    def expected_value(self, tok: Token) -> ExprError:
+        prev = self.tokens[self.pos - 1] if self.pos > 0 else None
+        found = _describe(tok)
+        if prev is not None and prev.kind in ("op", "keyword") and prev.value not in (")", "]"):
+            return self.fail(tok, f"expected a value after '{prev.text}', found {found}")
+        return self.fail(tok, f"expected a value (a name, a number, text in quotes or '('), found {found}")
