@@ -101,9 +101,6 @@ class _Parser:
                 raise self.fail(tok, "there is a ')' without a matching '('")
             if self.at_op("]"):
                 raise self.fail(tok, "there is a ']' without a matching '['")
-            if self.at_op(*COMPARISON_OPS):
-                raise self.fail(tok, f"a second comparison '{tok.text}' cannot follow directly",
-                                "join the comparisons with 'and', e.g. a < b and b < c")
             raise self.fail(tok, f"expected 'and', 'or' or the end of the expression, found {_describe(tok)}",
                             "did you forget 'and' or 'or' between two conditions, or an operator?")
         return node
@@ -131,6 +128,14 @@ class _Parser:
         return self.comparison()
 
     def comparison(self) -> Node:
+        node = self.single_comparison()
+        if self.at_op(*COMPARISON_OPS):
+            # A comparison was just read (otherwise this operator would have been consumed).
+            raise self.fail(self.tok, f"a second comparison '{self.tok.text}' cannot follow directly",
+                                "join the comparisons with 'and', e.g. a < b and b < c")
+        return node
+
+    def single_comparison(self) -> Node:
         left = self.sum()
         pos = {"line": left.line, "col": left.col}
         if self.at_op(*COMPARISON_OPS):
