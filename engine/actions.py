@@ -1,0 +1,137 @@
+"""Turn rule outputs into concrete work: a task with an assignee and a due time, a message with a
+channel, an address and a rendered text."""
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any
+
+from engine.calendar import BusinessCalendar, parse_duration
+from engine.decisions import Message, Task
+from engine.errors import PolicyError, Problem
+from engine.model import Customer
+from engine.policy.loader import Organization
+from engine.policy.model import MessageSpec, Rule, RuleSet, TaskSpec
+from engine.render import render_message
+
+
+def customer_context(customer: Customer, features: dict[str, Any]) -> dict[str, Any]:
+    """What templates see as ``customer``: the record's contact fields plus every feature and tag."""
+    ctx = dict(features)
+    ctx.update(
+        name=customer.name,
+        contact_person=customer.contact_person,
+        phone=customer.phone,
+        email=customer.email,
+        wechat=customer.wechat,
+        gender=customer.gender,
+    )
+    return ctx
+
+
+class ActionBuilder:
+    """Builds tasks and messages for one run (one as-of date, one organisation, one calendar)."""
+
+    def __init__(self, org: Organization, calendar: BusinessCalendar, env, as_of: date):
+        self.org = org
+        self.calendar = calendar
+        self.env = env
+        self.as_of = as_of
+        # Tasks are due counted from the start of the as-of day's working time.
+        self.start = calendar.next_working_time(datetime.combine(as_of, time(0, 0)))
+        self._due_cache: dict[str, datetime] = {}
+        self._inline_cache: dict[str, Any] = {}
+
+    def due(self, duration_text: str) -> datetime:
+        due = self._due_cache.get(duration_text)
+        if due is None:
+            due = self.calendar.add(self.start, parse_duration(duration_text))
+            self._due_cache[duration_text] = due
+        return due
+
+    def _inline(self, text: str | None, context: dict, rule: Rule) -> str | None:
+        """Render a task title or script, which may use {{ customer.xxx }} like message templates."""
+        if text is None or "{" not in text:
+            return text
+        template = self._inline_cache.get(text)
+        if template is None:
+            try:
+                template = self.env.from_string(text)
+            except Exception as exc:  # a Jinja syntax error in a policy file
+                raise PolicyError(Problem(code="template-syntax", message=f"rule {rule.rule_id}: {exc}", location=rule.location)) from None
+            self._inline_cache[text] = template
+        try:
+            return template.render(context)
+        except Exception as exc:
+            raise PolicyError(
+                Problem(code="template-undefined", message=f"rule {rule.rule_id}: {exc}", location=rule.location,
+                        fix="use only variables listed in templates/README.md, e.g. customer.name")
+            ) from None
+
+    def context(self, customer: Customer, features: dict, params: dict | None = None) -> dict[str, Any]:
+        return {
+            "customer": customer_context(customer, features),
+            "company": self.org.company,
+            "as_of": self.as_of,
+            "params": params or {},
+        }
+
+    def task(self, spec: TaskSpec, rule: Rule, rs: RuleSet, customer: Customer, features: dict, context: dict) -> Task:
+        role = spec.assign_to[5:] if spec.assign_to.startswith("role:") else None
+        if role is not None:
+            assignee = self.org.roles[role]
+        elif customer.owner:
+            assignee = customer.owner
+        else:  # no 客户经理: the unassigned role takes it, and the sheet says why
+            role = self.org.unassigned_role
+            assignee = self.org.roles.get(role, role)
+        return Task(
+            customer_id=customer.customer_id,
+            customer_name=customer.name,
+            assignee=assignee,
+            role=role,
+            title=self._inline(spec.title, context, rule) or "",
+            reason=rule.description,
+            rule_id=rule.rule_id,
+            policy_id=rs.policy_id,
+            stage=rs.stage,
+            due=self.due(spec.due),
+            priority=spec.priority,
+            script=self._inline(spec.script, context, rule),
+            category=spec.category,
+            key=f"{rule.rule_id}|{customer.customer_id}|{self.as_of.isoformat()}",
+        )
+
+    def pick_channel(self, spec: MessageSpec, customer: Customer) -> tuple[str | None, str | None]:
+        """The channel and address to use, or (None, None) when the customer cannot be reached."""
+        if spec.channel != "preferred":
+            candidates = [spec.channel]
+        else:
+            preferred = self.org.channel_key(customer.preferred_channel)
+            candidates = ([preferred] if preferred else []) + [c for c in self.org.default_channel_order if c != preferred]
+        for key in candidates:
+            channel = self.org.channels[key]
+            address = getattr(customer, channel.address_field, None)
+            if address:
+                return key, address
+        return None, None
+
+    def message(self, spec: MessageSpec, rule: Rule, rs: RuleSet, customer: Customer, features: dict, channel: str,
+                address: str, context: dict) -> Message:
+        ctx = dict(context)
+        ctx["params"] = spec.params
+        template_name = f"messages/{channel}/{spec.template}.txt"
+        rendered = render_message(self.env, template_name, ctx)
+        return Message(
+            customer_id=customer.customer_id,
+            customer_name=customer.name,
+            channel=channel,
+            address=address,
+            template=spec.template,
+            category=spec.category,
+            subject=rendered.subject,
+            body=rendered.body,
+            rule_id=rule.rule_id,
+            policy_id=rs.policy_id,
+            stage=rs.stage,
+            key=f"{rule.rule_id}|{customer.customer_id}|{self.as_of.isoformat()}",
+        )

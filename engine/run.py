@@ -1,0 +1,207 @@
+"""One batch run: read the inbox, derive features, evaluate the stages, write the run folder.
+
+The run folder is built in a temporary folder and renamed into place at the end (engine.outbox), so
+a failed run leaves the outbox as it was. Same inputs, policies, templates and as-of date give the
+same run id and byte-identical files.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable
+
+from engine import __version__
+from engine.actions import ActionBuilder
+from engine.backends import get_backend
+from engine.calendar import load_calendars
+from engine.decisions import Firing, Message, Task
+from engine.errors import Location, PolicyError, Problem
+from engine.evaluate import Evaluator
+from engine.features import derive_all
+from engine.model import Dataset
+from engine.outbox import RunFolder, build_manifest, make_run_id, sha256_file, write_json
+from engine.outputs import write_customers, write_decisions, write_messages, write_rejects, write_tasks
+from engine.policy.loader import PolicySet, load_policies
+from engine.policy.model import AddScore, MessageSpec, SetTag, TaskSpec
+from engine.readers import load_columns, read_inbox
+from engine.render import make_environment
+
+# customers.xlsx columns: (feature or tag key, header, cell kind)
+CUSTOMER_COLUMNS = [
+    ("customer_id", "客户编号", "text"),
+    ("name", "客户名称", "text"),
+    ("owner", "客户经理", "text"),
+    ("value_tier", "价值等级", "text"),
+    ("need_type", "需求类型", "text"),
+    ("lifecycle_stage", "合作阶段", "text"),
+    ("sales_stage", "销售阶段", "text"),
+    ("risk_level", "风险等级", "text"),
+    ("service_team", "服务团队", "text"),
+    ("revisit_interval_days", "回访间隔(天)", "int"),
+    ("days_since_last_order", "距上次购买(天)", "int"),
+    ("frequency_365d", "近365天购买次数", "int"),
+    ("monetary_365d", "近365天消费额", "money"),
+    ("days_since_last_contact", "距上次联系(天)", "int"),
+    ("open_complaints", "未解决投诉", "int"),
+    ("task_count", "任务数", "int"),
+    ("message_count", "消息数", "int"),
+]
+
+
+@dataclass
+class RunOptions:
+    policies: Path
+    inbox: Path
+    outbox: Path
+    as_of: date
+    templates: Path | None = None
+    engine: str = "python"
+    force: bool = False
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    folder: Path
+    already_done: bool = False
+    counts: dict[str, Any] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def default_templates(policies: Path) -> Path:
+    """Templates live beside the policy folder (``templates/`` next to ``policies/``)."""
+    return policies.resolve().parent / "templates"
+
+
+def _files_under(root: Path, pattern: str) -> list[Path]:
+    return sorted(p for p in root.rglob(pattern) if p.is_file() and not p.name.startswith("~$"))
+
+
+@dataclass
+class Evaluation:
+    """Everything decided for a dataset: per-customer rows, tasks, messages and the decision log."""
+
+    customer_rows: list[dict[str, Any]]
+    tasks: list[Task]
+    messages: list[Message]
+    firings: list[Firing]
+    warnings: list[Problem]
+
+
+def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templates: Path, engine: str = "python",
+                     progress: Callable[[int, int], None] | None = None) -> Evaluation:
+    calendars = load_calendars(policyset.root / "calendar.yaml")
+    org = policyset.organization
+    if org.task_calendar not in calendars:
+        raise PolicyError(Problem(code="unknown-calendar", message=f"task_calendar '{org.task_calendar}' is not defined in calendar.yaml",
+                                  location=Location(file="organization.yaml"), fix=f"calendars: {', '.join(calendars)}"))
+    env = make_environment(templates)
+    builder = ActionBuilder(org, calendars[org.task_calendar], env, as_of)
+    evaluator = Evaluator(policyset.rulesets, get_backend(engine))
+    features_by_id = derive_all(dataset, as_of, policyset.features)
+    tasks: list[Task] = []
+    messages: list[Message] = []
+    firings: list[Firing] = []
+    rows: list[dict[str, Any]] = []
+    warnings: list[Problem] = []
+    total = len(dataset.customers)
+    for n, customer in enumerate(dataset.customers):
+        features = features_by_id[customer.customer_id]
+        hits = evaluator.run_all(features)
+        context = None
+        task_count = message_count = 0
+        for hit in hits:
+            rule, rs = hit.rule, hit.ruleset
+            firing = Firing(customer.customer_id, rs.stage, rs.policy_id, rule.rule_id, str(rule.location), hit.inputs, note=hit.note)
+            for out in rule.outputs:
+                if type(out) is SetTag:
+                    firing.outputs.append({"set": {out.name: out.value}})
+                elif type(out) is AddScore:
+                    firing.outputs.append({"score": {out.name: out.points}})
+                elif type(out) is TaskSpec:
+                    context = context or builder.context(customer, features)
+                    task = builder.task(out, rule, rs, customer, features, context)
+                    tasks.append(task)
+                    task_count += 1
+                    firing.outputs.append({"task": {"assignee": task.assignee, "title": task.title, "due": task.due, "priority": task.priority}})
+                elif type(out) is MessageSpec:
+                    channel, address = builder.pick_channel(out, customer)
+                    if channel is None:
+                        firing.suppressed_by = "no-contact"
+                        firing.outputs.append({"message": {"template": out.template, "suppressed": "no phone, e-mail or WeChat on record"}})
+                        continue
+                    context = context or builder.context(customer, features)
+                    msg = builder.message(out, rule, rs, customer, features, channel, address, context)
+                    messages.append(msg)
+                    message_count += 1
+                    firing.outputs.append({"message": {"channel": channel, "template": out.template, "category": out.category}})
+            firings.append(firing)
+        row = dict(features)
+        row["task_count"] = task_count
+        row["message_count"] = message_count
+        rows.append(row)
+        if progress and (n + 1) % 5000 == 0:
+            progress(n + 1, total)
+    return Evaluation(rows, tasks, messages, firings, warnings)
+
+
+def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None) -> RunResult:
+    say = progress or (lambda _msg: None)
+    policies = options.policies.resolve()
+    templates = (options.templates or default_templates(policies)).resolve()
+    policyset = load_policies(policies)
+    columns_path = policies / "columns.yaml"
+    columns = load_columns(columns_path)
+    say(f"读取 {options.inbox} …")
+    dataset = read_inbox(options.inbox, columns)
+    say(f"客户 {len(dataset.customers)}，互动记录 {len(dataset.interactions)}，订单 {len(dataset.orders)}，被拒绝的行 {len(dataset.rejects)}")
+
+    input_files = [Path(p) for p in dataset.input_files]
+    template_files = _files_under(templates, "*") if templates.is_dir() else []
+    digest = hashlib.sha256()
+    digest.update(options.as_of.isoformat().encode())
+    digest.update(options.engine.encode())
+    for path in [*input_files, *policyset.files, columns_path, *template_files]:
+        digest.update(sha256_file(path).encode())
+    run_id = make_run_id(options.as_of, digest.hexdigest())
+    target = options.outbox / run_id
+    if target.exists() and not options.force:
+        return RunResult(run_id, target, already_done=True)
+
+    evaluation = evaluate_dataset(
+        policyset, dataset, options.as_of, templates, options.engine,
+        progress=lambda done, total: say(f"已评估 {done}/{total} 位客户"),
+    )
+    with RunFolder(options.outbox, run_id, overwrite=options.force) as folder:
+        task_counts = write_tasks(folder.path, evaluation.tasks)
+        message_counts = write_messages(folder.path, evaluation.messages)
+        write_customers(folder.path, evaluation.customer_rows, CUSTOMER_COLUMNS)
+        write_rejects(folder.path, dataset.rejects)
+        write_decisions(folder.path, evaluation.firings)
+        counts = {
+            "customers": len(dataset.customers),
+            "interactions": len(dataset.interactions),
+            "orders": len(dataset.orders),
+            "rejects": len(dataset.rejects),
+            "decisions": len(evaluation.firings),
+            "tasks": len(evaluation.tasks),
+            "tasks_by_assignee": task_counts,
+            "messages": len(evaluation.messages),
+            "messages_by_channel": message_counts,
+        }
+        manifest = build_manifest(
+            run_id=run_id,
+            as_of=options.as_of,
+            inputs=input_files,
+            inputs_root=options.inbox,
+            policies=[*policyset.files, columns_path],
+            policies_root=policies,
+            templates=template_files,
+            templates_root=templates,
+            counts=counts,
+            extra={"engine": options.engine, "tool_version": __version__},
+        )
+        write_json(folder.path / "manifest.json", manifest)
+    return RunResult(run_id, target, counts=counts, warnings=policyset.warnings)
