@@ -1,0 +1,121 @@
+"""The ``crm-engine`` command. Commands only parse arguments, call library functions and print."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import click
+
+from engine import __version__
+from engine.errors import EngineError
+
+
+def _parse_date(_ctx, _param, value):
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a date like 2026-11-20") from None
+
+
+def _fail(exc: EngineError) -> None:
+    click.echo(f"发现 {len(exc.problems)} 个问题 / {len(exc.problems)} problem(s):", err=True)
+    for p in exc.problems:
+        click.echo(str(p), err=True)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="crm-engine")
+def main() -> None:
+    """crm-engine: apply customer-relationship policies to Excel exports.
+
+    \b
+    Typical day:
+      crm-engine validate --policies policies          # after editing a policy file
+      crm-engine run --inbox inbox --outbox outbox      # the batch run
+    """
+
+
+@main.command()
+@click.option("--policies", type=click.Path(path_type=Path, file_okay=False), default=Path("policies"), show_default=True,
+              help="Folder with the policy files (YAML and .xlsx decision tables).")
+@click.option("--inbox", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("inbox"), show_default=True,
+              help="Folder with the Excel exports (customers, interactions, orders).")
+@click.option("--outbox", type=click.Path(path_type=Path, file_okay=False), default=Path("outbox"), show_default=True,
+              help="Where the run folder is written.")
+@click.option("--as-of", "as_of", callback=_parse_date, default=None, help="The date the run looks at (YYYY-MM-DD). Default: today.")
+@click.option("--templates", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Message templates folder. Default: templates/ beside the policy folder.")
+@click.option("--engine", "engine_name", type=click.Choice(["python", "durable"]), default="python", show_default=True,
+              help="Rule evaluation backend.")
+@click.option("--force", is_flag=True, help="Run again even if this exact batch already has a run folder (replaces it).")
+def run(policies: Path, inbox: Path, outbox: Path, as_of: date | None, templates: Path | None, engine_name: str, force: bool) -> None:
+    """Run the policies over the exports in INBOX and write a run folder into OUTBOX."""
+    from engine.run import RunOptions, run_batch
+
+    options = RunOptions(policies=policies, inbox=inbox, outbox=outbox, as_of=as_of or date.today(),
+                         templates=templates, engine=engine_name, force=force)
+    try:
+        result = run_batch(options, progress=lambda msg: click.echo(msg, err=True))
+    except EngineError as exc:
+        _fail(exc)
+        return
+    if result.already_done:
+        click.echo(f"这一批数据已经运行过（输入、策略、模板和日期都相同），结果在：{result.folder}")
+        click.echo("This exact batch was already run; nothing new was issued. Use --force to run it again.")
+        return
+    for w in result.warnings:
+        click.echo(str(w), err=True)
+    c = result.counts
+    click.echo(f"运行完成 run {result.run_id}（as-of {options.as_of.isoformat()}）")
+    click.echo(f"  客户 {c['customers']}，互动 {c['interactions']}，订单 {c['orders']}")
+    click.echo(f"  任务 {c['tasks']}（{len(c['tasks_by_assignee'])} 人），消息 {c['messages']}，决策记录 {c['decisions']}")
+    if c["rejects"]:
+        click.echo(f"  被拒绝的行 {c['rejects']}：见 {result.folder / 'rejects.xlsx'}")
+    click.echo(f"结果在 Results in: {result.folder}")
+
+
+@main.command()
+@click.option("--customers", type=click.IntRange(min=1), default=500, show_default=True, help="How many customers.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Random seed: the same seed gives the same files.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("inbox"), show_default=True, help="Output folder.")
+@click.option("--as-of", "as_of", callback=_parse_date, default="2026-11-20", show_default=True,
+              help="The date the sample history runs up to.")
+@click.option("--interactions-per-customer", type=float, default=10.0, show_default=True)
+@click.option("--orders-per-customer", type=float, default=3.0, show_default=True)
+@click.option("--clean", is_flag=True, help="No messy cells (by default a few are added, as real exports have).")
+def sample(customers: int, seed: int, out: Path, as_of: date, interactions_per_customer: float, orders_per_customer: float, clean: bool) -> None:
+    """Write a deterministic, realistic sample export (customers, interactions, orders)."""
+    from engine.sample import write_sample
+
+    paths = write_sample(out, customers, seed, as_of=as_of, interactions_per_customer=interactions_per_customer,
+                         orders_per_customer=orders_per_customer, messy=not clean)
+    for p in paths:
+        click.echo(str(p))
+
+
+@main.command()
+@click.option("--policies", type=click.Path(path_type=Path, file_okay=False), default=Path("policies"), show_default=True)
+@click.option("--templates", type=click.Path(path_type=Path, file_okay=False), default=None)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def validate(policies: Path, templates: Path | None, fmt: str) -> None:
+    """Check every policy file and decision table without running a batch."""
+    from engine.validate import validate_policies
+
+    problems = validate_policies(policies, templates)
+    errors = [p for p in problems if p.severity == "error"]
+    if fmt == "json":
+        click.echo(json.dumps([p.to_dict() for p in problems], ensure_ascii=False, indent=2))
+    else:
+        for p in problems:
+            click.echo(str(p))
+        click.echo(f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s)" if problems else "策略检查通过 / policies OK")
+    sys.exit(1 if errors else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
