@@ -132,7 +132,7 @@ class _Parser:
         if self.at_op(*COMPARISON_OPS):
             # A comparison was just read (otherwise this operator would have been consumed).
             raise self.fail(self.tok, f"a second comparison '{self.tok.text}' cannot follow directly",
-                                "join the comparisons with 'and', e.g. a < b and b < c")
+                            "join the comparisons with 'and', e.g. a < b and b < c")
         return node
 
     def single_comparison(self) -> Node:

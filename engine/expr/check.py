@@ -1,0 +1,182 @@
+"""Type-check an expression against a schema (name -> Type) before it runs on any data.
+
+Finds, in one pass, every unknown name (with a did-you-mean suggestion), unknown function, wrong
+number of arguments, type mismatch (e.g. a date compared with a number), comparison with ``null``
+(always false: use ``is null``) and invalid ``date('...')`` literal, and raises one ExprError
+holding all of them. Problem codes: ``unknown-name``, ``unknown-function``, ``wrong-arg-count``,
+``type-mismatch``, ``null-comparison``, ``bad-date``.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..errors import ExprError, Location, Problem
+from .ast import COMPARISON_OPS, Between, Binary, BoolOp, Call, Const, In, IsNull, Name, Node, Unary
+from .functions import FUNCTIONS, parse_date_text
+from .lexer import locate
+from .render import to_source
+from .suggestions import did_you_mean, hint
+from .types import (ANY, BOOL, DATE, NULL, NUMBER, Type, accepts, arithmetic_result, comparable, is_unknown,
+                    orderable, parse_type, type_of_value, unify)
+
+
+def check(node: Node, schema: Mapping[str, Type | str], location: Location | None = None,
+          expect: Type | None = None) -> Type:
+    """The type of ``node``; raises ExprError with every problem found.
+
+    ``schema`` gives the type of each name (a Type, or text such as "number" or "list of string").
+    ``as_of`` has type date unless the schema says otherwise. ``location`` is where the expression
+    starts in the policy file. With ``expect`` (e.g. BOOL for a rule condition), a result of
+    another type is a problem too.
+    """
+    checker = _Checker(schema, location)
+    result = checker.visit(node)
+    if expect is not None and not is_unknown(result) and result != expect:
+        if expect == BOOL:
+            message = f"a condition must be true or false, but {to_source(node)} has type {result}"
+        else:
+            message = f"expected a value of type {expect}, but {to_source(node)} has type {result}"
+        checker.problem(node, "type-mismatch", message)
+    if checker.problems:
+        raise ExprError(checker.problems)
+    return result
+
+
+def _types_text(types: tuple[Type, ...]) -> str:
+    return " or ".join("list" if t.is_list and t.item == ANY else str(t) for t in types)
+
+
+class _Checker:
+    def __init__(self, schema: Mapping[str, Type | str], location: Location | None):
+        self.schema = {name: parse_type(t) if isinstance(t, str) else t for name, t in schema.items()}
+        self.schema.setdefault("as_of", DATE)
+        self.location = location
+        self.problems: list[Problem] = []
+
+    def problem(self, node: Node, code: str, message: str, fix: str | None = None) -> None:
+        self.problems.append(Problem(code=code, message=message, location=locate(self.location, node.line, node.col),
+                                     fix=fix))
+
+    def mismatch(self, node: Node, message: str, fix: str | None = None) -> None:
+        self.problem(node, "type-mismatch", message, fix)
+
+    def visit(self, node: Node) -> Type:
+        method = getattr(self, "visit_" + type(node).__name__)
+        return method(node)
+
+    def visit_Const(self, node: Const) -> Type:
+        return type_of_value(node.value)
+
+    def visit_Name(self, node: Name) -> Type:
+        if node.name in self.schema:
+            return self.schema[node.name]
+        best = did_you_mean(node.name, self.schema)
+        self.problem(node, "unknown-name", f"unknown name '{node.name}'{hint(node.name, self.schema)}",
+                     f"write '{best[0]}'" if best else "check the spelling against the list of fields")
+        return ANY  # keeps one misspelling from causing a cascade of type errors
+
+    def visit_Unary(self, node: Unary) -> Type:
+        t = self.visit(node.operand)
+        if node.op == "not":
+            if not (is_unknown(t) or t == BOOL):
+                self.mismatch(node, f"'not' needs a true/false condition, but {to_source(node.operand)} has type {t}")
+            return BOOL
+        if not (is_unknown(t) or t == NUMBER):
+            self.mismatch(node, f"cannot put '-' before {to_source(node.operand)} ({t}): only numbers can be negative")
+        return NUMBER
+
+    def visit_BoolOp(self, node: BoolOp) -> Type:
+        for operand in node.operands:
+            t = self.visit(operand)
+            if not (is_unknown(t) or t == BOOL):
+                self.mismatch(operand, f"'{node.op}' combines true/false conditions, "
+                                       f"but {to_source(operand)} has type {t}")
+        return BOOL
+
+    def visit_Binary(self, node: Binary) -> Type:
+        lt, rt = self.visit(node.left), self.visit(node.right)
+        left, right = to_source(node.left), to_source(node.right)
+        if node.op in COMPARISON_OPS:
+            nulls = [isinstance(side, Const) and side.value is None for side in (node.left, node.right)]
+            if any(nulls):
+                other = right if nulls[0] else left
+                fix = {"==": f"write {other} is null", "!=": f"write {other} is not null"}.get(
+                    node.op, "use 'is null' or 'is not null' to test for a missing value")
+                self.problem(node, "null-comparison",
+                             f"{to_source(node)} is never true: a comparison with null is always false", fix)
+            elif not comparable(lt, rt):
+                self.mismatch(node, f"cannot compare {left} ({lt}) with {right} ({rt})")
+            elif node.op not in ("==", "!=") and not orderable(lt, rt):
+                self.mismatch(node, f"cannot use '{node.op}' with {left} ({lt}) and {right} ({rt}): "
+                                    f"only numbers, text and dates have an order")
+            return BOOL
+        result = arithmetic_result(node.op, lt, rt)
+        if result is None:
+            self.mismatch(node, f"cannot use '{node.op}' with {left} ({lt}) and {right} ({rt})")
+            return ANY
+        return result
+
+    def visit_In(self, node: In) -> Type:
+        vt = self.visit(node.value)
+        value = to_source(node.value)
+        if isinstance(node.options, tuple):
+            for option in node.options:
+                ot = self.visit(option)
+                if not comparable(vt, ot):
+                    self.mismatch(option, f"cannot compare {value} ({vt}) with {to_source(option)} ({ot})")
+        else:
+            ct = self.visit(node.options)
+            name = node.options.name
+            if not (is_unknown(ct) or ct.is_list):
+                self.mismatch(node.options, f"after 'in', {name} must be a list, but it has type {ct}",
+                              f"to search text use contains({name}, {value})" if ct.name == "string" else None)
+            elif ct.is_list and not comparable(vt, ct.item or ANY):
+                self.mismatch(node, f"cannot compare {value} ({vt}) with the items of {name} ({ct})")
+        return BOOL
+
+    def visit_Between(self, node: Between) -> Type:
+        vt = self.visit(node.value)
+        for bound in (node.low, node.high):
+            bt = self.visit(bound)
+            if not orderable(vt, bt):
+                self.mismatch(bound, f"cannot compare {to_source(node.value)} ({vt}) with {to_source(bound)} ({bt})")
+        return BOOL
+
+    def visit_IsNull(self, node: IsNull) -> Type:
+        self.visit(node.value)
+        return BOOL
+
+    def visit_Call(self, node: Call) -> Type:
+        arg_types = [self.visit(a) for a in node.args]
+        func = FUNCTIONS.get(node.func)
+        if func is None:
+            self.problem(node, "unknown-function", f"unknown function '{node.func}'{hint(node.func, FUNCTIONS)}",
+                         "available functions: " + ", ".join(sorted(FUNCTIONS)))
+            return ANY
+        n = len(node.args)
+        if n < func.min_args or (func.max_args is not None and n > func.max_args):
+            self.problem(node, "wrong-arg-count",
+                         f"{func.name}() takes {func.arity_text()}, but {n} {'was' if n == 1 else 'were'} given")
+            return func.result or ANY
+        ok = True
+        for i, (arg, at) in enumerate(zip(node.args, arg_types)):
+            allowed = func.param_types(i)
+            if not accepts(allowed, at):
+                ok = False
+                self.mismatch(arg, f"{func.name}() needs {_types_text(allowed)} as argument {i + 1}, "
+                                   f"but {to_source(arg)} has type {at}")
+        if func.name == "date" and isinstance(node.args[0], Const) and isinstance(node.args[0].value, str):
+            try:
+                parse_date_text(node.args[0].value)
+            except ValueError:
+                self.problem(node, "bad-date", f"{to_source(node)} is not a valid date",
+                             "write the date as date('YYYY-MM-DD'), e.g. date('2024-05-17')")
+        if func.result is not None:
+            return func.result
+        common = unify([t for t in arg_types if t != NULL])
+        if common is None:
+            if ok:
+                self.mismatch(node, f"{func.name}() needs arguments of the same type, but got "
+                                    + ", ".join(str(t) for t in arg_types))
+            return ANY
+        return common
