@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-AS_OF ?=
+AS_OF ?= 2026-11-20
 
 .PHONY: run test install install-test bench sample clean
 
@@ -17,7 +17,7 @@ install-test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,durable]'
 
 run: install
-	$(BIN)/crm-engine run --policies policies --inbox inbox --outbox outbox $(if $(AS_OF),--as-of $(AS_OF))
+	$(BIN)/crm-engine run --policies policies --inbox inbox --outbox outbox --as-of $(AS_OF)
 
 test: install-test
 	$(BIN)/python -m pytest -q
