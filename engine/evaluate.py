@@ -93,10 +93,3 @@ class Evaluator:
                     elif type(out) is AddScore:
                         features[out.name] = (features.get(out.name) or 0) + out.points
         return hits
-
-    def run_all(self, features: dict) -> list[Hit]:
-        self.prepare(features)
-        hits: list[Hit] = []
-        for i in range(len(self.stages)):
-            hits.extend(self.run_stage(i, features))
-        return hits

@@ -258,15 +258,3 @@ def derive_features(
     features.update(_interaction_features(interactions, as_of, config))
     return features
 
-
-def derive_all(dataset: Dataset, as_of: date, config: FeatureConfig) -> dict[str, dict[str, Any]]:
-    """customer_id → features, for every customer, in customer-id order."""
-    orders = group_by_customer(dataset.orders)
-    interactions = group_by_customer(dataset.interactions)
-    return {
-        c.customer_id: derive_features(
-            c, orders.get(c.customer_id, []), interactions.get(c.customer_id, []), as_of, config
-        )
-        for c in dataset.customers
-    }
-

@@ -19,14 +19,15 @@ from engine.calendar import load_calendars
 from engine.decisions import Firing, Message, Task
 from engine.errors import Location, PolicyError, Problem
 from engine.evaluate import Evaluator
-from engine.features import derive_all
+from engine.features import derive_features, group_by_customer
 from engine.model import Dataset
 from engine.outbox import RunFolder, build_manifest, make_run_id, sha256_file, write_json
 from engine.outputs import write_customers, write_decisions, write_messages, write_rejects, write_tasks
 from engine.policy.loader import PolicySet, load_policies
-from engine.policy.model import AddScore, MessageSpec, SetTag, TaskSpec
+from engine.policy.model import STAGES, AddScore, MessageSpec, SetTag, TaskSpec
 from engine.readers import load_columns, read_inbox
 from engine.render import make_environment
+from engine.stages import CustomerFacts, StageSetup, build_stage_modules
 
 # customers.xlsx columns: (feature or tag key, header, cell kind)
 CUSTOMER_COLUMNS = [
@@ -88,6 +89,7 @@ class Evaluation:
     messages: list[Message]
     firings: list[Firing]
     warnings: list[Problem]
+    modules: dict[str, Any] = field(default_factory=dict)  # stage modules, to write their own files
 
 
 def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templates: Path, engine: str = "python",
@@ -100,7 +102,9 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
     env = make_environment(templates)
     builder = ActionBuilder(org, calendars[org.task_calendar], env, as_of)
     evaluator = Evaluator(policyset.rulesets, get_backend(engine))
-    features_by_id = derive_all(dataset, as_of, policyset.features)
+    modules = build_stage_modules(StageSetup(policyset, calendars, builder, as_of))
+    orders_by_customer = group_by_customer(dataset.orders)
+    interactions_by_customer = group_by_customer(dataset.interactions)
     tasks: list[Task] = []
     messages: list[Message] = []
     firings: list[Firing] = []
@@ -108,43 +112,55 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
     warnings: list[Problem] = []
     total = len(dataset.customers)
     for n, customer in enumerate(dataset.customers):
-        features = features_by_id[customer.customer_id]
-        hits = evaluator.run_all(features)
+        cid = customer.customer_id
+        facts = CustomerFacts(customer, interactions_by_customer.get(cid, []), orders_by_customer.get(cid, []), {})
+        features = facts.features
+        features.update(derive_features(customer, facts.orders, facts.interactions, as_of, policyset.features))
+        evaluator.prepare(features)
         context = None
         task_count = message_count = 0
-        for hit in hits:
-            rule, rs = hit.rule, hit.ruleset
-            firing = Firing(customer.customer_id, rs.stage, rs.policy_id, rule.rule_id, str(rule.location), hit.inputs, note=hit.note)
-            for out in rule.outputs:
-                if type(out) is SetTag:
-                    firing.outputs.append({"set": {out.name: out.value}})
-                elif type(out) is AddScore:
-                    firing.outputs.append({"score": {out.name: out.points}})
-                elif type(out) is TaskSpec:
-                    context = context or builder.context(customer, features)
-                    task = builder.task(out, rule, rs, customer, features, context)
-                    tasks.append(task)
-                    task_count += 1
-                    firing.outputs.append({"task": {"assignee": task.assignee, "title": task.title, "due": task.due, "priority": task.priority}})
-                elif type(out) is MessageSpec:
-                    channel, address = builder.pick_channel(out, customer)
-                    if channel is None:
-                        firing.suppressed_by = "no-contact"
-                        firing.outputs.append({"message": {"template": out.template, "suppressed": "no phone, e-mail or WeChat on record"}})
-                        continue
-                    context = context or builder.context(customer, features)
-                    msg = builder.message(out, rule, rs, customer, features, channel, address, context)
-                    messages.append(msg)
-                    message_count += 1
-                    firing.outputs.append({"message": {"channel": channel, "template": out.template, "category": out.category}})
-            firings.append(firing)
+        for stage_index, stage in enumerate(STAGES):
+            module = modules.get(stage)
+            if module is not None:
+                out = module.process(facts)
+                tasks.extend(out.tasks)
+                messages.extend(out.messages)
+                firings.extend(out.firings)
+                task_count += len(out.tasks)
+                message_count += len(out.messages)
+            for hit in evaluator.run_stage(stage_index, features):
+                rule, rs = hit.rule, hit.ruleset
+                firing = Firing(cid, rs.stage, rs.policy_id, rule.rule_id, str(rule.location), hit.inputs, note=hit.note)
+                for out in rule.outputs:
+                    if type(out) is SetTag:
+                        firing.outputs.append({"set": {out.name: out.value}})
+                    elif type(out) is AddScore:
+                        firing.outputs.append({"score": {out.name: out.points}})
+                    elif type(out) is TaskSpec:
+                        context = context or builder.context(customer, features)
+                        task = builder.task(out, rule, rs, customer, features, context)
+                        tasks.append(task)
+                        task_count += 1
+                        firing.outputs.append({"task": {"assignee": task.assignee, "title": task.title, "due": task.due, "priority": task.priority}})
+                    elif type(out) is MessageSpec:
+                        channel, address = builder.pick_channel(out, customer)
+                        if channel is None:
+                            firing.suppressed_by = "no-contact"
+                            firing.outputs.append({"message": {"template": out.template, "suppressed": "no phone, e-mail or WeChat on record"}})
+                            continue
+                        context = context or builder.context(customer, features)
+                        msg = builder.message(out, rule, rs, customer, features, channel, address, context)
+                        messages.append(msg)
+                        message_count += 1
+                        firing.outputs.append({"message": {"channel": channel, "template": out.template, "category": out.category}})
+                firings.append(firing)
         row = dict(features)
         row["task_count"] = task_count
         row["message_count"] = message_count
         rows.append(row)
         if progress and (n + 1) % 5000 == 0:
             progress(n + 1, total)
-    return Evaluation(rows, tasks, messages, firings, warnings)
+    return Evaluation(rows, tasks, messages, firings, warnings, modules)
 
 
 def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None) -> RunResult:
@@ -180,6 +196,7 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
         write_customers(folder.path, evaluation.customer_rows, CUSTOMER_COLUMNS)
         write_rejects(folder.path, dataset.rejects)
         write_decisions(folder.path, evaluation.firings)
+        stage_counts = {stage: module.write(folder.path) for stage, module in evaluation.modules.items()}
         counts = {
             "customers": len(dataset.customers),
             "interactions": len(dataset.interactions),
@@ -190,6 +207,7 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
             "tasks_by_assignee": task_counts,
             "messages": len(evaluation.messages),
             "messages_by_channel": message_counts,
+            **stage_counts,
         }
         manifest = build_manifest(
             run_id=run_id,

@@ -26,6 +26,7 @@ from engine.policy.model import (
 )
 from engine.policy.schema import Problems, as_list, check_keys, did_you_mean
 from engine.policy.yaml_source import YList, YMap, load_yaml
+from engine.stages import stage_feature_catalog
 
 RULE_KINDS = STAGES
 OTHER_KINDS = ("columns", "calendar", "features", "organization", "sla", "care", "churn", "guards", "test")
@@ -94,7 +95,8 @@ def _type_for_value(value: Any) -> Any:
 
 
 def _base_schema(config: FeatureConfig) -> dict[str, Any]:
-    return {name: expr.types.by_name(type_name) for name, (type_name, _) in feature_catalog(config).items()}
+    catalog = {**feature_catalog(config), **stage_feature_catalog()}
+    return {name: expr.types.parse_type(type_name) for name, (type_name, _) in catalog.items()}
 
 
 class _Loader:

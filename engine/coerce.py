@@ -1,0 +1,482 @@
+"""Turn raw spreadsheet cells into typed values.
+
+python-calamine hands us ``str``, ``float``, ``int``, ``bool``, ``datetime.date``, ``datetime.datetime``,
+``datetime.time`` or ``datetime.timedelta`` (and ``""`` for an empty cell). Real exports put dates in
+text cells, phone numbers in number cells, amounts with currency signs, full-width digits, and write
+"—" or "无" for "nothing". Each converter below accepts all of that, returns the typed value (or
+``None`` for an empty-looking cell) and raises :class:`CoercionError` for anything it cannot read.
+The rules are documented for users in ``docs/inputs.md``.
+
+Speed: the reader calls a converter once per cell (millions of cells), so each one checks the common
+case first with ``type(v) is ...`` and only falls back to regular expressions / Unicode normalisation
+for unusual text.
+"""
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Iterable, Mapping
+
+__all__ = [
+    "CoercionError",
+    "Coercer",
+    "DEFAULT_BLANKS",
+    "DEFAULT_TRUE",
+    "DEFAULT_FALSE",
+    "value_key",
+    "TYPES",
+]
+
+TYPES = ("id", "text", "phone", "email", "date", "datetime", "number", "int", "bool", "enum")
+
+
+class CoercionError(ValueError):
+    """A cell that cannot be read as the column's type. ``code`` is a stable reject code."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _nfkc(s: str) -> str:
+    # Full-width digits/letters/punctuation (１２３，：￥) become their ASCII forms.
+    return unicodedata.normalize("NFKC", s)
+
+
+def value_key(s: str) -> str:
+    """Comparison key for spellings: full-width folded, case folded, no spaces/underscores/hyphens."""
+    s = _nfkc(s).casefold()
+    return _KEY_DROP.sub("", s)
+
+
+_KEY_DROP = re.compile(r"[\s_\-]+")
+
+DEFAULT_BLANKS = ("", "-", "--", "—", "——", "－", "/", "N/A", "NA", "#N/A", "无", "暂无", "空", "null", "none",
+                  "nil", "未填写")
+DEFAULT_TRUE = ("是", "Y", "yes", "true", "T", "1", "√", "✓", "✔", "同意", "已同意", "允许", "接受", "有", "对")
+DEFAULT_FALSE = ("否", "N", "no", "false", "F", "0", "×", "✗", "✘", "不同意", "未同意", "拒绝", "不允许", "不接受",
+                 "没有", "不")
+
+
+def _spellings(token: str) -> set[str]:
+    """The exact spellings we accept for ``token`` without normalising each cell: case variants and
+    their full-width forms (so a set lookup on the stripped cell is enough)."""
+    out: set[str] = set()
+    for t in (token, token.upper(), token.lower(), token.title(), _nfkc(token)):
+        out.add(t)
+        # ASCII '!'..'~' -> full-width U+FF01..U+FF5E
+        out.add("".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in t))
+    return out
+
+
+_EPOCH = date(1899, 12, 30)  # Excel 1900 date system: serial 1 = 1900-01-01 (with the 1900 leap-year bug)
+_EPOCH_DT = datetime(1899, 12, 30)
+_SERIAL_MIN = 61  # 1900-03-01: before that, Excel serials are off by one day (Lotus bug), so refuse them
+_SERIAL_MAX = 2958466  # 9999-12-31 + 1
+
+_DATE_RE = re.compile(
+    r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"  # 2024-05-17, 2024/5/17, 2024.5.17, 2024年5月17日
+    r"(?:\s*T?\s*(\d{1,2})\s*[:时点]\s*(\d{1,2})\s*分?"  # 09:30, 9时30分
+    r"(?:\s*:?\s*(\d{1,2})(?:\.\d{1,6})?\s*秒?)?)?$"  # :15, 15秒 (fractions of a second are dropped)
+)
+_COMPACT_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:\s*(\d{2}):?(\d{2})(?::?(\d{2}))?)?$")  # 20240517[ 0930[00]]
+_SERIAL_TEXT_RE = re.compile(r"^\d{5}(?:\.\d+)?$")  # an Excel serial that was stored as text
+_AMOUNT_RE = re.compile(
+    r"^(?:(?:rmb|cny|人民币|¥|\$|usd)\s*)?([+-]?)\s*(?:(?:rmb|cny|¥|\$)\s*)?"
+    r"(\d{1,3}(?:,\d{3})+|\d+)?(\.\d+)?"  # 1,200.50 or 1200 or .5 (commas only as thousands separators)
+    r"\s*(万元|万|元|块|圆|rmb|cny|yuan)?$",
+    re.IGNORECASE,
+)
+_PHONE_FAST_RE = re.compile(r"^1[3-9]\d{9}$")
+_PHONE_SCI_RE = re.compile(r"^\d(?:\.\d+)?[eE]\+?\d{1,2}$")  # 1.3812345678E10
+_PHONE_FLOAT_TEXT_RE = re.compile(r"^\d+\.0+$")
+_PHONE_SPLIT_RE = re.compile(r"[/;,、|]")
+_PHONE_DROP_RE = re.compile(r"[\s\-()（）.—]")
+_PHONE_OK_RE = re.compile(r"^\+?\d{5,20}$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _shown(v: Any) -> str:
+    """How a value is quoted in a reject reason (never used for personal data in logs)."""
+    text = str(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _format_float(v: float) -> str:
+    # 13812345678.0 -> "13812345678"; 12.5 -> "12.5"
+    if v.is_integer():
+        return str(int(v))
+    return repr(v)
+
+
+class Coercer:
+    """The per-type converters, bound to the empty/yes/no spellings of one ``columns.yaml``.
+
+    Use the module-level functions (``to_date`` ...) for the defaults, or ``Coercer(...).for_field(...)``
+    to get the one-argument function the reader maps over a column.
+    """
+
+    def __init__(
+        self,
+        blank_values: Iterable[str] = DEFAULT_BLANKS,
+        true_values: Iterable[str] = DEFAULT_TRUE,
+        false_values: Iterable[str] = DEFAULT_FALSE,
+    ):
+        blanks: set[str] = set()
+        for token in blank_values:
+            blanks |= _spellings(token.strip())
+        self.blanks = frozenset(blanks)
+        self.blank_keys = frozenset(value_key(t) for t in blank_values)
+        bools: dict[str, bool] = {}
+        for token in true_values:
+            for s in _spellings(token.strip()):
+                bools[s] = True
+        for token in false_values:
+            for s in _spellings(token.strip()):
+                bools[s] = False
+        self.bools = bools
+        self.bool_keys = {value_key(k): v for k, v in bools.items()}
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _blank(self, s: str) -> bool:
+        """``s`` is already stripped."""
+        return s in self.blanks or (not s.isascii() and value_key(s) in self.blank_keys)
+
+    # -- one converter per type ------------------------------------------------------------------
+    def to_text(self, v: Any) -> str | None:
+        t = type(v)
+        if t is str:
+            s = v.strip()
+            if s in self.blanks:
+                return None
+            return s
+        if v is None:
+            return None
+        if t is float:
+            return _format_float(v)
+        if t is bool:
+            return "TRUE" if v else "FALSE"  # as Excel shows it
+        if t is int:
+            return str(v)
+        if t is datetime:
+            return v.isoformat(sep=" ")
+        if t is date or t is time:
+            return v.isoformat()
+        return str(v)
+
+    def to_id(self, v: Any) -> str | None:
+        t = type(v)
+        if t is str:
+            s = v.strip()
+            if not s.isascii():
+                s = _nfkc(s).strip()  # Ｃ０００１ -> C0001
+            if s in self.blanks:
+                return None
+            return s
+        if t is float:
+            if v != v or v in (math.inf, -math.inf):
+                raise CoercionError("bad-id", f"{_shown(v)} is not an id")
+            return _format_float(v)  # 1001.0 -> "1001"
+        if t is int:
+            return str(v)
+        if v is None:
+            return None
+        raise CoercionError("bad-id", f"{_shown(v)} ({t.__name__}) is not an id")
+
+    def to_phone(self, v: Any) -> str | None:
+        t = type(v)
+        if t is str:
+            s = v.strip()
+            if _PHONE_FAST_RE.match(s):
+                return s
+            if s in self.blanks:
+                return None
+            s = _nfkc(s).strip()
+            if self._blank(s):
+                return None
+            parts = [p.strip() for p in _PHONE_SPLIT_RE.split(s) if p.strip()]
+            s = parts[0] if parts else ""  # several numbers in one cell: use the first
+            if _PHONE_SCI_RE.match(s):
+                try:
+                    d = Decimal(s)
+                except InvalidOperation:
+                    d = None
+                if d is not None and d == d.to_integral_value():
+                    return str(int(d))
+                raise CoercionError("bad-phone", f"{_shown(v)} is not a phone number")
+            if _PHONE_FLOAT_TEXT_RE.match(s):
+                s = s.split(".")[0]  # "13812345678.0": a number cell that was converted to text
+            s = _PHONE_DROP_RE.sub("", s)
+            if _PHONE_OK_RE.match(s):
+                return s
+            raise CoercionError("bad-phone", f"{_shown(v)} is not a phone number")
+        if t is float:
+            if v.is_integer() and 0 < v < 1e16:
+                return str(int(v))  # 13812345678.0 -> "13812345678"
+            raise CoercionError("bad-phone", f"{_shown(v)} is not a phone number")
+        if t is int and v > 0:
+            return str(v)
+        if v is None:
+            return None
+        raise CoercionError("bad-phone", f"{_shown(v)} is not a phone number")
+
+    def to_email(self, v: Any) -> str | None:
+        if type(v) is str:
+            s = v.strip()
+            if not s.isascii():
+                s = _nfkc(s).strip()  # ＠ -> @
+            if _EMAIL_RE.match(s):
+                return s
+            if self._blank(s):
+                return None
+            raise CoercionError("bad-email", f"{_shown(v)} is not an email address")
+        if v is None:
+            return None
+        raise CoercionError("bad-email", f"{_shown(v)} is not an email address")
+
+    def to_date(self, v: Any) -> date | None:
+        t = type(v)
+        if t is date:
+            return v
+        if t is datetime:
+            return v.date()
+        if t is str:
+            return self._date_text(v, want_time=False)
+        if t is float or t is int:
+            return _date_number(v, v)
+        return self._other_date(v)
+
+    def to_datetime(self, v: Any) -> datetime | None:
+        t = type(v)
+        if t is datetime:
+            return v
+        if t is date:
+            return datetime(v.year, v.month, v.day)
+        if t is str:
+            return self._date_text(v, want_time=True)
+        if t is float or t is int:
+            return _datetime_number(v, v)
+        return self._other_date(v)
+
+    def to_number(self, v: Any) -> float | None:
+        t = type(v)
+        if t is float:
+            if v - v == 0.0:  # finite (NaN and inf fail this)
+                return v
+            raise CoercionError("bad-number", f"{_shown(v)} is not a number")
+        if t is int:
+            return float(v)
+        if t is str:
+            return self._number_text(v)
+        if v is None:
+            return None
+        raise CoercionError("bad-number", f"{_shown(v)} ({t.__name__}) is not a number")
+
+    def to_int(self, v: Any) -> int | None:
+        t = type(v)
+        if t is int:
+            return v
+        x = self.to_number(v)
+        if x is None:
+            return None
+        if not x.is_integer():
+            raise CoercionError("bad-number", f"{_shown(v)} is not a whole number")
+        return int(x)
+
+    def to_bool(self, v: Any) -> bool | None:
+        t = type(v)
+        if t is bool:
+            return v
+        if t is str:
+            s = v.strip()
+            b = self.bools.get(s)
+            if b is not None:
+                return b
+            if self._blank(s):
+                return None
+            b = self.bool_keys.get(value_key(s))
+            if b is not None:
+                return b
+            raise CoercionError("bad-bool", f"{_shown(v)} is not a yes/no value")
+        if t is float or t is int:
+            if v == 1:
+                return True
+            if v == 0:
+                return False
+            raise CoercionError("bad-bool", f"{_shown(v)} is not a yes/no value (use 1 or 0)")
+        if v is None:
+            return None
+        raise CoercionError("bad-bool", f"{_shown(v)} is not a yes/no value")
+
+    def enum(self, values: Mapping[str, str], strict: bool = False) -> Callable[[Any], str | None]:
+        """A converter for an enum column. ``values`` maps spellings to the canonical value."""
+        exact = {}
+        for spelling, canonical in values.items():
+            for s in _spellings(spelling):
+                exact[s] = canonical
+        keyed = {value_key(k): c for k, c in values.items()}
+        to_text = self.to_text
+        blank = self._blank
+
+        def to_enum(v: Any) -> str | None:
+            if type(v) is str:
+                s = v.strip()
+                hit = exact.get(s)  # the usual case: one dict lookup
+                if hit is not None:
+                    return hit
+            else:
+                s = to_text(v)
+                if s is None:
+                    return None
+            if blank(s):
+                return None
+            hit = keyed.get(value_key(s))
+            if hit is not None:
+                return hit
+            if strict:
+                allowed = ", ".join(sorted(set(values.values())))
+                raise CoercionError("bad-value", f"{_shown(s)} is not one of: {allowed}")
+            return s  # kept as written
+
+        return to_enum
+
+    def for_field(
+        self,
+        type_: str,
+        *,
+        values: Mapping[str, str] | None = None,
+        strict: bool = False,
+        min_value: float | None = None,
+        max_value: float | None = None,
+    ) -> Callable[[Any], Any]:
+        """The one-argument converter for a column of type ``type_`` (chosen once per column)."""
+        if type_ == "enum":
+            return self.enum(values or {}, strict)
+        base = {
+            "id": self.to_id,
+            "text": self.to_text,
+            "phone": self.to_phone,
+            "email": self.to_email,
+            "date": self.to_date,
+            "datetime": self.to_datetime,
+            "number": self.to_number,
+            "int": self.to_int,
+            "bool": self.to_bool,
+        }.get(type_)
+        if base is None:
+            raise ValueError(f"unknown column type {type_!r}; expected one of {', '.join(TYPES)}")
+        if min_value is None and max_value is None:
+            return base
+        lo = -math.inf if min_value is None else min_value
+        hi = math.inf if max_value is None else max_value
+
+        def in_range(v: Any) -> Any:
+            x = base(v)
+            if x is not None and not lo <= x <= hi:
+                raise CoercionError("out-of-range", f"{_shown(x)} is outside {_num(lo)}..{_num(hi)}")
+            return x
+
+        return in_range
+
+    # -- text parsing (slow paths) --------------------------------------------------------------
+    def _date_text(self, v: str, want_time: bool) -> Any:
+        s = v.strip()
+        if not s:
+            return None
+        m = _DATE_RE.match(s) or _COMPACT_RE.match(s)
+        if m is None:
+            if s in self.blanks:
+                return None
+            s = _nfkc(s).strip()  # full-width digits, ：
+            if self._blank(s):
+                return None
+            m = _DATE_RE.match(s) or _COMPACT_RE.match(s)
+            if m is None:
+                if _SERIAL_TEXT_RE.match(s):
+                    x = float(s)
+                    return _datetime_number(x, v) if want_time else _date_number(x, v)
+                raise CoercionError("bad-date", f"{_shown(v)} is not a date this engine can read")
+        y, mo, d, hh, mi, ss = m.groups()
+        year = int(y)
+        if not 1900 <= year <= 2999:
+            raise CoercionError("bad-date", f"{_shown(v)}: year {year} is out of range")
+        try:
+            if not want_time:
+                return date(year, int(mo), int(d))
+            return datetime(year, int(mo), int(d), int(hh or 0), int(mi or 0), int(ss or 0))
+        except ValueError:
+            raise CoercionError("bad-date", f"{_shown(v)} is not a real date or time") from None
+
+    def _other_date(self, v: Any) -> None:
+        if v is None:
+            return None
+        if type(v) is time:
+            raise CoercionError("bad-date", f"{_shown(v)} is a time of day without a date")
+        if type(v) is bool:
+            raise CoercionError("bad-date", f"{_shown(v)} is not a date")
+        raise CoercionError("bad-date", f"{_shown(v)} ({type(v).__name__}) is not a date")
+
+    def _number_text(self, v: str) -> float | None:
+        s = v.strip()
+        try:
+            x = float(s)  # "1200", "1200.5", "1.2E3"
+        except ValueError:
+            pass
+        else:
+            if x - x == 0.0:
+                return x
+            raise CoercionError("bad-number", f"{_shown(v)} is not a number")
+        if s in self.blanks:
+            return None
+        s = _nfkc(s).strip()  # ￥ -> ¥, full-width digits and commas
+        if self._blank(s):
+            return None
+        m = _AMOUNT_RE.match(s)
+        if m is None or (m.group(2) is None and m.group(3) is None):
+            raise CoercionError("bad-number", f"{_shown(v)} is not a number")
+        sign, whole, frac, unit = m.groups()
+        x = float((whole or "0").replace(",", "") + (frac or ""))
+        if unit in ("万", "万元"):
+            x *= 10000
+        return -x if sign == "-" else x
+
+
+def _num(x: float) -> str:
+    return _format_float(float(x)) if math.isfinite(x) else ("-inf" if x < 0 else "inf")
+
+
+def _date_number(x: float, raw: Any) -> date:
+    if _SERIAL_MIN <= x < _SERIAL_MAX:
+        return _EPOCH + timedelta(days=int(x))  # Excel serial; a time-of-day fraction is dropped
+    if 19000101 <= x <= 29991231 and x == int(x):  # 20240517 typed as a number
+        n = int(x)
+        try:
+            return date(n // 10000, n // 100 % 100, n % 100)
+        except ValueError:
+            pass
+    raise CoercionError("bad-date", f"{_shown(raw)} is not a date (not an Excel date serial or YYYYMMDD)")
+
+
+def _datetime_number(x: float, raw: Any) -> datetime:
+    if _SERIAL_MIN <= x < _SERIAL_MAX:
+        # Round to the second: serials are binary fractions of a day.
+        return _EPOCH_DT + timedelta(seconds=round(x * 86400))
+    d = _date_number(x, raw)
+    return datetime(d.year, d.month, d.day)
+
+
+# Module-level converters with the default spellings (handy in code and tests).
+DEFAULT = Coercer()
+to_text = DEFAULT.to_text
+to_id = DEFAULT.to_id
+to_phone = DEFAULT.to_phone
+to_email = DEFAULT.to_email
+to_date = DEFAULT.to_date
+to_datetime = DEFAULT.to_datetime
+to_number = DEFAULT.to_number
+to_int = DEFAULT.to_int
+to_bool = DEFAULT.to_bool

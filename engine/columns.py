@@ -1,0 +1,326 @@
+"""The column mapping (``policies/columns.yaml``) and header matching.
+
+``load_columns`` reads and checks the mapping; ``find_header`` finds the header row of a sheet and
+maps its columns to fact fields. Header texts are compared by :func:`header_key`, which ignores case,
+spaces, underscores, hyphens, full-width vs half-width forms, a leading/trailing ``*`` or ``:`` and a
+trailing unit in brackets ("金额（元）").
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from .coerce import DEFAULT_BLANKS, DEFAULT_FALSE, DEFAULT_TRUE, TYPES, Coercer, value_key
+from .errors import Location, PolicyError, Problem
+from .model import Customer, Interaction, Order
+
+__all__ = [
+    "FieldSpec",
+    "TableSpec",
+    "ColumnsSpec",
+    "HeaderMatch",
+    "TABLE_CLASSES",
+    "header_key",
+    "load_columns",
+    "find_header",
+]
+
+TABLE_CLASSES: dict[str, type] = {"customers": Customer, "interactions": Interaction, "orders": Order}
+HEADER_SCAN_ROWS = 10  # the header row must be among the first 10 rows of a sheet
+
+_EDGE = re.compile(r"^[*:]+|[*:]+$")
+_TRAILING_UNIT = re.compile(r"\([^()]*\)$")
+
+
+def header_key(text: Any) -> str:
+    """Comparison key of a header cell (or alias): ``"客户编号："`` and ``"*客户 编号"`` -> ``"客户编号"``."""
+    if not isinstance(text, str):
+        return ""
+    key = value_key(text)  # NFKC (full-width -> half-width), casefold, drop spaces/_/-
+    return _EDGE.sub("", key)
+
+
+def _without_unit(key: str) -> str:
+    """``"金额(元)"`` -> ``"金额"``: tried when the full header matches nothing."""
+    return _TRAILING_UNIT.sub("", key)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str  # field name of the fact dataclass
+    type: str  # one of coerce.TYPES
+    required: bool
+    aliases: tuple[str, ...]  # as written in columns.yaml (for messages)
+    values: dict[str, str] = field(default_factory=dict)  # enum: spelling -> canonical value
+    strict: bool = False  # enum: refuse values not listed
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str  # "customers" | "interactions" | "orders"
+    sheet_aliases: tuple[str, ...]
+    file_hints: tuple[str, ...]
+    id_field: str
+    fields: dict[str, FieldSpec]  # in columns.yaml order
+    alias_index: dict[str, str]  # header_key(alias) -> field name
+
+    @property
+    def required(self) -> list[str]:
+        return [f.name for f in self.fields.values() if f.required]
+
+    def field_for_header(self, text: Any) -> str | None:
+        key = header_key(text)
+        if not key:
+            return None
+        name = self.alias_index.get(key)
+        if name is None:
+            name = self.alias_index.get(_without_unit(key))
+        return name
+
+
+@dataclass(frozen=True)
+class ColumnsSpec:
+    """Everything in ``columns.yaml``: one ``TableSpec`` per table plus the shared spellings."""
+
+    tables: dict[str, TableSpec]
+    blank_values: tuple[str, ...]
+    true_values: tuple[str, ...]
+    false_values: tuple[str, ...]
+    summary_markers: tuple[str, ...]
+    path: str  # where it was loaded from, for messages
+
+    def coercer(self) -> Coercer:
+        return Coercer(self.blank_values, self.true_values, self.false_values)
+
+    def table_for_sheet_name(self, sheet: str) -> str | None:
+        """The table whose sheet alias matches ``sheet`` (exactly, else the longest alias contained in
+        it, e.g. "客户信息导出" -> customers). ``None`` if none or ambiguous."""
+        key = header_key(sheet)
+        if not key:
+            return None
+        best: list[tuple[int, str]] = []
+        for table in self.tables.values():
+            for alias in table.sheet_aliases:
+                a = header_key(alias)
+                if a == key:
+                    return table.name
+                if a and a in key:
+                    best.append((len(a), table.name))
+        if not best:
+            return None
+        top = max(n for n, _ in best)
+        names = {t for n, t in best if n == top}
+        return names.pop() if len(names) == 1 else None
+
+    def table_for_file_name(self, file_name: str) -> str | None:
+        """The table whose file-name hint appears in ``file_name`` (longest hint wins)."""
+        key = header_key(Path(file_name).stem)
+        hits = sorted(
+            ((len(header_key(h)), t.name) for t in self.tables.values() for h in t.file_hints if header_key(h) in key),
+            reverse=True,
+        )
+        if not hits or (len(hits) > 1 and hits[0][0] == hits[1][0] and hits[0][1] != hits[1][1]):
+            return None
+        return hits[0][1]
+
+
+@dataclass
+class HeaderMatch:
+    """Where a sheet's header row is and which column holds which field."""
+
+    table: str
+    row_index: int  # 0-based index into the sheet's rows (spreadsheet row = row_index + 1)
+    columns: dict[str, int]  # field name -> 0-based column index
+    headers: dict[str, str]  # field name -> header text as written
+    unknown: list[str]  # non-empty header cells that match no field (ignored)
+    missing_required: list[str]  # required fields with no column
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing_required
+
+
+def match_header_row(cells: Sequence[Any], table: TableSpec, row_index: int) -> HeaderMatch:
+    columns: dict[str, int] = {}
+    headers: dict[str, str] = {}
+    unknown: list[str] = []
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, str) or not cell.strip():
+            continue
+        name = table.field_for_header(cell)
+        if name is None or name in columns:
+            # A second column for the same field is ignored too: the first one wins.
+            unknown.append(cell.strip())
+            continue
+        columns[name] = i
+        headers[name] = cell.strip()
+    missing = [f for f in table.required if f not in columns]
+    return HeaderMatch(table.name, row_index, columns, headers, unknown, missing)
+
+
+def find_header(rows: Sequence[Sequence[Any]], table: TableSpec, scan: int = HEADER_SCAN_ROWS) -> HeaderMatch | None:
+    """The header row for ``table`` among the first ``scan`` rows: the first row with the most matching
+    columns among rows that have every required column. If no row has all required columns, the row
+    with the most matches (so the caller can say what is missing); ``None`` if nothing matches at all.
+    """
+    best_ok: HeaderMatch | None = None
+    best_any: HeaderMatch | None = None
+    for i, cells in enumerate(rows[:scan]):
+        m = match_header_row(cells, table, i)
+        if not m.columns:
+            continue
+        if m.ok and (best_ok is None or len(m.columns) > len(best_ok.columns)):
+            best_ok = m
+        if best_any is None or len(m.columns) > len(best_any.columns):
+            best_any = m
+    return best_ok or best_any
+
+
+# -- loading ----------------------------------------------------------------------------------------
+
+
+def _problem(path: str, where: str, message: str, code: str = "bad-columns-file", fix: str | None = None) -> Problem:
+    return Problem(code=code, message=f"{where}: {message}", location=Location(file=path), fix=fix)
+
+
+def _str_list(value: Any, path: str, where: str, problems: list[Problem]) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        problems.append(_problem(path, where, "expected a list, e.g. [客户编号, customer id]"))
+        return ()
+    out = []
+    for item in value:
+        if item is None or isinstance(item, (dict, list)):
+            problems.append(_problem(path, where, f"{item!r} is not a text; put it in quotes"))
+            continue
+        if isinstance(item, bool):  # YAML reads unquoted yes/no/true/false as booleans
+            item = "true" if item else "false"
+        out.append(str(item))
+    return tuple(out)
+
+
+def load_columns(path: Path | str) -> ColumnsSpec:
+    """Read and check ``columns.yaml``. Raises ``PolicyError`` listing every problem found."""
+    path_s = str(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise PolicyError(_problem(path_s, path_s, "file not found", code="missing-file")) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        loc = Location(file=path_s, line=mark.line + 1, col=mark.column + 1) if mark else Location(file=path_s)
+        raise PolicyError(Problem("yaml-syntax", f"not valid YAML: {exc}", loc)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("tables"), dict):
+        raise PolicyError(_problem(path_s, "top level", "expected a mapping with a 'tables' section"))
+
+    problems: list[Problem] = []
+    blanks = _str_list(data.get("blank_values", list(DEFAULT_BLANKS)), path_s, "blank_values", problems)
+    bool_values = data.get("bool_values") or {}
+    # YAML turns the keys `true:`/`false:` into booleans; accept both spellings.
+    trues = _str_list(bool_values.get(True, bool_values.get("true", list(DEFAULT_TRUE))), path_s,
+                      "bool_values.true", problems)
+    falses = _str_list(bool_values.get(False, bool_values.get("false", list(DEFAULT_FALSE))), path_s,
+                       "bool_values.false", problems)
+    markers = _str_list(data.get("summary_markers", []), path_s, "summary_markers", problems)
+
+    tables: dict[str, TableSpec] = {}
+    for name, cls in TABLE_CLASSES.items():
+        raw = data["tables"].get(name)
+        if not isinstance(raw, dict):
+            problems.append(_problem(path_s, f"tables.{name}", "missing; every table needs a section",
+                                     fix=f"add a 'tables.{name}' section (see docs/inputs.md)"))
+            continue
+        table = _load_table(name, cls, raw, path_s, problems)
+        if table is not None:
+            tables[name] = table
+    for name in data["tables"]:
+        if name not in TABLE_CLASSES:
+            problems.append(_problem(path_s, f"tables.{name}", f"unknown table; expected one of "
+                                     f"{', '.join(TABLE_CLASSES)}", code="unknown-table"))
+    if problems:
+        raise PolicyError(problems)
+    return ColumnsSpec(tables, blanks, trues, falses, markers, path_s)
+
+
+def _load_table(name: str, cls: type, raw: dict, path: str, problems: list[Problem]) -> TableSpec | None:
+    model_fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    id_field = raw.get("id_field")
+    if id_field not in model_fields:
+        problems.append(_problem(path, f"tables.{name}.id_field", f"{id_field!r} is not a field of {name}"))
+        return None
+    raw_fields = raw.get("fields")
+    if not isinstance(raw_fields, dict):
+        problems.append(_problem(path, f"tables.{name}.fields", "expected a mapping of field name -> settings"))
+        return None
+    fields: dict[str, FieldSpec] = {}
+    alias_index: dict[str, str] = {}
+    for fname, fraw in raw_fields.items():
+        where = f"tables.{name}.fields.{fname}"
+        if fname not in model_fields:
+            problems.append(_problem(path, where, f"{name} has no field {fname!r}; known fields: "
+                                     f"{', '.join(model_fields)}", code="unknown-field"))
+            continue
+        if not isinstance(fraw, dict):
+            problems.append(_problem(path, where, "expected type/required/aliases settings"))
+            continue
+        ftype = fraw.get("type")
+        if ftype not in TYPES:
+            problems.append(_problem(path, where, f"type {ftype!r} is not one of {', '.join(TYPES)}"))
+            continue
+        required = bool(fraw.get("required", False))
+        # A field the fact cannot do without must be required (only the id of interactions/orders may be
+        # left out: the reader then uses "file!sheet!row").
+        has_default = (model_fields[fname].default is not dataclasses.MISSING
+                       or model_fields[fname].default_factory is not dataclasses.MISSING)
+        if not required and not has_default and not (fname == id_field and name != "customers"):
+            problems.append(_problem(path, where, "must be 'required: true' (every row needs it)"))
+        aliases = _str_list(fraw.get("aliases"), path, f"{where}.aliases", problems)
+        if not aliases:
+            problems.append(_problem(path, where, "needs at least one alias (a header text)"))
+        for alias in aliases:
+            key = header_key(alias)
+            other = alias_index.get(key)
+            if other is not None and other != fname:
+                problems.append(_problem(path, f"{where}.aliases", f"header {alias!r} is also an alias of "
+                                         f"{other}; a header can mean only one field", code="duplicate-alias"))
+                continue
+            alias_index[key] = fname
+        values: dict[str, str] = {}
+        raw_values = fraw.get("values")
+        if ftype == "enum":
+            if raw_values is not None and not isinstance(raw_values, dict):
+                problems.append(_problem(path, f"{where}.values", "expected canonical value -> [other spellings]"))
+                raw_values = {}
+            seen: dict[str, str] = {}  # value_key -> canonical, to catch one spelling with two meanings
+            for canonical, spellings in (raw_values or {}).items():
+                canonical = str(canonical)
+                for s in (canonical, *_str_list(spellings, path, f"{where}.values.{canonical}", problems)):
+                    other = seen.setdefault(value_key(s), canonical)
+                    if other != canonical:
+                        problems.append(_problem(path, f"{where}.values", f"{s!r} is listed under both "
+                                                 f"{other} and {canonical}", code="duplicate-alias"))
+                    values[s] = canonical
+        lo, hi = fraw.get("min"), fraw.get("max")
+        for label, bound in (("min", lo), ("max", hi)):
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))):
+                problems.append(_problem(path, f"{where}.{label}", f"{bound!r} is not a number"))
+        fields[fname] = FieldSpec(fname, ftype, required, aliases, values, bool(fraw.get("strict", False)),
+                                  lo if isinstance(lo, (int, float)) else None,
+                                  hi if isinstance(hi, (int, float)) else None)
+    for fname, f in model_fields.items():
+        if fname not in fields and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if fname == id_field and name != "customers":
+                continue
+            problems.append(_problem(path, f"tables.{name}.fields", f"field {fname!r} is missing; every row needs it"))
+    sheet_aliases = _str_list(raw.get("sheet_aliases"), path, f"tables.{name}.sheet_aliases", problems)
+    file_hints = _str_list(raw.get("file_hints"), path, f"tables.{name}.file_hints", problems)
+    return TableSpec(name, sheet_aliases, file_hints, id_field, fields, alias_index)

@@ -1,0 +1,78 @@
+"""Stage modules: the parts of a stage that are more than rules over customer features.
+
+Each stage (classification → sla → care → churn) runs, per customer, first its module (if it has
+one) and then its rule policies. A module may add features that its own and later stages' rules can
+read (e.g. the SLA module adds ``sla_breached_open``; churn rules can test it), and may itself issue
+tasks, messages and decisions (e.g. SLA escalations). The module also writes its own run files
+(e.g. ``sla.xlsx``) at the end.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Protocol
+
+from engine.decisions import Firing, Message, Task
+from engine.model import Customer, Interaction, Order
+
+
+@dataclass
+class CustomerFacts:
+    customer: Customer
+    interactions: list[Interaction]
+    orders: list[Order]
+    features: dict[str, Any]  # read and extended by the stages
+
+
+@dataclass
+class StageOutput:
+    tasks: list[Task] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    firings: list[Firing] = field(default_factory=list)
+
+
+class StageModule(Protocol):
+    stage: str
+
+    def process(self, facts: CustomerFacts) -> StageOutput:
+        """Work out this stage's own decisions for one customer; may add features."""
+
+    def write(self, folder: Path) -> dict[str, Any]:
+        """Write this stage's run files into the run folder; return counts for the manifest."""
+
+
+@dataclass
+class StageSetup:
+    """What a stage module gets when a run starts."""
+
+    policyset: Any  # engine.policy.loader.PolicySet
+    calendars: dict[str, Any]
+    builder: Any  # engine.actions.ActionBuilder
+    as_of: date
+
+
+def stage_feature_catalog() -> dict[str, tuple[str, str]]:
+    """Features that stage modules add, so policy conditions using them type-check at load time."""
+    catalog: dict[str, tuple[str, str]] = {}
+    for module_name in ("sla", "care", "churn"):
+        try:
+            module = __import__(f"engine.stages.{module_name}", fromlist=["FEATURES"])
+        except ModuleNotFoundError:
+            continue
+        catalog.update(getattr(module, "FEATURES", {}))
+    return catalog
+
+
+def build_stage_modules(setup: StageSetup) -> dict[str, StageModule]:
+    """The stage modules this policy set needs (a stage with no policy of its kind has none)."""
+    modules: dict[str, StageModule] = {}
+    for module_name in ("sla", "care", "churn"):
+        try:
+            module = __import__(f"engine.stages.{module_name}", fromlist=["build"])
+        except ModuleNotFoundError:
+            continue
+        built = module.build(setup)
+        if built is not None:
+            modules[module_name] = built
+    return modules
