@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import chinese_calendar
@@ -325,6 +326,24 @@ class BusinessCalendar:
             return -self.business_time_between(b, a)
         return timedelta(microseconds=self._working_us_between(ta, tb))
 
+    def uncovered_years(self, years: Iterable[int]) -> list[int]:
+        """Those of ``years`` whose public holidays neither chinesecalendar nor the file know.
+
+        Lets a run warn ahead of time ("declare 2027 before tickets reach it"). Always empty for a
+        calendar with ``public_holidays: none``.
+        """
+        if self.public_holidays != "china":
+            return []
+        missing = []
+        for year in sorted(set(years)):
+            if year in self.declared_holidays:
+                continue
+            try:
+                chinese_calendar.get_holiday_detail(date(year, 1, 1))
+            except NotImplementedError:
+                missing.append(year)
+        return missing
+
     # ---- conversions ---------------------------------------------------------------------------
 
     @staticmethod
@@ -552,6 +571,10 @@ def load_calendars(path: str | Path) -> dict[str, BusinessCalendar]:
     except FileNotFoundError:
         raise PolicyError(
             Problem(code="file-not-found", message="the calendar file does not exist", location=Location(file=file))
+        ) from None
+    except OSError as exc:
+        raise PolicyError(
+            Problem(code="cannot-read", message=f"cannot read the calendar file: {exc.strerror}", location=Location(file=file))
         ) from None
     except UnicodeDecodeError as exc:
         raise PolicyError(

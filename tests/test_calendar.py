@@ -1,0 +1,593 @@
+"""Business calendar: real Chinese holidays, working-time arithmetic, YAML errors with line numbers."""
+from __future__ import annotations
+
+import textwrap
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.calendar import (
+    BusinessCalendar,
+    CalendarCoverageError,
+    Duration,
+    load_calendars,
+    parse_duration,
+)
+from engine.errors import WARNING, Location, PolicyError
+
+REPO = Path(__file__).resolve().parent.parent
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+H = timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def calendars() -> dict[str, BusinessCalendar]:
+    return load_calendars(REPO / "policies" / "calendar.yaml")
+
+
+@pytest.fixture(scope="module")
+def standard(calendars) -> BusinessCalendar:
+    return calendars["standard"]
+
+
+def write(tmp_path: Path, text: str, name: str = "calendar.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def company(tmp_path: Path, extra: str = "", declared: str = "", on_uncovered: str = "error") -> BusinessCalendar:
+    """A standard-hours calendar with the given extra keys / declared_holidays block."""
+    text = f"""
+kind: calendar
+calendars:
+  office:
+    time_zone: Asia/Shanghai
+    working_hours:
+      mon-fri: ["09:00-12:00", "13:30-18:00"]
+    public_holidays: china
+    on_uncovered_year: {on_uncovered}
+{textwrap.indent(textwrap.dedent(extra).strip(), "    ") if extra.strip() else ""}
+{textwrap.dedent(declared).strip()}
+"""
+    return load_calendars(write(tmp_path, text))["office"]
+
+
+def problem_of(exc: pytest.ExceptionInfo, code: str):
+    matches = [p for p in exc.value.problems if p.code == code]
+    assert matches, [str(p) for p in exc.value.problems]
+    return matches[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# The shipped policies/calendar.yaml
+# --------------------------------------------------------------------------------------------------
+
+
+def test_shipped_file_loads(calendars):
+    assert set(calendars) == {"standard", "hotline_24x7"}
+    standard = calendars["standard"]
+    assert standard.tz.key == "Asia/Shanghai"
+    assert standard.weekly_hours[0] == ((9 * 60, 12 * 60), (13 * 60 + 30, 18 * 60))
+    assert standard.weekly_hours[5] == () and standard.weekly_hours[6] == ()
+    assert calendars["hotline_24x7"].weekly_hours[6] == ((0, 24 * 60),)
+
+
+# --------------------------------------------------------------------------------------------------
+# Working hours arithmetic (standard calendar, ordinary weeks of May 2024)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_friday_1700_plus_4h_is_monday_noon(standard):
+    # Fri 17:00-18:00 = 1h, Mon 09:00-12:00 = 3h: time runs out exactly at the end of the morning.
+    assert standard.add(datetime(2024, 5, 17, 17, 0), parse_duration("4h")) == datetime(2024, 5, 20, 12, 0)
+
+
+def test_start_during_lunch_break_counts_from_1330(standard):
+    assert standard.add(datetime(2024, 5, 20, 12, 30), parse_duration("2h")) == datetime(2024, 5, 20, 15, 30)
+
+
+def test_morning_work_continues_after_lunch(standard):
+    assert standard.add(datetime(2024, 5, 20, 11, 0), parse_duration("2h")) == datetime(2024, 5, 20, 14, 30)
+
+
+def test_start_at_night_counts_from_next_morning(standard):
+    assert standard.add(datetime(2024, 5, 21, 22, 0), parse_duration("30m")) == datetime(2024, 5, 22, 9, 30)
+    assert standard.add(datetime(2024, 5, 22, 6, 0), parse_duration("1h")) == datetime(2024, 5, 22, 10, 0)
+
+
+def test_start_on_saturday_counts_from_monday(standard):
+    assert standard.add(datetime(2024, 5, 18, 10, 0), parse_duration("2小时")) == datetime(2024, 5, 20, 11, 0)
+
+
+def test_long_duration_skips_whole_days(standard):
+    # 20h = Mon 7.5h + Tue 7.5h + Wed 5h (09:00-12:00, 13:30-15:30)
+    assert standard.add(datetime(2024, 5, 20, 9, 0), parse_duration("20h")) == datetime(2024, 5, 22, 15, 30)
+
+
+def test_seconds_are_kept(standard):
+    start = datetime(2024, 5, 20, 11, 59, 30, 250)
+    assert standard.add(start, parse_duration("1m")) == datetime(2024, 5, 20, 13, 30, 30, 250)
+
+
+# --------------------------------------------------------------------------------------------------
+# Real holidays and 调休 from chinesecalendar
+# --------------------------------------------------------------------------------------------------
+
+
+def test_spring_festival_2024_days(standard):
+    assert standard.is_working_day(date(2024, 2, 4))  # Sunday, adjusted working day
+    assert not standard.is_working_day(date(2024, 2, 3))  # ordinary Saturday
+    for day in range(10, 18):
+        assert not standard.is_working_day(date(2024, 2, day))
+    assert standard.is_working_day(date(2024, 2, 18))  # Sunday, adjusted working day
+    assert standard.day_info(date(2024, 2, 18)).reason == "adjusted working day (调休): Spring Festival"
+    assert standard.day_info(date(2024, 2, 12)).reason == "public holiday: Spring Festival"
+
+
+def test_spring_festival_2024_deadlines(standard):
+    # Fri 02-09 17:00: 1h that day, then the holiday, then Sun 02-18 (调休) 09:00-12:00.
+    assert standard.add(datetime(2024, 2, 9, 17, 0), parse_duration("4h")) == datetime(2024, 2, 18, 12, 0)
+    # A ticket on the ordinary Saturday before is due on the adjusted working Sunday.
+    assert standard.add(datetime(2024, 2, 3, 10, 0), parse_duration("1h")) == datetime(2024, 2, 4, 10, 0)
+    # 3 working days from Thu 02-08: Fri 02-09, Sun 02-18, Mon 02-19.
+    assert standard.add(datetime(2024, 2, 8, 10, 0), parse_duration("3d")) == datetime(2024, 2, 19, 10, 0)
+
+
+def test_national_day_2024(standard):
+    assert standard.is_working_day(date(2024, 9, 29))  # Sunday, adjusted
+    assert not any(standard.is_working_day(date(2024, 10, d)) for d in range(1, 8))
+    assert standard.is_working_day(date(2024, 10, 12))  # Saturday, adjusted
+    assert not standard.is_working_day(date(2024, 10, 13))
+    # 3d across the holiday from Fri 09-27: Sun 09-29, Mon 09-30, Tue 10-08.
+    assert standard.add(datetime(2024, 9, 27, 10, 0), parse_duration("3个工作日")) == datetime(2024, 10, 8, 10, 0)
+    assert standard.add(datetime(2024, 9, 30, 16, 0), parse_duration("1d")) == datetime(2024, 10, 8, 16, 0)
+    # Fri 10-11 17:00 + 4h ends on the adjusted working Saturday.
+    assert standard.add(datetime(2024, 10, 11, 17, 0), parse_duration("4h")) == datetime(2024, 10, 12, 12, 0)
+
+
+def test_spring_festival_2025(standard):
+    assert standard.is_working_day(date(2025, 1, 26))  # Sunday, adjusted
+    assert not any(standard.is_working_day(date(2025, 1, 28) + timedelta(days=i)) for i in range(8))
+    assert standard.is_working_day(date(2025, 2, 8))  # Saturday, adjusted
+    # Mon 01-27 16:00 + 8h: 2h that day, then Wed 02-05 09:00-12:00 and 13:30-16:30.
+    assert standard.add(datetime(2025, 1, 27, 16, 0), parse_duration("8h")) == datetime(2025, 2, 5, 16, 30)
+    assert standard.add(datetime(2025, 1, 27, 14, 0), parse_duration("1d")) == datetime(2025, 2, 5, 14, 0)
+
+
+def test_business_time_between_across_holiday(standard):
+    # Mon 2025-01-27 16:00 -> Wed 2025-02-05 10:00: 2h + 1h, the Spring Festival in between counts nothing.
+    assert standard.business_time_between(datetime(2025, 1, 27, 16, 0), datetime(2025, 2, 5, 10, 0)) == 3 * H
+
+
+# --------------------------------------------------------------------------------------------------
+# Business days (Nd)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_days_keep_the_clock_time(standard):
+    assert standard.add(datetime(2024, 5, 21, 10, 15), parse_duration("1d")) == datetime(2024, 5, 22, 10, 15)
+    # Friday + 1 working day = Monday, same time.
+    assert standard.add(datetime(2024, 5, 17, 17, 59), parse_duration("1d")) == datetime(2024, 5, 20, 17, 59)
+
+
+def test_days_from_outside_working_time_start_at_next_working_moment(standard):
+    # Fri 20:00 -> first working moment Mon 09:00 -> one working day later Tue 09:00.
+    assert standard.add(datetime(2024, 5, 17, 20, 0), parse_duration("1d")) == datetime(2024, 5, 21, 9, 0)
+    # During lunch -> counts from 13:30.
+    assert standard.add(datetime(2024, 5, 20, 12, 30), parse_duration("1d")) == datetime(2024, 5, 21, 13, 30)
+
+
+def test_days_then_hours(standard):
+    # Fri 17:00 + 1d = Mon 17:00, + 4h = Mon 17:00-18:00 and Tue 09:00-12:00.
+    assert standard.add(datetime(2024, 5, 17, 17, 0), parse_duration("1d4h")) == datetime(2024, 5, 21, 12, 0)
+
+
+def test_days_clamp_to_a_shorter_day(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        kind: calendar
+        calendars:
+          short_friday:
+            time_zone: Asia/Shanghai
+            working_hours:
+              mon-thu: ["09:00-18:00"]
+              fri: ["09:00-15:00"]
+            public_holidays: none
+        """,
+    )
+    cal = load_calendars(path)["short_friday"]
+    assert cal.add(datetime(2024, 5, 16, 17, 0), parse_duration("1d")) == datetime(2024, 5, 17, 15, 0)
+    assert cal.add(datetime(2024, 5, 16, 11, 0), parse_duration("1d")) == datetime(2024, 5, 17, 11, 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Company days declared in the file
+# --------------------------------------------------------------------------------------------------
+
+
+def test_company_closed_day(tmp_path):
+    cal = company(tmp_path, extra="closed_days:\n  - {dates: 2024-05-22, name: 公司年会}")
+    assert not cal.is_working_day(date(2024, 5, 22))
+    assert cal.day_info(date(2024, 5, 22)).reason == "company closed day: 公司年会"
+    # Tue 17:00: 1h, Wednesday closed, Thu 09:00-10:00.
+    assert cal.add(datetime(2024, 5, 21, 17, 0), parse_duration("2h")) == datetime(2024, 5, 23, 10, 0)
+
+
+def test_closed_day_range_and_extra_working_day(tmp_path):
+    cal = company(
+        tmp_path,
+        extra="""
+        closed_days:
+          - 2024-05-27..2024-05-28
+        extra_workdays:
+          - {dates: 2024-05-25, name: 年会补班}
+        """,
+    )
+    assert cal.is_working_day(date(2024, 5, 25))  # a Saturday
+    assert cal.day_info(date(2024, 5, 25)).reason == "extra working day: 年会补班"
+    assert cal.add(datetime(2024, 5, 24, 17, 0), parse_duration("2h")) == datetime(2024, 5, 25, 10, 0)
+    assert not cal.is_working_day(date(2024, 5, 27)) and not cal.is_working_day(date(2024, 5, 28))
+    assert cal.add(datetime(2024, 5, 25, 17, 0), parse_duration("2h")) == datetime(2024, 5, 29, 10, 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Wall-clock durations and elapsed working time
+# --------------------------------------------------------------------------------------------------
+
+
+def test_wall_durations_ignore_the_calendar(standard):
+    start = datetime(2024, 5, 17, 17, 0)
+    assert standard.add(start, parse_duration("48h wall")) == datetime(2024, 5, 19, 17, 0)
+    assert standard.add(start, parse_duration("2d wall")) == datetime(2024, 5, 19, 17, 0)
+    assert standard.add(start, parse_duration("48小时 自然时间")) == datetime(2024, 5, 19, 17, 0)
+    # Even right into the Spring Festival.
+    assert standard.add(datetime(2024, 2, 9, 20, 0), parse_duration("2天 自然时间")) == datetime(2024, 2, 11, 20, 0)
+
+
+def test_business_time_between_across_weekend(standard):
+    fri, mon = datetime(2024, 5, 17, 16, 0), datetime(2024, 5, 20, 10, 0)
+    assert standard.business_time_between(fri, mon) == 3 * H  # Fri 16-18, Mon 09-10
+    assert standard.business_time_between(mon, fri) == -3 * H
+    assert standard.business_time_between(fri, fri) == timedelta(0)
+    assert standard.business_time_between(datetime(2024, 5, 13, 9), datetime(2024, 5, 17, 18)) == 37.5 * H
+    # Within the lunch break nothing elapses.
+    assert standard.business_time_between(datetime(2024, 5, 20, 12), datetime(2024, 5, 20, 13, 30)) == timedelta(0)
+
+
+def test_hotline_works_through_holidays_and_midnight(calendars):
+    hotline = calendars["hotline_24x7"]
+    assert hotline.add(datetime(2024, 2, 10, 10, 0), parse_duration("4h")) == datetime(2024, 2, 10, 14, 0)
+    assert hotline.add(datetime(2024, 2, 10, 23, 0), parse_duration("2h")) == datetime(2024, 2, 11, 1, 0)
+    assert hotline.add(datetime(2024, 2, 10, 23, 0), parse_duration("1d")) == datetime(2024, 2, 11, 23, 0)
+    assert hotline.business_time_between(datetime(2024, 2, 9), datetime(2024, 2, 12)) == 72 * H
+    # No holidays: no coverage check, even far in the future.
+    assert hotline.add(datetime(2031, 1, 1, 0, 0), parse_duration("4h")) == datetime(2031, 1, 1, 4, 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Time zones
+# --------------------------------------------------------------------------------------------------
+
+
+def test_aware_utc_time_is_converted(standard):
+    start = datetime(2024, 5, 17, 1, 0, tzinfo=timezone.utc)  # 09:00 in Shanghai, a Friday
+    assert standard.is_working_time(start)
+    result = standard.add(start, parse_duration("1h"))
+    assert result == datetime(2024, 5, 17, 2, 0, tzinfo=timezone.utc)
+    assert result.tzinfo == SHANGHAI and result.replace(tzinfo=None) == datetime(2024, 5, 17, 10, 0)
+    # 00:30Z is 08:30 in Shanghai: before opening.
+    assert standard.add(datetime(2024, 5, 17, 0, 30, tzinfo=timezone.utc), parse_duration("1h")) == datetime(
+        2024, 5, 17, 10, 0, tzinfo=SHANGHAI
+    )
+
+
+def test_local_date_decides_the_day(standard):
+    # Friday 16:30 UTC is already Saturday 00:30 in Shanghai.
+    assert not standard.is_working_day(datetime(2024, 5, 17, 16, 30, tzinfo=timezone.utc))
+    assert standard.is_working_day(datetime(2024, 5, 17, 15, 30, tzinfo=timezone.utc))
+
+
+def test_naive_in_naive_out(standard):
+    assert standard.add(datetime(2024, 5, 20, 9, 0), parse_duration("1h")).tzinfo is None
+    assert standard.next_working_time(datetime(2024, 5, 18, 9, 0)) == datetime(2024, 5, 20, 9, 0)
+
+
+def test_daylight_saving_day_has_23_hours(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        kind: calendar
+        calendars:
+          berlin:
+            time_zone: Europe/Berlin
+            working_hours:
+              daily: ["00:00-24:00"]
+            public_holidays: none
+        """,
+    )
+    berlin = load_calendars(path)["berlin"]
+    assert berlin.business_time_between(datetime(2024, 3, 31), datetime(2024, 4, 1)) == 23 * H
+    assert berlin.add(datetime(2024, 3, 31, 0, 0), parse_duration("23h")) == datetime(2024, 4, 1, 0, 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Years the library does not cover
+# --------------------------------------------------------------------------------------------------
+
+
+def test_uncovered_year_is_an_error(standard):
+    with pytest.raises(CalendarCoverageError) as exc:
+        standard.add(datetime(2026, 12, 31, 17, 0), parse_duration("4h"))  # needs 2027-01-01
+    assert exc.value.year == 2027
+    problem = exc.value.problems[0]
+    assert problem.code == "calendar-year-not-covered"
+    assert "2027" in problem.message and "declared_holidays" in problem.fix
+    assert "policies/calendar.yaml" in problem.fix
+    assert problem.location.file.endswith("calendar.yaml") and problem.location.line is not None
+    assert isinstance(exc.value, PolicyError)
+
+
+def test_year_before_library_is_an_error(standard):
+    with pytest.raises(CalendarCoverageError) as exc:
+        standard.is_working_day(date(2003, 5, 1))
+    assert exc.value.year == 2003
+
+
+def test_uncovered_years_can_be_checked_ahead(standard, calendars, tmp_path):
+    assert standard.uncovered_years([2024, 2026, 2027, 2028]) == [2027, 2028]
+    assert calendars["hotline_24x7"].uncovered_years([2027]) == []
+    declared = company(tmp_path, declared="declared_holidays:\n  2027:\n    holidays: [2027-01-01]")
+    assert declared.uncovered_years([2026, 2027, 2028]) == [2028]
+
+
+def test_uncovered_year_warn_mode(tmp_path):
+    cal = company(tmp_path, on_uncovered="warn")
+    # 2027-01-01 is a Friday: treated as a normal working day, with a warning naming 2027.
+    assert cal.add(datetime(2026, 12, 31, 17, 0), parse_duration("4h")) == datetime(2027, 1, 1, 12, 0)
+    assert cal.add(datetime(2027, 1, 8, 17, 0), parse_duration("4h")) == datetime(2027, 1, 11, 12, 0)
+    assert len(cal.warnings) == 1
+    warning = cal.warnings[0]
+    assert warning.severity == WARNING and warning.code == "calendar-year-not-covered"
+    assert "2027" in warning.message
+    assert "(public holidays of 2027 unknown)" in cal.day_info(date(2027, 1, 1)).reason
+
+
+def test_declared_year_is_used(tmp_path):
+    # Format test only - not the real 2027 schedule.
+    cal = company(
+        tmp_path,
+        declared="""
+        declared_holidays:
+          2027:
+            source: test
+            holidays:
+              - {dates: 2027-01-01, name: 元旦}
+              - 2027-02-06..2027-02-12
+            workdays:
+              - {dates: 2027-02-13, name: 春节调休}
+        """,
+    )
+    assert cal.add(datetime(2026, 12, 31, 17, 0), parse_duration("4h")) == datetime(2027, 1, 4, 12, 0)
+    assert cal.day_info(date(2027, 1, 1)).reason == "public holiday: 元旦"
+    assert not cal.is_working_day(date(2027, 2, 8))
+    assert cal.is_working_day(date(2027, 2, 13))  # Saturday
+    assert cal.warnings == []
+
+
+def test_declared_year_replaces_library_data(tmp_path):
+    cal = company(tmp_path, declared="declared_holidays:\n  2025:\n    holidays: [2025-05-20]")
+    assert cal.is_working_day(date(2025, 1, 28))  # library's Spring Festival no longer applies
+    assert not cal.is_working_day(date(2025, 5, 20))
+    assert not cal.is_working_day(date(2025, 1, 26))  # nor its adjusted Sunday
+
+
+# --------------------------------------------------------------------------------------------------
+# YAML errors name the line
+# --------------------------------------------------------------------------------------------------
+
+
+BAD_HOURS = """\
+kind: calendar
+calendars:
+  office:
+    time_zone: Asia/Shanghai
+    working_hours:
+      mon-fri: ["09:00-12:00", "13:30-25:00"]
+    public_holidays: china
+"""
+
+
+def test_bad_time_range_names_line_and_column(tmp_path):
+    path = write(tmp_path, BAD_HOURS)
+    with pytest.raises(PolicyError) as exc:
+        load_calendars(path)
+    problem = problem_of(exc, "bad-time-range")
+    assert problem.location == Location(file=str(path), line=6, col=33)
+    assert "25:00" in problem.message
+
+
+def test_unknown_weekday(tmp_path):
+    path = write(tmp_path, BAD_HOURS.replace("mon-fri", "mon-fry").replace("25:00", "18:00"))
+    with pytest.raises(PolicyError) as exc:
+        load_calendars(path)
+    problem = problem_of(exc, "unknown-weekday")
+    assert (problem.location.line, problem.location.col) == (6, 7)
+    assert "fry" in problem.message
+
+
+def test_overlapping_periods(tmp_path):
+    path = write(tmp_path, BAD_HOURS.replace('"13:30-25:00"', '"11:00-14:00"'))
+    with pytest.raises(PolicyError) as exc:
+        load_calendars(path)
+    problem = problem_of(exc, "overlapping-periods")
+    assert (problem.location.line, problem.location.col) == (6, 33)
+
+
+def test_chinese_weekday_names_and_duplicate_weekday(tmp_path):
+    text = BAD_HOURS.replace('mon-fri: ["09:00-12:00", "13:30-25:00"]', '周一至周五: ["09:00-18:00"]\n      星期五: []')
+    with pytest.raises(PolicyError) as exc:
+        load_calendars(write(tmp_path, text))
+    problem = problem_of(exc, "duplicate-weekday")
+    assert problem.location.line == 7 and "Friday" in problem.message
+
+
+def test_many_problems_reported_together(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        kind: calendar
+        calendars:
+          office:
+            time_zone: UTC+8
+            working_hours:
+              mon-fri: 09:00-18:00
+            public_holidays: yes please
+            closed_days:
+              - 2024-02-30
+            colour: blue
+        declared_holidays:
+          2027:
+            holidays:
+              - 2026-12-31
+        """,
+    )
+    with pytest.raises(PolicyError) as exc:
+        load_calendars(path)
+    found = sorted((p.location.line, p.code) for p in exc.value.problems)
+    assert found == [
+        (4, "bad-time-zone"),  # UTC+8 is not a zone name
+        (7, "bad-value"),  # public_holidays must be china / none
+        (9, "bad-date"),  # there is no 30 February
+        (10, "unknown-key"),  # colour
+        (14, "bad-date"),  # a 2026 date under 2027
+    ]
+
+
+def test_yaml_syntax_error_line(tmp_path):
+    path = write(tmp_path, 'kind: calendar\ncalendars:\n  office:\n    time_zone: "Asia/Shanghai\n')
+    with pytest.raises(PolicyError) as exc:
+        load_calendars(path)
+    assert exc.value.problems[0].code == "yaml-syntax"
+    assert exc.value.problems[0].location.line == 5
+
+
+def test_duplicate_key_and_wrong_kind(tmp_path):
+    text = "kind: rules\ncalendars:\n  office: {}\n  office: {}\n"
+    with pytest.raises(PolicyError) as exc:
+        load_calendars(write(tmp_path, text))
+    assert problem_of(exc, "wrong-kind").location.line == 1
+    assert problem_of(exc, "duplicate-key").location.line == 4
+
+
+def test_missing_keys(tmp_path):
+    with pytest.raises(PolicyError) as exc:
+        load_calendars(write(tmp_path, "kind: calendar\ncalendars:\n  office:\n    time_zone: Asia/Shanghai\n"))
+    messages = [p.message for p in exc.value.problems if p.code == "missing-key"]
+    assert any("working_hours" in m for m in messages) and any("public_holidays" in m for m in messages)
+
+
+def test_night_period_is_rejected(tmp_path):
+    path = write(tmp_path, BAD_HOURS.replace('["09:00-12:00", "13:30-25:00"]', '["22:00-06:00"]'))
+    with pytest.raises(PolicyError) as exc:
+        load_calendars(path)
+    assert "ends before it starts" in problem_of(exc, "bad-time-range").message
+
+
+# --------------------------------------------------------------------------------------------------
+# Durations
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2h", Duration(minutes=120)),
+        ("30m", Duration(minutes=30)),
+        ("3d", Duration(days=3)),
+        ("1d4h", Duration(days=1, minutes=240)),
+        ("1d 4h 30m", Duration(days=1, minutes=270)),
+        ("1H30M", Duration(minutes=90)),
+        ("48h wall", Duration(minutes=48 * 60, wall=True)),
+        ("2d wall", Duration(days=2, wall=True)),
+        ("2小时", Duration(minutes=120)),
+        ("30分钟", Duration(minutes=30)),
+        ("3个工作日", Duration(days=3)),
+        ("1个工作日4小时", Duration(days=1, minutes=240)),
+        ("48小时 自然时间", Duration(minutes=48 * 60, wall=True)),
+        ("2天 自然时间", Duration(days=2, wall=True)),
+    ],
+)
+def test_parse_duration(text, expected):
+    assert parse_duration(text) == expected
+
+
+def test_duration_canonical_text():
+    assert [str(parse_duration(t)) for t in ("90m", "1d4h", "48小时 自然时间", "3个工作日")] == [
+        "1h30m",
+        "1d4h",
+        "48h wall",
+        "3d",
+    ]
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("3天", "ambiguous"),
+        ("3个工作日 自然时间", "cannot be combined"),
+        ("0h", "zero"),
+        ("1.5h", "not an amount"),
+        ("4h 2d", "days, then hours"),
+        ("4h4h", "twice"),
+        ("", "no amount"),
+        ("soon", "not an amount"),
+    ],
+)
+def test_bad_durations(text, reason):
+    where = Location(file="policies/sla.yaml", line=12, col=14)
+    with pytest.raises(PolicyError) as exc:
+        parse_duration(text, where)
+    problem = exc.value.problems[0]
+    assert problem.code == "bad-duration" and reason in problem.message
+    assert repr(text) in problem.message and "48h wall" in problem.fix
+    assert problem.location == where
+
+
+# --------------------------------------------------------------------------------------------------
+# Properties and speed
+# --------------------------------------------------------------------------------------------------
+
+_starts = st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2025, 11, 30))
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=_starts, minutes=st.integers(min_value=1, max_value=60 * 80))
+def test_working_time_to_deadline_equals_duration(standard, start, minutes):
+    deadline = standard.add(start, Duration(minutes=minutes))
+    assert deadline > start
+    assert standard.business_time_between(start, deadline) == timedelta(minutes=minutes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(start=_starts, later=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=5)), days=st.integers(1, 10))
+def test_deadlines_never_move_backwards(standard, start, later, days):
+    for duration in (Duration(minutes=days * 60), Duration(days=days)):
+        assert standard.add(start, duration) <= standard.add(start + later, duration)
+
+
+def test_hundred_thousand_deadlines_are_fast(standard):
+    durations = [parse_duration(t) for t in ("4h", "1d", "3d", "30m", "2d4h")]
+    starts = [datetime(2024, 1, 1) + timedelta(minutes=37 * i) for i in range(20_000)]
+    began = time.perf_counter()
+    for duration in durations:
+        for start in starts:
+            standard.add(start, duration)
+    elapsed = time.perf_counter() - began
+    assert elapsed < 20, f"100,000 deadlines took {elapsed:.1f}s"
