@@ -4,8 +4,9 @@ The node set is deliberately small and regular so that other backends (e.g. a du
 translator) can walk it: Const, Name, Unary, Binary, BoolOp, In, Between, IsNull, Call.
 
 Every node carries ``line``/``col``: the 1-based position in the expression text where the node
-starts (for a Binary, where its left operand starts). Positions are not part of equality, so two
-trees that mean the same are ``==`` wherever they were written.
+starts (for a Binary, where its left operand starts); the root returned by ``parse`` also carries
+``origin``, where the text starts in its file. Positions are not part of equality, so two trees that
+mean the same are ``==`` wherever they were written.
 
 ``to_dict()`` gives a stable, JSON-serialisable form. Leaves are ``{"const": v}`` and
 ``{"name": n}``; every other node has an ``"op"`` key:
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Iterator, Union
 
+from ..errors import Location
+
 ARITHMETIC_OPS = ("+", "-", "*", "/", "%")
 COMPARISON_OPS = ("==", "!=", "<", "<=", ">", ">=")
 UNARY_OPS = ("not", "-")
@@ -37,6 +40,9 @@ BOOL_OPS = ("and", "or")
 class Node:
     line: int = field(default=1, compare=False, repr=False, kw_only=True)
     col: int = field(default=1, compare=False, repr=False, kw_only=True)
+    # Set by parse() on the root node: where the expression text starts in the policy file, so that
+    # check() and compile_expr() can report absolute positions without being told again.
+    origin: Location | None = field(default=None, compare=False, repr=False, kw_only=True)
 
     def to_dict(self, positions: bool = False) -> dict[str, Any]:
         raise NotImplementedError

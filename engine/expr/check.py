@@ -26,10 +26,10 @@ def check(node: Node, schema: Mapping[str, Type | str], location: Location | Non
 
     ``schema`` gives the type of each name (a Type, or text such as "number" or "list of string").
     ``as_of`` has type date unless the schema says otherwise. ``location`` is where the expression
-    starts in the policy file. With ``expect`` (e.g. BOOL for a rule condition), a result of
+    starts in the policy file (default: the one ``parse`` recorded). With ``expect`` (e.g. BOOL for a rule condition), a result of
     another type is a problem too.
     """
-    checker = _Checker(schema, location)
+    checker = _Checker(schema, location or node.origin)
     result = checker.visit(node)
     if expect is not None and not is_unknown(result) and result != expect:
         if expect == BOOL:

@@ -21,6 +21,8 @@ one Problem of code ``expr-syntax`` at the absolute position of the offending to
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..errors import ExprError, Location
 from .ast import COMPARISON_OPS, Between, Binary, BoolOp, Call, Const, In, IsNull, Name, Node, Unary
 from .lexer import Token, locate, syntax_error, tokenize
@@ -28,7 +30,8 @@ from .lexer import Token, locate, syntax_error, tokenize
 
 def parse(text: str, location: Location | None = None) -> Node:
     """Parse ``text``. ``location`` is where the text starts in the policy file (file, line, col)."""
-    return _Parser(text, location).parse()
+    node = _Parser(text, location).parse()
+    return replace(node, origin=location) if location is not None else node
 
 
 def _describe(tok: Token) -> str:
