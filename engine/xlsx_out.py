@@ -238,8 +238,9 @@ def _write_sheet(workbook: xlsxwriter.Workbook, formats: _Formats, sheet: Sheet,
             value = values[col]
             if value is None or value == "":
                 continue  # empty cell
-            shown = _write_cell(ws, row_index, col, kinds[col], value, cell_formats[col])
-            if measure[col] and shown > widths[col]:
+            floor = widths[col] if measure[col] else MAX_STRING
+            shown = _write_cell(ws, row_index, col, kinds[col], value, cell_formats[col], floor)
+            if shown > widths[col]:
                 widths[col] = shown
                 if shown >= MAX_WIDTH:
                     measure[col] = False  # capped: stop measuring this column
@@ -254,10 +255,11 @@ def _write_sheet(workbook: xlsxwriter.Workbook, formats: _Formats, sheet: Sheet,
         ws.set_column(col, col, width)
 
 
-def _write_cell(ws, row: int, col: int, kind: str, value: Any, fmt) -> int:
-    """Write one non-empty value; return its display width."""
+def _write_cell(ws, row: int, col: int, kind: str, value: Any, fmt, floor: int) -> int:
+    """Write one non-empty value; return its display width, or 0 if it is surely not wider than
+    ``floor`` (measuring every text is the slow part)."""
     if kind == "text":
-        return _write_text(ws, row, col, _to_text(value))
+        return _write_text(ws, row, col, _to_text(value), floor)
     if kind in ("date", "datetime"):
         if isinstance(value, (date, datetime)):  # datetime is a date subclass
             ws.write_datetime(row, col, value, fmt)
@@ -266,20 +268,22 @@ def _write_cell(ws, row: int, col: int, kind: str, value: Any, fmt) -> int:
             ws.write_datetime(row, col, value, fmt)
             return _DATE_WIDTH[kind]
         # Not a date (e.g. an unparsed export value): keep it visible as text.
-        return _write_text(ws, row, col, _to_text(value))
+        return _write_text(ws, row, col, _to_text(value), floor)
     # number, money, int, percent
     number = _to_number(value)
     if number is None:
-        return _write_text(ws, row, col, _to_text(value))
+        return _write_text(ws, row, col, _to_text(value), floor)
     ws.write_number(row, col, number, fmt)
     return len(_number_display(kind, number))
 
 
-def _write_text(ws, row: int, col: int, text: str) -> int:
+def _write_text(ws, row: int, col: int, text: str, floor: int) -> int:
     text = _clean_text(escape_text(text))
     if len(text) > MAX_STRING:
         text = text[:MAX_STRING]  # Excel's hard limit; XlsxWriter would truncate with a warning
     ws.write_string(row, col, text)
+    if 2 * len(text) <= floor:
+        return 0  # at most 2 units a character: cannot be wider than the column already is
     return display_width(text)
 
 
