@@ -66,6 +66,7 @@ NUM_FORMATS = {
 # Display width of a formatted date/datetime cell.
 _DATE_WIDTH = {"date": 10, "datetime": 16}
 
+EXCEL_MAX_ROWS = 1_048_576  # including the header row
 MAX_STRING = 32767  # Excel's limit for one cell's text
 
 HEADER_STYLE = {
@@ -230,6 +231,9 @@ def _write_sheet(workbook: xlsxwriter.Workbook, formats: _Formats, sheet: Sheet,
     cell_formats = [formats.by_kind[k] for k in kinds]
     row_index = 0
     for row_index, values in enumerate(sheet.rows, start=1):
+        if row_index >= EXCEL_MAX_ROWS:
+            # XlsxWriter would silently drop the rest; losing tasks quietly is worse than failing.
+            raise ValueError(f"sheet {sheet.name!r}: more than {EXCEL_MAX_ROWS - 1} data rows")
         if len(values) != ncols:
             raise ValueError(
                 f"sheet {sheet.name!r} data row {row_index}: {len(values)} values for {ncols} columns"

@@ -29,7 +29,7 @@ from engine.policy.yaml_source import YList, YMap, load_yaml
 from engine.stages import stage_feature_catalog
 
 RULE_KINDS = STAGES
-OTHER_KINDS = ("columns", "calendar", "features", "organization", "sla", "care", "churn", "guards", "test")
+OTHER_KINDS = ("columns", "calendar", "features", "organization", "guards")
 PRIORITIES = ("高", "中", "低")
 MESSAGE_CATEGORIES = ("marketing", "service")
 
@@ -192,6 +192,8 @@ class _Loader:
         parsed = []
         for stage in RULE_KINDS:
             for path, doc in self.documents.get(stage, []):
+                if stage != "classification" and not any(k in doc for k in ("rules", "table", "policies")):
+                    continue  # a stage's own settings file (e.g. SLA targets): its stage module reads it
                 for block, block_loc in self._policy_blocks(doc):
                     rs = self._ruleset(stage, path, block, block_loc, org)
                     if rs is not None:

@@ -9,7 +9,7 @@ tasks, messages and decisions (e.g. SLA escalations). The module also writes its
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,6 +50,7 @@ class StageSetup:
     calendars: dict[str, Any]
     builder: Any  # engine.actions.ActionBuilder
     as_of: date
+    as_of_time: datetime  # the instant the run looks at (naive, local time of the calendars)
 
 
 def stage_feature_catalog() -> dict[str, tuple[str, str]]:
