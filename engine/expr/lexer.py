@@ -34,6 +34,8 @@ SLIPS = (
     ("！", "not"),
 )
 
+FULL_WIDTH = frozenset("＝＞＜（），【】［］！")
+
 
 @dataclass(frozen=True, slots=True)
 class Token:
@@ -158,6 +160,10 @@ def tokenize(text: str, location: Location | None = None) -> list[Token]:
             i = j + 1
             continue
 
+        slip = next(((bad, good) for bad, good in SLIPS if len(bad) == 2 and text.startswith(bad, i)), None)
+        if slip is not None:  # before operators, so that "<>" is not read as "<" then ">"
+            raise fail(i, f"'{slip[0]}' is not an operator here", f"write '{slip[1]}' instead")
+
         op = next((o for o in OPERATORS if text.startswith(o, i)), None)
         if op is not None:
             tokens.append(Token("op", op, op, line, col))
@@ -169,7 +175,7 @@ def tokenize(text: str, location: Location | None = None) -> list[Token]:
             bad, good = slip
             if bad == "=":
                 raise fail(i, "'=' is not a comparison", "use '==' to test whether two values are equal")
-            if not bad.isascii():
+            if bad in FULL_WIDTH:
                 raise fail(i, f"'{bad}' is a full-width or special character",
                            f"type '{good}' instead (switch the input method to half-width/English)")
             raise fail(i, f"'{bad}' is not an operator here", f"write '{good}' instead")
