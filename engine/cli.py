@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import click
@@ -19,6 +19,19 @@ def _parse_date(_ctx, _param, value):
         return date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"'{value}' is not a date like 2026-11-20") from None
+
+
+def _parse_as_of(_ctx, _param, value):
+    """A date (the run looks at the end of that day) or a date and time such as 2026-11-20T12:00."""
+    if value is None:
+        return None
+    text = value.strip().replace(" ", "T")
+    try:
+        if "T" in text:
+            return datetime.fromisoformat(text).replace(second=0, microsecond=0)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a date like 2026-11-20 or a time like 2026-11-20T12:00") from None
 
 
 def _fail(exc: EngineError) -> None:
@@ -47,17 +60,22 @@ def main() -> None:
               help="Folder with the Excel exports (customers, interactions, orders).")
 @click.option("--outbox", type=click.Path(path_type=Path, file_okay=False), default=Path("outbox"), show_default=True,
               help="Where the run folder is written.")
-@click.option("--as-of", "as_of", callback=_parse_date, default=None, help="The date the run looks at (YYYY-MM-DD). Default: today.")
+@click.option("--as-of", "as_of", callback=_parse_as_of, default=None,
+              help="The date the run looks at (YYYY-MM-DD: the end of that day), or an instant (YYYY-MM-DDTHH:MM). Default: now.")
 @click.option("--templates", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Message templates folder. Default: templates/ beside the policy folder.")
 @click.option("--engine", "engine_name", type=click.Choice(["python", "durable"]), default="python", show_default=True,
               help="Rule evaluation backend.")
 @click.option("--force", is_flag=True, help="Run again even if this exact batch already has a run folder (replaces it).")
-def run(policies: Path, inbox: Path, outbox: Path, as_of: date | None, templates: Path | None, engine_name: str, force: bool) -> None:
+def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None, templates: Path | None, engine_name: str, force: bool) -> None:
     """Run the policies over the exports in INBOX and write a run folder into OUTBOX."""
     from engine.run import RunOptions, run_batch
 
-    options = RunOptions(policies=policies, inbox=inbox, outbox=outbox, as_of=as_of or date.today(),
+    if as_of is None:
+        as_of = datetime.now().replace(second=0, microsecond=0)
+    as_of_time = as_of if isinstance(as_of, datetime) else None
+    as_of_day = as_of.date() if isinstance(as_of, datetime) else as_of
+    options = RunOptions(policies=policies, inbox=inbox, outbox=outbox, as_of=as_of_day, as_of_time=as_of_time,
                          templates=templates, engine=engine_name, force=force)
     try:
         result = run_batch(options, progress=lambda msg: click.echo(msg, err=True))

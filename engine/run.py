@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -58,6 +58,7 @@ class RunOptions:
     outbox: Path
     as_of: date
     templates: Path | None = None
+    as_of_time: datetime | None = None  # default: the end of the as-of day
     engine: str = "python"
     force: bool = False
 
@@ -92,8 +93,12 @@ class Evaluation:
     modules: dict[str, Any] = field(default_factory=dict)  # stage modules, to write their own files
 
 
+def end_of_day(day: date) -> datetime:
+    return datetime.combine(day, time(23, 59, 59))
+
+
 def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templates: Path, engine: str = "python",
-                     progress: Callable[[int, int], None] | None = None) -> Evaluation:
+                     progress: Callable[[int, int], None] | None = None, as_of_time: datetime | None = None) -> Evaluation:
     calendars = load_calendars(policyset.root / "calendar.yaml")
     org = policyset.organization
     if org.task_calendar not in calendars:
@@ -102,7 +107,7 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
     env = make_environment(templates)
     builder = ActionBuilder(org, calendars[org.task_calendar], env, as_of)
     evaluator = Evaluator(policyset.rulesets, get_backend(engine))
-    modules = build_stage_modules(StageSetup(policyset, calendars, builder, as_of))
+    modules = build_stage_modules(StageSetup(policyset, calendars, builder, as_of, as_of_time or end_of_day(as_of)))
     orders_by_customer = group_by_customer(dataset.orders)
     interactions_by_customer = group_by_customer(dataset.interactions)
     tasks: list[Task] = []
@@ -177,7 +182,7 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
     input_files = [Path(p) for p in dataset.input_files]
     template_files = _files_under(templates, "*") if templates.is_dir() else []
     digest = hashlib.sha256()
-    digest.update(options.as_of.isoformat().encode())
+    digest.update((options.as_of_time or end_of_day(options.as_of)).isoformat().encode())
     digest.update(options.engine.encode())
     for path in [*input_files, *policyset.files, columns_path, *template_files]:
         digest.update(sha256_file(path).encode())
@@ -189,6 +194,7 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
     evaluation = evaluate_dataset(
         policyset, dataset, options.as_of, templates, options.engine,
         progress=lambda done, total: say(f"已评估 {done}/{total} 位客户"),
+        as_of_time=options.as_of_time,
     )
     with RunFolder(options.outbox, run_id, overwrite=options.force) as folder:
         task_counts = write_tasks(folder.path, evaluation.tasks)
