@@ -605,3 +605,13 @@ def test_to_source_round_trip_is_stable(text):
     assert second == first
     assert second.to_dict() == first.to_dict()
     assert expr.to_source(second) == source
+
+
+def test_runtime_errors_in_functions_name_the_user_values():
+    with pytest.raises(EvaluationError) as exc:
+        ev("days_since(d) > 1", d="昨天")
+    assert exc.value.problems[0].message == "cannot compute days_since(d) with '昨天' (string)"
+    with pytest.raises(EvaluationError) as exc:
+        ev("date(s) < as_of", s="2024-02-30")
+    assert (exc.value.problems[0].code, exc.value.problems[0].message) == \
+        ("bad-date", "'2024-02-30' is not a valid date in date(s)")

@@ -160,14 +160,15 @@ class _Compiler:
         return func
 
     def call(self, node: Call, func: Function, args: list[Any]) -> Any:
+        shown = args[1:] if func.needs_as_of else args  # the as-of date is not something the user wrote
         try:
             return func.impl(*args)
         except ValueError:
             if func.name == "date":
                 raise self.error(node, "bad-date", f"{value_text(args[0])} is not a valid date in {to_source(node)}")
-            raise self.type_error(node, *args)
+            raise self.type_error(node, *shown) from None
         except (TypeError, AttributeError):
-            raise self.type_error(node, *args)
+            raise self.type_error(node, *shown) from None
 
     # -- nodes -----------------------------------------------------------------------------------
 
@@ -369,6 +370,23 @@ class _Compiler:
         fs = tuple(self.compile(a) for a in node.args)
         impl = func.impl
         null_in_null_out = func.null_in_null_out
+
+        if func.needs_as_of and len(fs) == 1 and null_in_null_out:
+            (f0,) = fs  # days_since(d), days_until(d): the hot case, without building lists
+
+            def one_arg_as_of(ctx: Mapping[str, Any]) -> Any:
+                v = f0(ctx)
+                if v is None:
+                    return None
+                as_of = ctx.get("as_of")
+                if as_of is None:
+                    raise self.error(node, "missing-as-of",
+                                     f"{func.name}() needs the as-of date, but the context has no 'as_of'")
+                try:
+                    return impl(as_of, v)
+                except (TypeError, AttributeError, ValueError):
+                    return self.call(node, func, [as_of, v])  # re-run to raise the right EvaluationError
+            return one_arg_as_of
 
         if func.needs_as_of:
             def with_as_of(ctx: Mapping[str, Any]) -> Any:

@@ -116,8 +116,7 @@ def tokenize(text: str, location: Location | None = None) -> list[Token]:
                 k = j
                 while k < n and (_is_name_char(text[k]) or text[k] == "."):
                     k += 1
-                return_text = text[i:k]
-                raise fail(i, f"'{return_text}' is not a number, and a name cannot start with a digit",
+                raise fail(i, f"'{text[i:k]}' is not a number, and a name cannot start with a digit",
                            "write a plain number such as 365 or 0.5, or a name that starts with a letter")
             word = text[i:j]
             value: Any = float(word) if is_float else int(word)
