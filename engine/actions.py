@@ -10,7 +10,7 @@ from engine.decisions import Message, Task
 from engine.errors import PolicyError, Problem
 from engine.model import Customer
 from engine.policy.loader import Organization
-from engine.policy.model import MessageSpec, Rule, RuleSet, TaskSpec
+from engine.policy.model import MessageSpec, Rule, RuleSet, TaskSpec, period_label
 from engine.render import render_message
 
 
@@ -98,7 +98,7 @@ class ActionBuilder:
             priority=spec.priority,
             script=self._inline(spec.script, context, rule),
             category=spec.category,
-            key=f"{rule.rule_id}|{customer.customer_id}|{self.as_of.isoformat()}",
+            key=f"{rule.rule_id}|{customer.customer_id}|{period_label(spec.once_per, self.as_of)}",
         )
 
     def pick_channel(self, spec: MessageSpec, customer: Customer) -> tuple[str | None, str | None]:
@@ -133,5 +133,5 @@ class ActionBuilder:
             rule_id=rule.rule_id,
             policy_id=rs.policy_id,
             stage=rs.stage,
-            key=f"{rule.rule_id}|{customer.customer_id}|{self.as_of.isoformat()}",
+            key=f"{rule.rule_id}|{customer.customer_id}|{period_label(spec.once_per, self.as_of)}",
         )

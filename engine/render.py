@@ -119,10 +119,16 @@ class MessageEnvironment(ImmutableSandboxedEnvironment):
             trim_blocks=True,
             lstrip_blocks=True,
             auto_reload=False,  # a run sees one version of each template
+            # A value that is None (e.g. no owner recorded) prints as nothing, never as "None".
+            finalize=_none_as_empty,
         )
         self.templates_dir = Path(templates_dir)
         self.filters.update(FILTERS)
         self._compiled: dict[str, _Compiled] = {}
+
+
+def _none_as_empty(value: Any) -> Any:
+    return "" if value is None else value
 
 
 def make_environment(templates_dir: Path) -> MessageEnvironment:
@@ -285,6 +291,11 @@ def _render_problem(env: MessageEnvironment, template_name: str, compiled: _Comp
     elif isinstance(exc, UndefinedError):
         code = "template-undefined"
         name = next((m.group(1) for p in _UNDEFINED_NAME if (m := p.search(text))), None)
+        if name and snippet:
+            # Show the full path as written, e.g. customer.nme rather than nme.
+            dotted = re.search(rf"([A-Za-z_]\w*)\s*\.\s*{re.escape(name)}\b", snippet)
+            if dotted:
+                name = f"{dotted.group(1)}.{name}"
         variable = f"variable {name!r}" if name else "a variable"
         message = f"{where}: {variable} is not defined ({text}){snippet}"
         fix = (

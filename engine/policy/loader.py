@@ -16,6 +16,7 @@ from engine.features import FeatureConfig, feature_catalog
 from engine.policy import decision_table
 from engine.policy.model import (
     HIT_POLICIES,
+    PERIODS,
     STAGES,
     AddScore,
     MessageSpec,
@@ -302,7 +303,7 @@ class _Loader:
         )
 
     def _task(self, block: Any, loc: Location, org: Organization) -> TaskSpec | None:
-        allowed = ("title", "assign_to", "due", "priority", "script", "category")
+        allowed = ("title", "assign_to", "due", "priority", "script", "category", "once_per")
         if not check_keys(block, "a task", allowed, ("title", "assign_to", "due"), self.problems, loc):
             return None
         assign = str(block.get("assign_to", "owner"))
@@ -328,10 +329,11 @@ class _Loader:
             priority=priority,
             script=None if block.get("script") is None else str(block.get("script")).strip(),
             category=str(block.get("category", "service")),
+            once_per=self._period(block),
         )
 
     def _message(self, block: Any, loc: Location, org: Organization) -> MessageSpec | None:
-        allowed = ("template", "channel", "category", "params")
+        allowed = ("template", "channel", "category", "params", "once_per")
         if not check_keys(block, "a message", allowed, ("template", "category"), self.problems, loc):
             return None
         channel = str(block.get("channel", "preferred"))
@@ -344,7 +346,16 @@ class _Loader:
             self.problems.error("bad-value", f"message category must be marketing or service, not '{category}'",
                                 block.value_loc("category"), fix="marketing messages need consent and count against caps; service messages do not")
         return MessageSpec(template=str(block.get("template")), channel=channel, category=category,
-                           params=dict(block.get("params") or {}))
+                           params=dict(block.get("params") or {}), once_per=self._period(block))
+
+    def _period(self, block: YMap) -> str:
+        period = str(block.get("once_per", "day"))
+        if period not in PERIODS:
+            guess = did_you_mean(period, PERIODS)
+            self.problems.error("bad-value", f"once_per must be one of {', '.join(PERIODS)}, not '{period}'"
+                                + (f"; did you mean '{guess}'?" if guess else ""), block.value_loc("once_per"))
+            return "day"
+        return period
 
     def _table_rules(self, rs: RuleSet, path: Path, block: YMap) -> None:
         ref = str(block.get("table"))

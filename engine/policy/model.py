@@ -43,6 +43,7 @@ class TaskSpec:
     priority: str
     script: str | None = None
     category: str = "service"
+    once_per: str = "day"  # issue at most once per customer in this period (see PERIODS)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,30 @@ class MessageSpec:
     channel: str
     category: str  # "marketing" or "service": guards treat them differently
     params: dict[str, Any] = field(default_factory=dict)
+    once_per: str = "day"
+
+
+# How often the same rule may issue the same task or message to the same customer. The period is
+# part of the idempotency key the contact ledger checks, so re-runs never issue twice.
+PERIODS = ("day", "week", "month", "quarter", "year", "ever")
+
+
+def period_label(period: str, day) -> str:
+    """The label of the period containing ``day``: 2026-11-20, 2026-W47, 2026-11, 2026-Q4, 2026, ever."""
+    if period == "day":
+        return day.isoformat()
+    if period == "week":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period == "month":
+        return f"{day.year}-{day.month:02d}"
+    if period == "quarter":
+        return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
+    if period == "year":
+        return str(day.year)
+    if period == "ever":
+        return "ever"
+    raise ValueError(f"unknown period {period}")
 
 
 Output = SetTag | AddScore | TaskSpec | MessageSpec
