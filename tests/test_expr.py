@@ -615,3 +615,15 @@ def test_runtime_errors_in_functions_name_the_user_values():
         ev("date(s) < as_of", s="2024-02-30")
     assert (exc.value.problems[0].code, exc.value.problems[0].message) == \
         ("bad-date", "'2024-02-30' is not a valid date in date(s)")
+
+
+def test_examples_in_the_user_docs_parse_and_check():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "expressions.md").read_text(encoding="utf-8")
+    conditions = re.findall(r"^when: (.+)$", doc, flags=re.M)
+    assert len(conditions) >= 6
+    schema = dict(SCHEMA, last_order_date=DATE, owner=STRING, points=NUMBER, birthday=DATE)
+    for text in conditions:
+        assert expr.check(expr.parse(text), schema, expect=BOOL) == BOOL, text
