@@ -8,6 +8,7 @@ filters available to ops staff.
   (``''.__class__...``) nor change the data it is given.
 * Strict: ``StrictUndefined`` - a misspelt or missing variable is an error naming the template, the
   line and the variable, never a silently empty gap in a message sent to a customer.
+* A value that is ``None`` (e.g. no owner recorded) renders as nothing, never as ``None``.
 * Autoescaping is on for ``.html`` / ``.htm`` / ``.xml`` templates, off for everything else (text
   messages must not contain ``&amp;``).
 * Compiled templates are cached per environment (rendering runs ~100,000 times a run); templates
@@ -153,36 +154,57 @@ def template_variables(env: MessageEnvironment, template_name: str) -> set[str]:
 
 def template_fields(env: MessageEnvironment, template_name: str) -> set[str]:
     """The fields the template needs, as dotted paths one level deep: ``customer.name``,
-    ``params.festival``; a variable used as a whole (``as_of``) appears by its name. Fields used
-    only with a fallback (``params.x|default('...')`` or ``params.get('x')``) are optional and not
-    listed. Lets a validator check that a rule's ``params`` has every key its template needs."""
+    ``params.festival``; a variable used as a whole (``as_of``) appears by its name.
+
+    A field is optional, and not listed, if the template anywhere reads it with a fallback or a
+    check: ``params.get('x')``, ``params.x|default(...)``, ``params.x is defined``. (So
+    ``{% if params.get('x') %}...{{ params.x }}{% endif %}`` counts as optional.) Lets a validator
+    check that a rule's ``params`` has every key its template needs; rendering still fails on
+    anything this misses."""
     tree = _parse(env, template_name)
     top = meta.find_undeclared_variables(tree)
-    optional: set[int] = set()  # ids of nodes used with a fallback
-    for node in tree.find_all(nodes.Filter):
-        if node.name in ("default", "d") and node.node is not None:
-            optional.add(id(node.node))
+
+    def dotted(node: nodes.Node) -> str | None:
+        """``name.attr`` / ``name['key']`` for an access on a top-level variable, else None."""
+        if isinstance(node, (nodes.Getattr, nodes.Getitem)) and isinstance(node.node, nodes.Name):
+            if node.node.name not in top:
+                return None
+            if isinstance(node, nodes.Getattr):
+                return f"{node.node.name}.{node.attr}"
+            if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                return f"{node.node.name}.{node.arg.value}"
+        return None
+
+    optional: set[str] = set()
+    for call in tree.find_all(nodes.Call):  # params.get('x', ...)
+        func = call.node
+        if (
+            isinstance(func, nodes.Getattr)
+            and func.attr == "get"
+            and isinstance(func.node, nodes.Name)
+            and call.args
+            and isinstance(call.args[0], nodes.Const)
+        ):
+            optional.add(f"{func.node.name}.{call.args[0].value}")
+    for node in tree.find_all(nodes.Filter):  # params.x|default(...)
+        if node.name in ("default", "d") and node.node is not None and (path := dotted(node.node)):
+            optional.add(path)
+    for node in tree.find_all(nodes.Test):  # params.x is defined
+        if node.name in ("defined", "undefined") and (path := dotted(node.node)):
+            optional.add(path)
+
     fields: set[str] = set()
-    accessed: set[int] = set()  # Name nodes that are the base of an attribute access
+    bases: set[int] = set()  # Name nodes that are the base of an attribute access
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        base = node.node
-        if not (isinstance(base, nodes.Name) and base.name in top):
-            continue
-        accessed.add(id(base))
-        if id(node) in optional:
-            continue
-        if isinstance(node, nodes.Getattr):
-            if node.attr == "get":  # params.get('x', ...): optional by construction
-                continue
-            fields.add(f"{base.name}.{node.attr}")
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            fields.add(f"{base.name}.{node.arg.value}")
-        else:
-            fields.add(base.name)  # computed key: the whole variable is needed
+        if isinstance(node.node, nodes.Name) and node.node.name in top:
+            bases.add(id(node.node))
+            if isinstance(node, nodes.Getattr) and node.attr == "get":
+                continue  # the method itself, handled above
+            fields.add(dotted(node) or node.node.name)  # computed key: the whole variable
     for node in tree.find_all(nodes.Name):
-        if node.name in top and node.ctx == "load" and id(node) not in accessed and id(node) not in optional:
+        if node.name in top and node.ctx == "load" and id(node) not in bases:
             fields.add(node.name)
-    return fields
+    return fields - optional
 
 
 # --- internals -----------------------------------------------------------------------------------
