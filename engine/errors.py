@@ -28,6 +28,8 @@ class Location:
 
     def __str__(self) -> str:
         if self.file is None:
+            if self.line is not None:
+                return f"line {self.line}, col {self.col or 1}"
             return "<unknown>"
         if self.sheet is not None and self.cell is not None:
             return f"{self.file}!{self.sheet}!{self.cell}"

@@ -409,7 +409,10 @@ class _Loader:
                                     sheet_data.cell_loc(row_number, kinds.index("rule_id") if "rule_id" in kinds else 0))
             seen_ids.add(rule_id)
             condition_text = " and ".join(text for _, text in parts) or "true"
-            condition = expr.parse(condition_text) if parts else expr.parse("true")
+            if len(parts) > 1:
+                condition = expr.BoolOp("and", tuple(node for node, _ in parts))
+            else:
+                condition = parts[0][0] if parts else expr.parse("true")
             rs.rules.append(
                 Rule(
                     rule_id=rule_id,
@@ -420,6 +423,7 @@ class _Loader:
                     location=Location(file=sheet_data.workbook_name, sheet=sheet_data.sheet, cell=f"A{row_number}"),
                     priority=priority,
                     cells=cells,
+                    cell_conditions=[node for node, _ in parts],
                 )
             )
         rs.table_sheet = sheet_data  # kept for validate (overlaps, gaps)
@@ -465,10 +469,12 @@ def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Proble
         for rule in rs.rules:
             if rule.condition is None:
                 continue
-            try:
-                expr.check(rule.condition, schema)
-            except PolicyError as exc:
-                problems.extend(exc.problems)
+            # A table row is checked cell by cell, so a problem names the cell that has it.
+            for node in rule.cell_conditions or [rule.condition]:
+                try:
+                    expr.check(node, schema, expect=expr.BOOL)
+                except PolicyError as exc:
+                    problems.extend(exc.problems)
         for rule in rs.rules:
             for out in rule.outputs:
                 if isinstance(out, SetTag):
@@ -509,7 +515,10 @@ def load_policies(root: Path) -> PolicySet:
     for stage in STAGES:
         rulesets[stage] = _order_rulesets(rulesets.get(stage, []), loader.problems)
         ordered_all.extend(rulesets[stage])
-    _typecheck(ordered_all, schema, loader.problems)
+    # Types are checked once the files themselves are sound: a policy that failed to load would
+    # otherwise make every name it sets look unknown elsewhere.
+    if not loader.problems.errors:
+        _typecheck(ordered_all, schema, loader.problems)
     if loader.problems.errors:
         raise PolicyError(loader.problems.errors)
     return PolicySet(

@@ -94,6 +94,7 @@ class Rule:
     priority: int = 0  # for hit policy "priority": higher wins
     # Decision-table rows keep the per-input-column tests for explain/validate.
     cells: dict[str, str] = field(default_factory=dict)
+    cell_conditions: list[Any] = field(default_factory=list)  # one parsed test per input cell, with its cell location
 
 
 @dataclass
