@@ -45,6 +45,7 @@ def write_tasks(folder: Path, tasks: list[Task]) -> dict[str, int]:
     for t in tasks:
         by_assignee[t.assignee].append(t)
     counts = {}
+    (folder / "tasks").mkdir(parents=True, exist_ok=True)
     for assignee in sorted(by_assignee):
         items = sorted(by_assignee[assignee], key=lambda t: (t.due, PRIORITY_ORDER.get(t.priority, 9), t.customer_id, t.rule_id))
         rows = [
@@ -80,6 +81,7 @@ def write_messages(folder: Path, messages: list[Message]) -> dict[str, int]:
     for channel in sorted(by_channel):
         items = sorted(by_channel[channel], key=lambda m: (m.customer_id, m.rule_id))
         out = folder / "messages" / safe_file_name(channel)
+        out.mkdir(parents=True, exist_ok=True)
         write_jsonl(
             out / "messages.jsonl",
             (

@@ -21,7 +21,7 @@ from engine.errors import Location, PolicyError, Problem
 from engine.evaluate import Evaluator
 from engine.features import derive_features, group_by_customer
 from engine.model import Dataset
-from engine.outbox import RunFolder, build_manifest, make_run_id, sha256_file, write_json
+from engine.outbox import RunFolder, build_manifest, file_entry, make_run_id, sha256_file, write_json
 from engine.outputs import write_customers, write_decisions, write_messages, write_rejects, write_tasks
 from engine.policy.loader import PolicySet, load_policies
 from engine.policy.model import STAGES, AddScore, MessageSpec, SetTag, TaskSpec
@@ -182,10 +182,11 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
     input_files = [Path(p) for p in dataset.input_files]
     template_files = _files_under(templates, "*") if templates.is_dir() else []
     digest = hashlib.sha256()
-    digest.update((options.as_of_time or end_of_day(options.as_of)).isoformat().encode())
+    digest.update((options.as_of_time or end_of_day(options.as_of)).isoformat().encode())  # the instant looked at
     digest.update(options.engine.encode())
     for path in [*input_files, *policyset.files, columns_path, *template_files]:
         digest.update(sha256_file(path).encode())
+    as_of_time = options.as_of_time or end_of_day(options.as_of)
     run_id = make_run_id(options.as_of, digest.hexdigest())
     target = options.outbox / run_id
     if target.exists() and not options.force:
@@ -215,17 +216,14 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
             "messages_by_channel": message_counts,
             **stage_counts,
         }
-        manifest = build_manifest(
-            run_id=run_id,
-            as_of=options.as_of,
-            inputs=input_files,
-            inputs_root=options.inbox,
-            policies=[*policyset.files, columns_path],
-            policies_root=policies,
-            templates=template_files,
-            templates_root=templates,
-            counts=counts,
-            extra={"engine": options.engine, "tool_version": __version__},
-        )
+        manifest = build_manifest(run_id=run_id, as_of=options.as_of, counts=counts, outputs_dir=folder.path,
+                                  extra={"engine": options.engine, "as_of_time": as_of_time.isoformat(),
+                                         "roots": {"inbox": str(options.inbox.resolve()), "policies": str(policies),
+                                                   "templates": str(templates)}})
+        # Each file is named relative to its own folder, so the manifest reads the same wherever
+        # the folders live; "roots" says where they were for this run.
+        manifest["inputs"] = [file_entry(p, options.inbox.resolve()) for p in input_files]
+        manifest["policies"] = [file_entry(p, policies) for p in sorted({*policyset.files, columns_path})]
+        manifest["templates"] = [file_entry(p, templates) for p in template_files]
         write_json(folder.path / "manifest.json", manifest)
     return RunResult(run_id, target, counts=counts, warnings=policyset.warnings)
