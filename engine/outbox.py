@@ -226,16 +226,22 @@ def build_manifest(
     inputs: Iterable[Path] = (),
     policies: Iterable[Path] = (),
     templates: Iterable[Path] = (),
-    counts: Mapping[str, int] | None = None,
+    counts: Mapping[str, Any] | None = None,
     root: Path | None = None,
+    inputs_root: Path | None = None,
+    policies_root: Path | None = None,
+    templates_root: Path | None = None,
     outputs_dir: Path | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a run read and produced, for audit: the tool version, ``as_of``, the run id, and the
-    sha256 and size of every input, policy and template file (paths relative to ``root``, default
-    the current directory; files outside it keep their absolute path; sorted). ``counts`` are the
-    run's totals (customers, tasks, messages, rejects...). With ``outputs_dir`` (the run folder),
-    every file in it except the manifest itself is listed too, relative to that folder.
+    sha256 and size of every input, policy and template file, sorted by path. Paths are relative
+    to the group's own root (``inputs_root`` - e.g. the inbox -, ``policies_root``,
+    ``templates_root``), else to ``root``, else to the current directory; a file outside its root
+    keeps its absolute path. ``counts`` are the run's totals (customers, tasks, messages,
+    rejects...; nested mappings allowed). With ``outputs_dir`` (the run folder), every file in it
+    except the manifest itself is listed too, relative to that folder. ``extra`` adds top-level
+    keys (it may not replace the ones above).
 
     Contains no wall-clock time, so re-running on the same inputs gives the same manifest.
     Write it with ``write_json(run.path / MANIFEST_NAME, manifest)``."""
@@ -244,9 +250,9 @@ def build_manifest(
         "version": tool_version(),
         "run_id": run_id,
         "as_of": as_of.isoformat(),
-        "inputs": _entries(inputs, root),
-        "policies": _entries(policies, root),
-        "templates": _entries(templates, root),
+        "inputs": _entries(inputs, inputs_root or root),
+        "policies": _entries(policies, policies_root or root),
+        "templates": _entries(templates, templates_root or root),
         "counts": dict(sorted((counts or {}).items())),
     }
     if outputs_dir is not None:

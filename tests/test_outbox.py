@@ -181,6 +181,31 @@ def test_manifest_hashes_are_exact(tmp_path):
     assert on_disk == manifest
 
 
+def test_manifest_paths_relative_to_each_groups_root(tmp_path):
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "inbox" / "客户.xlsx").write_bytes(b"c")
+    (tmp_path / "policies" / "care.yaml").write_bytes(b"p")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.txt"
+    outside.write_bytes(b"o")
+    try:
+        manifest = build_manifest(
+            run_id="r",
+            as_of=date(2026, 11, 20),
+            inputs=[tmp_path / "inbox" / "客户.xlsx"],
+            inputs_root=tmp_path / "inbox",
+            policies=[tmp_path / "policies" / "care.yaml", outside],
+            policies_root=tmp_path / "policies",
+            counts={"tasks_by_assignee": {"李娜": 2}, "tasks": 2},
+        )
+    finally:
+        outside.unlink()
+    assert [e["path"] for e in manifest["inputs"]] == ["客户.xlsx"]
+    assert sorted(e["path"] for e in manifest["policies"]) == sorted(["care.yaml", outside.resolve().as_posix()])
+    assert manifest["counts"] == {"tasks": 2, "tasks_by_assignee": {"李娜": 2}}
+    assert manifest["templates"] == []
+
+
 def test_manifest_extra_cannot_override(tmp_path):
     assert build_manifest(run_id="r", as_of=date(2026, 1, 1), extra={"note": "x"})["note"] == "x"
     with pytest.raises(ValueError):
