@@ -1,0 +1,59 @@
+"""Shared test helpers: write small, real Excel exports the way a CRM would."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import openpyxl
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_POLICIES = ROOT / "policies"
+SHIPPED_TEMPLATES = ROOT / "templates"
+
+CUSTOMER_HEADERS = ["客户编号", "客户名称", "联系人", "手机号码", "邮箱", "微信号", "生日", "农历生日", "公司规模",
+                    "客户经理", "客户阶段", "销售阶段", "需求类型", "签约日期", "营销许可", "退订", "偏好渠道"]
+INTERACTION_HEADERS = ["互动编号", "客户编号", "创建时间", "渠道", "互动类型", "首次响应时间", "解决时间", "状态", "满意度",
+                       "处理人", "问题分类", "内容"]
+ORDER_HEADERS = ["Order ID", "Customer ID", "Order Date", "Amount", "Product", "Quantity"]
+
+
+def write_sheet(path: Path, sheet: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = sheet
+    ws.append(list(headers))
+    for row in rows:
+        ws.append(list(row))
+    # openpyxl would store text starting with "=" as a formula; an export holds it as plain text.
+    for row in ws.iter_rows(min_row=2):
+        for cell in row:
+            if isinstance(cell.value, str) and cell.value.startswith("="):
+                cell.data_type = "s"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+    return path
+
+
+def customer(cid: str, **fields: Any) -> list[Any]:
+    """A customer row; unspecified fields are blank (owner 张伟, consent yes, SMS preferred by default)."""
+    defaults = {"客户名称": f"客户{cid}", "手机号码": "13800000000", "客户经理": "张伟", "营销许可": "是", "退订": "否",
+                "偏好渠道": "短信"}
+    defaults.update({k: v for k, v in fields.items()})
+    return [cid if h == "客户编号" else defaults.get(h) for h in CUSTOMER_HEADERS]
+
+
+def write_inbox(folder: Path, customers: list[list[Any]], interactions: list[list[Any]] = (), orders: list[list[Any]] = ()) -> Path:
+    write_sheet(folder / "customers.xlsx", "客户信息", CUSTOMER_HEADERS, customers)
+    write_sheet(folder / "interactions.xlsx", "互动记录", INTERACTION_HEADERS, list(interactions))
+    write_sheet(folder / "orders.xlsx", "订单", ORDER_HEADERS, list(orders))
+    return folder
+
+
+@pytest.fixture
+def policy_copy(tmp_path: Path) -> Path:
+    """A copy of the shipped policies (and templates beside them) that a test may change."""
+    shutil.copytree(SHIPPED_POLICIES, tmp_path / "policies")
+    shutil.copytree(SHIPPED_TEMPLATES, tmp_path / "templates")
+    return tmp_path / "policies"

@@ -1,0 +1,200 @@
+"""End to end: real Excel exports in, the crm-engine CLI, real run folders out."""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from pathlib import Path
+
+import openpyxl
+from click.testing import CliRunner
+
+from conftest import ROOT, customer, write_inbox, write_sheet, CUSTOMER_HEADERS
+from engine.cli import main
+
+AS_OF = "2026-11-20"  # a Friday
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def run_folder(outbox: Path) -> Path:
+    folders = [p for p in outbox.iterdir() if p.is_dir()]
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def read_rows(path: Path) -> list[tuple]:
+    wb = openpyxl.load_workbook(path)
+    return list(wb.worksheets[0].iter_rows(values_only=True))
+
+
+def decisions(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "decisions.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def small_inbox(folder: Path) -> Path:
+    return write_inbox(
+        folder,
+        customers=[
+            # High value (120,000 yuan this year) and nobody looks after it.
+            customer("C1", 客户经理=None, 签约日期="2024-03-01"),
+            # Asked a question a month ago, never bought: an intent customer.
+            customer("C2", 客户经理="李娜", 客户名称="北京星辰科技"),
+            # Bought once for little money; prefers WeChat and agreed to marketing.
+            customer("C3", 偏好渠道="微信", 微信号="wx_c3", 签约日期="2025-01-10"),
+            # Same, but opted out: no offer.
+            customer("C4", 退订="是", 签约日期="2025-01-10"),
+            # A name that a spreadsheet would run as a formula.
+            customer("C5", 客户名称="=HYPERLINK(\"http://x\",\"点我\")", 客户经理="李娜"),
+        ],
+        interactions=[
+            ["I1", "C2", "2026-10-21 10:00", "电话", "咨询", "2026-10-21 10:30", "2026-10-21 11:00", "已解决", 5, "李娜", None, "询价"],
+        ],
+        orders=[
+            ["O1", "C1", "2026-03-01", 60000, "系统", 1],
+            ["O2", "C1", "2026-07-01", 60000, "系统", 1],
+            ["O3", "C3", "2026-09-01", "¥1,200.50", "耗材", 2],
+            ["O4", "C4", "2026-09-01", 800, "耗材", 1],
+        ],
+    )
+
+
+def test_run_classifies_and_issues_tasks_and_messages(tmp_path: Path):
+    inbox = small_inbox(tmp_path / "inbox")
+    result = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(tmp_path / "out"), "--as-of", AS_OF)
+    assert result.exit_code == 0, result.output
+    folder = run_folder(tmp_path / "out")
+    assert "客户 5，互动 1，订单 4" in result.output
+    assert str(folder) in result.output
+
+    customers = {r[0]: r for r in read_rows(folder / "customers.xlsx")[1:]}
+    header = read_rows(folder / "customers.xlsx")[0]
+    col = {h: i for i, h in enumerate(header)}
+    assert customers["C1"][col["价值等级"]] == "高"
+    assert customers["C1"][col["合作阶段"]] == "签约"
+    assert customers["C1"][col["服务团队"]] == "专属客户服务团队"
+    assert customers["C1"][col["近365天消费额"]] == 120000
+    assert customers["C2"][col["合作阶段"]] == "意向"
+    assert customers["C2"][col["价值等级"]] == "低"
+    assert customers["C3"][col["近365天消费额"]] == 1200.5
+
+    # The team lead gets the assignment task, due two working days after Friday's start of work.
+    lead = read_rows(folder / "tasks" / "王敏.xlsx")
+    assert lead[0][:5] == ("截止时间", "优先级", "客户编号", "客户名称", "任务")
+    assert lead[1][:3] == (datetime(2026, 11, 24, 9, 0), "高", "C1")
+    assert lead[1][4] == "为高价值/普通客户指派专属客户经理"
+    assert lead[1][7] == "CL-ASSIGN-DEDICATED-OWNER"
+
+    # The intent customer's owner gets a follow-up task; the formula-like name is text, not a formula.
+    owner_rows = read_rows(folder / "tasks" / "李娜.xlsx")
+    follow = [r for r in owner_rows[1:] if r[2] == "C2"]
+    assert [(r[4], r[0]) for r in follow] == [("跟进意向客户，推进签约", datetime(2026, 11, 25, 9, 0))]
+    wb = openpyxl.load_workbook(folder / "tasks" / "李娜.xlsx")
+    ws = wb.worksheets[0]
+    assert ws.freeze_panes == "A2"
+    assert ws.auto_filter.ref.startswith("A1:")
+    assert ws["A1"].font.bold
+    c5 = [row for row in ws.iter_rows(min_row=2) if row[2].value == "C5"]
+    assert c5 and c5[0][3].value == "'=HYPERLINK(\"http://x\",\"点我\")" and c5[0][3].data_type == "s"
+
+    # Messages: the intent note by SMS, the offer by WeChat to C3, nothing to C4 who opted out.
+    sms = [json.loads(line) for line in (folder / "messages" / "sms" / "messages.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(m["customer_id"], m["rule_id"]) for m in sms] == [("C2", "CL-INTENT-NOTE")]
+    assert "北京星辰科技" in sms[0]["body"] and sms[0]["to"] == "13800000000"
+    wechat = [json.loads(line) for line in (folder / "messages" / "wechat" / "messages.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(m["customer_id"], m["rule_id"], m["key"]) for m in wechat] == [("C3", "CL-LOW-VALUE-OFFER", "CL-LOW-VALUE-OFFER|C3|2026-11")]
+    assert "本月新品上市" in wechat[0]["body"]
+
+    # The decision log says which table row set the tier, and on which values.
+    log = decisions(folder)
+    tier = [d for d in log if d["customer_id"] == "C1" and d["policy"] == "value_tier"]
+    assert tier == [{
+        "customer_id": "C1", "stage": "classification", "policy": "value_tier", "rule_id": "VT-1",
+        "source": "tables/value_tier.xlsx!价值分层!A3",
+        "inputs": {"monetary_365d": 120000},
+        "outputs": [{"set": {"value_tier": "高"}}],
+    }]
+    assign = [d for d in log if d["rule_id"] == "CL-ASSIGN-DEDICATED-OWNER"]
+    assert assign[0]["source"] == "classification/actions.yaml:8:5"
+    assert assign[0]["inputs"] == {"dedicated_owner_required": True, "has_owner": False}
+    assert assign[0]["outputs"][0]["task"]["assignee"] == "王敏"
+
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["as_of"] == AS_OF
+    assert [f["path"] for f in manifest["inputs"]] == ["customers.xlsx", "interactions.xlsx", "orders.xlsx"]
+    assert "classification/actions.yaml" in [f["path"] for f in manifest["policies"]]
+    assert "tables/value_tier.xlsx" in [f["path"] for f in manifest["policies"]]
+    assert "messages/sms/offer.txt" in [f["path"] for f in manifest["templates"]]
+    assert manifest["counts"]["customers"] == 5
+
+
+def test_same_batch_gives_byte_identical_files_and_is_not_issued_twice(tmp_path: Path):
+    inbox = small_inbox(tmp_path / "inbox")
+    for out in ("a", "b"):
+        assert run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(tmp_path / out), "--as-of", AS_OF).exit_code == 0
+    a, b = run_folder(tmp_path / "a"), run_folder(tmp_path / "b")
+    assert a.name == b.name
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert files_a == files_b and len(files_a) > 8
+    for rel in files_a:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    again = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(tmp_path / "a"), "--as-of", AS_OF)
+    assert again.exit_code == 0
+    assert "nothing new was issued" in again.output
+
+
+def test_a_failed_run_leaves_the_outbox_as_it_was(tmp_path: Path, policy_copy: Path):
+    inbox = small_inbox(tmp_path / "inbox")
+    template = policy_copy.parent / "templates" / "messages" / "wechat" / "offer.txt"
+    template.write_text("{{ customer.no_such_field }}", encoding="utf-8")
+    outbox = tmp_path / "out"
+    outbox.mkdir()
+    (outbox / "earlier-run").mkdir()
+    result = run_cli("run", "--policies", str(policy_copy), "--inbox", str(inbox), "--outbox", str(outbox), "--as-of", AS_OF)
+    assert result.exit_code == 1
+    assert "messages/wechat/offer.txt" in result.output and "no_such_field" in result.output
+    assert sorted(p.name for p in outbox.iterdir()) == ["earlier-run"]
+
+
+def test_missing_required_column_names_file_sheet_and_aliases(tmp_path: Path):
+    inbox = small_inbox(tmp_path / "inbox")
+    headers = ["编号" if h == "客户编号" else h for h in CUSTOMER_HEADERS]
+    write_sheet(inbox / "customers.xlsx", "客户信息", headers, [customer("C1")])
+    result = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(tmp_path / "out"), "--as-of", AS_OF)
+    assert result.exit_code == 1
+    assert "customers.xlsx" in result.output and "客户信息" in result.output
+    assert "客户编号" in result.output and "Customer ID" in result.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_bad_rows_are_rejected_and_counted(tmp_path: Path):
+    inbox = small_inbox(tmp_path / "inbox")
+    write_sheet(inbox / "orders.xlsx", "订单", ["Order ID", "Customer ID", "Order Date", "Amount"],
+                [["O1", "C1", "2026-03-01", 100], ["O2", "C1", "2026-02-30", 100], ["O3", "C9", "2026-03-01", 100]])
+    result = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(tmp_path / "out"), "--as-of", AS_OF)
+    assert result.exit_code == 0
+    assert "被拒绝的行 2" in result.output
+    rows = read_rows(run_folder(tmp_path / "out") / "rejects.xlsx")
+    assert rows[0] == ("文件", "工作表", "行号", "列", "原始值", "代码", "原因")
+    assert [(r[0], r[2], r[5]) for r in rows[1:]] == [("orders.xlsx", 3, "bad-date"), ("orders.xlsx", 4, "unknown-customer")]
+
+
+def test_shipped_sample_gives_real_work(tmp_path: Path):
+    result = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(ROOT / "inbox"), "--outbox", str(tmp_path / "out"), "--as-of", AS_OF)
+    assert result.exit_code == 0, result.output
+    folder = run_folder(tmp_path / "out")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    counts = manifest["counts"]
+    assert counts["customers"] >= 490 and counts["tasks"] > 50 and counts["messages"] > 50 and counts["rejects"] > 0
+    assert (folder / "tasks" / "王敏.xlsx").exists()
+    rules = {d["rule_id"] for d in decisions(folder)}
+    assert {"CL-ASSIGN-DEDICATED-OWNER", "CL-INTENT-FOLLOW-UP", "CL-LOW-VALUE-OFFER", "VT-1", "VT-5"} <= rules
+
+
+def test_sample_command_is_deterministic(tmp_path: Path):
+    for out in ("a", "b"):
+        assert run_cli("sample", "--customers", "40", "--seed", "3", "--out", str(tmp_path / out)).exit_code == 0
+    for name in ("customers.xlsx", "interactions.xlsx", "orders.xlsx"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
