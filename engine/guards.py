@@ -1,0 +1,552 @@
+"""Guards: what stands between the decisions of a run and the customers.
+
+The stages decide *what* to do; the guards decide whether and when it may go out. They run after
+evaluation and before the run folder is written, in this fixed order (documented in docs/guards.md):
+
+1. ``dedupe`` — tasks and messages: an item whose idempotency key (rule, customer, period) another
+   run already issued (the contact ledger says so) is suppressed; so is a second item with the same
+   kind and key within this run.
+2. ``opt-out`` — messages: a customer who opted out gets no marketing message (and, if the policy
+   says so, no service message either).
+3. ``consent`` — marketing messages need ``marketing_consent`` true; what an unrecorded consent
+   means is declared in the policy (default: no consent).
+4. ``quiet-hours`` — messages are not suppressed but scheduled: ``send_at`` becomes the first
+   allowed time on or after the run's send time (or the message's own requested time, if later).
+5. ``frequency-cap`` — messages: at most N messages of the capped categories per customer within
+   D days, counting earlier runs (from the ledger) and what this run already kept, in a fixed order:
+   by customer, then stage (classification → sla → care → churn), then rule id, then key.
+
+Tasks pass only the dedupe guard. Outputs come back in that same fixed order, so a run's files do
+not depend on the order in which modules produced their decisions.
+
+Times are naive local wall-clock times in the policy's time zone (like the business calendar);
+an aware as-of or send time is converted to that zone first.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from engine.decisions import Firing, Message, Task
+from engine.errors import Location, PolicyError
+from engine.ledger import DEFAULT_LEDGER_NAME, Ledger
+from engine.policy.loader import MESSAGE_CATEGORIES, policy_files
+from engine.policy.model import STAGES
+from engine.policy.schema import Problems, as_list, check_keys
+from engine.policy.yaml_source import YList, YMap, load_yaml
+from engine.xlsx_out import Column, Sheet, write_workbook
+
+GUARDS = ("dedupe", "opt-out", "consent", "quiet-hours", "frequency-cap")
+GUARD_LABELS = {
+    "dedupe": "去重（已发出）",
+    "opt-out": "退订",
+    "consent": "营销同意",
+    "quiet-hours": "免打扰时段",
+    "frequency-cap": "频次上限",
+}
+CATEGORY_LABELS = {"marketing": "营销", "service": "服务"}
+NOT_RECORDED_CHOICES = ("no_consent", "consent")
+_STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}
+
+
+# -- the policy ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class QuietHours:
+    """A daily period in which no message is scheduled. ``start > end`` spans midnight (21:00–09:00)."""
+
+    start: time
+    end: time
+    categories: tuple[str, ...] = MESSAGE_CATEGORIES
+
+    def contains(self, moment: datetime) -> bool:
+        t = moment.time()
+        if self.start < self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end
+
+    def first_allowed(self, moment: datetime) -> datetime:
+        """``moment`` itself if it is outside the quiet hours, else the end of the quiet period."""
+        if not self.contains(moment):
+            return moment
+        end_today = datetime.combine(moment.date(), self.end)
+        if self.start > self.end and moment.time() >= self.start:
+            return end_today + timedelta(days=1)  # evening part: the quiet period ends tomorrow morning
+        return end_today
+
+    def label(self) -> str:
+        return f"{self.start:%H:%M}–{self.end:%H:%M}"
+
+
+@dataclass(frozen=True)
+class FrequencyCap:
+    cap_id: str
+    categories: tuple[str, ...]
+    max_messages: int
+    days: int
+
+
+DEFAULT_CAPS = (
+    FrequencyCap("marketing-7d", ("marketing",), 2, 7),
+    FrequencyCap("marketing-30d", ("marketing",), 4, 30),
+)
+
+
+@dataclass(frozen=True)
+class GuardPolicy:
+    """The guards policy (``kind: guards``). The defaults are the shipped policies/guards.yaml."""
+
+    marketing_requires_consent: bool = True
+    consent_not_recorded: str = "no_consent"  # what a blank marketing_consent means
+    opt_out_blocks_service: bool = False
+    time_zone: str = "Asia/Shanghai"
+    send_time: time = time(10, 0)  # default send time on the as-of day
+    quiet_hours: QuietHours | None = QuietHours(time(21, 0), time(9, 0))
+    caps: tuple[FrequencyCap, ...] = DEFAULT_CAPS
+    ledger_path: str = DEFAULT_LEDGER_NAME  # relative paths: inside the outbox folder
+    source: str | None = None  # the file it came from, for messages
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+
+_TOP_KEYS = ("kind", "description", "time_zone", "consent", "opt_out", "send_time", "quiet_hours",
+             "frequency_caps", "ledger")
+
+
+def load_guard_policy(policyset: Any) -> GuardPolicy:
+    """The guards policy of a loaded policy set (``policyset.documents['guards']``); the defaults
+    if the folder has no guards file. Mistakes raise PolicyError naming file:line:col."""
+    return parse_guard_documents(policyset.documents.get("guards", []))
+
+
+def load_guard_policy_folder(root: Path) -> GuardPolicy:
+    """The guards policy of a policy folder without loading the whole policy set (for the
+    ``ledger`` command, which only needs the ledger path). Files that do not parse are skipped here:
+    ``validate`` and ``run`` report them."""
+    docs = []
+    root = Path(root)
+    if root.is_dir():
+        for path in policy_files(root):
+            try:
+                doc = load_yaml(path, path.relative_to(root).as_posix())
+            except PolicyError:
+                continue
+            if isinstance(doc, YMap) and doc.get("kind") == "guards":
+                docs.append((path, doc))
+    return parse_guard_documents(docs)
+
+
+def parse_guard_documents(docs: list[tuple[Path, YMap]]) -> GuardPolicy:
+    if not docs:
+        return GuardPolicy()
+    problems = Problems()
+    for _path, extra in docs[1:]:
+        problems.error("duplicate-guards", "only one guards file is allowed in a policy folder", extra.value_loc("kind"),
+                       fix=f"merge it into {docs[0][1].loc.file}")
+    _path, doc = docs[0]
+    check_keys(doc, "the guards file", _TOP_KEYS, (), problems, doc.loc)
+    values: dict[str, Any] = {"source": doc.loc.file}
+
+    if "time_zone" in doc:
+        name = str(doc.get("time_zone"))
+        try:
+            ZoneInfo(name)
+            values["time_zone"] = name
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.error("bad-value", f"unknown time zone '{name}'", doc.value_loc("time_zone"), fix="e.g. Asia/Shanghai")
+
+    consent = doc.get("consent")
+    if consent is not None and check_keys(consent, "consent", ("marketing_requires_consent", "not_recorded"), (), problems, doc.value_loc("consent")):
+        if "marketing_requires_consent" in consent:
+            values["marketing_requires_consent"] = _bool(consent, "marketing_requires_consent", problems)
+        if "not_recorded" in consent:
+            choice = consent.get("not_recorded")
+            if choice not in NOT_RECORDED_CHOICES:
+                problems.error("bad-value", f"consent.not_recorded must be one of {', '.join(NOT_RECORDED_CHOICES)}, not '{choice}'",
+                               consent.value_loc("not_recorded"), fix="no_consent: 未记录按未同意处理 (safest)")
+            else:
+                values["consent_not_recorded"] = choice
+
+    opt_out = doc.get("opt_out")
+    if opt_out is not None and check_keys(opt_out, "opt_out", ("blocks_service",), (), problems, doc.value_loc("opt_out")):
+        if "blocks_service" in opt_out:
+            values["opt_out_blocks_service"] = _bool(opt_out, "blocks_service", problems)
+
+    if "send_time" in doc:
+        clock = _clock(doc, "send_time", problems)
+        if clock is not None:
+            values["send_time"] = clock
+
+    if "quiet_hours" in doc:
+        values["quiet_hours"] = _quiet_hours(doc, problems)
+
+    if "frequency_caps" in doc:
+        values["caps"] = _caps(doc, problems)
+
+    ledger = doc.get("ledger")
+    if ledger is not None and check_keys(ledger, "ledger", ("path",), (), problems, doc.value_loc("ledger")):
+        path = ledger.get("path")
+        if not isinstance(path, str) or not path.strip():
+            problems.error("bad-value", "ledger.path must be a file name or path, e.g. ledger.sqlite", ledger.value_loc("path"))
+        else:
+            values["ledger_path"] = path.strip()
+
+    if problems.errors:
+        raise PolicyError(problems.errors)
+    return GuardPolicy(**values)
+
+
+def _bool(block: YMap, key: str, problems: Problems) -> bool:
+    value = block.get(key)
+    if not isinstance(value, bool):
+        problems.error("bad-value", f"{key} must be true or false, not '{value}'", block.value_loc(key))
+        return False
+    return value
+
+
+def _clock(block: YMap, key: str, problems: Problems) -> time | None:
+    value = block.get(key)
+    loc = block.value_loc(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 21:00 as the number 1260 (base 60); we cannot tell it from 1260.
+        problems.error("bad-value", f"{key}: write times in quotes", loc, fix=f'{key}: "21:00"')
+        return None
+    text = str(value).strip() if value is not None else ""
+    try:
+        hours, minutes = text.split(":")
+        clock = time(int(hours), int(minutes))
+        if len(minutes) != 2:
+            raise ValueError
+        return clock
+    except ValueError:
+        problems.error("bad-value", f"{key} must be a time like \"21:00\", not '{value}'", loc)
+        return None
+
+
+def _categories(block: YMap, key: str, problems: Problems) -> tuple[str, ...]:
+    """A list of message categories; () after reporting a problem."""
+    values = [str(v) for v in as_list(block.get(key))]
+    unknown = [v for v in values if v not in MESSAGE_CATEGORIES]
+    for v in unknown:
+        problems.error("bad-value", f"unknown message category '{v}' in {key}", block.value_loc(key),
+                       fix=f"one of: {', '.join(MESSAGE_CATEGORIES)}")
+    if not values:
+        problems.error("bad-value", f"{key} must name at least one message category", block.value_loc(key),
+                       fix=f"one of: {', '.join(MESSAGE_CATEGORIES)}")
+    if unknown or not values:
+        return ()
+    return tuple(c for c in MESSAGE_CATEGORIES if c in values)
+
+
+def _quiet_hours(doc: YMap, problems: Problems) -> QuietHours | None:
+    block = doc.get("quiet_hours")
+    if block is False or block is None:  # "quiet_hours: off" (YAML reads off as false) switches them off
+        return None
+    if not check_keys(block, "quiet_hours", ("start", "end", "categories"), ("start", "end"), problems, doc.value_loc("quiet_hours")):
+        return None
+    start, end = _clock(block, "start", problems), _clock(block, "end", problems)
+    categories = _categories(block, "categories", problems) if "categories" in block else MESSAGE_CATEGORIES
+    if start is None or end is None:
+        return None
+    if start == end:
+        problems.error("bad-value", "quiet_hours start and end are the same time", block.value_loc("end"),
+                       fix="to switch quiet hours off write 'quiet_hours: off'")
+        return None
+    return QuietHours(start, end, categories)
+
+
+def _caps(doc: YMap, problems: Problems) -> tuple[FrequencyCap, ...]:
+    block = doc.get("frequency_caps")
+    if block is None or block is False:
+        return ()
+    if not isinstance(block, YList):
+        problems.error("bad-value", "frequency_caps must be a list of caps (lines starting with '- ')", doc.value_loc("frequency_caps"))
+        return ()
+    caps: list[FrequencyCap] = []
+    seen: set[str] = set()
+    for i, item in enumerate(block):
+        loc = block.item_loc(i)
+        if not check_keys(item, f"frequency cap #{i + 1}", ("id", "categories", "max", "days"), ("id", "categories", "max", "days"), problems, loc):
+            continue
+        cap_id = str(item.get("id"))
+        if cap_id in seen:
+            problems.error("duplicate-id", f"two frequency caps are called '{cap_id}'", item.value_loc("id"))
+        seen.add(cap_id)
+        categories = _categories(item, "categories", problems)
+        limit, days = item.get("max"), item.get("days")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            problems.error("bad-value", f"cap '{cap_id}': max must be a whole number ≥ 0, not '{limit}'", item.value_loc("max"))
+            continue
+        if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+            problems.error("bad-value", f"cap '{cap_id}': days must be a whole number ≥ 1, not '{days}'", item.value_loc("days"))
+            continue
+        if categories:
+            caps.append(FrequencyCap(cap_id, categories, limit, days))
+    return tuple(caps)
+
+
+def resolve_ledger_path(policy: GuardPolicy, outbox: Path, override: Path | None = None) -> Path:
+    """Where the ledger file is: ``--ledger PATH`` if given, else the policy's ``ledger.path``;
+    a relative policy path is inside the outbox folder (default ``<outbox>/ledger.sqlite``)."""
+    if override is not None:
+        return Path(override)
+    path = Path(policy.ledger_path)
+    return path if path.is_absolute() else Path(outbox) / path
+
+
+# -- applying the guards --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Suppression:
+    key: str
+    kind: str  # "task" | "message"
+    guard: str  # one of GUARDS
+    reason: str  # for people (Chinese); names ids and dates only, never personal data
+    customer_id: str = ""
+    rule_id: str = ""
+
+
+@dataclass(frozen=True)
+class Reschedule:
+    """A message moved out of the quiet hours (not suppressed)."""
+
+    key: str
+    customer_id: str
+    rule_id: str
+    requested: datetime  # the run's send time, or the message's own later send time
+    send_at: datetime
+    reason: str
+
+
+@dataclass
+class GuardResult:
+    kept_tasks: list[Task]
+    kept_messages: list[Message]
+    suppressed: list[Suppression] = field(default_factory=list)
+    rescheduled: list[Reschedule] = field(default_factory=list)
+
+    def counts(self) -> dict[str, Any]:
+        """For the run manifest."""
+        by_guard: dict[str, int] = {}
+        for s in self.suppressed:
+            by_guard[s.guard] = by_guard.get(s.guard, 0) + 1
+        return {
+            "suppressed": len(self.suppressed),
+            "suppressed_by_guard": {g: by_guard[g] for g in GUARDS if g in by_guard},
+            "rescheduled": len(self.rescheduled),
+        }
+
+
+def _local(moment: datetime, tz: ZoneInfo) -> datetime:
+    """A naive local time in ``tz`` (aware times are converted; naive ones are taken as local)."""
+    if moment.tzinfo is not None and moment.utcoffset() is not None:
+        return moment.astimezone(tz).replace(tzinfo=None)
+    return moment
+
+
+def _order(item: Task | Message) -> tuple:
+    # The documented order: customer, stage (classification → sla → care → churn), rule, then key.
+    return (item.customer_id, _STAGE_ORDER.get(item.stage, len(STAGES)), item.rule_id, item.key,
+            getattr(item, "channel", ""), getattr(item, "template", ""), getattr(item, "assignee", ""))
+
+
+def run_send_time(policy: GuardPolicy, as_of_time: datetime) -> datetime:
+    """The earliest send time of a run: the policy's send time on the as-of day, or the as-of
+    instant if that is later (a run at 14:00 does not schedule messages for 10:00 that morning)."""
+    now = _local(as_of_time, policy.tz)
+    return max(datetime.combine(now.date(), policy.send_time), now)
+
+
+def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Mapping[str, Any],
+                 tasks: Iterable[Task], messages: Iterable[Message], as_of_time: datetime, run_id: str) -> GuardResult:
+    """Apply the guards in their fixed order (module doc). ``ledger`` None: nothing counts as issued
+    before and caps see only this run (for policy tests). Input objects are not modified: kept
+    messages are copies with ``send_at`` set."""
+    tz = policy.tz
+    tasks = sorted(tasks, key=_order)
+    messages = sorted(messages, key=_order)
+    suppressed: list[Suppression] = []
+    rescheduled: list[Reschedule] = []
+
+    def drop(item: Task | Message, kind: str, guard: str, reason: str) -> None:
+        suppressed.append(Suppression(item.key, kind, guard, reason, item.customer_id, item.rule_id))
+
+    # 1. dedupe: against other runs (ledger), then within this run.
+    wanted = [("task", t.key) for t in tasks] + [("message", m.key) for m in messages]
+    earlier = ledger.issued_among(wanted, exclude_run=run_id) if ledger is not None else {}
+    seen: set[tuple[str, str]] = set()
+
+    def fresh(item: Task | Message, kind: str) -> bool:
+        ident = (kind, item.key)
+        entry = earlier.get(ident)
+        if entry is not None:
+            drop(item, kind, "dedupe", f"已在 {entry.issued_at:%Y-%m-%d} 的运行 {entry.run_id} 中发出（同一规则、客户、周期：{item.key}）")
+            return False
+        if ident in seen:
+            drop(item, kind, "dedupe", f"本次运行中已有同一幂等键的{'任务' if kind == 'task' else '消息'}（{item.key}）")
+            return False
+        seen.add(ident)
+        return True
+
+    kept_tasks = [t for t in tasks if fresh(t, "task")]
+    candidates = [m for m in messages if fresh(m, "message")]
+
+    # 2–3. opt-out and consent.
+    allowed: list[Message] = []
+    for m in candidates:
+        customer = customers_by_id.get(m.customer_id)
+        opted_out = bool(getattr(customer, "opt_out", False))
+        if opted_out and m.category == "marketing":
+            drop(m, "message", "opt-out", "客户已退订（opt-out），不发送营销消息")
+            continue
+        if opted_out and policy.opt_out_blocks_service:
+            drop(m, "message", "opt-out", "客户已退订（opt-out），按 guards.yaml（opt_out.blocks_service）服务消息也不发送")
+            continue
+        if m.category == "marketing" and policy.marketing_requires_consent:
+            if customer is None:
+                drop(m, "message", "consent", "找不到客户资料，无法确认营销同意，按未同意处理")
+                continue
+            consent = getattr(customer, "marketing_consent", None)
+            if consent is False:
+                drop(m, "message", "consent", "客户未同意接收营销消息")
+                continue
+            if consent is None and policy.consent_not_recorded == "no_consent":
+                drop(m, "message", "consent", "客户资料未记录营销同意，按未同意处理（guards.yaml consent.not_recorded）")
+                continue
+        allowed.append(m)
+
+    # 4. quiet hours: every kept message gets a send time outside them.
+    base = run_send_time(policy, as_of_time)
+    quiet = policy.quiet_hours
+    scheduled: list[Message] = []
+    for m in allowed:
+        requested = base
+        if m.send_at is not None:
+            requested = max(base, _local(m.send_at, tz))  # a stage may ask for a later time (e.g. a festival morning)
+        send_at = requested
+        if quiet is not None and m.category in quiet.categories:
+            send_at = quiet.first_allowed(requested)
+            if send_at != requested:
+                rescheduled.append(Reschedule(m.key, m.customer_id, m.rule_id, requested, send_at,
+                                              f"免打扰时段 {quiet.label()}，改为 {send_at:%Y-%m-%d %H:%M} 发送"))
+        scheduled.append(dataclasses.replace(m, send_at=send_at))
+
+    # 5. frequency caps: earlier runs (ledger) plus this run's kept messages, in the fixed order.
+    kept_messages: list[Message] = []
+    caps = policy.caps
+    history: dict[str, list[tuple[str | None, datetime]]] = {}
+    if caps and scheduled and ledger is not None:
+        widest = timedelta(days=max(c.days for c in caps))
+        times = [m.send_at for m in scheduled]
+        history = ledger.messages_between(min(times) - widest, max(times) + widest, exclude_run=run_id)
+    this_run: dict[str, list[tuple[str, datetime]]] = {}
+    for m in scheduled:
+        reason = None
+        for cap in caps:
+            if m.category not in cap.categories:
+                continue
+            before = _count_within(history.get(m.customer_id, []), cap, m.send_at)
+            now = _count_within(this_run.get(m.customer_id, []), cap, m.send_at)
+            if before + now >= cap.max_messages:
+                names = "、".join(CATEGORY_LABELS.get(c, c) for c in cap.categories)
+                reason = (f"频次上限 {cap.cap_id}：发送时间前后 {cap.days} 天内已有 {before + now} 条{names}消息"
+                          f"（以前的运行 {before} 条，本次运行 {now} 条；上限 {cap.max_messages} 条）")
+                break
+        if reason is not None:
+            drop(m, "message", "frequency-cap", reason)
+            continue
+        this_run.setdefault(m.customer_id, []).append((m.category, m.send_at))
+        kept_messages.append(m)
+
+    suppressed.sort(key=lambda s: (s.customer_id, s.kind, s.rule_id, s.key))
+    return GuardResult(kept_tasks, kept_messages, suppressed, rescheduled)
+
+
+def _count_within(items: list[tuple[str | None, datetime]], cap: FrequencyCap, send_at: datetime) -> int:
+    """Messages of the cap's categories "within D days": sent less than D days before or after
+    ``send_at`` (after, too: an earlier run may have scheduled a message for later)."""
+    window = timedelta(days=cap.days)
+    return sum(1 for category, moment in items if category in cap.categories and abs(moment - send_at) < window)
+
+
+# -- the decision log ---------------------------------------------------------------------------------
+
+def annotate_firings(firings: Iterable[Firing], suppressed: Iterable[Suppression],
+                     rescheduled: Iterable[Reschedule] = ()) -> int:
+    """Write the guards' verdicts into the decision log. Each firing output ``{"task": {...}}`` or
+    ``{"message": {...}}`` whose ``"key"`` matches gets ``"suppressed_by"`` (the guard) and
+    ``"suppressed"`` (the reason), or ``"send_at"`` and ``"rescheduled"`` for a quiet-hours move;
+    the firing's ``suppressed_by`` names the guard(s). Returns how many outputs were annotated."""
+    verdicts = {(s.kind, s.key): s for s in suppressed}
+    moves = {r.key: r for r in rescheduled}
+    annotated = 0
+    for firing in firings:
+        for output in firing.outputs:
+            for kind in ("task", "message"):
+                detail = output.get(kind)
+                if not isinstance(detail, dict) or not detail.get("key"):
+                    continue
+                verdict = verdicts.get((kind, detail["key"]))
+                if verdict is not None:
+                    detail["suppressed_by"] = verdict.guard
+                    detail["suppressed"] = verdict.reason
+                    guards = firing.suppressed_by.split(", ") if firing.suppressed_by else []
+                    if verdict.guard not in guards:
+                        firing.suppressed_by = ", ".join([*guards, verdict.guard])
+                    annotated += 1
+                elif kind == "message" and detail["key"] in moves:
+                    move = moves[detail["key"]]
+                    detail["send_at"] = move.send_at
+                    detail["rescheduled"] = move.reason
+                    annotated += 1
+    return annotated
+
+
+def guard_evaluation(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Mapping[str, Any], evaluation: Any,
+                     as_of_time: datetime, run_id: str) -> GuardResult:
+    """What run.py needs in one call: apply the guards to an ``engine.run.Evaluation``, replace its
+    tasks and messages by the kept ones, annotate its decision log and fix the per-customer
+    task/message counts. Returns the result (for the manifest counts and ``write_guard_report``)."""
+    result = apply_guards(policy, ledger, customers_by_id, evaluation.tasks, evaluation.messages, as_of_time, run_id)
+    annotate_firings(evaluation.firings, result.suppressed, result.rescheduled)
+    evaluation.tasks = result.kept_tasks
+    evaluation.messages = result.kept_messages
+    task_counts: dict[str, int] = {}
+    message_counts: dict[str, int] = {}
+    for t in result.kept_tasks:
+        task_counts[t.customer_id] = task_counts.get(t.customer_id, 0) + 1
+    for m in result.kept_messages:
+        message_counts[m.customer_id] = message_counts.get(m.customer_id, 0) + 1
+    for row in evaluation.customer_rows:
+        cid = row.get("customer_id")
+        if "task_count" in row:
+            row["task_count"] = task_counts.get(cid, 0)
+        if "message_count" in row:
+            row["message_count"] = message_counts.get(cid, 0)
+    return result
+
+
+SUPPRESSED_COLUMNS = [Column("客户编号"), Column("类型"), Column("规则编号"), Column("保护规则"), Column("原因", width=70), Column("幂等键")]
+RESCHEDULED_COLUMNS = [Column("客户编号"), Column("规则编号"), Column("原定时间", kind="datetime"), Column("发送时间", kind="datetime"),
+                       Column("原因", width=50), Column("幂等键")]
+
+
+def write_guard_report(folder: Path, result: GuardResult) -> dict[str, Any]:
+    """``guards.xlsx`` in the run folder: what the guards held back and what they moved, for ops
+    staff who wonder why a customer got nothing. Ids only, no personal data."""
+    suppressed_rows = (
+        (s.customer_id, "任务" if s.kind == "task" else "消息", s.rule_id, GUARD_LABELS.get(s.guard, s.guard), s.reason, s.key)
+        for s in result.suppressed
+    )
+    moved_rows = ((r.customer_id, r.rule_id, r.requested, r.send_at, r.reason, r.key) for r in result.rescheduled)
+    write_workbook(Path(folder) / "guards.xlsx", [
+        Sheet("被拦截 suppressed", SUPPRESSED_COLUMNS, suppressed_rows),
+        Sheet("已改期 rescheduled", RESCHEDULED_COLUMNS, moved_rows),
+    ], title="发送保护 guards")
+    return result.counts()

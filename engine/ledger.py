@@ -1,0 +1,460 @@
+"""The contact ledger: every task and message a run issued, in one SQLite file.
+
+Why it exists: a batch run is repeated every day over growing exports. Without a memory of what was
+already issued, the same greeting would go out on every run and frequency caps could only see one
+run. The ledger is that memory. Guards (``engine.guards``) read it before writing a run; the run
+records what it kept after its run folder is in place.
+
+What is stored (and what is not): one row per issued item with its idempotency key
+(``<rule_id>|<customer_id>|<period label>``), kind (task or message), customer id, rule, stage,
+channel, category, template, assignee, priority, send time or due time, the run id and the run's
+as-of instant. Customer names, addresses and message bodies are NOT stored: the ledger only needs
+ids to do its job, and keeping personal data out of it keeps it safe to share with auditors.
+
+Times: every instant is a naive local wall-clock time (the zone of the guards policy, e.g.
+Asia/Shanghai), stored as ``YYYY-MM-DDTHH:MM:SS`` text, so text order is time order. ``issued_at``
+is the run's as-of instant, not the wall clock, so the ledger contents depend only on the runs.
+
+Same-run semantics: the rows a run recorded belong to its run id. When exactly that run is executed
+again (``run --force`` with the same inputs, policies, templates and as-of: the same run id), its own
+earlier rows do not count as "already issued" and do not count towards caps, and ``record`` replaces
+them. So re-running an identical run reproduces identical output. Rows of every *other* run count,
+whatever their as-of: nothing is ever issued twice, even if an older day is re-run after a newer one.
+
+Crash safety: ``record`` writes a run's rows in one transaction. The caller records only after the
+run folder has been renamed into place, so a failed run leaves the ledger unchanged; see
+``has_run`` for the (narrow) case of a folder without ledger rows.
+"""
+from __future__ import annotations
+
+import csv
+import sqlite3
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from engine.decisions import Message, Task
+from engine.errors import EngineError, Location, Problem
+from engine.xlsx_out import Column, Sheet, escape_text, write_workbook
+
+SCHEMA_VERSION = 1
+DEFAULT_LEDGER_NAME = "ledger.sqlite"
+
+# Migrations: version N → SQL that upgrades a version N-1 ledger. Version 1 is the initial schema.
+MIGRATIONS: dict[int, str] = {}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id   TEXT PRIMARY KEY,
+    as_of    TEXT NOT NULL,          -- the run's as-of instant
+    tasks    INTEGER NOT NULL,
+    messages INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS issued (
+    key         TEXT NOT NULL,       -- idempotency key: rule|customer|period
+    kind        TEXT NOT NULL CHECK (kind IN ('task', 'message')),
+    customer_id TEXT NOT NULL,
+    rule_id     TEXT NOT NULL,
+    stage       TEXT,
+    channel     TEXT,
+    category    TEXT,
+    template    TEXT,
+    assignee    TEXT,
+    priority    TEXT,
+    send_at     TEXT,                -- messages: when it is to be sent
+    due         TEXT,                -- tasks: when it is due
+    run_id      TEXT NOT NULL REFERENCES runs(run_id),
+    issued_at   TEXT NOT NULL,       -- the run's as-of instant (not the wall clock)
+    PRIMARY KEY (kind, key)
+);
+CREATE INDEX IF NOT EXISTS issued_by_customer ON issued (customer_id, kind, send_at);
+CREATE INDEX IF NOT EXISTS issued_by_run ON issued (run_id);
+CREATE INDEX IF NOT EXISTS issued_by_time ON issued (issued_at);
+"""
+
+# Columns of an entry, in table order.
+FIELDS = ("key", "kind", "customer_id", "rule_id", "stage", "channel", "category", "template", "assignee",
+          "priority", "send_at", "due", "run_id", "issued_at")
+_TIME_FIELDS = ("send_at", "due", "issued_at")
+
+
+class LedgerError(EngineError):
+    """The ledger file cannot be used (missing, made by a newer version, not a ledger)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One issued task or message, as recorded."""
+
+    key: str
+    kind: str  # "task" | "message"
+    customer_id: str
+    rule_id: str
+    stage: str | None
+    channel: str | None
+    category: str | None
+    template: str | None
+    assignee: str | None
+    priority: str | None
+    send_at: datetime | None
+    due: datetime | None
+    run_id: str
+    issued_at: datetime
+
+    @property
+    def as_of(self) -> date:
+        return self.issued_at.date()
+
+
+def to_text(moment: datetime | None) -> str | None:
+    """An instant as stored: naive local ISO text, seconds precision."""
+    if moment is None:
+        return None
+    if moment.tzinfo is not None and moment.utcoffset() is not None:
+        # Mixing aware and naive texts would break text ordering; the guards convert to local first.
+        raise ValueError(f"ledger times must be naive local times, got {moment.isoformat()}")
+    return moment.replace(microsecond=0).isoformat(timespec="seconds")
+
+
+def _from_text(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _entry(row: sqlite3.Row | tuple) -> Entry:
+    values = dict(zip(FIELDS, row))
+    for name in _TIME_FIELDS:
+        values[name] = _from_text(values[name])
+    return Entry(**values)
+
+
+def _since_text(since: date | datetime | None) -> str | None:
+    """A filter bound: a date means the start of that day."""
+    if since is None:
+        return None
+    if not isinstance(since, datetime):
+        since = datetime.combine(since, time(0, 0))
+    return to_text(since)
+
+
+class Ledger:
+    """An open ledger file. Use as a context manager, or call ``close()``.
+
+    ``create=False`` opens only an existing ledger (for the ``ledger`` command: showing a ledger
+    should not create an empty file at a mistyped path).
+    """
+
+    def __init__(self, path: Path | str, create: bool = True):
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create:
+                raise LedgerError(Problem(
+                    code="no-ledger",
+                    message=f"联系台账不存在 / no contact ledger at {self.path}",
+                    location=Location(file=str(self.path)),
+                    fix="先运行一次 crm-engine run，或用 --ledger 指定台账文件 / run once first, or pass --ledger PATH",
+                ))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a run's rows are one transaction.
+        # timeout: a second process recording at the same moment waits instead of failing at once.
+        self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+        try:
+            self._prepare()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        try:
+            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise self._not_a_ledger(str(exc)) from None
+        if not tables:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.conn.execute(statement)
+            self.conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            self.conn.execute("COMMIT")
+            return
+        if "schema_version" not in tables or "issued" not in tables:
+            raise self._not_a_ledger("its tables are not a contact ledger's")
+        row = self.conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        version = row[0] or 0
+        if version > SCHEMA_VERSION:
+            raise LedgerError(Problem(
+                code="ledger-too-new",
+                message=f"联系台账由更新版本的工具创建（台账版本 {version}，本工具支持 {SCHEMA_VERSION}）"
+                        f" / the ledger was made by a newer version (schema {version}, this tool knows {SCHEMA_VERSION})",
+                location=Location(file=str(self.path)),
+                fix="升级 crm-engine / upgrade crm-engine",
+            ))
+        if version < SCHEMA_VERSION:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS.get(target, "").split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+            self.conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            self.conn.execute("COMMIT")
+
+    def _not_a_ledger(self, detail: str) -> LedgerError:
+        return LedgerError(Problem(
+            code="not-a-ledger",
+            message=f"这个文件不是联系台账 / this file is not a contact ledger ({detail})",
+            location=Location(file=str(self.path)),
+            fix="检查 --ledger 路径或 guards.yaml 中的 ledger.path / check --ledger or ledger.path in guards.yaml",
+        ))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- queries used by the guards ----------------------------------------------------------------
+    def was_issued(self, key: str, kind: str | None = None, exclude_run: str | None = None) -> Entry | None:
+        """The entry for ``key`` (of ``kind``, if given) recorded by a run other than ``exclude_run``."""
+        sql = f"SELECT {', '.join(FIELDS)} FROM issued WHERE key = ?"
+        params: list[Any] = [key]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        if exclude_run is not None:
+            sql += " AND run_id <> ?"
+            params.append(exclude_run)
+        row = self.conn.execute(sql + " ORDER BY issued_at, run_id LIMIT 1", params).fetchone()
+        return _entry(row) if row else None
+
+    def issued_among(self, keys: Iterable[tuple[str, str]], exclude_run: str | None = None) -> dict[tuple[str, str], Entry]:
+        """Bulk ``was_issued``: (kind, key) → entry, for those of ``keys`` issued by other runs.
+
+        One query per chunk instead of one per item: a run over 100,000 customers asks for
+        hundreds of thousands of keys.
+        """
+        wanted = sorted(set(keys))
+        found: dict[tuple[str, str], Entry] = {}
+        chunk = 400  # 2 parameters per key; stays under SQLite's 999-variable default limit
+        for start in range(0, len(wanted), chunk):
+            part = wanted[start:start + chunk]
+            where = " OR ".join("(kind = ? AND key = ?)" for _ in part)
+            params: list[Any] = [v for pair in part for v in pair]
+            sql = f"SELECT {', '.join(FIELDS)} FROM issued WHERE ({where})"
+            if exclude_run is not None:
+                sql += " AND run_id <> ?"
+                params.append(exclude_run)
+            for row in self.conn.execute(sql, params):
+                entry = _entry(row)
+                found[(entry.kind, entry.key)] = entry
+        return found
+
+    def count_messages(self, customer_id: str, category: str | Iterable[str], since: datetime,
+                       until: datetime | None = None, exclude_run: str | None = None) -> int:
+        """Messages of ``category`` (one or several) for a customer whose send time is after
+        ``since`` (exclusive) and, if given, before ``until`` (exclusive), recorded by runs other
+        than ``exclude_run``."""
+        categories = [category] if isinstance(category, str) else sorted(set(category))
+        if not categories:
+            return 0
+        sql = (f"SELECT COUNT(*) FROM issued WHERE kind = 'message' AND customer_id = ? "
+               f"AND category IN ({', '.join('?' for _ in categories)}) AND COALESCE(send_at, issued_at) > ?")
+        params: list[Any] = [customer_id, *categories, to_text(since)]
+        if until is not None:
+            sql += " AND COALESCE(send_at, issued_at) < ?"
+            params.append(to_text(until))
+        if exclude_run is not None:
+            sql += " AND run_id <> ?"
+            params.append(exclude_run)
+        return self.conn.execute(sql, params).fetchone()[0]
+
+    def messages_between(self, since: datetime, until: datetime | None = None,
+                         exclude_run: str | None = None) -> dict[str, list[tuple[str | None, datetime]]]:
+        """Bulk form for the caps: customer id → [(category, send time)] of messages sent after
+        ``since`` (and before ``until``) by other runs, in time order."""
+        sql = ("SELECT customer_id, category, COALESCE(send_at, issued_at) AS t FROM issued "
+               "WHERE kind = 'message' AND COALESCE(send_at, issued_at) > ?")
+        params: list[Any] = [to_text(since)]
+        if until is not None:
+            sql += " AND COALESCE(send_at, issued_at) < ?"
+            params.append(to_text(until))
+        if exclude_run is not None:
+            sql += " AND run_id <> ?"
+            params.append(exclude_run)
+        out: dict[str, list[tuple[str | None, datetime]]] = {}
+        for customer_id, category, moment in self.conn.execute(sql + " ORDER BY customer_id, t, key", params):
+            out.setdefault(customer_id, []).append((category, datetime.fromisoformat(moment)))
+        return out
+
+    def has_run(self, run_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
+
+    def runs(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT run_id, as_of, tasks, messages FROM runs ORDER BY as_of, run_id")
+        return [{"run_id": r[0], "as_of": datetime.fromisoformat(r[1]), "tasks": r[2], "messages": r[3]} for r in rows]
+
+    # -- writing -------------------------------------------------------------------------------
+    def record(self, run_id: str, as_of_time: datetime, tasks: Iterable[Task], messages: Iterable[Message]) -> None:
+        """Record what a run issued, in one transaction. Replaces the rows this run id recorded
+        before (an identical re-run). Raises if a key was already issued by another run: that
+        means the guards were bypassed, and silently keeping either row would hide it."""
+        issued_at = to_text(as_of_time)
+        rows: list[tuple] = []
+        for t in tasks:
+            rows.append((t.key, "task", t.customer_id, t.rule_id, t.stage, None, t.category, None, t.assignee,
+                         t.priority, None, to_text(t.due), run_id, issued_at))
+        for m in messages:
+            rows.append((m.key, "message", m.customer_id, m.rule_id, m.stage, m.channel, m.category, m.template, None,
+                         None, to_text(m.send_at), None, run_id, issued_at))
+        for row in rows:
+            if not row[0]:
+                raise ValueError(f"rule {row[3]}: a {row[1]} without an idempotency key cannot be recorded")
+        n_tasks = sum(1 for r in rows if r[1] == "task")
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("DELETE FROM issued WHERE run_id = ?", (run_id,))
+            self.conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+            self.conn.execute("INSERT INTO runs (run_id, as_of, tasks, messages) VALUES (?, ?, ?, ?)",
+                              (run_id, issued_at, n_tasks, len(rows) - n_tasks))
+            try:
+                self.conn.executemany(f"INSERT INTO issued ({', '.join(FIELDS)}) VALUES ({', '.join('?' for _ in FIELDS)})", rows)
+            except sqlite3.IntegrityError:
+                raise LedgerError(Problem(
+                    code="ledger-duplicate",
+                    message=f"运行 {run_id} 要记录的任务或消息已由其他运行发出（或本次重复）；未写入台账"
+                            f" / run {run_id} tried to record an item another run already issued (or twice); nothing was recorded",
+                    location=Location(file=str(self.path)),
+                    fix="先用 engine.guards.apply_guards 过滤 / filter the run with the guards first",
+                )) from None
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    # -- reading for people --------------------------------------------------------------------
+    def entries(self, customer_id: str | None = None, rule_id: str | None = None,
+                since: date | datetime | None = None, kind: str | None = None, run_id: str | None = None,
+                newest_first: bool = False, limit: int | None = None) -> Iterator[Entry]:
+        """Entries matching every filter given; ``since`` compares with the issuing run's as-of
+        instant (a date means from the start of that day). Oldest first unless ``newest_first``."""
+        clauses, params = [], []
+        for column, value in (("customer_id", customer_id), ("rule_id", rule_id), ("kind", kind), ("run_id", run_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("issued_at >= ?")
+            params.append(_since_text(since))
+        sql = f"SELECT {', '.join(FIELDS)} FROM issued"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        direction = "DESC" if newest_first else "ASC"
+        sql += f" ORDER BY issued_at {direction}, customer_id, kind, key"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        for row in self.conn.execute(sql, params):
+            yield _entry(row)
+
+    def count(self, customer_id: str | None = None, rule_id: str | None = None,
+              since: date | datetime | None = None, kind: str | None = None, run_id: str | None = None) -> int:
+        return sum(1 for _ in self.entries(customer_id, rule_id, since, kind, run_id))
+
+
+# -- the ``crm-engine ledger`` command's logic ------------------------------------------------------
+
+KIND_LABELS = {"task": "任务", "message": "消息"}
+CATEGORY_LABELS = {"marketing": "营销", "service": "服务"}
+
+# (entry field, header, xlsx kind) for show and export
+EXPORT_COLUMNS = [
+    ("issued_at", "运行时间 issued at", "datetime"),
+    ("kind", "类型 kind", "text"),
+    ("customer_id", "客户编号 customer", "text"),
+    ("rule_id", "规则 rule", "text"),
+    ("stage", "阶段 stage", "text"),
+    ("channel", "渠道 channel", "text"),
+    ("category", "类别 category", "text"),
+    ("template", "模板 template", "text"),
+    ("assignee", "负责人 assignee", "text"),
+    ("priority", "优先级 priority", "text"),
+    ("send_at", "发送时间 send at", "datetime"),
+    ("due", "截止时间 due", "datetime"),
+    ("run_id", "运行编号 run", "text"),
+    ("key", "幂等键 key", "text"),
+]
+
+
+def entry_row(entry: Entry) -> dict[str, Any]:
+    """An entry as people see it: kind and category in Chinese, everything else as stored."""
+    row = asdict(entry)
+    row["kind"] = KIND_LABELS.get(entry.kind, entry.kind)
+    row["category"] = CATEGORY_LABELS.get(entry.category or "", entry.category)
+    return row
+
+
+def show_rows(ledger: Ledger, customer_id: str | None = None, rule_id: str | None = None,
+              since: date | datetime | None = None, kind: str | None = None, run_id: str | None = None,
+              limit: int | None = 50) -> tuple[list[dict[str, Any]], int]:
+    """The newest ``limit`` matching entries (as display rows) and how many match in all."""
+    total = ledger.count(customer_id, rule_id, since, kind, run_id)
+    rows = [entry_row(e) for e in ledger.entries(customer_id, rule_id, since, kind, run_id, newest_first=True, limit=limit)]
+    return rows, total
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Rows as an aligned text table for the terminal (CJK characters count two columns)."""
+    from engine.xlsx_out import display_width
+
+    columns = [(f, h.split(" ")[0]) for f, h, _ in EXPORT_COLUMNS
+               if f in ("issued_at", "kind", "customer_id", "rule_id", "channel", "category", "assignee", "send_at", "due", "run_id")]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, datetime):
+            return value.strftime("%Y-%m-%d %H:%M")
+        return "" if value is None else str(value)
+
+    table = [[h for _, h in columns]] + [[cell(r.get(f)) for f, _ in columns] for r in rows]
+    widths = [max(display_width(line[i]) for line in table) for i in range(len(columns))]
+    lines = []
+    for line in table:
+        lines.append("  ".join(text + " " * (widths[i] - display_width(text)) for i, text in enumerate(line)).rstrip())
+    return "\n".join(lines)
+
+
+def export(ledger: Ledger, path: Path | str, customer_id: str | None = None, rule_id: str | None = None,
+           since: date | datetime | None = None, kind: str | None = None, run_id: str | None = None) -> int:
+    """Write matching entries (oldest first) to ``path``: ``.xlsx`` (styled workbook) or ``.csv``
+    (UTF-8 with BOM, so Excel shows Chinese correctly). Returns the number of entries written."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".xlsx", ".csv"):
+        raise ValueError(f"export to .xlsx or .csv, not '{path.suffix or path.name}'")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+
+    def rows() -> Iterator[list[Any]]:
+        nonlocal count
+        for entry in ledger.entries(customer_id, rule_id, since, kind, run_id):
+            count += 1
+            row = entry_row(entry)
+            yield [row[f] for f, _, _ in EXPORT_COLUMNS]
+
+    if suffix == ".xlsx":
+        columns = [Column(h, kind=k) for _, h, k in EXPORT_COLUMNS]
+        write_workbook(path, [Sheet("联系台账", columns, rows())], title="联系台账 contact ledger")
+        return count
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([h for _, h, _ in EXPORT_COLUMNS])
+        for values in rows():
+            # The same formula-injection guard as the xlsx writer: CSV files are opened in Excel too.
+            writer.writerow(["" if v is None else v.isoformat(sep=" ", timespec="minutes") if isinstance(v, datetime)
+                             else escape_text(str(v)) for v in values])
+    return count
