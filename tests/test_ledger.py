@@ -1,0 +1,257 @@
+"""Contact ledger: real SQLite files, same-run semantics, one-transaction records, exports, the CLI."""
+from __future__ import annotations
+
+import csv
+import sqlite3
+from datetime import date, datetime, timedelta, timezone
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from engine.decisions import Message, Task
+from engine.ledger import SCHEMA_VERSION, Ledger, LedgerError, export, format_table, show_rows
+from engine.ledger_cli import ledger_command
+
+AS_OF = datetime(2026, 11, 20, 23, 59, 59)
+
+
+def task(cid: str = "C001", rule: str = "care.revisit", period: str = "2026-11", due: datetime | None = None) -> Task:
+    return Task(customer_id=cid, customer_name="张三", assignee="王敏", role=None, title="回访", reason="到期", rule_id=rule,
+                policy_id="care", stage="care", due=due or datetime(2026, 11, 23, 18, 0), priority="中", script=None,
+                key=f"{rule}|{cid}|{period}")
+
+
+def message(cid: str = "C001", rule: str = "care.festival", period: str = "2026-11-20", category: str = "marketing",
+            send_at: datetime | None = datetime(2026, 11, 21, 10, 0)) -> Message:
+    return Message(customer_id=cid, customer_name="张三", channel="sms", address="13800138000", template="festival",
+                   category=category, subject=None, body="您好", rule_id=rule, policy_id="care", stage="care",
+                   send_at=send_at, key=f"{rule}|{cid}|{period}")
+
+
+def test_new_ledger_has_schema_version_and_tables(tmp_path):
+    path = tmp_path / "sub" / "ledger.sqlite"
+    with Ledger(path):
+        pass
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"schema_version", "runs", "issued"} <= tables
+    conn.close()
+    with Ledger(path) as ledger:  # reopening an existing ledger is fine
+        assert ledger.runs() == []
+
+
+def test_record_and_was_issued(tmp_path):
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        ledger.record("run-1", AS_OF, [task()], [message()])
+        entry = ledger.was_issued("care.festival|C001|2026-11-20")
+        assert entry is not None
+        assert (entry.kind, entry.customer_id, entry.run_id, entry.channel, entry.category) == ("message", "C001", "run-1", "sms", "marketing")
+        assert entry.send_at == datetime(2026, 11, 21, 10, 0)
+        assert entry.issued_at == AS_OF and entry.as_of == date(2026, 11, 20)
+        assert ledger.was_issued("care.revisit|C001|2026-11", kind="task").due == datetime(2026, 11, 23, 18, 0)
+        assert ledger.was_issued("care.revisit|C001|2026-11", kind="message") is None
+        # The same run's own rows are not "earlier" when that run is re-executed.
+        assert ledger.was_issued("care.festival|C001|2026-11-20", exclude_run="run-1") is None
+        assert ledger.was_issued("nope|C001|2026") is None
+        assert ledger.has_run("run-1") and not ledger.has_run("run-2")
+        assert ledger.runs() == [{"run_id": "run-1", "as_of": AS_OF, "tasks": 1, "messages": 1}]
+
+
+def test_no_personal_data_in_the_ledger(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as ledger:
+        ledger.record("run-1", AS_OF, [task()], [message()])
+    raw = path.read_bytes()
+    for personal in ("张三", "13800138000", "您好"):
+        assert personal.encode() not in raw
+
+
+def test_issued_among_in_bulk(tmp_path):
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        messages = [message(cid=f"C{i:04d}") for i in range(1000)]
+        ledger.record("run-1", AS_OF, [], messages)
+        wanted = [("message", m.key) for m in messages] + [("task", messages[0].key), ("message", "x|y|z")]
+        found = ledger.issued_among(wanted)
+        assert len(found) == 1000
+        assert ("task", messages[0].key) not in found
+        assert ledger.issued_among(wanted, exclude_run="run-1") == {}
+
+
+def test_count_messages_window(tmp_path):
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        ledger.record("run-1", AS_OF, [], [
+            message(period="a", send_at=datetime(2026, 11, 21, 10, 0)),
+            message(period="b", send_at=datetime(2026, 11, 22, 10, 0), category="service"),
+            message(period="c", send_at=datetime(2026, 11, 25, 10, 0)),
+            message(cid="C002", period="a", send_at=datetime(2026, 11, 21, 10, 0)),
+        ])
+        since = datetime(2026, 11, 21, 10, 0)
+        assert ledger.count_messages("C001", "marketing", since - timedelta(seconds=1)) == 2
+        assert ledger.count_messages("C001", "marketing", since) == 1  # "after since": exclusive
+        assert ledger.count_messages("C001", ["marketing", "service"], since - timedelta(days=1)) == 3
+        assert ledger.count_messages("C001", "marketing", since - timedelta(days=1), until=datetime(2026, 11, 25, 10, 0)) == 1
+        assert ledger.count_messages("C001", "marketing", since - timedelta(days=1), exclude_run="run-1") == 0
+        history = ledger.messages_between(since - timedelta(days=1))
+        assert history["C001"] == [("marketing", datetime(2026, 11, 21, 10, 0)), ("service", datetime(2026, 11, 22, 10, 0)),
+                                   ("marketing", datetime(2026, 11, 25, 10, 0))]
+
+
+def test_record_replaces_the_same_run_and_is_one_transaction(tmp_path):
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        ledger.record("run-1", AS_OF, [task()], [message()])
+        ledger.record("run-1", AS_OF, [task()], [message()])  # identical re-run: no duplicate-key error
+        assert ledger.count() == 2
+        ledger.record("run-1", AS_OF, [task()], [])  # the re-run kept less: its rows are replaced
+        assert ledger.count() == 1 and ledger.count(kind="message") == 0
+
+        # Another run recording an already issued key: refused, and nothing of it is written.
+        with pytest.raises(LedgerError) as info:
+            ledger.record("run-2", AS_OF + timedelta(days=1), [task(rule="care.other"), task()], [])
+        assert info.value.problems[0].code == "ledger-duplicate"
+        assert not ledger.has_run("run-2")
+        assert ledger.was_issued("care.other|C001|2026-11") is None
+
+
+def test_record_refuses_aware_times_and_missing_keys(tmp_path):
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        with pytest.raises(ValueError):
+            ledger.record("run-1", AS_OF.replace(tzinfo=timezone.utc), [task()], [])
+        bad = task()
+        bad.key = ""
+        with pytest.raises(ValueError):
+            ledger.record("run-1", AS_OF, [bad], [])
+        assert ledger.count() == 0
+
+
+def test_open_errors(tmp_path):
+    with pytest.raises(LedgerError) as info:
+        Ledger(tmp_path / "missing.sqlite", create=False)
+    assert info.value.problems[0].code == "no-ledger"
+    assert not (tmp_path / "missing.sqlite").exists()
+
+    not_db = tmp_path / "notes.sqlite"
+    not_db.write_text("这不是数据库 " * 200, encoding="utf-8")
+    with pytest.raises(LedgerError) as info:
+        Ledger(not_db)
+    assert info.value.problems[0].code == "not-a-ledger"
+
+    other = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerError) as info:
+        Ledger(other)
+    assert info.value.problems[0].code == "not-a-ledger"
+
+    newer = tmp_path / "newer.sqlite"
+    with Ledger(newer):
+        pass
+    conn = sqlite3.connect(newer)
+    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION + 1,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerError) as info:
+        Ledger(newer)
+    assert info.value.problems[0].code == "ledger-too-new"
+
+
+def _two_runs(path):
+    ledger = Ledger(path)
+    ledger.record("run-1", datetime(2026, 11, 20, 10, 0), [task()], [message(), message(cid="C002")])
+    ledger.record("run-2", datetime(2026, 11, 23, 10, 0), [task(cid="C002", period="2026-12")],
+                  [message(cid="C001", rule="churn.winback", period="2026-11-23", category="service", send_at=datetime(2026, 11, 23, 10, 0))])
+    return ledger
+
+
+def test_entries_filters_and_show_rows(tmp_path):
+    with _two_runs(tmp_path / "ledger.sqlite") as ledger:
+        assert ledger.count() == 5
+        # Oldest run first; within a run by customer, kind, key.
+        assert [e.key for e in ledger.entries(customer_id="C001")] == [
+            "care.festival|C001|2026-11-20", "care.revisit|C001|2026-11", "churn.winback|C001|2026-11-23"]
+        assert ledger.count(rule_id="care.festival") == 2
+        assert ledger.count(since=date(2026, 11, 21)) == 2
+        assert ledger.count(since=datetime(2026, 11, 20, 10, 0)) == 5
+        assert ledger.count(kind="task") == 2
+        assert ledger.count(run_id="run-2") == 2
+        assert [e.run_id for e in ledger.entries(newest_first=True, limit=1)] == ["run-2"]
+
+        rows, total = show_rows(ledger, customer_id="C001", limit=2)
+        assert total == 3 and len(rows) == 2
+        assert rows[0]["kind"] == "消息" and rows[0]["category"] == "服务"
+        table = format_table(rows)
+        assert "客户编号" in table and "churn.winback" in table
+
+
+def test_export_xlsx_reads_back(tmp_path):
+    with _two_runs(tmp_path / "ledger.sqlite") as ledger:
+        n = export(ledger, tmp_path / "out" / "ledger.xlsx")
+        assert n == 5
+        n_c1 = export(ledger, tmp_path / "c1.xlsx", customer_id="C001")
+        assert n_c1 == 3
+    wb = openpyxl.load_workbook(tmp_path / "out" / "ledger.xlsx", read_only=True)
+    ws = wb["联系台账"]
+    rows = list(ws.iter_rows(values_only=True))
+    wb.close()
+    header = rows[0]
+    assert header[0].startswith("运行时间") and "幂等键 key" in header
+    assert len(rows) == 6
+    first = dict(zip(header, rows[1]))
+    assert first["运行时间 issued at"] == datetime(2026, 11, 20, 10, 0)
+    assert first["类型 kind"] in ("任务", "消息")
+    assert first["运行编号 run"] == "run-1"
+    keys = {dict(zip(header, r))["幂等键 key"] for r in rows[1:]}
+    assert "care.festival|C002|2026-11-20" in keys
+
+
+def test_export_csv_utf8_bom(tmp_path):
+    with _two_runs(tmp_path / "ledger.sqlite") as ledger:
+        assert export(ledger, tmp_path / "ledger.csv", kind="message") == 3
+        with pytest.raises(ValueError):
+            export(ledger, tmp_path / "ledger.json")
+    raw = (tmp_path / "ledger.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader((tmp_path / "ledger.csv").read_text(encoding="utf-8-sig").splitlines()))
+    assert len(rows) == 4 and rows[1][1] == "消息" and rows[1][0] == "2026-11-20 10:00"
+
+
+def test_cli_show_and_export(tmp_path):
+    outbox = tmp_path / "outbox"
+    _two_runs(outbox / "ledger.sqlite").close()
+    runner = CliRunner()
+    policies = tmp_path / "no-policies"  # no guards file: the default ledger path inside --outbox
+    result = runner.invoke(ledger_command, ["--outbox", str(outbox), "--policies", str(policies), "--customer", "C001"])
+    assert result.exit_code == 0, result.output
+    assert "churn.winback" in result.output and "共 3 条" in result.output
+    assert "C002" not in result.output
+
+    result = runner.invoke(ledger_command, ["--ledger", str(outbox / "ledger.sqlite"), "--export", str(tmp_path / "x.xlsx"),
+                                            "--since", "2026-11-21"])
+    assert result.exit_code == 0, result.output
+    assert "2" in result.output
+    wb = openpyxl.load_workbook(tmp_path / "x.xlsx", read_only=True)
+    assert len(list(wb.active.iter_rows(values_only=True))) == 3
+    wb.close()
+
+    result = runner.invoke(ledger_command, ["--ledger", str(tmp_path / "none.sqlite")])
+    assert result.exit_code == 1
+    assert "no contact ledger" in result.output
+    assert not (tmp_path / "none.sqlite").exists()
+
+    result = runner.invoke(ledger_command, ["--ledger", str(outbox / "ledger.sqlite"), "--since", "20.11.2026"])
+    assert result.exit_code == 2
+
+
+def test_cli_uses_ledger_path_from_guards_policy(tmp_path):
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "guards.yaml").write_text("kind: guards\nledger:\n  path: state/contacts.sqlite\n", encoding="utf-8")
+    outbox = tmp_path / "outbox"
+    with Ledger(outbox / "state" / "contacts.sqlite") as ledger:
+        ledger.record("run-1", AS_OF, [task()], [])
+    result = CliRunner().invoke(ledger_command, ["--outbox", str(outbox), "--policies", str(policies)])
+    assert result.exit_code == 0, result.output
+    assert "care.revisit" in result.output
