@@ -1,0 +1,408 @@
+"""Care stage: the dates and facts that personal care needs, computed per customer.
+
+The module only computes facts (features) that need code — lunar birthdays, festival dates, whether a
+purchase still waits for its follow-up call, whether a revisit is due by the customer's tier, the
+monthly member day, a satisfaction survey after a resolved complaint. The care *rules*
+(``policies/care/*.yaml``) turn these features into messages and tasks through the generic rule
+machinery, so ops staff decide the actions. Settings (how many days before a birthday, which
+festivals, the member day, ...) are in the ``kind: care`` settings file ``policies/care.yaml``.
+
+Greeting windows never cross the period the rule's ``once_per`` counts in (a year for birthdays and
+festivals, a month for the member day and surveys): a window that would reach into the next period is
+cut at the end of the period it starts in. A rule issued once per year therefore fires under one
+period key for one occasion, and a re-run or the next day never greets twice. See docs/care.md.
+
+Lunar dates come from ``lunar-python`` (MIT). A lunar birthday is recorded as a date whose year,
+month and day are the lunar ones; its next solar occurrence on or after the as-of date is found in
+the lunar year that contains the as-of date or in the next one (so a 腊月 birthday can fall in
+January of the next solar year). Leap months: the birthday is kept in the ordinary month of that
+number (a year with 闰六月 celebrates 六月 birthdays in the first, ordinary 六月). Day 30 in a month
+that has only 29 days: the month's last day (so lunar 12-30 is always 除夕).
+"""
+from __future__ import annotations
+
+import calendar as _calendar
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from lunar_python import Lunar, LunarMonth, Solar
+
+from engine.errors import Location, PolicyError
+from engine.policy.schema import Problems, check_keys
+from engine.policy.yaml_source import YList, YMap
+from engine.stages import CustomerFacts, StageOutput, StageSetup
+
+__all__ = ["FEATURES", "CareSettings", "CareStage", "Festival", "build", "load_care_settings",
+           "lunar_to_solar", "next_birthday", "next_lunar_date", "next_solar_date", "window_open"]
+
+FEATURES: dict[str, tuple[str, str]] = {
+    "next_birthday_date": ("date", "下一个生日（公历日期，农历生日已换算；今天生日即今天）"),
+    "days_until_birthday": ("number", "距下一个生日的天数（今天生日为 0；无生日为 null）"),
+    "birthday_greeting_due": ("bool", "今天在生日祝福窗口内（生日前 greeting_days_before 天至生日当天）"),
+    "birthday_gift_due": ("bool", "今天在生日贺卡/礼物任务窗口内（生日前 gift_days_before 天至生日当天）"),
+    "festival_name": ("string", "前瞻期内最近的节日名称（没有则为 null）"),
+    "festival_date": ("date", "该节日的公历日期"),
+    "days_until_festival": ("number", "距该节日的天数（当天为 0）"),
+    "festivals_due": ("list of string", "今天处在问候窗口内的节日名称，如 ['中秋', '国庆']"),
+    "post_purchase_order_id": ("string", "购买后回访窗口内最近一笔订单的编号"),
+    "post_purchase_order_date": ("date", "该订单的日期"),
+    "post_purchase_followup_needed": ("bool", "窗口内有订单，且订单日之后还没有回访记录"),
+    "revisit_basis_date": ("date", "定期回访的起算日：最近一次回访/拜访，没有则签约日期，再没有则首次购买日"),
+    "next_revisit_date": ("date", "按服务方案回访间隔，下次应回访的日期"),
+    "revisit_due": ("bool", "距起算日已达到服务方案的回访间隔（revisit_interval_days）"),
+    "next_member_day": ("date", "下一个会员日（今天是会员日即今天）"),
+    "days_until_member_day": ("number", "距下一个会员日的天数"),
+    "is_member_day": ("bool", "今天在会员日提醒窗口内（会员日前 days_before 天至会员日当天）"),
+    "survey_due": ("bool", "近几天有已解决的投诉尚无满意度评分：应发满意度调查"),
+    "survey_interaction_id": ("string", "待调查的投诉记录编号（最近解决的那条）"),
+}
+
+_TOP_KEYS = ("kind", "id", "description", "birthday", "festivals", "post_purchase", "revisit", "member_day", "survey")
+_BIRTHDAY_KEYS = ("greeting_days_before", "gift_days_before")
+_FESTIVALS_KEYS = ("look_ahead_days", "greeting_days_before", "days")
+_FESTIVAL_KEYS = ("name", "solar", "lunar", "greeting_days_before", "description")
+_POST_PURCHASE_KEYS = ("window_days", "followup_types")
+_MEMBER_DAY_KEYS = ("day_of_month", "days_before")
+_SURVEY_KEYS = ("window_days", "complaint_types")
+
+# Built-in festivals, used when the settings file has no ``festivals: days:`` list.
+DEFAULT_FESTIVALS = (
+    ("元旦", "solar", 1, 1),
+    ("春节", "lunar", 1, 1),
+    ("元宵", "lunar", 1, 15),
+    ("端午", "lunar", 5, 5),
+    ("中秋", "lunar", 8, 15),
+    ("国庆", "solar", 10, 1),
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Dates
+# --------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def lunar_to_solar(lunar_year: int, month: int, day: int) -> date:
+    """The solar date of lunar ``month``/``day`` (ordinary month, never the leap one) in ``lunar_year``.
+
+    Day 30 in a 29-day month becomes the month's last day (29)."""
+    days_in_month = LunarMonth.fromYm(lunar_year, month).getDayCount()
+    solar = Lunar.fromYmd(lunar_year, month, min(day, days_in_month)).getSolar()
+    return date(solar.getYear(), solar.getMonth(), solar.getDay())
+
+
+@lru_cache(maxsize=64)
+def _lunar_year_of(day: date) -> int:
+    return Solar.fromYmd(day.year, day.month, day.day).getLunar().getYear()
+
+
+def next_lunar_date(month: int, day: int, as_of: date) -> date:
+    """The first solar date on or after ``as_of`` that is lunar ``month``/``day``.
+
+    The occurrence in the lunar year containing ``as_of`` may already be past; then the one of the
+    next lunar year is the answer (it may be in the next solar year, e.g. a 腊月 birthday in January).
+    """
+    lunar_year = _lunar_year_of(as_of)
+    this_year = lunar_to_solar(lunar_year, month, day)
+    return this_year if this_year >= as_of else lunar_to_solar(lunar_year + 1, month, day)
+
+
+def _solar_in_year(year: int, month: int, day: int) -> date:
+    # 2月29日 in a year without it: 2月28日 (the month's last day, like lunar day 30).
+    return date(year, month, min(day, _calendar.monthrange(year, month)[1]))
+
+
+def next_solar_date(month: int, day: int, as_of: date) -> date:
+    this_year = _solar_in_year(as_of.year, month, day)
+    return this_year if this_year >= as_of else _solar_in_year(as_of.year + 1, month, day)
+
+
+def next_birthday(birthday: date, is_lunar: bool, as_of: date) -> date:
+    if is_lunar:
+        return next_lunar_date(birthday.month, birthday.day, as_of)
+    return next_solar_date(birthday.month, birthday.day, as_of)
+
+
+def _period_end(day: date, period: str) -> date:
+    if period == "year":
+        return date(day.year, 12, 31)
+    return date(day.year, day.month, _calendar.monthrange(day.year, day.month)[1])  # month
+
+
+def window_open(as_of: date, first: date, last: date, period: str) -> bool:
+    """Is ``as_of`` in the window first..last (both included), cut at the end of ``first``'s period?
+
+    Why the cut: rules issue greetings ``once_per`` year or month, and the ledger's key carries the
+    period of the run date. A window from 30 Dec to 2 Jan would otherwise greet once in each year.
+    """
+    return first <= as_of <= min(last, _period_end(first, period))
+
+
+# --------------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Festival:
+    name: str
+    calendar: str  # "solar" or "lunar"
+    month: int
+    day: int
+    greeting_days_before: int
+
+    def next_date(self, as_of: date) -> date:
+        if self.calendar == "lunar":
+            return next_lunar_date(self.month, self.day, as_of)
+        return next_solar_date(self.month, self.day, as_of)
+
+
+@dataclass
+class CareSettings:
+    settings_id: str = "care_settings"
+    source: str = ""  # file:line of the settings file ("" when defaults are used)
+    birthday_greeting_days: int = 3
+    birthday_gift_days: int = 7
+    festival_look_ahead_days: int = 30
+    festivals: tuple[Festival, ...] = ()
+    post_purchase_window_days: int = 7
+    followup_types: tuple[str, ...] = ("回访",)
+    member_day: int = 18
+    member_day_days_before: int = 2
+    survey_window_days: int = 3
+    complaint_types: tuple[str, ...] = ("投诉",)
+
+
+def _block(doc: YMap, key: str, allowed: tuple[str, ...], problems: Problems) -> YMap:
+    """A sub-block of the settings file (an empty one when absent or not a mapping)."""
+    value = doc.get(key)
+    if value is not None and check_keys(value, f"'{key}'", allowed, (), problems, doc.value_loc(key)):
+        return value
+    empty = YMap()
+    empty.loc, empty.key_locs, empty.value_locs = doc.value_loc(key), {}, {}
+    return empty
+
+
+def _whole(block: YMap, key: str, default: int, low: int, high: int, problems: Problems) -> int:
+    value = block.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or not low <= value <= high:
+        problems.error("bad-value", f"'{key}' must be a whole number from {low} to {high}, not '{value}'",
+                       block.value_loc(key))
+        return default
+    return int(value)
+
+
+def _texts(block: YMap, key: str, default: tuple[str, ...], problems: Problems) -> tuple[str, ...]:
+    value = block.get(key)
+    if value is None:
+        return default
+    items = list(value) if isinstance(value, (list, YList)) else [value]
+    if not items or any(isinstance(v, (dict, list)) or v is None for v in items):
+        problems.error("bad-value", f"'{key}' must be a list of texts, e.g. [回访, 拜访]", block.value_loc(key))
+        return default
+    return tuple(str(v).strip() for v in items)
+
+
+def _month_day(text: Any, where: str, loc: Location, lunar: bool, problems: Problems) -> tuple[int, int] | None:
+    """'MM-DD' (also 'M-D', 'M/D', 'M月D日') → (month, day), checked for the calendar."""
+    raw = str(text).strip().replace("月", "-").replace("日", "").replace("/", "-")
+    parts = raw.split("-")
+    try:
+        month, day = (int(p) for p in parts)
+    except ValueError:
+        problems.error("bad-date", f"{where}: '{text}' is not a month and day; write it as MM-DD, e.g. '08-15'", loc)
+        return None
+    max_day = 30 if lunar else (_calendar.monthrange(2024, month)[1] if 1 <= month <= 12 else 0)
+    if not (1 <= month <= 12 and 1 <= day <= max_day):
+        problems.error("bad-date", f"{where}: '{text}' is not a real {'lunar' if lunar else 'solar'} month and day", loc,
+                       fix="lunar days go up to 30 (30 means the month's last day); solar dates as in a calendar")
+        return None
+    return month, day
+
+
+def _festivals(block: YMap, default_days: int, problems: Problems) -> tuple[Festival, ...]:
+    days = block.get("days")
+    if days is None:
+        return tuple(Festival(n, c, m, d, default_days) for n, c, m, d in DEFAULT_FESTIVALS)
+    if not isinstance(days, YList):
+        problems.error("not-a-list", "festivals 'days:' must be a list (lines starting with '- ')", block.value_loc("days"))
+        return ()
+    out: list[Festival] = []
+    seen: set[str] = set()
+    for i, item in enumerate(days):
+        loc = days.item_loc(i)
+        if not check_keys(item, "a festival", _FESTIVAL_KEYS, ("name",), problems, loc):
+            continue
+        name = str(item.get("name", "")).strip()
+        if name in seen:
+            problems.error("duplicate-festival", f"festival '{name}' is declared twice", item.key_loc("name"))
+        seen.add(name)
+        if ("solar" in item) == ("lunar" in item):
+            problems.error("bad-value", f"festival '{name}' needs exactly one of 'solar: MM-DD' or 'lunar: MM-DD'", item.loc)
+            continue
+        kind = "lunar" if "lunar" in item else "solar"
+        md = _month_day(item.get(kind), f"festival '{name}'", item.value_loc(kind), kind == "lunar", problems)
+        lead = _whole(item, "greeting_days_before", default_days, 0, 60, problems)
+        if md is not None:
+            out.append(Festival(name, kind, md[0], md[1], lead))
+    return tuple(out)
+
+
+def load_care_settings(policyset: Any) -> CareSettings | None:
+    """Read the ``kind: care`` settings file. None when the policy folder has neither settings nor care rules.
+
+    Care rules without a settings file get the defaults (documented in docs/care.md)."""
+    docs = policyset.documents.get("care", [])
+    settings_docs = [(p, d) for p, d in docs if not any(k in d for k in ("rules", "table", "policies"))]
+    if not settings_docs:
+        return CareSettings(festivals=tuple(Festival(n, c, m, d, 3) for n, c, m, d in DEFAULT_FESTIVALS)) if docs else None
+    problems = Problems()
+    path, doc = settings_docs[0]
+    for other_path, other in settings_docs[1:]:
+        problems.error("duplicate-care-settings", f"only one care settings file is allowed, but {policyset.relpath(path)} already is one",
+                       other.loc, fix=f"merge {policyset.relpath(other_path)} into {policyset.relpath(path)}")
+    check_keys(doc, "the care settings file", _TOP_KEYS, (), problems, doc.loc)
+    s = CareSettings(settings_id=str(doc.get("id", "care_settings")), source=str(doc.loc))
+
+    birthday = _block(doc, "birthday", _BIRTHDAY_KEYS, problems)
+    s.birthday_greeting_days = _whole(birthday, "greeting_days_before", s.birthday_greeting_days, 0, 60, problems)
+    s.birthday_gift_days = _whole(birthday, "gift_days_before", s.birthday_gift_days, 0, 60, problems)
+
+    festivals = _block(doc, "festivals", _FESTIVALS_KEYS, problems)
+    s.festival_look_ahead_days = _whole(festivals, "look_ahead_days", s.festival_look_ahead_days, 0, 366, problems)
+    default_days = _whole(festivals, "greeting_days_before", 3, 0, 60, problems)
+    s.festivals = _festivals(festivals, default_days, problems)
+
+    post = _block(doc, "post_purchase", _POST_PURCHASE_KEYS, problems)
+    s.post_purchase_window_days = _whole(post, "window_days", s.post_purchase_window_days, 1, 366, problems)
+    s.followup_types = _texts(post, "followup_types", s.followup_types, problems)
+
+    member = _block(doc, "member_day", _MEMBER_DAY_KEYS, problems)
+    # Day 1..28 so every month has it; the reminder window stays inside the month (see window_open).
+    s.member_day = _whole(member, "day_of_month", s.member_day, 1, 28, problems)
+    s.member_day_days_before = _whole(member, "days_before", s.member_day_days_before, 0, 27, problems)
+    if s.member_day_days_before >= s.member_day:
+        problems.error("bad-value", f"member_day days_before ({s.member_day_days_before}) must be smaller than day_of_month "
+                       f"({s.member_day}): the reminder must start in the member day's own month",
+                       member.value_loc("days_before"))
+
+    survey = _block(doc, "survey", _SURVEY_KEYS, problems)
+    s.survey_window_days = _whole(survey, "window_days", s.survey_window_days, 1, 31, problems)
+    s.complaint_types = _texts(survey, "complaint_types", s.complaint_types, problems)
+
+    if problems.errors:
+        raise PolicyError(problems.errors)
+    return s
+
+
+# --------------------------------------------------------------------------------------------------
+# The stage module
+# --------------------------------------------------------------------------------------------------
+
+
+def _day(value: date | datetime) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+class CareStage:
+    stage = "care"
+
+    def __init__(self, settings: CareSettings, as_of: date):
+        self.settings = settings
+        self.as_of = as_of
+        self.counts = {name: 0 for name in ("birthday_greeting_due", "birthday_gift_due", "post_purchase_followup_needed",
+                                             "revisit_due", "survey_due")}
+        # Festivals and the member day are the same for every customer: work them out once per run.
+        upcoming = sorted((f.next_date(as_of), f.name, f) for f in settings.festivals)
+        self.festivals_due = [name for when, name, f in upcoming
+                              if window_open(as_of, when - timedelta(days=f.greeting_days_before), when, "year")]
+        ahead = [(when, name) for when, name, _ in upcoming if (when - as_of).days <= settings.festival_look_ahead_days]
+        self.festival = ahead[0] if ahead else None
+        md = date(as_of.year, as_of.month, settings.member_day)
+        if md < as_of:
+            md = date(as_of.year + (as_of.month == 12), as_of.month % 12 + 1, settings.member_day)
+        self.next_member_day = md
+        self.is_member_day = window_open(as_of, md - timedelta(days=settings.member_day_days_before), md, "month")
+
+    # -- per customer -------------------------------------------------------------------------
+    def process(self, facts: CustomerFacts) -> StageOutput:
+        f = facts.features
+        self._birthday(facts.customer, f)
+        f["festival_name"] = self.festival[1] if self.festival else None
+        f["festival_date"] = self.festival[0] if self.festival else None
+        f["days_until_festival"] = (self.festival[0] - self.as_of).days if self.festival else None
+        f["festivals_due"] = list(self.festivals_due)
+        self._post_purchase(facts, f)
+        self._revisit(facts, f)
+        f["next_member_day"] = self.next_member_day
+        f["days_until_member_day"] = (self.next_member_day - self.as_of).days
+        f["is_member_day"] = self.is_member_day
+        self._survey(facts, f)
+        for name in self.counts:
+            if f[name]:
+                self.counts[name] += 1
+        return StageOutput()
+
+    def _birthday(self, customer, f: dict) -> None:
+        if customer.birthday is None:
+            f.update(next_birthday_date=None, days_until_birthday=None, birthday_greeting_due=False, birthday_gift_due=False)
+            return
+        when = next_birthday(customer.birthday, customer.birthday_is_lunar, self.as_of)
+        s = self.settings
+        f["next_birthday_date"] = when
+        f["days_until_birthday"] = (when - self.as_of).days
+        f["birthday_greeting_due"] = window_open(self.as_of, when - timedelta(days=s.birthday_greeting_days), when, "year")
+        f["birthday_gift_due"] = window_open(self.as_of, when - timedelta(days=s.birthday_gift_days), when, "year")
+
+    def _post_purchase(self, facts: CustomerFacts, f: dict) -> None:
+        """The latest order in the window (order day = day 0 .. window_days-1) and whether it was followed up."""
+        latest = None
+        for order in facts.orders:
+            if order.date <= self.as_of and (latest is None or order.date >= latest.date):
+                latest = order
+        if latest is None or (self.as_of - latest.date).days >= self.settings.post_purchase_window_days:
+            f.update(post_purchase_order_id=None, post_purchase_order_date=None, post_purchase_followup_needed=False)
+            return
+        types = self.settings.followup_types
+        # A follow-up on the order day counts: the call may come after the purchase that same day.
+        followed = any(i.type in types and latest.date <= _day(i.time) <= self.as_of for i in facts.interactions)
+        f["post_purchase_order_id"] = latest.order_id
+        f["post_purchase_order_date"] = latest.date
+        f["post_purchase_followup_needed"] = not followed
+
+    def _revisit(self, facts: CustomerFacts, f: dict) -> None:
+        basis = f.get("last_revisit_date") or facts.customer.signed_date or f.get("first_order_date")
+        interval = f.get("revisit_interval_days")  # from the service plan (classification)
+        if basis is None or interval is None or basis > self.as_of:
+            f.update(revisit_basis_date=basis, next_revisit_date=None, revisit_due=False)
+            return
+        f["revisit_basis_date"] = basis
+        f["next_revisit_date"] = basis + timedelta(days=int(interval))
+        f["revisit_due"] = (self.as_of - basis).days >= interval
+
+    def _survey(self, facts: CustomerFacts, f: dict) -> None:
+        s = self.settings
+        found = None
+        for i in facts.interactions:
+            if i.type not in s.complaint_types or i.resolved_time is None or i.satisfaction is not None:
+                continue
+            resolved = _day(i.resolved_time)
+            last = resolved + timedelta(days=s.survey_window_days - 1)
+            if window_open(self.as_of, resolved, last, "month") and (found is None or i.resolved_time > found.resolved_time):
+                found = i
+        f["survey_due"] = found is not None
+        f["survey_interaction_id"] = found.interaction_id if found else None
+
+    def write(self, folder: Path) -> dict[str, Any]:
+        # No file of its own: care actions are ordinary tasks and messages. Counts go to the manifest.
+        return {"festivals_due": list(self.festivals_due), "is_member_day": self.is_member_day, **self.counts}
+
+
+def build(setup: StageSetup) -> CareStage | None:
+    settings = load_care_settings(setup.policyset)
+    if settings is None:
+        return None
+    return CareStage(settings, setup.as_of)
