@@ -1,0 +1,424 @@
+"""Guards: consent, opt-out, quiet hours, frequency caps across runs, idempotent re-runs, decision log."""
+from __future__ import annotations
+
+import dataclasses
+import random
+import textwrap
+from datetime import datetime, time, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import openpyxl
+import pytest
+
+from engine.decisions import Firing, Message, Task
+from engine.errors import PolicyError
+from engine.guards import (
+    FrequencyCap,
+    GuardPolicy,
+    QuietHours,
+    annotate_firings,
+    apply_guards,
+    guard_evaluation,
+    load_guard_policy,
+    load_guard_policy_folder,
+    resolve_ledger_path,
+    run_send_time,
+    write_guard_report,
+)
+from engine.ledger import Ledger
+from engine.model import Customer, SourceRow
+from engine.policy.loader import load_policies
+
+REPO = Path(__file__).resolve().parent.parent
+POLICY = GuardPolicy()
+MORNING = datetime(2026, 11, 20, 10, 0)
+
+
+def customer(cid: str = "C001", consent: bool | None = True, opt_out: bool = False) -> Customer:
+    return Customer(customer_id=cid, source=SourceRow("customers.xlsx", "客户", 2), name="张三", phone="13800138000",
+                    marketing_consent=consent, opt_out=opt_out)
+
+
+def message(cid: str = "C001", rule: str = "care.festival", category: str = "marketing", period: str = "2026-11-20",
+            stage: str = "care", send_at: datetime | None = None) -> Message:
+    return Message(customer_id=cid, customer_name="张三", channel="sms", address="13800138000", template="festival",
+                   category=category, subject=None, body="您好", rule_id=rule, policy_id=stage, stage=stage,
+                   send_at=send_at, key=f"{rule}|{cid}|{period}")
+
+
+def task(cid: str = "C001", rule: str = "churn.winback", period: str = "2026-11", stage: str = "churn") -> Task:
+    return Task(customer_id=cid, customer_name="张三", assignee="王敏", role=None, title="挽回", reason="流失风险",
+                rule_id=rule, policy_id=stage, stage=stage, due=datetime(2026, 11, 23, 18, 0), priority="高",
+                script=None, key=f"{rule}|{cid}|{period}")
+
+
+def guard(messages=(), tasks=(), customers=None, as_of=MORNING, run_id="run-1", ledger=None, policy=POLICY):
+    customers = customers if customers is not None else {"C001": customer(), "C002": customer("C002")}
+    return apply_guards(policy, ledger, customers, list(tasks), list(messages), as_of, run_id)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    folder = tmp_path / "policies"
+    folder.mkdir(exist_ok=True)
+    (folder / "guards.yaml").write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return folder
+
+
+# -- the policy file ------------------------------------------------------------------------------------
+
+def test_shipped_guards_file_is_the_documented_default():
+    policyset = load_policies(REPO / "policies")
+    loaded = load_guard_policy(policyset)
+    assert loaded == dataclasses.replace(GuardPolicy(), source="guards.yaml")
+    assert load_guard_policy_folder(REPO / "policies") == loaded
+    assert loaded.quiet_hours == QuietHours(time(21, 0), time(9, 0), ("marketing", "service"))
+    assert [c.cap_id for c in loaded.caps] == ["marketing-7d", "marketing-30d"]
+
+
+def test_no_guards_file_gives_defaults(tmp_path):
+    assert load_guard_policy(SimpleNamespace(documents={})) == GuardPolicy()
+    assert load_guard_policy_folder(tmp_path / "missing") == GuardPolicy()
+
+
+def test_guards_file_settings(tmp_path):
+    folder = write(tmp_path, """
+        kind: guards
+        time_zone: Asia/Shanghai
+        consent: {marketing_requires_consent: true, not_recorded: consent}
+        opt_out: {blocks_service: true}
+        send_time: "08:30"
+        quiet_hours: off
+        frequency_caps:
+          - {id: all-3d, categories: [marketing, service], max: 3, days: 3}
+        ledger: {path: /var/lib/crm/ledger.sqlite}
+    """)
+    p = load_guard_policy_folder(folder)
+    assert p.consent_not_recorded == "consent" and p.opt_out_blocks_service
+    assert p.send_time == time(8, 30) and p.quiet_hours is None
+    assert p.caps == (FrequencyCap("all-3d", ("marketing", "service"), 3, 3),)
+    assert resolve_ledger_path(p, Path("outbox")) == Path("/var/lib/crm/ledger.sqlite")
+    assert resolve_ledger_path(GuardPolicy(), Path("outbox")) == Path("outbox/ledger.sqlite")
+    assert resolve_ledger_path(p, Path("outbox"), Path("x.sqlite")) == Path("x.sqlite")
+
+
+def test_guards_file_errors_name_file_and_line(tmp_path):
+    folder = write(tmp_path, """
+        kind: guards
+        consent:
+          not_recorded: maybe
+        opt_out: {block_service: true}
+        quiet_hours:
+          start: 21:00
+          end: "9:00"
+          categories: [marketing, promo]
+        frequency_caps:
+          - {id: a, categories: [marketing], max: 2, days: 0}
+          - {id: a, categories: [marketing], max: -1, days: 7}
+        time_zone: Mars/Olympus
+    """)
+    with pytest.raises(PolicyError) as info:
+        load_guard_policy_folder(folder)
+    text = str(info.value)
+    problems = {(p.code, p.location.line) for p in info.value.problems}
+    assert ("bad-value", 3) in problems  # not_recorded: maybe
+    assert ("unknown-field", 4) in problems and "did you mean 'blocks_service'" in text
+    assert ("bad-value", 6) in problems and 'write times in quotes' in text  # unquoted 21:00 is the number 1260
+    assert ("bad-value", 8) in problems and "promo" in text
+    assert ("bad-value", 10) in problems and ("duplicate-id", 11) in problems and ("bad-value", 11) in problems
+    assert ("bad-value", 12) in problems and "Mars/Olympus" in text
+    assert all(p.location.file == "guards.yaml" for p in info.value.problems)
+
+
+def test_two_guards_files_are_an_error(tmp_path):
+    folder = write(tmp_path, "kind: guards\n")
+    (folder / "more.yaml").write_text("kind: guards\n", encoding="utf-8")
+    with pytest.raises(PolicyError) as info:
+        load_guard_policy_folder(folder)
+    assert info.value.problems[0].code == "duplicate-guards"
+
+
+# -- consent and opt-out ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("consent, kept", [(True, True), (False, False), (None, False)])
+def test_marketing_consent(consent, kept):
+    result = guard([message()], customers={"C001": customer(consent=consent)})
+    assert bool(result.kept_messages) is kept
+    if not kept:
+        [s] = result.suppressed
+        assert s.guard == "consent" and s.kind == "message" and s.key == "care.festival|C001|2026-11-20"
+        assert ("未记录" in s.reason) is (consent is None)
+
+
+def test_unrecorded_consent_can_be_declared_as_consent():
+    policy = dataclasses.replace(POLICY, consent_not_recorded="consent")
+    assert guard([message()], customers={"C001": customer(consent=None)}, policy=policy).kept_messages
+    assert not guard([message()], customers={"C001": customer(consent=False)}, policy=policy).kept_messages
+
+
+def test_service_messages_need_no_consent_and_unknown_customers_get_no_marketing():
+    result = guard([message(category="service"), message(cid="C404")], customers={"C001": customer(consent=False)})
+    assert [m.category for m in result.kept_messages] == ["service"]
+    assert result.suppressed[0].guard == "consent" and result.suppressed[0].customer_id == "C404"
+
+
+def test_opt_out_blocks_marketing_not_service_unless_declared():
+    customers = {"C001": customer(consent=True, opt_out=True)}
+    msgs = [message(), message(rule="sla.survey", category="service", stage="sla")]
+    result = guard(msgs, customers=customers)
+    assert [m.rule_id for m in result.kept_messages] == ["sla.survey"]
+    assert [(s.guard, s.rule_id) for s in result.suppressed] == [("opt-out", "care.festival")]
+
+    strict = dataclasses.replace(POLICY, opt_out_blocks_service=True)
+    result = guard(msgs, customers=customers, policy=strict)
+    assert result.kept_messages == []
+    assert [s.guard for s in result.suppressed] == ["opt-out", "opt-out"]
+
+
+def test_tasks_pass_consent_and_opt_out():
+    result = guard([message()], [task()], customers={"C001": customer(consent=False, opt_out=True)})
+    assert [t.key for t in result.kept_tasks] == ["churn.winback|C001|2026-11"]
+    assert result.kept_messages == []
+
+
+# -- quiet hours -----------------------------------------------------------------------------------------
+
+def test_run_at_night_schedules_next_morning():
+    result = guard([message()], as_of=datetime(2026, 11, 20, 22, 30))
+    assert result.kept_messages[0].send_at == datetime(2026, 11, 21, 9, 0)
+    [move] = result.rescheduled
+    assert move.requested == datetime(2026, 11, 20, 22, 30) and move.send_at == datetime(2026, 11, 21, 9, 0)
+    assert "21:00–09:00" in move.reason and not result.suppressed
+
+
+def test_run_at_ten_sends_at_ten_and_early_runs_wait_for_send_time():
+    assert guard([message()], as_of=MORNING).kept_messages[0].send_at == MORNING
+    result = guard([message()], as_of=datetime(2026, 11, 20, 7, 15))
+    assert result.kept_messages[0].send_at == datetime(2026, 11, 20, 10, 0)
+    assert result.rescheduled == []  # waiting for the send time is not a quiet-hours move
+    # A date-only run looks at the end of the day: its messages go out the next morning.
+    assert guard([message()], as_of=datetime(2026, 11, 20, 23, 59, 59)).kept_messages[0].send_at == datetime(2026, 11, 21, 9, 0)
+    # Just after midnight: the same morning.
+    assert guard([message()], as_of=datetime(2026, 11, 21, 0, 30)).kept_messages[0].send_at == datetime(2026, 11, 21, 10, 0)
+
+
+def test_quiet_hours_respect_a_later_requested_time_and_convert_aware_times():
+    later = guard([message(send_at=datetime(2026, 11, 25, 22, 0))]).kept_messages[0]
+    assert later.send_at == datetime(2026, 11, 26, 9, 0)
+    earlier = guard([message(send_at=datetime(2026, 11, 1, 12, 0))]).kept_messages[0]
+    assert earlier.send_at == MORNING  # never in the past of the run
+    # 14:30 UTC is 22:30 in Shanghai.
+    aware = guard([message()], as_of=datetime(2026, 11, 20, 14, 30, tzinfo=timezone.utc)).kept_messages[0]
+    assert aware.send_at == datetime(2026, 11, 21, 9, 0) and aware.send_at.tzinfo is None
+
+
+def test_quiet_hours_only_for_declared_categories_and_inputs_untouched():
+    policy = dataclasses.replace(POLICY, quiet_hours=QuietHours(time(21, 0), time(9, 0), ("marketing",)))
+    original = message(rule="sla.notice", stage="sla", category="service")
+    result = guard([original, message()], as_of=datetime(2026, 11, 20, 22, 30), policy=policy)
+    by_category = {m.category: m.send_at for m in result.kept_messages}
+    assert by_category == {"service": datetime(2026, 11, 20, 22, 30), "marketing": datetime(2026, 11, 21, 9, 0)}
+    assert original.send_at is None
+
+
+def test_quiet_hours_within_one_day():
+    lunch = QuietHours(time(12, 0), time(14, 0))
+    assert lunch.first_allowed(datetime(2026, 11, 20, 12, 30)) == datetime(2026, 11, 20, 14, 0)
+    assert lunch.first_allowed(datetime(2026, 11, 20, 14, 0)) == datetime(2026, 11, 20, 14, 0)
+    assert lunch.first_allowed(datetime(2026, 11, 20, 11, 59)) == datetime(2026, 11, 20, 11, 59)
+    night = QuietHours(time(21, 0), time(9, 0))
+    assert night.first_allowed(datetime(2026, 11, 20, 21, 0)) == datetime(2026, 11, 21, 9, 0)
+    assert night.first_allowed(datetime(2026, 11, 21, 8, 59)) == datetime(2026, 11, 21, 9, 0)
+    assert night.first_allowed(datetime(2026, 11, 21, 9, 0)) == datetime(2026, 11, 21, 9, 0)
+    assert run_send_time(POLICY, datetime(2026, 11, 20, 15, 0)) == datetime(2026, 11, 20, 15, 0)
+
+
+# -- frequency caps ----------------------------------------------------------------------------------------
+
+def test_cap_within_one_run_keeps_the_first_in_stage_and_rule_order():
+    msgs = [
+        message(rule="churn.offer", stage="churn"),
+        message(rule="care.member_day", stage="care"),
+        message(rule="care.birthday", stage="care"),
+        message(rule="sla.survey", stage="sla", category="service"),
+        message(cid="C002", rule="churn.offer", stage="churn"),
+    ]
+    result = guard(msgs)
+    assert [(m.customer_id, m.rule_id) for m in result.kept_messages] == [
+        ("C001", "sla.survey"), ("C001", "care.birthday"), ("C001", "care.member_day"), ("C002", "churn.offer")]
+    [s] = result.suppressed
+    assert (s.guard, s.rule_id) == ("frequency-cap", "churn.offer")
+    assert "marketing-7d" in s.reason and "本次运行 2 条" in s.reason
+
+
+def test_service_messages_are_exempt_unless_a_cap_lists_them():
+    many = [message(rule=f"sla.notice{i}", stage="sla", category="service") for i in range(5)]
+    assert len(guard(many).kept_messages) == 5
+    policy = dataclasses.replace(POLICY, caps=(FrequencyCap("service-1d", ("service",), 3, 1),))
+    result = guard(many, policy=policy)
+    assert len(result.kept_messages) == 3 and {s.guard for s in result.suppressed} == {"frequency-cap"}
+
+
+def run(ledger: Ledger, run_id: str, as_of: datetime, messages=(), tasks=(), customers=None):
+    """One run as run.py does it: guard, then record what was kept."""
+    result = guard(messages, tasks, customers=customers, as_of=as_of, run_id=run_id, ledger=ledger)
+    ledger.record(run_id, as_of, result.kept_tasks, result.kept_messages)
+    return result
+
+
+def test_caps_across_runs(tmp_path):
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        first = run(ledger, "run-1", MORNING, [message(rule="care.birthday"), message(rule="care.member_day")])
+        assert len(first.kept_messages) == 2
+
+        three_days = MORNING + timedelta(days=3)
+        second = run(ledger, "run-2", three_days, [message(rule="churn.offer", stage="churn", period="2026-11-23")])
+        assert second.kept_messages == []
+        [s] = second.suppressed
+        assert s.guard == "frequency-cap" and "以前的运行 2 条" in s.reason and "marketing-7d" in s.reason
+
+        eight_days = MORNING + timedelta(days=8)
+        third = run(ledger, "run-3", eight_days, [message(rule="churn.offer", stage="churn", period="2026-11-28")])
+        assert [m.send_at for m in third.kept_messages] == [eight_days]
+
+        # The 30-day cap: 2 + 1 sent, one more is fine, the fifth is not.
+        fourth = run(ledger, "run-4", MORNING + timedelta(days=16), [message(rule="care.a", period="x")])
+        assert len(fourth.kept_messages) == 1
+        fifth = run(ledger, "run-5", MORNING + timedelta(days=24), [message(rule="care.b", period="y")])
+        assert fifth.kept_messages == [] and "marketing-30d" in fifth.suppressed[0].reason
+        # Other customers are not affected by C001's history.
+        other = run(ledger, "run-6", MORNING + timedelta(days=24), [message(cid="C002", rule="care.b", period="y")])
+        assert len(other.kept_messages) == 1
+
+
+def test_caps_count_messages_an_earlier_run_scheduled_for_later(tmp_path):
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        run(ledger, "run-1", MORNING, [message(rule="care.a", send_at=MORNING + timedelta(days=5)),
+                                       message(rule="care.b", send_at=MORNING + timedelta(days=5))])
+        result = run(ledger, "run-2", MORNING + timedelta(days=1), [message(rule="care.c", period="z")])
+        assert result.kept_messages == [] and result.suppressed[0].guard == "frequency-cap"
+
+
+# -- idempotency -------------------------------------------------------------------------------------------
+
+def test_second_run_with_the_same_keys_issues_nothing_new(tmp_path):
+    msgs = [message(), message(rule="sla.survey", stage="sla", category="service")]
+    tasks = [task(), task(cid="C002")]
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        first = run(ledger, "20261120-aaaa", MORNING, msgs, tasks)
+        assert len(first.kept_messages) == 2 and len(first.kept_tasks) == 2
+        # Later the same day, the exports changed a little: a new run id, the same keys.
+        second = run(ledger, "20261120-bbbb", MORNING + timedelta(hours=4), msgs, tasks)
+        assert second.kept_messages == [] and second.kept_tasks == []
+        assert {s.guard for s in second.suppressed} == {"dedupe"}
+        assert all("20261120-aaaa" in s.reason and "2026-11-20" in s.reason for s in second.suppressed)
+        assert ledger.count() == 4  # nothing new recorded
+
+
+def test_same_run_reexecuted_reproduces_identical_output(tmp_path):
+    msgs = [message(rule="care.a"), message(rule="care.b"), message(rule="care.c"),
+            message(rule="sla.survey", stage="sla", category="service")]
+    tasks = [task()]
+    night = datetime(2026, 11, 20, 22, 30)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        first = run(ledger, "run-1", night, msgs, tasks)
+        again = run(ledger, "run-1", night, msgs, tasks)
+        assert again == first
+        assert len(first.kept_messages) == 3 and first.suppressed[0].guard == "frequency-cap"
+        assert ledger.count() == 4 and ledger.runs()[0]["messages"] == 3
+
+
+def test_duplicate_key_within_one_run():
+    result = guard([message(), message()], [task(), task()])
+    assert len(result.kept_messages) == 1 and len(result.kept_tasks) == 1
+    assert [(s.kind, s.guard) for s in result.suppressed] == [("message", "dedupe"), ("task", "dedupe")]
+    assert all("本次运行" in s.reason for s in result.suppressed)
+
+
+def test_a_task_and_a_message_may_share_a_key():
+    same = task(rule="care.festival", period="2026-11-20", stage="care")
+    result = guard([message()], [same])
+    assert len(result.kept_messages) == 1 and len(result.kept_tasks) == 1
+
+
+def test_output_order_does_not_depend_on_input_order(tmp_path):
+    msgs = [message(cid=f"C{i % 7:03d}", rule=f"{stage}.r{i}", stage=stage, period=str(i))
+            for i, stage in enumerate(["care", "churn", "sla", "classification"] * 6)]
+    tasks = [task(cid=f"C{i % 5:03d}", rule=f"churn.t{i}", period=str(i)) for i in range(10)]
+    customers = {f"C{i:03d}": customer(f"C{i:03d}") for i in range(7)}
+    results = []
+    for seed in range(3):
+        rng = random.Random(seed)
+        shuffled_m, shuffled_t = msgs[:], tasks[:]
+        rng.shuffle(shuffled_m)
+        rng.shuffle(shuffled_t)
+        results.append(guard(shuffled_m, shuffled_t, customers=customers))
+    assert results[0] == results[1] == results[2]
+    stages = ["classification", "sla", "care", "churn"]
+    order = [(m.customer_id, stages.index(m.stage), m.rule_id) for m in results[0].kept_messages]
+    assert order == sorted(order)
+
+
+# -- decision log and report --------------------------------------------------------------------------------
+
+def firing_for(item: Task | Message, kind: str) -> Firing:
+    return Firing(item.customer_id, item.stage, item.policy_id, item.rule_id, "care.yaml:3:5", {},
+                  outputs=[{"set": {"x": 1}}, {kind: {"template": "t", "key": item.key}}])
+
+
+def test_annotate_firings_names_guard_and_reason(tmp_path):
+    ok, capped, no_consent = message(rule="care.a"), message(rule="care.c"), message(cid="C002", rule="care.a")
+    t = task()
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        run(ledger, "run-1", MORNING, [], [t])
+        result = guard([ok, message(rule="care.b"), capped, no_consent], [t], ledger=ledger, run_id="run-2",
+                       as_of=datetime(2026, 11, 20, 22, 0),
+                       customers={"C001": customer(), "C002": customer("C002", consent=None)})
+    firings = [firing_for(ok, "message"), firing_for(capped, "message"), firing_for(no_consent, "message"), firing_for(t, "task")]
+    assert annotate_firings(firings, result.suppressed, result.rescheduled) == 4
+    sent, capped_f, consent_f, task_f = firings
+    assert sent.suppressed_by is None
+    assert sent.outputs[1]["message"]["send_at"] == datetime(2026, 11, 21, 9, 0)
+    assert "免打扰" in sent.outputs[1]["message"]["rescheduled"]
+    assert capped_f.suppressed_by == "frequency-cap"
+    assert capped_f.outputs[1]["message"]["suppressed_by"] == "frequency-cap"
+    assert "marketing-7d" in capped_f.outputs[1]["message"]["suppressed"]
+    assert consent_f.suppressed_by == "consent"
+    assert task_f.suppressed_by == "dedupe" and "run-1" in task_f.outputs[1]["task"]["suppressed"]
+    assert sent.outputs[0] == {"set": {"x": 1}}
+
+
+def test_annotate_keeps_earlier_suppression_and_joins_guards():
+    m1, m2 = message(rule="care.a"), message(rule="care.a", period="other")
+    f = Firing("C001", "care", "care", "care.a", "care.yaml:1:1", {}, suppressed_by="no-contact",
+               outputs=[{"message": {"key": m1.key}}, {"message": {"key": m2.key}}])
+    result = guard([m1, m2], customers={"C001": customer(consent=False)})
+    annotate_firings([f], result.suppressed)
+    assert f.suppressed_by == "no-contact, consent"
+
+
+def test_guard_evaluation_updates_the_evaluation_and_report(tmp_path):
+    msgs = [message(), message(cid="C002")]
+    evaluation = SimpleNamespace(
+        tasks=[task()], messages=msgs,
+        firings=[firing_for(m, "message") for m in msgs],
+        customer_rows=[{"customer_id": "C001", "task_count": 1, "message_count": 1},
+                       {"customer_id": "C002", "task_count": 0, "message_count": 1}],
+    )
+    customers = {"C001": customer(), "C002": customer("C002", opt_out=True)}
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        result = guard_evaluation(POLICY, ledger, customers, evaluation, datetime(2026, 11, 20, 22, 30), "run-1")
+    assert [m.customer_id for m in evaluation.messages] == ["C001"]
+    assert evaluation.customer_rows[1]["message_count"] == 0 and evaluation.customer_rows[0]["message_count"] == 1
+    assert evaluation.firings[1].suppressed_by == "opt-out"
+    assert result.counts() == {"suppressed": 1, "suppressed_by_guard": {"opt-out": 1}, "rescheduled": 1}
+
+    write_guard_report(tmp_path, result)
+    wb = openpyxl.load_workbook(tmp_path / "guards.xlsx", read_only=True)
+    suppressed = list(wb["被拦截 suppressed"].iter_rows(values_only=True))
+    moved = list(wb["已改期 rescheduled"].iter_rows(values_only=True))
+    wb.close()
+    assert suppressed[1][:4] == ("C002", "消息", "care.festival", "退订")
+    assert moved[1][3] == datetime(2026, 11, 21, 9, 0)
+    raw = (tmp_path / "guards.xlsx").read_bytes()
+    assert b"13800138000" not in raw
