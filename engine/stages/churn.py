@@ -9,7 +9,8 @@ customer the module adds:
 * ``churn_level`` — the first declared level whose ``min_score`` the score reaches (高/中/低);
 * ``churn_reason`` — 服务 / 产品 / 价格 / 竞争对手 / 未知: the known reason with the largest total
   weight among the signals that hold (ties: the signal declared first); if none of them names a
-  reason, the category of the customer's latest complaint; otherwise 未知. Null when no signal holds;
+  reason, the category of the customer's latest complaint when it is recent (``complaint_reason_days``);
+  otherwise 未知. Null when no signal holds;
 * ``churn_signals`` — the ids of the signals that hold, for the customer sheet;
 * ``frequency_drop_ratio`` — how much the purchase frequency fell from the previous window to the
   recent one (a fact the signals use).
@@ -48,7 +49,8 @@ REASONS = ("服务", "产品", "价格", "竞争对手", "未知")
 FROM_COMPLAINT = "投诉原因"  # a signal's reason: the category of the customer's latest complaint
 UNKNOWN = "未知"
 
-_TOP_KEYS = ("kind", "id", "description", "max_score", "frequency_window_days", "levels", "complaint_reasons", "signals")
+_TOP_KEYS = ("kind", "id", "description", "max_score", "frequency_window_days", "levels", "complaint_reasons",
+             "complaint_reason_days", "signals")
 _SIGNAL_KEYS = ("id", "description", "when", "weight", "reason")
 _LEVEL_KEYS = ("level", "min_score")
 
@@ -74,6 +76,7 @@ class ChurnSettings:
     levels: list[tuple[str, float]]  # (level, min_score), highest first
     levels_location: Location
     complaint_reasons: dict[str, str]  # complaint category → reason
+    complaint_reason_days: int  # how recent the latest complaint must be to explain other signals
     signals: list[Signal] = field(default_factory=list)
 
 
@@ -178,6 +181,7 @@ def load_churn_settings(policyset: Any) -> ChurnSettings | None:
                 problems.error("bad-value", f"complaint category '{category}' must map to a reason, not to {FROM_COMPLAINT}", loc)
             complaint_reasons[str(category).strip()] = text
 
+    recent = _number(doc, "complaint_reason_days", 180.0, problems, 0, 3650)
     settings = ChurnSettings(
         settings_id=str(doc.get("id", "churn")),
         source_file=rel,
@@ -186,6 +190,7 @@ def load_churn_settings(policyset: Any) -> ChurnSettings | None:
         levels=levels,
         levels_location=doc.key_loc("levels"),
         complaint_reasons=complaint_reasons,
+        complaint_reason_days=int(recent or 0),
     )
     raw_signals = doc.get("signals")
     if not isinstance(raw_signals, YList):
@@ -218,6 +223,10 @@ class ChurnStage:
         f["frequency_drop_ratio"] = round((previous - recent) / previous, 4) if previous else None
 
         complaint_reason = s.complaint_reasons.get((f.get("last_complaint_category") or "").strip())
+        # A complaint explains signals that name no reason (e.g. no purchase for 90 days) only while it is
+        # recent: a two-year-old 物流 complaint says little about why someone stopped buying today.
+        since = f.get("days_since_last_complaint")
+        recent_reason = complaint_reason if since is not None and since <= s.complaint_reason_days else None
         out = StageOutput()
         score = 0.0
         held: list[Signal] = []
@@ -240,7 +249,7 @@ class ChurnStage:
         elif by_reason:
             reason = max(by_reason, key=lambda r: by_reason[r])  # max keeps the first of equal totals
         else:
-            reason = complaint_reason or UNKNOWN
+            reason = recent_reason or UNKNOWN
         f["churn_score"] = int(score) if float(score).is_integer() else score
         f["churn_level"] = level
         f["churn_reason"] = reason
