@@ -14,6 +14,7 @@ per-cell cost is one call of a converter; rows are only looked at one by one whe
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 from collections import deque
 from itertools import compress, repeat
@@ -67,6 +68,18 @@ def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | N
         raise InputError(Problem("no-input", f"no .xlsx files in {inbox}", Location(file=str(inbox)),
                                  fix="put the customer, interaction and order exports (*.xlsx) in the inbox"))
 
+    # Millions of new objects and no reference cycles: the cyclic garbage collector would only rescan
+    # them again and again (about a third of the reading time), so it is paused while reading.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _read_files(inbox, files, columns, warn)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list[Problem]) -> Dataset:
     parts: dict[str, list] = {name: [] for name in TABLE_CLASSES}
     found: set[str] = set()  # tables seen in some sheet (even with no data rows)
     rejects: list[Reject] = []
@@ -225,7 +238,7 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
         return [], []
     first = match.row_index + 2  # spreadsheet row number of data[0]
     width = max(match.columns.values()) + 1
-    if any(len(r) < width for r in data):  # calamine returns rectangular rows; be safe anyway
+    if min(map(len, data)) < width:  # calamine returns rectangular rows; be safe anyway
         data = [list(r) + [""] * (width - len(r)) for r in data]
     transposed = list(zip(*data))
 
@@ -238,7 +251,7 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
                                max_value=spec.max)
         raw = transposed[col]
         try:
-            values[fname] = list(map(fn, raw))
+            values[fname] = coercer.convert_column(fn, raw)
         except CoercionError:
             values[fname] = _convert_slowly(fn, raw, fname, problems)
 
@@ -313,15 +326,22 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
 
 def _convert_slowly(fn: Callable[[Any], Any], raw: Sequence[Any], fname: str,
                     problems: dict[int, list[tuple[str, CoercionError]]]) -> list:
-    """Convert cell by cell, recording failures (only used for a column with at least one bad cell)."""
-    out = []
-    append = out.append
-    for i, v in enumerate(raw):
+    """Convert a column that has bad cells, recording each failure and leaving ``None`` in its place.
+
+    Runs ``map`` from one bad cell to the next rather than a Python loop over every cell: when a
+    converter raises, ``list.extend`` has kept the values before it and the bad cell has been consumed
+    from the shared iterator, so its index is ``len(out)``.
+    """
+    out: list = []
+    cells = iter(raw)
+    while True:
         try:
-            append(fn(v))
+            out.extend(map(fn, cells))
+            break
         except CoercionError as exc:
-            append(None)
-            problems.setdefault(i, []).append((fname, exc))
+            problems.setdefault(len(out), []).append((fname, exc))
+            out.append(None)
+    assert len(out) == len(raw)
     return out
 
 

@@ -495,11 +495,12 @@ class _Generator:
         seq = 0
         total_amount = 0.0
         total_qty = 0.0
-        bad_qty_at = len(people) // 3 if self.messy else -1
+        bad_qty_at = len(people) // 3 if self.messy else len(people)
+        bad_qty_done = False
         rng = self.rng
         for i, (p, n) in enumerate(zip(people, counts)):
             dates = sorted(self.order_date(p["pattern"]) for _ in range(n))
-            for k, d in enumerate(dates):
+            for d in dates:
                 product, price = rng.choice(_PRODUCTS)
                 qty = float(rng.randint(1, 10) if price < 5000 else rng.randint(1, 3))
                 growth = 1.0
@@ -513,8 +514,9 @@ class _Generator:
                 oid = f"SO{d.strftime('%Y%m%d')}-{seq:07d}"
                 row: list[Any] = [oid, p["id"], self.messy_date(d), self.messy_amount(amount), product,
                                   str(int(qty)) if self.mess() else qty]
-                if i == bad_qty_at and k == 0:
+                if bad_qty_at <= i and not bad_qty_done:
                     row[5] = "若干"  # unreadable optional cell: the order is kept, quantity left empty
+                    bad_qty_done = True
                 book.row(r, row, money_col=3)
                 r += 1
         if self.messy:  # the summary line many exports end with: rejected as summary-row
