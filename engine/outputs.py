@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from engine.decisions import Firing, Message, Task, jsonable
+from engine.decisions import Firing, Message, Task
 from engine.model import Reject
 from engine.outbox import write_jsonl
 from engine.xlsx_out import Column, Sheet, write_workbook
@@ -88,7 +88,7 @@ def write_messages(folder: Path, messages: list[Message]) -> dict[str, int]:
                 {
                     "key": m.key, "customer_id": m.customer_id, "channel": m.channel, "to": m.address,
                     "template": m.template, "category": m.category, "subject": m.subject, "body": m.body,
-                    "rule_id": m.rule_id, "send_at": jsonable(m.send_at),
+                    "rule_id": m.rule_id, "send_at": m.send_at,
                 }
                 for m in items
             ),
@@ -135,8 +135,8 @@ def firing_record(f: Firing) -> dict[str, Any]:
         "policy": f.policy_id,
         "rule_id": f.rule_id,
         "source": f.source,
-        "inputs": jsonable(f.inputs),
-        "outputs": jsonable(f.outputs),
+        "inputs": f.inputs,
+        "outputs": f.outputs,
     }
     if f.suppressed_by:
         record["suppressed_by"] = f.suppressed_by
