@@ -397,9 +397,9 @@ class Coercer:
             sample = raw[:: max(1, n // 256)]
             if len(set(sample)) * 2 <= len(sample):
                 distinct = set(raw)
-                # True == 1 == 1.0 share one set entry but may convert differently: no memo then.
-                if len(distinct) * 2 <= n and not (any(type(v) is bool for v in distinct)
-                                                   and any(type(v) in (int, float) for v in distinct)):
+                # True == 1 == 1.0 share one set entry but may convert differently ("TRUE" vs "1"), so
+                # a column with Excel booleans in it gets no memo.
+                if len(distinct) * 2 <= n and not any(type(v) is bool for v in distinct):
                     memo = {v: fn(v) for v in distinct}
                     return list(map(memo.__getitem__, raw))
         return list(map(fn, raw))

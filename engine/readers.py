@@ -191,18 +191,20 @@ def _recognise(rows: list, columns: ColumnsSpec, file: str, sheet: str) -> Heade
         if match is None or not match.ok:
             raise InputError(_missing_columns(columns, table, match, file, sheet))
         return match
-    # Otherwise the table whose required columns are all there and that matches the most columns;
-    # on a tie, the one the file name hints at, else the first in customers, interactions, orders.
+    # Otherwise the table that matches the most columns (on a tie: the one with all its required
+    # columns, then the one the file name hints at, then customers, interactions, orders). A sheet that
+    # clearly is that table (2+ matching columns, or named by the file) but lacks a required column
+    # is an error, not something to skip quietly.
     hint = columns.table_for_file_name(file)
-    best: HeaderMatch | None = None
-    for table in columns.tables.values():
-        match = find_header(rows, table)
-        if match is None or not match.ok:
-            continue
-        if best is None or len(match.columns) > len(best.columns) or (
-                len(match.columns) == len(best.columns) and match.table == hint):
-            best = match
-    return best
+    matches = [m for m in (find_header(rows, t) for t in columns.tables.values()) if m is not None]
+    if not matches:
+        return None
+    best = max(matches, key=lambda m: (len(m.columns), m.ok, m.table == hint))
+    if best.ok:
+        return best
+    if len(best.columns) >= 2 or best.table == hint:
+        raise InputError(_missing_columns(columns, columns.tables[best.table], best, file, sheet))
+    return None
 
 
 def _missing_columns(columns: ColumnsSpec, table: TableSpec, match: HeaderMatch | None,

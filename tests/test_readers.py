@@ -1,0 +1,633 @@
+"""Reading real-world Excel exports: coercion rules, header matching, rejects, duplicates, layouts.
+
+Every reader test writes a real .xlsx (xlsxwriter or openpyxl) into tmp_path and reads it back with
+``read_inbox``; row numbers in rejects are spreadsheet rows (1-based, as Excel shows them).
+"""
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, Sequence
+
+import openpyxl
+import pytest
+import xlsxwriter
+
+from engine.coerce import (
+    Coercer,
+    CoercionError,
+    to_bool,
+    to_date,
+    to_datetime,
+    to_email,
+    to_id,
+    to_int,
+    to_number,
+    to_phone,
+    to_text,
+)
+from engine.columns import header_key, load_columns
+from engine.errors import InputError, PolicyError, Problem
+from engine.model import Customer, Interaction, Order, SourceRow
+from engine.readers import read_inbox
+
+ROOT = Path(__file__).resolve().parent.parent
+COLUMNS_PATH = ROOT / "policies" / "columns.yaml"
+
+
+@pytest.fixture(scope="module")
+def columns():
+    return load_columns(COLUMNS_PATH)
+
+
+def write_book(path: Path, sheets: dict[str, Sequence[Sequence[Any]]]) -> Path:
+    """Write ``{sheet: rows}`` with xlsxwriter; dates/datetimes get date formats like a CRM export."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb = xlsxwriter.Workbook(str(path))
+    dfmt = wb.add_format({"num_format": "yyyy-mm-dd"})
+    tfmt = wb.add_format({"num_format": "yyyy-mm-dd hh:mm"})
+    for name, rows in sheets.items():
+        ws = wb.add_worksheet(name)
+        for r, row in enumerate(rows):
+            for c, v in enumerate(row):
+                if v is None:
+                    continue
+                if isinstance(v, datetime):
+                    ws.write_datetime(r, c, v, tfmt)
+                elif isinstance(v, date):
+                    ws.write_datetime(r, c, v, dfmt)
+                elif isinstance(v, str):
+                    ws.write_string(r, c, v)
+                else:
+                    ws.write(r, c, v)
+    wb.close()
+    return path
+
+
+CUST_HEAD = ["客户编号", "客户名称", "手机号码", "客户经理", "生日", "农历生日", "营销许可", "退订"]
+INTER_HEAD = ["互动编号", "客户编号", "创建时间", "互动类型", "渠道", "满意度"]
+ORDER_HEAD = ["订单编号", "客户编号", "下单日期", "订单金额", "产品"]
+
+
+def basic_inbox(tmp: Path, customers=None, interactions=None, orders=None) -> Path:
+    inbox = tmp / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [CUST_HEAD] + (customers if customers is not None else [
+        ["C1", "张三", "13812345678", "王磊", date(1990, 5, 17), "否", "是", "否"],
+        ["C2", "李四", "13912345678", "李娜", date(1985, 1, 2), "是", "否", None],
+    ])})
+    write_book(inbox / "interactions.xlsx", {"互动记录": [INTER_HEAD] + (interactions if interactions is not None else [
+        ["I1", "C1", datetime(2026, 11, 1, 9, 30), "投诉", "电话", 3],
+        ["I2", "C2", datetime(2026, 10, 1, 10, 0), "咨询", "微信", None],
+    ])})
+    write_book(inbox / "orders.xlsx", {"订单": [ORDER_HEAD] + (orders if orders is not None else [
+        ["O1", "C1", date(2026, 3, 1), 1200.5, "标准版软件"],
+    ])})
+    return inbox
+
+
+def codes(ds) -> list[tuple[str, int, str]]:
+    return [(r.file, r.row, r.code) for r in ds.rejects]
+
+
+# -- coercion rules (exact outputs) ---------------------------------------------------------------
+
+BLANKS = [None, "", "  ", "-", "—", "N/A", "无", "null", "NULL", "#N/A", "\u3000"]
+
+
+@pytest.mark.parametrize("raw", BLANKS)
+@pytest.mark.parametrize("fn", [to_text, to_id, to_phone, to_email, to_date, to_datetime, to_number, to_int, to_bool])
+def test_blank_looking_cells_are_none(fn, raw):
+    assert fn(raw) is None
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (45429.0, date(2024, 5, 17)),  # Excel serial, 1900 date system
+    (45429, date(2024, 5, 17)),
+    (45429.75, date(2024, 5, 17)),  # time of day dropped for a date
+    ("45429", date(2024, 5, 17)),  # serial stored as text
+    (date(2024, 5, 17), date(2024, 5, 17)),
+    (datetime(2024, 5, 17, 9, 30), date(2024, 5, 17)),
+    ("2024/5/17", date(2024, 5, 17)),
+    ("2024-05-17", date(2024, 5, 17)),
+    (" 2024-05-17 ", date(2024, 5, 17)),
+    ("2024-05-17 09:30", date(2024, 5, 17)),
+    ("2024/5/17 9:30:15", date(2024, 5, 17)),
+    ("2024年5月17日", date(2024, 5, 17)),
+    ("2024年5月17日 9时30分", date(2024, 5, 17)),
+    ("20240517", date(2024, 5, 17)),
+    (20240517.0, date(2024, 5, 17)),  # YYYYMMDD typed as a number
+    ("2024.5.17", date(2024, 5, 17)),
+    ("２０２４－０５－１７", date(2024, 5, 17)),  # full-width
+    ("２０２４年５月１７日", date(2024, 5, 17)),
+])
+def test_dates(raw, expected):
+    assert to_date(raw) == expected
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (45429.5, datetime(2024, 5, 17, 12, 0)),
+    (45429.396527777775, datetime(2024, 5, 17, 9, 31)),  # rounded to the second
+    (datetime(2024, 5, 17, 9, 30), datetime(2024, 5, 17, 9, 30)),
+    (date(2024, 5, 17), datetime(2024, 5, 17)),
+    ("2024-05-17", datetime(2024, 5, 17)),
+    ("2024-05-17 09:30", datetime(2024, 5, 17, 9, 30)),
+    ("2024-05-17T09:30:00", datetime(2024, 5, 17, 9, 30)),
+    ("2024/5/17 9:30:15", datetime(2024, 5, 17, 9, 30, 15)),
+    ("2024年5月17日 9时30分", datetime(2024, 5, 17, 9, 30)),
+    ("2024年5月17日9时30分15秒", datetime(2024, 5, 17, 9, 30, 15)),
+    ("20240517 0930", datetime(2024, 5, 17, 9, 30)),
+    ("２０２４/５/１７ ９：３０", datetime(2024, 5, 17, 9, 30)),
+])
+def test_datetimes(raw, expected):
+    assert to_datetime(raw) == expected
+
+
+@pytest.mark.parametrize("fn", [to_date, to_datetime])
+@pytest.mark.parametrize("raw", ["2024-02-30", "2024-13-01", "yesterday", "5/17/2024", "2024-05-17 25:00x", 30.0,
+                                 -5.0, time(9, 30), True, "0024-05-17"])
+def test_bad_dates(fn, raw):
+    with pytest.raises(CoercionError) as exc:
+        fn(raw)
+    assert exc.value.code == "bad-date"
+
+
+def test_bad_time_of_day():
+    with pytest.raises(CoercionError) as exc:
+        to_datetime("2024-05-17 24:00")
+    assert exc.value.code == "bad-date"
+    assert to_date("2024-05-17 24:00") == date(2024, 5, 17)  # a date column ignores the time part
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (13812345678.0, "13812345678"),
+    (13812345678, "13812345678"),
+    ("13812345678", "13812345678"),
+    ("1.3812345678E10", "13812345678"),
+    ("1.3812345678e+10", "13812345678"),
+    ("13812345678.0", "13812345678"),
+    ("138 1234 5678", "13812345678"),
+    ("138-1234-5678", "13812345678"),
+    ("+86 138 1234 5678", "+8613812345678"),
+    ("+86-13812345678", "+8613812345678"),
+    ("１３８１２３４５６７８", "13812345678"),
+    ("0571-88886666", "057188886666"),
+    ("13812345678 / 13987654321", "13812345678"),  # several numbers: the first
+])
+def test_phones(raw, expected):
+    assert to_phone(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["138****5678", "call me", "1.5", 12.5, True])
+def test_bad_phones(raw):
+    with pytest.raises(CoercionError) as exc:
+        to_phone(raw)
+    assert exc.value.code == "bad-phone"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (1200.5, 1200.5),
+    (1200, 1200.0),
+    ("1200", 1200.0),
+    ("1200.50", 1200.5),
+    ("¥1,200.50", 1200.5),
+    ("￥1200", 1200.0),
+    ("1,200元", 1200.0),
+    ("RMB 1200", 1200.0),
+    ("rmb1,200.00", 1200.0),
+    ("CNY 99.9", 99.9),
+    ("人民币500元", 500.0),
+    ("1.5万", 15000.0),
+    ("2万元", 20000.0),
+    ("-¥30", -30.0),
+    ("¥-30", -30.0),
+    ("１，２００．５", 1200.5),  # full-width digits and comma
+    ("1.2E3", 1200.0),
+    (" 7 ", 7.0),
+])
+def test_numbers(raw, expected):
+    assert to_number(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["12,00", "abc", "¥", "1.2.3", "nan", "inf", True, date(2024, 1, 1)])
+def test_bad_numbers(raw):
+    with pytest.raises(CoercionError) as exc:
+        to_number(raw)
+    assert exc.value.code == "bad-number"
+
+
+def test_ints_and_ranges():
+    assert to_int("5") == 5 and to_int(4.0) == 4 and to_int(3) == 3 and to_int("４") == 4
+    with pytest.raises(CoercionError) as exc:
+        to_int(4.5)
+    assert exc.value.code == "bad-number"
+    rating = Coercer().for_field("int", min_value=1, max_value=5)
+    assert rating(5.0) == 5 and rating("1") == 1 and rating("") is None
+    with pytest.raises(CoercionError) as exc:
+        rating(6)
+    assert exc.value.code == "out-of-range"
+    assert "6 is outside 1..5" in exc.value.reason
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("是", True), ("否", False), ("Y", True), ("N", False), ("y", True), ("n", False), ("true", True),
+    ("FALSE", False), ("1", True), ("0", False), ("√", True), ("同意", True), ("不同意", False), (1.0, True),
+    (0.0, False), (True, True), (False, False), (" 是 ", True), ("Ｙ", True), ("yes", True), ("No", False),
+])
+def test_bools(raw, expected):
+    assert to_bool(raw) is expected
+
+
+@pytest.mark.parametrize("raw", ["maybe", 2.0, "待定"])
+def test_bad_bools(raw):
+    with pytest.raises(CoercionError) as exc:
+        to_bool(raw)
+    assert exc.value.code == "bad-bool"
+
+
+def test_ids_text_and_email():
+    assert to_id(1001.0) == "1001" and to_id(1001) == "1001" and to_id(" C0001 ") == "C0001"
+    assert to_id("Ｃ０００１") == "C0001" and to_id(12.5) == "12.5"
+    with pytest.raises(CoercionError) as exc:
+        to_id(date(2024, 1, 1))
+    assert exc.value.code == "bad-id"
+    assert to_text(12.0) == "12" and to_text(" 张三 ") == "张三" and to_text(0.5) == "0.5"
+    assert to_text(date(2024, 5, 17)) == "2024-05-17" and to_text(True) == "TRUE"
+    assert to_email(" a.b@qq.com ") == "a.b@qq.com" and to_email("a＠qq.com") == "a@qq.com"
+    with pytest.raises(CoercionError) as exc:
+        to_email("not-an-email")
+    assert exc.value.code == "bad-email"
+
+
+def test_enum_synonyms_from_columns_yaml(columns):
+    spec = columns.tables["interactions"].fields["type"]
+    fn = columns.coercer().for_field("enum", values=spec.values)
+    assert [fn(v) for v in ["complaint", "Follow-up", "follow up", "投诉", " inquiry ", "CARE", "purchase", "visit",
+                            "suggestion", "其他", "", "—"]] == \
+        ["投诉", "回访", "回访", "投诉", "咨询", "关怀", "购买", "拜访", "建议", "其他", None, None]
+    stage = columns.tables["customers"].fields["lifecycle_stage"]
+    fn = columns.coercer().for_field("enum", values=stage.values)
+    assert [fn(v) for v in ["prospect", "潜在客户", "Churned", "已签约", "意向"]] == ["潜在", "潜在", "流失", "签约", "意向"]
+    strict = Coercer().for_field("enum", values={"A": "A", "a1": "A"}, strict=True)
+    assert strict("a1") == "A"
+    with pytest.raises(CoercionError) as exc:
+        strict("B")
+    assert exc.value.code == "bad-value"
+
+
+def test_convert_column_matches_cell_by_cell(columns):
+    co = columns.coercer()
+    spec = columns.tables["interactions"].fields["channel"]
+    fn = co.for_field("enum", values=spec.values)
+    raw = ["电话", "phone", "", "微信", "WeChat"] * 40
+    assert co.convert_column(fn, raw) == [fn(v) for v in raw]
+    flags = co.for_field("bool")
+    mixed = [True, 1.0, "", "是", False, 0.0] * 30  # True == 1.0 must not share a memo entry
+    assert co.convert_column(flags, mixed) == [flags(v) for v in mixed]
+    texts = co.for_field("text")
+    mixed_text = [True, 1.0, "x"] * 40
+    assert co.convert_column(texts, mixed_text) == [texts(v) for v in mixed_text]
+
+
+# -- header matching ------------------------------------------------------------------------------
+
+
+def test_header_key_normalisation():
+    assert header_key("客户编号：") == header_key("*客户 编号") == header_key("客户编号*") == "客户编号"
+    assert header_key("Customer_ID") == header_key("customer-id") == header_key("ＣＵＳＴＯＭＥＲ ＩＤ") == "customerid"
+    assert header_key(None) == "" and header_key(3.0) == ""
+
+
+@pytest.mark.parametrize("title_rows", [1, 2, 5])
+def test_header_found_below_title_rows(tmp_path, columns, title_rows):
+    above: list[list[Any]] = [["客户信息导出 2026-11-20"]] + [[] for _ in range(title_rows - 1)]
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": above + [CUST_HEAD, ["C1", "张三"], ["C2", "李四"], [None, "王五"]]})
+    ds = read_inbox(inbox, columns)
+    assert [c.customer_id for c in ds.customers] == ["C1", "C2"]
+    header_row = title_rows + 1
+    assert ds.customers[0].source == SourceRow("customers.xlsx", "客户信息", header_row + 1)
+    assert codes(ds) == [("customers.xlsx", header_row + 3, "missing-value")]
+
+
+def test_english_full_width_and_decorated_headers(tmp_path, columns):
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "clients.xlsx", {"Clients": [
+        ["ＣｕｓｔｏｍｅｒＩＤ", "*Customer Name", "Mobile：", "account_manager", "Marketing-Consent", "Opt Out"],
+        ["C1", "Zhang San", "138-1234-5678", "王磊", "Y", "N"],
+    ]})
+    write_book(inbox / "orders.xlsx", {"Orders": [
+        ["Order No", "customer id", "Order Date", "订单金额（元）", "QTY"],
+        ["O1", "C1", "2026/3/1", "¥1,200.50", "2"],
+    ]})
+    ds = read_inbox(inbox, columns)
+    c = ds.customers[0]
+    assert (c.customer_id, c.name, c.phone, c.owner, c.marketing_consent, c.opt_out) == \
+        ("C1", "Zhang San", "13812345678", "王磊", True, False)
+    o = ds.orders[0]
+    assert (o.order_id, o.customer_id, o.date, o.amount, o.quantity) == ("O1", "C1", date(2026, 3, 1), 1200.5, 2.0)
+    assert ds.rejects == []
+
+
+def test_unknown_columns_are_ignored_with_a_warning(tmp_path, columns):
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称", "内部评级", "QQ号"], ["C1", "张三", "A", "123"]]})
+    warnings: list[Problem] = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    assert len(ds.customers) == 1
+    unknown = [w for w in warnings if w.code == "unknown-column"]
+    assert len(unknown) == 1 and unknown[0].severity == "warning"
+    assert unknown[0].message == "columns not used: 内部评级, QQ号"
+    assert str(unknown[0].location) == "customers.xlsx, sheet 客户信息"
+
+
+def test_missing_required_column_message(tmp_path, columns):
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户名称", "手机号码"], ["张三", "13812345678"]]})
+    with pytest.raises(InputError) as exc:
+        read_inbox(inbox, columns)
+    [problem] = exc.value.problems
+    assert problem.code == "missing-column"
+    assert problem.location.file == "customers.xlsx" and problem.location.sheet == "客户信息"
+    text = str(exc.value)
+    assert "customers.xlsx, sheet 客户信息: no column for customers.customer_id, which is required." in text
+    aliases = columns.tables["customers"].fields["customer_id"].aliases
+    assert "matching any of: " + ", ".join(aliases) + "." in text
+    for alias in ("客户编号", "客户ID", "客户代码", "customer_id", "Customer ID", "CustomerID"):
+        assert alias in aliases
+    assert "row 1, has: 客户名称, 手机号码" in text
+    assert problem.fix == (f"add a column headed 客户编号, or add your header to {columns.path} under "
+                           "customers.customer_id.aliases")
+    assert "fix: add a column headed 客户编号" in text
+
+
+def test_missing_columns_in_orders_each_reported(tmp_path, columns):
+    inbox = basic_inbox(tmp_path)
+    write_book(inbox / "orders.xlsx", {"订单": [["订单编号", "客户编号", "产品"], ["O1", "C1", "x"]]})
+    with pytest.raises(InputError) as exc:
+        read_inbox(inbox, columns)
+    assert [(p.code, p.location.file, p.location.sheet) for p in exc.value.problems] == \
+        [("missing-column", "orders.xlsx", "订单")] * 2
+    assert "orders.date" in exc.value.problems[0].message and "orders.amount" in exc.value.problems[1].message
+
+
+def test_file_hint_explains_missing_columns(tmp_path, columns):
+    inbox = basic_inbox(tmp_path)
+    write_book(inbox / "orders.xlsx", {"Sheet1": [["订单编号", "客户编号", "金额"], ["O1", "C1", 5]]})
+    with pytest.raises(InputError) as exc:
+        read_inbox(inbox, columns)
+    [problem] = exc.value.problems
+    assert problem.message.startswith("orders.xlsx, sheet Sheet1: no column for orders.date, which is required.")
+
+
+# -- rejects --------------------------------------------------------------------------------------
+
+
+def test_bad_required_cells_reject_rows_with_spreadsheet_row_numbers(tmp_path, columns):
+    inbox = basic_inbox(tmp_path, orders=[
+        ["O1", "C1", date(2026, 3, 1), 100, "a"],  # row 2
+        ["O2", "C1", "2026-02-30", 100, "b"],  # row 3: impossible date
+        ["O3", "C1", "2026-03-02", "一百", "c"],  # row 4: amount unreadable
+        ["O4", None, "2026-03-02", 100, "d"],  # row 5: no customer id
+        ["O5", "C2", "2026年3月5日", "¥1,000", "e"],  # row 6: fine
+    ])
+    ds = read_inbox(inbox, columns)
+    assert [o.order_id for o in ds.orders] == ["O1", "O5"]
+    assert [(r.row, r.column, r.value, r.code) for r in ds.rejects] == [
+        (3, "下单日期", "2026-02-30", "bad-date"),
+        (4, "订单金额", "一百", "bad-number"),
+        (5, "客户编号", None, "missing-value"),
+    ]
+    assert ds.rejects[0].reason == "下单日期 (date) is required: 2026-02-30 is not a real date or time; row skipped"
+    assert ds.rejects[2].reason == "客户编号 (customer_id) is required but empty; row skipped"
+    assert all(r.file == "orders.xlsx" and r.sheet == "订单" for r in ds.rejects)
+
+
+def test_several_bad_cells_in_one_row_give_one_reject(tmp_path, columns):
+    inbox = basic_inbox(tmp_path, orders=[["O1", "C1", "someday", "lots", "a"]])
+    ds = read_inbox(inbox, columns)
+    [r] = ds.rejects
+    assert (r.row, r.code, r.column) == (2, "bad-date", "下单日期")
+    assert "also 订单金额: lots is not a number" in r.reason
+
+
+def test_bad_optional_cell_keeps_the_row(tmp_path, columns):
+    inbox = basic_inbox(tmp_path, customers=[
+        ["C1", "张三", "138****5678", "王磊", "去年", "maybe", "是", "否"],
+    ])
+    ds = read_inbox(inbox, columns)
+    [c] = ds.customers
+    assert (c.customer_id, c.phone, c.birthday, c.birthday_is_lunar, c.marketing_consent) == ("C1", None, None, False, True)
+    got = [(r.row, r.column, r.value, r.code, r.reason) for r in ds.rejects if r.file == "customers.xlsx"]
+    assert got == [
+        (2, "农历生日", "maybe", "bad-value", "kept the row, left birthday_is_lunar empty: maybe is not a yes/no value [bad-bool]"),
+        (2, "手机号码", "138****5678", "bad-value", "kept the row, left phone empty: 138****5678 is not a phone number [bad-phone]"),
+        (2, "生日", "去年", "bad-value", "kept the row, left birthday empty: 去年 is not a date this engine can read [bad-date]"),
+    ]
+
+
+def test_summary_repeated_header_and_blank_rows(tmp_path, columns):
+    inbox = basic_inbox(tmp_path, orders=[
+        ["O1", "C1", date(2026, 3, 1), 100, "a"],  # 2
+        [None, None, None, None, None],  # 3 blank: skipped silently
+        ["  ", None, "", None, None],  # 4 blank-looking: skipped silently
+        ORDER_HEAD,  # 5 repeated header (a second page pasted below)
+        ["O2", "C1", date(2026, 3, 2), 50, "b"],  # 6
+        ["合计", None, None, 150, None],  # 7 total in the id column
+        [None, None, "总计：", 150, None],  # 8 total label elsewhere
+        ["Total", None, None, 150, None],  # 9
+    ])
+    ds = read_inbox(inbox, columns)
+    assert [o.order_id for o in ds.orders] == ["O1", "O2"]
+    assert [(r.row, r.code) for r in ds.rejects] == [(5, "repeated-header"), (7, "summary-row"), (8, "summary-row"),
+                                                     (9, "summary-row")]
+    assert ds.rejects[1].value == "合计" and ds.rejects[1].column == "订单编号"
+
+
+def test_unknown_customer(tmp_path, columns):
+    inbox = basic_inbox(tmp_path, interactions=[
+        ["I1", "C1", datetime(2026, 11, 1, 9, 30), "投诉", "电话", 3],
+        ["I2", "C404", datetime(2026, 11, 2, 9, 30), "咨询", "电话", None],
+    ], orders=[["O1", "C404", date(2026, 1, 1), 10, None]])
+    ds = read_inbox(inbox, columns)
+    assert [i.interaction_id for i in ds.interactions] == ["I1"] and ds.orders == []
+    assert [(r.file, r.row, r.code, r.value) for r in ds.rejects] == [
+        ("interactions.xlsx", 3, "unknown-customer", "C404"), ("orders.xlsx", 2, "unknown-customer", "C404")]
+    assert ds.rejects[0].reason == "interaction for customer id C404, which is not in the customers export; skipped"
+
+
+def test_duplicate_ids_keep_the_last_row(tmp_path, columns):
+    inbox = basic_inbox(tmp_path, customers=[
+        ["C1", "张三", "13812345678", "王磊"],  # row 2: superseded by row 4
+        ["C2", "李四", None, "李娜"],
+        ["C1", "张三", "13900000000", "赵敏"],  # row 4: kept (newer)
+    ], interactions=[
+        ["I1", "C1", datetime(2026, 1, 1), "咨询", "电话", None],
+        ["I1", "C1", datetime(2026, 1, 2), "投诉", "电话", None],
+    ])
+    ds = read_inbox(inbox, columns)
+    c1 = next(c for c in ds.customers if c.customer_id == "C1")
+    assert (c1.phone, c1.owner, c1.source.row) == ("13900000000", "赵敏", 4)
+    assert len(ds.customers) == 2
+    dups = [r for r in ds.rejects if r.code == "duplicate-id"]
+    assert [(r.file, r.row, r.value) for r in dups] == [("customers.xlsx", 2, "C1"), ("interactions.xlsx", 2, "I1")]
+    assert dups[0].reason == ("customer id C1 appears again at customers.xlsx, sheet 客户信息, row 4; "
+                              "the later row is kept")
+    assert [i.type for i in ds.interactions] == ["投诉"]
+
+
+def test_duplicates_across_files_keep_the_later_file(tmp_path, columns):
+    inbox = basic_inbox(tmp_path)
+    write_book(inbox / "customers_2.xlsx", {"客户信息": [CUST_HEAD, ["C2", "李四(新)"]]})
+    ds = read_inbox(inbox, columns)
+    assert next(c for c in ds.customers if c.customer_id == "C2").name == "李四(新)"
+    assert [(r.file, r.row, r.code) for r in ds.rejects] == [("customers.xlsx", 3, "duplicate-id")]
+
+
+def test_customer_ids_match_across_number_and_text_cells(tmp_path, columns):
+    inbox = basic_inbox(tmp_path, customers=[[1001, "张三"], ["1002", "李四"]],
+                        interactions=[["I1", "1001", datetime(2026, 1, 1), None, None, None],
+                                      ["I2", 1002.0, datetime(2026, 1, 1), None, None, None],
+                                      ["I3", "１００１", datetime(2026, 1, 2), None, None, None]],
+                        orders=[])
+    ds = read_inbox(inbox, columns)
+    assert [(i.interaction_id, i.customer_id) for i in ds.interactions] == [("I1", "1001"), ("I3", "1001"), ("I2", "1002")]
+    assert ds.rejects == []
+
+
+# -- layouts --------------------------------------------------------------------------------------
+
+
+def test_sheets_of_one_workbook(tmp_path, columns):
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "crm_export.xlsx", {
+        "说明": [["本文件由CRM导出"], ["请勿修改"]],
+        "客户": [["客户ID", "姓名", "电话"], ["C1", "张三", 13812345678.0]],
+        "服务记录": [["工单号", "客户代码", "受理时间", "服务类型", "问题分类"],
+                 ["T1", "C1", "2026/11/18 14:05", "complaint", "物流"]],
+        "Sheet3": [["订单号", "客户编号", "成交日期", "成交金额"], ["S1", "C1", 46000.0, "1,200元"]],  # by headers
+    })
+    write_book(inbox / "~$crm_export.xlsx", {"x": [["garbage"]]})  # Excel lock file: skipped
+    warnings: list[Problem] = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    assert [(c.customer_id, c.name, c.phone) for c in ds.customers] == [("C1", "张三", "13812345678")]
+    [i] = ds.interactions
+    assert (i.interaction_id, i.time, i.type, i.category, i.source.sheet) == \
+        ("T1", datetime(2026, 11, 18, 14, 5), "投诉", "物流", "服务记录")
+    [o] = ds.orders
+    assert (o.order_id, o.date, o.amount, o.source) == ("S1", date(2025, 12, 9), 1200.0,
+                                                        SourceRow("crm_export.xlsx", "Sheet3", 2))
+    assert ds.input_files == [str(inbox / "crm_export.xlsx")]
+    assert [(w.code, w.location.sheet) for w in warnings] == [("ignored-sheet", "说明")]
+
+
+def test_interactions_without_id_column_get_row_ids(tmp_path, columns):
+    inbox = basic_inbox(tmp_path)
+    write_book(inbox / "interactions.xlsx", {"互动记录": [
+        ["客户编号", "时间", "类型"], ["C1", "2026-01-01 10:00", "咨询"], ["C1", "2026-01-02 10:00", "建议"]]})
+    ds = read_inbox(inbox, columns)
+    assert [i.interaction_id for i in ds.interactions] == ["interactions.xlsx!互动记录!2", "interactions.xlsx!互动记录!3"]
+
+
+def test_openpyxl_written_file_and_defaults(tmp_path, columns):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "客户信息"
+    ws.append(["客户编号", "退订", "农历生日", "积分", "签约日期"])
+    ws.append(["C1", None, None, "1,200", datetime(2025, 1, 2)])
+    ws.append(["C2", "是", "是", 5, "2025/1/3"])
+    wb.save(inbox / "customers.xlsx")
+    ds = read_inbox(inbox, columns)
+    c1, c2 = ds.customers
+    assert (c1.opt_out, c1.birthday_is_lunar, c1.points, c1.signed_date) == (False, False, 1200.0, date(2025, 1, 2))
+    assert (c2.opt_out, c2.birthday_is_lunar, c2.points, c2.signed_date) == (True, True, 5.0, date(2025, 1, 3))
+    assert c1.marketing_consent is None  # column absent: not recorded
+
+
+def test_output_is_sorted_and_files_listed(tmp_path, columns):
+    inbox = basic_inbox(tmp_path, customers=[["C3"], ["C1"], ["C2"]], interactions=[
+        ["I9", "C2", datetime(2026, 1, 3), None, None, None],
+        ["I2", "C1", datetime(2026, 1, 5), None, None, None],
+        ["I1", "C1", datetime(2026, 1, 5), None, None, None],
+        ["I3", "C1", datetime(2026, 1, 1), None, None, None],
+    ], orders=[["O2", "C2", date(2026, 1, 1), 1, None], ["O1", "C2", date(2026, 1, 1), 1, None],
+               ["O0", "C3", date(2025, 1, 1), 1, None]])
+    (inbox / "notes.csv").write_text("x", encoding="utf-8")
+    warnings: list[Problem] = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    assert [c.customer_id for c in ds.customers] == ["C1", "C2", "C3"]
+    assert [i.interaction_id for i in ds.interactions] == ["I3", "I1", "I2", "I9"]
+    assert [o.order_id for o in ds.orders] == ["O1", "O2", "O0"]
+    assert ds.input_files == sorted(ds.input_files) and len(ds.input_files) == 3
+    assert [w.code for w in warnings] == ["ignored-file"]
+
+
+def test_no_customers_sheet_is_an_error(tmp_path, columns):
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "orders.xlsx", {"订单": [ORDER_HEAD, ["O1", "C1", date(2026, 1, 1), 1, None]]})
+    with pytest.raises(InputError) as exc:
+        read_inbox(inbox, columns)
+    assert exc.value.problems[0].code == "missing-table"
+    with pytest.raises(InputError) as exc:
+        read_inbox(tmp_path / "empty", columns)
+    assert exc.value.problems[0].code == "no-input"
+
+
+def test_unreadable_file(tmp_path, columns):
+    inbox = basic_inbox(tmp_path)
+    (inbox / "broken.xlsx").write_bytes(b"not a zip")
+    with pytest.raises(InputError) as exc:
+        read_inbox(inbox, columns)
+    assert exc.value.problems[0].code == "unreadable-file" and exc.value.problems[0].location.file == "broken.xlsx"
+
+
+# -- columns.yaml ---------------------------------------------------------------------------------
+
+
+def test_shipped_columns_cover_every_fact_field(columns):
+    for name, cls in (("customers", Customer), ("interactions", Interaction), ("orders", Order)):
+        fields = {f.name for f in dataclasses.fields(cls)} - {"source"}
+        assert set(columns.tables[name].fields) == fields, name
+    must = {
+        ("customers", "customer_id"): ["客户编号", "客户ID", "客户代码", "customer_id", "Customer ID", "CustomerID"],
+        ("customers", "owner"): ["客户经理", "负责人", "归属销售", "owner", "account manager"],
+        ("customers", "birthday_is_lunar"): ["农历生日", "是否农历", "lunar birthday"],
+        ("customers", "marketing_consent"): ["营销许可", "是否同意营销", "接收营销", "marketing consent"],
+        ("customers", "opt_out"): ["退订", "拒收", "opt out"],
+        ("interactions", "type"): ["类型", "互动类型", "服务类型", "type"],
+        ("interactions", "time"): ["时间", "创建时间", "发生时间", "受理时间", "created at", "time"],
+    }
+    for (table, field), aliases in must.items():
+        spec = columns.tables[table]
+        assert all(spec.field_for_header(a) == field for a in aliases), (table, field)
+
+
+def test_columns_yaml_errors(tmp_path):
+    text = COLUMNS_PATH.read_text(encoding="utf-8")
+    bad = text.replace("      notes:\n        type: text\n", "      nickname:\n        type: text\n", 1)
+    path = tmp_path / "columns.yaml"
+    path.write_text(bad, encoding="utf-8")
+    with pytest.raises(PolicyError) as exc:
+        load_columns(path)
+    assert [p.code for p in exc.value.problems] == ["unknown-field"]
+    assert "tables.customers.fields.nickname" in str(exc.value)
+
+    dup = text.replace("aliases: [联系人, 联系人姓名", "aliases: [客户经理, 联系人, 联系人姓名", 1)
+    path.write_text(dup, encoding="utf-8")
+    with pytest.raises(PolicyError) as exc:
+        load_columns(path)
+    assert [p.code for p in exc.value.problems] == ["duplicate-alias"]
+
+    optional_time = text.replace("      time:\n        type: datetime\n        required: true\n",
+                                 "      time:\n        type: datetime\n        required: false\n", 1)
+    path.write_text(optional_time, encoding="utf-8")
+    with pytest.raises(PolicyError) as exc:
+        load_columns(path)
+    assert "tables.interactions.fields.time: must be 'required: true'" in str(exc.value)
+
+    path.write_text("tables: [", encoding="utf-8")
+    with pytest.raises(PolicyError) as exc:
+        load_columns(path)
+    assert exc.value.problems[0].code == "yaml-syntax" and exc.value.problems[0].location.line == 1
