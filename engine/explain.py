@@ -1,0 +1,398 @@
+"""``crm-engine explain``: why one customer got (or did not get) each decision.
+
+For one customer, every stage's policies in evaluation order, and in each policy every rule: whether
+it fired, its condition with the customer's actual values filled in, what it produced, the guard that
+held an output back (if the run's decision log says so) and where the rule is written. Decisions a
+stage module makes itself (SLA clocks per interaction, churn signals and level) are listed from the
+decision log of the stage.
+
+Two sources:
+
+* inputs (``--policies``, ``--inbox``, ``--as-of``): the customer is evaluated now with the same code
+  a run uses (``engine.run.evaluate_dataset``);
+* a finished run (``--run outbox/<run-id>``): inputs, policies and the as-of instant come from the
+  run's manifest, and what fired comes from the run's ``decisions.jsonl`` (so guard suppressions
+  show). If a recorded file changed since, the explanation says so.
+
+Conditions are shown with the values each policy saw when it ran: the evaluation is replayed policy by
+policy (the same compiled conditions and hit policies as ``engine.evaluate``), taking a copy of the
+customer's features before each one; tags set by earlier policies are visible, later ones are not.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from engine import expr
+from engine.actions import ActionBuilder
+from engine.backends import get_backend
+from engine.calendar import load_calendars
+from engine.decisions import jsonable
+from engine.errors import EngineError, Location, Problem
+from engine.evaluate import Evaluator, apply_hit_policy
+from engine.features import derive_features
+from engine.model import Dataset
+from engine.outbox import MANIFEST_NAME, sha256_file
+from engine.outputs import STAGE_LABELS, firing_record
+from engine.policy.loader import PolicySet, load_policies
+from engine.policy.model import STAGES, AddScore, MessageSpec, RuleSet, SetTag, TaskSpec
+from engine.policy.schema import did_you_mean
+from engine.readers import load_columns, read_inbox
+from engine.render import make_environment
+from engine.stages import CustomerFacts, StageSetup, build_stage_modules
+
+FIRED, MATCHED, NOT_MATCHED = "fired", "matched", "not-matched"
+GUARD_LABELS = {"dedupe": "去重（已发出过）", "opt-out": "客户已退订", "consent": "没有营销同意",
+                "quiet-hours": "免打扰时段", "frequency-cap": "频次上限", "no-contact": "没有可用的联系方式"}
+
+
+class ExplainError(EngineError):
+    """The customer or the run folder cannot be explained (not found, unreadable)."""
+
+
+@dataclass
+class RuleLine:
+    rule_id: str
+    description: str
+    source: str
+    status: str  # fired / matched (but not used under the hit policy) / not-matched
+    condition: str  # the condition with values, e.g. monetary_365d(=62000.0) >= 50000
+    value: Any  # what the condition evaluated to: True, False or None (empty: counts as false)
+    outputs: list[str] = field(default_factory=list)  # what it produced (fired) or would produce
+    suppressed: str | None = None  # guard(s) that held an output back
+    note: str | None = None
+
+
+@dataclass
+class PolicyBlock:
+    policy_id: str
+    description: str
+    hit_policy: str
+    source: str
+    rules: list[RuleLine] = field(default_factory=list)
+
+
+@dataclass
+class StageBlock:
+    stage: str
+    label: str
+    module: list[RuleLine] = field(default_factory=list)  # decisions of the stage module itself
+    policies: list[PolicyBlock] = field(default_factory=list)
+
+
+@dataclass
+class Explanation:
+    customer_id: str
+    customer_name: str | None
+    owner: str | None
+    as_of: str
+    source: str  # "inputs" or the run folder
+    stages: list[StageBlock] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------
+# Describing outputs
+# --------------------------------------------------------------------------------------------------
+
+
+def _v(value: Any) -> str:
+    return expr.render.value_text(value) if not isinstance(value, (dict, list)) else json.dumps(value, ensure_ascii=False)
+
+
+def describe_output(out: dict[str, Any]) -> str:
+    """One output of a decision-log record, in words."""
+    if "set" in out:
+        return "设置 " + "，".join(f"{k} = {_v(v)}" for k, v in out["set"].items())
+    if "score" in out:
+        return "加分 " + "，".join(f"{k} += {_v(v)}" for k, v in out["score"].items())
+    if "task" in out:
+        t = out["task"]
+        text = f"任务 → {t.get('assignee')}：{t.get('title')}（截止 {t.get('due')}，优先级 {t.get('priority')}）"
+        return text + (f" [被拦截：{GUARD_LABELS.get(t['suppressed_by'], t['suppressed_by'])}]" if t.get("suppressed_by") else "")
+    if "message" in out:
+        m = out["message"]
+        if m.get("suppressed") and not m.get("channel"):
+            return f"消息 {m.get('template')}：未发送（{m['suppressed']}）"
+        text = f"消息 → {m.get('channel')}，模板 {m.get('template')}（{m.get('category')}）"
+        if m.get("suppressed_by"):
+            text += f" [被拦截：{GUARD_LABELS.get(m['suppressed_by'], m['suppressed_by'])}]"
+        if m.get("rescheduled"):
+            text += f" [改期到 {m.get('send_at')}：{m['rescheduled']}]"
+        return text
+    if "sla" in out:
+        s = out["sla"]
+        parts = []
+        for clock, label in (("first_response", "首次响应"), ("resolution", "解决")):
+            c = s.get(clock)
+            if c:
+                late = f"，超时 {c['late_minutes']} 分钟" if c.get("late_minutes") else ""
+                parts.append(f"{label} {c.get('target')} 截止 {c.get('deadline')} → {c.get('status')}{late}")
+        notes = f"（{'；'.join(s['notes'])}）" if s.get("notes") else ""
+        return f"服务时限（{s.get('calendar')} 日历）：" + "；".join(parts) + notes
+    if "reason" in out:
+        return f"原因 {out['reason']}"
+    return json.dumps(out, ensure_ascii=False, sort_keys=True)
+
+
+def describe_spec(out: Any) -> str:
+    """What a rule would produce, from its declared outputs."""
+    if isinstance(out, SetTag):
+        return f"设置 {out.name} = {_v(out.value)}"
+    if isinstance(out, AddScore):
+        return f"加分 {out.name} += {_v(out.points)}"
+    if isinstance(out, TaskSpec):
+        who = "客户经理" if out.assign_to == "owner" else out.assign_to.replace("role:", "角色 ")
+        return f"任务 → {who}：{out.title}"
+    if isinstance(out, MessageSpec):
+        return f"消息 → {out.channel}，模板 {out.template}（{out.category}）"
+    return str(out)
+
+
+def _suppressed(record: dict[str, Any]) -> str | None:
+    guards = record.get("suppressed_by")
+    if not guards:
+        return None
+    return "，".join(GUARD_LABELS.get(g.strip(), g.strip()) for g in str(guards).split(","))
+
+
+# --------------------------------------------------------------------------------------------------
+# The replay
+# --------------------------------------------------------------------------------------------------
+
+
+def _apply(rule, features: dict[str, Any]) -> None:
+    # Same as engine.evaluate.Evaluator.run_stage: tags and scores are visible to later policies.
+    for out in rule.outputs:
+        if type(out) is SetTag:
+            features[out.name] = out.value
+        elif type(out) is AddScore:
+            features[out.name] = (features.get(out.name) or 0) + out.points
+
+
+def _condition(rule, snapshot: dict[str, Any]) -> tuple[str, Any]:
+    if rule.condition is None:
+        return rule.condition_text, None
+    try:
+        value = expr.compile_expr(rule.condition)(snapshot)
+    except Exception as exc:  # a runtime error in a condition: show it rather than fail the explanation
+        return f"{expr.explain(rule.condition, snapshot)}（出错：{exc}）", None
+    return expr.explain(rule.condition, snapshot), value
+
+
+def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, as_of: date, templates: Path,
+                     as_of_time: datetime | None = None, records: list[dict[str, Any]] | None = None,
+                     source: str = "inputs") -> Explanation:
+    """Explain one customer. ``records``: the decision-log records of a finished run for this customer;
+    without them the customer is evaluated now."""
+    from engine.run import end_of_day, evaluate_dataset
+
+    customer = next((c for c in dataset.customers if c.customer_id == customer_id), None)
+    if customer is None:
+        ids = [c.customer_id for c in dataset.customers]
+        guess = did_you_mean(customer_id, ids)
+        raise ExplainError(Problem(code="unknown-customer", message=f"输入数据中没有客户 {customer_id}"
+                                   + (f"；是不是 {guess}？" if guess else ""), location=Location(file=customer_id),
+                                   fix="客户编号见 customers.xlsx 或导出文件的“客户编号”列"))
+    interactions = [i for i in dataset.interactions if i.customer_id == customer_id]
+    orders = [o for o in dataset.orders if o.customer_id == customer_id]
+    single = Dataset(customers=[customer], interactions=interactions, orders=orders)
+    if records is None:
+        evaluation = evaluate_dataset(policyset, single, as_of, templates, as_of_time=as_of_time)
+        records = [jsonable(firing_record(f)) for f in evaluation.firings]  # as in decisions.jsonl
+    moment = as_of_time or end_of_day(as_of)
+
+    # Replay with fresh stage modules, taking the features each policy saw.
+    calendars = load_calendars(policyset.root / "calendar.yaml")
+    org = policyset.organization
+    builder = ActionBuilder(org, calendars[org.task_calendar], make_environment(templates), as_of)
+    modules = build_stage_modules(StageSetup(policyset, calendars, builder, as_of, moment))
+    evaluator = Evaluator(policyset.rulesets, get_backend("python"))
+    facts = CustomerFacts(customer, interactions, orders, {})
+    features = facts.features
+    features.update(derive_features(customer, orders, interactions, as_of, policyset.features))
+    evaluator.prepare(features)
+
+    from engine.validate import settings_rules
+
+    settings = settings_rules(policyset)
+    result = Explanation(customer_id, customer.name, customer.owner, moment.isoformat(sep=" "), source)
+    for stage_index, stage in enumerate(STAGES):
+        block = StageBlock(stage, STAGE_LABELS.get(stage, stage))
+        module = modules.get(stage)
+        if module is not None:
+            module.process(facts)
+        stage_records = [r for r in records if r["stage"] == stage]
+        rule_keys = {(rs.policy_id, rule.rule_id) for rs in policyset.rulesets.get(stage, []) for rule in rs.rules}
+        module_records = [r for r in stage_records if (r["policy"], r["rule_id"]) not in rule_keys]
+        for r in module_records:
+            inputs = "，".join(f"{k}={_v(v)}" for k, v in sorted(r["inputs"].items()))
+            block.module.append(RuleLine(r["rule_id"], "", r["source"], FIRED, inputs, True,
+                                         [describe_output(o) for o in r["outputs"]], _suppressed(r), r.get("note")))
+        fired_module_ids = {r["rule_id"] for r in module_records}
+        for st, rule_id, when, loc in settings:
+            if st != stage or rule_id in fired_module_ids:
+                continue
+            line = RuleLine(rule_id, "", str(loc), NOT_MATCHED, when, False)
+            try:
+                node = expr.parse(when)
+                if expr.free_names(node) <= set(features):
+                    line.condition, line.value = expr.explain(node, features), expr.compile_expr(node)(features)
+                else:
+                    line.note = "按每条互动记录判断（见上面已生效的判定）"
+            except Exception:
+                line.note = "条件无法在这里计算"
+            block.module.append(line)
+        for rs, compiled, _names in evaluator.stages[stage_index][1]:
+            block.policies.append(_explain_policy(rs, compiled, features, stage_records))
+        result.stages.append(block)
+    return result
+
+
+def _explain_policy(rs: RuleSet, compiled, features: dict[str, Any], stage_records: list[dict[str, Any]]) -> PolicyBlock:
+    snapshot = dict(features)
+    matched = compiled.matching(features)
+    fired, note = apply_hit_policy(rs, matched)
+    for i in fired:
+        _apply(rs.rules[i], features)
+    logged = {r["rule_id"]: r for r in stage_records if r["policy"] == rs.policy_id}
+    block = PolicyBlock(rs.policy_id, rs.description, rs.hit_policy, rs.source_file)
+    winner = ", ".join(rs.rules[i].rule_id for i in fired)
+    for i, rule in enumerate(rs.rules):
+        text, value = _condition(rule, snapshot)
+        record = logged.get(rule.rule_id)
+        if record is not None:
+            line = RuleLine(rule.rule_id, rule.description, str(rule.location), FIRED, text, value,
+                            [describe_output(o) for o in record["outputs"]], _suppressed(record), record.get("note"))
+        elif i in matched:
+            line = RuleLine(rule.rule_id, rule.description, str(rule.location), MATCHED, text, value,
+                            [describe_spec(o) for o in rule.outputs],
+                            note=f"条件成立，但命中策略 {rs.hit_policy} 下生效的是 {winner or '其他规则'}")
+        else:
+            line = RuleLine(rule.rule_id, rule.description, str(rule.location), NOT_MATCHED, text, value,
+                            [describe_spec(o) for o in rule.outputs])
+            if value is None:
+                line.note = "条件的值为空（缺少数据），按不成立处理"
+        if (i in fired) != (record is not None):
+            line.note = ((line.note + "；") if line.note else "") + \
+                "注意：决策日志与按当前文件重新计算的结果不一致（运行后策略或数据是否改过？）"
+        block.rules.append(line)
+    return block
+
+
+# --------------------------------------------------------------------------------------------------
+# From inputs, or from a run folder
+# --------------------------------------------------------------------------------------------------
+
+
+def explain_from_inputs(customer_id: str, policies: Path, inbox: Path, as_of: date, as_of_time: datetime | None = None,
+                        templates: Path | None = None) -> Explanation:
+    from engine.run import default_templates
+
+    policies = Path(policies).resolve()
+    templates = Path(templates).resolve() if templates else default_templates(policies)
+    policyset = load_policies(policies)
+    dataset = read_inbox(Path(inbox), load_columns(policies / "columns.yaml"))
+    return explain_customer(policyset, dataset, customer_id, as_of, templates, as_of_time)
+
+
+def read_manifest(run_folder: Path) -> dict[str, Any]:
+    path = Path(run_folder) / MANIFEST_NAME
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExplainError(Problem(code="not-a-run-folder", message=f"{run_folder} 不是运行结果文件夹（没有 {MANIFEST_NAME}）",
+                                   location=Location(file=str(run_folder)), fix="传入 outbox/<运行编号> 文件夹")) from None
+    except (OSError, ValueError) as exc:
+        raise ExplainError(Problem(code="bad-manifest", message=f"无法读取 {path}：{exc}", location=Location(file=str(path)))) from None
+
+
+def changed_files(manifest: dict[str, Any], roots: dict[str, Path] | None = None) -> list[tuple[str, str, str]]:
+    """Recorded input, policy and template files that are missing or changed: (group, path, "missing"/"changed")."""
+    roots = roots or {}
+    out = []
+    for group, root_key in (("inputs", "inbox"), ("policies", "policies"), ("templates", "templates")):
+        root = Path(roots.get(root_key) or manifest.get("roots", {}).get(root_key, "."))
+        for entry in manifest.get(group, []):
+            path = Path(entry["path"]) if Path(entry["path"]).is_absolute() else root / entry["path"]
+            if not path.is_file():
+                out.append((group, path.as_posix(), "missing"))
+            elif sha256_file(path) != entry["sha256"]:
+                out.append((group, path.as_posix(), "changed"))
+    return out
+
+
+def explain_from_run(customer_id: str, run_folder: Path) -> Explanation:
+    run_folder = Path(run_folder)
+    manifest = read_manifest(run_folder)
+    roots = manifest.get("roots") or {}
+    policies, inbox, templates = Path(roots["policies"]), Path(roots["inbox"]), Path(roots["templates"])
+    as_of_time = datetime.fromisoformat(manifest["as_of_time"]) if manifest.get("as_of_time") else None
+    as_of = date.fromisoformat(manifest["as_of"])
+    records = []
+    with open(run_folder / "decisions.jsonl", encoding="utf-8") as f:
+        for line in f:
+            if f'"{customer_id}"' in line:  # cheap pre-filter; the JSON decides
+                record = json.loads(line)
+                if record.get("customer_id") == customer_id:
+                    records.append(record)
+    policyset = load_policies(policies)
+    dataset = read_inbox(inbox, load_columns(policies / "columns.yaml"))
+    result = explain_customer(policyset, dataset, customer_id, as_of, templates, as_of_time, records=records,
+                              source=run_folder.as_posix())
+    for group, path, what in changed_files(manifest):
+        result.warnings.append(f"{path} {'已不存在' if what == 'missing' else '在运行之后被修改过'}：未触发规则的条件按现在的文件计算，可能与运行时不同")
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Text
+# --------------------------------------------------------------------------------------------------
+
+_MARKS = {FIRED: "✓ 触发", MATCHED: "○ 成立未采用", NOT_MATCHED: "✗ 未触发"}
+
+
+def _truth(value: Any) -> str:
+    return "成立" if value is True else ("为空（按不成立）" if value is None else "不成立")
+
+
+def format_explanation(ex: Explanation, only_fired: bool = False) -> list[str]:
+    lines = [f"客户 {ex.customer_id} {ex.customer_name or ''}（客户经理 {ex.owner or '无'}），as-of {ex.as_of}",
+             f"来源：{'输入文件（现在计算）' if ex.source == 'inputs' else '运行结果 ' + ex.source}"]
+    lines.extend(f"! {w}" for w in ex.warnings)
+    for stage in ex.stages:
+        lines.append("")
+        lines.append(f"【{stage.label} {stage.stage}】")
+        if stage.module:
+            lines.append("  阶段计算（按设置文件）:")
+            for r in stage.module:
+                if only_fired and r.status != FIRED:
+                    continue
+                lines.append(f"    {_MARKS[r.status]}  {r.rule_id}  {r.source}")
+                if r.status == FIRED:
+                    lines.append(f"        依据 {r.condition}")
+                else:
+                    lines.append(f"        条件 {r.condition}" + (f" → {_truth(r.value)}" if r.note is None else f"（{r.note}）"))
+                lines.extend(f"        结果 {o}" for o in r.outputs if r.status == FIRED)
+                if r.suppressed:
+                    lines.append(f"        被拦截 {r.suppressed}")
+        for p in stage.policies:
+            lines.append(f"  策略 {p.policy_id} {p.description} · 命中策略 {p.hit_policy} · {p.source}")
+            for r in p.rules:
+                if only_fired and r.status != FIRED:
+                    continue
+                lines.append(f"    {_MARKS[r.status]}  {r.rule_id}  {r.source}" + (f"  {r.description}" if r.description else ""))
+                lines.append(f"        条件 {r.condition} → {_truth(r.value)}")
+                label = "结果" if r.status == FIRED else "会产生"
+                lines.extend(f"        {label} {o}" for o in r.outputs)
+                if r.suppressed:
+                    lines.append(f"        被拦截 {r.suppressed}")
+                if r.note:
+                    lines.append(f"        说明 {r.note}")
+    return lines
