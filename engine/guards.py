@@ -24,7 +24,6 @@ an aware as-of or send time is converted to that zone first.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -302,7 +301,7 @@ def resolve_ledger_path(policy: GuardPolicy, outbox: Path, override: Path | None
 
 # -- applying the guards --------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slow to build, and a run may build 100,000s
 class Suppression:
     key: str
     kind: str  # "task" | "message"
@@ -312,7 +311,7 @@ class Suppression:
     rule_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reschedule:
     """A message moved out of the quiet hours (not suppressed)."""
 
@@ -350,10 +349,23 @@ def _local(moment: datetime, tz: ZoneInfo) -> datetime:
     return moment
 
 
-def _order(item: Task | Message) -> tuple:
-    # The documented order: customer, stage (classification → sla → care → churn), rule, then key.
-    return (item.customer_id, _STAGE_ORDER.get(item.stage, len(STAGES)), item.rule_id, item.key,
-            getattr(item, "channel", ""), getattr(item, "template", ""), getattr(item, "assignee", ""))
+# The documented order: customer, stage (classification → sla → care → churn), rule, then key; the
+# last fields only break ties between items that share a key (the dedupe guard keeps the first).
+def _task_order(t: Task) -> tuple:
+    return (t.customer_id, _STAGE_ORDER.get(t.stage, len(STAGES)), t.rule_id, t.key, t.assignee, t.title)
+
+
+def _message_order(m: Message) -> tuple:
+    return (m.customer_id, _STAGE_ORDER.get(m.stage, len(STAGES)), m.rule_id, m.key, m.channel, m.template)
+
+
+def _with_send_at(message: Message, send_at: datetime) -> Message:
+    """A copy of ``message`` with ``send_at`` set (dataclasses.replace is several times slower,
+    which shows at hundreds of thousands of messages)."""
+    copy = Message.__new__(Message)
+    copy.__dict__.update(message.__dict__)
+    copy.send_at = send_at
+    return copy
 
 
 def run_send_time(policy: GuardPolicy, as_of_time: datetime) -> datetime:
@@ -369,8 +381,8 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     before and caps see only this run (for policy tests). Input objects are not modified: kept
     messages are copies with ``send_at`` set."""
     tz = policy.tz
-    tasks = sorted(tasks, key=_order)
-    messages = sorted(messages, key=_order)
+    tasks = sorted(tasks, key=_task_order)
+    messages = sorted(messages, key=_message_order)
     suppressed: list[Suppression] = []
     rescheduled: list[Reschedule] = []
 
@@ -381,12 +393,17 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     wanted = [("task", t.key) for t in tasks] + [("message", m.key) for m in messages]
     earlier = ledger.issued_among(wanted, exclude_run=run_id) if ledger is not None else {}
     seen: set[tuple[str, str]] = set()
+    already: dict[tuple[str, datetime], str] = {}  # the reason's start, once per earlier run
 
     def fresh(item: Task | Message, kind: str) -> bool:
         ident = (kind, item.key)
-        entry = earlier.get(ident)
-        if entry is not None:
-            drop(item, kind, "dedupe", f"已在 {entry.issued_at:%Y-%m-%d} 的运行 {entry.run_id} 中发出（同一规则、客户、周期：{item.key}）")
+        earlier_run = earlier.get(ident)
+        if earlier_run is not None:
+            start = already.get(earlier_run)
+            if start is None:
+                run, issued_at = earlier_run
+                start = already[earlier_run] = f"已在 {issued_at:%Y-%m-%d} 的运行 {run} 中发出（同一规则、客户、周期："
+            drop(item, kind, "dedupe", start + item.key + "）")
             return False
         if ident in seen:
             drop(item, kind, "dedupe", f"本次运行中已有同一幂等键的{'任务' if kind == 'task' else '消息'}（{item.key}）")
@@ -435,7 +452,7 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
             if send_at != requested:
                 rescheduled.append(Reschedule(m.key, m.customer_id, m.rule_id, requested, send_at,
                                               f"免打扰时段 {quiet.label()}，改为 {send_at:%Y-%m-%d %H:%M} 发送"))
-        scheduled.append(dataclasses.replace(m, send_at=send_at))
+        scheduled.append(_with_send_at(m, send_at))
 
     # 5. frequency caps: earlier runs (ledger) plus this run's kept messages, in the fixed order.
     kept_messages: list[Message] = []
@@ -464,7 +481,6 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
         this_run.setdefault(m.customer_id, []).append((m.category, m.send_at))
         kept_messages.append(m)
 
-    suppressed.sort(key=lambda s: (s.customer_id, s.kind, s.rule_id, s.key))
     return GuardResult(kept_tasks, kept_messages, suppressed, rescheduled)
 
 

@@ -331,7 +331,7 @@ def test_same_run_reexecuted_reproduces_identical_output(tmp_path):
 def test_duplicate_key_within_one_run():
     result = guard([message(), message()], [task(), task()])
     assert len(result.kept_messages) == 1 and len(result.kept_tasks) == 1
-    assert [(s.kind, s.guard) for s in result.suppressed] == [("message", "dedupe"), ("task", "dedupe")]
+    assert [(s.kind, s.guard) for s in result.suppressed] == [("task", "dedupe"), ("message", "dedupe")]
     assert all("本次运行" in s.reason for s in result.suppressed)
 
 

@@ -76,6 +76,7 @@ def test_issued_among_in_bulk(tmp_path):
         found = ledger.issued_among(wanted)
         assert len(found) == 1000
         assert ("task", messages[0].key) not in found
+        assert found[("message", messages[5].key)] == ("run-1", AS_OF)
         assert ledger.issued_among(wanted, exclude_run="run-1") == {}
 
 
