@@ -325,6 +325,9 @@ class Reschedule:
 
 @dataclass
 class GuardResult:
+    """Kept items in the fixed order; suppressions guard by guard (dedupe: tasks, then messages),
+    each in that order; quiet-hours moves in message order."""
+
     kept_tasks: list[Task]
     kept_messages: list[Message]
     suppressed: list[Suppression] = field(default_factory=list)
