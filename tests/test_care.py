@@ -8,6 +8,7 @@ days (除夕 2024-02-09). Tests load the real policies/ folder and run the real 
 """
 from __future__ import annotations
 
+import random
 import shutil
 from datetime import date, datetime
 from pathlib import Path
@@ -95,6 +96,19 @@ def test_day_30_in_a_29_day_month_is_the_last_day():
     assert lunar_to_solar(2025, 12, 30) == date(2026, 2, 16)  # 腊月 has 29 days: 除夕 is 廿九
     assert lunar_to_solar(2023, 12, 30) == date(2024, 2, 9)  # 腊月 has 30 days
     assert next_birthday(date(1985, 12, 30), True, date(2026, 1, 1)) == date(2026, 2, 16)
+
+
+def test_fast_conversion_agrees_with_the_library():
+    # lunar_to_solar goes through each month's first Julian day (fast); Lunar.fromYmd is the library's
+    # documented, slower way. They must agree, leap years and 30th days included.
+    from lunar_python import Lunar, LunarMonth
+
+    rng = random.Random(4)
+    for _ in range(40):
+        year, month, day = rng.randint(1940, 2080), rng.randint(1, 12), rng.choice((1, 15, 29, 30))
+        last = min(day, LunarMonth.fromYm(year, month).getDayCount())
+        solar = Lunar.fromYmd(year, month, last).getSolar()
+        assert lunar_to_solar(year, month, day) == date(solar.getYear(), solar.getMonth(), solar.getDay()), (year, month, day)
 
 
 def test_solar_birthdays_including_29_february():

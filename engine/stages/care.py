@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from lunar_python import Lunar, LunarMonth, Solar
+from lunar_python import LunarYear, Solar
 
 from engine.errors import Location, PolicyError
 from engine.policy.schema import Problems, check_keys
@@ -84,13 +84,28 @@ DEFAULT_FESTIVALS = (
 # --------------------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=256)
+def _lunar_months(lunar_year: int) -> dict[int, tuple[float, int]]:
+    """Ordinary month number → (Julian day of its first day, number of days), for one lunar year.
+
+    Why our own cache: lunar-python keeps only the last LunarYear it built (~40 ms each), and a run
+    alternates between two lunar years (this one and the next), so it would rebuild one per customer.
+    Leap months (negative numbers in lunar-python) are left out: birthdays and festivals use the
+    ordinary month."""
+    months = {}
+    for m in LunarYear.fromYear(lunar_year).getMonthsInYear():
+        if m.getMonth() > 0:
+            months[m.getMonth()] = (m.getFirstJulianDay(), m.getDayCount())
+    return months
+
+
 @lru_cache(maxsize=4096)
 def lunar_to_solar(lunar_year: int, month: int, day: int) -> date:
     """The solar date of lunar ``month``/``day`` (ordinary month, never the leap one) in ``lunar_year``.
 
     Day 30 in a 29-day month becomes the month's last day (29)."""
-    days_in_month = LunarMonth.fromYm(lunar_year, month).getDayCount()
-    solar = Lunar.fromYmd(lunar_year, month, min(day, days_in_month)).getSolar()
+    first_julian_day, day_count = _lunar_months(lunar_year)[month]
+    solar = Solar.fromJulianDay(first_julian_day + min(day, day_count) - 1)
     return date(solar.getYear(), solar.getMonth(), solar.getDay())
 
 
@@ -99,6 +114,7 @@ def _lunar_year_of(day: date) -> int:
     return Solar.fromYmd(day.year, day.month, day.day).getLunar().getYear()
 
 
+@lru_cache(maxsize=2048)  # a run asks for the same few hundred month/day pairs 100,000 times
 def next_lunar_date(month: int, day: int, as_of: date) -> date:
     """The first solar date on or after ``as_of`` that is lunar ``month``/``day``.
 
@@ -115,6 +131,7 @@ def _solar_in_year(year: int, month: int, day: int) -> date:
     return date(year, month, min(day, _calendar.monthrange(year, month)[1]))
 
 
+@lru_cache(maxsize=2048)
 def next_solar_date(month: int, day: int, as_of: date) -> date:
     this_year = _solar_in_year(as_of.year, month, day)
     return this_year if this_year >= as_of else _solar_in_year(as_of.year + 1, month, day)

@@ -65,6 +65,7 @@ class Signal:
     weight: float
     reason: str  # one of REASONS, or FROM_COMPLAINT
     location: Location
+    source: str  # str(location), for the decision log
 
 
 @dataclass
@@ -125,7 +126,7 @@ def _signal(block: Any, loc: Location, schema: dict, problems: Problems, seen: s
     if weight is None:
         return None
     return Signal(signal_id, str(block.get("description", "")), text, expr.compile_expr(node, where), names, weight,
-                  reason, block.key_loc("id"))
+                  reason, block.key_loc("id"), str(block.key_loc("id")))
 
 
 def load_churn_settings(policyset: Any) -> ChurnSettings | None:
@@ -239,7 +240,7 @@ class ChurnStage:
             reason = (complaint_reason or UNKNOWN) if signal.reason == FROM_COMPLAINT else signal.reason
             if reason != UNKNOWN:
                 by_reason[reason] = by_reason.get(reason, 0.0) + signal.weight
-            out.firings.append(Firing(cid, "churn", s.settings_id, signal.signal_id, str(signal.location),
+            out.firings.append(Firing(cid, "churn", s.settings_id, signal.signal_id, signal.source,
                                       {n: f.get(n) for n in signal.names},
                                       [{"score": {"churn_score": signal.weight}}, {"reason": reason}]))
         score = min(score, s.max_score)
