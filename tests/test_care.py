@@ -323,7 +323,7 @@ def test_member_day_and_loyalty_messages(policyset):
     loyalty = messages_of(ev, "CARE-LOYALTY-MEMBER-DAY")
     member = messages_of(ev, "CARE-MEMBER-DAY")
     assert set(loyalty) == {"C1"} and set(member) == {"C2"}  # one member-day message each
-    assert "金卡会员" in loyalty["C1"].body and "积分1200分" in loyalty["C1"].body
+    assert loyalty["C1"].body == "【示例科技有限公司】客户C1您好，本月会员日即将到来。您是金卡会员，积分1200分，会员日可兑换礼品或抵扣消费。退订回T"
     assert loyalty["C1"].key == "CARE-LOYALTY-MEMBER-DAY|C1|2026-11"
 
     _, rows = run(policyset, date(2026, 11, 15), customers)
