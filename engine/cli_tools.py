@@ -1,0 +1,223 @@
+"""Commands for policy editors and auditors: ``validate``, ``test``, ``explain``, ``diff``, ``verify``.
+
+Thin, like every command: parse the options, call the library function, print. The main group
+(``engine.cli.main``) registers them with ``register(main)``; ``python -m engine.cli_tools`` runs
+them on their own.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+import click
+
+from engine.errors import EngineError
+
+_FOLDER = click.Path(path_type=Path, file_okay=False)
+
+
+def _as_of(_ctx, _param, value):
+    """A date (the end of that day) or an instant such as 2026-11-20T12:00; default: now."""
+    if value is None:
+        return None
+    text = value.strip().replace(" ", "T")
+    try:
+        if "T" in text:
+            return datetime.fromisoformat(text).replace(second=0, microsecond=0)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a date like 2026-11-20 or a time like 2026-11-20T12:00") from None
+
+
+def _split_as_of(value: date | datetime | None) -> tuple[date, datetime | None]:
+    if value is None:
+        value = datetime.now().replace(second=0, microsecond=0)
+    if isinstance(value, datetime):
+        return value.date(), value
+    return value, None
+
+
+def _fail(exc: EngineError) -> None:
+    from engine.validate import format_problem
+
+    click.echo(f"发现 {len(exc.problems)} 个问题 / {len(exc.problems)} problem(s):", err=True)
+    for p in exc.problems:
+        click.echo(format_problem(p), err=True)
+    sys.exit(1)
+
+
+AS_OF_HELP = "The date looked at (YYYY-MM-DD: the end of that day) or an instant (YYYY-MM-DDTHH:MM). Default: now."
+
+
+@click.command("validate")
+@click.option("--policies", type=_FOLDER, default=Path("policies"), show_default=True, help="Policy folder to check.")
+@click.option("--templates", type=_FOLDER, default=None, help="Message templates folder. Default: templates/ beside the policy folder.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: one line per problem; json: a list of problems for tools.")
+def validate_command(policies: Path, templates: Path | None, fmt: str) -> None:
+    """Check every policy file and decision table without running a batch.
+
+    \b
+    One line per problem: where (file:line:col or workbook!Sheet!B7), error or warning, what is
+    wrong, [code], and the fix. Exit code 1 if there is an error.
+      crm-engine validate --policies policies
+      crm-engine validate --policies policies --format json
+    """
+    from engine.validate import format_problem, validate_policies
+
+    problems = validate_policies(policies, templates)
+    errors = [p for p in problems if p.severity == "error"]
+    if fmt == "json":
+        click.echo(json.dumps([p.to_dict() for p in problems], ensure_ascii=False, indent=2))
+    else:
+        for p in problems:
+            click.echo(format_problem(p))
+        if problems:
+            click.echo(f"错误 {len(errors)} 个，警告 {len(problems) - len(errors)} 个 / {len(errors)} error(s), "
+                       f"{len(problems) - len(errors)} warning(s)")
+        else:
+            click.echo("策略检查通过 / policies OK")
+    sys.exit(1 if errors else 0)
+
+
+@click.command("test")
+@click.option("--policies", type=_FOLDER, default=Path("policies"), show_default=True, help="Policy folder.")
+@click.option("--tests", "tests_dir", type=_FOLDER, default=None, help="Folder of test files. Default: <policies>/tests.")
+@click.option("--templates", type=_FOLDER, default=None, help="Message templates folder. Default: templates/ beside the policy folder.")
+@click.option("-k", "select", default=None, help="Only cases whose id or file name contains this text.")
+@click.option("-v", "--verbose", is_flag=True, help="List passing cases too.")
+@click.option("--engine", "engine_name", type=click.Choice(["python", "durable"]), default="python", show_default=True)
+def test_command(policies: Path, tests_dir: Path | None, templates: Path | None, select: str | None, verbose: bool,
+                 engine_name: str) -> None:
+    """Run the policy test cases (policies/tests/*.yaml) and show what differs.
+
+    \b
+    Each case is one customer with its orders and interactions, an as-of date, and the expected
+    tags, tasks, messages and SLA statuses. The last line lists rules no case exercises.
+    Exit code 1 if a case fails.
+      crm-engine test --policies policies
+      crm-engine test --policies policies -k value_tier -v
+    """
+    from engine.policy_tests import format_report, run_policy_tests
+
+    report = run_policy_tests(policies, templates, tests_dir, select, engine_name)
+    for line in format_report(report, verbose):
+        click.echo(line)
+    sys.exit(0 if report.ok else 1)
+
+
+@click.command("explain")
+@click.argument("customer_id")
+@click.option("--run", "run_folder", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
+              help="A finished run folder (outbox/<run-id>): its inputs, policies, as-of and decision log are used.")
+@click.option("--policies", type=_FOLDER, default=Path("policies"), show_default=True, help="Policy folder (without --run).")
+@click.option("--inbox", type=_FOLDER, default=Path("inbox"), show_default=True, help="Folder with the exports (without --run).")
+@click.option("--as-of", "as_of", callback=_as_of, default=None, help=AS_OF_HELP)
+@click.option("--templates", type=_FOLDER, default=None, help="Message templates folder. Default: templates/ beside the policy folder.")
+@click.option("--only-fired", is_flag=True, help="Show only the rules that fired.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def explain_command(customer_id: str, run_folder: Path | None, policies: Path, inbox: Path, as_of, templates: Path | None,
+                    only_fired: bool, fmt: str) -> None:
+    """Why one customer got each decision: every rule, fired or not, with the values it saw.
+
+    \b
+      crm-engine explain C000001 --policies policies --inbox inbox --as-of 2026-11-20
+      crm-engine explain C000001 --run outbox/2026-11-20_3e19bc8e
+    """
+    from engine.explain import explain_from_inputs, explain_from_run, format_explanation
+
+    try:
+        if run_folder is not None:
+            result = explain_from_run(customer_id, run_folder)
+        else:
+            day, moment = _split_as_of(as_of)
+            result = explain_from_inputs(customer_id, policies, inbox, day, moment, templates)
+    except EngineError as exc:
+        _fail(exc)
+        return
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str))
+    else:
+        for line in format_explanation(result, only_fired):
+            click.echo(line)
+
+
+@click.command("diff")
+@click.option("--base", required=True, help="The current policies: a folder, or git:<revision> (e.g. git:HEAD~1).")
+@click.option("--new", "new", type=_FOLDER, default=Path("policies"), show_default=True, help="The changed policy folder.")
+@click.option("--inbox", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("inbox"), show_default=True,
+              help="Folder with the exports both versions run on.")
+@click.option("--as-of", "as_of", callback=_as_of, default=None, help=AS_OF_HELP)
+@click.option("--templates", type=_FOLDER, default=None, help="Templates of the new version. Default: templates/ beside it.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("diff.xlsx"), show_default=True,
+              help="Where to write the workbook with every change.")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Lines per list in the terminal.")
+def diff_command(base: str, new: Path, inbox: Path, as_of, templates: Path | None, out: Path, top: int) -> None:
+    """What a policy change does: run both versions on the same inputs and compare.
+
+    \b
+    Classification changes (from → to, customers per pair), tasks and messages added and removed,
+    SLA targets changed, rule firing counts. Details in diff.xlsx.
+      crm-engine diff --base git:HEAD --new policies --inbox inbox --as-of 2026-11-20
+      crm-engine diff --base policies --new policies-draft --inbox inbox --as-of 2026-11-20 --out diff.xlsx
+    """
+    from engine.diff import format_diff, run_diff, write_diff_workbook
+
+    day, moment = _split_as_of(as_of)
+    try:
+        result = run_diff(base, new, inbox, day, moment, templates)
+    except EngineError as exc:
+        _fail(exc)
+        return
+    for line in format_diff(result, top):
+        click.echo(line)
+    write_diff_workbook(out, result)
+    click.echo(f"详细结果 details: {out}")
+
+
+@click.command("verify")
+@click.argument("run_folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--inbox", type=_FOLDER, default=None, help="Where the run's inputs are now, if they moved.")
+@click.option("--policies", type=_FOLDER, default=None, help="Where the run's policies are now, if they moved.")
+@click.option("--templates", type=_FOLDER, default=None, help="Where the run's templates are now, if they moved.")
+@click.option("--keep", type=_FOLDER, default=None, help="Leave the re-run in this folder (to look at differences).")
+def verify_command(run_folder: Path, inbox: Path | None, policies: Path | None, templates: Path | None, keep: Path | None) -> None:
+    """Re-run a finished run from its recorded files and confirm the outputs are identical.
+
+    \b
+    Checks first that every recorded input, policy and template file is unchanged (sha256), then
+    runs again into a temporary folder and compares every output file. Exit code 1 if anything differs.
+      crm-engine verify outbox/2026-11-20_3e19bc8e
+    """
+    from engine.verify import format_verify, verify_run
+
+    try:
+        result = verify_run(run_folder, inbox, policies, templates, keep)
+    except EngineError as exc:
+        _fail(exc)
+        return
+    for line in format_verify(result):
+        click.echo(line)
+    sys.exit(0 if result.identical else 1)
+
+
+COMMANDS = (validate_command, test_command, explain_command, diff_command, verify_command)
+
+
+def register(group: click.Group) -> None:
+    """Add the commands to the main ``crm-engine`` group (replacing an older ``validate``)."""
+    for command in COMMANDS:
+        group.add_command(command)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def tools() -> None:
+    """Policy editors' and auditors' commands (also available as crm-engine <command>)."""
+
+
+register(tools)
+
+if __name__ == "__main__":  # pragma: no cover
+    tools()

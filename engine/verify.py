@@ -1,0 +1,141 @@
+"""``crm-engine verify outbox/<run-id>``: re-run a finished run and confirm it gives the same files.
+
+1. Read the run's ``manifest.json``. Every input, policy and template file it recorded must still be
+   there with the same sha256 (folders from the manifest's ``roots``, or given explicitly if they
+   moved); otherwise say which files are missing or changed, and stop.
+2. Run the batch again from those files, with the recorded as-of instant and engine, into a temporary
+   outbox (the original run folder is not touched).
+3. Compare every output file's sha256 with the manifest's ``outputs`` list: identical, or which files
+   differ, are missing from the re-run or are new in it. Files now present in the inbox, policy or
+   template folder that the run did not read are reported too (they change what a run reads).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.errors import EngineError, Location, Problem
+from engine.explain import changed_files, read_manifest
+from engine.outbox import sha256_file
+
+
+@dataclass
+class VerifyResult:
+    run_id: str
+    changed_inputs: list[tuple[str, str, str]] = field(default_factory=list)  # (group, path, missing/changed)
+    new_inputs: list[tuple[str, str]] = field(default_factory=list)  # (group, path) read by the re-run, not by the run
+    differ: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # outputs of the run the re-run did not produce
+    extra: list[str] = field(default_factory=list)  # outputs the re-run produced that the run did not
+    same: int = 0
+    rerun_id: str | None = None
+
+    @property
+    def rerun(self) -> bool:
+        return self.rerun_id is not None
+
+    @property
+    def identical(self) -> bool:
+        return self.rerun and not (self.changed_inputs or self.new_inputs or self.differ or self.missing or self.extra)
+
+
+def _roots(manifest: dict[str, Any], inbox: Path | None, policies: Path | None, templates: Path | None) -> dict[str, Path]:
+    recorded = manifest.get("roots") or {}
+    roots = {}
+    for key, given in (("inbox", inbox), ("policies", policies), ("templates", templates)):
+        if given is not None:
+            roots[key] = Path(given).resolve()
+        elif recorded.get(key):
+            roots[key] = Path(recorded[key])
+        else:
+            raise EngineError(Problem(code="bad-manifest", message=f"manifest.json 没有记录 {key} 文件夹",
+                                      location=Location(file="manifest.json"), fix=f"用 --{key} 指定"))
+    return roots
+
+
+def _entries(manifest: dict[str, Any], group: str) -> dict[str, str]:
+    return {e["path"]: e["sha256"] for e in manifest.get(group, [])}
+
+
+def verify_run(run_folder: Path, inbox: Path | None = None, policies: Path | None = None,
+               templates: Path | None = None, keep: Path | None = None) -> VerifyResult:
+    """``keep``: a folder to leave the re-run in (for looking at the differences); default: a temporary one."""
+    from engine.run import RunOptions, run_batch
+
+    run_folder = Path(run_folder)
+    manifest = read_manifest(run_folder)
+    result = VerifyResult(manifest.get("run_id", run_folder.name))
+    roots = _roots(manifest, inbox, policies, templates)
+    result.changed_inputs = changed_files(manifest, {k: str(v) for k, v in roots.items()})
+    if result.changed_inputs:
+        return result
+
+    as_of = date.fromisoformat(manifest["as_of"])
+    as_of_time = datetime.fromisoformat(manifest["as_of_time"]) if manifest.get("as_of_time") else None
+    tmp = Path(tempfile.mkdtemp(prefix="crm-verify-")) if keep is None else Path(keep)
+    try:
+        options = RunOptions(policies=roots["policies"], inbox=roots["inbox"], outbox=tmp, as_of=as_of,
+                             as_of_time=as_of_time, templates=roots["templates"], engine=manifest.get("engine", "python"),
+                             force=True)
+        rerun = run_batch(options)
+        result.rerun_id = rerun.run_id
+        new_manifest = json.loads((rerun.folder / "manifest.json").read_text(encoding="utf-8"))
+        for group in ("inputs", "policies", "templates"):
+            for path in sorted(set(_entries(new_manifest, group)) - set(_entries(manifest, group))):
+                result.new_inputs.append((group, path))
+        before, after = _entries(manifest, "outputs"), _entries(new_manifest, "outputs")
+        for path in sorted(set(before) | set(after)):
+            if path not in after:
+                result.missing.append(path)
+            elif path not in before:
+                result.extra.append(path)
+            elif before[path] != after[path]:
+                result.differ.append(path)
+            else:
+                result.same += 1
+        # The run folder itself may have been edited after the run: compare it with its manifest too.
+        for path, digest in before.items():
+            here = run_folder / path
+            if not here.is_file():
+                result.differ.append(f"{path}（运行文件夹中已不存在）")
+                result.same -= path in after and after[path] == digest
+            elif sha256_file(here) != digest and path not in result.differ:
+                result.differ.append(f"{path}（运行文件夹中的文件被改过）")
+                result.same -= 1
+    finally:
+        if keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+GROUP_LABELS = {"inputs": "输入", "policies": "策略", "templates": "模板"}
+
+
+def format_verify(result: VerifyResult) -> list[str]:
+    lines = [f"核对运行 verify {result.run_id}"]
+    if result.changed_inputs:
+        lines.append("无法重新运行：运行时读取的文件已缺失或被修改 / recorded files changed:")
+        for group, path, what in result.changed_inputs:
+            lines.append(f"  {GROUP_LABELS.get(group, group)} {path}：{'缺失 missing' if what == 'missing' else '已修改 changed'}")
+        return lines
+    if result.rerun_id != result.run_id:
+        lines.append(f"重新运行得到的运行编号是 {result.rerun_id}（原为 {result.run_id}）")
+    for group, path in result.new_inputs:
+        lines.append(f"  新文件 {GROUP_LABELS.get(group, group)} {path}：运行时没有，重新运行时读入了")
+    for path in result.differ:
+        lines.append(f"  不同 differs: {path}")
+    for path in result.missing:
+        lines.append(f"  重新运行没有产生 missing: {path}")
+    for path in result.extra:
+        lines.append(f"  重新运行多出 extra: {path}")
+    if result.identical:
+        lines.append(f"一致 identical：{result.same} 个输出文件的 sha256 与清单相同")
+    else:
+        lines.append(f"不一致 NOT identical：{len(result.differ) + len(result.missing) + len(result.extra)} 个文件不同，"
+                     f"{result.same} 个相同")
+    return lines
