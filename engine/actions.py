@@ -75,6 +75,13 @@ class ActionBuilder:
             "params": params or {},
         }
 
+    def key(self, spec: TaskSpec | MessageSpec, rule: Rule, customer: Customer, features: dict) -> str:
+        """The idempotency key the contact ledger checks: rule, customer, period (and key_by value)."""
+        key = f"{rule.rule_id}|{customer.customer_id}|{period_label(spec.once_per, self.as_of)}"
+        if spec.key_by:
+            key += f"|{features.get(spec.key_by)}"
+        return key
+
     def task(self, spec: TaskSpec, rule: Rule, rs: RuleSet, customer: Customer, features: dict, context: dict) -> Task:
         role = spec.assign_to[5:] if spec.assign_to.startswith("role:") else None
         if role is not None:
@@ -98,7 +105,7 @@ class ActionBuilder:
             priority=spec.priority,
             script=self._inline(spec.script, context, rule),
             category=spec.category,
-            key=f"{rule.rule_id}|{customer.customer_id}|{period_label(spec.once_per, self.as_of)}",
+            key=self.key(spec, rule, customer, features),
         )
 
     def pick_channel(self, spec: MessageSpec, customer: Customer) -> tuple[str | None, str | None]:
@@ -133,5 +140,5 @@ class ActionBuilder:
             rule_id=rule.rule_id,
             policy_id=rs.policy_id,
             stage=rs.stage,
-            key=f"{rule.rule_id}|{customer.customer_id}|{period_label(spec.once_per, self.as_of)}",
+            key=self.key(spec, rule, customer, features),
         )

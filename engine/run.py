@@ -46,6 +46,11 @@ CUSTOMER_COLUMNS = [
     ("monetary_365d", "近365天消费额", "money"),
     ("days_since_last_contact", "距上次联系(天)", "int"),
     ("open_complaints", "未解决投诉", "int"),
+    ("churn_score", "流失风险分", "int"),
+    ("churn_level", "流失风险等级", "text"),
+    ("churn_reason", "流失原因", "text"),
+    ("churn_signals", "流失信号", "text"),
+    ("next_birthday_date", "下次生日", "date"),
     ("task_count", "任务数", "int"),
     ("message_count", "消息数", "int"),
 ]
@@ -125,6 +130,7 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
         context = None
         task_count = message_count = 0
         for stage_index, stage in enumerate(STAGES):
+            context = None  # templates see the features as they stand at this stage
             module = modules.get(stage)
             if module is not None:
                 out = module.process(facts)

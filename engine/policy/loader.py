@@ -106,6 +106,7 @@ class _Loader:
         self.problems = Problems()
         self.files: list[Path] = []
         self.documents: dict[str, list[tuple[Path, YMap]]] = {}
+        self.key_by_refs: list[tuple[str, Location]] = []  # (feature name, where) of every key_by
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -303,7 +304,7 @@ class _Loader:
         )
 
     def _task(self, block: Any, loc: Location, org: Organization) -> TaskSpec | None:
-        allowed = ("title", "assign_to", "due", "priority", "script", "category", "once_per")
+        allowed = ("title", "assign_to", "due", "priority", "script", "category", "once_per", "key_by")
         if not check_keys(block, "a task", allowed, ("title", "assign_to", "due"), self.problems, loc):
             return None
         assign = str(block.get("assign_to", "owner"))
@@ -330,10 +331,11 @@ class _Loader:
             script=None if block.get("script") is None else str(block.get("script")).strip(),
             category=str(block.get("category", "service")),
             once_per=self._period(block),
+            key_by=self._key_by(block),
         )
 
     def _message(self, block: Any, loc: Location, org: Organization) -> MessageSpec | None:
-        allowed = ("template", "channel", "category", "params", "once_per")
+        allowed = ("template", "channel", "category", "params", "once_per", "key_by")
         if not check_keys(block, "a message", allowed, ("template", "category"), self.problems, loc):
             return None
         channel = str(block.get("channel", "preferred"))
@@ -346,7 +348,16 @@ class _Loader:
             self.problems.error("bad-value", f"message category must be marketing or service, not '{category}'",
                                 block.value_loc("category"), fix="marketing messages need consent and count against caps; service messages do not")
         return MessageSpec(template=str(block.get("template")), channel=channel, category=category,
-                           params=dict(block.get("params") or {}), once_per=self._period(block))
+                           params=dict(block.get("params") or {}), once_per=self._period(block),
+                           key_by=self._key_by(block))
+
+    def _key_by(self, block: YMap) -> str | None:
+        """``key_by`` names a feature; checked against the schema with the conditions."""
+        value = block.get("key_by")
+        if value is None:
+            return None
+        self.key_by_refs.append((str(value), block.value_loc("key_by")))
+        return str(value)
 
     def _period(self, block: YMap) -> str:
         period = str(block.get("once_per", "day"))
@@ -519,6 +530,11 @@ def load_policies(root: Path) -> PolicySet:
     # otherwise make every name it sets look unknown elsewhere.
     if not loader.problems.errors:
         _typecheck(ordered_all, schema, loader.problems)
+        for name, loc in loader.key_by_refs:
+            if name not in schema:
+                guess = did_you_mean(name, schema)
+                loader.problems.error("unknown-name", f"key_by names '{name}', which is not a feature or tag"
+                                      + (f"; did you mean '{guess}'?" if guess else ""), loc)
     if loader.problems.errors:
         raise PolicyError(loader.problems.errors)
     return PolicySet(

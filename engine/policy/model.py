@@ -44,6 +44,7 @@ class TaskSpec:
     script: str | None = None
     category: str = "service"
     once_per: str = "day"  # issue at most once per customer in this period (see PERIODS)
+    key_by: str | None = None  # a feature whose value also goes into the key (e.g. an order id)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class MessageSpec:
     category: str  # "marketing" or "service": guards treat them differently
     params: dict[str, Any] = field(default_factory=dict)
     once_per: str = "day"
+    key_by: str | None = None
 
 
 # How often the same rule may issue the same task or message to the same customer. The period is
