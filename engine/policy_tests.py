@@ -365,7 +365,7 @@ def check_case(case: Case, evaluation, problems: Problems) -> CaseResult:
     expect = case.expect
     failures = result.failures
 
-    tags = expect.get("tags") or {}
+    tags = expect.get("tags") or YMap()
     if not isinstance(tags, YMap):
         problems.error("not-a-mapping", "expect.tags 应为 '名称: 值' 的块", expect.value_loc("tags"))
         tags = {}

@@ -100,12 +100,11 @@ def verify_run(run_folder: Path, inbox: Path | None = None, policies: Path | Non
                 result.same += 1
         # The run folder itself may have been edited after the run: compare it with its manifest too.
         for path, digest in before.items():
+            if path in result.differ or path in result.missing:
+                continue  # already reported
             here = run_folder / path
-            if not here.is_file():
-                result.differ.append(f"{path}（运行文件夹中已不存在）")
-                result.same -= path in after and after[path] == digest
-            elif sha256_file(here) != digest and path not in result.differ:
-                result.differ.append(f"{path}（运行文件夹中的文件被改过）")
+            if not here.is_file() or sha256_file(here) != digest:
+                result.differ.append(f"{path}（{'运行文件夹中已不存在' if not here.is_file() else '运行文件夹中的文件被改过'}）")
                 result.same -= 1
     finally:
         if keep is None:
