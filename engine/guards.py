@@ -3,9 +3,9 @@
 The stages decide *what* to do; the guards decide whether and when it may go out. They run after
 evaluation and before the run folder is written, in this fixed order (documented in docs/guards.md):
 
-1. ``dedupe`` — tasks and messages: an item whose idempotency key (rule, customer, period) another
-   run already issued (the contact ledger says so) is suppressed; so is a second item with the same
-   kind and key within this run.
+1. ``dedupe`` — tasks and messages: an item whose idempotency key (rule, customer, period) an
+   earlier run already issued (the contact ledger says so) is suppressed; so is a second item with
+   the same kind and key within this run.
 2. ``opt-out`` — messages: a customer who opted out gets no marketing message (and, if the policy
    says so, no service message either).
 3. ``consent`` — marketing messages need ``marketing_consent`` true; what an unrecorded consent
@@ -380,9 +380,10 @@ def run_send_time(policy: GuardPolicy, as_of_time: datetime) -> datetime:
 
 def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Mapping[str, Any],
                  tasks: Iterable[Task], messages: Iterable[Message], as_of_time: datetime, run_id: str) -> GuardResult:
-    """Apply the guards in their fixed order (module doc). ``ledger`` None: nothing counts as issued
-    before and caps see only this run (for policy tests). Input objects are not modified: kept
-    messages are copies with ``send_at`` set."""
+    """Apply the guards in their fixed order (module doc). The ledger history is what ``run_id``
+    sees (engine.ledger: every recorded run for a new run; for a re-executed run, the runs recorded
+    before it). ``ledger`` None: nothing counts as issued before and caps see only this run (for
+    policy tests). Input objects are not modified: kept messages are copies with ``send_at`` set."""
     tz = policy.tz
     tasks = sorted(tasks, key=_task_order)
     messages = sorted(messages, key=_message_order)
@@ -394,7 +395,7 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
 
     # 1. dedupe: against other runs (ledger), then within this run.
     wanted = [("task", t.key) for t in tasks] + [("message", m.key) for m in messages]
-    earlier = ledger.issued_among(wanted, exclude_run=run_id) if ledger is not None else {}
+    earlier = ledger.issued_among(wanted, for_run=run_id) if ledger is not None else {}
     seen: set[tuple[str, str]] = set()
     already: dict[tuple[str, datetime], str] = {}  # the reason's start, once per earlier run
 
@@ -464,7 +465,7 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     if caps and scheduled and ledger is not None:
         widest = timedelta(days=max(c.days for c in caps))
         times = [m.send_at for m in scheduled]
-        history = ledger.messages_between(min(times) - widest, max(times) + widest, exclude_run=run_id)
+        history = ledger.messages_between(min(times) - widest, max(times) + widest, for_run=run_id)
     this_run: dict[str, list[tuple[str, datetime]]] = {}
     for m in scheduled:
         reason = None

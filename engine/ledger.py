@@ -15,11 +15,13 @@ Times: every instant is a naive local wall-clock time (the zone of the guards po
 Asia/Shanghai), stored as ``YYYY-MM-DDTHH:MM:SS`` text, so text order is time order. ``issued_at``
 is the run's as-of instant, not the wall clock, so the ledger contents depend only on the runs.
 
-Same-run semantics: the rows a run recorded belong to its run id. When exactly that run is executed
-again (``run --force`` with the same inputs, policies, templates and as-of: the same run id), its own
-earlier rows do not count as "already issued" and do not count towards caps, and ``record`` replaces
-them. So re-running an identical run reproduces identical output. Rows of every *other* run count,
-whatever their as-of: nothing is ever issued twice, even if an older day is re-run after a newer one.
+Which runs count ("history"): runs are numbered in the order they were first recorded. A run sees
+the rows of the runs recorded *before* it — for a new run, every run in the ledger. Its own rows,
+and rows of runs recorded after it, do not count when exactly that run (the same run id: the same
+inputs, policies, templates and as-of) is executed again, by ``run --force`` or ``verify``; so
+re-executing a run reproduces identical output, and ``record`` replaces its rows (it keeps its place
+in the order). Nothing is issued twice this way: later runs were guarded against this run's rows.
+A *new* run sees every recorded run, whatever their as-of dates, even if it re-runs an older day.
 
 Crash safety: ``record`` writes a run's rows in one transaction. The caller records only after the
 run folder has been renamed into place, so a failed run leaves the ledger unchanged; see
@@ -50,6 +52,7 @@ CREATE TABLE IF NOT EXISTS schema_version (
 );
 CREATE TABLE IF NOT EXISTS runs (
     run_id   TEXT PRIMARY KEY,
+    seq      INTEGER NOT NULL UNIQUE, -- the order runs were first recorded in
     as_of    TEXT NOT NULL,          -- the run's as-of instant
     tasks    INTEGER NOT NULL,
     messages INTEGER NOT NULL
@@ -220,22 +223,32 @@ class Ledger:
         self.close()
 
     # -- queries used by the guards ----------------------------------------------------------------
-    def was_issued(self, key: str, kind: str | None = None, exclude_run: str | None = None) -> Entry | None:
-        """The entry for ``key`` (of ``kind``, if given) recorded by a run other than ``exclude_run``."""
-        sql = f"SELECT {', '.join(FIELDS)} FROM issued WHERE key = ?"
-        params: list[Any] = [key]
+    def _history(self, for_run: str | None, alias: str = "issued") -> tuple[str, list[Any]]:
+        """SQL condition (and parameters) for the rows run ``for_run`` sees: those of runs
+        recorded before it if it is in the ledger already (a re-execution), else all rows.
+        ``for_run`` None: all rows."""
+        if for_run is None:
+            return "1", []
+        row = self.conn.execute("SELECT seq FROM runs WHERE run_id = ?", (for_run,)).fetchone()
+        if row is None:
+            return "1", []
+        return f"{alias}.run_id IN (SELECT run_id FROM runs WHERE seq < ?)", [row[0]]
+
+    def was_issued(self, key: str, kind: str | None = None, for_run: str | None = None) -> Entry | None:
+        """The entry for ``key`` (of ``kind``, if given), as run ``for_run`` sees the ledger
+        (None: any run)."""
+        history, params = self._history(for_run)
+        sql = f"SELECT {', '.join(FIELDS)} FROM issued WHERE key = ? AND {history}"
+        params = [key, *params]
         if kind is not None:
             sql += " AND kind = ?"
             params.append(kind)
-        if exclude_run is not None:
-            sql += " AND run_id <> ?"
-            params.append(exclude_run)
         row = self.conn.execute(sql + " ORDER BY issued_at, run_id LIMIT 1", params).fetchone()
         return _entry(row) if row else None
 
-    def issued_among(self, keys: Iterable[tuple[str, str]], exclude_run: str | None = None) -> dict[tuple[str, str], tuple[str, datetime]]:
+    def issued_among(self, keys: Iterable[tuple[str, str]], for_run: str | None = None) -> dict[tuple[str, str], tuple[str, datetime]]:
         """Bulk ``was_issued`` for the dedupe guard: (kind, key) → (run id, issued at) for those
-        of ``keys`` that runs other than ``exclude_run`` issued.
+        of ``keys`` issued in the history run ``for_run`` sees.
 
         The wanted keys go into a temporary table joined with the ledger: a run over 100,000
         customers asks for hundreds of thousands of keys, and one query per key is many times
@@ -248,11 +261,9 @@ class Ledger:
         try:
             self.conn.execute("DELETE FROM temp.wanted")
             self.conn.executemany("INSERT OR IGNORE INTO temp.wanted (kind, key) VALUES (?, ?)", keys)
-            sql = "SELECT i.kind, i.key, i.run_id, i.issued_at FROM temp.wanted AS w JOIN issued AS i ON i.kind = w.kind AND i.key = w.key"
-            params: list[Any] = []
-            if exclude_run is not None:
-                sql += " WHERE i.run_id <> ?"
-                params.append(exclude_run)
+            history, params = self._history(for_run, "i")
+            sql = ("SELECT i.kind, i.key, i.run_id, i.issued_at FROM temp.wanted AS w "
+                   f"JOIN issued AS i ON i.kind = w.kind AND i.key = w.key WHERE {history}")
             for kind, key, run_id, issued_at in self.conn.execute(sql, params):
                 moment = parsed.get(issued_at)
                 if moment is None:
@@ -264,37 +275,33 @@ class Ledger:
         return found
 
     def count_messages(self, customer_id: str, category: str | Iterable[str], since: datetime,
-                       until: datetime | None = None, exclude_run: str | None = None) -> int:
+                       until: datetime | None = None, for_run: str | None = None) -> int:
         """Messages of ``category`` (one or several) for a customer whose send time is after
-        ``since`` (exclusive) and, if given, before ``until`` (exclusive), recorded by runs other
-        than ``exclude_run``."""
+        ``since`` (exclusive) and, if given, before ``until`` (exclusive), in the history run
+        ``for_run`` sees."""
         categories = [category] if isinstance(category, str) else sorted(set(category))
         if not categories:
             return 0
+        history, history_params = self._history(for_run)
         sql = (f"SELECT COUNT(*) FROM issued WHERE kind = 'message' AND customer_id = ? "
-               f"AND category IN ({', '.join('?' for _ in categories)}) AND COALESCE(send_at, issued_at) > ?")
-        params: list[Any] = [customer_id, *categories, to_text(since)]
+               f"AND category IN ({', '.join('?' for _ in categories)}) AND COALESCE(send_at, issued_at) > ? AND {history}")
+        params: list[Any] = [customer_id, *categories, to_text(since), *history_params]
         if until is not None:
             sql += " AND COALESCE(send_at, issued_at) < ?"
             params.append(to_text(until))
-        if exclude_run is not None:
-            sql += " AND run_id <> ?"
-            params.append(exclude_run)
         return self.conn.execute(sql, params).fetchone()[0]
 
     def messages_between(self, since: datetime, until: datetime | None = None,
-                         exclude_run: str | None = None) -> dict[str, list[tuple[str | None, datetime]]]:
+                         for_run: str | None = None) -> dict[str, list[tuple[str | None, datetime]]]:
         """Bulk form for the caps: customer id → [(category, send time)] of messages sent after
-        ``since`` (and before ``until``) by other runs, in time order."""
+        ``since`` (and before ``until``) in the history run ``for_run`` sees, in time order."""
+        history, history_params = self._history(for_run)
         sql = ("SELECT customer_id, category, COALESCE(send_at, issued_at) AS t FROM issued "
-               "WHERE kind = 'message' AND COALESCE(send_at, issued_at) > ?")
-        params: list[Any] = [to_text(since)]
+               f"WHERE kind = 'message' AND COALESCE(send_at, issued_at) > ? AND {history}")
+        params: list[Any] = [to_text(since), *history_params]
         if until is not None:
             sql += " AND COALESCE(send_at, issued_at) < ?"
             params.append(to_text(until))
-        if exclude_run is not None:
-            sql += " AND run_id <> ?"
-            params.append(exclude_run)
         out: dict[str, list[tuple[str | None, datetime]]] = {}
         parsed: dict[str, datetime] = {}
         for customer_id, category, moment in self.conn.execute(sql + " ORDER BY customer_id, t, key", params):
@@ -308,14 +315,25 @@ class Ledger:
         return self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
 
     def runs(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT run_id, as_of, tasks, messages FROM runs ORDER BY as_of, run_id")
-        return [{"run_id": r[0], "as_of": datetime.fromisoformat(r[1]), "tasks": r[2], "messages": r[3]} for r in rows]
+        """Recorded runs in the order they were first recorded."""
+        rows = self.conn.execute("SELECT run_id, seq, as_of, tasks, messages FROM runs ORDER BY seq")
+        return [{"run_id": r[0], "seq": r[1], "as_of": datetime.fromisoformat(r[2]), "tasks": r[3], "messages": r[4]} for r in rows]
+
+    def copy_to(self, path: Path | str) -> None:
+        """A consistent copy of the ledger (SQLite's backup API), e.g. for ``verify``: the re-run
+        reads the history the run saw and records into the copy, leaving the real ledger alone."""
+        target = sqlite3.connect(str(path))
+        try:
+            self.conn.backup(target)
+        finally:
+            target.close()
 
     # -- writing -------------------------------------------------------------------------------
     def record(self, run_id: str, as_of_time: datetime, tasks: Iterable[Task], messages: Iterable[Message]) -> None:
         """Record what a run issued, in one transaction. Replaces the rows this run id recorded
-        before (an identical re-run). Raises if a key was already issued by another run: that
-        means the guards were bypassed, and silently keeping either row would hide it."""
+        before (a re-execution). Raises if a key was already issued by another run: that means
+        the guards were bypassed (or two runs wrote at once), and silently keeping either row
+        would hide it."""
         issued_at = to_text(as_of_time)
         texts: dict[datetime | None, str | None] = {None: None}  # most items share a few times: format each once
 
@@ -338,9 +356,12 @@ class Ledger:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.execute("DELETE FROM issued WHERE run_id = ?", (run_id,))
+            # A re-executed run keeps its place in the order; a new run goes last.
+            known = self.conn.execute("SELECT seq FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            seq = known[0] if known else self.conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs").fetchone()[0]
             self.conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
-            self.conn.execute("INSERT INTO runs (run_id, as_of, tasks, messages) VALUES (?, ?, ?, ?)",
-                              (run_id, issued_at, n_tasks, len(rows) - n_tasks))
+            self.conn.execute("INSERT INTO runs (run_id, seq, as_of, tasks, messages) VALUES (?, ?, ?, ?, ?)",
+                              (run_id, seq, issued_at, n_tasks, len(rows) - n_tasks))
             try:
                 self.conn.executemany(f"INSERT INTO issued ({', '.join(FIELDS)}) VALUES ({', '.join('?' for _ in FIELDS)})", rows)
             except sqlite3.IntegrityError:

@@ -328,6 +328,26 @@ def test_same_run_reexecuted_reproduces_identical_output(tmp_path):
         assert ledger.count() == 4 and ledger.runs()[0]["messages"] == 3
 
 
+def test_reexecuting_an_older_run_after_a_newer_one_reproduces_it(tmp_path):
+    """run --force or verify of an older run: it sees only the runs recorded before it."""
+    day1 = [message(rule="care.a"), message(rule="care.b"), message(rule="care.c")]  # the cap keeps a and b
+    day3 = [message(rule="care.c"), message(rule="care.d", period="2026-11-30")]
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        first = run(ledger, "run-1", MORNING, day1)
+        assert [m.rule_id for m in first.kept_messages] == ["care.a", "care.b"]
+        later = run(ledger, "run-2", MORNING + timedelta(days=10), day3)
+        assert [m.rule_id for m in later.kept_messages] == ["care.c", "care.d"]
+        again = run(ledger, "run-1", MORNING, day1)
+        assert again == first  # care.c is still capped, not "already issued by run-2"
+        # A verify-style re-run on a copy of the ledger gives the same and leaves the original alone.
+        ledger.copy_to(tmp_path / "copy.sqlite")
+        with Ledger(tmp_path / "copy.sqlite") as copy:
+            assert run(copy, "run-2", MORNING + timedelta(days=10), day3) == later
+        # A new run the same day as run-1 sees both runs.
+        new = guard(day1, as_of=MORNING + timedelta(hours=2), run_id="run-3", ledger=ledger)
+        assert new.kept_messages == [] and {s.guard for s in new.suppressed} == {"dedupe"}
+
+
 def test_duplicate_key_within_one_run():
     result = guard([message(), message()], [task(), task()])
     assert len(result.kept_messages) == 1 and len(result.kept_tasks) == 1

@@ -53,10 +53,10 @@ def test_record_and_was_issued(tmp_path):
         assert ledger.was_issued("care.revisit|C001|2026-11", kind="task").due == datetime(2026, 11, 23, 18, 0)
         assert ledger.was_issued("care.revisit|C001|2026-11", kind="message") is None
         # The same run's own rows are not "earlier" when that run is re-executed.
-        assert ledger.was_issued("care.festival|C001|2026-11-20", exclude_run="run-1") is None
+        assert ledger.was_issued("care.festival|C001|2026-11-20", for_run="run-1") is None
         assert ledger.was_issued("nope|C001|2026") is None
         assert ledger.has_run("run-1") and not ledger.has_run("run-2")
-        assert ledger.runs() == [{"run_id": "run-1", "as_of": AS_OF, "tasks": 1, "messages": 1}]
+        assert ledger.runs() == [{"run_id": "run-1", "seq": 1, "as_of": AS_OF, "tasks": 1, "messages": 1}]
 
 
 def test_no_personal_data_in_the_ledger(tmp_path):
@@ -77,7 +77,7 @@ def test_issued_among_in_bulk(tmp_path):
         assert len(found) == 1000
         assert ("task", messages[0].key) not in found
         assert found[("message", messages[5].key)] == ("run-1", AS_OF)
-        assert ledger.issued_among(wanted, exclude_run="run-1") == {}
+        assert ledger.issued_among(wanted, for_run="run-1") == {}
 
 
 def test_count_messages_window(tmp_path):
@@ -93,7 +93,7 @@ def test_count_messages_window(tmp_path):
         assert ledger.count_messages("C001", "marketing", since) == 1  # "after since": exclusive
         assert ledger.count_messages("C001", ["marketing", "service"], since - timedelta(days=1)) == 3
         assert ledger.count_messages("C001", "marketing", since - timedelta(days=1), until=datetime(2026, 11, 25, 10, 0)) == 1
-        assert ledger.count_messages("C001", "marketing", since - timedelta(days=1), exclude_run="run-1") == 0
+        assert ledger.count_messages("C001", "marketing", since - timedelta(days=1), for_run="run-1") == 0
         history = ledger.messages_between(since - timedelta(days=1))
         assert history["C001"] == [("marketing", datetime(2026, 11, 21, 10, 0)), ("service", datetime(2026, 11, 22, 10, 0)),
                                    ("marketing", datetime(2026, 11, 25, 10, 0))]
@@ -113,6 +113,28 @@ def test_record_replaces_the_same_run_and_is_one_transaction(tmp_path):
         assert info.value.problems[0].code == "ledger-duplicate"
         assert not ledger.has_run("run-2")
         assert ledger.was_issued("care.other|C001|2026-11") is None
+
+
+def test_history_a_run_sees(tmp_path):
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        ledger.record("run-a", AS_OF, [], [message(period="a")])
+        ledger.record("run-b", AS_OF + timedelta(days=1), [], [message(period="b", send_at=datetime(2026, 11, 22, 10, 0))])
+        since = datetime(2026, 11, 1)
+        # A new run sees every recorded run, a re-executed one only those recorded before it.
+        assert ledger.count_messages("C001", "marketing", since, for_run="run-new") == 2
+        assert ledger.count_messages("C001", "marketing", since, for_run="run-b") == 1
+        assert ledger.count_messages("C001", "marketing", since, for_run="run-a") == 0
+        assert ledger.was_issued("care.festival|C001|a", for_run="run-b").run_id == "run-a"
+        assert ledger.was_issued("care.festival|C001|b", for_run="run-a") is None
+        assert list(ledger.messages_between(since, for_run="run-b")) == ["C001"]
+        # Re-recording the older run keeps its place in the order.
+        ledger.record("run-a", AS_OF, [], [message(period="a")])
+        assert [(r["run_id"], r["seq"]) for r in ledger.runs()] == [("run-a", 1), ("run-b", 2)]
+        assert ledger.count_messages("C001", "marketing", since, for_run="run-a") == 0
+
+        ledger.copy_to(tmp_path / "copy.sqlite")
+    with Ledger(tmp_path / "copy.sqlite") as copy:
+        assert copy.count() == 2 and [r["run_id"] for r in copy.runs()] == ["run-a", "run-b"]
 
 
 def test_record_refuses_aware_times_and_missing_keys(tmp_path):
