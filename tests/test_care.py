@@ -249,8 +249,8 @@ def test_post_purchase_follow_up_window(policyset):
     tasks = tasks_of(ev, "CARE-POST-PURCHASE-FOLLOW-UP")
     assert set(tasks) == {"C1", "C4", "C5"}
     assert tasks["C1"].assignee == "张伟"
-    assert tasks["C1"].title == "购买后回访（2026-03-07 的订单）"
-    assert tasks["C1"].key == "CARE-POST-PURCHASE-FOLLOW-UP|C1|2026-W11"
+    assert tasks["C1"].title == "购买后回访（2026-03-07 的订单 O1）"
+    assert tasks["C1"].key == "CARE-POST-PURCHASE-FOLLOW-UP|C1|ever|O1"
 
 
 # -- periodic revisits by tier ------------------------------------------------------------------------
