@@ -228,10 +228,15 @@ def test_paused_ticket_is_reported_not_escalated(shipped, calendars):
     c = clocks(stage, "I6")
     assert c["first_response"].status == "met"
     assert c["resolution"].status == "paused" and c["resolution"].late is None
-    assert c["resolution"].elapsed == timedelta(hours=6.5 + 7.5 + 7.5 + 3)
     assert out.tasks == []
     assert features["sla_open"] == 1 and features["sla_paused_open"] == 1 and features["sla_breached_open"] == 0
-    assert "暂停计时" in stage.items[0].notes[0]
+    assert stage.items[0].notes == ["解决：等客户回复，暂停计时（导出没有状态历史，按当前状态判断）；已过原截止时间"]
+
+    # Paused before its deadline: the share used is still shown (Mon 6.5 h + Tue 3 h of 15 h).
+    stage, out, _ = run_one(shipped, calendars, datetime(2024, 5, 14, 12, 0), it)
+    res = clocks(stage, "I6")["resolution"]
+    assert (res.status, res.elapsed, res.share_used) == ("paused", timedelta(hours=9.5), 9.5 / 15)
+    assert out.tasks == []
 
 
 def test_closed_without_resolved_time_uses_first_response(shipped, calendars):
@@ -330,6 +335,17 @@ def test_suggestion_has_only_a_reply_clock(shipped, calendars):
     c = clocks(stage, "G1")
     assert list(c) == ["resolution"]
     assert c["resolution"].deadline == datetime(2024, 5, 20, 10, 0)
+
+
+def test_lateness_of_long_open_items_matches_the_calendar(calendars):
+    # The per-day shortcut gives the same working time as the calendar itself, across holidays.
+    standard = calendars["standard"]
+    end = datetime(2025, 2, 10, 23, 59, 59)
+    until = sla_module.UntilAsOf(standard, end)
+    moments = [datetime(2024, 1, 2, 10, 0) + timedelta(days=d, hours=d % 13, minutes=7 * d) for d in range(0, 400, 9)]
+    moments += [datetime(2025, 2, 10, 10, 30), datetime(2024, 9, 29, 17, 0), datetime(2025, 1, 26, 8, 0)]
+    for moment in reversed(moments):  # later days first, so the cache is extended backwards too
+        assert until.since(moment) == standard.business_time_between(moment, end), moment
 
 
 def test_late_text():
@@ -501,9 +517,9 @@ def test_run_tasks_and_decisions(run_folder):
     assert sorted(d["inputs"]["interaction_id"] for d in sla) == ["I1", "I2", "I3", "I4", "I5", "I6"]
     i4 = next(d for d in sla if d["inputs"]["interaction_id"] == "I4")
     assert i4["rule_id"] == "sla-complaint" and i4["source"] == rule_location("sla-complaint")
-    assert i4["outputs"][0]["sla"]["first_response"] == {
-        "target": "4h", "deadline": "2024-05-16T14:30", "status": "open_breached", "late_minutes": 660,
-        "share_used": 3.75}
+    first = i4["outputs"][0]["sla"]["first_response"]
+    assert datetime.fromisoformat(first.pop("deadline")) == datetime(2024, 5, 16, 14, 30)
+    assert first == {"target": "4h", "status": "open_breached", "late_minutes": 660}
     assert i4["outputs"][1]["task"]["assignee"] == "李强"
     manifest = json.loads((run_folder / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["counts"]["sla"]["tracked"] == 6

@@ -17,7 +17,7 @@ Definitions of statuses and KPIs: docs/sla.md. The module never evaluates policy
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,7 @@ STATUS_LABELS = {
 }
 NO_TARGET_LABEL = "无适用时限"
 ENDED = (MET, BREACHED)
+_OPEN_FEATURE = {OPEN_BREACHED: "sla_breached_open", AT_RISK: "sla_at_risk_open", PAUSED: "sla_paused_open"}
 RUNNING = (OPEN_WITHIN, AT_RISK, OPEN_BREACHED, PAUSED)
 CLOCK_LABELS = {"first_response": "首次响应", "resolution": "解决"}
 
@@ -315,7 +316,7 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Clock:
     """One timed obligation of one interaction (first response or resolution)."""
 
@@ -338,7 +339,8 @@ class Clock:
         if self.stopped is not None:
             out["stopped"] = self.stopped
         if self.late is not None:
-            out["late_minutes"] = round(self.late.total_seconds() / 60, 1)
+            minutes = round(self.late.total_seconds() / 60, 1)
+            out["late_minutes"] = int(minutes) if minutes.is_integer() else minutes
         if self.share_used is not None:
             out["share_used"] = round(self.share_used, 4)
         if self.note:
@@ -351,10 +353,54 @@ def _span(calendar: BusinessCalendar, duration: Duration, a: datetime, b: dateti
     return b - a if duration.wall else calendar.business_time_between(a, b)
 
 
+class UntilAsOf:
+    """Working time from an earlier instant up to the run's as-of instant, on one calendar.
+
+    Every open late item is measured up to the same instant, so the working time from each local
+    midnight to that instant is worked out once per day and kept: a ticket left open for a year costs
+    two short look-ups instead of a scan over 365 days.
+    """
+
+    def __init__(self, calendar: BusinessCalendar, as_of_time: datetime):
+        self.calendar = calendar
+        self.end = as_of_time
+        self.end_day = as_of_time.date()
+        self._from_midnight: dict[date, timedelta] = {}  # local day -> working time from its 00:00 to end
+
+    def since(self, moment: datetime) -> timedelta:
+        day = moment.date()
+        if day >= self.end_day:
+            return self.calendar.business_time_between(moment, self.end)
+        next_midnight = datetime.combine(day + timedelta(days=1), time())
+        return self.calendar.business_time_between(moment, next_midnight) + self._from(day + timedelta(days=1))
+
+    def _from(self, day: date) -> timedelta:
+        cache = self._from_midnight
+        if day in cache:
+            return cache[day]
+        # Walk forward to the nearest known day (or the as-of day), then fill in backwards.
+        pending: list[date] = []
+        d = day
+        while d not in cache and d < self.end_day:
+            pending.append(d)
+            d += timedelta(days=1)
+        if d not in cache:
+            cache[d] = self.calendar.business_time_between(datetime.combine(d, time()), self.end)
+        total = cache[d]
+        for p in reversed(pending):
+            midnight = datetime.combine(p, time())
+            total += self.calendar.business_time_between(midnight, midnight + timedelta(days=1))
+            cache[p] = total
+        return cache[day]
+
+
 def evaluate_clock(name: str, duration: Duration, calendar: BusinessCalendar, start: datetime,
                    stopped: datetime | None, stop_unknown: bool, paused: bool, as_of_time: datetime,
-                   at_risk_share: float) -> Clock:
-    """The status of one clock as of ``as_of_time`` (see docs/sla.md for the definitions)."""
+                   at_risk_share: float, until_as_of: UntilAsOf | None = None) -> Clock:
+    """The status of one clock as of ``as_of_time`` (see docs/sla.md for the definitions).
+
+    ``until_as_of`` (optional, same calendar and instant) makes lateness of long-open items cheap.
+    """
     deadline = calendar.add(start, duration)
     if stopped is not None:
         if stopped <= deadline:
@@ -362,16 +408,24 @@ def evaluate_clock(name: str, duration: Duration, calendar: BusinessCalendar, st
         return Clock(name, duration, deadline, BREACHED, stopped=stopped, late=_span(calendar, duration, deadline, stopped))
     if stop_unknown:
         return Clock(name, duration, deadline, UNKNOWN, note="已关闭但没有时间记录")
+    past_deadline = as_of_time > deadline
+    if paused:
+        # Without a status history we cannot know since when it waits: report, never escalate.
+        note = "等客户回复，暂停计时（导出没有状态历史，按当前状态判断）"
+        if past_deadline:
+            return Clock(name, duration, deadline, PAUSED, note=note + "；已过原截止时间")
+    elif past_deadline:
+        if until_as_of is not None and not duration.wall:
+            late = until_as_of.since(deadline)
+        else:
+            late = _span(calendar, duration, deadline, as_of_time)
+        return Clock(name, duration, deadline, OPEN_BREACHED, late=late)
+    # Share of the target used so far (both spans are at most the target long: cheap to count).
     elapsed = _span(calendar, duration, start, as_of_time)
     total = _span(calendar, duration, start, deadline)
     share = elapsed / total if total > timedelta(0) else 1.0
     if paused:
-        # Without a status history we cannot know since when it waits: report, never escalate.
-        return Clock(name, duration, deadline, PAUSED, elapsed=elapsed, share_used=share,
-                     note="等客户回复，暂停计时（导出没有状态历史，按当前状态判断）")
-    if as_of_time > deadline:
-        return Clock(name, duration, deadline, OPEN_BREACHED, late=_span(calendar, duration, deadline, as_of_time),
-                     elapsed=elapsed, share_used=share)
+        return Clock(name, duration, deadline, PAUSED, elapsed=elapsed, share_used=share, note=note)
     status = AT_RISK if share >= at_risk_share else OPEN_WITHIN
     return Clock(name, duration, deadline, status, elapsed=elapsed, share_used=share)
 
@@ -389,7 +443,7 @@ def late_text(clock: Clock) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class SlaItem:
     """The SLA picture of one tracked interaction (a row of sla.xlsx)."""
 
@@ -402,31 +456,25 @@ class SlaItem:
     resolved: bool
     notes: list[str] = field(default_factory=list)
     task_text: str | None = None
+    # Summary flags, set once by finish() (the KPI tallies read them many times).
+    statuses: tuple[str, ...] = ()
+    breached: bool = False  # some clock is late (closed late or open past its deadline)
+    decided: bool = False  # counts in the timely-handling rate: every clock ended, or one is late
+    timely: bool = False  # every clock ended on time
+    open: bool = False  # some clock still runs (within, at risk, late or paused)
+    open_state: str | None = None  # the open item's worst state: open_breached > at_risk > paused
 
-    @property
-    def statuses(self) -> list[str]:
-        return [c.status for c in self.clocks]
-
-    @property
-    def breached(self) -> bool:
-        return any(s in (BREACHED, OPEN_BREACHED) for s in self.statuses)
-
-    @property
-    def ended(self) -> bool:
-        return bool(self.clocks) and all(s in ENDED for s in self.statuses)
-
-    @property
-    def decided(self) -> bool:
-        """Counts in the timely-handling rate: every clock ended, or some clock is already late."""
-        return self.target is not None and (self.ended or self.breached)
-
-    @property
-    def timely(self) -> bool:
-        return self.target is not None and self.ended and not self.breached
-
-    @property
-    def open(self) -> bool:
-        return any(s in RUNNING for s in self.statuses)
+    def finish(self) -> None:
+        statuses = self.statuses = tuple(c.status for c in self.clocks)
+        self.breached = BREACHED in statuses or OPEN_BREACHED in statuses
+        ended = bool(statuses) and all(s in ENDED for s in statuses)
+        self.decided = self.target is not None and (ended or self.breached)
+        self.timely = self.target is not None and ended and not self.breached
+        self.open = any(s in RUNNING for s in statuses)
+        for state in (OPEN_BREACHED, AT_RISK, PAUSED):
+            if state in statuses:
+                self.open_state = state
+                break
 
     def clock(self, name: str) -> Clock | None:
         for c in self.clocks:
@@ -435,7 +483,7 @@ class SlaItem:
         return None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tally:
     """KPI counters of one group."""
 
@@ -457,13 +505,14 @@ class _Tally:
         if item.interaction.satisfaction is not None:
             self.rated += 1
             self.satisfaction_sum += item.interaction.satisfaction
-        statuses = item.statuses
-        if OPEN_BREACHED in statuses:
-            self.open_breached += 1
-        elif AT_RISK in statuses:
-            self.at_risk += 1
-        elif PAUSED in statuses:
-            self.paused += 1
+        state = item.open_state
+        if state is not None:
+            if state == OPEN_BREACHED:
+                self.open_breached += 1
+            elif state == AT_RISK:
+                self.at_risk += 1
+            else:
+                self.paused += 1
 
     @property
     def resolution_rate(self) -> float | None:
@@ -564,6 +613,7 @@ class SlaStage:
         self.escalation_due = setup.builder.calendar.add(setup.as_of_time, policy.escalation_due)
         self.track = frozenset(policy.track_types)
         self.items: list[SlaItem] = []
+        self.until_as_of = {t.calendar_name: UntilAsOf(t.calendar, setup.as_of_time) for t in policy.targets}
 
     # ---- per customer --------------------------------------------------------------------------
 
@@ -591,15 +641,9 @@ class SlaStage:
             if task is not None:
                 out.tasks.append(task)
             out.firings.append(self._firing(item, context, task))
-            statuses = item.statuses
-            if item.open:
-                counts["sla_open"] += 1
-            if OPEN_BREACHED in statuses:
-                counts["sla_breached_open"] += 1
-            elif AT_RISK in statuses:
-                counts["sla_at_risk_open"] += 1
-            elif PAUSED in statuses:
-                counts["sla_paused_open"] += 1
+            counts["sla_open"] += item.open
+            if item.open_state is not None:
+                counts[_OPEN_FEATURE[item.open_state]] += 1
             if (self.as_of - created.date()).days < WINDOW_DAYS:
                 counts["sla_breached_365d"] += item.breached
                 window_decided += item.decided
@@ -644,17 +688,18 @@ class SlaStage:
                 notes.append("已关闭但没有解决时间，按首次响应时间计为解决时间")
             else:
                 resolution_unknown = True
-        calendar = target.calendar
+        calendar, until = target.calendar, self.until_as_of[target.calendar_name]
         if target.first_response is not None:
             item.clocks.append(evaluate_clock("first_response", target.first_response, calendar, created, first_stop,
                                               closed_by_status and first_stop is None, paused, as_of_time,
-                                              policy.at_risk_share))
+                                              policy.at_risk_share, until))
         if target.resolution is not None:
             item.clocks.append(evaluate_clock("resolution", target.resolution, calendar, created, resolution_stop,
-                                              resolution_unknown, paused, as_of_time, policy.at_risk_share))
+                                              resolution_unknown, paused, as_of_time, policy.at_risk_share, until))
         for clock in item.clocks:
             if clock.note:
                 notes.append(f"{CLOCK_LABELS[clock.name]}：{clock.note}")
+        item.finish()
         return item
 
     def _task(self, item: SlaItem) -> Task | None:
