@@ -33,7 +33,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from jinja2 import DictLoader, nodes
+from jinja2 import DictLoader, TemplateSyntaxError, nodes
 
 from engine import expr
 from engine.calendar import load_calendars
@@ -282,13 +282,23 @@ class _TemplateChecker:
     def fields(self, env, name: str, location: Location) -> tuple[set[str], set[str]] | None:
         """(fields used, filters used) of a template, or None after reporting a syntax error."""
         try:
-            fields = template_fields(env, name)
             tree = env.parse(env.loader.get_source(env, name)[0])
+            filters = {n.name for n in tree.find_all(nodes.Filter)}
+            unknown = filters - set(env.filters)
+            if unknown:
+                # Jinja will not even compile a template with an unknown filter; to still find its
+                # variables, look at it with stand-ins for those filters (they are reported anyway).
+                if env is self.env:  # leave the shared environment as it is
+                    env = make_environment(self.templates)
+                env.filters.update({f: (lambda value, *args, **kwargs: value) for f in unknown})
+            fields = template_fields(env, name)
         except PolicyError as exc:
             for p in exc.problems:
                 self.problems.append(Problem(p.code, p.message, p.location if p.location.file else location, p.severity, p.fix))
             return None
-        filters = {n.name for n in tree.find_all(nodes.Filter)}
+        except TemplateSyntaxError as exc:  # e.g. an unknown test (``is foo``)
+            self.problems.append(Problem("template-syntax", f"{exc.message}", location))
+            return None
         return fields, filters
 
     def field_problems(self, used: set[str], filters: set[str], where: str, file_loc: Callable[[str], Location],
@@ -705,7 +715,8 @@ def check_ruleset_logic(rs: RuleSet, knowledge: _Knowledge) -> list[Problem]:
         if shadowed:
             problems.append(Problem(
                 code="unreachable-rule", severity=WARNING, location=rule.location,
-                message=f"规则 {rule.rule_id} 永远不会生效：命中策略为 {rs.hit_policy}，满足它的客户都会先满足 {_rule_names(rs, winners)}",
+                message=f"规则 {rule.rule_id} 永远不会生效：命中策略为 {rs.hit_policy}，满足它的客户都会先满足 {_rule_names(rs, winners)}"
+                        + ("（其中之一）" if len(winners) > 1 else ""),
                 fix=_unreachable_fix(rs, rule, winners)))
     for (a, b), point in sorted(overlaps.items()):
         ra, rb = rs.rules[a], rs.rules[b]
