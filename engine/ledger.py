@@ -163,9 +163,6 @@ class Ledger:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a run's rows are one transaction.
         # timeout: a second process recording at the same moment waits instead of failing at once.
         self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
-        # A larger page cache (64 MiB, the default is 2 MiB): a run inserts and looks up 100,000s of
-        # keys in random order, and index pages evicted mid-run must be read again.
-        self.conn.execute("PRAGMA cache_size = -65536")
         try:
             self._prepare()
         except BaseException:
@@ -176,6 +173,9 @@ class Ledger:
     def _prepare(self) -> None:
         try:
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            # A larger page cache (64 MiB, the default is 2 MiB): a run inserts and looks up
+            # 100,000s of keys in random order, and index pages evicted mid-run must be read again.
+            self.conn.execute("PRAGMA cache_size = -65536")
         except sqlite3.DatabaseError as exc:
             raise self._not_a_ledger(str(exc)) from None
         if not tables:
