@@ -26,6 +26,7 @@ from python_calamine import CalamineError, CalamineWorkbook
 
 from .coerce import Coercer, CoercionError, _spellings
 from .columns import (
+    HEADER_SCAN_ROWS,
     TABLE_CLASSES,
     ColumnsSpec,
     HeaderMatch,
@@ -220,8 +221,8 @@ def _missing_columns(columns: ColumnsSpec, table: TableSpec, match: HeaderMatch 
         spec = table.fields[field]
         problems.append(Problem(
             "missing-column",
-            f"{file}, sheet {sheet}: no column for {table.name}.{field}, which is required. Looked in the "
-            f"first rows for a header matching any of: {', '.join(spec.aliases)}.{seen}",
+            f"no column for {table.name}.{field} (required) in {file}, sheet {sheet}. Looked in the first "
+            f"{HEADER_SCAN_ROWS} rows for a header matching any of: {', '.join(spec.aliases)}.{seen}",
             Location(file=file, sheet=sheet),
             fix=f"add a column headed {spec.aliases[0]}, or add your header to {columns.path} under "
                 f"{table.name}.{field}.aliases",

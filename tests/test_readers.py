@@ -350,7 +350,7 @@ def test_missing_required_column_message(tmp_path, columns):
     assert problem.code == "missing-column"
     assert problem.location.file == "customers.xlsx" and problem.location.sheet == "客户信息"
     text = str(exc.value)
-    assert "customers.xlsx, sheet 客户信息: no column for customers.customer_id, which is required." in text
+    assert "no column for customers.customer_id (required) in customers.xlsx, sheet 客户信息." in text
     aliases = columns.tables["customers"].fields["customer_id"].aliases
     assert "matching any of: " + ", ".join(aliases) + "." in text
     for alias in ("客户编号", "客户ID", "客户代码", "customer_id", "Customer ID", "CustomerID"):
@@ -377,7 +377,7 @@ def test_file_hint_explains_missing_columns(tmp_path, columns):
     with pytest.raises(InputError) as exc:
         read_inbox(inbox, columns)
     [problem] = exc.value.problems
-    assert problem.message.startswith("orders.xlsx, sheet Sheet1: no column for orders.date, which is required.")
+    assert problem.message.startswith("no column for orders.date (required) in orders.xlsx, sheet Sheet1.")
 
 
 # -- rejects --------------------------------------------------------------------------------------
