@@ -609,8 +609,8 @@ class SlaStage:
         self.as_of = setup.as_of
         self.as_of_time = setup.as_of_time
         self.org = setup.builder.org
-        # Escalations are due a fixed working time after the instant the run looks at.
-        self.escalation_due = setup.builder.calendar.add(setup.as_of_time, policy.escalation_due)
+        self.task_calendar = setup.builder.calendar
+        self._escalation_due: datetime | None = None
         self.track = frozenset(policy.track_types)
         self.items: list[SlaItem] = []
         self.until_as_of = {t.calendar_name: UntilAsOf(t.calendar, setup.as_of_time) for t in policy.targets}
@@ -651,6 +651,16 @@ class SlaStage:
         counts["sla_timely_rate_365d"] = round(window_timely / window_decided, 4) if window_decided else None
         features.update(counts)
         return out
+
+    @property
+    def escalation_due(self) -> datetime:
+        """Escalations are due a fixed working time after the instant the run looks at.
+
+        Worked out on first use, so building the stage (e.g. for ``validate``) needs no calendar year.
+        """
+        if self._escalation_due is None:
+            self._escalation_due = self.task_calendar.add(self.as_of_time, self.policy.escalation_due)
+        return self._escalation_due
 
     def _target(self, context: dict[str, Any]) -> Target | None:
         for target in self.policy.targets:
