@@ -212,8 +212,16 @@ def _missing_columns(columns: ColumnsSpec, table: TableSpec, match: HeaderMatch 
                      file: str, sheet: str) -> list[Problem]:
     missing = match.missing_required if match is not None else table.required
     if match is not None and match.columns:
-        seen = f" The best header candidate, row {match.row_index + 1}, has: " + ", ".join(
-            list(match.headers.values()) + match.unknown) + "."
+        seen = f" The best header candidate, row {match.row_index + 1}, has: " + ", ".join(match.headers.values())
+        if len(match.columns) >= 2:
+            # Surely the header row, so its other cells are headers too (maybe a misspelt one). With
+            # a single match the row could be a data row: its cells may be names or phone numbers,
+            # which must not end up in messages and logs, so they are only counted.
+            seen += "".join(f", {text[:30]}" for text in match.unknown) + "."
+        elif match.unknown:
+            seen += f" and {len(match.unknown)} other cells."
+        else:
+            seen += "."
     else:
         seen = " No row there looks like a header."
     problems = []

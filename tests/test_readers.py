@@ -631,3 +631,14 @@ def test_columns_yaml_errors(tmp_path):
     with pytest.raises(PolicyError) as exc:
         load_columns(path)
     assert exc.value.problems[0].code == "yaml-syntax" and exc.value.problems[0].location.line == 1
+
+
+def test_missing_column_message_does_not_quote_possible_data_cells(tmp_path, columns):
+    # With a single recognised header the "header" may be a data row: other cells are only counted.
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["王小明", "13812345678", "电话"]]})
+    with pytest.raises(InputError) as exc:
+        read_inbox(inbox, columns)
+    text = str(exc.value)
+    assert "The best header candidate, row 1, has: 电话 and 2 other cells." in text
+    assert "王小明" not in text and "13812345678" not in text
