@@ -169,8 +169,8 @@ def _record(cls, block: Any, loc: Location, fixed: dict[str, Any], extra: tuple[
         return None
     values = dict(fixed)
     for key, value in block.items():
-        if key in extra:
-            continue
+        if key in extra or key not in allowed:
+            continue  # unknown keys were reported by check_keys
         values[key] = _convert(key, value, block.value_loc(key), problems)
     return values
 
@@ -263,6 +263,10 @@ def load_cases(tests_dir: Path, display_root: Path | None = None) -> tuple[list[
             doc = load_yaml(path, name)
         except PolicyError as exc:
             problems.extend(exc.problems)
+            continue
+        except ValueError as exc:  # PyYAML builds dates itself: 2026-13-45 raises here, without a position
+            problems.error("bad-value", f"文件中有无法读取的值（{exc}），例如不存在的日期", Location(file=name),
+                           fix="日期写成 2026-11-20 这样的真实日期")
             continue
         if not check_keys(doc, "a policy test file", FILE_KEYS, ("cases",), problems, Location(file=name, line=1, col=1)):
             continue
