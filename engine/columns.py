@@ -99,9 +99,9 @@ class ColumnsSpec:
     def coercer(self) -> Coercer:
         return Coercer(self.blank_values, self.true_values, self.false_values)
 
-    def table_for_sheet_name(self, sheet: str) -> str | None:
-        """The table whose sheet alias matches ``sheet`` (exactly, else the longest alias contained in
-        it, e.g. "客户信息导出" -> customers). ``None`` if none or ambiguous."""
+    def table_for_sheet_name(self, sheet: str, exact: bool = False) -> str | None:
+        """The table whose sheet alias matches ``sheet`` (exactly, else -- unless ``exact`` -- the longest
+        alias contained in it, e.g. "客户信息导出" -> customers). ``None`` if none or ambiguous."""
         key = header_key(sheet)
         if not key:
             return None
@@ -113,7 +113,7 @@ class ColumnsSpec:
                     return table.name
                 if a and a in key:
                     best.append((len(a), table.name))
-        if not best:
+        if not best or exact:
             return None
         top = max(n for n, _ in best)
         names = {t for n, t in best if n == top}

@@ -38,7 +38,7 @@ from .columns import (
 from .errors import WARNING, InputError, Location, Problem
 from .model import Dataset, Reject, SourceRow
 
-__all__ = ["read_inbox", "load_columns", "read_workbook"]
+__all__ = ["read_inbox", "load_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,21 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     found: set[str] = set()  # tables seen in some sheet (even with no data rows)
     rejects: list[Reject] = []
     coercer = columns.coercer()
+    near_misses: list[tuple[HeaderMatch, list[Problem]]] = []  # sheets like a table but lacking a column
     for path in files:
-        for table, objs, rej in read_workbook(path, columns, coercer=coercer, warnings=warn):
+        for table, objs, rej in _read_workbook(path, columns, coercer, warn, near_misses):
             found.add(table)
             parts[table].extend(objs)
             rejects.extend(rej)
+    # A sheet that looks like customers/interactions/orders but lacks a required column stops the run,
+    # unless that table was read from another sheet (then it is an extra sheet, e.g. a pivot table).
+    fatal = [p for match, problems in near_misses if match.table not in found for p in problems]
+    if fatal:
+        raise InputError(fatal)
+    for match, problems in near_misses:
+        _warn(warn, Problem("ignored-sheet", f"sheet {problems[0].location.sheet} was not read: it looks like "
+                            f"{match.table} but has no column for {', '.join(match.missing_required)}; "
+                            f"{match.table} were read from other sheets", problems[0].location, WARNING))
     if "customers" not in found:
         aliases = ", ".join(columns.tables["customers"].sheet_aliases[:4])
         raise InputError(Problem(
@@ -127,17 +137,11 @@ def _warn(warnings: list[Problem], problem: Problem) -> None:
 # -- one workbook ---------------------------------------------------------------------------------
 
 
-def read_workbook(
-    path: Path,
-    columns: ColumnsSpec,
-    *,
-    coercer: Coercer | None = None,
-    warnings: list[Problem] | None = None,
-) -> list[tuple[str, list, list[Reject]]]:
+def _read_workbook(path: Path, columns: ColumnsSpec, coercer: Coercer, warn: list[Problem],
+                   near_misses: list[tuple[HeaderMatch, list[Problem]]]) -> list[tuple[str, list, list[Reject]]]:
     """Read one workbook: a ``(table name, facts, rejects)`` triple per recognised sheet, in sheet
-    order. Duplicates and unknown customers are checked later, across files, by ``read_inbox``."""
-    warn = warnings if warnings is not None else []
-    coercer = coercer or columns.coercer()
+    order. Sheets that look like a table but lack a required column go to ``near_misses`` (the caller
+    decides once every file is read). Duplicates and unknown customers are checked later, across files."""
     name = path.name
     try:
         wb = CalamineWorkbook.from_path(str(path))
@@ -160,6 +164,9 @@ def read_workbook(
                 unresolved.append((sheet, rows))
                 continue
             table = columns.tables[match.table]
+            if not match.ok:
+                near_misses.append((match, _missing_columns(columns, table, match, name, sheet)))
+                continue
             if match.unknown:
                 _warn(warn, Problem("unknown-column", f"columns not used: {', '.join(match.unknown)}",
                                     Location(file=name, sheet=sheet), WARNING,
@@ -170,9 +177,11 @@ def read_workbook(
         hint = columns.table_for_file_name(name)
         for sheet, rows in unresolved:
             if hint is not None and all(t != hint for t, _, _ in out):
-                # The file name says what it is, but no sheet has the required headers: explain which.
-                match = find_header(rows, columns.tables[hint])
-                raise InputError(_missing_columns(columns, columns.tables[hint], match, name, sheet))
+                # The file name says what it is, but no sheet has the table's headers: explain which.
+                table = columns.tables[hint]
+                match = find_header(rows, table) or HeaderMatch(hint, 0, {}, {}, [], table.required)
+                near_misses.append((match, _missing_columns(columns, table, match, name, sheet)))
+                continue
             _warn(warn, Problem("ignored-sheet", f"sheet {sheet} was not read: its name and headers match no "
                                 f"table (customers, interactions, orders)", Location(file=name, sheet=sheet),
                                 WARNING, fix=f"rename the sheet (e.g. 客户信息, 互动记录, 订单) or add its headers "
@@ -183,28 +192,35 @@ def read_workbook(
 
 
 def _recognise(rows: list, columns: ColumnsSpec, file: str, sheet: str) -> HeaderMatch | None:
-    """Which table a sheet holds, with its header row. Raises ``InputError`` when the sheet is named like
-    a table but lacks a required column."""
-    by_name = columns.table_for_sheet_name(sheet)
-    if by_name is not None:
-        table = columns.tables[by_name]
+    """Which table a sheet holds, with its header row; ``None`` if it holds none of them. A returned
+    match that is not ``ok`` is a near miss: the sheet looks like that table but lacks a required column.
+
+    1. A sheet named exactly like a table (客户信息, 订单, ...) is that table; a missing required column is
+       an error right away.
+    2. A sheet whose name contains an alias (客户信息导出) is that table if its headers fit.
+    3. Otherwise the table that matches the most columns (on a tie: the one with all its required
+       columns, then the one the name or the file name hints at, then customers, interactions, orders).
+       Two or more matching columns make a near miss; fewer means "not a table".
+    """
+    exact = columns.table_for_sheet_name(sheet, exact=True)
+    if exact is not None:
+        table = columns.tables[exact]
         match = find_header(rows, table)
         if match is None or not match.ok:
             raise InputError(_missing_columns(columns, table, match, file, sheet))
         return match
-    # Otherwise the table that matches the most columns (on a tie: the one with all its required
-    # columns, then the one the file name hints at, then customers, interactions, orders). A sheet that
-    # clearly is that table (2+ matching columns, or named by the file) but lacks a required column
-    # is an error, not something to skip quietly.
-    hint = columns.table_for_file_name(file)
+    by_name = columns.table_for_sheet_name(sheet)
+    if by_name is not None:
+        match = find_header(rows, columns.tables[by_name])
+        if match is not None and match.ok:
+            return match
+    hint = by_name or columns.table_for_file_name(file)
     matches = [m for m in (find_header(rows, t) for t in columns.tables.values()) if m is not None]
     if not matches:
         return None
     best = max(matches, key=lambda m: (len(m.columns), m.ok, m.table == hint))
-    if best.ok:
+    if best.ok or len(best.columns) >= 2 or best.table == hint:
         return best
-    if len(best.columns) >= 2 or best.table == hint:
-        raise InputError(_missing_columns(columns, columns.tables[best.table], best, file, sheet))
     return None
 
 

@@ -642,3 +642,27 @@ def test_missing_column_message_does_not_quote_possible_data_cells(tmp_path, col
     text = str(exc.value)
     assert "The best header candidate, row 1, has: 电话 and 2 other cells." in text
     assert "王小明" not in text and "13812345678" not in text
+
+
+def test_extra_sheet_that_looks_like_a_table_is_skipped_when_the_table_is_elsewhere(tmp_path, columns):
+    inbox = basic_inbox(tmp_path)
+    write_book(inbox / "customers.xlsx", {
+        "客户信息": [CUST_HEAD, ["C1", "张三"], ["C2", "李四"]],
+        "客户统计": [["客户经理", "地区", "客户数"], ["王磊", "上海", 12]],  # a pivot table, no ids
+    })
+    warnings: list[Problem] = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    assert len(ds.customers) == 2
+    [w] = [w for w in warnings if w.code == "ignored-sheet"]
+    assert w.message == ("sheet 客户统计 was not read: it looks like customers but has no column for customer_id; "
+                         "customers were read from other sheets")
+
+
+def test_sheet_that_looks_like_customers_without_ids_is_an_error_when_alone(tmp_path, columns):
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "export.xlsx", {"客户统计": [["客户经理", "地区", "客户名称"], ["王磊", "上海", "张三"]]})
+    with pytest.raises(InputError) as exc:
+        read_inbox(inbox, columns)
+    [problem] = exc.value.problems
+    assert problem.code == "missing-column" and "customers.customer_id" in problem.message
+    assert problem.location.sheet == "客户统计"
