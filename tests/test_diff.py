@@ -1,0 +1,114 @@
+"""crm-engine diff: lowering VT-1's threshold from 100000 to 50000 in a copied value_tier.xlsx, against
+a folder and against a git revision."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import date, datetime
+from pathlib import Path
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from engine.cli_tools import diff_command
+from engine.diff import run_diff
+
+from conftest import SHIPPED_POLICIES, SHIPPED_TEMPLATES, customer, write_inbox
+
+AS_OF = datetime(2026, 11, 20, 15, 0)
+
+
+@pytest.fixture(scope="module")
+def inbox(tmp_path_factory) -> Path:
+    return write_inbox(
+        tmp_path_factory.mktemp("inbox"),
+        customers=[customer("D1"), customer("D2"), customer("D3")],
+        interactions=[["I1", "D1", "2026-11-20 09:00", "电话", "投诉", "2026-11-20 10:30", None, "处理中", None, "何欣", "物流", None]],
+        orders=[["O1", "D1", "2026-09-21", 60000, "服务", 1],  # 中 today; 高 once VT-1 starts at 50000
+                ["O2", "D2", "2026-09-21", 120000, "服务", 1],  # 高 either way
+                ["O3", "D3", "2026-09-21", 5000, "服务", 1]],  # 低 either way
+    )
+
+
+def lower_vt1(policies: Path) -> None:
+    path = policies / "tables" / "value_tier.xlsx"
+    wb = openpyxl.load_workbook(path)
+    ws = wb.worksheets[0]
+    assert (ws["A3"].value, ws["D3"].value) == ("VT-1", ">= 100000")
+    ws["D3"] = ">= 50000"
+    wb.save(path)
+
+
+def check_threshold_diff(result) -> None:
+    assert result.customers == 3
+    assert dict(result.tag_pairs["value_tier"]) == {("中", "高"): 1}
+    assert dict(result.tag_pairs["service_team"]) == {("专门客户服务小组", "专属客户服务团队"): 1}
+    assert dict(result.tag_pairs["revisit_interval_days"]) == {(60, 30): 1}
+    assert ("D1", "客户D1", "value_tier", "中", "高") in result.customer_changes
+    assert {c[0] for c in result.customer_changes} == {"D1"}
+    # the revisit task is still due, but its title names the new team and interval
+    assert [(t["rule_id"], t["title"]) for t in result.tasks_added] == [("CARE-REVISIT-DUE", "定期回访（专属客户服务团队，每30天）")]
+    assert [(t["rule_id"], t["title"]) for t in result.tasks_removed] == [("CARE-REVISIT-DUE", "定期回访（专门客户服务小组，每60天）")]
+    assert result.messages_added == [] and result.messages_removed == []
+    # D1's complaint now falls under the 高 target: 2h instead of 4h to respond
+    [sla] = result.sla_changes
+    assert (sla["customer_id"], sla["interaction_id"], sla["base_rule"], sla["new_rule"]) == ("D1", "I1", "sla-complaint", "sla-complaint-high")
+    assert sla["first_response_target"] == ("4h", "2h")
+    assert sla["first_response_status"] == ("met", "met")
+    counts = {rule_id: (b, n) for _stage, rule_id, b, n in result.rule_counts}
+    assert counts == {"VT-1": (1, 2), "VT-3": (1, 0), "SP-2": (1, 2), "SP-4": (1, 0),
+                      "sla-complaint": (1, 0), "sla-complaint-high": (0, 1)}
+
+
+def test_changed_threshold_between_folders(inbox: Path, policy_copy: Path):
+    lower_vt1(policy_copy)
+    check_threshold_diff(run_diff(str(SHIPPED_POLICIES), policy_copy, inbox, AS_OF.date(), AS_OF))
+
+
+def test_cli_prints_summary_and_writes_workbook(inbox: Path, policy_copy: Path, tmp_path: Path):
+    lower_vt1(policy_copy)
+    out = tmp_path / "diff.xlsx"
+    result = CliRunner().invoke(diff_command, ["--base", str(SHIPPED_POLICIES), "--new", str(policy_copy), "--inbox", str(inbox),
+                                               "--as-of", "2026-11-20T15:00", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"影响分析 diff：{SHIPPED_POLICIES.as_posix()} → {policy_copy.resolve().as_posix()}（as-of 2026-11-20T15:00:00，客户 3 位）"
+    assert "  value_tier：1 位客户变化" in lines and "    中 → 高   1" in lines
+    assert "任务 tasks：新增 +1，减少 −1" in lines and "消息 messages：新增 +0，减少 −0" in lines
+    assert "服务时限 SLA：1 条互动的时限或状态变化" in lines and "  首次响应 4h → 2h   1" in lines
+    assert "  VT-1（客户分类）1 → 2" in lines
+    assert lines[-1] == f"详细结果 details: {out}"
+    wb = openpyxl.load_workbook(out, read_only=True)
+    assert wb.sheetnames == ["概要", "分类变化汇总", "客户分类变化", "任务变化", "消息变化", "服务时限变化", "规则触发次数"]
+    pairs = [tuple(r) for r in wb["分类变化汇总"].iter_rows(min_row=2, values_only=True)]
+    assert ("value_tier", "中", "高", 1) in pairs
+    tasks = [tuple(r[:4]) for r in wb["任务变化"].iter_rows(min_row=2, values_only=True)]
+    assert tasks == [("新增", "D1", "客户D1", "CARE-REVISIT-DUE"), ("减少", "D1", "客户D1", "CARE-REVISIT-DUE")]
+    sla = list(wb["服务时限变化"].iter_rows(min_row=2, values_only=True))
+    assert sla[0][:7] == ("D1", "I1", "投诉", "sla-complaint", "sla-complaint-high", "4h", "2h")
+
+
+def test_no_changes(inbox: Path):
+    result = run_diff(str(SHIPPED_POLICIES), SHIPPED_POLICIES, inbox, AS_OF.date(), AS_OF)
+    assert result.unchanged
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.email=test@example.com", "-c", "user.name=test", *args], cwd=repo, check=True,
+                   capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_base_from_a_git_revision(inbox: Path, tmp_path: Path):
+    repo = tmp_path / "repo"
+    shutil.copytree(SHIPPED_POLICIES, repo / "policies")
+    shutil.copytree(SHIPPED_TEMPLATES, repo / "templates")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "shipped policies")
+    lower_vt1(repo / "policies")  # edited, not committed: the working folder is the new version
+    check_threshold_diff(run_diff("git:HEAD", repo / "policies", inbox, AS_OF.date(), AS_OF))
+    bad = CliRunner().invoke(diff_command, ["--base", "git:no-such-rev", "--new", str(repo / "policies"), "--inbox", str(inbox),
+                                            "--as-of", "2026-11-20", "--out", str(tmp_path / "d.xlsx")])
+    assert bad.exit_code == 1 and "[git-failed]" in bad.output
