@@ -67,7 +67,10 @@ def main() -> None:
 @click.option("--engine", "engine_name", type=click.Choice(["python", "durable"]), default="python", show_default=True,
               help="Rule evaluation backend.")
 @click.option("--force", is_flag=True, help="Run again even if this exact batch already has a run folder (replaces it).")
-def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None, templates: Path | None, engine_name: str, force: bool) -> None:
+@click.option("--ledger", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="The contact ledger (SQLite) that remembers what was issued. Default: ledger.sqlite in the outbox.")
+def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None, templates: Path | None, engine_name: str,
+        force: bool, ledger: Path | None) -> None:
     """Run the policies over the exports in INBOX and write a run folder into OUTBOX."""
     from engine.run import RunOptions, run_batch
 
@@ -76,13 +79,15 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
     as_of_time = as_of if isinstance(as_of, datetime) else None
     as_of_day = as_of.date() if isinstance(as_of, datetime) else as_of
     options = RunOptions(policies=policies, inbox=inbox, outbox=outbox, as_of=as_of_day, as_of_time=as_of_time,
-                         templates=templates, engine=engine_name, force=force)
+                         templates=templates, engine=engine_name, force=force, ledger=ledger)
     try:
         result = run_batch(options, progress=lambda msg: click.echo(msg, err=True))
     except EngineError as exc:
         _fail(exc)
         return
     if result.already_done:
+        for w in result.warnings:
+            click.echo(str(w), err=True)
         click.echo(f"这一批数据已经运行过（输入、策略、模板和日期都相同），结果在：{result.folder}")
         click.echo("This exact batch was already run; nothing new was issued. Use --force to run it again.")
         return
@@ -92,6 +97,9 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
     click.echo(f"运行完成 run {result.run_id}（as-of {options.as_of.isoformat()}）")
     click.echo(f"  客户 {c['customers']}，互动 {c['interactions']}，订单 {c['orders']}")
     click.echo(f"  任务 {c['tasks']}（{len(c['tasks_by_assignee'])} 人），消息 {c['messages']}，决策记录 {c['decisions']}")
+    g = c.get("guards") or {}
+    if g:
+        click.echo(f"  已拦截 {g.get('suppressed', 0)} 项（已发过、未同意营销、退订、频率上限），改期 {g.get('rescheduled', 0)} 条（免打扰时段）：见 guards.xlsx")
     if c["rejects"]:
         click.echo(f"  被拒绝的行 {c['rejects']}：见 {result.folder / 'rejects.xlsx'}")
     click.echo(f"结果在 Results in: {result.folder}")
@@ -134,6 +142,10 @@ def validate(policies: Path, templates: Path | None, fmt: str) -> None:
         click.echo(f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s)" if problems else "策略检查通过 / policies OK")
     sys.exit(1 if errors else 0)
 
+
+from engine.ledger_cli import ledger_command  # noqa: E402  (after main is defined)
+
+main.add_command(ledger_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -19,6 +19,8 @@ from engine.calendar import load_calendars
 from engine.decisions import Firing, Message, Task
 from engine.errors import Location, PolicyError, Problem
 from engine.evaluate import Evaluator
+from engine.guards import guard_evaluation, load_guard_policy, resolve_ledger_path, write_guard_report
+from engine.ledger import Ledger
 from engine.features import derive_features, group_by_customer
 from engine.model import Dataset
 from engine.outbox import RunFolder, build_manifest, file_entry, make_run_id, sha256_file, write_json
@@ -64,6 +66,7 @@ class RunOptions:
     as_of: date
     templates: Path | None = None
     as_of_time: datetime | None = None  # default: the end of the as-of day
+    ledger: Path | None = None  # the contact ledger; default from guards.yaml (inside the outbox)
     engine: str = "python"
     force: bool = False
 
@@ -152,7 +155,8 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
                         task = builder.task(out, rule, rs, customer, features, context)
                         tasks.append(task)
                         task_count += 1
-                        firing.outputs.append({"task": {"assignee": task.assignee, "title": task.title, "due": task.due, "priority": task.priority}})
+                        firing.outputs.append({"task": {"assignee": task.assignee, "title": task.title, "due": task.due,
+                                                        "priority": task.priority, "key": task.key}})
                     elif type(out) is MessageSpec:
                         channel, address = builder.pick_channel(out, customer)
                         if channel is None:
@@ -163,7 +167,8 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
                         msg = builder.message(out, rule, rs, customer, features, channel, address, context)
                         messages.append(msg)
                         message_count += 1
-                        firing.outputs.append({"message": {"channel": channel, "template": out.template, "category": out.category}})
+                        firing.outputs.append({"message": {"channel": channel, "template": out.template,
+                                                           "category": out.category, "key": msg.key}})
                 firings.append(firing)
         row = dict(features)
         row["task_count"] = task_count
@@ -179,6 +184,7 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
     policies = options.policies.resolve()
     templates = (options.templates or default_templates(policies)).resolve()
     policyset = load_policies(policies)
+    guard_policy = load_guard_policy(policyset)
     columns_path = policies / "columns.yaml"
     columns = load_columns(columns_path)
     say(f"读取 {options.inbox} …")
@@ -195,41 +201,72 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
     as_of_time = options.as_of_time or end_of_day(options.as_of)
     run_id = make_run_id(options.as_of, digest.hexdigest())
     target = options.outbox / run_id
+    ledger_path = resolve_ledger_path(guard_policy, options.outbox, options.ledger)
     if target.exists() and not options.force:
-        return RunResult(run_id, target, already_done=True)
+        warnings = []
+        with Ledger(ledger_path) as ledger:
+            if not ledger.has_run(run_id):  # the run folder landed but the ledger commit did not
+                warnings.append(Problem(code="run-not-in-ledger", severity="warning", location=Location(file=str(ledger_path)),
+                                        message=f"run {run_id} has a folder but is not in the contact ledger; its items may be issued again",
+                                        fix="run again with --force to record it"))
+        return RunResult(run_id, target, already_done=True, warnings=warnings)
 
     evaluation = evaluate_dataset(
         policyset, dataset, options.as_of, templates, options.engine,
         progress=lambda done, total: say(f"已评估 {done}/{total} 位客户"),
         as_of_time=options.as_of_time,
     )
-    with RunFolder(options.outbox, run_id, overwrite=options.force) as folder:
-        task_counts = write_tasks(folder.path, evaluation.tasks)
-        message_counts = write_messages(folder.path, evaluation.messages)
-        write_customers(folder.path, evaluation.customer_rows, CUSTOMER_COLUMNS)
-        write_rejects(folder.path, dataset.rejects)
-        write_decisions(folder.path, evaluation.firings)
-        stage_counts = {stage: module.write(folder.path) for stage, module in evaluation.modules.items()}
-        counts = {
-            "customers": len(dataset.customers),
-            "interactions": len(dataset.interactions),
-            "orders": len(dataset.orders),
-            "rejects": len(dataset.rejects),
-            "decisions": len(evaluation.firings),
-            "tasks": len(evaluation.tasks),
-            "tasks_by_assignee": task_counts,
-            "messages": len(evaluation.messages),
-            "messages_by_channel": message_counts,
-            **stage_counts,
-        }
-        manifest = build_manifest(run_id=run_id, as_of=options.as_of, counts=counts, outputs_dir=folder.path,
-                                  extra={"engine": options.engine, "as_of_time": as_of_time.isoformat(),
-                                         "roots": {"inbox": str(options.inbox.resolve()), "policies": str(policies),
-                                                   "templates": str(templates)}})
-        # Each file is named relative to its own folder, so the manifest reads the same wherever
-        # the folders live; "roots" says where they were for this run.
-        manifest["inputs"] = [file_entry(p, options.inbox.resolve()) for p in input_files]
-        manifest["policies"] = [file_entry(p, policies) for p in sorted({*policyset.files, columns_path})]
-        manifest["templates"] = [file_entry(p, templates) for p in template_files]
-        write_json(folder.path / "manifest.json", manifest)
+    ledger = Ledger(ledger_path)
+    try:
+        guards = guard_evaluation(guard_policy, ledger, {c.customer_id: c for c in dataset.customers}, evaluation,
+                                  as_of_time, run_id)
+        with RunFolder(options.outbox, run_id, overwrite=options.force) as folder:
+            counts = _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset,
+                                       evaluation, guards, input_files, template_files, run_id, as_of_time, ledger_path)
+        # Recorded only once the run folder is in place: a crash before leaves nothing issued.
+        ledger.record(run_id, as_of_time, evaluation.tasks, evaluation.messages)
+    finally:
+        ledger.close()
     return RunResult(run_id, target, counts=counts, warnings=policyset.warnings)
+
+
+def _ledger_root(ledger_path: Path, outbox: Path) -> str:
+    """The ledger's path for the manifest: relative to the outbox when it lives there (the default)."""
+    ledger_path, outbox = ledger_path.resolve(), outbox.resolve()
+    return ledger_path.relative_to(outbox).as_posix() if ledger_path.is_relative_to(outbox) else str(ledger_path)
+
+
+def _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, evaluation, guards,
+                      input_files, template_files, run_id, as_of_time, ledger_path) -> dict[str, Any]:
+    """Every file of the run folder; returns the counts that go into the manifest."""
+    guard_counts = write_guard_report(folder.path, guards)
+    task_counts = write_tasks(folder.path, evaluation.tasks)
+    message_counts = write_messages(folder.path, evaluation.messages)
+    write_customers(folder.path, evaluation.customer_rows, CUSTOMER_COLUMNS)
+    write_rejects(folder.path, dataset.rejects)
+    write_decisions(folder.path, evaluation.firings)
+    stage_counts = {stage: module.write(folder.path) for stage, module in evaluation.modules.items()}
+    counts = {
+        "customers": len(dataset.customers),
+        "interactions": len(dataset.interactions),
+        "orders": len(dataset.orders),
+        "rejects": len(dataset.rejects),
+        "decisions": len(evaluation.firings),
+        "tasks": len(evaluation.tasks),
+        "tasks_by_assignee": task_counts,
+        "messages": len(evaluation.messages),
+        "messages_by_channel": message_counts,
+        **stage_counts,
+        "guards": guard_counts,
+    }
+    manifest = build_manifest(run_id=run_id, as_of=options.as_of, counts=counts, outputs_dir=folder.path,
+                              extra={"engine": options.engine, "as_of_time": as_of_time.isoformat(),
+                                     "roots": {"inbox": str(options.inbox.resolve()), "policies": str(policies),
+                                               "templates": str(templates), "ledger": _ledger_root(ledger_path, options.outbox)}})
+    # Each file is named relative to its own folder, so the manifest reads the same wherever
+    # the folders live; "roots" says where they were for this run.
+    manifest["inputs"] = [file_entry(p, options.inbox.resolve()) for p in input_files]
+    manifest["policies"] = [file_entry(p, policies) for p in sorted({*policyset.files, columns_path})]
+    manifest["templates"] = [file_entry(p, templates) for p in template_files]
+    write_json(folder.path / "manifest.json", manifest)
+    return counts

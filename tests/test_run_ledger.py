@@ -1,0 +1,84 @@
+"""The contact ledger across real runs of the CLI: nothing is issued twice, later runs issue only
+what is new, caps count earlier runs, and the decision log says which guard stopped what."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from conftest import ROOT, customer, write_inbox
+from engine.cli import main
+
+
+def run(inbox: Path, outbox: Path, as_of: str):
+    result = CliRunner().invoke(main, ["run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox),
+                                       "--outbox", str(outbox), "--as-of", as_of], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def folder_for(outbox: Path, as_of: str) -> Path:
+    (folder,) = [p for p in outbox.iterdir() if p.is_dir() and p.name.startswith(as_of[:10])
+                 and json.loads((p / "manifest.json").read_text(encoding="utf-8"))["as_of_time"].startswith(as_of.replace(" ", "T"))]
+    return folder
+
+
+def issued(folder: Path) -> tuple[int, int]:
+    counts = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["counts"]
+    return counts["tasks"], counts["messages"]
+
+
+def inbox_with_two_customers(tmp_path: Path) -> Path:
+    return write_inbox(
+        tmp_path / "inbox",
+        customers=[
+            customer("C1", 签约日期="2025-01-10", 营销许可="是"),
+            customer("C2", 签约日期="2025-01-10", 营销许可="否"),  # no consent: no offer
+        ],
+        orders=[["O1", "C1", "2026-09-01", 800, "耗材", 1], ["O2", "C2", "2026-09-01", 800, "耗材", 1]],
+    )
+
+
+def test_second_run_issues_nothing_new_and_the_next_day_only_what_is_due(tmp_path: Path):
+    inbox = inbox_with_two_customers(tmp_path)
+    outbox = tmp_path / "out"
+    run(inbox, outbox, "2026-11-20T10:00")
+    first = folder_for(outbox, "2026-11-20T10:00")
+    tasks, messages = issued(first)
+    assert tasks > 0 and messages > 0
+    offers = [json.loads(line) for p in (first / "messages").rglob("messages.jsonl") for line in p.read_text(encoding="utf-8").splitlines()]
+    assert {(m["customer_id"], m["rule_id"]) for m in offers} >= {("C1", "CL-LOW-VALUE-OFFER")}
+    assert ("C2", "CL-LOW-VALUE-OFFER") not in {(m["customer_id"], m["rule_id"]) for m in offers}
+    log = [json.loads(line) for line in (first / "decisions.jsonl").read_text(encoding="utf-8").splitlines()]
+    c2_offer = [d for d in log if d["customer_id"] == "C2" and d["rule_id"] == "CL-LOW-VALUE-OFFER"]
+    assert c2_offer and c2_offer[0]["suppressed_by"] == "consent"
+
+    # The same batch again: the folder exists, nothing new.
+    again = run(inbox, outbox, "2026-11-20T10:00")
+    assert "nothing new was issued" in again.output
+
+    # Later the same day: a new run folder, but every task and message was already issued.
+    later = run(inbox, outbox, "2026-11-20T16:00")
+    assert issued(folder_for(outbox, "2026-11-20T16:00")) == (0, 0)
+    assert "已拦截" in later.output
+
+    # A month later the monthly offer is due again; weekly and quarterly items are not repeated blindly.
+    run(inbox, outbox, "2026-12-21T10:00")
+    december = folder_for(outbox, "2026-12-21T10:00")
+    offers = [json.loads(line) for p in (december / "messages").rglob("messages.jsonl") for line in p.read_text(encoding="utf-8").splitlines()]
+    assert ("C1", "CL-LOW-VALUE-OFFER", "CL-LOW-VALUE-OFFER|C1|2026-12") in {(m["customer_id"], m["rule_id"], m["key"]) for m in offers}
+
+    listing = CliRunner().invoke(main, ["ledger", "--ledger", str(outbox / "ledger.sqlite"), "--customer", "C1"])
+    assert listing.exit_code == 0, listing.output
+    offer_lines = [line for line in listing.output.splitlines() if "CL-LOW-VALUE-OFFER" in line]
+    assert [line.split()[0] for line in offer_lines] == ["2026-12-21", "2026-11-20"]
+    assert all(" C1 " in line for line in offer_lines)
+
+
+def test_messages_are_never_scheduled_in_quiet_hours(tmp_path: Path):
+    inbox = inbox_with_two_customers(tmp_path)
+    run(inbox, tmp_path / "out", "2026-11-20T22:30")
+    folder = folder_for(tmp_path / "out", "2026-11-20T22:30")
+    sends = [json.loads(line)["send_at"] for p in (folder / "messages").rglob("messages.jsonl") for line in p.read_text(encoding="utf-8").splitlines()]
+    assert sends and set(sends) == {"2026-11-21T09:00:00"}
