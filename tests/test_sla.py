@@ -142,8 +142,8 @@ def test_met_both_clocks(shipped, calendars):
     assert (c["resolution"].deadline, c["resolution"].status) == (datetime(2024, 5, 15, 10, 0), "met")
     assert c["first_response"].late is None and c["resolution"].late is None
     assert out.tasks == []
-    assert features["sla_open"] == 0 and features["sla_breached_365d"] == 0
-    assert features["sla_timely_rate_365d"] == 1.0
+    assert features["sla_open"] == 0 and features["sla_breached_window"] == 0
+    assert features["sla_timely_rate_window"] == 1.0
 
 
 def test_breached_closed_is_recorded_not_tasked(shipped, calendars):
@@ -157,8 +157,8 @@ def test_breached_closed_is_recorded_not_tasked(shipped, calendars):
     assert c["resolution"].status == "breached" and c["resolution"].late == timedelta(hours=3.5)
     assert c["resolution"].late_hours == 3.5
     assert out.tasks == []  # closed breaches only count in the KPIs
-    assert features["sla_breached_open"] == 0 and features["sla_breached_365d"] == 1
-    assert features["sla_timely_rate_365d"] == 0.0
+    assert features["sla_breached_open"] == 0 and features["sla_breached_window"] == 1
+    assert features["sla_timely_rate_window"] == 0.0
     firing = out.firings[0]
     assert firing.outputs == [{"sla": {
         "calendar": "standard",
@@ -187,7 +187,7 @@ def test_open_breached_is_escalated_to_the_role_holder(shipped, calendars):
     assert task.due == datetime(2024, 5, 14, 12, 0)  # escalation_due 2h after the run's instant
     assert task.key == "sla-complaint|C1|I3|first_response|escalation"
     assert features["sla_open"] == 1 and features["sla_breached_open"] == 1 and features["sla_at_risk_open"] == 0
-    assert features["sla_breached_365d"] == 1 and features["sla_timely_rate_365d"] == 0.0
+    assert features["sla_breached_window"] == 1 and features["sla_timely_rate_window"] == 0.0
     assert out.firings[0].outputs[1] == {"task": {"assignee": "李强", "title": task.title, "due": task.due, "priority": "高"}}
 
 
@@ -209,7 +209,7 @@ def test_at_risk_threshold_and_reminder_to_staff(shipped, calendars):
     assert task.title == "即将超时：投诉 I4 请在 2024-05-15 10:00 前完成解决"
     assert task.key == "sla-complaint|C1|I4|resolution|at_risk"
     assert features["sla_open"] == 1 and features["sla_at_risk_open"] == 1 and features["sla_breached_open"] == 0
-    assert features["sla_timely_rate_365d"] is None  # nothing finished or late yet
+    assert features["sla_timely_rate_window"] is None  # nothing finished or late yet
 
 
 def test_at_risk_without_staff_goes_to_owner_then_unassigned_role(shipped, calendars):
@@ -254,7 +254,7 @@ def test_closed_without_any_time_is_unknown(shipped, calendars):
     it = interaction("I8", datetime(2024, 5, 14, 9, 0), status="已解决")
     stage, out, features = run_one(shipped, calendars, datetime(2024, 5, 17, 18, 0), it)
     assert [c.status for c in stage.items[0].clocks] == ["unknown", "unknown"]
-    assert out.tasks == [] and features["sla_open"] == 0 and features["sla_timely_rate_365d"] is None
+    assert out.tasks == [] and features["sla_open"] == 0 and features["sla_timely_rate_window"] is None
     assert stage.items[0].resolved
 
 
@@ -611,5 +611,5 @@ def test_unknown_field_and_missing_clock(tmp_path, calendars):
 
 def test_stage_features_are_declared():
     assert set(FEATURES) == {"sla_open", "sla_at_risk_open", "sla_breached_open", "sla_paused_open",
-                             "sla_breached_365d", "sla_timely_rate_365d"}
+                             "sla_breached_window", "sla_timely_rate_window"}
     assert all(type_name == "number" for type_name, _ in FEATURES.values())

@@ -39,10 +39,10 @@ FEATURES: dict[str, tuple[str, str]] = {
     "sla_at_risk_open": ("number", "服务时限：临近超时的未完成工单数（未超时）"),
     "sla_breached_open": ("number", "服务时限：已超过时限仍未完成的工单数"),
     "sla_paused_open": ("number", "服务时限：等待客户回复、暂停计时的未完成工单数"),
-    "sla_breached_365d": ("number", "服务时限：近365天创建、任一时限超时（已完成或未完成）的工单数"),
-    "sla_timely_rate_365d": ("number", "服务时限：近365天创建工单的处理及时率，0–1（没有可计算的工单时为 null）"),
+    "sla_breached_window": ("number", "服务时限：统计窗口（sla.yaml window_days）内创建、任一时限超时（已完成或未完成）的工单数"),
+    "sla_timely_rate_window": ("number", "服务时限：统计窗口内创建工单的处理及时率，0–1（没有可计算的工单时为 null）"),
 }
-WINDOW_DAYS = 365  # window of sla_breached_365d / sla_timely_rate_365d
+DEFAULT_WINDOW_DAYS = 90  # interactions older than this and closed are history, not tracked
 
 # Interaction fields that ``when`` conditions may use, besides the customer's features and tags.
 WHEN_FIELDS: dict[str, Any] = {
@@ -79,7 +79,7 @@ RUNNING = (OPEN_WITHIN, AT_RISK, OPEN_BREACHED, PAUSED)
 CLOCK_LABELS = {"first_response": "首次响应", "resolution": "解决"}
 
 _TOP_KEYS = ("kind", "id", "description", "calendar", "clock", "at_risk_share", "escalation_role", "escalation_due",
-             "track_types", "targets")
+             "track_types", "window_days", "targets")
 _CLOCK_KEYS = ("start", "first_response", "resolved", "closed_statuses", "closed_without_resolved_time",
                "paused_statuses")
 _TARGET_KEYS = ("id", "description", "when", "calendar", "first_response", "resolution")
@@ -122,6 +122,7 @@ class SlaPolicy:
     escalation_role: str
     escalation_due: Duration
     track_types: tuple[str, ...]
+    window_days: int
     targets: list[Target]
     warnings: list[Problem] = field(default_factory=list)
 
@@ -226,6 +227,11 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
 
     track = _texts(doc.get("track_types", ["投诉", "咨询", "建议"]), "track_types", doc.value_loc("track_types"),
                    problems) or ()
+    window_days = doc.get("window_days", DEFAULT_WINDOW_DAYS)
+    if isinstance(window_days, bool) or not isinstance(window_days, int) or window_days < 1:
+        problems.error("bad-value", f"window_days must be a whole number of days (1 or more), not '{window_days}'",
+                       doc.value_loc("window_days"), fix="e.g. window_days: 90")
+        window_days = DEFAULT_WINDOW_DAYS
 
     # Names a condition may read: every customer feature and tag known at load time, plus the
     # interaction's fields. Our own features are left out: they are computed from these targets.
@@ -306,6 +312,7 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
         escalation_role=role,
         escalation_due=escalation_due,
         track_types=track,
+        window_days=window_days,
         targets=targets,
         warnings=[p for p in problems if p.severity != "error"],
     )
@@ -629,6 +636,9 @@ class SlaStage:
             created = getattr(it, self.policy.start_field)
             if created is None or created > self.as_of_time:
                 continue
+            in_window = (self.as_of - created.date()).days < self.policy.window_days
+            if not in_window and not self._still_open(it):
+                continue  # closed before the window: history, not tracked (keeps sla.xlsx to what matters)
             if context is None:
                 context = dict(features)
             context.update(type=it.type, channel=it.channel, status=it.status, category=it.category, staff=it.staff)
@@ -644,13 +654,20 @@ class SlaStage:
             counts["sla_open"] += item.open
             if item.open_state is not None:
                 counts[_OPEN_FEATURE[item.open_state]] += 1
-            if (self.as_of - created.date()).days < WINDOW_DAYS:
-                counts["sla_breached_365d"] += item.breached
+            if in_window:
+                counts["sla_breached_window"] += item.breached
                 window_decided += item.decided
                 window_timely += item.timely
-        counts["sla_timely_rate_365d"] = round(window_timely / window_decided, 4) if window_decided else None
+        counts["sla_timely_rate_window"] = round(window_timely / window_decided, 4) if window_decided else None
         features.update(counts)
         return out
+
+    def _still_open(self, it) -> bool:
+        """Open as of the run: no resolved time by then and no closing status."""
+        resolved = getattr(it, self.policy.resolved_field)
+        if resolved is not None and resolved <= self.as_of_time:
+            return False
+        return it.status not in self.policy.closed_statuses
 
     @property
     def escalation_due(self) -> datetime:
