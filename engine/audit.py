@@ -301,11 +301,15 @@ def report_data(manifest: dict[str, Any], evaluation: Any) -> dict[str, Any]:
              ("消息", len(evaluation.messages))]
     sections: list[dict[str, Any]] = []
 
+    from engine.run import CUSTOMER_COLUMNS
+
+    headers = {key: header for key, header, _kind in CUSTOMER_COLUMNS}
     class_charts = []
     for tag in _classification_tags(firings):
         counter = Counter(_text(r.get(tag)) for r in rows)
         if len(counter) <= MAX_CATEGORIES:
-            chart = bar_chart(f"class-{tag}", tag, _by_count(counter))
+            title = f"{headers[tag]} {tag}" if tag in headers else tag
+            chart = bar_chart(f"class-{tag}", title, _by_count(counter))
             if chart:
                 class_charts.append(chart)
     sections.append({"id": "classes", "title": "客户分类 Counts by class", "charts": class_charts,

@@ -1,0 +1,211 @@
+"""audit.xlsx and report.html from a real run; the report is opened in a real headless Chromium and
+its charts must be in the rendered page and painted on the screen."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import zlib
+from datetime import datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from engine.audit import AUDIT_NAME, BAR_COLOR, SLA_COLORS, refresh_outputs, write_audit, write_report
+from engine.explain import read_manifest
+from engine.policy.loader import load_policies
+from engine.readers import load_columns, read_inbox
+from engine.run import RunOptions, evaluate_dataset, run_batch
+
+from conftest import ROOT, SHIPPED_POLICIES, SHIPPED_TEMPLATES
+
+AS_OF = datetime(2026, 11, 20, 23, 59, 59)
+SAMPLE_INBOX = ROOT / "inbox"  # the bundled 500-customer sample: every stage has something to show
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A real run of the shipped policies on the sample inbox, and the same evaluation in memory."""
+    outbox = tmp_path_factory.mktemp("outbox")
+    result = run_batch(RunOptions(policies=SHIPPED_POLICIES, inbox=SAMPLE_INBOX, outbox=outbox, as_of=AS_OF.date()))
+    manifest = read_manifest(result.folder)
+    policyset = load_policies(SHIPPED_POLICIES)
+    dataset = read_inbox(SAMPLE_INBOX, load_columns(SHIPPED_POLICIES / "columns.yaml"))
+    evaluation = evaluate_dataset(policyset, dataset, AS_OF.date(), SHIPPED_TEMPLATES)
+    return manifest, evaluation, policyset
+
+
+def test_audit_workbook(run, tmp_path: Path):
+    manifest, evaluation, policyset = run
+    path = write_audit(tmp_path, manifest, evaluation, policyset)
+    wb = openpyxl.load_workbook(path, read_only=True)
+    assert wb.sheetnames == ["运行清单", "文件", "规则汇总", "决策日志"]
+    info = dict(wb["运行清单"].iter_rows(min_row=2, max_col=2, values_only=True))
+    assert info["run_id"] == manifest["run_id"] and info["as_of"] == "2026-11-20" and info["counts.customers"] == "500"
+    files = list(wb["文件"].iter_rows(min_row=2, values_only=True))
+    assert ("输入", "customers.xlsx") == files[0][:2] and len(files[0][2]) == 64
+    rules = {r[2]: r for r in wb["规则汇总"].iter_rows(min_row=2, values_only=True)}
+    vt1_fired = sum(1 for f in evaluation.firings if f.rule_id == "VT-1")
+    assert rules["VT-1"][:6] == ("客户分类", "value_tier", "VT-1", "近一年消费10万元及以上：业务贡献大",
+                                 "tables/value_tier.xlsx!价值分层!A3", vt1_fired)
+    assert rules["VT-1"][7] == f"value_tier=高 ×{vt1_fired}"
+    # rules that never fired are listed too, with 0; so are stage-module decisions and settings rules
+    assert {"CARE-FESTIVAL-SPRING", "sla-complaint", "CH-SIG-FREQUENCY-DROP", "churn_risk.level"} <= set(rules)
+    assert rules["CARE-FESTIVAL-SPRING"][5] == 0
+    assert rules["sla-complaint"][1] == "sla" and rules["sla-complaint"][5] > 0
+    log = wb["决策日志"]
+    header = next(log.iter_rows(max_row=1, values_only=True))
+    assert header == ("客户编号", "阶段", "策略", "规则编号", "位置", "输入值", "结果", "被拦截", "说明")
+    assert sum(1 for _ in log.iter_rows(min_row=2)) == len(evaluation.firings)
+
+
+def test_audit_is_reproducible_and_can_cap_the_log(run, tmp_path: Path):
+    manifest, evaluation, policyset = run
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    write_audit(a, manifest, evaluation, policyset)
+    write_audit(b, manifest, evaluation, policyset)
+    assert (a / AUDIT_NAME).read_bytes() == (b / AUDIT_NAME).read_bytes()
+    write_audit(b, manifest, evaluation, policyset, log_rows=5)
+    wb = openpyxl.load_workbook(b / AUDIT_NAME, read_only=True)
+    assert sum(1 for _ in wb["决策日志"].iter_rows(min_row=2)) == 5
+    info = dict(wb["运行清单"].iter_rows(min_row=2, max_col=2, values_only=True))
+    assert info["决策日志"] == f"本工作簿只列出前 5 条决策（共 {len(evaluation.firings):,} 条）；完整的决策日志见 decisions.jsonl"
+
+
+def test_refresh_outputs_lists_the_audit_files(run, tmp_path: Path):
+    manifest, evaluation, policyset = run
+    manifest = dict(manifest)
+    write_audit(tmp_path, manifest, evaluation, policyset)
+    write_report(tmp_path, manifest, evaluation)
+    refresh_outputs(manifest, tmp_path)
+    assert [e["path"] for e in manifest["outputs"]] == ["audit.xlsx", "report.html"]
+
+
+def test_report_is_self_contained_and_reproducible(run, tmp_path: Path):
+    manifest, evaluation, _ = run
+    path = write_report(tmp_path, manifest, evaluation)
+    html = path.read_text(encoding="utf-8")
+    assert path.read_bytes() == write_report(tmp_path / "..", manifest, evaluation).read_bytes()
+    # offline: nothing is fetched (the only URL is the SVG namespace name, which is never loaded)
+    assert not re.search(r"<(script|link|img|iframe)\b", html)
+    assert not re.search(r"\b(src|href)\s*=", html)
+    assert re.findall(r"https?://[^\"' ]+", html) == ["http://www.w3.org/2000/svg"] * html.count("<svg")
+    for section in ("classes", "sla", "churn", "tasks", "messages", "rules", "files"):
+        assert f'<section id="{section}">' in html
+
+
+def test_report_escapes_customer_data(run, tmp_path: Path):
+    manifest, evaluation, _ = run
+    manifest = dict(manifest, run_id="<b>x</b>")
+    html = write_report(tmp_path, manifest, evaluation).read_text(encoding="utf-8")
+    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
+
+
+# ---- the headless browser ---------------------------------------------------------------------------
+
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (Debian/Ubuntu: apt-get install -y chromium); the report is checked in a real browser")
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}"]
+    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, timeout=120, check=True)
+
+
+class _Charts(HTMLParser):
+    """Counts the bars of each chart in the DOM Chromium built."""
+
+    def __init__(self):
+        super().__init__()
+        self.charts: dict[str, list[float]] = {}
+        self.current: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "svg" and "chart" in (a.get("class") or ""):
+            self.current = a["id"]
+            self.charts[self.current] = []
+        elif tag == "rect" and a.get("class") == "bar" and self.current:
+            self.charts[self.current].append(float(a["width"]))
+
+    def handle_endtag(self, tag):
+        if tag == "svg":
+            self.current = None
+
+
+def read_png(path: Path) -> tuple[int, int, int, bytes]:
+    """(width, height, bytes per pixel, pixel rows without filter bytes) of an 8-bit RGB/RGBA PNG."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind, chunk = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            width, height, depth, color, interlace = (int.from_bytes(chunk[0:4], "big"), int.from_bytes(chunk[4:8], "big"),
+                                                      chunk[8], chunk[9], chunk[12])
+            assert depth == 8 and color in (2, 6) and interlace == 0
+        elif kind == b"IDAT":
+            idat += chunk
+    bpp = 3 if color == 2 else 4
+    raw, stride = zlib.decompress(idat), width * bpp
+    out, prev, i = bytearray(), bytearray(stride), 0
+    for _ in range(height):
+        kind, line = raw[i], bytearray(raw[i + 1:i + 1 + stride])
+        i += 1 + stride
+        for x in range(stride):  # undo the PNG row filter
+            a = line[x - bpp] if x >= bpp else 0
+            b = prev[x]
+            c = prev[x - bpp] if x >= bpp else 0
+            if kind == 1:
+                line[x] = (line[x] + a) & 255
+            elif kind == 2:
+                line[x] = (line[x] + b) & 255
+            elif kind == 3:
+                line[x] = (line[x] + ((a + b) >> 1)) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        out += line
+        prev = line
+    return width, height, bpp, bytes(out)
+
+
+def count_color(pixels: bytes, bpp: int, hex_color: str) -> int:
+    rgb = bytes.fromhex(hex_color.lstrip("#"))
+    return sum(1 for k in range(0, len(pixels), bpp) if pixels[k:k + 3] == rgb)
+
+
+@needs_chromium
+def test_report_charts_render_in_headless_chromium(run, tmp_path: Path):
+    manifest, evaluation, _ = run
+    report = write_report(tmp_path, manifest, evaluation)
+
+    dom = chromium(tmp_path, "--dump-dom", report.as_uri()).stdout.decode("utf-8")
+    charts = _Charts()
+    charts.feed(dom)
+    tasks = {}
+    for t in evaluation.tasks:
+        tasks[t.assignee] = tasks.get(t.assignee, 0) + 1
+    assert len(charts.charts["chart-tasks-owner"]) == len(tasks)  # one bar per person
+    assert len(charts.charts["chart-class-value_tier"]) == 3  # 高 中 低
+    assert len(charts.charts["chart-churn-levels"]) == 3
+    assert charts.charts["chart-sla-first_response"] and charts.charts["chart-messages-channel"]
+    assert all(max(widths) > 100 for widths in charts.charts.values())  # the longest bar of each chart is drawn long
+
+    shot = tmp_path / "report.png"
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1150,2400", "--force-device-scale-factor=0.5",
+             "--hide-scrollbars", report.as_uri())
+    width, height, bpp, pixels = read_png(shot)
+    assert (width, height) == (575, 1200)
+    painted = sum(1 for k in range(0, len(pixels), bpp) if pixels[k:k + 3] != b"\xff\xff\xff")
+    assert painted > 0.05 * width * height, "the page is (nearly) blank"
+    assert count_color(pixels, bpp, BAR_COLOR) > 2000, "no blue bars painted"
+    assert count_color(pixels, bpp, SLA_COLORS["met"]) > 200, "no SLA 'met' bars painted"
