@@ -1,0 +1,96 @@
+"""crm-engine verify: an untouched run re-runs identically; tampered outputs, inputs, policies and the
+manifest are each named."""
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine.cli_tools import verify_command
+from engine.run import RunOptions, run_batch
+from engine.verify import format_verify, verify_run
+
+from conftest import customer, write_inbox
+
+
+@pytest.fixture
+def finished_run(tmp_path: Path, policy_copy: Path):
+    inbox = write_inbox(
+        tmp_path / "inbox",
+        customers=[customer("V1"), customer("V2", 客户阶段="意向"), customer("V3", 签约日期="2026-10-01")],
+        interactions=[["I1", "V1", "2026-11-20 09:00", "电话", "投诉", None, None, "处理中", None, "何欣", "服务态度", None]],
+        orders=[["O1", "V1", "2026-10-11", 120000, "服务", 1]],
+    )
+    result = run_batch(RunOptions(policies=policy_copy, inbox=inbox, outbox=tmp_path / "outbox", as_of=date(2026, 11, 20),
+                                  as_of_time=datetime(2026, 11, 20, 15, 0)))
+    return result.folder, inbox, policy_copy
+
+
+def outputs_of(folder: Path) -> list[str]:
+    return [e["path"] for e in json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["outputs"]]
+
+
+def test_untouched_run_is_identical(finished_run):
+    folder, _, _ = finished_run
+    result = CliRunner().invoke(verify_command, [str(folder)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"核对运行 verify {folder.name}",
+        f"一致 identical：{len(outputs_of(folder))} 个输出文件的 sha256 与清单相同",
+    ]
+
+
+def test_tampered_output_file(finished_run):
+    folder, _, _ = finished_run
+    with open(folder / "decisions.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"customer_id":"V9","rule_id":"VT-1"}\n')
+    result = CliRunner().invoke(verify_command, [str(folder)])
+    assert result.exit_code == 1
+    assert "  不同 differs: decisions.jsonl（运行文件夹中的文件被改过）" in result.output.splitlines()
+    assert result.output.splitlines()[-1] == f"不一致 NOT identical：1 个文件不同，{len(outputs_of(folder)) - 1} 个相同"
+
+
+def test_tampered_manifest_hash(finished_run):
+    folder, _, _ = finished_run
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    entry = next(e for e in manifest["outputs"] if e["path"] == "customers.xlsx")
+    entry["sha256"] = "0" * 64
+    (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    result = verify_run(folder)
+    assert result.differ == ["customers.xlsx"] and not result.identical
+
+
+def test_changed_input_and_missing_policy_stop_before_rerunning(finished_run):
+    folder, inbox, policies = finished_run
+    with open(inbox / "orders.xlsx", "ab") as f:
+        f.write(b"\0")
+    (policies / "care" / "member.yaml").unlink()
+    result = CliRunner().invoke(verify_command, [str(folder)])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"核对运行 verify {folder.name}",
+        "无法重新运行：运行时读取的文件已缺失或被修改 / recorded files changed:",
+        f"  输入 {(inbox / 'orders.xlsx').as_posix()}：已修改 changed",
+        f"  策略 {(policies / 'care' / 'member.yaml').as_posix()}：缺失 missing",
+    ]
+
+
+def test_new_file_the_run_did_not_read(finished_run):
+    folder, _, policies = finished_run
+    (policies.parent / "templates" / "messages" / "sms" / "extra.txt").write_text("新模板", encoding="utf-8")
+    result = verify_run(folder)
+    assert result.new_inputs == [("templates", "messages/sms/extra.txt")]
+    assert result.rerun_id != result.run_id and not result.identical
+    assert "  新文件 模板 messages/sms/extra.txt：运行时没有，重新运行时读入了" in format_verify(result)
+
+
+def test_inputs_moved_elsewhere(finished_run, tmp_path: Path):
+    folder, inbox, _ = finished_run
+    moved = tmp_path / "archive" / "inbox"
+    shutil.move(str(inbox), moved)
+    assert not verify_run(folder).identical  # the recorded folder is gone
+    assert verify_run(folder, inbox=moved).identical
