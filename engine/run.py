@@ -144,7 +144,7 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
                 message_count += len(out.messages)
             for hit in evaluator.run_stage(stage_index, features):
                 rule, rs = hit.rule, hit.ruleset
-                firing = Firing(cid, rs.stage, rs.policy_id, rule.rule_id, str(rule.location), hit.inputs, note=hit.note)
+                firing = Firing(cid, rs.stage, rs.policy_id, rule.rule_id, rule.source, hit.inputs, note=hit.note)
                 for out in rule.outputs:
                     if type(out) is SetTag:
                         firing.outputs.append({"set": {out.name: out.value}})

@@ -7,6 +7,7 @@ outputs it produces when it fires. Any evaluation backend receives the same obje
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from engine.errors import Location
@@ -97,6 +98,11 @@ class Rule:
     # Decision-table rows keep the per-input-column tests for explain/validate.
     cells: dict[str, str] = field(default_factory=dict)
     cell_conditions: list[Any] = field(default_factory=list)  # one parsed test per input cell, with its cell location
+
+    @cached_property
+    def source(self) -> str:
+        """The location as written in the decision log (computed once: it is logged per firing)."""
+        return str(self.location)
 
 
 @dataclass
