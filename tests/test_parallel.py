@@ -37,7 +37,7 @@ def test_one_process_and_two_give_identical_run_folders(tmp_path: Path, monkeypa
 
     for name, processes in (("one", "1"), ("two", "2")):
         monkeypatch.setenv("CRM_ENGINE_PROCESSES", processes)
-        result = CliRunner().invoke(main, ["run", "--inbox", str(ROOT / "inbox"), "--outbox", str(tmp_path / name),
+        result = CliRunner().invoke(main, ["run", "--policies", str(ROOT / "policies"), "--inbox", str(ROOT / "inbox"), "--outbox", str(tmp_path / name),
                                            "--as-of", "2026-11-20"], catch_exceptions=False)
         assert result.exit_code == 0, result.output
     (a,) = [p for p in (tmp_path / "one").iterdir() if p.is_dir()]
