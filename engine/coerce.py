@@ -395,11 +395,12 @@ class Coercer:
         n = len(raw)
         if n >= 64:
             sample = raw[:: max(1, n // 256)]
-            if len(set(sample)) * 2 <= len(sample):
+            if len(set(sample)) * 4 <= len(sample):
                 distinct = set(raw)
-                # True == 1 == 1.0 share one set entry but may convert differently ("TRUE" vs "1"), so
-                # a column with Excel booleans in it gets no memo.
-                if len(distinct) * 2 <= n and not any(type(v) is bool for v in distinct):
+                # Worth it only when values repeat a lot (measured: at 1 distinct value in 2 the set and
+                # dict cost more than they save). True == 1 == 1.0 share one set entry but may convert
+                # differently ("TRUE" vs "1"), so a column with Excel booleans in it gets no memo.
+                if len(distinct) * 8 <= n and not any(type(v) is bool for v in distinct):
                     memo = {v: fn(v) for v in distinct}
                     return list(map(memo.__getitem__, raw))
         return list(map(fn, raw))

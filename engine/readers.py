@@ -440,12 +440,13 @@ def _dedupe(objs: list, id_field: str, label: str, rejects: list[Reject]) -> lis
     """Keep the LAST record for each id (exports append newer records); earlier ones become
     "duplicate-id" rejects naming the row that replaced them."""
     get_id = attrgetter(id_field)
-    last = dict(zip(map(get_id, objs), range(len(objs))))  # later rows overwrite earlier ones
-    if len(last) == len(objs):
+    ids = list(map(get_id, objs))
+    if len(set(ids)) == len(ids):  # the usual case, checked cheaply
         return objs
+    last = dict(zip(ids, range(len(ids))))  # later rows overwrite earlier ones
     kept = []
     for i, o in enumerate(objs):
-        j = last[get_id(o)]
+        j = last[ids[i]]
         if j == i:
             kept.append(o)
             continue
