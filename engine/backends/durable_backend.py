@@ -200,11 +200,30 @@ def _combine(kind: type, items: Iterable[Any]) -> Any:
             if k not in seen:  # guards repeat a lot: keep each once
                 seen.add(k)
                 flat.append(part)
+    if kind is All:
+        # Inside "a and (... or ...)", the alternatives need not test a again: fewer nested groups.
+        known = {_key(p) for p in flat if not isinstance(p, (All, AnyOf))}
+        pruned = [_assuming(p, known) if isinstance(p, AnyOf) else p for p in flat]
+        if any(isinstance(p, Truth) for p in pruned):
+            return _combine(All, pruned)
+        flat = pruned
     if not flat:
         return unit
     if len(flat) == 1:
         return flat[0]
     return kind(tuple(flat))
+
+
+def _assuming(p: AnyOf, known: set[str]) -> Any:
+    """``p`` simplified where the atoms in ``known`` hold."""
+    alternatives = []
+    for item in p.items:
+        if isinstance(item, All):
+            item = all_of(*(i for i in item.items if _key(i) not in known))
+        elif _key(item) in known:
+            item = TRUE
+        alternatives.append(item)
+    return any_of(*alternatives)
 
 
 def all_of(*items: Any) -> Any:
@@ -314,7 +333,8 @@ class Translation:
     derived: list[tuple[str, Callable[[Any], Any], Node]]  # pre-computed attribute, how, from what
     ordered: set[str]  # attributes compared with < <= > >= (text there must not need JSON escapes)
     truth: set[str]  # attributes used as a condition on their own (must hold true/false)
-    arithmetic: set[str]  # attributes used in durable arithmetic (must hold numbers or dates)
+    calculated: set[str]  # attributes used in durable arithmetic (must hold numbers or dates)
+    valued: set[str]  # attributes whose value is read (the others are only tested for null)
 
 
 class _Translator:
@@ -326,7 +346,8 @@ class _Translator:
         self.derived_by_key: dict[str, str] = {}
         self.ordered: set[str] = set()
         self.truth: set[str] = set()
-        self.arithmetic: set[str] = set()
+        self.calculated: set[str] = set()
+        self.valued: set[str] = set()  # attributes whose value is read, not only tested for null
         self.rule: Rule | None = None
 
     # -- errors ---------------------------------------------------------------------------------
@@ -436,7 +457,8 @@ class _Translator:
 
     def in_arithmetic(self, *values: Value) -> None:
         # durable_rules cannot add text (Python joins it): the encoder refuses text in these.
-        self.arithmetic.update(v.attr for v in values if v.attr is not None)
+        self.calculated.update(v.attr for v in values if v.attr is not None)
+        self.valued.update(v.attr for v in values if v.attr is not None)
 
     def call(self, node: Call) -> Value | _Null:
         if node.func in ("days_since", "days_until") and len(node.args) == 1:
@@ -484,6 +506,7 @@ class _Translator:
         if v.attr is None:
             raise self.unsupported(node, f"{to_source(node)} is a calculation, not true/false")
         self.truth.add(v.attr)
+        self.valued.add(v.attr)
         return self.polarity(all_of(*v.guards, Test("$eq", v.attr, True)), pos)
 
     @staticmethod
@@ -505,8 +528,10 @@ class _Translator:
         else:
             # Both sides computed: 0 op (right - left), with "_zero" (always 0) on the left.
             test = Test(dop, "_zero", {"$sub": {"$l": right.rhs, "$r": left.rhs}})
+        attrs = [a for a in (left.attr, right.attr) if a is not None]
+        self.valued.update(attrs)
         if dop in _ORDERING:
-            self.ordered.update(a for a in (left.attr, right.attr) if a is not None)
+            self.ordered.update(attrs)
         return all_of(*left.guards, *right.guards, test)
 
     def compare(self, node: Binary) -> Any:
@@ -534,6 +559,7 @@ class _Translator:
         if right.attr is None:
             raise self.unsupported(node, f"comparing a true/false result with a calculation ({to_source(node)})")
         op = "$eq" if equal else "$neq"
+        self.valued.add(right.attr)
         return any_of(all_of(left.pos, *right.guards, Test(op, right.attr, True)),
                       all_of(left.neg, *right.guards, Test(op, right.attr, False)))
 
@@ -548,8 +574,11 @@ class _Translator:
         value = self.plain(node.value)
         if value is NULL:
             return FALSE
+        if value.attr is not None:
+            self.valued.add(value.attr)
         if isinstance(node.options, Name):
             attr = self.list_attr(node.options.name)
+            self.valued.add(attr)
             present = (*value.guards, Exists(f"{attr}_ok"))  # a null list contains nothing
             if node.negated:  # an empty list (attribute absent) contains nothing either
                 return all_of(*present, any_of(Missing(attr), all_of(Exists(attr), AllItemsDiffer(attr, value.rhs))))
@@ -596,7 +625,7 @@ def translate(ruleset: RuleSet) -> tuple[Translation | None, list[Problem]]:
             problems.extend(exc.problems)
     if problems:
         return None, problems
-    return Translation(ruleset, alternatives, t.scalars, t.lists, t.derived, t.ordered, t.truth, t.arithmetic), []
+    return Translation(ruleset, alternatives, t.scalars, t.lists, t.derived, t.ordered, t.truth, t.calculated, t.valued), []
 
 
 def check_expressible(ruleset: RuleSet) -> list[Problem]:
@@ -658,6 +687,8 @@ class _Encoder:
             fix="use the default engine (--engine python) for this data"))
 
     def scalar(self, name: str, attr: str, value: Any) -> Any:
+        if attr not in self.t.valued:
+            return True  # only tested for null (``x is null``): any value will do, even a list
         if isinstance(value, (list, tuple, set, frozenset, dict)):
             raise self.error(name, value, "a list where a single value is expected")
         problem = constant_problem(value)
@@ -665,7 +696,7 @@ class _Encoder:
             raise self.error(name, value, problem)
         if attr in self.t.truth and not isinstance(value, bool):
             raise self.error(name, value, "used as a condition but it is not true/false")
-        if attr in self.t.arithmetic and (isinstance(value, (str, bool))):
+        if attr in self.t.calculated and (isinstance(value, (str, bool))):
             raise self.error(name, value, "used in a calculation but it is not a number or a date")
         if isinstance(value, str) and attr in self.t.ordered and _ESCAPED_CHARS.search(value):
             raise self.error(name, value, "text with quotes, backslashes or control characters is ordered differently there")
