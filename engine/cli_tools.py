@@ -182,8 +182,11 @@ def diff_command(base: str, new: Path, inbox: Path, as_of, templates: Path | Non
 @click.option("--inbox", type=_FOLDER, default=None, help="Where the run's inputs are now, if they moved.")
 @click.option("--policies", type=_FOLDER, default=None, help="Where the run's policies are now, if they moved.")
 @click.option("--templates", type=_FOLDER, default=None, help="Where the run's templates are now, if they moved.")
+@click.option("--ledger", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Where the run's contact ledger is now, if it moved (a copy is used; the ledger is not changed).")
 @click.option("--keep", type=_FOLDER, default=None, help="Leave the re-run in this folder (to look at differences).")
-def verify_command(run_folder: Path, inbox: Path | None, policies: Path | None, templates: Path | None, keep: Path | None) -> None:
+def verify_command(run_folder: Path, inbox: Path | None, policies: Path | None, templates: Path | None, ledger: Path | None,
+                   keep: Path | None) -> None:
     """Re-run a finished run from its recorded files and confirm the outputs are identical.
 
     \b
@@ -194,7 +197,7 @@ def verify_command(run_folder: Path, inbox: Path | None, policies: Path | None, 
     from engine.verify import format_verify, verify_run
 
     try:
-        result = verify_run(run_folder, inbox, policies, templates, keep)
+        result = verify_run(run_folder, inbox, policies, templates, keep, ledger)
     except EngineError as exc:
         _fail(exc)
         return

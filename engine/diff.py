@@ -1,7 +1,8 @@
 """``crm-engine diff``: what a policy change would do, before it goes live.
 
-Both policy versions run on the same inputs and as-of date (with ``engine.run.evaluate_dataset``,
-before guards, so the answer does not depend on what earlier runs sent). Reported:
+Both policy versions run on the same inputs and as-of date (``engine.run.evaluate_dataset``, then
+each version's guards without the contact ledger, so the answer does not depend on what earlier runs
+sent). Reported:
 
 * classifications: per tag (value_tier, need_type, churn_level, ...) the customers whose value changes,
   counted per (from → to) pair, and each customer;
@@ -123,8 +124,9 @@ def export_git_revision(revision: str, new_policies: Path, dest: Path) -> Side:
 
 
 def _evaluate(side: Side, inbox: Path, as_of: date, as_of_time: datetime | None, datasets: dict[str, Any]):
+    from engine.guards import guard_evaluation, load_guard_policy
     from engine.readers import load_columns, read_inbox
-    from engine.run import evaluate_dataset
+    from engine.run import end_of_day, evaluate_dataset
     from engine.validate import load_checked_policies
 
     policyset = load_checked_policies(side.policies, side.templates)
@@ -133,7 +135,12 @@ def _evaluate(side: Side, inbox: Path, as_of: date, as_of_time: datetime | None,
     if key not in datasets:  # the same column mapping reads the inbox the same way: read it once
         datasets[key] = read_inbox(inbox, load_columns(columns_path))
     dataset = datasets[key]
-    return policyset, dataset, evaluate_dataset(policyset, dataset, as_of, side.templates, as_of_time=as_of_time)
+    evaluation = evaluate_dataset(policyset, dataset, as_of, side.templates, as_of_time=as_of_time)
+    # Each version's guards (consent, opt-out, caps), without the contact ledger: the comparison is
+    # between policies, not between what earlier runs happened to send.
+    guard_evaluation(load_guard_policy(policyset), None, {c.customer_id: c for c in dataset.customers}, evaluation,
+                     as_of_time or end_of_day(as_of), "diff")
+    return policyset, dataset, evaluation
 
 
 def _tag_names(policysets, evaluations) -> list[str]:

@@ -9,7 +9,8 @@ decision log of the stage.
 Two sources:
 
 * inputs (``--policies``, ``--inbox``, ``--as-of``): the customer is evaluated now with the same code
-  a run uses (``engine.run.evaluate_dataset``);
+  a run uses (``engine.run.evaluate_dataset``, then the guards, without the contact ledger: what
+  earlier runs sent is not taken into account);
 * a finished run (``--run outbox/<run-id>``): inputs, policies and the as-of instant come from the
   run's manifest, and what fired comes from the run's ``decisions.jsonl`` (so guard suppressions
   show). If a recorded file changed since, the explanation says so.
@@ -203,10 +204,14 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
     interactions = [i for i in dataset.interactions if i.customer_id == customer_id]
     orders = [o for o in dataset.orders if o.customer_id == customer_id]
     single = Dataset(customers=[customer], interactions=interactions, orders=orders)
-    if records is None:
-        evaluation = evaluate_dataset(policyset, single, as_of, templates, as_of_time=as_of_time)
-        records = [jsonable(firing_record(f)) for f in evaluation.firings]  # as in decisions.jsonl
     moment = as_of_time or end_of_day(as_of)
+    if records is None:
+        from engine.guards import guard_evaluation, load_guard_policy
+
+        evaluation = evaluate_dataset(policyset, single, as_of, templates, as_of_time=as_of_time)
+        # The guards as a run applies them, without the contact ledger (what earlier runs sent is not known here).
+        guard_evaluation(load_guard_policy(policyset), None, {customer_id: customer}, evaluation, moment, "explain")
+        records = [jsonable(firing_record(f)) for f in evaluation.firings]  # as in decisions.jsonl
 
     # Replay with fresh stage modules, taking the features each policy saw.
     calendars = load_calendars(policyset.root / "calendar.yaml")

@@ -2,8 +2,9 @@
 
 A test file (``policies/tests/*.yaml``) holds cases. Each case describes one customer (its record, its
 interactions and orders), an as-of date, and the decisions expected. ``crm-engine test`` builds a
-``Dataset`` from each case and runs the real ``engine.run.evaluate_dataset`` on it: the same code a
-batch run uses, before guards (consent, caps, dedupe) are applied. File format::
+``Dataset`` from each case and runs the real ``engine.run.evaluate_dataset`` on it, then the guards (``engine.guards``: opt-out, consent, quiet hours,
+frequency caps, dedupe within the case) without a contact ledger, so nothing counts as sent before:
+the same code a batch run uses. File format::
 
     description: 价值分层
     as_of: 2026-11-20                 # default for the cases below (a date, or 2026-11-20T10:00)
@@ -21,12 +22,14 @@ batch run uses, before guards (consent, caps, dedupe) are applied. File format::
           fired: [VT-1]               # these rules fire (others may fire too)
           not_fired: [VT-2]
           tasks: [{rule: CL-ASSIGN-DEDICATED-OWNER, assignee: 王敏}]   # exactly these tasks
-          messages: [{rule: CL-LOW-VALUE-OFFER, channel: sms}]      # exactly these messages
+          messages: [{rule: CL-LOW-VALUE-OFFER, channel: sms}]      # exactly these messages (sent)
+          suppressed: [{rule: CL-INTENT-NOTE, guard: consent}]       # exactly these held back by a guard
           sla: {I1: {rule: sla-complaint-high, first_response: open_breached}}
 
 ``tasks`` and ``messages`` list every task/message of the case (``[]``: none); an item names the
-rule and, optionally, ``assignee``/``priority``/``title`` (tasks) or ``channel``/``template``
-(messages). Leave the key out to not check them.
+rule and, optionally, ``assignee``/``priority``/``title`` (tasks), ``channel``/``template``
+(messages) or ``guard``/``kind`` (suppressed: dedupe, opt-out, consent, frequency-cap; task or
+message). Leave the key out to not check them.
 """
 from __future__ import annotations
 
@@ -45,9 +48,10 @@ from engine.policy.yaml_source import YList, YMap, load_yaml
 
 FILE_KEYS = ("kind", "description", "as_of", "customer", "cases")
 CASE_KEYS = ("id", "description", "as_of", "customer", "interactions", "orders", "expect")
-EXPECT_KEYS = ("tags", "fired", "not_fired", "tasks", "messages", "sla")
+EXPECT_KEYS = ("tags", "fired", "not_fired", "tasks", "messages", "suppressed", "sla")
 TASK_KEYS = ("rule", "assignee", "priority", "title")
 MESSAGE_KEYS = ("rule", "channel", "template")
+SUPPRESSED_KEYS = ("rule", "guard", "kind")
 SLA_KEYS = ("rule", "first_response", "resolution")
 
 # Field kinds of the fact records, for reading YAML values (everything else is text).
@@ -325,7 +329,7 @@ def _match_items(kind: str, expected: Any, actual: list[dict[str, Any]], keys: t
     if not isinstance(expected, (list, YList)):
         problems.error("not-a-list", f"expect.{kind} 应为列表（没有时写 []）", loc)
         return []
-    label = "任务" if kind == "tasks" else "消息"
+    label = {"tasks": "任务", "messages": "消息", "suppressed": "被拦截"}[kind]
     remaining = list(actual)
     failures = []
     for i, item in enumerate(expected):
@@ -360,7 +364,7 @@ def _near(item: dict[str, Any], actual: list[dict[str, Any]]) -> str:
     return f" —— 该规则产生了，但 {diffs}" if diffs else ""
 
 
-def check_case(case: Case, evaluation, problems: Problems) -> CaseResult:
+def check_case(case: Case, evaluation, guards, problems: Problems) -> CaseResult:
     result = CaseResult(case)
     cid = case.dataset.customers[0].customer_id
     records = [firing_record(f) for f in evaluation.firings if f.customer_id == cid]
@@ -398,6 +402,11 @@ def check_case(case: Case, evaluation, problems: Problems) -> CaseResult:
         actual = [{"rule": m.rule_id, "channel": m.channel, "template": m.template}
                   for m in evaluation.messages if m.customer_id == cid]
         failures.extend(_match_items("messages", expect["messages"], actual, MESSAGE_KEYS, expect.value_loc("messages"), problems))
+
+    if "suppressed" in expect:
+        actual = [{"rule": x.rule_id, "guard": x.guard, "kind": x.kind} for x in guards.suppressed if x.customer_id == cid]
+        failures.extend(_match_items("suppressed", expect["suppressed"], actual, SUPPRESSED_KEYS,
+                                     expect.value_loc("suppressed"), problems))
 
     if "sla" in expect:
         sla = expect["sla"]
@@ -443,7 +452,8 @@ def all_rule_ids(policyset: PolicySet) -> dict[str, str]:
 def run_policy_tests(policies: Path, templates: Path | None = None, tests_dir: Path | None = None,
                      select: str | None = None, engine: str = "python") -> TestReport:
     """Load the policies (checked like ``validate``), run every case, and report."""
-    from engine.run import default_templates, evaluate_dataset
+    from engine.guards import guard_evaluation, load_guard_policy
+    from engine.run import default_templates, end_of_day, evaluate_dataset
     from engine.validate import load_checked_policies
 
     policies = Path(policies).resolve()
@@ -453,6 +463,7 @@ def run_policy_tests(policies: Path, templates: Path | None = None, tests_dir: P
         policyset = load_checked_policies(policies, templates)
     except EngineError as exc:
         return TestReport([], list(exc.problems), {}, set())
+    guard_policy = load_guard_policy(policyset)
     cases, problems = load_cases(tests_dir, display_root=policies)
     problems = Problems(problems)
     if select:
@@ -462,11 +473,14 @@ def run_policy_tests(policies: Path, templates: Path | None = None, tests_dir: P
     for case in cases:
         try:
             evaluation = evaluate_dataset(policyset, case.dataset, case.as_of, templates, engine, as_of_time=case.as_of_time)
+            # No ledger: a case is its customer's first run, so nothing counts as sent before.
+            guards = guard_evaluation(guard_policy, None, {c.customer_id: c for c in case.dataset.customers}, evaluation,
+                                      case.as_of_time or end_of_day(case.as_of), f"test:{case.case_id}")
         except EngineError as exc:
             result = CaseResult(case, [f"运行出错：{p.message}（{p.location}）" for p in exc.problems])
             results.append(result)
             continue
-        result = check_case(case, evaluation, problems)
+        result = check_case(case, evaluation, guards, problems)
         covered |= result.fired
         results.append(result)
     return TestReport(results, list(problems), all_rule_ids(policyset), covered)

@@ -4,7 +4,8 @@
    there with the same sha256 (folders from the manifest's ``roots``, or given explicitly if they
    moved); otherwise say which files are missing or changed, and stop.
 2. Run the batch again from those files, with the recorded as-of instant and engine, into a temporary
-   outbox (the original run folder is not touched).
+   outbox (the original run folder is not touched), with a copy of the run's contact ledger: the
+   re-run has the same run id, so the guards see the runs recorded before it, as the run did.
 3. Compare every output file's sha256 with the manifest's ``outputs`` list: identical, or which files
    differ, are missing from the re-run or are new in it. Files now present in the inbox, policy or
    template folder that the run did not read are reported too (they change what a run reads).
@@ -34,6 +35,7 @@ class VerifyResult:
     extra: list[str] = field(default_factory=list)  # outputs the re-run produced that the run did not
     same: int = 0
     rerun_id: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def rerun(self) -> bool:
@@ -62,9 +64,22 @@ def _entries(manifest: dict[str, Any], group: str) -> dict[str, str]:
     return {e["path"]: e["sha256"] for e in manifest.get(group, [])}
 
 
+def _ledger_path(run_folder: Path, manifest: dict[str, Any], given: Path | None) -> Path | None:
+    """The contact ledger the run used: ``roots.ledger`` is relative to the outbox the run folder is in."""
+    if given is not None:
+        return Path(given)
+    recorded = (manifest.get("roots") or {}).get("ledger")
+    if not recorded:
+        return None
+    return Path(recorded) if Path(recorded).is_absolute() else run_folder.resolve().parent / recorded
+
+
 def verify_run(run_folder: Path, inbox: Path | None = None, policies: Path | None = None,
-               templates: Path | None = None, keep: Path | None = None) -> VerifyResult:
-    """``keep``: a folder to leave the re-run in (for looking at the differences); default: a temporary one."""
+               templates: Path | None = None, keep: Path | None = None, ledger: Path | None = None) -> VerifyResult:
+    """``keep``: a folder to leave the re-run in (for looking at the differences); default: a temporary one.
+    ``ledger``: where the run's contact ledger is now, if it moved."""
+    from engine.ledger import Ledger
+
     from engine.run import RunOptions, run_batch
 
     run_folder = Path(run_folder)
@@ -79,9 +94,20 @@ def verify_run(run_folder: Path, inbox: Path | None = None, policies: Path | Non
     as_of_time = datetime.fromisoformat(manifest["as_of_time"]) if manifest.get("as_of_time") else None
     tmp = Path(tempfile.mkdtemp(prefix="crm-verify-")) if keep is None else Path(keep)
     try:
+        # The guards read the contact ledger; the re-run gets a copy (the real one is left alone) and,
+        # being the same run id, sees only the runs recorded before it, as the run did (engine.ledger).
+        ledger_copy = None
+        ledger_path = _ledger_path(run_folder, manifest, ledger)
+        if ledger_path is not None and ledger_path.is_file():
+            tmp.mkdir(parents=True, exist_ok=True)
+            ledger_copy = tmp / "verify-ledger.sqlite"
+            with Ledger(ledger_path, create=False) as real:
+                real.copy_to(ledger_copy)
+        elif ledger_path is not None:
+            result.notes.append(f"联系台账 {ledger_path.as_posix()} 不在了：按空台账重新运行（去重和频次上限可能与当时不同；可用 --ledger 指定）")
         options = RunOptions(policies=roots["policies"], inbox=roots["inbox"], outbox=tmp, as_of=as_of,
                              as_of_time=as_of_time, templates=roots["templates"], engine=manifest.get("engine", "python"),
-                             force=True)
+                             force=True, ledger=ledger_copy)
         rerun = run_batch(options)
         result.rerun_id = rerun.run_id
         new_manifest = json.loads((rerun.folder / "manifest.json").read_text(encoding="utf-8"))
@@ -122,6 +148,7 @@ def format_verify(result: VerifyResult) -> list[str]:
         for group, path, what in result.changed_inputs:
             lines.append(f"  {GROUP_LABELS.get(group, group)} {path}：{'缺失 missing' if what == 'missing' else '已修改 changed'}")
         return lines
+    lines.extend(f"  注意 {note}" for note in result.notes)
     if result.rerun_id != result.run_id:
         lines.append(f"重新运行得到的运行编号是 {result.rerun_id}（原为 {result.run_id}）")
     for group, path in result.new_inputs:

@@ -76,7 +76,9 @@ def test_classification_rules_with_values_and_hit_policy(inbox: Path):
 def test_sla_decision_of_the_stage_module(inbox: Path):
     result = explain_from_inputs("A2", SHIPPED_POLICIES, inbox, AS_OF.date(), AS_OF)
     line = rule(result, "sla-complaint")
-    assert line.status == FIRED and line.source == "sla.yaml:64:5"
+    n = next(n for n, text in enumerate((SHIPPED_POLICIES / "sla.yaml").read_text(encoding="utf-8").splitlines(), start=1)
+             if text == "  - id: sla-complaint")
+    assert line.status == FIRED and line.source == f"sla.yaml:{n}:5"
     assert "interaction_id='I2'" in line.condition and "type='投诉'" in line.condition
     assert line.outputs[0] == ("服务时限（standard 日历）：首次响应 4h 截止 2026-11-20T14:30 → open_breached，超时 30 分钟；"
                                "解决 2d 截止 2026-11-24T09:00 → open_within")

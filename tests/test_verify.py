@@ -94,3 +94,22 @@ def test_inputs_moved_elsewhere(finished_run, tmp_path: Path):
     shutil.move(str(inbox), moved)
     assert not verify_run(folder).identical  # the recorded folder is gone
     assert verify_run(folder, inbox=moved).identical
+
+
+def test_runs_sharing_a_contact_ledger_verify_with_the_history_they_saw(finished_run):
+    first, inbox, policies = finished_run
+    outbox = first.parent
+    second = run_batch(RunOptions(policies=policies, inbox=inbox, outbox=outbox, as_of=date(2026, 11, 21))).folder
+    guards = json.loads((second / "manifest.json").read_text(encoding="utf-8"))["counts"]["guards"]
+    assert guards["suppressed_by_guard"].get("dedupe"), "the second day must find items the first day issued"
+    # each run is re-run with a copy of the ledger and sees only the runs recorded before it
+    assert verify_run(second).identical
+    assert verify_run(first).identical
+    ledger = outbox / "ledger.sqlite"
+    before = ledger.read_bytes()
+    verify_run(second)
+    assert ledger.read_bytes() == before, "verify must not change the real ledger"
+    ledger.rename(outbox / "moved.sqlite")
+    result = verify_run(second)
+    assert not result.identical and result.notes[0].startswith(f"联系台账 {ledger.as_posix()} 不在了")
+    assert verify_run(second, ledger=outbox / "moved.sqlite").identical
