@@ -28,6 +28,7 @@ def inbox(tmp_path_factory) -> Path:
             customer("A3", 生日="1990-11-22", 客户阶段="意向"),  # birthday in two days
             customer("A4", 客户阶段="流失"),  # recorded as churned
             customer("A5", 手机号码=None, 客户阶段="意向"),  # no way to reach them
+            customer("A6", 营销许可="否", 客户阶段="意向"),  # no marketing consent: the guard holds the message
         ],
         interactions=[
             ["I1", "A1", "2026-11-17 10:00", "电话", "回访", None, None, "已完成", None, "何欣", None, None],
@@ -119,6 +120,16 @@ def test_suppressed_message_shows_why(inbox: Path):
     assert note.status == FIRED and note.suppressed == "没有可用的联系方式"
     assert note.outputs == ["消息 follow_up：未发送（no phone, e-mail or WeChat on record）"]
     assert "        被拦截 没有可用的联系方式" in lines_of(result)
+
+
+def test_guard_suppression_from_inputs_and_from_the_run(inbox: Path, tmp_path: Path):
+    note = rule(explain_from_inputs("A6", SHIPPED_POLICIES, inbox, AS_OF.date(), AS_OF), "CL-INTENT-NOTE")
+    assert note.status == FIRED and note.suppressed == "没有营销同意"
+    assert note.outputs == ["消息 → sms，模板 follow_up（marketing） [被拦截：没有营销同意]"]
+    run = run_batch(RunOptions(policies=SHIPPED_POLICIES, inbox=inbox, outbox=tmp_path / "outbox", as_of=AS_OF.date(),
+                               as_of_time=AS_OF))
+    from_run = rule(explain_from_run("A6", run.folder), "CL-INTENT-NOTE")
+    assert from_run.suppressed == "没有营销同意" and from_run.outputs == note.outputs
 
 
 def test_from_a_run_folder_uses_its_manifest_and_decision_log(inbox: Path, tmp_path: Path):
