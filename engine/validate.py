@@ -53,6 +53,7 @@ from engine.render import CONTEXT_VARIABLES, make_environment, template_fields
 CONTACT_FIELDS = ("name", "contact_person", "phone", "email", "wechat", "gender")
 STAGE_MODULES = ("sla", "care", "churn")
 MAX_GRID = 200_000  # example customers per policy; above this the logic checks are skipped (with a warning)
+CHECK_DATE = date(2026, 1, 5)  # the as-of day stage modules are built for when checking their settings
 OTHER_TEXT = "〈其他值〉"  # stands for "a text none of the rules names"
 
 
@@ -148,7 +149,9 @@ def check_stage_settings(policyset: PolicySet, calendars: dict[str, Any], templa
     from engine.run import end_of_day
     from engine.stages import StageSetup
 
-    as_of = date.today()
+    # Any day will do for building the modules; a fixed one in a year the holiday data covers, so
+    # validating does not depend on today's date (nor fail in a year not yet declared).
+    as_of = CHECK_DATE
     builder = ActionBuilder(org, calendars[org.task_calendar], make_environment(templates), as_of)
     setup = StageSetup(policyset, calendars, builder, as_of, end_of_day(as_of))
     for name in STAGE_MODULES:
