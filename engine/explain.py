@@ -374,7 +374,7 @@ def format_explanation(ex: Explanation, only_fired: bool = False) -> list[str]:
     for stage in ex.stages:
         lines.append("")
         lines.append(f"【{stage.label} {stage.stage}】")
-        if stage.module:
+        if stage.module and (not only_fired or any(r.status == FIRED for r in stage.module)):
             lines.append("  阶段计算（按设置文件）:")
             for r in stage.module:
                 if only_fired and r.status != FIRED:
@@ -388,6 +388,8 @@ def format_explanation(ex: Explanation, only_fired: bool = False) -> list[str]:
                 if r.suppressed:
                     lines.append(f"        被拦截 {r.suppressed}")
         for p in stage.policies:
+            if only_fired and not any(r.status == FIRED for r in p.rules):
+                continue
             lines.append(f"  策略 {p.policy_id} {p.description} · 命中策略 {p.hit_policy} · {p.source}")
             for r in p.rules:
                 if only_fired and r.status != FIRED:
