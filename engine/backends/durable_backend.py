@@ -338,8 +338,9 @@ class Translation:
 
 
 class _Translator:
-    def __init__(self, ruleset: RuleSet):
+    def __init__(self, ruleset: RuleSet, schema: dict[str, Any] | None = None):
         self.ruleset = ruleset
+        self.schema = schema  # name -> engine.expr type, when known
         self.scalars: dict[str, str] = {}
         self.lists: dict[str, str] = {}
         self.derived: list[tuple[str, Callable[[Any], Any], Node]] = []
@@ -437,8 +438,9 @@ class _Translator:
         left, right = self.value(node.left), self.value(node.right)
         if left is NULL or right is NULL:
             return NULL  # arithmetic with null is null
-        if node.op == "+" and (isinstance(left.const, str) or isinstance(right.const, str)):
-            return self.precomputed(node)  # joining text: durable_rules adds numbers only
+        if node.op == "+" and self.may_be_text(node.left) and self.may_be_text(node.right):
+            # Possibly joining text, which durable_rules cannot do (it adds numbers only).
+            return self.precomputed(node)
         self.in_arithmetic(left, right)
         guards = left.guards + right.guards
         if node.op == "/":
@@ -454,6 +456,21 @@ class _Translator:
             return Value(rhs={"$div": {"$l": numerator, "$r": right.rhs}}, guards=guards)
         op = {"+": "$add", "-": "$sub", "*": "$mul"}[node.op]
         return Value(rhs={op: {"$l": left.rhs, "$r": right.rhs}}, guards=guards)
+
+    def may_be_text(self, node: Node) -> bool:
+        """Could ``node`` be text? Names are, unless the schema (when given) says otherwise."""
+        if isinstance(node, Const):
+            return isinstance(node.value, str)
+        if isinstance(node, Name):
+            if self.schema is None:
+                return True
+            t = self.schema.get(node.name)
+            return t is None or t.name in ("string", "any", "null")
+        if isinstance(node, Binary):
+            return node.op == "+" and self.may_be_text(node.left) and self.may_be_text(node.right)
+        if isinstance(node, Call):
+            return node.func in ("coalesce", "min", "max") and any(self.may_be_text(a) for a in node.args)
+        return False  # unary minus, predicates
 
     def in_arithmetic(self, *values: Value) -> None:
         # durable_rules cannot add text (Python joins it): the encoder refuses text in these.
@@ -607,9 +624,12 @@ class _Translator:
         return negate(null) if node.negated else null
 
 
-def translate(ruleset: RuleSet) -> tuple[Translation | None, list[Problem]]:
-    """The durable_rules form of a rule set, or the problems that prevent it (one per rule at most)."""
-    t = _Translator(ruleset)
+def translate(ruleset: RuleSet, schema: dict[str, Any] | None = None) -> tuple[Translation | None, list[Problem]]:
+    """The durable_rules form of a rule set, or the problems that prevent it (one per rule at most).
+
+    ``schema`` (``PolicySet.schema``: name -> type) is optional; with it, ``a + b`` of two number
+    fields is added by durable_rules instead of being pre-computed (without it, it could be text)."""
+    t = _Translator(ruleset, schema)
     alternatives: list[list[Any]] = []
     problems: list[Problem] = []
     for rule in ruleset.rules:
@@ -628,11 +648,11 @@ def translate(ruleset: RuleSet) -> tuple[Translation | None, list[Problem]]:
     return Translation(ruleset, alternatives, t.scalars, t.lists, t.derived, t.ordered, t.truth, t.calculated, t.valued), []
 
 
-def check_expressible(ruleset: RuleSet) -> list[Problem]:
+def check_expressible(ruleset: RuleSet, schema: dict[str, Any] | None = None) -> list[Problem]:
     """Problems (code ``durable-unsupported``) for the rules durable_rules cannot express.
 
     Pure translation: works without durable_rules installed (``validate --engine durable``)."""
-    return translate(ruleset)[1]
+    return translate(ruleset, schema)[1]
 
 
 # -- values on the fact -----------------------------------------------------------------------------
@@ -829,11 +849,12 @@ class DurableRuleSet:
 class DurableBackend:
     name = "durable"
 
-    def __init__(self) -> None:
+    def __init__(self, schema: dict[str, Any] | None = None) -> None:
         self._engine = _load_durable()
+        self.schema = schema  # optional PolicySet.schema, see translate()
 
     def compile(self, ruleset: RuleSet) -> DurableRuleSet:
-        translation, problems = translate(ruleset)
+        translation, problems = translate(ruleset, self.schema)
         if translation is None:
             raise UnsupportedError(problems)
         return DurableRuleSet(translation, self._engine)
