@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_TRUE",
     "DEFAULT_FALSE",
     "value_key",
+    "spellings",
     "TYPES",
 ]
 
@@ -62,7 +63,7 @@ DEFAULT_FALSE = ("否", "N", "no", "false", "F", "0", "×", "✗", "✘", "不�
                  "没有", "不")
 
 
-def _spellings(token: str) -> set[str]:
+def spellings(token: str) -> set[str]:
     """The exact spellings we accept for ``token`` without normalising each cell: case variants and
     their full-width forms (so a set lookup on the stripped cell is enough)."""
     out: set[str] = set()
@@ -128,15 +129,15 @@ class Coercer:
     ):
         blanks: set[str] = set()
         for token in blank_values:
-            blanks |= _spellings(token.strip())
+            blanks |= spellings(token.strip())
         self.blanks = frozenset(blanks)
         self.blank_keys = frozenset(value_key(t) for t in blank_values)
         bools: dict[str, bool] = {}
         for token in true_values:
-            for s in _spellings(token.strip()):
+            for s in spellings(token.strip()):
                 bools[s] = True
         for token in false_values:
-            for s in _spellings(token.strip()):
+            for s in spellings(token.strip()):
                 bools[s] = False
         self.bools = bools
         self.bool_keys = {value_key(k): v for k, v in bools.items()}
@@ -316,7 +317,7 @@ class Coercer:
         """A converter for an enum column. ``values`` maps spellings to the canonical value."""
         exact = {}
         for spelling, canonical in values.items():
-            for s in _spellings(spelling):
+            for s in spellings(spelling):
                 exact[s] = canonical
         keyed = {value_key(k): c for k, c in values.items()}
         to_text = self.to_text

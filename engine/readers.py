@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 from python_calamine import CalamineError, CalamineWorkbook
 
-from .coerce import Coercer, CoercionError, _spellings
+from .coerce import Coercer, CoercionError, spellings
 from .columns import (
     HEADER_SCAN_ROWS,
     TABLE_CLASSES,
@@ -377,13 +377,13 @@ def _special_spellings(table: TableSpec, match: HeaderMatch, markers: Sequence[s
     column instead of normalising every cell)."""
     out: set[str] = set()
     for m in markers:
-        for s in _spellings(m):
+        for s in spellings(m):
             out.update((s, s + ":", s + "："))
     for fname in match.columns:
         if table.fields[fname].type == "id":
             out.add(match.headers[fname])
             for alias in table.fields[fname].aliases:
-                out |= _spellings(alias)
+                out |= spellings(alias)
     return frozenset(out)
 
 
