@@ -53,27 +53,26 @@ class StageSetup:
     as_of_time: datetime  # the instant the run looks at (naive, local time of the calendars)
 
 
+def _stage_modules():
+    # Imported here, not at the top: each module imports this one for the shared types.
+    from engine.stages import care, churn, sla
+
+    return (sla, care, churn)
+
+
 def stage_feature_catalog() -> dict[str, tuple[str, str]]:
     """Features that stage modules add, so policy conditions using them type-check at load time."""
     catalog: dict[str, tuple[str, str]] = {}
-    for module_name in ("sla", "care", "churn"):
-        try:
-            module = __import__(f"engine.stages.{module_name}", fromlist=["FEATURES"])
-        except ModuleNotFoundError:
-            continue
-        catalog.update(getattr(module, "FEATURES", {}))
+    for module in _stage_modules():
+        catalog.update(module.FEATURES)
     return catalog
 
 
 def build_stage_modules(setup: StageSetup) -> dict[str, StageModule]:
-    """The stage modules this policy set needs (a stage with no policy of its kind has none)."""
+    """The stage modules this policy set needs (a stage with no settings file has none)."""
     modules: dict[str, StageModule] = {}
-    for module_name in ("sla", "care", "churn"):
-        try:
-            module = __import__(f"engine.stages.{module_name}", fromlist=["build"])
-        except ModuleNotFoundError:
-            continue
+    for module in _stage_modules():
         built = module.build(setup)
         if built is not None:
-            modules[module_name] = built
+            modules[module.__name__.rsplit(".", 1)[1]] = built
     return modules
