@@ -177,12 +177,12 @@ def _flatten(prefix: str, value: Any) -> Iterable[tuple[str, Any]]:
 
 
 def _manifest_rows(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
+    # Not the folders the files were in ("roots"): they differ between machines and when verify
+    # re-runs from moved folders, and audit.xlsx must be byte-identical for the same content.
     rows = []
     for key in ("tool", "version", "run_id", "as_of", "as_of_time", "engine"):
         if key in manifest:
             rows.append((key, manifest[key]))
-    for key, value in _flatten("roots", manifest.get("roots", {})):
-        rows.append((key, value))
     for key, value in _flatten("counts", manifest.get("counts", {})):
         rows.append((key, value if not isinstance(value, (dict, list)) else str(value)))
     for key in sorted(manifest):
