@@ -18,7 +18,7 @@ for every stage, including stage modules' decisions (``{"sla": ...}`` outputs, c
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
