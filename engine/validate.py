@@ -509,6 +509,17 @@ def _number_points(bounds: list[float]) -> list[float]:
     return [int(p) if float(p).is_integer() else p for p in points]
 
 
+_ORDERING = ("<", "<=", ">", ">=")
+
+
+def _orders_text(node: expr.Node) -> bool:
+    """``name > 'abc'``: text ordered against text. The grid only knows "equal to one of the named
+    texts" or "another text", which cannot stand for ranges of text, so such policies are not analysed."""
+    return any(isinstance(n, expr.Binary) and n.op in _ORDERING
+               and any(isinstance(c, expr.Const) and isinstance(c.value, str) for c in (n.left, n.right))
+               for n in node.walk())
+
+
 def _constants(node: expr.Node) -> list[Any]:
     return [n.value for n in node.walk() if isinstance(n, expr.Const) and n.value is not None]
 
@@ -545,6 +556,8 @@ def table_grid(rs: RuleSet, knowledge: _Knowledge) -> Grid | None:
                 node = expr.parse(text)
             except PolicyError:
                 return None  # the loader reported it
+            if _orders_text(node):
+                return None
             constants[subject].extend(_constants(node))
             tests.append((var[subject], _predicate(node)))
         row_tests.append(tests)
@@ -597,7 +610,7 @@ def _analysable(node: expr.Node, knowledge: _Knowledge) -> bool:
 
 def rules_grid(rs: RuleSet, knowledge: _Knowledge) -> Grid | None:
     """The grid of a YAML rule list whose conditions are all simple comparisons."""
-    if any(r.condition is None or not _analysable(r.condition, knowledge) for r in rs.rules):
+    if any(r.condition is None or not _analysable(r.condition, knowledge) or _orders_text(r.condition) for r in rs.rules):
         return None
     names = sorted({n for r in rs.rules for n in expr.free_names(r.condition)})
     constants: dict[str, list[Any]] = {n: [] for n in names}
