@@ -398,12 +398,19 @@ class _Generator:
             rec["category"] = cat
             rec["content"] = r.choice(_COMPLAINT[cat]).format(p=product)
             if force_open:
-                rec["time"] = when = self.as_of_dt - timedelta(minutes=r.randint(120, 5 * 24 * 60))
+                minutes_before = r.randint(120, 5 * 24 * 60)
+                rec["time"] = when = self.as_of_dt - timedelta(minutes=minutes_before)
                 rec["status"] = r.choice(("待处理", "处理中", "待客户回复"))
                 if rec["status"] != "待处理":
                     rec["first"] = when + timedelta(minutes=r.randint(10, 600))
                     if rec["first"] >= self.as_of_dt:
                         rec["first"], rec["status"] = None, "待处理"
+                elif minutes_before % 2 == 0:
+                    # Opened the morning before as_of and answered quickly: most of the resolution
+                    # time is used up, so the SLA stage has at-risk items to show. Derived from
+                    # draws already made, so the rest of the sample stays as it was.
+                    rec["time"] = when = datetime.combine(self.as_of - timedelta(days=1), time(10, minutes_before % 30))
+                    rec["first"], rec["status"] = when + timedelta(minutes=20 + minutes_before % 20), "处理中"
                 return rec
             first = when + timedelta(minutes=int(r.expovariate(1 / 180)) + 5)
             resolved = first + timedelta(minutes=r.randint(60, 5 * 24 * 60))
