@@ -189,7 +189,8 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
     columns_path = policies / "columns.yaml"
     columns = load_columns(columns_path)
     say(f"读取 {options.inbox} …")
-    dataset = read_inbox(options.inbox, columns)
+    input_warnings: list[Problem] = []  # unknown columns, ignored sheets: said, not fatal
+    dataset = read_inbox(options.inbox, columns, warnings=input_warnings)
     say(f"客户 {len(dataset.customers)}，互动记录 {len(dataset.interactions)}，订单 {len(dataset.orders)}，被拒绝的行 {len(dataset.rejects)}")
 
     input_files = [Path(p) for p in dataset.input_files]
@@ -228,7 +229,7 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
         ledger.record(run_id, as_of_time, evaluation.tasks, evaluation.messages)
     finally:
         ledger.close()
-    return RunResult(run_id, target, counts=counts, warnings=policyset.warnings)
+    return RunResult(run_id, target, counts=counts, warnings=[*policyset.warnings, *input_warnings])
 
 
 def _ledger_root(ledger_path: Path, outbox: Path) -> str:

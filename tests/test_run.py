@@ -189,8 +189,20 @@ def test_shipped_sample_gives_real_work(tmp_path: Path):
     counts = manifest["counts"]
     assert counts["customers"] >= 490 and counts["tasks"] > 50 and counts["messages"] > 50 and counts["rejects"] > 0
     assert (folder / "tasks" / "王敏.xlsx").exists()
-    rules = {d["rule_id"] for d in decisions(folder)}
+    log = decisions(folder)
+    rules = {d["rule_id"] for d in log}
     assert {"CL-ASSIGN-DEDICATED-OWNER", "CL-INTENT-FOLLOW-UP", "CL-LOW-VALUE-OFFER", "VT-1", "VT-5"} <= rules
+    # SLA: real at-risk and breached open items, each with its task.
+    sla_status = [d["outputs"][0]["sla"] for d in log if d["stage"] == "sla"]
+    statuses = {clock["status"] for s in sla_status for clock in (s.get("first_response") or {}, s.get("resolution") or {}) if clock}
+    assert {"at_risk", "open_breached", "met", "breached"} <= statuses
+    escalations = read_rows(folder / "tasks" / "李强.xlsx")  # 客服主管
+    assert any(str(r[4]).startswith("超时升级") for r in escalations[1:])
+    # Care messages and churn tasks.
+    sent = [json.loads(line) for p in (folder / "messages").rglob("messages.jsonl") for line in p.read_text(encoding="utf-8").splitlines()]
+    assert any(m["rule_id"].startswith("CARE-") for m in sent)
+    churn_tasks = [d for d in log if d["stage"] == "churn" and any("task" in o for o in d["outputs"]) and not d.get("suppressed_by")]
+    assert churn_tasks
 
 
 def test_sample_command_is_deterministic(tmp_path: Path):
