@@ -124,28 +124,11 @@ def sample(customers: int, seed: int, out: Path, as_of: date, interactions_per_c
         click.echo(str(p))
 
 
-@main.command()
-@click.option("--policies", type=click.Path(path_type=Path, file_okay=False), default=Path("policies"), show_default=True)
-@click.option("--templates", type=click.Path(path_type=Path, file_okay=False), default=None)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def validate(policies: Path, templates: Path | None, fmt: str) -> None:
-    """Check every policy file and decision table without running a batch."""
-    from engine.validate import validate_policies
-
-    problems = validate_policies(policies, templates)
-    errors = [p for p in problems if p.severity == "error"]
-    if fmt == "json":
-        click.echo(json.dumps([p.to_dict() for p in problems], ensure_ascii=False, indent=2))
-    else:
-        for p in problems:
-            click.echo(str(p))
-        click.echo(f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s)" if problems else "策略检查通过 / policies OK")
-    sys.exit(1 if errors else 0)
-
-
-from engine.ledger_cli import ledger_command  # noqa: E402  (after main is defined)
+from engine.cli_tools import register as _register_tools  # noqa: E402  (after main is defined)
+from engine.ledger_cli import ledger_command  # noqa: E402
 
 main.add_command(ledger_command)
+_register_tools(main)  # validate, test, explain, diff, verify
 
 if __name__ == "__main__":  # pragma: no cover
     main()

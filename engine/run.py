@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from engine import __version__
 from engine.actions import ActionBuilder
+from engine.audit import refresh_outputs, write_audit, write_report
 from engine.backends import get_backend
 from engine.calendar import load_calendars
 from engine.decisions import Firing, Message, Task
@@ -26,10 +27,11 @@ from engine.model import Dataset
 from engine.outbox import RunFolder, build_manifest, file_entry, make_run_id, sha256_file, write_json
 from engine.parallel import run_two_groups
 from engine.outputs import write_customers, write_decisions, write_messages, write_rejects, write_tasks
-from engine.policy.loader import PolicySet, load_policies
+from engine.policy.loader import PolicySet
 from engine.policy.model import STAGES, AddScore, MessageSpec, SetTag, TaskSpec
 from engine.readers import load_columns, read_inbox
 from engine.render import make_environment
+from engine.validate import load_checked_policies
 from engine.stages import CustomerFacts, StageSetup, build_stage_modules
 
 # customers.xlsx columns: (feature or tag key, header, cell kind)
@@ -184,7 +186,7 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
     say = progress or (lambda _msg: None)
     policies = options.policies.resolve()
     templates = (options.templates or default_templates(policies)).resolve()
-    policyset = load_policies(policies)
+    policyset = load_checked_policies(policies, templates)
     guard_policy = load_guard_policy(policyset)
     columns_path = policies / "columns.yaml"
     columns = load_columns(columns_path)
@@ -278,5 +280,8 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     manifest["inputs"] = [file_entry(p, options.inbox.resolve()) for p in input_files]
     manifest["policies"] = [file_entry(p, policies) for p in sorted({*policyset.files, columns_path})]
     manifest["templates"] = [file_entry(p, templates) for p in template_files]
+    write_audit(folder.path, manifest, evaluation, policyset)
+    write_report(folder.path, manifest, evaluation)
+    refresh_outputs(manifest, folder.path)  # audit.xlsx and report.html are hashed too
     write_json(folder.path / "manifest.json", manifest)
     return counts
