@@ -67,10 +67,12 @@ def main() -> None:
 @click.option("--engine", "engine_name", type=click.Choice(["python", "durable"]), default="python", show_default=True,
               help="Rule evaluation backend.")
 @click.option("--force", is_flag=True, help="Run again even if this exact batch already has a run folder (replaces it).")
+@click.option("--cross-check", is_flag=True,
+              help="Evaluate with both backends (python and durable_rules); stop with the differences if they disagree.")
 @click.option("--ledger", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="The contact ledger (SQLite) that remembers what was issued. Default: ledger.sqlite in the outbox.")
 def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None, templates: Path | None, engine_name: str,
-        force: bool, ledger: Path | None) -> None:
+        force: bool, cross_check: bool, ledger: Path | None) -> None:
     """Run the policies over the exports in INBOX and write a run folder into OUTBOX."""
     from engine.run import RunOptions, run_batch
 
@@ -79,7 +81,8 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
     as_of_time = as_of if isinstance(as_of, datetime) else None
     as_of_day = as_of.date() if isinstance(as_of, datetime) else as_of
     options = RunOptions(policies=policies, inbox=inbox, outbox=outbox, as_of=as_of_day, as_of_time=as_of_time,
-                         templates=templates, engine=engine_name, force=force, ledger=ledger)
+                         templates=templates, engine=engine_name, force=force, ledger=ledger,
+                         cross_check=cross_check)
     try:
         result = run_batch(options, progress=lambda msg: click.echo(msg, err=True))
     except EngineError as exc:

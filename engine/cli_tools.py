@@ -56,7 +56,9 @@ AS_OF_HELP = "The date looked at (YYYY-MM-DD: the end of that day) or an instant
 @click.option("--templates", type=_FOLDER, default=None, help="Message templates folder. Default: templates/ beside the policy folder.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: one line per problem; json: a list of problems for tools.")
-def validate_command(policies: Path, templates: Path | None, fmt: str) -> None:
+@click.option("--engine", "engine_name", type=click.Choice(["python", "durable"]), default="python", show_default=True,
+              help="durable: also report rules the durable_rules backend cannot express.")
+def validate_command(policies: Path, templates: Path | None, fmt: str, engine_name: str) -> None:
     """Check every policy file and decision table without running a batch.
 
     \b
@@ -64,10 +66,11 @@ def validate_command(policies: Path, templates: Path | None, fmt: str) -> None:
     wrong, [code], and the fix. Exit code 1 if there is an error.
       crm-engine validate --policies policies
       crm-engine validate --policies policies --format json
+      crm-engine validate --policies policies --engine durable
     """
     from engine.validate import format_problem, validate_policies
 
-    problems = validate_policies(policies, templates)
+    problems = validate_policies(policies, templates, engine_name)
     errors = [p for p in problems if p.severity == "error"]
     if fmt == "json":
         click.echo(json.dumps([p.to_dict() for p in problems], ensure_ascii=False, indent=2))

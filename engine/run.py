@@ -18,7 +18,7 @@ from engine.audit import refresh_outputs, write_audit, write_report
 from engine.backends import get_backend
 from engine.calendar import load_calendars
 from engine.decisions import Firing, Message, Task
-from engine.errors import Location, PolicyError, Problem
+from engine.errors import EngineError, Location, PolicyError, Problem
 from engine.evaluate import Evaluator
 from engine.guards import guard_evaluation, load_guard_policy, resolve_ledger_path, write_guard_report
 from engine.ledger import Ledger
@@ -70,6 +70,7 @@ class RunOptions:
     templates: Path | None = None
     as_of_time: datetime | None = None  # default: the end of the as-of day
     ledger: Path | None = None  # the contact ledger; default from guards.yaml (inside the outbox)
+    cross_check: bool = False  # evaluate with both backends and fail if they disagree
     engine: str = "python"
     force: bool = False
 
@@ -186,7 +187,7 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
     say = progress or (lambda _msg: None)
     policies = options.policies.resolve()
     templates = (options.templates or default_templates(policies)).resolve()
-    policyset = load_checked_policies(policies, templates)
+    policyset = load_checked_policies(policies, templates, "durable" if options.cross_check else options.engine)
     guard_policy = load_guard_policy(policyset)
     columns_path = policies / "columns.yaml"
     columns = load_columns(columns_path)
@@ -220,6 +221,8 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
         progress=lambda done, total: say(f"已评估 {done}/{total} 位客户"),
         as_of_time=options.as_of_time,
     )
+    if options.cross_check:
+        _cross_check(evaluation, policyset, dataset, options, templates, say)
     ledger = Ledger(ledger_path)
     try:
         guards = guard_evaluation(guard_policy, ledger, {c.customer_id: c for c in dataset.customers}, evaluation,
@@ -232,6 +235,22 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
     finally:
         ledger.close()
     return RunResult(run_id, target, counts=counts, warnings=[*policyset.warnings, *input_warnings])
+
+
+def _cross_check(evaluation: Evaluation, policyset: PolicySet, dataset: Dataset, options: RunOptions, templates: Path,
+                 say: Callable[[str], None]) -> None:
+    """Evaluate again with the other backend; any difference stops the run before anything is written."""
+    from engine.backends.durable_backend import diff_evaluations
+
+    other_name = "durable" if options.engine == "python" else "python"
+    say(f"交叉核对：用 {other_name} 引擎再评估一遍 …")
+    other = evaluate_dataset(policyset, dataset, options.as_of, templates, other_name, as_of_time=options.as_of_time)
+    differences = diff_evaluations(evaluation, other, options.engine, other_name)
+    if differences:
+        raise EngineError(Problem(code="cross-check-failed", location=Location(file=str(options.policies)),
+                                  message=f"the {options.engine} and {other_name} engines disagree:\n" + "\n".join(differences),
+                                  fix="report this with the run's inputs and policies; use the default engine's results meanwhile"))
+    say(f"交叉核对通过：{options.engine} 与 {other_name} 的决策完全一致")
 
 
 def _ledger_root(ledger_path: Path, outbox: Path) -> str:

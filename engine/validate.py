@@ -62,8 +62,9 @@ OTHER_TEXT = "〈其他值〉"  # stands for "a text none of the rules names"
 # --------------------------------------------------------------------------------------------------
 
 
-def check_policies(policies: Path, templates: Path | None = None) -> tuple[PolicySet | None, list[Problem]]:
-    """Load the policy folder and run every check. Returns (policy set or None if it did not load, problems)."""
+def check_policies(policies: Path, templates: Path | None = None, engine: str = "python") -> tuple[PolicySet | None, list[Problem]]:
+    """Load the policy folder and run every check. Returns (policy set or None if it did not load, problems).
+    With ``engine="durable"`` it also reports rules the durable_rules backend cannot express."""
     policies = Path(policies).resolve()
     templates = Path(templates).resolve() if templates else policies.parent / "templates"
     try:
@@ -90,18 +91,34 @@ def check_policies(policies: Path, templates: Path | None = None) -> tuple[Polic
     problems.extend(check_duplicate_ids(policyset))
     problems.extend(check_templates(policyset, templates))
     problems.extend(check_rule_logic(policyset))
+    if engine == "durable":
+        problems.extend(check_durable(policyset))
     return policyset, _unique(problems)
 
 
-def validate_policies(policies: Path, templates: Path | None = None) -> list[Problem]:
+def check_durable(policyset: PolicySet) -> list[Problem]:
+    """Rules the durable_rules backend cannot express, and whether durable_rules is installed."""
+    from engine.backends.durable_backend import DurableBackend, check_expressible
+
+    problems: list[Problem] = []
+    for rs in policyset.all_rulesets():
+        problems.extend(check_expressible(rs, policyset.schema))
+    try:
+        DurableBackend()
+    except EngineError as exc:
+        problems.extend(exc.problems)
+    return problems
+
+
+def validate_policies(policies: Path, templates: Path | None = None, engine: str = "python") -> list[Problem]:
     """Every problem of the policy folder (errors and warnings), in a stable order."""
-    return check_policies(policies, templates)[1]
+    return check_policies(policies, templates, engine)[1]
 
 
-def load_checked_policies(policies: Path, templates: Path | None = None) -> PolicySet:
+def load_checked_policies(policies: Path, templates: Path | None = None, engine: str = "python") -> PolicySet:
     """The policy set, checked like ``validate`` does; raises PolicyError listing every error.
     Warnings are left in ``policyset.warnings``. ``run`` uses this so it refuses what validate rejects."""
-    policyset, problems = check_policies(policies, templates)
+    policyset, problems = check_policies(policies, templates, engine)
     errors = [p for p in problems if p.severity == ERROR]
     if errors or policyset is None:
         raise PolicyError(errors or problems)
