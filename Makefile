@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 AS_OF ?= 2026-11-20
 
-.PHONY: run test install install-test bench sample clean
+.PHONY: run test install install-test bench bench-durable sample clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,7 +22,7 @@ run: install
 test: install-test
 	$(BIN)/python -m pytest -q
 
-bench: install
+bench: install-test
 	$(BIN)/python bench/run_bench.py
 
 sample: install
@@ -30,3 +30,6 @@ sample: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+bench-durable: install-test
+	$(BIN)/python bench/durable_bench.py

@@ -86,7 +86,7 @@ def main() -> None:
         if outbox.exists():
             subprocess.run(["rm", "-rf", str(outbox)], check=True)
         t, peak, run_output = timed([PY, "-m", "engine.cli", "run", "--policies", "policies", "--inbox", str(data),
-                                     "--outbox", str(outbox), "--as-of", args.as_of])
+                                     "--outbox", str(outbox), "--as-of", args.as_of, "--ledger", str(outbox / "ledger.sqlite")])
         runs.append(t)
         peaks.append(peak)
         print(f"round {i + 1}: read {reads[-1]:.1f} s, run {runs[-1]:.1f} s, peak {peak:.0f} MiB", flush=True)
