@@ -7,6 +7,7 @@ same run id and byte-identical files.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -263,20 +264,6 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
                       input_files, template_files, run_id, as_of_time, ledger_path) -> dict[str, Any]:
     """Every file of the run folder; returns the counts that go into the manifest."""
     out = folder.path
-    # The two biggest workbooks (customers, SLA items) are written on the second core.
-    (_, stage_counts), (guard_counts, task_counts, message_counts, _, _) = run_two_groups(
-        [
-            lambda: write_customers(out, evaluation.customer_rows, CUSTOMER_COLUMNS),
-            lambda: {stage: module.write(out) for stage, module in evaluation.modules.items()},
-        ],
-        [
-            lambda: write_guard_report(out, guards),
-            lambda: write_tasks(out, evaluation.tasks),
-            lambda: write_messages(out, evaluation.messages),
-            lambda: write_rejects(out, dataset.rejects),
-            lambda: write_decisions(out, evaluation.firings),
-        ],
-    )
     counts = {
         "customers": len(dataset.customers),
         "interactions": len(dataset.interactions),
@@ -284,13 +271,13 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
         "rejects": len(dataset.rejects),
         "decisions": len(evaluation.firings),
         "tasks": len(evaluation.tasks),
-        "tasks_by_assignee": task_counts,
+        "tasks_by_assignee": dict(sorted(Counter(t.assignee for t in evaluation.tasks).items())),
         "messages": len(evaluation.messages),
-        "messages_by_channel": message_counts,
-        **stage_counts,
-        "guards": guard_counts,
+        "messages_by_channel": dict(sorted(Counter(m.channel for m in evaluation.messages).items())),
+        **{stage: module.manifest_counts() for stage, module in evaluation.modules.items()},
+        "guards": guards.counts(),
     }
-    manifest = build_manifest(run_id=run_id, as_of=options.as_of, counts=counts, outputs_dir=folder.path,
+    manifest = build_manifest(run_id=run_id, as_of=options.as_of, counts=counts,
                               extra={"engine": options.engine, "as_of_time": as_of_time.isoformat(),
                                      "roots": {"inbox": str(options.inbox.resolve()), "policies": str(policies),
                                                "templates": str(templates), "ledger": _ledger_root(ledger_path, options.outbox)}})
@@ -299,8 +286,22 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     manifest["inputs"] = [file_entry(p, options.inbox.resolve()) for p in input_files]
     manifest["policies"] = [file_entry(p, policies) for p in sorted({*policyset.files, columns_path})]
     manifest["templates"] = [file_entry(p, templates) for p in template_files]
-    write_audit(folder.path, manifest, evaluation, policyset)
-    write_report(folder.path, manifest, evaluation)
-    refresh_outputs(manifest, folder.path)  # audit.xlsx and report.html are hashed too
+    # Independent files, written on two cores: the audit workbook and the SLA sheet on the second.
+    run_two_groups(
+        [
+            lambda: write_audit(out, manifest, evaluation, policyset),
+            lambda: [module.write(out) for module in evaluation.modules.values()],
+        ],
+        [
+            lambda: write_customers(out, evaluation.customer_rows, CUSTOMER_COLUMNS),
+            lambda: write_guard_report(out, guards),
+            lambda: write_tasks(out, evaluation.tasks),
+            lambda: write_messages(out, evaluation.messages),
+            lambda: write_rejects(out, dataset.rejects),
+            lambda: write_decisions(out, evaluation.firings),
+            lambda: write_report(out, manifest, evaluation),
+        ],
+    )
+    refresh_outputs(manifest, folder.path)  # every output file's hash
     write_json(folder.path / "manifest.json", manifest)
     return counts

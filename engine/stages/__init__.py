@@ -38,8 +38,11 @@ class StageModule(Protocol):
     def process(self, facts: CustomerFacts) -> StageOutput:
         """Work out this stage's own decisions for one customer; may add features."""
 
+    def manifest_counts(self) -> dict[str, Any]:
+        """Counts for the run manifest (no I/O: known before any file is written)."""
+
     def write(self, folder: Path) -> dict[str, Any]:
-        """Write this stage's run files into the run folder; return counts for the manifest."""
+        """Write this stage's run files into the run folder; return ``manifest_counts()``."""
 
 
 @dataclass

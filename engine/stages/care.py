@@ -414,7 +414,10 @@ class CareStage:
         f["survey_interaction_id"] = found.interaction_id if found else None
 
     def write(self, folder: Path) -> dict[str, Any]:
-        # No file of its own: care actions are ordinary tasks and messages. Counts go to the manifest.
+        # No file of its own: care actions are ordinary tasks and messages.
+        return self.manifest_counts()
+
+    def manifest_counts(self) -> dict[str, Any]:
         return {"festivals_due": list(self.festivals_due), "is_member_day": self.is_member_day, **self.counts}
 
 

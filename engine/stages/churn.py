@@ -265,6 +265,9 @@ class ChurnStage:
 
     def write(self, folder: Path) -> dict[str, Any]:
         # No file of its own: scores are on the customer sheet, reasons in the decision log.
+        return self.manifest_counts()
+
+    def manifest_counts(self) -> dict[str, Any]:
         return {"levels": dict(self.level_counts), "reasons": dict(sorted(self.reason_counts.items()))}
 
 

@@ -859,6 +859,10 @@ class SlaStage:
             Sheet("KPI", KPI_COLUMNS, kpi_rows),
             Sheet("指标说明", [Column("指标"), Column("定义", width=90)], definitions),
         ])
+        return self.manifest_counts()
+
+    def manifest_counts(self) -> dict[str, Any]:
+        """For the run manifest: tracked items and how many are in each status."""
         counts: dict[str, int] = {"tracked": 0, "no_target": 0}
         for status in STATUS_LABELS:
             counts[status] = 0
