@@ -212,3 +212,11 @@ def test_apply_hit_policy_no_match():
 
     rs = RuleSet("x", "classification", "", "unique", [], Location(), "x.yaml")
     assert apply_hit_policy(rs, []) == ([], None)
+
+
+def test_impossible_date_in_yaml_names_its_line(policies: Path):
+    (policies / "classification" / "dates.yaml").write_text(
+        "kind: classification\nid: dates\nrules:\n  - id: D1\n    when: signed_date > date('2024-01-01')\n    set: {since: 2027-02-30}\n",
+        encoding="utf-8")
+    assert errors_of(policies) == [
+        "classification/dates.yaml:6:18: error: '2027-02-30' is not a real date (day is out of range for month) [bad-value]"]

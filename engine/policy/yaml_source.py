@@ -109,7 +109,13 @@ def load_yaml_text(text: str, name: str) -> Any:
     loader = _PositionLoader(text)
     loader.source_name = name
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            return loader.construct_document(node)
+        except ValueError as exc:  # e.g. an impossible date such as 2027-02-30, which PyYAML reports without a place
+            raise PolicyError(_value_problem(name, node, exc)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(file=name, line=mark.line + 1, col=mark.column + 1) if mark else Location(file=name)
@@ -121,3 +127,21 @@ def load_yaml_text(text: str, name: str) -> Any:
         ) from None
     finally:
         loader.dispose()
+
+
+def _value_problem(name: str, root: yaml.Node, exc: ValueError) -> Problem:
+    """Find the scalar PyYAML could not turn into a value (a date that does not exist) and say where."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(v for pair in reversed(node.value) for v in reversed(pair))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+        elif node.tag == "tag:yaml.org,2002:timestamp":
+            try:
+                yaml.SafeLoader("").construct_yaml_timestamp(node)
+            except ValueError:
+                return Problem(code="bad-value", message=f"'{node.value}' is not a real date ({exc})",
+                               location=_node_location(name, node), fix="correct the date (YYYY-MM-DD)")
+    return Problem(code="bad-value", message=f"a value cannot be read: {exc}", location=Location(file=name))
