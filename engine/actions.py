@@ -2,6 +2,7 @@
 channel, an address and a rendered text."""
 from __future__ import annotations
 
+from collections import ChainMap
 from datetime import date, datetime, time
 from typing import Any
 
@@ -14,18 +15,18 @@ from engine.policy.model import MessageSpec, Rule, RuleSet, TaskSpec, period_lab
 from engine.render import render_message
 
 
-def customer_context(customer: Customer, features: dict[str, Any]) -> dict[str, Any]:
+def customer_context(customer: Customer, features: dict[str, Any]) -> ChainMap:
     """What templates see as ``customer``: the record's contact fields plus every feature and tag."""
-    ctx = dict(features)
-    ctx.update(
-        name=customer.name,
-        contact_person=customer.contact_person,
-        phone=customer.phone,
-        email=customer.email,
-        wechat=customer.wechat,
-        gender=customer.gender,
-    )
-    return ctx
+    contact = {
+        "name": customer.name,
+        "contact_person": customer.contact_person,
+        "phone": customer.phone,
+        "email": customer.email,
+        "wechat": customer.wechat,
+        "gender": customer.gender,
+    }
+    # A view, not a copy: built for every customer who gets a task or message.
+    return ChainMap(contact, features)
 
 
 class ActionBuilder:

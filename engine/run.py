@@ -175,7 +175,7 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
                         firing.outputs.append({"message": {"channel": channel, "template": out.template,
                                                            "category": out.category, "key": msg.key}})
                 firings.append(firing)
-        row = dict(features)
+        row = features  # not a copy: at 100k customers a copy of every feature dict costs ~1 GiB
         row["task_count"] = task_count
         row["message_count"] = message_count
         rows.append(row)
