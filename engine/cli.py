@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from engine import __version__
+from engine.cli_tools import parse_as_of
 from engine.errors import EngineError
 
 
@@ -19,19 +20,6 @@ def _parse_date(_ctx, _param, value):
         return date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"'{value}' is not a date like 2026-11-20") from None
-
-
-def _parse_as_of(_ctx, _param, value):
-    """A date (the run looks at the end of that day) or a date and time such as 2026-11-20T12:00."""
-    if value is None:
-        return None
-    text = value.strip().replace(" ", "T")
-    try:
-        if "T" in text:
-            return datetime.fromisoformat(text).replace(second=0, microsecond=0)
-        return date.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(f"'{value}' is not a date like 2026-11-20 or a time like 2026-11-20T12:00") from None
 
 
 def _fail(exc: EngineError) -> None:
@@ -60,7 +48,7 @@ def main() -> None:
               help="Folder with the Excel exports (customers, interactions, orders).")
 @click.option("--outbox", type=click.Path(path_type=Path, file_okay=False), default=Path("outbox"), show_default=True,
               help="Where the run folder is written.")
-@click.option("--as-of", "as_of", callback=_parse_as_of, default=None,
+@click.option("--as-of", "as_of", callback=parse_as_of, default=None,
               help="The date the run looks at (YYYY-MM-DD: the end of that day), or an instant (YYYY-MM-DDTHH:MM). Default: now.")
 @click.option("--templates", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Message templates folder. Default: templates/ beside the policy folder.")

@@ -18,7 +18,7 @@ from engine.errors import EngineError
 _FOLDER = click.Path(path_type=Path, file_okay=False)
 
 
-def _as_of(_ctx, _param, value):
+def parse_as_of(_ctx, _param, value):
     """A date (the end of that day) or an instant such as 2026-11-20T12:00; default: now."""
     if value is None:
         return None
@@ -117,7 +117,7 @@ def test_command(policies: Path, tests_dir: Path | None, templates: Path | None,
               help="A finished run folder (outbox/<run-id>): its inputs, policies, as-of and decision log are used.")
 @click.option("--policies", type=_FOLDER, default=Path("policies"), show_default=True, help="Policy folder (without --run).")
 @click.option("--inbox", type=_FOLDER, default=Path("inbox"), show_default=True, help="Folder with the exports (without --run).")
-@click.option("--as-of", "as_of", callback=_as_of, default=None, help=AS_OF_HELP)
+@click.option("--as-of", "as_of", callback=parse_as_of, default=None, help=AS_OF_HELP)
 @click.option("--templates", type=_FOLDER, default=None, help="Message templates folder. Default: templates/ beside the policy folder.")
 @click.option("--only-fired", is_flag=True, help="Show only the rules that fired.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -152,7 +152,7 @@ def explain_command(customer_id: str, run_folder: Path | None, policies: Path, i
 @click.option("--new", "new", type=_FOLDER, default=Path("policies"), show_default=True, help="The changed policy folder.")
 @click.option("--inbox", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("inbox"), show_default=True,
               help="Folder with the exports both versions run on.")
-@click.option("--as-of", "as_of", callback=_as_of, default=None, help=AS_OF_HELP)
+@click.option("--as-of", "as_of", callback=parse_as_of, default=None, help=AS_OF_HELP)
 @click.option("--templates", type=_FOLDER, default=None, help="Templates of the new version. Default: templates/ beside it.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("diff.xlsx"), show_default=True,
               help="Where to write the workbook with every change.")
