@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
+from time import perf_counter
 from typing import Any, Callable
 
 from engine import __version__
@@ -185,7 +186,12 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
 
 
 def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None) -> RunResult:
-    say = progress or (lambda _msg: None)
+    started = perf_counter()
+    report = progress or (lambda _msg: None)
+
+    def say(message: str) -> None:  # progress lines carry the elapsed time, so long runs show where they are
+        report(f"[{perf_counter() - started:6.1f}s] {message}")
+
     policies = options.policies.resolve()
     templates = (options.templates or default_templates(policies)).resolve()
     policyset = load_checked_policies(policies, templates, "durable" if options.cross_check else options.engine)
@@ -222,12 +228,14 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
         progress=lambda done, total: say(f"已评估 {done}/{total} 位客户"),
         as_of_time=options.as_of_time,
     )
+    say(f"评估完成：拟派任务 {len(evaluation.tasks)}，拟发消息 {len(evaluation.messages)}（发送保护检查前）")
     if options.cross_check:
         _cross_check(evaluation, policyset, dataset, options, templates, say)
     ledger = Ledger(ledger_path)
     try:
         guards = guard_evaluation(guard_policy, ledger, {c.customer_id: c for c in dataset.customers}, evaluation,
                                   as_of_time, run_id)
+        say("发送保护已检查，写入结果文件 …")
         with RunFolder(options.outbox, run_id, overwrite=options.force) as folder:
             counts = _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset,
                                        evaluation, guards, input_files, template_files, run_id, as_of_time, ledger_path)
