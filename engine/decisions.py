@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a large run holds over a million of these
 class Firing:
     """One rule that fired for one customer: the unit of the decision log."""
 

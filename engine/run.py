@@ -34,7 +34,7 @@ from engine.policy.model import STAGES, AddScore, MessageSpec, SetTag, TaskSpec
 from engine.readers import load_columns, read_inbox
 from engine.render import make_environment
 from engine.validate import load_checked_policies
-from engine.stages import CustomerFacts, StageSetup, build_stage_modules
+from engine.stages import CustomerFacts, StageSetup, build_stage_modules, stage_feature_catalog
 
 # customers.xlsx columns: (feature or tag key, header, cell kind)
 CUSTOMER_COLUMNS = [
@@ -125,6 +125,8 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
     modules = build_stage_modules(StageSetup(policyset, calendars, builder, as_of, as_of_time or end_of_day(as_of)))
     orders_by_customer = group_by_customer(dataset.orders)
     interactions_by_customer = group_by_customer(dataset.interactions)
+    kept_names = list(dict.fromkeys([key for key, _, _ in CUSTOMER_COLUMNS] + evaluator.tag_names
+                                     + evaluator.score_names + list(stage_feature_catalog())))
     if release_facts:
         # A batch run needs each customer's facts only while that customer is evaluated: dropping
         # the flat lists lets them be freed customer by customer (about 1 GiB at 1M interactions).
@@ -182,7 +184,10 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
                         firing.outputs.append({"message": {"channel": channel, "template": out.template,
                                                            "category": out.category, "key": msg.key}})
                 firings.append(firing)
-        row = features  # not a copy: at 100k customers a copy of every feature dict costs ~1 GiB
+        if release_facts:  # a batch run keeps only what its outputs show (~4 KiB less per customer)
+            row = {name: features.get(name) for name in kept_names}
+        else:
+            row = features  # tools (explain, diff, policy tests) may look at any feature
         row["task_count"] = task_count
         row["message_count"] = message_count
         rows.append(row)
