@@ -125,6 +125,11 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
     modules = build_stage_modules(StageSetup(policyset, calendars, builder, as_of, as_of_time or end_of_day(as_of)))
     orders_by_customer = group_by_customer(dataset.orders)
     interactions_by_customer = group_by_customer(dataset.interactions)
+    tag_outputs = {
+        rule.rule_id: [{"set": {o.name: o.value}} if type(o) is SetTag else {"score": {o.name: o.points}} for o in rule.outputs]
+        for rs in policyset.all_rulesets() for rule in rs.rules
+        if all(type(o) in (SetTag, AddScore) for o in rule.outputs)
+    }
     kept_names = list(dict.fromkeys([key for key, _, _ in CUSTOMER_COLUMNS] + evaluator.tag_names
                                      + evaluator.score_names + list(stage_feature_catalog())))
     if release_facts:
@@ -159,6 +164,13 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
             for hit in evaluator.run_stage(stage_index, features):
                 rule, rs = hit.rule, hit.ruleset
                 firing = Firing(cid, rs.stage, rs.policy_id, rule.rule_id, rule.source, hit.inputs, note=hit.note)
+                shared = tag_outputs.get(rule.rule_id)
+                if shared is not None:
+                    # Rules that only set tags or scores log the same outputs for every customer:
+                    # one shared, never-modified list instead of a million equal ones.
+                    firing.outputs = shared
+                    firings.append(firing)
+                    continue
                 for out in rule.outputs:
                     if type(out) is SetTag:
                         firing.outputs.append({"set": {out.name: out.value}})
