@@ -265,6 +265,7 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
                                        evaluation, guards, input_files, template_files, run_id, as_of_time, ledger_path)
         # Recorded only once the run folder is in place: a crash before leaves nothing issued.
         ledger.record(run_id, as_of_time, evaluation.tasks, evaluation.messages)
+        say("结果文件已写入，联系台账已更新")
     finally:
         ledger.close()
     return RunResult(run_id, target, counts=counts, warnings=[*policyset.warnings, *input_warnings])
