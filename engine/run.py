@@ -103,7 +103,6 @@ class Evaluation:
     tasks: list[Task]
     messages: list[Message]
     firings: list[Firing]
-    warnings: list[Problem]
     modules: dict[str, Any] = field(default_factory=dict)  # stage modules, to write their own files
 
 
@@ -141,7 +140,6 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
     messages: list[Message] = []
     firings: list[Firing] = []
     rows: list[dict[str, Any]] = []
-    warnings: list[Problem] = []
     total = len(dataset.customers)
     for n, customer in enumerate(dataset.customers):
         cid = customer.customer_id
@@ -149,7 +147,6 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
         features = facts.features
         features.update(derive_features(customer, facts.orders, facts.interactions, as_of, policyset.features))
         evaluator.prepare(features)
-        context = None
         task_count = message_count = 0
         for stage_index, stage in enumerate(STAGES):
             context = None  # templates see the features as they stand at this stage
@@ -205,7 +202,7 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
         rows.append(row)
         if progress and (n + 1) % 5000 == 0:
             progress(n + 1, total)
-    return Evaluation(rows, tasks, messages, firings, warnings, modules)
+    return Evaluation(rows, tasks, messages, firings, modules)
 
 
 def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None) -> RunResult:
