@@ -100,7 +100,8 @@ def main() -> None:
         "ratio_run_to_read": round(run / read, 2),
         "peak_memory_mib": round(max(peaks)),
         "targets": {"ratio_run_to_read": 1.5, "peak_memory_mib": 2048},
-        "run_summary": run_output.strip().splitlines()[-6:],
+        # The run's own progress lines carry the elapsed time of each phase.
+        "run_phases": [line for line in run_output.splitlines() if line.startswith("[") and "已评估" not in line],
     }
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
