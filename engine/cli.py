@@ -1,7 +1,6 @@
 """The ``crm-engine`` command. Commands only parse arguments, call library functions and print."""
 from __future__ import annotations
 
-import json
 import sys
 from datetime import date, datetime
 from pathlib import Path

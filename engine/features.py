@@ -11,7 +11,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any, Iterable
 
-from engine.model import Customer, Dataset, Interaction, Order
+from engine.model import Customer, Interaction, Order
 
 # Interaction types as recorded (Chinese) → the key used in feature names.
 INTERACTION_TYPE_KEYS = {

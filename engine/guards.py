@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.decisions import Firing, Message, Task
-from engine.errors import Location, PolicyError
+from engine.errors import PolicyError
 from engine.ledger import DEFAULT_LEDGER_NAME, Ledger
 from engine.policy.loader import MESSAGE_CATEGORIES, policy_files
 from engine.policy.model import STAGES

@@ -14,7 +14,6 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any, Callable
 
-from engine import __version__
 from engine.actions import ActionBuilder
 from engine.audit import refresh_outputs, write_audit, write_report
 from engine.backends import get_backend

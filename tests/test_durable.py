@@ -7,10 +7,8 @@ plus cross_check, check_expressible, values durable_rules cannot take, and the u
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 

@@ -1,7 +1,6 @@
 """Writing on two cores: results come back, failures are not lost, files are the same either way."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

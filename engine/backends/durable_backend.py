@@ -663,7 +663,7 @@ def constant_problem(value: Any) -> str | None:
         return None
     if isinstance(value, int):
         if abs(value) > MAX_EXACT_INT:
-            return f"whole numbers beyond ±2^53 lose precision there"
+            return "whole numbers beyond ±2^53 lose precision there"
         return None
     if isinstance(value, float):
         if not math.isfinite(value):
