@@ -235,8 +235,7 @@ def write_audit(folder: Path, manifest: dict[str, Any], evaluation: Any, policys
         name = "决策日志" if parts == 1 else f"决策日志{n + 1}"
         sheets.append(Sheet(name, LOG_COLUMNS, _log_rows(firings[n * per_sheet:(n + 1) * per_sheet])))
     path = folder / AUDIT_NAME
-    # Shared strings (constant_memory off) write this repetitive, capped log about a third faster.
-    write_workbook(path, sheets, title="审计 audit", constant_memory=False)
+    write_workbook(path, sheets, title="审计 audit")
     return path
 
 

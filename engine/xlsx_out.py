@@ -1,4 +1,7 @@
-"""Write styled, deterministic ``.xlsx`` workbooks (task sheets, rejects, audit) with XlsxWriter.
+"""Write styled, deterministic ``.xlsx`` workbooks (task sheets, rejects, audit).
+
+The writer is rustpy-xlsxwriter (Python binding of John McNamara's rust_xlsxwriter, the Rust port of
+XlsxWriter): about ten times faster per cell than XlsxWriter, which matters at 100,000 customers.
 
 What every sheet gets:
 
@@ -6,9 +9,8 @@ What every sheet gets:
 * an autofilter over the header and all data rows;
 * column widths that fit the content, counting CJK / full-width characters as 2 display units
   (capped at ``MAX_WIDTH``; an explicit ``Column.width`` wins);
-* cells written by column kind with explicit ``write_string`` / ``write_number`` /
-  ``write_datetime`` calls. We never call ``worksheet.write()`` with data: it would turn a text
-  like ``=HYPERLINK(...)`` into a live formula.
+* cells converted by column kind (text, number, date) before they reach the writer; a text cell
+  is always stored as text, never as a formula, whatever it starts with.
 
 Formula-injection guard (OWASP "CSV injection" advice): a text cell whose first character is one of
 ``= + - @``, TAB or CR is written with a literal apostrophe in front, e.g. ``=1+2`` is stored as the
@@ -21,20 +23,18 @@ Excel did evaluate it. Text is also cleaned: CR LF / CR become LF (Excel's in-ce
 other control characters are dropped.
 
 Deterministic bytes: the same sheets produce a byte-identical file. The document "created" /
-"modified" property is set to ``created`` (default ``FIXED_CREATED``), and XlsxWriter itself stamps
-every zip member with a constant 1980 timestamp; nothing else in the file depends on the clock.
+"modified" property is set to ``created`` (default ``FIXED_CREATED``) and every zip member gets a
+constant 1980 timestamp; nothing else in the file depends on the clock.
 
-Memory: by default the workbook is written in XlsxWriter's ``constant_memory`` mode, so a 100,000
-row sheet is streamed row by row to disk instead of being held in memory. Rows are consumed in one
-pass: column widths are measured while the rows are written and set at the end (XlsxWriter writes
-the ``<cols>`` element when it assembles the sheet, so late ``set_column`` calls are fine in this
-mode), and the autofilter is set once the last row is known. In this mode strings are stored
-inline rather than in the shared-string table; Excel, WPS, LibreOffice and openpyxl read both.
+Strings are stored inline (no shared-string table); Excel, WPS, LibreOffice and openpyxl read both.
 """
 from __future__ import annotations
 
+import io
 import math
+import os
 import re
+import zipfile
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,8 +42,10 @@ from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape as xml_escape
 
-import xlsxwriter
+import polars as pl
+import rustpy_xlsxwriter as rx
 
 # Default "created" property: a constant so output does not depend on the clock.
 FIXED_CREATED = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -169,126 +171,132 @@ def write_workbook(
     *,
     created: datetime | None = None,
     title: str | None = None,
-    constant_memory: bool = True,
 ) -> None:
-    """Write ``sheets`` to ``path`` (overwritten). Rows are consumed once. If writing fails the
-    partial file is removed and the error re-raised."""
+    """Write ``sheets`` to ``path`` (overwritten). Rows are consumed once. If writing fails no
+    partial file is left behind and the error is re-raised."""
     path = Path(path)
-    options = {
-        "constant_memory": constant_memory,
-        # Belt and braces: never guess types from strings, we write explicitly by kind anyway.
-        "strings_to_formulas": False,
-        "strings_to_numbers": False,
-        "strings_to_urls": False,
-        # Aware datetimes: keep the wall-clock time (Excel has no time zones).
-        "remove_timezone": True,
-    }
-    workbook = xlsxwriter.Workbook(str(path), options)
+    buffer = io.BytesIO()
+    writer = rx.FastExcel(buffer, output_format="xlsx")
+    taken: set[str] = set()
+    for sheet in sheets:
+        name = sanitize_sheet_name(sheet.name, taken)
+        data, options = _sheet_data(sheet)
+        writer.sheet(name, data, **options)
+    writer.freeze(row=1).save()
+    tmp = path.with_name(path.name + ".tmp")
     try:
-        props: dict[str, Any] = {"created": created or FIXED_CREATED}
-        if title:
-            props["title"] = title
-        workbook.set_properties(props)
-        formats = _Formats(workbook)
-        taken: set[str] = set()
-        for sheet in sheets:
-            _write_sheet(workbook, formats, sheet, sanitize_sheet_name(sheet.name, taken))
+        _write_reproducible_zip(buffer.getvalue(), tmp, created or FIXED_CREATED, title)
+        os.replace(tmp, path)
     except BaseException:
-        # Don't leave a half-written workbook behind; close() also removes XlsxWriter's temp files.
-        try:
-            workbook.close()
-        finally:
-            path.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    workbook.close()
 
 
-class _Formats:
-    """One XlsxWriter Format per kind (formats must be created on the workbook)."""
-
-    def __init__(self, workbook: xlsxwriter.Workbook) -> None:
-        self.header = workbook.add_format(HEADER_STYLE)
-        self.by_kind = {kind: None for kind in KINDS}
-        for kind, num_format in NUM_FORMATS.items():
-            self.by_kind[kind] = workbook.add_format({"num_format": num_format})
-
-
-def _write_sheet(workbook: xlsxwriter.Workbook, formats: _Formats, sheet: Sheet, name: str) -> None:
-    ws = workbook.add_worksheet(name)
+def _sheet_data(sheet: Sheet) -> tuple[Any, dict[str, Any]]:
+    """The rows as records keyed by header, and the sheet's options (widths, formats, filter)."""
     columns = sheet.columns
+    headers = [_clean_text(escape_text(c.header)) for c in columns]
+    if len(set(headers)) != len(headers):
+        raise ValueError(f"sheet {sheet.name!r}: two columns have the same header")
     ncols = len(columns)
-    if ncols == 0:
-        return
-    # Widths measured while writing (one pass over the rows).
-    widths = [display_width(c.header) + FILTER_BUTTON for c in columns]
+    # Widths measured while converting (one pass over the rows).
+    widths = [display_width(h) + FILTER_BUTTON for h in headers]
     measure = [c.width is None for c in columns]
-
-    for col, column in enumerate(columns):
-        ws.write_string(0, col, _clean_text(escape_text(column.header)), formats.header)
-    ws.freeze_panes(1, 0)
-
     kinds = [c.kind for c in columns]
-    cell_formats = [formats.by_kind[k] for k in kinds]
-    row_index = 0
+    records: list[dict[str, Any]] = []
     for row_index, values in enumerate(sheet.rows, start=1):
         if row_index >= EXCEL_MAX_ROWS:
-            # XlsxWriter would silently drop the rest; losing tasks quietly is worse than failing.
+            # Losing tasks quietly is worse than failing.
             raise ValueError(f"sheet {sheet.name!r}: more than {EXCEL_MAX_ROWS - 1} data rows")
         if len(values) != ncols:
             raise ValueError(
                 f"sheet {sheet.name!r} data row {row_index}: {len(values)} values for {ncols} columns"
             )
+        record: dict[str, Any] = {}
         for col in range(ncols):
             value = values[col]
             if value is None or value == "":
-                continue  # empty cell
+                record[headers[col]] = None  # empty cell
+                continue
             floor = widths[col] if measure[col] else MAX_STRING
-            shown = _write_cell(ws, row_index, col, kinds[col], value, cell_formats[col], floor)
+            cell, shown = _cell(kinds[col], value, floor)
+            record[headers[col]] = cell
             if shown > widths[col]:
                 widths[col] = shown
                 if shown >= MAX_WIDTH:
                     measure[col] = False  # capped: stop measuring this column
+        records.append(record)
+    column_widths = [
+        column.width if column.width is not None else min(max(widths[col] + PADDING, MIN_WIDTH), MAX_WIDTH)
+        for col, column in enumerate(columns)
+    ]
+    formats = {headers[col]: _number_format(kind) for col, kind in enumerate(kinds) if kind in NUM_FORMATS}
+    options: dict[str, Any] = {"header_format": _header_format(), "autofilter": True, "column_widths": column_widths}
+    if formats:
+        options["column_formats"] = formats
+    # No rows: an empty frame still gives the header row (a list of no records would give nothing).
+    data: Any = records if records else pl.DataFrame(schema={h: pl.String for h in headers})
+    return data, options
 
-    last_row = row_index
-    ws.autofilter(0, 0, last_row, ncols - 1)
-    for col, column in enumerate(columns):
-        if column.width is not None:
-            width = column.width
-        else:
-            width = min(max(widths[col] + PADDING, MIN_WIDTH), MAX_WIDTH)
-        ws.set_column(col, col, width)
+
+def _header_format() -> rx.Format:
+    return (rx.Format().set_bold().set_background_color(HEADER_STYLE["bg_color"]).set_border("thin")
+            .set_text_wrap().set_align("vcenter"))
 
 
-def _write_cell(ws, row: int, col: int, kind: str, value: Any, fmt, floor: int) -> int:
-    """Write one non-empty value; return its display width, or 0 if it is surely not wider than
-    ``floor`` (measuring every text is the slow part)."""
+def _number_format(kind: str) -> rx.Format:
+    return rx.Format().set_num_format(NUM_FORMATS[kind])
+
+
+# Every zip member gets the same timestamp and the document properties a fixed "created" time, so
+# the same sheets give the same bytes. rust_xlsxwriter stamps core.xml with the clock and has no
+# setting for it in the Python binding, so the package is re-zipped with core.xml replaced.
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_W3CDTF = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+def _write_reproducible_zip(package: bytes, target: Path, created: datetime, title: str | None) -> None:
+    stamp = created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    with zipfile.ZipFile(io.BytesIO(package)) as src, \
+            zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "docProps/core.xml":
+                data = _W3CDTF.sub(stamp, data)
+                if title:
+                    data = data.replace(b"<dc:creator>", f"<dc:title>{xml_escape(title)}</dc:title><dc:creator>".encode(), 1)
+            member = zipfile.ZipInfo(info.filename, date_time=_ZIP_TIME)
+            member.compress_type = zipfile.ZIP_DEFLATED
+            # Level 1 on the big sheet parts: this copy is on the hot path of a 100,000-row run.
+            dst.writestr(member, data, compresslevel=1 if len(data) > 1_000_000 else 6)
+
+
+def _cell(kind: str, value: Any, floor: int) -> tuple[Any, int]:
+    """The value as it goes into the cell, and its display width, or 0 if it is surely not wider
+    than ``floor`` (measuring every text is the slow part)."""
     if kind == "text":
-        return _write_text(ws, row, col, _to_text(value), floor)
+        return _text(_to_text(value), floor)
     if kind in ("date", "datetime"):
         if isinstance(value, (date, datetime)):  # datetime is a date subclass
-            ws.write_datetime(row, col, value, fmt)
-            return _DATE_WIDTH[kind]
-        if isinstance(value, time):
-            ws.write_datetime(row, col, value, fmt)
-            return _DATE_WIDTH[kind]
+            if isinstance(value, datetime) and value.tzinfo is not None:
+                value = value.replace(tzinfo=None)  # Excel has no time zones: keep the wall-clock time
+            return value, _DATE_WIDTH[kind]
         # Not a date (e.g. an unparsed export value): keep it visible as text.
-        return _write_text(ws, row, col, _to_text(value), floor)
+        return _text(_to_text(value), floor)
     # number, money, int, percent
     number = _to_number(value)
     if number is None:
-        return _write_text(ws, row, col, _to_text(value), floor)
-    ws.write_number(row, col, number, fmt)
-    return len(_number_display(kind, number))
+        return _text(_to_text(value), floor)
+    return number, len(_number_display(kind, number))
 
 
-def _write_text(ws, row: int, col: int, text: str, floor: int) -> int:
+def _text(text: str, floor: int) -> tuple[str, int]:
     text = _clean_text(escape_text(text))
     if len(text) > MAX_STRING:
-        text = text[:MAX_STRING]  # Excel's hard limit; XlsxWriter would truncate with a warning
-    ws.write_string(row, col, text)
+        text = text[:MAX_STRING]  # Excel's hard limit for one cell
     if 2 * len(text) <= floor:
-        return 0  # at most 2 units a character: cannot be wider than the column already is
-    return display_width(text)
+        return text, 0  # at most 2 units a character: cannot be wider than the column already is
+    return text, display_width(text)
 
 
 def _clean_text(text: str) -> str:
