@@ -132,6 +132,15 @@ def display_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
 
 
+def _quick_width(text: str) -> int:
+    """``display_width`` estimated from the UTF-8 length, for whole columns: ASCII counts 1 and CJK
+    (3 bytes in UTF-8) counts 2, like ``display_width``; other scripts are rounded up. Exact
+    enough for a column width and ten times faster than asking unicodedata per character."""
+    if "\n" in text:
+        return display_width(text)
+    return (len(text.encode("utf-8")) + len(text) + 1) // 2
+
+
 def _utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -199,43 +208,36 @@ def _sheet_data(sheet: Sheet) -> tuple[Any, dict[str, Any]]:
     if len(set(headers)) != len(headers):
         raise ValueError(f"sheet {sheet.name!r}: two columns have the same header")
     ncols = len(columns)
-    # Widths measured while converting (one pass over the rows).
-    widths = [display_width(h) + FILTER_BUTTON for h in headers]
-    measure = [c.width is None for c in columns]
-    kinds = [c.kind for c in columns]
-    records: list[dict[str, Any]] = []
-    for row_index, values in enumerate(sheet.rows, start=1):
-        if row_index >= EXCEL_MAX_ROWS:
-            # Losing tasks quietly is worse than failing.
-            raise ValueError(f"sheet {sheet.name!r}: more than {EXCEL_MAX_ROWS - 1} data rows")
+    rows: list[Sequence[Any]] = sheet.rows if isinstance(sheet.rows, list) else list(sheet.rows)
+    if len(rows) >= EXCEL_MAX_ROWS:
+        # Losing tasks quietly is worse than failing.
+        raise ValueError(f"sheet {sheet.name!r}: more than {EXCEL_MAX_ROWS - 1} data rows")
+    for row_index, values in enumerate(rows, start=1):
         if len(values) != ncols:
             raise ValueError(
                 f"sheet {sheet.name!r} data row {row_index}: {len(values)} values for {ncols} columns"
             )
-        record: dict[str, Any] = {}
-        for col in range(ncols):
-            value = values[col]
-            if value is None or value == "":
-                record[headers[col]] = None  # empty cell
-                continue
-            floor = widths[col] if measure[col] else MAX_STRING
-            cell, shown = _cell(kinds[col], value, floor)
-            record[headers[col]] = cell
-            if shown > widths[col]:
-                widths[col] = shown
-                if shown >= MAX_WIDTH:
-                    measure[col] = False  # capped: stop measuring this column
-        records.append(record)
-    column_widths = [
-        column.width if column.width is not None else min(max(widths[col] + PADDING, MIN_WIDTH), MAX_WIDTH)
-        for col, column in enumerate(columns)
-    ]
-    formats = {headers[col]: _number_format(kind) for col, kind in enumerate(kinds) if kind in NUM_FORMATS}
+    # Converted column by column: one tight loop per column is several times faster than cell by cell.
+    widths = []
+    cells_by_column = []
+    for col, column in enumerate(columns):
+        cells = _convert_column(column.kind, [row[col] for row in rows])
+        cells_by_column.append(cells)
+        if column.width is not None:
+            widths.append(column.width)
+        else:
+            shown = max(display_width(headers[col]) + FILTER_BUTTON, _column_width(column.kind, cells))
+            widths.append(min(max(shown + PADDING, MIN_WIDTH), MAX_WIDTH))
+    del rows
+    column_widths = widths
+    formats = {headers[col]: _number_format(c.kind) for col, c in enumerate(columns) if c.kind in NUM_FORMATS}
     options: dict[str, Any] = {"header_format": _header_format(), "autofilter": True, "column_widths": column_widths}
     if formats:
         options["column_formats"] = formats
     # No rows: an empty frame still gives the header row (a list of no records would give nothing).
-    data: Any = records if records else pl.DataFrame(schema={h: pl.String for h in headers})
+    # Records are made one at a time as the writer takes them.
+    data: Any = ((dict(zip(headers, cells)) for cells in zip(*cells_by_column)) if cells_by_column and cells_by_column[0]
+                 else pl.DataFrame(schema={h: pl.String for h in headers}))
     return data, options
 
 
@@ -271,32 +273,61 @@ def _write_reproducible_zip(package: bytes, target: Path, created: datetime, tit
             dst.writestr(member, data, compresslevel=1 if len(data) > 1_000_000 else 6)
 
 
-def _cell(kind: str, value: Any, floor: int) -> tuple[Any, int]:
-    """The value as it goes into the cell, and its display width, or 0 if it is surely not wider
-    than ``floor`` (measuring every text is the slow part)."""
+def _convert_column(kind: str, values: list[Any]) -> list[Any]:
+    """The values as they go into the cells: text cleaned and escaped, numbers as floats, dates as
+    dates; ``None`` for an empty cell. Anything that does not fit the kind is kept as text."""
     if kind == "text":
-        return _text(_to_text(value), floor)
+        # Fast path: an ordinary printable string needs no change.
+        return [v if type(v) is str and v and v.isprintable() and not v.startswith(_INJECTION_START)
+                and len(v) <= MAX_STRING else _cell(kind, v) for v in values]
+    if kind in ("date", "datetime"):
+        return [v if type(v) is date or (type(v) is datetime and v.tzinfo is None) else _cell(kind, v)
+                for v in values]
+    return [float(v) if (type(v) is float or type(v) is int) and math.isfinite(v) else _cell(kind, v)
+            for v in values]
+
+
+def _column_width(kind: str, cells: list[Any]) -> int:
+    """Display width of the widest cell (capped at ``MAX_WIDTH``)."""
+    texts = {c for c in cells if type(c) is str}
+    best = max(map(_quick_width, texts), default=0)
+    if kind in _DATE_WIDTH:
+        if any(isinstance(c, date) for c in cells):
+            best = max(best, _DATE_WIDTH[kind])
+    elif kind != "text":
+        numbers = {c for c in cells if type(c) is float}
+        if numbers:
+            best = max(best, max(len(_number_display(kind, n)) for n in (min(numbers), max(numbers))))
+            if kind == "number":  # %g output is not monotone in the value
+                best = max(best, max(len(_number_display(kind, n)) for n in numbers))
+    return best
+
+
+def _cell(kind: str, value: Any) -> Any:
+    """One value as it goes into a cell (the careful path of ``_convert_column``)."""
+    if value is None or value == "":
+        return None
+    if kind == "text":
+        return _text(_to_text(value))
     if kind in ("date", "datetime"):
         if isinstance(value, (date, datetime)):  # datetime is a date subclass
             if isinstance(value, datetime) and value.tzinfo is not None:
                 value = value.replace(tzinfo=None)  # Excel has no time zones: keep the wall-clock time
-            return value, _DATE_WIDTH[kind]
+            return value
         # Not a date (e.g. an unparsed export value): keep it visible as text.
-        return _text(_to_text(value), floor)
+        return _text(_to_text(value))
     # number, money, int, percent
     number = _to_number(value)
     if number is None:
-        return _text(_to_text(value), floor)
-    return number, len(_number_display(kind, number))
+        return _text(_to_text(value))
+    return number
 
 
-def _text(text: str, floor: int) -> tuple[str, int]:
+def _text(text: str) -> str | None:
     text = _clean_text(escape_text(text))
     if len(text) > MAX_STRING:
         text = text[:MAX_STRING]  # Excel's hard limit for one cell
-    if 2 * len(text) <= floor:
-        return text, 0  # at most 2 units a character: cannot be wider than the column already is
-    return text, display_width(text)
+    return text or None
 
 
 def _clean_text(text: str) -> str:
