@@ -17,12 +17,13 @@ import dataclasses
 import gc
 import logging
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from itertools import compress, repeat
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from python_calamine import CalamineError, CalamineWorkbook
+from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook
 
 from .coerce import Coercer, CoercionError, spellings
 from .columns import (
@@ -41,6 +42,8 @@ from .model import Dataset, Reject, SourceRow
 __all__ = ["read_inbox", "load_columns"]
 
 log = logging.getLogger(__name__)
+
+PARSE_THREADS = 2  # the machine we size for has two cores
 
 _OTHER_SPREADSHEETS = (".xls", ".xlsm", ".xlsb", ".csv", ".ods", ".et")
 
@@ -86,11 +89,16 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     rejects: list[Reject] = []
     coercer = columns.coercer()
     near_misses: list[tuple[HeaderMatch, list[Problem]]] = []  # sheets like a table but lacking a column
-    for path in files:
-        for table, objs, rej in _read_workbook(path, columns, coercer, warn, near_misses):
-            found.add(table)
-            parts[table].extend(objs)
-            rejects.extend(rej)
+    # calamine parses a sheet without holding the GIL: the workbooks are parsed on two threads, the
+    # biggest first, while this thread converts each one (in file order) as soon as it is parsed.
+    with ThreadPoolExecutor(max_workers=PARSE_THREADS) as pool:
+        by_size = sorted(files, key=lambda f: f.stat().st_size, reverse=True)
+        parsed = {path: pool.submit(_parse_workbook, path) for path in by_size}
+        for path in files:
+            for table, objs, rej in _read_workbook(path, parsed.pop(path).result(), columns, coercer, warn, near_misses):
+                found.add(table)
+                parts[table].extend(objs)
+                rejects.extend(rej)
     # A sheet that looks like customers/interactions/orders but lacks a required column stops the run,
     # unless that table was read from another sheet (then it is an extra sheet, e.g. a pivot table).
     fatal = [p for match, problems in near_misses if match.table not in found for p in problems]
@@ -137,23 +145,41 @@ def _warn(warnings: list[Problem], problem: Problem) -> None:
 # -- one workbook ---------------------------------------------------------------------------------
 
 
-def _read_workbook(path: Path, columns: ColumnsSpec, coercer: Coercer, warn: list[Problem],
-                   near_misses: list[tuple[HeaderMatch, list[Problem]]]) -> list[tuple[str, list, list[Reject]]]:
-    """Read one workbook: a ``(table name, facts, rejects)`` triple per recognised sheet, in sheet
-    order. Sheets that look like a table but lack a required column go to ``near_misses`` (the caller
-    decides once every file is read). Duplicates and unknown customers are checked later, across files."""
-    name = path.name
+def _parse_workbook(path: Path) -> tuple[CalamineWorkbook, list[tuple[str, CalamineSheet | None, str]]]:
+    """Open and parse every sheet (runs on a worker thread): ``(sheet name, parsed sheet or None,
+    error text)`` per sheet, in sheet order. Raises ``InputError`` if the file cannot be opened."""
     try:
         wb = CalamineWorkbook.from_path(str(path))
     except (CalamineError, OSError, ValueError) as exc:
-        raise InputError(Problem("unreadable-file", f"{name} cannot be opened as an Excel workbook ({exc})",
-                                 Location(file=name), fix="open it in Excel and save it again as .xlsx")) from None
+        raise InputError(Problem("unreadable-file", f"{path.name} cannot be opened as an Excel workbook ({exc})",
+                                 Location(file=path.name), fix="open it in Excel and save it again as .xlsx")) from None
+    sheets: list[tuple[str, CalamineSheet | None, str]] = []
+    for sheet in wb.sheet_names:
+        try:
+            sheets.append((sheet, wb.get_sheet_by_name(sheet), ""))
+        except CalamineError as exc:
+            sheets.append((sheet, None, str(exc)))
+    return wb, sheets
+
+
+def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, CalamineSheet | None, str]]],
+                   columns: ColumnsSpec, coercer: Coercer, warn: list[Problem],
+                   near_misses: list[tuple[HeaderMatch, list[Problem]]]) -> list[tuple[str, list, list[Reject]]]:
+    """Read one parsed workbook: a ``(table name, facts, rejects)`` triple per recognised sheet, in
+    sheet order. Sheets that look like a table but lack a required column go to ``near_misses`` (the
+    caller decides once every file is read). Duplicates and unknown customers are checked later, across files."""
+    name = path.name
+    wb, sheets = parsed
     try:
         out: list[tuple[str, list, list[Reject]]] = []
         unresolved: list[tuple[str, list]] = []
-        for sheet in wb.sheet_names:
+        while sheets:
+            sheet, data, error = sheets.pop(0)  # dropped as soon as it is converted (memory)
             try:
-                rows = wb.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
+                if data is None:
+                    raise CalamineError(error)
+                rows = data.to_python(skip_empty_area=False)
+                del data
             except CalamineError as exc:
                 raise InputError(Problem("unreadable-file", f"sheet {sheet} cannot be read ({exc})",
                                          Location(file=name, sheet=sheet))) from None
