@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
+from .policy.yaml_source import YList, YMap, load_yaml
 
 from .coerce import DEFAULT_BLANKS, DEFAULT_FALSE, DEFAULT_TRUE, TYPES, Coercer, value_key
 from .errors import Location, PolicyError, Problem
@@ -186,20 +186,30 @@ def find_header(rows: Sequence[Sequence[Any]], table: TableSpec, scan: int = HEA
 # -- loading ----------------------------------------------------------------------------------------
 
 
-def _problem(path: str, where: str, message: str, code: str = "bad-columns-file", fix: str | None = None) -> Problem:
-    return Problem(code=code, message=f"{where}: {message}", location=Location(file=path), fix=fix)
+def _problem(loc: Location, where: str, message: str, code: str = "bad-columns-file", fix: str | None = None) -> Problem:
+    """A problem at ``loc`` (file:line:col); ``where`` is the YAML path, e.g. tables.customers.fields.name."""
+    return Problem(code=code, message=f"{where}: {message}", location=loc, fix=fix)
 
 
-def _str_list(value: Any, path: str, where: str, problems: list[Problem]) -> tuple[str, ...]:
+def _at(container: Any, key: Any, fallback: Location) -> Location:
+    """Where ``container[key]`` is written (the key's own line if it has no value)."""
+    if isinstance(container, YMap):
+        return container.value_loc(key) if key in container else container.loc
+    if isinstance(container, YList):
+        return container.item_loc(key)
+    return fallback
+
+
+def _str_list(value: Any, loc: Location, where: str, problems: list[Problem]) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        problems.append(_problem(path, where, "expected a list, e.g. [客户编号, customer id]"))
+        problems.append(_problem(loc, where, "expected a list, e.g. [客户编号, customer id]"))
         return ()
     out = []
-    for item in value:
+    for i, item in enumerate(value):
         if item is None or isinstance(item, (dict, list)):
-            problems.append(_problem(path, where, f"{item!r} is not a text; put it in quotes"))
+            problems.append(_problem(_at(value, i, loc), where, f"{item!r} is not a text; put it in quotes"))
             continue
         if isinstance(item, bool):  # YAML reads unquoted yes/no/true/false as booleans
             item = "true" if item else "false"
@@ -208,73 +218,80 @@ def _str_list(value: Any, path: str, where: str, problems: list[Problem]) -> tup
 
 
 def load_columns(path: Path | str) -> ColumnsSpec:
-    """Read and check ``columns.yaml``. Raises ``PolicyError`` listing every problem found."""
+    """Read and check ``columns.yaml``. Raises ``PolicyError`` listing every problem found, each
+    with the file, line and column of the setting."""
     path_s = str(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise PolicyError(_problem(path_s, path_s, "file not found", code="missing-file")) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        loc = Location(file=path_s, line=mark.line + 1, col=mark.column + 1) if mark else Location(file=path_s)
-        raise PolicyError(Problem("yaml-syntax", f"not valid YAML: {exc}", loc)) from None
+    file_loc = Location(file=path_s)
+    if not Path(path).is_file():
+        raise PolicyError(_problem(file_loc, path_s, "file not found", code="missing-file"))
+    data = load_yaml(Path(path), display_name=path_s)
     if not isinstance(data, dict) or not isinstance(data.get("tables"), dict):
-        raise PolicyError(_problem(path_s, "top level", "expected a mapping with a 'tables' section"))
+        raise PolicyError(_problem(_at(data, "tables", file_loc), "top level", "expected a mapping with a 'tables' section"))
 
     problems: list[Problem] = []
-    blanks = _str_list(data.get("blank_values", list(DEFAULT_BLANKS)), path_s, "blank_values", problems)
+    blanks = _str_list(data.get("blank_values", list(DEFAULT_BLANKS)), _at(data, "blank_values", file_loc),
+                       "blank_values", problems)
     bool_values = data.get("bool_values") or {}
+    bools_loc = _at(data, "bool_values", file_loc)
     # YAML turns the keys `true:`/`false:` into booleans; accept both spellings.
-    trues = _str_list(bool_values.get(True, bool_values.get("true", list(DEFAULT_TRUE))), path_s,
+    true_key = True if True in bool_values else "true"
+    false_key = False if False in bool_values else "false"
+    trues = _str_list(bool_values.get(true_key, list(DEFAULT_TRUE)), _at(bool_values, true_key, bools_loc),
                       "bool_values.true", problems)
-    falses = _str_list(bool_values.get(False, bool_values.get("false", list(DEFAULT_FALSE))), path_s,
+    falses = _str_list(bool_values.get(false_key, list(DEFAULT_FALSE)), _at(bool_values, false_key, bools_loc),
                        "bool_values.false", problems)
-    markers = _str_list(data.get("summary_markers", []), path_s, "summary_markers", problems)
+    markers = _str_list(data.get("summary_markers", []), _at(data, "summary_markers", file_loc), "summary_markers",
+                        problems)
 
+    raw_tables = data["tables"]
     tables: dict[str, TableSpec] = {}
     for name, cls in TABLE_CLASSES.items():
-        raw = data["tables"].get(name)
+        raw = raw_tables.get(name)
         if not isinstance(raw, dict):
-            problems.append(_problem(path_s, f"tables.{name}", "missing; every table needs a section",
+            problems.append(_problem(_at(raw_tables, name, file_loc), f"tables.{name}",
+                                     "missing; every table needs a section",
                                      fix=f"add a 'tables.{name}' section (see docs/inputs.md)"))
             continue
-        table = _load_table(name, cls, raw, path_s, problems)
+        table = _load_table(name, cls, raw, _at(raw_tables, name, file_loc), problems)
         if table is not None:
             tables[name] = table
-    for name in data["tables"]:
+    for name in raw_tables:
         if name not in TABLE_CLASSES:
-            problems.append(_problem(path_s, f"tables.{name}", f"unknown table; expected one of "
+            loc = raw_tables.key_loc(name) if isinstance(raw_tables, YMap) else file_loc
+            problems.append(_problem(loc, f"tables.{name}", f"unknown table; expected one of "
                                      f"{', '.join(TABLE_CLASSES)}", code="unknown-table"))
     if problems:
         raise PolicyError(problems)
     return ColumnsSpec(tables, blanks, trues, falses, markers, path_s)
 
 
-def _load_table(name: str, cls: type, raw: dict, path: str, problems: list[Problem]) -> TableSpec | None:
+def _load_table(name: str, cls: type, raw: dict, table_loc: Location, problems: list[Problem]) -> TableSpec | None:
     model_fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     id_field = raw.get("id_field")
     if id_field not in model_fields:
-        problems.append(_problem(path, f"tables.{name}.id_field", f"{id_field!r} is not a field of {name}"))
+        problems.append(_problem(_at(raw, "id_field", table_loc), f"tables.{name}.id_field", f"{id_field!r} is not a field of {name}"))
         return None
     raw_fields = raw.get("fields")
     if not isinstance(raw_fields, dict):
-        problems.append(_problem(path, f"tables.{name}.fields", "expected a mapping of field name -> settings"))
+        problems.append(_problem(_at(raw, "fields", table_loc), f"tables.{name}.fields", "expected a mapping of field name -> settings"))
         return None
     fields: dict[str, FieldSpec] = {}
     alias_index: dict[str, str] = {}
+    fields_loc = _at(raw, "fields", table_loc)
     for fname, fraw in raw_fields.items():
         where = f"tables.{name}.fields.{fname}"
+        key_loc = raw_fields.key_loc(fname) if isinstance(raw_fields, YMap) else fields_loc
+        field_loc = _at(raw_fields, fname, fields_loc)
         if fname not in model_fields:
-            problems.append(_problem(path, where, f"{name} has no field {fname!r}; known fields: "
+            problems.append(_problem(key_loc, where, f"{name} has no field {fname!r}; known fields: "
                                      f"{', '.join(model_fields)}", code="unknown-field"))
             continue
         if not isinstance(fraw, dict):
-            problems.append(_problem(path, where, "expected type/required/aliases settings"))
+            problems.append(_problem(field_loc, where, "expected type/required/aliases settings"))
             continue
         ftype = fraw.get("type")
         if ftype not in TYPES:
-            problems.append(_problem(path, where, f"type {ftype!r} is not one of {', '.join(TYPES)}"))
+            problems.append(_problem(_at(fraw, "type", field_loc), where, f"type {ftype!r} is not one of {', '.join(TYPES)}"))
             continue
         required = bool(fraw.get("required", False))
         # A field the fact cannot do without must be required (only the id of interactions/orders may be
@@ -282,15 +299,16 @@ def _load_table(name: str, cls: type, raw: dict, path: str, problems: list[Probl
         has_default = (model_fields[fname].default is not dataclasses.MISSING
                        or model_fields[fname].default_factory is not dataclasses.MISSING)
         if not required and not has_default and not (fname == id_field and name != "customers"):
-            problems.append(_problem(path, where, "must be 'required: true' (every row needs it)"))
-        aliases = _str_list(fraw.get("aliases"), path, f"{where}.aliases", problems)
+            problems.append(_problem(_at(fraw, "required", key_loc), where, "must be 'required: true' (every row needs it)"))
+        aliases_loc = _at(fraw, "aliases", key_loc)
+        aliases = _str_list(fraw.get("aliases"), aliases_loc, f"{where}.aliases", problems)
         if not aliases:
-            problems.append(_problem(path, where, "needs at least one alias (a header text)"))
+            problems.append(_problem(aliases_loc, where, "needs at least one alias (a header text)"))
         for alias in aliases:
             key = header_key(alias)
             other = alias_index.get(key)
             if other is not None and other != fname:
-                problems.append(_problem(path, f"{where}.aliases", f"header {alias!r} is also an alias of "
+                problems.append(_problem(aliases_loc, f"{where}.aliases", f"header {alias!r} is also an alias of "
                                          f"{other}; a header can mean only one field", code="duplicate-alias"))
                 continue
             alias_index[key] = fname
@@ -298,21 +316,22 @@ def _load_table(name: str, cls: type, raw: dict, path: str, problems: list[Probl
         raw_values = fraw.get("values")
         if ftype == "enum":
             if raw_values is not None and not isinstance(raw_values, dict):
-                problems.append(_problem(path, f"{where}.values", "expected canonical value -> [other spellings]"))
+                problems.append(_problem(_at(fraw, "values", key_loc), f"{where}.values", "expected canonical value -> [other spellings]"))
                 raw_values = {}
             seen: dict[str, str] = {}  # value_key -> canonical, to catch one spelling with two meanings
             for canonical, spellings in (raw_values or {}).items():
+                values_loc = _at(raw_values, canonical, _at(fraw, "values", key_loc))
                 canonical = str(canonical)
-                for s in (canonical, *_str_list(spellings, path, f"{where}.values.{canonical}", problems)):
+                for s in (canonical, *_str_list(spellings, values_loc, f"{where}.values.{canonical}", problems)):
                     other = seen.setdefault(value_key(s), canonical)
                     if other != canonical:
-                        problems.append(_problem(path, f"{where}.values", f"{s!r} is listed under both "
+                        problems.append(_problem(values_loc, f"{where}.values", f"{s!r} is listed under both "
                                                  f"{other} and {canonical}", code="duplicate-alias"))
                     values[s] = canonical
         lo, hi = fraw.get("min"), fraw.get("max")
         for label, bound in (("min", lo), ("max", hi)):
             if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))):
-                problems.append(_problem(path, f"{where}.{label}", f"{bound!r} is not a number"))
+                problems.append(_problem(_at(fraw, label, key_loc), f"{where}.{label}", f"{bound!r} is not a number"))
         fields[fname] = FieldSpec(fname, ftype, required, aliases, values, bool(fraw.get("strict", False)),
                                   lo if isinstance(lo, (int, float)) else None,
                                   hi if isinstance(hi, (int, float)) else None)
@@ -320,7 +339,8 @@ def _load_table(name: str, cls: type, raw: dict, path: str, problems: list[Probl
         if fname not in fields and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             if fname == id_field and name != "customers":
                 continue
-            problems.append(_problem(path, f"tables.{name}.fields", f"field {fname!r} is missing; every row needs it"))
-    sheet_aliases = _str_list(raw.get("sheet_aliases"), path, f"tables.{name}.sheet_aliases", problems)
-    file_hints = _str_list(raw.get("file_hints"), path, f"tables.{name}.file_hints", problems)
+            problems.append(_problem(fields_loc, f"tables.{name}.fields", f"field {fname!r} is missing; every row needs it"))
+    sheet_aliases = _str_list(raw.get("sheet_aliases"), _at(raw, "sheet_aliases", table_loc),
+                              f"tables.{name}.sheet_aliases", problems)
+    file_hints = _str_list(raw.get("file_hints"), _at(raw, "file_hints", table_loc), f"tables.{name}.file_hints", problems)
     return TableSpec(name, sheet_aliases, file_hints, id_field, fields, alias_index)

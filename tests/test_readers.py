@@ -613,12 +613,18 @@ def test_columns_yaml_errors(tmp_path):
         load_columns(path)
     assert [p.code for p in exc.value.problems] == ["unknown-field"]
     assert "tables.customers.fields.nickname" in str(exc.value)
+    # The error points at the line of the misspelt field, so ops staff can find it.
+    nickname_line = bad.splitlines().index("      nickname:") + 1
+    loc = exc.value.problems[0].location
+    assert (loc.file, loc.line, loc.col) == (str(path), nickname_line, 7)
 
     dup = text.replace("aliases: [联系人, 联系人姓名", "aliases: [客户经理, 联系人, 联系人姓名", 1)
     path.write_text(dup, encoding="utf-8")
     with pytest.raises(PolicyError) as exc:
         load_columns(path)
     assert [p.code for p in exc.value.problems] == ["duplicate-alias"]
+    # Reported at the aliases list of the field read second, which also says 客户经理.
+    assert "客户经理" in dup.splitlines()[exc.value.problems[0].location.line - 1]
 
     optional_time = text.replace("      time:\n        type: datetime\n        required: true\n",
                                  "      time:\n        type: datetime\n        required: false\n", 1)
@@ -626,6 +632,9 @@ def test_columns_yaml_errors(tmp_path):
     with pytest.raises(PolicyError) as exc:
         load_columns(path)
     assert "tables.interactions.fields.time: must be 'required: true'" in str(exc.value)
+    lines = optional_time.splitlines()
+    time_line = next(i for i, line in enumerate(lines, 1) if line == "      time:" and lines[i + 1] == "        required: false")
+    assert exc.value.problems[0].location.line == time_line + 2  # the 'required: false' line
 
     path.write_text("tables: [", encoding="utf-8")
     with pytest.raises(PolicyError) as exc:
