@@ -36,6 +36,7 @@ from .columns import (
     header_key,
     load_columns,
 )
+from .memory import release_free_memory
 from .errors import WARNING, InputError, Location, Problem
 from .model import Dataset, Reject, SourceRow
 
@@ -99,6 +100,7 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                 found.add(table)
                 parts[table].extend(objs)
                 rejects.extend(rej)
+            release_free_memory()  # the workbook's cells and raw rows are gone; don't keep their pages
     # A sheet that looks like customers/interactions/orders but lacks a required column stops the run,
     # unless that table was read from another sheet (then it is an extra sheet, e.g. a pivot table).
     fatal = [p for match, problems in near_misses if match.table not in found for p in problems]
