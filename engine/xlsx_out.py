@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
-import polars as pl
 import rustpy_xlsxwriter as rx
 
 # Default "created" property: a constant so output does not depend on the clock.
@@ -234,10 +233,10 @@ def _sheet_data(sheet: Sheet) -> tuple[Any, dict[str, Any]]:
     options: dict[str, Any] = {"header_format": _header_format(), "autofilter": True, "column_widths": column_widths}
     if formats:
         options["column_formats"] = formats
-    # No rows: an empty frame still gives the header row (a list of no records would give nothing).
-    # Records are made one at a time as the writer takes them.
+    # Records are made one at a time as the writer takes them. No rows: one record of empty cells
+    # gives the header row and its filter (a list of no records would give an empty sheet).
     data: Any = ((dict(zip(headers, cells)) for cells in zip(*cells_by_column)) if cells_by_column and cells_by_column[0]
-                 else pl.DataFrame(schema={h: pl.String for h in headers}))
+                 else [dict.fromkeys(headers)])
     return data, options
 
 

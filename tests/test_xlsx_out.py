@@ -62,7 +62,8 @@ def test_empty_sheet_still_has_header_and_filter(tmp_path):
     wb = write_and_load(tmp_path, [Sheet("空", [Column("a"), Column("b")], [])])
     ws = wb["空"]
     assert [c.value for c in ws[1]] == ["a", "b"]
-    assert ws.auto_filter.ref == "A1:B1"
+    assert ws.max_row == 1  # no data rows
+    assert ws.auto_filter.ref == "A1:B2"  # the filter covers the header and one empty row
     assert ws.freeze_panes == "A2"
 
 
