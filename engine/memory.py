@@ -1,4 +1,5 @@
-"""Give freed memory back to the operating system between the phases of a large run.
+"""Memory housekeeping for large runs: give freed memory back to the operating system between
+phases, and pause the cyclic garbage collector while millions of objects are built.
 
 glibc keeps memory that Python and calamine have freed in its allocation arenas (one per thread
 that allocated), so the process's resident size stays at its high-water mark: after reading 1.4M
@@ -9,7 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 
@@ -28,3 +32,17 @@ def release_free_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector. Reading and evaluating build millions of objects
+    with no reference cycles; each full collection would rescan all of them (four full passes, about
+    5 s, while evaluating 100,000 customers). Reference counting still frees everything as usual."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -14,7 +14,6 @@ per-cell cost is one call of a converter; rows are only looked at one by one whe
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +35,7 @@ from .columns import (
     header_key,
     load_columns,
 )
-from .memory import release_free_memory
+from .memory import gc_paused, release_free_memory
 from .errors import WARNING, InputError, Location, Problem
 from .model import Dataset, Reject, SourceRow
 
@@ -73,15 +72,8 @@ def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | N
         raise InputError(Problem("no-input", f"no .xlsx files in {inbox}", Location(file=str(inbox)),
                                  fix="put the customer, interaction and order exports (*.xlsx) in the inbox"))
 
-    # Millions of new objects and no reference cycles: the cyclic garbage collector would only rescan
-    # them again and again (about a third of the reading time), so it is paused while reading.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():  # millions of new objects and no reference cycles
         return _read_files(inbox, files, columns, warn)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list[Problem]) -> Dataset:

@@ -24,6 +24,7 @@ from engine.evaluate import Evaluator
 from engine.guards import guard_evaluation, load_guard_policy, resolve_ledger_path, write_guard_report
 from engine.ledger import Ledger
 from engine.features import derive_features, group_by_customer
+from engine.memory import gc_paused
 from engine.model import Dataset
 from engine.outbox import RunFolder, build_manifest, file_entry, make_run_id, sha256_file, write_json
 from engine.parallel import run_two_groups
@@ -243,11 +244,12 @@ def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None
         return RunResult(run_id, target, already_done=True, warnings=warnings)
 
     fact_counts = {"interactions": len(dataset.interactions), "orders": len(dataset.orders)}
-    evaluation = evaluate_dataset(
-        policyset, dataset, options.as_of, templates, options.engine,
-        progress=lambda done, total: say(f"已评估 {done}/{total} 位客户"),
-        as_of_time=options.as_of_time, release_facts=not options.cross_check,
-    )
+    with gc_paused():
+        evaluation = evaluate_dataset(
+            policyset, dataset, options.as_of, templates, options.engine,
+            progress=lambda done, total: say(f"已评估 {done}/{total} 位客户"),
+            as_of_time=options.as_of_time, release_facts=not options.cross_check,
+        )
     say(f"评估完成：拟派任务 {len(evaluation.tasks)}，拟发消息 {len(evaluation.messages)}（发送保护检查前）")
     if options.cross_check:
         _cross_check(evaluation, policyset, dataset, options, templates, say)
