@@ -36,9 +36,9 @@ def release_free_memory() -> None:
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector. Reading and evaluating build millions of objects
-    with no reference cycles; each full collection would rescan all of them (four full passes, about
-    5 s, while evaluating 100,000 customers). Reference counting still frees everything as usual."""
+    """Pause Python's cyclic garbage collector (nests: only the outermost pause turns it back on).
+    Reading and evaluating build millions of objects with no reference cycles; each full collection
+    would rescan all of them. Reference counting still frees everything as usual."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -1,6 +1,7 @@
 """Write independent output files on two cores.
 
-Writing large workbooks is CPU-bound Python (XlsxWriter) and holds the GIL, so threads do not help.
+Writing large workbooks is CPU-bound: the cells are converted in Python, which holds the GIL, so
+threads do not help.
 Where the OS can fork (Linux), one group of writers runs in a forked child that already has every
 row in memory (nothing is copied or pickled on the way in); only small results (counts) come back.
 Elsewhere, or with CRM_ENGINE_PROCESSES=1, the groups run one after the other. The files written
