@@ -35,14 +35,21 @@ def release_free_memory() -> None:
 
 
 @contextmanager
-def gc_paused() -> Iterator[None]:
+def gc_paused(freeze: bool = False) -> Iterator[None]:
     """Pause Python's cyclic garbage collector (nests: only the outermost pause turns it back on).
     Reading and evaluating build millions of objects with no reference cycles; each full collection
-    would rescan all of them. Reference counting still frees everything as usual."""
+    would rescan all of them. Reference counting still frees everything as usual.
+
+    ``freeze``: at the end, move every object alive into the collector's permanent generation
+    (``gc.freeze``), so the collections that follow do not rescan them either; ``gc.unfreeze()``
+    hands them back. Only for phases known to build no cyclic garbage: a frozen cycle is never freed
+    until then (pausing the collector for a whole run let the writers' cycles pile up to +800 MB)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if freeze:
+            gc.freeze()
         if was_enabled:
             gc.enable()
