@@ -42,8 +42,9 @@ print(cells)
 """
 
 
-def timed(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall seconds and peak RSS (MiB) of one child process."""
+def timed(cmd: list[str]) -> tuple[float, float, str, float]:
+    """Wall seconds, peak RSS (MiB), output and CPU seconds (user + system, with the processes it
+    waited for) of one child process. CPU time varies less than wall time on a shared machine."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -51,7 +52,7 @@ def timed(cmd: list[str]) -> tuple[float, float, str]:
     out = proc.stdout.read() + proc.stderr.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"command failed: {' '.join(cmd)}\n{out}")
-    return elapsed, usage.ru_maxrss / 1024, out
+    return elapsed, usage.ru_maxrss / 1024, out, usage.ru_utime + usage.ru_stime
 
 
 def ensure_data(customers: int, seed: int, ipc: float, opc: float) -> Path:
@@ -79,17 +80,21 @@ def main() -> None:
     data = ensure_data(args.customers, args.seed, args.interactions_per_customer, args.orders_per_customer)
     out_root = ROOT / "bench" / "out"
     reads, runs, peaks, run_output = [], [], [], ""
+    read_cpus, run_cpus = [], []
     for i in range(args.repeat):
-        t, _, _ = timed([PY, "-c", READ_ONLY, str(data)])
+        t, _, _, cpu = timed([PY, "-c", READ_ONLY, str(data)])
         reads.append(t)
+        read_cpus.append(cpu)
         outbox = out_root / f"outbox-{i}"
         if outbox.exists():
             subprocess.run(["rm", "-rf", str(outbox)], check=True)
-        t, peak, run_output = timed([PY, "-m", "engine.cli", "run", "--policies", "policies", "--inbox", str(data),
+        t, peak, run_output, cpu = timed([PY, "-m", "engine.cli", "run", "--policies", "policies", "--inbox", str(data),
                                      "--outbox", str(outbox), "--as-of", args.as_of, "--ledger", str(outbox / "ledger.sqlite")])
         runs.append(t)
+        run_cpus.append(cpu)
         peaks.append(peak)
-        print(f"round {i + 1}: read {reads[-1]:.1f} s, run {runs[-1]:.1f} s, peak {peak:.0f} MiB", flush=True)
+        print(f"round {i + 1}: read {reads[-1]:.1f} s (CPU {read_cpus[-1]:.1f} s), run {runs[-1]:.1f} s "
+              f"(CPU {run_cpus[-1]:.1f} s on 2 cores), peak {peak:.0f} MiB", flush=True)
     read, run = min(reads), min(runs)
     results = {
         "customers": args.customers,
@@ -98,6 +103,8 @@ def main() -> None:
         "read_seconds": round(read, 2),
         "run_seconds": round(run, 2),
         "ratio_run_to_read": round(run / read, 2),
+        "read_cpu_seconds": round(min(read_cpus), 2),
+        "run_cpu_seconds": round(min(run_cpus), 2),
         "peak_memory_mib": round(max(peaks)),
         "targets": {"ratio_run_to_read": 1.5, "peak_memory_mib": 2048},
         # The run's own progress lines carry the elapsed time of each phase.
