@@ -386,7 +386,10 @@ def _convert_slowly(fn: Callable[[Any], Any], raw: Sequence[Any], fname: str,
             out.extend(map(fn, cells))
             break
         except CoercionError as exc:
-            problems.setdefault(len(out), []).append((fname, exc))
+            # Kept without its traceback and context: their frames would keep this whole sheet's raw
+            # rows (and, up the call chain, the run's dataset) alive in a reference cycle.
+            exc.__context__ = None
+            problems.setdefault(len(out), []).append((fname, exc.with_traceback(None)))
             out.append(None)
     assert len(out) == len(raw)
     return out
