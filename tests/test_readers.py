@@ -5,9 +5,8 @@ Every reader test writes a real .xlsx (xlsxwriter or openpyxl) into tmp_path and
 """
 from __future__ import annotations
 
-import gc
-
 import dataclasses
+import gc
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, Sequence
