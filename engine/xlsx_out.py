@@ -228,9 +228,8 @@ def _sheet_data(sheet: Sheet) -> tuple[Any, dict[str, Any]]:
             shown = max(display_width(headers[col]) + FILTER_BUTTON, _column_width(column.kind, cells))
             widths.append(min(max(shown + PADDING, MIN_WIDTH), MAX_WIDTH))
     del rows
-    column_widths = widths
     formats = {headers[col]: _number_format(c.kind) for col, c in enumerate(columns) if c.kind in NUM_FORMATS}
-    options: dict[str, Any] = {"header_format": _header_format(), "autofilter": True, "column_widths": column_widths}
+    options: dict[str, Any] = {"header_format": _header_format(), "autofilter": True, "column_widths": widths}
     if formats:
         options["column_formats"] = formats
     # Records are made one at a time as the writer takes them. No rows: one record of empty cells
@@ -287,7 +286,7 @@ def _convert_column(kind: str, values: list[Any]) -> list[Any]:
 
 
 def _column_width(kind: str, cells: list[Any]) -> int:
-    """Display width of the widest cell (capped at ``MAX_WIDTH``)."""
+    """Display width of the widest cell (the caller caps it at ``MAX_WIDTH``)."""
     texts = {c for c in cells if type(c) is str}
     best = max(map(_quick_width, texts), default=0)
     if kind in _DATE_WIDTH:
