@@ -43,7 +43,8 @@ def gc_paused(freeze: bool = False) -> Iterator[None]:
     ``freeze``: at the end, move every object alive into the collector's permanent generation
     (``gc.freeze``), so the collections that follow do not rescan them either; ``gc.unfreeze()``
     hands them back. Only for phases known to build no cyclic garbage: a frozen cycle is never freed
-    until then (pausing the collector for a whole run let the writers' cycles pile up to +800 MB)."""
+    until then. (A stored exception's traceback once tied the reader's frames, raw rows included, into
+    such a cycle: +800 MB for the rest of the run; tests/test_readers.py guards against it.)"""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
