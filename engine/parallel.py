@@ -1,11 +1,15 @@
-"""Write independent output files on two cores.
+"""Write independent output files on two cores, when asked to (CRM_ENGINE_PROCESSES=2).
 
 Writing large workbooks is CPU-bound: the cells are converted in Python, which holds the GIL, so
-threads do not help.
-Where the OS can fork (Linux), one group of writers runs in a forked child that already has every
-row in memory (nothing is copied or pickled on the way in); only small results (counts) come back.
-Elsewhere, or with CRM_ENGINE_PROCESSES=1, the groups run one after the other. The files written
-are the same either way.
+threads do not help. With CRM_ENGINE_PROCESSES=2, where the OS can fork (Linux), one group of writers
+runs in a forked child that already has every row in memory (nothing is copied or pickled on the way
+in); only small results (counts) come back. Otherwise the groups run one after the other. The files
+written are the same either way.
+
+One process is the default: at 100,000 customers the second process saves about 5 s of 23 s of
+writing but holds about 0.9 GiB more memory (the whole run: 2.7 instead of 1.8 GiB, measured as the
+PSS of the process tree), because Python's reference counting writes to the shared pages it reads and
+copy-on-write then copies them.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ Job = Callable[[], Any]
 
 
 def _can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods() and os.environ.get("CRM_ENGINE_PROCESSES", "2") != "1"
+    return "fork" in multiprocessing.get_all_start_methods() and os.environ.get("CRM_ENGINE_PROCESSES", "1") == "2"
 
 
 def _child(jobs: list[Job], conn) -> None:

@@ -329,9 +329,10 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     manifest["inputs"] = [file_entry(p, options.inbox.resolve()) for p in input_files]
     manifest["policies"] = [file_entry(p, policies) for p in sorted({*policyset.files, columns_path})]
     manifest["templates"] = [file_entry(p, templates) for p in template_files]
-    # Independent files, written on two cores, balanced by measured time at 100k customers, one
-    # after the other: customers.xlsx 6 s, stage files (sla.xlsx) 7 s, report 3 s | tasks 5.5 s,
-    # decisions.jsonl 5 s, audit.xlsx 5 s, messages 2 s, guards.xlsx 1.3 s.
+    # Independent files; with CRM_ENGINE_PROCESSES=2 the two groups are written on two cores (see
+    # engine/parallel.py for why one process is the default). Groups balanced by time at 100k customers:
+    # customers.xlsx 6 s, stage files (sla.xlsx) 7 s, report 3 s | tasks 5.5 s, decisions.jsonl 5 s,
+    # audit.xlsx 5 s, messages 2 s, guards.xlsx 1.3 s.
     run_two_groups(
         [
             lambda: write_customers(out, evaluation.customer_rows, CUSTOMER_COLUMNS),

@@ -8,7 +8,20 @@ import pytest
 from engine.parallel import run_two_groups
 
 
-def test_results_of_both_groups_come_back_in_order(tmp_path: Path):
+@pytest.fixture
+def two_processes(monkeypatch):
+    monkeypatch.setenv("CRM_ENGINE_PROCESSES", "2")
+
+
+def test_one_process_is_the_default(monkeypatch):
+    import os
+
+    monkeypatch.delenv("CRM_ENGINE_PROCESSES", raising=False)
+    child, parent = run_two_groups([os.getpid], [os.getpid])
+    assert child == parent == [os.getpid()]
+
+
+def test_results_of_both_groups_come_back_in_order(tmp_path: Path, two_processes):
     def write(name: str, text: str):
         def job():
             (tmp_path / name).write_text(text, encoding="utf-8")
@@ -20,7 +33,14 @@ def test_results_of_both_groups_come_back_in_order(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "c.txt"]
 
 
-def test_a_failure_in_the_second_process_is_raised():
+def test_the_second_process_is_another_process(two_processes):
+    import os
+
+    child, parent = run_two_groups([os.getpid], [os.getpid])
+    assert parent == [os.getpid()] and child != parent
+
+
+def test_a_failure_in_the_second_process_is_raised(two_processes):
     def boom():
         raise ValueError("disk full")
 
