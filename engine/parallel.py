@@ -6,8 +6,8 @@ runs in a forked child that already has every row in memory (nothing is copied o
 in); only small results (counts) come back. Otherwise the groups run one after the other. The files
 written are the same either way.
 
-One process is the default: at 100,000 customers the second process saves about 5 s of 23 s of
-writing but holds about 0.9 GiB more memory (the whole run: 2.7 instead of 1.8 GiB, measured as the
+One process is the default: at 100,000 customers the second process cuts writing from 23–32 s to
+18–20 s but holds about 0.9 GiB more memory (the whole run: 2.7 instead of 1.8 GiB, measured as the
 PSS of the process tree), because Python's reference counting writes to the shared pages it reads and
 copy-on-write then copies them.
 """
