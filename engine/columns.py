@@ -200,6 +200,11 @@ def _at(container: Any, key: Any, fallback: Location) -> Location:
     return fallback
 
 
+def _key_at(container: Any, key: Any, fallback: Location) -> Location:
+    """Where the key ``key`` itself is written."""
+    return container.key_loc(key) if isinstance(container, YMap) else fallback
+
+
 def _str_list(value: Any, loc: Location, where: str, problems: list[Problem]) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -257,8 +262,7 @@ def load_columns(path: Path | str) -> ColumnsSpec:
             tables[name] = table
     for name in raw_tables:
         if name not in TABLE_CLASSES:
-            loc = raw_tables.key_loc(name) if isinstance(raw_tables, YMap) else file_loc
-            problems.append(_problem(loc, f"tables.{name}", f"unknown table; expected one of "
+            problems.append(_problem(_key_at(raw_tables, name, file_loc), f"tables.{name}", f"unknown table; expected one of "
                                      f"{', '.join(TABLE_CLASSES)}", code="unknown-table"))
     if problems:
         raise PolicyError(problems)
@@ -280,7 +284,7 @@ def _load_table(name: str, cls: type, raw: dict, table_loc: Location, problems: 
     fields_loc = _at(raw, "fields", table_loc)
     for fname, fraw in raw_fields.items():
         where = f"tables.{name}.fields.{fname}"
-        key_loc = raw_fields.key_loc(fname) if isinstance(raw_fields, YMap) else fields_loc
+        key_loc = _key_at(raw_fields, fname, fields_loc)
         field_loc = _at(raw_fields, fname, fields_loc)
         if fname not in model_fields:
             problems.append(_problem(key_loc, where, f"{name} has no field {fname!r}; known fields: "
