@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import ChainMap
 from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any
 
 from engine.calendar import BusinessCalendar, parse_duration
@@ -12,7 +13,7 @@ from engine.errors import PolicyError, Problem
 from engine.model import Customer
 from engine.policy.loader import Organization
 from engine.policy.model import MessageSpec, Rule, RuleSet, TaskSpec, period_label
-from engine.render import render_message
+from engine.render import render_message, template_reads
 
 
 def customer_context(customer: Customer, features: dict[str, Any]) -> ChainMap:
@@ -40,7 +41,7 @@ class ActionBuilder:
         # Tasks are due counted from the start of the as-of day's working time.
         self.start = calendar.next_working_time(datetime.combine(as_of, time(0, 0)))
         self._due_cache: dict[str, datetime] = {}
-        self._inline_cache: dict[str, Any] = {}
+        self._inline_cache: dict[str, _InlineText] = {}
 
     def due(self, duration_text: str) -> datetime:
         due = self._due_cache.get(duration_text)
@@ -53,15 +54,15 @@ class ActionBuilder:
         """Render a task title or script, which may use {{ customer.xxx }} like message templates."""
         if text is None or "{" not in text:
             return text
-        template = self._inline_cache.get(text)
-        if template is None:
+        inline = self._inline_cache.get(text)
+        if inline is None:
             try:
-                template = self.env.from_string(text)
+                inline = _InlineText(self.env, text)
             except Exception as exc:  # a Jinja syntax error in a policy file
                 raise PolicyError(Problem(code="template-syntax", message=f"rule {rule.rule_id}: {exc}", location=rule.location)) from None
-            self._inline_cache[text] = template
+            self._inline_cache[text] = inline
         try:
-            return template.render(context)
+            return inline.render(context)
         except Exception as exc:
             raise PolicyError(
                 Problem(code="template-undefined", message=f"rule {rule.rule_id}: {exc}", location=rule.location,
@@ -143,3 +144,47 @@ class ActionBuilder:
             stage=rs.stage,
             key=self.key(spec, rule, customer, features),
         )
+
+
+_MISSING = object()  # a field the context does not have (rendering it fails, unless the text tests for it)
+_SCALARS = frozenset({str, int, float, bool, type(None), date, datetime, Decimal, object})
+
+
+class _InlineText:
+    """A task title or script, compiled once. Most read a tag or two (``为{{ customer.value_tier }}价值客户…``),
+    so the text rendered for some values is kept and reused for the next customer with the same values:
+    rendering Jinja for each of 100,000 customers was a tenth of the evaluation."""
+
+    __slots__ = ("template", "reads", "rendered")
+
+    def __init__(self, env, text: str):
+        self.template = env.from_string(text)
+        self.reads = template_reads(env.parse(text))  # None: the text may depend on more; never reused
+        self.rendered: dict[tuple, str] = {}
+
+    def render(self, context: dict) -> str:
+        if self.reads is None:
+            return self.template.render(context)
+        values = tuple(_read(context, var, field) for var, field in self.reads)
+        # Only plain values make a key: a list or mapping read whole could differ inside.
+        if not all(type(v) in _SCALARS for v in values):
+            return self.template.render(context)
+        text = self.rendered.get(values)
+        if text is None:
+            text = self.rendered[values] = self.template.render(context)
+        return text
+
+
+def _read(context: dict, var: str, field: str | None) -> Any:
+    """A context value looked up as Jinja does: ``customer.name`` is the attribute, else the item."""
+    value = context.get(var, _MISSING)
+    if field is None or value is _MISSING:
+        return value
+    try:
+        return getattr(value, field)
+    except AttributeError:
+        pass
+    try:
+        return value[field]
+    except (TypeError, LookupError):
+        return _MISSING

@@ -22,6 +22,7 @@ do not. The body has leading blank lines and trailing whitespace removed.
 from __future__ import annotations
 
 import re
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -205,6 +206,44 @@ def template_fields(env: MessageEnvironment, template_name: str) -> set[str]:
         if node.name in top and node.ctx == "load" and id(node) not in bases:
             fields.add(node.name)
     return fields - optional
+
+
+# Names on the mappings templates get (``customer.get``, ``customer.items``): reading one reaches a
+# method, not a field, so the text may depend on more than the field values.
+_MAPPING_NAMES = frozenset(dir(dict)) | frozenset(dir(ChainMap))
+# Output that differs between two renders of the same values.
+_RANDOM_FILTERS = frozenset({"random"})
+_RANDOM_GLOBALS = frozenset({"lipsum"})
+
+
+def template_reads(tree: nodes.Template) -> tuple[tuple[str, str | None], ...] | None:
+    """What a parsed template reads from its context: ``("customer", "name")`` for ``customer.name`` or
+    ``customer['name']``, ``("as_of", None)`` for a variable used as a whole. Equal values give equal
+    text, so callers may reuse an earlier rendering. None when that is not so: a computed key
+    (``customer[k]``), a method or private name, a random filter."""
+    top = meta.find_undeclared_variables(tree)
+    if (any(f.name in _RANDOM_FILTERS for f in tree.find_all(nodes.Filter))
+            or any(n.name in _RANDOM_GLOBALS for n in tree.find_all(nodes.Name))):
+        return None
+    reads: dict[tuple[str, str | None], None] = {}
+    bases: set[int] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if not (isinstance(node.node, nodes.Name) and node.node.name in top):
+            continue
+        bases.add(id(node.node))
+        if isinstance(node, nodes.Getattr):
+            field = node.attr
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            field = node.arg.value
+        else:
+            return None
+        if field.startswith("_") or field in _MAPPING_NAMES:
+            return None
+        reads[(node.node.name, field)] = None
+    for node in tree.find_all(nodes.Name):
+        if node.name in top and node.ctx == "load" and id(node) not in bases:
+            reads[(node.name, None)] = None
+    return tuple(reads)
 
 
 # --- internals -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from engine.render import (
     make_environment,
     render_message,
     template_fields,
+    template_reads,
     template_variables,
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -283,3 +284,12 @@ def test_compiled_templates_are_cached(tmp_path):
     path.write_text("版本二", encoding="utf-8")
     assert render_message(env, "c.txt", {}).body == "版本一"  # one version per run
     assert render_message(make_environment(tmp_path), "c.txt", {}).body == "版本二"
+
+
+def test_template_reads_lists_the_values_a_text_depends_on(env):
+    reads = template_reads(env.parse("为{{ customer.value_tier }}/{{ customer['need_type'] }}，{{ as_of|date }}{{ company.name }}"))
+    assert set(reads) == {("customer", "value_tier"), ("customer", "need_type"), ("company", "name"), ("as_of", None)}
+    # Not only field values: a computed key, a method, a private name, randomness.
+    for source in ("{{ customer[key] }}", "{{ customer.get('owner') }}", "{{ customer.items() }}",
+                   "{{ customer._x }}", "{{ ['a', 'b']|random }}", "{{ lipsum(1) }}"):
+        assert template_reads(env.parse(source)) is None, source
