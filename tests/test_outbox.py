@@ -239,6 +239,19 @@ def test_write_jsonl_is_deterministic(tmp_path):
     assert (tmp_path / "empty.jsonl").read_bytes() == b""
 
 
+def test_write_jsonl_dates_read_as_isoformat(tmp_path):
+    # The decision log's dates and times are written as Python's isoformat() writes them.
+    from datetime import date, timedelta, timezone
+    from decimal import Decimal
+
+    values = [date(2026, 1, 2), datetime(2026, 11, 20, 9, 0), datetime(2026, 11, 20, 9, 0, 0, 123),
+              datetime(2026, 11, 20, 9, 0, tzinfo=timezone(timedelta(hours=8))), datetime(2026, 11, 20, tzinfo=timezone.utc)]
+    write_jsonl(tmp_path / "d.jsonl", [{"v": v} for v in values] + [{"v": Decimal("1200.50")}])
+    assert (tmp_path / "d.jsonl").read_text(encoding="utf-8").splitlines() == [
+        '{"v":"2026-01-02"}', '{"v":"2026-11-20T09:00:00"}', '{"v":"2026-11-20T09:00:00.000123"}',
+        '{"v":"2026-11-20T09:00:00+08:00"}', '{"v":"2026-11-20T00:00:00+00:00"}', '{"v":"1200.50"}']
+
+
 def test_write_json_rejects_unknown_types(tmp_path):
     with pytest.raises(TypeError):
         write_json(tmp_path / "x.json", {"x": object()})
