@@ -508,23 +508,24 @@ def annotate_firings(firings: Iterable[Firing], suppressed: Iterable[Suppression
     annotated = 0
     for firing in firings:
         for output in firing.outputs:
-            for kind in ("task", "message"):
-                detail = output.get(kind)
-                if not isinstance(detail, dict) or not detail.get("key"):
-                    continue
-                verdict = verdicts.get((kind, detail["key"]))
-                if verdict is not None:
-                    detail["suppressed_by"] = verdict.guard
-                    detail["suppressed"] = verdict.reason
-                    guards = firing.suppressed_by.split(", ") if firing.suppressed_by else []
-                    if verdict.guard not in guards:
-                        firing.suppressed_by = ", ".join([*guards, verdict.guard])
-                    annotated += 1
-                elif kind == "message" and detail["key"] in moves:
-                    move = moves[detail["key"]]
-                    detail["send_at"] = move.send_at
-                    detail["rescheduled"] = move.reason
-                    annotated += 1
+            # Most outputs set a tag: two lookups tell them apart (a million firings at 100,000 customers).
+            kind = "task" if "task" in output else "message" if "message" in output else None
+            detail = output[kind] if kind is not None else None
+            if not isinstance(detail, dict) or not detail.get("key"):
+                continue
+            verdict = verdicts.get((kind, detail["key"]))
+            if verdict is not None:
+                detail["suppressed_by"] = verdict.guard
+                detail["suppressed"] = verdict.reason
+                guards = firing.suppressed_by.split(", ") if firing.suppressed_by else []
+                if verdict.guard not in guards:
+                    firing.suppressed_by = ", ".join([*guards, verdict.guard])
+                annotated += 1
+            elif kind == "message" and detail["key"] in moves:
+                move = moves[detail["key"]]
+                detail["send_at"] = move.send_at
+                detail["rescheduled"] = move.reason
+                annotated += 1
     return annotated
 
 
