@@ -485,6 +485,23 @@ def test_duplicates_across_files_keep_the_later_file(tmp_path, columns):
     assert [(r.file, r.row, r.code) for r in ds.rejects] == [("customers.xlsx", 3, "duplicate-id")]
 
 
+def test_file_order_decides_whatever_the_file_sizes(tmp_path, columns):
+    # The biggest workbook is parsed on a worker thread and converted last; duplicates and warnings
+    # still follow the files' name order.
+    inbox = basic_inbox(tmp_path)
+    many = [[f"C{n}", f"客户{n}", None, None, None, None, None, None, "x"] for n in range(3, 400)]
+    write_book(inbox / "x_customers.xlsx", {"客户信息": [CUST_HEAD + ["备注A"], ["C2", "李四(旧)"], *many]})
+    write_book(inbox / "y_customers.xlsx", {"客户信息": [CUST_HEAD + ["备注B"], ["C2", "李四(新)"]]})
+    warnings: list = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    assert max(inbox.iterdir(), key=lambda p: p.stat().st_size).name == "x_customers.xlsx"
+    assert next(c for c in ds.customers if c.customer_id == "C2").name == "李四(新)"
+    assert [(r.file, r.row, r.code) for r in ds.rejects] == [
+        ("customers.xlsx", 3, "duplicate-id"), ("x_customers.xlsx", 2, "duplicate-id")]
+    assert [(w.code, w.location.file) for w in warnings] == [
+        ("unknown-column", "x_customers.xlsx"), ("unknown-column", "y_customers.xlsx")]
+
+
 def test_customer_ids_match_across_number_and_text_cells(tmp_path, columns):
     inbox = basic_inbox(tmp_path, customers=[[1001, "张三"], ["1002", "李四"]],
                         interactions=[["I1", "1001", datetime(2026, 1, 1), None, None, None],
