@@ -1,9 +1,10 @@
 """Business calendar: real Chinese holidays, working-time arithmetic, YAML errors with line numbers."""
 from __future__ import annotations
 
+import copy
 import textwrap
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -591,3 +592,150 @@ def test_hundred_thousand_deadlines_are_fast(standard):
             standard.add(start, duration)
     elapsed = time.perf_counter() - began
     assert elapsed < 20, f"100,000 deadlines took {elapsed:.1f}s"
+
+
+# --------------------------------------------------------------------------------------------------
+# The quick conversions (fromtimestamp / utcoffset) give exactly what plain datetime arithmetic gives
+# --------------------------------------------------------------------------------------------------
+
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_US = timedelta(microseconds=1)
+
+
+class _PlainConversions(BusinessCalendar):
+    """The calendar with its instant <-> local time conversions written the plain (slow) way."""
+
+    def _to_us(self, moment: datetime) -> int:
+        if self._is_naive(moment):
+            moment = moment.replace(tzinfo=self.tz)
+        return (moment - _EPOCH_UTC) // _ONE_US
+
+    def _from_us(self, t: int, naive: bool) -> datetime:
+        local = (_EPOCH_UTC + timedelta(microseconds=t)).astimezone(self.tz)
+        return local.replace(tzinfo=None) if naive else local
+
+    def _local_date(self, t: int) -> date:
+        return (_EPOCH_UTC + timedelta(microseconds=t)).astimezone(self.tz).date()
+
+
+def _plain_twin(calendar: BusinessCalendar) -> BusinessCalendar:
+    twin = copy.copy(calendar)
+    twin.__class__ = _PlainConversions
+    twin._days, twin.warnings, twin._warned_years = {}, [], set()  # its own day cache, built anew
+    return twin
+
+
+def _same(a: datetime, b: datetime) -> bool:
+    """Equal, and alike in everything that could show later: fold, time zone, offset."""
+    return a == b and a.fold == b.fold and a.tzinfo is b.tzinfo and a.utcoffset() == b.utcoffset()
+
+
+# Zones with daylight saving, 30-minute shifts, changes at midnight, a skipped day (Samoa, 2011-12-30),
+# local mean time with odd seconds before 1901, and Shanghai's own daylight saving of 1986-1991.
+_ODD_ZONES = ["Asia/Shanghai", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Pacific/Apia",
+              "America/Santiago", "Asia/Kathmandu", "America/St_Johns"]
+
+
+def _transitions(tz: ZoneInfo, first: datetime, last: datetime) -> list[int]:
+    """UTC seconds at which the zone's offset changes (found hourly, then to the second)."""
+    found = []
+    step = 3600
+    t, end = int((first - _EPOCH_UTC).total_seconds()), int((last - _EPOCH_UTC).total_seconds())
+    offset = datetime.fromtimestamp(t, timezone.utc).astimezone(tz).utcoffset()
+    while t < end:
+        nxt = datetime.fromtimestamp(t + step, timezone.utc).astimezone(tz).utcoffset()
+        if nxt != offset:
+            lo, hi = t, t + step  # the offset at lo differs from the one at hi
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if datetime.fromtimestamp(mid, timezone.utc).astimezone(tz).utcoffset() == offset:
+                    lo = mid
+                else:
+                    hi = mid
+            found.append(hi)
+            offset = nxt
+        t += step
+    return found
+
+
+@pytest.mark.parametrize("zone", _ODD_ZONES)
+def test_quick_conversions_equal_plain_ones(zone):
+    tz = ZoneInfo(zone)
+    quick = BusinessCalendar("quick", time_zone=tz, weekly_hours={0: ((540, 1080),)}, public_holidays="none")
+    plain = _plain_twin(quick)
+    instants = [int((datetime(1899, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc) - _EPOCH_UTC) // _ONE_US)]
+    instants += range(-2_500_000_000_000_000, 2_000_000_000_000_000, 1_319_123_457_111)  # 1890..2033, ~15 days apart
+    for year in (1900, 1901, 1940, 1986, 1991, 2011, 2024):
+        for second in _transitions(tz, datetime(year, 1, 1, tzinfo=timezone.utc), datetime(year + 1, 1, 1, tzinfo=timezone.utc)):
+            us = second * 1_000_000
+            instants += [us + k for k in (-1, 0, 1, 999_999, 1_000_000)]
+            instants += range(us - 3 * 3600 * 1_000_000, us + 3 * 3600 * 1_000_000, 7 * 60 * 1_000_000 + 13)
+    for t in instants:
+        assert quick._local_date(t) == plain._local_date(t), t
+        for naive in (True, False):
+            ours, theirs = quick._from_us(t, naive), plain._from_us(t, naive)
+            assert _same(ours, theirs), (t, naive, ours, theirs)
+            # ... and back: naive wall times (first and second occurrence, gaps included) and aware ones.
+            for moment in (ours, ours.replace(fold=1 - ours.fold)):
+                assert quick._to_us(moment) == plain._to_us(moment), (t, moment)
+        aware_utc = _EPOCH_UTC + timedelta(microseconds=t)
+        assert quick._to_us(aware_utc) == plain._to_us(aware_utc) == t
+
+
+def test_quick_conversions_take_unknown_offsets_as_local():
+    class NoOffset(tzinfo):
+        def utcoffset(self, dt):
+            return None
+
+    quick = BusinessCalendar("quick", time_zone="Europe/Berlin", weekly_hours={0: ((540, 1080),)}, public_holidays="none")
+    moment = datetime(2024, 3, 31, 2, 30, tzinfo=NoOffset())  # no offset: read as Berlin local time (a gap)
+    assert quick._to_us(moment) == _plain_twin(quick)._to_us(moment)
+
+
+def _deadline_cases(calendar: BusinessCalendar, starts: list[datetime]) -> list:
+    durations = [parse_duration(t) for t in ("30m", "1h", "2h", "4h", "9h", "1d", "2d", "3d", "1d4h", "48h wall")]
+    results = []
+    for start in starts:
+        for duration in durations:
+            results.append(calendar.add(start, duration))
+        results.append(calendar.next_working_time(start))
+        results.append(calendar.business_time_between(start, start + timedelta(days=3, hours=5)))
+        results.append(calendar.is_working_time(start))
+    return results
+
+
+def _assert_same_results(calendar: BusinessCalendar, starts: list[datetime]) -> None:
+    ours, theirs = _deadline_cases(calendar, starts), _deadline_cases(_plain_twin(calendar), starts)
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert (_same(a, b) if isinstance(a, datetime) else a == b), (a, b)
+
+
+def test_shipped_calendars_give_the_same_deadlines_as_plain_conversions(calendars):
+    # Every 7h13m17s over 2024-2026 (the years chinesecalendar knows), so the time of day drifts:
+    # weekends, lunch breaks, Spring Festival and National Day with their adjusted working days,
+    # and some starts on period edges.
+    step = timedelta(hours=7, minutes=13, seconds=17)
+    starts = [datetime(2024, 1, 1) + i * step for i in range((365 + 365 + 350) * 24 * 60 // (7 * 60 + 13))]
+    starts += [datetime(2025, 1, 26, 9, 0), datetime(2025, 2, 8, 12, 0), datetime(2025, 9, 30, 18, 0),
+               datetime(2025, 10, 11, 13, 30), datetime(2026, 2, 14, 17, 59, 59, 999_999)]
+    starts += [s.replace(tzinfo=timezone.utc) for s in starts[::7]]  # aware starts too
+    for name in ("standard", "hotline_24x7"):
+        _assert_same_results(calendars[name], starts)
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/Santiago", "Australia/Lord_Howe", "Pacific/Apia"])
+def test_daylight_saving_calendars_give_the_same_deadlines_as_plain_conversions(zone):
+    calendar = BusinessCalendar(
+        "odd", time_zone=zone, public_holidays="none",
+        weekly_hours={wd: ((0, 60), (90, 210), (540, 720), (810, 1440)) for wd in range(7)},
+    )
+    tz = ZoneInfo(zone)
+    starts = []
+    for year in (2011, 2012, 2024):
+        for second in _transitions(tz, datetime(year, 1, 1, tzinfo=timezone.utc), datetime(year + 1, 1, 1, tzinfo=timezone.utc)):
+            local = datetime.fromtimestamp(second, tz).replace(tzinfo=None)
+            starts += [local + timedelta(minutes=m) for m in range(-26 * 60, 26 * 60, 23)]
+    starts += [s.replace(fold=1) for s in starts[::3]]
+    assert starts
+    _assert_same_results(calendar, starts)

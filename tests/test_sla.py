@@ -146,6 +146,23 @@ def test_met_both_clocks(shipped, calendars):
     assert features["sla_timely_rate_window"] == 1.0
 
 
+def test_window_starts_at_midnight_window_days_back(shipped, calendars):
+    # as-of 2024-05-20 with window_days 90: created on or after 2024-02-21 00:00 is in the window.
+    # Closed items before it are history; open ones are tracked but do not count in the window.
+    closed = dict(first=datetime(2024, 2, 21, 9, 30), resolved=datetime(2024, 2, 21, 10, 0), status="已解决")
+    items = [
+        interaction("IN", datetime(2024, 2, 21, 0, 0), **closed),
+        interaction("OUT", datetime(2024, 2, 20, 23, 59, 59), **closed),
+        interaction("OUT-CLOSED-BY-STATUS", datetime(2024, 2, 20, 10, 0), status="已关闭"),
+        interaction("OLD-OPEN", datetime(2024, 2, 20, 10, 0)),
+        interaction("OLD-RESOLVED-LATER", datetime(2024, 2, 20, 10, 0), resolved=datetime(2024, 5, 21, 9, 0)),
+    ]
+    stage, out, features = run_one(shipped, calendars, datetime(2024, 5, 20, 23, 59, 59), *items)
+    assert [i.interaction.interaction_id for i in stage.items] == ["IN", "OLD-OPEN", "OLD-RESOLVED-LATER"]
+    assert features["sla_open"] == 2 and features["sla_breached_open"] == 2
+    assert features["sla_breached_window"] == 0 and features["sla_timely_rate_window"] == 1.0
+
+
 def test_breached_closed_is_recorded_not_tasked(shipped, calendars):
     it = interaction("I2", datetime(2024, 5, 13, 10, 0), first=datetime(2024, 5, 13, 16, 30),
                      resolved=datetime(2024, 5, 15, 15, 0), status="已解决")

@@ -105,6 +105,7 @@ class Target:
     calendar_name: str
     calendar: BusinessCalendar
     location: Location
+    source: str  # str(location): goes on every decision and sla.xlsx row of this target
 
 
 @dataclass
@@ -292,6 +293,7 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
             calendar_name=target_calendar,
             calendar=calendars[target_calendar],
             location=location,
+            source=str(location),
         ))
     if not blocks and "targets" in doc:
         problems.warning("no-targets", "the SLA settings file has no targets: nothing will be tracked", doc.value_loc("targets"))
@@ -472,12 +474,12 @@ class SlaItem:
     open_state: str | None = None  # the open item's worst state: open_breached > at_risk > paused
 
     def finish(self) -> None:
-        statuses = self.statuses = tuple(c.status for c in self.clocks)
+        statuses = self.statuses = tuple([c.status for c in self.clocks])
         self.breached = BREACHED in statuses or OPEN_BREACHED in statuses
-        ended = bool(statuses) and all(s in ENDED for s in statuses)
+        ended = bool(statuses) and all([s in ENDED for s in statuses])
         self.decided = self.target is not None and (ended or self.breached)
         self.timely = self.target is not None and ended and not self.breached
-        self.open = any(s in RUNNING for s in statuses)
+        self.open = any([s in RUNNING for s in statuses])
         for state in (OPEN_BREACHED, AT_RISK, PAUSED):
             if state in statuses:
                 self.open_state = state
@@ -621,6 +623,12 @@ class SlaStage:
         self.track = frozenset(policy.track_types)
         self.items: list[SlaItem] = []
         self.until_as_of = {t.calendar_name: UntilAsOf(t.calendar, setup.as_of_time) for t in policy.targets}
+        # Created at or after this local midnight = inside the window (created within the last
+        # window_days days, as-of day included); one comparison per interaction instead of date arithmetic.
+        try:
+            self.window_opens = datetime.combine(setup.as_of - timedelta(days=policy.window_days - 1), time())
+        except OverflowError:  # a window reaching back before year 1: everything is inside
+            self.window_opens = datetime.min
 
     # ---- per customer --------------------------------------------------------------------------
 
@@ -630,13 +638,15 @@ class SlaStage:
         counts = dict.fromkeys(FEATURES, 0)
         window_decided = window_timely = 0
         context: dict[str, Any] | None = None
+        # Most interactions are skipped below (other types, closed history): keep that loop lean.
+        track, as_of_time, start_field, window_opens = self.track, self.as_of_time, self.policy.start_field, self.window_opens
         for it in facts.interactions:
-            if it.type not in self.track:
+            if it.type not in track:
                 continue
-            created = getattr(it, self.policy.start_field)
-            if created is None or created > self.as_of_time:
+            created = getattr(it, start_field)
+            if created is None or created > as_of_time:
                 continue
-            in_window = (self.as_of - created.date()).days < self.policy.window_days
+            in_window = created >= window_opens
             if not in_window and not self._still_open(it):
                 continue  # closed before the window: history, not tracked (keeps sla.xlsx to what matters)
             if context is None:
@@ -663,11 +673,11 @@ class SlaStage:
         return out
 
     def _still_open(self, it) -> bool:
-        """Open as of the run: no resolved time by then and no closing status."""
-        resolved = getattr(it, self.policy.resolved_field)
-        if resolved is not None and resolved <= self.as_of_time:
+        """Open as of the run: no closing status and no resolved time by then."""
+        if it.status in self.policy.closed_statuses:
             return False
-        return it.status not in self.policy.closed_statuses
+        resolved = getattr(it, self.policy.resolved_field)
+        return resolved is None or resolved > self.as_of_time
 
     @property
     def escalation_due(self) -> datetime:
@@ -706,7 +716,8 @@ class SlaStage:
 
         notes = item.notes
         # A resolution is also a response: the first-response clock stops at the earlier of the two.
-        first_stop = min((t for t in (first_time, resolved_time) if t is not None), default=None)
+        first_stop = first_time if resolved_time is None or (first_time is not None and first_time <= resolved_time) \
+            else resolved_time
         resolution_stop = resolved_time
         resolution_unknown = False
         if resolution_stop is None and closed_by_status:
@@ -807,7 +818,7 @@ class SlaStage:
         if task is not None:
             outputs.append({"task": {"assignee": task.assignee, "title": task.title, "due": task.due,
                                      "priority": task.priority}})
-        return Firing(it.customer_id, self.stage, self.policy.policy_id, target.rule_id, str(target.location),
+        return Firing(it.customer_id, self.stage, self.policy.policy_id, target.rule_id, target.source,
                       inputs, outputs)
 
     # ---- run files -----------------------------------------------------------------------------
@@ -819,7 +830,11 @@ class SlaStage:
             if item.target is None:
                 continue
             for index, (_, group_of) in enumerate(KPI_DIMENSIONS):
-                tallies.setdefault((index, group_of(item)), _Tally()).add(item)
+                key = (index, group_of(item))
+                tally = tallies.get(key)
+                if tally is None:  # (not setdefault: that would build a _Tally per item and dimension)
+                    tally = tallies[key] = _Tally()
+                tally.add(item)
         if not tallies:
             tallies[(0, "全部")] = _Tally()
         return [(KPI_DIMENSIONS[index][0], group, tallies[(index, group)]) for index, group in sorted(tallies)]
@@ -840,7 +855,7 @@ class SlaStage:
             it.satisfaction,
             item.task_text,
             target.rule_id if target else NO_TARGET_LABEL,
-            str(target.location) if target else None,
+            target.source if target else None,
             target.calendar_name if target else None,
             "；".join(item.notes) or None,
         ]
