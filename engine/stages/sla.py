@@ -716,8 +716,9 @@ class SlaStage:
 
         notes = item.notes
         # A resolution is also a response: the first-response clock stops at the earlier of the two.
-        first_stop = first_time if resolved_time is None or (first_time is not None and first_time <= resolved_time) \
-            else resolved_time
+        first_stop = first_time
+        if resolved_time is not None and (first_time is None or resolved_time < first_time):
+            first_stop = resolved_time
         resolution_stop = resolved_time
         resolution_unknown = False
         if resolution_stop is None and closed_by_status:
