@@ -43,6 +43,8 @@ __all__ = ["read_inbox", "load_columns"]
 
 log = logging.getLogger(__name__)
 
+PARSE_THREADS = 2  # the machine we size for has two cores
+
 _OTHER_SPREADSHEETS = (".xls", ".xlsm", ".xlsb", ".csv", ".ods", ".et")
 
 
@@ -80,29 +82,17 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     rejects: list[Reject] = []
     coercer = columns.coercer()
     near_misses: list[tuple[HeaderMatch, list[Problem]]] = []  # sheets like a table but lacking a column
-    # calamine parses a sheet without holding the GIL. The biggest workbook (the interaction export, as a
-    # rule) is parsed on a worker thread while this thread parses and converts the others, then converts
-    # it: both cores stay busy and no third thread competes with the longest parse.
-    biggest = max(files, key=lambda f: f.stat().st_size)
-    read: dict[Path, tuple[list, list[Problem], list]] = {}  # per file: sheets read, warnings, near misses
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        parsing = pool.submit(_parse_workbook, biggest)
-        for path in [*(f for f in files if f != biggest), biggest]:
-            parsed = parsing.result() if path == biggest else _parse_workbook(path)
-            file_warnings: list[Problem] = []
-            file_near_misses: list[tuple[HeaderMatch, list[Problem]]] = []
-            sheets = _read_workbook(path, parsed, columns, coercer, file_warnings, file_near_misses)
-            read[path] = (sheets, file_warnings, file_near_misses)
-            del parsed
+    # calamine parses a sheet without holding the GIL: the workbooks are parsed on two threads, the
+    # biggest first, while this thread converts each one (in file order) as soon as it is parsed.
+    with ThreadPoolExecutor(max_workers=PARSE_THREADS) as pool:
+        by_size = sorted(files, key=lambda f: f.stat().st_size, reverse=True)
+        parsed = {path: pool.submit(_parse_workbook, path) for path in by_size}
+        for path in files:
+            for table, objs, rej in _read_workbook(path, parsed.pop(path).result(), columns, coercer, warn, near_misses):
+                found.add(table)
+                parts[table].extend(objs)
+                rejects.extend(rej)
             release_free_memory()  # the workbook's cells and raw rows are gone; don't keep their pages
-    for path in files:  # file order: which of two duplicate rows is kept must not depend on file sizes
-        sheets, file_warnings, file_near_misses = read.pop(path)
-        warn.extend(file_warnings)
-        near_misses.extend(file_near_misses)
-        for table, objs, rej in sheets:
-            found.add(table)
-            parts[table].extend(objs)
-            rejects.extend(rej)
     # A sheet that looks like customers/interactions/orders but lacks a required column stops the run,
     # unless that table was read from another sheet (then it is an extra sheet, e.g. a pivot table).
     fatal = [p for match, problems in near_misses if match.table not in found for p in problems]
