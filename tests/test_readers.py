@@ -486,8 +486,8 @@ def test_duplicates_across_files_keep_the_later_file(tmp_path, columns):
 
 
 def test_file_order_decides_whatever_the_file_sizes(tmp_path, columns):
-    # The biggest workbook is parsed on a worker thread and converted last; duplicates and warnings
-    # still follow the files' name order.
+    # Workbooks are parsed on threads, the biggest first; duplicates and warnings still follow the
+    # files' name order.
     inbox = basic_inbox(tmp_path)
     many = [[f"C{n}", f"客户{n}", None, None, None, None, None, None, "x"] for n in range(3, 400)]
     write_book(inbox / "x_customers.xlsx", {"客户信息": [CUST_HEAD + ["备注A"], ["C2", "李四(旧)"], *many]})
