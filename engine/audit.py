@@ -60,30 +60,29 @@ def refresh_outputs(manifest: dict[str, Any], folder: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _output_labels(out: dict[str, Any]) -> Iterable[str]:
+def _output_labels(out: dict[str, Any]) -> list[str]:
     """Short labels of one decision output, for counting what a rule produced."""
     if "set" in out:
-        for k, v in out["set"].items():
-            yield f"{k}={_text(v)}"
-    elif "score" in out:
-        for k, v in out["score"].items():
-            yield f"{k}+{_text(v)}"
-    elif "task" in out:
-        yield "任务" + ("（被拦截）" if out["task"].get("suppressed_by") else "")
-    elif "message" in out:
+        return [f"{k}={_text(v)}" for k, v in out["set"].items()]
+    if "score" in out:
+        return [f"{k}+{_text(v)}" for k, v in out["score"].items()]
+    if "task" in out:
+        return ["任务" + ("（被拦截）" if out["task"].get("suppressed_by") else "")]
+    if "message" in out:
         m = out["message"]
-        yield f"消息 {m.get('channel') or '未发送'}" + ("（被拦截）" if m.get("suppressed_by") else "")
-    elif "sla" in out:
-        for clock, label in (("first_response", "首次响应"), ("resolution", "解决")):
-            if out["sla"].get(clock):
-                yield f"{label} {SLA_STATUS_LABELS.get(out['sla'][clock].get('status'), out['sla'][clock].get('status'))}"
-    elif "reason" in out:
-        yield f"原因 {out['reason']}"
-    else:
-        yield json.dumps(jsonable(out), ensure_ascii=False, sort_keys=True)
+        return [f"消息 {m.get('channel') or '未发送'}" + ("（被拦截）" if m.get("suppressed_by") else "")]
+    if "sla" in out:
+        sla = out["sla"]
+        return [f"{label} {SLA_STATUS_LABELS.get(sla[clock].get('status'), sla[clock].get('status'))}"
+                for clock, label in (("first_response", "首次响应"), ("resolution", "解决")) if sla.get(clock)]
+    if "reason" in out:
+        return [f"原因 {out['reason']}"]
+    return [json.dumps(jsonable(out), ensure_ascii=False, sort_keys=True)]
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:  # most values; this runs for every tag of every customer
+        return value
     value = jsonable(value)
     if value is True:
         return "是"
@@ -100,14 +99,124 @@ class RuleStats:
     source: str
     description: str = ""
     fired: int = 0
-    customers: set = field(default_factory=set)
+    customers: int = 0  # how many customers it fired for
     produced: Counter = field(default_factory=Counter)
     suppressed: int = 0
 
 
-def rule_summary(firings: list[Firing], policyset: Any = None) -> list[RuleStats]:
-    """One entry per rule: every rule of the policy set (0 if it never fired) and every rule id seen in
-    the decisions (stage modules' own), in stage order."""
+@dataclass
+class FiringSummary:
+    """What audit.xlsx and report.html show about the decision log. Built once per run
+    (``summarize_firings``) and shared by both files: a large run has over a million firings."""
+
+    rules: list[RuleStats]  # as ``rule_summary`` returns them
+    classification_tags: list[str]  # tags set with text or yes/no values, in order of first use
+    sla_tracked: int  # SLA outputs (one per tracked interaction)
+    sla_status: dict[str, Counter]  # clock ("first_response", "resolution") → status → count
+    by_rule: Counter  # "rule id（stage）" → firings
+    guards: Counter  # guard → firings it held back
+
+
+@dataclass(slots=True)
+class _RuleFirings:
+    """One rule's firings, as ``_gather_by_rule`` collects them."""
+
+    source: str  # of the first firing
+    classification: bool  # a rule of the classification stage
+    customers: set = field(default_factory=set)
+    suppressed_by: list = field(default_factory=list)  # of the firings a guard held back
+    # Runs of firings in a row with the same outputs list (a tag-only rule's firings all share one):
+    # each run's list and its length. Two flat lists rather than a pair per run, as a large run has
+    # ~500,000 runs and every new container is one more for the garbage collector to scan.
+    run_outputs: list = field(default_factory=list)
+    run_lengths: list = field(default_factory=list)
+
+
+def summarize_firings(firings: list[Firing], policyset: Any = None) -> FiringSummary:
+    """Everything both audit files show about the firings. ``policyset`` (optional) adds the rules
+    that never fired to ``rules``."""
+    by_rule_key, tag_names = _gather_by_rule(firings)
+    stats = _rule_entries(policyset)
+    by_rule_id = {key[1]: key for key in stats if key[0] == ""}
+    # Customer ids per rule only until they are counted: the summary is kept while every file of the
+    # run is written, and a large run's sets hold a million ids (~40 MB).
+    customers: dict[tuple[str, str], set] = {}
+    labels_of: dict[Any, list[str]] = {}
+    sla_status: dict[str, Counter] = {"first_response": Counter(), "resolution": Counter()}
+    sla_tracked = 0
+    by_rule: Counter = Counter()
+    guards: Counter = Counter()
+    for (policy_id, rule_id, stage), entry in by_rule_key.items():
+        key = (policy_id, rule_id)
+        s = stats.get(key)
+        if s is None:
+            placeholder = by_rule_id.pop(rule_id, None)  # a settings rule: now we know its policy id
+            if placeholder is not None:
+                s = stats.pop(placeholder)
+                s.policy = policy_id
+            else:
+                s = RuleStats(stage, policy_id, rule_id, entry.source)
+            stats[key] = s
+        fired = sum(entry.run_lengths)
+        s.fired += fired
+        if key in customers:  # the same rule id in two stages
+            customers[key] |= entry.customers
+        else:
+            customers[key] = entry.customers
+        s.suppressed += len(entry.suppressed_by)
+        by_rule[f"{rule_id}（{STAGE_LABELS.get(stage, stage)}）"] += fired
+        for suppressed_by in entry.suppressed_by:
+            for g in str(suppressed_by).split(","):
+                guards[g.strip()] += 1
+        for outputs, n in zip(entry.run_outputs, entry.run_lengths):  # each run's list once, n times
+            for label in _labels(outputs, labels_of):
+                s.produced[label] += n
+            if stage == "sla":
+                for out in outputs:
+                    if "sla" in out:
+                        sla_tracked += n
+                        for clock, counter in sla_status.items():
+                            if out["sla"].get(clock):
+                                counter[out["sla"][clock].get("status")] += n
+    for key, ids in customers.items():
+        stats[key].customers = len(ids)
+    order = {stage: i for i, stage in enumerate(STAGES)}
+    # Stage order; within a stage, evaluation order of the policy set, then ids as first seen in the log.
+    rules = sorted(stats.values(), key=lambda s: order.get(s.stage, 9))
+    return FiringSummary(rules, list(tag_names), sla_tracked, sla_status, by_rule, guards)
+
+
+def _gather_by_rule(firings: list[Firing]) -> tuple[dict[tuple[str, str, str], _RuleFirings], dict[str, None]]:
+    """The firings by (policy id, rule id, stage), in order of first firing, and the classification
+    tags set with text or yes/no values, in order of first use. The only loop over every firing:
+    with a million of them, each a separate object in memory, every pass costs (~0.3 s)."""
+    by_rule_key: dict[tuple[str, str, str], _RuleFirings] = {}
+    tag_names: dict[str, None] = {}
+    for f in firings:
+        key = (f.policy_id, f.rule_id, f.stage)
+        entry = by_rule_key.get(key)
+        if entry is None:
+            entry = by_rule_key[key] = _RuleFirings(f.source, f.stage == "classification")
+        entry.customers.add(f.customer_id)
+        if f.suppressed_by:
+            entry.suppressed_by.append(f.suppressed_by)
+        outputs = f.outputs
+        if entry.run_outputs and outputs is entry.run_outputs[-1]:
+            entry.run_lengths[-1] += 1
+            continue
+        entry.run_outputs.append(outputs)
+        entry.run_lengths.append(1)
+        if entry.classification:  # a list's first firing always starts a run: names in log order
+            for out in outputs:
+                for name, value in out.get("set", {}).items():
+                    if isinstance(value, (str, bool)):
+                        tag_names.setdefault(name, None)
+    return by_rule_key, tag_names
+
+
+def _rule_entries(policyset: Any) -> dict[tuple[str, str], RuleStats]:
+    """An empty entry for every rule of the policy set, keyed by (policy id, rule id); settings
+    rules (stage modules' own) under policy id "" until a firing names their policy."""
     stats: dict[tuple[str, str], RuleStats] = {}
     if policyset is not None:
         from engine.validate import settings_rules
@@ -119,42 +228,36 @@ def rule_summary(firings: list[Firing], policyset: Any = None) -> list[RuleStats
         for stage, rule_id, _when, loc in settings_rules(policyset):
             if rule_id not in by_id:
                 stats[("", rule_id)] = RuleStats(stage, "", rule_id, str(loc))
-    by_rule_id = {key[1]: key for key in stats if key[0] == ""}
-    labels_of: dict[Any, tuple[str, ...]] = {}  # most outputs repeat (value_tier=高): label each kind once
-    for f in firings:
-        key = (f.policy_id, f.rule_id)
-        s = stats.get(key)
-        if s is None:
-            placeholder = by_rule_id.pop(f.rule_id, None)  # a settings rule: now we know its policy id
-            if placeholder is not None:
-                s = stats.pop(placeholder)
-                s.policy = f.policy_id
-            else:
-                s = RuleStats(f.stage, f.policy_id, f.rule_id, f.source)
-            stats[key] = s
-        s.fired += 1
-        s.customers.add(f.customer_id)
-        for out in f.outputs:
-            tag = out.get("set") or out.get("score")
-            key = None
-            if tag is not None:
-                try:
-                    key = ("set" in out, *tag.items())
-                    hash(key)
-                except TypeError:  # an unhashable value: label it the slow way
-                    key = None
-            labels = labels_of.get(key) if key is not None else None
-            if labels is None:
-                labels = tuple(_output_labels(out))
-                if key is not None:
-                    labels_of[key] = labels
-            for label in labels:
-                s.produced[label] += 1
-        if f.suppressed_by:
-            s.suppressed += 1
-    order = {stage: i for i, stage in enumerate(STAGES)}
-    # Stage order; within a stage, evaluation order of the policy set, then ids as first seen in the log.
-    return sorted(stats.values(), key=lambda s: order.get(s.stage, 9))
+    return stats
+
+
+def _labels(outputs: list[dict[str, Any]], labels_of: dict[Any, list[str]]) -> list[str]:
+    """The labels of one firing's outputs. Those of tags and scores are kept in ``labels_of``: the
+    same few values (churn_score+10) repeat across many lists, and ``_text`` is the slow part."""
+    result = []
+    for out in outputs:
+        if "set" in out:
+            tag, kind = out["set"], "set"
+        elif "score" in out:
+            tag, kind = out["score"], "score"
+        else:  # quick to label
+            result += _output_labels(out)
+            continue
+        key = (kind, *tag.items(), *map(type, tag.values()))  # with the types: True == 1 but shows as 是
+        try:
+            labels = labels_of.get(key)
+        except TypeError:  # an unhashable value (a list): labelled every time
+            labels = _output_labels(out)
+        if labels is None:
+            labels = labels_of[key] = _output_labels(out)
+        result += labels
+    return result
+
+
+def rule_summary(firings: list[Firing], policyset: Any = None) -> list[RuleStats]:
+    """One entry per rule: every rule of the policy set (0 if it never fired) and every rule id seen in
+    the decisions (stage modules' own), in stage order."""
+    return summarize_firings(firings, policyset).rules
 
 
 def _produced_text(counter: Counter) -> str:
@@ -198,25 +301,34 @@ LOG_COLUMNS = [Column("客户编号"), Column("阶段"), Column("策略"), Colum
                Column("输入值", width=60), Column("结果", width=60), Column("被拦截"), Column("说明", width=40)]
 
 
+# One encoder for every row: json.dumps with options builds a new one per call.
+_INPUTS_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
 def _log_rows(firings: list[Firing]) -> Iterable[tuple]:
+    labels_of: dict[Any, list[str]] = {}
+    results: dict[int, str] = {}  # id of an outputs list → its 结果 text (tag-only rules share one list)
     for f in firings:
+        result = results.get(id(f.outputs))
+        if result is None:
+            result = results[id(f.outputs)] = "；".join(_labels(f.outputs, labels_of))
         yield (
             f.customer_id, STAGE_LABELS.get(f.stage, f.stage), f.policy_id, f.rule_id, f.source,
-            json.dumps(jsonable(f.inputs), ensure_ascii=False, sort_keys=True),
-            "；".join(label for out in f.outputs for label in _output_labels(out)),
-            f.suppressed_by, f.note,
+            _INPUTS_JSON.encode(jsonable(f.inputs)), result, f.suppressed_by, f.note,
         )
 
 
 def write_audit(folder: Path, manifest: dict[str, Any], evaluation: Any, policyset: Any = None,
-                log_rows: int | None = LOG_ROWS_DEFAULT) -> Path:
+                log_rows: int | None = LOG_ROWS_DEFAULT, summary: FiringSummary | None = None) -> Path:
     """Write ``audit.xlsx`` into the run folder. ``policyset`` (optional) lists rules that never fired.
-    ``log_rows``: at most this many decision-log rows (None: all, over several sheets if needed)."""
+    ``log_rows``: at most this many decision-log rows (None: all, over several sheets if needed).
+    ``summary``: the run's ``summarize_firings(firings, policyset)`` if already made (else made here)."""
     folder = Path(folder)
     files = [(GROUP_LABELS[g], e["path"], e["sha256"], e.get("size")) for g in GROUP_LABELS for e in manifest.get(g, [])]
-    summary = rule_summary(evaluation.firings, policyset)
+    if summary is None:
+        summary = summarize_firings(evaluation.firings, policyset)
     rule_rows = [(STAGE_LABELS.get(s.stage, s.stage), s.policy, s.rule_id, s.description or None, s.source, s.fired,
-                  len(s.customers), _produced_text(s.produced) or None, s.suppressed) for s in summary]
+                  s.customers, _produced_text(s.produced) or None, s.suppressed) for s in summary.rules]
     sheets = [
         Sheet("运行清单", [Column("项目"), Column("值", width=60)], _manifest_rows(manifest)),
         Sheet("文件", [Column("类别"), Column("文件"), Column("sha256", width=66), Column("字节", kind="int")], files),
@@ -295,20 +407,12 @@ def _by_count(counter: Counter) -> list[tuple[str, int]]:
     return sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))
 
 
-def _classification_tags(firings: list[Firing]) -> list[str]:
-    names: dict[str, None] = {}
-    for f in firings:
-        if f.stage == "classification":
-            for out in f.outputs:
-                for name, value in out.get("set", {}).items():
-                    if isinstance(value, (str, bool)):
-                        names.setdefault(name, None)
-    return list(names)
-
-
-def report_data(manifest: dict[str, Any], evaluation: Any) -> dict[str, Any]:
-    """Everything the report shows, as plain data (the template only lays it out)."""
+def report_data(manifest: dict[str, Any], evaluation: Any, summary: FiringSummary | None = None) -> dict[str, Any]:
+    """Everything the report shows, as plain data (the template only lays it out). ``summary``: the
+    run's ``summarize_firings`` if already made (else made here)."""
     rows, firings = evaluation.customer_rows, evaluation.firings
+    if summary is None:
+        summary = summarize_firings(firings)
     counts = manifest.get("counts", {})
     cards = [("客户", counts.get("customers", len(rows))), ("互动记录", counts.get("interactions")),
              ("订单", counts.get("orders")), ("被拒绝的行", counts.get("rejects")),
@@ -319,9 +423,12 @@ def report_data(manifest: dict[str, Any], evaluation: Any) -> dict[str, Any]:
     from engine.run import CUSTOMER_COLUMNS
 
     headers = {key: header for key, header, _kind in CUSTOMER_COLUMNS}
+    tag_counts = {tag: Counter() for tag in summary.classification_tags}
+    for r in rows:  # one pass for all tags: a large run has 100,000 rows, each a dict of its own
+        for tag, counter in tag_counts.items():
+            counter[_text(r.get(tag))] += 1
     class_charts = []
-    for tag in _classification_tags(firings):
-        counter = Counter(_text(r.get(tag)) for r in rows)
+    for tag, counter in tag_counts.items():
         if len(counter) <= MAX_CATEGORIES:
             title = f"{headers[tag]} {tag}" if tag in headers else tag
             chart = bar_chart(f"class-{tag}", title, _by_count(counter))
@@ -331,17 +438,7 @@ def report_data(manifest: dict[str, Any], evaluation: Any) -> dict[str, Any]:
                      "empty": "本次运行没有分类结果。"})
 
     # SLA: clock statuses from the SLA stage's decisions.
-    status_counts: dict[str, Counter] = {"first_response": Counter(), "resolution": Counter()}
-    tracked = 0
-    for f in firings:
-        if f.stage != "sla":
-            continue
-        for out in f.outputs:
-            if "sla" in out:
-                tracked += 1
-                for clock in status_counts:
-                    if out["sla"].get(clock):
-                        status_counts[clock][out["sla"][clock].get("status")] += 1
+    status_counts, tracked = summary.sla_status, summary.sla_tracked
     if tracked:
         kpis = [("跟踪的互动", f"{tracked:,}")]
         charts = []
@@ -378,15 +475,10 @@ def report_data(manifest: dict[str, Any], evaluation: Any) -> dict[str, Any]:
         bar_chart("messages-template", "按模板", _by_count(Counter(m.template for m in evaluation.messages)), limit=15),
     ] if c], "empty": "本次运行没有消息。"})
 
-    by_rule = Counter(f"{f.rule_id}（{STAGE_LABELS.get(f.stage, f.stage)}）" for f in firings)
     sections.append({"id": "rules", "title": "触发最多的规则 Top rules", "charts": [c for c in [
-        bar_chart("rules-top", "触发次数最多的 15 条规则", _by_count(by_rule)[:15])] if c], "empty": "没有规则触发。"})
+        bar_chart("rules-top", "触发次数最多的 15 条规则", _by_count(summary.by_rule)[:15])] if c], "empty": "没有规则触发。"})
 
-    guards = Counter()
-    for f in firings:
-        if f.suppressed_by:
-            for g in str(f.suppressed_by).split(","):
-                guards[g.strip()] += 1
+    guards = summary.guards
     if guards:
         sections.append({"id": "guards", "title": "发送保护 Guards", "charts": [
             bar_chart("guards", "被拦截的决策（按保护规则）", _by_count(guards))]})
@@ -406,14 +498,14 @@ def _report_environment(manifest: dict[str, Any]) -> ImmutableSandboxedEnvironme
                                          undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-def render_report(manifest: dict[str, Any], evaluation: Any) -> str:
+def render_report(manifest: dict[str, Any], evaluation: Any, summary: FiringSummary | None = None) -> str:
     env = _report_environment(manifest)
-    return env.get_template(REPORT_TEMPLATE).render(report_data(manifest, evaluation))
+    return env.get_template(REPORT_TEMPLATE).render(report_data(manifest, evaluation, summary))
 
 
-def write_report(folder: Path, manifest: dict[str, Any], evaluation: Any) -> Path:
-    """Write ``report.html`` into the run folder."""
+def write_report(folder: Path, manifest: dict[str, Any], evaluation: Any, summary: FiringSummary | None = None) -> Path:
+    """Write ``report.html`` into the run folder. ``summary``: as for ``report_data``."""
     path = Path(folder) / REPORT_NAME
     with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write(render_report(manifest, evaluation))
+        f.write(render_report(manifest, evaluation, summary))
     return path

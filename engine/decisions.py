@@ -56,8 +56,14 @@ class Message:
     key: str = ""
 
 
+# Types that need no change, checked first: this runs for every value of a large decision log.
+_AS_IS = frozenset({str, int, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
     """Values as they appear in JSON outputs: dates in ISO form, everything else as is."""
+    if type(value) in _AS_IS:
+        return value
     if isinstance(value, datetime):
         return value.isoformat(timespec="minutes")
     if isinstance(value, date):

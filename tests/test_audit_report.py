@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import zlib
+from collections import Counter
 from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,7 +14,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from engine.audit import AUDIT_NAME, BAR_COLOR, SLA_COLORS, refresh_outputs, write_audit, write_report
+from engine.audit import (AUDIT_NAME, BAR_COLOR, REPORT_NAME, SLA_COLORS, _output_labels, refresh_outputs, rule_summary,
+                          summarize_firings, write_audit, write_report)
+from engine.decisions import Firing
+from engine.outputs import STAGE_LABELS
 from engine.explain import read_manifest
 from engine.policy.loader import load_policies
 from engine.readers import load_columns, read_inbox
@@ -102,6 +106,61 @@ def test_report_escapes_customer_data(run, tmp_path: Path):
     manifest = dict(manifest, run_id="<b>x</b>")
     html = write_report(tmp_path, manifest, evaluation).read_text(encoding="utf-8")
     assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
+
+
+def test_summary_matches_the_log_and_is_shared_by_both_files(run, tmp_path: Path):
+    """summarize_firings against plain firing-by-firing counts; the files are the same with or
+    without a summary passed in."""
+    manifest, evaluation, policyset = run
+    firings = evaluation.firings
+    summary = summarize_firings(firings, policyset)
+    assert summary.by_rule == Counter(f"{f.rule_id}（{STAGE_LABELS.get(f.stage, f.stage)}）" for f in firings)
+    assert summary.guards == Counter(g.strip() for f in firings if f.suppressed_by for g in f.suppressed_by.split(","))
+    assert summary.guards  # the sample has customers without any contact
+    sla = [out["sla"] for f in firings if f.stage == "sla" for out in f.outputs if "sla" in out]
+    assert summary.sla_tracked == len(sla) > 0
+    assert summary.sla_status["first_response"] == Counter(o["first_response"]["status"] for o in sla if o.get("first_response"))
+    tags = [name for f in firings if f.stage == "classification" for out in f.outputs
+            for name, value in out.get("set", {}).items() if isinstance(value, (str, bool))]
+    assert summary.classification_tags == list(dict.fromkeys(tags))
+    by_key = {(s.policy, s.rule_id): s for s in summary.rules}
+    groups: dict[tuple[str, str], list[Firing]] = {}
+    for f in firings:
+        groups.setdefault((f.policy_id, f.rule_id), []).append(f)
+    for key, group in groups.items():
+        s = by_key[key]
+        assert (s.fired, s.customers, s.suppressed) == (len(group), len({f.customer_id for f in group}),
+                                                              sum(1 for f in group if f.suppressed_by))
+        assert s.produced == Counter(label for f in group for out in f.outputs for label in _output_labels(out))
+    assert [(s.policy, s.rule_id) for s in rule_summary(firings, policyset)] == [(s.policy, s.rule_id) for s in summary.rules]
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    write_audit(a, manifest, evaluation, policyset)
+    write_report(a, manifest, evaluation)
+    write_audit(b, manifest, evaluation, policyset, summary=summary)
+    write_report(b, manifest, evaluation, summary=summary)
+    for name in (AUDIT_NAME, REPORT_NAME):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+
+
+def test_rule_summary_counts_shared_and_interleaved_outputs():
+    """A tag-only rule's firings share one outputs list; runs of it broken by other rules' firings
+    still count every firing, and values that are equal but show differently (True, 1) are not merged."""
+    shared = [{"set": {"vip": True}}]
+    firings = [
+        Firing("C1", "classification", "p", "VIP", "p.yaml:1:1", {}, shared),
+        Firing("C1", "classification", "p", "ONE", "p.yaml:2:1", {}, [{"set": {"vip": 1}}]),
+        Firing("C2", "classification", "p", "VIP", "p.yaml:1:1", {}, shared),
+        Firing("C2", "classification", "p", "VIP", "p.yaml:1:1", {}, shared),
+        Firing("C3", "care", "p", "TASK", "p.yaml:3:1", {}, [{"task": {"suppressed_by": "consent"}}], suppressed_by="consent"),
+        Firing("C3", "classification", "p", "VIP", "p.yaml:1:1", {}, shared),
+    ]
+    stats = {s.rule_id: s for s in rule_summary(firings)}
+    assert (stats["VIP"].fired, stats["VIP"].customers, dict(stats["VIP"].produced)) == (4, 3, {"vip=是": 4})
+    assert dict(stats["ONE"].produced) == {"vip=1": 1}
+    assert (stats["TASK"].suppressed, dict(stats["TASK"].produced)) == (1, {"任务（被拦截）": 1})
+    assert summarize_firings(firings).classification_tags == ["vip"]
 
 
 # ---- the headless browser ---------------------------------------------------------------------------
