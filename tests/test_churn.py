@@ -152,6 +152,15 @@ def test_decision_log_records_each_signal_with_its_weight_and_source(evaluation)
     assert not [f for f in evaluation.firings if f.customer_id == "H" and f.policy_id == "churn_risk"]
 
 
+def test_equal_churn_outputs_share_one_list(evaluation):
+    # A large run logs hundreds of thousands of churn firings with a few dozen distinct outputs: one
+    # list per distinct content keeps the decision log small in memory.
+    fired = [f for f in evaluation.firings if f.policy_id == "churn_risk"]
+    contents = {(f.rule_id, repr(f.outputs)) for f in fired}  # per signal: two may log alike
+    assert len(fired) > len(contents)
+    assert len({id(f.outputs) for f in fired}) == len(contents)
+
+
 def test_service_and_product_reasons_get_apology_and_supervisor_tasks(evaluation):
     for cid, category in (("B", "服务态度"), ("C", "产品质量")):
         tasks = task_rules(evaluation, cid)
