@@ -160,18 +160,21 @@ class _InlineText:
     def __init__(self, env, text: str):
         self.template = env.from_string(text)
         self.reads = template_reads(env.parse(text))  # None: the text may depend on more; never reused
-        self.rendered: dict[tuple, str] = {}
+        self.rendered: dict[tuple[tuple, tuple], str] = {}  # (values, their types) → text
 
     def render(self, context: dict) -> str:
         if self.reads is None:
             return self.template.render(context)
         values = tuple(_read(context, var, field) for var, field in self.reads)
-        # Only plain values make a key: a list or mapping read whole could differ inside.
-        if not all(type(v) in _SCALARS for v in values):
+        types = tuple(map(type, values))
+        # Only plain values make a key: a list or mapping read whole could differ inside. The types go
+        # into the key too: True == 1 == 1.0, but they render as True, 1 and 1.0.
+        if not _SCALARS.issuperset(types):
             return self.template.render(context)
-        text = self.rendered.get(values)
+        key = (values, types)
+        text = self.rendered.get(key)
         if text is None:
-            text = self.rendered[values] = self.template.render(context)
+            text = self.rendered[key] = self.template.render(context)
         return text
 
 

@@ -69,6 +69,13 @@ def test_titles_follow_each_customers_values(builder, shipped):
     ]
 
 
+def test_equal_numbers_of_other_types_render_as_themselves(builder, shipped):
+    rs, rule, spec = rule_with_task(shipped, "回访间隔 {{ customer.revisit_interval_days }}")
+    people = [{"revisit_interval_days": v} for v in (1, True, 1.0, 1)]
+    assert [title for title, _ in titles(builder, rs, rule, spec, people)] == [
+        "回访间隔 1", "回访间隔 True", "回访间隔 1.0", "回访间隔 1"]
+
+
 def test_titles_reading_more_than_field_values_render_per_customer(builder, shipped):
     # The customer's name comes from the record; a method call and a list read whole are not plain values.
     rs, rule, spec = rule_with_task(shipped, "联系{{ customer.name }}（{{ customer.get('value_tier') }}）",
