@@ -1,7 +1,8 @@
 """Tasks built from rule outputs: titles and scripts rendered from the shipped organisation and calendar."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
@@ -71,9 +72,12 @@ def test_titles_follow_each_customers_values(builder, shipped):
 
 def test_equal_numbers_of_other_types_render_as_themselves(builder, shipped):
     rs, rule, spec = rule_with_task(shipped, "回访间隔 {{ customer.revisit_interval_days }}")
-    people = [{"revisit_interval_days": v} for v in (1, True, 1.0, 1)]
+    people = [{"revisit_interval_days": v} for v in (1, True, 1.0, 1, 0.0, -0.0, Decimal("1.0"), Decimal("1.00"),
+                                                     datetime(2026, 1, 1, 9, tzinfo=timezone(timedelta(hours=8))),
+                                                     datetime(2026, 1, 1, 1, tzinfo=timezone.utc))]
     assert [title for title, _ in titles(builder, rs, rule, spec, people)] == [
-        "回访间隔 1", "回访间隔 True", "回访间隔 1.0", "回访间隔 1"]
+        "回访间隔 1", "回访间隔 True", "回访间隔 1.0", "回访间隔 1", "回访间隔 0.0", "回访间隔 -0.0", "回访间隔 1.0",
+        "回访间隔 1.00", "回访间隔 2026-01-01 09:00:00+08:00", "回访间隔 2026-01-01 01:00:00+00:00"]
 
 
 def test_titles_reading_more_than_field_values_render_per_customer(builder, shipped):
