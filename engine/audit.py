@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -231,6 +232,12 @@ def _rule_entries(policyset: Any) -> dict[tuple[str, str], RuleStats]:
     return stats
 
 
+def _exact(value: Any) -> Any:
+    """``value`` as a key that keeps apart values that are equal but print differently: Decimal("1.0")
+    and Decimal("1.00") (floats print alike when equal: _text shows 0.0 and -0.0 as 0)."""
+    return str(value) if type(value) is Decimal else value
+
+
 def _labels(outputs: list[dict[str, Any]], labels_of: dict[Any, list[str]]) -> list[str]:
     """The labels of one firing's outputs. Those of tags and scores are kept in ``labels_of``: the
     same few values (churn_score+10) repeat across many lists, and ``_text`` is the slow part."""
@@ -243,7 +250,8 @@ def _labels(outputs: list[dict[str, Any]], labels_of: dict[Any, list[str]]) -> l
         else:  # quick to label
             result += _output_labels(out)
             continue
-        key = (kind, *tag.items(), *map(type, tag.values()))  # with the types: True == 1 but shows as 是
+        # With the types (True == 1 but shows as 是) and decimals as written.
+        key = (kind, *tag.keys(), *map(_exact, tag.values()), *map(type, tag.values()))
         try:
             labels = labels_of.get(key)
         except TypeError:  # an unhashable value (a list): labelled every time

@@ -9,6 +9,7 @@ import zlib
 from collections import Counter
 from datetime import datetime
 from html.parser import HTMLParser
+from decimal import Decimal
 from pathlib import Path
 
 import openpyxl
@@ -155,8 +156,11 @@ def test_rule_summary_counts_shared_and_interleaved_outputs():
         Firing("C2", "classification", "p", "VIP", "p.yaml:1:1", {}, shared),
         Firing("C3", "care", "p", "TASK", "p.yaml:3:1", {}, [{"task": {"suppressed_by": "consent"}}], suppressed_by="consent"),
         Firing("C3", "classification", "p", "VIP", "p.yaml:1:1", {}, shared),
+        Firing("C4", "churn", "p", "DEC", "p.yaml:4:1", {}, [{"score": {"churn_score": Decimal("1.0")}}]),
+        Firing("C5", "churn", "p", "DEC", "p.yaml:4:1", {}, [{"score": {"churn_score": Decimal("1.00")}}]),
     ]
     stats = {s.rule_id: s for s in rule_summary(firings)}
+    assert dict(stats["DEC"].produced) == {"churn_score+1.0": 1, "churn_score+1.00": 1}
     assert (stats["VIP"].fired, stats["VIP"].customers, dict(stats["VIP"].produced)) == (4, 3, {"vip=是": 4})
     assert dict(stats["ONE"].produced) == {"vip=1": 1}
     assert (stats["TASK"].suppressed, dict(stats["TASK"].produced)) == (1, {"任务（被拦截）": 1})
