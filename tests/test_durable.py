@@ -187,6 +187,7 @@ CONSTRUCTS = [
     "n + m > 7", "n - m < 0", "n * 2 >= m * 3", "n / z > 1", "n / z is null", "m / 2 == 1.25", "n / 4 == 1.25",
     "-n > 2", "-(n + z) <= -5", "n % 3 == 1", "m % 2 == 0.5", "n + null > 1", "(n + m) * z > n - z",
     "n + m == m + n", "n / (z - 2) < 0", "not (n / z > 1)",
+    "10 / n == 2", "1 / z >= 0.25", "2.5 / m == 1", "not (1 / z < 0.3)",  # a constant divided by a field
     # + of two fields that could be text: joined, not added, unless the schema says numbers
     "s + t == '签约意向'", "s + t > 'a'", "s + '客户' == '签约客户'", "n + m + z > 1",
     # between, inclusive at both ends, with null bounds

@@ -451,8 +451,13 @@ class _Translator:
                 guards += (Test("$neq", right.attr, 0),)
             else:
                 guards += (Test("$neq", "_zero", right.rhs),)
-            # x * 1.0 first: durable_rules divides two integers as integers (7 / 2 = 3).
-            numerator = {"$mul": {"$l": left.rhs, "$r": 1.0}}
+            # x * 1.0 first: durable_rules divides two integers as integers (7 / 2 = 3). A constant
+            # numerator becomes a float here: durable_rules gets a product of two constants wrong
+            # (1 == 1 / n was false for n = 1).
+            if type(left.const) in (int, float):
+                numerator = float(left.const)
+            else:
+                numerator = {"$mul": {"$l": left.rhs, "$r": 1.0}}
             return Value(rhs={"$div": {"$l": numerator, "$r": right.rhs}}, guards=guards)
         op = {"+": "$add", "-": "$sub", "*": "$mul"}[node.op]
         return Value(rhs={op: {"$l": left.rhs, "$r": right.rhs}}, guards=guards)
