@@ -333,9 +333,9 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     # customers ~2 s for 1.1M firings; each file on its own would take as long again).
     firing_summary = summarize_firings(evaluation.firings, policyset)
     # Independent files; with CRM_ENGINE_PROCESSES=2 the two groups are written on two cores (see
-    # engine/parallel.py for why one process is the default). Groups balanced by time at 100k customers:
-    # customers.xlsx 6 s, stage files (sla.xlsx) 7 s, report 0.7 s | tasks 5.5 s, decisions.jsonl 5 s,
-    # audit.xlsx 1 s, messages 2 s, guards.xlsx 1.3 s.
+    # engine/parallel.py for why one process is the default). Groups balanced by time at 100k customers
+    # (roughly, measured one by one): customers.xlsx 5 s, stage files (sla.xlsx) 2.5 s, report 0.7 s |
+    # tasks 3.5 s, decisions.jsonl 2.5 s, audit.xlsx 1 s, messages 1.5 s, guards.xlsx 1 s.
     run_two_groups(
         [
             lambda: write_customers(out, evaluation.customer_rows, CUSTOMER_COLUMNS),
