@@ -145,7 +145,7 @@ class ActionBuilder:
         )
 
 
-_MISSING = object()  # a field the context does not have (rendering it fails, unless the text tests for it)
+_MISSING = object()  # a variable the context does not have (rendering it fails, unless the text tests for it)
 # Values whose equality means equal text, once their type is in the key too (True == 1 == 1.0 but
 # they print differently). Floats go in as repr (-0.0 == 0.0); anything else (an aware datetime, a
 # Decimal, a list) makes the text render for that customer.
@@ -169,7 +169,7 @@ class _InlineText:
             return self.template.render(context)
         key = []
         for var, field in self.reads:
-            value = _read(context, var, field)
+            value = _read(self.template.environment, context, var, field)
             kind = type(value)
             if kind is float:
                 value = repr(value)
@@ -184,16 +184,10 @@ class _InlineText:
         return text
 
 
-def _read(context: dict, var: str, field: str | None) -> Any:
-    """A context value looked up as Jinja does: ``customer.name`` is the attribute, else the item."""
+def _read(env, context: dict, var: str, field: str | None) -> Any:
+    """A context value looked up as the template does (Jinja's own attribute-then-item lookup; a
+    missing field is Jinja's undefined, which is not a plain value)."""
     value = context.get(var, _MISSING)
     if field is None or value is _MISSING:
         return value
-    try:
-        return getattr(value, field)
-    except AttributeError:
-        pass
-    try:
-        return value[field]
-    except (TypeError, LookupError):
-        return _MISSING
+    return env.getattr(value, field)
