@@ -194,7 +194,7 @@ def _problem(loc: Location, where: str, message: str, code: str = "bad-columns-f
 def _at(container: Any, key: Any, fallback: Location) -> Location:
     """Where ``container[key]`` is written (the key's own line if it has no value)."""
     if isinstance(container, YMap):
-        return container.value_loc(key) if key in container else container.loc
+        return container.value_loc(key)  # the mapping's own line when the key is absent
     if isinstance(container, YList):
         return container.item_loc(key)
     return fallback

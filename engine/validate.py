@@ -194,7 +194,7 @@ def check_stage_settings(policyset: PolicySet, calendars: dict[str, Any], templa
 def _value_loc(policyset: PolicySet, kind: str, key: str) -> Location:
     for _path, doc in policyset.documents.get(kind, []):
         if isinstance(doc, YMap):
-            return doc.value_loc(key) if key in doc else doc.loc
+            return doc.value_loc(key)
     return Location(file=f"{kind}.yaml")
 
 

@@ -189,7 +189,7 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
     calendar_name = str(doc.get("calendar", "standard"))
     if calendar_name not in calendars:
         problems.error("unknown-calendar", f"calendar '{calendar_name}' is not defined in calendar.yaml",
-                       doc.value_loc("calendar") if "calendar" in doc else doc.loc,
+                       doc.value_loc("calendar"),
                        fix=f"calendars: {', '.join(calendars)}")
 
     clock = doc.get("clock")
@@ -222,7 +222,7 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
         guess = did_you_mean(role, roles)
         problems.error("unknown-role", f"escalation_role '{role}' is not one of the roles in organization.yaml"
                        + (f"; did you mean '{guess}'?" if guess else ""),
-                       doc.value_loc("escalation_role") if "escalation_role" in doc else doc.loc,
+                       doc.value_loc("escalation_role"),
                        fix=f"roles: {', '.join(roles)} (or add '{role}' to roles: in organization.yaml)")
     escalation_due = _duration(doc.get("escalation_due", "2h"), "escalation_due", doc.value_loc("escalation_due"), problems)
 
