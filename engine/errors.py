@@ -78,12 +78,25 @@ class Problem:
         return data
 
 
+def _rebuild_error(cls: type, problems: list[Problem], state: dict[str, Any]) -> "EngineError":
+    error = cls.__new__(cls)
+    EngineError.__init__(error, problems)
+    error.__dict__.update(state)
+    return error
+
+
 class EngineError(Exception):
     """Base class: carries one or more problems."""
 
     def __init__(self, problems: list[Problem] | Problem):
         self.problems = [problems] if isinstance(problems, Problem) else list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+    def __reduce__(self):
+        # Pickled with its problems and attributes (the second evaluating process sends its errors
+        # back, engine.parallel): by default the class would be called with the message text.
+        state = {k: v for k, v in self.__dict__.items() if k != "problems"}
+        return _rebuild_error, (type(self), self.problems, state)
 
 
 class PolicyError(EngineError):

@@ -44,6 +44,13 @@ class StageModule(Protocol):
     def write(self, folder: Path) -> dict[str, Any]:
         """Write this stage's run files into the run folder; return ``manifest_counts()``."""
 
+    def export_state(self) -> Any:
+        """What this module gathered over its customers, picklable (for the second evaluating process)."""
+
+    def absorb(self, state: Any, customers: dict[str, Customer]) -> None:
+        """Add ``export_state()`` of the same module in the second process, which evaluated the
+        customers after this one's: afterwards this module is as if it had evaluated them all."""
+
 
 @dataclass
 class StageSetup:

@@ -31,6 +31,7 @@ from typing import Any
 from lunar_python import LunarYear, Solar
 
 from engine.errors import Location, PolicyError
+from engine.model import Customer
 from engine.policy.schema import Problems, check_keys
 from engine.policy.yaml_source import YList, YMap
 from engine.stages import CustomerFacts, StageOutput, StageSetup
@@ -416,6 +417,13 @@ class CareStage:
     def write(self, folder: Path) -> dict[str, Any]:
         # No file of its own: care actions are ordinary tasks and messages.
         return self.manifest_counts()
+
+    def export_state(self) -> dict[str, int]:
+        return self.counts
+
+    def absorb(self, state: dict[str, int], customers: dict[str, Customer]) -> None:
+        for name, count in state.items():
+            self.counts[name] += count
 
     def manifest_counts(self) -> dict[str, Any]:
         return {"festivals_due": list(self.festivals_due), "is_member_day": self.is_member_day, **self.counts}

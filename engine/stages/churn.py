@@ -29,6 +29,7 @@ from typing import Any
 from engine import expr
 from engine.decisions import Firing
 from engine.errors import Location, PolicyError
+from engine.model import Customer
 from engine.policy.schema import Problems, check_keys, did_you_mean
 from engine.policy.yaml_source import YList, YMap
 from engine.stages import CustomerFacts, StageOutput, StageSetup
@@ -279,6 +280,17 @@ class ChurnStage:
     def write(self, folder: Path) -> dict[str, Any]:
         # No file of its own: scores are on the customer sheet, reasons in the decision log.
         return self.manifest_counts()
+
+    def export_state(self) -> tuple[dict[str, int], dict[str, int]]:
+        return self.level_counts, self.reason_counts
+
+    def absorb(self, state: tuple[dict[str, int], dict[str, int]], customers: dict[str, Customer]) -> None:
+        levels, reasons = state
+        # Keys new to this process go last, in the order the other met them: the order one process
+        # evaluating every customer would have given.
+        for counts, more in ((self.level_counts, levels), (self.reason_counts, reasons)):
+            for key, count in more.items():
+                counts[key] = counts.get(key, 0) + count
 
     def manifest_counts(self) -> dict[str, Any]:
         return {"levels": dict(self.level_counts), "reasons": dict(sorted(self.reason_counts.items()))}

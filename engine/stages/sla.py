@@ -16,7 +16,7 @@ Definitions of statuses and KPIs: docs/sla.md. The module never evaluates policy
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -876,6 +876,21 @@ class SlaStage:
             Sheet("指标说明", [Column("指标"), Column("定义", width=90)], definitions),
         ])
         return self.manifest_counts()
+
+    def export_state(self) -> list[tuple[str, int | None, SlaItem]]:
+        """The tracked items, each with its customer's id and its target's place in the policy: the
+        customer travels once (the other process has it) and a target holds compiled code."""
+        place = {id(target): i for i, target in enumerate(self.policy.targets)}
+        return [(item.customer.customer_id, None if item.target is None else place[id(item.target)],
+                 replace(item, customer=None, target=None))
+                for item in self.items]
+
+    def absorb(self, state: list[tuple[str, int | None, SlaItem]], customers: dict[str, Customer]) -> None:
+        targets = self.policy.targets
+        for customer_id, target_at, item in state:
+            item.customer = customers[customer_id]
+            item.target = None if target_at is None else targets[target_at]
+            self.items.append(item)
 
     def manifest_counts(self) -> dict[str, Any]:
         """For the run manifest: tracked items and how many are in each status."""
