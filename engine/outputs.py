@@ -99,13 +99,15 @@ def write_messages(folder: Path, messages: list[Message]) -> dict[str, int]:
     return counts
 
 
-def write_customers(folder: Path, rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> None:
-    """customers.xlsx: every customer with its classifications. ``columns``: (key, header, kind)."""
-    sheet = Sheet(
-        "客户分类",
-        [Column(header, kind=kind) for _, header, kind in columns],
-        [tuple(r.get(key) for key, _, _ in columns) for r in rows],
-    )
+def customer_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> list[tuple]:
+    """The cells of customers.xlsx: one tuple per customer row, in ``columns`` order (key, header, kind)."""
+    keys = [key for key, _, _ in columns]
+    return [tuple(map(r.get, keys)) for r in rows]
+
+
+def write_customers(folder: Path, table: list[tuple], columns: list[tuple[str, str, str]]) -> None:
+    """customers.xlsx: every customer with its classifications (``table`` from ``customer_table``)."""
+    sheet = Sheet("客户分类", [Column(header, kind=kind) for _, header, kind in columns], table)
     write_workbook(folder / "customers.xlsx", [sheet])
 
 

@@ -1,52 +1,22 @@
-"""Two cores: evaluating part of the customers in a second process, and writing on two; results come
-back, failures are not lost, files are the same either way."""
+"""The second core: part of the customers evaluated and some files written in helper processes
+(engine/parallel.py). The files must be byte-identical to one process's, errors must come back as
+one process would raise them, and the helpers must end with the run."""
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import pytest
 
-from engine.parallel import run_two_groups
+import engine.parallel
 
 
 @pytest.fixture
-def two_processes(monkeypatch):
-    monkeypatch.setenv("CRM_ENGINE_PROCESSES", "2")
-
-
-def test_writing_in_one_process_is_the_default(monkeypatch):
-    import os
-
+def helpers_for_any_size(monkeypatch):
+    """Auto mode (the default), with the size threshold lowered so the 500-customer sample uses the helpers."""
     monkeypatch.delenv("CRM_ENGINE_PROCESSES", raising=False)
-    child, parent = run_two_groups([os.getpid], [os.getpid])
-    assert child == parent == [os.getpid()]
-
-
-def test_results_of_both_groups_come_back_in_order(tmp_path: Path, two_processes):
-    def write(name: str, text: str):
-        def job():
-            (tmp_path / name).write_text(text, encoding="utf-8")
-            return {name: len(text)}
-        return job
-
-    child, parent = run_two_groups([write("a.txt", "甲乙"), write("b.txt", "丙")], [write("c.txt", "丁戊己")])
-    assert child == [{"a.txt": 2}, {"b.txt": 1}] and parent == [{"c.txt": 3}]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "c.txt"]
-
-
-def test_the_second_process_is_another_process(two_processes):
-    import os
-
-    child, parent = run_two_groups([os.getpid], [os.getpid])
-    assert parent == [os.getpid()] and child != parent
-
-
-def test_a_failure_in_the_second_process_is_raised(two_processes):
-    def boom():
-        raise ValueError("disk full")
-
-    with pytest.raises(RuntimeError, match="ValueError: disk full"):
-        run_two_groups([boom], [lambda: 1])
+    monkeypatch.setattr(engine.parallel, "SPLIT_MIN_INBOX_BYTES", 1)
+    monkeypatch.setattr(engine.parallel, "_usable_cores", lambda: 2)
 
 
 def _run(tmp_path: Path, name: str, policies: Path | None = None):
@@ -74,28 +44,31 @@ def test_one_process_and_two_give_identical_run_folders(tmp_path: Path, monkeypa
         monkeypatch.setenv("CRM_ENGINE_PROCESSES", processes)
         result = _run(tmp_path, name)
         assert result.exit_code == 0, result.output
-    assert "分两个进程评估" not in _run(tmp_path, "one").output  # already done: the same run id
     _assert_same_run_folders(tmp_path, "one", "two")
+    again = _run(tmp_path, "two")  # already done (the same run id): the helpers are not used, and end
+    assert again.exit_code == 0 and "分两个进程评估" not in again.output, again.output
+    assert multiprocessing.active_children() == []
 
 
-def test_evaluating_in_two_processes_gives_the_files_of_one(tmp_path: Path, monkeypatch):
-    """The default for a large inbox: the last customers are evaluated in a second process and
-    their decisions, SLA items and stage counts appended. Every file must be byte-identical."""
-    import engine.parallel
-
+def test_the_helpers_give_the_files_of_one_process(tmp_path: Path, helpers_for_any_size, monkeypatch):
+    """The default for a large inbox: the last customers are evaluated in a second process (their
+    decisions, SLA items and stage counts appended) and customers.xlsx, tasks/ and messages/ are
+    written by a third while this one writes the rest. Every file must be byte-identical."""
     monkeypatch.setenv("CRM_ENGINE_PROCESSES", "1")
     one = _run(tmp_path, "one")
     assert one.exit_code == 0 and "分两个进程评估" not in one.output, one.output
     monkeypatch.delenv("CRM_ENGINE_PROCESSES")
-    monkeypatch.setattr(engine.parallel, "SPLIT_MIN_INBOX_BYTES", 1)  # the sample is small: split it anyway
-    monkeypatch.setattr(engine.parallel, "_usable_cores", lambda: 2)
     two = _run(tmp_path, "two")
     assert two.exit_code == 0, two.output
     assert "分两个进程评估：本进程 265 位客户，另一进程 235 位" in two.output
     _assert_same_run_folders(tmp_path, "one", "two")
-    import multiprocessing
+    assert multiprocessing.active_children() == []  # both helpers have ended
 
-    assert multiprocessing.active_children() == []  # the second process has ended
+
+def test_one_core_means_one_process(tmp_path: Path, helpers_for_any_size, monkeypatch):
+    monkeypatch.setattr(engine.parallel, "_usable_cores", lambda: 1)
+    result = _run(tmp_path, "out")
+    assert result.exit_code == 0 and "分两个进程评估" not in result.output, result.output
 
 
 def test_a_small_inbox_is_evaluated_in_one_process(tmp_path: Path, monkeypatch):
@@ -121,5 +94,6 @@ def test_an_error_in_the_second_process_is_the_error_one_process_gives(tmp_path:
         errors[name] = result.output[result.output.index("发现"):]
         outbox = tmp_path / name
         assert not outbox.exists() or not any(p.is_dir() and not p.name.startswith(".") for p in outbox.iterdir())
+        assert multiprocessing.active_children() == []
     assert errors["one"] == errors["two"]
     assert "sms/offer.txt:1:1: error:" in errors["two"] and "[template-error]" in errors["two"], errors["two"]

@@ -13,7 +13,7 @@ from engine.calendar import CalendarCoverageError
 from engine.errors import InputError, Location, PolicyError, Problem
 from engine.readers import load_columns, read_inbox
 from engine.run import evaluate_dataset
-from engine.transfer import DECISION_KINDS, decision_parts, pack_facts, unpack_decision_part, unpack_facts
+from engine.transfer import DECISION_KINDS, decision_parts, pack_facts, unpack_part, unpack_facts
 from engine.validate import load_checked_policies
 
 
@@ -42,7 +42,7 @@ def test_decisions_arrive_equal_in_parts_and_in_order(sample):
     assert sum(kind == "firings" for kind, _ in parts) == -(-len(evaluation.firings) // 100)
     got = {kind: [] for kind in DECISION_KINDS}
     for kind, packed in parts:
-        got[kind] += unpack_decision_part(kind, packed)
+        got[kind] += unpack_part(kind, packed)
     for kind, original in zip(DECISION_KINDS, lists):
         assert got[kind] == original, kind
     assert got["tasks"] and got["messages"] and got["firings"]
