@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from engine.memory import gc_paused
 from engine.model import Dataset
-from engine.transfer import DECISION_KINDS, decision_parts, pack_facts, pack_part, unpack_facts, unpack_part
+from engine.transfer import DECISION_KINDS, drain_decisions, pack_facts, pack_part, unpack_facts, unpack_part
 
 # Auto mode uses the helpers only for an inbox at least this large: below, forking and packing cost
 # more than the second core saves (the shipped 500-customer sample is ~0.4 MB, 10,000 customers ~8 MB).
@@ -189,8 +189,8 @@ def _evaluate(conn, send: Callable[[Any], None], evaluate: EvaluatePart) -> None
     part = Dataset(customers, interactions, orders)
     del customers, interactions, orders  # only ``part`` holds them: evaluating frees them as it goes
     evaluation = evaluate(part)
-    for message in decision_parts(evaluation.customer_rows, evaluation.tasks, evaluation.messages, evaluation.firings,
-                                  size=PART_ITEMS):
+    for message in drain_decisions(evaluation.customer_rows, evaluation.tasks, evaluation.messages, evaluation.firings,
+                                   size=PART_ITEMS):
         send(message)
     send(("states", {stage: module.export_state() for stage, module in evaluation.modules.items()}))
 

@@ -73,9 +73,13 @@ def unpack_part(kind: str, packed: Any) -> list:
     return packed if codec is None else codec.unpack(packed)
 
 
-def decision_parts(rows: list[dict[str, Any]], tasks: list[Task], messages: list[Message], firings: list[Firing],
-                   size: int) -> Iterator[tuple[str, Any]]:
-    """``(kind, packed part)`` of at most ``size`` items each, kinds in ``DECISION_KINDS`` order."""
+def drain_decisions(rows: list[dict[str, Any]], tasks: list[Task], messages: list[Message], firings: list[Firing],
+                    size: int) -> Iterator[tuple[str, Any]]:
+    """``(kind, packed part)`` of at most ``size`` items each, kinds in ``DECISION_KINDS`` order. Each
+    part is taken out of its list as it is packed: the sender frees it while the receiver builds its
+    copy, so that the two processes do not hold all of it twice at the same time."""
     for kind, items in zip(DECISION_KINDS, (rows, tasks, messages, firings)):
-        for start in range(0, len(items), size):
-            yield kind, pack_part(kind, items[start:start + size])
+        while items:
+            part = items[:size]
+            del items[:size]
+            yield kind, pack_part(kind, part)

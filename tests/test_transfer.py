@@ -13,7 +13,7 @@ from engine.calendar import CalendarCoverageError
 from engine.errors import InputError, Location, PolicyError, Problem
 from engine.readers import load_columns, read_inbox
 from engine.run import evaluate_dataset
-from engine.transfer import DECISION_KINDS, decision_parts, pack_facts, unpack_part, unpack_facts
+from engine.transfer import DECISION_KINDS, drain_decisions, pack_facts, unpack_part, unpack_facts
 from engine.validate import load_checked_policies
 
 
@@ -37,7 +37,9 @@ def test_decisions_arrive_equal_in_parts_and_in_order(sample):
     policyset = load_checked_policies(ROOT / "policies", ROOT / "templates", "python")
     evaluation = evaluate_dataset(policyset, sample, date(2026, 11, 20), ROOT / "templates")
     lists = (evaluation.customer_rows, evaluation.tasks, evaluation.messages, evaluation.firings)
-    parts = [_round_trip(part) for part in decision_parts(*lists, size=100)]
+    sent = [list(items) for items in lists]
+    parts = [_round_trip(part) for part in drain_decisions(*sent, size=100)]
+    assert sent == [[], [], [], []]  # taken out as they were packed
     assert [kind for kind, _ in parts] == sorted((kind for kind, _ in parts), key=DECISION_KINDS.index)
     assert sum(kind == "firings" for kind, _ in parts) == -(-len(evaluation.firings) // 100)
     got = {kind: [] for kind in DECISION_KINDS}
