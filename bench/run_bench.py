@@ -44,7 +44,7 @@ print(cells)
 
 def _tree_pss_mib(pid: int) -> float:
     """Proportional set size of a process and its descendants, in MiB (Linux). Unlike the RSS of each
-    process, PSS counts a page shared copy-on-write by the forked writer once, so the sum is the memory
+    process, PSS counts a page shared copy-on-write with a forked helper once, so the sum is the memory
     the run really holds. 0 where /proc has no smaps_rollup."""
     total_kib, todo = 0, [pid]
     while todo:

@@ -147,9 +147,9 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
     total = len(dataset.customers)
     for n, customer in enumerate(dataset.customers):
         cid = customer.customer_id
-        facts = CustomerFacts(customer, interactions_by_customer.pop(cid, []), orders_by_customer.pop(cid, []), {})
-        features = facts.features
-        features.update(derive_features(customer, facts.orders, facts.interactions, as_of, policyset.features))
+        interactions, orders = interactions_by_customer.pop(cid, []), orders_by_customer.pop(cid, [])
+        features = derive_features(customer, orders, interactions, as_of, policyset.features)
+        facts = CustomerFacts(customer, interactions, orders, features)
         evaluator.prepare(features)
         task_count = message_count = 0
         for stage_index, stage in enumerate(STAGES):
@@ -198,7 +198,7 @@ def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templa
                                                            "category": out.category, "key": msg.key}})
                 firings.append(firing)
         if release_facts:  # a batch run keeps only what its outputs show (~4 KiB less per customer)
-            row = {name: features.get(name) for name in kept_names}
+            row = dict(zip(kept_names, map(features.get, kept_names)))
         else:
             row = features  # tools (explain, diff, policy tests) may look at any feature
         row["task_count"] = task_count
