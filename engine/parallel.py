@@ -16,15 +16,16 @@ Either way the files are byte-identical to those of one process doing everything
 (tests/test_parallel.py). At 100,000 customers evaluating takes ~17 s instead of ~28 s and writing
 ~12 s instead of ~18 s, for ~0.2 GiB more memory at the peak.
 
-CRM_ENGINE_PROCESSES: unset (auto) uses the helpers where the OS can fork, two cores are there and
-the inbox is large enough to gain from them; ``1`` keeps everything in one process; ``2`` uses them
-whatever the size (where the OS can fork).
+CRM_ENGINE_PROCESSES: unset (auto) uses the helpers where the OS can fork, two cores are there, no
+other thread runs and the inbox is large enough to gain from them; ``1`` keeps everything in one
+process; ``2`` uses them whatever the size or cores.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
 import pickle
+import threading
 import traceback
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, Callable
 
+from engine.errors import EngineError, Problem
 from engine.memory import gc_paused
 from engine.model import Dataset
 from engine.transfer import DECISION_KINDS, drain_decisions, pack_facts, pack_part, unpack_facts, unpack_part
@@ -71,7 +73,9 @@ def _inbox_bytes(inbox: Path) -> int:
 
 def wants_helpers(inbox: Path) -> bool:
     setting = _processes_setting()
-    if setting == "1" or not _fork_available():
+    # Forking a process that runs other threads can leave the child stuck on a lock one of them held
+    # (e.g. when the engine is embedded in a threaded server): then stay in one process.
+    if setting == "1" or not _fork_available() or threading.active_count() > 1:
         return False
     if setting == "2":
         return True
@@ -95,9 +99,11 @@ class _Forked:
         """The next message; a message ``("error", exc)`` is raised here: the error the process met."""
         try:
             kind, payload = pickle.loads(self._conn.recv_bytes())
-        except EOFError:
+        except EOFError:  # killed (e.g. by the out-of-memory killer) or crashed
             self._process.join()
-            raise RuntimeError(f"a helper process ended without a result (exit code {self._process.exitcode})") from None
+            raise EngineError(Problem(
+                "helper-process-ended", f"a helper process of this run ended without a result (exit code {self._process.exitcode}); "
+                "nothing was written", fix="run again; if it happens again, run with CRM_ENGINE_PROCESSES=1 (one process)")) from None
         if kind == "error":
             raise payload
         return kind, payload

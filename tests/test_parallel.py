@@ -97,3 +97,68 @@ def test_an_error_in_the_second_process_is_the_error_one_process_gives(tmp_path:
         assert multiprocessing.active_children() == []
     assert errors["one"] == errors["two"]
     assert "sms/offer.txt:1:1: error:" in errors["two"] and "[template-error]" in errors["two"], errors["two"]
+
+
+def test_no_helpers_while_other_threads_run(tmp_path: Path, helpers_for_any_size):
+    """Forking a process that runs threads can deadlock the child: an embedding program's threads
+    keep the run in one process."""
+    import threading
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, daemon=True)
+    thread.start()
+    try:
+        result = _run(tmp_path, "out")
+    finally:
+        stop.set()
+        thread.join()
+    assert result.exit_code == 0 and "分两个进程评估" not in result.output, result.output
+
+
+def test_a_helper_that_dies_is_a_clear_error():
+    from engine.errors import EngineError
+    from engine.parallel import SecondEvaluator
+
+    def killed(part):  # as if the out-of-memory killer stopped it
+        import os
+
+        os._exit(9)
+
+    helper = SecondEvaluator(killed)
+    try:
+        helper.send([], [], [])
+        with pytest.raises(EngineError) as err:
+            helper.receive()
+    finally:
+        helper.close()
+    problem = err.value.problems[0]
+    assert problem.code == "helper-process-ended" and "exit code 9" in problem.message
+    assert "CRM_ENGINE_PROCESSES=1" in problem.fix
+
+
+def test_the_writer_writes_what_it_is_sent_and_its_errors_come_back(tmp_path: Path):
+    from engine.errors import InputError, Location, Problem
+    from engine.parallel import SecondWriter
+
+    def write(folder: Path, listed: dict):
+        if not listed.get("rows"):
+            raise InputError(Problem("nothing", "没有客户行", Location(file="customers.xlsx")))
+        (folder / "rows.txt").write_text("\n".join("|".join(map(str, row)) for row in listed["rows"]), encoding="utf-8")
+        return len(listed["rows"])
+
+    writer = SecondWriter(write)
+    try:
+        writer.start(tmp_path, {"rows": [("C1", "甲", 3), ("C2", None, 0)] * 15_000, "tasks": [], "messages": []})
+        assert writer.finish() == 30_000  # sent in parts, received whole and in order
+    finally:
+        writer.close()
+    assert (tmp_path / "rows.txt").read_text(encoding="utf-8").splitlines()[:3] == ["C1|甲|3", "C2|None|0", "C1|甲|3"]
+
+    writer = SecondWriter(write)
+    try:
+        writer.start(tmp_path, {"rows": []})
+        with pytest.raises(InputError) as err:
+            writer.finish()
+    finally:
+        writer.close()
+    assert str(err.value) == "customers.xlsx: error: 没有客户行 [nothing]"
