@@ -19,14 +19,14 @@ def helpers_for_any_size(monkeypatch):
     monkeypatch.setattr(engine.parallel, "_usable_cores", lambda: 2)
 
 
-def _run(tmp_path: Path, name: str, policies: Path | None = None):
+def _run(tmp_path: Path, name: str, policies: Path | None = None, *more: str):
     from click.testing import CliRunner
 
     from conftest import ROOT
     from engine.cli import main
 
     return CliRunner().invoke(main, ["run", "--policies", str(policies or ROOT / "policies"), "--inbox", str(ROOT / "inbox"),
-                                     "--outbox", str(tmp_path / name), "--as-of", "2026-11-20"])
+                                     "--outbox", str(tmp_path / name), "--as-of", "2026-11-20", *more])
 
 
 def _assert_same_run_folders(tmp_path: Path, one: str, other: str) -> None:
@@ -63,6 +63,16 @@ def test_the_helpers_give_the_files_of_one_process(tmp_path: Path, helpers_for_a
     assert "分两个进程评估：本进程 265 位客户，另一进程 235 位" in two.output
     _assert_same_run_folders(tmp_path, "one", "two")
     assert multiprocessing.active_children() == []  # both helpers have ended
+
+
+def test_the_helpers_evaluate_with_durable_rules_too(tmp_path: Path, monkeypatch):
+    pytest.importorskip("durable.lang", reason="durable-rules is not installed (pip install '.[durable]')")
+    for name, processes in (("one", "1"), ("two", "2")):
+        monkeypatch.setenv("CRM_ENGINE_PROCESSES", processes)
+        result = _run(tmp_path, name, None, "--engine", "durable")
+        assert result.exit_code == 0, result.output
+        assert ("分两个进程评估" in result.output) == (processes == "2")
+    _assert_same_run_folders(tmp_path, "one", "two")
 
 
 def test_one_core_means_one_process(tmp_path: Path, helpers_for_any_size, monkeypatch):
