@@ -13,18 +13,20 @@ need is sent to them through a pipe, packed as plain tuples (engine.transfer), i
   (customers.xlsx, tasks/*.xlsx, messages/) while the main process writes the others.
 
 Either way the files are byte-identical to those of one process doing everything
-(tests/test_parallel.py). At 100,000 customers evaluating takes ~17 s instead of ~28 s and writing
-~12 s instead of ~18 s, for ~0.2 GiB more memory at the peak.
+(tests/test_parallel.py). At 100,000 customers handing over the facts takes ~3 s, evaluating
+~17–19 s instead of ~28 s and writing ~11–13 s instead of ~20 s, for ~0.1–0.2 GiB more memory at
+the peak (the whole run: 1.78 GiB PSS; bench/).
 
-CRM_ENGINE_PROCESSES: unset (auto) uses the helpers where the OS can fork, two cores are there, no
-other thread runs and the inbox is large enough to gain from them; ``1`` keeps everything in one
-process; ``2`` uses them whatever the size or cores.
+CRM_ENGINE_PROCESSES: unset (auto) uses the helpers on Linux when two cores are there, no other
+thread runs and the inbox is large enough to gain from them; ``1`` keeps everything in one
+process; ``2`` uses them whatever the size or cores, wherever the OS can fork.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
 import pickle
+import sys
 import threading
 import traceback
 from bisect import bisect_left
@@ -79,7 +81,9 @@ def wants_helpers(inbox: Path) -> bool:
         return False
     if setting == "2":
         return True
-    return _usable_cores() >= 2 and _inbox_bytes(inbox) >= SPLIT_MIN_INBOX_BYTES
+    # Auto: on Linux only (macOS can fork, but its system libraries are not fork-safe).
+    return (sys.platform.startswith("linux") and _usable_cores() >= 2
+            and _inbox_bytes(inbox) >= SPLIT_MIN_INBOX_BYTES)
 
 
 class _Forked:
