@@ -93,8 +93,8 @@ class EngineError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
     def __reduce__(self):
-        # Pickled with its problems and attributes (the second evaluating process sends its errors
-        # back, engine.parallel): by default the class would be called with the message text.
+        # Pickled with its problems and attributes (helper processes send their errors back,
+        # engine.parallel): by default the class would be called with the message text.
         state = {k: v for k, v in self.__dict__.items() if k != "problems"}
         return _rebuild_error, (type(self), self.problems, state)
 

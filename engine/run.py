@@ -414,4 +414,3 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     refresh_outputs(manifest, folder.path)  # every output file's hash
     write_json(folder.path / "manifest.json", manifest)
     return counts
-
