@@ -25,7 +25,7 @@ from engine.calendar import load_calendars
 from engine.decisions import Firing, Message, Task
 from engine.errors import EngineError, Location, PolicyError, Problem
 from engine.evaluate import Evaluator
-from engine.guards import guard_evaluation, load_guard_policy, resolve_ledger_path, write_guard_report
+from engine.guards import GuardResult, guard_evaluation, load_guard_policy, resolve_ledger_path, write_guard_report
 from engine.ledger import Ledger
 from engine.features import derive_features, group_by_customer
 from engine.memory import gc_paused
@@ -298,11 +298,13 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
 
 
 def write_listed_files(folder: Path, listed: dict[str, list]) -> None:
-    """customers.xlsx, tasks/ and messages/: the files made of ``listed`` "rows" (``customer_table``),
-    "tasks" and "messages" alone (written by the writer helper when there is one)."""
+    """customers.xlsx, tasks/, messages/ and guards.xlsx: the files made of ``listed`` "rows"
+    (``customer_table``), "tasks", "messages", "suppressed" and "rescheduled" alone (written by the
+    writer helper when there is one)."""
     write_customers(folder, listed.get("rows", []), CUSTOMER_COLUMNS)
     write_tasks(folder, listed.get("tasks", []))
     write_messages(folder, listed.get("messages", []))
+    write_guard_report(folder, GuardResult([], [], listed.get("suppressed", []), listed.get("rescheduled", [])))
 
 
 # The second process gets this share of the customers: less than half, because this process packs
@@ -367,12 +369,12 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
                       input_files, template_files, run_id, as_of_time, ledger_path, writer: SecondWriter | None) -> dict[str, Any]:
     """Every file of the run folder; returns the counts that go into the manifest."""
     out = folder.path
-    # Files made of customer rows, tasks and messages alone: the writer helper, if there is one, writes
-    # them while this process writes the others (at 100,000 customers ~10 s each way: customers.xlsx
-    # 5 s, tasks 3.5 s, messages 1.5 s there; decision-log summary 2 s, decisions.jsonl 2.5 s,
-    # sla.xlsx 2.5 s, audit.xlsx, guards.xlsx and report here).
+    # Files made of plain lists: the writer helper, if there is one, writes them while this process
+    # writes the others (at 100,000 customers ~10 s each way: customers.xlsx 5 s, tasks 3.5 s,
+    # messages 1.5 s, guards.xlsx 1 s there; decision-log summary 2 s, decisions.jsonl 2 s,
+    # sla.xlsx 2.5 s, audit.xlsx 1 s and report.html 0.5 s here).
     listed = {"rows": customer_table(evaluation.customer_rows, CUSTOMER_COLUMNS), "tasks": evaluation.tasks,
-              "messages": evaluation.messages}
+              "messages": evaluation.messages, "suppressed": guards.suppressed, "rescheduled": guards.rescheduled}
     if writer is not None:
         writer.start(out, listed)
     else:
@@ -405,7 +407,6 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     for module in evaluation.modules.values():  # sla.xlsx
         module.write(out)
     write_report(out, manifest, evaluation, summary=firing_summary)
-    write_guard_report(out, guards)
     write_rejects(out, dataset.rejects)
     write_decisions(out, evaluation.firings)
     write_audit(out, manifest, evaluation, policyset, summary=firing_summary)

@@ -14,6 +14,7 @@ from operator import attrgetter
 from typing import Any
 
 from engine.decisions import Firing, Message, Task
+from engine.guards import Reschedule, Suppression
 from engine.model import Customer, Interaction, Order, SourceRow
 
 _SOURCE = attrgetter("file", "sheet", "row")
@@ -47,6 +48,7 @@ class _Codec:
 
 _CUSTOMERS, _INTERACTIONS, _ORDERS = (_Codec(cls, source_row=True) for cls in (Customer, Interaction, Order))
 _TASKS, _MESSAGES, _FIRINGS = _Codec(Task), _Codec(Message), _Codec(Firing)
+_SUPPRESSED, _RESCHEDULED = _Codec(Suppression), _Codec(Reschedule)
 
 
 def pack_facts(customers: list[Customer], interactions: list[Interaction], orders: list[Order]) -> tuple:
@@ -60,7 +62,8 @@ def unpack_facts(packed: tuple) -> tuple[list[Customer], list[Interaction], list
 
 DECISION_KINDS = ("rows", "tasks", "messages", "firings")
 # Lists sent in parts: customer rows (dicts, or the tuples of customers.xlsx) go as they are.
-_PART_CODECS = {"rows": None, "tasks": _TASKS, "messages": _MESSAGES, "firings": _FIRINGS}
+_PART_CODECS = {"rows": None, "tasks": _TASKS, "messages": _MESSAGES, "firings": _FIRINGS,
+                "suppressed": _SUPPRESSED, "rescheduled": _RESCHEDULED}
 
 
 def pack_part(kind: str, items: list) -> Any:
