@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -48,12 +48,15 @@ SLA_COLORS = {"met": "#5b9f5b", "breached": "#e39b3c", "open_within": "#7fa7d9",
 BAR_COLOR = "#4472c4"
 
 
-def refresh_outputs(manifest: dict[str, Any], folder: Path) -> None:
+def refresh_outputs(manifest: dict[str, Any], folder: Path, known: Mapping[str, dict[str, Any]] | None = None) -> None:
     """List every file of the run folder (except the manifest) in ``manifest["outputs"]`` again, so the
-    audit files written after ``build_manifest`` are hashed too."""
+    audit files written after ``build_manifest`` are hashed too. ``known``: entries (``file_entry``)
+    already made for some files, by their path in the folder, once they were written for good."""
     folder = Path(folder)
+    known = known or {}
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != "manifest.json")
-    manifest["outputs"] = sorted((file_entry(p, folder) for p in files), key=lambda e: e["path"])
+    entries = (known.get(p.relative_to(folder).as_posix()) or file_entry(p, folder) for p in files)
+    manifest["outputs"] = sorted(entries, key=lambda e: e["path"])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from engine.errors import EngineError, Location, Problem
 from engine.evaluate import Evaluator, apply_hit_policy
 from engine.features import derive_features
 from engine.model import Dataset
+from engine.outputs import DECISIONS_NAME
 from engine.outbox import MANIFEST_NAME, sha256_file
 from engine.outputs import STAGE_LABELS, firing_record
 from engine.policy.loader import PolicySet, load_policies
@@ -341,7 +342,7 @@ def explain_from_run(customer_id: str, run_folder: Path) -> Explanation:
     as_of_time = datetime.fromisoformat(manifest["as_of_time"]) if manifest.get("as_of_time") else None
     as_of = date.fromisoformat(manifest["as_of"])
     records = []
-    with open(run_folder / "decisions.jsonl", encoding="utf-8") as f:
+    with open(run_folder / DECISIONS_NAME, encoding="utf-8") as f:
         for line in f:
             if f'"{customer_id}"' in line:  # cheap pre-filter; the JSON decides
                 record = json.loads(line)

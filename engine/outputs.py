@@ -130,6 +130,9 @@ def write_rejects(folder: Path, rejects: Iterable[Reject]) -> None:
     write_workbook(folder / "rejects.xlsx", [Sheet("被拒绝的行", REJECT_COLUMNS, rows)])
 
 
+DECISIONS_NAME = "decisions.jsonl"
+
+
 def firing_record(f: Firing) -> dict[str, Any]:
     record = {
         "customer_id": f.customer_id,
@@ -148,4 +151,4 @@ def firing_record(f: Firing) -> dict[str, Any]:
 
 
 def write_decisions(folder: Path, firings: Iterable[Firing]) -> None:
-    write_jsonl(folder / "decisions.jsonl", (firing_record(f) for f in firings))
+    write_jsonl(folder / DECISIONS_NAME, (firing_record(f) for f in firings))

@@ -2,6 +2,7 @@
 its charts must be in the rendered page and painted on the screen."""
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -87,6 +88,11 @@ def test_refresh_outputs_lists_the_audit_files(run, tmp_path: Path):
     write_report(tmp_path, manifest, evaluation)
     refresh_outputs(manifest, tmp_path)
     assert [e["path"] for e in manifest["outputs"]] == ["audit.xlsx", "report.html"]
+    report = manifest["outputs"][1]
+    assert report["sha256"] == hashlib.sha256((tmp_path / "report.html").read_bytes()).hexdigest()
+    # An entry made earlier (run.py hashes the decision log on a thread) is taken as given.
+    refresh_outputs(manifest, tmp_path, known={"report.html": {**report, "sha256": "made earlier"}})
+    assert [e["sha256"] == "made earlier" for e in manifest["outputs"]] == [False, True]
 
 
 def test_report_is_self_contained_and_reproducible(run, tmp_path: Path):
