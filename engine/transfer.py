@@ -20,7 +20,7 @@ from engine.model import Customer, Interaction, Order, SourceRow
 _SOURCE = attrgetter("file", "sheet", "row")
 
 
-class _Codec:
+class TupleCodec:
     """Takes objects of one dataclass apart into tuples (field order) and builds them again."""
 
     def __init__(self, cls: type, source_row: bool = False):
@@ -46,18 +46,18 @@ class _Codec:
         return [cls(*row[:at], SourceRow(*source), *row[at:]) for row, source in zip(rows, sources)]
 
 
-_CUSTOMERS, _INTERACTIONS, _ORDERS = (_Codec(cls, source_row=True) for cls in (Customer, Interaction, Order))
-_TASKS, _MESSAGES, _FIRINGS = _Codec(Task), _Codec(Message), _Codec(Firing)
-_SUPPRESSED, _RESCHEDULED = _Codec(Suppression), _Codec(Reschedule)
+_CUSTOMERS, INTERACTIONS, _ORDERS = (TupleCodec(cls, source_row=True) for cls in (Customer, Interaction, Order))
+_TASKS, _MESSAGES, _FIRINGS = TupleCodec(Task), TupleCodec(Message), TupleCodec(Firing)
+_SUPPRESSED, _RESCHEDULED = TupleCodec(Suppression), TupleCodec(Reschedule)
 
 
 def pack_facts(customers: list[Customer], interactions: list[Interaction], orders: list[Order]) -> tuple:
-    return _CUSTOMERS.pack(customers), _INTERACTIONS.pack(interactions), _ORDERS.pack(orders)
+    return _CUSTOMERS.pack(customers), INTERACTIONS.pack(interactions), _ORDERS.pack(orders)
 
 
 def unpack_facts(packed: tuple) -> tuple[list[Customer], list[Interaction], list[Order]]:
     customers, interactions, orders = packed
-    return _CUSTOMERS.unpack(customers), _INTERACTIONS.unpack(interactions), _ORDERS.unpack(orders)
+    return _CUSTOMERS.unpack(customers), INTERACTIONS.unpack(interactions), _ORDERS.unpack(orders)
 
 
 DECISION_KINDS = ("rows", "tasks", "messages", "firings")

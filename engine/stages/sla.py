@@ -16,8 +16,9 @@ Definitions of statuses and KPIs: docs/sla.md. The module never evaluates policy
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from engine.model import Customer, Interaction
 from engine.policy.schema import Problems, check_keys, did_you_mean
 from engine.policy.yaml_source import YList, YMap
 from engine.stages import CustomerFacts, StageOutput, StageSetup
+from engine.transfer import INTERACTIONS, TupleCodec
 from engine.xlsx_out import Column, Sheet, write_workbook
 
 __all__ = ["FEATURES", "SlaPolicy", "SlaStage", "Target", "build", "load_sla_policy"]
@@ -492,6 +494,12 @@ class SlaItem:
         return None
 
 
+# How export_state takes items apart: the fields other than these four travel as they are.
+_ITEM_REST_NAMES = tuple(f.name for f in fields(SlaItem) if f.name not in ("customer", "interaction", "target", "clocks"))
+_ITEM_REST = attrgetter(*_ITEM_REST_NAMES)
+_CLOCKS = TupleCodec(Clock)
+
+
 @dataclass(slots=True)
 class _Tally:
     """KPI counters of one group."""
@@ -877,20 +885,27 @@ class SlaStage:
         ])
         return self.manifest_counts()
 
-    def export_state(self) -> list[tuple[str, int | None, SlaItem]]:
-        """The tracked items, each with its customer's id and its target's place in the policy: the
-        customer travels once (the other process has it) and a target holds compiled code."""
+    def export_state(self) -> tuple:
+        """The tracked items as plain values (engine.transfer): each customer by id (the other process
+        has it), each target by its place in the policy (it holds compiled code), interactions and
+        clocks as tuples; SlaItem objects themselves pickle slowly (copyreg, one by one)."""
+        items = self.items
         place = {id(target): i for i, target in enumerate(self.policy.targets)}
-        return [(item.customer.customer_id, None if item.target is None else place[id(item.target)],
-                 replace(item, customer=None, target=None))
-                for item in self.items]
+        return (
+            [item.customer.customer_id for item in items],
+            [None if item.target is None else place[id(item.target)] for item in items],
+            INTERACTIONS.pack([item.interaction for item in items]),
+            [[_CLOCKS.values(c) for c in item.clocks] for item in items],
+            list(map(_ITEM_REST, items)),
+        )
 
-    def absorb(self, state: list[tuple[str, int | None, SlaItem]], customers: dict[str, Customer]) -> None:
-        targets = self.policy.targets
-        for customer_id, target_at, item in state:
-            item.customer = customers[customer_id]
-            item.target = None if target_at is None else targets[target_at]
-            self.items.append(item)
+    def absorb(self, state: tuple, customers: dict[str, Customer]) -> None:
+        customer_ids, target_places, interactions, clocks, rest = state
+        targets, clock = self.policy.targets, _CLOCKS.cls
+        for customer_id, target_at, interaction, item_clocks, values in zip(
+                customer_ids, target_places, INTERACTIONS.unpack(interactions), clocks, rest):
+            self.items.append(SlaItem(customers[customer_id], interaction, target=None if target_at is None else targets[target_at],
+                                      clocks=[clock(*c) for c in item_clocks], **dict(zip(_ITEM_REST_NAMES, values))))
 
     def manifest_counts(self) -> dict[str, Any]:
         """For the run manifest: tracked items and how many are in each status."""
