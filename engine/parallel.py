@@ -9,8 +9,8 @@ need is sent to them through a pipe, packed as plain tuples (engine.transfer), i
 * ``SecondEvaluator`` evaluates the last customers of the batch while the main process evaluates
   the first ones, and sends back its rows, tasks, messages, decisions and stage-module states; the
   main process appends them after its own, in order. Then it ends (its memory goes with it).
-* ``SecondWriter`` writes the files made only of customer rows, tasks and messages
-  (customers.xlsx, tasks/*.xlsx, messages/) while the main process writes the others.
+* ``SecondWriter`` writes the files made of plain lists (customers.xlsx, tasks/*.xlsx, messages/,
+  guards.xlsx) while the main process writes the others.
 
 Either way the files are byte-identical to those of one process doing everything
 (tests/test_parallel.py). At 100,000 customers handing over the facts takes ~3 s, evaluating
@@ -48,7 +48,7 @@ CHUNK_CUSTOMERS = 5_000  # facts travel in chunks: the evaluator unpacks one whi
 PART_ITEMS = 20_000  # results travel in parts too: one pickle of everything memoizes every object in one table, ~3x slower
 
 EvaluatePart = Callable[[Dataset], Any]  # returns engine.run.Evaluation; may empty the Dataset's fact lists
-WriteFiles = Callable[[Path, dict[str, list]], Any]  # (run folder, {"rows": …, "tasks": …, "messages": …})
+WriteFiles = Callable[[Path, dict[str, list]], Any]  # (run folder, {"rows": […], "tasks": […], …}): see run.write_listed_files
 
 
 def _processes_setting() -> str:
