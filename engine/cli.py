@@ -60,7 +60,11 @@ def main() -> None:
               help="The contact ledger (SQLite) that remembers what was issued. Default: ledger.sqlite in the outbox.")
 def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None, templates: Path | None, engine_name: str,
         force: bool, cross_check: bool, ledger: Path | None) -> None:
-    """Run the policies over the exports in INBOX and write a run folder into OUTBOX."""
+    """Run the policies over the exports in INBOX and write a run folder into OUTBOX.
+
+    On Linux with two or more cores, a large inbox is evaluated and written with two helper
+    processes (the files are the same either way). CRM_ENGINE_PROCESSES=1 keeps everything in one
+    process; CRM_ENGINE_PROCESSES=2 uses the helpers whatever the size."""
     from engine.run import RunOptions, run_batch
 
     if as_of is None:
