@@ -81,6 +81,20 @@ def test_one_core_means_one_process(tmp_path: Path, helpers_for_any_size, monkey
     assert result.exit_code == 0 and "分两个进程评估" not in result.output, result.output
 
 
+@pytest.mark.parametrize("platform, setting, expected", [
+    ("linux", None, True), ("darwin", None, False), ("darwin", "2", True), ("linux", "1", False), ("linux", "auto", True),
+])
+def test_when_the_helpers_are_used(helpers_for_any_size, monkeypatch, platform, setting, expected):
+    """Auto mode only on Linux (macOS can fork, but its system libraries are not fork-safe); 2 asks
+    for them anywhere fork exists; 1 never."""
+    from conftest import ROOT
+
+    monkeypatch.setattr(engine.parallel.sys, "platform", platform)
+    if setting is not None:
+        monkeypatch.setenv("CRM_ENGINE_PROCESSES", setting)
+    assert engine.parallel.wants_helpers(ROOT / "inbox") is expected
+
+
 def test_a_small_inbox_is_evaluated_in_one_process(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("CRM_ENGINE_PROCESSES", raising=False)
     result = _run(tmp_path, "out")
