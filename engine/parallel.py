@@ -210,14 +210,14 @@ def _evaluate(conn, send: Callable[[Any], None], evaluate: EvaluatePart) -> None
 # --------------------------------------------------------------------------------------------------
 
 class SecondWriter(_Forked):
-    """Writes the files made of customer rows, tasks and messages (see the module's notes)."""
+    """Writes the files made of plain lists (see the module's notes)."""
 
     def __init__(self, write: WriteFiles):
         super().__init__(_write, write)
 
     def start(self, folder: Path, lists: dict[str, list]) -> None:
-        """Send what ``write`` needs and return: the files are written meanwhile. ``lists``: "rows"
-        (tuples, in the order the file shows them), "tasks" and "messages"."""
+        """Send what ``write`` needs and return: the files are written meanwhile. ``lists``: by kind
+        (engine.transfer packs "rows", "tasks", "messages", "suppressed", "rescheduled"), each in order."""
         self._send(("folder", folder))
         for kind, items in lists.items():
             for start in range(0, len(items), PART_ITEMS):
@@ -226,8 +226,8 @@ class SecondWriter(_Forked):
 
     def finish(self) -> Any:
         """Wait until the files are written; raises the error the writer met."""
-        kind, payload = self._receive()
-        return payload
+        _, result = self._receive()
+        return result
 
 
 def _write(conn, send: Callable[[Any], None], write: WriteFiles) -> None:
