@@ -36,9 +36,8 @@ from engine.errors import EngineError, Location, Problem
 from engine.evaluate import Evaluator, apply_hit_policy
 from engine.features import derive_features
 from engine.model import Dataset
-from engine.outputs import DECISIONS_NAME
 from engine.outbox import MANIFEST_NAME, sha256_file
-from engine.outputs import STAGE_LABELS, firing_record
+from engine.outputs import DECISIONS_NAME, STAGE_LABELS, firing_record
 from engine.policy.loader import PolicySet, load_policies
 from engine.policy.model import STAGES, AddScore, MessageSpec, RuleSet, SetTag, TaskSpec
 from engine.policy.schema import did_you_mean

@@ -149,6 +149,17 @@ def _in_child(target: Callable[..., None], conn, parent_end, *args: Any) -> None
 # Evaluating
 # --------------------------------------------------------------------------------------------------
 
+_CUSTOMER_ID = attrgetter("customer_id")
+
+
+def facts_start(facts: list, customers: list, index: int, lo: int = 0) -> int:
+    """Where the facts of ``customers[index:]`` start in ``facts`` (its end if ``index`` is past the
+    last customer). Both lists sorted by customer id, as ``read_inbox`` returns them."""
+    if index >= len(customers):
+        return len(facts)
+    return bisect_left(facts, customers[index].customer_id, lo=lo, key=_CUSTOMER_ID)
+
+
 class SecondEvaluator(_Forked):
     """Evaluates the last customers of the batch (see the module's notes)."""
 
@@ -158,15 +169,10 @@ class SecondEvaluator(_Forked):
     def send(self, customers: list, interactions: list, orders: list) -> None:
         """Send the customers this process is to evaluate, with their facts. Every list is sorted by
         customer id (as ``read_inbox`` returns them), so each chunk's facts are one slice."""
-        key = attrgetter("customer_id")
         i = o = 0
         for start in range(0, len(customers), CHUNK_CUSTOMERS):
             after = start + CHUNK_CUSTOMERS
-            if after < len(customers):  # facts up to the next chunk's first customer
-                i_end = bisect_left(interactions, customers[after].customer_id, lo=i, key=key)
-                o_end = bisect_left(orders, customers[after].customer_id, lo=o, key=key)
-            else:
-                i_end, o_end = len(interactions), len(orders)
+            i_end, o_end = facts_start(interactions, customers, after, i), facts_start(orders, customers, after, o)
             self._send(("facts", pack_facts(customers[start:after], interactions[i:i_end], orders[o:o_end])))
             i, o = i_end, o_end
         self._send(("evaluate", None))

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from bisect import bisect_left
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from operator import attrgetter
 from pathlib import Path
 from time import perf_counter
 from typing import Any, Callable
@@ -32,7 +30,7 @@ from engine.features import derive_features, group_by_customer
 from engine.memory import gc_paused
 from engine.model import Dataset
 from engine.outbox import RunFolder, build_manifest, file_entry, make_run_id, sha256_file, write_json
-from engine.parallel import SecondEvaluator, SecondWriter, helpers
+from engine.parallel import SecondEvaluator, SecondWriter, facts_start, helpers
 from engine.outputs import DECISIONS_NAME, customer_table, write_customers, write_decisions, write_messages, write_rejects, write_tasks
 from engine.policy.loader import PolicySet
 from engine.policy.model import STAGES, AddScore, MessageSpec, SetTag, TaskSpec
@@ -319,13 +317,8 @@ def _evaluate_in_two(evaluate_part: Callable[..., Evaluation], helper: SecondEva
     one evaluating every customer here would give (the second process's part is appended in order)."""
     customers = dataset.customers
     mine = len(customers) - round(len(customers) * SECOND_PROCESS_SHARE)
-    key = attrgetter("customer_id")
     # read_inbox sorts customers, interactions and orders by customer id: each part is one slice.
-    if mine < len(customers):
-        cut_i = bisect_left(dataset.interactions, customers[mine].customer_id, key=key)
-        cut_o = bisect_left(dataset.orders, customers[mine].customer_id, key=key)
-    else:
-        cut_i, cut_o = len(dataset.interactions), len(dataset.orders)
+    cut_i, cut_o = facts_start(dataset.interactions, customers, mine), facts_start(dataset.orders, customers, mine)
     helper.send(customers[mine:], dataset.interactions[cut_i:], dataset.orders[cut_o:])
     # Only ``part`` holds this process's facts: evaluating frees each customer's once done.
     part = Dataset(customers[:mine], dataset.interactions[:cut_i], dataset.orders[:cut_o])

@@ -13,9 +13,12 @@ import engine.parallel
 
 @pytest.fixture
 def helpers_for_any_size(monkeypatch):
-    """Auto mode (the default), with the size threshold lowered so the 500-customer sample uses the helpers."""
+    """Auto mode (the default), with the size threshold lowered so the 500-customer sample uses the
+    helpers, and small chunks and parts so that facts and results travel in several of each."""
     monkeypatch.delenv("CRM_ENGINE_PROCESSES", raising=False)
     monkeypatch.setattr(engine.parallel, "SPLIT_MIN_INBOX_BYTES", 1)
+    monkeypatch.setattr(engine.parallel, "CHUNK_CUSTOMERS", 40)
+    monkeypatch.setattr(engine.parallel, "PART_ITEMS", 300)
     monkeypatch.setattr(engine.parallel, "_usable_cores", lambda: 2)
 
 
@@ -73,6 +76,20 @@ def test_the_helpers_evaluate_with_durable_rules_too(tmp_path: Path, monkeypatch
         assert result.exit_code == 0, result.output
         assert ("分两个进程评估" in result.output) == (processes == "2")
     _assert_same_run_folders(tmp_path, "one", "two")
+
+
+def test_facts_start_finds_each_customers_slice():
+    from engine.model import Interaction, SourceRow
+    from engine.parallel import facts_start
+
+    class C:
+        def __init__(self, cid):
+            self.customer_id = cid
+
+    customers = [C("C1"), C("C2"), C("C3"), C("C5")]
+    facts = [Interaction(f"I{n}", cid, None, SourceRow("f", "s", n)) for n, cid in enumerate(["C1", "C1", "C3", "C5", "C5"])]
+    assert [facts_start(facts, customers, i) for i in range(5)] == [0, 2, 2, 3, 5]
+    assert facts_start(facts, customers, 3, lo=3) == 3 and facts_start(facts, customers, 9) == 5
 
 
 def test_one_core_means_one_process(tmp_path: Path, helpers_for_any_size, monkeypatch):
