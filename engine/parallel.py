@@ -7,15 +7,17 @@ writes to the pages it reads: earlier measurements copied ~0.9 GiB at 100,000 cu
 need is sent to them through a pipe, packed as plain tuples (engine.transfer), in parts.
 
 * ``SecondEvaluator`` evaluates the last customers of the batch while the main process evaluates
-  the first ones, and sends back its rows, tasks, messages, decisions and stage-module states; the
-  main process appends them after its own, in order. Then it ends (its memory goes with it).
+  the first ones. It evaluates each chunk of facts as it arrives and sends that chunk's rows, tasks,
+  messages and decisions at once, then its stage modules' states; the main process keeps them as
+  received bytes until its own part is done, then appends them after its own, in order. So the
+  helper holds one chunk at a time and ends early (its memory goes with it).
 * ``SecondWriter`` writes the files made of plain lists (customers.xlsx, tasks/*.xlsx, messages/,
   guards.xlsx) while the main process writes the others.
 
 Either way the files are byte-identical to those of one process doing everything
-(tests/test_parallel.py). At 100,000 customers handing over the facts takes ~3 s, evaluating
-~17–19 s instead of ~28 s and writing ~11–13 s instead of ~20 s, for ~0.1–0.2 GiB more memory at
-the peak (the whole run: 1.78 GiB PSS; bench/).
+(tests/test_parallel.py). At 100,000 customers on a quiet machine handing over the facts takes
+~4 s, evaluating ~12 s instead of ~24 s and writing ~10 s instead of ~18 s; the whole run peaks at
+~1.6 GiB PSS (bench/).
 
 CRM_ENGINE_PROCESSES: unset (auto) uses the helpers on Linux when two cores are there, no other
 thread runs and the inbox is large enough to gain from them; ``1`` keeps everything in one
@@ -26,6 +28,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import queue
 import sys
 import threading
 import traceback
@@ -34,11 +37,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from engine.errors import EngineError, Problem
+from engine.features import group_by_customer
 from engine.memory import gc_paused
-from engine.model import Dataset
 from engine.transfer import DECISION_KINDS, drain_decisions, pack_facts, pack_part, unpack_facts, unpack_part
 
 # Auto mode uses the helpers only for an inbox at least this large: below, forking and packing cost
@@ -47,7 +50,7 @@ SPLIT_MIN_INBOX_BYTES = 2_000_000
 CHUNK_CUSTOMERS = 5_000  # facts travel in chunks: the evaluator unpacks one while the next is packed
 PART_ITEMS = 20_000  # results travel in parts too: one pickle of everything memoizes every object in one table, ~3x slower
 
-EvaluatePart = Callable[[Dataset], Any]  # returns engine.run.Evaluation; may empty the Dataset's fact lists
+StartEvaluating = Callable[[], Any]  # returns an engine.run.BatchEvaluator
 WriteFiles = Callable[[Path, dict[str, list]], Any]  # (run folder, {"rows": […], "tasks": […], …}): see run.write_listed_files
 
 
@@ -97,20 +100,34 @@ class _Forked:
         child_end.close()
 
     def _send(self, message: Any) -> None:
-        self._conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            self._conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        except (BrokenPipeError, ConnectionResetError):
+            self._ended()
+
+    def _send_end(self) -> None:
+        """An empty message: "that was all"."""
+        try:
+            self._conn.send_bytes(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            self._ended()
 
     def _receive(self) -> tuple[str, Any]:
         """The next message; a message ``("error", exc)`` is raised here: the error the process met."""
         try:
             kind, payload = pickle.loads(self._conn.recv_bytes())
-        except EOFError:  # killed (e.g. by the out-of-memory killer) or crashed
-            self._process.join()
-            raise EngineError(Problem(
-                "helper-process-ended", f"a helper process of this run ended without a result (exit code {self._process.exitcode}); "
-                "nothing was written", fix="run again; if it happens again, run with CRM_ENGINE_PROCESSES=1 (one process)")) from None
+        except EOFError:
+            self._ended()
         if kind == "error":
             raise payload
         return kind, payload
+
+    def _ended(self) -> NoReturn:
+        """The process is gone without a result: killed (e.g. by the out-of-memory killer) or crashed."""
+        self._process.join()
+        raise EngineError(Problem(
+            "helper-process-ended", f"a helper process of this run ended without a result (exit code {self._process.exitcode}); "
+            "nothing was written", fix="run again; if it happens again, run with CRM_ENGINE_PROCESSES=1 (one process)")) from None
 
     def close(self) -> None:
         """End the process: a process still waiting for work sees the pipe close and stops; one
@@ -161,54 +178,94 @@ def facts_start(facts: list, customers: list, index: int, lo: int = 0) -> int:
 
 
 class SecondEvaluator(_Forked):
-    """Evaluates the last customers of the batch (see the module's notes)."""
+    """Evaluates the last customers of the batch (see the module's notes).
 
-    def __init__(self, evaluate: EvaluatePart):
-        super().__init__(_evaluate, evaluate)
+    Both sides keep the pipe moving with a thread that only reads it: the helper evaluates each chunk
+    of facts as soon as it arrives and sends that chunk's decisions at once, while the main process,
+    still sending facts or evaluating its own customers, keeps what arrives as received bytes. So
+    neither waits for the other, and the helper holds one chunk's facts and decisions at a time."""
+
+    def __init__(self, start: StartEvaluating):
+        super().__init__(_evaluate, start)
+        self._frames: list[bytes] = []
+        self._reader: threading.Thread | None = None
 
     def send(self, customers: list, interactions: list, orders: list) -> None:
         """Send the customers this process is to evaluate, with their facts. Every list is sorted by
         customer id (as ``read_inbox`` returns them), so each chunk's facts are one slice."""
+        self._reader = threading.Thread(target=self._keep_frames, name="crm-engine-results", daemon=True)
+        self._reader.start()
         i = o = 0
         for start in range(0, len(customers), CHUNK_CUSTOMERS):
             after = start + CHUNK_CUSTOMERS
             i_end, o_end = facts_start(interactions, customers, after, i), facts_start(orders, customers, after, o)
-            self._send(("facts", pack_facts(customers[start:after], interactions[i:i_end], orders[o:o_end])))
+            self._send(pack_facts(customers[start:after], interactions[i:i_end], orders[o:o_end]))
             i, o = i_end, o_end
-        self._send(("evaluate", None))
+        self._send_end()
+
+    def _keep_frames(self) -> None:
+        """The reading thread: every message as received, until the empty one after the last (or
+        the end of the pipe: an error was sent, or the process ended)."""
+        try:
+            while frame := self._conn.recv_bytes():
+                self._frames.append(frame)
+        except (EOFError, OSError):
+            pass
 
     def receive(self) -> tuple[dict[str, list], dict[str, Any]]:
         """Wait for the result: its ``rows``, ``tasks``, ``messages`` and ``firings`` (a dict of lists)
         and its stage modules' states. Raises the error it met, as it met it: the error one process
         evaluating every customer would have stopped with."""
+        if self._reader is not None:
+            self._reader.join()
         decisions: dict[str, list] = {kind: [] for kind in DECISION_KINDS}
+        frames, self._frames = self._frames, []
         with gc_paused():  # a few hundred thousand objects, no cycles
-            while True:
-                kind, payload = self._receive()
+            for n, frame in enumerate(frames):
+                kind, payload = pickle.loads(frame)
+                frames[n] = b""  # let the bytes go as they are read
+                if kind == "error":
+                    raise payload
                 if kind == "states":  # the last message
                     return decisions, payload
                 decisions[kind] += unpack_part(kind, payload)
+        self._ended()
+
+    def close(self) -> None:
+        if self._reader is not None and self._reader.is_alive():
+            # The reading thread waits on the pipe: end the process first (its end of the pipe
+            # closes, the read returns) rather than close a file descriptor another thread reads.
+            self._process.terminate()
+            self._reader.join()
+        super().close()
 
 
-def _evaluate(conn, send: Callable[[Any], None], evaluate: EvaluatePart) -> None:
-    customers: list = []
-    interactions: list = []
-    orders: list = []
-    while True:
-        kind, payload = pickle.loads(conn.recv_bytes())
-        if kind == "evaluate":
-            break
-        c, i, o = unpack_facts(payload)
-        customers += c
-        interactions += i
-        orders += o
-    part = Dataset(customers, interactions, orders)
-    del customers, interactions, orders  # only ``part`` holds them: evaluating frees them as it goes
-    evaluation = evaluate(part)
-    for message in drain_decisions(evaluation.customer_rows, evaluation.tasks, evaluation.messages, evaluation.firings,
-                                   size=PART_ITEMS):
-        send(message)
+def _evaluate(conn, send: Callable[[Any], None], start: StartEvaluating) -> None:
+    arrived: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def keep_arriving() -> None:  # so that the main process never waits to send while this one evaluates
+        try:
+            while frame := conn.recv_bytes():
+                arrived.put(frame)
+            arrived.put(b"")  # all facts sent: evaluate what is left, then finish
+        except (EOFError, OSError):
+            arrived.put(None)  # the main process closed the pipe: it no longer wants the result
+
+    threading.Thread(target=keep_arriving, name="crm-engine-facts", daemon=True).start()
+    batch = start()
+    evaluation = batch.evaluation
+    while frame := arrived.get():
+        customers, interactions, orders = unpack_facts(pickle.loads(frame))
+        del frame
+        batch.add(customers, group_by_customer(interactions), group_by_customer(orders))
+        del customers, interactions, orders
+        for message in drain_decisions(evaluation.customer_rows, evaluation.tasks, evaluation.messages, evaluation.firings,
+                                       size=PART_ITEMS):
+            send(message)
+    if frame is None:
+        return
     send(("states", {stage: module.export_state() for stage, module in evaluation.modules.items()}))
+    conn.send_bytes(b"")  # the end: the main process's reading thread stops
 
 
 # --------------------------------------------------------------------------------------------------
@@ -251,14 +308,14 @@ def _write(conn, send: Callable[[Any], None], write: WriteFiles) -> None:
 
 
 @contextmanager
-def helpers(evaluate: EvaluatePart, write: WriteFiles, inbox: Path) -> Iterator[tuple[SecondEvaluator | None, SecondWriter | None]]:
+def helpers(start_evaluating: StartEvaluating, write: WriteFiles, inbox: Path) -> Iterator[tuple[SecondEvaluator | None, SecondWriter | None]]:
     """``(evaluator, writer)`` when the helpers are on for this inbox (else ``(None, None)``), closed
     at the end whatever happens. Call before reading the exports."""
     if not wants_helpers(inbox):
         yield None, None
         return
     with ExitStack() as stack:
-        evaluator = SecondEvaluator(evaluate)
+        evaluator = SecondEvaluator(start_evaluating)
         stack.callback(evaluator.close)
         writer = SecondWriter(write)
         stack.callback(writer.close)

@@ -116,96 +116,119 @@ def end_of_day(day: date) -> datetime:
 def evaluate_dataset(policyset: PolicySet, dataset: Dataset, as_of: date, templates: Path, engine: str = "python",
                      progress: Callable[[int, int], None] | None = None, as_of_time: datetime | None = None,
                      release_facts: bool = False) -> Evaluation:
-    calendars = load_calendars(policyset.root / "calendar.yaml")
-    org = policyset.organization
-    if org.task_calendar not in calendars:
-        raise PolicyError(Problem(code="unknown-calendar", message=f"task_calendar '{org.task_calendar}' is not defined in calendar.yaml",
-                                  location=Location(file="organization.yaml"), fix=f"calendars: {', '.join(calendars)}"))
-    env = make_environment(templates)
-    builder = ActionBuilder(org, calendars[org.task_calendar], env, as_of)
-    evaluator = Evaluator(policyset.rulesets, get_backend(engine))
-    modules = build_stage_modules(StageSetup(policyset, calendars, builder, as_of, as_of_time or end_of_day(as_of)))
+    batch = BatchEvaluator(policyset, as_of, templates, engine, as_of_time, release_facts=release_facts)
     orders_by_customer = group_by_customer(dataset.orders)
     interactions_by_customer = group_by_customer(dataset.interactions)
-    tag_outputs = {
-        rule.rule_id: [{"set": {o.name: o.value}} if type(o) is SetTag else {"score": {o.name: o.points}} for o in rule.outputs]
-        for rs in policyset.all_rulesets() for rule in rs.rules
-        if all(type(o) in (SetTag, AddScore) for o in rule.outputs)
-    }
-    kept_names = list(dict.fromkeys([key for key, _, _ in CUSTOMER_COLUMNS] + evaluator.tag_names
-                                     + evaluator.score_names + list(stage_feature_catalog())))
     if release_facts:
         # A batch run needs each customer's facts only while that customer is evaluated: dropping
         # the flat lists lets them be freed customer by customer (about 1 GiB at 1M interactions).
         dataset.interactions = []
         dataset.orders = []
-    tasks: list[Task] = []
-    messages: list[Message] = []
-    firings: list[Firing] = []
-    rows: list[dict[str, Any]] = []
-    total = len(dataset.customers)
-    for n, customer in enumerate(dataset.customers):
-        cid = customer.customer_id
-        interactions, orders = interactions_by_customer.pop(cid, []), orders_by_customer.pop(cid, [])
-        features = derive_features(customer, orders, interactions, as_of, policyset.features)
-        facts = CustomerFacts(customer, interactions, orders, features)
-        evaluator.prepare(features)
-        task_count = message_count = 0
-        for stage_index, stage in enumerate(STAGES):
-            context = None  # templates see the features as they stand at this stage
-            module = modules.get(stage)
-            if module is not None:
-                out = module.process(facts)
-                tasks.extend(out.tasks)
-                messages.extend(out.messages)
-                firings.extend(out.firings)
-                task_count += len(out.tasks)
-                message_count += len(out.messages)
-            for hit in evaluator.run_stage(stage_index, features):
-                rule, rs = hit.rule, hit.ruleset
-                firing = Firing(cid, rs.stage, rs.policy_id, rule.rule_id, rule.source, hit.inputs, note=hit.note)
-                shared = tag_outputs.get(rule.rule_id)
-                if shared is not None:
-                    # Rules that only set tags or scores log the same outputs for every customer:
-                    # one shared, never-modified list instead of a million equal ones.
-                    firing.outputs = shared
+    batch.add(dataset.customers, interactions_by_customer, orders_by_customer, progress)
+    return batch.evaluation
+
+
+class BatchEvaluator:
+    """``evaluate_dataset`` in steps, for customers whose facts arrive in parts (the evaluating helper,
+    engine/parallel.py): set up once, then ``add`` customers in order, as often as needed.
+    ``evaluation`` holds what was decided so far; a caller may take items out of its lists meanwhile.
+
+    ``release_facts``: a batch run's rows keep only the features its outputs show, and facts are
+    dropped once their customer is evaluated."""
+
+    def __init__(self, policyset: PolicySet, as_of: date, templates: Path, engine: str = "python",
+                 as_of_time: datetime | None = None, release_facts: bool = False):
+        calendars = load_calendars(policyset.root / "calendar.yaml")
+        org = policyset.organization
+        if org.task_calendar not in calendars:
+            raise PolicyError(Problem(code="unknown-calendar", message=f"task_calendar '{org.task_calendar}' is not defined in calendar.yaml",
+                                      location=Location(file="organization.yaml"), fix=f"calendars: {', '.join(calendars)}"))
+        self.policyset = policyset
+        self.as_of = as_of
+        self.builder = ActionBuilder(org, calendars[org.task_calendar], make_environment(templates), as_of)
+        self.evaluator = Evaluator(policyset.rulesets, get_backend(engine))
+        modules = build_stage_modules(StageSetup(policyset, calendars, self.builder, as_of, as_of_time or end_of_day(as_of)))
+        self.tag_outputs = {
+            rule.rule_id: [{"set": {o.name: o.value}} if type(o) is SetTag else {"score": {o.name: o.points}} for o in rule.outputs]
+            for rs in policyset.all_rulesets() for rule in rs.rules
+            if all(type(o) in (SetTag, AddScore) for o in rule.outputs)
+        }
+        self.kept_names = list(dict.fromkeys([key for key, _, _ in CUSTOMER_COLUMNS] + self.evaluator.tag_names
+                                              + self.evaluator.score_names + list(stage_feature_catalog())))
+        self.release_facts = release_facts
+        self.evaluation = Evaluation([], [], [], [], modules)
+
+    def add(self, customers: list, interactions_by_customer: dict[str, list], orders_by_customer: dict[str, list],
+            progress: Callable[[int, int], None] | None = None) -> None:
+        """Evaluate ``customers`` (in order) with their facts, grouped by customer id (each group is
+        taken out of its dict as its customer is evaluated)."""
+        policyset, as_of, builder, evaluator = self.policyset, self.as_of, self.builder, self.evaluator
+        tag_outputs, kept_names, release_facts = self.tag_outputs, self.kept_names, self.release_facts
+        modules = self.evaluation.modules
+        tasks, messages = self.evaluation.tasks, self.evaluation.messages
+        firings, rows = self.evaluation.firings, self.evaluation.customer_rows
+        total = len(customers)
+        for n, customer in enumerate(customers):
+            cid = customer.customer_id
+            interactions, orders = interactions_by_customer.pop(cid, []), orders_by_customer.pop(cid, [])
+            features = derive_features(customer, orders, interactions, as_of, policyset.features)
+            facts = CustomerFacts(customer, interactions, orders, features)
+            evaluator.prepare(features)
+            task_count = message_count = 0
+            for stage_index, stage in enumerate(STAGES):
+                context = None  # templates see the features as they stand at this stage
+                module = modules.get(stage)
+                if module is not None:
+                    out = module.process(facts)
+                    tasks.extend(out.tasks)
+                    messages.extend(out.messages)
+                    firings.extend(out.firings)
+                    task_count += len(out.tasks)
+                    message_count += len(out.messages)
+                for hit in evaluator.run_stage(stage_index, features):
+                    rule, rs = hit.rule, hit.ruleset
+                    firing = Firing(cid, rs.stage, rs.policy_id, rule.rule_id, rule.source, hit.inputs, note=hit.note)
+                    shared = tag_outputs.get(rule.rule_id)
+                    if shared is not None:
+                        # Rules that only set tags or scores log the same outputs for every customer:
+                        # one shared, never-modified list instead of a million equal ones.
+                        firing.outputs = shared
+                        firings.append(firing)
+                        continue
+                    for out in rule.outputs:
+                        if type(out) is SetTag:
+                            firing.outputs.append({"set": {out.name: out.value}})
+                        elif type(out) is AddScore:
+                            firing.outputs.append({"score": {out.name: out.points}})
+                        elif type(out) is TaskSpec:
+                            context = context or builder.context(customer, features)
+                            task = builder.task(out, rule, rs, customer, features, context)
+                            tasks.append(task)
+                            task_count += 1
+                            firing.outputs.append({"task": {"assignee": task.assignee, "title": task.title, "due": task.due,
+                                                            "priority": task.priority, "key": task.key}})
+                        elif type(out) is MessageSpec:
+                            channel, address = builder.pick_channel(out, customer)
+                            if channel is None:
+                                firing.suppressed_by = "no-contact"
+                                firing.outputs.append({"message": {"template": out.template, "suppressed": "no phone, e-mail or WeChat on record"}})
+                                continue
+                            context = context or builder.context(customer, features)
+                            msg = builder.message(out, rule, rs, customer, features, channel, address, context)
+                            messages.append(msg)
+                            message_count += 1
+                            firing.outputs.append({"message": {"channel": channel, "template": out.template,
+                                                               "category": out.category, "key": msg.key}})
                     firings.append(firing)
-                    continue
-                for out in rule.outputs:
-                    if type(out) is SetTag:
-                        firing.outputs.append({"set": {out.name: out.value}})
-                    elif type(out) is AddScore:
-                        firing.outputs.append({"score": {out.name: out.points}})
-                    elif type(out) is TaskSpec:
-                        context = context or builder.context(customer, features)
-                        task = builder.task(out, rule, rs, customer, features, context)
-                        tasks.append(task)
-                        task_count += 1
-                        firing.outputs.append({"task": {"assignee": task.assignee, "title": task.title, "due": task.due,
-                                                        "priority": task.priority, "key": task.key}})
-                    elif type(out) is MessageSpec:
-                        channel, address = builder.pick_channel(out, customer)
-                        if channel is None:
-                            firing.suppressed_by = "no-contact"
-                            firing.outputs.append({"message": {"template": out.template, "suppressed": "no phone, e-mail or WeChat on record"}})
-                            continue
-                        context = context or builder.context(customer, features)
-                        msg = builder.message(out, rule, rs, customer, features, channel, address, context)
-                        messages.append(msg)
-                        message_count += 1
-                        firing.outputs.append({"message": {"channel": channel, "template": out.template,
-                                                           "category": out.category, "key": msg.key}})
-                firings.append(firing)
-        if release_facts:  # a batch run keeps only what its outputs show (~4 KiB less per customer)
-            row = dict(zip(kept_names, map(features.get, kept_names)))
-        else:
-            row = features  # tools (explain, diff, policy tests) may look at any feature
-        row["task_count"] = task_count
-        row["message_count"] = message_count
-        rows.append(row)
-        if progress and (n + 1) % 5000 == 0:
-            progress(n + 1, total)
-    return Evaluation(rows, tasks, messages, firings, modules)
+            if release_facts:  # a batch run keeps only what its outputs show (~4 KiB less per customer)
+                row = dict(zip(kept_names, map(features.get, kept_names)))
+            else:
+                row = features  # tools (explain, diff, policy tests) may look at any feature
+            row["task_count"] = task_count
+            row["message_count"] = message_count
+            rows.append(row)
+            if progress and (n + 1) % 5000 == 0:
+                progress(n + 1, total)
 
 
 def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None) -> RunResult:
@@ -234,9 +257,12 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
         return evaluate_dataset(policyset, part, options.as_of, templates, options.engine, progress=progress,
                                 as_of_time=options.as_of_time, release_facts=True)
 
+    def start_evaluating() -> BatchEvaluator:  # in the evaluating helper, if there is one
+        return BatchEvaluator(policyset, options.as_of, templates, options.engine, options.as_of_time, release_facts=True)
+
     # Forked now, before the facts exist, so that they share none of them (engine/parallel.py).
     evaluator, writer = (None, None) if options.cross_check else cleanup.enter_context(
-        helpers(evaluate_part, write_listed_files, options.inbox))
+        helpers(start_evaluating, write_listed_files, options.inbox))
     say(f"读取 {options.inbox} …")
     input_warnings: list[Problem] = []  # unknown columns, ignored sheets: said, not fatal
     with gc_paused(freeze=True):  # the facts live for the whole run: later collections need not rescan them

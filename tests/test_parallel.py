@@ -92,6 +92,48 @@ def test_facts_start_finds_each_customers_slice():
     assert facts_start(facts, customers, 3, lo=3) == 3 and facts_start(facts, customers, 9) == 5
 
 
+def test_the_evaluating_helper_reads_while_it_works_and_its_results_wait_in_this_process(monkeypatch):
+    """Neither side waits for the other's pipe: sending every chunk of facts returns while the helper
+    has not evaluated any (its reading thread takes them in), and the helper sends all its decisions
+    and ends before ``receive`` is called (this process's reading thread keeps them). What arrives is
+    what evaluating the same customers in one process gives, in order."""
+    from datetime import date
+
+    from conftest import ROOT
+    from engine.parallel import SecondEvaluator
+    from engine.readers import load_columns, read_inbox
+    from engine.run import BatchEvaluator, evaluate_dataset
+    from engine.transfer import DECISION_KINDS
+    from engine.validate import load_checked_policies
+
+    monkeypatch.setattr(engine.parallel, "CHUNK_CUSTOMERS", 25)  # 20 chunks, ~0.7 MB: more than a pipe holds (~0.2 MB)
+    policies, templates, as_of = ROOT / "policies", ROOT / "templates", date(2026, 11, 20)
+    policyset = load_checked_policies(policies, templates)
+    dataset = read_inbox(ROOT / "inbox", load_columns(policies / "columns.yaml"))
+    go = multiprocessing.get_context("fork").Event()
+
+    def start_when_told():
+        if not go.wait(30):
+            raise RuntimeError("send() did not return while this helper was busy")
+        return BatchEvaluator(policyset, as_of, templates, release_facts=True)
+
+    helper = SecondEvaluator(start_when_told)
+    try:
+        helper.send(dataset.customers, dataset.interactions, dataset.orders)  # would block here without the helper's reader
+        assert not go.is_set() and helper._process.is_alive()
+        go.set()
+        helper._process.join(60)  # it ends once everything is sent: nobody had to receive() yet
+        assert helper._process.exitcode == 0
+        theirs, states = helper.receive()
+    finally:
+        helper.close()
+    ours = evaluate_dataset(policyset, dataset, as_of, templates, release_facts=True)
+    assert len(theirs["firings"]) > 5000
+    for kind, mine in zip(DECISION_KINDS, (ours.customer_rows, ours.tasks, ours.messages, ours.firings)):
+        assert theirs[kind] == mine, kind
+    assert states == {stage: module.export_state() for stage, module in ours.modules.items()}
+
+
 def test_one_core_means_one_process(tmp_path: Path, helpers_for_any_size, monkeypatch):
     monkeypatch.setattr(engine.parallel, "_usable_cores", lambda: 1)
     result = _run(tmp_path, "out")
@@ -160,15 +202,15 @@ def test_a_helper_that_dies_is_a_clear_error():
     from engine.errors import EngineError
     from engine.parallel import SecondEvaluator
 
-    def killed(part):  # as if the out-of-memory killer stopped it
+    def killed():  # as if the out-of-memory killer stopped it
         import os
 
         os._exit(9)
 
     helper = SecondEvaluator(killed)
     try:
-        helper.send([], [], [])
-        with pytest.raises(EngineError) as err:
+        with pytest.raises(EngineError) as err:  # from send or receive, whichever notices first
+            helper.send([], [], [])
             helper.receive()
     finally:
         helper.close()
