@@ -11,8 +11,8 @@ need is sent to them through a pipe, packed as plain tuples (engine.transfer), i
   messages and decisions at once, then its stage modules' states; the main process keeps them as
   received bytes until its own part is done, then appends them after its own, in order. So the
   helper holds one chunk at a time and ends early (its memory goes with it).
-* ``SecondWriter`` writes the files made of plain lists (customers.xlsx, tasks/*.xlsx, messages/,
-  guards.xlsx) while the main process writes the others.
+* ``SecondWriter`` writes the stage modules' files (sla.xlsx) while the main process checks the
+  guards, then customers.xlsx and tasks/*.xlsx while the main process writes the others.
 
 Either way the files are byte-identical to those of one process doing everything
 (tests/test_parallel.py). At 100,000 customers on a quiet machine handing over the facts takes
@@ -42,6 +42,7 @@ from typing import Any, Callable, NoReturn
 from engine.errors import EngineError, Problem
 from engine.features import group_by_customer
 from engine.memory import gc_paused
+from engine.xlsx_out import write_workbook
 from engine.transfer import DECISION_KINDS, drain_decisions, pack_facts, pack_part, unpack_facts, unpack_part
 
 # Auto mode uses the helpers only for an inbox at least this large: below, forking and packing cost
@@ -240,18 +241,27 @@ class SecondEvaluator(_Forked):
         super().close()
 
 
-def _evaluate(conn, send: Callable[[Any], None], start: StartEvaluating) -> None:
+def _read_on_a_thread(conn) -> queue.SimpleQueue:
+    """Messages from the main process as they arrive, read by a thread so that the main process
+    never waits to send while this one works: each message's bytes, then ``b""`` after the last
+    (the main process sent an empty one), or ``None`` if it closed the pipe (it no longer wants
+    the result)."""
     arrived: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
 
-    def keep_arriving() -> None:  # so that the main process never waits to send while this one evaluates
+    def keep_arriving() -> None:
         try:
             while frame := conn.recv_bytes():
                 arrived.put(frame)
-            arrived.put(b"")  # all facts sent: evaluate what is left, then finish
+            arrived.put(b"")
         except (EOFError, OSError):
-            arrived.put(None)  # the main process closed the pipe: it no longer wants the result
+            arrived.put(None)
 
-    threading.Thread(target=keep_arriving, name="crm-engine-facts", daemon=True).start()
+    threading.Thread(target=keep_arriving, name="crm-engine-pipe", daemon=True).start()
+    return arrived
+
+
+def _evaluate(conn, send: Callable[[Any], None], start: StartEvaluating) -> None:
+    arrived = _read_on_a_thread(conn)
     batch = start()
     evaluation = batch.evaluation
     while frame := arrived.get():
@@ -273,19 +283,24 @@ def _evaluate(conn, send: Callable[[Any], None], start: StartEvaluating) -> None
 # --------------------------------------------------------------------------------------------------
 
 class SecondWriter(_Forked):
-    """Writes the files made of plain lists (see the module's notes)."""
+    """Writes part of the run folder while the main process writes the rest (see the module's notes)."""
 
     def __init__(self, write: WriteFiles):
         super().__init__(_write, write)
 
-    def start(self, folder: Path, lists: dict[str, list]) -> None:
+    def begin(self, folder: Path, workbooks: dict[str, list]) -> None:
+        """Write ``workbooks`` (file name → ``Sheet``s whose rows are lists) into ``folder`` now,
+        while the main process checks the guards; the rest follows with ``start``."""
+        self._send(("folder", folder))
+        self._send(("workbooks", workbooks))
+
+    def start(self, lists: dict[str, list]) -> None:
         """Send what ``write`` needs and return: the files are written meanwhile. ``lists``: by kind
         (engine.transfer packs "rows", "tasks", "messages", "suppressed", "rescheduled"), each in order."""
-        self._send(("folder", folder))
         for kind, items in lists.items():
             for start in range(0, len(items), PART_ITEMS):
                 self._send((kind, pack_part(kind, items[start:start + PART_ITEMS])))
-        self._send(("write", None))
+        self._send_end()
 
     def finish(self) -> Any:
         """Wait until the files are written; raises the error the writer met."""
@@ -294,16 +309,26 @@ class SecondWriter(_Forked):
 
 
 def _write(conn, send: Callable[[Any], None], write: WriteFiles) -> None:
+    arrived = _read_on_a_thread(conn)
     folder: Path | None = None
     lists: dict[str, list] = {}
-    while True:
-        kind, payload = pickle.loads(conn.recv_bytes())
-        if kind == "write":
-            break
+    failed: Exception | None = None
+    while frame := arrived.get():
+        kind, payload = pickle.loads(frame)
         if kind == "folder":
             folder = payload
+        elif kind == "workbooks":
+            try:
+                for name, sheets in payload.items():
+                    write_workbook(folder / name, sheets)
+            except Exception as exc:  # raised once all has arrived: the main process is still sending
+                failed = exc
         else:
             lists.setdefault(kind, []).extend(unpack_part(kind, payload))
+    if frame is None:
+        return  # the main process closed the pipe: it no longer wants the files
+    if failed is not None:
+        raise failed
     send(("written", write(folder, lists)))
 
 

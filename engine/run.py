@@ -24,7 +24,7 @@ from engine.calendar import load_calendars
 from engine.decisions import Firing, Message, Task
 from engine.errors import EngineError, Location, PolicyError, Problem
 from engine.evaluate import Evaluator
-from engine.guards import GuardResult, guard_evaluation, load_guard_policy, resolve_ledger_path, write_guard_report
+from engine.guards import guard_evaluation, load_guard_policy, resolve_ledger_path, write_guard_report
 from engine.ledger import Ledger
 from engine.features import derive_features, group_by_customer
 from engine.memory import gc_paused
@@ -38,6 +38,7 @@ from engine.readers import load_columns, read_inbox
 from engine.render import make_environment
 from engine.validate import load_checked_policies
 from engine.stages import CustomerFacts, StageSetup, build_stage_modules, stage_feature_catalog
+from engine.xlsx_out import write_workbook
 
 # customers.xlsx columns: (feature or tag key, header, cell kind)
 CUSTOMER_COLUMNS = [
@@ -307,13 +308,18 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
         _cross_check(evaluation, policyset, dataset, options, templates, say)
     ledger = Ledger(ledger_path)
     try:
-        guards = guard_evaluation(guard_policy, ledger, {c.customer_id: c for c in dataset.customers}, evaluation,
-                                  as_of_time, run_id)
-        say("发送保护已检查，写入结果文件 …")
         with RunFolder(options.outbox, run_id, overwrite=options.force) as folder:
+            # The stage modules' files (sla.xlsx) do not depend on the guards: the writer helper, if
+            # there is one, writes them while the guards are checked here.
+            stage_files = {name: sheets for module in evaluation.modules.values() for name, sheets in module.workbooks().items()}
+            if writer is not None:
+                writer.begin(folder.path, stage_files)
+            guards = guard_evaluation(guard_policy, ledger, {c.customer_id: c for c in dataset.customers}, evaluation,
+                                      as_of_time, run_id)
+            say("发送保护已检查，写入结果文件 …")
             counts = _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts,
                                        evaluation, guards, input_files, template_files, run_id, as_of_time, ledger_path,
-                                       writer)
+                                       writer, {} if writer is not None else stage_files)
         # Recorded only once the run folder is in place: a crash before leaves nothing issued.
         ledger.record(run_id, as_of_time, evaluation.tasks, evaluation.messages)
         say("结果文件已写入，联系台账已更新")
@@ -323,13 +329,10 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
 
 
 def write_listed_files(folder: Path, listed: dict[str, list]) -> None:
-    """customers.xlsx, tasks/, messages/ and guards.xlsx: the files made of ``listed`` "rows"
-    (``customer_table``), "tasks", "messages", "suppressed" and "rescheduled" alone (written by the
-    writer helper when there is one)."""
-    write_customers(folder, listed.get("rows", []), CUSTOMER_COLUMNS)
-    write_tasks(folder, listed.get("tasks", []))
-    write_messages(folder, listed.get("messages", []))
-    write_guard_report(folder, GuardResult([], [], listed.get("suppressed", []), listed.get("rescheduled", [])))
+    """customers.xlsx and tasks/: the files made of ``listed`` "rows" (``customer_table``) and
+    "tasks" alone (written by the writer helper when there is one)."""
+    write_customers(folder, listed["rows"], CUSTOMER_COLUMNS)
+    write_tasks(folder, listed["tasks"])
 
 
 # The second process gets this share of the customers: less than half, because this process packs
@@ -386,17 +389,18 @@ def _ledger_root(ledger_path: Path, outbox: Path) -> str:
 
 
 def _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts, evaluation, guards,
-                      input_files, template_files, run_id, as_of_time, ledger_path, writer: SecondWriter | None) -> dict[str, Any]:
-    """Every file of the run folder; returns the counts that go into the manifest."""
+                      input_files, template_files, run_id, as_of_time, ledger_path, writer: SecondWriter | None,
+                      stage_files: dict[str, list]) -> dict[str, Any]:
+    """Every file of the run folder (``stage_files``: the stage modules' workbooks still to write);
+    returns the counts that go into the manifest."""
     out = folder.path
     # Files made of plain lists: the writer helper, if there is one, writes them while this process
-    # writes the others (at 100,000 customers ~10 s each way: customers.xlsx 5 s, tasks 3.5 s,
-    # messages 1.5 s, guards.xlsx 1 s there; decision-log summary 2 s, decisions.jsonl 2 s,
-    # sla.xlsx 2.5 s, audit.xlsx 1 s and report.html 0.5 s here).
-    listed = {"rows": customer_table(evaluation.customer_rows, CUSTOMER_COLUMNS), "tasks": evaluation.tasks,
-              "messages": evaluation.messages, "suppressed": guards.suppressed, "rescheduled": guards.rescheduled}
+    # writes the others (at 100,000 customers ~8 s each way: customers.xlsx 5 s and tasks 3.5 s
+    # there; decision-log summary 2 s, decisions.jsonl 2 s, messages 1.5 s, guards.xlsx 1 s,
+    # audit.xlsx 1 s and report.html 0.5 s here). sla.xlsx (2 s) was written there already.
+    listed = {"rows": customer_table(evaluation.customer_rows, CUSTOMER_COLUMNS), "tasks": evaluation.tasks}
     if writer is not None:
-        writer.start(out, listed)
+        writer.start(listed)
     else:
         write_listed_files(out, listed)
     counts = {
@@ -424,8 +428,10 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     # What audit.xlsx and report.html show about the decision log, gathered once for both (at 100k
     # customers ~2 s for 1.1M firings; each file on its own would take as long again).
     firing_summary = summarize_firings(evaluation.firings, policyset)
-    for module in evaluation.modules.values():  # sla.xlsx
-        module.write(out)
+    for name, sheets in stage_files.items():  # sla.xlsx
+        write_workbook(out / name, sheets)
+    write_messages(out, evaluation.messages)
+    write_guard_report(out, guards)
     write_report(out, manifest, evaluation, summary=firing_summary)
     write_rejects(out, dataset.rejects)
     write_decisions(out, evaluation.firings)

@@ -220,8 +220,11 @@ def test_a_helper_that_dies_is_a_clear_error():
 
 
 def test_the_writer_writes_what_it_is_sent_and_its_errors_come_back(tmp_path: Path):
+    import openpyxl
+
     from engine.errors import InputError, Location, Problem
     from engine.parallel import SecondWriter
+    from engine.xlsx_out import Column, Sheet
 
     def write(folder: Path, listed: dict):
         if not listed.get("rows"):
@@ -229,19 +232,33 @@ def test_the_writer_writes_what_it_is_sent_and_its_errors_come_back(tmp_path: Pa
         (folder / "rows.txt").write_text("\n".join("|".join(map(str, row)) for row in listed["rows"]), encoding="utf-8")
         return len(listed["rows"])
 
+    early = {"early.xlsx": [Sheet("服务时限", [Column("客户编号"), Column("数量", kind="int")], [("C1", 3), ("C2", 4)])]}
     writer = SecondWriter(write)
     try:
-        writer.start(tmp_path, {"rows": [("C1", "甲", 3), ("C2", None, 0)] * 15_000, "tasks": [], "messages": []})
+        writer.begin(tmp_path, early)  # written at once, before the lists arrive
+        writer.start({"rows": [("C1", "甲", 3), ("C2", None, 0)] * 15_000, "tasks": []})
         assert writer.finish() == 30_000  # sent in parts, received whole and in order
     finally:
         writer.close()
     assert (tmp_path / "rows.txt").read_text(encoding="utf-8").splitlines()[:3] == ["C1|甲|3", "C2|None|0", "C1|甲|3"]
+    sheet = openpyxl.load_workbook(tmp_path / "early.xlsx").active
+    assert sheet.title == "服务时限" and [list(r) for r in sheet.values] == [["客户编号", "数量"], ["C1", 3], ["C2", 4]]
 
     writer = SecondWriter(write)
     try:
-        writer.start(tmp_path, {"rows": []})
+        writer.begin(tmp_path, {})
+        writer.start({"rows": []})
         with pytest.raises(InputError) as err:
             writer.finish()
     finally:
         writer.close()
     assert str(err.value) == "customers.xlsx: error: 没有客户行 [nothing]"
+
+    writer = SecondWriter(write)  # an early workbook that cannot be written: its error, once all has arrived
+    try:
+        writer.begin(tmp_path / "gone", early)
+        writer.start({"rows": [("C1", "甲", 3)] * 50_000})
+        with pytest.raises(FileNotFoundError, match="early.xlsx"):
+            writer.finish()
+    finally:
+        writer.close()

@@ -3,18 +3,18 @@
 Each stage (classification → sla → care → churn) runs, per customer, first its module (if it has
 one) and then its rule policies. A module may add features that its own and later stages' rules can
 read (e.g. the SLA module adds ``sla_breached_open``; churn rules can test it), and may itself issue
-tasks, messages and decisions (e.g. SLA escalations). The module also writes its own run files
+tasks, messages and decisions (e.g. SLA escalations). The module also gives its own run files
 (e.g. ``sla.xlsx``) at the end.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from engine.decisions import Firing, Message, Task
 from engine.model import Customer, Interaction, Order
+from engine.xlsx_out import Sheet
 
 
 @dataclass
@@ -41,8 +41,9 @@ class StageModule(Protocol):
     def manifest_counts(self) -> dict[str, Any]:
         """Counts for the run manifest (no I/O: known before any file is written)."""
 
-    def write(self, folder: Path) -> dict[str, Any]:
-        """Write this stage's run files into the run folder; return ``manifest_counts()``."""
+    def workbooks(self) -> dict[str, list[Sheet]]:
+        """This stage's run files by file name, their rows as lists (engine.xlsx_out.write_workbook
+        writes them; as plain values they can be sent to the writer helper)."""
 
     def export_state(self) -> Any:
         """What this module gathered over its customers, picklable (for the second evaluating process)."""

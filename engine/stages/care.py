@@ -25,7 +25,6 @@ import calendar as _calendar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from lunar_python import LunarYear, Solar
@@ -35,6 +34,7 @@ from engine.model import Customer
 from engine.policy.schema import Problems, check_keys
 from engine.policy.yaml_source import YList, YMap
 from engine.stages import CustomerFacts, StageOutput, StageSetup
+from engine.xlsx_out import Sheet
 
 __all__ = ["FEATURES", "CareSettings", "CareStage", "Festival", "build", "load_care_settings",
            "lunar_to_solar", "next_birthday", "next_lunar_date", "next_solar_date", "window_open"]
@@ -414,9 +414,8 @@ class CareStage:
         f["survey_due"] = found is not None
         f["survey_interaction_id"] = found.interaction_id if found else None
 
-    def write(self, folder: Path) -> dict[str, Any]:
-        # No file of its own: care actions are ordinary tasks and messages.
-        return self.manifest_counts()
+    def workbooks(self) -> dict[str, list[Sheet]]:
+        return {}  # No file of its own: care actions are ordinary tasks and messages.
 
     def export_state(self) -> dict[str, int]:
         return self.counts

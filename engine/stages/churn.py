@@ -23,7 +23,6 @@ ordinary rules in ``policies/churn/*.yaml`` over these features. See docs/churn.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from engine import expr
@@ -33,6 +32,7 @@ from engine.model import Customer
 from engine.policy.schema import Problems, check_keys, did_you_mean
 from engine.policy.yaml_source import YList, YMap
 from engine.stages import CustomerFacts, StageOutput, StageSetup
+from engine.xlsx_out import Sheet
 
 __all__ = ["FEATURES", "ChurnSettings", "ChurnStage", "Signal", "build", "load_churn_settings"]
 
@@ -277,9 +277,8 @@ class ChurnStage:
                                       outputs))
         return out
 
-    def write(self, folder: Path) -> dict[str, Any]:
-        # No file of its own: scores are on the customer sheet, reasons in the decision log.
-        return self.manifest_counts()
+    def workbooks(self) -> dict[str, list[Sheet]]:
+        return {}  # No file of its own: scores are on the customer sheet, reasons in the decision log.
 
     def export_state(self) -> tuple[dict[str, int], dict[str, int]]:
         return self.level_counts, self.reason_counts

@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from operator import attrgetter
-from pathlib import Path
 from typing import Any
 
 from engine import expr
@@ -31,7 +30,7 @@ from engine.policy.schema import Problems, check_keys, did_you_mean
 from engine.policy.yaml_source import YList, YMap
 from engine.stages import CustomerFacts, StageOutput, StageSetup
 from engine.transfer import INTERACTIONS, TupleCodec
-from engine.xlsx_out import Column, Sheet, write_workbook
+from engine.xlsx_out import Column, Sheet
 
 __all__ = ["FEATURES", "SlaPolicy", "SlaStage", "Target", "build", "load_sla_policy"]
 
@@ -870,7 +869,7 @@ class SlaStage:
         ]
         return row
 
-    def write(self, folder: Path) -> dict[str, Any]:
+    def workbooks(self) -> dict[str, list[Sheet]]:
         kpi_rows = [
             (dimension, group, t.tracked, t.resolved, t.resolution_rate, t.decided, t.timely, t.timely_rate, t.rated,
              t.avg_satisfaction, t.open_breached, t.at_risk, t.paused)
@@ -878,12 +877,11 @@ class SlaStage:
         ]
         definitions = [(name, text) for name, text in KPI_DEFINITIONS]
         definitions.append(("计算时点", f"{self.as_of_time:%Y-%m-%d %H:%M:%S}（--as-of）"))
-        write_workbook(folder / "sla.xlsx", [
-            Sheet("服务时限", ITEM_COLUMNS, (self._item_row(item) for item in self.items)),
+        return {"sla.xlsx": [
+            Sheet("服务时限", ITEM_COLUMNS, list(map(self._item_row, self.items))),
             Sheet("KPI", KPI_COLUMNS, kpi_rows),
             Sheet("指标说明", [Column("指标"), Column("定义", width=90)], definitions),
-        ])
-        return self.manifest_counts()
+        ]}
 
     def export_state(self) -> tuple:
         """The tracked items as plain values (engine.transfer): each customer by id (the other process
