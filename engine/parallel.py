@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import socket
 import sys
 import threading
 import traceback
@@ -96,6 +97,8 @@ class _Forked:
     def __init__(self, target: Callable[..., None], *args: Any):
         ctx = multiprocessing.get_context("fork")
         self._conn, child_end = ctx.Pipe()
+        for end in (self._conn, child_end):
+            _widen(end)
         self._process = ctx.Process(target=_in_child, args=(target, child_end, self._conn, *args), daemon=True)
         self._process.start()
         child_end.close()
@@ -140,6 +143,23 @@ class _Forked:
             self._process.join()
 
 
+# Each side reads the pipe on a thread while its main thread works, so a read gets the GIL only every
+# few milliseconds (sys.getswitchinterval): with the default ~200 KB socket buffer the sender then
+# waits, sending ~40 MB/s. A few MB per read keep it flowing.
+PIPE_BUFFER_BYTES = 4 << 20
+
+
+def _widen(conn) -> None:
+    """Ask for ``PIPE_BUFFER_BYTES`` of socket buffer each way (the OS caps it at its maximum,
+    net.core.wmem_max / rmem_max on Linux)."""
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PIPE_BUFFER_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PIPE_BUFFER_BYTES)
+    except OSError:
+        pass  # not a socket (another platform's pipe): the default buffer
+
+
 def _in_child(target: Callable[..., None], conn, parent_end, *args: Any) -> None:
     parent_end.close()  # the fork's copy of the main process's end: else the pipe never looks closed
 
@@ -155,7 +175,7 @@ def _in_child(target: Callable[..., None], conn, parent_end, *args: Any) -> None
         try:
             send(("error", exc))
         except (EOFError, BrokenPipeError):
-            pass
+            _widen(end)
         except Exception:  # an error that does not pickle: send its text
             text = "".join(traceback.format_exception(exc))
             send(("error", RuntimeError(f"a helper process failed:\n{text}")))
@@ -211,7 +231,7 @@ class SecondEvaluator(_Forked):
             while frame := self._conn.recv_bytes():
                 self._frames.append(frame)
         except (EOFError, OSError):
-            pass
+            _widen(end)
 
     def receive(self) -> tuple[dict[str, list], dict[str, Any]]:
         """Wait for the result: its ``rows``, ``tasks``, ``messages`` and ``firings`` (a dict of lists)
