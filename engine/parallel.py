@@ -175,7 +175,7 @@ def _in_child(target: Callable[..., None], conn, parent_end, *args: Any) -> None
         try:
             send(("error", exc))
         except (EOFError, BrokenPipeError):
-            _widen(end)
+            pass
         except Exception:  # an error that does not pickle: send its text
             text = "".join(traceback.format_exception(exc))
             send(("error", RuntimeError(f"a helper process failed:\n{text}")))
@@ -231,7 +231,7 @@ class SecondEvaluator(_Forked):
             while frame := self._conn.recv_bytes():
                 self._frames.append(frame)
         except (EOFError, OSError):
-            _widen(end)
+            pass
 
     def receive(self) -> tuple[dict[str, list], dict[str, Any]]:
         """Wait for the result: its ``rows``, ``tasks``, ``messages`` and ``firings`` (a dict of lists)
