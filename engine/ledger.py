@@ -162,7 +162,9 @@ class Ledger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a run's rows are one transaction.
         # timeout: a second process recording at the same moment waits instead of failing at once.
-        self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+        # check_same_thread=False: a run stages its rows on a thread while it writes its files
+        # (``stage``); the connection is never used by two threads at once.
+        self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0, check_same_thread=False)
         try:
             self._prepare()
         except BaseException:
@@ -336,6 +338,23 @@ class Ledger:
         before (a re-execution). Raises if a key was already issued by another run: that means
         the guards were bypassed (or two runs wrote at once), and silently keeping either row
         would hide it."""
+        self.stage(run_id, as_of_time, tasks, messages)
+        self.commit()
+
+    def commit(self) -> None:
+        """Make what ``stage`` wrote permanent."""
+        self.conn.execute("COMMIT")
+
+    def discard(self) -> None:
+        """Undo what ``stage`` wrote (nothing to undo is fine)."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def stage(self, run_id: str, as_of_time: datetime, tasks: Iterable[Task], messages: Iterable[Message]) -> None:
+        """``record`` up to its commit: the rows are written in an open transaction (holding the
+        ledger's write lock) until ``commit`` or ``discard``. A batch run stages while it writes
+        its files and commits once its run folder is in place; killed in between, SQLite rolls
+        the transaction back. Raises as ``record`` does, with nothing left staged."""
         issued_at = to_text(as_of_time)
         texts: dict[datetime | None, str | None] = {None: None}  # most items share a few times: format each once
 
@@ -374,7 +393,6 @@ class Ledger:
                     location=Location(file=str(self.path)),
                     fix="先用 engine.guards.apply_guards 过滤 / filter the run with the guards first",
                 )) from None
-            self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise

@@ -9,7 +9,8 @@ from __future__ import annotations
 import gc
 import hashlib
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -307,6 +308,9 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
     if options.cross_check:
         _cross_check(evaluation, policyset, dataset, options, templates, say)
     ledger = Ledger(ledger_path)
+    recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crm-engine-ledger")
+    cleanup.callback(recorder.shutdown)
+    staged: Future | None = None
     try:
         with RunFolder(options.outbox, run_id, overwrite=options.force) as folder:
             # The stage modules' files (sla.xlsx) do not depend on the guards: the writer helper, if
@@ -317,12 +321,21 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
             guards = guard_evaluation(guard_policy, ledger, {c.customer_id: c for c in dataset.customers}, evaluation,
                                       as_of_time, run_id)
             say("发送保护已检查，写入结果文件 …")
+            # The ledger rows are written on a thread (SQLite lets go of the GIL) while the files are,
+            # in a transaction committed only once the run folder is in place: a crash before leaves
+            # nothing issued, and a ledger error stops the run before its folder lands.
+            staged = recorder.submit(ledger.stage, run_id, as_of_time, evaluation.tasks, evaluation.messages)
             counts = _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts,
                                        evaluation, guards, input_files, template_files, run_id, as_of_time, ledger_path,
                                        writer, {} if writer is not None else stage_files)
-        # Recorded only once the run folder is in place: a crash before leaves nothing issued.
-        ledger.record(run_id, as_of_time, evaluation.tasks, evaluation.messages)
+            staged.result()
+        ledger.commit()
         say("结果文件已写入，联系台账已更新")
+    except BaseException:
+        if staged is not None:
+            futures_wait([staged])  # the thread may still be writing rows: roll back once it is done
+            ledger.discard()
+        raise
     finally:
         ledger.close()
     return RunResult(run_id, target, counts=counts, warnings=[*policyset.warnings, *input_warnings])

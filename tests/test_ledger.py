@@ -115,6 +115,27 @@ def test_record_replaces_the_same_run_and_is_one_transaction(tmp_path):
         assert ledger.was_issued("care.other|C001|2026-11") is None
 
 
+def test_staged_rows_count_only_once_committed(tmp_path):
+    """A batch run stages its rows while it writes its files and commits once its folder is in place:
+    until then no other reader sees them, and a discard or a process that ends first leaves nothing."""
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as ledger, Ledger(path) as other:
+        ledger.stage("run-1", AS_OF, [task()], [message()])
+        assert other.count() == 0 and not other.has_run("run-1")
+        ledger.commit()
+        assert other.count() == 2 and other.has_run("run-1")
+
+        ledger.stage("run-2", AS_OF + timedelta(days=1), [task(rule="care.other")], [])
+        ledger.discard()
+        assert not ledger.has_run("run-2") and ledger.count() == 2
+        ledger.discard()  # nothing staged: nothing to undo
+
+    with Ledger(path) as ledger:
+        ledger.stage("run-3", AS_OF + timedelta(days=2), [task(rule="care.third")], [])
+    with Ledger(path) as ledger:  # closed without a commit, as if the run had been killed
+        assert not ledger.has_run("run-3") and ledger.count() == 2
+
+
 def test_history_a_run_sees(tmp_path):
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         ledger.record("run-a", AS_OF, [], [message(period="a")])

@@ -82,3 +82,38 @@ def test_messages_are_never_scheduled_in_quiet_hours(tmp_path: Path):
     folder = folder_for(tmp_path / "out", "2026-11-20T22:30")
     sends = [json.loads(line)["send_at"] for p in (folder / "messages").rglob("messages.jsonl") for line in p.read_text(encoding="utf-8").splitlines()]
     assert sends and set(sends) == {"2026-11-21T09:00:00"}
+
+
+def test_a_run_killed_while_writing_its_files_issues_nothing(tmp_path: Path):
+    """The ledger rows are written while the run folder is, and committed only after it is in place:
+    a run killed in between leaves no run folder and nothing recorded, and the next run issues it all."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from engine.ledger import Ledger
+    from engine.sample import write_sample
+
+    inbox = tmp_path / "inbox"
+    write_sample(inbox, customers=1500, seed=5)
+    outbox = tmp_path / "outbox"
+    command = [sys.executable, "-m", "engine.cli", "run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox),
+               "--outbox", str(outbox), "--as-of", "2026-11-20"]
+    env = {**os.environ, "CRM_ENGINE_PROCESSES": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    for line in proc.stdout:
+        if "发送保护已检查" in line:  # the guards are done: rows are being staged, files written
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert [p.name for p in outbox.iterdir() if not p.name.startswith(".")] == ["ledger.sqlite"]  # no run folder
+    with Ledger(outbox / "ledger.sqlite") as ledger:
+        assert ledger.runs() == [] and ledger.count() == 0
+
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with Ledger(outbox / "ledger.sqlite") as ledger:
+        (recorded,) = ledger.runs()
+        assert recorded["tasks"] > 0 and ledger.count() == recorded["tasks"] + recorded["messages"]
