@@ -1,6 +1,8 @@
 """The ``crm-engine`` command. Commands only parse arguments, call library functions and print."""
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from datetime import date, datetime
 from pathlib import Path
@@ -124,5 +126,29 @@ from engine.ledger_cli import ledger_command  # noqa: E402
 main.add_command(ledger_command)
 _register_tools(main)  # validate, test, explain, diff, verify
 
+
+
+def console_main() -> None:
+    """The ``crm-engine`` command: ``main``, then the process ends at once (``os._exit``) once its
+    output is flushed. After a large batch run the process holds millions of small objects, and
+    freeing them one by one then tearing the interpreter down took ~1.5 s at 100,000 customers,
+    after the work was done. Every file is closed by then. Under a profiler, tracer or debugger
+    (they write their results at exit) the exit is the usual one."""
+    try:
+        main()
+        code: int | str | None = 0
+    except SystemExit as exc:
+        code = exc.code
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        raise SystemExit(code)
+    if isinstance(code, str):  # sys.exit("message"): printed, status 1
+        click.echo(code, err=True)
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    console_main()

@@ -89,6 +89,9 @@ class RunResult:
     already_done: bool = False
     counts: dict[str, Any] = field(default_factory=dict)
     warnings: list[Problem] = field(default_factory=list)
+    # The run's facts and decisions, freed with the result rather than as run_batch returns: a
+    # command that ends right after (engine.cli.console_main) need not free them one by one.
+    retained: Any = field(default=None, repr=False, compare=False)
 
 
 def default_templates(policies: Path) -> Path:
@@ -338,7 +341,8 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
         raise
     finally:
         ledger.close()
-    return RunResult(run_id, target, counts=counts, warnings=[*policyset.warnings, *input_warnings])
+    return RunResult(run_id, target, counts=counts, warnings=[*policyset.warnings, *input_warnings],
+                     retained=(dataset, evaluation, guards))
 
 
 def write_listed_files(folder: Path, listed: dict[str, list]) -> None:

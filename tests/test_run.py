@@ -210,3 +210,29 @@ def test_sample_command_is_deterministic(tmp_path: Path):
         assert run_cli("sample", "--customers", "40", "--seed", "3", "--out", str(tmp_path / out)).exit_code == 0
     for name in ("customers.xlsx", "interactions.xlsx", "orders.xlsx"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_the_command_ends_at_once_with_its_output_and_exit_status(tmp_path: Path, policy_copy: Path):
+    """The real command (a process, its output piped): after the work it ends without freeing its
+    objects one by one (engine.cli.console_main), yet every line is printed and the exit status is
+    the command's: 0 after a run, 1 after an error, 2 for a usage error."""
+    import subprocess
+    import sys
+
+    def command(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+    ok = command("run", "--policies", str(ROOT / "policies"), "--inbox", str(ROOT / "inbox"), "--outbox", str(tmp_path / "out"),
+                 "--as-of", "2026-11-20")
+    assert ok.returncode == 0, ok.stderr
+    lines = ok.stdout.splitlines()
+    assert lines[0] == "运行完成 run 2026-11-20_4ee83172（as-of 2026-11-20）"
+    assert lines[-1] == f"结果在 Results in: {tmp_path / 'out' / '2026-11-20_4ee83172'}"
+    assert "结果文件已写入，联系台账已更新" in ok.stderr
+
+    (policy_copy / "organization.yaml").write_text(
+        (policy_copy / "organization.yaml").read_text(encoding="utf-8").replace("task_calendar: standard", "task_calendar: standrd"),
+        encoding="utf-8")
+    bad = command("validate", "--policies", str(policy_copy))
+    assert bad.returncode == 1 and bad.stdout.splitlines()[-1] == "错误 1 个，警告 0 个 / 1 error(s), 0 warning(s)"
+    assert command("run", "--no-such-option").returncode == 2
