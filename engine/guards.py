@@ -37,7 +37,7 @@ from engine.policy.loader import MESSAGE_CATEGORIES, policy_files
 from engine.policy.model import STAGES
 from engine.policy.schema import Problems, as_list, check_keys
 from engine.policy.yaml_source import YList, YMap, load_yaml
-from engine.xlsx_out import Column, Sheet, write_workbook
+from engine.xlsx_out import Column, Sheet, Workbook
 
 GUARDS = ("dedupe", "opt-out", "consent", "quiet-hours", "frequency-cap")
 GUARD_LABELS = {
@@ -558,16 +558,24 @@ RESCHEDULED_COLUMNS = [Column("客户编号"), Column("规则编号"), Column("�
                        Column("原因", width=50), Column("幂等键")]
 
 
+GUARD_REPORT_NAME = "guards.xlsx"
+
+
 def write_guard_report(folder: Path, result: GuardResult) -> dict[str, Any]:
-    """``guards.xlsx`` in the run folder: what the guards held back and what they moved, for ops
-    staff who wonder why a customer got nothing. Ids only, no personal data."""
-    suppressed_rows = (
+    """``guards.xlsx`` in the run folder (``guard_report``); returns the result's counts."""
+    guard_report(result).write(Path(folder) / GUARD_REPORT_NAME)
+    return result.counts()
+
+
+def guard_report(result: GuardResult) -> Workbook:
+    """``guards.xlsx``: what the guards held back and what they moved, for ops staff who wonder why
+    a customer got nothing. Ids only, no personal data."""
+    suppressed_rows = [
         (s.customer_id, "任务" if s.kind == "task" else "消息", s.rule_id, GUARD_LABELS.get(s.guard, s.guard), s.reason, s.key)
         for s in result.suppressed
-    )
-    moved_rows = ((r.customer_id, r.rule_id, r.requested, r.send_at, r.reason, r.key) for r in result.rescheduled)
-    write_workbook(Path(folder) / "guards.xlsx", [
+    ]
+    moved_rows = [(r.customer_id, r.rule_id, r.requested, r.send_at, r.reason, r.key) for r in result.rescheduled]
+    return Workbook([
         Sheet("被拦截 suppressed", SUPPRESSED_COLUMNS, suppressed_rows),
         Sheet("已改期 rescheduled", RESCHEDULED_COLUMNS, moved_rows),
     ], title="发送保护 guards")
-    return result.counts()

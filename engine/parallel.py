@@ -12,7 +12,7 @@ need is sent to them through a pipe, packed as plain tuples (engine.transfer), i
   received bytes until its own part is done, then appends them after its own, in order. So the
   helper holds one chunk at a time and ends early (its memory goes with it).
 * ``SecondWriter`` writes the stage modules' files (sla.xlsx) while the main process checks the
-  guards, then customers.xlsx and tasks/*.xlsx while the main process writes the others.
+  guards, then guards.xlsx, customers.xlsx and tasks/*.xlsx while the main process writes the others.
 
 Either way the files are byte-identical to those of one process doing everything
 (tests/test_parallel.py). At 100,000 customers on a quiet machine handing over the facts takes
@@ -43,7 +43,7 @@ from typing import Any, Callable, NoReturn
 from engine.errors import EngineError, Problem
 from engine.features import group_by_customer
 from engine.memory import gc_paused
-from engine.xlsx_out import write_workbook
+from engine.xlsx_out import Workbook
 from engine.transfer import DECISION_KINDS, drain_decisions, pack_facts, pack_part, unpack_facts, unpack_part
 
 # Auto mode uses the helpers only for an inbox at least this large: below, forking and packing cost
@@ -308,10 +308,14 @@ class SecondWriter(_Forked):
     def __init__(self, write: WriteFiles):
         super().__init__(_write, write)
 
-    def begin(self, folder: Path, workbooks: dict[str, list]) -> None:
-        """Write ``workbooks`` (file name → ``Sheet``s whose rows are lists) into ``folder`` now,
-        while the main process checks the guards; the rest follows with ``start``."""
+    def begin(self, folder: Path, workbooks: dict[str, Workbook]) -> None:
+        """Write into ``folder``, the run folder, starting with ``workbooks`` (by file name) now,
+        while the main process checks the guards."""
         self._send(("folder", folder))
+        self.write_workbooks(workbooks)
+
+    def write_workbooks(self, workbooks: dict[str, Workbook]) -> None:
+        """Write these (by file name) as soon as they arrive."""
         self._send(("workbooks", workbooks))
 
     def start(self, lists: dict[str, list]) -> None:
@@ -339,8 +343,8 @@ def _write(conn, send: Callable[[Any], None], write: WriteFiles) -> None:
             folder = payload
         elif kind == "workbooks":
             try:
-                for name, sheets in payload.items():
-                    write_workbook(folder / name, sheets)
+                for name, workbook in payload.items():
+                    workbook.write(folder / name)
             except Exception as exc:  # raised once all has arrived: the main process is still sending
                 failed = exc
         else:

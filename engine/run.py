@@ -25,7 +25,7 @@ from engine.calendar import load_calendars
 from engine.decisions import Firing, Message, Task
 from engine.errors import EngineError, Location, PolicyError, Problem
 from engine.evaluate import Evaluator
-from engine.guards import guard_evaluation, load_guard_policy, resolve_ledger_path, write_guard_report
+from engine.guards import GUARD_REPORT_NAME, guard_evaluation, guard_report, load_guard_policy, resolve_ledger_path
 from engine.ledger import Ledger
 from engine.features import derive_features, group_by_customer
 from engine.memory import gc_paused
@@ -39,7 +39,7 @@ from engine.readers import load_columns, read_inbox
 from engine.render import make_environment
 from engine.validate import load_checked_policies
 from engine.stages import CustomerFacts, StageSetup, build_stage_modules, stage_feature_catalog
-from engine.xlsx_out import write_workbook
+from engine.xlsx_out import Workbook
 
 # customers.xlsx columns: (feature or tag key, header, cell kind)
 CUSTOMER_COLUMNS = [
@@ -318,7 +318,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
         with RunFolder(options.outbox, run_id, overwrite=options.force) as folder:
             # The stage modules' files (sla.xlsx) do not depend on the guards: the writer helper, if
             # there is one, writes them while the guards are checked here.
-            stage_files = {name: sheets for module in evaluation.modules.values() for name, sheets in module.workbooks().items()}
+            stage_files = {name: book for module in evaluation.modules.values() for name, book in module.workbooks().items()}
             if writer is not None:
                 writer.begin(folder.path, stage_files)
             guards = guard_evaluation(guard_policy, ledger, {c.customer_id: c for c in dataset.customers}, evaluation,
@@ -407,19 +407,23 @@ def _ledger_root(ledger_path: Path, outbox: Path) -> str:
 
 def _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts, evaluation, guards,
                       input_files, template_files, run_id, as_of_time, ledger_path, writer: SecondWriter | None,
-                      stage_files: dict[str, list]) -> dict[str, Any]:
+                      stage_files: dict[str, Workbook]) -> dict[str, Any]:
     """Every file of the run folder (``stage_files``: the stage modules' workbooks still to write);
     returns the counts that go into the manifest."""
     out = folder.path
     # Files made of plain lists: the writer helper, if there is one, writes them while this process
-    # writes the others (at 100,000 customers ~8 s each way: customers.xlsx 5 s and tasks 3.5 s
-    # there; decision-log summary 2 s, decisions.jsonl 2 s, messages 1.5 s, guards.xlsx 1 s,
-    # audit.xlsx 1 s and report.html 0.5 s here). sla.xlsx (2 s) was written there already.
+    # writes the others (at 100,000 customers ~8 s each way: guards.xlsx 1 s, customers.xlsx 4 s and
+    # tasks 3 s there; decision-log summary 2 s, decisions.jsonl 2 s, messages 1.5 s, audit.xlsx
+    # 1 s and report.html 0.5 s here). sla.xlsx (2 s) was written there already.
     listed = {"rows": customer_table(evaluation.customer_rows, CUSTOMER_COLUMNS), "tasks": evaluation.tasks}
+    workbooks = {**stage_files, GUARD_REPORT_NAME: guard_report(guards)}
     if writer is not None:
+        writer.write_workbooks(workbooks)
         writer.start(listed)
     else:
         write_listed_files(out, listed)
+        for name, workbook in workbooks.items():
+            workbook.write(out / name)
     counts = {
         "customers": len(dataset.customers),
         "interactions": fact_counts["interactions"],
@@ -445,10 +449,7 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     # What audit.xlsx and report.html show about the decision log, gathered once for both (at 100k
     # customers ~2 s for 1.1M firings; each file on its own would take as long again).
     firing_summary = summarize_firings(evaluation.firings, policyset)
-    for name, sheets in stage_files.items():  # sla.xlsx
-        write_workbook(out / name, sheets)
     write_messages(out, evaluation.messages)
-    write_guard_report(out, guards)
     write_report(out, manifest, evaluation, summary=firing_summary)
     write_rejects(out, dataset.rejects)
     write_decisions(out, evaluation.firings)

@@ -167,6 +167,18 @@ def _truncate_utf16(text: str, limit: int) -> str:
     return text
 
 
+@dataclass
+class Workbook:
+    """A workbook to write later or in another process (engine.parallel): its sheets, their rows
+    as lists, and its title."""
+
+    sheets: list[Sheet]
+    title: str | None = None
+
+    def write(self, path: Path) -> None:
+        write_workbook(path, self.sheets, title=self.title)
+
+
 def write_workbook(
     path: Path,
     sheets: list[Sheet],

@@ -224,7 +224,7 @@ def test_the_writer_writes_what_it_is_sent_and_its_errors_come_back(tmp_path: Pa
 
     from engine.errors import InputError, Location, Problem
     from engine.parallel import SecondWriter
-    from engine.xlsx_out import Column, Sheet
+    from engine.xlsx_out import Column, Sheet, Workbook
 
     def write(folder: Path, listed: dict):
         if not listed.get("rows"):
@@ -232,10 +232,11 @@ def test_the_writer_writes_what_it_is_sent_and_its_errors_come_back(tmp_path: Pa
         (folder / "rows.txt").write_text("\n".join("|".join(map(str, row)) for row in listed["rows"]), encoding="utf-8")
         return len(listed["rows"])
 
-    early = {"early.xlsx": [Sheet("服务时限", [Column("客户编号"), Column("数量", kind="int")], [("C1", 3), ("C2", 4)])]}
+    early = {"early.xlsx": Workbook([Sheet("服务时限", [Column("客户编号"), Column("数量", kind="int")], [("C1", 3), ("C2", 4)])])}
     writer = SecondWriter(write)
     try:
         writer.begin(tmp_path, early)  # written at once, before the lists arrive
+        writer.write_workbooks({"later.xlsx": Workbook([Sheet("表", [Column("列")], [("值",)])], title="标题")})
         writer.start({"rows": [("C1", "甲", 3), ("C2", None, 0)] * 15_000, "tasks": []})
         assert writer.finish() == 30_000  # sent in parts, received whole and in order
     finally:
@@ -243,6 +244,8 @@ def test_the_writer_writes_what_it_is_sent_and_its_errors_come_back(tmp_path: Pa
     assert (tmp_path / "rows.txt").read_text(encoding="utf-8").splitlines()[:3] == ["C1|甲|3", "C2|None|0", "C1|甲|3"]
     sheet = openpyxl.load_workbook(tmp_path / "early.xlsx").active
     assert sheet.title == "服务时限" and [list(r) for r in sheet.values] == [["客户编号", "数量"], ["C1", 3], ["C2", 4]]
+    later = openpyxl.load_workbook(tmp_path / "later.xlsx")
+    assert later.properties.title == "标题" and [list(r) for r in later.active.values] == [["列"], ["值"]]
 
     writer = SecondWriter(write)
     try:

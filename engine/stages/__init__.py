@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from engine.decisions import Firing, Message, Task
 from engine.model import Customer, Interaction, Order
-from engine.xlsx_out import Sheet
+from engine.xlsx_out import Workbook
 
 
 @dataclass
@@ -41,9 +41,9 @@ class StageModule(Protocol):
     def manifest_counts(self) -> dict[str, Any]:
         """Counts for the run manifest (no I/O: known before any file is written)."""
 
-    def workbooks(self) -> dict[str, list[Sheet]]:
-        """This stage's run files by file name, their rows as lists (engine.xlsx_out.write_workbook
-        writes them; as plain values they can be sent to the writer helper)."""
+    def workbooks(self) -> dict[str, Workbook]:
+        """This stage's run files by file name, their rows as lists (plain values: the writer
+        helper may write them)."""
 
     def export_state(self) -> Any:
         """What this module gathered over its customers, picklable (for the second evaluating process)."""

@@ -34,7 +34,7 @@ from engine.model import Customer
 from engine.policy.schema import Problems, check_keys
 from engine.policy.yaml_source import YList, YMap
 from engine.stages import CustomerFacts, StageOutput, StageSetup
-from engine.xlsx_out import Sheet
+from engine.xlsx_out import Workbook
 
 __all__ = ["FEATURES", "CareSettings", "CareStage", "Festival", "build", "load_care_settings",
            "lunar_to_solar", "next_birthday", "next_lunar_date", "next_solar_date", "window_open"]
@@ -414,7 +414,7 @@ class CareStage:
         f["survey_due"] = found is not None
         f["survey_interaction_id"] = found.interaction_id if found else None
 
-    def workbooks(self) -> dict[str, list[Sheet]]:
+    def workbooks(self) -> dict[str, Workbook]:
         return {}  # No file of its own: care actions are ordinary tasks and messages.
 
     def export_state(self) -> dict[str, int]:

@@ -32,7 +32,7 @@ from engine.model import Customer
 from engine.policy.schema import Problems, check_keys, did_you_mean
 from engine.policy.yaml_source import YList, YMap
 from engine.stages import CustomerFacts, StageOutput, StageSetup
-from engine.xlsx_out import Sheet
+from engine.xlsx_out import Workbook
 
 __all__ = ["FEATURES", "ChurnSettings", "ChurnStage", "Signal", "build", "load_churn_settings"]
 
@@ -277,7 +277,7 @@ class ChurnStage:
                                       outputs))
         return out
 
-    def workbooks(self) -> dict[str, list[Sheet]]:
+    def workbooks(self) -> dict[str, Workbook]:
         return {}  # No file of its own: scores are on the customer sheet, reasons in the decision log.
 
     def export_state(self) -> tuple[dict[str, int], dict[str, int]]:

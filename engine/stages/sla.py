@@ -30,7 +30,7 @@ from engine.policy.schema import Problems, check_keys, did_you_mean
 from engine.policy.yaml_source import YList, YMap
 from engine.stages import CustomerFacts, StageOutput, StageSetup
 from engine.transfer import INTERACTIONS, TupleCodec
-from engine.xlsx_out import Column, Sheet
+from engine.xlsx_out import Column, Sheet, Workbook
 
 __all__ = ["FEATURES", "SlaPolicy", "SlaStage", "Target", "build", "load_sla_policy"]
 
@@ -869,7 +869,7 @@ class SlaStage:
         ]
         return row
 
-    def workbooks(self) -> dict[str, list[Sheet]]:
+    def workbooks(self) -> dict[str, Workbook]:
         kpi_rows = [
             (dimension, group, t.tracked, t.resolved, t.resolution_rate, t.decided, t.timely, t.timely_rate, t.rated,
              t.avg_satisfaction, t.open_breached, t.at_risk, t.paused)
@@ -877,11 +877,11 @@ class SlaStage:
         ]
         definitions = [(name, text) for name, text in KPI_DEFINITIONS]
         definitions.append(("计算时点", f"{self.as_of_time:%Y-%m-%d %H:%M:%S}（--as-of）"))
-        return {"sla.xlsx": [
+        return {"sla.xlsx": Workbook([
             Sheet("服务时限", ITEM_COLUMNS, list(map(self._item_row, self.items))),
             Sheet("KPI", KPI_COLUMNS, kpi_rows),
             Sheet("指标说明", [Column("指标"), Column("定义", width=90)], definitions),
-        ]}
+        ])}
 
     def export_state(self) -> tuple:
         """The tracked items as plain values (engine.transfer): each customer by id (the other process
