@@ -81,6 +81,8 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
     except EngineError as exc:
         _fail(exc)
         return
+    if _ENDING_AT_ONCE:
+        _KEPT_UNTIL_EXIT.append(result)  # its facts and decisions: see console_main
     if result.already_done:
         for w in result.warnings:
             click.echo(str(w), err=True)
@@ -128,18 +130,24 @@ _register_tools(main)  # validate, test, explain, diff, verify
 
 
 
+_ENDING_AT_ONCE = False  # set by console_main: the process ends with the command
+_KEPT_UNTIL_EXIT: list = []
+
+
 def console_main() -> None:
     """The ``crm-engine`` command: ``main``, then the process ends at once (``os._exit``) once its
-    output is flushed. After a large batch run the process holds millions of small objects, and
-    freeing them one by one then tearing the interpreter down took ~1.5 s at 100,000 customers,
-    after the work was done. Every file is closed by then. Under a profiler, tracer or debugger
-    (they write their results at exit) the exit is the usual one."""
+    output is flushed. After a large batch run the process holds millions of small objects (kept
+    by ``run`` until then), and freeing them one by one then tearing the interpreter down took
+    ~1.5 s at 100,000 customers, after the work was done. Every file is closed by then. Under a
+    profiler, tracer or debugger (they write their results at exit) the exit is the usual one."""
+    global _ENDING_AT_ONCE
+    _ENDING_AT_ONCE = sys.getprofile() is None and sys.gettrace() is None
     try:
         main()
         code: int | str | None = 0
     except SystemExit as exc:
         code = exc.code
-    if sys.getprofile() is not None or sys.gettrace() is not None:
+    if not _ENDING_AT_ONCE:
         raise SystemExit(code)
     if isinstance(code, str):  # sys.exit("message"): printed, status 1
         click.echo(code, err=True)

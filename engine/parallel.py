@@ -160,6 +160,14 @@ def _widen(conn) -> None:
         pass  # not a socket (another platform's pipe): the default buffer
 
 
+def _end_at_once() -> NoReturn:
+    """End this helper now that its work is sent: freeing its objects one by one would only keep
+    the main process waiting for it to end (~0.5 s at 100,000 customers)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _in_child(target: Callable[..., None], conn, parent_end, *args: Any) -> None:
     parent_end.close()  # the fork's copy of the main process's end: else the pipe never looks closed
 
@@ -296,6 +304,7 @@ def _evaluate(conn, send: Callable[[Any], None], start: StartEvaluating) -> None
         return
     send(("states", {stage: module.export_state() for stage, module in evaluation.modules.items()}))
     conn.send_bytes(b"")  # the end: the main process's reading thread stops
+    _end_at_once()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -354,6 +363,7 @@ def _write(conn, send: Callable[[Any], None], write: WriteFiles) -> None:
     if failed is not None:
         raise failed
     send(("written", write(folder, lists)))
+    _end_at_once()
 
 
 @contextmanager
