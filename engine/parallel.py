@@ -16,8 +16,8 @@ need is sent to them through a pipe, packed as plain tuples (engine.transfer), i
 
 Either way the files are byte-identical to those of one process doing everything
 (tests/test_parallel.py). At 100,000 customers on a quiet machine handing over the facts takes
-~4 s, evaluating ~12 s instead of ~24 s and writing ~10 s instead of ~18 s; the whole run peaks at
-~1.6 GiB PSS (bench/).
+~3 s, evaluating ~12 s instead of ~24 s and writing ~8 s instead of ~18 s; the whole run peaks at
+~1.6–1.7 GiB PSS (bench/).
 
 CRM_ENGINE_PROCESSES: unset (auto) uses the helpers on Linux when two cores are there, no other
 thread runs and the inbox is large enough to gain from them; ``1`` keeps everything in one
@@ -43,13 +43,13 @@ from typing import Any, Callable, NoReturn
 from engine.errors import EngineError, Problem
 from engine.features import group_by_customer
 from engine.memory import gc_paused
-from engine.xlsx_out import Workbook
 from engine.transfer import DECISION_KINDS, drain_decisions, pack_facts, pack_part, unpack_facts, unpack_part
+from engine.xlsx_out import Workbook
 
 # Auto mode uses the helpers only for an inbox at least this large: below, forking and packing cost
 # more than the second core saves (the shipped 500-customer sample is ~0.4 MB, 10,000 customers ~8 MB).
 SPLIT_MIN_INBOX_BYTES = 2_000_000
-CHUNK_CUSTOMERS = 5_000  # facts travel in chunks: the evaluator unpacks one while the next is packed
+CHUNK_CUSTOMERS = 5_000  # facts travel in chunks: the evaluator evaluates one while the next is packed
 PART_ITEMS = 20_000  # results travel in parts too: one pickle of everything memoizes every object in one table, ~3x slower
 
 StartEvaluating = Callable[[], Any]  # returns an engine.run.BatchEvaluator
