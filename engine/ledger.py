@@ -363,17 +363,20 @@ class Ledger:
                 texts[moment] = to_text(moment)
             return texts[moment]
 
-        rows: list[tuple] = []
-        for t in tasks:
-            rows.append((t.key, "task", t.customer_id, t.rule_id, t.stage, None, t.category, None, t.assignee,
-                         t.priority, None, text(t.due), run_id, issued_at))
-        for m in messages:
-            rows.append((m.key, "message", m.customer_id, m.rule_id, m.stage, m.channel, m.category, m.template, None,
-                         None, text(m.send_at), None, run_id, issued_at))
-        for row in rows:
-            if not row[0]:
-                raise ValueError(f"rule {row[3]}: a {row[1]} without an idempotency key cannot be recorded")
-        n_tasks = sum(1 for r in rows if r[1] == "task")
+        tasks, messages = list(tasks), list(messages)
+        for kind, items in (("task", tasks), ("message", messages)):
+            for item in items:
+                if not item.key:
+                    raise ValueError(f"rule {item.rule_id}: a {kind} without an idempotency key cannot be recorded")
+
+        def rows() -> Iterator[tuple]:  # made as SQLite takes them: a large run's rows are not all held at once
+            for t in tasks:
+                yield (t.key, "task", t.customer_id, t.rule_id, t.stage, None, t.category, None, t.assignee,
+                       t.priority, None, text(t.due), run_id, issued_at)
+            for m in messages:
+                yield (m.key, "message", m.customer_id, m.rule_id, m.stage, m.channel, m.category, m.template, None,
+                       None, text(m.send_at), None, run_id, issued_at)
+
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.execute("DELETE FROM issued WHERE run_id = ?", (run_id,))
@@ -382,9 +385,9 @@ class Ledger:
             seq = known[0] if known else self.conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs").fetchone()[0]
             self.conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
             self.conn.execute("INSERT INTO runs (run_id, seq, as_of, tasks, messages) VALUES (?, ?, ?, ?, ?)",
-                              (run_id, seq, issued_at, n_tasks, len(rows) - n_tasks))
+                              (run_id, seq, issued_at, len(tasks), len(messages)))
             try:
-                self.conn.executemany(f"INSERT INTO issued ({', '.join(FIELDS)}) VALUES ({', '.join('?' for _ in FIELDS)})", rows)
+                self.conn.executemany(f"INSERT INTO issued ({', '.join(FIELDS)}) VALUES ({', '.join('?' for _ in FIELDS)})", rows())
             except sqlite3.IntegrityError:
                 raise LedgerError(Problem(
                     code="ledger-duplicate",

@@ -39,7 +39,6 @@ from engine.readers import load_columns, read_inbox
 from engine.render import make_environment
 from engine.validate import load_checked_policies
 from engine.stages import CustomerFacts, StageSetup, build_stage_modules, stage_feature_catalog
-from engine.xlsx_out import Workbook
 
 # customers.xlsx columns: (feature or tag key, header, cell kind)
 CUSTOMER_COLUMNS = [
@@ -321,6 +320,10 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
             stage_files = {name: book for module in evaluation.modules.values() for name, book in module.workbooks().items()}
             if writer is not None:
                 writer.begin(folder.path, stage_files)
+            else:  # written now: their rows need not be held until the other files are written
+                for name, book in stage_files.items():
+                    book.write(folder.path / name)
+            del stage_files
             guards = guard_evaluation(guard_policy, ledger, {c.customer_id: c for c in dataset.customers}, evaluation,
                                       as_of_time, run_id)
             say("发送保护已检查，写入结果文件 …")
@@ -330,7 +333,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
             staged = recorder.submit(ledger.stage, run_id, as_of_time, evaluation.tasks, evaluation.messages)
             counts = _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts,
                                        evaluation, guards, input_files, template_files, run_id, as_of_time, ledger_path,
-                                       writer, {} if writer is not None else stage_files)
+                                       writer)
             staged.result()
         ledger.commit()
         say("结果文件已写入，联系台账已更新")
@@ -406,24 +409,21 @@ def _ledger_root(ledger_path: Path, outbox: Path) -> str:
 
 
 def _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts, evaluation, guards,
-                      input_files, template_files, run_id, as_of_time, ledger_path, writer: SecondWriter | None,
-                      stage_files: dict[str, Workbook]) -> dict[str, Any]:
-    """Every file of the run folder (``stage_files``: the stage modules' workbooks still to write);
-    returns the counts that go into the manifest."""
+                      input_files, template_files, run_id, as_of_time, ledger_path, writer: SecondWriter | None) -> dict[str, Any]:
+    """Every file of the run folder but the stage modules' (sla.xlsx, written earlier); returns the
+    counts that go into the manifest."""
     out = folder.path
     # Files made of plain lists: the writer helper, if there is one, writes them while this process
     # writes the others (at 100,000 customers ~8 s each way: guards.xlsx 1 s, customers.xlsx 4 s and
     # tasks 3 s there; decision-log summary 2 s, decisions.jsonl 2 s, messages 1.5 s, audit.xlsx
     # 1 s and report.html 0.5 s here). sla.xlsx (2 s) was written there already.
     listed = {"rows": customer_table(evaluation.customer_rows, CUSTOMER_COLUMNS), "tasks": evaluation.tasks}
-    workbooks = {**stage_files, GUARD_REPORT_NAME: guard_report(guards)}
     if writer is not None:
-        writer.write_workbooks(workbooks)
+        writer.write_workbooks({GUARD_REPORT_NAME: guard_report(guards)})
         writer.start(listed)
     else:
+        guard_report(guards).write(out / GUARD_REPORT_NAME)
         write_listed_files(out, listed)
-        for name, workbook in workbooks.items():
-            workbook.write(out / name)
     counts = {
         "customers": len(dataset.customers),
         "interactions": fact_counts["interactions"],

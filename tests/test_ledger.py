@@ -136,6 +136,15 @@ def test_staged_rows_count_only_once_committed(tmp_path):
         assert not ledger.has_run("run-3") and ledger.count() == 2
 
 
+def test_an_item_without_a_key_is_refused_before_anything_is_written(tmp_path):
+    import dataclasses
+
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        with pytest.raises(ValueError, match="rule care.festival: a message without an idempotency key cannot be recorded"):
+            ledger.record("run-1", AS_OF, [task()], [dataclasses.replace(message(), key="")])
+        assert not ledger.has_run("run-1") and ledger.count() == 0 and not ledger.conn.in_transaction
+
+
 def test_history_a_run_sees(tmp_path):
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         ledger.record("run-a", AS_OF, [], [message(period="a")])
