@@ -327,20 +327,25 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
             guards = guard_evaluation(guard_policy, ledger, {c.customer_id: c for c in dataset.customers}, evaluation,
                                       as_of_time, run_id)
             say("发送保护已检查，写入结果文件 …")
-            # The ledger rows are written on a thread (SQLite lets go of the GIL) while the files are,
-            # in a transaction committed only once the run folder is in place: a crash before leaves
-            # nothing issued, and a ledger error stops the run before its folder lands.
-            staged = recorder.submit(ledger.stage, run_id, as_of_time, evaluation.tasks, evaluation.messages)
+            # The ledger rows are written in a transaction committed only once the run folder is in
+            # place: a crash before leaves nothing issued, and a ledger error stops the run before its
+            # folder lands. With the helpers, on a thread while the files are written (SQLite lets go
+            # of the GIL); in one process, after them (its page cache would add to the memory peak).
+            if writer is not None:
+                staged = recorder.submit(ledger.stage, run_id, as_of_time, evaluation.tasks, evaluation.messages)
             counts = _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts,
                                        evaluation, guards, input_files, template_files, run_id, as_of_time, ledger_path,
                                        writer)
-            staged.result()
+            if staged is not None:
+                staged.result()
+            else:
+                ledger.stage(run_id, as_of_time, evaluation.tasks, evaluation.messages)
         ledger.commit()
         say("结果文件已写入，联系台账已更新")
     except BaseException:
         if staged is not None:
             futures_wait([staged])  # the thread may still be writing rows: roll back once it is done
-            ledger.discard()
+        ledger.discard()
         raise
     finally:
         ledger.close()

@@ -96,11 +96,11 @@ def test_a_run_killed_while_writing_its_files_issues_nothing(tmp_path: Path):
     from engine.sample import write_sample
 
     inbox = tmp_path / "inbox"
-    write_sample(inbox, customers=1500, seed=5)
+    write_sample(inbox, customers=3000, seed=5)  # the files take ~1 s to write: time to kill it meanwhile
     outbox = tmp_path / "outbox"
     command = [sys.executable, "-m", "engine.cli", "run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox),
                "--outbox", str(outbox), "--as-of", "2026-11-20"]
-    env = {**os.environ, "CRM_ENGINE_PROCESSES": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "CRM_ENGINE_PROCESSES": "2", "PYTHONUNBUFFERED": "1"}  # rows staged while files are written
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     for line in proc.stdout:
         if "发送保护已检查" in line:  # the guards are done: rows are being staged, files written
