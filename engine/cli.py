@@ -129,7 +129,6 @@ main.add_command(ledger_command)
 _register_tools(main)  # validate, test, explain, diff, verify
 
 
-
 _ENDING_AT_ONCE = False  # set by console_main: the process ends with the command
 _KEPT_UNTIL_EXIT: list = []
 

@@ -44,7 +44,7 @@ from engine.errors import EngineError, Problem
 from engine.features import group_by_customer
 from engine.memory import gc_paused
 from engine.transfer import DECISION_KINDS, drain_decisions, pack_facts, pack_part, unpack_facts, unpack_part
-from engine.xlsx_out import Workbook
+from engine.xlsx_out import Workbook, write_workbooks
 
 # Auto mode uses the helpers only for an inbox at least this large: below, forking and packing cost
 # more than the second core saves (the shipped 500-customer sample is ~0.4 MB, 10,000 customers ~8 MB).
@@ -352,8 +352,7 @@ def _write(conn, send: Callable[[Any], None], write: WriteFiles) -> None:
             folder = payload
         elif kind == "workbooks":
             try:
-                for name, workbook in payload.items():
-                    workbook.write(folder / name)
+                write_workbooks(folder, payload)
             except Exception as exc:  # raised once all has arrived: the main process is still sending
                 failed = exc
         else:

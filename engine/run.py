@@ -25,7 +25,8 @@ from engine.calendar import load_calendars
 from engine.decisions import Firing, Message, Task
 from engine.errors import EngineError, Location, PolicyError, Problem
 from engine.evaluate import Evaluator
-from engine.guards import GUARD_REPORT_NAME, guard_evaluation, guard_report, load_guard_policy, resolve_ledger_path
+from engine.guards import (GUARD_REPORT_NAME, guard_evaluation, guard_report, load_guard_policy, resolve_ledger_path,
+                           write_guard_report)
 from engine.ledger import Ledger
 from engine.features import derive_features, group_by_customer
 from engine.memory import gc_paused
@@ -39,6 +40,7 @@ from engine.readers import load_columns, read_inbox
 from engine.render import make_environment
 from engine.validate import load_checked_policies
 from engine.stages import CustomerFacts, StageSetup, build_stage_modules, stage_feature_catalog
+from engine.xlsx_out import write_workbooks
 
 # customers.xlsx columns: (feature or tag key, header, cell kind)
 CUSTOMER_COLUMNS = [
@@ -321,8 +323,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
             if writer is not None:
                 writer.begin(folder.path, stage_files)
             else:  # written now: their rows need not be held until the other files are written
-                for name, book in stage_files.items():
-                    book.write(folder.path / name)
+                write_workbooks(folder.path, stage_files)
             del stage_files
             guards = guard_evaluation(guard_policy, ledger, {c.customer_id: c for c in dataset.customers}, evaluation,
                                       as_of_time, run_id)
@@ -427,7 +428,7 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
         writer.write_workbooks({GUARD_REPORT_NAME: guard_report(guards)})
         writer.start(listed)
     else:
-        guard_report(guards).write(out / GUARD_REPORT_NAME)
+        write_guard_report(out, guards)
         write_listed_files(out, listed)
     counts = {
         "customers": len(dataset.customers),

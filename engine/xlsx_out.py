@@ -179,6 +179,12 @@ class Workbook:
         write_workbook(path, self.sheets, title=self.title)
 
 
+def write_workbooks(folder: Path, workbooks: Mapping[str, Workbook]) -> None:
+    """Each workbook into ``folder`` under its file name."""
+    for name, workbook in workbooks.items():
+        workbook.write(Path(folder) / name)
+
+
 def write_workbook(
     path: Path,
     sheets: list[Sheet],
