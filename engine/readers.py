@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from itertools import compress, repeat
 from operator import attrgetter
 from pathlib import Path
@@ -83,16 +83,33 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     coercer = columns.coercer()
     near_misses: list[tuple[HeaderMatch, list[Problem]]] = []  # sheets like a table but lacking a column
     # calamine parses a sheet without holding the GIL: the workbooks are parsed on two threads, the
-    # biggest first, while this thread converts each one (in file order) as soon as it is parsed.
+    # biggest first, while this thread converts each one as soon as it is parsed (the small ones while
+    # the biggest is still being parsed). What each file gave is then taken in file order, so the
+    # result, the warnings and the first error do not depend on which parse ended first.
+    read: dict[Path, _FileRead] = {}
     with ThreadPoolExecutor(max_workers=PARSE_THREADS) as pool:
         by_size = sorted(files, key=lambda f: f.stat().st_size, reverse=True)
-        parsed = {path: pool.submit(_parse_workbook, path) for path in by_size}
-        for path in files:
-            for table, objs, rej in _read_workbook(path, parsed.pop(path).result(), columns, coercer, warn, near_misses):
-                found.add(table)
-                parts[table].extend(objs)
-                rejects.extend(rej)
+        parsing = {pool.submit(_parse_workbook, path): path for path in by_size}
+        for future in as_completed(parsing):
+            path = parsing.pop(future)
+            read[path] = one = _FileRead()
+            try:
+                one.tables = _read_workbook(path, future.result(), columns, coercer, one.warnings, one.near_misses)
+            except InputError as exc:
+                one.error = exc
+            del future
             release_free_memory()  # the workbook's cells and raw rows are gone; don't keep their pages
+    for path in files:
+        one = read.pop(path)
+        if one.error is not None:
+            raise one.error
+        for problem in one.warnings:
+            _warn(warn, problem)
+        near_misses.extend(one.near_misses)
+        for table, objs, rej in one.tables:
+            found.add(table)
+            parts[table].extend(objs)
+            rejects.extend(rej)
     # A sheet that looks like customers/interactions/orders but lacks a required column stops the run,
     # unless that table was read from another sheet (then it is an extra sheet, e.g. a pivot table).
     fatal = [p for match, problems in near_misses if match.table not in found for p in problems]
@@ -131,6 +148,15 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     return Dataset(customers, interactions, orders, rejects, [str(p) for p in files])
 
 
+@dataclasses.dataclass
+class _FileRead:
+    """What one workbook gave: its tables (``_read_workbook``), or the error that stopped it."""
+    tables: list[tuple[str, list, list[Reject]]] = dataclasses.field(default_factory=list)
+    warnings: list[Problem] = dataclasses.field(default_factory=list)
+    near_misses: list[tuple[HeaderMatch, list[Problem]]] = dataclasses.field(default_factory=list)
+    error: InputError | None = None
+
+
 def _warn(warnings: list[Problem], problem: Problem) -> None:
     warnings.append(problem)
     log.warning("%s", problem)  # messages name files, sheets and headers only, never cell values
@@ -161,7 +187,8 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                    near_misses: list[tuple[HeaderMatch, list[Problem]]]) -> list[tuple[str, list, list[Reject]]]:
     """Read one parsed workbook: a ``(table name, facts, rejects)`` triple per recognised sheet, in
     sheet order. Sheets that look like a table but lack a required column go to ``near_misses`` (the
-    caller decides once every file is read). Duplicates and unknown customers are checked later, across files."""
+    caller decides once every file is read) and warnings to ``warn`` (logged by the caller, in file order).
+    Duplicates and unknown customers are checked later, across files."""
     name = path.name
     wb, sheets = parsed
     try:
@@ -188,7 +215,7 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                 near_misses.append((match, _missing_columns(columns, table, match, name, sheet)))
                 continue
             if match.unknown:
-                _warn(warn, Problem("unknown-column", f"columns not used: {', '.join(match.unknown)}",
+                warn.append(Problem("unknown-column", f"columns not used: {', '.join(match.unknown)}",
                                     Location(file=name, sheet=sheet), WARNING,
                                     fix=f"if one of them should be read, add its header to {columns.path} "
                                         f"under {table.name}.<field>.aliases"))
@@ -202,7 +229,7 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                 match = find_header(rows, table) or HeaderMatch(hint, 0, {}, {}, [], table.required)
                 near_misses.append((match, _missing_columns(columns, table, match, name, sheet)))
                 continue
-            _warn(warn, Problem("ignored-sheet", f"sheet {sheet} was not read: its name and headers match no "
+            warn.append(Problem("ignored-sheet", f"sheet {sheet} was not read: its name and headers match no "
                                 f"table (customers, interactions, orders)", Location(file=name, sheet=sheet),
                                 WARNING, fix=f"rename the sheet (e.g. 客户信息, 互动记录, 订单) or add its headers "
                                              f"to {columns.path}"))

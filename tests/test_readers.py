@@ -601,6 +601,30 @@ def test_unreadable_file(tmp_path, columns):
     assert exc.value.problems[0].code == "unreadable-file" and exc.value.problems[0].location.file == "broken.xlsx"
 
 
+def test_files_parsed_in_parallel_report_in_file_order(tmp_path, columns):
+    """The workbooks are converted as their parses end (the small ones first), but warnings, facts and
+    the first error come in file-name order, whatever finished first."""
+    inbox = tmp_path / "inbox"
+    # a_customers.xlsx is big (its parse ends last), b_orders.xlsx tiny; both carry a column not used.
+    write_book(inbox / "a_customers.xlsx", {"客户信息": [["客户编号", "客户名称", "内部评级"]] + [
+        [f"C{i:05d}", f"客户{i}", "A"] for i in range(30_000)]})
+    write_book(inbox / "b_orders.xlsx", {"订单": [["订单编号", "客户编号", "下单日期", "订单金额", "QQ号"],
+                                                 ["O1", "C00001", date(2026, 3, 1), 10.0, "123"]]})
+    warnings: list[Problem] = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    assert [(w.location.file, w.message) for w in warnings if w.code == "unknown-column"] == [
+        ("a_customers.xlsx", "columns not used: 内部评级"), ("b_orders.xlsx", "columns not used: QQ号")]
+    assert len(ds.customers) == 30_000 and [o.order_id for o in ds.orders] == ["O1"]
+
+    # Two files that cannot be opened: the error names the first by name.
+    (inbox / "0_broken.xlsx").write_bytes(b"not a zip")
+    (inbox / "z_broken.xlsx").write_bytes(b"not a zip either")
+    for _ in range(5):
+        with pytest.raises(InputError) as exc:
+            read_inbox(inbox, columns)
+        assert [p.location.file for p in exc.value.problems] == ["0_broken.xlsx"]
+
+
 # -- columns.yaml ---------------------------------------------------------------------------------
 
 
