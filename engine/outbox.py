@@ -3,7 +3,9 @@
 ``RunFolder`` gives a temporary folder ``outbox/.tmp-<run_id>-...`` to write into. When the ``with``
 block ends normally the folder is renamed to ``outbox/<run_id>`` (a rename within one filesystem is
 atomic, so readers never see a half-written run). If the block raises, the temporary folder is
-deleted and the outbox is left exactly as it was.
+deleted and the outbox is left exactly as it was. A run that was killed (power cut, SIGKILL, the
+out-of-memory killer) cannot clean up: the next run in that outbox on the same machine tidies up after
+it (``tidy_after_killed_runs``).
 
 Also here: deterministic JSON / JSON Lines writers, file hashing, the run manifest and the run id.
 Everything is byte-for-byte reproducible: the same inputs give the same files (no timestamps of the
@@ -15,8 +17,10 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import secrets
 import shutil
+import socket
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -64,6 +68,25 @@ def digest_files(paths: Iterable[Path], root: Path | None = None) -> str:
 # --- run folder ----------------------------------------------------------------------------------
 
 
+def _this_host() -> str:
+    """This machine's name as it may appear in a folder name (letters, digits, ``.``, ``_``)."""
+    return re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname())[:40] or "host"
+
+
+# .tmp-<run id>-<host>-<pid>-<8 hex> and .old-… (see RunFolder): whose they are, from the right.
+_WORK_FOLDER_RE = re.compile(r"^(?P<prefix>\.tmp-|\.old-)(?P<run_id>.+)-(?P<host>[A-Za-z0-9._]+)-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def _process_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists but belongs to another user
+    return True
+
+
 class RunFolder:
     """``with RunFolder(outbox, run_id) as run: write files into run.path``.
 
@@ -71,6 +94,9 @@ class RunFolder:
     ``overwrite=False`` (default) raises ``OutboxError`` naming it (checked on entry too, so no work
     is wasted); ``overwrite=True`` replaces it - the old folder is first renamed aside, then the new
     one renamed in, then the old one deleted. On an exception the temporary folder is removed.
+
+    The working folders carry the machine's name and the process id, so that ``tidy_after_killed_runs``
+    can tell those of runs that were killed.
     """
 
     def __init__(self, outbox: Path, run_id: str, *, overwrite: bool = False) -> None:
@@ -94,7 +120,7 @@ class RunFolder:
             raise self._exists_error()
         # os.mkdir (not tempfile.mkdtemp, which makes a 0700 folder): the published folder should
         # get the usual permissions so colleagues can open it.
-        tmp = self.outbox / f"{TMP_PREFIX}{self.run_id}-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = self.outbox / self._work_name(TMP_PREFIX)
         os.mkdir(tmp)
         self._tmp = tmp
         return self
@@ -125,7 +151,7 @@ class RunFolder:
                 # Another run published the same id in the meantime: handled below.
         if not self.overwrite:
             raise self._exists_error()
-        old = self.outbox / f"{OLD_PREFIX}{self.run_id}-{os.getpid()}-{secrets.token_hex(4)}"
+        old = self.outbox / self._work_name(OLD_PREFIX)
         os.rename(final, old)
         try:
             os.rename(tmp, final)
@@ -133,6 +159,9 @@ class RunFolder:
             os.rename(old, final)  # put the previous run back
             raise
         shutil.rmtree(old, ignore_errors=True)
+
+    def _work_name(self, prefix: str) -> str:
+        return f"{prefix}{self.run_id}-{_this_host()}-{os.getpid()}-{secrets.token_hex(4)}"
 
     def _exists_error(self) -> OutboxError:
         return OutboxError(
@@ -155,6 +184,37 @@ def _check_run_id(run_id: str) -> None:
         or run_id != run_id.strip()
     ):
         raise ValueError(f"invalid run id {run_id!r}")
+
+
+def tidy_after_killed_runs(outbox: Path) -> list[str]:
+    """Tidy up after runs on this machine that were killed before they could: their temporary folders
+    are removed, and a run folder set aside by an overwrite (``--force``) killed half-way is put back.
+    Returns what was done, one line each. The working folders of runs still going (their process
+    exists), or of other machines sharing the outbox, are left alone."""
+    outbox = Path(outbox)
+    if os.name != "posix" or not outbox.is_dir():
+        return []  # elsewhere os.kill(pid, 0) would not merely ask
+    host, done = _this_host(), []
+    for entry in sorted(outbox.iterdir(), key=lambda p: p.name):
+        m = _WORK_FOLDER_RE.match(entry.name)
+        if m is None or m["host"] != host or not entry.is_dir() or _process_running(int(m["pid"])):
+            continue
+        final = outbox / m["run_id"]
+        if m["prefix"] == OLD_PREFIX and not final.exists() and _valid_run_id(m["run_id"]):
+            os.rename(entry, final)
+            done.append(f"已恢复 {final.name}（替换它的一次运行中途被中断）")
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+            done.append(f"已删除 {entry.name}（一次被中断的运行留下的临时文件夹）")
+    return done
+
+
+def _valid_run_id(run_id: str) -> bool:
+    try:
+        _check_run_id(run_id)
+    except ValueError:
+        return False
+    return True
 
 
 # --- files ---------------------------------------------------------------------------------------

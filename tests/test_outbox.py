@@ -255,3 +255,62 @@ def test_write_jsonl_dates_read_as_isoformat(tmp_path):
 def test_write_json_rejects_unknown_types(tmp_path):
     with pytest.raises(TypeError):
         write_json(tmp_path / "x.json", {"x": object()})
+
+
+# --- after killed runs ---------------------------------------------------------------------------
+
+
+def _ended_pid() -> int:
+    """The id of a process that has ended."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_runs_folders_are_tidied_by_the_next_run(tmp_path):
+    import os
+
+    from engine.outbox import _this_host, tidy_after_killed_runs
+
+    outbox = tmp_path / "outbox"
+    host, dead, alive = _this_host(), _ended_pid(), os.getpid()
+    made = {
+        f".tmp-2026-11-20_aaaaaaaa-{host}-{dead}-0123abcd": "killed while writing",
+        f".tmp-2026-11-20_bbbbbbbb-{host}-{alive}-0123abcd": "a run still going",
+        f".tmp-2026-11-20_cccccccc-otherhost-{dead}-0123abcd": "a run on another machine",
+        f".old-2026-11-20_dddddddd-{host}-{dead}-0123abcd": "set aside, its replacement never landed",
+        f".old-2026-11-20_eeeeeeee-{host}-{dead}-0123abcd": "set aside, its replacement landed",
+        "2026-11-20_eeeeeeee": "the replacement",
+        ".tmp-notes": "not a run's",
+    }
+    for name, text in made.items():
+        (outbox / name).mkdir(parents=True)
+        (outbox / name / "note.txt").write_text(text, encoding="utf-8")
+
+    assert tidy_after_killed_runs(outbox) == [
+        f"已恢复 2026-11-20_dddddddd（替换它的一次运行中途被中断）",
+        f"已删除 .old-2026-11-20_eeeeeeee-{host}-{dead}-0123abcd（一次被中断的运行留下的临时文件夹）",
+        f"已删除 .tmp-2026-11-20_aaaaaaaa-{host}-{dead}-0123abcd（一次被中断的运行留下的临时文件夹）",
+    ]
+    assert listing(outbox) == sorted([
+        ".tmp-2026-11-20_bbbbbbbb-" f"{host}-{alive}-0123abcd", f".tmp-2026-11-20_cccccccc-otherhost-{dead}-0123abcd",
+        ".tmp-notes", "2026-11-20_dddddddd", "2026-11-20_eeeeeeee"])
+    assert (outbox / "2026-11-20_dddddddd" / "note.txt").read_text(encoding="utf-8") == made[
+        f".old-2026-11-20_dddddddd-{host}-{dead}-0123abcd"]
+    assert (outbox / "2026-11-20_eeeeeeee" / "note.txt").read_text(encoding="utf-8") == "the replacement"
+    assert tidy_after_killed_runs(outbox) == []  # nothing more to do
+    assert tidy_after_killed_runs(tmp_path / "no-outbox-yet") == []
+
+
+def test_working_folders_name_this_machine_and_process(tmp_path):
+    import os
+
+    from engine.outbox import _WORK_FOLDER_RE, _this_host
+
+    with RunFolder(tmp_path, "2026-11-20_abcdef12") as run:
+        m = _WORK_FOLDER_RE.match(run.path.name)
+        assert m and (m["prefix"], m["run_id"], m["host"], int(m["pid"])) == (
+            ".tmp-", "2026-11-20_abcdef12", _this_host(), os.getpid())

@@ -109,11 +109,38 @@ def test_a_run_killed_while_writing_its_files_issues_nothing(tmp_path: Path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert [p.name for p in outbox.iterdir() if not p.name.startswith(".")] == ["ledger.sqlite"]  # no run folder
+    (left,) = [p.name for p in outbox.iterdir() if p.name.startswith(".tmp-")]  # the killed run could not tidy up
     with Ledger(outbox / "ledger.sqlite") as ledger:
         assert ledger.runs() == [] and ledger.count() == 0
 
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert f"已删除 {left}（一次被中断的运行留下的临时文件夹）" in done.stderr  # the next run did (progress lines go to stderr)
+    assert [p.name for p in outbox.iterdir() if p.name.startswith(".")] == []
     with Ledger(outbox / "ledger.sqlite") as ledger:
         (recorded,) = ledger.runs()
         assert recorded["tasks"] > 0 and ledger.count() == recorded["tasks"] + recorded["messages"]
+
+
+def test_an_overwrite_killed_half_way_gets_its_run_folder_back(tmp_path: Path):
+    """``run --force`` sets the run folder aside before renaming the new one in; killed in between, the
+    outbox would lack the run. The next run puts it back, and then finds the run already done."""
+    import subprocess
+    import sys
+
+    from engine.outbox import _this_host
+
+    inbox = inbox_with_two_customers(tmp_path)
+    outbox = tmp_path / "out"
+    run(inbox, outbox, "2026-11-20")
+    folder = folder_for(outbox, "2026-11-20")
+    before = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    aside = outbox / f".old-{folder.name}-{_this_host()}-{ended.pid}-89abcdef"
+    folder.rename(aside)  # as a killed overwrite leaves it
+
+    again = run(inbox, outbox, "2026-11-20")
+    assert f"已恢复 {folder.name}（替换它的一次运行中途被中断）" in again.output
+    assert "这一批数据已经运行过" in again.output  # found done: nothing written, nothing issued again
+    assert not aside.exists() and sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == before
