@@ -35,6 +35,7 @@ __all__ = [
     "DayInfo",
     "DeclaredYear",
     "Duration",
+    "coverage_warnings",
     "load_calendars",
     "parse_duration",
 ]
@@ -580,6 +581,34 @@ _CALENDAR_KEYS = (
 )
 _YEAR_KEYS = ("source", "holidays", "workdays")
 _ENTRY_KEYS = ("dates", "date", "name")
+
+
+# A run warns this many days ahead that a year without holiday data is coming: SLA deadlines, due
+# dates and revisits computed in late autumn already reach into the next year.
+COVERAGE_LOOKAHEAD_DAYS = 60
+
+
+def coverage_warnings(calendars: dict[str, BusinessCalendar], as_of: date,
+                      days_ahead: int = COVERAGE_LOOKAHEAD_DAYS) -> list[Problem]:
+    """A warning per calendar and year, from ``as_of`` to ``days_ahead`` days later, whose public
+    holidays neither chinesecalendar nor the file know: said before a run's deadlines reach that
+    year (then the run stops, or with ``on_uncovered_year: warn`` counts only weekends as rest days)."""
+    years = range(as_of.year, (as_of + timedelta(days=days_ahead)).year + 1)
+    first, last = _library_years()
+    out = []
+    for name in sorted(calendars):
+        calendar = calendars[name]
+        for year in calendar.uncovered_years(years):
+            file = calendar.location.file or "policies/calendar.yaml"
+            then = ("a run whose deadlines or due dates fall in it will stop" if calendar.on_uncovered_year == "error"
+                    else "deadlines and due dates in it will count only weekends as rest days (on_uncovered_year: warn)")
+            out.append(Problem(
+                code="calendar-year-ahead", severity=WARNING, location=calendar.location,
+                message=f"calendar '{name}' has no public holidays for {year} yet (chinesecalendar "
+                        f"{chinese_calendar.__version__} knows {first}-{last}, {file} declares none for {year}): {then}",
+                fix=f"once the State Council announces the {year} holidays, add them to {file} under "
+                    f"declared_holidays: {year}: {{holidays: [...], workdays: [...]}}"))
+    return out
 
 
 def load_calendars(path: str | Path) -> dict[str, BusinessCalendar]:

@@ -241,9 +241,10 @@ class SecondEvaluator(_Forked):
         except (EOFError, OSError):
             pass
 
-    def receive(self) -> tuple[dict[str, list], dict[str, Any]]:
-        """Wait for the result: its ``rows``, ``tasks``, ``messages`` and ``firings`` (a dict of lists)
-        and its stage modules' states. Raises the error it met, as it met it: the error one process
+    def receive(self) -> tuple[dict[str, list], tuple[dict[str, Any], list[Problem]]]:
+        """Wait for the result: its ``rows``, ``tasks``, ``messages`` and ``firings`` (a dict of lists),
+        and its stage modules' states with its warnings (``Evaluation.warnings``). Raises the error it
+        met, as it met it: the error one process
         evaluating every customer would have stopped with."""
         if self._reader is not None:
             self._reader.join()
@@ -302,7 +303,7 @@ def _evaluate(conn, send: Callable[[Any], None], start: StartEvaluating) -> None
             send(message)
     if frame is None:
         return
-    send(("states", {stage: module.export_state() for stage, module in evaluation.modules.items()}))
+    send(("states", ({stage: module.export_state() for stage, module in evaluation.modules.items()}, evaluation.warnings)))
     conn.send_bytes(b"")  # the end: the main process's reading thread stops
     _end_at_once()
 

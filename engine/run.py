@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from engine.actions import ActionBuilder
 from engine.audit import refresh_outputs, summarize_firings, write_audit, write_report
 from engine.backends import get_backend
-from engine.calendar import load_calendars
+from engine.calendar import coverage_warnings, load_calendars
 from engine.decisions import Firing, Message, Task
 from engine.errors import EngineError, Location, PolicyError, Problem
 from engine.evaluate import Evaluator
@@ -113,6 +113,8 @@ class Evaluation:
     messages: list[Message]
     firings: list[Firing]
     modules: dict[str, Any] = field(default_factory=dict)  # stage modules, to write their own files
+    # Said, not fatal: a year without holiday data met by a calendar with on_uncovered_year: warn.
+    warnings: list[Problem] = field(default_factory=list)
 
 
 def end_of_day(day: date) -> datetime:
@@ -162,6 +164,7 @@ class BatchEvaluator:
         self.kept_names = list(dict.fromkeys([key for key, _, _ in CUSTOMER_COLUMNS] + self.evaluator.tag_names
                                               + self.evaluator.score_names + list(stage_feature_catalog())))
         self.release_facts = release_facts
+        self.calendars = calendars
         self.evaluation = Evaluation([], [], [], [], modules)
 
     def add(self, customers: list, interactions_by_customer: dict[str, list], orders_by_customer: dict[str, list],
@@ -235,6 +238,12 @@ class BatchEvaluator:
             rows.append(row)
             if progress and (n + 1) % 5000 == 0:
                 progress(n + 1, total)
+        self.evaluation.warnings = merge_warnings(cal.warnings for cal in self.calendars.values())
+
+
+def merge_warnings(lists: Iterable[list[Problem]]) -> list[Problem]:
+    """The warnings of several lists, each once, in a stable order."""
+    return sorted({str(w): w for ws in lists for w in ws}.values(), key=str)
 
 
 def run_batch(options: RunOptions, progress: Callable[[str], None] | None = None) -> RunResult:
@@ -258,6 +267,8 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
     guard_policy = load_guard_policy(policyset)
     columns_path = policies / "columns.yaml"
     columns = load_columns(columns_path)
+    # "2027 has no holiday data yet", said weeks before a deadline reaches it and stops a run.
+    ahead = coverage_warnings(load_calendars(policyset.root / "calendar.yaml"), options.as_of)
 
     def evaluate_part(part: Dataset, progress: Callable[[int, int], None] | None = None) -> Evaluation:
         return evaluate_dataset(policyset, part, options.as_of, templates, options.engine, progress=progress,
@@ -295,7 +306,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
                 warnings.append(Problem(code="run-not-in-ledger", severity="warning", location=Location(file=str(ledger_path)),
                                         message=f"run {run_id} has a folder but is not in the contact ledger; its items may be issued again",
                                         fix="run again with --force to record it"))
-        return RunResult(run_id, target, already_done=True, warnings=warnings)
+        return RunResult(run_id, target, already_done=True, warnings=[*ahead, *warnings])
 
     fact_counts = {"interactions": len(dataset.interactions), "orders": len(dataset.orders)}
     # Evaluating builds millions of objects without reference cycles: the cyclic collector would only
@@ -352,7 +363,8 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
         raise
     finally:
         ledger.close()
-    return RunResult(run_id, target, counts=counts, warnings=[*policyset.warnings, *input_warnings],
+    return RunResult(run_id, target, counts=counts,
+                     warnings=[*policyset.warnings, *input_warnings, *ahead, *evaluation.warnings],
                      retained=(dataset, evaluation, guards))
 
 
@@ -382,7 +394,7 @@ def _evaluate_in_two(evaluate_part: Callable[..., Evaluation], helper: SecondEva
     dataset.interactions, dataset.orders = [], []
     say(f"分两个进程评估：本进程 {mine} 位客户，另一进程 {len(customers) - mine} 位")
     evaluation = evaluate_part(part, progress=lambda done, total: say(f"已评估 {done}/{total} 位客户（本进程）"))
-    theirs, states = helper.receive()
+    theirs, (states, their_warnings) = helper.receive()
     evaluation.customer_rows += theirs["rows"]
     evaluation.tasks += theirs["tasks"]
     evaluation.messages += theirs["messages"]
@@ -390,6 +402,7 @@ def _evaluate_in_two(evaluate_part: Callable[..., Evaluation], helper: SecondEva
     by_id = {c.customer_id: c for c in customers[mine:]}
     for stage, module in evaluation.modules.items():
         module.absorb(states[stage], by_id)
+    evaluation.warnings = merge_warnings([evaluation.warnings, their_warnings])
     say(f"已评估 {len(customers)}/{len(customers)} 位客户（两个进程）")
     return evaluation
 

@@ -16,6 +16,7 @@ from engine.calendar import (
     BusinessCalendar,
     CalendarCoverageError,
     Duration,
+    coverage_warnings,
     load_calendars,
     parse_duration,
 )
@@ -346,6 +347,29 @@ def test_uncovered_years_can_be_checked_ahead(standard, calendars, tmp_path):
     assert calendars["hotline_24x7"].uncovered_years([2027]) == []
     declared = company(tmp_path, declared="declared_holidays:\n  2027:\n    holidays: [2027-01-01]")
     assert declared.uncovered_years([2026, 2027, 2028]) == [2028]
+
+
+def test_a_year_without_holidays_is_announced_sixty_days_ahead(calendars, tmp_path):
+    """Runs warn from 60 days before the new year that it has no holiday data (the shipped file:
+    only the standard calendar follows public holidays); nothing once the year is declared."""
+    assert coverage_warnings(calendars, date(2026, 11, 1)) == []  # 60 days on is still 2026
+    (ahead,) = coverage_warnings(calendars, date(2026, 11, 2))
+    file = str(REPO / "policies" / "calendar.yaml")
+    assert (ahead.code, ahead.severity, ahead.location.file, ahead.location.line) == ("calendar-year-ahead", WARNING, file, 22)
+    assert ahead.message == (f"calendar 'standard' has no public holidays for 2027 yet (chinesecalendar 1.11.0 knows "
+                             f"2004-2026, {file} declares none for 2027): a run whose deadlines or due dates fall in it will stop")
+    assert ahead.fix == (f"once the State Council announces the 2027 holidays, add them to {file} under "
+                         "declared_holidays: 2027: {holidays: [...], workdays: [...]}")
+    assert [w.message.split(" yet")[0] for w in coverage_warnings(calendars, date(2027, 3, 1))] == [
+        "calendar 'standard' has no public holidays for 2027"]
+
+    declared = {"office": company(tmp_path, declared="declared_holidays:\n  2027:\n    holidays: [2027-01-01]")}
+    assert coverage_warnings(declared, date(2026, 12, 20)) == []
+    (later,) = coverage_warnings(declared, date(2027, 12, 20))
+    assert "no public holidays for 2028 yet" in later.message
+    warn_mode = {"office": company(tmp_path, on_uncovered="warn")}
+    (soft,) = coverage_warnings(warn_mode, date(2026, 12, 20))
+    assert soft.message.endswith("deadlines and due dates in it will count only weekends as rest days (on_uncovered_year: warn)")
 
 
 def test_uncovered_year_warn_mode(tmp_path):

@@ -124,10 +124,11 @@ def test_the_evaluating_helper_reads_while_it_works_and_its_results_wait_in_this
         go.set()
         helper._process.join(60)  # it ends once everything is sent: nobody had to receive() yet
         assert helper._process.exitcode == 0
-        theirs, states = helper.receive()
+        theirs, (states, warnings) = helper.receive()
     finally:
         helper.close()
     ours = evaluate_dataset(policyset, dataset, as_of, templates, release_facts=True)
+    assert warnings == ours.warnings == []
     assert len(theirs["firings"]) > 5000
     for kind, mine in zip(DECISION_KINDS, (ours.customer_rows, ours.tasks, ours.messages, ours.firings)):
         assert theirs[kind] == mine, kind
@@ -180,6 +181,58 @@ def test_an_error_in_the_second_process_is_the_error_one_process_gives(tmp_path:
         assert multiprocessing.active_children() == []
     assert errors["one"] == errors["two"]
     assert "sms/offer.txt:1:1: error:" in errors["two"] and "[template-error]" in errors["two"], errors["two"]
+
+
+def test_a_calendar_without_next_years_holidays_is_said_once_by_one_process_or_two(tmp_path: Path, monkeypatch,
+                                                                                   policy_copy: Path, helpers_for_any_size):
+    """With on_uncovered_year: warn, a run on 2026-12-28 computes deadlines in 2027 with weekends only:
+    it says so once (met by both processes), besides the warning ahead, and the files are the same."""
+    from click.testing import CliRunner
+
+    from conftest import ROOT
+    from engine.cli import main
+
+    calendar = policy_copy / "calendar.yaml"
+    calendar.write_text(calendar.read_text(encoding="utf-8").replace("on_uncovered_year: error", "on_uncovered_year: warn"),
+                        encoding="utf-8")
+    for name, processes in (("one", "1"), ("two", "2")):
+        monkeypatch.setenv("CRM_ENGINE_PROCESSES", processes)
+        result = CliRunner().invoke(main, ["run", "--policies", str(policy_copy), "--inbox", str(ROOT / "inbox"),
+                                           "--outbox", str(tmp_path / name), "--as-of", "2026-12-28"])
+        assert result.exit_code == 0, result.output
+        assert ("分两个进程评估" in result.output) == (processes == "2")
+        said = [line for line in result.output.splitlines() if "warning:" in line and "calendar" in line]
+        assert [line.rsplit("[", 1)[1] for line in said] == ["calendar-year-ahead]", "calendar-year-not-covered]"], said
+        assert "calendar 'standard' needs the public holidays of 2027" in said[1]
+        assert said[1].endswith("; only the weekly schedule was used (weekends are rest days, holidays ignored) [calendar-year-not-covered]")
+    _assert_same_run_folders(tmp_path, "one", "two")
+
+
+def test_the_evaluating_helper_sends_back_its_warnings(policy_copy: Path):
+    from datetime import date
+
+    from conftest import ROOT
+    from engine.parallel import SecondEvaluator, facts_start
+    from engine.readers import load_columns, read_inbox
+    from engine.run import BatchEvaluator
+    from engine.validate import load_checked_policies
+
+    calendar = policy_copy / "calendar.yaml"
+    calendar.write_text(calendar.read_text(encoding="utf-8").replace("on_uncovered_year: error", "on_uncovered_year: warn"),
+                        encoding="utf-8")
+    templates = policy_copy.parent / "templates"
+    policyset = load_checked_policies(policy_copy, templates)
+    dataset = read_inbox(ROOT / "inbox", load_columns(policy_copy / "columns.yaml"))
+    helper = SecondEvaluator(lambda: BatchEvaluator(policyset, date(2026, 12, 28), templates, release_facts=True))
+    try:
+        last = len(dataset.customers) - 50
+        helper.send(dataset.customers[last:], dataset.interactions[facts_start(dataset.interactions, dataset.customers, last):],
+                    dataset.orders[facts_start(dataset.orders, dataset.customers, last):])
+        _, (_, warnings) = helper.receive()
+    finally:
+        helper.close()
+    assert [(w.code, w.severity) for w in warnings] == [("calendar-year-not-covered", "warning")]
+    assert "calendar 'standard' needs the public holidays of 2027" in warnings[0].message
 
 
 def test_no_helpers_while_other_threads_run(tmp_path: Path, helpers_for_any_size):
