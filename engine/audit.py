@@ -299,9 +299,12 @@ def _manifest_rows(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
             rows.append((key, manifest[key]))
     for key, value in _flatten("counts", manifest.get("counts", {})):
         rows.append((key, value if not isinstance(value, (dict, list)) else str(value)))
+    for n, w in enumerate(manifest.get("warnings", []), 1):  # one row each, as the run printed it
+        rows.append((f"warnings.{n}", f"{w.get('where', '')}: {w['message']} [{w['code']}]"
+                                      + (f"; fix: {w['fix']}" if w.get("fix") else "")))
     for key in sorted(manifest):
         if key not in ("tool", "version", "run_id", "as_of", "as_of_time", "engine", "roots", "counts", "inputs",
-                       "policies", "templates", "outputs"):
+                       "policies", "templates", "outputs", "warnings"):
             for k, v in _flatten(key, manifest[key]):
                 rows.append((k, v))
     return [(k, None if v is None else (v if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v))) for k, v in rows]
@@ -495,7 +498,8 @@ def report_data(manifest: dict[str, Any], evaluation: Any, summary: FiringSummar
             bar_chart("guards", "被拦截的决策（按保护规则）", _by_count(guards))]})
 
     files = [(GROUP_LABELS[g], e["path"], e["sha256"][:12]) for g in GROUP_LABELS for e in manifest.get(g, [])]
-    return {"manifest": manifest, "cards": cards, "sections": sections, "files": files}
+    warnings = [(w.get("where", ""), w["message"], w.get("fix") or "") for w in manifest.get("warnings", [])]
+    return {"manifest": manifest, "cards": cards, "warnings": warnings, "sections": sections, "files": files}
 
 
 def _report_environment(manifest: dict[str, Any]) -> ImmutableSandboxedEnvironment:

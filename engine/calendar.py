@@ -611,9 +611,11 @@ def coverage_warnings(calendars: dict[str, BusinessCalendar], as_of: date,
     return out
 
 
-def load_calendars(path: str | Path) -> dict[str, BusinessCalendar]:
-    """Read ``policies/calendar.yaml``. Every problem found is reported at once as a PolicyError."""
-    file = str(path)
+def load_calendars(path: str | Path, display: str | None = None) -> dict[str, BusinessCalendar]:
+    """Read ``policies/calendar.yaml``. Every problem found is reported at once as a PolicyError.
+    ``display``: the file's name in problems and warnings (a run names policy files relative to the
+    policies folder, as ``calendar.yaml``); else the path as given."""
+    file = display or str(path)
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:

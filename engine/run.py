@@ -146,7 +146,7 @@ class BatchEvaluator:
 
     def __init__(self, policyset: PolicySet, as_of: date, templates: Path, engine: str = "python",
                  as_of_time: datetime | None = None, release_facts: bool = False):
-        calendars = load_calendars(policyset.root / "calendar.yaml")
+        calendars = load_calendars(policyset.root / "calendar.yaml", display="calendar.yaml")
         org = policyset.organization
         if org.task_calendar not in calendars:
             raise PolicyError(Problem(code="unknown-calendar", message=f"task_calendar '{org.task_calendar}' is not defined in calendar.yaml",
@@ -268,7 +268,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
     columns_path = policies / "columns.yaml"
     columns = load_columns(columns_path)
     # "2027 has no holiday data yet", said weeks before a deadline reaches it and stops a run.
-    ahead = coverage_warnings(load_calendars(policyset.root / "calendar.yaml"), options.as_of)
+    ahead = coverage_warnings(load_calendars(policyset.root / "calendar.yaml", display="calendar.yaml"), options.as_of)
 
     def evaluate_part(part: Dataset, progress: Callable[[int, int], None] | None = None) -> Evaluation:
         return evaluate_dataset(policyset, part, options.as_of, templates, options.engine, progress=progress,
@@ -324,6 +324,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
     say(f"评估完成：拟派任务 {len(evaluation.tasks)}，拟发消息 {len(evaluation.messages)}（发送保护检查前）")
     if options.cross_check:
         _cross_check(evaluation, policyset, dataset, options, templates, say)
+    warnings = [*policyset.warnings, *input_warnings, *ahead, *evaluation.warnings]  # printed, and kept in the manifest
     ledger = Ledger(ledger_path)
     recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crm-engine-ledger")
     cleanup.callback(recorder.shutdown)
@@ -349,7 +350,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
                 staged = recorder.submit(ledger.stage, run_id, as_of_time, evaluation.tasks, evaluation.messages)
             counts = _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts,
                                        evaluation, guards, input_files, template_files, run_id, as_of_time, ledger_path,
-                                       writer)
+                                       writer, warnings)
             if staged is not None:
                 staged.result()
             else:
@@ -363,8 +364,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
         raise
     finally:
         ledger.close()
-    return RunResult(run_id, target, counts=counts,
-                     warnings=[*policyset.warnings, *input_warnings, *ahead, *evaluation.warnings],
+    return RunResult(run_id, target, counts=counts, warnings=warnings,
                      retained=(dataset, evaluation, guards))
 
 
@@ -430,7 +430,8 @@ def _ledger_root(ledger_path: Path, outbox: Path) -> str:
 
 
 def _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts, evaluation, guards,
-                      input_files, template_files, run_id, as_of_time, ledger_path, writer: SecondWriter | None) -> dict[str, Any]:
+                      input_files, template_files, run_id, as_of_time, ledger_path, writer: SecondWriter | None,
+                      warnings: list[Problem]) -> dict[str, Any]:
     """Every file of the run folder but the stage modules' (sla.xlsx, written earlier); returns the
     counts that go into the manifest."""
     out = folder.path
@@ -467,6 +468,9 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     manifest["inputs"] = [file_entry(p, options.inbox.resolve()) for p in input_files]
     manifest["policies"] = [file_entry(p, policies) for p in sorted({*policyset.files, columns_path})]
     manifest["templates"] = [file_entry(p, templates) for p in template_files]
+    # What the run said besides its results (unknown columns, a year without holiday data, ...): an
+    # auditor reads them here and in report.html, long after the console is gone.
+    manifest["warnings"] = [w.to_dict() for w in warnings]
     # What audit.xlsx and report.html show about the decision log, gathered once for both (at 100k
     # customers ~2 s for 1.1M firings; each file on its own would take as long again).
     firing_summary = summarize_firings(evaluation.firings, policyset)

@@ -278,3 +278,26 @@ def test_report_charts_render_in_headless_chromium(run, tmp_path: Path):
     assert painted > 0.05 * width * height, "the page is (nearly) blank"
     assert count_color(pixels, bpp, BAR_COLOR) > 2000, "no blue bars painted"
     assert count_color(pixels, bpp, SLA_COLORS["met"]) > 200, "no SLA 'met' bars painted"
+
+
+def test_the_runs_warnings_are_kept_in_manifest_report_and_audit(run, tmp_path: Path):
+    """What the run printed besides its results stays with the run folder: the sample run on
+    2026-11-20 is told that 2027 has no holiday data yet; one in June is told nothing."""
+    manifest, evaluation, policyset = run
+    (warning,) = manifest["warnings"]
+    assert {k: warning[k] for k in ("code", "severity", "where")} == {
+        "code": "calendar-year-ahead", "severity": "warning", "where": "calendar.yaml:22:3"}
+    assert warning["message"].startswith("calendar 'standard' has no public holidays for 2027 yet")
+    html = write_report(tmp_path, manifest, evaluation).read_text(encoding="utf-8")
+    section = html[html.index('<section id="warnings">'):html.index("</section>", html.index('<section id="warnings">'))]
+    assert "<code>calendar.yaml:22:3</code>：calendar &#39;standard&#39; has no public holidays for 2027 yet" in section
+    assert "处理办法 fix：once the State Council announces the 2027 holidays" in section
+    info = dict(openpyxl.load_workbook(write_audit(tmp_path, manifest, evaluation, policyset), read_only=True)["运行清单"]
+                .iter_rows(min_row=2, max_col=2, values_only=True))
+    assert info["warnings.1"].startswith("calendar.yaml:22:3: calendar 'standard' has no public holidays for 2027 yet")
+    assert "[calendar-year-ahead]; fix: once the State Council" in info["warnings.1"]
+
+    june = run_batch(RunOptions(policies=SHIPPED_POLICIES, inbox=SAMPLE_INBOX, outbox=tmp_path / "june",
+                                as_of=datetime(2026, 6, 1).date()))
+    assert june.warnings == [] and read_manifest(june.folder)["warnings"] == []
+    assert '<section id="warnings">' not in (june.folder / REPORT_NAME).read_text(encoding="utf-8")
