@@ -291,12 +291,12 @@ def test_a_killed_runs_folders_are_tidied_by_the_next_run(tmp_path):
         (outbox / name / "note.txt").write_text(text, encoding="utf-8")
 
     assert tidy_after_killed_runs(outbox) == [
-        f"已恢复 2026-11-20_dddddddd（替换它的一次运行中途被中断）",
+        "已恢复 2026-11-20_dddddddd（替换它的一次运行中途被中断）",
         f"已删除 .old-2026-11-20_eeeeeeee-{host}-{dead}-0123abcd（一次被中断的运行留下的临时文件夹）",
         f"已删除 .tmp-2026-11-20_aaaaaaaa-{host}-{dead}-0123abcd（一次被中断的运行留下的临时文件夹）",
     ]
     assert listing(outbox) == sorted([
-        ".tmp-2026-11-20_bbbbbbbb-" f"{host}-{alive}-0123abcd", f".tmp-2026-11-20_cccccccc-otherhost-{dead}-0123abcd",
+        f".tmp-2026-11-20_bbbbbbbb-{host}-{alive}-0123abcd", f".tmp-2026-11-20_cccccccc-otherhost-{dead}-0123abcd",
         ".tmp-notes", "2026-11-20_dddddddd", "2026-11-20_eeeeeeee"])
     assert (outbox / "2026-11-20_dddddddd" / "note.txt").read_text(encoding="utf-8") == made[
         f".old-2026-11-20_dddddddd-{host}-{dead}-0123abcd"]
