@@ -244,8 +244,7 @@ class SecondEvaluator(_Forked):
     def receive(self) -> tuple[dict[str, list], tuple[dict[str, Any], list[Problem]]]:
         """Wait for the result: its ``rows``, ``tasks``, ``messages`` and ``firings`` (a dict of lists),
         and its stage modules' states with its warnings (``Evaluation.warnings``). Raises the error it
-        met, as it met it: the error one process
-        evaluating every customer would have stopped with."""
+        met, as it met it: the error one process evaluating every customer would have stopped with."""
         if self._reader is not None:
             self._reader.join()
         decisions: dict[str, list] = {kind: [] for kind in DECISION_KINDS}
