@@ -23,6 +23,10 @@ re-executing a run reproduces identical output, and ``record`` replaces its rows
 in the order). Nothing is issued twice this way: later runs were guarded against this run's rows.
 A *new* run sees every recorded run, whatever their as-of dates, even if it re-runs an older day.
 
+One run at a time: ``one_run_at_a_time`` lets a run check the guards against the ledger and record
+its rows only when no other run on the same ledger is between those two steps (a second run waits,
+and then sees the first one's rows: nothing is issued twice, and no run fails on a duplicate).
+
 Crash safety: ``record`` writes a run's rows in one transaction. The caller records only after the
 run folder has been renamed into place, so a failed run leaves the ledger unchanged; see
 ``has_run`` for the (narrow) case of a folder without ledger rows.
@@ -30,11 +34,18 @@ run folder has been renamed into place, so a failed run leaves the ledger unchan
 from __future__ import annotations
 
 import csv
+import os
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # not on a POSIX system
+    fcntl = None
 
 from engine.decisions import Message, Task
 from engine.errors import EngineError, Location, Problem
@@ -394,7 +405,7 @@ class Ledger:
                     message=f"运行 {run_id} 要记录的任务或消息已由其他运行发出（或本次重复）；未写入台账"
                             f" / run {run_id} tried to record an item another run already issued (or twice); nothing was recorded",
                     location=Location(file=str(self.path)),
-                    fix="先用 engine.guards.apply_guards 过滤 / filter the run with the guards first",
+                    fix="再运行一次：发送保护会跳过已由其他运行发出的项 / run again: the guards then skip what another run issued",
                 )) from None
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -452,6 +463,34 @@ EXPORT_COLUMNS = [
     ("run_id", "运行编号 run", "text"),
     ("key", "幂等键 key", "text"),
 ]
+
+
+@contextmanager
+def one_run_at_a_time(ledger_path: Path, waiting: Callable[[str], None]) -> Iterator[None]:
+    """Hold the ledger for one run: from checking the guards against it until its rows are committed.
+
+    A lock on the hidden file ``.<ledger name>.lock`` beside the ledger (kept there: removing it
+    would race with the next run opening it). A run that finds it held says so through ``waiting``
+    and waits for the other run to end. The operating system lets go of the lock when the process
+    ends, however it ends, so a killed run never leaves the ledger locked. Where there is no
+    ``fcntl`` (Windows) runs are not kept apart: a second run's overlapping items then fail its
+    commit (``ledger-duplicate``) and it can be run again."""
+    if fcntl is None:
+        yield
+        return
+    ledger_path = Path(ledger_path)
+    ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = ledger_path.with_name(f".{ledger_path.name}.lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waiting(f"等待另一次运行结束：它正在使用联系台账 {ledger_path} / waiting for another run using this contact ledger")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock
 
 
 def entry_row(entry: Entry) -> dict[str, Any]:

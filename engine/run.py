@@ -27,7 +27,7 @@ from engine.errors import EngineError, Location, PolicyError, Problem
 from engine.evaluate import Evaluator
 from engine.guards import (GUARD_REPORT_NAME, guard_evaluation, guard_report, load_guard_policy, resolve_ledger_path,
                            write_guard_report)
-from engine.ledger import Ledger
+from engine.ledger import Ledger, one_run_at_a_time
 from engine.features import derive_features, group_by_customer
 from engine.memory import gc_paused
 from engine.model import Dataset
@@ -325,6 +325,9 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
     if options.cross_check:
         _cross_check(evaluation, policyset, dataset, options, templates, say)
     warnings = [*policyset.warnings, *input_warnings, *ahead, *evaluation.warnings]  # printed, and kept in the manifest
+    # From the guards' check against the ledger to the commit of this run's rows, no other run on the
+    # same ledger may be in between (it waits here, then sees this run's rows); let go when the run ends.
+    cleanup.enter_context(one_run_at_a_time(ledger_path, say))
     ledger = Ledger(ledger_path)
     recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crm-engine-ledger")
     cleanup.callback(recorder.shutdown)

@@ -116,7 +116,7 @@ def test_a_run_killed_while_writing_its_files_issues_nothing(tmp_path: Path):
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"已删除 {left}（一次被中断的运行留下的临时文件夹）" in done.stderr  # the next run did (progress lines go to stderr)
-    assert [p.name for p in outbox.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in outbox.iterdir() if p.name.startswith(".")] == [".ledger.sqlite.lock"]  # no working folder
     with Ledger(outbox / "ledger.sqlite") as ledger:
         (recorded,) = ledger.runs()
         assert recorded["tasks"] > 0 and ledger.count() == recorded["tasks"] + recorded["messages"]
@@ -144,3 +144,48 @@ def test_an_overwrite_killed_half_way_gets_its_run_folder_back(tmp_path: Path):
     assert f"已恢复 {folder.name}（替换它的一次运行中途被中断）" in again.output
     assert "这一批数据已经运行过" in again.output  # found done: nothing written, nothing issued again
     assert not aside.exists() and sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == before
+
+
+def test_a_second_run_on_the_same_ledger_waits_for_the_first(tmp_path: Path):
+    """While another run holds the ledger (between its guards and its commit), a run says it is
+    waiting and waits; once the first lets go it goes on, and sees what the first recorded."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from engine.ledger import Ledger, one_run_at_a_time
+
+    inbox = inbox_with_two_customers(tmp_path)
+    outbox = tmp_path / "out"
+    said: list[str] = []
+    command = [sys.executable, "-m", "engine.cli", "run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox),
+               "--outbox", str(outbox), "--as-of", "2026-11-20"]
+    with one_run_at_a_time(outbox / "ledger.sqlite", said.append):  # as the other run would hold it
+        assert said == []  # nobody else held it
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        for line in second.stderr:
+            if "等待另一次运行结束" in line:
+                break
+        else:
+            raise AssertionError("the second run did not say it was waiting")
+        assert f"联系台账 {outbox / 'ledger.sqlite'}" in line
+        time.sleep(0.5)
+        assert second.poll() is None  # still waiting
+        assert not [p for p in outbox.iterdir() if p.is_dir() and not p.name.startswith(".")]  # nothing written yet
+    out, _ = second.communicate(timeout=60)
+    assert second.returncode == 0 and "运行完成" in out
+    with Ledger(outbox / "ledger.sqlite") as ledger:
+        assert len(ledger.runs()) == 1
+    # A killed holder does not leave it locked: the lock goes with the process.
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from engine.ledger import one_run_at_a_time\n"
+                               f"with one_run_at_a_time({str(outbox / 'ledger.sqlite')!r}, print):\n"
+                               "    print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait()
+    with one_run_at_a_time(outbox / "ledger.sqlite", said.append):
+        assert said == []
