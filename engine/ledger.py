@@ -481,7 +481,14 @@ def one_run_at_a_time(ledger_path: Path, waiting: Callable[[str], None]) -> Iter
     ledger_path = Path(ledger_path)
     ledger_path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = ledger_path.with_name(f".{ledger_path.name}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o666)  # read-only is enough to lock it
+    except OSError as exc:
+        raise LedgerError(Problem(
+            code="ledger-lock", message=f"无法打开台账的锁文件 / cannot open the ledger's lock file {lock_path} ({exc.strerror})",
+            location=Location(file=str(lock_path)),
+            fix="让运行者可以在台账所在文件夹中创建和读取文件 / let whoever runs it create and read files in the ledger's folder",
+        )) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

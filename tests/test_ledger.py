@@ -308,3 +308,15 @@ def test_cli_uses_ledger_path_from_guards_policy(tmp_path):
     result = CliRunner().invoke(ledger_command, ["--outbox", str(outbox), "--policies", str(policies)])
     assert result.exit_code == 0, result.output
     assert "care.revisit" in result.output
+
+
+def test_a_lock_file_that_cannot_be_opened_is_a_clear_error(tmp_path):
+    from engine.ledger import one_run_at_a_time
+
+    (tmp_path / ".ledger.sqlite.lock").mkdir()  # something in the way that is not a file
+    with pytest.raises(LedgerError) as info:
+        with one_run_at_a_time(tmp_path / "ledger.sqlite", print):
+            pass
+    (problem,) = info.value.problems
+    assert problem.code == "ledger-lock" and problem.location.file == str(tmp_path / ".ledger.sqlite.lock")
+    assert "cannot open the ledger's lock file" in problem.message and "Is a directory" in problem.message
