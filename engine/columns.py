@@ -222,13 +222,14 @@ def _str_list(value: Any, loc: Location, where: str, problems: list[Problem]) ->
     return tuple(out)
 
 
-def load_columns(path: Path | str) -> ColumnsSpec:
+def load_columns(path: Path | str, display: str | None = None) -> ColumnsSpec:
     """Read and check ``columns.yaml``. Raises ``PolicyError`` listing every problem found, each
-    with the file, line and column of the setting."""
-    path_s = str(path)
+    with the file, line and column of the setting. ``display``: the file's name in problems and
+    warnings (a run names policy files relative to the policies folder); else the path as given."""
+    path_s = display or str(path)
     file_loc = Location(file=path_s)
     if not Path(path).is_file():
-        raise PolicyError(_problem(file_loc, path_s, "file not found", code="missing-file"))
+        raise PolicyError(_problem(Location(file=str(path)), str(path), "file not found", code="missing-file"))
     data = load_yaml(Path(path), display_name=path_s)
     if not isinstance(data, dict) or not isinstance(data.get("tables"), dict):
         raise PolicyError(_problem(_at(data, "tables", file_loc), "top level", "expected a mapping with a 'tables' section"))

@@ -52,7 +52,8 @@ def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | N
     """Read every ``*.xlsx`` export in ``inbox``.
 
     ``warnings`` (optional): a list that receives non-fatal ``Problem``s (ignored columns, sheets and
-    files). They are logged too, without any cell values.
+    files); the caller reports them (``crm-engine run`` prints them once, at the end), and they are
+    logged at INFO. Without the list they are logged as warnings. Never with cell values.
     """
     inbox = Path(inbox)
     warn = warnings if warnings is not None else []
@@ -73,7 +74,11 @@ def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | N
                                  fix="put the customer, interaction and order exports (*.xlsx) in the inbox"))
 
     with gc_paused():  # millions of new objects and no reference cycles
-        return _read_files(inbox, files, columns, warn)
+        dataset = _read_files(inbox, files, columns, warn)
+    if warnings is None:  # nobody else will say them
+        for problem in warn:
+            log.warning("%s", problem)
+    return dataset
 
 
 def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list[Problem]) -> Dataset:
@@ -127,8 +132,10 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
             fix=f"add the customer export, or name its sheet like {aliases} (see {columns.path})"))
     for table in ("interactions", "orders"):
         if table not in found:
-            _warn(warn, Problem("missing-table", f"no {table} sheet found in {inbox}; continuing without {table}",
-                                Location(file=str(inbox)), WARNING))
+            # The inbox by its name, not its path: the warning is kept in the run folder, which must
+            # read the same when verify re-runs it from the recorded (absolute) folders.
+            _warn(warn, Problem("missing-table", f"no {table} sheet found in the inbox {inbox.name}; continuing without {table}",
+                                Location(file=inbox.name), WARNING))
 
     customers = _dedupe(parts["customers"], "customer_id", "customer id", rejects)
     interactions = _dedupe(parts["interactions"], "interaction_id", "interaction id", rejects)
@@ -159,7 +166,7 @@ class _FileRead:
 
 def _warn(warnings: list[Problem], problem: Problem) -> None:
     warnings.append(problem)
-    log.warning("%s", problem)  # messages name files, sheets and headers only, never cell values
+    log.info("%s", problem)  # messages name files, sheets and headers only, never cell values
 
 
 # -- one workbook ---------------------------------------------------------------------------------

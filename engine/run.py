@@ -266,7 +266,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
     policyset = load_checked_policies(policies, templates, "durable" if options.cross_check else options.engine)
     guard_policy = load_guard_policy(policyset)
     columns_path = policies / "columns.yaml"
-    columns = load_columns(columns_path)
+    columns = load_columns(columns_path, display="columns.yaml")  # named as the other policy files
     # "2027 has no holiday data yet", said weeks before a deadline reaches it and stops a run.
     ahead = coverage_warnings(load_calendars(policyset.root / "calendar.yaml", display="calendar.yaml"), options.as_of)
 

@@ -236,3 +236,20 @@ def test_the_command_ends_at_once_with_its_output_and_exit_status(tmp_path: Path
     bad = command("validate", "--policies", str(policy_copy))
     assert bad.returncode == 1 and bad.stdout.splitlines()[-1] == "错误 1 个，警告 0 个 / 1 error(s), 0 warning(s)"
     assert command("run", "--no-such-option").returncode == 2
+
+
+def test_the_real_command_prints_each_input_warning_once(tmp_path: Path):
+    """The reader's warnings are printed once, at the end of the run (they used to be logged as well,
+    and Python prints an unhandled logger's warnings: each came out twice)."""
+    import subprocess
+    import sys
+
+    from conftest import write_sheet
+
+    write_sheet(tmp_path / "inbox" / "customers.xlsx", "客户信息", ["客户编号", "客户名称", "内部评级"], [["W1", "王五", "A"]])
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "run", "--policies", str(ROOT / "policies"),
+                           "--inbox", str(tmp_path / "inbox"), "--outbox", str(tmp_path / "out"), "--as-of", "2026-06-01"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("columns not used: 内部评级 [unknown-column]") == 1
+    assert done.stderr.count("no orders sheet found in the inbox inbox") == 1

@@ -113,3 +113,34 @@ def test_runs_sharing_a_contact_ledger_verify_with_the_history_they_saw(finished
     result = verify_run(second)
     assert not result.identical and result.notes[0].startswith(f"联系台账 {ledger.as_posix()} 不在了")
     assert verify_run(second, ledger=outbox / "moved.sqlite").identical
+
+
+def test_a_run_with_warnings_given_relative_folders_verifies_identical(tmp_path: Path, policy_copy: Path, monkeypatch):
+    """The run's warnings are kept in report.html and audit.xlsx: they name the inbox by its name and
+    policy files relative to the policies folder, so verify (which re-runs from the recorded absolute
+    folders, or from moved ones) finds the same files. Each warning is printed once."""
+    from conftest import write_sheet
+    from engine.cli import main
+
+    inbox = tmp_path / "exports"
+    write_sheet(inbox / "customers.xlsx", "客户信息", ["客户编号", "客户名称", "内部评级"], [["W1", "王五", "A"]])
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["run", "--policies", "policies", "--inbox", "exports", "--outbox", "out",
+                                       "--as-of", "2026-06-01"])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if ": warning: " in line]
+    assert said == [
+        "customers.xlsx, sheet 客户信息: warning: columns not used: 内部评级 [unknown-column]",
+        "exports: warning: no interactions sheet found in the inbox exports; continuing without interactions [missing-table]",
+        "exports: warning: no orders sheet found in the inbox exports; continuing without orders [missing-table]",
+    ]
+    assert "add its header to columns.yaml under customers.<field>.aliases" in result.output
+    (folder,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert [w["code"] for w in manifest["warnings"]] == ["unknown-column", "missing-table", "missing-table"]
+    assert verify_run(folder).identical
+    moved = tmp_path / "archive"
+    shutil.copytree(tmp_path / "policies", moved / "policies")
+    shutil.copytree(tmp_path / "templates", moved / "templates")
+    shutil.copytree(inbox, moved / "exports")
+    assert verify_run(folder, inbox=moved / "exports", policies=moved / "policies", templates=moved / "templates").identical
