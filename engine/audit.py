@@ -24,13 +24,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.decisions import Firing, jsonable
+from engine.errors import Location, PolicyError, Problem
 from engine.outbox import file_entry
 from engine.outputs import STAGE_LABELS
 from engine.policy.model import STAGES
+from engine.render import _template_line
 from engine.xlsx_out import EXCEL_MAX_ROWS, Column, Sheet, write_workbook
 
 AUDIT_NAME = "audit.xlsx"
@@ -514,8 +516,53 @@ def _report_environment(manifest: dict[str, Any]) -> ImmutableSandboxedEnvironme
 
 
 def render_report(manifest: dict[str, Any], evaluation: Any, summary: FiringSummary | None = None) -> str:
+    """report.html's text. A mistake in the report template (an edited copy in the run's templates
+    folder) is a ``PolicyError`` naming the template file and line, not a traceback."""
     env = _report_environment(manifest)
-    return env.get_template(REPORT_TEMPLATE).render(report_data(manifest, evaluation, summary))
+    try:
+        template = env.get_template(REPORT_TEMPLATE)
+    except TemplateSyntaxError as exc:
+        file = _shown_template_file(manifest, exc.filename)
+        raise PolicyError(Problem(code="template-syntax", message=f"report template {file} line {exc.lineno}: {exc.message}",
+                                  location=Location(file=file, line=exc.lineno))) from None
+    data = report_data(manifest, evaluation, summary)
+    try:
+        return template.render(data)
+    except Exception as exc:  # a Jinja error, or an error of Python code the template called
+        file = _shown_template_file(manifest, template.filename)
+        line = _template_line(exc, template.filename)
+        code = "template-undefined" if isinstance(exc, UndefinedError) else "template-error"
+        raise PolicyError(Problem(
+            code=code, message=f"report template {file}{f' line {line}' if line else ''}: {type(exc).__name__}: {exc}",
+            location=Location(file=file, line=line),
+            fix="the report template gets manifest, cards, warnings, sections and files (see engine.audit.report_data); "
+                "compare it with the shipped templates/report/report.html.j2")) from None
+
+
+def _shown_template_file(manifest: dict[str, Any], filename: str | None) -> str:
+    """The report template's path relative to the run's templates folder when it is in there."""
+    root = (manifest.get("roots") or {}).get("templates")
+    if filename and root:
+        try:
+            return Path(filename).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return filename or REPORT_TEMPLATE
+
+
+def check_report_template(templates: Path) -> list[Problem]:
+    """The report template rendered with stand-in data (no customers, one warning): its syntax and the
+    names it reads outside the charts, checked before a run spends its time (``validate`` does this)."""
+    from engine.run import Evaluation
+
+    manifest = {"tool": "crm-policy-engine", "version": "check", "run_id": "check", "as_of": "2026-01-01",
+                "counts": {}, "roots": {"templates": str(Path(templates).resolve())},
+                "warnings": [{"code": "check", "message": "check", "where": "check", "fix": "check"}]}
+    try:
+        render_report(manifest, Evaluation([], [], [], []))
+    except PolicyError as exc:
+        return list(exc.problems)
+    return []
 
 
 def write_report(folder: Path, manifest: dict[str, Any], evaluation: Any, summary: FiringSummary | None = None) -> Path:

@@ -36,6 +36,7 @@ from typing import Any, Callable
 from jinja2 import DictLoader, TemplateSyntaxError, nodes
 
 from engine import expr
+from engine.audit import check_report_template
 from engine.calendar import load_calendars
 from engine.errors import ERROR, WARNING, EngineError, Location, PolicyError, Problem
 from engine.expr.render import value_text
@@ -90,6 +91,7 @@ def check_policies(policies: Path, templates: Path | None = None, engine: str = 
         problems.extend(check_stage_settings(policyset, calendars, templates))
     problems.extend(check_duplicate_ids(policyset))
     problems.extend(check_templates(policyset, templates))
+    problems.extend(check_report_template(templates))
     problems.extend(check_rule_logic(policyset))
     if engine == "durable":
         problems.extend(check_durable(policyset))

@@ -301,3 +301,43 @@ def test_the_runs_warnings_are_kept_in_manifest_report_and_audit(run, tmp_path: 
                                 as_of=datetime(2026, 6, 1).date()))
     assert june.warnings == [] and read_manifest(june.folder)["warnings"] == []
     assert '<section id="warnings">' not in (june.folder / REPORT_NAME).read_text(encoding="utf-8")
+
+
+def _report_template_copy(policy_copy: Path, old: str, new: str) -> Path:
+    path = policy_copy.parent / "templates" / "report" / "report.html.j2"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def test_validate_names_the_report_templates_mistakes(policy_copy: Path):
+    from engine.validate import validate_policies
+
+    path = _report_template_copy(policy_copy, "{{ manifest.run_id }}</code>", "{{ manifest.runid }}</code>")
+    line = next(n for n, x in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "manifest.runid" in x)
+    (problem,) = [p for p in validate_policies(policy_copy) if p.code.startswith("template")]
+    assert (problem.code, problem.location.file, problem.location.line) == ("template-undefined", "report/report.html.j2", line)
+    assert problem.message == (f"report template report/report.html.j2 line {line}: UndefinedError: "
+                               "'dict object' has no attribute 'runid'")
+    path.write_text(path.read_text(encoding="utf-8").replace("{% for section in sections %}", "{% for section in %}"),
+                    encoding="utf-8")
+    (problem,) = [p for p in validate_policies(policy_copy) if p.code.startswith("template")]
+    assert problem.code == "template-syntax" and problem.location.file == "report/report.html.j2"
+    assert problem.message.startswith("report template report/report.html.j2 line ")
+
+
+def test_a_report_template_mistake_met_only_with_data_stops_the_run_cleanly(policy_copy: Path, tmp_path: Path):
+    """A mistake inside the charts (no chart in validate's stand-in report): the run stops with the
+    template's file and line, and leaves no run folder."""
+    from engine.errors import PolicyError
+
+    path = _report_template_copy(policy_copy, "<h3>{{ chart.title }}</h3>", "<h3>{{ chart.titel }}</h3>")
+    line = next(n for n, x in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "chart.titel" in x)
+    with pytest.raises(PolicyError) as info:
+        run_batch(RunOptions(policies=policy_copy, inbox=SAMPLE_INBOX, outbox=tmp_path / "out", as_of=AS_OF.date()))
+    (problem,) = info.value.problems
+    assert problem.code == "template-undefined" and problem.location.file == "report/report.html.j2"
+    assert problem.message == (f"report template report/report.html.j2 line {line}: UndefinedError: "
+                               "'engine.audit.Chart object' has no attribute 'titel'") and problem.location.line == line
+    assert [p.name for p in (tmp_path / "out").iterdir() if p.is_dir()] == []
