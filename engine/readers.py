@@ -138,6 +138,11 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                                 Location(file=inbox.name), WARNING))
 
     customers = _dedupe(parts["customers"], "customer_id", "customer id", rejects)
+    if not customers:  # a header and no rows, or every row rejected: the run has nothing to decide
+        _warn(warn, Problem("no-customers", f"the customers sheet in the inbox {inbox.name} has no usable row; "
+                            "nothing is decided for anyone", Location(file=inbox.name), WARNING,
+                            fix="check that the customer export is the full one, not only its header row "
+                                "(rows that could not be used are listed in rejects.xlsx)"))
     interactions = _dedupe(parts["interactions"], "interaction_id", "interaction id", rejects)
     orders = _dedupe(parts["orders"], "order_id", "order id", rejects)
 

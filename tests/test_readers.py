@@ -732,3 +732,18 @@ def test_reading_leaves_no_reference_cycles(columns):
         assert gc.collect() == 0  # everything was already freed by reference counting
     finally:
         gc.enable()
+
+
+def test_an_export_without_customer_rows_is_said(tmp_path, columns):
+    """A customers sheet with its header only (or every row rejected) reads as no customers: the run
+    would decide nothing, so it is said, with the rejects if there were any."""
+    inbox = basic_inbox(tmp_path, customers=[])
+    warnings: list[Problem] = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    assert ds.customers == [] and [o.order_id for o in ds.orders] == []  # orders of unknown customers: rejected
+    (said,) = [w for w in warnings if w.code == "no-customers"]
+    assert said.message == "the customers sheet in the inbox inbox has no usable row; nothing is decided for anyone"
+    assert "listed in rejects.xlsx" in said.fix
+    warnings = []
+    read_inbox(basic_inbox(tmp_path / "ok"), columns, warnings=warnings)
+    assert [w for w in warnings if w.code == "no-customers"] == []
