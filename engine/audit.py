@@ -32,7 +32,7 @@ from engine.errors import Location, PolicyError, Problem
 from engine.outbox import file_entry
 from engine.outputs import STAGE_LABELS
 from engine.policy.model import STAGES
-from engine.render import _template_line
+from engine.render import template_error_line
 from engine.xlsx_out import EXCEL_MAX_ROWS, Column, Sheet, write_workbook
 
 AUDIT_NAME = "audit.xlsx"
@@ -530,7 +530,7 @@ def render_report(manifest: dict[str, Any], evaluation: Any, summary: FiringSumm
         return template.render(data)
     except Exception as exc:  # a Jinja error, or an error of Python code the template called
         file = _shown_template_file(manifest, template.filename)
-        line = _template_line(exc, template.filename)
+        line = template_error_line(exc, template.filename)
         code = "template-undefined" if isinstance(exc, UndefinedError) else "template-error"
         raise PolicyError(Problem(
             code=code, message=f"report template {file}{f' line {line}' if line else ''}: {type(exc).__name__}: {exc}",

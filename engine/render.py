@@ -336,7 +336,7 @@ _UNDEFINED_NAME = (
 
 def _render_problem(env: MessageEnvironment, template_name: str, compiled: _Compiled, exc: Exception) -> PolicyError:
     file = _template_file(env, template_name)
-    line = _template_line(exc, compiled.template.filename)
+    line = template_error_line(exc, compiled.template.filename)
     where = f"template {file}" + (f" line {line}" if line else "")
     text = str(exc)
     snippet = ""
@@ -370,7 +370,7 @@ def _render_problem(env: MessageEnvironment, template_name: str, compiled: _Comp
     return PolicyError(Problem(code=code, message=message, location=Location(file=file, line=line), fix=fix))
 
 
-def _template_line(exc: BaseException, filename: str | None) -> int | None:
+def template_error_line(exc: BaseException, filename: str | None) -> int | None:
     """The template line of the error: Jinja rewrites tracebacks so that template code shows up as
     frames of the template file; the innermost such frame is where it failed."""
     line = None
