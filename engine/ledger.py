@@ -27,9 +27,10 @@ One run at a time: ``one_run_at_a_time`` lets a run check the guards against the
 its rows only when no other run on the same ledger is between those two steps (a second run waits,
 and then sees the first one's rows: nothing is issued twice, and no run fails on a duplicate).
 
-Crash safety: ``record`` writes a run's rows in one transaction. The caller records only after the
-run folder has been renamed into place, so a failed run leaves the ledger unchanged; see
-``has_run`` for the (narrow) case of a folder without ledger rows.
+Crash safety: a run's rows are written in one transaction (``stage``, or ``record`` = stage + commit).
+A batch run stages them while it writes its files and commits only after its run folder has been
+renamed into place, so a failed or killed run leaves the ledger unchanged; see ``has_run`` for the
+(narrow) case of a folder without ledger rows.
 """
 from __future__ import annotations
 
