@@ -406,6 +406,15 @@ class _TemplateChecker:
 
 
 def check_templates(policyset: PolicySet, templates: Path) -> list[Problem]:
+    sends = any(isinstance(out, MessageSpec) for rs in policyset.all_rulesets() for rule in rs.rules for out in rule.outputs)
+    if sends and not (Path(templates) / "messages").is_dir():
+        # One problem, not one per rule and channel: the folder itself is wrong (e.g. a policy copy
+        # elsewhere, whose default templates/ beside it does not exist).
+        return [Problem(code="templates-missing", message=f"模板文件夹 {templates} 里没有 messages/（消息模板）"
+                                                          f" / the templates folder {templates} has no messages/ folder",
+                        location=Location(file=str(templates)),
+                        fix="用 --templates 指定模板文件夹（默认是策略文件夹旁边的 templates/）"
+                            " / pass --templates DIR (by default templates/ beside the policies folder)")]
     checker = _TemplateChecker(policyset, templates)
     for rs in policyset.all_rulesets():
         for rule in rs.rules:

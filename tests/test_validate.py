@@ -191,3 +191,16 @@ def test_cli_text_json_and_exit_code(policy_copy: Path):
     data = json.loads(as_json.output)
     assert data[0]["code"] == "unknown-calendar" and data[0]["where"] == where
     assert data[0]["location"] == {"file": "organization.yaml", "line": int(where.split(":")[1]), "col": 16}
+
+
+def test_a_missing_templates_folder_is_one_problem(policy_copy: Path):
+    """A policy copy whose templates/ is not beside it: one problem naming the folder and the option,
+    not one per rule and channel."""
+    import shutil
+
+    from engine.validate import validate_policies
+
+    shutil.rmtree(policy_copy.parent / "templates")
+    errors = [p for p in validate_policies(policy_copy) if p.severity == "error"]
+    assert [(p.code, p.location.file) for p in errors] == [("templates-missing", str(policy_copy.parent / "templates"))]
+    assert "pass --templates DIR" in errors[0].fix
