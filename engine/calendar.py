@@ -12,13 +12,15 @@ Design notes (see docs/calendar.md for the user-facing description):
   then skipped with one subtraction each, which keeps 100,000 SLA computations fast.
 * Public holidays and adjusted working days (调休) come from ``declared_holidays`` in the file when it
   declares the year, else from the ``chinesecalendar`` package. A year covered by neither raises
-  ``CalendarCoverageError`` (or, with ``on_uncovered_year: warn``, falls back to the weekly schedule
-  and records a warning) - never a silent wrong answer.
+  ``CalendarCoverageError``; with ``on_uncovered_year: statutory`` it uses the statutory holidays
+  the law fixes (``holidays`` package) without that year's 调休, with ``warn`` the weekly schedule
+  only, and records a warning either way - never a silent wrong answer.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
@@ -38,6 +40,7 @@ __all__ = [
     "coverage_warnings",
     "load_calendars",
     "parse_duration",
+    "statutory_holidays",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -65,6 +68,25 @@ class CalendarCoverageError(PolicyError):
         super().__init__(problem)
         self.year = year
         self.calendar = calendar
+
+
+# What a calendar does when a computation reaches a year whose public holidays neither chinesecalendar
+# nor calendar.yaml know: stop (error), count weekends only (warn), or count the statutory holidays
+# without the year's 调休, which only the State Council's announcement fixes (statutory).
+UNCOVERED_YEAR_MODES = ("error", "warn", "statutory")
+_STATUTORY_USED = ("; its statutory holidays were used (元旦, 春节, 清明节, 劳动节, 端午节, 中秋节, 国庆节: the days "
+                   "the law fixes), without the 调休 days off and make-up working days, which only the announcement fixes")
+
+
+@lru_cache(maxsize=None)
+def statutory_holidays(year: int) -> dict[date, str]:
+    """The days off China's holiday law fixes for ``year`` (from the ``holidays`` package, which works
+    them out, lunar festivals included, for any year): 元旦 1, 春节 4 (除夕 to 初三), 清明 1, 劳动节 2,
+    端午 1, 中秋 1, 国庆 3. Not the 调休 (bridging days off, make-up working days): those exist only
+    in the State Council's announcement for the year."""
+    import holidays  # only needed for a year chinesecalendar does not cover
+
+    return {d: str(name) for d, name in sorted(holidays.China(years=year, observed=False, language="zh_CN").items())}
 
 
 def _library_years() -> tuple[int, int]:
@@ -259,8 +281,8 @@ class BusinessCalendar:
     ):
         if public_holidays not in ("china", "none"):
             raise ValueError("public_holidays must be 'china' or 'none'")
-        if on_uncovered_year not in ("error", "warn"):
-            raise ValueError("on_uncovered_year must be 'error' or 'warn'")
+        if on_uncovered_year not in UNCOVERED_YEAR_MODES:
+            raise ValueError(f"on_uncovered_year must be one of {', '.join(UNCOVERED_YEAR_MODES)}")
         self.name = name
         self.description = description
         self.tz = time_zone if isinstance(time_zone, ZoneInfo) else ZoneInfo(time_zone)
@@ -435,7 +457,12 @@ class BusinessCalendar:
         try:
             on_holiday, name = chinese_calendar.get_holiday_detail(d)
         except NotImplementedError:  # chinesecalendar's way of saying "no data for this year"
-            self._uncovered_year(d.year)
+            self._uncovered_year(d.year)  # raises, unless this calendar may go on without
+            if self.on_uncovered_year == "statutory":
+                name = statutory_holidays(d.year).get(d)
+                if name is not None:
+                    return "holiday", name, ""
+                return None, None, f"regular week schedule (调休 of {d.year} not known yet)"
             return None, None, f"regular week schedule (public holidays of {d.year} unknown)"
         if name is None:  # an ordinary weekday or weekend
             return None, None, "regular week schedule"
@@ -453,7 +480,8 @@ class BusinessCalendar:
             f"declared_holidays: {year}: {{holidays: [...], workdays: [...]}}"
         )
         if self.on_uncovered_year == "error":
-            fix += ", or set on_uncovered_year: warn on this calendar to treat only weekends as rest days"
+            fix += (", or set on_uncovered_year: statutory on this calendar to use the statutory holidays "
+                    "(without 调休) until then")
             raise CalendarCoverageError(
                 Problem(code="calendar-year-not-covered", message=message, location=self.location, fix=fix),
                 year=year,
@@ -464,7 +492,8 @@ class BusinessCalendar:
             self.warnings.append(
                 Problem(
                     code="calendar-year-not-covered",
-                    message=message + "; only the weekly schedule was used (weekends are rest days, holidays ignored)",
+                    message=message + (_STATUTORY_USED if self.on_uncovered_year == "statutory" else
+                                       "; only the weekly schedule was used (weekends are rest days, holidays ignored)"),
                     location=self.location,
                     severity=WARNING,
                     fix=fix,
@@ -600,8 +629,10 @@ def coverage_warnings(calendars: dict[str, BusinessCalendar], as_of: date,
         calendar = calendars[name]
         for year in calendar.uncovered_years(years):
             file = calendar.location.file or "policies/calendar.yaml"
-            then = ("a run whose deadlines or due dates fall in it will stop" if calendar.on_uncovered_year == "error"
-                    else "deadlines and due dates in it will count only weekends as rest days (on_uncovered_year: warn)")
+            then = {"error": "a run whose deadlines or due dates fall in it will stop",
+                    "warn": "deadlines and due dates in it will count only weekends as rest days (on_uncovered_year: warn)",
+                    "statutory": "deadlines and due dates in it will count its statutory holidays, without 调休 "
+                                 "(on_uncovered_year: statutory)"}[calendar.on_uncovered_year]
             out.append(Problem(
                 code="calendar-year-ahead", severity=WARNING, location=calendar.location,
                 message=f"calendar '{name}' has no public holidays for {year} yet (chinesecalendar "
@@ -776,7 +807,7 @@ class _Reader:
             public = self.choice(items["public_holidays"][1], "public_holidays", ("china", "none"))
         on_uncovered = "error"
         if "on_uncovered_year" in items:
-            on_uncovered = self.choice(items["on_uncovered_year"][1], "on_uncovered_year", ("error", "warn"))
+            on_uncovered = self.choice(items["on_uncovered_year"][1], "on_uncovered_year", UNCOVERED_YEAR_MODES)
         closed = self.day_list(items["closed_days"][1], "closed_days", None) if "closed_days" in items else {}
         extra = self.day_list(items["extra_workdays"][1], "extra_workdays", None) if "extra_workdays" in items else {}
         for d in sorted(set(closed) & set(extra)):

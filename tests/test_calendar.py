@@ -332,6 +332,8 @@ def test_uncovered_year_is_an_error(standard):
     assert problem.code == "calendar-year-not-covered"
     assert "2027" in problem.message and "declared_holidays" in problem.fix
     assert "policies/calendar.yaml" in problem.fix
+    assert problem.fix.endswith("or set on_uncovered_year: statutory on this calendar to use the statutory holidays "
+                                "(without 调休) until then")
     assert problem.location.file.endswith("calendar.yaml") and problem.location.line is not None
     assert isinstance(exc.value, PolicyError)
 
@@ -382,6 +384,44 @@ def test_uncovered_year_warn_mode(tmp_path):
     assert warning.severity == WARNING and warning.code == "calendar-year-not-covered"
     assert "2027" in warning.message
     assert "(public holidays of 2027 unknown)" in cal.day_info(date(2027, 1, 1)).reason
+
+
+def test_statutory_mode_counts_the_holidays_the_law_fixes(tmp_path):
+    """on_uncovered_year: statutory — for a year chinesecalendar does not know, the days off China's
+    holiday law fixes (lunar ones worked out) are holidays; the year's 调休 are not known, so its
+    weekends stay rest days and no make-up working day exists; one warning says so."""
+    from engine.calendar import statutory_holidays
+
+    assert statutory_holidays(2027) == {
+        date(2027, 1, 1): "元旦", date(2027, 2, 5): "农历除夕", date(2027, 2, 6): "春节", date(2027, 2, 7): "春节",
+        date(2027, 2, 8): "春节", date(2027, 4, 5): "清明节", date(2027, 5, 1): "劳动节", date(2027, 5, 2): "劳动节",
+        date(2027, 6, 9): "端午节", date(2027, 9, 15): "中秋节", date(2027, 10, 1): "国庆节", date(2027, 10, 2): "国庆节",
+        date(2027, 10, 3): "国庆节"}
+    cal = company(tmp_path, on_uncovered="statutory")
+    # Thursday 2026-12-31 17:00 + 4h: Friday 1 January is 元旦, then the weekend: Monday noon.
+    assert cal.add(datetime(2026, 12, 31, 17, 0), parse_duration("4h")) == datetime(2027, 1, 4, 12, 0)
+    assert cal.day_info(date(2027, 2, 5)).reason == "public holiday: 农历除夕"
+    assert not cal.is_working_day(date(2027, 2, 8)) and cal.is_working_day(date(2027, 2, 9))  # Tuesday after 春节
+    assert cal.day_info(date(2027, 2, 13)).reason == "regular week schedule (调休 of 2027 not known yet)"
+    assert not cal.is_working_day(date(2027, 2, 13))  # a Saturday: a make-up day only the announcement could make
+    (warning,) = cal.warnings
+    assert warning.code == "calendar-year-not-covered" and warning.severity == WARNING
+    assert warning.message.endswith("; its statutory holidays were used (元旦, 春节, 清明节, 劳动节, 端午节, 中秋节, 国庆节: "
+                                    "the days the law fixes), without the 调休 days off and make-up working days, "
+                                    "which only the announcement fixes")
+    (ahead,) = coverage_warnings({"office": cal}, date(2026, 12, 1))
+    assert ahead.message.endswith("deadlines and due dates in it will count its statutory holidays, without 调休 "
+                                  "(on_uncovered_year: statutory)")
+    # A declared year still wins over the statutory days.
+    declared = company(tmp_path, on_uncovered="statutory", declared="declared_holidays:\n  2027:\n    holidays: [2027-02-09]")
+    assert declared.is_working_day(date(2027, 1, 1)) and not declared.is_working_day(date(2027, 2, 9))
+    assert declared.warnings == []
+
+
+def test_an_unknown_uncovered_year_mode_names_the_choices(tmp_path):
+    with pytest.raises(PolicyError) as exc:
+        company(tmp_path, on_uncovered="skip")
+    assert any("statutory" in str(p) and "warn" in str(p) for p in exc.value.problems), [str(p) for p in exc.value.problems]
 
 
 def test_declared_year_is_used(tmp_path):
