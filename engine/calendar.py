@@ -638,7 +638,9 @@ def coverage_warnings(calendars: dict[str, BusinessCalendar], as_of: date,
                 message=f"calendar '{name}' has no public holidays for {year} yet (chinesecalendar "
                         f"{chinese_calendar.__version__} knows {first}-{last}, {file} declares none for {year}): {then}",
                 fix=f"once the State Council announces the {year} holidays, add them to {file} under "
-                    f"declared_holidays: {year}: {{holidays: [...], workdays: [...]}}"))
+                    f"declared_holidays: {year}: {{holidays: [...], workdays: [...]}}"
+                    + ("; until then on_uncovered_year: statutory keeps runs going with the statutory holidays"
+                       if calendar.on_uncovered_year == "error" else "")))
     return out
 
 

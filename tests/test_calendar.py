@@ -361,7 +361,8 @@ def test_a_year_without_holidays_is_announced_sixty_days_ahead(calendars, tmp_pa
     assert ahead.message == (f"calendar 'standard' has no public holidays for 2027 yet (chinesecalendar 1.11.0 knows "
                              f"2004-2026, {file} declares none for 2027): a run whose deadlines or due dates fall in it will stop")
     assert ahead.fix == (f"once the State Council announces the 2027 holidays, add them to {file} under "
-                         "declared_holidays: 2027: {holidays: [...], workdays: [...]}")
+                         "declared_holidays: 2027: {holidays: [...], workdays: [...]}; until then "
+                         "on_uncovered_year: statutory keeps runs going with the statutory holidays")
     assert [w.message.split(" yet")[0] for w in coverage_warnings(calendars, date(2027, 3, 1))] == [
         "calendar 'standard' has no public holidays for 2027"]
 
