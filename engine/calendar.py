@@ -621,7 +621,7 @@ def coverage_warnings(calendars: dict[str, BusinessCalendar], as_of: date,
                       days_ahead: int = COVERAGE_LOOKAHEAD_DAYS) -> list[Problem]:
     """A warning per calendar and year, from ``as_of`` to ``days_ahead`` days later, whose public
     holidays neither chinesecalendar nor the file know: said before a run's deadlines reach that
-    year (then the run stops, or with ``on_uncovered_year: warn`` counts only weekends as rest days)."""
+    year (then the run stops, or goes on as ``on_uncovered_year`` says: statutory holidays, or weekends only)."""
     years = range(as_of.year, (as_of + timedelta(days=days_ahead)).year + 1)
     first, last = _library_years()
     out = []
