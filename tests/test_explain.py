@@ -63,7 +63,7 @@ def test_classification_rules_with_values_and_hit_policy(inbox: Path):
     assert (vt1.status, vt1.source, vt1.condition, vt1.value) == (FIRED, "tables/value_tier.xlsx!价值分层!A3",
                                                                   "monetary_365d(=120000.0) >= 100000", True)
     assert vt1.outputs == ["设置 value_tier = '高'"]
-    assert vt2.status == NOT_MATCHED and vt2.condition.startswith("days_since_last_order(=40) <= 90 and frequency_365d(=1) >= 4")
+    assert vt2.status == NOT_MATCHED and vt2.condition.startswith("days_since_last_order(=40) < 90 and frequency_365d(=1) >= 4")
     assert vt5.status == MATCHED and vt5.note == "条件成立，但命中策略 first 下生效的是 VT-1"
     # a later policy sees the tag an earlier one set
     assert rule(result, "SP-2").condition == "value_tier(='高') == '高'"

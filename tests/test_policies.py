@@ -48,7 +48,7 @@ def test_decision_table_rows_become_rules_with_cell_locations():
     rule = table.rules[1]
     assert rule.rule_id == "VT-2"
     assert str(rule.location) == "tables/value_tier.xlsx!价值分层!A4"
-    assert rule.condition_text == "(days_since_last_order) <= 90 and (frequency_365d) >= 4 and (monetary_365d) >= 50000"
+    assert rule.condition_text == "(days_since_last_order) < 90 and (frequency_365d) >= 4 and (monetary_365d) >= 50000"
 
 
 @pytest.mark.parametrize(
@@ -146,7 +146,7 @@ def test_duplicate_rule_id_across_files(policies: Path):
         "kind: classification\nid: extra\nrules:\n  - id: NT-NORMAL\n    when: true\n    set: {extra_tag: 是}\n", encoding="utf-8")
     errors = errors_of(policies)
     assert len(errors) == 1
-    assert errors[0] == "classification/need_type.yaml:28:5: error: rule id 'NT-NORMAL' is already used at classification/extra.yaml:4:5 [duplicate-rule-id]"
+    assert errors[0] == "classification/need_type.yaml:29:5: error: rule id 'NT-NORMAL' is already used at classification/extra.yaml:4:5 [duplicate-rule-id]"
 
 
 def test_policies_reading_each_other_in_a_circle(policies: Path):
