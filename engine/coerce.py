@@ -313,6 +313,28 @@ class Coercer:
             return None
         raise CoercionError("bad-bool", f"{_shown(v)} is not a yes/no value")
 
+    def bool_with(self, values: Mapping[str, str]) -> Callable[[Any], bool | None]:
+        """A yes/no converter that knows a column's own words first (``values``: spelling -> "true"/"false"),
+        then the file-wide ones."""
+        exact: dict[str, bool] = {}
+        for spelling, meaning in values.items():
+            for s in spellings(spelling):
+                exact[s] = meaning == "true"
+        keyed = {value_key(s): b for s, b in exact.items()}
+        to_bool = self.to_bool
+
+        def convert(v: Any) -> bool | None:
+            if type(v) is str:
+                s = v.strip()
+                b = exact.get(s)
+                if b is None:
+                    b = keyed.get(value_key(s))
+                if b is not None:
+                    return b
+            return to_bool(v)
+
+        return convert
+
     def enum(self, values: Mapping[str, str], strict: bool = False) -> Callable[[Any], str | None]:
         """A converter for an enum column. ``values`` maps spellings to the canonical value."""
         exact = {}
@@ -357,6 +379,8 @@ class Coercer:
         """The one-argument converter for a column of type ``type_`` (chosen once per column)."""
         if type_ == "enum":
             return self.enum(values or {}, strict)
+        if type_ == "bool" and values:
+            return self.bool_with(values)
         base = {
             "id": self.to_id,
             "text": self.to_text,

@@ -56,10 +56,11 @@ class FieldSpec:
     type: str  # one of coerce.TYPES
     required: bool
     aliases: tuple[str, ...]  # as written in columns.yaml (for messages)
-    values: dict[str, str] = field(default_factory=dict)  # enum: spelling -> canonical value
+    values: dict[str, str] = field(default_factory=dict)  # enum: spelling -> canonical value; bool: spelling -> "true"/"false"
     strict: bool = False  # enum: refuse values not listed
     min: float | None = None
     max: float | None = None
+    if_unreadable: Any = None  # bool: the value a cell that cannot be read stands for (the safe side), else left empty
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,27 @@ def load_columns(path: Path | str, display: str | None = None) -> ColumnsSpec:
     return ColumnsSpec(tables, blanks, trues, falses, markers, path_s)
 
 
+def _bool_field_values(raw: Any, loc: Location, where: str, problems: list[Problem]) -> dict[str, str]:
+    """A yes/no column's own spellings (``values: {true: [已退订], false: [未退订]}``), read before the
+    file-wide ``bool_values``: a word like 退订 means yes in an opt-out column and nothing elsewhere."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not set(raw) <= {True, False, "true", "false"}:
+        problems.append(_problem(loc, f"{where}.values", "a yes/no column's values are 'true: [...]' and 'false: [...]'"))
+        return {}
+    out: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for key, spellings in raw.items():
+        meaning = "true" if key in (True, "true") else "false"
+        for s in _str_list(spellings, _at(raw, key, loc), f"{where}.values.{meaning}", problems):
+            other = seen.setdefault(value_key(s), meaning)
+            if other != meaning:
+                problems.append(_problem(loc, f"{where}.values", f"{s!r} is listed under both true and false",
+                                         code="duplicate-alias"))
+            out[s] = meaning
+    return out
+
+
 def _load_table(name: str, cls: type, raw: dict, table_loc: Location, problems: list[Problem]) -> TableSpec | None:
     model_fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     id_field = raw.get("id_field")
@@ -319,6 +341,8 @@ def _load_table(name: str, cls: type, raw: dict, table_loc: Location, problems: 
             alias_index[key] = fname
         values: dict[str, str] = {}
         raw_values = fraw.get("values")
+        if ftype == "bool":
+            values = _bool_field_values(raw_values, _at(fraw, "values", key_loc), where, problems)
         if ftype == "enum":
             if raw_values is not None and not isinstance(raw_values, dict):
                 problems.append(_problem(_at(fraw, "values", key_loc), f"{where}.values", "expected canonical value -> [other spellings]"))
@@ -337,9 +361,14 @@ def _load_table(name: str, cls: type, raw: dict, table_loc: Location, problems: 
         for label, bound in (("min", lo), ("max", hi)):
             if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))):
                 problems.append(_problem(_at(fraw, label, key_loc), f"{where}.{label}", f"{bound!r} is not a number"))
+        unreadable = fraw.get("if_unreadable")
+        if unreadable is not None and (ftype != "bool" or not isinstance(unreadable, bool)):
+            problems.append(_problem(_at(fraw, "if_unreadable", key_loc), f"{where}.if_unreadable",
+                                     "only a yes/no (bool) column takes if_unreadable, and it must be true or false"))
+            unreadable = None
         fields[fname] = FieldSpec(fname, ftype, required, aliases, values, bool(fraw.get("strict", False)),
                                   lo if isinstance(lo, (int, float)) else None,
-                                  hi if isinstance(hi, (int, float)) else None)
+                                  hi if isinstance(hi, (int, float)) else None, unreadable)
     for fname, f in model_fields.items():
         if fname not in fields and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             if fname == id_field and name != "customers":

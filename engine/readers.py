@@ -377,8 +377,14 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
                              f"{match.headers[f]} ({f}) is required: {e.reason}{more}; row skipped")
             continue
         for f, e in errs:
+            safe = table.fields[f].if_unreadable
+            if safe is None:
+                kept = f"kept the row, left {f} empty"
+            else:  # e.g. an opt-out cell nobody can read: treat the customer as opted out, not as reachable
+                values[f][i] = safe
+                kept = f"kept the row, took {f} as {'是 (yes)' if safe else '否 (no)'} to be safe (columns.yaml if_unreadable)"
             rejects.append(Reject(file, sheet, first + i, match.headers[f], data[i][match.columns[f]], "bad-value",
-                                  f"kept the row, left {f} empty: {e.reason} [{e.code}]"))
+                                  f"{kept}: {e.reason} [{e.code}]"))
     rejects.extend(r for r in skip.values() if r is not None)
 
     # Build the facts, one column per dataclass field, then drop the skipped rows.

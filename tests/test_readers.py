@@ -427,6 +427,54 @@ def test_bad_optional_cell_keeps_the_row(tmp_path, columns):
     ]
 
 
+
+def test_opt_out_column_words_and_unreadable_cells_count_as_opted_out(tmp_path, columns):
+    """退订 means yes in the opt-out column (its own words in columns.yaml), and a cell nobody can read
+    counts as opted out: the customer gets no marketing, and rejects.xlsx says so. Before, 退订/已退订
+    were "not a yes/no value", the cell was left empty, and empty means not opted out."""
+    inbox = basic_inbox(tmp_path, customers=[
+        ["C1", "张三", "13812345678", "王磊", None, None, "是", "退订"],
+        ["C2", "李四", "13912345678", "李娜", None, None, "是", "已退订"],
+        ["C3", "王五", "13712345678", "李娜", None, None, "是", "未退订"],
+        ["C4", "赵六", "13612345678", "李娜", None, None, "是", "看情况"],
+        ["C5", "钱七", "13512345678", "李娜", None, None, "是", None],
+        ["C6", "孙八", "13412345678", "李娜", None, None, "是", "是"],
+    ])
+    ds = read_inbox(inbox, columns)
+    assert {c.customer_id: c.opt_out for c in ds.customers} == {
+        "C1": True, "C2": True, "C3": False, "C4": True, "C5": False, "C6": True}
+    got = [(r.row, r.column, r.value, r.code, r.reason) for r in ds.rejects if r.file == "customers.xlsx"]
+    assert got == [(5, "退订", "看情况", "bad-value", "kept the row, took opt_out as 是 (yes) to be safe "
+                    "(columns.yaml if_unreadable): 看情况 is not a yes/no value [bad-bool]")]
+
+
+def test_a_columns_own_yes_no_words_apply_to_that_column_only(tmp_path, columns):
+    """退订 in the marketing-consent column is not a yes: only the opt-out column lists it."""
+    inbox = basic_inbox(tmp_path, customers=[["C1", "张三", "13812345678", "王磊", None, None, "退订", None]])
+    ds = read_inbox(inbox, columns)
+    [c] = ds.customers
+    assert c.marketing_consent is None and c.opt_out is False
+    assert [(r.column, r.reason) for r in ds.rejects if r.file == "customers.xlsx"] == [
+        ("营销许可", "kept the row, left marketing_consent empty: 退订 is not a yes/no value [bad-bool]")]
+
+
+def test_columns_yaml_if_unreadable_and_bool_values_are_checked(tmp_path):
+    text = COLUMNS_PATH.read_text(encoding="utf-8")
+    path = tmp_path / "columns.yaml"
+    bad = text.replace("        if_unreadable: true", "        if_unreadable: maybe", 1)
+    assert bad != text
+    path.write_text(bad, encoding="utf-8")
+    with pytest.raises(PolicyError) as exc:
+        load_columns(path)
+    assert "tables.customers.fields.opt_out.if_unreadable: only a yes/no (bool) column takes if_unreadable" in str(exc.value)
+    clash = text.replace("false: [未退订,", "false: [退订, 未退订,", 1)
+    assert clash != text
+    path.write_text(clash, encoding="utf-8")
+    with pytest.raises(PolicyError) as exc:
+        load_columns(path)
+    assert [p.code for p in exc.value.problems] == ["duplicate-alias"]
+    assert "'退订' is listed under both true and false" in str(exc.value)
+
 def test_summary_repeated_header_and_blank_rows(tmp_path, columns):
     inbox = basic_inbox(tmp_path, orders=[
         ["O1", "C1", date(2026, 3, 1), 100, "a"],  # 2
