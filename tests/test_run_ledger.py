@@ -76,6 +76,28 @@ def test_second_run_issues_nothing_new_and_the_next_day_only_what_is_due(tmp_pat
     assert all(" C1 " in line for line in offer_lines)
 
 
+
+def test_an_sla_escalation_issued_earlier_is_marked_in_the_later_runs_log(tmp_path: Path):
+    """SLA tasks go through the dedupe guard like every other task, and the decision log says so:
+    before, their log outputs had no key, so a deduped escalation read as issued again."""
+    inbox = write_inbox(
+        tmp_path / "inbox",
+        customers=[customer("C1", 签约日期="2025-01-10")],
+        interactions=[["I1", "C1", "2026-11-19 09:00", "电话", "投诉", None, None, "处理中", None, "何欣", "服务态度", "多次来电"]],
+    )
+    outbox = tmp_path / "out"
+    run(inbox, outbox, "2026-11-20T10:00")
+    run(inbox, outbox, "2026-11-20T16:00")
+
+    def sla_tasks(folder: Path) -> list[dict]:
+        log = [json.loads(line) for line in (folder / "decisions.jsonl").read_text(encoding="utf-8").splitlines()]
+        return [out["task"] for d in log if d["stage"] == "sla" for out in d["outputs"] if "task" in out]
+
+    [first] = sla_tasks(folder_for(outbox, "2026-11-20T10:00"))
+    assert first["key"].startswith("sla-complaint|C1|I1|") and "suppressed_by" not in first
+    [later] = sla_tasks(folder_for(outbox, "2026-11-20T16:00"))
+    assert later["key"] == first["key"] and later["suppressed_by"] == "dedupe"
+
 def test_messages_are_never_scheduled_in_quiet_hours(tmp_path: Path):
     inbox = inbox_with_two_customers(tmp_path)
     run(inbox, tmp_path / "out", "2026-11-20T22:30")

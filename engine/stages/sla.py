@@ -824,8 +824,10 @@ class SlaStage:
             sla["notes"] = list(item.notes)
         outputs: list[dict[str, Any]] = [{"sla": sla}]
         if task is not None:
+            # With its key, like every other task output: the guards mark it in the log when it was
+            # already issued by an earlier run (explain, audit.xlsx and the report read that mark).
             outputs.append({"task": {"assignee": task.assignee, "title": task.title, "due": task.due,
-                                     "priority": task.priority}})
+                                     "priority": task.priority, "key": task.key}})
         return Firing(it.customer_id, self.stage, self.policy.policy_id, target.rule_id, target.source,
                       inputs, outputs)
 
