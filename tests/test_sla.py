@@ -205,7 +205,8 @@ def test_open_breached_is_escalated_to_the_role_holder(shipped, calendars):
     assert task.key == "sla-complaint|C1|I3|first_response|escalation"
     assert features["sla_open"] == 1 and features["sla_breached_open"] == 1 and features["sla_at_risk_open"] == 0
     assert features["sla_breached_window"] == 1 and features["sla_timely_rate_window"] == 0.0
-    assert out.firings[0].outputs[1] == {"task": {"assignee": "李强", "title": task.title, "due": task.due, "priority": "高"}}
+    assert out.firings[0].outputs[1] == {"task": {"assignee": "李强", "title": task.title, "due": task.due, "priority": "高",
+                                                                   "key": task.key}}
 
 
 def test_at_risk_threshold_and_reminder_to_staff(shipped, calendars):
