@@ -87,11 +87,13 @@ _DATE_RE = re.compile(
 _COMPACT_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:\s*(\d{2}):?(\d{2})(?::?(\d{2}))?)?$")  # 20240517[ 0930[00]]
 _SERIAL_TEXT_RE = re.compile(r"^\d{5}(?:\.\d+)?$")  # an Excel serial that was stored as text
 _AMOUNT_RE = re.compile(
-    r"^(?:(?:rmb|cny|人民币|¥|\$|usd)\s*)?([+-]?)\s*(?:(?:rmb|cny|¥|\$)\s*)?"
+    r"^(?:(?:rmb|cny|人民币|¥)\s*)?([+-]?)\s*(?:(?:rmb|cny|¥)\s*)?"
     r"(\d{1,3}(?:,\d{3})+|\d+)?(\.\d+)?"  # 1,200.50 or 1200 or .5 (commas only as thousands separators)
     r"\s*(万元|万|元|块|圆|rmb|cny|yuan)?$",
     re.IGNORECASE,
 )
+# Amounts are yuan: a dollar or euro figure read as yuan would quietly change a customer's value tier.
+_FOREIGN_CURRENCY_RE = re.compile(r"\$|usd|eur|€|£|gbp|hkd|jpy|円|美元|欧元|港币|港元|日元|英镑", re.IGNORECASE)
 _PHONE_FAST_RE = re.compile(r"^1[3-9]\d{9}$")
 _PHONE_SCI_RE = re.compile(r"^\d(?:\.\d+)?[eE]\+?\d{1,2}$")  # 1.3812345678E10
 _PHONE_FLOAT_TEXT_RE = re.compile(r"^\d+\.0+$")
@@ -485,6 +487,8 @@ class Coercer:
             return None
         m = _AMOUNT_RE.match(s)
         if m is None or (m.group(2) is None and m.group(3) is None):
+            if _FOREIGN_CURRENCY_RE.search(s):
+                raise CoercionError("bad-number", f"{_shown(v)} is not in yuan (元): convert it to yuan in the export")
             raise CoercionError("bad-number", f"{_shown(v)} is not a number")
         sign, whole, frac, unit = m.groups()
         x = float((whole or "0").replace(",", "") + (frac or ""))
@@ -498,6 +502,7 @@ def _num(x: float) -> str:
 
 
 def _date_number(x: float, raw: Any) -> date:
+    _refuse_year(x, raw)
     if _SERIAL_MIN <= x < _SERIAL_MAX:
         return _EPOCH + timedelta(days=int(x))  # Excel serial; a time-of-day fraction is dropped
     if 19000101 <= x <= 29991231 and x == int(x):  # 20240517 typed as a number
@@ -509,7 +514,15 @@ def _date_number(x: float, raw: Any) -> date:
     raise CoercionError("bad-date", f"{_shown(raw)} is not a date (not an Excel date serial or YYYYMMDD)")
 
 
+def _refuse_year(x: float, raw: Any) -> None:
+    """A whole number 1900-2999 in a date column is a year typed alone (a birthday "1985"), not the Excel
+    serial it would also be (1985 = 1905-06-07): refuse it rather than invent a date."""
+    if 1900 <= x <= 2999 and x == int(x):
+        raise CoercionError("bad-date", f"{_shown(raw)} looks like a year, not a date: write the whole date (e.g. {int(x)}-05-17)")
+
+
 def _datetime_number(x: float, raw: Any) -> datetime:
+    _refuse_year(x, raw)
     if _SERIAL_MIN <= x < _SERIAL_MAX:
         # Round to the second: serials are binary fractions of a day.
         return _EPOCH_DT + timedelta(seconds=round(x * 86400))

@@ -169,7 +169,7 @@ class RunFolder:
                 code="run-exists",
                 message=f"the run folder {self.final_path.as_posix()} already exists",
                 location=Location(file=self.final_path.as_posix()),
-                fix="run with --overwrite to replace it, or move/delete that folder",
+                fix="run with --force to replace it, or move/delete that folder",
             )
         )
 

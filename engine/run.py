@@ -328,6 +328,9 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
     # From the guards' check against the ledger to the commit of this run's rows, no other run on the
     # same ledger may be in between (it waits here, then sees this run's rows); let go when the run ends.
     cleanup.enter_context(one_run_at_a_time(ledger_path, say))
+    if target.exists() and not options.force:
+        # The same batch, started a moment earlier, finished while this run waited: it is done.
+        return RunResult(run_id, target, already_done=True, warnings=[*ahead])
     ledger = Ledger(ledger_path)
     recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crm-engine-ledger")
     cleanup.callback(recorder.shutdown)

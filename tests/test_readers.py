@@ -217,6 +217,22 @@ def test_bad_numbers(raw):
     assert exc.value.code == "bad-number"
 
 
+@pytest.mark.parametrize("raw", ["$1,500", "USD 1200", "1200美元", "€99", "HKD 300", "US$ 20"])
+def test_amounts_in_other_currencies_are_not_read_as_yuan(raw):
+    with pytest.raises(CoercionError) as exc:
+        to_number(raw)
+    assert (exc.value.code, exc.value.reason) == ("bad-number", f"{raw} is not in yuan (元): convert it to yuan in the export")
+
+
+@pytest.mark.parametrize("fn", [to_date, to_datetime])
+@pytest.mark.parametrize("raw", [1985, 1985.0, 2024])
+def test_a_year_alone_is_not_a_date(fn, raw):
+    """1985 typed in a birthday cell is a year, not Excel serial 1985 (1905-06-07)."""
+    with pytest.raises(CoercionError) as exc:
+        fn(raw)
+    assert exc.value.code == "bad-date" and "looks like a year, not a date" in exc.value.reason
+
+
 def test_ints_and_ranges():
     assert to_int("5") == 5 and to_int(4.0) == 4 and to_int(3) == 3 and to_int("４") == 4
     with pytest.raises(CoercionError) as exc:

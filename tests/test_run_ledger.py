@@ -211,3 +211,34 @@ def test_a_second_run_on_the_same_ledger_waits_for_the_first(tmp_path: Path):
     holder.wait()
     with one_run_at_a_time(outbox / "ledger.sqlite", said.append):
         assert said == []
+
+
+
+def test_the_same_batch_started_twice_at_once_is_done_once(tmp_path: Path):
+    """Two identical runs started together: the second waits for the ledger, then finds the first's
+    run folder and says the batch was already run (exit 0), instead of failing with run-exists."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from engine.ledger import one_run_at_a_time
+
+    inbox = inbox_with_two_customers(tmp_path)
+    first_outbox, outbox = tmp_path / "first", tmp_path / "out"
+    run(inbox, first_outbox, "2026-11-20")
+    [done] = [p for p in first_outbox.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    command = [sys.executable, "-m", "engine.cli", "run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox),
+               "--outbox", str(outbox), "--as-of", "2026-11-20"]
+    with one_run_at_a_time(outbox / "ledger.sqlite", print):  # the first run, between its guards and its commit
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        for line in second.stderr:
+            if "等待另一次运行结束" in line:
+                break
+        else:
+            raise AssertionError("the second run did not say it was waiting")
+        shutil.copytree(done, outbox / done.name)  # the first run's folder lands
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert "nothing new was issued" in out + err and "run-exists" not in out + err
