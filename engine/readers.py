@@ -365,6 +365,9 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
             if v is None and i not in skip and not any(f == fname for f, _ in problems.get(i, ())):
                 skip[i] = _empty_required_row(data[i], i, table, match, file, sheet, first, markers, problems)
 
+    if table.id_field in values and len(required) == 1:
+        _lone_id_rows(table, match, values, data, file, sheet, first, markers, skip, problems)
+
     # Cells that failed to convert: a required one drops the row, an optional one is left empty.
     for i, errs in sorted(problems.items()):
         if i in skip:
@@ -481,6 +484,35 @@ def _empty_required_row(cells: Sequence[Any], i: int, table: TableSpec, match: H
     others = f" (also empty: {', '.join(match.headers[g] for g in empty[1:])})" if len(empty) > 1 else ""
     return Reject(file, sheet, first + i, header, None, "missing-value",
                   f"{header} ({f}) is required but empty{others}; row skipped")
+
+
+def _lone_id_rows(table: TableSpec, match: HeaderMatch, values: dict[str, list], data: list, file: str, sheet: str,
+                  first: int, markers: set[str], skip: dict[int, Reject | None],
+                  problems: dict[int, list[tuple[str, CoercionError]]]) -> None:
+    """Rows of a table that needs only its id (customers) whose id cell is the only filled cell: a
+    count, total, page title or footnote under the table ("合计:3条", "注:以上数据截至…"), not a record.
+    Such a row would become a customer whose "id" is that text; it is skipped with a reject instead.
+    Only in a sheet whose other rows carry more than the id: an export of ids alone is taken as it is."""
+    id_field = table.id_field
+    ids = values[id_field]
+    candidates = [i for i, v in enumerate(ids) if v is not None and i not in skip and i not in problems]
+    id_col = match.columns[id_field]
+    for fname, vals in values.items():  # cheap first pass: any other read field filled keeps the row
+        if fname != id_field and candidates:
+            candidates = [i for i in candidates if vals[i] is None]
+    lone = [i for i in candidates if all(_cell_empty(c) for j, c in enumerate(data[i]) if j != id_col)]
+    if len(lone) == sum(1 for i, v in enumerate(ids) if v is not None and i not in skip):
+        return  # nothing but ids in this sheet
+    for i in lone:
+        text = ids[i]
+        key = header_key(text)
+        if any(key.startswith(m) for m in markers):
+            skip[i] = Reject(file, sheet, first + i, match.headers[id_field], text, "summary-row",
+                             "a summary (total) row, not a record; skipped")
+        else:
+            skip[i] = Reject(file, sheet, first + i, match.headers[id_field], text, "not-a-record",
+                             f"only {match.headers[id_field]} is filled in this row: a title, note or count under "
+                             "the table, not a record; skipped")
 
 
 def _cell_empty(v: Any) -> bool:

@@ -491,6 +491,28 @@ def test_columns_yaml_if_unreadable_and_bool_values_are_checked(tmp_path):
     assert [p.code for p in exc.value.problems] == ["duplicate-alias"]
     assert "'退订' is listed under both true and false" in str(exc.value)
 
+
+def test_counts_titles_and_notes_under_the_customers_table_are_not_customers(tmp_path, columns):
+    """The customers table needs only its id, so any text in that column used to become a customer
+    ("合计:3条", a page title, a footnote with a name and phone). A row whose id cell is its only filled
+    cell is skipped with a reject; a real customer with a sparse row is kept."""
+    inbox = basic_inbox(tmp_path, customers=[
+        ["C1", "张三", "13812345678", "王磊", None, None, "是", "否"],
+        ["C2", None, None, None, None, None, None, None, "VIP"],  # only an unread column besides the id: kept
+        ["合计:3条"],
+        ["Total (3 customers)"],
+        [3],
+        ["客户信息导出 2026-11-20(第2页)"],
+        ["注:以上数据截至2026-11-20,导出人:王芳 13912345678"],
+    ])
+    ds = read_inbox(inbox, columns, warnings=[])
+    assert [c.customer_id for c in ds.customers] == ["C1", "C2"]
+    got = [(r.row, r.code) for r in ds.rejects if r.file == "customers.xlsx"]
+    assert got == [(4, "summary-row"), (5, "summary-row"), (6, "not-a-record"), (7, "not-a-record"), (8, "not-a-record")]
+    [note] = [r for r in ds.rejects if r.row == 8]
+    assert note.reason == ("only 客户编号 is filled in this row: a title, note or count under the table, not a record; "
+                           "skipped")
+
 def test_summary_repeated_header_and_blank_rows(tmp_path, columns):
     inbox = basic_inbox(tmp_path, orders=[
         ["O1", "C1", date(2026, 3, 1), 100, "a"],  # 2
