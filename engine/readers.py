@@ -22,7 +22,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook
+from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook, SheetVisibleEnum
 
 from .coerce import Coercer, CoercionError, spellings
 from .columns import (
@@ -44,6 +44,8 @@ __all__ = ["read_inbox", "load_columns"]
 log = logging.getLogger(__name__)
 
 PARSE_THREADS = 2  # the machine we size for has two cores
+
+_HIDDEN = "hidden"  # _parse_workbook's mark for a sheet it did not parse because it is hidden
 
 _OTHER_SPREADSHEETS = (".xls", ".xlsm", ".xlsb", ".csv", ".ods", ".et")
 
@@ -104,6 +106,7 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                 one.error = exc
             del future
             release_free_memory()  # the workbook's cells and raw rows are gone; don't keep their pages
+    named = {part.table for one in read.values() for part in one.tables if part.by_name}
     for path in files:
         one = read.pop(path)
         if one.error is not None:
@@ -111,10 +114,19 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
         for problem in one.warnings:
             _warn(warn, problem)
         near_misses.extend(one.near_misses)
-        for table, objs, rej in one.tables:
-            found.add(table)
-            parts[table].extend(objs)
-            rejects.extend(rej)
+        for part in one.tables:
+            if part.table in named and not part.by_name:
+                # A pivot table or a copy with the same headers: its rows would replace the real
+                # ones (duplicate ids keep the later row), so only sheets named for the table count.
+                _warn(warn, Problem("ignored-sheet", f"sheet {part.sheet} was not read: its headers look like "
+                                    f"{part.table}, but {part.table} were read from sheets named for them",
+                                    Location(file=path.name, sheet=part.sheet), WARNING,
+                                    fix=f"if its rows should be read, name the sheet like the {part.table} sheet "
+                                        f"(see sheet_aliases in {columns.path})"))
+                continue
+            found.add(part.table)
+            parts[part.table].extend(part.facts)
+            rejects.extend(part.rejects)
     # A sheet that looks like customers/interactions/orders but lacks a required column stops the run,
     # unless that table was read from another sheet (then it is an extra sheet, e.g. a pivot table).
     fatal = [p for match, problems in near_misses if match.table not in found for p in problems]
@@ -161,9 +173,20 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
 
 
 @dataclasses.dataclass
+class _SheetRead:
+    """One recognised sheet: its table, facts and rejects; ``by_name``: the sheet's name says the table
+    (客户信息, 订单明细), rather than only its headers."""
+    table: str
+    sheet: str
+    facts: list
+    rejects: list[Reject]
+    by_name: bool
+
+
+@dataclasses.dataclass
 class _FileRead:
     """What one workbook gave: its tables (``_read_workbook``), or the error that stopped it."""
-    tables: list[tuple[str, list, list[Reject]]] = dataclasses.field(default_factory=list)
+    tables: list[_SheetRead] = dataclasses.field(default_factory=list)
     warnings: list[Problem] = dataclasses.field(default_factory=list)
     near_misses: list[tuple[HeaderMatch, list[Problem]]] = dataclasses.field(default_factory=list)
     error: InputError | None = None
@@ -186,7 +209,11 @@ def _parse_workbook(path: Path) -> tuple[CalamineWorkbook, list[tuple[str, Calam
         raise InputError(Problem("unreadable-file", f"{path.name} cannot be opened as an Excel workbook ({exc})",
                                  Location(file=path.name), fix="open it in Excel and save it again as .xlsx")) from None
     sheets: list[tuple[str, CalamineSheet | None, str]] = []
-    for sheet in wb.sheet_names:
+    for meta in wb.sheets_metadata:
+        sheet = meta.name
+        if meta.visible != SheetVisibleEnum.Visible:
+            sheets.append((sheet, None, _HIDDEN))
+            continue
         try:
             sheets.append((sheet, wb.get_sheet_by_name(sheet), ""))
         except CalamineError as exc:
@@ -196,18 +223,24 @@ def _parse_workbook(path: Path) -> tuple[CalamineWorkbook, list[tuple[str, Calam
 
 def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, CalamineSheet | None, str]]],
                    columns: ColumnsSpec, coercer: Coercer, warn: list[Problem],
-                   near_misses: list[tuple[HeaderMatch, list[Problem]]]) -> list[tuple[str, list, list[Reject]]]:
-    """Read one parsed workbook: a ``(table name, facts, rejects)`` triple per recognised sheet, in
-    sheet order. Sheets that look like a table but lack a required column go to ``near_misses`` (the
+                   near_misses: list[tuple[HeaderMatch, list[Problem]]]) -> list[_SheetRead]:
+    """Read one parsed workbook: a ``_SheetRead`` per recognised sheet, in sheet order. Hidden sheets
+    are not read (a warning says so). Sheets that look like a table but lack a required column go to ``near_misses`` (the
     caller decides once every file is read) and warnings to ``warn`` (logged by the caller, in file order).
     Duplicates and unknown customers are checked later, across files."""
     name = path.name
     wb, sheets = parsed
     try:
-        out: list[tuple[str, list, list[Reject]]] = []
+        out: list[_SheetRead] = []
         unresolved: list[tuple[str, list]] = []
         while sheets:
             sheet, data, error = sheets.pop(0)  # dropped as soon as it is converted (memory)
+            if error is _HIDDEN:
+                warn.append(Problem("ignored-sheet", f"sheet {sheet} is hidden and was not read",
+                                    Location(file=name, sheet=sheet), WARNING,
+                                    fix="if it holds rows to read, unhide it in Excel (right-click a sheet tab, Unhide) "
+                                        "and save; hidden sheets are often old copies or helper tables"))
+                continue
             try:
                 if data is None:
                     raise CalamineError(error)
@@ -232,10 +265,10 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                                     fix=f"if one of them should be read, add its header to {columns.path} "
                                         f"under {table.name}.<field>.aliases"))
             objs, rejects = _read_rows(table, match, rows, name, sheet, coercer, columns.summary_markers)
-            out.append((table.name, objs, rejects))
+            out.append(_SheetRead(table.name, sheet, objs, rejects, columns.table_for_sheet_name(sheet) == table.name))
         hint = columns.table_for_file_name(name)
         for sheet, rows in unresolved:
-            if hint is not None and all(t != hint for t, _, _ in out):
+            if hint is not None and all(part.table != hint for part in out):
                 # The file name says what it is, but no sheet has the table's headers: explain which.
                 table = columns.tables[hint]
                 match = find_header(rows, table) or HeaderMatch(hint, 0, {}, {}, [], table.required)

@@ -513,6 +513,46 @@ def test_counts_titles_and_notes_under_the_customers_table_are_not_customers(tmp
     assert note.reason == ("only 客户编号 is filled in this row: a title, note or count under the table, not a record; "
                            "skipped")
 
+
+def test_hidden_sheets_are_not_read(tmp_path, columns):
+    """A hidden backup sheet with the customers' headers is not read: its stale rows replaced the
+    visible ones (duplicate ids keep the later row), so an opted-out customer was reachable again."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wb = xlsxwriter.Workbook(str(inbox / "customers.xlsx"))
+    for name, opt_out, hidden in (("客户信息", "是", False), ("客户信息备份", "否", True)):
+        ws = wb.add_worksheet(name)
+        ws.write_row(0, 0, ["客户编号", "客户名称", "退订"])
+        ws.write_row(1, 0, ["C1", "张三", opt_out])
+        if hidden:
+            ws.hide()
+    wb.close()
+    warnings: list[Problem] = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    [c] = ds.customers
+    assert c.opt_out is True and not [r for r in ds.rejects if r.code == "duplicate-id"]
+    assert [(w.code, w.location.sheet, w.message) for w in warnings if w.code == "ignored-sheet"] == [
+        ("ignored-sheet", "客户信息备份", "sheet 客户信息备份 is hidden and was not read")]
+
+
+def test_a_pivot_sheet_with_customer_headers_does_not_replace_the_customers(tmp_path, columns):
+    """A sheet recognised only by its headers (a pivot table: 客户编号, 客户名称, 求和项:订单金额) is not read
+    when the customers come from a sheet named for them; before, its rows replaced the real ones."""
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "CRM导出.xlsx", {
+        "客户信息": [CUST_HEAD, ["C1", "张三", "13812345678", "王磊", None, None, "是", "是"]],
+        "数据透视表": [["客户编号", "客户名称", "求和项:订单金额"], ["C1", "张三", 1200]],
+    })
+    warnings: list[Problem] = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    [c] = ds.customers
+    assert (c.owner, c.opt_out, c.marketing_consent) == ("王磊", True, True)
+    assert not [r for r in ds.rejects if r.code == "duplicate-id"]
+    [w] = [w for w in warnings if w.code == "ignored-sheet"]
+    assert (w.location.file, w.location.sheet) == ("CRM导出.xlsx", "数据透视表")
+    assert w.message == ("sheet 数据透视表 was not read: its headers look like customers, but customers were read "
+                         "from sheets named for them")
+
 def test_summary_repeated_header_and_blank_rows(tmp_path, columns):
     inbox = basic_inbox(tmp_path, orders=[
         ["O1", "C1", date(2026, 3, 1), 100, "a"],  # 2
