@@ -5,7 +5,9 @@ the only place that knows about atomic renames.
 """
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
@@ -28,34 +30,97 @@ TASK_COLUMNS = [
     Column("规则编号"),
     Column("阶段"),
     Column("分配方式"),
+    Column("负责人"),  # the full name: the file and sheet names may be shortened or carry a suffix
 ]
 
 STAGE_LABELS = {"classification": "客户分类", "sla": "服务时限", "care": "客户关怀", "churn": "流失挽回"}
 
 
+_UNSAFE_CHARS = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
+# Windows refuses these as a file name's part before the first dot, in any case ("con.xlsx" too).
+_RESERVED_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"{p}{n}" for p in ("COM", "LPT") for n in "0123456789¹²³")}
+# Bytes (UTF-8) of a file name before its extension: far under the usual 255-byte limit, with room
+# for ".xlsx.tmp" and a deep run folder. 40 CJK characters still fit unchanged.
+MAX_NAME_BYTES = 120
+SUFFIX_HEX = 8
+
+
 def safe_file_name(name: str) -> str:
-    """A person's or channel's name as a file name on every OS (Chinese kept, separators removed)."""
-    cleaned = re.sub(r'[\\/:*?"<>|\x00-\x1f]+', "_", name).strip(" .")
+    """A person's or channel's name as a file name on every OS (Chinese kept, separators removed).
+    Not unique and not length-limited: ``file_names`` gives each name its own file name."""
+    cleaned = _UNSAFE_CHARS.sub("_", name).strip(" .")
     return cleaned or "未命名"
 
 
+def file_names(names: Iterable[str]) -> dict[str, str]:
+    """A file name (without extension) for each name, distinct from the others on every OS.
+
+    A name that is already a good file name is kept as it is. A name with unsafe characters,
+    leading or trailing dots or spaces, a Windows device name (CON, COM1, ...), a name over
+    ``MAX_NAME_BYTES``, or one equal to another name ignoring case and Unicode normalisation
+    (Windows and macOS would give both one file) gets its ``safe_file_name`` form, cut to fit,
+    then ``-`` and the first 8 hex digits of the sha256 of the full name. The result depends only
+    on the set of names, never on their order."""
+    names = sorted(set(names))
+    kept = {n for n in names if safe_file_name(n) == n and not _reserved(n) and len(n.encode()) <= MAX_NAME_BYTES}
+    clashing = _clashes(kept)
+    result = {n: n if n in kept and _fold(n) not in clashing else _with_suffix(n, SUFFIX_HEX) for n in names}
+    # A name someone actually spelled "王芳-1a2b3c4d", or two equal 8-digit hashes: the suffixed
+    # names among them take the whole hash.
+    clashing = _clashes(result.values())
+    for n in names:
+        if _fold(result[n]) in clashing and result[n] != n:
+            result[n] = _with_suffix(n, 64)
+    if _clashes(result.values()):
+        raise ValueError("two names would share one file")  # unreachable in practice; never overwrite
+    return result
+
+
+def _fold(name: str) -> str:
+    """What case-insensitive file systems compare: Windows and macOS see "Zhang Wei" and "zhang wei"
+    (and composed and decomposed "é") as one file."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def _clashes(names: Iterable[str]) -> set[str]:
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for n in map(_fold, names):
+        (twice if n in seen else seen).add(n)
+    return twice
+
+
+def _reserved(name: str) -> bool:
+    return name.split(".")[0].rstrip(" ").upper() in _RESERVED_NAMES
+
+
+def _with_suffix(name: str, digits: int) -> str:
+    """The safe form cut to fit (by UTF-8 bytes, never inside a character) + ``-`` + hash digits."""
+    suffix = "-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:digits]
+    head = safe_file_name(name).encode("utf-8")[:MAX_NAME_BYTES - len(suffix) - 1].decode("utf-8", "ignore")
+    # "CON.a/b" → "CON.a_b-…" would still start with a device name.
+    return ("_" if _reserved(head + suffix) else "") + head + suffix
+
+
 def write_tasks(folder: Path, tasks: list[Task]) -> dict[str, int]:
-    """One workbook per assignee: tasks/<assignee>.xlsx. Returns assignee → task count."""
+    """One workbook per assignee: tasks/<assignee>.xlsx (the name from ``file_names``). Returns
+    assignee → task count."""
     by_assignee: dict[str, list[Task]] = defaultdict(list)
     for t in tasks:
         by_assignee[t.assignee].append(t)
     counts = {}
     (folder / "tasks").mkdir(parents=True, exist_ok=True)
+    names = file_names(by_assignee)
     for assignee in sorted(by_assignee):
         items = sorted(by_assignee[assignee], key=lambda t: (t.due, PRIORITY_ORDER.get(t.priority, 9), t.customer_id, t.rule_id))
         rows = [
             (
                 t.due, t.priority, t.customer_id, t.customer_name, t.title, t.reason, t.script, t.rule_id,
-                STAGE_LABELS.get(t.stage, t.stage), f"角色：{t.role}" if t.role else "客户经理",
+                STAGE_LABELS.get(t.stage, t.stage), f"角色：{t.role}" if t.role else "客户经理", assignee,
             )
             for t in items
         ]
-        write_workbook(folder / "tasks" / f"{safe_file_name(assignee)}.xlsx", [Sheet(assignee, TASK_COLUMNS, rows)])
+        write_workbook(folder / "tasks" / f"{names[assignee]}.xlsx", [Sheet(assignee, TASK_COLUMNS, rows)])
         counts[assignee] = len(items)
     return counts
 
@@ -78,9 +143,10 @@ def write_messages(folder: Path, messages: list[Message]) -> dict[str, int]:
     for m in messages:
         by_channel[m.channel].append(m)
     counts = {}
+    names = file_names(by_channel)
     for channel in sorted(by_channel):
         items = sorted(by_channel[channel], key=lambda m: (m.customer_id, m.rule_id))
-        out = folder / "messages" / safe_file_name(channel)
+        out = folder / "messages" / names[channel]
         out.mkdir(parents=True, exist_ok=True)
         write_jsonl(
             out / "messages.jsonl",
