@@ -102,6 +102,14 @@ def _with_suffix(name: str, digits: int) -> str:
     return ("_" if _reserved(head + suffix) else "") + head + suffix
 
 
+def _assigned_as(task: Task) -> str:
+    """The 分配方式 column: by role, else the ticket's handler (SLA reminders go to the 处理人, who
+    is not always the 客户经理), else the customer's 客户经理."""
+    if task.role:
+        return f"角色：{task.role}"
+    return "工单处理人" if task.stage == "sla" else "客户经理"
+
+
 def write_tasks(folder: Path, tasks: list[Task]) -> dict[str, int]:
     """One workbook per assignee: tasks/<assignee>.xlsx (the name from ``file_names``). Returns
     assignee → task count."""
@@ -116,7 +124,7 @@ def write_tasks(folder: Path, tasks: list[Task]) -> dict[str, int]:
         rows = [
             (
                 t.due, t.priority, t.customer_id, t.customer_name, t.title, t.reason, t.script, t.rule_id,
-                STAGE_LABELS.get(t.stage, t.stage), f"角色：{t.role}" if t.role else "客户经理", assignee,
+                STAGE_LABELS.get(t.stage, t.stage), _assigned_as(t), assignee,
             )
             for t in items
         ]

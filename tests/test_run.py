@@ -83,7 +83,7 @@ def test_run_classifies_and_issues_tasks_and_messages(tmp_path: Path):
     lead = read_rows(folder / "tasks" / "王敏.xlsx")
     assert lead[0][:5] == ("截止时间", "优先级", "客户编号", "客户名称", "任务")
     assert lead[1][:3] == (datetime(2026, 11, 24, 9, 0), "高", "C1")
-    assert lead[1][4] == "为高价值/普通客户指派专属客户经理"
+    assert lead[1][4] == "为高价值客户指派专属客户经理"
     assert lead[1][7] == "CL-ASSIGN-DEDICATED-OWNER"
 
     # The intent customer's owner gets a follow-up task; the formula-like name is text, not a formula.
@@ -226,8 +226,8 @@ def test_the_command_ends_at_once_with_its_output_and_exit_status(tmp_path: Path
                  "--as-of", "2026-11-20")
     assert ok.returncode == 0, ok.stderr
     lines = ok.stdout.splitlines()
-    assert lines[0] == "运行完成 run 2026-11-20_80a0cf6c（as-of 2026-11-20）"
-    assert lines[-1] == f"结果在 Results in: {tmp_path / 'out' / '2026-11-20_80a0cf6c'}"
+    assert lines[0] == "运行完成 run 2026-11-20_40eceb12（as-of 2026-11-20）"
+    assert lines[-1] == f"结果在 Results in: {tmp_path / 'out' / '2026-11-20_40eceb12'}"
     assert "结果文件已写入，联系台账已更新" in ok.stderr
 
     (policy_copy / "organization.yaml").write_text(

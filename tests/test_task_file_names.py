@@ -101,3 +101,18 @@ def test_run_writes_one_file_per_assignee(tmp_path: Path):
     found = owners_by_file(folders[0])
     assert {frozenset(rows) for rows in found.values()} == {frozenset({(owner, f"C{i}")}) for i, owner in enumerate(owners)}
     assert sorted(p.name for p in (folders[1] / "tasks").iterdir()) == sorted(found)
+
+
+def test_the_assignment_column_says_how_each_task_was_assigned(tmp_path: Path):
+    """分配方式: by role, to the ticket's handler (an SLA reminder: 林晓 handles the ticket, the 客户经理 is
+    someone else), or to the 客户经理. SLA reminders used to say 客户经理."""
+    from dataclasses import replace
+
+    write_tasks(tmp_path, [task("张伟", "C1"), replace(task("林晓", "C2"), stage="sla", rule_id="sla-inquiry"),
+                           replace(task("李强", "C3"), stage="sla", role="客服主管")])
+    assigned = {}
+    for path in (tmp_path / "tasks").iterdir():
+        rows = list(openpyxl.load_workbook(path).worksheets[0].iter_rows(values_only=True))
+        col = {h: i for i, h in enumerate(rows[0])}
+        assigned.update({r[col["负责人"]]: r[col["分配方式"]] for r in rows[1:]})
+    assert assigned == {"张伟": "客户经理", "林晓": "工单处理人", "李强": "角色：客服主管"}
