@@ -8,7 +8,9 @@
    re-run has the same run id, so the guards see the runs recorded before it, as the run did.
 3. Compare every output file's sha256 with the manifest's ``outputs`` list: identical, or which files
    differ, are missing from the re-run or are new in it. Files now present in the inbox, policy or
-   template folder that the run did not read are reported too (they change what a run reads).
+   template folder that the run did not read are reported too (they change what a run reads), and so
+   are files in the run folder its manifest does not list, and manifest entries (counts, warnings, …;
+   not the folders in ``roots``) that differ from the re-run's.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ class VerifyResult:
     differ: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # outputs of the run the re-run did not produce
     extra: list[str] = field(default_factory=list)  # outputs the re-run produced that the run did not
+    unlisted: list[str] = field(default_factory=list)  # files in the run folder its manifest does not list (added later)
+    manifest_differs: list[str] = field(default_factory=list)  # manifest.json entries the re-run recorded otherwise
     same: int = 0
     rerun_id: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -43,7 +47,8 @@ class VerifyResult:
 
     @property
     def identical(self) -> bool:
-        return self.rerun and not (self.changed_inputs or self.new_inputs or self.differ or self.missing or self.extra)
+        return self.rerun and not (self.changed_inputs or self.new_inputs or self.differ or self.missing or self.extra
+                                   or self.unlisted or self.manifest_differs)
 
 
 def _roots(manifest: dict[str, Any], inbox: Path | None, policies: Path | None, templates: Path | None) -> dict[str, Path]:
@@ -132,6 +137,14 @@ def verify_run(run_folder: Path, inbox: Path | None = None, policies: Path | Non
             if not here.is_file() or sha256_file(here) != digest:
                 result.differ.append(f"{path}（{'运行文件夹中已不存在' if not here.is_file() else '运行文件夹中的文件被改过'}）")
                 result.same -= 1
+        # A file put into the run folder afterwards (a forged task sheet) is in no manifest.
+        listed = set(before) | {"manifest.json"}
+        result.unlisted = sorted(p.relative_to(run_folder).as_posix() for p in run_folder.rglob("*")
+                                 if p.is_file() and p.relative_to(run_folder).as_posix() not in listed)
+        # The manifest is not in its own list: compare what it says (counts, warnings, engine, …) with
+        # what the re-run says. Only the folders it was read from may differ (verify may be given others).
+        result.manifest_differs = sorted(key for key in set(manifest) | set(new_manifest)
+                                         if key != "roots" and manifest.get(key) != new_manifest.get(key))
     finally:
         if keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -159,9 +172,14 @@ def format_verify(result: VerifyResult) -> list[str]:
         lines.append(f"  重新运行没有产生 missing: {path}")
     for path in result.extra:
         lines.append(f"  重新运行多出 extra: {path}")
+    for path in result.unlisted:
+        lines.append(f"  清单里没有的文件 not in the manifest: {path}（运行之后才放进运行文件夹）")
+    for key in result.manifest_differs:
+        lines.append(f"  清单 manifest.json 的 {key} 与重新运行的不同 differs")
     if result.identical:
-        lines.append(f"一致 identical：{result.same} 个输出文件的 sha256 与清单相同")
+        lines.append(f"一致 identical：{result.same} 个输出文件的 sha256 与清单相同，清单内容也相同")
     else:
-        lines.append(f"不一致 NOT identical：{len(result.differ) + len(result.missing) + len(result.extra)} 个文件不同，"
-                     f"{result.same} 个相同")
+        problems = len(result.differ) + len(result.missing) + len(result.extra) + len(result.unlisted)
+        lines.append(f"不一致 NOT identical：{problems} 个文件不同"
+                     + ("，清单内容不同" if result.manifest_differs else "") + f"，{result.same} 个相同")
     return lines

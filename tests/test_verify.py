@@ -40,7 +40,7 @@ def test_untouched_run_is_identical(finished_run):
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
         f"核对运行 verify {folder.name}",
-        f"一致 identical：{len(outputs_of(folder))} 个输出文件的 sha256 与清单相同",
+        f"一致 identical：{len(outputs_of(folder))} 个输出文件的 sha256 与清单相同，清单内容也相同",
     ]
 
 
@@ -52,6 +52,31 @@ def test_tampered_output_file(finished_run):
     assert result.exit_code == 1
     assert "  不同 differs: decisions.jsonl（运行文件夹中的文件被改过）" in result.output.splitlines()
     assert result.output.splitlines()[-1] == f"不一致 NOT identical：1 个文件不同，{len(outputs_of(folder)) - 1} 个相同"
+
+
+def test_a_file_added_to_the_run_folder_is_named(finished_run):
+    """A forged task sheet put into the run folder afterwards is in no manifest: verify names it."""
+    folder, _, _ = finished_run
+    shutil.copy(folder / "customers.xlsx", folder / "tasks" / "extra.xlsx")
+    result = CliRunner().invoke(verify_command, [str(folder)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert "  清单里没有的文件 not in the manifest: tasks/extra.xlsx（运行之后才放进运行文件夹）" in lines
+    assert lines[-1] == f"不一致 NOT identical：1 个文件不同，{len(outputs_of(folder))} 个相同"
+
+
+def test_edited_manifest_counts_are_named(finished_run):
+    """The manifest is what auditors read the counts from; it is not in its own list of hashes, so
+    its content is compared with the re-run's."""
+    folder, _, _ = finished_run
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    manifest["counts"]["tasks"] -= 1
+    (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    result = CliRunner().invoke(verify_command, [str(folder)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert "  清单 manifest.json 的 counts 与重新运行的不同 differs" in lines
+    assert lines[-1] == f"不一致 NOT identical：0 个文件不同，清单内容不同，{len(outputs_of(folder))} 个相同"
 
 
 def test_tampered_manifest_hash(finished_run):
