@@ -107,6 +107,7 @@ class _Loader:
         self.files: list[Path] = []
         self.documents: dict[str, list[tuple[Path, YMap]]] = {}
         self.key_by_refs: list[tuple[str, Location]] = []  # (feature name, where) of every key_by
+        self.policy_ids: dict[str, Location] = {}  # policy id → where it was first declared
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -195,6 +196,7 @@ class _Loader:
         for stage in RULE_KINDS:
             for path, doc in self.documents.get(stage, []):
                 if stage != "classification" and not any(k in doc for k in ("rules", "table", "policies")):
+                    self._policy_id(doc)  # a settings file's id is a policy id too
                     continue  # a stage's own settings file (e.g. SLA targets): its stage module reads it
                 for block, block_loc in self._policy_blocks(doc):
                     rs = self._ruleset(stage, path, block, block_loc, org)
@@ -217,6 +219,7 @@ class _Loader:
         if not check_keys(block, f"policy in {self.rel(path)}", allowed, ("id",), self.problems, loc):
             return None
         policy_id = str(block.get("id", self.rel(path)))
+        self._policy_id(block)
         hit = str(block.get("hit_policy", "collect"))
         if hit not in HIT_POLICIES:
             guess = did_you_mean(hit, HIT_POLICIES)
@@ -255,6 +258,41 @@ class _Loader:
         rs.outputs_declared = tuple(outputs)
         return rs
 
+    def _policy_id(self, block: YMap) -> None:
+        """Policy ids are unique across all policy files (docs/policies.md): report a second use."""
+        if not isinstance(block, YMap) or block.get("id") is None:
+            return
+        policy_id, loc = str(block.get("id")), block.key_loc("id")
+        if policy_id in self.policy_ids:
+            self.problems.error("duplicate-policy-id", f"policy id '{policy_id}' is already used at {self.policy_ids[policy_id]}",
+                                loc, fix="policy ids must be unique across all policy files")
+            return
+        self.policy_ids[policy_id] = loc
+
+    def _mapping_field(self, block: YMap, key: str, what: str, example: tuple[str, str]) -> YMap:
+        """The ``key: {name: value, ...}`` block of ``block`` (empty if absent). Anything else is reported
+        at the key, with the block to write (``example``: a name and a value to show when the user
+        wrote a single value)."""
+        value = block.get(key)
+        if value is None:
+            return YMap()
+        if isinstance(value, YMap):
+            return value
+        name, sample = example
+        shown = _shown(value)
+        if not isinstance(value, (YMap, YList, dict, list)) and shown:
+            sample = shown
+        message = f"'{key}:' must be a block of '{what}' pairs, not {_quoted(value)}"
+        fix = f"write the {what.split(':')[0]} and its value, e.g. {key}: {{{name}: {sample}}}"
+        colon = next((c for c in ("：", ":") if isinstance(value, str) and c in value), None)
+        if colon is not None:  # "need_type：战略" on the next line, or "need_type:战略": YAML read one text
+            left, _, right = (part.strip() for part in value.partition(colon))
+            if left and right:
+                message += f"; did you mean '{left}: {right}' with a half-width colon and a space?"
+                fix = f"write {key}: {{{left}: {right}}}"
+        self.problems.error("not-a-mapping", message, block.key_loc(key), fix=fix)
+        return YMap()
+
     def _parse_condition(self, text: Any, loc: Location) -> Any:
         if isinstance(text, bool):
             text = "true" if text else "false"
@@ -272,10 +310,19 @@ class _Loader:
         cond_text = block.get("when", "true")
         condition = self._parse_condition(cond_text, block.value_loc("when"))
         outputs: list = []
-        for name, value in (block.get("set") or {}).items():
+        tags = self._mapping_field(block, "set", "tag name: value", ("need_type", "战略"))
+        for name, value in tags.items():
+            if not self._plain_name(name, value, "tag", tags):
+                continue
+            if value is None:
+                self.problems.error("missing-value", f"tag '{name}' has no value", tags.key_loc(name),
+                                    fix=f"write the value after the colon and a space, e.g. set: {{{name}: 战略}}")
+                continue
             outputs.append(SetTag(str(name), value))
-        scores = block.get("score") or {}
+        scores = self._mapping_field(block, "score", "score name: points", ("churn_score", "10"))
         for name, value in scores.items():
+            if not self._plain_name(name, value, "score", scores):
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 self.problems.error("bad-value", f"score '{name}' must be a number of points", scores.value_loc(name))
                 continue
@@ -293,6 +340,11 @@ class _Loader:
         if not outputs:
             self.problems.warning("no-output", f"rule '{rule_id}' produces nothing (no set, score, task or message)", loc)
         priority = block.get("priority", 0)
+        if isinstance(priority, bool) or not (isinstance(priority, int) or (isinstance(priority, float) and priority.is_integer())):
+            self.problems.error("bad-value", f"priority must be a whole number, not {_quoted(priority)}", block.value_loc("priority"),
+                                fix="under hit_policy: priority the matching rule with the highest number wins, e.g. priority: 10; "
+                                    "a task's 高/中/低 goes under task:")
+            priority = 0
         return Rule(
             rule_id=rule_id,
             description=str(block.get("description", "")),
@@ -300,8 +352,29 @@ class _Loader:
             condition_text=str(cond_text),
             outputs=outputs,
             location=block.key_loc("id"),
-            priority=int(priority) if isinstance(priority, (int, float)) else 0,
+            priority=int(priority),
         )
+
+    def _plain_name(self, name: Any, value: Any, what: str, block: YMap) -> bool:
+        """A tag or score name must be a plain name (letters, CJK characters, digits, _), usable in a
+        ``when:`` condition. ``{need_type：特殊需求}`` (full-width colon) or ``{need_type:特殊需求}`` (no
+        space) is read by YAML as one name without a value: say so, with the line to write."""
+        if isinstance(name, str) and name.isidentifier():
+            return True
+        text = str(name)
+        message = f"'{text}' is not a plain {what} name; names use letters, digits and _ only"
+        fix = f"rename the {what}, e.g. {text.replace(' ', '_')}" if isinstance(name, str) and " " in text.strip() else None
+        colon = next((c for c in ("：", ":") if c in text), None)
+        if colon is not None:
+            left, _, right = text.partition(colon)
+            left, right = left.strip(), right.strip()
+            if value is None and left and right:
+                message += f"; did you mean '{left}: {right}' with a half-width colon and a space?"
+                fix = f"write {'set' if what == 'tag' else 'score'}: {{{left}: {right}}}"
+            else:
+                fix = "a name cannot contain a colon; write 'name: value' with a half-width colon and a space"
+        self.problems.error("bad-name", message, block.key_loc(name), fix=fix or f"use a name such as {'need_type' if what == 'tag' else 'churn_score'}")
+        return False
 
     def _task(self, block: Any, loc: Location, org: Organization) -> TaskSpec | None:
         allowed = ("title", "assign_to", "due", "priority", "script", "category", "once_per", "key_by")
@@ -347,8 +420,9 @@ class _Loader:
         if category not in MESSAGE_CATEGORIES:
             self.problems.error("bad-value", f"message category must be marketing or service, not '{category}'",
                                 block.value_loc("category"), fix="marketing messages need consent and count against caps; service messages do not")
+        params = self._mapping_field(block, "params", "name: text", ("offer", "本月新品上市"))
         return MessageSpec(template=str(block.get("template")), channel=channel, category=category,
-                           params=dict(block.get("params") or {}), once_per=self._period(block),
+                           params=dict(params), once_per=self._period(block),
                            key_by=self._key_by(block))
 
     def _key_by(self, block: YMap) -> str | None:
@@ -438,6 +512,20 @@ class _Loader:
                 )
             )
         rs.table_sheet = sheet_data  # kept for validate (overlaps, gaps)
+
+
+def _shown(value: Any, limit: int = 20) -> str:
+    """A value as the user wrote it, shortened for a message."""
+    text = str(value).strip().replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _quoted(value: Any) -> str:
+    if isinstance(value, YList):
+        return "a list"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return f"'{_shown(value)}'"
 
 
 def _order_rulesets(rulesets: list[RuleSet], problems: Problems) -> list[RuleSet]:

@@ -6,6 +6,7 @@ plain Python values; their positions live in the container that holds them.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -117,16 +118,58 @@ def load_yaml_text(text: str, name: str) -> Any:
         except ValueError as exc:  # e.g. an impossible date such as 2027-02-30, which PyYAML reports without a place
             raise PolicyError(_value_problem(name, node, exc)) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        loc = Location(file=name, line=mark.line + 1, col=mark.column + 1) if mark else Location(file=name)
-        hint = "check the indentation and that every 'key: value' has a space after the colon"
-        if "\t" in text:
-            hint = "YAML does not allow tab characters for indentation; use spaces"
-        raise PolicyError(
-            Problem(code="yaml-syntax", message=f"YAML syntax error: {exc.problem}", location=loc, fix=hint)
-        ) from None
+        raise PolicyError(_syntax_problem(text, name, exc)) from None
     finally:
         loader.dispose()
+
+
+def _syntax_problem(text: str, name: str, exc: yaml.MarkedYAMLError) -> Problem:
+    """Where a YAML syntax error really is, and the likely fix.
+
+    PyYAML notices some mistakes far from where they are: an unclosed quote only at the end of the
+    file ("found unexpected end of stream"). Its ``context_mark`` then points at where the unfinished
+    thing (quoted text, key, ``[``/``{`` list) starts, which is the line to fix. "while parsing a
+    block mapping" contexts are left out: they point at the start of the enclosing block, and the
+    problem mark (the badly indented line) is the better place there.
+    """
+    problem, context = exc.problem_mark, exc.context_mark
+    context_text = exc.context or ""
+    use_context = context is not None and context_text.startswith(("while scanning a", "while parsing a flow"))
+    mark = context if use_context or problem is None else problem
+    loc = Location(file=name, line=mark.line + 1, col=mark.column + 1) if mark else Location(file=name)
+    message = f"YAML syntax error: {exc.problem}"
+    if use_context:
+        if problem is not None and problem.line != context.line:
+            message += f" (at line {problem.line + 1}, column {problem.column + 1})"
+        message += f" {context_text} that starts here"
+    lines = text.splitlines()
+    near = sorted({m.line for m in (problem, context) if m is not None} | ({problem.line - 1} if problem else set()))
+    hint = "check the indentation and that every 'key: value' has a space after the colon"
+    full_width = next((_full_width_key(lines[n]) for n in near if 0 <= n < len(lines) and _full_width_key(lines[n])), None)
+    if full_width is not None:
+        hint = f"'{full_width[0]}' uses the full-width colon '：'; YAML needs a half-width colon and a space: {full_width[1]}"
+    elif any("\t" in line[: len(line) - len(line.lstrip(" \t"))] for line in lines if line.strip()):
+        hint = "YAML does not allow tab characters for indentation; use spaces"
+    elif use_context and context_text == "while scanning a quoted scalar":
+        quote = lines[context.line][context.column] if context.line < len(lines) and context.column < len(lines[context.line]) else '"'
+        hint = f"the text that starts with {quote} here needs a closing {quote} at its end"
+    return Problem(code="yaml-syntax", message=message, location=loc, fix=hint)
+
+
+def _full_width_key(line: str) -> tuple[str, str] | None:
+    """``(what was written, what to write)`` if the line is a ``key：value`` written with the full-width
+    colon (outside quotes and comments), e.g. ``priority：低`` → ``priority: 低``."""
+    code = re.sub(r'"[^"]*"|\'[^\']*\'', lambda m: " " * len(m.group()), line)
+    code = re.sub(r"(^|\s)#.*", "", code)
+    at = code.find("：")
+    if at < 0 or ":" in code[:at]:
+        return None  # no full-width colon, or it is inside a value ("title: 注意：…")
+    key, value = line[:at].strip(), line[at + 1:].split(" #")[0].strip()
+    if key.startswith("- "):
+        key = key[2:].strip()
+    if not key:
+        return None
+    return line.strip(), f"{key}: {value}" if value else f"{key}:"
 
 
 def _value_problem(name: str, root: yaml.Node, exc: ValueError) -> Problem:

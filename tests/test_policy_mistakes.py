@@ -1,0 +1,157 @@
+"""Mistakes ops staff make when editing policy YAML by hand: each must be one clear line from
+``crm-engine validate`` (file:line:col, message, fix), never a traceback, and ``run`` must refuse it.
+
+Each case edits a copy of the shipped policies the way a user would (text replace) and checks the
+exact line validate prints."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine.cli_tools import validate_command
+from engine.errors import PolicyError
+from engine.validate import format_problem, load_checked_policies, validate_policies
+
+NEED_TYPE = "classification/need_type.yaml"
+ACTIONS = "classification/actions.yaml"
+OFFER_PARAMS = "      params:\n        offer: 本月新品上市，老客户下单享九五折\n"
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def line_of(folder: Path, file: str, text: str) -> int:
+    """The line number (1-based) of the first line of ``file`` holding ``text`` (being exactly ``text``
+    when it ends with a newline)."""
+    lines = (folder / file).read_text(encoding="utf-8").splitlines()
+    if text.endswith("\n"):
+        return next(n for n, line in enumerate(lines, start=1) if line == text[:-1])
+    return next(n for n, line in enumerate(lines, start=1) if text in line)
+
+
+def errors(folder: Path) -> list[str]:
+    return [format_problem(p) for p in validate_policies(folder) if p.severity == "error"]
+
+
+def case(file: str, old: str, new: str, line_text: str, col: int, text: str, *, id: str):
+    """Replace ``old`` by ``new`` in ``file``; validate must print exactly one error:
+    ``file:<line holding line_text>:col: text``."""
+    return pytest.param(file, old, new, line_text, col, text, id=id)
+
+
+MISTAKES = [
+    # 1. set / score / params that are not 'name: value' blocks
+    case(NEED_TYPE, "set: {need_type: 战略}", "set: 战略", "set: 战略", 5,
+         "error: 'set:' must be a block of 'tag name: value' pairs, not '战略' [not-a-mapping] "
+         "— 修改建议: write the tag name and its value, e.g. set: {need_type: 战略}", id="set-a-single-value"),
+    case(NEED_TYPE, "set: {need_type: 战略}", "set: [a, b]", "set: [a, b]", 5,
+         "error: 'set:' must be a block of 'tag name: value' pairs, not a list [not-a-mapping] "
+         "— 修改建议: write the tag name and its value, e.g. set: {need_type: 战略}", id="set-a-list"),
+    case(NEED_TYPE, "set: {need_type: 战略}", "score: 10", "score: 10", 5,
+         "error: 'score:' must be a block of 'score name: points' pairs, not 10 [not-a-mapping] "
+         "— 修改建议: write the score name and its value, e.g. score: {churn_score: 10}", id="score-a-number"),
+    case(ACTIONS, OFFER_PARAMS, "      params: 本月新品上市，老客户下单享九五折\n", "params: 本月新品上市", 7,
+         "error: 'params:' must be a block of 'name: text' pairs, not '本月新品上市，老客户下单享九五折' [not-a-mapping] "
+         "— 修改建议: write the name and its value, e.g. params: {offer: 本月新品上市，老客户下单享九五折}", id="params-a-text"),
+    case(ACTIONS, OFFER_PARAMS, "      params: 5\n", "params: 5", 7,
+         "error: 'params:' must be a block of 'name: text' pairs, not 5 [not-a-mapping] "
+         "— 修改建议: write the name and its value, e.g. params: {offer: 5}", id="params-a-number"),
+    # 2. a colon inside a tag name; a tag without a value
+    case(NEED_TYPE, "set: {need_type: 特殊需求}", "set: {need_type：特殊需求}", "set: {need_type：特殊需求}", 11,
+         "error: 'need_type：特殊需求' is not a plain tag name; names use letters, digits and _ only; did you mean "
+         "'need_type: 特殊需求' with a half-width colon and a space? [bad-name] — 修改建议: write set: {need_type: 特殊需求}",
+         id="full-width-colon-in-set"),
+    case(NEED_TYPE, "set: {need_type: 特殊需求}", "set: {need_type:特殊需求}", "set: {need_type:特殊需求}", 11,
+         "error: 'need_type:特殊需求' is not a plain tag name; names use letters, digits and _ only; did you mean "
+         "'need_type: 特殊需求' with a half-width colon and a space? [bad-name] — 修改建议: write set: {need_type: 特殊需求}",
+         id="no-space-after-colon-in-set"),
+    case(NEED_TYPE, "    set: {need_type: 特殊需求}", "    set:\n      need_type：特殊需求", "    set:\n", 5,
+         "error: 'set:' must be a block of 'tag name: value' pairs, not 'need_type：特殊需求'; did you mean "
+         "'need_type: 特殊需求' with a half-width colon and a space? [not-a-mapping] — 修改建议: write set: {need_type: 特殊需求}",
+         id="full-width-colon-in-a-set-block"),
+    case(NEED_TYPE, "set: {need_type: 特殊需求}", "set: {need_type: }", "set: {need_type: }", 11,
+         "error: tag 'need_type' has no value [missing-value] — 修改建议: write the value after the colon and a space, "
+         "e.g. set: {need_type: 战略}", id="tag-without-value"),
+    # 4. rule priority that is not a number
+    case(NEED_TYPE, "    set: {need_type: 战略}\n", "    set: {need_type: 战略}\n    priority: 高\n", "priority: 高", 15,
+         "error: priority must be a whole number, not '高' [bad-value] — 修改建议: under hit_policy: priority the matching "
+         "rule with the highest number wins, e.g. priority: 10; a task's 高/中/低 goes under task:", id="rule-priority-not-a-number"),
+    # 5. YAML syntax errors: the place to fix and the hint that fits
+    case(ACTIONS, "title: 跟进意向客户，推进签约", 'title: "跟进意向客户，推进签约', 'title: "跟进意向客户', 14,
+         "error: YAML syntax error: found unexpected end of stream (at line 71, column 1) while scanning a quoted scalar "
+         'that starts here [yaml-syntax] — 修改建议: the text that starts with " here needs a closing " at its end',
+         id="unclosed-quote"),
+    case(ACTIONS, "      priority: 高\n      once_per: week       # 未指派前", "      priority：高\n      once_per: week       # 未指派前",
+         "priority：高", 7,
+         "error: YAML syntax error: could not find expected ':' (at line 16, column 7) while scanning a simple key that "
+         "starts here [yaml-syntax] — 修改建议: 'priority：高' uses the full-width colon '：'; YAML needs a half-width "
+         "colon and a space: priority: 高", id="full-width-colon-after-a-key"),
+    case(ACTIONS, "offer: 本月新品上市，老客户下单享九五折\n", 'offer: "本月新品上市\t老客户下单享九五折"\n   bad: 1\n', "   bad: 1", 4,
+         "error: YAML syntax error: expected <block end>, but found '<block mapping start>' [yaml-syntax] — 修改建议: "
+         "check the indentation and that every 'key: value' has a space after the colon", id="tab-inside-quotes-is-no-hint"),
+    case(ACTIONS, "      priority: 中\n      once_per: week\n", "      priority: 中\n\t    once_per: week\n", "\t    once_per: week", 1,
+         "error: YAML syntax error: found character '\\t' that cannot start any token [yaml-syntax] — 修改建议: "
+         "YAML does not allow tab characters for indentation; use spaces", id="tab-in-indentation"),
+]
+
+
+@pytest.mark.parametrize("file, old, new, line_text, col, text", MISTAKES)
+def test_each_mistake_is_one_clear_line(policy_copy: Path, file: str, old: str, new: str, line_text: str, col: int, text: str):
+    edit(policy_copy / file, old, new)
+    expected = f"{file}:{line_of(policy_copy, file, line_text)}:{col}: {text}"
+    assert errors(policy_copy) == [expected]
+    with pytest.raises(PolicyError) as exc:  # run refuses it too (it loads policies the same way)
+        load_checked_policies(policy_copy)
+    assert [format_problem(p) for p in exc.value.problems] == [expected]
+
+
+def test_unclosed_quote_is_reported_where_the_quote_is_not_at_the_end(policy_copy: Path):
+    """The reviewer's case: an unclosed quote near the end of a file was reported at the last line."""
+    edit(policy_copy / ACTIONS, "title: 跟进意向客户，推进签约", 'title: "跟进意向客户，推进签约')
+    total = len((policy_copy / ACTIONS).read_text(encoding="utf-8").splitlines())
+    (line,) = errors(policy_copy)
+    quote_line = line_of(policy_copy, ACTIONS, 'title: "跟进')
+    assert line.startswith(f"{ACTIONS}:{quote_line}:14: ")
+    assert not line.startswith(f"{ACTIONS}:{total + 1}:")
+
+
+def test_duplicate_policy_id_names_both_places(policy_copy: Path):
+    edit(policy_copy / ACTIONS, "id: classification_actions", "id: value_tier")
+    first = f"{ACTIONS}:{line_of(policy_copy, ACTIONS, 'id: value_tier')}:1"
+    here = f"classification/value_tier.yaml:{line_of(policy_copy, 'classification/value_tier.yaml', 'id: value_tier')}:1"
+    assert errors(policy_copy) == [
+        f"{here}: error: policy id 'value_tier' is already used at {first} [duplicate-policy-id] "
+        "— 修改建议: policy ids must be unique across all policy files"]
+
+
+def test_duplicate_policy_id_with_a_settings_file(policy_copy: Path):
+    """churn.yaml (the churn settings) declares a policy id too; files are read in path order."""
+    edit(policy_copy / "churn/win_back.yaml", "id: churn_win_back", "id: churn_risk")
+    first = f"churn/win_back.yaml:{line_of(policy_copy, 'churn/win_back.yaml', 'id: churn_risk')}:1"
+    here = f"churn.yaml:{line_of(policy_copy, 'churn.yaml', 'id: churn_risk')}:1"
+    assert errors(policy_copy) == [
+        f"{here}: error: policy id 'churn_risk' is already used at {first} [duplicate-policy-id] "
+        "— 修改建议: policy ids must be unique across all policy files"]
+
+
+def test_cli_prints_the_error_not_a_traceback(policy_copy: Path):
+    edit(policy_copy / NEED_TYPE, "set: {need_type: 战略}", "set: 战略")
+    result = CliRunner().invoke(validate_command, ["--policies", str(policy_copy)])
+    assert result.exit_code == 1 and isinstance(result.exception, (SystemExit, type(None))), result.exception
+    assert "Traceback" not in result.output
+    assert result.output.splitlines()[0] == (
+        f"{NEED_TYPE}:{line_of(policy_copy, NEED_TYPE, 'set: 战略')}:5: error: 'set:' must be a block of 'tag name: value' "
+        "pairs, not '战略' [not-a-mapping] — 修改建议: write the tag name and its value, e.g. set: {need_type: 战略}")
+
+
+def test_whole_number_rule_priorities_still_load(policy_copy: Path):
+    edit(policy_copy / NEED_TYPE, "hit_policy: first", "hit_policy: priority")
+    edit(policy_copy / NEED_TYPE, "    set: {need_type: 战略}\n", "    set: {need_type: 战略}\n    priority: 10\n")
+    policyset = load_checked_policies(policy_copy)
+    rules = {r.rule_id: r for rs in policyset.all_rulesets() for r in rs.rules}
+    assert rules["NT-STRATEGIC-RECORDED"].priority == 10 and rules["NT-NORMAL"].priority == 0
