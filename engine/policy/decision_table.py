@@ -11,14 +11,18 @@ row 2 names the feature (or expression) an input column tests and the tag an out
 Each input cell is a test on that column's value:
 
     (blank) or -        any value
-    >= 50000, < 30, != 流失, = 5      a comparison
+    >= 50000, < 30, != 流失      a comparison (>= 100,000 too)
     10..50              between, both ends included
-    高, 中   or  '高','中'              one of
+    高, 中   or  '高','中'   or  100、200      one of
     空 / null           no value;  非空 / not null: has a value
+    100,000             one number: a comma between two digits is a thousands separator
     anything else       equal to it (numbers compare as numbers)
 
-The first blank row ends the table. Each row compiles to a ``Rule`` whose condition is an ordinary
-expression, so tables and YAML rules share one intermediate form.
+Mistakes that would silently change every customer's result are errors at the cell: a formula
+(``=100000``; Excel also turns a typed ``= 5`` into one), a comma between digits that is not a
+thousands separator (``100,00``), and a blank row with more table content below it. Each row
+compiles to a ``Rule`` whose condition is an ordinary expression, so tables and YAML rules share
+one intermediate form.
 """
 from __future__ import annotations
 
@@ -39,13 +43,28 @@ COLUMN_KINDS = {
     "说明": "description", "描述": "description", "备注": "description", "description": "description",
 }
 _COMPARISON = re.compile(r"^(>=|<=|!=|==|=|>|<|≥|≤|≠)\s*(.+)$", re.S)
-_RANGE = re.compile(r"^\[?\s*(-?[\d.]+)\s*\.\.\s*(-?[\d.]+)\s*\]?$")
+_RANGE = re.compile(r"^\[?\s*(-?[\d.,]+)\s*\.\.\s*(-?[\d.,]+)\s*\]?$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+# 100,000 or 1,200.50: Excel reads a comma between digits as a thousands separator, so do we.
+_GROUPED = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+_DIGITS_AND_COMMAS = re.compile(r"^-?\d+(,\d+)+(\.\d+)?$")
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９，．－", "0123456789,.-")
+# List separators: 、 always; a comma unless it stands between two digits (that one groups thousands).
+_LIST_SEPARATOR = re.compile(r"、|(?<!\d)[,，]|[,，](?!\d)")
 _ANY = {"", "-", "—", "任意", "any", "*"}
 _NULL = {"空", "null", "无值"}
 _NOT_NULL = {"非空", "not null", "有值"}
 _TRUE = {"是", "true", "真", "yes", "y"}
 _FALSE = {"否", "false", "假", "no", "n"}
+
+
+class CellError(ValueError):
+    """A condition cell that cannot be read safely; read_table_sheet reports it at the cell."""
+
+    def __init__(self, message: str, fix: str):
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
 
 
 class TableSheet:
@@ -68,7 +87,7 @@ def _norm(text: Any) -> str:
 
 def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> TableSheet:
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        wb = openpyxl.load_workbook(path, read_only=True)
     except FileNotFoundError:
         raise PolicyError(
             Problem(code="table-missing", message=f"decision table workbook not found: {workbook_name}",
@@ -90,10 +109,13 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
                         message=f"the workbook has no sheet named '{sheet}' (it has: {', '.join(wb.sheetnames)})",
                         location=Location(file=workbook_name), fix="correct the sheet name after '#' in 'table:'")
             )
-        all_rows = [list(r) for r in ws.iter_rows(values_only=True)]
+        # Not data_only: a formula's cached value may be stale or missing (openpyxl writes none,
+        # and data_only then reads None, i.e. "any value"), so formulas are found and refused below.
+        all_cells = [[(c.value, c.data_type == "f") for c in r] for r in ws.iter_rows()]
         sheet_name = ws.title
     finally:
         wb.close()
+    all_rows = [[v for v, _ in r] for r in all_cells]
     if len(all_rows) < 2:
         raise PolicyError(
             Problem(code="table-empty", message="a decision table needs a header row (kinds) and a names row",
@@ -119,20 +141,93 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
             )
         kinds.append(kind)
     names = ["" if v is None else str(v).strip() for v in names_raw]
+    table = TableSheet(workbook_name, sheet_name, kinds, names, [])
+    columns = [i for i, kind in enumerate(kinds) if kind]  # the table's columns; notes may sit right of them
+    problems: list[Problem] = []
+    for r, cells in enumerate(all_cells):
+        for col in columns:
+            if col < len(cells) and cells[col][1]:
+                where = table.cell_loc(r + 1, col)
+                problems.append(Problem(
+                    code="table-formula",
+                    message=f"{where.cell} 是公式（{cells[col][0]}）：决策表只读写入的值 / {where.cell} holds a formula"
+                            f" ({cells[col][0]}); a decision table reads only values",
+                    location=where,
+                    fix="写值，不要写公式：“等于 5”写 5；以 = 开头的文字先输入单引号，如 '= 5"
+                        " / a formula, write the value: for 'equals 5' write 5; for text starting with = type an apostrophe first ('= 5)",
+                ))
+    body = [(n, (values + [None] * width)[:width]) for n, values in enumerate(all_rows[2:], start=3)]
+    filled = [(n, values) for n, values in body if not _blank(values, columns)]
     rows: list[tuple[int, list[Any]]] = []
-    for offset, values in enumerate(all_rows[2:]):
-        values = (values + [None] * width)[:width]
-        if all(v is None or str(v).strip() == "" for v in values):
-            break  # the first blank row ends the table
-        rows.append((offset + 3, values))
-    return TableSheet(workbook_name, sheet_name, kinds, names, rows)
+    for n, values in filled:
+        previous = rows[-1][0] if rows else 2
+        if n > previous + 1:
+            # A blank row used to end the table and silently drop the rules below it; only
+            # trailing blank rows are fine, so anything below a blank row is an error.
+            problems.append(_blank_row_problem(table, previous + 1, n - 1, [r for r in filled if r[0] >= n]))
+        rows.append((n, values))
+        for col in columns:
+            if kinds[col] == "input":
+                try:
+                    cell_condition("x", values[col])
+                except CellError as exc:
+                    problems.append(Problem(code="table-bad-number", message=exc.message,
+                                            location=table.cell_loc(n, col), fix=exc.fix))
+    if problems:
+        raise PolicyError(problems)
+    table.rows = rows
+    return table
+
+
+def _blank(values: list[Any], columns: list[int]) -> bool:
+    return all(values[col] is None or str(values[col]).strip() == "" for col in columns)
+
+
+def _blank_row_problem(table: TableSheet, first: int, last: int, later: list[tuple[int, list[Any]]]) -> Problem:
+    """Blank rows first..last with table content below them."""
+    id_col = table.kinds.index("rule_id") if "rule_id" in table.kinds else None
+    labels = []
+    for n, values in later:
+        value = values[id_col] if id_col is not None else None
+        labels.append(str(value).strip() if value is not None and str(value).strip() else f"第 {n} 行")
+    more = "…" if len(labels) > 3 else ""
+    rows_zh = f"第 {first} 行" if first == last else f"第 {first}–{last} 行"
+    rows_en = f"row {first} is" if first == last else f"rows {first}–{last} are"
+    return Problem(
+        code="table-blank-row",
+        message=f"{rows_zh}是空行，其后的规则（{'、'.join(labels[:3])}{more}）没有被读入"
+                f" / {rows_en} empty; the rules below it ({', '.join(labels[:3])}{more}) were not read",
+        location=table.cell_loc(first, 0),
+        fix="删除空行；说明文字写在说明列或表格右侧没有表头的列 / delete the empty row; put notes in the 说明 column"
+            " or in a column right of the table with no header",
+    )
+
+
+def _number_text(text: str) -> str | None:
+    """The number a cell's text spells (thousands separators and full-width digits allowed), or None."""
+    plain = text.strip().translate(_FULL_WIDTH)
+    if _NUMBER.match(plain):
+        return plain
+    if _GROUPED.match(plain):
+        return plain.replace(",", "")
+    if _DIGITS_AND_COMMAS.match(plain):
+        # 100,00 or 1,2: neither a number Excel would accept nor a clearly written list.
+        pieces = plain.split(",")
+        raise CellError(
+            f"“{text.strip()}” 读不出：数字之间的逗号是千位分隔符，须每 3 位一个 / cannot read '{text.strip()}':"
+            " a comma between digits is a thousands separator and needs groups of 3 digits",
+            f"一个数写 {''.join(pieces)}（或 >= {''.join(pieces)}）；几个数用顿号或逗号加空格分开，如 {'、'.join(pieces)}"
+            f" / one number: {''.join(pieces)} (or >= {''.join(pieces)}); several numbers: {', '.join(pieces)}",
+        )
+    return None
 
 
 def _literal(text: str) -> str:
     """An expression literal for a cell value: numbers stay numbers, anything else is quoted text."""
     text = text.strip()
-    if _NUMBER.match(text):
-        return text
+    number = _number_text(text)
+    if number is not None:
+        return number
     low = text.lower()
     if low in _TRUE:
         return "true"
@@ -163,10 +258,21 @@ def cell_condition(subject: str, value: Any) -> str | None:
     if m:
         op = {"=": "==", "≥": ">=", "≤": "<=", "≠": "!="}.get(m.group(1), m.group(1))
         return f"({subject}) {op} {_literal(m.group(2))}"
-    m = _RANGE.match(text)
+    m = _RANGE.match(text.translate(_FULL_WIDTH))
     if m:
-        return f"({subject}) between {m.group(1)} and {m.group(2)}"
-    parts = [p for p in re.split(r"[,，、]", text) if p.strip()]
+        low_end, high_end = (_number_text(g) or g for g in m.groups())
+        return f"({subject}) between {low_end} and {high_end}"
+    number = _number_text(text)  # 100,000 is one number, never the list [100, 0]
+    if number is not None:
+        return f"({subject}) == {number}"
+    parts = []
+    for part in _LIST_SEPARATOR.split(text):
+        # Text such as A1,2B keeps splitting at every comma, as before; numbers do not.
+        if "," in part.translate(_FULL_WIDTH) and not _DIGITS_AND_COMMAS.match(part.strip().translate(_FULL_WIDTH)):
+            parts.extend(re.split(r"[,，]", part))
+        else:
+            parts.append(part)
+    parts = [p for p in parts if p.strip()]
     if len(parts) > 1:
         return f"({subject}) in [{', '.join(_literal(p) for p in parts)}]"
     return f"({subject}) == {_literal(text)}"

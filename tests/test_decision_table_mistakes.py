@@ -1,0 +1,176 @@
+"""Small Excel edits to a decision table that used to pass `validate` and silently change every
+customer's result: a thousands separator read as a list, a formula read as "any value", a blank
+row that dropped the rules below it. Each test edits a real copy of policies/tables/value_tier.xlsx
+(sheet 价值分层; column D tests monetary_365d) or service_plan.xlsx."""
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from engine.cli_tools import validate_command
+from engine.policy.decision_table import CellError, cell_condition
+from engine.policy.loader import load_policies
+from engine.validate import format_problem, validate_policies
+
+VALUE_TIER = "tables/value_tier.xlsx"
+FORMULA_FIX = ("写值，不要写公式：“等于 5”写 5；以 = 开头的文字先输入单引号，如 '= 5 / a formula, write the value:"
+               " for 'equals 5' write 5; for text starting with = type an apostrophe first ('= 5)")
+BLANK_FIX = ("删除空行；说明文字写在说明列或表格右侧没有表头的列 / delete the empty row; put notes in the 说明 column"
+             " or in a column right of the table with no header")
+
+
+def edit_table(policies: Path, workbook: str, change) -> Path:
+    path = policies / workbook
+    wb = openpyxl.load_workbook(path)
+    change(wb.worksheets[0])
+    wb.save(path)
+    return path
+
+
+def set_text(ws, ref: str, text: str) -> None:
+    """Text as Excel keeps it (a typed '= 5 or a text-formatted cell), not a formula."""
+    ws[ref] = text
+    ws[ref].data_type = "s"
+
+
+def lines(policies: Path) -> list[str]:
+    return [format_problem(p) for p in validate_policies(policies)]
+
+
+def condition_of(policies: Path, policy_id: str, rule_id: str) -> str:
+    ps = load_policies(policies)
+    rs = next(rs for stage in ps.rulesets.values() for rs in stage if rs.policy_id == policy_id)
+    return next(rule.condition_text for rule in rs.rules if rule.rule_id == rule_id)
+
+
+# -- 1. numbers with thousands separators -------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "cell, condition",
+    [
+        ("100,000", "(monetary_365d) == 100000"),  # was monetary_365d in [100, 0]
+        ("１００，０００", "(monetary_365d) == 100000"),
+        ("1,200.50", "(monetary_365d) == 1200.50"),
+        (">= 100,000", "(monetary_365d) >= 100000"),  # was a type-mismatch error
+        ("≥ １００，０００", "(monetary_365d) >= 100000"),
+        ("10,000..50,000", "(monetary_365d) between 10000 and 50000"),
+        ("100,000、200,000", "(monetary_365d) in [100000, 200000]"),
+        ("100, 200", "(monetary_365d) in [100, 200]"),
+        ("100、200", "(monetary_365d) in [100, 200]"),
+    ],
+)
+def test_number_cells_with_commas(policy_copy: Path, cell: str, condition: str):
+    edit_table(policy_copy, VALUE_TIER, lambda ws: set_text(ws, "D3", cell))
+    assert condition_of(policy_copy, "value_tier", "VT-1") == condition
+    assert not [line for line in lines(policy_copy) if ": error: " in line]
+
+
+@pytest.mark.parametrize(
+    "cell, read, one, several",
+    [("100,00", "100,00", "10000", ("100、00", "100, 00")), ("1,2, 3", "1,2", "12", ("1、2", "1, 2"))],
+)
+def test_commas_that_do_not_group_thousands_are_an_error_at_the_cell(policy_copy: Path, cell, read, one, several):
+    edit_table(policy_copy, VALUE_TIER, lambda ws: set_text(ws, "D3", cell))
+    assert lines(policy_copy) == [
+        f"tables/value_tier.xlsx!价值分层!D3: error: “{read}” 读不出：数字之间的逗号是千位分隔符，须每 3 位一个"
+        f" / cannot read '{read}': a comma between digits is a thousands separator and needs groups of 3 digits"
+        f" [table-bad-number] — 修改建议: 一个数写 {one}（或 >= {one}）；几个数用顿号或逗号加空格分开，如 {several[0]}"
+        f" / one number: {one} (or >= {one}); several numbers: {several[1]}"
+    ]
+
+
+def test_text_lists_still_split_at_every_comma():
+    assert cell_condition("x", "高,中") == "(x) in ['高', '中']"
+    assert cell_condition("x", "高，中、低") == "(x) in ['高', '中', '低']"
+    assert cell_condition("x", "A1,2B") == "(x) in ['A1', '2B']"
+    with pytest.raises(CellError):
+        cell_condition("x", "100,0")  # never the list [100, 0]
+
+
+# -- 2. formulas --------------------------------------------------------------------------------
+
+FORMULA_ERROR = ("tables/value_tier.xlsx!价值分层!D3: error: D3 是公式（=100000）：决策表只读写入的值"
+                 " / D3 holds a formula (=100000); a decision table reads only values [table-formula] — 修改建议: " + FORMULA_FIX)
+
+
+def test_formula_without_cached_value_is_an_error(policy_copy: Path):
+    # openpyxl writes the formula with no cached value; read as data only it was blank = any value.
+    edit_table(policy_copy, VALUE_TIER, lambda ws: ws.__setitem__("D3", "=100000"))
+    assert lines(policy_copy) == [FORMULA_ERROR]
+    result = CliRunner().invoke(validate_command, ["--policies", str(policy_copy)])
+    assert result.exit_code == 1 and "[table-formula]" in result.output
+
+
+def test_formula_with_cached_value_is_an_error_too(policy_copy: Path):
+    path = edit_table(policy_copy, VALUE_TIER, lambda ws: ws.__setitem__("D3", "=100000"))
+    # Give the formula a cached value, as Excel would save it (it may be stale, so it is not used).
+    with zipfile.ZipFile(path) as z:
+        parts = {name: z.read(name) for name in z.namelist()}
+    sheet = "xl/worksheets/sheet1.xml"
+    xml = parts[sheet].decode("utf-8")
+    xml, n = re.subn(r'(<c r="D3"[^>]*>)<f>100000</f>(<v\s*/>|<v></v>)?', r"\1<f>100000</f><v>100000</v>", xml)
+    assert n == 1
+    parts[sheet] = xml.encode("utf-8")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    assert openpyxl.load_workbook(path, data_only=True).worksheets[0]["D3"].value == 100000
+    assert lines(policy_copy) == [FORMULA_ERROR]
+
+
+def test_formula_in_a_description_cell_is_an_error(policy_copy: Path):
+    edit_table(policy_copy, VALUE_TIER, lambda ws: ws.__setitem__("F4", '="近90天"&"有购买"'))
+    assert lines(policy_copy) == [
+        "tables/value_tier.xlsx!价值分层!F4: error: F4 是公式（=\"近90天\"&\"有购买\"）：决策表只读写入的值"
+        " / F4 holds a formula (=\"近90天\"&\"有购买\"); a decision table reads only values [table-formula] — 修改建议: "
+        + FORMULA_FIX
+    ]
+
+
+def test_equality_written_as_text_with_equals_sign(policy_copy: Path):
+    # '= 5 typed with a leading apostrophe is text, not a formula.
+    edit_table(policy_copy, VALUE_TIER, lambda ws: set_text(ws, "C4", "= 5"))
+    assert condition_of(policy_copy, "value_tier", "VT-2") == (
+        "(days_since_last_order) < 90 and (frequency_365d) == 5 and (monetary_365d) >= 50000")
+
+
+# -- 3. blank rows ------------------------------------------------------------------------------
+
+def test_blank_row_in_the_middle_is_an_error(policy_copy: Path):
+    edit_table(policy_copy, VALUE_TIER, lambda ws: ws.insert_rows(5))
+    assert lines(policy_copy) == [
+        "tables/value_tier.xlsx!价值分层!A5: error: 第 5 行是空行，其后的规则（VT-3、VT-4、VT-5）没有被读入"
+        " / row 5 is empty; the rules below it (VT-3, VT-4, VT-5) were not read [table-blank-row] — 修改建议: " + BLANK_FIX
+    ]
+
+
+def test_blank_rows_in_a_table_without_complete(policy_copy: Path):
+    # service_plan has no complete: true, so nothing else noticed the lost rules.
+    edit_table(policy_copy, "tables/service_plan.xlsx", lambda ws: ws.insert_rows(4, 2))
+    assert lines(policy_copy) == [
+        "tables/service_plan.xlsx!服务方案!A4: error: 第 4–5 行是空行，其后的规则（SP-2、SP-3、SP-4…）没有被读入"
+        " / rows 4–5 are empty; the rules below it (SP-2, SP-3, SP-4…) were not read [table-blank-row] — 修改建议: " + BLANK_FIX
+    ]
+
+
+def test_note_below_trailing_blank_rows_is_an_error(policy_copy: Path):
+    edit_table(policy_copy, VALUE_TIER, lambda ws: set_text(ws, "A10", "注：金额单位为元"))
+    assert lines(policy_copy) == [
+        "tables/value_tier.xlsx!价值分层!A8: error: 第 8–9 行是空行，其后的规则（注：金额单位为元）没有被读入"
+        " / rows 8–9 are empty; the rules below it (注：金额单位为元) were not read [table-blank-row] — 修改建议: " + BLANK_FIX
+    ]
+
+
+def test_trailing_blank_rows_and_notes_right_of_the_table_are_fine(policy_copy: Path):
+    def change(ws):
+        set_text(ws, "H5", "注：金额单位为元")  # a column with no kind in row 1
+        set_text(ws, "H12", "2024 年修订")
+        ws["A9"] = "  "  # blank text counts as blank
+    edit_table(policy_copy, VALUE_TIER, change)
+    assert not [line for line in lines(policy_copy) if ": error: " in line]
+    assert condition_of(policy_copy, "value_tier", "VT-5") == "true"
