@@ -27,20 +27,38 @@ INTERACTION_TYPE_KEYS = {
 CLOSED_STATUSES = frozenset({"已解决", "已关闭", "已完成", "关闭", "完成", "resolved", "closed", "done"})
 
 
+# Orders with these statuses (canonical spellings, columns.yaml) are not purchases.
+ORDERS_NOT_COUNTED = frozenset({"已取消", "已退款", "待付款"})
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     windows_days: tuple[int, ...] = (30, 90, 180, 365)
     satisfaction_window_days: int = 365
+    orders_not_counted: frozenset[str] = ORDERS_NOT_COUNTED
 
     @classmethod
     def from_policy(cls, data: dict | None) -> "FeatureConfig":
         if not data:
             return cls()
         windows = tuple(sorted({int(w) for w in data.get("windows_days", cls.windows_days)}))
+        not_counted = data.get("orders_not_counted", sorted(ORDERS_NOT_COUNTED))
+        if not isinstance(not_counted, list) or not all(isinstance(s, str) for s in not_counted):
+            raise ValueError("orders_not_counted must be a list of order statuses")
         return cls(
             windows_days=windows,
             satisfaction_window_days=int(data.get("satisfaction_window_days", cls.satisfaction_window_days)),
+            orders_not_counted=frozenset(s.strip() for s in not_counted),
         )
+
+
+def purchases(orders: list[Order], config: FeatureConfig) -> list[Order]:
+    """The orders that count as purchases: not cancelled, refunded or unpaid (``orders_not_counted``).
+    Every order feature and the post-purchase follow-up look only at these."""
+    excluded = config.orders_not_counted
+    if not excluded:
+        return orders
+    return [o for o in orders if o.status not in excluded]
 
 
 def feature_catalog(config: FeatureConfig) -> dict[str, tuple[str, str]]:
@@ -71,7 +89,7 @@ def feature_catalog(config: FeatureConfig) -> dict[str, tuple[str, str]]:
         "has_phone": ("bool", "a phone number is recorded"),
         "has_email": ("bool", "an e-mail address is recorded"),
         "has_wechat": ("bool", "a WeChat id is recorded"),
-        "order_count": ("number", "orders up to the as-of date"),
+        "order_count": ("number", "orders up to the as-of date (every order feature leaves out cancelled, refunded and unpaid orders: features.yaml orders_not_counted)"),
         "monetary_total": ("number", "amount of all orders up to the as-of date (元)"),
         "first_order_date": ("date", "date of the first order"),
         "last_order_date": ("date", "date of the latest order"),
@@ -270,7 +288,7 @@ def derive_features(
     config: FeatureConfig,
 ) -> dict[str, Any]:
     features = _customer_features(customer, as_of)
-    features.update(_order_features(orders, as_of, config.windows_days))
+    features.update(_order_features(purchases(orders, config), as_of, config.windows_days))
     features.update(_interaction_features(interactions, as_of, config))
     return features
 

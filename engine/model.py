@@ -76,6 +76,7 @@ class Order:
     source: SourceRow
     product: str | None = None
     quantity: float | None = None
+    status: str | None = None  # 订单状态 as recorded (canonical: 已完成/已取消/已退款/待付款); None: not recorded
 
 
 @dataclass(frozen=True)

@@ -155,3 +155,10 @@ def test_whole_number_rule_priorities_still_load(policy_copy: Path):
     policyset = load_checked_policies(policy_copy)
     rules = {r.rule_id: r for rs in policyset.all_rulesets() for r in rs.rules}
     assert rules["NT-STRATEGIC-RECORDED"].priority == 10 and rules["NT-NORMAL"].priority == 0
+
+
+def test_orders_not_counted_must_be_a_list_of_statuses(policy_copy: Path):
+    edit(policy_copy / "features.yaml", "orders_not_counted: [已取消, 已退款, 待付款]", "orders_not_counted: 已取消")
+    line = line_of(policy_copy, "features.yaml", "orders_not_counted:")
+    assert errors(policy_copy) == [f"features.yaml:{line}:21: error: orders_not_counted must be a list of order statuses [bad-value]"
+                                  " — 修改建议: write the statuses as a list, e.g. orders_not_counted: [已取消, 已退款, 待付款]"]

@@ -553,6 +553,28 @@ def test_a_pivot_sheet_with_customer_headers_does_not_replace_the_customers(tmp_
     assert w.message == ("sheet 数据透视表 was not read: its headers look like customers, but customers were read "
                          "from sheets named for them")
 
+
+def test_order_status_column_is_read_with_canonical_values(tmp_path, columns):
+    """订单状态 is read (it was an unknown column): cancelled, refunded and unpaid orders are then left
+    out of the purchase features (features.yaml orders_not_counted)."""
+    inbox = basic_inbox(tmp_path, orders=[
+        ["O1", "C1", date(2026, 1, 1), 100, None, "交易成功"],
+        ["O2", "C1", date(2026, 1, 2), 100, None, "已作废"],
+        ["O3", "C1", date(2026, 1, 3), 100, None, "Refunded"],
+        ["O4", "C1", date(2026, 1, 4), 100, None, "未付款"],
+        ["O5", "C1", date(2026, 1, 5), 100, None, None],
+        ["O6", "C1", date(2026, 1, 6), 100, None, "部分发货"],
+    ])
+    for path in (inbox / "orders.xlsx",):  # add the status header to the basic orders sheet
+        rows = [ORDER_HEAD + ["订单状态"]] + [list(r) for r in
+                openpyxl.load_workbook(path).worksheets[0].iter_rows(min_row=2, values_only=True)]
+        write_book(path, {"订单": rows})
+    warnings: list[Problem] = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    assert [(o.order_id, o.status) for o in ds.orders] == [
+        ("O1", "已完成"), ("O2", "已取消"), ("O3", "已退款"), ("O4", "待付款"), ("O5", None), ("O6", "部分发货")]
+    assert not [w for w in warnings if w.code == "unknown-column"]
+
 def test_summary_repeated_header_and_blank_rows(tmp_path, columns):
     inbox = basic_inbox(tmp_path, orders=[
         ["O1", "C1", date(2026, 3, 1), 100, "a"],  # 2

@@ -143,11 +143,16 @@ class _Loader:
         if not docs:
             return FeatureConfig()
         path, doc = docs[0]
-        check_keys(doc, "a features file", ("kind", "description", "windows_days", "satisfaction_window_days"), (), self.problems, doc.loc)
+        check_keys(doc, "a features file", ("kind", "description", "windows_days", "satisfaction_window_days",
+                                            "orders_not_counted"), (), self.problems, doc.loc)
         try:
             return FeatureConfig.from_policy(doc)
-        except (TypeError, ValueError):
-            self.problems.error("bad-value", "windows_days must be a list of whole numbers of days", doc.loc)
+        except (TypeError, ValueError) as exc:
+            if "orders_not_counted" in str(exc):
+                self.problems.error("bad-value", str(exc), doc.value_loc("orders_not_counted"),
+                                    fix="write the statuses as a list, e.g. orders_not_counted: [已取消, 已退款, 待付款]")
+            else:
+                self.problems.error("bad-value", "windows_days must be a list of whole numbers of days", doc.loc)
             return FeatureConfig()
 
     def organization(self) -> Organization:

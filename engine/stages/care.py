@@ -30,6 +30,7 @@ from typing import Any
 from lunar_python import LunarYear, Solar
 
 from engine.errors import Location, PolicyError
+from engine.features import FeatureConfig, purchases
 from engine.model import Customer
 from engine.policy.schema import Problems, check_keys
 from engine.policy.yaml_source import YList, YMap
@@ -328,9 +329,10 @@ def _day(value: date | datetime) -> date:
 class CareStage:
     stage = "care"
 
-    def __init__(self, settings: CareSettings, as_of: date):
+    def __init__(self, settings: CareSettings, as_of: date, features: FeatureConfig = FeatureConfig()):
         self.settings = settings
         self.as_of = as_of
+        self.features = features  # which orders are purchases
         self.counts = {name: 0 for name in ("birthday_greeting_due", "birthday_gift_due", "post_purchase_followup_needed",
                                              "revisit_due", "survey_due")}
         # Festivals and the member day are the same for every customer: work them out once per run.
@@ -378,7 +380,7 @@ class CareStage:
     def _post_purchase(self, facts: CustomerFacts, f: dict) -> None:
         """The latest order in the window (order day = day 0 .. window_days-1) and whether it was followed up."""
         latest = None
-        for order in facts.orders:
+        for order in purchases(facts.orders, self.features):  # no follow-up call for a cancelled order
             if order.date <= self.as_of and (latest is None or order.date >= latest.date):
                 latest = order
         if latest is None or (self.as_of - latest.date).days >= self.settings.post_purchase_window_days:
@@ -432,4 +434,4 @@ def build(setup: StageSetup) -> CareStage | None:
     settings = load_care_settings(setup.policyset)
     if settings is None:
         return None
-    return CareStage(settings, setup.as_of)
+    return CareStage(settings, setup.as_of, setup.policyset.features)
