@@ -60,6 +60,9 @@ FEATURES: dict[str, tuple[str, str]] = {
     "is_member_day": ("bool", "今天在会员日提醒窗口内（会员日前 days_before 天至会员日当天）"),
     "survey_due": ("bool", "近几天有已解决的投诉尚无满意度评分：应发满意度调查"),
     "survey_interaction_id": ("string", "待调查的投诉记录编号（最近解决的那条）"),
+    "unsatisfied_complaint": ("bool", "近期解决的投诉，客户评分仍低（不满意）：应重新处理"),
+    "unsatisfied_complaint_id": ("string", "客户不满意的那条投诉的记录编号（最近解决的那条）"),
+    "unsatisfied_complaint_score": ("number", "那条投诉的满意度评分（1–5）"),
 }
 
 _TOP_KEYS = ("kind", "id", "description", "birthday", "festivals", "post_purchase", "revisit", "member_day", "survey")
@@ -68,7 +71,7 @@ _FESTIVALS_KEYS = ("look_ahead_days", "greeting_days_before", "days")
 _FESTIVAL_KEYS = ("name", "solar", "lunar", "greeting_days_before", "description")
 _POST_PURCHASE_KEYS = ("window_days", "followup_types")
 _MEMBER_DAY_KEYS = ("day_of_month", "days_before")
-_SURVEY_KEYS = ("window_days", "complaint_types")
+_SURVEY_KEYS = ("window_days", "complaint_types", "unsatisfied_at_most", "unsatisfied_window_days")
 
 # Built-in festivals, used when the settings file has no ``festivals: days:`` list.
 DEFAULT_FESTIVALS = (
@@ -193,6 +196,8 @@ class CareSettings:
     member_day_days_before: int = 2
     survey_window_days: int = 3
     complaint_types: tuple[str, ...] = ("投诉",)
+    unsatisfied_at_most: int = 2  # a resolved complaint rated this or lower: the customer is still not satisfied
+    unsatisfied_window_days: int = 30  # ... if it was resolved within these days
 
 
 def _block(doc: YMap, key: str, allowed: tuple[str, ...], problems: Problems) -> YMap:
@@ -311,6 +316,8 @@ def load_care_settings(policyset: Any) -> CareSettings | None:
     survey = _block(doc, "survey", _SURVEY_KEYS, problems)
     s.survey_window_days = _whole(survey, "window_days", s.survey_window_days, 1, 31, problems)
     s.complaint_types = _texts(survey, "complaint_types", s.complaint_types, problems)
+    s.unsatisfied_at_most = _whole(survey, "unsatisfied_at_most", s.unsatisfied_at_most, 1, 4, problems)
+    s.unsatisfied_window_days = _whole(survey, "unsatisfied_window_days", s.unsatisfied_window_days, 1, 366, problems)
 
     if problems.errors:
         raise PolicyError(problems.errors)
@@ -334,7 +341,7 @@ class CareStage:
         self.as_of = as_of
         self.features = features  # which orders are purchases
         self.counts = {name: 0 for name in ("birthday_greeting_due", "birthday_gift_due", "post_purchase_followup_needed",
-                                             "revisit_due", "survey_due")}
+                                             "revisit_due", "survey_due", "unsatisfied_complaint")}
         # Festivals and the member day are the same for every customer: work them out once per run.
         upcoming = sorted((f.next_date(as_of), f.name, f) for f in settings.festivals)
         self.festivals_due = [name for when, name, f in upcoming
@@ -415,6 +422,17 @@ class CareStage:
                 found = i
         f["survey_due"] = found is not None
         f["survey_interaction_id"] = found.interaction_id if found else None
+        # The seeds: a customer still not satisfied after a complaint is handled again until satisfied.
+        low = None
+        for i in facts.interactions:
+            if (i.type in s.complaint_types and i.resolved_time is not None and i.satisfaction is not None
+                    and i.satisfaction <= s.unsatisfied_at_most
+                    and 0 <= (self.as_of - _day(i.resolved_time)).days < s.unsatisfied_window_days
+                    and (low is None or i.resolved_time > low.resolved_time)):
+                low = i
+        f["unsatisfied_complaint"] = low is not None
+        f["unsatisfied_complaint_id"] = low.interaction_id if low else None
+        f["unsatisfied_complaint_score"] = low.satisfaction if low else None
 
     def workbooks(self) -> dict[str, Workbook]:
         return {}  # No file of its own: care actions are ordinary tasks and messages.
