@@ -3,16 +3,20 @@
 The stages decide *what* to do; the guards decide whether and when it may go out. They run after
 evaluation and before the run folder is written, in this fixed order (documented in docs/guards.md):
 
-1. ``dedupe`` — tasks and messages: an item whose idempotency key (rule, customer, period) an
+1. ``no-contact`` — messages: a message for a customer without an address on the channel(s) the
+   rule allows (no phone, e-mail or WeChat) has nothing to go to. Evaluation still builds it, with no
+   channel and the reason as its body (``unreachable_message``), so that this guard lists it like
+   any other; first, because there is nothing to send.
+2. ``dedupe`` — tasks and messages: an item whose idempotency key (rule, customer, period) an
    earlier run already issued (the contact ledger says so) is suppressed; so is a second item with
    the same kind and key within this run.
-2. ``opt-out`` — messages: a customer who opted out gets no marketing message (and, if the policy
+3. ``opt-out`` — messages: a customer who opted out gets no marketing message (and, if the policy
    says so, no service message either).
-3. ``consent`` — marketing messages need ``marketing_consent`` true; what an unrecorded consent
+4. ``consent`` — marketing messages need ``marketing_consent`` true; what an unrecorded consent
    means is declared in the policy (default: no consent).
-4. ``quiet-hours`` — messages are not suppressed but scheduled: ``send_at`` becomes the first
+5. ``quiet-hours`` — messages are not suppressed but scheduled: ``send_at`` becomes the first
    allowed time on or after the run's send time (or the message's own requested time, if later).
-5. ``frequency-cap`` — messages: at most N messages of the capped categories per customer within
+6. ``frequency-cap`` — messages: at most N messages of the capped categories per customer within
    D days, counting earlier runs (from the ledger) and what this run already kept, in a fixed order:
    by customer, then stage (classification → sla → care → churn), then rule id, then key.
 
@@ -39,8 +43,9 @@ from engine.policy.schema import Problems, as_list, check_keys
 from engine.policy.yaml_source import YList, YMap, load_yaml
 from engine.xlsx_out import Column, Sheet, Workbook
 
-GUARDS = ("dedupe", "opt-out", "consent", "quiet-hours", "frequency-cap")
+GUARDS = ("no-contact", "dedupe", "opt-out", "consent", "quiet-hours", "frequency-cap")
 GUARD_LABELS = {
+    "no-contact": "没有联系方式",
     "dedupe": "去重（已发出）",
     "opt-out": "退订",
     "consent": "营销同意",
@@ -325,8 +330,8 @@ class Reschedule:
 
 @dataclass
 class GuardResult:
-    """Kept items in the fixed order; suppressions guard by guard (dedupe: tasks, then messages),
-    each in that order; quiet-hours moves in message order."""
+    """Kept items in the fixed order; suppressions guard by guard (no-contact first; dedupe: tasks,
+    then messages), each in that order; quiet-hours moves in message order."""
 
     kept_tasks: list[Task]
     kept_messages: list[Message]
@@ -378,6 +383,32 @@ def run_send_time(policy: GuardPolicy, as_of_time: datetime) -> datetime:
     return max(datetime.combine(now.date(), policy.send_time), now)
 
 
+# The Customer fields that hold a channel's address (organization.yaml channels: address), for reasons.
+ADDRESS_LABELS = {"phone": "手机号", "email": "邮箱", "wechat": "微信"}
+
+
+def no_contact_reason(org: Any, wanted: str, customer: Any) -> str:
+    """Why a message for ``customer`` has nothing to go to, naming the channel the rule wanted:
+    ``wanted`` is a channel key, or ``preferred`` (the customer's preferred channel, then the
+    organization's default order: every address tried is missing)."""
+    if wanted != "preferred":
+        channel = org.channels[wanted]
+        return f"客户没有{ADDRESS_LABELS.get(channel.address_field, channel.address_field)}，无法按规则指定的{channel.label}渠道发送"
+    tried = {org.channel_key(customer.preferred_channel), *org.default_channel_order}
+    fields = list(dict.fromkeys(ADDRESS_LABELS.get(c.address_field, c.address_field)
+                                for key, c in org.channels.items() if key in tried))  # organization.yaml order
+    missing = "或".join(["、".join(fields[:-1]), fields[-1]]) if len(fields) > 1 else "".join(fields) or "联系方式"
+    return f"客户没有{missing}，无法按客户偏好渠道发送"
+
+
+def unreachable_message(org: Any, spec: Any, rule: Any, rs: Any, customer: Any, key: str) -> Message:
+    """The message a rule wanted to send to a customer who cannot be reached on its channel: no
+    channel (``""``), no address, nothing rendered; its body is the reason (``no_contact_reason``),
+    which the no-contact guard lists. It never gets past that guard."""
+    return Message(customer.customer_id, customer.name, "", None, spec.template, spec.category, None,
+                   no_contact_reason(org, spec.channel, customer), rule.rule_id, rs.policy_id, rs.stage, key=key)
+
+
 def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Mapping[str, Any],
                  tasks: Iterable[Task], messages: Iterable[Message], as_of_time: datetime, run_id: str) -> GuardResult:
     """Apply the guards in their fixed order (module doc). The ledger history is what ``run_id``
@@ -393,7 +424,16 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     def drop(item: Task | Message, kind: str, guard: str, reason: str) -> None:
         suppressed.append(Suppression(item.key, kind, guard, reason, item.customer_id, item.rule_id))
 
-    # 1. dedupe: against other runs (ledger), then within this run.
+    # 1. no-contact: a message without a channel has nothing to go to (``unreachable_message``).
+    reachable: list[Message] = []
+    for m in messages:
+        if m.channel:
+            reachable.append(m)
+        else:
+            drop(m, "message", "no-contact", m.body or "客户没有手机号、邮箱或微信，无法发送")
+    messages = reachable
+
+    # 2. dedupe: against other runs (ledger), then within this run.
     wanted = [("task", t.key) for t in tasks] + [("message", m.key) for m in messages]
     earlier = ledger.issued_among(wanted, for_run=run_id) if ledger is not None else {}
     seen: set[tuple[str, str]] = set()
@@ -418,7 +458,7 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     kept_tasks = [t for t in tasks if fresh(t, "task")]
     candidates = [m for m in messages if fresh(m, "message")]
 
-    # 2–3. opt-out and consent.
+    # 3–4. opt-out and consent.
     allowed: list[Message] = []
     for m in candidates:
         customer = customers_by_id.get(m.customer_id)
@@ -442,7 +482,7 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
                 continue
         allowed.append(m)
 
-    # 4. quiet hours: every kept message gets a send time outside them.
+    # 5. quiet hours: every kept message gets a send time outside them.
     base = run_send_time(policy, as_of_time)
     quiet = policy.quiet_hours
     scheduled: list[Message] = []
@@ -458,7 +498,7 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
                                               f"免打扰时段 {quiet.label()}，改为 {send_at:%Y-%m-%d %H:%M} 发送"))
         scheduled.append(_with_send_at(m, send_at))
 
-    # 5. frequency caps: earlier runs (ledger) plus this run's kept messages, in the fixed order.
+    # 6. frequency caps: earlier runs (ledger) plus this run's kept messages, in the fixed order.
     kept_messages: list[Message] = []
     caps = policy.caps
     history: dict[str, list[tuple[str | None, datetime]]] = {}

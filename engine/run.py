@@ -26,7 +26,7 @@ from engine.decisions import Firing, Message, Task
 from engine.errors import EngineError, Location, PolicyError, Problem
 from engine.evaluate import Evaluator
 from engine.guards import (GUARD_REPORT_NAME, guard_evaluation, guard_report, load_guard_policy, resolve_ledger_path,
-                           write_guard_report)
+                           unreachable_message, write_guard_report)
 from engine.ledger import Ledger, one_run_at_a_time
 from engine.features import derive_features, group_by_customer
 from engine.memory import gc_paused
@@ -219,8 +219,15 @@ class BatchEvaluator:
                         elif type(out) is MessageSpec:
                             channel, address = builder.pick_channel(out, customer)
                             if channel is None:
+                                # Nowhere to send it: a message without a channel, which the no-contact
+                                # guard (engine/guards.py) holds back, lists and marks like any other. The
+                                # firing says so already (an evaluation without guards shows it too).
                                 firing.suppressed_by = "no-contact"
-                                firing.outputs.append({"message": {"template": out.template, "suppressed": "no phone, e-mail or WeChat on record"}})
+                                msg = unreachable_message(builder.org, out, rule, rs, customer,
+                                                          builder.key(out, rule, customer, features))
+                                messages.append(msg)
+                                firing.outputs.append({"message": {"channel": None, "template": out.template,
+                                                                   "category": out.category, "key": msg.key}})
                                 continue
                             context = context or builder.context(customer, features)
                             msg = builder.message(out, rule, rs, customer, features, channel, address, context)

@@ -118,7 +118,7 @@ def test_suppressed_message_shows_why(inbox: Path):
     result = explain_from_inputs("A5", SHIPPED_POLICIES, inbox, AS_OF.date(), AS_OF)
     note = rule(result, "CL-INTENT-NOTE")
     assert note.status == FIRED and note.suppressed == "没有可用的联系方式"
-    assert note.outputs == ["消息 follow_up：未发送（no phone, e-mail or WeChat on record）"]
+    assert note.outputs == ["消息 follow_up：未发送（客户没有手机号、邮箱或微信，无法按客户偏好渠道发送）"]
     assert "        被拦截 没有可用的联系方式" in lines_of(result)
 
 
