@@ -97,7 +97,14 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
     click.echo(f"  任务 {c['tasks']}（{len(c['tasks_by_assignee'])} 人），消息 {c['messages']}，决策记录 {c['decisions']}")
     g = c.get("guards") or {}
     if g:
-        click.echo(f"  已拦截 {g.get('suppressed', 0)} 项（已发过、未同意营销、退订、频率上限），改期 {g.get('rescheduled', 0)} 条（免打扰时段）：见 guards.xlsx")
+        from engine.guards import GUARD_LABELS, GUARDS
+
+        by_guard = g.get("suppressed_by_guard") or {}
+        # The guards that stopped something in this run, in their fixed order.
+        names = [n for n in GUARDS if by_guard.get(n)] + sorted(n for n in by_guard if n not in GUARDS and by_guard[n])
+        why = "、".join(f"{GUARD_LABELS.get(n, n)} {by_guard[n]}" for n in names)
+        click.echo(f"  已拦截 {g.get('suppressed', 0)} 项" + (f"（{why}）" if why else "")
+                   + f"，改期 {g.get('rescheduled', 0)} 条（免打扰时段）：见 guards.xlsx")
     if c["rejects"]:
         click.echo(f"  被拒绝的行 {c['rejects']}：见 {result.folder / 'rejects.xlsx'}")
     click.echo(f"结果在 Results in: {result.folder}")
