@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 TABLE_CLASSES: dict[str, type] = {"customers": Customer, "interactions": Interaction, "orders": Order}
-HEADER_SCAN_ROWS = 10  # the header row must be among the first 10 rows of a sheet
+HEADER_SCAN_ROWS = 30  # the header row must be among the first 30 rows (exports put filter lines above it)
 
 _EDGE = re.compile(r"^[*:]+|[*:]+$")
 _TRAILING_UNIT = re.compile(r"\([^()]*\)$")

@@ -331,7 +331,8 @@ def _missing_columns(columns: ColumnsSpec, table: TableSpec, match: HeaderMatch 
         else:
             seen += "."
     else:
-        seen = " No row there looks like a header."
+        seen = (f" No row there looks like a header (if the header is further down, delete the rows above it so "
+                f"it is within the first {HEADER_SCAN_ROWS}).")
     problems = []
     for field in missing:
         spec = table.fields[field]

@@ -315,7 +315,7 @@ def test_header_key_normalisation():
     assert header_key(None) == "" and header_key(3.0) == ""
 
 
-@pytest.mark.parametrize("title_rows", [1, 2, 5])
+@pytest.mark.parametrize("title_rows", [1, 2, 5, 13])  # 13: an export's filter lines above the table
 def test_header_found_below_title_rows(tmp_path, columns, title_rows):
     above: list[list[Any]] = [["客户信息导出 2026-11-20"]] + [[] for _ in range(title_rows - 1)]
     inbox = tmp_path / "inbox"
@@ -895,3 +895,14 @@ def test_an_export_without_customer_rows_is_said(tmp_path, columns):
     warnings = []
     read_inbox(basic_inbox(tmp_path / "ok"), columns, warnings=warnings)
     assert [w for w in warnings if w.code == "no-customers"] == []
+
+
+def test_a_header_too_far_down_is_explained(tmp_path, columns):
+    """A header below the rows looked at: the error says so and how to fix it, rather than asking for a
+    column the sheet does have."""
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [[f"筛选条件 {i}"] for i in range(32)] + [CUST_HEAD, ["C1", "张三"]]})
+    with pytest.raises(InputError) as exc:
+        read_inbox(inbox, columns)
+    assert ("No row there looks like a header (if the header is further down, delete the rows above it so it is "
+            "within the first 30).") in exc.value.problems[0].message
