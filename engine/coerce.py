@@ -485,6 +485,11 @@ class Coercer:
         s = _nfkc(s).strip()  # ￥ -> ¥, full-width digits and commas
         if self._blank(s):
             return None
+        if len(s) > 2 and s[0] == "(" and s[-1] == ")":  # accounting notation: (1,200) is -1200
+            inner = self._number_text(s[1:-1])
+            if inner is not None and inner >= 0:
+                return -inner
+            raise CoercionError("bad-number", f"{_shown(v)} is not a number")
         m = _AMOUNT_RE.match(s)
         if m is None or (m.group(2) is None and m.group(3) is None):
             if _FOREIGN_CURRENCY_RE.search(s):

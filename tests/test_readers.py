@@ -203,6 +203,8 @@ def test_bad_phones(raw):
     ("-¥30", -30.0),
     ("¥-30", -30.0),
     ("１，２００．５", 1200.5),  # full-width digits and comma
+    ("(1,200)", -1200.0),  # accounting notation for a negative amount
+    ("（¥1,200.50）", -1200.5),
     ("1.2E3", 1200.0),
     (" 7 ", 7.0),
 ])
