@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 PARSE_THREADS = 2  # the machine we size for has two cores
 
+_OLE_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")  # the OLE2 header: .xls, and Office's encrypted files
+
 _HIDDEN = "hidden"  # _parse_workbook's mark for a sheet it did not parse because it is hidden
 
 _OTHER_SPREADSHEETS = (".xls", ".xlsm", ".xlsb", ".csv", ".ods", ".et")
@@ -206,8 +208,12 @@ def _parse_workbook(path: Path) -> tuple[CalamineWorkbook, list[tuple[str, Calam
     try:
         wb = CalamineWorkbook.from_path(str(path))
     except (CalamineError, OSError, ValueError) as exc:
-        raise InputError(Problem("unreadable-file", f"{path.name} cannot be opened as an Excel workbook ({exc})",
-                                 Location(file=path.name), fix="open it in Excel and save it again as .xlsx")) from None
+        what, fix = "", "open it in Excel and save it again as .xlsx"
+        if _starts_with(path, _OLE_MAGIC):  # an encrypted .xlsx and an old .xls are both OLE files
+            what = ": it is password-protected or an old-format .xls file renamed .xlsx"
+            fix = "open it in Excel, remove the password (File > Info > Protect Workbook) and save it as .xlsx (Excel Workbook)"
+        raise InputError(Problem("unreadable-file", f"{path.name} cannot be opened as an Excel workbook{what} ({exc})",
+                                 Location(file=path.name), fix=fix)) from None
     sheets: list[tuple[str, CalamineSheet | None, str]] = []
     for meta in wb.sheets_metadata:
         sheet = meta.name
@@ -219,6 +225,14 @@ def _parse_workbook(path: Path) -> tuple[CalamineWorkbook, list[tuple[str, Calam
         except CalamineError as exc:
             sheets.append((sheet, None, str(exc)))
     return wb, sheets
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
 
 
 def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, CalamineSheet | None, str]]],

@@ -751,6 +751,19 @@ def test_unreadable_file(tmp_path, columns):
     assert exc.value.problems[0].code == "unreadable-file" and exc.value.problems[0].location.file == "broken.xlsx"
 
 
+def test_a_password_protected_or_old_xls_file_is_named_as_such(tmp_path, columns):
+    """Excel saves a password-protected workbook (and an old .xls) as an OLE file, not a zip: the error
+    says what it probably is and how to fix it, not only 'invalid Zip archive'."""
+    inbox = basic_inbox(tmp_path)
+    (inbox / "locked.xlsx").write_bytes(bytes.fromhex("d0cf11e0a1b11ae1") + b"\0" * 504)
+    with pytest.raises(InputError) as exc:
+        read_inbox(inbox, columns)
+    [problem] = exc.value.problems
+    assert problem.message.startswith("locked.xlsx cannot be opened as an Excel workbook: it is password-protected "
+                                      "or an old-format .xls file renamed .xlsx (")
+    assert problem.fix.startswith("open it in Excel, remove the password")
+
+
 def test_files_parsed_in_parallel_report_in_file_order(tmp_path, columns):
     """The workbooks are converted as their parses end (the small ones first), but warnings, facts and
     the first error come in file-name order, whatever finished first."""
