@@ -239,14 +239,16 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                    columns: ColumnsSpec, coercer: Coercer, warn: list[Problem],
                    near_misses: list[tuple[HeaderMatch, list[Problem]]]) -> list[_SheetRead]:
     """Read one parsed workbook: a ``_SheetRead`` per recognised sheet, in sheet order. Hidden sheets
-    are not read (a warning says so). Sheets that look like a table but lack a required column go to ``near_misses`` (the
-    caller decides once every file is read) and warnings to ``warn`` (logged by the caller, in file order).
+    are not read (a warning says so), nor is a workbook with no cells (warned too). Sheets that look like a
+    table but lack a required column go to ``near_misses`` (the caller decides once every file is read) and
+    warnings to ``warn`` (logged by the caller, in file order).
     Duplicates and unknown customers are checked later, across files."""
     name = path.name
     wb, sheets = parsed
     try:
         out: list[_SheetRead] = []
         unresolved: list[tuple[str, list]] = []
+        empty = 0  # visible sheets without a single cell
         while sheets:
             sheet, data, error = sheets.pop(0)  # dropped as soon as it is converted (memory)
             if error is _HIDDEN:
@@ -263,7 +265,8 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
             except CalamineError as exc:
                 raise InputError(Problem("unreadable-file", f"sheet {sheet} cannot be read ({exc})",
                                          Location(file=name, sheet=sheet))) from None
-            if not rows:
+            if not any(c != "" and c is not None for row in rows for c in row):  # stops at the first cell
+                empty += 1
                 continue
             match = _recognise(rows, columns, name, sheet)
             if match is None:
@@ -280,6 +283,9 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                                         f"under {table.name}.<field>.aliases"))
             objs, rejects = _read_rows(table, match, rows, name, sheet, coercer, columns.summary_markers)
             out.append(_SheetRead(table.name, sheet, objs, rejects, columns.table_for_sheet_name(sheet) == table.name))
+        if empty and not out and not unresolved and empty == len(wb.sheet_names):
+            warn.append(Problem("empty-file", f"{name} has no data in any sheet and was not read", Location(file=name),
+                                WARNING, fix="check that the export finished; an empty workbook can be removed from the inbox"))
         hint = columns.table_for_file_name(name)
         for sheet, rows in unresolved:
             if hint is not None and all(part.table != hint for part in out):

@@ -921,3 +921,13 @@ def test_a_header_too_far_down_is_explained(tmp_path, columns):
         read_inbox(inbox, columns)
     assert ("No row there looks like a header (if the header is further down, delete the rows above it so it is "
             "within the first 30).") in exc.value.problems[0].message
+
+
+def test_an_empty_workbook_in_the_inbox_is_said(tmp_path, columns):
+    inbox = basic_inbox(tmp_path)
+    write_book(inbox / "extra.xlsx", {"Sheet1": []})
+    warnings: list[Problem] = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    assert ds.customers
+    assert [(w.code, w.location.file, w.message) for w in warnings if w.location.file == "extra.xlsx"] == [
+        ("empty-file", "extra.xlsx", "extra.xlsx has no data in any sheet and was not read")]
