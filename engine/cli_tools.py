@@ -115,28 +115,35 @@ def test_command(policies: Path, tests_dir: Path | None, templates: Path | None,
 @click.argument("customer_id")
 @click.option("--run", "run_folder", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
               help="A finished run folder (outbox/<run-id>): its inputs, policies, as-of and decision log are used.")
-@click.option("--policies", type=_FOLDER, default=Path("policies"), show_default=True, help="Policy folder (without --run).")
-@click.option("--inbox", type=_FOLDER, default=Path("inbox"), show_default=True, help="Folder with the exports (without --run).")
-@click.option("--as-of", "as_of", callback=parse_as_of, default=None, help=AS_OF_HELP)
-@click.option("--templates", type=_FOLDER, default=None, help="Message templates folder. Default: templates/ beside the policy folder.")
+@click.option("--policies", type=_FOLDER, default=None,
+              help="Policy folder. Default: policies/; with --run: the run's, or where they are now if they moved.")
+@click.option("--inbox", type=_FOLDER, default=None,
+              help="Folder with the exports. Default: inbox/; with --run: the run's, or where they are now if they moved.")
+@click.option("--as-of", "as_of", callback=parse_as_of, default=None, help=AS_OF_HELP + " (Without --run.)")
+@click.option("--templates", type=_FOLDER, default=None,
+              help="Message templates folder. Default: templates/ beside the policy folder; with --run: the run's.")
 @click.option("--only-fired", is_flag=True, help="Show only the rules that fired.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def explain_command(customer_id: str, run_folder: Path | None, policies: Path, inbox: Path, as_of, templates: Path | None,
-                    only_fired: bool, fmt: str) -> None:
+def explain_command(customer_id: str, run_folder: Path | None, policies: Path | None, inbox: Path | None, as_of,
+                    templates: Path | None, only_fired: bool, fmt: str) -> None:
     """Why one customer got each decision: every rule, fired or not, with the values it saw.
 
     \b
+    The customer id is read as in the exports: spaces around it are dropped, full-width Ｃ０００００１ is C000001.
+    With --run, --inbox/--policies/--templates say where the run's folders are now if they moved (as for verify).
       crm-engine explain C000001 --policies policies --inbox inbox --as-of 2026-11-20
       crm-engine explain C000001 --run outbox/2026-11-20_3e19bc8e
+      crm-engine explain C000001 --run outbox/2026-11-20_3e19bc8e --inbox /archive/inbox
     """
     from engine.explain import explain_from_inputs, explain_from_run, format_explanation
 
     try:
         if run_folder is not None:
-            result = explain_from_run(customer_id, run_folder)
+            result = explain_from_run(customer_id, run_folder, inbox, policies, templates)
         else:
             day, moment = _split_as_of(as_of)
-            result = explain_from_inputs(customer_id, policies, inbox, day, moment, templates)
+            result = explain_from_inputs(customer_id, policies or Path("policies"), inbox or Path("inbox"), day, moment,
+                                         templates)
     except EngineError as exc:
         _fail(exc)
         return

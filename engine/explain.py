@@ -22,6 +22,8 @@ customer's features before each one; tags set by earlier policies are visible, l
 from __future__ import annotations
 
 import json
+import re
+from collections import ChainMap
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -31,6 +33,7 @@ from engine import expr
 from engine.actions import ActionBuilder
 from engine.backends import get_backend
 from engine.calendar import load_calendars
+from engine.coerce import to_id
 from engine.decisions import jsonable
 from engine.errors import EngineError, Location, Problem
 from engine.evaluate import Evaluator, apply_hit_policy
@@ -52,6 +55,16 @@ GUARD_LABELS = {"dedupe": "去重（已发出过）", "opt-out": "客户已退�
 
 class ExplainError(EngineError):
     """The customer or the run folder cannot be explained (not found, unreadable)."""
+
+
+def normalise_customer_id(text: str) -> str:
+    """A customer id typed by a person, normalised as the readers normalise the 客户编号 cells
+    (``engine.coerce.to_id``: surrounding spaces dropped, full-width Ｃ０００１ → C0001)."""
+    cid = to_id(text)
+    if cid is None:
+        raise ExplainError(Problem(code="unknown-customer", message=f"客户编号 '{text}' 是空的",
+                                   location=Location(file=str(text)), fix="给出客户编号，如 C000001"))
+    return cid
 
 
 @dataclass
@@ -142,25 +155,80 @@ def describe_output(out: dict[str, Any]) -> str:
     return json.dumps(out, ensure_ascii=False, sort_keys=True)
 
 
-def describe_spec(out: Any) -> str:
-    """What a rule would produce, from its declared outputs."""
+_CUSTOMER_FIELD = re.compile(r"\bcustomer\.(\w+)")
+
+
+class _Empty(str):
+    """Stands for an empty value while rendering a title: false in ``{% if %}``, visible when printed."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+_EMPTY = _Empty("\x00empty\x00")
+
+
+def task_title(title: str, env=None, context: dict[str, Any] | None = None) -> str:
+    """The title of a task a rule would produce. A title with ``{{ customer.… }}`` is rendered with the
+    customer's values (``context``, as ``ActionBuilder.context`` makes it); when it cannot be, or it
+    would print a value this customer does not have, the template text is shown, marked as such."""
+    if "{" not in title:
+        return title
+    if env is None or context is None:
+        return f"{title}（标题模板，未代入客户的值）"
+    customer = context["customer"]
+    empty = sorted({name for name in _CUSTOMER_FIELD.findall(title) if name in customer and customer[name] is None})
+    try:
+        template = env.from_string(title)
+        if empty:  # printed or used (not just tested in {% if %})? the run would show nothing there
+            probe = dict(context, customer=ChainMap({name: _EMPTY for name in empty}, customer))
+            try:
+                used = _EMPTY in template.render(probe)
+            except Exception:  # noqa: BLE001 - e.g. birthday.month of an empty birthday
+                used = True
+            if used:
+                return f"{title}（标题模板：这位客户的 {'、'.join(empty)} 为空）"
+        return template.render(context)
+    except Exception:  # noqa: BLE001 - a variable this customer does not have, a filter given a wrong type
+        return f"{title}（标题模板，无法代入这位客户的值）"
+
+
+def describe_spec(out: Any, env=None, context: dict[str, Any] | None = None) -> str:
+    """What a rule would produce, from its declared outputs. ``env``, ``context``: for rendering a task
+    title with the customer's values (see ``task_title``)."""
     if isinstance(out, SetTag):
         return f"设置 {out.name} = {_v(out.value)}"
     if isinstance(out, AddScore):
         return f"加分 {out.name} += {_v(out.points)}"
     if isinstance(out, TaskSpec):
         who = "客户经理" if out.assign_to == "owner" else out.assign_to.replace("role:", "角色 ")
-        return f"任务 → {who}：{out.title}"
+        return f"任务 → {who}：{task_title(out.title, env, context)}"
     if isinstance(out, MessageSpec):
         return f"消息 → {out.channel}，模板 {out.template}（{out.category}）"
     return str(out)
 
 
+# Guards whose reason says more than their label: which earlier run issued the item, which cap was reached.
+_DETAILED_GUARDS = ("dedupe", "frequency-cap")
+
+
 def _suppressed(record: dict[str, Any]) -> str | None:
+    """The guards that held an output back, with what each said (e.g. which run already issued it)."""
     guards = record.get("suppressed_by")
     if not guards:
         return None
-    return "，".join(GUARD_LABELS.get(g.strip(), g.strip()) for g in str(guards).split(","))
+    details: dict[str, list[str]] = {}
+    for out in record.get("outputs") or []:
+        item = out.get("task") or out.get("message") if isinstance(out, dict) else None
+        if isinstance(item, dict) and item.get("suppressed_by") and item.get("suppressed"):
+            texts = details.setdefault(str(item["suppressed_by"]).strip(), [])
+            if item["suppressed"] not in texts:
+                texts.append(str(item["suppressed"]))
+    parts = []
+    for g in (g.strip() for g in str(guards).split(",")):
+        label = GUARD_LABELS.get(g, g)
+        parts.append(label + ("：" + "；".join(details[g]) if g in details and g in _DETAILED_GUARDS else ""))
+    return "，".join(parts)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,6 +262,7 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
     without them the customer is evaluated now."""
     from engine.run import end_of_day, evaluate_dataset
 
+    customer_id = normalise_customer_id(customer_id)
     customer = next((c for c in dataset.customers if c.customer_id == customer_id), None)
     if customer is None:
         ids = [c.customer_id for c in dataset.customers]
@@ -255,13 +324,17 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
                 line.note = "条件无法在这里计算"
             block.module.append(line)
         for rs, compiled, _names in evaluator.stages[stage_index][1]:
-            block.policies.append(_explain_policy(rs, compiled, features, stage_records))
+            block.policies.append(_explain_policy(rs, compiled, features, stage_records, customer, builder))
         result.stages.append(block)
     return result
 
 
-def _explain_policy(rs: RuleSet, compiled, features: dict[str, Any], stage_records: list[dict[str, Any]]) -> PolicyBlock:
+def _explain_policy(rs: RuleSet, compiled, features: dict[str, Any], stage_records: list[dict[str, Any]],
+                    customer=None, builder: ActionBuilder | None = None) -> PolicyBlock:
     snapshot = dict(features)
+    env = context = None
+    if customer is not None and builder is not None:
+        env, context = builder.env, builder.context(customer, snapshot)  # the values this policy saw
     matched = compiled.matching(features)
     fired, note = apply_hit_policy(rs, matched)
     for i in fired:
@@ -277,11 +350,11 @@ def _explain_policy(rs: RuleSet, compiled, features: dict[str, Any], stage_recor
                             [describe_output(o) for o in record["outputs"]], _suppressed(record), record.get("note"))
         elif i in matched:
             line = RuleLine(rule.rule_id, rule.description, str(rule.location), MATCHED, text, value,
-                            [describe_spec(o) for o in rule.outputs],
+                            [describe_spec(o, env, context) for o in rule.outputs],
                             note=f"条件成立，但命中策略 {rs.hit_policy} 下生效的是 {winner or '其他规则'}")
         else:
             line = RuleLine(rule.rule_id, rule.description, str(rule.location), NOT_MATCHED, text, value,
-                            [describe_spec(o) for o in rule.outputs])
+                            [describe_spec(o, env, context) for o in rule.outputs])
             if value is None:
                 line.note = "条件的值为空（缺少数据），按不成立处理"
         if (i in fired) != (record is not None):
@@ -300,6 +373,7 @@ def explain_from_inputs(customer_id: str, policies: Path, inbox: Path, as_of: da
                         templates: Path | None = None) -> Explanation:
     from engine.run import default_templates
 
+    customer_id = normalise_customer_id(customer_id)
     policies = Path(policies).resolve()
     templates = Path(templates).resolve() if templates else default_templates(policies)
     policyset = load_policies(policies)
@@ -333,25 +407,64 @@ def changed_files(manifest: dict[str, Any], roots: dict[str, Path] | None = None
     return out
 
 
-def explain_from_run(customer_id: str, run_folder: Path) -> Explanation:
+def run_roots(manifest: dict[str, Any], inbox: Path | None = None, policies: Path | None = None,
+              templates: Path | None = None) -> dict[str, Path]:
+    """The inbox, policy and template folders of a run: the ones given (the files moved) or else the
+    ones its manifest recorded. The same rules as ``crm-engine verify`` (``engine.verify._roots``: a
+    manifest without a folder is a ``bad-manifest`` problem); in addition every folder must exist."""
+    # engine.verify imports this module: import it when needed
+    from engine.verify import _roots
+
+    roots = _roots(manifest, inbox, policies, templates)
+    given = {"inbox": inbox, "policies": policies, "templates": templates}
+    problems = []
+    for key, folder in roots.items():
+        if folder.is_dir():
+            continue
+        if given[key] is not None:
+            problems.append(Problem(code="no-folder", message=f"--{key} 给出的文件夹 {folder.as_posix()} 不存在",
+                                    location=Location(file=folder.as_posix()), fix=f"用 --{key} 给出它现在所在的文件夹"))
+        else:
+            problems.append(Problem(code="moved-folder",
+                                    message=f"运行记录的 {key} 文件夹 {folder.as_posix()} 已不存在（挪走或删除了）"
+                                            f" / the run's {key} folder is gone",
+                                    location=Location(file="manifest.json"),
+                                    fix="用 --inbox/--policies/--templates 说明它现在在哪里"
+                                        " / use --inbox/--policies/--templates to say where it is now"))
+    if problems:
+        raise ExplainError(problems)
+    return roots
+
+
+def explain_from_run(customer_id: str, run_folder: Path, inbox: Path | None = None, policies: Path | None = None,
+                     templates: Path | None = None) -> Explanation:
+    """``inbox``, ``policies``, ``templates``: where the run's folders are now, if they moved (as for verify)."""
+    customer_id = normalise_customer_id(customer_id)
     run_folder = Path(run_folder)
     manifest = read_manifest(run_folder)
-    roots = manifest.get("roots") or {}
-    policies, inbox, templates = Path(roots["policies"]), Path(roots["inbox"]), Path(roots["templates"])
-    as_of_time = datetime.fromisoformat(manifest["as_of_time"]) if manifest.get("as_of_time") else None
-    as_of = date.fromisoformat(manifest["as_of"])
+    roots = run_roots(manifest, inbox, policies, templates)
+    try:
+        as_of_time = datetime.fromisoformat(manifest["as_of_time"]) if manifest.get("as_of_time") else None
+        as_of = date.fromisoformat(manifest["as_of"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExplainError(Problem(code="bad-manifest", message=f"manifest.json 没有记录有效的 as-of（{exc}）",
+                                   location=Location(file=(run_folder / MANIFEST_NAME).as_posix()))) from None
     records = []
-    with open(run_folder / DECISIONS_NAME, encoding="utf-8") as f:
-        for line in f:
-            if f'"{customer_id}"' in line:  # cheap pre-filter; the JSON decides
-                record = json.loads(line)
-                if record.get("customer_id") == customer_id:
-                    records.append(record)
-    policyset = load_policies(policies)
-    dataset = read_inbox(inbox, load_columns(policies / "columns.yaml"))
-    result = explain_customer(policyset, dataset, customer_id, as_of, templates, as_of_time, records=records,
+    try:
+        with open(run_folder / DECISIONS_NAME, encoding="utf-8") as f:
+            for line in f:
+                if f'"{customer_id}"' in line:  # cheap pre-filter; the JSON decides
+                    record = json.loads(line)
+                    if record.get("customer_id") == customer_id:
+                        records.append(record)
+    except FileNotFoundError:
+        raise ExplainError(Problem(code="not-a-run-folder", message=f"{run_folder} 中没有决策日志 {DECISIONS_NAME}",
+                                   location=Location(file=run_folder.as_posix()), fix="传入 outbox/<运行编号> 文件夹")) from None
+    policyset = load_policies(roots["policies"])
+    dataset = read_inbox(roots["inbox"], load_columns(roots["policies"] / "columns.yaml"))
+    result = explain_customer(policyset, dataset, customer_id, as_of, roots["templates"], as_of_time, records=records,
                               source=run_folder.as_posix())
-    for group, path, what in changed_files(manifest):
+    for group, path, what in changed_files(manifest, {k: str(v) for k, v in roots.items()}):
         result.warnings.append(f"{path} {'已不存在' if what == 'missing' else '在运行之后被修改过'}：未触发规则的条件按现在的文件计算，可能与运行时不同")
     return result
 
@@ -372,8 +485,9 @@ def format_explanation(ex: Explanation, only_fired: bool = False) -> list[str]:
              f"来源：{'输入文件（现在计算）' if ex.source == 'inputs' else '运行结果 ' + ex.source}"]
     lines.extend(f"! {w}" for w in ex.warnings)
     for stage in ex.stages:
-        lines.append("")
-        lines.append(f"【{stage.label} {stage.stage}】")
+        heading = ["", f"【{stage.label} {stage.stage}】"]
+        lines.extend(heading)
+        start = len(lines)
         if stage.module and (not only_fired or any(r.status == FIRED for r in stage.module)):
             lines.append("  阶段计算（按设置文件）:")
             for r in stage.module:
@@ -402,4 +516,6 @@ def format_explanation(ex: Explanation, only_fired: bool = False) -> list[str]:
                     lines.append(f"        被拦截 {r.suppressed}")
                 if r.note:
                     lines.append(f"        说明 {r.note}")
+        if only_fired and len(lines) == start:
+            del lines[start - len(heading):]  # nothing fired in this stage: no empty heading
     return lines

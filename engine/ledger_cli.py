@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from engine.errors import EngineError
+from engine.errors import EngineError, Location, Problem
 
 
 def _parse_since(_ctx, _param, value):
@@ -19,6 +19,33 @@ def _parse_since(_ctx, _param, value):
         raise click.BadParameter(f"'{value}' is not a date like 2026-11-20") from None
 
 
+def _customer_id(_ctx, _param, value):
+    """Read as the exports' 客户编号 cells are (engine.coerce.to_id): spaces dropped, Ｃ０００４５３ → C000453."""
+    if value is None:
+        return None
+    from engine.coerce import to_id
+
+    cid = to_id(value)
+    if cid is None:
+        raise click.BadParameter(f"'{value}' is not a customer id (客户编号)")
+    return cid
+
+
+def _unknown_run(ledger, run_id: str, path: Path) -> EngineError:
+    """``--run`` names no run the ledger recorded: say so, with the newest run ids."""
+    from engine.policy.schema import did_you_mean
+
+    ids = [r["run_id"] for r in ledger.runs()]  # oldest first
+    guess = did_you_mean(run_id, ids)
+    if ids:
+        newest = "，".join(reversed(ids[-5:]))
+        fix = f"最近的运行 newest runs: {newest}" + (f"（共 {len(ids)} 次）" if len(ids) > 5 else "")
+    else:
+        fix = "台账中还没有任何运行 / the ledger has no runs yet"
+    return EngineError(Problem(code="unknown-run", location=Location(file=path.as_posix()), fix=fix,
+                               message=f"台账中没有运行 {run_id} / no such run: {run_id}" + (f"；是不是 {guess}？" if guess else "")))
+
+
 @click.command("ledger")
 @click.option("--ledger", "ledger_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="The ledger file. Default: ledger.path of the guards policy, inside --outbox (outbox/ledger.sqlite).")
@@ -26,7 +53,8 @@ def _parse_since(_ctx, _param, value):
               help="The outbox folder the runs write to (where the default ledger lives).")
 @click.option("--policies", type=click.Path(path_type=Path, file_okay=False), default=Path("policies"), show_default=True,
               help="Policy folder (its guards file may set another ledger path).")
-@click.option("--customer", "customer_id", default=None, help="Only this customer id (客户编号).")
+@click.option("--customer", "customer_id", default=None, callback=_customer_id,
+              help="Only this customer id (客户编号; read as in the exports: Ｃ０００４５３ is C000453).")
 @click.option("--rule", "rule_id", default=None, help="Only this rule id.")
 @click.option("--run", "run_id", default=None, help="Only what this run issued.")
 @click.option("--kind", type=click.Choice(["task", "message"]), default=None, help="Only tasks or only messages.")
@@ -51,6 +79,8 @@ def ledger_command(ledger_path: Path | None, outbox: Path, policies: Path, custo
     try:
         path = resolve_ledger_path(load_guard_policy_folder(policies), outbox, ledger_path)
         with Ledger(path, create=False) as ledger:
+            if run_id is not None and not ledger.has_run(run_id):
+                raise _unknown_run(ledger, run_id, path)
             filters = dict(customer_id=customer_id, rule_id=rule_id, since=since, kind=kind, run_id=run_id)
             if export_path is not None:
                 if export_path.suffix.lower() not in (".xlsx", ".csv"):
