@@ -49,6 +49,17 @@ class ActionBuilder:
             self._due_cache[duration_text] = due
         return due
 
+    def _due_for(self, spec: TaskSpec, features: dict) -> datetime:
+        """``due`` after the run's start, but no later than the end of the working day on or before the
+        ``due_by`` date (e.g. the post-purchase week's last day); never before the run's start."""
+        due = self.due(spec.due)
+        limit = features.get(spec.due_by) if spec.due_by else None
+        if isinstance(limit, date):
+            latest = self.calendar.last_working_moment(limit)
+            if latest is not None and latest < due:
+                due = max(latest, self.start)
+        return due
+
     def _inline(self, text: str | None, context: dict, rule: Rule) -> str | None:
         """Render a task title or script, which may use {{ customer.xxx }} like message templates."""
         if text is None or "{" not in text:
@@ -102,7 +113,7 @@ class ActionBuilder:
             rule_id=rule.rule_id,
             policy_id=rs.policy_id,
             stage=rs.stage,
-            due=self.due(spec.due),
+            due=self._due_for(spec, features),
             priority=spec.priority,
             script=self._inline(spec.script, context, rule),
             category=spec.category,

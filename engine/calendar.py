@@ -318,6 +318,15 @@ class BusinessCalendar:
         periods = tuple((self._from_us(s, naive=False), self._from_us(e, naive=False)) for s, e in info.periods)
         return DayInfo(day=d, periods=periods, reason=info.reason)
 
+    def last_working_moment(self, day: date, look_back_days: int = 31) -> datetime | None:
+        """The end of the last working period on ``day`` or, if it has none (a holiday), on the nearest
+        working day before it (within ``look_back_days``); naive local time. ``None`` if none."""
+        for back in range(look_back_days + 1):
+            info = self._day(day - timedelta(days=back))
+            if info.periods:
+                return self._from_us(info.periods[-1][1], naive=True)
+        return None
+
     def is_working_time(self, moment: datetime) -> bool:
         """True if the instant lies inside a working period (start included, end excluded)."""
         t = self._to_us(moment)

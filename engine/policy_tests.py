@@ -49,7 +49,7 @@ from engine.policy.yaml_source import YList, YMap, load_yaml
 FILE_KEYS = ("kind", "description", "as_of", "customer", "cases")
 CASE_KEYS = ("id", "description", "as_of", "customer", "interactions", "orders", "expect")
 EXPECT_KEYS = ("tags", "fired", "not_fired", "tasks", "messages", "suppressed", "sla")
-TASK_KEYS = ("rule", "assignee", "priority", "title")
+TASK_KEYS = ("rule", "assignee", "priority", "title", "due")  # due as 'YYYY-MM-DD HH:MM'
 MESSAGE_KEYS = ("rule", "channel", "template")
 SUPPRESSED_KEYS = ("rule", "guard", "kind")
 SLA_KEYS = ("rule", "first_response", "resolution")
@@ -395,8 +395,8 @@ def check_case(case: Case, evaluation, guards, problems: Problems) -> CaseResult
                 failures.append(f"规则 {rule_id} 应{'触发，但没有触发' if should_fire else '不触发，但触发了'}")
 
     if "tasks" in expect:
-        actual = [{"rule": t.rule_id, "assignee": t.assignee, "priority": t.priority, "title": t.title}
-                  for t in evaluation.tasks if t.customer_id == cid]
+        actual = [{"rule": t.rule_id, "assignee": t.assignee, "priority": t.priority, "title": t.title,
+                   "due": t.due.strftime("%Y-%m-%d %H:%M")} for t in evaluation.tasks if t.customer_id == cid]
         failures.extend(_match_items("tasks", expect["tasks"], actual, TASK_KEYS, expect.value_loc("tasks"), problems))
     if "messages" in expect:
         actual = [{"rule": m.rule_id, "channel": m.channel, "template": m.template}

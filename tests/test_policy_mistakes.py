@@ -17,6 +17,8 @@ from engine.validate import format_problem, load_checked_policies, validate_poli
 NEED_TYPE = "classification/need_type.yaml"
 ACTIONS = "classification/actions.yaml"
 OFFER_PARAMS = "      params:\n        offer: 本月新品上市，老客户下单享九五折\n"
+# Where YAML notices an unclosed quote: the end of actions.yaml, one line after its last.
+ACTIONS_END = len((Path(__file__).resolve().parent.parent / "policies" / ACTIONS).read_text(encoding="utf-8").splitlines()) + 1
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -83,7 +85,7 @@ MISTAKES = [
          "rule with the highest number wins, e.g. priority: 10; a task's 高/中/低 goes under task:", id="rule-priority-not-a-number"),
     # 5. YAML syntax errors: the place to fix and the hint that fits
     case(ACTIONS, "title: 跟进意向客户，推进签约", 'title: "跟进意向客户，推进签约', 'title: "跟进意向客户', 14,
-         "error: YAML syntax error: found unexpected end of stream (at line 71, column 1) while scanning a quoted scalar "
+         f"error: YAML syntax error: found unexpected end of stream (at line {ACTIONS_END}, column 1) while scanning a quoted scalar "
          'that starts here [yaml-syntax] — 修改建议: the text that starts with " here needs a closing " at its end',
          id="unclosed-quote"),
     case(ACTIONS, "      priority: 高\n      once_per: week       # 未指派前", "      priority：高\n      once_per: week       # 未指派前",
@@ -162,3 +164,11 @@ def test_orders_not_counted_must_be_a_list_of_statuses(policy_copy: Path):
     line = line_of(policy_copy, "features.yaml", "orders_not_counted:")
     assert errors(policy_copy) == [f"features.yaml:{line}:21: error: orders_not_counted must be a list of order statuses [bad-value]"
                                   " — 修改建议: write the statuses as a list, e.g. orders_not_counted: [已取消, 已退款, 待付款]"]
+
+
+def test_due_by_must_name_a_date_feature(policy_copy: Path):
+    edit(policy_copy / "care" / "follow_up.yaml", "due_by: post_purchase_followup_by", "due_by: post_purchase_order_id")
+    line = line_of(policy_copy, "care/follow_up.yaml", "due_by: post_purchase_order_id")
+    assert errors(policy_copy) == [
+        f"care/follow_up.yaml:{line}:15: error: due_by names 'post_purchase_order_id', which is not a date feature; did you "
+        "mean 'post_purchase_order_date'? [unknown-name] — 修改建议: due_by takes a date feature, e.g. post_purchase_followup_by"]

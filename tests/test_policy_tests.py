@@ -64,7 +64,7 @@ def test_failing_case_shows_what_differs(tmp_path: Path):
         "    规则 VT-1 应触发，但没有触发",
         "    规则 VT-3 应不触发，但触发了",
         "    缺少任务：CARE-REVISIT-DUE（assignee='李娜'） —— 该规则产生了，但 assignee 实际为 '张伟'",
-        "    多出任务：CARE-REVISIT-DUE（assignee='张伟'，priority='中'，title='定期回访（专门客户服务小组，每60天）'）",
+        "    多出任务：CARE-REVISIT-DUE（assignee='张伟'，priority='中'，title='定期回访（专门客户服务小组，每60天）'，due='2026-11-27 09:00'）",
         "    缺少消息：CL-LOW-VALUE-OFFER（channel='sms'）",
     ]
     assert lines[8].startswith("    （实际触发的规则：") and "VT-3" in lines[8]

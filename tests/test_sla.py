@@ -524,6 +524,7 @@ def test_kpi_sheet_matches_hand_computed_figures(run_folder):
 def test_run_tasks_and_decisions(run_folder):
     lead = read_sheet(run_folder / "tasks" / "李强.xlsx", "李强")
     assert [(r[0], r[2], r[4]) for r in lead[1:]] == [
+        (datetime(2024, 5, 20, 9, 0), "C1", "客户对投诉处理不满意（I2，评分 2）：重新处理"),  # care: CARE-COMPLAINT-REDO
         (datetime(2024, 5, 20, 11, 0), "C2", "超时升级：投诉 I4 首次响应已超时 11 个工作小时"),
     ]
     team = read_sheet(run_folder / "tasks" / "王敏.xlsx", "王敏")

@@ -107,6 +107,7 @@ class _Loader:
         self.files: list[Path] = []
         self.documents: dict[str, list[tuple[Path, YMap]]] = {}
         self.key_by_refs: list[tuple[str, Location]] = []  # (feature name, where) of every key_by
+        self.due_by_refs: list[tuple[str, Location]] = []  # (feature name, where) of every task's due_by
         self.policy_ids: dict[str, Location] = {}  # policy id → where it was first declared
 
     def rel(self, path: Path) -> str:
@@ -382,7 +383,7 @@ class _Loader:
         return False
 
     def _task(self, block: Any, loc: Location, org: Organization) -> TaskSpec | None:
-        allowed = ("title", "assign_to", "due", "priority", "script", "category", "once_per", "key_by")
+        allowed = ("title", "assign_to", "due", "priority", "script", "category", "once_per", "key_by", "due_by")
         if not check_keys(block, "a task", allowed, ("title", "assign_to", "due"), self.problems, loc):
             return None
         assign = str(block.get("assign_to", "owner"))
@@ -410,6 +411,7 @@ class _Loader:
             category=str(block.get("category", "service")),
             once_per=self._period(block),
             key_by=self._key_by(block),
+            due_by=self._due_by(block),
         )
 
     def _message(self, block: Any, loc: Location, org: Organization) -> MessageSpec | None:
@@ -429,6 +431,14 @@ class _Loader:
         return MessageSpec(template=str(block.get("template")), channel=channel, category=category,
                            params=dict(params), once_per=self._period(block),
                            key_by=self._key_by(block))
+
+    def _due_by(self, block: YMap) -> str | None:
+        """``due_by`` names a date feature; checked against the schema with the conditions."""
+        value = block.get("due_by")
+        if value is None:
+            return None
+        self.due_by_refs.append((str(value), block.value_loc("due_by")))
+        return str(value)
 
     def _key_by(self, block: YMap) -> str | None:
         """``key_by`` names a feature; checked against the schema with the conditions."""
@@ -628,6 +638,12 @@ def load_policies(root: Path) -> PolicySet:
                 guess = did_you_mean(name, schema)
                 loader.problems.error("unknown-name", f"key_by names '{name}', which is not a feature or tag"
                                       + (f"; did you mean '{guess}'?" if guess else ""), loc)
+        for name, loc in loader.due_by_refs:
+            if schema.get(name) != expr.types.DATE:
+                guess = did_you_mean(name, [n for n, t in schema.items() if t == expr.types.DATE])
+                loader.problems.error("unknown-name", f"due_by names '{name}', which is not a date feature"
+                                      + (f"; did you mean '{guess}'?" if guess else ""), loc,
+                                      fix="due_by takes a date feature, e.g. post_purchase_followup_by")
     if loader.problems.errors:
         raise PolicyError(loader.problems.errors)
     return PolicySet(

@@ -46,6 +46,7 @@ class TaskSpec:
     category: str = "service"
     once_per: str = "day"  # issue at most once per customer in this period (see PERIODS)
     key_by: str | None = None  # a feature whose value also goes into the key (e.g. an order id)
+    due_by: str | None = None  # a date feature: due no later than the end of that day's working time
 
 
 @dataclass(frozen=True)

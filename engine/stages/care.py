@@ -52,6 +52,7 @@ FEATURES: dict[str, tuple[str, str]] = {
     "post_purchase_order_id": ("string", "购买后回访窗口内最近一笔订单的编号"),
     "post_purchase_order_date": ("date", "该订单的日期"),
     "post_purchase_followup_needed": ("bool", "窗口内有订单，且订单日之后还没有回访记录"),
+    "post_purchase_followup_by": ("date", "购买后回访的最后一天（订单日 + window_days - 1，一周内回访即订单后第 6 天）"),
     "revisit_basis_date": ("date", "定期回访的起算日：最近一次回访/拜访，没有则签约日期，再没有则首次购买日"),
     "next_revisit_date": ("date", "按服务方案回访间隔，下次应回访的日期"),
     "revisit_due": ("bool", "距起算日已达到服务方案的回访间隔（revisit_interval_days）"),
@@ -391,7 +392,8 @@ class CareStage:
             if order.date <= self.as_of and (latest is None or order.date >= latest.date):
                 latest = order
         if latest is None or (self.as_of - latest.date).days >= self.settings.post_purchase_window_days:
-            f.update(post_purchase_order_id=None, post_purchase_order_date=None, post_purchase_followup_needed=False)
+            f.update(post_purchase_order_id=None, post_purchase_order_date=None, post_purchase_followup_needed=False,
+                     post_purchase_followup_by=None)
             return
         types = self.settings.followup_types
         # A follow-up on the order day counts: the call may come after the purchase that same day.
@@ -399,6 +401,7 @@ class CareStage:
         f["post_purchase_order_id"] = latest.order_id
         f["post_purchase_order_date"] = latest.date
         f["post_purchase_followup_needed"] = not followed
+        f["post_purchase_followup_by"] = latest.date + timedelta(days=self.settings.post_purchase_window_days - 1)
 
     def _revisit(self, facts: CustomerFacts, f: dict) -> None:
         basis = f.get("last_revisit_date") or facts.customer.signed_date or f.get("first_order_date")
