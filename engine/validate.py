@@ -27,8 +27,9 @@ guessing. Conditions that do arithmetic or call functions are not analysed (only
 """
 from __future__ import annotations
 
+import copy
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -39,6 +40,7 @@ from engine import expr
 from engine.audit import check_report_template
 from engine.calendar import load_calendars
 from engine.errors import ERROR, WARNING, EngineError, Location, PolicyError, Problem
+from engine.expr.lexer import locate
 from engine.expr.render import value_text
 from engine.features import derive_features
 from engine.model import Customer, SourceRow
@@ -73,7 +75,7 @@ def check_policies(policies: Path, templates: Path | None = None, engine: str = 
     except EngineError as exc:
         return None, list(exc.problems)
     problems: list[Problem] = list(policyset.warnings)
-    calendars = None
+    calendars = columns = None
     for loader, name in ((load_columns, "columns.yaml"), (load_calendars, "calendar.yaml")):
         path = policies / name
         if not path.is_file():
@@ -87,12 +89,19 @@ def check_policies(policies: Path, templates: Path | None = None, engine: str = 
             continue
         if name == "calendar.yaml":
             calendars = result
+        else:
+            columns = result
     if calendars is not None:
         problems.extend(check_stage_settings(policyset, calendars, templates))
     problems.extend(check_duplicate_ids(policyset))
     problems.extend(check_templates(policyset, templates))
     problems.extend(check_report_template(templates))
-    problems.extend(check_rule_logic(policyset))
+    values = _ValueChecker(policyset, columns)
+    values.check()
+    # A rule whose comparison names a value that cannot occur is reported once, with that value
+    # (unknown-value), not again as "never matches".
+    problems.extend(check_rule_logic(policyset, explained=values.rules_with_unknown_values))
+    problems.extend(values.problems)
     if engine == "durable":
         problems.extend(check_durable(policyset))
     return policyset, _unique(problems)
@@ -493,6 +502,14 @@ class _Knowledge:
                 always_set |= sets_all  # a table that claims to be complete (checked separately)
         self.never_empty |= always_set
         self.tags = set(self.domains)
+        # Policies that do not write hit_policy (so they collect): where each one is, as RuleSet.location.
+        self.default_hit_policy: set[Location] = set()
+        for docs in policyset.documents.values():
+            for _path, doc in docs:
+                blocks = doc.get("policies") if isinstance(doc, YMap) and "policies" in doc else [doc]
+                for block in blocks if isinstance(blocks, (list, YList)) else []:
+                    if isinstance(block, YMap) and ("rules" in block or "table" in block) and "hit_policy" not in block:
+                        self.default_hit_policy.add(block.loc)
 
     def type_of(self, name: str) -> expr.Type | None:
         t = self.schema.get(name)
@@ -707,18 +724,19 @@ def _unreachable_fix(rs: RuleSet, rule: Rule, winners) -> str:
     return f"把 {rule.rule_id} 移到 {rs.rules[min(winners)].rule_id} 之前，或删除/修改这条规则"
 
 
-def check_ruleset_logic(rs: RuleSet, knowledge: _Knowledge) -> list[Problem]:
+def check_ruleset_logic(rs: RuleSet, knowledge: _Knowledge, explained: set[tuple[str, str]] = frozenset()) -> list[Problem]:
+    """``explained``: (policy id, rule id) of rules already reported for comparing with an unknown value."""
     is_table = getattr(rs, "table_sheet", None) is not None
     grid = table_grid(rs, knowledge) if is_table else rules_grid(rs, knowledge)
     what = "表" if is_table else "规则列表"
     if grid is None or not rs.rules:
-        problems = _same_condition_checks(rs)
+        problems = _same_condition_checks(rs) + _collect_conflicts(rs, knowledge, None, {})
         if rs.complete and not is_table:
             problems.append(Problem(code="gap-check-skipped", severity=WARNING, location=rs.location,
                                     message=f"{rs.policy_id} 声明 complete: true，但它的条件含计算或函数，无法检查是否覆盖所有情况"))
         return problems
     if grid.size() > MAX_GRID:
-        return _same_condition_checks(rs) + [Problem(
+        return _same_condition_checks(rs) + _collect_conflicts(rs, knowledge, None, {}) + [Problem(
             code="logic-check-skipped", severity=WARNING, location=rs.location,
             message=f"{rs.policy_id} 的条件组合太多（{grid.size()} 种），没有检查重叠、遗漏和无法生效的规则")]
     problems: list[Problem] = []
@@ -735,12 +753,14 @@ def check_ruleset_logic(rs: RuleSet, knowledge: _Knowledge) -> list[Problem]:
             matches[i].append(k)
         if not hits and gap_example is None:
             gap_example = point
-        if rs.hit_policy in ("unique", "any") and len(hits) > 1:
+        if rs.hit_policy in ("unique", "any", "collect") and len(hits) > 1:
             for a, b in itertools.combinations(hits, 2):
                 overlaps.setdefault((a, b), point)
     match_sets = [set(m) for m in matches]
     for j, rule in enumerate(rs.rules):
         if not matches[j]:
+            if (rs.policy_id, rule.rule_id) in explained:
+                continue
             problems.append(Problem(
                 code="never-matches", severity=WARNING, location=rule.location,
                 message=f"规则 {rule.rule_id} 的条件对任何客户都不成立，永远不会生效",
@@ -762,8 +782,11 @@ def check_ruleset_logic(rs: RuleSet, knowledge: _Knowledge) -> list[Problem]:
                 message=f"规则 {rule.rule_id} 永远不会生效：命中策略为 {rs.hit_policy}，满足它的客户都会先满足 {_rule_names(rs, winners)}"
                         + ("（其中之一）" if len(winners) > 1 else ""),
                 fix=_unreachable_fix(rs, rule, winners)))
+    problems.extend(_collect_conflicts(rs, knowledge, grid, overlaps))
     for (a, b), point in sorted(overlaps.items()):
         ra, rb = rs.rules[a], rs.rules[b]
+        if rs.hit_policy == "collect":
+            continue
         if rs.hit_policy == "any" and repr(ra.outputs) == repr(rb.outputs):
             continue
         if rs.hit_policy == "unique":
@@ -784,9 +807,367 @@ def check_ruleset_logic(rs: RuleSet, knowledge: _Knowledge) -> list[Problem]:
     return problems
 
 
-def check_rule_logic(policyset: PolicySet) -> list[Problem]:
+def check_rule_logic(policyset: PolicySet, explained: set[tuple[str, str]] = frozenset()) -> list[Problem]:
     knowledge = _Knowledge(policyset)
     problems: list[Problem] = []
     for rs in policyset.all_rulesets():
-        problems.extend(check_ruleset_logic(rs, knowledge))
+        problems.extend(check_ruleset_logic(rs, knowledge, explained))
     return problems
+
+
+# Under hit policy collect every matching rule fires, in order: two that set one tag to different
+# values leave the later one's value (the earlier one is silently lost).
+
+
+def _tag_conflict(earlier: Rule, later: Rule) -> tuple[str, Any, Any] | None:
+    """The first tag both rules set, to different values: (tag, earlier value, later value)."""
+    first = {o.name: o.value for o in earlier.outputs if isinstance(o, SetTag)}
+    for out in later.outputs:
+        if isinstance(out, SetTag) and out.name in first and repr(first[out.name]) != repr(out.value):
+            return out.name, first[out.name], out.value
+    return None
+
+
+def _abstracted(node: expr.Node, knowledge: _Knowledge, atoms: dict[str, str]) -> expr.Node:
+    """``node`` with each part the grid cannot analyse (arithmetic, functions, ...) replaced by a yes/no
+    placeholder: the same text gets the same placeholder. Anything that can hold for a customer
+    can hold for some yes/no choice, so "these two can never both hold" stays true of the original."""
+    if _analysable(node, knowledge) and not _orders_text(node):
+        return node
+    if isinstance(node, expr.BoolOp):
+        return expr.BoolOp(node.op, tuple(_abstracted(o, knowledge, atoms) for o in node.operands))
+    if isinstance(node, expr.Unary) and node.op == "not":
+        return expr.Unary("not", _abstracted(node.operand, knowledge, atoms))
+    return expr.Name(atoms.setdefault(expr.to_source(node), f"__c{len(atoms)}"))
+
+
+def _pair_example(rs: RuleSet, a: int, b: int, knowledge: _Knowledge) -> str | None:
+    """A customer both rules a and b match, described; None if there is none; "" if it cannot be told
+    (then the two are taken to overlap)."""
+    atoms: dict[str, str] = {}
+    if rs.rules[a].condition is None or rs.rules[b].condition is None:
+        return ""
+    rules = [replace(rs.rules[i], condition=_abstracted(rs.rules[i].condition, knowledge, atoms)) for i in (a, b)]
+    placeholders = set(atoms.values())
+    local = copy.copy(knowledge)
+    local.schema = {**knowledge.schema, **{name: expr.BOOL for name in placeholders}}
+    local.never_empty = knowledge.never_empty | placeholders
+    grid = rules_grid(replace(rs, rules=rules), local)
+    if grid is None or grid.size() > MAX_GRID:
+        return ""
+    grid.labels.update({name: f"（{text}）" for text, name in atoms.items()})
+    for point in grid.points():
+        if grid.tests[0](point) and grid.tests[1](point):
+            return grid.describe(point)
+    return None
+
+
+def _collect_conflicts(rs: RuleSet, knowledge: _Knowledge, grid: Grid | None, overlaps: dict) -> list[Problem]:
+    """``collect-conflict``: two rules (rows) of a collect policy that can both match one customer set
+    the same tag to different values. ``grid``/``overlaps``: the policy's own grid and the first example
+    of each pair matching together, when the grid could be built (exact); otherwise each pair is
+    checked on its own."""
+    if rs.hit_policy != "collect":
+        return []
+    is_table = getattr(rs, "table_sheet", None) is not None
+    what = "行" if is_table else "规则"
+    problems: list[Problem] = []
+    for a, b in itertools.combinations(range(len(rs.rules)), 2):
+        ra, rb = rs.rules[a], rs.rules[b]
+        conflict = _tag_conflict(ra, rb)
+        if conflict is None:
+            continue
+        if grid is not None:
+            point = overlaps.get((a, b))
+            example = None if point is None else grid.describe(point)
+        else:
+            example = _pair_example(rs, a, b, knowledge)
+        if example is None:
+            continue  # they never match the same customer
+        tag, first, second = conflict
+        default = "（没有写 hit_policy 时的默认值）" if rs.location in knowledge.default_hit_policy else ""
+        problems.append(Problem(
+            code="collect-conflict", severity=WARNING, location=rb.location,
+            message=f"命中策略为 collect{default}，满足条件的{what}都会生效：{ra.rule_id} 和 {rb.rule_id} 可能同时满足，"
+                    f"却把 {tag} 设为不同的值（{value_text(first)} 和 {value_text(second)}），后面的 {rb.rule_id} 会覆盖 {ra.rule_id}"
+                    + (f"，例如：{example}" if example else ""),
+            fix=f"改用 hit_policy: first（从上到下第一条满足的{what}生效），或修改条件使 {ra.rule_id} 和 {rb.rule_id} 互斥"))
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------
+# Values: texts compared with (or set on) names whose possible values are known
+# --------------------------------------------------------------------------------------------------
+
+# Features read straight from an enum column of the customer export: (columns.yaml table, field).
+ENUM_FEATURES: dict[str, tuple[str, str]] = {
+    "gender": ("customers", "gender"),
+    "recorded_lifecycle_stage": ("customers", "lifecycle_stage"),
+    "recorded_sales_stage": ("customers", "sales_stage"),
+    "recorded_need_type": ("customers", "need_type"),
+    "preferred_channel": ("customers", "preferred_channel"),
+}
+# Interaction fields an SLA target's ``when`` may test that are enum columns (category, staff are free text).
+SLA_ENUM_FIELDS: dict[str, tuple[str, str]] = {
+    "type": ("interactions", "type"),
+    "channel": ("interactions", "channel"),
+    "status": ("interactions", "status"),
+}
+# Settings that list values of an enum column: (kind of settings file, keys down to the list, (table, field)).
+SETTINGS_VALUE_LISTS: tuple[tuple[str, tuple[str, ...], tuple[str, str]], ...] = (
+    ("sla", ("track_types",), ("interactions", "type")),
+    ("sla", ("clock", "closed_statuses"), ("interactions", "status")),
+    ("sla", ("clock", "paused_statuses"), ("interactions", "status")),
+    ("care", ("post_purchase", "followup_types"), ("interactions", "type")),
+    ("care", ("survey", "complaint_types"), ("interactions", "type")),
+    ("features", ("orders_not_counted",), ("orders", "status")),
+)
+FESTIVAL_FEATURES = ("festivals_due", "festival_name")  # names of festivals declared in care.yaml
+SETTINGS_WHO = {"sla": "SLA 时限", "churn": "流失信号", "care": "关怀设置"}
+ENUM_FIX = ("改成 columns.yaml 中的取值（导出里的其他写法读入时会换成它）；确实有新的取值时，"
+            "先把它加到 columns.yaml 中这个字段的 values: 下")
+
+
+@dataclass
+class _Vocabulary:
+    """The values a name can have. ``closed``: no other value is possible (tags, festival names);
+    enum columns keep a spelling columns.yaml does not list as written, so for them it is a likely typo."""
+
+    values: list[str]
+    source: str  # where the values come from, for the message
+    fix: str
+    closed: bool
+    aliases: dict[str, str] = field(default_factory=dict)  # value_key(other spelling) → canonical value
+
+    def listing(self) -> str:
+        return "、".join(value_text(v) for v in self.values)
+
+    def hint(self, word: str) -> str:
+        from engine.coerce import value_key
+
+        canonical = self.aliases.get(value_key(word))
+        if canonical is not None and canonical in self.values and canonical != word:
+            return f"；是不是 {value_text(canonical)}？（columns.yaml 把 {value_text(word)} 列为它的另一种写法）"
+        guess = close_value(word, self.values)
+        return f"；是不是 {value_text(guess)}？" if guess else ""
+
+
+def close_value(word: str, choices) -> str | None:
+    """The known value ``word`` was probably meant to be: a did-you-mean that also knows short
+    Chinese words (高价值 → 高, 投述 → 投诉), where difflib's ratio alone is too strict."""
+    choices = [c for c in dict.fromkeys(str(c) for c in choices) if c != word]
+    guess = did_you_mean(word, choices)
+    if guess:
+        return guess
+    inside = [c for c in choices if c and (c in word or word in c)]
+    if len(inside) == 1:
+        return inside[0]
+    one_off = [c for c in choices if len(c) == len(word) >= 2 and sum(x != y for x, y in zip(c, word)) == 1]
+    return one_off[0] if len(one_off) == 1 else None
+
+
+_IN_LIST = {
+    "==": "这个比较永远不成立",
+    "!=": "这个比较只要有值就成立",
+    "in": "列表中的这一项永远匹配不上",
+    "not in": "列表中的这一项不起作用",
+    "contains": "这个条件永远不成立",
+    "not contains": "这个条件总是成立",
+}
+
+
+class _ValueChecker:
+    """``unknown-value``: a condition compares a tag, an enum field or a festival name with a text it
+    can never have (``value_tier in ['高价值', '中']``, ``type == '投述'``, ``'中秋节' in festivals_due``),
+    or a settings list names one (``track_types: [建意]``). ``untested-value``: a rule sets a tag to
+    a value no condition or table tests, while a close one is tested (``need_type: 战略客户`` vs 战略)."""
+
+    def __init__(self, policyset: PolicySet, columns: Any):
+        self.policyset = policyset
+        self.columns = columns
+        self.problems: list[Problem] = []
+        self.rules_with_unknown_values: set[tuple[str, str]] = set()  # (policy id, rule id)
+        self.tested: dict[str, list[str]] = {}  # tag → texts conditions compare it with
+        knowledge = _Knowledge(policyset)
+        self.tag_values = knowledge.domains
+        self.vocab: dict[str, _Vocabulary] = {}
+        for name, values in knowledge.domains.items():
+            if values and all(isinstance(v, str) for v in values):
+                same_column = self._enum_field(("customers", name))
+                self.vocab[name] = _Vocabulary(
+                    list(values), "规则和决策表设置的值", "改成其中一个取值；确实需要这个取值时，先在规则的 set: 或决策表的结果列中设置它",
+                    closed=True, aliases=self._aliases(same_column))
+        for name, where in ENUM_FEATURES.items():
+            vocab = self._enum_vocab(where)
+            if vocab and name not in self.vocab:
+                self.vocab[name] = vocab
+        festivals = self._festival_names()
+        if festivals:
+            for name in FESTIVAL_FEATURES:
+                self.vocab.setdefault(name, _Vocabulary(
+                    festivals, "care.yaml 中的节日名称", "改成 care.yaml festivals: days: 中的节日名称，或在那里加上这个节日", closed=True))
+        self.sla_vocab = dict(self.vocab)
+        for name, where in SLA_ENUM_FIELDS.items():
+            vocab = self._enum_vocab(where)
+            if vocab:
+                self.sla_vocab[name] = vocab
+
+    # -- what is known -----------------------------------------------------------------------------
+    def _enum_field(self, where: tuple[str, str]):
+        table = self.columns.tables.get(where[0]) if self.columns is not None else None
+        spec = table.fields.get(where[1]) if table is not None else None
+        return spec if spec is not None and spec.type == "enum" and spec.values else None
+
+    @staticmethod
+    def _aliases(spec) -> dict[str, str]:
+        from engine.coerce import value_key
+
+        return {value_key(s): c for s, c in spec.values.items()} if spec is not None else {}
+
+    def _enum_vocab(self, where: tuple[str, str]) -> _Vocabulary | None:
+        spec = self._enum_field(where)
+        if spec is None:
+            return None
+        return _Vocabulary(list(dict.fromkeys(spec.values.values())), f"columns.yaml 中 {where[0]}.{where[1]} 的取值", ENUM_FIX,
+                           closed=bool(spec.strict), aliases=self._aliases(spec))
+
+    def _festival_names(self) -> list[str]:
+        try:
+            from engine.stages.care import load_care_settings
+
+            settings = load_care_settings(self.policyset)
+        except (ImportError, EngineError):
+            return []  # a broken care.yaml is reported by the care stage's own checks
+        return [f.name for f in settings.festivals] if settings is not None else []
+
+    # -- the checks ------------------------------------------------------------------------------
+    def check(self) -> None:
+        for rs in self.policyset.all_rulesets():
+            for rule in rs.rules:
+                for node in rule.cell_conditions or ([rule.condition] if rule.condition is not None else []):
+                    if self.condition(node, f"规则 {rule.rule_id}", self.vocab):
+                        self.rules_with_unknown_values.add((rs.policy_id, rule.rule_id))
+        for stage, rule_id, node in self._settings_conditions():
+            self.condition(node, f"{SETTINGS_WHO.get(stage, stage)} {rule_id}", self.sla_vocab if stage == "sla" else self.vocab)
+        self.settings_lists()
+        self.set_values()
+
+    def condition(self, root: expr.Node, who: str, vocab: dict[str, _Vocabulary]) -> bool:
+        """Report every unknown text in one condition; True if there was one."""
+        found = False
+        for node in root.walk():
+            pairs: list[tuple[str, expr.Const, str]] = []  # (name, constant, how they are compared)
+            if isinstance(node, expr.Binary) and node.op in ("==", "!="):
+                name = next((n.name for n in (node.left, node.right) if isinstance(n, expr.Name)), None)
+                const = next((n for n in (node.left, node.right) if isinstance(n, expr.Const)), None)
+                if name and const is not None:
+                    pairs.append((name, const, node.op))
+            elif isinstance(node, expr.In) and isinstance(node.value, expr.Name) and isinstance(node.options, tuple):
+                pairs += [(node.value.name, o, "not in" if node.negated else "in") for o in node.options if isinstance(o, expr.Const)]
+            elif isinstance(node, expr.In) and isinstance(node.value, expr.Const) and isinstance(node.options, expr.Name):
+                pairs.append((node.options.name, node.value, "not contains" if node.negated else "contains"))
+            for name, const, how in pairs:
+                if not isinstance(const.value, str):
+                    continue
+                if name in self.tag_values:
+                    self.tested.setdefault(name, []).append(const.value)
+                known = vocab.get(name)
+                if known is None or const.value in known.values:
+                    continue
+                found = True
+                self.problems.append(Problem(
+                    code="unknown-value", severity=WARNING,
+                    location=locate(root.origin, const.line, const.col),
+                    message=f"{who} 的条件把 {name} 和 {value_text(const.value)} 比较，但 {name} "
+                            f"{'只会是' if known.closed else '的取值是'} {known.listing()}（{known.source}）"
+                            + (f"，{_IN_LIST[how]}" if known.closed else "") + known.hint(const.value),
+                    fix=known.fix))
+        return found
+
+    def _settings_conditions(self):
+        """(stage, id, parsed condition) of the rule-like entries of stage settings files (SLA targets, churn signals)."""
+        def walk(node: Any, stage: str):
+            if isinstance(node, YMap):
+                if "id" in node and isinstance(node.get("when"), str):
+                    try:
+                        yield stage, str(node.get("id")), expr.parse(node.get("when"), node.value_loc("when"))
+                    except PolicyError:
+                        pass  # the stage's own checks report it
+                for value in node.values():
+                    yield from walk(value, stage)
+            elif isinstance(node, YList):
+                for item in node:
+                    yield from walk(item, stage)
+
+        for stage in STAGE_MODULES:
+            for _path, doc in self.policyset.documents.get(stage, []):
+                if isinstance(doc, YMap) and not any(k in doc for k in ("rules", "table", "policies")):
+                    yield from walk(doc, stage)
+
+    def settings_lists(self) -> None:
+        for kind, keys, where in SETTINGS_VALUE_LISTS:
+            vocab = self._enum_vocab(where)
+            if vocab is None:
+                continue
+            for path, doc in self.policyset.documents.get(kind, []):
+                node: Any = doc
+                for key in keys:
+                    node = node.get(key) if isinstance(node, YMap) else None
+                if not isinstance(node, YList):
+                    continue
+                for i, item in enumerate(node):
+                    if isinstance(item, (str, int, float)) and not isinstance(item, bool) and str(item).strip() not in vocab.values:
+                        word = str(item).strip()
+                        self.problems.append(Problem(
+                            code="unknown-value", severity=WARNING, location=node.item_loc(i),
+                            message=f"{self.policyset.relpath(path)} 的 {'.'.join(keys)} 中的 {value_text(word)} 不是 "
+                                    f"{vocab.source}：{vocab.listing()}{vocab.hint(word)}",
+                            fix=vocab.fix))
+
+    def set_values(self) -> None:
+        """A tag set to a text nothing tests, while a close text is tested: the set (or the tests) misspell it."""
+        set_blocks = self._set_blocks()
+        for rs in self.policyset.all_rulesets():
+            for rule in rs.rules:
+                for out in rule.outputs:
+                    tested = self.tested.get(out.name) if isinstance(out, SetTag) else None
+                    if not tested or not isinstance(out.value, str) or out.value in tested:
+                        continue
+                    tested = list(dict.fromkeys(tested))
+                    guess = close_value(out.value, tested)
+                    if guess is None:
+                        continue  # e.g. a catch-all value (普通) no rule needs to test
+                    self.problems.append(Problem(
+                        code="untested-value", severity=WARNING, location=self._set_location(rs, rule, out.name, set_blocks),
+                        message=f"规则 {rule.rule_id} 把 {out.name} 设为 {value_text(out.value)}，但没有任何条件或决策表检查这个值"
+                                f"（检查的是 {'、'.join(value_text(v) for v in tested)}）；是不是 {value_text(guess)}？",
+                        fix=f"改成 {value_text(guess)}，或在用到 {out.name} 的条件中也检查 {value_text(out.value)}"))
+
+    def _set_blocks(self) -> dict[Location, YMap]:
+        """Where each YAML rule is (its id) → its ``set:`` block."""
+        found: dict[Location, YMap] = {}
+
+        def walk(node: Any) -> None:
+            if isinstance(node, YMap):
+                if "id" in node and isinstance(node.get("set"), YMap):
+                    found[node.key_loc("id")] = node.get("set")
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, YList):
+                for item in node:
+                    walk(item)
+
+        for docs in self.policyset.documents.values():
+            for _path, doc in docs:
+                walk(doc)
+        return found
+
+    @staticmethod
+    def _set_location(rs: RuleSet, rule: Rule, tag: str, set_blocks: dict[Location, YMap]) -> Location:
+        sheet = getattr(rs, "table_sheet", None)
+        if sheet is not None and rule.location.cell:
+            row = int(rule.location.cell[1:])
+            col = next((i for i, (kind, name) in enumerate(zip(sheet.kinds, sheet.names)) if kind == "output" and name == tag), None)
+            return sheet.cell_loc(row, col) if col is not None else rule.location
+        block = set_blocks.get(rule.location)
+        return block.value_loc(tag) if block is not None else rule.location
