@@ -20,6 +20,11 @@ DAY1 = datetime(2026, 11, 20, 15, 0)
 DAY2 = datetime(2026, 11, 21, 15, 0)
 
 
+# The line of CARE-REVISIT-DUE's id in the shipped care/follow_up.yaml (explain names rules by file:line).
+REVISIT_LINE = next(n for n, line in enumerate(
+    (Path(__file__).resolve().parent.parent / "policies" / "care" / "follow_up.yaml").read_text(encoding="utf-8").splitlines(), 1)
+    if line.strip() == "- id: CARE-REVISIT-DUE")
+
 def make_project(base: Path) -> tuple[Path, Path]:
     """Copies of the shipped policies and templates, and an inbox with one signed customer who is due
     a revisit (a task that is issued once a month: the second day's run dedupes it)."""
@@ -120,7 +125,7 @@ def test_explain_run_accepts_the_folders_where_they_are_now(moved):
     out = lines(result)
     # the files are the recorded ones (same sha256): nothing to warn about
     assert out[:3] == [FIRST_LINE_DAY1, f"来源：运行结果 {folder.as_posix()}", ""]
-    assert "    ✓ 触发  CARE-REVISIT-DUE  care/follow_up.yaml:24:5  距上次回访已达到服务方案的回访间隔（高价值30天、中60天、低90天）：定期回访" in out
+    assert f"    ✓ 触发  CARE-REVISIT-DUE  care/follow_up.yaml:{REVISIT_LINE}:5  距上次回访已达到服务方案的回访间隔（高价值30天、中60天、低90天）：定期回访" in out
 
 
 def test_explain_run_names_a_given_folder_that_does_not_exist(moved):
@@ -165,7 +170,7 @@ def test_dedupe_says_which_run_issued_it(project):
     assert result.exit_code == 0, result.output
     day1 = project["day1"].name
     out = lines(result)
-    i = out.index("    ✓ 触发  CARE-REVISIT-DUE  care/follow_up.yaml:24:5  距上次回访已达到服务方案的回访间隔（高价值30天、中60天、低90天）：定期回访")
+    i = out.index(f"    ✓ 触发  CARE-REVISIT-DUE  care/follow_up.yaml:{REVISIT_LINE}:5  距上次回访已达到服务方案的回访间隔（高价值30天、中60天、低90天）：定期回访")
     assert out[i + 1:i + 4] == [
         "        条件 revisit_due(=true) and lifecycle_stage(='签约') == '签约' → 成立",
         "        结果 任务 → 张伟：定期回访（专门客户服务小组，每60天）（截止 2026-11-30T09:00:00，优先级 中） [被拦截：去重（已发出过）]",
