@@ -60,6 +60,13 @@ def write_inbox(folder: Path, customers: list[list[Any]], interactions: list[lis
     return folder
 
 
+
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace the first ``old`` in a policy file with ``new``, as a user editing it would."""
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
 @pytest.fixture
 def policy_copy(tmp_path: Path) -> Path:
     """A copy of the shipped policies (and templates beside them) that a test may change."""

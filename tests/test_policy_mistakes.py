@@ -14,17 +14,13 @@ from engine.cli_tools import validate_command
 from engine.errors import PolicyError
 from engine.validate import format_problem, load_checked_policies, validate_policies
 
+from conftest import edit
+
 NEED_TYPE = "classification/need_type.yaml"
 ACTIONS = "classification/actions.yaml"
 OFFER_PARAMS = "      params:\n        offer: 本月新品上市，老客户下单享九五折\n"
 # Where YAML notices an unclosed quote: the end of actions.yaml, one line after its last.
 ACTIONS_END = len((Path(__file__).resolve().parent.parent / "policies" / ACTIONS).read_text(encoding="utf-8").splitlines()) + 1
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def line_of(folder: Path, file: str, text: str) -> int:

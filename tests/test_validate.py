@@ -15,7 +15,7 @@ from engine.cli_tools import validate_command
 from engine.errors import PolicyError
 from engine.validate import format_problem, load_checked_policies, validate_policies
 
-from conftest import SHIPPED_POLICIES
+from conftest import SHIPPED_POLICIES, edit
 
 Place = tuple[str, str, int] | str  # (file, text on the line, column), or a workbook cell as printed
 
@@ -32,12 +32,6 @@ def at(folder: Path, place: Place) -> str:
 
 def lines(folder: Path) -> list[str]:
     return [format_problem(p) for p in validate_policies(folder)]
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def set_cells(path: Path, cells: dict[str, object], delete_row: int | None = None) -> None:

@@ -16,7 +16,7 @@ import openpyxl
 
 from engine.validate import format_problem, validate_policies
 
-from conftest import SHIPPED_POLICIES
+from conftest import SHIPPED_POLICIES, edit
 
 NEW_CODES = ("[collect-conflict]", "[unknown-value]", "[untested-value]")
 COLLECT_FIX = "修改建议: 改用 hit_policy: first（从上到下第一条满足的{what}生效），或修改条件使 {a} 和 {b} 互斥"
@@ -28,12 +28,6 @@ TYPES = "'咨询'、'投诉'、'建议'、'回访'、'拜访'、'关怀'、'购�
 
 def lines(folder: Path) -> list[str]:
     return [format_problem(p) for p in validate_policies(folder)]
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def at(folder: Path, file: str, text: str, col: int) -> str:
