@@ -29,6 +29,23 @@ def issued(folder: Path) -> tuple[int, int]:
     return counts["tasks"], counts["messages"]
 
 
+
+def start_a_run_that_waits(inbox: Path, outbox: Path):
+    """Start ``crm-engine run`` as a process while the test holds the ledger; return it and the line
+    where it said it is waiting."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "engine.cli", "run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox),
+               "--outbox", str(outbox), "--as-of", "2026-11-20"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in process.stderr:
+        if "等待另一次运行结束" in line:
+            return process, line
+    raise AssertionError("the run did not say it was waiting")
+
 def inbox_with_two_customers(tmp_path: Path) -> Path:
     return write_inbox(
         tmp_path / "inbox",
@@ -176,7 +193,6 @@ def test_an_overwrite_killed_half_way_gets_its_run_folder_back(tmp_path: Path):
 def test_a_second_run_on_the_same_ledger_waits_for_the_first(tmp_path: Path):
     """While another run holds the ledger (between its guards and its commit), a run says it is
     waiting and waits; once the first lets go it goes on, and sees what the first recorded."""
-    import os
     import subprocess
     import sys
     import time
@@ -186,17 +202,9 @@ def test_a_second_run_on_the_same_ledger_waits_for_the_first(tmp_path: Path):
     inbox = inbox_with_two_customers(tmp_path)
     outbox = tmp_path / "out"
     said: list[str] = []
-    command = [sys.executable, "-m", "engine.cli", "run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox),
-               "--outbox", str(outbox), "--as-of", "2026-11-20"]
     with one_run_at_a_time(outbox / "ledger.sqlite", said.append):  # as the other run would hold it
         assert said == []  # nobody else held it
-        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        for line in second.stderr:
-            if "等待另一次运行结束" in line:
-                break
-        else:
-            raise AssertionError("the second run did not say it was waiting")
+        second, line = start_a_run_that_waits(inbox, outbox)
         assert f"联系台账 {outbox / 'ledger.sqlite'}" in line
         time.sleep(0.5)
         assert second.poll() is None  # still waiting
@@ -222,10 +230,7 @@ def test_a_second_run_on_the_same_ledger_waits_for_the_first(tmp_path: Path):
 def test_the_same_batch_started_twice_at_once_is_done_once(tmp_path: Path):
     """Two identical runs started together: the second waits for the ledger, then finds the first's
     run folder and says the batch was already run (exit 0), instead of failing with run-exists."""
-    import os
     import shutil
-    import subprocess
-    import sys
 
     from engine.ledger import one_run_at_a_time
 
@@ -233,16 +238,8 @@ def test_the_same_batch_started_twice_at_once_is_done_once(tmp_path: Path):
     first_outbox, outbox = tmp_path / "first", tmp_path / "out"
     run(inbox, first_outbox, "2026-11-20")
     [done] = [p for p in first_outbox.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    command = [sys.executable, "-m", "engine.cli", "run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox),
-               "--outbox", str(outbox), "--as-of", "2026-11-20"]
     with one_run_at_a_time(outbox / "ledger.sqlite", print):  # the first run, between its guards and its commit
-        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        for line in second.stderr:
-            if "等待另一次运行结束" in line:
-                break
-        else:
-            raise AssertionError("the second run did not say it was waiting")
+        second, _ = start_a_run_that_waits(inbox, outbox)
         shutil.copytree(done, outbox / done.name)  # the first run's folder lands
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
