@@ -72,6 +72,7 @@ class Case:
     as_of_time: datetime | None
     dataset: Dataset
     expect: YMap
+    has_mistakes: bool = False  # its customer, orders or interactions had errors: checked, not counted
 
 
 @dataclass
@@ -91,6 +92,7 @@ class TestReport:
     problems: list[Problem]  # mistakes in the test files (or the policies), with locations
     rules: dict[str, str]  # every rule id → where it is defined
     covered: set[str]
+    not_run: list[str] = field(default_factory=list)  # cases (or whole files) not run because of mistakes in them
 
     @property
     def failed(self) -> list[CaseResult]:
@@ -102,7 +104,7 @@ class TestReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not [p for p in self.problems if p.severity == "error"]
+        return not self.failed and not self.not_run and not [p for p in self.problems if p.severity == "error"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,10 +258,13 @@ def _build_case(block: YMap, loc: Location, file: str, defaults: dict[str, Any],
                 Dataset(customers=[customer], interactions=interactions, orders=orders), expect)
 
 
-def load_cases(tests_dir: Path, display_root: Path | None = None) -> tuple[list[Case], list[Problem]]:
-    """Every case of every ``*.yaml`` file in ``tests_dir``, and the mistakes found in them."""
+def load_cases(tests_dir: Path, display_root: Path | None = None) -> tuple[list[Case], list[Problem], list[str]]:
+    """Every case of every ``*.yaml`` file in ``tests_dir``, the mistakes found in them, and the cases
+    not run because of a mistake (a case with a bad value would run without it and fail for the wrong
+    reason; a file that cannot be read is named as a whole)."""
     problems = Problems()
     cases: list[Case] = []
+    not_run: list[str] = []
     root = display_root or tests_dir.parent
     for path in sorted(tests_dir.glob("*.y*ml")):
         name = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
@@ -267,12 +272,15 @@ def load_cases(tests_dir: Path, display_root: Path | None = None) -> tuple[list[
             doc = load_yaml(path, name)
         except PolicyError as exc:
             problems.extend(exc.problems)
+            not_run.append(f"{name}（整个文件 whole file）")
             continue
         except ValueError as exc:  # PyYAML builds dates itself: 2026-13-45 raises here, without a position
             problems.error("bad-value", f"文件中有无法读取的值（{exc}），例如不存在的日期", Location(file=name),
                            fix="日期写成 2026-11-20 这样的真实日期")
+            not_run.append(f"{name}（整个文件 whole file）")
             continue
         if not check_keys(doc, "a policy test file", FILE_KEYS, ("cases",), problems, Location(file=name, line=1, col=1)):
+            not_run.append(f"{name}（整个文件 whole file）")
             continue
         defaults: dict[str, Any] = {}
         if "customer" in doc:
@@ -283,17 +291,25 @@ def load_cases(tests_dir: Path, display_root: Path | None = None) -> tuple[list[
         blocks = doc.get("cases")
         if not isinstance(blocks, YList):
             problems.error("not-a-list", "cases: 应为用例列表（每个用例以 '- id:' 开头）", doc.value_loc("cases"))
+            not_run.append(f"{name}（整个文件 whole file）")
             continue
         seen: dict[str, Location] = {}
         for i, block in enumerate(blocks):
+            errors_before = len(problems.errors)
             case = _build_case(block, blocks.item_loc(i), name, defaults, doc.get("as_of"), problems)
-            if case is None:
-                continue
+            if case is None or len(problems.errors) > errors_before:
+                case_id = block.get("id") if isinstance(block, YMap) else None
+                not_run.append(f"{name} {case_id or f'第 {i + 1} 个用例'}")
+                if case is None:
+                    continue
+                # Still checked, so every mistake in it is reported at once; its result is not counted
+                # (without the bad order it would fail, or pass, for the wrong reason).
+                case.has_mistakes = True
             if case.case_id in seen:
                 problems.error("duplicate-case-id", f"用例编号 '{case.case_id}' 已在 {seen[case.case_id]} 使用过", case.location)
             seen.setdefault(case.case_id, case.location)
             cases.append(case)
-    return cases, list(problems)
+    return cases, list(problems), not_run
 
 
 # --------------------------------------------------------------------------------------------------
@@ -464,7 +480,7 @@ def run_policy_tests(policies: Path, templates: Path | None = None, tests_dir: P
     except EngineError as exc:
         return TestReport([], list(exc.problems), {}, set())
     guard_policy = load_guard_policy(policyset)
-    cases, problems = load_cases(tests_dir, display_root=policies)
+    cases, problems, not_run = load_cases(tests_dir, display_root=policies)
     problems = Problems(problems)
     if select:
         cases = [c for c in cases if select in c.case_id or select in c.file]
@@ -478,12 +494,18 @@ def run_policy_tests(policies: Path, templates: Path | None = None, tests_dir: P
                                       case.as_of_time or end_of_day(case.as_of), f"test:{case.case_id}")
         except EngineError as exc:
             result = CaseResult(case, [f"运行出错：{p.message}（{p.location}）" for p in exc.problems])
-            results.append(result)
+            if not case.has_mistakes:
+                results.append(result)
             continue
+        errors_before = len(problems.errors)
         result = check_case(case, evaluation, guards, problems)
+        if case.has_mistakes:
+            continue  # named among the cases not run
+        if len(problems.errors) > errors_before:  # e.g. an expected tag that does not exist: not a pass
+            result.failures.append("用例的 expect 写法有误，见上面的错误 / the case's expect has mistakes, see the errors above")
         covered |= result.fired
         results.append(result)
-    return TestReport(results, list(problems), all_rule_ids(policyset), covered)
+    return TestReport(results, list(problems), all_rule_ids(policyset), covered, not_run)
 
 
 def format_report(report: TestReport, verbose: bool = False) -> list[str]:
@@ -502,8 +524,12 @@ def format_report(report: TestReport, verbose: bool = False) -> list[str]:
         lines.extend(f"    {f}" for f in r.failures)
         lines.append(f"    （实际触发的规则：{', '.join(sorted(r.fired)) or '无'}）")
     passed = len(report.results) - len(report.failed)
-    lines.append(f"用例 {len(report.results)} 个：通过 {passed}，失败 {len(report.failed)} / "
-                 f"{len(report.results)} cases: {passed} passed, {len(report.failed)} failed")
+    summary = (f"用例 {len(report.results)} 个：通过 {passed}，失败 {len(report.failed)} / "
+               f"{len(report.results)} cases: {passed} passed, {len(report.failed)} failed")
+    if report.not_run:
+        summary += (f"；另有 {len(report.not_run)} 项因写法错误不计入 / {len(report.not_run)} not counted because of the "
+                    f"mistakes above: {', '.join(report.not_run)}")
+    lines.append(summary)
     if report.rules:
         uncovered = report.uncovered
         covered = len(report.rules) - len(uncovered)

@@ -116,3 +116,33 @@ cases:
         "互动 C1 first_response 状态：期望 'met'，实际 'open_breached'",
         "互动 C9 没有服务时限判定（不是跟踪的类型，或没有适用的时限规则）",
     ]
+
+
+def test_the_summary_never_counts_a_case_with_mistakes_as_passed(tmp_path: Path):
+    """An expected tag that does not exist fails the case; a case with a bad order is not counted
+    (without that order it would pass or fail for the wrong reason); a file whose as_of is not a date
+    is not counted as a whole. Before, the summary said every case passed."""
+    tests = write_tests(tmp_path / "tests", """\
+as_of: 2026-11-20
+cases:
+  - id: typo-in-expect
+    expect:
+      tags: {value_tire: 低}
+  - id: bad-order
+    orders:
+      - {days_ago: 3, amount: 1.5万}
+    expect:
+      tags: {value_tier: 低}
+  - id: fine
+    expect:
+      tags: {value_tier: 低}
+""")
+    (tests / "other.yaml").write_text("as_of: 2026-11-31\ncases:\n  - id: x\n    expect: {}\n", encoding="utf-8")
+    result = CliRunner().invoke(policy_test_command, ["--policies", str(SHIPPED_POLICIES), "--tests", str(tests)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert any(line.startswith("✗ 失败 FAIL") and "typo-in-expect" in line for line in lines)
+    assert "    用例的 expect 写法有误，见上面的错误 / the case's expect has mistakes, see the errors above" in lines
+    [summary] = [line for line in lines if line.startswith("用例 ")]
+    assert summary == ("用例 2 个：通过 1，失败 1 / 2 cases: 1 passed, 1 failed；另有 2 项因写法错误不计入 / 2 not counted "
+                       f"because of the mistakes above: {tests / 'cases.yaml'} bad-order, {tests / 'other.yaml'}（整个文件 whole file）")
