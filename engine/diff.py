@@ -123,6 +123,19 @@ def export_git_revision(revision: str, new_policies: Path, dest: Path) -> Side:
 # --------------------------------------------------------------------------------------------------
 
 
+def _evaluate_side(role: str, side: Side, inbox: Path, as_of: date, as_of_time: datetime | None, datasets: dict[str, Any]):
+    """``_evaluate``, with an error saying which version it is in: both versions name the same files."""
+    try:
+        return _evaluate(side, inbox, as_of, as_of_time, datasets)
+    except EngineError as exc:
+        if any(p.code == "diff-side" for p in exc.problems):
+            raise
+        first = Problem(code="diff-side", message=f"{role}的策略或输入有误：{side.label} / the {role.split()[-1]} version "
+                        f"cannot be run: {side.label}", location=Location(file=side.label),
+                        fix=f"修正下面的问题（它们在 {side.label} 中）后再比较 / fix the problems below (in {side.label})")
+        raise DiffError([first, *exc.problems]) from None
+
+
 def _evaluate(side: Side, inbox: Path, as_of: date, as_of_time: datetime | None, datasets: dict[str, Any]):
     from engine.guards import guard_evaluation, load_guard_policy
     from engine.readers import load_columns, read_inbox
@@ -211,8 +224,8 @@ def _clock_text(sla: dict[str, Any], clock: str, part: str) -> str | None:
 
 def diff_evaluations(base: Side, new: Side, inbox: Path, as_of: date, as_of_time: datetime | None = None) -> DiffResult:
     datasets: dict[str, Any] = {}
-    base_ps, base_data, base_ev = _evaluate(base, inbox, as_of, as_of_time, datasets)
-    new_ps, new_data, new_ev = _evaluate(new, inbox, as_of, as_of_time, datasets)
+    base_ps, base_data, base_ev = _evaluate_side("旧版本 base", base, inbox, as_of, as_of_time, datasets)
+    new_ps, new_data, new_ev = _evaluate_side("新版本 new", new, inbox, as_of, as_of_time, datasets)
     result = DiffResult(base.label, new.label, (as_of_time or as_of).isoformat(), len(new_data.customers))
 
     # Classifications, customer by customer.

@@ -112,3 +112,18 @@ def test_base_from_a_git_revision(inbox: Path, tmp_path: Path):
     bad = CliRunner().invoke(diff_command, ["--base", "git:no-such-rev", "--new", str(repo / "policies"), "--inbox", str(inbox),
                                             "--as-of", "2026-11-20", "--out", str(tmp_path / "d.xlsx")])
     assert bad.exit_code == 1 and "[git-failed]" in bad.output
+
+
+def test_an_error_says_which_version_has_it(inbox: Path, policy_copy: Path):
+    """Both versions name the same files (churn.yaml:47), so the error says which folder it is in."""
+    text = (policy_copy / "churn.yaml").read_text(encoding="utf-8")
+    broken = text.replace("weight: 40", "weight: ten", 1)
+    assert broken != text
+    (policy_copy / "churn.yaml").write_text(broken, encoding="utf-8")
+    for base, new, role in ((str(SHIPPED_POLICIES), policy_copy, "新版本 new"), (str(policy_copy), SHIPPED_POLICIES, "旧版本 base")):
+        result = CliRunner().invoke(diff_command, ["--base", base, "--new", str(new), "--inbox", str(inbox),
+                                                   "--as-of", "2026-11-20T15:00"])
+        assert result.exit_code == 1
+        lines = result.output.splitlines()
+        assert lines[1].startswith(f"{policy_copy.resolve().as_posix()}: error: {role}的策略或输入有误：{policy_copy.resolve().as_posix()}")
+        assert any("churn.yaml" in line and "'weight' must be a number" in line for line in lines[2:])
