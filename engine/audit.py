@@ -225,15 +225,16 @@ def _rule_entries(policyset: Any) -> dict[tuple[str, str], RuleStats]:
     rules (stage modules' own) under policy id "" until a firing names their policy."""
     stats: dict[tuple[str, str], RuleStats] = {}
     if policyset is not None:
-        from engine.validate import settings_rules
+        from engine.validate import settings_descriptions, settings_rules
 
         for rs in policyset.all_rulesets():
             for rule in rs.rules:
                 stats[(rs.policy_id, rule.rule_id)] = RuleStats(rs.stage, rs.policy_id, rule.rule_id, str(rule.location), rule.description)
         by_id = {key[1]: key for key in stats}
+        descriptions = settings_descriptions(policyset)
         for stage, rule_id, _when, loc in settings_rules(policyset):
             if rule_id not in by_id:
-                stats[("", rule_id)] = RuleStats(stage, "", rule_id, str(loc))
+                stats[("", rule_id)] = RuleStats(stage, "", rule_id, str(loc), descriptions.get(rule_id, ""))
     return stats
 
 

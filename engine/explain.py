@@ -293,9 +293,10 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
     features.update(derive_features(customer, orders, interactions, as_of, policyset.features))
     evaluator.prepare(features)
 
-    from engine.validate import settings_rules
+    from engine.validate import settings_descriptions, settings_rules
 
     settings = settings_rules(policyset)
+    descriptions = settings_descriptions(policyset)  # SLA targets and churn signals say what they are too
     result = Explanation(customer_id, customer.name, customer.owner, moment.isoformat(sep=" "), source)
     for stage_index, stage in enumerate(STAGES):
         block = StageBlock(stage, STAGE_LABELS.get(stage, stage))
@@ -307,13 +308,13 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
         module_records = [r for r in stage_records if (r["policy"], r["rule_id"]) not in rule_keys]
         for r in module_records:
             inputs = "，".join(f"{k}={_v(v)}" for k, v in sorted(r["inputs"].items()))
-            block.module.append(RuleLine(r["rule_id"], "", r["source"], FIRED, inputs, True,
+            block.module.append(RuleLine(r["rule_id"], descriptions.get(r["rule_id"], ""), r["source"], FIRED, inputs, True,
                                          [describe_output(o) for o in r["outputs"]], _suppressed(r), r.get("note")))
         fired_module_ids = {r["rule_id"] for r in module_records}
         for st, rule_id, when, loc in settings:
             if st != stage or rule_id in fired_module_ids:
                 continue
-            line = RuleLine(rule_id, "", str(loc), NOT_MATCHED, when, False)
+            line = RuleLine(rule_id, descriptions.get(rule_id, ""), str(loc), NOT_MATCHED, when, False)
             try:
                 node = expr.parse(when)
                 if expr.free_names(node) <= set(features):

@@ -219,19 +219,15 @@ def _guess(word: str, choices) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def settings_rules(policyset: PolicySet) -> list[tuple[str, str, str, Location]]:
-    """Rule-like entries of stage settings files (SLA targets, churn signals, ...): (stage, id, when, location).
-
-    Found generically: a mapping with ``id`` and ``when`` inside a ``kind: sla/care/churn`` file that
-    is not a rule policy. They fire as decisions with their id, so the id must be unique too."""
-    found: list[tuple[str, str, str, Location]] = []
+def _settings_entries(policyset: PolicySet) -> list[tuple[str, YMap]]:
+    """(stage, mapping) of every rule-like entry of the stage settings files: a mapping with ``id`` and
+    ``when`` inside a ``kind: sla/care/churn`` file that is not a rule policy."""
+    found: list[tuple[str, YMap]] = []
 
     def walk(node: Any, stage: str) -> None:
         if isinstance(node, YMap):
             if "id" in node and "when" in node:
-                when = node.get("when")
-                when = ("true" if when else "false") if isinstance(when, bool) else str(when)
-                found.append((stage, str(node.get("id")), when, node.key_loc("id")))
+                found.append((stage, node))
             for value in node.values():
                 walk(value, stage)
         elif isinstance(node, YList):
@@ -243,6 +239,23 @@ def settings_rules(policyset: PolicySet) -> list[tuple[str, str, str, Location]]
             if isinstance(doc, YMap) and not any(k in doc for k in ("rules", "table", "policies")):
                 walk(doc, stage)
     return found
+
+
+def settings_rules(policyset: PolicySet) -> list[tuple[str, str, str, Location]]:
+    """Rule-like entries of stage settings files (SLA targets, churn signals, ...): (stage, id, when, location).
+    They fire as decisions with their id, so the id must be unique too."""
+    found = []
+    for stage, node in _settings_entries(policyset):
+        when = node.get("when")
+        when = ("true" if when else "false") if isinstance(when, bool) else str(when)
+        found.append((stage, str(node.get("id")), when, node.key_loc("id")))
+    return found
+
+
+def settings_descriptions(policyset: PolicySet) -> dict[str, str]:
+    """id → description of the settings entries (SLA targets, churn signals) that have one."""
+    return {str(node.get("id")): str(node.get("description")) for _stage, node in _settings_entries(policyset)
+            if node.get("description")}
 
 
 def check_duplicate_ids(policyset: PolicySet) -> list[Problem]:

@@ -61,6 +61,9 @@ def test_audit_workbook(run, tmp_path: Path):
     assert {"CARE-FESTIVAL-SPRING", "sla-complaint", "CH-SIG-FREQUENCY-DROP", "churn_risk.level"} <= set(rules)
     assert rules["CARE-FESTIVAL-SPRING"][5] == 0
     assert rules["sla-complaint"][1] == "sla" and rules["sla-complaint"][5] > 0
+    # settings rules carry the description written in their file (SLA targets, churn signals)
+    assert rules["sla-complaint"][3] == "投诉：4 个工作小时内首次响应，2 个工作日内解决"
+    assert rules["CH-SIG-FREQUENCY-DROP"][3] == "购买频率下降：此前90天至少2单，近90天下降一半及以上"
     log = wb["决策日志"]
     header = next(log.iter_rows(max_row=1, values_only=True))
     assert header == ("客户编号", "阶段", "策略", "规则编号", "位置", "输入值", "结果", "被拦截", "说明")
