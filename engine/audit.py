@@ -497,8 +497,11 @@ def report_data(manifest: dict[str, Any], evaluation: Any, summary: FiringSummar
 
     guards = summary.guards
     if guards:
+        from engine.guards import GUARD_LABELS
+
+        labelled = Counter({GUARD_LABELS.get(g, g): n for g, n in guards.items()})  # as guards.xlsx names them
         sections.append({"id": "guards", "title": "发送保护 Guards", "charts": [
-            bar_chart("guards", "被拦截的决策（按保护规则）", _by_count(guards))]})
+            bar_chart("guards", "被拦截的决策（按保护规则）", _by_count(labelled))]})
 
     files = [(GROUP_LABELS[g], e["path"], e["sha256"][:12]) for g in GROUP_LABELS for e in manifest.get(g, [])]
     warnings = [(w.get("where", ""), w["message"], w.get("fix") or "") for w in manifest.get("warnings", [])]

@@ -109,6 +109,10 @@ def test_report_is_self_contained_and_reproducible(run, tmp_path: Path):
     assert re.findall(r"https?://[^\"' ]+", html) == ["http://www.w3.org/2000/svg"] * html.count("<svg")
     for section in ("classes", "sla", "churn", "tasks", "messages", "rules", "files"):
         assert f'<section id="{section}">' in html
+    # the guards chart names the guards as guards.xlsx does, not by their codes
+    guards_section = html[html.index('<section id="guards">'):]
+    guards_section = guards_section[:guards_section.index("</section>")]
+    assert "没有联系方式" in guards_section and "no-contact" not in guards_section
 
 
 def test_report_escapes_customer_data(run, tmp_path: Path):
