@@ -58,7 +58,9 @@ AS_OF_HELP = "The date looked at (YYYY-MM-DD: the end of that day) or an instant
               help="text: one line per problem; json: a list of problems for tools.")
 @click.option("--engine", "engine_name", type=click.Choice(["python", "durable"]), default="python", show_default=True,
               help="durable: also report rules the durable_rules backend cannot express.")
-def validate_command(policies: Path, templates: Path | None, fmt: str, engine_name: str) -> None:
+@click.option("--as-of", "as_of", callback=parse_as_of, default=None,
+              help="The day a run is planned for (default: today): the calendar's coverage of the coming weeks is checked for it.")
+def validate_command(policies: Path, templates: Path | None, fmt: str, engine_name: str, as_of: date | datetime | None) -> None:
     """Check every policy file and decision table without running a batch.
 
     \b
@@ -68,10 +70,12 @@ def validate_command(policies: Path, templates: Path | None, fmt: str, engine_na
       crm-engine validate --policies policies --format json
       crm-engine validate --policies policies --engine durable
     """
-    from engine.validate import format_problem, validate_policies
+    from engine.validate import calendar_ahead_warnings, format_problem, validate_policies
 
     problems = validate_policies(policies, templates, engine_name)
     errors = [p for p in problems if p.severity == "error"]
+    if not errors:  # what a run on that day will warn about too (next year's holidays not yet declared)
+        problems.extend(calendar_ahead_warnings(policies, _split_as_of(as_of)[0]))
     if fmt == "json":
         click.echo(json.dumps([p.to_dict() for p in problems], ensure_ascii=False, indent=2))
     else:

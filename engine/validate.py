@@ -83,7 +83,7 @@ def check_policies(policies: Path, templates: Path | None = None, engine: str = 
                                     location=Location(file=name), fix=f"从随附的 policies/ 文件夹复制一份 {name}"))
             continue
         try:
-            result = loader(path)
+            result = loader(path, display=name)  # named like the other policy files, not by its full path
         except EngineError as exc:
             problems.extend(exc.problems)
             continue
@@ -239,6 +239,17 @@ def _settings_entries(policyset: PolicySet) -> list[tuple[str, YMap]]:
             if isinstance(doc, YMap) and not any(k in doc for k in ("rules", "table", "policies")):
                 walk(doc, stage)
     return found
+
+
+def calendar_ahead_warnings(policies: Path, as_of: date) -> list[Problem]:
+    """The warnings a run on ``as_of`` gives about calendar years without holiday data in the coming
+    weeks (``engine.calendar.coverage_warnings``); none if calendar.yaml cannot be read (validate says why)."""
+    from engine.calendar import coverage_warnings
+
+    try:
+        return coverage_warnings(load_calendars(Path(policies) / "calendar.yaml", display="calendar.yaml"), as_of)
+    except EngineError:
+        return []
 
 
 def settings_rules(policyset: PolicySet) -> list[tuple[str, str, str, Location]]:

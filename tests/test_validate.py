@@ -172,8 +172,14 @@ def test_run_and_validate_refuse_the_same_errors(policy_copy: Path):
 
 def test_cli_text_json_and_exit_code(policy_copy: Path):
     runner = CliRunner()
-    ok = runner.invoke(validate_command, ["--policies", str(SHIPPED_POLICIES)])
-    assert ok.exit_code == 0 and "策略检查通过" in ok.output
+    ok = runner.invoke(validate_command, ["--policies", str(SHIPPED_POLICIES), "--as-of", "2026-06-01"])
+    assert ok.exit_code == 0 and ok.output.splitlines() == ["策略检查通过 / policies OK"]
+    # Planned for a day whose coming weeks reach a year without declared holidays: said, as the run says it.
+    ahead = runner.invoke(validate_command, ["--policies", str(SHIPPED_POLICIES), "--as-of", "2026-11-20"])
+    assert ahead.exit_code == 0
+    assert ahead.output.splitlines()[0].startswith("calendar.yaml:")
+    assert "no public holidays for 2027 yet" in ahead.output and "[calendar-year-ahead]" in ahead.output
+    assert ahead.output.splitlines()[-1] == "错误 0 个，警告 1 个 / 0 error(s), 1 warning(s)"
     edit(policy_copy / "organization.yaml", "task_calendar: standard", "task_calendar: standrd")
     bad = runner.invoke(validate_command, ["--policies", str(policy_copy)])
     assert bad.exit_code == 1
@@ -198,3 +204,10 @@ def test_a_missing_templates_folder_is_one_problem(policy_copy: Path):
     errors = [p for p in validate_policies(policy_copy) if p.severity == "error"]
     assert [(p.code, p.location.file) for p in errors] == [("templates-missing", str(policy_copy.parent / "templates"))]
     assert "pass --templates DIR" in errors[0].fix
+
+
+def test_calendar_mistakes_are_named_relative_to_the_policies_folder(policy_copy: Path):
+    """Like every other policy file: calendar.yaml:35:24, not the full path of the copy."""
+    edit(policy_copy / "calendar.yaml", "    on_uncovered_year: error", "    on_uncovered_year: maybe")
+    [problem] = [p for p in validate_policies(policy_copy) if p.severity == "error"]
+    assert problem.location.file == "calendar.yaml" and format_problem(problem).startswith("calendar.yaml:35:")
