@@ -283,7 +283,7 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
         records = [jsonable(firing_record(f)) for f in evaluation.firings]  # as in decisions.jsonl
 
     # Replay with fresh stage modules, taking the features each policy saw.
-    calendars = load_calendars(policyset.root / "calendar.yaml")
+    calendars = load_calendars(policyset.root / "calendar.yaml", display="calendar.yaml")
     org = policyset.organization
     builder = ActionBuilder(org, calendars[org.task_calendar], make_environment(templates), as_of)
     modules = build_stage_modules(StageSetup(policyset, calendars, builder, as_of, moment))
