@@ -174,3 +174,19 @@ def test_trailing_blank_rows_and_notes_right_of_the_table_are_fine(policy_copy: 
     edit_table(policy_copy, VALUE_TIER, change)
     assert not [line for line in lines(policy_copy) if ": error: " in line]
     assert condition_of(policy_copy, "value_tier", "VT-5") == "true"
+
+
+def test_a_row_without_a_rule_id_is_warned_about(policy_copy: Path):
+    """Its made-up id (value_tier#5) changes whenever a row is added above it: say so at the cell."""
+    import openpyxl as _openpyxl
+
+    from engine.validate import format_problem, validate_policies
+
+    path = policy_copy / "tables" / "value_tier.xlsx"
+    wb = _openpyxl.load_workbook(path)
+    wb["价值分层"]["A5"] = None
+    wb.save(path)
+    warnings = [format_problem(p) for p in validate_policies(policy_copy) if p.code == "missing-rule-id"]
+    assert warnings == ["tables/value_tier.xlsx!价值分层!A5: warning: row 5 has no rule id; the decision log and explain call "
+                        "it value_tier#5, which changes when rows are added above it [missing-rule-id] — 修改建议: give "
+                        "the row its own id in the 规则编号 column, e.g. the next free one"]

@@ -504,6 +504,11 @@ class _Loader:
                         outputs.append(SetTag(names[col], out))
             if rule_id is None:
                 rule_id = f"{rs.policy_id}#{row_number}"
+                if "rule_id" in kinds:  # the table has a 规则编号 column, and this row left it empty
+                    self.problems.warning("missing-rule-id", f"row {row_number} has no rule id; the decision log and "
+                                          f"explain call it {rule_id}, which changes when rows are added above it",
+                                          sheet_data.cell_loc(row_number, kinds.index("rule_id")),
+                                          fix="give the row its own id in the 规则编号 column, e.g. the next free one")
             if rule_id in seen_ids:
                 self.problems.error("duplicate-rule-id", f"rule id '{rule_id}' appears twice in this table",
                                     sheet_data.cell_loc(row_number, kinds.index("rule_id") if "rule_id" in kinds else 0))
