@@ -9,8 +9,9 @@
 3. Compare every output file's sha256 with the manifest's ``outputs`` list: identical, or which files
    differ, are missing from the re-run or are new in it. Files now present in the inbox, policy or
    template folder that the run did not read are reported too (they change what a run reads), and so
-   are files in the run folder its manifest does not list, and manifest entries (counts, warnings, …;
-   not the folders in ``roots``) that differ from the re-run's.
+   are files in the run folder its manifest does not list, manifest entries (counts, warnings, …;
+   not the folders in ``roots``) that differ from the re-run's, and contact-ledger rows of the run that
+   the re-run would not have recorded, or that are missing (later runs would issue those again).
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ class VerifyResult:
     extra: list[str] = field(default_factory=list)  # outputs the re-run produced that the run did not
     unlisted: list[str] = field(default_factory=list)  # files in the run folder its manifest does not list (added later)
     manifest_differs: list[str] = field(default_factory=list)  # manifest.json entries the re-run recorded otherwise
+    ledger_missing: list[str] = field(default_factory=list)  # keys the re-run issued that the ledger lacks for this run
+    ledger_extra: list[str] = field(default_factory=list)  # keys the ledger has for this run that the re-run did not issue
     same: int = 0
     rerun_id: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -48,7 +51,7 @@ class VerifyResult:
     @property
     def identical(self) -> bool:
         return self.rerun and not (self.changed_inputs or self.new_inputs or self.differ or self.missing or self.extra
-                                   or self.unlisted or self.manifest_differs)
+                                   or self.unlisted or self.manifest_differs or self.ledger_missing or self.ledger_extra)
 
 
 def _roots(manifest: dict[str, Any], inbox: Path | None, policies: Path | None, templates: Path | None) -> dict[str, Path]:
@@ -145,6 +148,17 @@ def verify_run(run_folder: Path, inbox: Path | None = None, policies: Path | Non
         # what the re-run says. Only the folders it was read from may differ (verify may be given others).
         result.manifest_differs = sorted(key for key in set(manifest) | set(new_manifest)
                                          if key != "roots" and manifest.get(key) != new_manifest.get(key))
+        # The contact ledger's rows for this run are what keeps later runs from issuing its items
+        # again: they must be the items the re-run issued (recorded in the copy), no more, no less.
+        if ledger_copy is not None:
+            with Ledger(ledger_path, create=False) as real, Ledger(ledger_copy, create=False) as again:
+                recorded = {(e.kind, e.key): e for e in real.entries(run_id=result.run_id)}
+                issued = {(e.kind, e.key): e for e in again.entries(run_id=result.run_id)}
+            result.ledger_missing = sorted(f"{kind} {key}" for kind, key in issued.keys() - recorded.keys())
+            result.ledger_extra = sorted(f"{kind} {key}" for kind, key in recorded.keys() - issued.keys())
+            result.ledger_missing += sorted(f"{kind} {key}（记录内容不同 recorded differently）"
+                                            for kind, key in issued.keys() & recorded.keys()
+                                            if issued[kind, key] != recorded[kind, key])
     finally:
         if keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -176,10 +190,16 @@ def format_verify(result: VerifyResult) -> list[str]:
         lines.append(f"  清单里没有的文件 not in the manifest: {path}（运行之后才放进运行文件夹）")
     for key in result.manifest_differs:
         lines.append(f"  清单 manifest.json 的 {key} 与重新运行的不同 differs")
+    for item in result.ledger_missing:
+        lines.append(f"  联系台账缺少 ledger lacks: {item}（以后的运行会再次发出）")
+    for item in result.ledger_extra:
+        lines.append(f"  联系台账多出 ledger has extra: {item}")
     if result.identical:
         lines.append(f"一致 identical：{result.same} 个输出文件的 sha256 与清单相同，清单内容也相同")
     else:
         problems = len(result.differ) + len(result.missing) + len(result.extra) + len(result.unlisted)
+        ledger = len(result.ledger_missing) + len(result.ledger_extra)
         lines.append(f"不一致 NOT identical：{problems} 个文件不同"
-                     + ("，清单内容不同" if result.manifest_differs else "") + f"，{result.same} 个相同")
+                     + ("，清单内容不同" if result.manifest_differs else "")
+                     + (f"，联系台账 {ledger} 条不符" if ledger else "") + f"，{result.same} 个相同")
     return lines

@@ -169,3 +169,25 @@ def test_a_run_with_warnings_given_relative_folders_verifies_identical(tmp_path:
     shutil.copytree(tmp_path / "templates", moved / "templates")
     shutil.copytree(inbox, moved / "exports")
     assert verify_run(folder, inbox=moved / "exports", policies=moved / "policies", templates=moved / "templates").identical
+
+
+def test_ledger_rows_removed_for_the_run_are_named(finished_run):
+    """The contact ledger's rows for the run keep later runs from issuing its items again: rows
+    deleted from it (or changed) make the run NOT identical, with each missing key named."""
+    import sqlite3
+
+    folder, _, _ = finished_run
+    ledger = folder.parent / "ledger.sqlite"
+    with sqlite3.connect(ledger) as conn:
+        removed = sorted(f"{kind} {key}" for kind, key in
+                         conn.execute("SELECT kind, key FROM issued WHERE customer_id = 'V1'"))
+        conn.execute("DELETE FROM issued WHERE customer_id = 'V1'")
+    conn.close()
+    assert removed
+    result = CliRunner().invoke(verify_command, [str(folder)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert [line for line in lines if "联系台账缺少" in line] == [
+        f"  联系台账缺少 ledger lacks: {item}（以后的运行会再次发出）" for item in removed]
+    assert lines[-1] == (f"不一致 NOT identical：0 个文件不同，联系台账 {len(removed)} 条不符，"
+                         f"{len(outputs_of(folder))} 个相同")
