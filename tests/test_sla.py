@@ -541,8 +541,11 @@ def test_run_tasks_and_decisions(run_folder):
     assert first == {"target": "4h", "status": "open_breached", "late_minutes": 660}
     assert i4["outputs"][1]["task"]["assignee"] == "李强"
     manifest = json.loads((run_folder / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["counts"]["sla"]["tracked"] == 6
-    assert manifest["counts"]["sla"]["open_breached"] == 1
+    sla_counts = manifest["counts"]["sla"]
+    assert sla_counts["tracked"] == 6
+    assert sla_counts["first_response"]["open_breached"] == 1
+    # per clock, every tracked interaction is in exactly one status
+    assert sum(sla_counts["first_response"].values()) == sum(sla_counts["resolution"].values()) == 6
 
 
 # --------------------------------------------------------------------------------------------------

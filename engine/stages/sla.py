@@ -908,17 +908,20 @@ class SlaStage:
                                       clocks=[clock(*c) for c in item_clocks], **dict(zip(_ITEM_REST_NAMES, values))))
 
     def manifest_counts(self) -> dict[str, Any]:
-        """For the run manifest: tracked items and how many are in each status."""
-        counts: dict[str, int] = {"tracked": 0, "no_target": 0}
-        for status in STATUS_LABELS:
-            counts[status] = 0
+        """For the run manifest: tracked items, and per clock how many are in each status; each clock's
+        statuses add up to ``tracked`` ("not_measured": the target sets no such time). Counted per clock
+        because one interaction can be first answered on time and resolved late."""
+        counts: dict[str, Any] = {"tracked": 0, "no_target": 0}
+        per_clock = {name: {status: 0 for status in (*STATUS_LABELS, "not_measured")} for name in CLOCK_LABELS}
         for item in self.items:
             if item.target is None:
                 counts["no_target"] += 1
                 continue
             counts["tracked"] += 1
-            for status in set(item.statuses):
-                counts[status] += 1
+            statuses = {clock.name: clock.status for clock in item.clocks}
+            for name, tally in per_clock.items():
+                tally[statuses.get(name, "not_measured")] += 1
+        counts.update(per_clock)
         return counts
 
 
