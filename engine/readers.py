@@ -39,7 +39,7 @@ from .memory import gc_paused, release_free_memory
 from .errors import WARNING, InputError, Location, Problem
 from .model import Dataset, Reject, SourceRow
 
-__all__ = ["read_inbox", "load_columns"]
+__all__ = ["read_inbox", "load_columns", "export_files"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,15 @@ PARSE_THREADS = 2  # the machine we size for has two cores
 _OLE_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")  # the OLE2 header: .xls, and Office's encrypted files
 
 _HIDDEN = "hidden"  # _parse_workbook's mark for a sheet it did not parse because it is hidden
+
+_NOT_EXPORTS = ("~$", "._", ".")  # name starts: Excel lock files, macOS metadata, hidden files
+
+
+def export_files(inbox: Path) -> list[Path]:
+    """The workbooks ``read_inbox`` reads from ``inbox``, in the order it reads them."""
+    return sorted((p for p in Path(inbox).iterdir() if p.is_file() and not p.name.startswith(_NOT_EXPORTS)
+                   and p.suffix.lower() == ".xlsx"), key=lambda p: p.name)
+
 
 _OTHER_SPREADSHEETS = (".xls", ".xlsm", ".xlsb", ".csv", ".ods", ".et")
 
@@ -66,8 +75,8 @@ def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | N
                                  fix="create it and put the Excel exports (*.xlsx) in it"))
     files = []
     for p in sorted(inbox.iterdir(), key=lambda p: p.name):
-        if not p.is_file() or p.name.startswith(("~$", "._", ".")):
-            continue  # Excel lock files, macOS metadata, hidden files
+        if not p.is_file() or p.name.startswith(_NOT_EXPORTS):
+            continue
         if p.suffix.lower() == ".xlsx":
             files.append(p)
         elif p.suffix.lower() in _OTHER_SPREADSHEETS:

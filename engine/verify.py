@@ -97,6 +97,14 @@ def verify_run(run_folder: Path, inbox: Path | None = None, policies: Path | Non
     result.changed_inputs = changed_files(manifest, {k: str(v) for k, v in roots.items()})
     if result.changed_inputs:
         return result
+    # A workbook added to the inbox since would be read by the re-run (a different batch): stop here too.
+    from engine.readers import export_files
+
+    recorded = set(_entries(manifest, "inputs"))
+    if roots["inbox"].is_dir():
+        result.new_inputs = [("inputs", p.name) for p in export_files(roots["inbox"]) if p.name not in recorded]
+    if result.new_inputs:
+        return result
 
     as_of = date.fromisoformat(manifest["as_of"])
     as_of_time = datetime.fromisoformat(manifest["as_of_time"]) if manifest.get("as_of_time") else None
@@ -174,6 +182,11 @@ def format_verify(result: VerifyResult) -> list[str]:
         lines.append("无法重新运行：运行时读取的文件已缺失或被修改 / recorded files changed:")
         for group, path, what in result.changed_inputs:
             lines.append(f"  {GROUP_LABELS.get(group, group)} {path}：{'缺失 missing' if what == 'missing' else '已修改 changed'}")
+        return lines
+    if not result.rerun and result.new_inputs:
+        lines.append("无法重新运行：输入文件夹里有运行时没有的文件，重新运行会读入它们 / new files in the inbox:")
+        lines.extend(f"  新文件 {GROUP_LABELS.get(group, group)} {path}：运行时没有" for group, path in result.new_inputs)
+        lines.append("  把它们移出输入文件夹，或用 --inbox 指定只有原文件的文件夹 / move them out, or give --inbox")
         return lines
     lines.extend(f"  注意 {note}" for note in result.notes)
     if result.rerun_id != result.run_id:

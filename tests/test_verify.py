@@ -191,3 +191,17 @@ def test_ledger_rows_removed_for_the_run_are_named(finished_run):
         f"  联系台账缺少 ledger lacks: {item}（以后的运行会再次发出）" for item in removed]
     assert lines[-1] == (f"不一致 NOT identical：0 个文件不同，联系台账 {len(removed)} 条不符，"
                          f"{len(outputs_of(folder))} 个相同")
+
+
+def test_a_workbook_added_to_the_inbox_stops_before_rerunning(finished_run):
+    """The re-run would read it (another batch, another run id, differences everywhere): say so and stop,
+    as for a changed input."""
+    folder, inbox, _ = finished_run
+    shutil.copy(inbox / "orders.xlsx", inbox / "orders_extra.xlsx")
+    result = CliRunner().invoke(verify_command, [str(folder)])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[1:] == [
+        "无法重新运行：输入文件夹里有运行时没有的文件，重新运行会读入它们 / new files in the inbox:",
+        "  新文件 输入 orders_extra.xlsx：运行时没有",
+        "  把它们移出输入文件夹，或用 --inbox 指定只有原文件的文件夹 / move them out, or give --inbox",
+    ]
