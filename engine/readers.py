@@ -117,7 +117,12 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                 one.error = exc
             del future
             release_free_memory()  # the workbook's cells and raw rows are gone; don't keep their pages
-    named = {part.table for one in read.values() for part in one.tables if part.by_name}
+    # Per workbook and table, the most columns a sheet named for the table has (see below).
+    named: dict[tuple[Path, str], int] = {}
+    for path, one in read.items():
+        for part in one.tables:
+            if part.by_name:
+                named[path, part.table] = max(named.get((path, part.table), 0), part.columns)
     for path in files:
         one = read.pop(path)
         if one.error is not None:
@@ -126,14 +131,16 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
             _warn(warn, problem)
         near_misses.extend(one.near_misses)
         for part in one.tables:
-            if part.table in named and not part.by_name:
-                # A pivot table or a copy with the same headers: its rows would replace the real
-                # ones (duplicate ids keep the later row), so only sheets named for the table count.
-                _warn(warn, Problem("ignored-sheet", f"sheet {part.sheet} was not read: its headers look like "
-                                    f"{part.table}, but {part.table} were read from sheets named for them",
+            if not part.by_name and part.columns < named.get((path, part.table), 0):
+                # A pivot or summary beside the table in the same workbook (客户编号, 客户名称, 求和项:…):
+                # its rows would replace the real ones (duplicate ids keep the later row). A sheet with as
+                # many of the table's columns (the rest of the rows on Sheet2) is read.
+                _warn(warn, Problem("ignored-sheet", f"sheet {part.sheet} was not read ({len(part.facts)} rows): "
+                                    f"its headers look like {part.table}, but with fewer of their columns than the "
+                                    f"{part.table} sheet of this workbook, like a pivot or summary table",
                                     Location(file=path.name, sheet=part.sheet), WARNING,
-                                    fix=f"if its rows should be read, name the sheet like the {part.table} sheet "
-                                        f"(see sheet_aliases in {columns.path})"))
+                                    fix=f"if its rows should be read, give it the same columns as the {part.table} "
+                                        f"sheet or name it like it (see sheet_aliases in {columns.path})"))
                 continue
             found.add(part.table)
             parts[part.table].extend(part.facts)
@@ -192,6 +199,7 @@ class _SheetRead:
     facts: list
     rejects: list[Reject]
     by_name: bool
+    columns: int  # how many of the table's fields the sheet has a column for
 
 
 @dataclasses.dataclass
@@ -291,7 +299,8 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                                     fix=f"if one of them should be read, add its header to {columns.path} "
                                         f"under {table.name}.<field>.aliases"))
             objs, rejects = _read_rows(table, match, rows, name, sheet, coercer, columns.summary_markers)
-            out.append(_SheetRead(table.name, sheet, objs, rejects, columns.table_for_sheet_name(sheet) == table.name))
+            out.append(_SheetRead(table.name, sheet, objs, rejects, columns.table_for_sheet_name(sheet) == table.name,
+                                  len(match.columns)))
         if empty and not out and not unresolved and empty == len(wb.sheet_names):
             warn.append(Problem("empty-file", f"{name} has no data in any sheet and was not read", Location(file=name),
                                 WARNING, fix="check that the export finished; an empty workbook can be removed from the inbox"))

@@ -552,8 +552,25 @@ def test_a_pivot_sheet_with_customer_headers_does_not_replace_the_customers(tmp_
     assert not [r for r in ds.rejects if r.code == "duplicate-id"]
     [w] = [w for w in warnings if w.code == "ignored-sheet"]
     assert (w.location.file, w.location.sheet) == ("CRM导出.xlsx", "数据透视表")
-    assert w.message == ("sheet 数据透视表 was not read: its headers look like customers, but customers were read "
-                         "from sheets named for them")
+    assert w.message == ("sheet 数据透视表 was not read (1 rows): its headers look like customers, but with fewer of "
+                         "their columns than the customers sheet of this workbook, like a pivot or summary table")
+
+
+def test_the_rest_of_a_table_on_a_generic_sheet_or_in_another_file_is_read(tmp_path, columns):
+    """Sheet2 with the same columns as 客户信息 holds more customers, and 订单2026.xlsx (sheet Sheet1) more
+    orders than 订单2025.xlsx (sheet 订单): all are read, as before pivots were told apart."""
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {
+        "客户信息": [CUST_HEAD, ["C1", "张三", "13812345678", "王磊", None, None, "是", "否"]],
+        "Sheet2": [CUST_HEAD, ["C2", "李四", "13912345678", "李娜", None, None, "是", "否"]],
+    })
+    write_book(inbox / "订单2025.xlsx", {"订单": [ORDER_HEAD, ["O1", "C1", date(2025, 3, 1), 100, None]]})
+    write_book(inbox / "订单2026.xlsx", {"Sheet1": [ORDER_HEAD, ["O2", "C2", date(2026, 3, 1), 200000, None]]})
+    warnings: list[Problem] = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    assert [c.customer_id for c in ds.customers] == ["C1", "C2"]
+    assert [o.order_id for o in ds.orders] == ["O1", "O2"]
+    assert not [w for w in warnings if w.code == "ignored-sheet"]
 
 
 def test_order_status_column_is_read_with_canonical_values(tmp_path, columns):
