@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from itertools import compress, repeat
@@ -561,10 +562,12 @@ def _empty_required_row(cells: Sequence[Any], i: int, table: TableSpec, match: H
 def _lone_id_rows(table: TableSpec, match: HeaderMatch, values: dict[str, list], data: list, file: str, sheet: str,
                   first: int, markers: set[str], skip: dict[int, Reject | None],
                   problems: dict[int, list[tuple[str, CoercionError]]]) -> None:
-    """Rows of a table that needs only its id (customers) whose id cell is the only filled cell: a
-    count, total, page title or footnote under the table ("合计:3条", "注:以上数据截至…"), not a record.
-    Such a row would become a customer whose "id" is that text; it is skipped with a reject instead.
-    Only in a sheet whose other rows carry more than the id: an export of ids alone is taken as it is."""
+    """Rows of a table that needs only its id (customers) whose id cell is the only filled cell and holds
+    no id: a count, total, page title or footnote under the table ("合计:3条", "注:以上数据截至…", a bare "3"
+    under ids like C001), not a record. Such a row would become a customer whose "id" is that text; it is
+    skipped with a reject instead. A row with an id-shaped text (letters, digits, - _ . / #) is a customer
+    with nothing else filled, and kept. Only in a sheet whose other rows carry more than the id: an
+    export of ids alone is taken as it is."""
     id_field = table.id_field
     ids = values[id_field]
     candidates = [i for i, v in enumerate(ids) if v is not None and i not in skip and i not in problems]
@@ -575,9 +578,15 @@ def _lone_id_rows(table: TableSpec, match: HeaderMatch, values: dict[str, list],
     lone = [i for i in candidates if all(_cell_empty(c) for j, c in enumerate(data[i]) if j != id_col)]
     if len(lone) == sum(1 for i, v in enumerate(ids) if v is not None and i not in skip):
         return  # nothing but ids in this sheet
+    # A lead with only its id (C900) is a customer: only texts no id looks like are dropped.
+    lone_set = set(lone)
+    others = [v for i, v in enumerate(ids) if v is not None and i not in lone_set][:1000]
+    numeric_ids = sum(map(str.isdigit, others)) * 2 > len(others)
     for i in lone:
         text = ids[i]
         key = header_key(text)
+        if _ID_SHAPE.match(text) and (numeric_ids or not text.isdigit()):
+            continue
         if any(key.startswith(m) for m in markers):
             skip[i] = Reject(file, sheet, first + i, match.headers[id_field], text, "summary-row",
                              "a summary (total) row, not a record; skipped")
@@ -585,6 +594,9 @@ def _lone_id_rows(table: TableSpec, match: HeaderMatch, values: dict[str, list],
             skip[i] = Reject(file, sheet, first + i, match.headers[id_field], text, "not-a-record",
                              f"only {match.headers[id_field]} is filled in this row: a title, note or count under "
                              "the table, not a record; skipped")
+
+
+_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-./#]*$")  # C000001, KH-2024-001, 1001
 
 
 def _cell_empty(v: Any) -> bool:

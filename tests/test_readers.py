@@ -501,6 +501,7 @@ def test_counts_titles_and_notes_under_the_customers_table_are_not_customers(tmp
     inbox = basic_inbox(tmp_path, customers=[
         ["C1", "张三", "13812345678", "王磊", None, None, "是", "否"],
         ["C2", None, None, None, None, None, None, None, "VIP"],  # only an unread column besides the id: kept
+        ["C900"],  # a new lead with nothing but its id: a customer, kept
         ["合计:3条"],
         ["Total (3 customers)"],
         [3],
@@ -508,10 +509,10 @@ def test_counts_titles_and_notes_under_the_customers_table_are_not_customers(tmp
         ["注:以上数据截至2026-11-20,导出人:王芳 13912345678"],
     ])
     ds = read_inbox(inbox, columns, warnings=[])
-    assert [c.customer_id for c in ds.customers] == ["C1", "C2"]
+    assert [c.customer_id for c in ds.customers] == ["C1", "C2", "C900"]
     got = [(r.row, r.code) for r in ds.rejects if r.file == "customers.xlsx"]
-    assert got == [(4, "summary-row"), (5, "summary-row"), (6, "not-a-record"), (7, "not-a-record"), (8, "not-a-record")]
-    [note] = [r for r in ds.rejects if r.row == 8]
+    assert got == [(5, "summary-row"), (6, "summary-row"), (7, "not-a-record"), (8, "not-a-record"), (9, "not-a-record")]
+    [note] = [r for r in ds.rejects if r.row == 9]
     assert note.reason == ("only 客户编号 is filled in this row: a title, note or count under the table, not a record; "
                            "skipped")
 
