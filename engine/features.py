@@ -53,8 +53,9 @@ class FeatureConfig:
 
 
 def purchases(orders: list[Order], config: FeatureConfig) -> list[Order]:
-    """The orders that count as purchases: not cancelled, refunded or unpaid (``orders_not_counted``).
-    Every order feature and the post-purchase follow-up look only at these."""
+    """The orders that count: not cancelled, refunded or unpaid (``orders_not_counted``). Every order
+    feature and the post-purchase follow-up look only at these; a negative amount among them (a refund
+    row) lowers spending but is no purchase (``_order_features``, and care's follow-up skips it)."""
     excluded = config.orders_not_counted
     if not excluded:
         return orders
@@ -89,7 +90,7 @@ def feature_catalog(config: FeatureConfig) -> dict[str, tuple[str, str]]:
         "has_phone": ("bool", "a phone number is recorded"),
         "has_email": ("bool", "an e-mail address is recorded"),
         "has_wechat": ("bool", "a WeChat id is recorded"),
-        "order_count": ("number", "orders up to the as-of date (every order feature leaves out cancelled, refunded and unpaid orders: features.yaml orders_not_counted)"),
+        "order_count": ("number", "orders up to the as-of date (every order feature leaves out cancelled, refunded and unpaid orders: features.yaml orders_not_counted; a negative amount, a refund row, only lowers the amounts)"),
         "monetary_total": ("number", "amount of all orders up to the as-of date (元)"),
         "first_order_date": ("date", "date of the first order"),
         "last_order_date": ("date", "date of the latest order"),
@@ -178,20 +179,28 @@ def _order_features(orders: Iterable[Order], as_of: date, windows: tuple[int, ..
         d = o.date
         if d > as_of:
             continue
+        amount = o.amount
+        total += amount
+        age = (as_of - d).days
+        if amount < 0:  # a refund or correction row: it lowers spending, it is not a purchase
+            for w, _, money, _, money_prev in names:
+                if age < w:
+                    f[money] += amount
+                elif age < 2 * w:
+                    f[money_prev] += amount
+            continue
         count += 1
-        total += o.amount
         if first is None or d < first:
             first = d
         if last is None or d > last:
             last = d
-        age = (as_of - d).days
         for w, freq, money, freq_prev, money_prev in names:
             if age < w:
                 f[freq] += 1
-                f[money] += o.amount
+                f[money] += amount
             elif age < 2 * w:
                 f[freq_prev] += 1
-                f[money_prev] += o.amount
+                f[money_prev] += amount
     for _, _, money, _, money_prev in names:  # round money once, so sums do not show float noise
         f[money] = round(f[money], 2)
         f[money_prev] = round(f[money_prev], 2)
