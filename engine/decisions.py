@@ -37,6 +37,7 @@ class Task:
     script: str | None
     category: str = "service"
     key: str = ""  # idempotency key: rule, customer, period
+    handler: bool = False  # assigned to the ticket's 处理人 (an SLA reminder), not as 客户经理 or by role
 
 
 @dataclass

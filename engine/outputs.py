@@ -103,11 +103,11 @@ def _with_suffix(name: str, digits: int) -> str:
 
 
 def _assigned_as(task: Task) -> str:
-    """The 分配方式 column: by role, else the ticket's handler (SLA reminders go to the 处理人, who
+    """The 分配方式 column: by role, else the ticket's handler (an SLA reminder goes to the 处理人, who
     is not always the 客户经理), else the customer's 客户经理."""
     if task.role:
         return f"角色：{task.role}"
-    return "工单处理人" if task.stage == "sla" else "客户经理"
+    return "工单处理人" if task.handler else "客户经理"
 
 
 def write_tasks(folder: Path, tasks: list[Task]) -> dict[str, int]:

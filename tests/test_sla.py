@@ -234,9 +234,13 @@ def test_at_risk_without_staff_goes_to_owner_then_unassigned_role(shipped, calen
     it = interaction("I5", datetime(2024, 5, 13, 10, 0), first=datetime(2024, 5, 13, 11, 0), staff=None)
     as_of = datetime(2024, 5, 14, 16, 0)
     _, out, _ = run_one(shipped, calendars, as_of, it, cust=customer(owner="张伟"))
-    assert (out.tasks[0].assignee, out.tasks[0].role) == ("张伟", None)
+    assert (out.tasks[0].assignee, out.tasks[0].role, out.tasks[0].handler) == ("张伟", None, False)  # as 客户经理
     _, out, _ = run_one(shipped, calendars, as_of, it, cust=customer(owner=None))
     assert (out.tasks[0].assignee, out.tasks[0].role) == ("王敏", "团队组长")  # unassigned_role
+    # With a 处理人 the reminder goes to them as the ticket's handler (the task sheet's 分配方式 says so).
+    with_staff = interaction("I5", datetime(2024, 5, 13, 10, 0), first=datetime(2024, 5, 13, 11, 0), staff="林晓")
+    _, out, _ = run_one(shipped, calendars, as_of, with_staff, cust=customer(owner="张伟"))
+    assert (out.tasks[0].assignee, out.tasks[0].role, out.tasks[0].handler) == ("林晓", None, True)
 
 
 def test_paused_ticket_is_reported_not_escalated(shipped, calendars):

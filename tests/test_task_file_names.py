@@ -108,11 +108,12 @@ def test_the_assignment_column_says_how_each_task_was_assigned(tmp_path: Path):
     someone else), or to the 客户经理. SLA reminders used to say 客户经理."""
     from dataclasses import replace
 
-    write_tasks(tmp_path, [task("张伟", "C1"), replace(task("林晓", "C2"), stage="sla", rule_id="sla-inquiry"),
-                           replace(task("李强", "C3"), stage="sla", role="客服主管")])
+    write_tasks(tmp_path, [task("张伟", "C1"), replace(task("林晓", "C2"), stage="sla", rule_id="sla-inquiry", handler=True),
+                           replace(task("李强", "C3"), stage="sla", role="客服主管"),
+                           replace(task("王磊", "C4"), stage="sla", rule_id="sla-complaint")])  # no 处理人: the 客户经理
     assigned = {}
     for path in (tmp_path / "tasks").iterdir():
         rows = list(openpyxl.load_workbook(path).worksheets[0].iter_rows(values_only=True))
         col = {h: i for i, h in enumerate(rows[0])}
         assigned.update({r[col["负责人"]]: r[col["分配方式"]] for r in rows[1:]})
-    assert assigned == {"张伟": "客户经理", "林晓": "工单处理人", "李强": "角色：客服主管"}
+    assert assigned == {"张伟": "客户经理", "林晓": "工单处理人", "李强": "角色：客服主管", "王磊": "客户经理"}

@@ -799,6 +799,8 @@ class SlaStage:
             category="service",
             # One reminder and one escalation per clock of a ticket, whatever day the run is for.
             key=f"{target.rule_id}|{customer.customer_id}|{it.interaction_id}|{worst.name}|{kind}",
+            # A reminder to the ticket's 处理人; without one it goes to the 客户经理 as such.
+            handler=role is None and bool(it.staff),
         )
 
     def _firing(self, item: SlaItem, context: dict[str, Any], task: Task | None) -> Firing:
