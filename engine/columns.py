@@ -156,14 +156,30 @@ def match_header_row(cells: Sequence[Any], table: TableSpec, row_index: int) -> 
         if not isinstance(cell, str) or not cell.strip():
             continue
         name = table.field_for_header(cell)
-        if name is None or name in columns:
-            # A second column for the same field is ignored too: the first one wins.
+        if name is None:
             unknown.append(cell.strip())
+            continue
+        if name in columns:
+            # Two columns for one field (付款状态 and 订单状态): the one whose header comes earlier in the
+            # field's aliases is read (columns.yaml lists the specific names first); the other is not.
+            if _alias_rank(table, name, cell) < _alias_rank(table, name, headers[name]):
+                unknown.append(headers[name])
+                columns[name] = i
+                headers[name] = cell.strip()
+            else:
+                unknown.append(cell.strip())
             continue
         columns[name] = i
         headers[name] = cell.strip()
     missing = [f for f in table.required if f not in columns]
     return HeaderMatch(table.name, row_index, columns, headers, unknown, missing)
+
+
+def _alias_rank(table: TableSpec, field_name: str, header: str) -> int:
+    """Position of ``header`` among the field's aliases (as compared); after them if it matched otherwise."""
+    key = header_key(header)
+    keys = [header_key(a) for a in table.fields[field_name].aliases]
+    return keys.index(key) if key in keys else len(keys)
 
 
 def find_header(rows: Sequence[Sequence[Any]], table: TableSpec, scan: int = HEADER_SCAN_ROWS) -> HeaderMatch | None:

@@ -294,11 +294,19 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
             if not match.ok:
                 near_misses.append((match, _missing_columns(columns, table, match, name, sheet)))
                 continue
-            if match.unknown:
-                warn.append(Problem("unknown-column", f"columns not used: {', '.join(match.unknown)}",
+            unknown = [h for h in match.unknown if table.field_for_header(h) is None]
+            doubles = [h for h in match.unknown if table.field_for_header(h) is not None]
+            if unknown:
+                warn.append(Problem("unknown-column", f"columns not used: {', '.join(unknown)}",
                                     Location(file=name, sheet=sheet), WARNING,
                                     fix=f"if one of them should be read, add its header to {columns.path} "
                                         f"under {table.name}.<field>.aliases"))
+            for h in doubles:  # a second column for a field: say which one was read instead
+                field_name = table.field_for_header(h)
+                warn.append(Problem("unknown-column", f"column {h} was not read: {table.name}.{field_name} is read "
+                                    f"from column {match.headers[field_name]}", Location(file=name, sheet=sheet), WARNING,
+                                    fix=f"the header listed first under {table.name}.{field_name}.aliases in "
+                                        f"{columns.path} is read; reorder the aliases to read the other column"))
             objs, rejects = _read_rows(table, match, rows, name, sheet, coercer, columns.summary_markers)
             out.append(_SheetRead(table.name, sheet, objs, rejects, columns.table_for_sheet_name(sheet) == table.name,
                                   len(match.columns)))

@@ -949,3 +949,17 @@ def test_an_empty_workbook_in_the_inbox_is_said(tmp_path, columns):
     assert ds.customers
     assert [(w.code, w.location.file, w.message) for w in warnings if w.location.file == "extra.xlsx"] == [
         ("empty-file", "extra.xlsx", "extra.xlsx has no data in any sheet and was not read")]
+
+
+def test_of_two_columns_for_one_field_the_first_alias_is_read(tmp_path, columns):
+    """状态 and 订单状态 both name the order status: 订单状态, listed first in columns.yaml, is read whatever
+    the column order, and the warning says which column was read instead (it asked to add a header that
+    columns.yaml already has)."""
+    inbox = basic_inbox(tmp_path)
+    write_book(inbox / "orders.xlsx", {"订单": [ORDER_HEAD + ["状态", "订单状态"],
+                                                ["O1", "C1", date(2026, 1, 1), 150000, None, "已付款", "已退款"]]})
+    warnings: list[Problem] = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    assert [o.status for o in ds.orders] == ["已退款"]
+    assert [w.message for w in warnings if w.code == "unknown-column"] == [
+        "column 状态 was not read: orders.status is read from column 订单状态"]
