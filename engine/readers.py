@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from itertools import compress, repeat
 from operator import attrgetter
@@ -176,6 +176,7 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                                 "(rows that could not be used are listed in rejects.xlsx)"))
     interactions = _dedupe(parts["interactions"], "interaction_id", "interaction id", rejects)
     orders = _dedupe(parts["orders"], "order_id", "order id", rejects)
+    _warn_unknown_order_statuses(orders, columns, warn)
 
     known = set(map(attrgetter("customer_id"), customers))
     interactions = _known_customers(interactions, known, "interaction", rejects)
@@ -626,6 +627,22 @@ def _source_rows(file: str, sheet: str, first: int, n: int) -> list[SourceRow]:
 
 
 # -- across files ---------------------------------------------------------------------------------
+
+
+def _warn_unknown_order_statuses(orders: list, columns: ColumnsSpec, warn: list[Problem]) -> None:
+    """Order statuses columns.yaml does not know (部分退款): such orders count as purchases, which may
+    be wrong, so each status is named with how many orders have it."""
+    spec = columns.tables["orders"].fields.get("status")
+    if spec is None:
+        return
+    known = set(spec.values.values())
+    unknown = Counter(o.status for o in orders if o.status is not None and o.status not in known)
+    if unknown:
+        listed = "、".join(f"{status} ×{n}" for status, n in sorted(unknown.items()))
+        _warn(warn, Problem("unknown-order-status", f"order statuses columns.yaml does not know: {listed}; these orders "
+                            "are counted as purchases", Location(file=columns.path), WARNING,
+                            fix=f"add each to {columns.path} under orders.status.values (e.g. as 已退款), or, if such "
+                                "orders are not purchases, to orders_not_counted in features.yaml"))
 
 
 def _dedupe(objs: list, id_field: str, label: str, rejects: list[Reject]) -> list:

@@ -594,6 +594,9 @@ def test_order_status_column_is_read_with_canonical_values(tmp_path, columns):
     assert [(o.order_id, o.status) for o in ds.orders] == [
         ("O1", "已完成"), ("O2", "已取消"), ("O3", "已退款"), ("O4", "待付款"), ("O5", None), ("O6", "部分发货")]
     assert not [w for w in warnings if w.code == "unknown-column"]
+    # A status columns.yaml does not know counts as a purchase: said, with how many orders have it.
+    [unknown] = [w for w in warnings if w.code == "unknown-order-status"]
+    assert unknown.message == "order statuses columns.yaml does not know: 部分发货 ×1; these orders are counted as purchases"
 
 def test_summary_repeated_header_and_blank_rows(tmp_path, columns):
     inbox = basic_inbox(tmp_path, orders=[
