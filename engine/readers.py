@@ -124,10 +124,12 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
         for part in one.tables:
             if part.by_name:
                 named[path, part.table] = max(named.get((path, part.table), 0), part.columns)
+    # Hidden sheets, said with any error that stops the read: a hidden 客户信息 is the likely fix.
+    hidden = [p for one in read.values() for p in one.warnings if p.code == "hidden-sheet"]
     for path in files:
         one = read.pop(path)
         if one.error is not None:
-            raise one.error
+            raise InputError([*one.error.problems, *hidden])
         for problem in one.warnings:
             _warn(warn, problem)
         near_misses.extend(one.near_misses)
@@ -150,17 +152,17 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     # unless that table was read from another sheet (then it is an extra sheet, e.g. a pivot table).
     fatal = [p for match, problems in near_misses if match.table not in found for p in problems]
     if fatal:
-        raise InputError(fatal)
+        raise InputError([*fatal, *hidden])
     for match, problems in near_misses:
         _warn(warn, Problem("ignored-sheet", f"sheet {problems[0].location.sheet} was not read: it looks like "
                             f"{match.table} but has no column for {', '.join(match.missing_required)}; "
                             f"{match.table} were read from other sheets", problems[0].location, WARNING))
     if "customers" not in found:
         aliases = ", ".join(columns.tables["customers"].sheet_aliases[:4])
-        raise InputError(Problem(
+        raise InputError([Problem(
             "missing-table", f"none of the {len(files)} files in {inbox} has a customers sheet",
             Location(file=str(inbox)),
-            fix=f"add the customer export, or name its sheet like {aliases} (see {columns.path})"))
+            fix=f"add the customer export, or name its sheet like {aliases} (see {columns.path})"), *hidden])
     for table in ("interactions", "orders"):
         if table not in found:
             # The inbox by its name, not its path: the warning is kept in the run folder, which must
@@ -271,7 +273,7 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
         while sheets:
             sheet, data, error = sheets.pop(0)  # dropped as soon as it is converted (memory)
             if error is _HIDDEN:
-                warn.append(Problem("ignored-sheet", f"sheet {sheet} is hidden and was not read",
+                warn.append(Problem("hidden-sheet", f"sheet {sheet} is hidden and was not read",
                                     Location(file=name, sheet=sheet), WARNING,
                                     fix="if it holds rows to read, unhide it in Excel (right-click a sheet tab, Unhide) "
                                         "and save; hidden sheets are often old copies or helper tables"))

@@ -534,8 +534,29 @@ def test_hidden_sheets_are_not_read(tmp_path, columns):
     ds = read_inbox(inbox, columns, warnings=warnings)
     [c] = ds.customers
     assert c.opt_out is True and not [r for r in ds.rejects if r.code == "duplicate-id"]
-    assert [(w.code, w.location.sheet, w.message) for w in warnings if w.code == "ignored-sheet"] == [
-        ("ignored-sheet", "客户信息备份", "sheet 客户信息备份 is hidden and was not read")]
+    assert [(w.code, w.location.sheet, w.message) for w in warnings if w.code == "hidden-sheet"] == [
+        ("hidden-sheet", "客户信息备份", "sheet 客户信息备份 is hidden and was not read")]
+
+
+def test_a_hidden_customers_sheet_is_named_when_no_customers_are_found(tmp_path, columns):
+    """The only customers sheet is hidden: the error that stops the read says so, with how to fix it,
+    instead of only asking for a customers sheet (the hidden one is named like one)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wb = xlsxwriter.Workbook(str(inbox / "export.xlsx"))
+    wb.add_worksheet("说明").write(0, 0, "本文件为客户导出")
+    ws = wb.add_worksheet("客户信息")
+    ws.write_row(0, 0, ["客户编号", "客户名称"])
+    ws.write_row(1, 0, ["C1", "张三"])
+    ws.hide()
+    wb.close()
+    with pytest.raises(InputError) as exc:
+        read_inbox(inbox, columns)
+    codes = [p.code for p in exc.value.problems]
+    assert codes[-1] == "hidden-sheet" and "missing-table" in codes
+    hint = exc.value.problems[-1]
+    assert (hint.location.file, hint.location.sheet, hint.message) == ("export.xlsx", "客户信息", "sheet 客户信息 is hidden and was not read")
+    assert hint.fix.startswith("if it holds rows to read, unhide it in Excel")
 
 
 def test_a_pivot_sheet_with_customer_headers_does_not_replace_the_customers(tmp_path, columns):
