@@ -322,16 +322,27 @@ LOG_COLUMNS = [Column("客户编号"), Column("阶段"), Column("策略"), Colum
 _INPUTS_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 
 
+def _guard_names(codes: str | None, names: dict[str | None, str | None]) -> str | None:
+    """'consent, no-contact' as guards.xlsx names them (营销同意、没有联系方式); memoised in ``names``."""
+    shown = names.get(codes)
+    if shown is None and codes:
+        from engine.guards import GUARD_LABELS
+
+        shown = names[codes] = "、".join(GUARD_LABELS.get(c.strip(), c.strip()) for c in codes.split(","))
+    return shown
+
+
 def _log_rows(firings: list[Firing]) -> Iterable[tuple]:
     labels_of: dict[Any, list[str]] = {}
     results: dict[int, str] = {}  # id of an outputs list → its 结果 text (tag-only rules share one list)
+    guard_names: dict[str | None, str | None] = {}
     for f in firings:
         result = results.get(id(f.outputs))
         if result is None:
             result = results[id(f.outputs)] = "；".join(_labels(f.outputs, labels_of))
         yield (
             f.customer_id, STAGE_LABELS.get(f.stage, f.stage), f.policy_id, f.rule_id, f.source,
-            _INPUTS_JSON.encode(jsonable(f.inputs)), result, f.suppressed_by, f.note,
+            _INPUTS_JSON.encode(jsonable(f.inputs)), result, _guard_names(f.suppressed_by, guard_names), f.note,
         )
 
 

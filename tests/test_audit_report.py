@@ -68,6 +68,9 @@ def test_audit_workbook(run, tmp_path: Path):
     header = next(log.iter_rows(max_row=1, values_only=True))
     assert header == ("客户编号", "阶段", "策略", "规则编号", "位置", "输入值", "结果", "被拦截", "说明")
     assert sum(1 for _ in log.iter_rows(min_row=2)) == len(evaluation.firings)
+    # 被拦截 names the guards as guards.xlsx does
+    stopped = {r[7] for r in log.iter_rows(min_row=2, values_only=True) if r[7]}
+    assert stopped and "没有联系方式" in stopped and not stopped & {"no-contact", "consent", "opt-out"}
 
 
 def test_audit_is_reproducible_and_can_cap_the_log(run, tmp_path: Path):
