@@ -624,6 +624,6 @@ def test_examples_in_the_user_docs_parse_and_check():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "expressions.md").read_text(encoding="utf-8")
     conditions = re.findall(r"^when: (.+)$", doc, flags=re.M)
     assert len(conditions) >= 6
-    schema = dict(SCHEMA, last_order_date=DATE, owner=STRING, points=NUMBER, birthday=DATE)
+    schema = dict(SCHEMA, last_order_date=DATE, owner=STRING, points=NUMBER, birthday=DATE, last_complaint_category=STRING)
     for text in conditions:
         assert expr.check(expr.parse(text), schema, expect=BOOL) == BOOL, text
