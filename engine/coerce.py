@@ -16,9 +16,10 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Mapping, Sequence
+from zoneinfo import ZoneInfo
 
 __all__ = [
     "CoercionError",
@@ -84,6 +85,8 @@ _DATE_RE = re.compile(
     r"(?:\s*T?\s*(\d{1,2})\s*[:时点]\s*(\d{1,2})\s*分?"  # 09:30, 9时30分
     r"(?:\s*:?\s*(\d{1,2})(?:\.\d{1,6})?\s*秒?)?)?$"  # :15, 15秒 (fractions of a second are dropped)
 )
+# A time with a UTC offset, as systems with an API export it: 2026-11-18T09:30:00+08:00, …Z, … +0800.
+_OFFSET_RE = re.compile(r"^(.*\d)\s*(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 _COMPACT_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:\s*(\d{2}):?(\d{2})(?::?(\d{2}))?)?$")  # 20240517[ 0930[00]]
 _SERIAL_TEXT_RE = re.compile(r"^\d{5}(?:\.\d+)?$")  # an Excel serial that was stored as text
 _AMOUNT_RE = re.compile(
@@ -128,7 +131,11 @@ class Coercer:
         blank_values: Iterable[str] = DEFAULT_BLANKS,
         true_values: Iterable[str] = DEFAULT_TRUE,
         false_values: Iterable[str] = DEFAULT_FALSE,
+        time_zone: str = "Asia/Shanghai",
     ):
+        # Times with an offset are converted to this zone's wall-clock time; other times are taken as
+        # already in it (exports write local time).
+        self.tz = ZoneInfo(time_zone)
         blanks: set[str] = set()
         for token in blank_values:
             blanks |= spellings(token.strip())
@@ -449,6 +456,9 @@ class Coercer:
                 if _SERIAL_TEXT_RE.match(s):
                     x = float(s)
                     return _datetime_number(x, v) if want_time else _date_number(x, v)
+                offset = _OFFSET_RE.match(s)
+                if offset is not None and _DATE_RE.match(offset.group(1)):
+                    return self._offset_time(v, offset.group(1), offset.group(2), want_time)
                 raise CoercionError("bad-date", f"{_shown(v)} is not a date this engine can read")
         y, mo, d, hh, mi, ss = m.groups()
         year = int(y)
@@ -460,6 +470,18 @@ class Coercer:
             return datetime(year, int(mo), int(d), int(hh or 0), int(mi or 0), int(ss or 0))
         except ValueError:
             raise CoercionError("bad-date", f"{_shown(v)} is not a real date or time") from None
+
+    def _offset_time(self, v: str, local: str, offset: str, want_time: bool) -> Any:
+        """``local`` + UTC ``offset`` as wall-clock time in ``self.tz`` (naive, like every other time)."""
+        moment = self._date_text(local, True)
+        if offset.upper() == "Z":
+            zone = timezone.utc
+        else:
+            sign = -1 if offset[0] == "-" else 1
+            digits = offset[1:].replace(":", "")
+            zone = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+        here = moment.replace(tzinfo=zone).astimezone(self.tz).replace(tzinfo=None)
+        return here if want_time else here.date()
 
     def _other_date(self, v: Any) -> None:
         if v is None:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .policy.yaml_source import YList, YMap, load_yaml
 
@@ -96,9 +97,10 @@ class ColumnsSpec:
     false_values: tuple[str, ...]
     summary_markers: tuple[str, ...]
     path: str  # where it was loaded from, for messages
+    time_zone: str = "Asia/Shanghai"  # times with a UTC offset are converted to this zone's local time
 
     def coercer(self) -> Coercer:
-        return Coercer(self.blank_values, self.true_values, self.false_values)
+        return Coercer(self.blank_values, self.true_values, self.false_values, self.time_zone)
 
     def table_for_sheet_name(self, sheet: str, exact: bool = False) -> str | None:
         """The table whose sheet alias matches ``sheet`` (exactly, else -- unless ``exact`` -- the longest
@@ -265,6 +267,13 @@ def load_columns(path: Path | str, display: str | None = None) -> ColumnsSpec:
                        "bool_values.false", problems)
     markers = _str_list(data.get("summary_markers", []), _at(data, "summary_markers", file_loc), "summary_markers",
                         problems)
+    time_zone = str(data.get("time_zone", "Asia/Shanghai"))
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(_problem(_at(data, "time_zone", file_loc), "time_zone", f"unknown time zone {time_zone!r}",
+                                 fix="write an IANA zone name such as Asia/Shanghai"))
+        time_zone = "Asia/Shanghai"
 
     raw_tables = data["tables"]
     tables: dict[str, TableSpec] = {}
@@ -284,7 +293,7 @@ def load_columns(path: Path | str, display: str | None = None) -> ColumnsSpec:
                                      f"{', '.join(TABLE_CLASSES)}", code="unknown-table"))
     if problems:
         raise PolicyError(problems)
-    return ColumnsSpec(tables, blanks, trues, falses, markers, path_s)
+    return ColumnsSpec(tables, blanks, trues, falses, markers, path_s, time_zone)
 
 
 def _bool_field_values(raw: Any, loc: Location, where: str, problems: list[Problem]) -> dict[str, str]:

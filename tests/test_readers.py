@@ -139,9 +139,27 @@ def test_dates(raw, expected):
     ("2024年5月17日9时30分15秒", datetime(2024, 5, 17, 9, 30, 15)),
     ("20240517 0930", datetime(2024, 5, 17, 9, 30)),
     ("２０２４/５/１７ ９：３０", datetime(2024, 5, 17, 9, 30)),
+    # with a UTC offset (API exports): converted to columns.yaml's time_zone, shipped Asia/Shanghai
+    ("2024-05-17T09:30:00+08:00", datetime(2024, 5, 17, 9, 30)),
+    ("2024-05-17T01:30:00Z", datetime(2024, 5, 17, 9, 30)),
+    ("2024-05-17 09:30 +0800", datetime(2024, 5, 17, 9, 30)),
+    ("2024-05-16T20:30:00-05:00", datetime(2024, 5, 17, 9, 30)),
 ])
 def test_datetimes(raw, expected):
     assert to_datetime(raw) == expected
+
+
+def test_offset_times_follow_the_columns_time_zone(tmp_path):
+    """columns.yaml time_zone: an export's 2024-05-17T01:30:00Z is 09:30 in Shanghai, 10:30 in Tokyo;
+    an unknown zone is an error at its line."""
+    text = COLUMNS_PATH.read_text(encoding="utf-8")
+    path = tmp_path / "columns.yaml"
+    path.write_text(text.replace("time_zone: Asia/Shanghai", "time_zone: Asia/Tokyo", 1), encoding="utf-8")
+    assert load_columns(path).coercer().to_datetime("2024-05-17T01:30:00Z") == datetime(2024, 5, 17, 10, 30)
+    path.write_text(text.replace("time_zone: Asia/Shanghai", "time_zone: Asia/Beijing", 1), encoding="utf-8")
+    with pytest.raises(PolicyError) as exc:
+        load_columns(path)
+    assert "time_zone: unknown time zone 'Asia/Beijing'" in str(exc.value)
 
 
 @pytest.mark.parametrize("fn", [to_date, to_datetime])
