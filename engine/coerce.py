@@ -95,6 +95,7 @@ _AMOUNT_RE = re.compile(
     r"\s*(万元|万|元|块|圆|rmb|cny|yuan)?$",
     re.IGNORECASE,
 )
+_BRACKETED_RE = re.compile(r"^-?\s*((?:rmb|cny|人民币|¥)?)\s*\((.+)\)$", re.IGNORECASE)
 # Amounts are yuan: a dollar or euro figure read as yuan would quietly change a customer's value tier.
 _FOREIGN_CURRENCY_RE = re.compile(r"\$|usd|eur|€|£|gbp|hkd|jpy|円|美元|欧元|港币|港元|日元|英镑", re.IGNORECASE)
 _PHONE_FAST_RE = re.compile(r"^1[3-9]\d{9}$")
@@ -459,6 +460,8 @@ class Coercer:
                 offset = _OFFSET_RE.match(s)
                 if offset is not None and _DATE_RE.match(offset.group(1)):
                     return self._offset_time(v, offset.group(1), offset.group(2), want_time)
+                if s.isdigit():
+                    _refuse_year(float(s), v)  # "1985" typed as text: the same message as the number
                 raise CoercionError("bad-date", f"{_shown(v)} is not a date this engine can read")
         y, mo, d, hh, mi, ss = m.groups()
         year = int(y)
@@ -507,8 +510,9 @@ class Coercer:
         s = _nfkc(s).strip()  # ￥ -> ¥, full-width digits and commas
         if self._blank(s):
             return None
-        if len(s) > 2 and s[0] == "(" and s[-1] == ")":  # accounting notation: (1,200) is -1200
-            inner = self._number_text(s[1:-1])
+        bracketed = _BRACKETED_RE.match(s)
+        if bracketed is not None:  # accounting notation: (1,200), ¥(1,200) and -(1,200) are -1200
+            inner = self._number_text(bracketed.group(1) + bracketed.group(2))
             if inner is not None and inner >= 0:
                 return -inner
             raise CoercionError("bad-number", f"{_shown(v)} is not a number")

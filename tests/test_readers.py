@@ -223,6 +223,9 @@ def test_bad_phones(raw):
     ("１，２００．５", 1200.5),  # full-width digits and comma
     ("(1,200)", -1200.0),  # accounting notation for a negative amount
     ("（¥1,200.50）", -1200.5),
+    ("￥(1,200)", -1200.0),
+    ("RMB(1,200)", -1200.0),
+    ("-(1,200)", -1200.0),
     ("1.2E3", 1200.0),
     (" 7 ", 7.0),
 ])
@@ -245,7 +248,7 @@ def test_amounts_in_other_currencies_are_not_read_as_yuan(raw):
 
 
 @pytest.mark.parametrize("fn", [to_date, to_datetime])
-@pytest.mark.parametrize("raw", [1985, 1985.0, 2024])
+@pytest.mark.parametrize("raw", [1985, 1985.0, 2024, "1985"])
 def test_a_year_alone_is_not_a_date(fn, raw):
     """1985 typed in a birthday cell is a year, not Excel serial 1985 (1905-06-07)."""
     with pytest.raises(CoercionError) as exc:
