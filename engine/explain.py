@@ -37,7 +37,7 @@ from engine.coerce import to_id
 from engine.decisions import jsonable
 from engine.errors import EngineError, Location, Problem
 from engine.evaluate import Evaluator, apply_hit_policy
-from engine.features import derive_features
+from engine.features import derive_features, purchases
 from engine.model import Dataset
 from engine.outbox import MANIFEST_NAME, sha256_file
 from engine.outputs import DECISIONS_NAME, STAGE_LABELS, firing_record
@@ -106,6 +106,7 @@ class Explanation:
     source: str  # "inputs" or the run folder
     stages: list[StageBlock] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    orders: list[str] = field(default_factory=list)  # each order up to the as-of date, and whether it counts
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,6 +192,24 @@ def task_title(title: str, env=None, context: dict[str, Any] | None = None) -> s
         return template.render(context)
     except Exception:  # noqa: BLE001 - a variable this customer does not have, a filter given a wrong type
         return f"{title}（标题模板，无法代入这位客户的值）"
+
+
+def order_lines(orders: list[Any], as_of: date, config: Any) -> list[str]:
+    """The customer's orders up to ``as_of``, newest first, each saying whether the order features count
+    it (engine.features.purchases: a cancelled, refunded or unpaid status does not; a refund row only
+    lowers the amounts)."""
+    counted = {id(o) for o in purchases(orders, config)}
+    lines = []
+    for o in sorted((o for o in orders if o.date <= as_of), key=lambda o: (o.date, o.order_id), reverse=True):
+        status = f"（{o.status}）" if o.status else ""
+        if id(o) not in counted:
+            verdict = "不计入：状态在 features.yaml orders_not_counted 中"
+        elif o.amount < 0:
+            verdict = "退款行：只减少消费额，不算购买"
+        else:
+            verdict = "计入"
+        lines.append(f"{o.order_id}  {o.date.isoformat()}  {o.amount:,.2f} 元{status}  {verdict}")
+    return lines
 
 
 def describe_spec(out: Any, env=None, context: dict[str, Any] | None = None) -> str:
@@ -297,7 +316,8 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
 
     settings = settings_rules(policyset)
     descriptions = settings_descriptions(policyset)  # SLA targets and churn signals say what they are too
-    result = Explanation(customer_id, customer.name, customer.owner, moment.isoformat(sep=" "), source)
+    result = Explanation(customer_id, customer.name, customer.owner, moment.isoformat(sep=" "), source,
+                         orders=order_lines(orders, as_of, policyset.features))
     for stage_index, stage in enumerate(STAGES):
         block = StageBlock(stage, STAGE_LABELS.get(stage, stage))
         module = modules.get(stage)
@@ -485,6 +505,11 @@ def format_explanation(ex: Explanation, only_fired: bool = False) -> list[str]:
     lines = [f"客户 {ex.customer_id} {ex.customer_name or ''}（客户经理 {ex.owner or '无'}），as-of {ex.as_of}",
              f"来源：{'输入文件（现在计算）' if ex.source == 'inputs' else '运行结果 ' + ex.source}"]
     lines.extend(f"! {w}" for w in ex.warnings)
+    if ex.orders:
+        lines.append(f"订单 orders（{len(ex.orders)} 笔，as-of 之前）：")
+        lines.extend(f"  {line}" for line in ex.orders[:20])
+        if len(ex.orders) > 20:
+            lines.append(f"  ……另有 {len(ex.orders) - 20} 笔更早的订单")
     for stage in ex.stages:
         heading = ["", f"【{stage.label} {stage.stage}】"]
         lines.extend(heading)

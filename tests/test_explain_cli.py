@@ -123,8 +123,9 @@ def test_explain_run_accepts_the_folders_where_they_are_now(moved):
                                       "--templates", new / "templates", "--only-fired"])
     assert result.exit_code == 0, result.output
     out = lines(result)
-    # the files are the recorded ones (same sha256): nothing to warn about
-    assert out[:3] == [FIRST_LINE_DAY1, f"来源：运行结果 {folder.as_posix()}", ""]
+    # the files are the recorded ones (same sha256): nothing to warn about; the customer's orders follow
+    assert out[:5] == [FIRST_LINE_DAY1, f"来源：运行结果 {folder.as_posix()}", "订单 orders（1 笔，as-of 之前）：",
+                       "  O1  2026-10-11  20,000.00 元  计入", ""]
     assert f"    ✓ 触发  CARE-REVISIT-DUE  care/follow_up.yaml:{REVISIT_LINE}:5  距上次回访已达到服务方案的回访间隔（高价值30天、中60天、低90天）：定期回访" in out
 
 
@@ -224,3 +225,27 @@ def test_only_fired_leaves_out_stages_where_nothing_fired(project):
         if line.startswith("【"):
             assert out[n - 1] == "" and out[n + 1].startswith("  "), out[n - 1:n + 2]
     assert out[-1] != ""
+
+
+
+def test_explain_lists_the_orders_and_which_count(tmp_path: Path):
+    """A cancelled order and a refund row are shown with why they do not count as purchases."""
+    inbox = write_inbox(tmp_path / "inbox", customers=[customer("C1")], orders=[
+        ["O1", "C1", "2026-09-01", 3000, "服务", 1], ["O2", "C1", "2026-10-01", 90000, "服务", 1],
+        ["R1", "C1", "2026-10-05", -500, "服务", 1], ["O9", "C1", "2026-12-01", 100, "服务", 1]])
+    import openpyxl as _openpyxl
+
+    wb = _openpyxl.load_workbook(inbox / "orders.xlsx")
+    ws = wb.active
+    ws.cell(row=1, column=7, value="订单状态")
+    ws.cell(row=3, column=7, value="已取消")
+    wb.save(inbox / "orders.xlsx")
+    result = invoke(explain_command, ["C1", "--policies", SHIPPED_POLICIES, "--inbox", inbox, "--as-of", "2026-11-20"])
+    assert result.exit_code == 0, result.output
+    out = lines(result)
+    start = out.index("订单 orders（3 笔，as-of 之前）：")
+    assert out[start + 1:start + 4] == [
+        "  R1  2026-10-05  -500.00 元  退款行：只减少消费额，不算购买",
+        "  O2  2026-10-01  90,000.00 元（已取消）  不计入：状态在 features.yaml orders_not_counted 中",
+        "  O1  2026-09-01  3,000.00 元  计入",
+    ]
