@@ -37,7 +37,7 @@ from engine.coerce import to_id
 from engine.decisions import jsonable
 from engine.errors import EngineError, Location, Problem
 from engine.evaluate import Evaluator, apply_hit_policy
-from engine.features import derive_features, purchases
+from engine.features import counted_orders, derive_features, purchases
 from engine.model import Dataset
 from engine.outbox import MANIFEST_NAME, sha256_file
 from engine.outputs import DECISIONS_NAME, STAGE_LABELS, firing_record
@@ -196,15 +196,16 @@ def task_title(title: str, env=None, context: dict[str, Any] | None = None) -> s
 
 def order_lines(orders: list[Any], as_of: date, config: Any) -> list[str]:
     """The customer's orders up to ``as_of``, newest first, each saying whether the order features count
-    it (engine.features.purchases: a cancelled, refunded or unpaid status does not; a refund row only
-    lowers the amounts)."""
-    counted = {id(o) for o in purchases(orders, config)}
+    it (engine.features.counted_orders: a cancelled, refunded or unpaid status does not) and whether it is a
+    purchase (engine.features.purchases: a refund row only lowers the amounts)."""
+    counted = {id(o) for o in counted_orders(orders, config)}
+    bought = {id(o) for o in purchases(orders, config)}
     lines = []
     for o in sorted((o for o in orders if o.date <= as_of), key=lambda o: (o.date, o.order_id), reverse=True):
         status = f"（{o.status}）" if o.status else ""
         if id(o) not in counted:
             verdict = "不计入：状态在 features.yaml orders_not_counted 中"
-        elif o.amount < 0:
+        elif id(o) not in bought:
             verdict = "退款行：只减少消费额，不算购买"
         else:
             verdict = "计入"

@@ -52,14 +52,19 @@ class FeatureConfig:
         )
 
 
-def purchases(orders: list[Order], config: FeatureConfig) -> list[Order]:
+def counted_orders(orders: list[Order], config: FeatureConfig) -> list[Order]:
     """The orders that count: not cancelled, refunded or unpaid (``orders_not_counted``). Every order
-    feature and the post-purchase follow-up look only at these; a negative amount among them (a refund
-    row) lowers spending but is no purchase (``_order_features``, and care's follow-up skips it)."""
+    feature looks only at these; a negative amount among them (a refund row) lowers spending but is no
+    purchase (``purchases``)."""
     excluded = config.orders_not_counted
     if not excluded:
         return orders
     return [o for o in orders if o.status not in excluded]
+
+
+def purchases(orders: list[Order], config: FeatureConfig) -> list[Order]:
+    """The counted orders that are purchases: a refund row (negative amount) is not."""
+    return [o for o in counted_orders(orders, config) if o.amount >= 0]
 
 
 def feature_catalog(config: FeatureConfig) -> dict[str, tuple[str, str]]:
@@ -297,7 +302,7 @@ def derive_features(
     config: FeatureConfig,
 ) -> dict[str, Any]:
     features = _customer_features(customer, as_of)
-    features.update(_order_features(purchases(orders, config), as_of, config.windows_days))
+    features.update(_order_features(counted_orders(orders, config), as_of, config.windows_days))
     features.update(_interaction_features(interactions, as_of, config))
     return features
 

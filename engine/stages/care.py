@@ -388,9 +388,7 @@ class CareStage:
     def _post_purchase(self, facts: CustomerFacts, f: dict) -> None:
         """The latest order in the window (order day = day 0 .. window_days-1) and whether it was followed up."""
         latest = None
-        for order in purchases(facts.orders, self.features):  # no follow-up call for a cancelled order
-            if order.amount < 0:
-                continue  # nor for a refund row
+        for order in purchases(facts.orders, self.features):  # no follow-up for a cancelled order or a refund
             if order.date <= self.as_of and (latest is None or order.date >= latest.date):
                 latest = order
         if latest is None or (self.as_of - latest.date).days >= self.settings.post_purchase_window_days:
