@@ -414,25 +414,23 @@ class CareStage:
         f["revisit_due"] = (self.as_of - basis).days >= interval
 
     def _survey(self, facts: CustomerFacts, f: dict) -> None:
+        """Resolved complaints, in one pass: the latest without a rating gets a survey; the latest rated
+        low is handled again (the seeds: until the customer is satisfied)."""
         s = self.settings
-        found = None
+        found = low = None
         for i in facts.interactions:
-            if i.type not in s.complaint_types or i.resolved_time is None or i.satisfaction is not None:
+            if i.type not in s.complaint_types or i.resolved_time is None:
                 continue
             resolved = _day(i.resolved_time)
-            last = resolved + timedelta(days=s.survey_window_days - 1)
-            if window_open(self.as_of, resolved, last, "month") and (found is None or i.resolved_time > found.resolved_time):
-                found = i
-        f["survey_due"] = found is not None
-        f["survey_interaction_id"] = found.interaction_id if found else None
-        # The seeds: a customer still not satisfied after a complaint is handled again until satisfied.
-        low = None
-        for i in facts.interactions:
-            if (i.type in s.complaint_types and i.resolved_time is not None and i.satisfaction is not None
-                    and i.satisfaction <= s.unsatisfied_at_most
-                    and 0 <= (self.as_of - _day(i.resolved_time)).days < s.unsatisfied_window_days
+            if i.satisfaction is None:
+                last = resolved + timedelta(days=s.survey_window_days - 1)
+                if window_open(self.as_of, resolved, last, "month") and (found is None or i.resolved_time > found.resolved_time):
+                    found = i
+            elif (i.satisfaction <= s.unsatisfied_at_most and 0 <= (self.as_of - resolved).days < s.unsatisfied_window_days
                     and (low is None or i.resolved_time > low.resolved_time)):
                 low = i
+        f["survey_due"] = found is not None
+        f["survey_interaction_id"] = found.interaction_id if found else None
         f["unsatisfied_complaint"] = low is not None
         f["unsatisfied_complaint_id"] = low.interaction_id if low else None
         f["unsatisfied_complaint_score"] = low.satisfaction if low else None
