@@ -74,13 +74,9 @@ def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | N
     if not inbox.is_dir():
         raise InputError(Problem("no-input", f"the inbox folder {inbox} does not exist", Location(file=str(inbox)),
                                  fix="create it and put the Excel exports (*.xlsx) in it"))
-    files = []
+    files = export_files(inbox)
     for p in sorted(inbox.iterdir(), key=lambda p: p.name):
-        if not p.is_file() or p.name.startswith(_NOT_EXPORTS):
-            continue
-        if p.suffix.lower() == ".xlsx":
-            files.append(p)
-        elif p.suffix.lower() in _OTHER_SPREADSHEETS:
+        if p.is_file() and not p.name.startswith(_NOT_EXPORTS) and p.suffix.lower() in _OTHER_SPREADSHEETS:
             _warn(warn, Problem("ignored-file", f"{p.name} is not an .xlsx file and was not read",
                                 Location(file=p.name), WARNING, fix="save it as .xlsx (Excel Workbook)"))
     if not files:
