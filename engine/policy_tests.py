@@ -49,7 +49,7 @@ from engine.policy.yaml_source import YList, YMap, load_yaml
 FILE_KEYS = ("kind", "description", "as_of", "customer", "cases")
 CASE_KEYS = ("id", "description", "as_of", "customer", "interactions", "orders", "expect")
 EXPECT_KEYS = ("tags", "fired", "not_fired", "tasks", "messages", "suppressed", "sla")
-TASK_KEYS = ("rule", "assignee", "priority", "title", "due")  # due as 'YYYY-MM-DD HH:MM'
+TASK_KEYS = ("rule", "assignee", "priority", "title", "due")  # due as 'YYYY-MM-DD HH:MM', or a day alone
 MESSAGE_KEYS = ("rule", "channel", "template")
 SUPPRESSED_KEYS = ("rule", "guard", "kind")
 SLA_KEYS = ("rule", "first_response", "resolution")
@@ -332,8 +332,12 @@ def _shown(value: Any) -> str:
 def _same(expected: Any, actual: Any) -> bool:
     if isinstance(expected, (int, float)) and isinstance(actual, (int, float)) and not isinstance(expected, bool):
         return abs(expected - actual) < 1e-9 and isinstance(actual, bool) == isinstance(expected, bool)
+    if isinstance(expected, datetime) and isinstance(actual, str):  # unquoted 2026-11-27 18:00:00 in YAML
+        return expected.strftime("%Y-%m-%d %H:%M") == actual and not expected.second
     if isinstance(expected, date) and isinstance(actual, str):
-        return expected.isoformat() == actual
+        # A day alone matches that day, at any time: due: 2026-11-27 matches '2026-11-27 18:00'.
+        day = expected.isoformat()
+        return actual == day or actual.startswith(day + " ")
     if isinstance(expected, YList) or isinstance(expected, list):
         return isinstance(actual, (list, tuple)) and list(actual) == list(expected)
     return expected == actual

@@ -72,6 +72,23 @@ def test_failing_case_shows_what_differs(tmp_path: Path):
     assert lines[10].startswith("覆盖率 coverage：") and "not exercised: " in lines[10] and "CH-WB-OFFER-REVIEW" in lines[10]
 
 
+def test_a_task_due_can_be_written_as_a_day_or_a_time(tmp_path: Path):
+    # The revisit task of a 中价值 customer is due 2026-11-27 09:00 (see the failing case above).
+    case = """\
+  - id: due-{n}
+    orders:
+      - {{days_ago: 100, amount: 20000}}
+    expect:
+      tasks: [{{rule: CARE-REVISIT-DUE, due: {due}}}]
+"""
+    dues = ["2026-11-27", "'2026-11-27 09:00'", "2026-11-27 09:00:00", "2026-11-28", "'2026-11-27 10:00'", "2026-11-27 09:00:30"]
+    tests = write_tests(tmp_path / "tests", "as_of: 2026-11-20\ncases:\n" + "".join(case.format(n=n, due=d) for n, d in enumerate(dues)))
+    report = run_policy_tests(SHIPPED_POLICIES, tests_dir=tests)
+    assert not report.problems
+    assert [bool(r.failures) for r in report.results] == [False, False, False, True, True, True]
+    assert report.results[3].failures[0] == "缺少任务：CARE-REVISIT-DUE（due=2026-11-28） —— 该规则产生了，但 due 实际为 '2026-11-27 09:00'"
+
+
 def test_mistakes_in_a_test_file_name_their_line(tmp_path: Path):
     tests = write_tests(tmp_path / "tests", """\
 as_of: 2026-11-20
