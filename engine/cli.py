@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from engine import __version__
-from engine.cli_tools import parse_as_of
+from engine.cli_tools import parse_as_of, split_as_of
 from engine.errors import EngineError
 
 
@@ -69,10 +69,7 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
     process; CRM_ENGINE_PROCESSES=2 uses the helpers whatever the size."""
     from engine.run import RunOptions, run_batch
 
-    if as_of is None:
-        as_of = datetime.now().replace(second=0, microsecond=0)
-    as_of_time = as_of if isinstance(as_of, datetime) else None
-    as_of_day = as_of.date() if isinstance(as_of, datetime) else as_of
+    as_of_day, as_of_time = split_as_of(as_of, policies)
     options = RunOptions(policies=policies, inbox=inbox, outbox=outbox, as_of=as_of_day, as_of_time=as_of_time,
                          templates=templates, engine=engine_name, force=force, ledger=ledger,
                          cross_check=cross_check)

@@ -10,6 +10,7 @@ import json
 import sys
 from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -19,22 +20,40 @@ _FOLDER = click.Path(path_type=Path, file_okay=False)
 
 
 def parse_as_of(_ctx, _param, value):
-    """A date (the end of that day) or an instant such as 2026-11-20T12:00; default: now."""
+    """A date (the end of that day) or an instant such as 2026-11-20T12:00 (to the minute; an
+    instant with a UTC offset, 2026-11-20T04:00Z, is read in the policies' time zone by
+    ``split_as_of``); default: now."""
     if value is None:
         return None
     text = value.strip().replace(" ", "T")
     try:
         if "T" in text:
-            return datetime.fromisoformat(text).replace(second=0, microsecond=0)
+            return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(second=0, microsecond=0)
         return date.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(f"'{value}' is not a date like 2026-11-20 or a time like 2026-11-20T12:00") from None
 
 
-def _split_as_of(value: date | datetime | None) -> tuple[date, datetime | None]:
+def policy_time_zone(policies: Path) -> ZoneInfo:
+    """The zone of the exports' wall-clock times (columns.yaml ``time_zone``): --as-of and "now" are
+    read in it, so a server whose clock runs on UTC still looks at Beijing time."""
+    from engine.columns import ColumnsSpec
+    from engine.readers import load_columns
+
+    try:
+        return ZoneInfo(load_columns(policies / "columns.yaml", display="columns.yaml").time_zone)
+    except EngineError:  # a broken columns.yaml: the command reports it itself
+        return ZoneInfo(ColumnsSpec.time_zone)
+
+
+def split_as_of(value: date | datetime | None, policies: Path) -> tuple[date, datetime | None]:
+    """(the as-of day, the instant or None for a date alone), as naive wall-clock times in the
+    policies' time zone: "now" by default, an instant with a UTC offset converted."""
     if value is None:
-        value = datetime.now().replace(second=0, microsecond=0)
+        value = datetime.now(policy_time_zone(policies)).replace(second=0, microsecond=0)
     if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(policy_time_zone(policies)).replace(tzinfo=None)
         return value.date(), value
     return value, None
 
@@ -75,7 +94,7 @@ def validate_command(policies: Path, templates: Path | None, fmt: str, engine_na
     problems = validate_policies(policies, templates, engine_name)
     errors = [p for p in problems if p.severity == "error"]
     if not errors:  # what a run on that day will warn about too (next year's holidays not yet declared)
-        problems.extend(calendar_ahead_warnings(policies, _split_as_of(as_of)[0]))
+        problems.extend(calendar_ahead_warnings(policies, split_as_of(as_of, policies)[0]))
     if fmt == "json":
         click.echo(json.dumps([p.to_dict() for p in problems], ensure_ascii=False, indent=2))
     else:
@@ -145,7 +164,7 @@ def explain_command(customer_id: str, run_folder: Path | None, policies: Path | 
         if run_folder is not None:
             result = explain_from_run(customer_id, run_folder, inbox, policies, templates)
         else:
-            day, moment = _split_as_of(as_of)
+            day, moment = split_as_of(as_of, policies or Path("policies"))
             result = explain_from_inputs(customer_id, policies or Path("policies"), inbox or Path("inbox"), day, moment,
                                          templates)
     except EngineError as exc:
@@ -179,7 +198,7 @@ def diff_command(base: str, new: Path, inbox: Path, as_of, templates: Path | Non
     """
     from engine.diff import format_diff, run_diff, write_diff_workbook
 
-    day, moment = _split_as_of(as_of)
+    day, moment = split_as_of(as_of, new)
     try:
         result = run_diff(base, new, inbox, day, moment, templates)
     except EngineError as exc:

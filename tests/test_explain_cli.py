@@ -249,3 +249,30 @@ def test_explain_lists_the_orders_and_which_count(tmp_path: Path):
         "  O2  2026-10-01  90,000.00 元（已取消）  不计入：状态在 features.yaml orders_not_counted 中",
         "  O1  2026-09-01  3,000.00 元  计入",
     ]
+
+
+# -- an --as-of with a UTC offset, and "now", are read in the policies' time zone -----------------------
+
+@pytest.mark.parametrize("typed", ["2026-11-20T07:00Z", "2026-11-20T07:00+00:00", "2026-11-20T15:00+08:00", "2026-11-20 15:00"])
+def test_explain_reads_an_as_of_with_an_offset_in_the_policies_zone(project, typed):
+    result = invoke(explain_command, ["C000001", "--policies", project["policies"], "--inbox", project["inbox"],
+                                      "--as-of", typed, "--format", "json"])
+    assert result.exit_code == 0, result.output  # an offset was a TypeError traceback (aware vs naive times)
+    assert json.loads(result.output)["as_of"] == "2026-11-20 15:00:00"
+
+
+def test_now_is_the_policies_wall_clock_whatever_the_machine_zone(monkeypatch):
+    import time
+
+    from engine.cli_tools import split_as_of
+    from zoneinfo import ZoneInfo
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")  # a server whose clock is far from Beijing time
+    time.tzset()
+    try:
+        day, moment = split_as_of(None, SHIPPED_POLICIES)
+        beijing = datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert moment.tzinfo is None and abs((beijing - moment).total_seconds()) < 120 and day == moment.date()
