@@ -90,7 +90,7 @@ def feature_catalog(config: FeatureConfig) -> dict[str, tuple[str, str]]:
         "points": ("number", "积分"),
         "birthday": ("date", "生日 (solar, or lunar month/day when birthday_is_lunar)"),
         "birthday_is_lunar": ("bool", "生日按农历"),
-        "signed_date": ("date", "签约日期"),
+        "signed_date": ("date", "签约日期 (null when it is after the as-of date)"),
         "tenure_days": ("number", "days since the signed date"),
         "has_phone": ("bool", "a phone number is recorded"),
         "has_email": ("bool", "an e-mail address is recorded"),
@@ -105,7 +105,7 @@ def feature_catalog(config: FeatureConfig) -> dict[str, tuple[str, str]]:
         "days_since_last_contact": ("number", "days since the latest interaction (null if none)"),
         "last_revisit_date": ("date", "date of the latest 回访 or 拜访"),
         "days_since_last_revisit": ("number", "days since the latest 回访 or 拜访 (null if none)"),
-        "open_complaints": ("number", "complaints not yet resolved"),
+        "open_complaints": ("number", "complaints not yet resolved on the as-of date"),
         "last_complaint_category": ("string", "reason category of the latest complaint"),
         f"avg_satisfaction_{config.satisfaction_window_days}d": (
             "number",
@@ -156,8 +156,9 @@ def _customer_features(c: Customer, as_of: date) -> dict[str, Any]:
         "points": c.points,
         "birthday": c.birthday,
         "birthday_is_lunar": bool(c.birthday_is_lunar),
-        "signed_date": c.signed_date,
-        "tenure_days": (as_of - c.signed_date).days if c.signed_date else None,
+        # A contract signed after the as-of date had not been signed yet (a run for a past date).
+        "signed_date": c.signed_date if c.signed_date and c.signed_date <= as_of else None,
+        "tenure_days": (as_of - c.signed_date).days if c.signed_date and c.signed_date <= as_of else None,
         "has_phone": bool(c.phone),
         "has_email": bool(c.email),
         "has_wechat": bool(c.wechat),
@@ -224,8 +225,12 @@ def _interaction_window_names(windows: tuple[int, ...]) -> tuple[tuple[int, str,
                  for w in windows)
 
 
-def is_open(i: Interaction) -> bool:
-    return i.resolved_time is None and (i.status or "").strip().lower() not in CLOSED_STATUSES
+def is_open(i: Interaction, as_of: date) -> bool:
+    """Still open on the as-of day: not resolved by then (a resolved time after it had not happened
+    yet, whatever the status says now), or, without a resolved time, not in a closing status."""
+    if i.resolved_time is not None:
+        return _day(i.resolved_time) > as_of
+    return (i.status or "").strip().lower() not in CLOSED_STATUSES
 
 
 def _interaction_features(
@@ -262,7 +267,7 @@ def _interaction_features(
             if prev is None or d > prev:
                 last_by_key[key] = d
         if key == "complaint":
-            if is_open(i):
+            if is_open(i, as_of):
                 open_complaints += 1
             if last_complaint_time is None or i.time >= last_complaint_time:
                 last_complaint_time, last_complaint_category = i.time, i.category

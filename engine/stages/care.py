@@ -404,7 +404,7 @@ class CareStage:
         f["post_purchase_followup_by"] = latest.date + timedelta(days=self.settings.post_purchase_window_days - 1)
 
     def _revisit(self, facts: CustomerFacts, f: dict) -> None:
-        basis = f.get("last_revisit_date") or facts.customer.signed_date or f.get("first_order_date")
+        basis = f.get("last_revisit_date") or f.get("signed_date") or f.get("first_order_date")  # as of the run
         interval = f.get("revisit_interval_days")  # from the service plan (classification)
         if basis is None or interval is None or basis > self.as_of:
             f.update(revisit_basis_date=basis, next_revisit_date=None, revisit_due=False)
