@@ -188,7 +188,7 @@ def test_lunar_birthday_greeting_and_gift_task(policyset):
     assert row["days_until_birthday"] == 3
     assert row["birthday_greeting_due"] is True and row["value_tier"] == "高"
     msg = messages_of(ev, "CARE-BIRTHDAY-GREETING")["C1"]
-    assert "生日快乐" in msg.body and msg.key == "CARE-BIRTHDAY-GREETING|C1|2026"
+    assert "生日快乐" in msg.body and msg.key == "CARE-BIRTHDAY-GREETING|C1|2026|2026-01-26"
     task = tasks_of(ev, "CARE-BIRTHDAY-GIFT")["C1"]
     assert task.assignee == "张伟"
     assert task.title == "为客户准备生日贺卡和礼物（农历12月8日生日）"

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from conftest import ROOT, customer, write_inbox
+from conftest import ROOT, customer, edit, write_inbox
 from engine.cli import main
 
 
-def run(inbox: Path, outbox: Path, as_of: str):
-    result = CliRunner().invoke(main, ["run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox),
+def run(inbox: Path, outbox: Path, as_of: str, policies: Path = ROOT / "policies"):
+    result = CliRunner().invoke(main, ["run", "--policies", str(policies), "--inbox", str(inbox),
                                        "--outbox", str(outbox), "--as-of", as_of], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result
@@ -244,3 +244,21 @@ def test_the_same_batch_started_twice_at_once_is_done_once(tmp_path: Path):
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
     assert "nothing new was issued" in out + err and "run-exists" not in out + err
+
+
+def test_a_lunar_birthday_that_falls_twice_in_one_year_is_greeted_both_times(tmp_path: Path, policy_copy: Path):
+    # Lunar 十一月二十 is 2026-01-08 (lunar year 2025) and 2026-12-28 (lunar year 2026): two birthdays in
+    # one solar year. Keyed by the year alone, the second greeting was stopped as "already sent".
+    # (The December run's SLA deadlines may reach 2027: statutory holidays stand in for its schedule.)
+    edit(policy_copy / "calendar.yaml", "on_uncovered_year: error", "on_uncovered_year: statutory")
+    inbox = write_inbox(tmp_path / "inbox", customers=[customer("C1", 生日="1980-11-20", 农历生日="是", 签约日期="2025-01-10")],
+                        orders=[["O1", "C1", "2025-12-01", 800, "耗材", 1]])
+    outbox = tmp_path / "outbox"
+    greetings = []
+    for as_of in ("2026-01-07", "2026-01-08", "2026-12-27"):
+        run(inbox, outbox, as_of, policy_copy)
+        folder = folder_for(outbox, as_of)
+        sms = folder / "messages" / "sms" / "messages.jsonl"  # no file when nothing goes out by SMS
+        sent = [json.loads(line) for line in sms.read_text(encoding="utf-8").splitlines()] if sms.exists() else []
+        greetings.append([m["key"] for m in sent if m["rule_id"] == "CARE-BIRTHDAY-GREETING"])
+    assert greetings == [["CARE-BIRTHDAY-GREETING|C1|2026|2026-01-08"], [], ["CARE-BIRTHDAY-GREETING|C1|2026|2026-12-28"]]

@@ -423,8 +423,10 @@ class CareStage:
                 continue
             resolved = _day(i.resolved_time)
             if i.satisfaction is None:
+                # Not cut at the month's end: CARE-SURVEY is keyed by the complaint (key_by:
+                # survey_interaction_id), so a window into the next month cannot survey it twice.
                 last = resolved + timedelta(days=s.survey_window_days - 1)
-                if window_open(self.as_of, resolved, last, "month") and (found is None or i.resolved_time > found.resolved_time):
+                if resolved <= self.as_of <= last and (found is None or i.resolved_time > found.resolved_time):
                     found = i
             elif (i.satisfaction <= s.unsatisfied_at_most and 0 <= (self.as_of - resolved).days < s.unsatisfied_window_days
                     and (low is None or i.resolved_time > low.resolved_time)):
