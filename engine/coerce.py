@@ -44,6 +44,15 @@ class CoercionError(ValueError):
         self.reason = reason
 
 
+# Control characters (keeping tab and line breaks) that exports sometimes carry from pasted text:
+# invisible in Excel, but they break sheet names and XML and reach a terminal as escape sequences.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _without_controls(s: str) -> str:
+    return _CONTROL_CHARS.sub("", s).strip()
+
+
 def _nfkc(s: str) -> str:
     # Full-width digits/letters/punctuation (１２３，：￥) become their ASCII forms.
     return unicodedata.normalize("NFKC", s)
@@ -162,6 +171,8 @@ class Coercer:
         t = type(v)
         if t is str:
             s = v.strip()
+            if not s.isprintable():  # line breaks (kept), or control characters (dropped)
+                s = _without_controls(s)
             if s in self.blanks:
                 return None
             return s
@@ -185,6 +196,8 @@ class Coercer:
             s = v.strip()
             if not s.isascii():
                 s = _nfkc(s).strip()  # Ｃ０００１ -> C0001
+            if not s.isprintable():
+                s = _without_controls(s)
             if s in self.blanks:
                 return None
             return s

@@ -7,6 +7,7 @@ the same objects.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -57,6 +58,16 @@ class Location:
         )
 
 
+# Control characters other than line breaks: text from an export (a header, a name) printed to a
+# terminal must not carry escape sequences that clear the screen or retitle the window.
+_UNPRINTABLE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character but ``\n`` shown as ``?``."""
+    return text if text.isprintable() else _UNPRINTABLE.sub("?", text)
+
+
 @dataclass(frozen=True)
 class Problem:
     code: str  # stable, kebab-case: "unknown-field", "type-mismatch", "missing-column", ...
@@ -69,7 +80,7 @@ class Problem:
         text = f"{self.location}: {self.severity}: {self.message} [{self.code}]"
         if self.fix:
             text += f"\n    fix: {self.fix}"
-        return text
+        return printable(text)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

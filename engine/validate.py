@@ -39,7 +39,7 @@ from jinja2 import DictLoader, TemplateSyntaxError, nodes
 from engine import expr
 from engine.audit import check_report_template
 from engine.calendar import load_calendars
-from engine.errors import ERROR, WARNING, EngineError, Location, PolicyError, Problem
+from engine.errors import ERROR, WARNING, EngineError, Location, PolicyError, Problem, printable
 from engine.expr.lexer import locate
 from engine.expr.render import value_text
 from engine.features import derive_features
@@ -142,7 +142,7 @@ def format_problem(p: Problem) -> str:
     text = f"{p.location}: {p.severity}: {p.message} [{p.code}]"
     if p.fix:
         text += f" — 修改建议: {p.fix}"
-    return text.replace("\n", " ")
+    return printable(text.replace("\n", " "))
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:

@@ -72,11 +72,11 @@ MAX_STRING = 32767  # Excel's limit for one cell's text
 
 HEADER_FILL = "#DDEBF7"  # header row: bold, this fill, thin border, wrapped, vertically centred
 
-_INJECTION_START = ("=", "+", "-", "@", "\t", "\r")
+_INJECTION_START = ("=", "+", "-", "@", "\t", "\r", "\n")  # \r is stored as \n (_clean_text)
 # A signed number or phone number: harmless even as a formula (no letters, no references).
 _PLAIN_SIGNED_NUMBER = re.compile(r"[+-][0-9][0-9 .,\-]*")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # keeps \t and \n
-_BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
+_BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\\x00-\x1f\x7f]")  # and control characters: invalid XML
 SHEET_NAME_MAX = 31
 
 
@@ -215,7 +215,7 @@ def write_workbook(
 def _sheet_data(sheet: Sheet) -> tuple[Any, dict[str, Any]]:
     """The rows as records keyed by header, and the sheet's options (widths, formats, filter)."""
     columns = sheet.columns
-    headers = [_clean_text(escape_text(c.header)) for c in columns]
+    headers = [escape_text(_clean_text(c.header)) for c in columns]
     if len(set(headers)) != len(headers):
         raise ValueError(f"sheet {sheet.name!r}: two columns have the same header")
     ncols = len(columns)
@@ -334,7 +334,8 @@ def _cell(kind: str, value: Any) -> Any:
 
 
 def _text(text: str) -> str | None:
-    text = _clean_text(escape_text(text))
+    # Cleaned first: "\x01=HYPERLINK(…)" would lose its control character only after the check.
+    text = escape_text(_clean_text(text))
     if len(text) > MAX_STRING:
         text = text[:MAX_STRING]  # Excel's hard limit for one cell
     return text or None

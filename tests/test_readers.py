@@ -381,6 +381,23 @@ def test_unknown_columns_are_ignored_with_a_warning(tmp_path, columns):
     assert str(unknown[0].location) == "customers.xlsx, sheet 客户信息"
 
 
+def test_control_characters_in_cells_are_dropped_and_never_printed(tmp_path, columns):
+    # Pasted text can carry invisible control characters: escape sequences reached the terminal, and a
+    # \x01 in an owner's name made that owner's task workbook invalid XML.
+    from engine.validate import format_problem
+
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称", "客户经理", "备注\x1b]0;TITLE\x07"],
+                                                       ["C1\x00", "张三\x1b[2J", "张\x01伟", "x"],
+                                                       ["C2", "第一行\n第二行", "李娜", "y"]]})
+    warnings: list[Problem] = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    assert [(c.customer_id, c.name, c.owner) for c in ds.customers] == [("C1", "张三[2J", "张伟"), ("C2", "第一行\n第二行", "李娜")]
+    [unknown] = [w for w in warnings if w.code == "unknown-column"]
+    assert "\x1b" not in str(unknown) and "\x07" not in format_problem(unknown)
+    assert "备注?]0;TITLE?" in str(unknown)
+
+
 def test_missing_required_column_message(tmp_path, columns):
     inbox = tmp_path / "inbox"
     write_book(inbox / "customers.xlsx", {"客户信息": [["客户名称", "手机号码"], ["张三", "13812345678"]]})

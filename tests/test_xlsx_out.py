@@ -125,6 +125,19 @@ def test_control_characters_cleaned(tmp_path):
     assert [ws.cell(row=r, column=1).value for r in (2, 3, 4)] == ["第一行\n第二行", "ab", "tab\there"]
 
 
+@pytest.mark.parametrize("text", ["\x01=HYPERLINK(\"http://evil.example\",\"点我\")", "\x02=1+2", "\x0b+cmd|' /C calc'!A0", "\x00@SUM(A1)"])
+def test_a_control_character_does_not_hide_a_formula(tmp_path, text):
+    # The control character is dropped before the check: dropped after it, "=…" was stored bare.
+    ws = write_and_load(tmp_path, [Sheet("s", [Column(text)], [[text]])])["s"]
+    assert ws["A1"].value.startswith("'") and ws["A2"].value.startswith("'")
+    assert ws["A2"].value[1:] == text[1:]
+
+
+def test_control_characters_in_sheet_names_are_replaced(tmp_path):
+    wb = write_and_load(tmp_path, [Sheet("张\x01伟", [Column("x")], [[1]]), Sheet("a\x00b", [Column("x")], [[1]])])
+    assert wb.sheetnames == ["张_伟", "a_b"]  # a raw \x01 in workbook.xml made the file unreadable
+
+
 def test_no_cell_is_a_formula(tmp_path):
     evil = ["=1+2", "+1", "-1+A1", "@x", "=cmd|'/c calc'!A1"]
     cols = [Column(f"c{i}") for i in range(len(evil))] + [Column("=header")]
