@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -76,6 +77,10 @@ def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | N
                                  fix="create it and put the Excel exports (*.xlsx) in it"))
     files = export_files(inbox)
     for p in sorted(inbox.iterdir(), key=lambda p: p.name):
+        if p.suffix.lower() == ".xlsx" and p.is_symlink() and not p.exists():
+            # Skipping it would run the batch without that export (e.g. no interactions: no SLA, no churn).
+            raise InputError(Problem("unreadable-file", f"{p.name} is a link to {os.readlink(p)}, which does not exist",
+                                     Location(file=p.name), fix="copy the export itself into the inbox, or fix the link"))
         if p.is_file() and not p.name.startswith(_NOT_EXPORTS) and p.suffix.lower() in _OTHER_SPREADSHEETS:
             _warn(warn, Problem("ignored-file", f"{p.name} is not an .xlsx file and was not read",
                                 Location(file=p.name), WARNING, fix="save it as .xlsx (Excel Workbook)"))

@@ -398,6 +398,17 @@ def test_control_characters_in_cells_are_dropped_and_never_printed(tmp_path, col
     assert "备注?]0;TITLE?" in str(unknown)
 
 
+def test_a_broken_link_in_the_inbox_stops_the_run(tmp_path, columns):
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称"], ["C1", "张三"]]})
+    (inbox / "interactions.xlsx").symlink_to(tmp_path / "gone" / "interactions.xlsx")
+    with pytest.raises(InputError) as exc:  # it was skipped: the batch ran with no interactions at all
+        read_inbox(inbox, columns)
+    [problem] = exc.value.problems
+    assert (problem.code, str(problem.location)) == ("unreadable-file", "interactions.xlsx")
+    assert problem.message == f"interactions.xlsx is a link to {tmp_path / 'gone' / 'interactions.xlsx'}, which does not exist"
+
+
 def test_missing_required_column_message(tmp_path, columns):
     inbox = tmp_path / "inbox"
     write_book(inbox / "customers.xlsx", {"客户信息": [["客户名称", "手机号码"], ["张三", "13812345678"]]})
