@@ -40,6 +40,9 @@ class Task:
     handler: bool = False  # assigned to the ticket's 处理人 (an SLA reminder), not as 客户经理 or by role
 
 
+CATEGORY_LABELS = {"marketing": "营销", "service": "服务"}  # a message's category as staff read it
+
+
 @dataclass
 class Message:
     customer_id: str

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.decisions import Firing, Message, Task
+from engine.decisions import CATEGORY_LABELS, Firing, Message, Task
 from engine.errors import PolicyError
 from engine.ledger import DEFAULT_LEDGER_NAME, Ledger
 from engine.policy.loader import MESSAGE_CATEGORIES, policy_files
@@ -52,7 +52,6 @@ GUARD_LABELS = {
     "quiet-hours": "免打扰时段",
     "frequency-cap": "频次上限",
 }
-CATEGORY_LABELS = {"marketing": "营销", "service": "服务"}
 NOT_RECORDED_CHOICES = ("no_consent", "consent")
 _STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}
 

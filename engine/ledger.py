@@ -48,7 +48,7 @@ try:
 except ImportError:  # not on a POSIX system
     fcntl = None
 
-from engine.decisions import Message, Task
+from engine.decisions import CATEGORY_LABELS, Message, Task
 from engine.errors import EngineError, Location, Problem
 from engine.xlsx_out import Column, Sheet, escape_text, write_workbook
 
@@ -445,7 +445,6 @@ class Ledger:
 # -- the ``crm-engine ledger`` command's logic ------------------------------------------------------
 
 KIND_LABELS = {"task": "任务", "message": "消息"}
-CATEGORY_LABELS = {"marketing": "营销", "service": "服务"}
 
 # (entry field, header, xlsx kind) for show and export
 EXPORT_COLUMNS = [

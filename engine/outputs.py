@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from engine.decisions import Firing, Message, Task
+from engine.decisions import CATEGORY_LABELS, Firing, Message, Task
 from engine.model import Reject
 from engine.outbox import write_jsonl
 from engine.xlsx_out import Column, Sheet, write_workbook
@@ -25,8 +25,8 @@ TASK_COLUMNS = [
     Column("客户编号"),
     Column("客户名称"),
     Column("任务"),
-    Column("原因"),
-    Column("建议话术", width=60),
+    Column("原因", width=40, wrap=True),
+    Column("建议话术", width=60, wrap=True),
     Column("规则编号"),
     Column("阶段"),
     Column("分配方式"),
@@ -134,14 +134,16 @@ def write_tasks(folder: Path, tasks: list[Task]) -> dict[str, int]:
 
 
 MESSAGE_COLUMNS = [
+    Column("发送时间", kind="datetime"),  # after the guards: quiet hours may have moved it
     Column("客户编号"),
     Column("客户名称"),
     Column("发送地址"),
     Column("模板"),
     Column("类别"),
     Column("标题"),
-    Column("内容", width=80),
+    Column("内容", width=80, wrap=True),
     Column("规则编号"),
+    Column("去重键"),  # the key the contact ledger and the sending system dedupe on (as in messages.jsonl)
 ]
 
 
@@ -167,7 +169,8 @@ def write_messages(folder: Path, messages: list[Message]) -> dict[str, int]:
                 for m in items
             ),
         )
-        rows = [(m.customer_id, m.customer_name, m.address, m.template, m.category, m.subject, m.body, m.rule_id) for m in items]
+        rows = [(m.send_at, m.customer_id, m.customer_name, m.address, m.template,
+                 CATEGORY_LABELS.get(m.category, m.category), m.subject, m.body, m.rule_id, m.key) for m in items]
         write_workbook(out / "messages.xlsx", [Sheet(channel, MESSAGE_COLUMNS, rows)])
         counts[channel] = len(items)
     return counts

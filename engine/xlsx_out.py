@@ -86,6 +86,7 @@ class Column:
     width: float | None = None  # None: fit the content
     kind: str = "text"  # one of KINDS
     key: str | None = None  # record key for sheet_from_dicts(); default: header
+    wrap: bool = False  # long text (reasons, scripts, message bodies) wraps in the cell instead of being cut off
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -241,6 +242,8 @@ def _sheet_data(sheet: Sheet) -> tuple[Any, dict[str, Any]]:
             widths.append(min(max(shown + PADDING, MIN_WIDTH), MAX_WIDTH))
     del rows
     formats = {headers[col]: _number_format(c.kind) for col, c in enumerate(columns) if c.kind in NUM_FORMATS}
+    formats.update({headers[col]: rx.Format().set_text_wrap().set_align("top") for col, c in enumerate(columns)
+                    if c.wrap and c.kind == "text"})
     options: dict[str, Any] = {"header_format": _header_format(), "autofilter": True, "column_widths": widths}
     if formats:
         options["column_formats"] = formats

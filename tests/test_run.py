@@ -105,6 +105,15 @@ def test_run_classifies_and_issues_tasks_and_messages(tmp_path: Path):
     wechat = [json.loads(line) for line in (folder / "messages" / "wechat" / "messages.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [(m["customer_id"], m["rule_id"], m["key"]) for m in wechat] == [("C3", "CL-LOW-VALUE-OFFER", "CL-LOW-VALUE-OFFER|C3|2026-11")]
     assert "本月新品上市" in wechat[0]["body"]
+    # The review workbook shows when each message goes out and the key it is deduped on, as the JSON does.
+    review = read_rows(folder / "messages" / "wechat" / "messages.xlsx")
+    assert review[0] == ("发送时间", "客户编号", "客户名称", "发送地址", "模板", "类别", "标题", "内容", "规则编号", "去重键")
+    assert review[1][:2] == (datetime.fromisoformat(wechat[0]["send_at"]), "C3") and review[1][5] == "营销"
+    assert review[1][7] == wechat[0]["body"] and review[1][9] == "CL-LOW-VALUE-OFFER|C3|2026-11"
+    # Long reasons and scripts wrap in their cells instead of being cut off by the next column.
+    assert [ws.cell(row=1, column=c).value for c in (6, 7)] == ["原因", "建议话术"]
+    assert ws.cell(row=2, column=6).alignment.wrap_text and ws.cell(row=2, column=7).alignment.wrap_text
+    assert not ws.cell(row=2, column=5).alignment.wrap_text
 
     # The decision log says which table row set the tier, and on which values.
     log = decisions(folder)
