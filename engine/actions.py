@@ -12,7 +12,7 @@ from engine.errors import PolicyError, Problem
 from engine.model import Customer
 from engine.policy.loader import Organization
 from engine.policy.model import MessageSpec, Rule, RuleSet, TaskSpec, period_label
-from engine.render import render_message, template_reads
+from engine.render import render_message, template_reads, without_customer_values
 
 
 def customer_context(customer: Customer, features: dict[str, Any]) -> ChainMap:
@@ -74,10 +74,11 @@ class ActionBuilder:
         try:
             return inline.render(context)
         except Exception as exc:
-            raise PolicyError(
-                Problem(code="template-undefined", message=f"rule {rule.rule_id}: {exc}", location=rule.location,
-                        fix="use only variables listed in templates/README.md, e.g. customer.name")
-            ) from None
+            whose = context["customer"].get("customer_id")
+            raise PolicyError(Problem(
+                code="template-undefined", location=rule.location,
+                message=f"rule {rule.rule_id} (customer {whose}): {without_customer_values(str(exc), context)}",
+                fix="use only variables listed in templates/README.md, e.g. customer.name")) from None
 
     def context(self, customer: Customer, features: dict, params: dict | None = None) -> dict[str, Any]:
         return {

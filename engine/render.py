@@ -144,8 +144,24 @@ def render_message(env: MessageEnvironment, template_name: str, context: Mapping
     try:
         text = compiled.template.render(context)
     except Exception as exc:  # undefined variable, sandbox violation, a filter given a wrong type...
-        raise _render_problem(env, template_name, compiled, exc) from None
+        raise _render_problem(env, template_name, compiled, exc, context) from None
     return _split_subject(text, compiled.has_subject)
+
+
+def without_customer_values(text: str, context: Mapping[str, Any]) -> str:
+    """``text`` (an error's own words) with the customer's values blanked out: the error is printed
+    to the console and the log, where personal data must not go ("money filter needs a number, got
+    '张三'" → "got '…'"). The customer's id says whose record it was."""
+    customer = context.get("customer") or {}
+    values = {str(v) for v in customer.values() if isinstance(v, (str, date)) and len(str(v)) >= 2}
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, "…")
+    return text
+
+
+def _whose(context: Mapping[str, Any]) -> str:
+    cid = (context.get("customer") or {}).get("customer_id")
+    return f" (customer {cid})" if cid else ""
 
 
 def template_variables(env: MessageEnvironment, template_name: str) -> set[str]:
@@ -334,11 +350,12 @@ _UNDEFINED_NAME = (
 )
 
 
-def _render_problem(env: MessageEnvironment, template_name: str, compiled: _Compiled, exc: Exception) -> PolicyError:
+def _render_problem(env: MessageEnvironment, template_name: str, compiled: _Compiled, exc: Exception,
+                    context: Mapping[str, Any]) -> PolicyError:
     file = _template_file(env, template_name)
     line = template_error_line(exc, compiled.template.filename)
-    where = f"template {file}" + (f" line {line}" if line else "")
-    text = str(exc)
+    where = f"template {file}" + (f" line {line}" if line else "") + _whose(context)
+    text = without_customer_values(str(exc), context)
     snippet = ""
     if line and 0 < line <= len(compiled.source_lines):
         snippet = compiled.source_lines[line - 1].strip()

@@ -103,3 +103,11 @@ def test_a_missing_field_fails_every_time(builder, shipped):
             titles(builder, rs, rule, spec, [{}])
         assert err.value.problems[0].code == "template-undefined"
         assert "no_such_field" in err.value.problems[0].message
+
+
+def test_a_failing_title_names_the_customer_not_their_data(builder, shipped):
+    rs, rule, spec = rule_with_task(shipped, "联系{{ params[customer.name] }}")
+    with pytest.raises(PolicyError) as err:
+        titles(builder, rs, rule, spec, [{"name": "星河贸易有限公司", "customer_id": "C0"}])
+    message = err.value.problems[0].message
+    assert message.startswith(f"rule {rule.rule_id} (customer C0): ") and "星河贸易有限公司" not in message

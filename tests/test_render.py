@@ -166,6 +166,21 @@ def test_undefined_top_level_variable(tmp_path):
     assert "'shop'" in problem.message
 
 
+@pytest.mark.parametrize("source, expected", [
+    ("{{ customer.contact_person|money }}", "t.txt line 1 (customer C0001): TypeError: money filter needs a number, got '…'"),
+    ("{{ customer.phone|date('%Y') }}", "t.txt line 1 (customer C0001): ValueError: Invalid isoformat string: '…'"),
+    ("{{ params[customer.name] }}", "t.txt line 1 (customer C0001): variable '…' is not defined ('dict object' has no attribute '…')"),
+])
+def test_a_failing_template_names_the_customer_not_their_data(tmp_path, source, expected):
+    # The error goes to the console and the log: the customer's name or phone must not.
+    write(tmp_path, "t.txt", source)
+    with pytest.raises(PolicyError) as info:
+        render_message(make_environment(tmp_path), "t.txt", sample_context())
+    message = info.value.problems[0].message
+    assert message.startswith(f"template {tmp_path / 't.txt'}") and expected in message
+    assert not any(v in str(info.value) for v in ("王磊", "13812345678", "星河贸易有限公司"))
+
+
 def test_missing_template(env):
     with pytest.raises(PolicyError) as info:
         render_message(env, "messages/sms/no_such.txt", sample_context())
