@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import sys
 from datetime import date, datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ import click
 
 from engine import __version__
 from engine.cli_tools import parse_as_of, split_as_of
-from engine.errors import EngineError
+from engine.errors import EngineError, Location, Problem
 
 
 def _parse_date(_ctx, _param, value):
@@ -77,6 +78,12 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
         result = run_batch(options, progress=lambda msg: click.echo(msg, err=True))
     except EngineError as exc:
         _fail(exc)
+        return
+    except (OSError, sqlite3.Error) as exc:  # a full disk, a read-only ledger: said plainly (the outbox is as it was)
+        where = getattr(exc, "filename", None) or (ledger or outbox)
+        _fail(EngineError(Problem("cannot-write", f"the run could not write its results or the contact ledger ({exc}); "
+                                  "nothing was issued", Location(file=str(where)),
+                                  fix="check that the outbox folder and the ledger file are writable and the disk is not full")))
         return
     if _ENDING_AT_ONCE:
         _KEPT_UNTIL_EXIT.append(result)  # its facts and decisions: see console_main

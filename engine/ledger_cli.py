@@ -70,7 +70,7 @@ def ledger_command(ledger_path: Path | None, outbox: Path, policies: Path, custo
     Examples:
       crm-engine ledger                                  # the newest 50 entries
       crm-engine ledger --customer C00042                # one customer's history
-      crm-engine ledger --rule care.birthday --since 2026-11-01
+      crm-engine ledger --rule CARE-BIRTHDAY-GREETING --since 2026-11-01
       crm-engine ledger --export ledger.xlsx             # everything, as a workbook
     """
     from engine.guards import load_guard_policy_folder, resolve_ledger_path

@@ -186,6 +186,20 @@ def _check_run_id(run_id: str) -> None:
         raise ValueError(f"invalid run id {run_id!r}")
 
 
+def check_writable(outbox: Path) -> None:
+    """Stop at once if the run folder could not be written into ``outbox`` (created if missing),
+    rather than after reading and evaluating the whole batch."""
+    probe = Path(outbox) / f"{TMP_PREFIX}probe-{os.getpid()}"
+    try:
+        Path(outbox).mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise EngineError(Problem(
+            "outbox-not-writable", f"cannot write into the outbox folder ({exc.strerror or exc})", Location(file=str(outbox)),
+            fix="choose another --outbox, or make this folder writable for the account that runs the batch")) from None
+
+
 def tidy_after_killed_runs(outbox: Path) -> list[str]:
     """Tidy up after runs on this machine that were killed before they could: their temporary folders
     are removed, and a run folder set aside by an overwrite (``--force``) killed half-way is put back.

@@ -31,7 +31,7 @@ from engine.ledger import Ledger, one_run_at_a_time
 from engine.features import derive_features, group_by_customer
 from engine.memory import gc_paused
 from engine.model import Dataset
-from engine.outbox import RunFolder, build_manifest, file_entry, make_run_id, sha256_file, tidy_after_killed_runs, write_json
+from engine.outbox import RunFolder, build_manifest, check_writable, file_entry, make_run_id, sha256_file, tidy_after_killed_runs, write_json
 from engine.parallel import SecondEvaluator, SecondWriter, facts_start, helpers
 from engine.outputs import DECISIONS_NAME, customer_table, write_customers, write_decisions, write_messages, write_rejects, write_tasks
 from engine.policy.loader import PolicySet
@@ -287,6 +287,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
     # Forked now, before the facts exist, so that they share none of them (engine/parallel.py).
     evaluator, writer = (None, None) if options.cross_check else cleanup.enter_context(
         helpers(start_evaluating, write_listed_files, options.inbox))
+    check_writable(options.outbox)
     for line in tidy_after_killed_runs(options.outbox):  # before "already done?" is asked: it may put a run folder back
         say(line)
     say(f"读取 {options.inbox} …")

@@ -262,3 +262,25 @@ def test_the_real_command_prints_each_input_warning_once(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("columns not used: 内部评级 [unknown-column]") == 1
     assert done.stderr.count("no orders sheet found in the inbox inbox") == 1
+
+
+def test_an_outbox_that_cannot_be_written_is_said_before_the_batch_is_read(tmp_path: Path):
+    inbox = small_inbox(tmp_path / "inbox")
+    (tmp_path / "shared").write_text("a file where a folder should be")
+    blocked = tmp_path / "shared" / "outbox"
+    result = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(blocked), "--as-of", AS_OF)
+    assert result.exit_code == 1
+    assert "读取" not in result.output  # stopped before reading the exports
+    assert f"{blocked}: error: cannot write into the outbox folder (" in result.output and "[outbox-not-writable]" in result.output
+
+
+def test_a_ledger_that_cannot_be_written_is_an_error_not_a_traceback(tmp_path: Path):
+    inbox = small_inbox(tmp_path / "inbox")
+    (tmp_path / "shared").write_text("a file where a folder should be")
+    ledger = tmp_path / "shared" / "ledger.sqlite"
+    result = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(tmp_path / "out"),
+                     "--as-of", AS_OF, "--ledger", str(ledger))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{tmp_path / 'shared'}: error: the run could not write its results or the contact ledger (" in result.output
+    assert "[cannot-write]" in result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []  # nothing published
