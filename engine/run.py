@@ -301,8 +301,12 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
     digest = hashlib.sha256()
     digest.update((options.as_of_time or end_of_day(options.as_of)).isoformat().encode())  # the instant looked at
     digest.update(options.engine.encode())
-    for path in [*input_files, *policyset.files, columns_path, *template_files]:
-        digest.update(sha256_file(path).encode())
+    inbox_root = options.inbox.resolve()
+    for root, paths in ((inbox_root, input_files), (policies, [*policyset.files, columns_path]), (templates, template_files)):
+        for path in paths:
+            # Names count too: a renamed policy file is cited under its new name in the decision log.
+            digest.update(_relative_name(path, root).encode())
+            digest.update(sha256_file(path).encode())
     as_of_time = options.as_of_time or end_of_day(options.as_of)
     run_id = make_run_id(options.as_of, digest.hexdigest())
     target = options.outbox / run_id
@@ -380,6 +384,11 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
         ledger.close()
     return RunResult(run_id, target, counts=counts, warnings=warnings,
                      retained=(dataset, evaluation, guards))
+
+
+def _relative_name(path: Path, root: Path) -> str:
+    path = path.resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
 
 
 def write_listed_files(folder: Path, listed: dict[str, list]) -> None:

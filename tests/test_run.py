@@ -235,8 +235,8 @@ def test_the_command_ends_at_once_with_its_output_and_exit_status(tmp_path: Path
                  "--as-of", "2026-11-20")
     assert ok.returncode == 0, ok.stderr
     lines = ok.stdout.splitlines()
-    assert lines[0] == "运行完成 run 2026-11-20_c64489ea（as-of 2026-11-20）"
-    assert lines[-1] == f"结果在 Results in: {tmp_path / 'out' / '2026-11-20_c64489ea'}"
+    assert lines[0] == "运行完成 run 2026-11-20_e903b97e（as-of 2026-11-20）"
+    assert lines[-1] == f"结果在 Results in: {tmp_path / 'out' / '2026-11-20_e903b97e'}"
     assert "结果文件已写入，联系台账已更新" in ok.stderr
 
     (policy_copy / "organization.yaml").write_text(
@@ -284,3 +284,26 @@ def test_a_ledger_that_cannot_be_written_is_an_error_not_a_traceback(tmp_path: P
     assert f"{tmp_path / 'shared'}: error: the run could not write its results or the contact ledger (" in result.output
     assert "[cannot-write]" in result.output
     assert [p.name for p in (tmp_path / "out").iterdir()] == []  # nothing published
+
+
+def test_a_renamed_policy_file_is_another_batch_a_moved_folder_is_not(tmp_path: Path, policy_copy: Path):
+    import shutil
+
+    inbox = small_inbox(tmp_path / "inbox")
+    outbox = tmp_path / "out"
+
+    def run_id(policies: Path) -> str:
+        result = run_cli("run", "--policies", str(policies), "--inbox", str(inbox), "--outbox", str(outbox), "--as-of", AS_OF)
+        assert result.exit_code == 0, result.output
+        return result.output.split("2026-11-20_")[1][:8]
+
+    first = run_id(policy_copy)
+    moved = tmp_path / "elsewhere" / "policies"
+    shutil.copytree(policy_copy, moved)
+    shutil.copytree(policy_copy.parent / "templates", moved.parent / "templates")
+    assert run_id(moved) == first  # the same files under the same names: the same batch
+    (moved / "classification" / "need_type.yaml").rename(moved / "classification" / "need_typf.yaml")
+    renamed = run_id(moved)
+    assert renamed != first  # its decision log cites need_typf.yaml: not the batch run before
+    log = decisions(outbox / f"2026-11-20_{renamed}")
+    assert any(d["source"].startswith("classification/need_typf.yaml:") for d in log)
