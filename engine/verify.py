@@ -40,6 +40,7 @@ class VerifyResult:
     manifest_differs: list[str] = field(default_factory=list)  # manifest.json entries the re-run recorded otherwise
     ledger_missing: list[str] = field(default_factory=list)  # keys the re-run issued that the ledger lacks for this run
     ledger_extra: list[str] = field(default_factory=list)  # keys the ledger has for this run that the re-run did not issue
+    ledger_differs: list[str] = field(default_factory=list)  # keys both have, recorded with other details (assignee, time…)
     same: int = 0
     rerun_id: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -51,7 +52,8 @@ class VerifyResult:
     @property
     def identical(self) -> bool:
         return self.rerun and not (self.changed_inputs or self.new_inputs or self.differ or self.missing or self.extra
-                                   or self.unlisted or self.manifest_differs or self.ledger_missing or self.ledger_extra)
+                                   or self.unlisted or self.manifest_differs or self.ledger_missing or self.ledger_extra
+                                   or self.ledger_differs)
 
 
 def _roots(manifest: dict[str, Any], inbox: Path | None, policies: Path | None, templates: Path | None) -> dict[str, Path]:
@@ -164,9 +166,9 @@ def verify_run(run_folder: Path, inbox: Path | None = None, policies: Path | Non
                 issued = {(e.kind, e.key): e for e in again.entries(run_id=result.run_id)}
             result.ledger_missing = sorted(f"{kind} {key}" for kind, key in issued.keys() - recorded.keys())
             result.ledger_extra = sorted(f"{kind} {key}" for kind, key in recorded.keys() - issued.keys())
-            result.ledger_missing += sorted(f"{kind} {key}（记录内容不同 recorded differently）"
-                                            for kind, key in issued.keys() & recorded.keys()
-                                            if issued[kind, key] != recorded[kind, key])
+            # Still deduped (the key is there), but the row no longer says what was issued.
+            result.ledger_differs = sorted(f"{kind} {key}" for kind, key in issued.keys() & recorded.keys()
+                                           if issued[kind, key] != recorded[kind, key])
     finally:
         if keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -207,11 +209,13 @@ def format_verify(result: VerifyResult) -> list[str]:
         lines.append(f"  联系台账缺少 ledger lacks: {item}（以后的运行会再次发出）")
     for item in result.ledger_extra:
         lines.append(f"  联系台账多出 ledger has extra: {item}")
+    for item in result.ledger_differs:
+        lines.append(f"  联系台账记录内容不同 ledger row differs: {item}（仍算已发出，但记录的内容与本次运行不符）")
     if result.identical:
         lines.append(f"一致 identical：{result.same} 个输出文件的 sha256 与清单相同，清单内容也相同")
     else:
         problems = len(result.differ) + len(result.missing) + len(result.extra) + len(result.unlisted)
-        ledger = len(result.ledger_missing) + len(result.ledger_extra)
+        ledger = len(result.ledger_missing) + len(result.ledger_extra) + len(result.ledger_differs)
         lines.append(f"不一致 NOT identical：{problems} 个文件不同"
                      + ("，清单内容不同" if result.manifest_differs else "")
                      + (f"，联系台账 {ledger} 条不符" if ledger else "") + f"，{result.same} 个相同")

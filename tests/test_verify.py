@@ -205,3 +205,22 @@ def test_a_workbook_added_to_the_inbox_stops_before_rerunning(finished_run):
         "  新文件 输入 orders_extra.xlsx：运行时没有",
         "  把它们移出输入文件夹，或用 --inbox 指定只有原文件的文件夹 / move them out, or give --inbox",
     ]
+
+
+def test_a_ledger_row_recorded_differently_is_named_as_such_not_as_missing(finished_run):
+    """Its key is still in the ledger, so nothing is issued again: it was called "lacks … will be issued
+    again", which was not true."""
+    import sqlite3
+
+    folder, _, _ = finished_run
+    with sqlite3.connect(folder.parent / "ledger.sqlite") as conn:
+        kind, key = conn.execute("SELECT kind, key FROM issued WHERE kind = 'task' ORDER BY key LIMIT 1").fetchone()
+        conn.execute("UPDATE issued SET assignee = 'X' WHERE kind = ? AND key = ?", (kind, key))
+    conn.close()
+    result = CliRunner().invoke(verify_command, [str(folder)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert not [line for line in lines if "联系台账缺少" in line]
+    assert [line for line in lines if "联系台账记录内容不同" in line] == [
+        f"  联系台账记录内容不同 ledger row differs: {kind} {key}（仍算已发出，但记录的内容与本次运行不符）"]
+    assert lines[-1].startswith("不一致 NOT identical：0 个文件不同，联系台账 1 条不符，")
