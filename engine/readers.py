@@ -14,9 +14,11 @@ per-cell cost is one call of a converter; rows are only looked at one by one whe
 from __future__ import annotations
 
 import dataclasses
+import html
 import logging
 import os
 import re
+import zipfile
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from itertools import compress, repeat
@@ -237,16 +239,65 @@ def _parse_workbook(path: Path) -> tuple[CalamineWorkbook, list[tuple[str, Calam
         raise InputError(Problem("unreadable-file", f"{path.name} cannot be opened as an Excel workbook{what} ({exc})",
                                  Location(file=path.name), fix=fix)) from None
     sheets: list[tuple[str, CalamineSheet | None, str]] = []
+    oversized = _oversized_sheets(path)
     for meta in wb.sheets_metadata:
         sheet = meta.name
         if meta.visible != SheetVisibleEnum.Visible:
             sheets.append((sheet, None, _HIDDEN))
+            continue
+        if sheet in oversized:  # parsing it would need memory for every cell of that range (and abort)
+            sheets.append((sheet, None, f"its used range is {oversized[sheet]}, far more cells than an export holds: "
+                                        "a cell far below or to the right of the data; delete the empty rows and columns "
+                                        "after the data (select them, right-click, Delete) and save"))
             continue
         try:
             sheets.append((sheet, wb.get_sheet_by_name(sheet), ""))
         except CalamineError as exc:
             sheets.append((sheet, None, str(exc)))
     return wb, sheets
+
+
+# A sheet whose used range spans more cells than this is refused before calamine parses it: it makes
+# a dense grid of the range (A1:XFD1048576 asks for 512 GiB and aborts the process). A million rows
+# of 100 columns still pass.
+MAX_SHEET_CELLS = 100_000_000
+_SHEET_ENTRY = re.compile(r'<(?:\w+:)?sheet\b[^>]*?\bname="([^"]*)"[^>]*?\br:id="([^"]+)"')
+_RELATIONSHIP = re.compile(r'<Relationship\b[^>]*?\bId="([^"]+)"[^>]*?\bTarget="([^"]+)"')
+_DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="[A-Z]*\d*:?([A-Z]+)(\d+)"')
+
+
+def _oversized_sheets(path: Path) -> dict[str, str]:
+    """Sheet name → its recorded used range (``<dimension ref>``), for sheets over ``MAX_SHEET_CELLS``.
+    Reads only the first few KB of each sheet; a workbook this cannot make sense of is left to calamine."""
+    found: dict[str, str] = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            if "xl/workbook.xml" not in names or "xl/_rels/workbook.xml.rels" not in names:
+                return found
+            targets = dict(_RELATIONSHIP.findall(z.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")))
+            for name, rid in _SHEET_ENTRY.findall(z.read("xl/workbook.xml").decode("utf-8", "replace")):
+                target = targets.get(rid, "")
+                member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+                if member not in names:
+                    continue
+                with z.open(member) as f:
+                    head = f.read(4096)
+                m = _DIMENSION.search(head)
+                if m and _column_number(m.group(1).decode()) * int(m.group(2)) > MAX_SHEET_CELLS:
+                    ref = re.search(rb'ref="([^"]+)"', head[m.start():]).group(1).decode()
+                    found[html.unescape(name)] = ref
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
+        pass
+    return found
+
+
+def _column_number(letters: str) -> int:
+    """A → 1, Z → 26, AA → 27, XFD → 16384."""
+    n = 0
+    for ch in letters:
+        n = n * 26 + ord(ch) - 64
+    return n
 
 
 def _starts_with(path: Path, magic: bytes) -> bool:

@@ -409,6 +409,23 @@ def test_a_broken_link_in_the_inbox_stops_the_run(tmp_path, columns):
     assert problem.message == f"interactions.xlsx is a link to {tmp_path / 'gone' / 'interactions.xlsx'}, which does not exist"
 
 
+def test_a_sheet_whose_used_range_is_enormous_is_refused_before_it_is_parsed(tmp_path, columns):
+    # One stray cell in the last row and column: parsing it asked for 512 GiB and aborted the process.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wb = xlsxwriter.Workbook(str(inbox / "customers.xlsx"))
+    ws = wb.add_worksheet("客户信息")
+    ws.write_row(0, 0, ["客户编号", "客户名称"])
+    ws.write_row(1, 0, ["C1", "张三"])
+    ws.write(1048575, 16383, ".")
+    wb.close()
+    with pytest.raises(InputError) as exc:
+        read_inbox(inbox, columns)
+    [problem] = exc.value.problems
+    assert (problem.code, str(problem.location)) == ("unreadable-file", "customers.xlsx, sheet 客户信息")
+    assert problem.message.startswith("sheet 客户信息 cannot be read (its used range is A1:XFD1048576, far more cells")
+
+
 def test_missing_required_column_message(tmp_path, columns):
     inbox = tmp_path / "inbox"
     write_book(inbox / "customers.xlsx", {"客户信息": [["客户名称", "手机号码"], ["张三", "13812345678"]]})
