@@ -51,7 +51,8 @@ def main() -> None:
 @click.option("--outbox", type=click.Path(path_type=Path, file_okay=False), default=Path("outbox"), show_default=True,
               help="Where the run folder is written.")
 @click.option("--as-of", "as_of", callback=parse_as_of, default=None,
-              help="The date the run looks at (YYYY-MM-DD: the end of that day), or an instant (YYYY-MM-DDTHH:MM). Default: now.")
+              help="The date the run looks at (YYYY-MM-DD: facts up to the end of that day, messages from its send_time), "
+                   "or an instant (YYYY-MM-DDTHH:MM). Default: now.")
 @click.option("--templates", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Message templates folder. Default: templates/ beside the policy folder.")
 @click.option("--engine", "engine_name", type=click.Choice(["python", "durable"]), default="python", show_default=True,

@@ -137,9 +137,9 @@ def _evaluate_side(role: str, side: Side, inbox: Path, as_of: date, as_of_time: 
 
 
 def _evaluate(side: Side, inbox: Path, as_of: date, as_of_time: datetime | None, datasets: dict[str, Any]):
-    from engine.guards import guard_evaluation, load_guard_policy
+    from engine.guards import guard_evaluation, load_guard_policy, send_from
     from engine.readers import load_columns, read_inbox
-    from engine.run import end_of_day, evaluate_dataset
+    from engine.run import evaluate_dataset
     from engine.validate import load_checked_policies
 
     policyset = load_checked_policies(side.policies, side.templates)
@@ -152,7 +152,7 @@ def _evaluate(side: Side, inbox: Path, as_of: date, as_of_time: datetime | None,
     # Each version's guards (consent, opt-out, caps), without the contact ledger: the comparison is
     # between policies, not between what earlier runs happened to send.
     guard_evaluation(load_guard_policy(policyset), None, {c.customer_id: c for c in dataset.customers}, evaluation,
-                     as_of_time or end_of_day(as_of), "diff")
+                     send_from(as_of, as_of_time), "diff")
     return policyset, dataset, evaluation
 
 

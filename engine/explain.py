@@ -295,11 +295,12 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
     single = Dataset(customers=[customer], interactions=interactions, orders=orders)
     moment = as_of_time or end_of_day(as_of)
     if records is None:
-        from engine.guards import guard_evaluation, load_guard_policy
+        from engine.guards import guard_evaluation, load_guard_policy, send_from
 
         evaluation = evaluate_dataset(policyset, single, as_of, templates, as_of_time=as_of_time)
         # The guards as a run applies them, without the contact ledger (what earlier runs sent is not known here).
-        guard_evaluation(load_guard_policy(policyset), None, {customer_id: customer}, evaluation, moment, "explain")
+        guard_evaluation(load_guard_policy(policyset), None, {customer_id: customer}, evaluation,
+                         send_from(as_of, as_of_time), "explain")
         records = [jsonable(firing_record(f)) for f in evaluation.firings]  # as in decisions.jsonl
 
     # Replay with fresh stage modules, taking the features each policy saw.

@@ -29,7 +29,7 @@ an aware as-of or send time is converted to that zone first.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -375,10 +375,18 @@ def _with_send_at(message: Message, send_at: datetime) -> Message:
     return copy
 
 
-def run_send_time(policy: GuardPolicy, as_of_time: datetime) -> datetime:
-    """The earliest send time of a run: the policy's send time on the as-of day, or the as-of
-    instant if that is later (a run at 14:00 does not schedule messages for 10:00 that morning)."""
-    now = _local(as_of_time, policy.tz)
+def send_from(as_of: date, as_of_time: datetime | None) -> datetime:
+    """From when a run's messages may go out: its instant, or for a date alone (the batch of that
+    day) the start of that day, so they go at the day's send time. Facts are still read up to the
+    end of the day; only the sending is the day's: a birthday greeting decided on the birthday goes
+    out that day, not the next morning."""
+    return as_of_time or datetime.combine(as_of, time.min)
+
+
+def run_send_time(policy: GuardPolicy, moment: datetime) -> datetime:
+    """The earliest send time of a run from ``moment`` (``send_from``): the policy's send time on that
+    day, or ``moment`` if later (a run at 14:00 does not schedule messages for 10:00 that morning)."""
+    now = _local(moment, policy.tz)
     return max(datetime.combine(now.date(), policy.send_time), now)
 
 
@@ -409,7 +417,7 @@ def unreachable_message(org: Any, spec: Any, rule: Any, rs: Any, customer: Any, 
 
 
 def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Mapping[str, Any],
-                 tasks: Iterable[Task], messages: Iterable[Message], as_of_time: datetime, run_id: str) -> GuardResult:
+                 tasks: Iterable[Task], messages: Iterable[Message], moment: datetime, run_id: str) -> GuardResult:
     """Apply the guards in their fixed order (module doc). The ledger history is what ``run_id``
     sees (engine.ledger: every recorded run for a new run; for a re-executed run, the runs recorded
     before it). ``ledger`` None: nothing counts as issued before and caps see only this run (for
@@ -482,7 +490,7 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
         allowed.append(m)
 
     # 5. quiet hours: every kept message gets a send time outside them.
-    base = run_send_time(policy, as_of_time)
+    base = run_send_time(policy, moment)
     quiet = policy.quiet_hours
     scheduled: list[Message] = []
     for m in allowed:
@@ -569,11 +577,11 @@ def annotate_firings(firings: Iterable[Firing], suppressed: Iterable[Suppression
 
 
 def guard_evaluation(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Mapping[str, Any], evaluation: Any,
-                     as_of_time: datetime, run_id: str) -> GuardResult:
-    """What run.py needs in one call: apply the guards to an ``engine.run.Evaluation``, replace its
+                     moment: datetime, run_id: str) -> GuardResult:
+    """What run.py needs in one call (``moment``: ``send_from``): apply the guards to an ``engine.run.Evaluation``, replace its
     tasks and messages by the kept ones, annotate its decision log and fix the per-customer
     task/message counts. Returns the result (for the manifest counts and ``write_guard_report``)."""
-    result = apply_guards(policy, ledger, customers_by_id, evaluation.tasks, evaluation.messages, as_of_time, run_id)
+    result = apply_guards(policy, ledger, customers_by_id, evaluation.tasks, evaluation.messages, moment, run_id)
     annotate_firings(evaluation.firings, result.suppressed, result.rescheduled)
     evaluation.tasks = result.kept_tasks
     evaluation.messages = result.kept_messages

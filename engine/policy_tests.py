@@ -472,8 +472,8 @@ def all_rule_ids(policyset: PolicySet) -> dict[str, str]:
 def run_policy_tests(policies: Path, templates: Path | None = None, tests_dir: Path | None = None,
                      select: str | None = None, engine: str = "python") -> TestReport:
     """Load the policies (checked like ``validate``), run every case, and report."""
-    from engine.guards import guard_evaluation, load_guard_policy
-    from engine.run import default_templates, end_of_day, evaluate_dataset
+    from engine.guards import guard_evaluation, load_guard_policy, send_from
+    from engine.run import default_templates, evaluate_dataset
     from engine.validate import load_checked_policies
 
     policies = Path(policies).resolve()
@@ -495,7 +495,7 @@ def run_policy_tests(policies: Path, templates: Path | None = None, tests_dir: P
             evaluation = evaluate_dataset(policyset, case.dataset, case.as_of, templates, engine, as_of_time=case.as_of_time)
             # No ledger: a case is its customer's first run, so nothing counts as sent before.
             guards = guard_evaluation(guard_policy, None, {c.customer_id: c for c in case.dataset.customers}, evaluation,
-                                      case.as_of_time or end_of_day(case.as_of), f"test:{case.case_id}")
+                                      send_from(case.as_of, case.as_of_time), f"test:{case.case_id}")
         except EngineError as exc:
             result = CaseResult(case, [f"运行出错：{p.message}（{p.location}）" for p in exc.problems])
             if not case.has_mistakes:

@@ -25,7 +25,7 @@ from engine.calendar import coverage_warnings, load_calendars
 from engine.decisions import Firing, Message, Task
 from engine.errors import EngineError, Location, PolicyError, Problem
 from engine.evaluate import Evaluator
-from engine.guards import (GUARD_REPORT_NAME, guard_evaluation, guard_report, load_guard_policy, resolve_ledger_path,
+from engine.guards import (GUARD_REPORT_NAME, guard_evaluation, guard_report, load_guard_policy, resolve_ledger_path, send_from,
                            unreachable_message, write_guard_report)
 from engine.ledger import Ledger, one_run_at_a_time
 from engine.features import derive_features, group_by_customer
@@ -358,7 +358,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
                 write_workbooks(folder.path, stage_files)
             del stage_files
             guards = guard_evaluation(guard_policy, ledger, {c.customer_id: c for c in dataset.customers}, evaluation,
-                                      as_of_time, run_id)
+                                      send_from(options.as_of, options.as_of_time), run_id)
             say("发送保护已检查，写入结果文件 …")
             # The ledger rows are written in a transaction committed only once the run folder is in
             # place: a crash before leaves nothing issued, and a ledger error stops the run before its

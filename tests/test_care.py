@@ -303,12 +303,13 @@ def test_survey_after_a_resolved_complaint(policyset):
     assert rows["C3"]["survey_due"] is False  # resolved 3 days before: window 27..29 June
     msg = messages_of(ev, "CARE-SURVEY")
     assert set(msg) == {"C1"} and msg["C1"].category == "service" and "1-5" in msg["C1"].body
-    # Resolved on 30 June: the window is cut at the month end, so 1 July does not survey again.
+    # Resolved on 30 June: the window runs on into July (CARE-SURVEY is keyed by the complaint, so the
+    # ledger stops a second survey; the window is not cut at the month's end).
     late = [interaction("I9", "C1", datetime(2026, 6, 29, 10, 0), "投诉", resolved_time=datetime(2026, 6, 30, 11, 0))]
-    _, rows = run(policyset, date(2026, 6, 30), [customer("C1")], (), late)
-    assert rows["C1"]["survey_due"] is True
-    _, rows = run(policyset, date(2026, 7, 1), [customer("C1")], (), late)
-    assert rows["C1"]["survey_due"] is False
+    for day, due in ((date(2026, 6, 30), True), (date(2026, 7, 2), True), (date(2026, 7, 3), False)):
+        ev, rows = run(policyset, day, [customer("C1")], (), late)
+        assert rows["C1"]["survey_due"] is due
+        assert [m.key for m in ev.messages if m.rule_id == "CARE-SURVEY"] == (["CARE-SURVEY|C1|ever|I9"] if due else [])
 
 
 # -- member day and loyalty --------------------------------------------------------------------------

@@ -307,3 +307,20 @@ def test_a_renamed_policy_file_is_another_batch_a_moved_folder_is_not(tmp_path: 
     assert renamed != first  # its decision log cites need_typf.yaml: not the batch run before
     log = decisions(outbox / f"2026-11-20_{renamed}")
     assert any(d["source"].startswith("classification/need_typf.yaml:") for d in log)
+
+
+def test_a_date_alone_is_that_days_batch_its_messages_go_that_day(tmp_path: Path):
+    # A birthday greeting decided on the birthday: with a date alone it goes at the day's send time
+    # (it went the next morning, the end of the day being in the quiet hours); a run given the
+    # instant 22:30 still respects the quiet hours.
+    inbox = write_inbox(tmp_path / "inbox", customers=[customer("C1", 生日="1990-11-20", 签约日期="2025-01-10")],
+                        orders=[["O1", "C1", "2026-09-01", 800, "耗材", 1]])
+    sent = {}
+    for as_of in (AS_OF, f"{AS_OF}T22:30"):
+        outbox = tmp_path / as_of.replace(":", "")
+        result = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(outbox), "--as-of", as_of)
+        assert result.exit_code == 0, result.output
+        lines = (run_folder(outbox) / "messages" / "sms" / "messages.jsonl").read_text(encoding="utf-8").splitlines()
+        sent[as_of] = [(m["rule_id"], m["send_at"]) for m in map(json.loads, lines)]
+    assert sent == {AS_OF: [("CARE-BIRTHDAY-GREETING", "2026-11-20T10:00:00"), ("CL-LOW-VALUE-OFFER", "2026-11-20T10:00:00")],
+                    f"{AS_OF}T22:30": [("CARE-BIRTHDAY-GREETING", "2026-11-21T09:00:00"), ("CL-LOW-VALUE-OFFER", "2026-11-21T09:00:00")]}
