@@ -1,6 +1,7 @@
 """Small Excel edits to a decision table that used to pass `validate` and silently change every
 customer's result: a thousands separator read as a list, a formula read as "any value", a blank
-row that dropped the rules below it. Each test edits a real copy of policies/tables/value_tier.xlsx
+row that dropped the rules below it, a merged cell read as "any value" below its first row, a list
+after != read as one text. Each test edits a real copy of policies/tables/value_tier.xlsx
 (sheet 价值分层; column D tests monetary_365d) or service_plan.xlsx."""
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
+from engine import expr
 from engine.cli_tools import validate_command
 from engine.policy.decision_table import CellError, cell_condition
 from engine.policy.loader import load_policies
@@ -46,6 +48,17 @@ def condition_of(policies: Path, policy_id: str, rule_id: str) -> str:
     ps = load_policies(policies)
     rs = next(rs for stage in ps.rulesets.values() for rs in stage if rs.policy_id == policy_id)
     return next(rule.condition_text for rule in rs.rules if rule.rule_id == rule_id)
+
+
+def ruleset_of(policies: Path, policy_id: str):
+    ps = load_policies(policies)
+    return next(rs for stage in ps.rulesets.values() for rs in stage if rs.policy_id == policy_id)
+
+
+def first_match(policies: Path, policy_id: str, features: dict) -> str | None:
+    """The rule a hit_policy: first table picks for these features."""
+    rules = ruleset_of(policies, policy_id).rules
+    return next((rule.rule_id for rule in rules if expr.evaluate(rule.condition, features) is True), None)
 
 
 # -- 1. numbers with thousands separators -------------------------------------------------------
@@ -190,3 +203,79 @@ def test_a_row_without_a_rule_id_is_warned_about(policy_copy: Path):
     assert warnings == ["tables/value_tier.xlsx!价值分层!A5: warning: row 5 has no rule id; the decision log and explain call "
                         "it value_tier#5, which changes when rows are added above it [missing-rule-id] — 修改建议: give "
                         "the row its own id in the 规则编号 column, e.g. the next free one"]
+
+
+# -- 4. merged cells ----------------------------------------------------------------------------
+
+def test_merged_condition_cell_counts_for_every_row(policy_copy: Path):
+    # D3 (>= 100000) merged down over D4: Excel shows >= 100000 for VT-2 as well; read only, D4 was
+    # blank, i.e. any amount, and this customer got 高 from VT-2.
+    edit_table(policy_copy, VALUE_TIER, lambda ws: ws.merge_cells("D3:D4"))
+    assert not [line for line in lines(policy_copy) if ": error: " in line]
+    assert condition_of(policy_copy, "value_tier", "VT-2") == (
+        "(days_since_last_order) < 90 and (frequency_365d) >= 4 and (monetary_365d) >= 100000")
+    customer = {"days_since_last_order": 10, "frequency_365d": 5, "monetary_365d": 20000}
+    assert first_match(policy_copy, "value_tier", customer) == "VT-3"
+
+
+def test_merged_output_and_description_cells_count_for_every_row(policy_copy: Path):
+    def change(ws):
+        for ref in ("E3:E4", "F3:F4", "H3:H4"):  # 是 / 30 / the description, for SP-1 and SP-2
+            ws.merge_cells(ref)
+    edit_table(policy_copy, "tables/service_plan.xlsx", change)
+    assert not [line for line in lines(policy_copy) if ": error: " in line]
+    sp2 = next(rule for rule in ruleset_of(policy_copy, "service_plan").rules if rule.rule_id == "SP-2")
+    assert {out.name: out.value for out in sp2.outputs} == {
+        "service_team": "专属客户服务团队", "dedicated_owner_required": True, "revisit_interval_days": 30,
+        "offer_plan": "价格折扣、增值服务、优先体验新产品"}
+    assert sp2.description == "战略客户：专属团队一对一服务，定期安排高层沟通"
+
+
+MERGED_HEADER_FIX = ("取消合并，在每一列分别写种类和名称（如 条件 / monetary_365d） / unmerge the cells and write the kind and"
+                     " name in each column (e.g. 条件 / monetary_365d)")
+
+
+@pytest.mark.parametrize("merged, cell", [("B1:D1", "B1"), ("E2:E3", "E2")])
+def test_merged_header_cells_are_an_error_at_the_cell(policy_copy: Path, merged: str, cell: str):
+    # 条件 over B1:D1 left C and D without a kind: their conditions were silently dropped. E2 merged
+    # into E3 left VT-1 without its result. A1:A2 (规则编号 over both header rows) is fine.
+    def change(ws):
+        ws.merge_cells("A1:A2")
+        ws.merge_cells(merged)
+    edit_table(policy_copy, VALUE_TIER, change)
+    assert lines(policy_copy) == [
+        f"tables/value_tier.xlsx!价值分层!{cell}: error: 表头单元格 {merged} 是合并的：每个条件、结果各占一列，第 1 行写种类、"
+        f"第 2 行写名称 / header cells {merged} are merged; a table needs one column per input/output, its kind in row 1"
+        " and its name in row 2 [table-merged-header] — 修改建议: " + MERGED_HEADER_FIX
+    ]
+
+
+# -- 5. lists after == and != --------------------------------------------------------------------
+
+def test_not_equal_to_a_list_means_none_of(policy_copy: Path):
+    # Was need_type != '战略、特殊需求': true for 战略 and 特殊需求 customers too.
+    edit_table(policy_copy, "tables/service_plan.xlsx", lambda ws: set_text(ws, "B4", "!= 战略、特殊需求"))
+    assert condition_of(policy_copy, "service_plan", "SP-2") == "(need_type) not in ['战略', '特殊需求'] and (value_tier) == '高'"
+    assert not [line for line in lines(policy_copy) if "service_plan.xlsx" in line]
+    sp2 = next(rule for rule in ruleset_of(policy_copy, "service_plan").rules if rule.rule_id == "SP-2")
+    fires = {need: expr.evaluate(sp2.condition, {"need_type": need, "value_tier": "高"}) is True
+             for need in ("普通", "战略", "特殊需求", None)}
+    # A customer with no need type is in no list, so not "none of" either (docs/expressions.md, as != 战略).
+    assert fires == {"普通": True, "战略": False, "特殊需求": False, None: False}
+
+
+def test_equal_to_a_list_means_one_of(policy_copy: Path):
+    edit_table(policy_copy, VALUE_TIER, lambda ws: set_text(ws, "D3", "== 100000, 200000"))
+    assert condition_of(policy_copy, "value_tier", "VT-1") == "(monetary_365d) in [100000, 200000]"
+    assert first_match(policy_copy, "value_tier", {"monetary_365d": 200000}) == "VT-1"
+
+
+def test_a_list_after_another_comparison_is_an_error_at_the_cell(policy_copy: Path):
+    edit_table(policy_copy, VALUE_TIER, lambda ws: set_text(ws, "D3", ">= 100000, 200000"))
+    assert lines(policy_copy) == [
+        "tables/value_tier.xlsx!价值分层!D3: error: “>= 100000, 200000” 读不出：>= 后面只能写一个值，不能写列表"
+        " / cannot read '>= 100000, 200000': >= takes one value, not a list [table-bad-cell] — 修改建议:"
+        " 写一个比较，如 >= 100000；“其中之一”写 100000, 200000（或 == 100000, 200000），“都不是”写 != 100000, 200000"
+        " / write one comparison, e.g. >= 100000; for 'one of' write 100000, 200000 (or == 100000, 200000),"
+        " for 'none of' write != 100000, 200000"
+    ]

@@ -67,6 +67,12 @@ def test_decision_table_rows_become_rules_with_cell_locations():
         ("是", "(x) == true"),
         (5, "(x) == 5"),
         ("!= 流失", "(x) != '流失'"),
+        # A list after == / != is one of / none of, not one text "制造业、金融".
+        ("!= 制造业、金融", "(x) not in ['制造业', '金融']"),
+        ("!= a, b", "(x) not in ['a', 'b']"),
+        ("≠ 100、200", "(x) not in [100, 200]"),
+        ("== a, b", "(x) in ['a', 'b']"),
+        ("= 高，中", "(x) in ['高', '中']"),
     ],
 )
 def test_table_cell_syntax(cell, expected):

@@ -13,14 +13,17 @@ Each input cell is a test on that column's value:
     (blank) or -        any value
     >= 50000, < 30, != 流失      a comparison (>= 100,000 too)
     10..50              between, both ends included
-    高, 中   or  '高','中'   or  100、200      one of
+    高, 中   or  '高','中'   or  100、200      one of (== 高, 中 too)
+    != 高, 中           none of (null is in no list, so it is not "none of" either)
     空 / null           no value;  非空 / not null: has a value
     100,000             one number: a comma between two digits is a thousands separator
     anything else       equal to it (numbers compare as numbers)
 
 Mistakes that would silently change every customer's result are errors at the cell: a formula
 (``=100000``; Excel also turns a typed ``= 5`` into one), a comma between digits that is not a
-thousands separator (``100,00``), and a blank row with more table content below it. Each row
+thousands separator (``100,00``), a list after ``>=``/``<``…, a header cell merged over several
+columns, and a blank row with more table content below it. A merged cell in the rules counts for
+every row and column it covers. Each row
 compiles to a ``Rule`` whose condition is an ordinary expression, so tables and YAML rules share
 one intermediate form.
 """
@@ -61,10 +64,11 @@ _FALSE = {"否", "false", "假", "no", "n"}
 class CellError(ValueError):
     """A condition cell that cannot be read safely; read_table_sheet reports it at the cell."""
 
-    def __init__(self, message: str, fix: str):
+    def __init__(self, message: str, fix: str, code: str = "table-bad-number"):
         super().__init__(message)
         self.message = message
         self.fix = fix
+        self.code = code
 
 
 class TableSheet:
@@ -87,7 +91,9 @@ def _norm(text: Any) -> str:
 
 def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> TableSheet:
     try:
-        wb = openpyxl.load_workbook(path, read_only=True)
+        # Not read_only: there only the top-left cell of a merged range has its value, and the rows
+        # below it read as blank, i.e. "any value". Tables are small.
+        wb = openpyxl.load_workbook(path)
     except FileNotFoundError:
         raise PolicyError(
             Problem(code="table-missing", message=f"decision table workbook not found: {workbook_name}",
@@ -112,6 +118,7 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
         # Not data_only: a formula's cached value may be stale or missing (openpyxl writes none,
         # and data_only then reads None, i.e. "any value"), so formulas are found and refused below.
         all_cells = [[(c.value, c.data_type == "f") for c in r] for r in ws.iter_rows()]
+        merged = [r.bounds for r in ws.merged_cells.ranges]  # (min_col, min_row, max_col, max_row), 1-based
         sheet_name = ws.title
     finally:
         wb.close()
@@ -156,6 +163,17 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
                     fix="写值，不要写公式：“等于 5”写 5；以 = 开头的文字先输入单引号，如 '= 5"
                         " / a formula, write the value: for 'equals 5' write 5; for text starting with = type an apostrophe first ('= 5)",
                 ))
+    for min_col, min_row, max_col, max_row in sorted(merged, key=lambda b: (b[1], b[0])):
+        if min_row <= 2 and any(kinds[col - 1] for col in range(min_col, min(max_col, width) + 1)):
+            if max_col > min_col or max_row > 2:
+                problems.append(_merged_header_problem(table, min_col, min_row, max_col, max_row))
+        elif min_row >= 3:
+            # 合并单元格: the value (a formula too: reported once, at its top-left cell above) holds
+            # for every row and column of the range, as the reader of the sheet sees it.
+            top_left = all_rows[min_row - 1][min_col - 1]
+            for r in range(min_row, max_row + 1):
+                all_rows[r - 1].extend([None] * (max_col - len(all_rows[r - 1])))
+                all_rows[r - 1][min_col - 1:max_col] = [top_left] * (max_col - min_col + 1)
     body = [(n, (values + [None] * width)[:width]) for n, values in enumerate(all_rows[2:], start=3)]
     filled = [(n, values) for n, values in body if not _blank(values, columns)]
     rows: list[tuple[int, list[Any]]] = []
@@ -171,7 +189,7 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
                 try:
                     cell_condition("x", values[col])
                 except CellError as exc:
-                    problems.append(Problem(code="table-bad-number", message=exc.message,
+                    problems.append(Problem(code=exc.code, message=exc.message,
                                             location=table.cell_loc(n, col), fix=exc.fix))
     if problems:
         raise PolicyError(problems)
@@ -181,6 +199,21 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
 
 def _blank(values: list[Any], columns: list[int]) -> bool:
     return all(values[col] is None or str(values[col]).strip() == "" for col in columns)
+
+
+def _merged_header_problem(table: TableSheet, min_col: int, min_row: int, max_col: int, max_row: int) -> Problem:
+    """A merged range in rows 1–2 over several columns, or reaching into the rules below."""
+    where = table.cell_loc(min_row, min_col - 1)
+    ref = f"{where.cell}:{get_column_letter(max_col)}{max_row}"
+    return Problem(
+        code="table-merged-header",
+        message=f"表头单元格 {ref} 是合并的：每个条件、结果各占一列，第 1 行写种类、第 2 行写名称"
+                f" / header cells {ref} are merged; a table needs one column per input/output, its kind in row 1"
+                " and its name in row 2",
+        location=where,
+        fix="取消合并，在每一列分别写种类和名称（如 条件 / monetary_365d） / unmerge the cells and write the kind and"
+            " name in each column (e.g. 条件 / monetary_365d)",
+    )
 
 
 def _blank_row_problem(table: TableSheet, first: int, last: int, later: list[tuple[int, list[Any]]]) -> Problem:
@@ -257,6 +290,21 @@ def cell_condition(subject: str, value: Any) -> str | None:
     m = _COMPARISON.match(text)
     if m:
         op = {"=": "==", "≥": ">=", "≤": "<=", "≠": "!="}.get(m.group(1), m.group(1))
+        parts = _list_parts(m.group(2))
+        items = [_literal(p) for p in parts]  # 100,00 in a list is still a bad number
+        # != 制造业、金融 was compared with the text "制造业、金融" as a whole: true for every customer.
+        if len(parts) > 1 and op in ("==", "!="):
+            return f"({subject}) {'in' if op == '==' else 'not in'} [{', '.join(items)}]"
+        if len(parts) > 1:
+            rest, first = m.group(2).strip(), parts[0].strip()
+            raise CellError(
+                f"“{text}” 读不出：{m.group(1)} 后面只能写一个值，不能写列表 / cannot read '{text}':"
+                f" {m.group(1)} takes one value, not a list",
+                f"写一个比较，如 {op} {first}；“其中之一”写 {rest}（或 == {rest}），“都不是”写 != {rest}"
+                f" / write one comparison, e.g. {op} {first}; for 'one of' write {rest} (or == {rest}),"
+                f" for 'none of' write != {rest}",
+                code="table-bad-cell",
+            )
         return f"({subject}) {op} {_literal(m.group(2))}"
     m = _RANGE.match(text.translate(_FULL_WIDTH))
     if m:
@@ -265,6 +313,14 @@ def cell_condition(subject: str, value: Any) -> str | None:
     number = _number_text(text)  # 100,000 is one number, never the list [100, 0]
     if number is not None:
         return f"({subject}) == {number}"
+    parts = _list_parts(text)
+    if len(parts) > 1:
+        return f"({subject}) in [{', '.join(_literal(p) for p in parts)}]"
+    return f"({subject}) == {_literal(text)}"
+
+
+def _list_parts(text: str) -> list[str]:
+    """The items of a list cell (高, 中 / 100、200); one item when the text is no list (100,000 too)."""
     parts = []
     for part in _LIST_SEPARATOR.split(text):
         # Text such as A1,2B keeps splitting at every comma, as before; numbers do not.
@@ -272,10 +328,7 @@ def cell_condition(subject: str, value: Any) -> str | None:
             parts.extend(re.split(r"[,，]", part))
         else:
             parts.append(part)
-    parts = [p for p in parts if p.strip()]
-    if len(parts) > 1:
-        return f"({subject}) in [{', '.join(_literal(p) for p in parts)}]"
-    return f"({subject}) == {_literal(text)}"
+    return [p for p in parts if p.strip()]
 
 
 def output_value(value: Any) -> Any:
