@@ -52,7 +52,7 @@ MISTAKES = [
          "— 修改建议: write the tag name and its value, e.g. set: {need_type: 战略}", id="set-a-list"),
     case(NEED_TYPE, "set: {need_type: 战略}", "score: 10", "score: 10", 5,
          "error: 'score:' must be a block of 'score name: points' pairs, not 10 [not-a-mapping] "
-         "— 修改建议: write the score name and its value, e.g. score: {churn_score: 10}", id="score-a-number"),
+         "— 修改建议: write the score name and its value, e.g. score: {risk_points: 10}", id="score-a-number"),
     case(ACTIONS, OFFER_PARAMS, "      params: 本月新品上市，老客户下单享九五折\n", "params: 本月新品上市", 7,
          "error: 'params:' must be a block of 'name: text' pairs, not '本月新品上市，老客户下单享九五折' [not-a-mapping] "
          "— 修改建议: write the name and its value, e.g. params: {offer: 本月新品上市，老客户下单享九五折}", id="params-a-text"),

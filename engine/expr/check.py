@@ -4,7 +4,7 @@ Finds, in one pass, every unknown name (with a did-you-mean suggestion), unknown
 number of arguments, type mismatch (e.g. a date compared with a number), comparison with ``null``
 (always false: use ``is null``) and invalid ``date('...')`` literal, and raises one ExprError
 holding all of them. Problem codes: ``unknown-name``, ``unknown-function``, ``wrong-arg-count``,
-``type-mismatch``, ``null-comparison``, ``bad-date``.
+``type-mismatch``, ``null-comparison``, ``bad-date``, ``bad-argument``.
 """
 from __future__ import annotations
 
@@ -12,12 +12,22 @@ from typing import Mapping
 
 from ..errors import ExprError, Location, Problem
 from .ast import COMPARISON_OPS, Between, Binary, BoolOp, Call, Const, In, IsNull, Name, Node, Unary
-from .functions import FUNCTIONS, parse_date_text
+from .functions import FUNCTIONS, parse_date_text, round_places_problem
 from .lexer import locate
 from .render import to_source
 from .suggestions import did_you_mean, hint
 from .types import (ANY, BOOL, DATE, NULL, NUMBER, Type, accepts, arithmetic_result, comparable, is_unknown,
                     orderable, parse_type, type_of_value, unify)
+
+
+def _constant_number(node: Node) -> float | int | None:
+    """The number ``node`` is when it is written as one (``30``, ``-2``), else None."""
+    if isinstance(node, Unary) and node.op == "-":
+        inner = _constant_number(node.operand)
+        return -inner if inner is not None else None
+    if isinstance(node, Const) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return node.value
+    return None
 
 
 def check(node: Node, schema: Mapping[str, Type | str], location: Location | None = None,
@@ -165,6 +175,12 @@ class _Checker:
                 ok = False
                 self.mismatch(arg, f"{func.name}() needs {_types_text(allowed)} as argument {i + 1}, "
                                    f"but {to_source(arg)} has type {at}")
+        if func.name == "round" and n == 2:
+            places = _constant_number(node.args[1])
+            problem = round_places_problem(places) if places is not None else None
+            if problem is not None:
+                self.problem(node.args[1], "bad-argument", problem,
+                             "e.g. round(x, 2) for cents, round(x, -3) for thousands")
         if func.name == "date" and isinstance(node.args[0], Const) and isinstance(node.args[0].value, str):
             try:
                 parse_date_text(node.args[0].value)

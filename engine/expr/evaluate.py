@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import ExprError, Location, Problem
 from .ast import ARITHMETIC_OPS, Between, Binary, BoolOp, Call, Const, In, IsNull, Name, Node, Unary
-from .functions import FUNCTIONS, Function, as_date
+from .functions import FUNCTIONS, ArgumentError, Function, as_date
 from .lexer import locate
 from .render import to_source, value_text
 from .types import type_of_value
@@ -163,11 +163,13 @@ class _Compiler:
         shown = args[1:] if func.needs_as_of else args  # the as-of date is not something the user wrote
         try:
             return func.impl(*args)
+        except ArgumentError as exc:
+            raise self.error(node, "eval-bad-argument", f"cannot compute {to_source(node)}: {exc}") from None
         except ValueError:
             if func.name == "date":
                 raise self.error(node, "bad-date", f"{value_text(args[0])} is not a valid date in {to_source(node)}")
             raise self.type_error(node, *shown) from None
-        except (TypeError, AttributeError):
+        except (TypeError, AttributeError, ArithmeticError):  # ArithmeticError: decimal's InvalidOperation, OverflowError
             raise self.type_error(node, *shown) from None
 
     # -- nodes -----------------------------------------------------------------------------------

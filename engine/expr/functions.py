@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any, Callable
 
 from .types import ANY, BOOL, DATE, DATETIME, LIST, NUMBER, STRING, Type
@@ -91,11 +91,38 @@ def _max(*values: Any) -> Any:
     return max(present) if present else None
 
 
+ROUND_PLACES = 10  # round(x, n) takes n from -10 (to ten billions) to 10 decimal places
+
+
+class ArgumentError(ValueError):
+    """A function got an argument it cannot work with; the message says which and what it takes."""
+
+
+def round_places_problem(digits: Any) -> str | None:
+    """Why ``digits`` cannot be round()'s number of decimal places, or None if it can."""
+    if isinstance(digits, bool) or not isinstance(digits, (int, float)):
+        return None  # a type the checker or the evaluator reports itself
+    if not (isinstance(digits, int) or digits.is_integer()) or abs(digits) > ROUND_PLACES:
+        shown = int(digits) if isinstance(digits, float) and digits.is_integer() else digits
+        return (f"round() takes a whole number of decimal places from -{ROUND_PLACES} to {ROUND_PLACES}, "
+                f"not {shown}")
+    return None
+
+
 def _round(x: float, digits: float = 0) -> float | int:
     # Halves round away from zero (2.5 -> 3, 2.675 -> 2.68) as people expect, not to even as
     # Python's round() does. str() first so that 2.675 is not seen as 2.67499999...
+    problem = round_places_problem(digits)
+    if problem is not None:
+        raise ArgumentError(problem)
     n = int(digits)
-    rounded = Decimal(str(x)).quantize(Decimal(1).scaleb(-n), rounding=ROUND_HALF_UP)
+    value = Decimal(str(x))
+    if not value.is_finite():
+        return x
+    # Enough digits for the whole result: the default context's 28 would make round(1e20, 10)
+    # fail with InvalidOperation.
+    context = Context(prec=max(28, value.adjusted() + n + 2))
+    rounded = value.quantize(Decimal(1).scaleb(-n), rounding=ROUND_HALF_UP, context=context)
     return int(rounded) if n <= 0 else float(rounded)
 
 

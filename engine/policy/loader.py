@@ -6,12 +6,15 @@ collected across all files and raised together, each naming file:line:col or wor
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from engine import expr
 from engine.errors import Location, PolicyError, Problem
+from engine.expr.lexer import locate
+from engine.expr.render import value_text
 from engine.features import FeatureConfig, feature_catalog
 from engine.policy import decision_table
 from engine.policy.model import (
@@ -27,7 +30,7 @@ from engine.policy.model import (
 )
 from engine.policy.schema import Problems, as_list, check_keys, did_you_mean
 from engine.policy.yaml_source import YList, YMap, load_yaml
-from engine.stages import stage_feature_catalog
+from engine.stages import stage_feature_catalog, stage_feature_stages, stage_tag_requirements, whole_days
 
 RULE_KINDS = STAGES
 OTHER_KINDS = ("columns", "calendar", "features", "organization", "guards")
@@ -324,15 +327,15 @@ class _Loader:
                 self.problems.error("missing-value", f"tag '{name}' has no value", tags.key_loc(name),
                                     fix=f"write the value after the colon and a space, e.g. set: {{{name}: 战略}}")
                 continue
-            outputs.append(SetTag(str(name), value))
-        scores = self._mapping_field(block, "score", "score name: points", ("churn_score", "10"))
+            outputs.append(SetTag(str(name), value, tags.value_loc(name)))
+        scores = self._mapping_field(block, "score", "score name: points", ("risk_points", "10"))
         for name, value in scores.items():
             if not self._plain_name(name, value, "score", scores):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 self.problems.error("bad-value", f"score '{name}' must be a number of points", scores.value_loc(name))
                 continue
-            outputs.append(AddScore(str(name), float(value)))
+            outputs.append(AddScore(str(name), float(value), scores.value_loc(name)))
         tasks = as_list(block.get("task")) + as_list(block.get("tasks"))
         for t in tasks:
             spec = self._task(t, block.value_loc("task" if "task" in block else "tasks"), org)
@@ -379,7 +382,7 @@ class _Loader:
                 fix = f"write {'set' if what == 'tag' else 'score'}: {{{left}: {right}}}"
             else:
                 fix = "a name cannot contain a colon; write 'name: value' with a half-width colon and a space"
-        self.problems.error("bad-name", message, block.key_loc(name), fix=fix or f"use a name such as {'need_type' if what == 'tag' else 'churn_score'}")
+        self.problems.error("bad-name", message, block.key_loc(name), fix=fix or f"use a name such as {'need_type' if what == 'tag' else 'risk_points'}")
         return False
 
     def _task(self, block: Any, loc: Location, org: Organization) -> TaskSpec | None:
@@ -501,7 +504,7 @@ class _Loader:
                 elif kind == "output" and names[col]:
                     out = decision_table.output_value(value)
                     if out is not None:
-                        outputs.append(SetTag(names[col], out))
+                        outputs.append(SetTag(names[col], out, sheet_data.cell_loc(row_number, col)))
             if rule_id is None:
                 rule_id = f"{rs.policy_id}#{row_number}"
                 if "rule_id" in kinds:  # the table has a 规则编号 column, and this row left it empty
@@ -581,9 +584,45 @@ def _order_rulesets(rulesets: list[RuleSet], problems: Problems) -> list[RuleSet
     return [rulesets[i] for i in ordered]
 
 
+def _kind_text(value: Any) -> str:
+    """What kind of value a tag is set to, with the value: text ('高'), a number (3), yes/no (true)."""
+    kind = _type_for_value(value)
+    what = "a number" if kind == expr.types.NUMBER else "yes/no" if kind == expr.types.BOOL else "text"
+    return f"{what} ({value_text(_shown(value) if isinstance(value, str) else value)})"
+
+
+def _output_phrase(out: SetTag | AddScore) -> str:
+    if isinstance(out, AddScore):
+        points = int(out.points) if float(out.points).is_integer() else out.points
+        return f"a score ({value_text(points)} points, a number)"
+    return f"set to {_kind_text(out.value)}"
+
+
+def _whole_days_problem(name: str, value: Any, stage: str) -> tuple[str, str] | None:
+    """(message, fix) if ``value`` is not a whole number of days (0 or more), else None."""
+    if whole_days(value) is not None:
+        return None
+    number = re.match(r"\s*(\d+)", value) if isinstance(value, str) else None
+    example = number.group(1) if number else "90"
+    return (f"{name} must be a whole number of days, not {value_text(value)}",
+            f"write the number of days alone, e.g. {example}: the {stage} stage counts the days to the next revisit from it")
+
+
+# A check per kind of stage_tag_requirements(): (name, value, stage reading it) -> (message, fix) or None.
+_TAG_KIND_CHECKS = {"days": _whole_days_problem}
+
+
 def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Problems) -> None:
-    """Check conditions in evaluation order; each policy's tags become names later policies may use."""
-    stage_of_tag: dict[str, str] = {}
+    """Check conditions in evaluation order; each policy's tags become names later policies may use.
+
+    Also: a tag or score named like a built-in feature (it would replace the customer's own value);
+    one tag set to different kinds of value (text here, a number there: a comparison would stop the
+    run); a tag a stage module reads set to a value it cannot use (revisit_interval_days: '90天');
+    a condition reading a result of a stage that runs later (always empty there: a warning)."""
+    builtin = set(schema)  # features of the customer and of the stage modules, before any tag
+    computed_by = stage_feature_stages()
+    required = stage_tag_requirements()
+    first_of: dict[str, SetTag | AddScore] = {}  # tag or score → its first non-null output, in evaluation order
     for rs in rulesets:
         for rule in rs.rules:
             if rule.condition is None:
@@ -594,19 +633,79 @@ def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Proble
                     expr.check(node, schema, expect=expr.BOOL)
                 except PolicyError as exc:
                     problems.extend(exc.problems)
+        _later_stage_reads(rs, computed_by, problems)
         for rule in rs.rules:
             for out in rule.outputs:
-                if isinstance(out, SetTag):
-                    new_type = _type_for_value(out.value)
-                    old = schema.get(out.name)
-                    if out.name in stage_of_tag or old is None:
-                        schema[out.name] = new_type
-                        stage_of_tag[out.name] = rs.policy_id
-                    elif old != new_type and out.name not in stage_of_tag:
-                        problems.error("tag-shadows-feature", f"'{out.name}' is a built-in feature; a policy cannot set it",
-                                       rule.location, fix="choose another name for the result")
-                elif isinstance(out, AddScore):
-                    schema.setdefault(out.name, expr.types.NUMBER)
+                if not isinstance(out, (SetTag, AddScore)):
+                    continue
+                where = out.location or rule.location
+                if out.name in builtin:
+                    stage = computed_by.get(out.name)
+                    what = f"computed by the {stage} stage" if stage else "a built-in feature"
+                    if isinstance(out, SetTag):
+                        effect = "" if stage else (f": the rules after this one would see {value_text(out.value)} "
+                                                   f"instead of the customer's own {out.name}")
+                        problems.error("tag-shadows-feature", f"'{out.name}' is {what}; a policy cannot set it{effect}",
+                                       where, fix="choose another name for the result (docs/features.md lists the built-in features)")
+                    else:
+                        problems.error("score-shadows-feature", f"'{out.name}' is {what}; a score cannot use its name: every "
+                                       f"customer's {out.name} would be replaced by the score (which starts at 0)",
+                                       where, fix="choose another name for the score (docs/features.md lists the built-in features)")
+                    continue
+                value = out.value if isinstance(out, SetTag) else out.points
+                if value is None:  # an empty result goes with any kind of value
+                    schema.setdefault(out.name, _type_for_value(value))
+                    continue
+                if isinstance(out, SetTag) and out.name in required:
+                    kind, reader = required[out.name]
+                    bad = _TAG_KIND_CHECKS[kind](out.name, value, reader)
+                    if bad is not None:
+                        problems.error("bad-tag-value", bad[0], where, fix=bad[1])
+                        continue
+                new_type = _type_for_value(value)
+                first = first_of.get(out.name)
+                if first is None:
+                    first_of[out.name] = out
+                    schema[out.name] = new_type
+                    continue
+                first_value = first.value if isinstance(first, SetTag) else first.points
+                if _type_for_value(first_value) != new_type:
+                    here = _output_phrase(out)
+                    if isinstance(out, SetTag) and isinstance(first, SetTag):
+                        here = here.removeprefix("set ")
+                    problems.error("tag-mixed-kinds", f"'{out.name}' is {_output_phrase(first)} at "
+                                   f"{first.location or 'an earlier rule'} and {here} here; one tag holds one kind of value",
+                                   where, fix=f"set {out.name} to the same kind of value everywhere (all text, all numbers "
+                                              "or all yes/no), or give one of the results another name")
+
+
+def _later_stage_reads(rs: RuleSet, computed_by: dict[str, str], problems: Problems) -> None:
+    """A warning where a condition reads a feature a later stage's module computes: stages run in
+    order (classification → sla → care → churn), so here it is always empty and the rule never sees it.
+    Once per rule and name; for a decision table once per column, at its name in row 2."""
+    own = STAGES.index(rs.stage)
+    seen: set[tuple[Any, str]] = set()
+    for rule in rs.rules:
+        for root in rule.cell_conditions or ([rule.condition] if rule.condition is not None else []):
+            for node in root.walk():
+                if not isinstance(node, expr.Name):
+                    continue
+                later = computed_by.get(node.name)
+                if later is None or STAGES.index(later) <= own:
+                    continue
+                loc = locate(root.origin, node.line, node.col)
+                if loc.sheet is not None and loc.cell:
+                    loc = replace(loc, cell=loc.cell.rstrip("0123456789") + "2")  # the column's name
+                    key: tuple[Any, str] = (loc.cell, node.name)
+                else:
+                    key = (rule.rule_id, node.name)
+                if key in seen:
+                    continue
+                seen.add(key)
+                move = f"the {later} stage" + (" or later" if later != STAGES[-1] else "")
+                problems.warning("reads-later-stage", f"'{node.name}' is computed by the {later} stage, which runs after "
+                                 f"{rs.stage}: here it is always empty (null)", loc,
+                                 fix=f"move the rule to {move} (a policy file with 'kind: {later}')")
 
 
 def load_policies(root: Path) -> PolicySet:

@@ -24,14 +24,18 @@ class SetTag:
 
     name: str
     value: Any
+    # Where the value is written (the value in ``set:``, or the output cell of a table row), for
+    # validate's messages; not part of what the output means.
+    location: Location | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class AddScore:
-    """Add points to a score on the customer: ``churn_score += 30``."""
+    """Add points to a score on the customer: ``risk_points += 30``."""
 
     name: str
     points: float
+    location: Location | None = field(default=None, compare=False, repr=False)  # the points in ``score:``
 
 
 @dataclass(frozen=True)

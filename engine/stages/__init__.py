@@ -79,6 +79,33 @@ def stage_feature_catalog() -> dict[str, tuple[str, str]]:
     return catalog
 
 
+def whole_days(value: Any) -> int | None:
+    """A number of days as an int: a whole number 0 or more (30, 30.0); None for anything else
+    (text such as '90天', 是/否, 30.5, a negative number, null)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value) if value >= 0 else None
+
+
+def stage_feature_stages() -> dict[str, str]:
+    """Feature name → the stage whose module computes it. Before that stage runs the feature is
+    empty (null), so a rule of an earlier stage that reads it never sees a value."""
+    return {name: module.__name__.rsplit(".", 1)[1] for module in _stage_modules() for name in module.FEATURES}
+
+
+def stage_tag_requirements() -> dict[str, tuple[str, str]]:
+    """Tags that stage modules read, set by the policies, which must hold one kind of value:
+    tag name → (kind, the stage that reads it). Kinds: ``days`` (a whole number of days, 0 or more).
+    The loader reports a rule or table cell that sets such a tag to anything else."""
+    needs: dict[str, tuple[str, str]] = {}
+    for module in _stage_modules():
+        for name, kind in getattr(module, "READS_TAGS", {}).items():
+            needs[name] = (kind, module.__name__.rsplit(".", 1)[1])
+    return needs
+
+
 def build_stage_modules(setup: StageSetup) -> dict[str, StageModule]:
     """The stage modules this policy set needs (a stage with no settings file has none)."""
     modules: dict[str, StageModule] = {}

@@ -34,7 +34,7 @@ from engine.features import FeatureConfig, purchases
 from engine.model import Customer
 from engine.policy.schema import Problems, check_keys
 from engine.policy.yaml_source import YList, YMap
-from engine.stages import CustomerFacts, StageOutput, StageSetup
+from engine.stages import CustomerFacts, StageOutput, StageSetup, whole_days
 from engine.xlsx_out import Workbook
 
 __all__ = ["FEATURES", "CareSettings", "CareStage", "Festival", "build", "load_care_settings",
@@ -64,6 +64,11 @@ FEATURES: dict[str, tuple[str, str]] = {
     "unsatisfied_complaint": ("bool", "近期解决的投诉，客户评分仍低（不满意）：应重新处理"),
     "unsatisfied_complaint_id": ("string", "客户不满意的那条投诉的记录编号（最近解决的那条）"),
     "unsatisfied_complaint_score": ("number", "那条投诉的满意度评分（1–5）"),
+}
+# Tags of the classification policies this module reads, and the kind of value each must hold
+# (engine.stages.stage_tag_requirements: the loader checks every rule and table cell that sets them).
+READS_TAGS: dict[str, str] = {
+    "revisit_interval_days": "days",  # the service plan's revisit interval (_revisit)
 }
 
 _TOP_KEYS = ("kind", "id", "description", "birthday", "festivals", "post_purchase", "revisit", "member_day", "survey")
@@ -405,12 +410,14 @@ class CareStage:
 
     def _revisit(self, facts: CustomerFacts, f: dict) -> None:
         basis = f.get("last_revisit_date") or f.get("signed_date") or f.get("first_order_date")  # as of the run
-        interval = f.get("revisit_interval_days")  # from the service plan (classification)
+        # From the service plan (classification). validate rejects anything but a whole number of
+        # days; should another value reach here anyway, the customer simply has no revisit interval.
+        interval = whole_days(f.get("revisit_interval_days"))
         if basis is None or interval is None or basis > self.as_of:
             f.update(revisit_basis_date=basis, next_revisit_date=None, revisit_due=False)
             return
         f["revisit_basis_date"] = basis
-        f["next_revisit_date"] = basis + timedelta(days=int(interval))
+        f["next_revisit_date"] = basis + timedelta(days=interval)
         f["revisit_due"] = (self.as_of - basis).days >= interval
 
     def _survey(self, facts: CustomerFacts, f: dict) -> None:

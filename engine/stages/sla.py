@@ -547,10 +547,24 @@ class _Tally:
 UNASSIGNED = "（未分配）"
 NO_TIER = "（未分层）"
 NO_VALUE = "（未填写）"
+
+
+def _tier_group(tier: Any) -> str:
+    """The KPI group of a value_tier as text: the tag is whatever the policies set (高/中/低, or
+    numbers such as 1/2/3, or 是/否), and groups of one dimension are sorted together."""
+    if tier is None or tier == "":
+        return NO_TIER
+    if isinstance(tier, bool):
+        return "是" if tier else "否"
+    if isinstance(tier, float) and tier.is_integer():
+        return str(int(tier))
+    return str(tier)
+
+
 KPI_DIMENSIONS = (
     ("总体", lambda item: "全部"),
     ("互动类型", lambda item: item.interaction.type or NO_VALUE),
-    ("价值等级", lambda item: item.tier or NO_TIER),
+    ("价值等级", lambda item: _tier_group(item.tier)),
     ("处理人", lambda item: item.handler or UNASSIGNED),
     ("客户经理", lambda item: item.customer.owner or UNASSIGNED),
     ("渠道", lambda item: item.interaction.channel or NO_VALUE),
