@@ -384,7 +384,9 @@ def _near(item: dict[str, Any], actual: list[dict[str, Any]]) -> str:
     return f" —— 该规则产生了，但 {diffs}" if diffs else ""
 
 
-def check_case(case: Case, evaluation, guards, problems: Problems) -> CaseResult:
+def check_case(case: Case, evaluation, guards, problems: Problems, rule_ids: dict[str, str] | None = None) -> CaseResult:
+    """``rule_ids``: every rule id of the policies (``all_rule_ids``): an expected rule that is none of
+    them is a mistake in the case (not_fired: [VT_1] would always pass)."""
     result = CaseResult(case)
     cid = case.dataset.customers[0].customer_id
     records = [firing_record(f) for f in evaluation.firings if f.customer_id == cid]
@@ -409,8 +411,15 @@ def check_case(case: Case, evaluation, guards, problems: Problems) -> CaseResult
         wanted = expect.get(key)
         if wanted is None:
             continue
-        for rule_id in (wanted if isinstance(wanted, (list, YList)) else [wanted]):
+        items = wanted if isinstance(wanted, (list, YList)) else [wanted]
+        for i, rule_id in enumerate(items):
             rule_id = str(rule_id)
+            if rule_ids is not None and rule_id not in rule_ids:
+                guess = did_you_mean(rule_id, list(rule_ids))
+                problems.error("unknown-rule", f"没有规则 {rule_id}" + (f"；是不是 {guess}？" if guess else ""),
+                               items.item_loc(i) if isinstance(items, YList) else expect.value_loc(key),
+                               fix="规则编号见策略文件的 id: 和决策表的“规则编号”列")
+                continue
             if (rule_id in result.fired) != should_fire:
                 failures.append(f"规则 {rule_id} 应{'触发，但没有触发' if should_fire else '不触发，但触发了'}")
 
@@ -490,6 +499,7 @@ def run_policy_tests(policies: Path, templates: Path | None = None, tests_dir: P
         cases = [c for c in cases if select in c.case_id or select in c.file]
     results: list[CaseResult] = []
     covered: set[str] = set()
+    rule_ids = all_rule_ids(policyset)
     for case in cases:
         try:
             evaluation = evaluate_dataset(policyset, case.dataset, case.as_of, templates, engine, as_of_time=case.as_of_time)
@@ -502,14 +512,14 @@ def run_policy_tests(policies: Path, templates: Path | None = None, tests_dir: P
                 results.append(result)
             continue
         errors_before = len(problems.errors)
-        result = check_case(case, evaluation, guards, problems)
+        result = check_case(case, evaluation, guards, problems, rule_ids)
         if case.has_mistakes:
             continue  # named among the cases not run
         if len(problems.errors) > errors_before:  # e.g. an expected tag that does not exist: not a pass
             result.failures.append("用例的 expect 写法有误，见上面的错误 / the case's expect has mistakes, see the errors above")
         covered |= result.fired
         results.append(result)
-    return TestReport(results, list(problems), all_rule_ids(policyset), covered, not_run)
+    return TestReport(results, list(problems), rule_ids, covered, not_run)
 
 
 def format_report(report: TestReport, verbose: bool = False) -> list[str]:

@@ -163,3 +163,23 @@ cases:
     [summary] = [line for line in lines if line.startswith("用例 ")]
     assert summary == ("用例 2 个：通过 1，失败 1 / 2 cases: 1 passed, 1 failed；另有 2 项因写法错误不计入 / 2 not counted "
                        f"because of the mistakes above: {tests / 'cases.yaml'} bad-order, {tests / 'other.yaml'}（整个文件 whole file）")
+
+
+def test_a_misspelt_rule_id_is_a_mistake_not_a_pass(tmp_path: Path):
+    # not_fired: [VT_1] always held (no such rule fires): the case passed whatever the policies did.
+    tests = write_tests(tmp_path / "tests", """\
+as_of: 2026-11-20
+cases:
+  - id: typo
+    orders:
+      - {days_ago: 100, amount: 20000}
+    expect:
+      fired: [VT1]
+      not_fired: [VT_1, CL-LOW-VALUE-OFER]
+""")
+    report = run_policy_tests(SHIPPED_POLICIES, tests_dir=tests)
+    shown = [f"{p.location}: {p.message}" for p in report.problems]
+    assert shown == [f"{tests / 'cases.yaml'}:7:15: 没有规则 VT1；是不是 VT-1？",
+                     f"{tests / 'cases.yaml'}:8:19: 没有规则 VT_1；是不是 VT-1？",
+                     f"{tests / 'cases.yaml'}:8:25: 没有规则 CL-LOW-VALUE-OFER；是不是 CL-LOW-VALUE-OFFER？"]
+    assert not report.ok
