@@ -320,6 +320,12 @@ def test_function_table_is_shared_and_documented():
     ("（a > 1）", 1, 1, "'（' is a full-width or special character"),
     ("a ≥ 1", 1, 3, "'≥' is not an operator here"),
     ("a # b", 1, 3, "unexpected character '#'"),
+    # Typed with a Chinese input method: the advice is what to type, never '>==' or 'not='.
+    ("monetary_365d >＝ 50000", 1, 15, "'>＝' is typed with full-width characters"),
+    ("a ＞＝ 1", 1, 3, "'＞＝' is typed with full-width characters"),
+    ("a ！= 1", 1, 3, "'！=' is typed with full-width characters"),
+    ("a >= ５００００", 1, 6, "'５' is a full-width character"),
+    ("x in ['a'、'b']", 1, 10, "'、' is a full-width or special character"),
     ("abs(1,", 1, 7, "expected a value after ',', found the end of the expression"),
     ("and a", 1, 1, "expected a value (a name, a number, text in quotes or '('), found 'and'"),
     ("a >\n\n  )", 3, 3, "expected a value after '>', found ')'"),
@@ -330,6 +336,18 @@ def test_syntax_errors(text, line, col, message):
     [problem] = problems_of(exc)
     assert problem.code == "expr-syntax"
     assert (problem.location.line, problem.location.col, problem.message) == (line, col, message)
+
+
+@pytest.mark.parametrize("text, fix", [
+    ("monetary_365d >＝ 50000", "type '>=' instead (switch the input method to half-width/English)"),
+    ("a ！= 1", "type '!=' instead (switch the input method to half-width/English)"),
+    ("a ＝＝ 1", "type '==' instead (switch the input method to half-width/English)"),
+    ("a >= ５００００", "type '5' instead (switch the input method to half-width/English)"),
+])
+def test_full_width_operators_get_the_half_width_to_type(text, fix):
+    with pytest.raises(ExprError) as exc:
+        expr.parse(text)
+    assert problems_of(exc)[0].fix == fix
 
 
 def test_syntax_error_in_multiline_expression_reports_file_position():

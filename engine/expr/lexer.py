@@ -9,6 +9,7 @@ brackets, ...) get an error that says what to type instead.
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,14 +28,17 @@ ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r", "’
 # Things people type by habit (from SQL, Excel, other languages or a Chinese input method), and
 # what to write instead. Longest first.
 SLIPS = (
+    # Two-character comparisons typed with a Chinese input method, wholly or half full-width.
+    ("＞＝", ">="), ("＜＝", "<="), ("！＝", "!="), ("＝＝", "=="), (">＝", ">="), ("<＝", "<="), ("!＝", "!="),
+    ("＝=", "=="), ("=＝", "=="), ("＞=", ">="), ("＜=", "<="), ("！=", "!="),
     ("&&", "and"), ("||", "or"), ("<>", "!="), ("=<", "<="), ("=>", ">="),
     ("=", "=="), ("!", "not"), ("&", "and"), ("|", "or"),
     ("≥", ">="), ("≤", "<="), ("≠", "!="), ("＝", "=="), ("＞", ">"), ("＜", "<"),
     ("（", "("), ("）", ")"), ("，", ","), ("【", "["), ("】", "]"), ("［", "["), ("］", "]"),
-    ("！", "not"),
+    ("！", "not"), ("≧", ">="), ("≦", "<="), ("、", ","), ("「", "'"), ("」", "'"), ("『", "'"), ("』", "'"),
 )
 
-FULL_WIDTH = frozenset("＝＞＜（），【】［］！")
+FULL_WIDTH = frozenset("＝＞＜（），【】［］！、「」『』")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +165,9 @@ def tokenize(text: str, location: Location | None = None) -> list[Token]:
 
         slip = next(((bad, good) for bad, good in SLIPS if len(bad) == 2 and text.startswith(bad, i)), None)
         if slip is not None:  # before operators, so that "<>" is not read as "<" then ">"
+            if any(c in FULL_WIDTH for c in slip[0]):
+                raise fail(i, f"'{slip[0]}' is typed with full-width characters",
+                           f"type '{slip[1]}' instead (switch the input method to half-width/English)")
             raise fail(i, f"'{slip[0]}' is not an operator here", f"write '{slip[1]}' instead")
 
         op = next((o for o in OPERATORS if text.startswith(o, i)), None)
@@ -178,6 +185,9 @@ def tokenize(text: str, location: Location | None = None) -> list[Token]:
                 raise fail(i, f"'{bad}' is a full-width or special character",
                            f"type '{good}' instead (switch the input method to half-width/English)")
             raise fail(i, f"'{bad}' is not an operator here", f"write '{good}' instead")
+        if unicodedata.east_asian_width(ch) == "F":  # full-width digits and letters: ５００００
+            raise fail(i, f"'{ch}' is a full-width character",
+                       f"type '{unicodedata.normalize('NFKC', ch)}' instead (switch the input method to half-width/English)")
         raise fail(i, f"unexpected character '{ch}'")
 
     tokens.append(Token("eof", None, "", line, n - line_start + 1))
