@@ -326,6 +326,8 @@ def test_function_table_is_shared_and_documented():
     ("a ！= 1", 1, 3, "'！=' is typed with full-width characters"),
     ("a >= ５００００", 1, 6, "'５' is a full-width character"),
     ("x in ['a'、'b']", 1, 10, "'、' is a full-width or special character"),
+    ("monetary_365d >= 50,000", 1, 18, "'50,000' has a thousands separator"),
+    ("monetary_365d >= 5万", 1, 18, "'5万' is not a number"),
     ("abs(1,", 1, 7, "expected a value after ',', found the end of the expression"),
     ("and a", 1, 1, "expected a value (a name, a number, text in quotes or '('), found 'and'"),
     ("a >\n\n  )", 3, 3, "expected a value after '>', found ')'"),
@@ -343,6 +345,8 @@ def test_syntax_errors(text, line, col, message):
     ("a ！= 1", "type '!=' instead (switch the input method to half-width/English)"),
     ("a ＝＝ 1", "type '==' instead (switch the input method to half-width/English)"),
     ("a >= ５００００", "type '5' instead (switch the input method to half-width/English)"),
+    ("a >= 1,200,000.5", "write 1200000.5 without the commas"),
+    ("a >= 1.5万", "write the amount in full: 15000"),
 ])
 def test_full_width_operators_get_the_half_width_to_type(text, fix):
     with pytest.raises(ExprError) as exc:
@@ -425,6 +429,17 @@ def test_unknown_name_did_you_mean_chinese_and_case():
     [problem] = check_problems("zzz > 1")
     assert problem.message == "unknown name 'zzz'"
     assert problem.fix == "check the spelling against the list of fields"
+
+
+def test_commas_in_lists_and_calls_still_separate_values():
+    assert expr.parse("x in [30,180]") == expr.parse("x in [30, 180]")
+    assert expr.parse("round(x,100) > 1") == expr.parse("round(x, 100) > 1")
+
+
+def test_a_chinese_value_without_quotes_is_told_to_take_them():
+    [problem] = check_problems("lifecycle_stage == 签约")
+    assert problem.message == "unknown name '签约'"
+    assert problem.fix == "if 签约 is a value, not a field, put it in quotes: '签约'; else check the spelling against the list of fields"
 
 
 def test_all_problems_are_collected():

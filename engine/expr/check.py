@@ -81,8 +81,13 @@ class _Checker:
         if node.name in self.schema:
             return self.schema[node.name]
         best = did_you_mean(node.name, self.schema)
-        self.problem(node, "unknown-name", f"unknown name '{node.name}'{hint(node.name, self.schema)}",
-                     f"write '{best[0]}'" if best else "check the spelling against the list of fields")
+        if best:
+            fix = f"write '{best[0]}'"
+        elif not node.name.isascii():  # value_tier == 高: a value written without its quotes
+            fix = f"if {node.name} is a value, not a field, put it in quotes: '{node.name}'; else check the spelling against the list of fields"
+        else:
+            fix = "check the spelling against the list of fields"
+        self.problem(node, "unknown-name", f"unknown name '{node.name}'{hint(node.name, self.schema)}", fix)
         return ANY  # keeps one misspelling from causing a cascade of type errors
 
     def visit_Unary(self, node: Unary) -> Type:

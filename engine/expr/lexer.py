@@ -9,6 +9,7 @@ brackets, ...) get an error that says what to type instead.
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,9 @@ SLIPS = (
     ("（", "("), ("）", ")"), ("，", ","), ("【", "["), ("】", "]"), ("［", "["), ("］", "]"),
     ("！", "not"), ("≧", ">="), ("≦", "<="), ("、", ","), ("「", "'"), ("」", "'"), ("『", "'"), ("』", "'"),
 )
+
+_COMPARISONS = frozenset(("==", "!=", "<=", ">=", "<", ">"))
+_CHINESE_UNITS = {"万": 10_000, "千": 1_000, "亿": 100_000_000, "百": 100}
 
 FULL_WIDTH = frozenset("＝＞＜（），【】［］！、「」『』")
 
@@ -115,6 +119,17 @@ def tokenize(text: str, location: Location | None = None) -> list[Token]:
                     j = k
                     while j < n and text[j].isascii() and text[j].isdigit():
                         j += 1
+            if (not is_float and text.startswith(",", j) and re.match(r",\d{3}(?!\d)", text[j:])
+                    and tokens and tokens[-1].kind == "op" and tokens[-1].value in _COMPARISONS):
+                # >= 50,000: a thousands separator (in a table cell it is one; here a comma separates
+                # values, so only right after a comparison, never in [30,180] or f(x,100)).
+                whole = re.match(r"\d+(?:,\d{3})+(?!\d)(?:\.\d+)?", text[i:]).group(0)
+                raise fail(i, f"'{whole}' has a thousands separator", f"write {whole.replace(',', '')} without the commas")
+            if j < n and text[j] in _CHINESE_UNITS:
+                # 5万: the amount in full is what a condition compares.
+                amount = float(text[i:j]) * _CHINESE_UNITS[text[j]]
+                shown = int(amount) if amount.is_integer() else amount
+                raise fail(i, f"'{text[i:j + 1]}' is not a number", f"write the amount in full: {shown}")
             if j < n and (_is_name_char(text[j]) or text[j] == "."):
                 # "365d" or "1.2.3": neither a number nor a name.
                 k = j
