@@ -28,7 +28,10 @@ def parse_as_of(_ctx, _param, value):
     text = value.strip().replace(" ", "T")
     try:
         if "T" in text:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(second=0, microsecond=0)
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.second or moment.microsecond:  # they were dropped without a word: 23:59:59 became 23:59
+                raise click.BadParameter(f"'{value}': give the time to the minute, e.g. {moment:%Y-%m-%dT%H:%M}")
+            return moment
         return date.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(f"'{value}' is not a date like 2026-11-20 or a time like 2026-11-20T12:00") from None

@@ -467,7 +467,8 @@ def explain_from_run(customer_id: str, run_folder: Path, inbox: Path | None = No
     manifest = read_manifest(run_folder)
     roots = run_roots(manifest, inbox, policies, templates)
     try:
-        as_of_time = datetime.fromisoformat(manifest["as_of_time"]) if manifest.get("as_of_time") else None
+        as_of_time = (datetime.fromisoformat(manifest["as_of_time"])
+                      if manifest.get("as_of_time") and not manifest.get("as_of_is_date") else None)
         as_of = date.fromisoformat(manifest["as_of"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ExplainError(Problem(code="bad-manifest", message=f"manifest.json 没有记录有效的 as-of（{exc}）",

@@ -484,6 +484,8 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     }
     manifest = build_manifest(run_id=run_id, as_of=options.as_of, counts=counts,
                               extra={"engine": options.engine, "as_of_time": as_of_time.isoformat(),
+                                     # A date alone: the facts end with the day, its messages go from its send_time.
+                                     "as_of_is_date": options.as_of_time is None,
                                      "roots": {"inbox": str(options.inbox.resolve()), "policies": str(policies),
                                                "templates": str(templates), "ledger": _ledger_root(ledger_path, options.outbox)}})
     # Each file is named relative to its own folder, so the manifest reads the same wherever

@@ -109,7 +109,8 @@ def verify_run(run_folder: Path, inbox: Path | None = None, policies: Path | Non
         return result
 
     as_of = date.fromisoformat(manifest["as_of"])
-    as_of_time = datetime.fromisoformat(manifest["as_of_time"]) if manifest.get("as_of_time") else None
+    as_of_time = (datetime.fromisoformat(manifest["as_of_time"])
+                  if manifest.get("as_of_time") and not manifest.get("as_of_is_date") else None)
     tmp = Path(tempfile.mkdtemp(prefix="crm-verify-")) if keep is None else Path(keep)
     try:
         # The guards read the contact ledger; the re-run gets a copy (the real one is left alone) and,

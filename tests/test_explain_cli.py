@@ -276,3 +276,11 @@ def test_now_is_the_policies_wall_clock_whatever_the_machine_zone(monkeypatch):
         monkeypatch.undo()
         time.tzset()
     assert moment.tzinfo is None and abs((beijing - moment).total_seconds()) < 120 and day == moment.date()
+
+
+def test_an_as_of_with_seconds_is_refused_not_cut(project):
+    # 23:59:59 became 23:59 without a word: another instant, another run.
+    result = invoke(explain_command, ["C000001", "--policies", project["policies"], "--inbox", project["inbox"],
+                                      "--as-of", "2026-11-20T23:59:59"])
+    assert result.exit_code == 2
+    assert "'2026-11-20T23:59:59': give the time to the minute, e.g. 2026-11-20T23:59" in result.output

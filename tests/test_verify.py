@@ -224,3 +224,16 @@ def test_a_ledger_row_recorded_differently_is_named_as_such_not_as_missing(finis
     assert [line for line in lines if "联系台账记录内容不同" in line] == [
         f"  联系台账记录内容不同 ledger row differs: {kind} {key}（仍算已发出，但记录的内容与本次运行不符）"]
     assert lines[-1].startswith("不一致 NOT identical：0 个文件不同，联系台账 1 条不符，")
+
+
+def test_a_run_for_a_date_alone_verifies_identical(tmp_path: Path, policy_copy: Path):
+    """A date alone sends from that day's send_time; re-run as the instant 23:59:59 its messages would
+    move to the next morning: the manifest says which it was."""
+    inbox = write_inbox(tmp_path / "inbox", customers=[customer("D1", 签约日期="2025-01-10")],
+                        orders=[["O1", "D1", "2026-09-01", 800, "耗材", 1]])
+    folder = run_batch(RunOptions(policies=policy_copy, inbox=inbox, outbox=tmp_path / "outbox", as_of=date(2026, 11, 20))).folder
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert (manifest["as_of_time"], manifest["as_of_is_date"]) == ("2026-11-20T23:59:59", True)
+    sent = json.loads((folder / "messages" / "sms" / "messages.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert sent["send_at"] == "2026-11-20T10:00:00"
+    assert verify_run(folder).identical
