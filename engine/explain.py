@@ -275,6 +275,20 @@ def _condition(rule, snapshot: dict[str, Any]) -> tuple[str, Any]:
     return expr.explain(rule.condition, snapshot), value
 
 
+_ID_PARTS = re.compile(r"(\D*)0*(\d+)")
+
+
+def _id_guess(typed: str, ids: list[str]) -> str | None:
+    """The id the user most likely meant: the same number with other leading zeros (C00002 →
+    C000002: a close spelling such as C000402 is less likely), else the closest spelling."""
+    m = _ID_PARTS.fullmatch(typed)
+    if m:
+        same_number = [i for i in ids if (n := _ID_PARTS.fullmatch(i)) and n.group(1) == m.group(1) and n.group(2) == m.group(2)]
+        if same_number:
+            return same_number[0]
+    return did_you_mean(typed, ids)
+
+
 def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, as_of: date, templates: Path,
                      as_of_time: datetime | None = None, records: list[dict[str, Any]] | None = None,
                      source: str = "inputs") -> Explanation:
@@ -286,7 +300,7 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
     customer = next((c for c in dataset.customers if c.customer_id == customer_id), None)
     if customer is None:
         ids = [c.customer_id for c in dataset.customers]
-        guess = did_you_mean(customer_id, ids)
+        guess = _id_guess(customer_id, ids)
         raise ExplainError(Problem(code="unknown-customer", message=f"输入数据中没有客户 {customer_id}"
                                    + (f"；是不是 {guess}？" if guess else ""), location=Location(file=customer_id),
                                    fix="客户编号见 customers.xlsx 或导出文件的“客户编号”列"))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -153,3 +153,13 @@ def test_cli_text_and_unknown_customer(inbox: Path):
     bad = runner.invoke(explain_command, ["A9", "--policies", str(SHIPPED_POLICIES), "--inbox", str(inbox), "--as-of", "2026-11-20"])
     assert bad.exit_code == 1
     assert "A9: error: 输入数据中没有客户 A9 [unknown-customer] — 修改建议: 客户编号见 customers.xlsx 或导出文件的“客户编号”列" in bad.output
+
+
+def test_an_id_typed_with_a_zero_too_few_suggests_that_customer():
+    # C00002 is C000002 with a zero missing; the closest spelling, C000402, was suggested.
+    from conftest import ROOT
+    from engine.explain import ExplainError
+
+    with pytest.raises(ExplainError) as exc:
+        explain_from_inputs("C00002", ROOT / "policies", ROOT / "inbox", date(2026, 11, 20))
+    assert exc.value.problems[0].message == "输入数据中没有客户 C00002；是不是 C000002？"
