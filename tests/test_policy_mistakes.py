@@ -168,3 +168,21 @@ def test_due_by_must_name_a_date_feature(policy_copy: Path):
     assert errors(policy_copy) == [
         f"care/follow_up.yaml:{line}:15: error: due_by names 'post_purchase_order_id', which is not a date feature; did you "
         "mean 'post_purchase_order_date'? [unknown-name] — 修改建议: due_by takes a date feature, e.g. post_purchase_followup_by"]
+
+
+@pytest.mark.parametrize("when", [
+    "monetary_365d > 1 and\n      monetry_365d > 2",  # plain: YAML folds it into one line
+    ">\n      monetary_365d > 1 and\n      monetry_365d > 2",
+    "|\n      monetary_365d > 1 and\n        monetry_365d > 2",  # literal: the indentation beyond the block's counts
+    "\"monetary_365d > 1 and\n      monetry_365d > 2\"",
+    "'monetary_365d > 1 and\n      monetry_365d > 2'",
+], ids=["plain", "folded", "literal", "double-quoted", "single-quoted"])
+def test_a_mistake_on_the_second_line_of_a_condition_is_shown_where_it_is(policy_copy: Path, when: str):
+    # Every position was counted on the value's first line (5:38, past the end of line 5).
+    (policy_copy / "classification" / "zz.yaml").write_text(
+        f"kind: classification\nid: zz\ndescription: test\nrules:\n  - id: ZZ-1\n    when: {when}\n    set: {{zz_a: 是}}\n",
+        encoding="utf-8")
+    [problem] = [p for p in validate_policies(policy_copy) if p.code == "unknown-name"]
+    text = (policy_copy / "classification" / "zz.yaml").read_text(encoding="utf-8").splitlines()
+    line, col = problem.location.line, problem.location.col
+    assert text[line - 1][col - 1:].startswith("monetry_365d > 2")

@@ -62,6 +62,13 @@ def locate(base: Location | None, line: int, col: int) -> Location:
     """
     if base is None:
         return Location(line=line, col=col)
+    positions = getattr(base, "positions", None)  # a multi-line YAML value: engine.policy.yaml_source
+    if positions:
+        at = positions.get((line, col))
+        if at is None and (line, col - 1) in positions:  # just after the last character
+            at = (positions[(line, col - 1)][0], positions[(line, col - 1)][1] + 1)
+        if at is not None:
+            return Location(file=base.file, line=at[0], col=at[1])
     if line == 1:
         return base.shifted(0, (base.col or 1) + col - 1)
     return base.shifted(line - 1, col)

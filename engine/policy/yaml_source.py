@@ -49,7 +49,50 @@ def _node_location(file: str, node: yaml.Node) -> Location:
         line, col = line + 1, indent + 1
     elif isinstance(node, yaml.ScalarNode) and node.style in ("'", '"'):
         col += 1  # point at the first character inside the quotes
-    return Location(file=file, line=line, col=col)
+    loc = Location(file=file, line=line, col=col)
+    if isinstance(node, yaml.ScalarNode) and node.end_mark.line > mark.line and mark.buffer:
+        positions = _value_positions(node)
+        if positions is not None:
+            # Where each character of a multi-line value is in the file (engine.expr.lexer.locate reads
+            # it): YAML folds the lines of a plain, folded or quoted value into one, so a position
+            # counted in the value is not the file's. Not a field: it compares and prints as before.
+            object.__setattr__(loc, "positions", positions)
+    return loc
+
+
+# Raw characters that may stand between two characters of the value: folding, indentation, quotes.
+_BETWEEN = frozenset(" \t\r\n'\"\\")
+
+
+def _value_positions(node: yaml.ScalarNode) -> dict[tuple[int, int], tuple[int, int]] | None:
+    """(line, col) in the value's own text → (line, col) in the file, for each character of a
+    multi-line string scalar; None if the raw text cannot be lined up with the value (escapes)."""
+    value = node.value
+    buffer = node.start_mark.buffer
+    r, end = node.start_mark.index, node.end_mark.index
+    line, line_start = node.start_mark.line + 1, r - node.start_mark.column  # the file line at r, where it begins
+    if node.style in ("|", ">"):  # the text starts after the header line (| or >, with its indicators)
+        r = buffer.find("\n", r, end) + 1 or end
+        line, line_start = line + 1, r
+    positions: dict[tuple[int, int], tuple[int, int]] = {}
+    vline, vcol = 1, 1
+    for ch in value:
+        while r < end and buffer[r] != ch:
+            if buffer[r] not in _BETWEEN:
+                return None
+            if buffer[r] == "\n":
+                line, line_start = line + 1, r + 1
+            r += 1
+        if r >= end:
+            return None
+        positions[(vline, vcol)] = (line, r - line_start + 1)
+        if ch == "\n":
+            line, line_start = line + 1, r + 1
+            vline, vcol = vline + 1, 1
+        else:
+            vcol += 1
+        r += 1
+    return positions
 
 
 class _PositionLoader(yaml.SafeLoader):
