@@ -188,9 +188,13 @@ def check_stage_settings(policyset: PolicySet, calendars: dict[str, Any], templa
         except ModuleNotFoundError:
             continue
         try:
-            module.build(setup)
+            stage = module.build(setup)
         except EngineError as exc:
             problems.extend(exc.problems)
+            continue
+        # Said while loading, not fatal (e.g. an SLA settings file without targets): a run would
+        # go ahead without a word, so validate says them.
+        problems.extend(getattr(getattr(stage, "policy", None), "warnings", None) or [])
     try:
         from engine.guards import load_guard_policy
     except ImportError:

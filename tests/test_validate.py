@@ -211,3 +211,12 @@ def test_calendar_mistakes_are_named_relative_to_the_policies_folder(policy_copy
     edit(policy_copy / "calendar.yaml", "    on_uncovered_year: error", "    on_uncovered_year: maybe")
     [problem] = [p for p in validate_policies(policy_copy) if p.severity == "error"]
     assert problem.location.file == "calendar.yaml" and format_problem(problem).startswith("calendar.yaml:35:")
+
+
+def test_a_settings_warning_of_a_stage_is_shown(policy_copy: Path):
+    # An SLA settings file without targets tracks nothing; the loader said so, but nobody showed it.
+    text = (policy_copy / "sla.yaml").read_text(encoding="utf-8")
+    (policy_copy / "sla.yaml").write_text(text[:text.index("\ntargets:")] + "\ntargets: []\n", encoding="utf-8")
+    shown = [format_problem(p) for p in validate_policies(policy_copy) if p.code == "no-targets"]
+    assert len(shown) == 1 and shown[0].startswith("sla.yaml:") and \
+        "warning: the SLA settings file has no targets: nothing will be tracked [no-targets]" in shown[0]
