@@ -315,6 +315,8 @@ def run_diff(base: str, new: Path, inbox: Path, as_of: date, as_of_time: datetim
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, bool):  # as decision tables and report.html write them
+        return "是" if value else "否"
     return "（空）" if value is None else (value if isinstance(value, str) else value_text(value))
 
 
