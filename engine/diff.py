@@ -104,9 +104,21 @@ def _extract(archive: bytes, dest: Path) -> None:
 def export_git_revision(revision: str, new_policies: Path, dest: Path) -> Side:
     """Export ``revision``'s version of the policy folder (and templates beside it) into ``dest``."""
     new_policies = Path(new_policies).resolve()
-    top = Path(_git(["rev-parse", "--show-toplevel"], new_policies).decode().strip()).resolve()
+    try:
+        top = Path(_git(["rev-parse", "--show-toplevel"], new_policies).decode().strip()).resolve()
+    except DiffError as exc:
+        if exc.problems[0].code != "git-failed":
+            raise
+        raise DiffError(Problem(code="not-in-git", message=f"策略文件夹 {new_policies} 不在 git 仓库里，没有 git:{revision} 可比",
+                                location=Location(file=str(new_policies)),
+                                fix="用 --base 指定旧版本策略所在的文件夹（例如备份的 policies 文件夹）")) from None
     prefix = new_policies.relative_to(top).as_posix()
     _git(["rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], top)
+    if not _git(["ls-tree", "--name-only", revision, "--", prefix], top).strip():
+        # git archive would fail with "pathspec did not match", and the advice to check the revision mislead.
+        raise DiffError(Problem(code="git-no-policies", message=f"版本 {revision} 里还没有策略文件夹 {prefix}/",
+                                location=Location(file=f"git:{revision}"),
+                                fix=f"先提交（git add {prefix} && git commit），或换一个已有这个文件夹的版本，或用 --base 指定文件夹"))
     _extract(_git(["archive", "--format=tar", revision, "--", prefix], top), dest)
     policies = dest / prefix
     templates_prefix = (Path(prefix).parent / "templates").as_posix()

@@ -115,6 +115,16 @@ def test_base_from_a_git_revision(inbox: Path, tmp_path: Path):
     bad = CliRunner().invoke(diff_command, ["--base", "git:no-such-rev", "--new", str(repo / "policies"), "--inbox", str(inbox),
                                             "--as-of", "2026-11-20", "--out", str(tmp_path / "d.xlsx")])
     assert bad.exit_code == 1 and "[git-failed]" in bad.output
+    # A policy folder the revision does not have yet, and one outside any repository: said as such.
+    shutil.copytree(repo / "policies", repo / "drafts")
+    later = CliRunner().invoke(diff_command, ["--base", "git:HEAD", "--new", str(repo / "drafts"), "--inbox", str(inbox),
+                                              "--as-of", "2026-11-20", "--out", str(tmp_path / "d.xlsx")])
+    assert later.exit_code == 1 and "git:HEAD: error: 版本 HEAD 里还没有策略文件夹 drafts/ [git-no-policies]" in later.output
+    outside = tmp_path / "outside" / "policies"
+    shutil.copytree(repo / "policies", outside)
+    loose = CliRunner().invoke(diff_command, ["--base", "git:HEAD", "--new", str(outside), "--inbox", str(inbox),
+                                              "--as-of", "2026-11-20", "--out", str(tmp_path / "d.xlsx")])
+    assert loose.exit_code == 1 and f"策略文件夹 {outside} 不在 git 仓库里" in loose.output and "[not-in-git]" in loose.output
 
 
 def test_an_error_says_which_version_has_it(inbox: Path, policy_copy: Path):
