@@ -87,7 +87,7 @@ def spellings(token: str) -> set[str]:
 _EPOCH = date(1899, 12, 30)  # Excel 1900 date system: serial 1 = 1900-01-01 (with the 1900 leap-year bug)
 _EPOCH_DT = datetime(1899, 12, 30)
 _SERIAL_MIN = 61  # 1900-03-01: before that, Excel serials are off by one day (Lotus bug), so refuse them
-_SERIAL_MAX = 2958466  # 9999-12-31 + 1
+_SERIAL_MAX = 109575  # 2200-01-01: a larger number is no date an export means (240517 typed as yymmdd would be 2558-07-05)
 
 _DATE_RE = re.compile(
     r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"  # 2024-05-17, 2024/5/17, 2024.5.17, 2024年5月17日
@@ -230,7 +230,12 @@ class Coercer:
                 except InvalidOperation:
                     d = None
                 if d is not None and d == d.to_integral_value():
-                    return str(int(d))
+                    number = str(int(d))
+                    mantissa = sum(c.isdigit() for c in s.upper().split("E")[0])
+                    if mantissa < len(number):  # 1.38123E+10: Excel showed 6 of 11 digits, the rest are gone
+                        raise CoercionError("bad-phone", f"{_shown(v)} lost digits in scientific notation "
+                                            f"(it would read as {number}): format the column as text in Excel and export again")
+                    return number
                 raise CoercionError("bad-phone", f"{_shown(v)} is not a phone number")
             if _PHONE_FLOAT_TEXT_RE.match(s):
                 s = s.split(".")[0]  # "13812345678.0": a number cell that was converted to text

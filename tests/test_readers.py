@@ -204,6 +204,23 @@ def test_bad_phones(raw):
     assert exc.value.code == "bad-phone"
 
 
+def test_a_phone_whose_digits_scientific_notation_lost_is_refused():
+    # What Excel shows for 13812345678 in a General column, kept as text: 13812300000 got the SMS.
+    with pytest.raises(CoercionError) as exc:
+        to_phone("1.38123E+10")
+    assert exc.value.reason == ("1.38123E+10 lost digits in scientific notation (it would read as 13812300000): "
+                                "format the column as text in Excel and export again")
+
+
+@pytest.mark.parametrize("raw", [240517, 2024051, 1000000, 240517.0])
+def test_a_number_past_2199_is_no_date(raw):
+    # 240517 typed as yymmdd was the Excel serial of 2558-07-05: a birthday greeting on the wrong day.
+    for fn in (to_date, to_datetime):
+        with pytest.raises(CoercionError) as exc:
+            fn(raw)
+        assert exc.value.code == "bad-date"
+
+
 @pytest.mark.parametrize("raw, expected", [
     (1200.5, 1200.5),
     (1200, 1200.0),
