@@ -57,9 +57,11 @@ _NOT_EXPORTS = ("~$", "._", ".")  # name starts: Excel lock files, macOS metadat
 
 
 def export_files(inbox: Path) -> list[Path]:
-    """The workbooks ``read_inbox`` reads from ``inbox``, in the order it reads them."""
+    """The workbooks ``read_inbox`` reads from ``inbox``, in the order it reads them: by name without
+    the extension, so a copy saved beside an export ("customers (1).xlsx", "customers - 副本.xlsx",
+    "客户信息-新.xlsx") comes after it and its rows win (by full name " ", "(" and "-" sort before ".")."""
     return sorted((p for p in Path(inbox).iterdir() if p.is_file() and not p.name.startswith(_NOT_EXPORTS)
-                   and p.suffix.lower() == ".xlsx"), key=lambda p: p.name)
+                   and p.suffix.lower() == ".xlsx"), key=lambda p: (p.stem, p.name))
 
 
 _OTHER_SPREADSHEETS = (".xls", ".xlsm", ".xlsb", ".csv", ".ods", ".et")

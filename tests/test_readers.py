@@ -1070,3 +1070,14 @@ def test_of_two_columns_for_one_field_the_first_alias_is_read(tmp_path, columns)
     assert [o.status for o in ds.orders] == ["已退款"]
     assert [w.message for w in warnings if w.code == "unknown-column"] == [
         "column 状态 was not read: orders.status is read from column 订单状态"]
+
+
+def test_a_copy_saved_beside_an_export_is_read_after_it(tmp_path, columns):
+    # "customers (1).xlsx" (the newer download) sorted before "customers.xlsx" by full name, so the older rows won.
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称"], ["C1", "旧名"]]})
+    write_book(inbox / "customers (1).xlsx", {"客户信息": [["客户编号", "客户名称"], ["C1", "新名"]]})
+    write_book(inbox / "customers - 副本.xlsx", {"客户信息": [["客户编号", "客户名称"], ["C2", "副本"]]})
+    ds = read_inbox(inbox, columns)
+    assert [p.rsplit("/", 1)[-1] for p in map(str, ds.input_files)] == ["customers.xlsx", "customers (1).xlsx", "customers - 副本.xlsx"]
+    assert {c.customer_id: c.name for c in ds.customers} == {"C1": "新名", "C2": "副本"}
