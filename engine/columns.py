@@ -51,6 +51,24 @@ def _without_unit(key: str) -> str:
     return _TRAILING_UNIT.sub("", key)
 
 
+def _unit(key: str) -> str:
+    """``"金额(万元)"`` -> ``"万元"`` (the header key's trailing bracket), ``""`` if none."""
+    m = _TRAILING_UNIT.search(key)
+    return m.group(0)[1:-1] if m else ""
+
+
+# Units in a header's brackets that change what a cell means (compared as header keys: half-width,
+# lower case, no spaces). A scale multiplies a number column (金额（万元）: 1.2 is 12,000 元); a time
+# zone converts a time column to columns.yaml's time_zone (创建时间(UTC)); a foreign currency is refused
+# (the engine counts 元). Any other unit (元, 件, 次, %) is only a label.
+HEADER_SCALES = {"万元": 10_000, "万": 10_000, "千元": 1_000, "千": 1_000, "百万元": 1_000_000, "百万": 1_000_000,
+                 "亿元": 100_000_000, "亿": 100_000_000}
+HEADER_ZONES = {"utc": "UTC", "gmt": "UTC", "utc+0": "UTC", "utc+00:00": "UTC", "z": "UTC",
+                "utc+8": "Asia/Shanghai", "utc+08:00": "Asia/Shanghai", "北京时间": "Asia/Shanghai", "gmt+8": "Asia/Shanghai"}
+HEADER_CURRENCIES = {"usd", "$", "us$", "美元", "hkd", "hk$", "港币", "港元", "eur", "€", "欧元", "jpy", "日元", "gbp", "£",
+                     "英镑", "twd", "nt$", "台币", "新台币", "krw", "韩元", "sgd", "新加坡元"}
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     name: str  # field name of the fact dataclass
@@ -144,6 +162,7 @@ class HeaderMatch:
     headers: dict[str, str]  # field name -> header text as written
     unknown: list[str]  # non-empty header cells that match no field (ignored)
     missing_required: list[str]  # required fields with no column
+    units: dict[str, str] = field(default_factory=dict)  # field name -> its header's bracketed unit (header key form)
 
     @property
     def ok(self) -> bool:
@@ -174,7 +193,9 @@ def match_header_row(cells: Sequence[Any], table: TableSpec, row_index: int) -> 
         columns[name] = i
         headers[name] = cell.strip()
     missing = [f for f in table.required if f not in columns]
-    return HeaderMatch(table.name, row_index, columns, headers, unknown, missing)
+    units = {name: unit for name, text in headers.items()
+             if (unit := _unit(header_key(text))) and header_key(text) not in table.alias_index}
+    return HeaderMatch(table.name, row_index, columns, headers, unknown, missing, units)
 
 
 def _alias_rank(table: TableSpec, field_name: str, header: str) -> int:

@@ -25,12 +25,16 @@ from itertools import compress, repeat
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from zoneinfo import ZoneInfo
 
 from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook, SheetVisibleEnum
 
 from .coerce import Coercer, CoercionError, spellings
 from .columns import (
+    HEADER_CURRENCIES,
+    HEADER_SCALES,
     HEADER_SCAN_ROWS,
+    HEADER_ZONES,
     TABLE_CLASSES,
     ColumnsSpec,
     HeaderMatch,
@@ -478,6 +482,9 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
             values[fname] = coercer.convert_column(fn, raw)
         except CoercionError:
             values[fname] = _convert_slowly(fn, raw, fname, problems)
+        if fname in match.units:
+            values[fname] = _in_header_unit(values[fname], match.units[fname], spec.type, match.headers[fname], coercer,
+                                            file, sheet)
 
     # Rows that are not data: blank, summary ("合计") and repeated header rows.
     skip: dict[int, Reject | None] = {}
@@ -555,6 +562,23 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
             keep[i] = False
         objs = list(compress(objs, keep))
     return objs, rejects
+
+
+def _in_header_unit(values: list, unit: str, type_: str, header: str, coercer: Coercer, file: str, sheet: str) -> list:
+    """A column's values in the unit its header names (columns.HEADER_SCALES, _ZONES, _CURRENCIES):
+    dropping 万元 or UTC would read every cell wrong without a word."""
+    if type_ in ("number", "int") and unit in HEADER_CURRENCIES:
+        raise InputError(Problem(
+            "foreign-currency", f"column {header} is in {unit.upper()}: the engine counts amounts in 元 (CNY)",
+            Location(file=file, sheet=sheet, column=header),
+            fix="export the amounts in 元, or convert them to 元 in a column of their own and read that one"))
+    if type_ in ("number", "int") and unit in HEADER_SCALES:
+        factor = HEADER_SCALES[unit]
+        return [None if v is None else round(v * factor, 6) for v in values]
+    if type_ == "datetime" and unit in HEADER_ZONES:
+        zone = ZoneInfo(HEADER_ZONES[unit])
+        return [None if v is None else v.replace(tzinfo=zone).astimezone(coercer.tz).replace(tzinfo=None) for v in values]
+    return values
 
 
 def _convert_slowly(fn: Callable[[Any], Any], raw: Sequence[Any], fname: str,

@@ -1081,3 +1081,36 @@ def test_a_copy_saved_beside_an_export_is_read_after_it(tmp_path, columns):
     ds = read_inbox(inbox, columns)
     assert [p.rsplit("/", 1)[-1] for p in map(str, ds.input_files)] == ["customers.xlsx", "customers (1).xlsx", "customers - 副本.xlsx"]
     assert {c.customer_id: c.name for c in ds.customers} == {"C1": "新名", "C2": "副本"}
+
+
+def test_a_unit_in_a_header_is_applied_not_dropped(tmp_path, columns):
+    # 订单金额（万元） 1.2 is 12,000 元 (it was read as 1.2 元); times headed (UTC) are UTC (read as Beijing time).
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称"], ["C1", "张三"]]})
+    write_book(inbox / "orders.xlsx", {"订单": [["订单编号", "客户编号", "订单日期", "订单金额（万元）"],
+                                               ["O1", "C1", date(2026, 10, 1), 1.2], ["O2", "C1", date(2026, 10, 2), "3.5"]]})
+    write_book(inbox / "interactions.xlsx", {"互动记录": [["互动编号", "客户编号", "创建时间 (UTC)", "互动类型", "渠道"],
+                                                       ["I1", "C1", datetime(2026, 11, 19, 1, 0), "投诉", "电话"]]})
+    ds = read_inbox(inbox, columns)
+    assert [o.amount for o in ds.orders] == [12000.0, 35000.0]
+    assert ds.interactions[0].time == datetime(2026, 11, 19, 9, 0)
+
+
+def test_amounts_in_a_foreign_currency_stop_the_run(tmp_path, columns):
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称"], ["C1", "张三"]]})
+    write_book(inbox / "orders.xlsx", {"订单": [["订单编号", "客户编号", "订单日期", "Amount (USD)"], ["O1", "C1", date(2026, 10, 1), 1200]]})
+    with pytest.raises(InputError) as exc:
+        read_inbox(inbox, columns)
+    [problem] = exc.value.problems
+    assert (problem.code, str(problem.location)) == ("foreign-currency", "orders.xlsx, sheet 订单, column Amount (USD)")
+    assert problem.message == "column Amount (USD) is in USD: the engine counts amounts in 元 (CNY)"
+
+
+def test_a_unit_that_is_only_a_label_changes_nothing(tmp_path, columns):
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称"], ["C1", "张三"]]})
+    write_book(inbox / "orders.xlsx", {"订单": [["订单编号", "客户编号", "订单日期", "订单金额(元)", "数量（件）"],
+                                               ["O1", "C1", date(2026, 10, 1), 1200, 2]]})
+    ds = read_inbox(inbox, columns)
+    assert (ds.orders[0].amount, ds.orders[0].quantity) == (1200.0, 2.0)
