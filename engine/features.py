@@ -36,6 +36,9 @@ class FeatureConfig:
     windows_days: tuple[int, ...] = (30, 90, 180, 365)
     satisfaction_window_days: int = 365
     orders_not_counted: frozenset[str] = ORDERS_NOT_COUNTED
+    # A complaint with one of these statuses (lower case) and no resolved time is closed: sla.yaml's
+    # clock.closed_statuses when there is one (engine.policy.loader), so SLA and churn agree.
+    closed_statuses: frozenset[str] = CLOSED_STATUSES
 
     @classmethod
     def from_policy(cls, data: dict | None) -> "FeatureConfig":
@@ -225,12 +228,12 @@ def _interaction_window_names(windows: tuple[int, ...]) -> tuple[tuple[int, str,
                  for w in windows)
 
 
-def is_open(i: Interaction, as_of: date) -> bool:
+def is_open(i: Interaction, as_of: date, closed_statuses: frozenset[str] = CLOSED_STATUSES) -> bool:
     """Still open on the as-of day: not resolved by then (a resolved time after it had not happened
     yet, whatever the status says now), or, without a resolved time, not in a closing status."""
     if i.resolved_time is not None:
         return _day(i.resolved_time) > as_of
-    return (i.status or "").strip().lower() not in CLOSED_STATUSES
+    return (i.status or "").strip().lower() not in closed_statuses
 
 
 def _interaction_features(
@@ -267,7 +270,7 @@ def _interaction_features(
             if prev is None or d > prev:
                 last_by_key[key] = d
         if key == "complaint":
-            if is_open(i, as_of):
+            if is_open(i, as_of, config.closed_statuses):
                 open_complaints += 1
             if last_complaint_time is None or i.time >= last_complaint_time:
                 last_complaint_time, last_complaint_category = i.time, i.category

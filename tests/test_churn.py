@@ -247,3 +247,23 @@ def test_a_signal_may_not_read_the_score(tmp_path):
         load_churn_settings(load_policies(folder))
     assert info.value.problems[0].code == "churn-signal-reads-result"
     assert info.value.problems[0].location.line == line
+
+
+def test_open_complaints_use_the_sla_settings_closed_statuses(tmp_path: Path):
+    # A team that closes complaints as 已撤销 (sla.yaml closed_statuses): SLA saw it closed, while churn and
+    # risk counted it open from a list of their own (CH-SIG-OPEN-COMPLAINT, 风险等级 中).
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    sla = policies / "sla.yaml"
+    sla.write_text(sla.read_text(encoding="utf-8").replace("closed_statuses: [已解决, 已关闭]", "closed_statuses: [已解决, 已关闭, 已撤销]", 1),
+                   encoding="utf-8")
+    policyset = load_policies(policies)
+    withdrawn = Interaction("W1", "W", ago(5), SRC, type="投诉", category="物流", status="已撤销",
+                            first_response_time=ago(5) + timedelta(hours=1))
+    evaluation = evaluate_dataset(policyset, Dataset([customer("W")], [withdrawn], [order("W1", "W", 10)]), AS_OF, TEMPLATES)
+    [row] = evaluation.customer_rows
+    assert row["open_complaints"] == 0
+    assert "CH-SIG-OPEN-COMPLAINT" not in {f.rule_id for f in evaluation.firings}
+    shipped = evaluate_dataset(load_policies(REPO / "policies"), Dataset([customer("W")], [withdrawn], [order("W1", "W", 10)]),
+                               AS_OF, TEMPLATES)
+    assert shipped.customer_rows[0]["open_complaints"] == 1  # not a closing status there

@@ -143,6 +143,16 @@ class _Loader:
 
     # -- simple kinds -------------------------------------------------------------------------
     def features(self) -> FeatureConfig:
+        config = self._feature_config()
+        # "Closed" means one thing in a run: the SLA settings' closed statuses, when they name them.
+        for _path, doc in self.documents.get("sla", [])[:1]:
+            clock = doc.get("clock") if isinstance(doc, dict) else None
+            statuses = clock.get("closed_statuses") if isinstance(clock, dict) else None
+            if isinstance(statuses, list) and all(isinstance(s, str) for s in statuses):
+                config = replace(config, closed_statuses=frozenset(s.strip().lower() for s in statuses))
+        return config
+
+    def _feature_config(self) -> FeatureConfig:
         docs = self.documents.get("features", [])
         if not docs:
             return FeatureConfig()

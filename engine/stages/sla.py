@@ -694,11 +694,12 @@ class SlaStage:
         return out
 
     def _still_open(self, it) -> bool:
-        """Open as of the run: no closing status and no resolved time by then."""
-        if it.status in self.policy.closed_statuses:
-            return False
+        """Open as of the run: not resolved by then (a resolved time after the as-of instant had not
+        happened yet, whatever the status says now), or without a resolved time, no closing status."""
         resolved = getattr(it, self.policy.resolved_field)
-        return resolved is None or resolved > self.as_of_time
+        if resolved is not None:
+            return resolved > self.as_of_time
+        return it.status not in self.policy.closed_statuses
 
     @property
     def escalation_due(self) -> datetime:
