@@ -412,6 +412,10 @@ def evaluate_clock(name: str, duration: Duration, calendar: BusinessCalendar, st
     ``until_as_of`` (optional, same calendar and instant) makes lateness of long-open items cheap.
     """
     deadline = calendar.add(start, duration)
+    if stopped is not None and stopped < start:
+        # Answered or resolved before it was created: the export's times are wrong; counting it on
+        # time would raise the timely rate on bad data.
+        return Clock(name, duration, deadline, UNKNOWN, note="结束时间早于创建时间，导出的时间有误")
     if stopped is not None:
         if stopped <= deadline:
             return Clock(name, duration, deadline, MET, stopped=stopped)
