@@ -351,3 +351,20 @@ def test_a_report_template_mistake_met_only_with_data_stops_the_run_cleanly(poli
     assert problem.message == (f"report template report/report.html.j2 line {line}: UndefinedError: "
                                "'engine.audit.Chart object' has no attribute 'titel'") and problem.location.line == line
     assert [p.name for p in (tmp_path / "out").iterdir() if p.is_dir()] == []
+
+
+def test_the_reports_sla_figures_are_sla_xlsx_kpis_per_ticket(run, tmp_path: Path):
+    # The report showed per-clock on-time rates and counted an overdue ticket once per overdue clock
+    # (4 where sla.xlsx and the escalation tasks say 2); the seeds' 投诉处理及时率 was missing.
+    manifest, evaluation, _ = run
+    html = write_report(tmp_path, manifest, evaluation).read_text(encoding="utf-8")
+    section = html[html.index('<section id="sla">'):]
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", section[:section.index("</section>")]))
+    (workbook,) = evaluation.modules["sla"].workbooks().values()
+    kpi = {(r[0], r[1]): r for r in next(s for s in workbook.sheets if s.name == "KPI").rows}
+    overall, complaints = kpi[("总体", "全部")], kpi[("互动类型", "投诉")]
+    for label, value in (("问题解决率", f"{overall[4]:.1%}"), ("处理及时率", f"{overall[7]:.1%}"),
+                         ("投诉处理及时率", f"{complaints[7]:.1%}"), ("平均满意度", f"{overall[9]:.2f}"),
+                         ("超时未完成的工单", f"{overall[10]:,}")):
+        assert f"{value} {label}" in text
+    assert "时钟数" not in text
