@@ -100,8 +100,12 @@ def default_templates(policies: Path) -> Path:
     return policies.resolve().parent / "templates"
 
 
-def _files_under(root: Path, pattern: str) -> list[Path]:
-    return sorted(p for p in root.rglob(pattern) if p.is_file() and not p.name.startswith("~$"))
+def template_files(templates: Path) -> list[Path]:
+    """The files of a templates folder that a run reads and records (run id, manifest): not its
+    documentation (README.md), which changes no output."""
+    if not templates.is_dir():
+        return []
+    return sorted(p for p in templates.rglob("*") if p.is_file() and not p.name.startswith("~$") and p.suffix.lower() != ".md")
 
 
 @dataclass
@@ -297,12 +301,12 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
     say(f"客户 {len(dataset.customers)}，互动记录 {len(dataset.interactions)}，订单 {len(dataset.orders)}，被拒绝的行 {len(dataset.rejects)}")
 
     input_files = [Path(p) for p in dataset.input_files]
-    template_files = _files_under(templates, "*") if templates.is_dir() else []
+    used_templates = template_files(templates)
     digest = hashlib.sha256()
     digest.update((options.as_of_time or end_of_day(options.as_of)).isoformat().encode())  # the instant looked at
     digest.update(options.engine.encode())
     inbox_root = options.inbox.resolve()
-    for root, paths in ((inbox_root, input_files), (policies, [*policyset.files, columns_path]), (templates, template_files)):
+    for root, paths in ((inbox_root, input_files), (policies, [*policyset.files, columns_path]), (templates, used_templates)):
         for path in paths:
             # Names count too: a renamed policy file is cited under its new name in the decision log.
             digest.update(_relative_name(path, root).encode())
@@ -367,7 +371,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
             if writer is not None:
                 staged = recorder.submit(ledger.stage, run_id, as_of_time, evaluation.tasks, evaluation.messages)
             counts = _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts,
-                                       evaluation, guards, input_files, template_files, run_id, as_of_time, ledger_path,
+                                       evaluation, guards, input_files, used_templates, run_id, as_of_time, ledger_path,
                                        writer, warnings)
             if staged is not None:
                 staged.result()
@@ -453,7 +457,7 @@ def _ledger_root(ledger_path: Path, outbox: Path) -> str:
 
 
 def _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts, evaluation, guards,
-                      input_files, template_files, run_id, as_of_time, ledger_path, writer: SecondWriter | None,
+                      input_files, used_templates, run_id, as_of_time, ledger_path, writer: SecondWriter | None,
                       warnings: list[Problem]) -> dict[str, Any]:
     """Every file of the run folder but the stage modules' (sla.xlsx, written earlier); returns the
     counts that go into the manifest."""
@@ -492,7 +496,7 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     # the folders live; "roots" says where they were for this run.
     manifest["inputs"] = [file_entry(p, options.inbox.resolve()) for p in input_files]
     manifest["policies"] = [file_entry(p, policies) for p in sorted({*policyset.files, columns_path})]
-    manifest["templates"] = [file_entry(p, templates) for p in template_files]
+    manifest["templates"] = [file_entry(p, templates) for p in used_templates]
     # What the run said besides its results (unknown columns, a year without holiday data, ...): an
     # auditor reads them here and in report.html, long after the console is gone.
     manifest["warnings"] = [w.to_dict() for w in warnings]

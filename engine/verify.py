@@ -102,9 +102,19 @@ def verify_run(run_folder: Path, inbox: Path | None = None, policies: Path | Non
     # A workbook added to the inbox since would be read by the re-run (a different batch): stop here too.
     from engine.readers import export_files
 
+    from engine.policy.loader import policy_files
+    from engine.run import template_files
+
     recorded = set(_entries(manifest, "inputs"))
     if roots["inbox"].is_dir():
         result.new_inputs = [("inputs", p.name) for p in export_files(roots["inbox"]) if p.name not in recorded]
+    # Likewise a template or policy file added since (a draft template for a new festival): the re-run
+    # would be another batch, every output "differs".
+    for group, files in (("policies", policy_files(roots["policies"]) if roots["policies"].is_dir() else []),
+                         ("templates", template_files(roots["templates"]))):
+        known = set(_entries(manifest, group))
+        result.new_inputs += [(group, path) for path in (p.relative_to(roots[group]).as_posix() for p in files)
+                              if path not in known]
     if result.new_inputs:
         return result
 
@@ -186,16 +196,15 @@ def format_verify(result: VerifyResult) -> list[str]:
         for group, path, what in result.changed_inputs:
             lines.append(f"  {GROUP_LABELS.get(group, group)} {path}：{'缺失 missing' if what == 'missing' else '已修改 changed'}")
         return lines
-    if not result.rerun and result.new_inputs:
-        lines.append("无法重新运行：输入文件夹里有运行时没有的文件，重新运行会读入它们 / new files in the inbox:")
+    if result.new_inputs:  # verify_run stops before re-running
+        lines.append("无法重新运行：文件夹里有运行时没有的文件，重新运行会读入它们 / new files since the run:")
         lines.extend(f"  新文件 {GROUP_LABELS.get(group, group)} {path}：运行时没有" for group, path in result.new_inputs)
-        lines.append("  把它们移出输入文件夹，或用 --inbox 指定只有原文件的文件夹 / move them out, or give --inbox")
+        options = "、".join(f"--{group.replace('inputs', 'inbox')}" for group in dict.fromkeys(g for g, _ in result.new_inputs))
+        lines.append(f"  把它们移出，或用 {options} 指定只有原文件的文件夹 / move them out, or give {options.replace('、', ' / ')}")
         return lines
     lines.extend(f"  注意 {note}" for note in result.notes)
     if result.rerun_id != result.run_id:
         lines.append(f"重新运行得到的运行编号是 {result.rerun_id}（原为 {result.run_id}）")
-    for group, path in result.new_inputs:
-        lines.append(f"  新文件 {GROUP_LABELS.get(group, group)} {path}：运行时没有，重新运行时读入了")
     for path in result.differ:
         lines.append(f"  不同 differs: {path}")
     for path in result.missing:

@@ -109,8 +109,8 @@ def test_new_file_the_run_did_not_read(finished_run):
     (policies.parent / "templates" / "messages" / "sms" / "extra.txt").write_text("新模板", encoding="utf-8")
     result = verify_run(folder)
     assert result.new_inputs == [("templates", "messages/sms/extra.txt")]
-    assert result.rerun_id != result.run_id and not result.identical
-    assert "  新文件 模板 messages/sms/extra.txt：运行时没有，重新运行时读入了" in format_verify(result)
+    assert not result.rerun and not result.identical  # stopped before re-running another batch
+    assert "  新文件 模板 messages/sms/extra.txt：运行时没有" in format_verify(result)
 
 
 def test_inputs_moved_elsewhere(finished_run, tmp_path: Path):
@@ -201,9 +201,28 @@ def test_a_workbook_added_to_the_inbox_stops_before_rerunning(finished_run):
     result = CliRunner().invoke(verify_command, [str(folder)])
     assert result.exit_code == 1
     assert result.output.splitlines()[1:] == [
-        "无法重新运行：输入文件夹里有运行时没有的文件，重新运行会读入它们 / new files in the inbox:",
+        "无法重新运行：文件夹里有运行时没有的文件，重新运行会读入它们 / new files since the run:",
         "  新文件 输入 orders_extra.xlsx：运行时没有",
-        "  把它们移出输入文件夹，或用 --inbox 指定只有原文件的文件夹 / move them out, or give --inbox",
+        "  把它们移出，或用 --inbox 指定只有原文件的文件夹 / move them out, or give --inbox",
+    ]
+
+
+def test_a_template_or_policy_file_added_since_stops_before_rerunning(finished_run):
+    """A draft template for a new festival, a new policy file: the re-run would be another batch, and every
+    output was listed as differing. Documentation (README.md) changes no output and is no part of the run."""
+    folder, _, policies = finished_run
+    templates = policies.parent / "templates"
+    (templates / "README.md").write_text("edited notes", encoding="utf-8")
+    assert verify_run(folder).identical
+    (templates / "messages" / "sms" / "draft.txt").write_text("草稿", encoding="utf-8")
+    (policies / "care" / "draft.yaml").write_text("kind: care\nid: draft\nrules: []\n", encoding="utf-8")
+    result = CliRunner().invoke(verify_command, [str(folder)])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[1:] == [
+        "无法重新运行：文件夹里有运行时没有的文件，重新运行会读入它们 / new files since the run:",
+        "  新文件 策略 care/draft.yaml：运行时没有",
+        "  新文件 模板 messages/sms/draft.txt：运行时没有",
+        "  把它们移出，或用 --policies、--templates 指定只有原文件的文件夹 / move them out, or give --policies / --templates",
     ]
 
 
