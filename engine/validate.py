@@ -46,11 +46,12 @@ from engine.features import derive_features
 from engine.model import Customer, SourceRow
 from engine.policy import decision_table
 from engine.policy.loader import PolicySet, load_policies
-from engine.policy.model import AddScore, MessageSpec, Rule, RuleSet, SetTag, TaskSpec
+from engine.policy.model import STAGES, AddScore, MessageSpec, Rule, RuleSet, SetTag, TaskSpec
 from engine.policy.schema import did_you_mean
 from engine.policy.yaml_source import YList, YMap
 from engine.readers import load_columns
 from engine.render import CONTEXT_VARIABLES, make_environment, template_fields
+from engine.stages import stage_feature_stages
 
 # What a message or task template sees as ``customer`` besides features and tags (engine.actions.customer_context).
 CONTACT_FIELDS = ("name", "contact_person", "phone", "email", "wechat", "gender")
@@ -337,6 +338,22 @@ class _TemplateChecker:
         self.company_fields = set(policyset.organization.company)
         self.problems: list[Problem] = []
         self._file_checked: set[str] = set()
+        self.computed_by = stage_feature_stages()  # feature → the stage module that computes it
+        self._later_checked: set[tuple[str, str, str]] = set()
+
+    def later_stage(self, used: set[str], stage: str, where: str, file_loc: Callable[[str], Location]) -> None:
+        """A template of a rule in ``stage`` that reads a result a later stage computes: the run stops
+        there (the value does not exist yet), so it is an error here, once per template and stage."""
+        for f in sorted(used):
+            base, _, attr = f.partition(".")
+            later = self.computed_by.get(attr) if base == "customer" else None
+            if later is None or STAGES.index(later) <= STAGES.index(stage) or (where, attr, stage) in self._later_checked:
+                continue
+            self._later_checked.add((where, attr, stage))
+            self.problems.append(Problem(
+                code="reads-later-stage",
+                message=f"{where} 使用了 customer.{attr}，它由 {later} 阶段算出；{stage} 阶段的规则用它时还没有这个值，运行会停下",
+                location=file_loc(f), fix=f"把规则移到 {later} 阶段（kind: {later}）或更后，或不在这里使用 {attr}"))
 
     def fields(self, env, name: str, location: Location) -> tuple[set[str], set[str]] | None:
         """(fields used, filters used) of a template, or None after reporting a syntax error."""
@@ -396,7 +413,7 @@ class _TemplateChecker:
                 code="template-filter", message=f"{where} 使用了不存在的过滤器 '{name}'" + _guess(name, self.env.filters),
                 location=file_loc(name), fix="可用的过滤器见 templates/README.md，例如 date、money、mask_phone"))
 
-    def message(self, rule: Rule, spec: MessageSpec) -> None:
+    def message(self, rule: Rule, spec: MessageSpec, stage: str) -> None:
         org = self.policyset.organization
         channels = list(org.channels) if spec.channel == "preferred" else [spec.channel]
         for channel in channels:
@@ -415,19 +432,20 @@ class _TemplateChecker:
             if result is None:
                 continue
             used, filters = result
+
+            def file_loc(needle: str, path: Path = path, shown: str = shown) -> Location:
+                return Location(file=shown, line=_line_of(path, needle))
+
+            self.later_stage(used, stage, f"模板 {shown}", file_loc)
             # Problems inside the template file are reported once; params problems once per rule.
             first_time = name not in self._file_checked
             self._file_checked.add(name)
             if not first_time:
                 used = {f for f in used if f.startswith("params.")}
                 filters = set()
-
-            def file_loc(needle: str, path: Path = path, shown: str = shown) -> Location:
-                return Location(file=shown, line=_line_of(path, needle))
-
             self.field_problems(used, filters, f"模板 {shown}", file_loc, spec.params, rule)
 
-    def task(self, rule: Rule, spec: TaskSpec) -> None:
+    def task(self, rule: Rule, spec: TaskSpec, stage: str) -> None:
         texts = {"title": spec.title, "script": spec.script}
         for label, text in texts.items():
             if not text or "{" not in text:
@@ -438,8 +456,9 @@ class _TemplateChecker:
             if result is None:
                 continue
             used, filters = result
-            self.field_problems(used, filters, f"规则 {rule.rule_id} 的任务{'标题' if label == 'title' else '话术'}",
-                                lambda _needle: rule.location, None, rule)
+            where = f"规则 {rule.rule_id} 的任务{'标题' if label == 'title' else '话术'}"
+            self.later_stage(used, stage, where, lambda _needle: rule.location)
+            self.field_problems(used, filters, where, lambda _needle: rule.location, None, rule)
 
 
 def check_templates(policyset: PolicySet, templates: Path) -> list[Problem]:
@@ -457,9 +476,9 @@ def check_templates(policyset: PolicySet, templates: Path) -> list[Problem]:
         for rule in rs.rules:
             for out in rule.outputs:
                 if isinstance(out, MessageSpec):
-                    checker.message(rule, out)
+                    checker.message(rule, out, rs.stage)
                 elif isinstance(out, TaskSpec):
-                    checker.task(rule, out)
+                    checker.task(rule, out, rs.stage)
     return checker.problems
 
 

@@ -220,3 +220,20 @@ def test_a_settings_warning_of_a_stage_is_shown(policy_copy: Path):
     shown = [format_problem(p) for p in validate_policies(policy_copy) if p.code == "no-targets"]
     assert len(shown) == 1 and shown[0].startswith("sla.yaml:") and \
         "warning: the SLA settings file has no targets: nothing will be tracked [no-targets]" in shown[0]
+
+
+def test_a_template_reading_a_later_stages_result_is_an_error(policy_copy: Path):
+    # customer.churn_level in the care stage's birthday greeting, and in a classification task title: validate
+    # said nothing and the run stopped with "'collections.ChainMap object' has no attribute 'churn_level'".
+    templates = policy_copy.parent / "templates"
+    edit(templates / "messages" / "sms" / "birthday.txt", "祝您生日快乐！", "祝您生日快乐！{{ customer.churn_level }}")
+    edit(policy_copy / "classification" / "actions.yaml", "title: 跟进意向客户，推进签约", "title: 跟进意向客户（{{ customer.sla_open }}）")
+    shown = [format_problem(p) for p in validate_policies(policy_copy) if p.code == "reads-later-stage"]
+    assert shown == [
+        "classification/actions.yaml:19:5: error: 规则 CL-INTENT-FOLLOW-UP 的任务标题 使用了 customer.sla_open，它由 sla 阶段算出；"
+        "classification 阶段的规则用它时还没有这个值，运行会停下 [reads-later-stage] — 修改建议: 把规则移到 sla 阶段（kind: sla）或更后，"
+        "或不在这里使用 sla_open",
+        "templates/messages/sms/birthday.txt:1:1: error: 模板 "
+        "templates/messages/sms/birthday.txt 使用了 customer.churn_level，它由 churn 阶段算出；care 阶段的规则用它时"
+        "还没有这个值，运行会停下 [reads-later-stage] — 修改建议: 把规则移到 churn 阶段（kind: churn）或更后，或不在这里使用 churn_level",
+    ]
