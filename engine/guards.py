@@ -217,8 +217,9 @@ def _clock(block: YMap, key: str, problems: Problems) -> time | None:
     value = block.get(key)
     loc = block.value_loc(key)
     if isinstance(value, int) and not isinstance(value, bool):
-        # YAML 1.1 reads an unquoted 21:00 as the number 1260 (base 60); we cannot tell it from 1260.
-        problems.error("bad-value", f"{key}: write times in quotes", loc, fix=f'{key}: "21:00"')
+        # YAML 1.1 reads an unquoted 21:00 as the number 1260 (base 60); as a time it was probably that.
+        meant = f'"{value // 60:02d}:{value % 60:02d}"' if 0 <= value < 24 * 60 else '"21:00"'
+        problems.error("bad-value", f"{key}: 时间要加引号 / write times in quotes", loc, fix=f"{key}: {meant}")
         return None
     text = str(value).strip() if value is not None else ""
     try:

@@ -442,3 +442,15 @@ def test_guard_evaluation_updates_the_evaluation_and_report(tmp_path):
     assert moved[1][3] == datetime(2026, 11, 21, 9, 0)
     raw = (tmp_path / "guards.xlsx").read_bytes()
     assert b"13800138000" not in raw
+
+
+@pytest.mark.parametrize("written, meant", [("20:00", '"20:00"'), ("9:30", '"09:30"'), ("8:00", '"08:00"')])
+def test_an_unquoted_time_is_told_to_take_quotes_around_itself(tmp_path, written, meant):
+    # The fix always said "21:00", whatever time was written: copying it set the wrong time.
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "guards.yaml").write_text(f"kind: guards\nsend_time: {written}\n", encoding="utf-8")
+    with pytest.raises(PolicyError) as info:
+        load_guard_policy_folder(folder)
+    [problem] = info.value.problems
+    assert problem.message == "send_time: 时间要加引号 / write times in quotes" and problem.fix == f"send_time: {meant}"
