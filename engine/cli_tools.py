@@ -127,7 +127,7 @@ def test_command(policies: Path, tests_dir: Path | None, templates: Path | None,
     tags, tasks, messages and SLA statuses. The last line lists rules no case exercises.
     Exit code 1 if a case fails.
       crm-engine test --policies policies
-      crm-engine test --policies policies -k value_tier -v
+      crm-engine test --policies policies -k vt -v       # the cases whose id or file name contains vt
     """
     from engine.policy_tests import format_report, run_policy_tests
 

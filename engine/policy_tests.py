@@ -93,6 +93,7 @@ class TestReport:
     rules: dict[str, str]  # every rule id → where it is defined
     covered: set[str]
     not_run: list[str] = field(default_factory=list)  # cases (or whole files) not run because of mistakes in them
+    selected: bool = False  # only the cases -k chose ran: coverage says nothing about the other rules
 
     @property
     def failed(self) -> list[CaseResult]:
@@ -496,7 +497,12 @@ def run_policy_tests(policies: Path, templates: Path | None = None, tests_dir: P
     cases, problems, not_run = load_cases(tests_dir, display_root=policies)
     problems = Problems(problems)
     if select:
-        cases = [c for c in cases if select in c.case_id or select in c.file]
+        chosen = [c for c in cases if select in c.case_id or select in c.file]
+        if cases and not chosen:  # a typo in -k looked like "0 cases, all passed"
+            problems.error("no-case-selected", f"没有用例的编号或文件名包含 '{select}' / no case id or file name contains '{select}'",
+                           Location(file=str(tests_dir or "tests")),
+                           fix="用例编号如 " + "、".join(c.case_id for c in cases[:3]) + "；文件名如 classification、care")
+        cases = chosen
     results: list[CaseResult] = []
     covered: set[str] = set()
     rule_ids = all_rule_ids(policyset)
@@ -519,7 +525,7 @@ def run_policy_tests(policies: Path, templates: Path | None = None, tests_dir: P
             result.failures.append("用例的 expect 写法有误，见上面的错误 / the case's expect has mistakes, see the errors above")
         covered |= result.fired
         results.append(result)
-    return TestReport(results, list(problems), rule_ids, covered, not_run)
+    return TestReport(results, list(problems), rule_ids, covered, not_run, selected=bool(select))
 
 
 def format_report(report: TestReport, verbose: bool = False) -> list[str]:
@@ -548,7 +554,9 @@ def format_report(report: TestReport, verbose: bool = False) -> list[str]:
         uncovered = report.uncovered
         covered = len(report.rules) - len(uncovered)
         line = f"覆盖率 coverage：{covered}/{len(report.rules)} 条规则至少被一个用例触发"
-        if uncovered:
+        if report.selected:
+            line += "（只运行了 -k 选出的用例 / only the cases -k chose）"
+        elif uncovered:
             line += "；没有用例触发的规则 not exercised: " + ", ".join(f"{r} ({report.rules[r]})" for r in uncovered)
         lines.append(line)
     return lines

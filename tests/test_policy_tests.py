@@ -7,7 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from engine.cli_tools import test_command as policy_test_command
-from engine.policy_tests import run_policy_tests
+from engine.policy_tests import format_report, run_policy_tests
 
 from conftest import SHIPPED_POLICIES
 
@@ -183,3 +183,12 @@ cases:
                      f"{tests / 'cases.yaml'}:8:19: 没有规则 VT_1；是不是 VT-1？",
                      f"{tests / 'cases.yaml'}:8:25: 没有规则 CL-LOW-VALUE-OFER；是不是 CL-LOW-VALUE-OFFER？"]
     assert not report.ok
+
+
+def test_a_k_that_selects_nothing_fails_and_a_selection_lists_no_uncovered_rules():
+    # The documented "-k value_tier" chose no case and exited 0: a typo in -k looked like a pass.
+    report = run_policy_tests(SHIPPED_POLICIES, select="value_tier")
+    assert not report.ok and [p.code for p in report.problems] == ["no-case-selected"]
+    some = run_policy_tests(SHIPPED_POLICIES, select="vt1")
+    assert some.ok and len(some.results) >= 1
+    assert format_report(some)[-1].endswith("（只运行了 -k 选出的用例 / only the cases -k chose）")
