@@ -186,6 +186,16 @@ def test_breached_closed_is_recorded_not_tasked(shipped, calendars):
     }}]
 
 
+def test_an_escalation_gives_each_overdue_clock_its_own_lateness(shipped, calendars):
+    # Created Mon 10:00, no answer by Thu 12:00: first response (due Mon 15:30) 20.5 h late, resolution
+    # (due Wed 10:00) 9.5 h. The title said "首次响应、解决已超时 20.5 个工作小时".
+    it = interaction("I5", datetime(2024, 5, 13, 10, 0), status="待处理", staff="马丽")
+    _, out, _ = run_one(shipped, calendars, datetime(2024, 5, 16, 12, 0), it)
+    [task] = out.tasks
+    assert task.title == "超时升级：投诉 I5 首次响应已超时 20.5 个工作小时，解决已超时 9.5 个工作小时"
+    assert "首次响应截止 2024-05-13 15:30，已超时 20.5 个工作小时；解决截止 2024-05-15 10:00，已超时 9.5 个工作小时" in task.reason
+
+
 def test_open_breached_is_escalated_to_the_role_holder(shipped, calendars):
     # No response yet on Tue 10:00: the Mon 15:30 deadline is 15:30-18:00 + 09:00-10:00 = 3.5 h behind.
     it = interaction("I3", datetime(2024, 5, 13, 10, 0), status="待处理", staff="马丽")

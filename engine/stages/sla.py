@@ -779,12 +779,12 @@ class SlaStage:
         handler_text = item.handler or "（未分配）"
         if late:
             worst = max(late, key=lambda c: (c.late, c.name == "first_response"))
-            clocks_text = "、".join(CLOCK_LABELS[c.name] for c in late)
             role = self.policy.escalation_role
             assignee = self.org.roles[role]
-            title = f"超时升级：{kind_label} {it.interaction_id} {clocks_text}{late_text(worst)}"
-            reason = (f"{target.description}；{CLOCK_LABELS[worst.name]}截止 {worst.deadline:%Y-%m-%d %H:%M}，"
-                      f"{late_text(worst)}；原处理人：{handler_text}")
+            # Each overdue clock with its own lateness: "首次响应、解决已超时 18.5" gave both the larger one.
+            title = f"超时升级：{kind_label} {it.interaction_id} " + "，".join(f"{CLOCK_LABELS[c.name]}{late_text(c)}" for c in late)
+            deadlines = "；".join(f"{CLOCK_LABELS[c.name]}截止 {c.deadline:%Y-%m-%d %H:%M}，{late_text(c)}" for c in late)
+            reason = f"{target.description}；{deadlines}；原处理人：{handler_text}"
             script = f"请督促原处理人 {handler_text} 立即处理，必要时直接联系客户致歉并说明处理进展。"
             due, kind = self.escalation_due, "escalation"
             item.task_text = f"升级：{assignee}（{role}）"
