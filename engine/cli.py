@@ -97,7 +97,8 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
     for w in result.warnings:
         click.echo(str(w), err=True)
     c = result.counts
-    click.echo(f"运行完成 run {result.run_id}（as-of {options.as_of.isoformat()}）")
+    shown = f"{options.as_of_time:%Y-%m-%d %H:%M}" if options.as_of_time else options.as_of.isoformat()
+    click.echo(f"运行完成 run {result.run_id}（as-of {shown}）")
     click.echo(f"  客户 {c['customers']}，互动 {c['interactions']}，订单 {c['orders']}")
     click.echo(f"  任务 {c['tasks']}（{len(c['tasks_by_assignee'])} 人），消息 {c['messages']}，决策记录 {c['decisions']}")
     g = c.get("guards") or {}

@@ -324,3 +324,11 @@ def test_a_date_alone_is_that_days_batch_its_messages_go_that_day(tmp_path: Path
         sent[as_of] = [(m["rule_id"], m["send_at"]) for m in map(json.loads, lines)]
     assert sent == {AS_OF: [("CARE-BIRTHDAY-GREETING", "2026-11-20T10:00:00"), ("CL-LOW-VALUE-OFFER", "2026-11-20T10:00:00")],
                     f"{AS_OF}T22:30": [("CARE-BIRTHDAY-GREETING", "2026-11-21T09:00:00"), ("CL-LOW-VALUE-OFFER", "2026-11-21T09:00:00")]}
+
+
+def test_a_run_for_an_instant_says_the_instant(tmp_path: Path):
+    inbox = small_inbox(tmp_path / "inbox")
+    result = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(tmp_path / "out"),
+                     "--as-of", f"{AS_OF}T12:00")
+    assert result.exit_code == 0, result.output
+    assert f"（as-of {AS_OF} 12:00）" in result.output  # it said only the day
