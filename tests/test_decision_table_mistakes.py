@@ -92,8 +92,8 @@ def test_commas_that_do_not_group_thousands_are_an_error_at_the_cell(policy_copy
     assert lines(policy_copy) == [
         f"tables/value_tier.xlsx!价值分层!D3: error: “{read}” 读不出：数字之间的逗号是千位分隔符，须每 3 位一个"
         f" / cannot read '{read}': a comma between digits is a thousands separator and needs groups of 3 digits"
-        f" [table-bad-number] — 修改建议: 一个数写 {one}（或 >= {one}）；几个数用顿号或逗号加空格分开，如 {several[0]}"
-        f" / one number: {one} (or >= {one}); several numbers: {several[1]}"
+        f" [table-bad-number] — 修改建议: 一个数写 {one}（或 >= {one}）；其中之一的几个数用顿号或逗号加空格分开、前面不写 >= 这类比较，"
+        f"如 {several[0]} / one number: {one} (or >= {one}); one of several numbers, with no >= before them: {several[1]}"
     ]
 
 

@@ -249,8 +249,9 @@ def _number_text(text: str) -> str | None:
         raise CellError(
             f"“{text.strip()}” 读不出：数字之间的逗号是千位分隔符，须每 3 位一个 / cannot read '{text.strip()}':"
             " a comma between digits is a thousands separator and needs groups of 3 digits",
-            f"一个数写 {''.join(pieces)}（或 >= {''.join(pieces)}）；几个数用顿号或逗号加空格分开，如 {'、'.join(pieces)}"
-            f" / one number: {''.join(pieces)} (or >= {''.join(pieces)}); several numbers: {', '.join(pieces)}",
+            f"一个数写 {''.join(pieces)}（或 >= {''.join(pieces)}）；其中之一的几个数用顿号或逗号加空格分开、前面不写 >= 这类比较，"
+            f"如 {'、'.join(pieces)} / one number: {''.join(pieces)} (or >= {''.join(pieces)}); one of several numbers, "
+            f"with no >= before them: {', '.join(pieces)}",
         )
     return None
 
