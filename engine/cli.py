@@ -93,6 +93,8 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
             click.echo(str(w), err=True)
         click.echo(f"这一批数据已经运行过（输入、策略、模板和日期都相同），结果在：{result.folder}")
         click.echo("This exact batch was already run; nothing new was issued. Use --force to run it again.")
+        if cross_check:  # nothing was evaluated, so nothing was compared either
+            click.echo("没有做交叉核对：这一批没有重新评估；要核对请加 --force / not cross-checked: add --force to evaluate it again")
         return
     for w in result.warnings:
         click.echo(str(w), err=True)

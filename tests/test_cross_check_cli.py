@@ -42,6 +42,10 @@ def test_cross_check_passes_and_durable_run_gives_the_same_files(tmp_path: Path)
     (b,) = [p for p in (tmp_path / "b").iterdir() if p.is_dir()]
     assert (a / "decisions.jsonl").read_bytes() == (b / "decisions.jsonl").read_bytes()
     assert json.loads((b / "manifest.json").read_text(encoding="utf-8"))["engine"] == "durable"
+    # The same batch again: nothing is evaluated, so it says it did not cross-check (it said nothing).
+    again = invoke("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(tmp_path / "a"),
+                   "--as-of", "2026-11-20", "--cross-check")
+    assert again.exit_code == 0 and "没有做交叉核对" in again.output and "交叉核对通过" not in again.output
 
 
 def test_validate_names_what_durable_rules_cannot_express(policy_copy: Path):
