@@ -272,6 +272,23 @@ _RELATIONSHIP = re.compile(r'<Relationship\b[^>]*?\bId="([^"]+)"[^>]*?\bTarget="
 _DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="[A-Z]*\d*:?([A-Z]+)(\d+)"')
 
 
+def _fill_merged_cells(rows: list, merged: list | None) -> None:
+    """Give every cell of a merged range its top-left value, as the sheet shows it: a report that
+    merges 客户经理 over a group of customers, or 客户编号 over an order's lines, gave the value to the
+    first row only (the others had no owner, or were rejected for an empty id)."""
+    for (r1, c1), (r2, c2) in merged or ():
+        if r1 >= len(rows) or c1 >= len(rows[r1]):
+            continue
+        value = rows[r1][c1]
+        if value == "" or value is None:
+            continue
+        for r in range(r1, min(r2, len(rows) - 1) + 1):
+            row = rows[r]
+            for c in range(c1, min(c2, len(row) - 1) + 1):
+                if row[c] == "" or row[c] is None:
+                    row[c] = value
+
+
 def _oversized_sheets(path: Path) -> dict[str, str]:
     """Sheet name → its recorded used range (``<dimension ref>``), for sheets over ``MAX_SHEET_CELLS``.
     Reads only the first few KB of each sheet; a workbook this cannot make sense of is left to calamine."""
@@ -340,6 +357,7 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                 if data is None:
                     raise CalamineError(error)
                 rows = data.to_python(skip_empty_area=False)
+                _fill_merged_cells(rows, data.merged_cell_ranges)
                 del data
             except CalamineError as exc:
                 raise InputError(Problem("unreadable-file", f"sheet {sheet} cannot be read ({exc})",

@@ -1114,3 +1114,26 @@ def test_a_unit_that_is_only_a_label_changes_nothing(tmp_path, columns):
                                                ["O1", "C1", date(2026, 10, 1), 1200, 2]]})
     ds = read_inbox(inbox, columns)
     assert (ds.orders[0].amount, ds.orders[0].quantity) == (1200.0, 2.0)
+
+
+def test_merged_cells_count_for_every_row_they_cover(tmp_path, columns):
+    # Group-style reports merge 客户经理 over a group of customers and 客户编号 over an order's lines:
+    # only the first row had the value (no owner for C002/C003; O2/O3 rejected for an empty id).
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "客户信息"
+    for row in (["客户编号", "客户名称", "客户经理"], ["C001", "甲", "张伟"], ["C002", "乙", None], ["C003", "丙", None]):
+        ws.append(row)
+    ws.merge_cells("C2:C4")
+    orders = wb.create_sheet("订单")
+    for row in (["订单编号", "客户编号", "订单日期", "订单金额"], ["O1", "C001", "2026-10-01", 1000],
+                ["O2", None, "2026-10-02", 2000], ["O3", None, "2026-10-03", 3000]):
+        orders.append(row)
+    orders.merge_cells("B2:B4")
+    wb.save(inbox / "crm.xlsx")
+    ds = read_inbox(inbox, columns)
+    assert [(c.customer_id, c.owner) for c in ds.customers] == [("C001", "张伟"), ("C002", "张伟"), ("C003", "张伟")]
+    assert [(o.order_id, o.customer_id) for o in ds.orders] == [("O1", "C001"), ("O2", "C001"), ("O3", "C001")]
+    assert ds.rejects == []
