@@ -185,8 +185,9 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                             "nothing is decided for anyone", Location(file=inbox.name), WARNING,
                             fix="check that the customer export is the full one, not only its header row "
                                 "(rows that could not be used are listed in rejects.xlsx)"))
-    interactions = _dedupe(parts["interactions"], "interaction_id", "interaction id", rejects)
-    orders = _dedupe(parts["orders"], "order_id", "order id", rejects)
+    interactions = _same_rows_in_two_files(_dedupe(parts["interactions"], "interaction_id", "interaction id", rejects),
+                                           "interaction_id", "interaction", rejects)
+    orders = _same_rows_in_two_files(_dedupe(parts["orders"], "order_id", "order id", rejects), "order_id", "order", rejects)
     _warn_unknown_order_statuses(orders, columns, warn)
 
     known = set(map(attrgetter("customer_id"), customers))
@@ -760,6 +761,31 @@ def _dedupe(objs: list, id_field: str, label: str, rejects: list[Reject]) -> lis
         newer = objs[j].source
         rejects.append(Reject(o.source.file, o.source.sheet, o.source.row, None, get_id(o), "duplicate-id",
                               f"{label} {get_id(o)} appears again at {newer}; the later row is kept"))
+    return kept
+
+
+def _same_rows_in_two_files(objs: list, id_field: str, label: str, rejects: list[Reject]) -> list:
+    """Records without an id column get "file!sheet!row" ids, so an export saved twice ("服务记录.xlsx"
+    and "服务记录 (1).xlsx") was read twice: every complaint counted double, escalated twice. A row
+    equal in every field to a row of another file is that record again: the later is kept."""
+    get_id = attrgetter(id_field)
+    if not any("!" in get_id(o) for o in objs):  # the usual case: the exports have ids
+        return objs
+    names = [f.name for f in dataclasses.fields(objs[0]) if f.name not in (id_field, "source")]
+    content = attrgetter(*names)
+    last: dict[tuple, int] = {}
+    for i, o in enumerate(objs):
+        if get_id(o).startswith(f"{o.source.file}!"):
+            last[content(o)] = i
+    kept = []
+    for i, o in enumerate(objs):
+        j = last.get(content(o), i) if get_id(o).startswith(f"{o.source.file}!") else i
+        if j != i and objs[j].source.file != o.source.file:
+            rejects.append(Reject(o.source.file, o.source.sheet, o.source.row, None, None, "duplicate-row",
+                                  f"the same {label} as {objs[j].source} (every column equal; the export has no id "
+                                  "column): a second copy of the export? the later row is kept"))
+            continue
+        kept.append(o)
     return kept
 
 

@@ -1137,3 +1137,19 @@ def test_merged_cells_count_for_every_row_they_cover(tmp_path, columns):
     assert [(c.customer_id, c.owner) for c in ds.customers] == [("C001", "张伟"), ("C002", "张伟"), ("C003", "张伟")]
     assert [(o.order_id, o.customer_id) for o in ds.orders] == [("O1", "C001"), ("O2", "C001"), ("O3", "C001")]
     assert ds.rejects == []
+
+
+def test_an_export_without_ids_saved_twice_is_read_once(tmp_path, columns):
+    # No 编号 column: ids are "file!sheet!row", so the second copy's complaint counted again (two open
+    # complaints, 风险等级 高, two escalations).
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称"], ["C001", "甲"]]})
+    rows = [["客户编号", "创建时间", "互动类型", "渠道", "状态"], ["C001", datetime(2026, 11, 18, 10, 0), "投诉", "电话", "处理中"],
+            ["C001", datetime(2026, 11, 19, 11, 0), "咨询", "电话", "处理中"]]
+    write_book(inbox / "服务记录-11月.xlsx", {"互动记录": rows})
+    write_book(inbox / "服务记录-11月 (1).xlsx", {"互动记录": rows[:2]})  # a second copy of part of it
+    ds = read_inbox(inbox, columns)
+    assert [(i.type, i.source.file) for i in ds.interactions] == [("投诉", "服务记录-11月 (1).xlsx"), ("咨询", "服务记录-11月.xlsx")]
+    [reject] = ds.rejects
+    assert (reject.file, reject.row, reject.code) == ("服务记录-11月.xlsx", 2, "duplicate-row")
+    assert reject.reason.startswith("the same interaction as 服务记录-11月 (1).xlsx, sheet 互动记录, row 2 (every column equal")
