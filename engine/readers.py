@@ -185,9 +185,9 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                             "nothing is decided for anyone", Location(file=inbox.name), WARNING,
                             fix="check that the customer export is the full one, not only its header row "
                                 "(rows that could not be used are listed in rejects.xlsx)"))
-    interactions = _same_rows_in_two_files(_dedupe(parts["interactions"], "interaction_id", "interaction id", rejects),
+    interactions = _same_rows_in_two_files(_dedupe(parts["interactions"], "interaction_id", "interaction id", rejects, warn),
                                            "interaction_id", "interaction", rejects)
-    orders = _same_rows_in_two_files(_dedupe(parts["orders"], "order_id", "order id", rejects), "order_id", "order", rejects)
+    orders = _same_rows_in_two_files(_dedupe(parts["orders"], "order_id", "order id", rejects, warn), "order_id", "order", rejects)
     _warn_unknown_order_statuses(orders, columns, warn)
 
     known = set(map(attrgetter("customer_id"), customers))
@@ -744,23 +744,36 @@ def _warn_unknown_order_statuses(orders: list, columns: ColumnsSpec, warn: list[
                                 "orders are not purchases, to orders_not_counted in features.yaml"))
 
 
-def _dedupe(objs: list, id_field: str, label: str, rejects: list[Reject]) -> list:
+def _dedupe(objs: list, id_field: str, label: str, rejects: list[Reject], warn: list[Problem] | None = None) -> list:
     """Keep the LAST record for each id (exports append newer records); earlier ones become
-    "duplicate-id" rejects naming the row that replaced them."""
+    "duplicate-id" rejects naming the row that replaced them. ``warn``: for interactions and orders,
+    a warning when ids come back with another customer (a row number read as the id)."""
     get_id = attrgetter(id_field)
     ids = list(map(get_id, objs))
     if len(set(ids)) == len(ids):  # the usual case, checked cheaply
         return objs
     last = dict(zip(ids, range(len(ids))))  # later rows overwrite earlier ones
     kept = []
+    other_customer: list[tuple[Any, Any]] = []
     for i, o in enumerate(objs):
         j = last[ids[i]]
         if j == i:
             kept.append(o)
             continue
-        newer = objs[j].source
+        newer = objs[j]
+        if warn is not None and newer.customer_id != o.customer_id:
+            other_customer.append((o, newer))
         rejects.append(Reject(o.source.file, o.source.sheet, o.source.row, None, get_id(o), "duplicate-id",
-                              f"{label} {get_id(o)} appears again at {newer}; the later row is kept"))
+                              f"{label} {get_id(o)} appears again at {newer.source}; the later row is kept"))
+    if other_customer:
+        o, newer = other_customer[0]
+        _warn(warn, Problem(
+            "id-for-two-customers", f"{len(other_customer)} {label}s came back with another customer (e.g. {label} "
+            f"{get_id(o)}: {o.customer_id} at {o.source}, then {newer.customer_id} at {newer.source}): the id column looks "
+            "like a row number, not the record's id, and the earlier rows are lost",
+            Location(file=o.source.file, sheet=o.source.sheet), WARNING,
+            fix="if 编号 numbers the rows of each export, take it out of the id's aliases in columns.yaml "
+                "(each row is then its own record), or export the system's own record id"))
     return kept
 
 

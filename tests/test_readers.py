@@ -1153,3 +1153,21 @@ def test_an_export_without_ids_saved_twice_is_read_once(tmp_path, columns):
     [reject] = ds.rejects
     assert (reject.file, reject.row, reject.code) == ("服务记录-11月.xlsx", 2, "duplicate-row")
     assert reject.reason.startswith("the same interaction as 服务记录-11月 (1).xlsx, sheet 互动记录, row 2 (every column equal")
+
+
+def test_ids_that_come_back_for_another_customer_are_warned_about(tmp_path, columns):
+    # Two monthly exports whose 编号 numbers each export's rows: November's 1 and 2 replaced October's records
+    # of other customers without a word beyond a reject each.
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称"], ["C001", "甲"], ["C002", "乙"], ["C003", "丙"]]})
+    header = ["编号", "客户编号", "创建时间", "互动类型", "渠道"]
+    write_book(inbox / "互动-10月.xlsx", {"互动记录": [header, [1, "C001", datetime(2026, 10, 5, 9, 0), "投诉", "电话"],
+                                                      [2, "C002", datetime(2026, 10, 6, 9, 0), "咨询", "电话"]]})
+    write_book(inbox / "互动-11月.xlsx", {"互动记录": [header, [1, "C003", datetime(2026, 11, 5, 9, 0), "咨询", "电话"],
+                                                      [2, "C002", datetime(2026, 11, 6, 9, 0), "咨询", "电话"]]})
+    warnings: list[Problem] = []
+    read_inbox(inbox, columns, warnings=warnings)
+    [warning] = [w for w in warnings if w.code == "id-for-two-customers"]
+    assert warning.message == ("1 interaction ids came back with another customer (e.g. interaction id 1: C001 at 互动-10月.xlsx, "
+                               "sheet 互动记录, row 2, then C003 at 互动-11月.xlsx, sheet 互动记录, row 2): the id column looks like a "
+                               "row number, not the record's id, and the earlier rows are lost")
