@@ -273,6 +273,23 @@ _RELATIONSHIP = re.compile(r'<Relationship\b[^>]*?\bId="([^"]+)"[^>]*?\bTarget="
 _DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="[A-Z]*\d*:?([A-Z]+)(\d+)"')
 
 
+def _unnamed_columns_with_values(rows: list, header_row: int) -> list[str]:
+    """Column letters whose header cell is empty while a cell below it has a value."""
+    header = rows[header_row]
+    empty = [c for c, h in enumerate(header) if h == "" or h is None]
+    found = [c for c in empty if any(r[c] != "" and r[c] is not None for r in rows[header_row + 1:] if c < len(r))]
+    return [_column_letters(c + 1) for c in found]
+
+
+def _column_letters(n: int) -> str:
+    """1 → A, 27 → AA."""
+    letters = ""
+    while n:
+        n, rest = divmod(n - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
 def _fill_merged_cells(rows: list, merged: list | None) -> None:
     """Give every cell of a merged range its top-left value, as the sheet shows it: a report that
     merges 客户经理 over a group of customers, or 客户编号 over an order's lines, gave the value to the
@@ -376,6 +393,12 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                 continue
             unknown = [h for h in match.unknown if table.field_for_header(h) is None]
             doubles = [h for h in match.unknown if table.field_for_header(h) is not None]
+            unnamed = _unnamed_columns_with_values(rows, match.row_index)
+            if unnamed:  # e.g. 邮箱 and 微信 under a 联系方式 merged over three columns, on a second header row
+                warn.append(Problem("unnamed-column", f"columns {', '.join(unnamed)} have values but no header and were not read",
+                                    Location(file=name, sheet=sheet), WARNING,
+                                    fix="give each column its own header in the header row (a header over two rows, "
+                                        "or merged over several columns, names only the first)"))
             if unknown:
                 warn.append(Problem("unknown-column", f"columns not used: {', '.join(unknown)}",
                                     Location(file=name, sheet=sheet), WARNING,

@@ -1171,3 +1171,22 @@ def test_ids_that_come_back_for_another_customer_are_warned_about(tmp_path, colu
     assert warning.message == ("1 interaction ids came back with another customer (e.g. interaction id 1: C001 at 互动-10月.xlsx, "
                                "sheet 互动记录, row 2, then C003 at 互动-11月.xlsx, sheet 互动记录, row 2): the id column looks like a "
                                "row number, not the record's id, and the earlier rows are lost")
+
+
+def test_columns_with_values_but_no_header_are_named(tmp_path, columns):
+    # A header over two rows: 联系方式 merged over three columns, 手机/邮箱/微信 below. Only the phone was read,
+    # and e-mail and WeChat were lost without the warning an unknown header gets.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "客户信息"
+    for row in (["客户编号", "客户名称", "联系方式", None, None], [None, None, "手机", "邮箱", "微信"],
+                ["C001", "甲", "13800000001", "a@example.com", "wx_a"]):
+        ws.append(row)
+    wb.save(inbox / "customers.xlsx")
+    warnings: list[Problem] = []
+    ds = read_inbox(inbox, columns, warnings=warnings)
+    assert ds.customers[0].phone == "13800000001"
+    [warning] = [w for w in warnings if w.code == "unnamed-column"]
+    assert warning.message == "columns D, E have values but no header and were not read"
