@@ -273,6 +273,11 @@ _RELATIONSHIP = re.compile(r'<Relationship\b[^>]*?\bId="([^"]+)"[^>]*?\bTarget="
 _DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="[A-Z]*\d*:?([A-Z]+)(\d+)"')
 
 
+def _another_layout(cells: Sequence[Any], match: HeaderMatch) -> bool:
+    """Is this header-like row the header of another table (other columns), not the first one repeated?"""
+    return any(header_key(cells[col]) != header_key(match.headers[f]) for f, col in match.columns.items() if col < len(cells))
+
+
 def _unnamed_columns_with_values(rows: list, header_row: int) -> list[str]:
     """Column letters whose header cell is empty while a cell below it has a value."""
     header = rows[header_row]
@@ -539,6 +544,14 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
         for i, v in enumerate(values[fname]) if hits else ():
             if v in hits and i not in skip:
                 repeated = table.field_for_header(v) == fname
+                if repeated and _another_layout(data[i], match):
+                    # A second table further down (联系人明细 under the customers): its columns are not
+                    # the first header's; read with that mapping, its rows overwrote real customers.
+                    for k in range(i, n):
+                        skip[k] = Reject(file, sheet, first + k, None, None, "second-table",
+                                         f"below another header at row {first + i} (a second table on the sheet, "
+                                         "with other columns); not read")
+                    break
                 skip[i] = Reject(file, sheet, first + i, match.headers[fname], v,
                                  "repeated-header" if repeated else "summary-row",
                                  "a repeated header row, skipped" if repeated

@@ -1190,3 +1190,17 @@ def test_columns_with_values_but_no_header_are_named(tmp_path, columns):
     assert ds.customers[0].phone == "13800000001"
     [warning] = [w for w in warnings if w.code == "unnamed-column"]
     assert warning.message == "columns D, E have values but no header and were not read"
+
+
+def test_a_second_table_below_the_first_is_not_read_with_its_columns(tmp_path, columns):
+    # 联系人明细 under the customers, with columns 客户编号 | 手机号码 | 联系人: read with the first header's
+    # mapping, C001's name became its phone number and its owner was lost.
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [
+        ["客户编号", "客户名称", "客户经理"], ["C001", "甲公司", "张伟"], ["C002", "乙公司", "李娜"], [],
+        ["联系人明细"], ["客户编号", "手机号码", "联系人"], ["C001", "13900000001", "王一"], ["C002", "13900000002", "王二"]]})
+    ds = read_inbox(inbox, columns)
+    assert [(c.customer_id, c.name, c.owner) for c in ds.customers] == [("C001", "甲公司", "张伟"), ("C002", "乙公司", "李娜")]
+    second = [r for r in ds.rejects if r.code == "second-table"]
+    assert [r.row for r in second] == [6, 7, 8]
+    assert second[0].reason == "below another header at row 6 (a second table on the sheet, with other columns); not read"
