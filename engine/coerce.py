@@ -113,6 +113,10 @@ _PHONE_FLOAT_TEXT_RE = re.compile(r"^\d+\.0+$")
 _PHONE_SPLIT_RE = re.compile(r"[/;,、|]")
 _PHONE_DROP_RE = re.compile(r"[\s\-()（）.—]")
 _PHONE_OK_RE = re.compile(r"^\+?\d{5,20}$")
+# An extension written after the number (010-12345678转8001, … ext 8001, … x8001, …#8001): dropped,
+# it is dialled after the call connects (kept, it was glued onto the number: 010123456788001).
+_PHONE_EXTENSION_RE = re.compile(r"\s*(?:转|分机|ext\.?|x|#)\s*\d{1,6}\s*$", re.IGNORECASE)
+_LANDLINE_WITH_EXTENSION_RE = re.compile(r"^(\(?0\d{2,3}\)?[-\s]?\d{7,8})[-\s]\d{1,6}$")  # 010-12345678-8001
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -239,7 +243,11 @@ class Coercer:
                 raise CoercionError("bad-phone", f"{_shown(v)} is not a phone number")
             if _PHONE_FLOAT_TEXT_RE.match(s):
                 s = s.split(".")[0]  # "13812345678.0": a number cell that was converted to text
+            s = _PHONE_EXTENSION_RE.sub("", s)
+            s = _LANDLINE_WITH_EXTENSION_RE.sub(r"\1", s)
             s = _PHONE_DROP_RE.sub("", s)
+            if s.startswith("0086"):  # the international prefix dialled from China
+                s = "+86" + s[4:]
             if _PHONE_OK_RE.match(s):
                 return s
             raise CoercionError("bad-phone", f"{_shown(v)} is not a phone number")
