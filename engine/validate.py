@@ -195,7 +195,8 @@ def check_stage_settings(policyset: PolicySet, calendars: dict[str, Any], templa
             continue
         # Said while loading, not fatal (e.g. an SLA settings file without targets): a run would
         # go ahead without a word, so validate says them.
-        problems.extend(getattr(getattr(stage, "policy", None), "warnings", None) or [])
+        settings = getattr(stage, "policy", None) or getattr(stage, "settings", None)
+        problems.extend(getattr(settings, "warnings", None) or [])
     try:
         from engine.guards import load_guard_policy
     except ImportError:

@@ -237,3 +237,12 @@ def test_a_template_reading_a_later_stages_result_is_an_error(policy_copy: Path)
         "templates/messages/sms/birthday.txt 使用了 customer.churn_level，它由 churn 阶段算出；care 阶段的规则用它时"
         "还没有这个值，运行会停下 [reads-later-stage] — 修改建议: 把规则移到 churn 阶段（kind: churn）或更后，或不在这里使用 churn_level",
     ]
+
+
+def test_a_festival_that_no_rule_greets_is_warned_about(policy_copy: Path):
+    # Added to care.yaml without a rule in care/festivals.yaml, 七夕 was computed every year and greeted never.
+    edit(policy_copy / "care.yaml", '    - {name: 元旦, solar: "01-01"}\n', '    - {name: 元旦, solar: "01-01"}\n    - {name: 七夕, lunar: "07-07"}\n')
+    shown = [format_problem(p) for p in validate_policies(policy_copy) if p.code == "festival-without-rule"]
+    assert shown == ["care.yaml:20:7: warning: festival '七夕' has no greeting rule: nobody is greeted for it [festival-without-rule] "
+                     "— 修改建议: copy a rule in care/festivals.yaml and change its id, the festival's name in when: "
+                     "('七夕' in festivals_due) and params.festival"]

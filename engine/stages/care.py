@@ -22,7 +22,7 @@ that has only 29 days: the month's last day (so lunar 12-30 is always 除夕).
 from __future__ import annotations
 
 import calendar as _calendar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -204,6 +204,7 @@ class CareSettings:
     complaint_types: tuple[str, ...] = ("投诉",)
     unsatisfied_at_most: int = 2  # a resolved complaint rated this or lower: the customer is still not satisfied
     unsatisfied_window_days: int = 30  # ... if it was resolved within these days
+    warnings: list = field(default_factory=list)  # said by validate, not fatal (a festival no rule greets)
 
 
 def _block(doc: YMap, key: str, allowed: tuple[str, ...], problems: Problems) -> YMap:
@@ -325,9 +326,25 @@ def load_care_settings(policyset: Any) -> CareSettings | None:
     s.unsatisfied_at_most = _whole(survey, "unsatisfied_at_most", s.unsatisfied_at_most, 1, 4, problems)
     s.unsatisfied_window_days = _whole(survey, "unsatisfied_window_days", s.unsatisfied_window_days, 1, 366, problems)
 
+    _festivals_without_rules(s.festivals, festivals, policyset, problems)
     if problems.errors:
         raise PolicyError(problems.errors)
+    s.warnings = [p for p in problems if p.severity != "error"]
     return s
+
+
+def _festivals_without_rules(festivals: tuple[Festival, ...], block: Any, policyset: Any, problems: Problems) -> None:
+    """A festival declared here that no rule's condition names is never greeted (festivals_due lists it,
+    but each festival has its own rule in care/festivals.yaml)."""
+    conditions = " ".join(rule.condition_text or "" for rs in policyset.all_rulesets() for rule in rs.rules)
+    days = block.get("days") if isinstance(block, YMap) else None
+    for i, festival in enumerate(festivals):
+        if f"'{festival.name}'" in conditions or f'"{festival.name}"' in conditions:
+            continue
+        loc = days.item_loc(i) if isinstance(days, YList) and i < len(days) else block.loc if isinstance(block, YMap) else None
+        problems.warning("festival-without-rule", f"festival '{festival.name}' has no greeting rule: nobody is greeted for it",
+                         loc, fix="copy a rule in care/festivals.yaml and change its id, the festival's name in "
+                                  f"when: ('{festival.name}' in festivals_due) and params.festival")
 
 
 # --------------------------------------------------------------------------------------------------
