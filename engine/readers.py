@@ -21,6 +21,7 @@ import re
 import zipfile
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import time
 from itertools import compress, repeat
 from operator import attrgetter
 from pathlib import Path
@@ -525,6 +526,8 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
         fn = coercer.for_field(spec.type, values=spec.values, strict=spec.strict, min_value=spec.min,
                                max_value=spec.max)
         raw = transposed[col]
+        if spec.type == "datetime" and _times_of_day_only(raw):
+            raw = _with_the_date_beside(raw, rows[match.row_index], transposed, col, coercer)
         try:
             values[fname] = coercer.convert_column(fn, raw)
         except CoercionError:
@@ -617,6 +620,49 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
             keep[i] = False
         objs = list(compress(objs, keep))
     return objs, rejects
+
+
+_TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}(:\d{2})?")
+
+
+def _times_of_day_only(raw: Sequence[Any]) -> bool:
+    """A time column holding times of day without dates (the date in a column of its own: 日期 | 时间)."""
+    seen = False
+    for v in raw:
+        if v == "" or v is None:
+            continue
+        if not (isinstance(v, time) or (isinstance(v, str) and _TIME_OF_DAY.fullmatch(v.strip()))):
+            return False
+        seen = True
+    return seen
+
+
+def _with_the_date_beside(times: Sequence[Any], header: Sequence[Any], columns: list, col: int, coercer: Coercer) -> list:
+    """The times joined with the dates of a 日期/date column of the same sheet (the nearest one), as
+    "2026-11-18 10:00:00" text the datetime converter reads; the times alone if there is none (every
+    row is then rejected as a time without a date, which says what is wrong)."""
+    candidates = sorted((abs(c - col), c) for c, h in enumerate(header)
+                        if c != col and c < len(columns) and isinstance(h, str) and ("日期" in h or "date" in h.lower()))
+    for _, c in candidates:
+        dates = columns[c]
+        sample = [d for d in dates if d != "" and d is not None][:20]
+        try:
+            if not sample or any(coercer.to_date(d) is None for d in sample):
+                continue
+        except CoercionError:
+            continue
+        joined = []
+        for d, t in zip(dates, times):
+            if d == "" or d is None or t == "" or t is None:
+                joined.append(t if d == "" or d is None else d)
+                continue
+            try:
+                day = coercer.to_date(d)
+            except CoercionError:
+                day = None
+            joined.append(t if day is None else f"{day.isoformat()} {t.isoformat() if isinstance(t, time) else t.strip()}")
+        return joined
+    return list(times)
 
 
 def _in_header_unit(values: list, unit: str, type_: str, header: str, coercer: Coercer, file: str, sheet: str) -> list:

@@ -1209,3 +1209,18 @@ def test_a_second_table_below_the_first_is_not_read_with_its_columns(tmp_path, c
     second = [r for r in ds.rejects if r.code == "second-table"]
     assert [r.row for r in second] == [6, 7, 8]
     assert second[0].reason == "below another header at row 6 (a second table on the sheet, with other columns); not read"
+
+
+@pytest.mark.parametrize("headers", [("日期", "时间"), ("创建日期", "创建时间")])
+def test_a_date_and_a_time_in_two_columns_are_read_together(tmp_path, columns, headers):
+    # 时间 (or 创建时间) was read alone: every interaction was rejected as "a time of day without a date".
+    inbox = tmp_path / "inbox"
+    date_header, time_header = headers
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称"], ["C001", "甲"]]})
+    write_book(inbox / "interactions.xlsx", {"互动记录": [
+        ["互动编号", "客户编号", date_header, time_header, "互动类型", "渠道"],
+        ["I1", "C001", date(2026, 11, 18), "10:00", "投诉", "电话"],
+        ["I2", "C001", "2026/11/19", "9:30:15", "咨询", "电话"]]})
+    ds = read_inbox(inbox, columns)
+    assert [i.time for i in ds.interactions] == [datetime(2026, 11, 18, 10, 0), datetime(2026, 11, 19, 9, 30, 15)]
+    assert ds.rejects == []
