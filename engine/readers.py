@@ -313,6 +313,32 @@ def _fill_merged_cells(rows: list, merged: list | None) -> None:
                     row[c] = value
 
 
+_DATE_1904 = re.compile(rb'<(?:\w+:)?workbookPr\b[^>]*\bdate1904="(?:1|true)"')
+DAYS_1900_TO_1904 = 1462  # serial 0 of the 1904 date system is serial 1462 of the 1900 one
+
+
+def _uses_1904_dates(path: Path) -> bool:
+    """Was the workbook saved with the 1904 date system (old Mac Excel)? Its date cells come out right
+    from calamine, but a date kept as a plain number (45429) counts from 1904, four years later."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return bool(_DATE_1904.search(z.read("xl/workbook.xml")[:20_000]))
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return False
+
+
+def _serials_from_1904(raw: Sequence[Any]) -> list:
+    """Date serials of a 1904 workbook as 1900-system serials (the coercer's): numbers and serials kept as
+    text (45429), not a year typed alone (1985) nor YYYYMMDD (20240517), which the coercer reads itself."""
+    out = list(raw)
+    for i, v in enumerate(out):
+        if type(v) in (int, float) and 0 < v < 100_000 and not 1900 <= v <= 2999:
+            out[i] = v + DAYS_1900_TO_1904
+        elif isinstance(v, str) and v.strip().isdigit() and len(v.strip()) <= 5 and not 1900 <= int(v) <= 2999:
+            out[i] = str(int(v) + DAYS_1900_TO_1904)
+    return out
+
+
 def _oversized_sheets(path: Path) -> dict[str, str]:
     """Sheet name → its recorded used range (``<dimension ref>``), for sheets over ``MAX_SHEET_CELLS``.
     Reads only the first few KB of each sheet; a workbook this cannot make sense of is left to calamine."""
@@ -364,6 +390,7 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
     warnings to ``warn`` (logged by the caller, in file order).
     Duplicates and unknown customers are checked later, across files."""
     name = path.name
+    date1904 = _uses_1904_dates(path)
     wb, sheets = parsed
     try:
         out: list[_SheetRead] = []
@@ -416,7 +443,7 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                                     f"from column {match.headers[field_name]}", Location(file=name, sheet=sheet), WARNING,
                                     fix=f"the header listed first under {table.name}.{field_name}.aliases in "
                                         f"{columns.path} is read; reorder the aliases to read the other column"))
-            objs, rejects = _read_rows(table, match, rows, name, sheet, coercer, columns.summary_markers)
+            objs, rejects = _read_rows(table, match, rows, name, sheet, coercer, columns.summary_markers, date1904)
             out.append(_SheetRead(table.name, sheet, objs, rejects, columns.table_for_sheet_name(sheet) == table.name,
                                   len(match.columns)))
         if empty and not out and not unresolved and empty == len(wb.sheet_names):
@@ -507,7 +534,7 @@ def _missing_columns(columns: ColumnsSpec, table: TableSpec, match: HeaderMatch 
 
 
 def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, sheet: str, coercer: Coercer,
-               summary_markers: Sequence[str]) -> tuple[list, list[Reject]]:
+               summary_markers: Sequence[str], date1904: bool = False) -> tuple[list, list[Reject]]:
     data = rows[match.row_index + 1:]
     n = len(data)
     if n == 0:
@@ -526,6 +553,8 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
         fn = coercer.for_field(spec.type, values=spec.values, strict=spec.strict, min_value=spec.min,
                                max_value=spec.max)
         raw = transposed[col]
+        if date1904 and spec.type in ("date", "datetime"):
+            raw = _serials_from_1904(raw)
         if spec.type == "datetime" and _times_of_day_only(raw):
             raw = _with_the_date_beside(raw, rows[match.row_index], transposed, col, coercer)
         try:

@@ -1224,3 +1224,24 @@ def test_a_date_and_a_time_in_two_columns_are_read_together(tmp_path, columns, h
     ds = read_inbox(inbox, columns)
     assert [i.time for i in ds.interactions] == [datetime(2026, 11, 18, 10, 0), datetime(2026, 11, 19, 9, 30, 15)]
     assert ds.rejects == []
+
+
+def test_a_1904_workbooks_plain_number_dates_count_from_1904(tmp_path, columns):
+    # Old Mac Excel's date system: date cells were right, but a date kept as a plain number (or text) came out
+    # four years and a day early (2026-10-01 read as 2022-09-30).
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wb = xlsxwriter.Workbook(str(inbox / "crm.xlsx"), {"date_1904": True})
+    ws = wb.add_worksheet("订单")
+    ws.write_row(0, 0, ["订单编号", "客户编号", "订单日期", "订单金额"])
+    ws.write_row(1, 0, ["O1", "C1", 44834, 100])  # 2026-10-01 in the 1904 system, a General number
+    ws.write_row(2, 0, ["O2", "C1", "44834", 100])  # the same kept as text
+    ws.write_datetime(3, 2, datetime(2026, 10, 1), wb.add_format({"num_format": "yyyy-mm-dd"}))
+    ws.write_row(3, 0, ["O3", "C1"])
+    ws.write(3, 3, 100)
+    customers = wb.add_worksheet("客户信息")
+    customers.write_row(0, 0, ["客户编号", "客户名称"])
+    customers.write_row(1, 0, ["C1", "甲"])
+    wb.close()
+    ds = read_inbox(inbox, columns)
+    assert [(o.order_id, o.date) for o in ds.orders] == [("O1", date(2026, 10, 1)), ("O2", date(2026, 10, 1)), ("O3", date(2026, 10, 1))]
