@@ -384,6 +384,11 @@ def send_from(as_of: date, as_of_time: datetime | None) -> datetime:
     return as_of_time or datetime.combine(as_of, time.min)
 
 
+def _without_key_by(key: str) -> str:
+    """rule|customer|period of a key (``engine.actions.ActionBuilder.key``), without its key_by part."""
+    return "|".join(key.split("|", 3)[:3])
+
+
 def run_send_time(policy: GuardPolicy, moment: datetime) -> datetime:
     """The earliest send time of a run from ``moment`` (``send_from``): the policy's send time on that
     day, or ``moment`` if later (a run at 14:00 does not schedule messages for 10:00 that morning)."""
@@ -443,6 +448,10 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
 
     # 2. dedupe: against other runs (ledger), then within this run.
     wanted = [("task", t.key) for t in tasks] + [("message", m.key) for m in messages]
+    # A key with a key_by part (rule|customer|period|value) also counts as issued under the key an
+    # earlier version of the rule gave before key_by was added to it (rule|customer|period): adding
+    # key_by to a rule (birthday greetings keyed by the birthday's date) must not issue everything again.
+    wanted += [(kind, _without_key_by(key)) for kind, key in wanted if key.count("|") >= 3]
     earlier = ledger.issued_among(wanted, for_run=run_id) if ledger is not None else {}
     seen: set[tuple[str, str]] = set()
     already: dict[tuple[str, datetime], str] = {}  # the reason's start, once per earlier run
@@ -450,6 +459,8 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     def fresh(item: Task | Message, kind: str) -> bool:
         ident = (kind, item.key)
         earlier_run = earlier.get(ident)
+        if earlier_run is None and item.key.count("|") >= 3:
+            earlier_run = earlier.get((kind, _without_key_by(item.key)))
         if earlier_run is not None:
             start = already.get(earlier_run)
             if start is None:

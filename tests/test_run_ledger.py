@@ -262,3 +262,23 @@ def test_a_lunar_birthday_that_falls_twice_in_one_year_is_greeted_both_times(tmp
         sent = [json.loads(line) for line in sms.read_text(encoding="utf-8").splitlines()] if sms.exists() else []
         greetings.append([m["key"] for m in sent if m["rule_id"] == "CARE-BIRTHDAY-GREETING"])
     assert greetings == [["CARE-BIRTHDAY-GREETING|C1|2026|2026-01-08"], [], ["CARE-BIRTHDAY-GREETING|C1|2026|2026-12-28"]]
+
+
+def test_adding_key_by_to_a_rule_issues_nothing_again(tmp_path: Path, policy_copy: Path):
+    # The birthday rules gained key_by: next_birthday_date. Ledger rows of earlier runs carry the key without
+    # it (CARE-BIRTHDAY-GREETING|C1|2026): a customer greeted yesterday must not be greeted again today.
+    greetings = policy_copy / "care" / "greetings.yaml"
+    shipped = greetings.read_text(encoding="utf-8")
+    greetings.write_text(shipped.replace("      key_by: next_birthday_date\n", ""), encoding="utf-8")
+    inbox = write_inbox(tmp_path / "inbox", customers=[customer("C1", 生日="1980-11-22", 签约日期="2025-01-10")],
+                        orders=[["O1", "C1", "2026-09-01", 800, "耗材", 1]])
+    outbox = tmp_path / "outbox"
+    run(inbox, outbox, "2026-11-20", policy_copy)
+    sms = folder_for(outbox, "2026-11-20") / "messages" / "sms" / "messages.jsonl"
+    assert "CARE-BIRTHDAY-GREETING|C1|2026" in [json.loads(line)["key"] for line in sms.read_text(encoding="utf-8").splitlines()]
+    greetings.write_text(shipped, encoding="utf-8")
+    run(inbox, outbox, "2026-11-21", policy_copy)
+    log = [json.loads(line) for line in (folder_for(outbox, "2026-11-21") / "decisions.jsonl").read_text(encoding="utf-8").splitlines()]
+    [greeting] = [d for d in log if d["rule_id"] == "CARE-BIRTHDAY-GREETING"]
+    assert greeting["outputs"][0]["message"]["key"] == "CARE-BIRTHDAY-GREETING|C1|2026|2026-11-22"
+    assert greeting["outputs"][0]["message"]["suppressed_by"] == "dedupe"
