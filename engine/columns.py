@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -193,8 +194,9 @@ def match_header_row(cells: Sequence[Any], table: TableSpec, row_index: int) -> 
         columns[name] = i
         headers[name] = cell.strip()
     missing = [f for f in table.required if f not in columns]
-    units = {name: unit for name, text in headers.items()
-             if (unit := _unit(header_key(text))) and header_key(text) not in table.alias_index}
+    # The unit as written (half-width, lower case, no spaces) keeps its sign: UTC-5 is not UTC+5.
+    units = {name: _unit(unicodedata.normalize("NFKC", text).casefold().replace(" ", "")) for name, text in headers.items()
+             if _unit(header_key(text)) and header_key(text) not in table.alias_index}
     return HeaderMatch(table.name, row_index, columns, headers, unknown, missing, units)
 
 

@@ -21,7 +21,7 @@ import re
 import zipfile
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import time
+from datetime import time, timedelta, timezone
 from itertools import compress, repeat
 from operator import attrgetter
 from pathlib import Path
@@ -562,7 +562,7 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
         except CoercionError:
             values[fname] = _convert_slowly(fn, raw, fname, problems)
         if fname in match.units:
-            values[fname] = _in_header_unit(values[fname], match.units[fname], spec.type, match.headers[fname], coercer,
+            values[fname] = _in_header_unit(values[fname], raw, match.units[fname], spec.type, match.headers[fname], coercer,
                                             file, sheet)
 
     # Rows that are not data: blank, summary ("合计") and repeated header rows.
@@ -694,7 +694,8 @@ def _with_the_date_beside(times: Sequence[Any], header: Sequence[Any], columns: 
     return list(times)
 
 
-def _in_header_unit(values: list, unit: str, type_: str, header: str, coercer: Coercer, file: str, sheet: str) -> list:
+def _in_header_unit(values: list, raw: Sequence[Any], unit: str, type_: str, header: str, coercer: Coercer, file: str,
+                    sheet: str) -> list:
     """A column's values in the unit its header names (columns.HEADER_SCALES, _ZONES, _CURRENCIES):
     dropping 万元 or UTC would read every cell wrong without a word."""
     if type_ in ("number", "int") and unit in HEADER_CURRENCIES:
@@ -705,10 +706,27 @@ def _in_header_unit(values: list, unit: str, type_: str, header: str, coercer: C
     if type_ in ("number", "int") and unit in HEADER_SCALES:
         factor = HEADER_SCALES[unit]
         return [None if v is None else round(v * factor, 6) for v in values]
-    if type_ == "datetime" and unit in HEADER_ZONES:
-        zone = ZoneInfo(HEADER_ZONES[unit])
-        return [None if v is None else v.replace(tzinfo=zone).astimezone(coercer.tz).replace(tzinfo=None) for v in values]
+    zone = _header_zone(unit) if type_ == "datetime" else None
+    if zone is not None:
+        # Cells that carried their own offset (…Z, …+08:00) were converted already by the coercer.
+        return [v if v is None or (isinstance(r, str) and _OWN_OFFSET.search(r)) else
+                v.replace(tzinfo=zone).astimezone(coercer.tz).replace(tzinfo=None) for v, r in zip(values, raw)]
     return values
+
+
+_UTC_OFFSET_UNIT = re.compile(r"(?:utc|gmt)([+-])(\d{1,2})(?::?(\d{2}))?")
+_OWN_OFFSET = re.compile(r"(?:z|[+-]\d{2}:?\d{2})\s*$", re.IGNORECASE)
+
+
+def _header_zone(unit: str) -> Any:
+    """The time zone a header's unit names: (UTC), (GMT), (北京时间), (UTC+8), (UTC-5), or None."""
+    if unit in HEADER_ZONES:
+        return ZoneInfo(HEADER_ZONES[unit])
+    m = _UTC_OFFSET_UNIT.fullmatch(unit)
+    if m:
+        minutes = int(m.group(2)) * 60 + int(m.group(3) or 0)
+        return timezone(timedelta(minutes=minutes if m.group(1) == "+" else -minutes))
+    return None
 
 
 def _convert_slowly(fn: Callable[[Any], Any], raw: Sequence[Any], fname: str,

@@ -1245,3 +1245,17 @@ def test_a_1904_workbooks_plain_number_dates_count_from_1904(tmp_path, columns):
     wb.close()
     ds = read_inbox(inbox, columns)
     assert [(o.order_id, o.date) for o in ds.orders] == [("O1", date(2026, 10, 1)), ("O2", date(2026, 10, 1)), ("O3", date(2026, 10, 1))]
+
+
+def test_a_zone_in_a_header_converts_once_and_keeps_its_sign(tmp_path, columns):
+    # A cell with its own offset under (UTC) was converted twice (18:00 for 10:00); (UTC-5) lost its minus
+    # sign and was taken as a label (02:00 stayed 02:00).
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称"], ["C1", "甲"]]})
+    write_book(inbox / "interactions.xlsx", {"互动记录": [
+        ["互动编号", "客户编号", "创建时间(UTC)", "首次响应时间（UTC-5）", "互动类型", "渠道"],
+        ["I1", "C1", "2026-11-20T02:00:00Z", datetime(2026, 11, 19, 21, 0), "投诉", "电话"],
+        ["I2", "C1", datetime(2026, 11, 20, 2, 0), datetime(2026, 11, 20, 2, 0), "投诉", "电话"]]})
+    ds = read_inbox(inbox, columns)
+    assert [(i.time, i.first_response_time) for i in ds.interactions] == [
+        (datetime(2026, 11, 20, 10, 0), datetime(2026, 11, 20, 10, 0)), (datetime(2026, 11, 20, 10, 0), datetime(2026, 11, 20, 15, 0))]
