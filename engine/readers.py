@@ -297,20 +297,21 @@ def _column_letters(n: int) -> str:
 
 
 def _fill_merged_cells(rows: list, merged: list | None) -> None:
-    """Give every cell of a merged range its top-left value, as the sheet shows it: a report that
+    """Give every row of a cell merged down a column its value, as the sheet shows it: a report that
     merges 客户经理 over a group of customers, or 客户编号 over an order's lines, gave the value to the
     first row only (the others had no owner, or were rejected for an empty id)."""
     for (r1, c1), (r2, c2) in merged or ():
-        if r1 >= len(rows) or c1 >= len(rows[r1]):
+        # Down a column only: a cell merged across columns is a title or a group header (联系方式 over
+        # 手机/邮箱/微信), whose columns are named below it; copied across, every column had its name.
+        if c2 != c1 or r1 >= len(rows) or c1 >= len(rows[r1]):
             continue
         value = rows[r1][c1]
         if value == "" or value is None:
             continue
-        for r in range(r1, min(r2, len(rows) - 1) + 1):
+        for r in range(r1 + 1, min(r2, len(rows) - 1) + 1):
             row = rows[r]
-            for c in range(c1, min(c2, len(row) - 1) + 1):
-                if row[c] == "" or row[c] is None:
-                    row[c] = value
+            if c1 < len(row) and (row[c1] == "" or row[c1] is None):
+                row[c1] = value
 
 
 _DATE_1904 = re.compile(rb'<(?:\w+:)?workbookPr\b[^>]*\bdate1904="(?:1|true)"')

@@ -1189,6 +1189,7 @@ def test_columns_with_values_but_no_header_are_named(tmp_path, columns):
     for row in (["客户编号", "客户名称", "联系方式", None, None], [None, None, "手机", "邮箱", "微信"],
                 ["C001", "甲", "13800000001", "a@example.com", "wx_a"]):
         ws.append(row)
+    ws.merge_cells("C1:E1")  # merged across: not copied into D1 and E1 (they would all read 联系方式)
     wb.save(inbox / "customers.xlsx")
     warnings: list[Problem] = []
     ds = read_inbox(inbox, columns, warnings=warnings)
