@@ -196,7 +196,7 @@ def format_verify(result: VerifyResult) -> list[str]:
         for group, path, what in result.changed_inputs:
             lines.append(f"  {GROUP_LABELS.get(group, group)} {path}：{'缺失 missing' if what == 'missing' else '已修改 changed'}")
         return lines
-    if result.new_inputs:  # verify_run stops before re-running
+    if result.new_inputs and not result.rerun:  # found before re-running: verify_run stopped there
         lines.append("无法重新运行：文件夹里有运行时没有的文件，重新运行会读入它们 / new files since the run:")
         lines.extend(f"  新文件 {GROUP_LABELS.get(group, group)} {path}：运行时没有" for group, path in result.new_inputs)
         options = "、".join(f"--{group.replace('inputs', 'inbox')}" for group in dict.fromkeys(g for g, _ in result.new_inputs))
@@ -205,6 +205,8 @@ def format_verify(result: VerifyResult) -> list[str]:
     lines.extend(f"  注意 {note}" for note in result.notes)
     if result.rerun_id != result.run_id:
         lines.append(f"重新运行得到的运行编号是 {result.rerun_id}（原为 {result.run_id}）")
+    for group, path in result.new_inputs:  # read by the re-run although not found beforehand (e.g. a newly named table)
+        lines.append(f"  新文件 {GROUP_LABELS.get(group, group)} {path}：运行时没有，重新运行时读入了")
     for path in result.differ:
         lines.append(f"  不同 differs: {path}")
     for path in result.missing:
