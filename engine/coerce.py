@@ -175,7 +175,9 @@ class Coercer:
         t = type(v)
         if t is str:
             s = v.strip()
-            if not s.isprintable():  # line breaks (kept), or control characters (dropped)
+            # Control characters dropped; line breaks and tabs kept (multi-line notes are common: the
+            # cheap check first, the regex only for text that has something else).
+            if not s.isprintable() and not s.replace("\n", "").replace("\t", "").isprintable():
                 s = _without_controls(s)
             if s in self.blanks:
                 return None

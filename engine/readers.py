@@ -22,7 +22,7 @@ import zipfile
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import time, timedelta, timezone
-from itertools import compress, repeat
+from itertools import compress, islice, repeat
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -274,16 +274,26 @@ _RELATIONSHIP = re.compile(r'<Relationship\b[^>]*?\bId="([^"]+)"[^>]*?\bTarget="
 _DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="[A-Z]*\d*:?([A-Z]+)(\d+)"')
 
 
-def _another_layout(cells: Sequence[Any], match: HeaderMatch) -> bool:
-    """Is this header-like row the header of another table (other columns), not the first one repeated?"""
-    return any(header_key(cells[col]) != header_key(match.headers[f]) for f, col in match.columns.items() if col < len(cells))
+def _another_layout(cells: Sequence[Any], match: HeaderMatch, table: TableSpec) -> bool:
+    """Is this header-like row the header of another table (other columns), not the first one repeated?
+    Yes if a column now names another field, or most columns differ; a repeated header with a blank or
+    a slightly other cell (a page break's copy) is still the same table."""
+    differ = 0
+    for f, col in match.columns.items():
+        if col >= len(cells) or cells[col] in ("", None) or header_key(cells[col]) == header_key(match.headers[f]):
+            continue
+        if table.field_for_header(cells[col]) not in (None, f):
+            return True
+        differ += 1
+    return differ * 2 > len(match.columns)
 
 
 def _unnamed_columns_with_values(rows: list, header_row: int) -> list[str]:
     """Column letters whose header cell is empty while a cell below it has a value."""
     header = rows[header_row]
     empty = [c for c, h in enumerate(header) if h == "" or h is None]
-    found = [c for c in empty if any(r[c] != "" and r[c] is not None for r in rows[header_row + 1:] if c < len(r))]
+    found = [c for c in empty
+             if any(r[c] != "" and r[c] is not None for r in islice(rows, header_row + 1, None) if c < len(r))]
     return [_column_letters(c + 1) for c in found]
 
 
@@ -577,7 +587,7 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
         for i, v in enumerate(values[fname]) if hits else ():
             if v in hits and i not in skip:
                 repeated = table.field_for_header(v) == fname
-                if repeated and _another_layout(data[i], match):
+                if repeated and _another_layout(data[i], match, table):
                     # A second table further down (联系人明细 under the customers): its columns are not
                     # the first header's; read with that mapping, its rows overwrote real customers.
                     for k in range(i, n):

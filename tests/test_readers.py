@@ -1260,3 +1260,14 @@ def test_a_zone_in_a_header_converts_once_and_keeps_its_sign(tmp_path, columns):
     ds = read_inbox(inbox, columns)
     assert [(i.time, i.first_response_time) for i in ds.interactions] == [
         (datetime(2026, 11, 20, 10, 0), datetime(2026, 11, 20, 10, 0)), (datetime(2026, 11, 20, 10, 0), datetime(2026, 11, 20, 15, 0))]
+
+
+def test_a_repeated_header_with_a_blank_cell_is_still_the_same_table(tmp_path, columns):
+    # Two pages pasted together, the second page's header missing one cell: not a second table (every row
+    # below it was thrown away as one).
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [
+        ["客户编号", "客户名称", "客户经理"], ["C001", "甲公司", "张伟"], ["客户编号", "客户名称", None], ["C002", "乙公司", "李娜"]]})
+    ds = read_inbox(inbox, columns)
+    assert [c.customer_id for c in ds.customers] == ["C001", "C002"]
+    assert [r.code for r in ds.rejects] == ["repeated-header"]
