@@ -267,3 +267,15 @@ def test_open_complaints_use_the_sla_settings_closed_statuses(tmp_path: Path):
     shipped = evaluate_dataset(load_policies(REPO / "policies"), Dataset([customer("W")], [withdrawn], [order("W1", "W", 10)]),
                                AS_OF, TEMPLATES)
     assert shipped.customer_rows[0]["open_complaints"] == 1  # not a closing status there
+
+
+def test_without_closed_statuses_in_sla_yaml_both_use_its_default(tmp_path: Path):
+    # No clock.closed_statuses: SLA took [已解决, 已关闭] while churn kept a list of its own with 已完成 in it.
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    sla = policies / "sla.yaml"
+    sla.write_text(sla.read_text(encoding="utf-8").replace("  closed_statuses: [已解决, 已关闭]\n", "", 1), encoding="utf-8")
+    done = Interaction("D1", "D", ago(5), SRC, type="投诉", category="物流", status="已完成",
+                       first_response_time=ago(5) + timedelta(hours=1))
+    evaluation = evaluate_dataset(load_policies(policies), Dataset([customer("D")], [done], [order("D1", "D", 10)]), AS_OF, TEMPLATES)
+    assert evaluation.customer_rows[0]["open_complaints"] == 1  # open for SLA too: 已完成 is no closing status there

@@ -144,12 +144,13 @@ class _Loader:
     # -- simple kinds -------------------------------------------------------------------------
     def features(self) -> FeatureConfig:
         config = self._feature_config()
-        # "Closed" means one thing in a run: the SLA settings' closed statuses, when they name them.
+        # "Closed" means one thing in a run: the SLA settings' closed statuses (their default included).
+        from engine.stages.sla import closed_statuses_setting
+
         for _path, doc in self.documents.get("sla", [])[:1]:
-            clock = doc.get("clock") if isinstance(doc, dict) else None
-            statuses = clock.get("closed_statuses") if isinstance(clock, dict) else None
-            if isinstance(statuses, list) and all(isinstance(s, str) for s in statuses):
-                config = replace(config, closed_statuses=frozenset(s.strip().lower() for s in statuses))
+            statuses = closed_statuses_setting(doc)
+            if statuses is not None:
+                config = replace(config, closed_statuses=frozenset(s.lower() for s in statuses))
         return config
 
     def _feature_config(self) -> FeatureConfig:

@@ -135,6 +135,18 @@ def _empty_map(loc: Location) -> YMap:
     return empty
 
 
+CLOSED_STATUSES = ("已解决", "已关闭")  # clock.closed_statuses when sla.yaml does not say
+
+
+def closed_statuses_setting(doc: Any) -> tuple[str, ...] | None:
+    """The statuses an SLA settings document calls closed (its default when it names none), or None
+    when they are written wrongly (load_sla_policy reports that). The customer features use the same
+    ones (engine.policy.loader), so SLA and churn agree on "closed"."""
+    clock = doc.get("clock") if isinstance(doc, dict) else None
+    value = clock.get("closed_statuses", list(CLOSED_STATUSES)) if isinstance(clock, dict) else list(CLOSED_STATUSES)
+    return _texts(value, "clock closed_statuses", Location(), Problems())
+
+
 def _texts(value: Any, where: str, loc: Location, problems: Problems) -> tuple[str, ...] | None:
     """A list of texts (one text is accepted as a list of one)."""
     if value is None:
@@ -199,7 +211,7 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
     start_field = _clock_field(clock, "start", "time", problems)
     first_field = _clock_field(clock, "first_response", "first_response_time", problems)
     resolved_field = _clock_field(clock, "resolved", "resolved_time", problems)
-    closed = _texts(clock.get("closed_statuses", ["已解决", "已关闭"]), "clock closed_statuses",
+    closed = _texts(clock.get("closed_statuses", list(CLOSED_STATUSES)), "clock closed_statuses",
                     clock.value_loc("closed_statuses"), problems) or ()
     paused = _texts(clock.get("paused_statuses", []), "clock paused_statuses",
                     clock.value_loc("paused_statuses"), problems) or ()
