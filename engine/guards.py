@@ -389,6 +389,20 @@ def _without_key_by(key: str) -> str:
     return "|".join(key.split("|", 3)[:3])
 
 
+def late_date_only_run(policy: GuardPolicy, as_of: date, now: datetime) -> str | None:
+    """A date-only batch sends from its day's send time; started when that time has passed and the
+    quiet hours have begun (22:30), a sending system would send its messages at once, at night. The
+    warning to say so (only printed: the run's files do not depend on the clock), or None."""
+    quiet = policy.quiet_hours
+    send = run_send_time(policy, send_from(as_of, None))
+    local_now = _local(now, policy.tz)
+    if quiet is None or local_now <= send or not quiet.contains(local_now):
+        return None
+    return (f"注意：这一批按 as-of {as_of} 当天 {send:%H:%M} 发送，现在已是免打扰时段；发送系统若立即发出，客户会在夜间收到。"
+            "晚间运行请用 --as-of 写出时刻（或不写 --as-of），消息会排到免打扰结束后 / the batch's send time has passed and "
+            "it is quiet hours now: give --as-of with the time (or leave it out) for a run this late")
+
+
 def run_send_time(policy: GuardPolicy, moment: datetime) -> datetime:
     """The earliest send time of a run from ``moment`` (``send_from``): the policy's send time on that
     day, or ``moment`` if later (a run at 14:00 does not schedule messages for 10:00 that morning)."""

@@ -25,8 +25,8 @@ from engine.calendar import coverage_warnings, load_calendars
 from engine.decisions import Firing, Message, Task
 from engine.errors import EngineError, Location, PolicyError, Problem
 from engine.evaluate import Evaluator
-from engine.guards import (GUARD_REPORT_NAME, guard_evaluation, guard_report, load_guard_policy, resolve_ledger_path, send_from,
-                           unreachable_message, write_guard_report)
+from engine.guards import (GUARD_REPORT_NAME, guard_evaluation, guard_report, late_date_only_run, load_guard_policy,
+                           resolve_ledger_path, send_from, unreachable_message, write_guard_report)
 from engine.ledger import Ledger, one_run_at_a_time
 from engine.features import derive_features, group_by_customer
 from engine.memory import gc_paused
@@ -276,6 +276,10 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
     templates = (options.templates or default_templates(policies)).resolve()
     policyset = load_checked_policies(policies, templates, "durable" if options.cross_check else options.engine)
     guard_policy = load_guard_policy(policyset)
+    if options.as_of_time is None:  # console only: the run folder never depends on the clock
+        late = late_date_only_run(guard_policy, options.as_of, datetime.now(guard_policy.tz))
+        if late:
+            report(late)
     columns_path = policies / "columns.yaml"
     columns = load_columns(columns_path, display="columns.yaml")  # named as the other policy files
     # "2027 has no holiday data yet", said weeks before a deadline reaches it and stops a run.

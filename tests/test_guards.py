@@ -454,3 +454,14 @@ def test_an_unquoted_time_is_told_to_take_quotes_around_itself(tmp_path, written
         load_guard_policy_folder(folder)
     [problem] = info.value.problems
     assert problem.message == "send_time: 时间要加引号 / write times in quotes" and problem.fix == f"send_time: {meant}"
+
+
+def test_a_date_only_run_late_in_the_evening_is_warned_about():
+    # Its messages go from 10:00 that day; at 22:30 a sending system would send them at once, at night.
+    from datetime import date as day
+    from engine.guards import late_date_only_run
+
+    policy = load_guard_policy_folder(REPO / "policies")
+    assert late_date_only_run(policy, day(2026, 11, 20), datetime(2026, 11, 20, 22, 30)).startswith("注意：这一批按 as-of 2026-11-20 当天 10:00 发送")
+    assert late_date_only_run(policy, day(2026, 11, 20), datetime(2026, 11, 20, 15, 0)) is None  # past 10:00, not quiet hours
+    assert late_date_only_run(policy, day(2026, 11, 20), datetime(2026, 11, 20, 8, 0)) is None  # before the send time
