@@ -9,8 +9,8 @@ filters available to ops staff.
 * Strict: ``StrictUndefined`` - a misspelt or missing variable is an error naming the template, the
   line and the variable, never a silently empty gap in a message sent to a customer.
 * A value that is ``None`` (e.g. no owner recorded) renders as nothing, never as ``None``.
-* Autoescaping is on for ``.html`` / ``.htm`` / ``.xml`` templates, off for everything else (text
-  messages must not contain ``&amp;``).
+* Autoescaping would be on for ``.html`` / ``.htm`` / ``.xml`` templates; message templates are all
+  ``.txt`` (``messages/<channel>/<name>.txt``), plain text with no escaping (no ``&amp;`` in an SMS).
 * Compiled templates are cached per environment (rendering runs ~100,000 times a run); templates
   are not re-read from disk during a run.
 
