@@ -89,7 +89,11 @@ class Reject:
     column: str | None
     value: Any
     code: str  # stable: "bad-date", "missing-value", "duplicate-id", "unknown-customer", ...
-    reason: str
+    reason: str  # the detail, in English (rejects.xlsx 说明); the Chinese wording is engine/reject_text.py's
+    # A kept row (code "bad-value": an optional cell nobody can read): the rule the cell failed
+    # ("bad-phone", ...), and, for a field with if_unreadable, the value taken instead of an empty cell.
+    cause: str | None = None
+    kept_as: bool | None = None
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from engine.decisions import CATEGORY_LABELS, Firing, Message, Task
 from engine.model import Reject
+from engine.reject_text import reject_outcome, reject_reason
 from engine.outbox import write_jsonl
 from engine.xlsx_out import Column, Sheet, write_workbook
 
@@ -194,14 +195,20 @@ REJECT_COLUMNS = [
     Column("行号", kind="int"),
     Column("列"),
     Column("原始值"),
+    Column("处理结果", width=24, wrap=True),
+    Column("原因", width=40, wrap=True),
+    Column("怎么改", width=50, wrap=True),
     Column("代码"),
-    Column("原因", width=70),
+    Column("说明", width=60, wrap=True),
 ]
 
 
 def write_rejects(folder: Path, rejects: Iterable[Reject]) -> None:
+    """rejects.xlsx: per row what the run did with it, why and what to change in the export (in
+    Chinese, engine/reject_text.py), then the stable code and the English detail."""
     rows = [
-        (r.file, r.sheet, r.row, r.column, None if r.value is None else str(r.value), r.code, r.reason)
+        (r.file, r.sheet, r.row, r.column, None if r.value is None else str(r.value),
+         reject_outcome(r), *reject_reason(r), r.code, r.reason)
         for r in sorted(rejects, key=lambda r: (r.file, r.sheet, r.row, r.column or ""))
     ]
     write_workbook(folder / "rejects.xlsx", [Sheet("被拒绝的行", REJECT_COLUMNS, rows)])

@@ -630,7 +630,7 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
                 values[f][i] = safe
                 kept = f"kept the row, took {f} as {'是 (yes)' if safe else '否 (no)'} to be safe (columns.yaml if_unreadable)"
             rejects.append(Reject(file, sheet, first + i, match.headers[f], data[i][match.columns[f]], "bad-value",
-                                  f"{kept}: {e.reason} [{e.code}]"))
+                                  f"{kept}: {e.reason} [{e.code}]", cause=e.code, kept_as=safe))
     rejects.extend(r for r in skip.values() if r is not None)
 
     # Build the facts, one column per dataclass field, then drop the skipped rows.

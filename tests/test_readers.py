@@ -1271,3 +1271,19 @@ def test_a_repeated_header_with_a_blank_cell_is_still_the_same_table(tmp_path, c
     ds = read_inbox(inbox, columns)
     assert [c.customer_id for c in ds.customers] == ["C001", "C002"]
     assert [r.code for r in ds.rejects] == ["repeated-header"]
+
+
+def test_every_reject_code_has_chinese_wording():
+    """A reject code added to the readers or the coercion rules without wording in engine/reject_text.py
+    would reach staff as 无法使用这一行 / 见“说明”列."""
+    import re
+
+    from engine.reject_text import _TEXT
+
+    root = Path(__file__).resolve().parents[1]
+    coerce_codes = set(re.findall(r'CoercionError\("([a-z-]+)"', (root / "engine" / "coerce.py").read_text(encoding="utf-8")))
+    reader_codes = set(re.findall(r'Reject\([^"]*?"([a-z][a-z-]+)"', (root / "engine" / "readers.py").read_text(encoding="utf-8"), re.S))
+    reader_codes |= set(re.findall(r'"(repeated-header)" if', (root / "engine" / "readers.py").read_text(encoding="utf-8")))
+    assert {"bad-date", "bad-phone", "out-of-range"} <= coerce_codes
+    assert {"missing-value", "duplicate-id", "unknown-customer", "second-table", "repeated-header"} <= reader_codes
+    assert sorted((coerce_codes | reader_codes) - set(_TEXT)) == []

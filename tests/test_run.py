@@ -186,8 +186,30 @@ def test_bad_rows_are_rejected_and_counted(tmp_path: Path):
     assert result.exit_code == 0
     assert "被拒绝的行 2" in result.output
     rows = read_rows(run_folder(tmp_path / "out") / "rejects.xlsx")
-    assert rows[0] == ("文件", "工作表", "行号", "列", "原始值", "代码", "原因")
-    assert [(r[0], r[2], r[5]) for r in rows[1:]] == [("orders.xlsx", 3, "bad-date"), ("orders.xlsx", 4, "unknown-customer")]
+    assert rows[0] == ("文件", "工作表", "行号", "列", "原始值", "处理结果", "原因", "怎么改", "代码", "说明")
+    assert [(r[0], r[2], r[8]) for r in rows[1:]] == [("orders.xlsx", 3, "bad-date"), ("orders.xlsx", 4, "unknown-customer")]
+    # Staff read what happened, why and what to change in Chinese; the English detail stays beside it.
+    assert rows[1][3:8] == ("Order Date", "2026-02-30", "整行未读入", "「Order Date」不是能读懂的日期或时间",
+                            "写成 2024-05-17、2024/5/17 或 2024年5月17日（可带时刻，如 2024-05-17 09:30），或设为 Excel 日期格式")
+    assert rows[1][9] == "Order Date (date) is required: 2026-02-30 is not a real date or time; row skipped"
+    assert rows[2][5:8] == ("整行未读入", "客户编号不在客户导出里", "把这位客户一并导出到客户表，或核对客户编号是否写错")
+
+
+def test_rejects_say_in_chinese_when_a_row_was_kept(tmp_path: Path):
+    """An unreadable optional cell keeps its row: rejects.xlsx says so, and for a field with if_unreadable
+    which value was taken instead."""
+    inbox = small_inbox(tmp_path / "inbox")
+    write_sheet(inbox / "customers.xlsx", "客户", ["客户编号", "客户名称", "手机", "是否退订"],
+                [["C1", "甲公司", "138****5678", "否"], ["C2", "乙公司", "13800000002", "看情况"]])
+    result = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(tmp_path / "out"), "--as-of", AS_OF)
+    assert result.exit_code == 0, result.output
+    rows = read_rows(run_folder(tmp_path / "out") / "rejects.xlsx")
+    by_column = {r[3]: r for r in rows[1:]}
+    assert by_column["手机"][5:9] == ("保留此行，此格按空白处理", "「手机」不是完整的电话号码",
+                                      "写完整号码：11 位手机号或带区号的座机；Excel 显示成科学计数法（1.38E+10）的，先把该列设为文本格式再导出",
+                                      "bad-value")
+    assert by_column["是否退订"][5] == "保留此行，此格按“是”处理（稳妥起见，见 columns.yaml 的 if_unreadable）"
+    assert by_column["是否退订"][6] == "「是否退订」不是“是/否”"
 
 
 def test_shipped_sample_gives_real_work(tmp_path: Path):
