@@ -164,6 +164,9 @@ class HeaderMatch:
     unknown: list[str]  # non-empty header cells that match no field (ignored)
     missing_required: list[str]  # required fields with no column
     units: dict[str, str] = field(default_factory=dict)  # field name -> its header's bracketed unit (header key form)
+    # Rows under the header row that belong to the header (an English name or a unit under each
+    # column, engine/readers.py _header_rows_below): the data start after them.
+    rows_below: int = 0
 
     @property
     def ok(self) -> bool:

@@ -18,6 +18,7 @@ import html
 import logging
 import os
 import re
+import unicodedata
 import zipfile
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -288,6 +289,59 @@ def _another_layout(cells: Sequence[Any], match: HeaderMatch, table: TableSpec) 
     return differ * 2 > len(match.columns)
 
 
+# Units written alone in a cell under a header ("（万元）", "单位：元", "USD"): the bracketed ones of
+# columns.HEADER_SCALES/_ZONES/_CURRENCIES and the labels that change nothing.
+_LABEL_UNITS = {"元", "人民币", "rmb", "cny", "件", "个", "次", "天", "人", "%", "分"}
+_UNIT_PREFIX = re.compile(r"^单位:?")
+
+
+def _unit_cell(text: str) -> str | None:
+    """The unit a cell holds on its own, in the form of HeaderMatch.units (half-width, lower case, no
+    spaces, its sign kept: UTC-5), else None."""
+    unit = _UNIT_PREFIX.sub("", unicodedata.normalize("NFKC", text).casefold().replace(" ", ""))
+    if unit.startswith("(") and unit.endswith(")"):
+        unit = unit[1:-1]
+    known = unit in _LABEL_UNITS or unit in HEADER_SCALES or unit in HEADER_ZONES or unit in HEADER_CURRENCIES
+    return unit if known or _UTC_OFFSET_UNIT.fullmatch(unit) else None
+
+
+def _header_rows_below(rows: list, match: HeaderMatch, table: TableSpec) -> int:
+    """How many rows right under the header row belong to it (at most two): a row of the same fields'
+    other names (Customer ID under 客户编号: a bilingual export) or of units ("（万元）" under 注册资本),
+    with nothing but such text in it. Read as data, such a row was a reject ("客户编号 is required") or,
+    worse, taken for the header of a second table, and every row under it was dropped. A unit found
+    there applies to its column as if the header said it (金额 over （万元）: 1.2 is 12,000 元)."""
+    n = 0
+    units: dict[str, str] = {}
+    field_at = {col: f for f, col in match.columns.items()}
+    for cells in islice(rows, match.row_index + 1, match.row_index + 3):
+        header_like = False
+        for col, cell in enumerate(cells):
+            if cell is None or cell == "":
+                continue
+            if not isinstance(cell, str):
+                return n  # a number or a date: a record
+            if not cell.strip():
+                continue
+            f = field_at.get(col)
+            unit = _unit_cell(cell)
+            if f is not None and table.field_for_header(cell) == f:
+                header_like = True
+            elif unit is not None:
+                header_like = True
+                if f is not None:
+                    units[f] = unit
+            elif f is not None:
+                return n  # a value in a read column (a name, an id): a record
+        if not header_like:
+            return n
+        n += 1
+        for f, unit in units.items():
+            match.units.setdefault(f, unit)  # a unit in the header row itself wins
+        units = {}
+    return n
+
+
 def _unnamed_columns_with_values(rows: list, header_row: int) -> list[str]:
     """Column letters whose header cell is empty while a cell below it has a value."""
     header = rows[header_row]
@@ -454,6 +508,7 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                                     f"from column {match.headers[field_name]}", Location(file=name, sheet=sheet), WARNING,
                                     fix=f"the header listed first under {table.name}.{field_name}.aliases in "
                                         f"{columns.path} is read; reorder the aliases to read the other column"))
+            match.rows_below = _header_rows_below(rows, match, table)
             objs, rejects = _read_rows(table, match, rows, name, sheet, coercer, columns.summary_markers, date1904)
             out.append(_SheetRead(table.name, sheet, objs, rejects, columns.table_for_sheet_name(sheet) == table.name,
                                   len(match.columns)))
@@ -546,11 +601,11 @@ def _missing_columns(columns: ColumnsSpec, table: TableSpec, match: HeaderMatch 
 
 def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, sheet: str, coercer: Coercer,
                summary_markers: Sequence[str], date1904: bool = False) -> tuple[list, list[Reject]]:
-    data = rows[match.row_index + 1:]
+    data = rows[match.row_index + 1 + match.rows_below:]
     n = len(data)
     if n == 0:
         return [], []
-    first = match.row_index + 2  # spreadsheet row number of data[0]
+    first = match.row_index + 2 + match.rows_below  # spreadsheet row number of data[0]
     width = max(match.columns.values()) + 1
     if min(map(len, data)) < width:  # calamine returns rectangular rows; be safe anyway
         data = [list(r) + [""] * (width - len(r)) for r in data]

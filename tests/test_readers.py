@@ -1101,6 +1101,46 @@ def test_a_unit_in_a_header_is_applied_not_dropped(tmp_path, columns):
     assert ds.interactions[0].time == datetime(2026, 11, 19, 9, 0)
 
 
+def test_a_second_header_row_of_english_names_is_part_of_the_header(tmp_path, columns):
+    # A bilingual export: Customer ID under 客户编号. Read as a row, it was taken for the header of a
+    # second table and every customer under it was dropped (0 customers, one reject per row).
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称", "手机号码", "备注"],
+                                                    ["Customer ID", "Name", "Mobile", "Remarks"],
+                                                    ["C1", "张三", "13812345678", None], ["C2", "李四", None, "老客户"]]})
+    ds = read_inbox(inbox, columns)
+    assert [(c.customer_id, c.name, c.phone) for c in ds.customers] == [("C1", "张三", "13812345678"), ("C2", "李四", None)]
+    assert ds.rejects == []
+    assert ds.customers[0].source.row == 3
+
+
+def test_a_row_of_units_under_the_header_applies_them(tmp_path, columns):
+    # The unit written on its own row under the header: （万元） under 订单金额 means what 订单金额（万元） means.
+    # Read as a row it was a reject ("订单编号 is required but empty") and 1.2 was read as 1.2 元.
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称"], ["C1", "张三"]]})
+    write_book(inbox / "orders.xlsx", {"订单": [["订单编号", "客户编号", "订单日期", "订单金额", "数量"],
+                                               [None, None, None, "（万元）", "单位：件"],
+                                               ["O1", "C1", date(2026, 10, 1), 1.2, 2]]})
+    write_book(inbox / "interactions.xlsx", {"互动记录": [["互动编号", "客户编号", "创建时间", "互动类型", "渠道"],
+                                                       ["", "", "UTC", "", ""],
+                                                       ["I1", "C1", datetime(2026, 11, 19, 1, 0), "投诉", "电话"]]})
+    ds = read_inbox(inbox, columns)
+    assert [(o.order_id, o.amount, o.quantity, o.source.row) for o in ds.orders] == [("O1", 12000.0, 2.0, 3)]
+    assert ds.interactions[0].time == datetime(2026, 11, 19, 9, 0)
+    assert ds.rejects == []
+
+
+def test_a_row_under_the_header_with_a_value_is_a_record(tmp_path, columns):
+    # Text alone is not enough: a name without an id is still a record with its id missing.
+    inbox = tmp_path / "inbox"
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称", "金额单位"], [None, "张三", "万元"],
+                                                    ["C1", "李四", None]]})
+    ds = read_inbox(inbox, columns)
+    assert codes(ds) == [("customers.xlsx", 2, "missing-value")]
+    assert [c.customer_id for c in ds.customers] == ["C1"]
+
+
 def test_amounts_in_a_foreign_currency_stop_the_run(tmp_path, columns):
     inbox = tmp_path / "inbox"
     write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称"], ["C1", "张三"]]})
