@@ -117,7 +117,9 @@ _PHONE_OK_RE = re.compile(r"^\+?\d{5,20}$")
 # it is dialled after the call connects (kept, it was glued onto the number: 010123456788001).
 _PHONE_EXTENSION_RE = re.compile(r"\s*(?:转|分机|ext\.?|x|#)\s*\d{1,6}\s*$", re.IGNORECASE)
 _LANDLINE_WITH_EXTENSION_RE = re.compile(r"^(\(?0\d{2,3}\)?[-\s]?\d{7,8})[-\s]\d{1,6}$")  # 010-12345678-8001
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL_RE = re.compile(r"^[^@\s<>;,]+@[^@\s<>;,]+\.[^@\s<>;,]+$")
+_EMAIL_SPLIT_RE = re.compile(r"[;,、|]")
+_EMAIL_ANGLED_RE = re.compile(r"<([^<>]+)>")
 
 
 def _shown(v: Any) -> str:
@@ -204,6 +206,8 @@ class Coercer:
                 s = _nfkc(s).strip()  # Ｃ０００１ -> C0001
             if not s.isprintable():
                 s = _without_controls(s)
+            if s[:1] == "'":  # '00123: the apostrophe some exports put before a number kept as text
+                s = s[1:].strip()
             if s in self.blanks:
                 return None
             return s
@@ -225,7 +229,7 @@ class Coercer:
                 return s
             if s in self.blanks:
                 return None
-            s = _nfkc(s).strip()
+            s = _nfkc(s).strip().lstrip("'")  # '13800000000: a number kept as text by an apostrophe
             if self._blank(s):
                 return None
             parts = [p.strip() for p in _PHONE_SPLIT_RE.split(s) if p.strip()]
@@ -268,10 +272,19 @@ class Coercer:
             s = v.strip()
             if not s.isascii():
                 s = _nfkc(s).strip()  # ＠ -> @
-            if _EMAIL_RE.match(s):
+            if _EMAIL_RE.match(s) and s[:7].lower() != "mailto:":
                 return s
             if self._blank(s):
                 return None
+            # As mail programs and CRMs copy them: "mailto:a@b.cn", "张三 <a@b.cn>", "a@b.cn; c@d.cn" (the
+            # first is used, as for phones). Kept as written, the address could not be mailed.
+            first = next((p.strip() for p in _EMAIL_SPLIT_RE.split(s) if p.strip()), "")
+            angled = _EMAIL_ANGLED_RE.search(first)
+            address = angled.group(1).strip() if angled else first
+            if address[:7].lower() == "mailto:":
+                address = address[7:].strip()
+            if _EMAIL_RE.match(address):
+                return address
             raise CoercionError("bad-email", f"{_shown(v)} is not an email address")
         if v is None:
             return None

@@ -321,6 +321,36 @@ def test_ids_text_and_email():
     assert exc.value.code == "bad-email"
 
 
+@pytest.mark.parametrize("raw, expected", [
+    ("mailto:a.b@qq.com", "a.b@qq.com"),  # a link copied from a mail program: mailed as written, it bounced
+    ("MAILTO: a.b@qq.com", "a.b@qq.com"),
+    ("张三 <a.b@qq.com>", "a.b@qq.com"),
+    ("<a.b@qq.com>", "a.b@qq.com"),
+    ("a.b@qq.com; c@163.com", "a.b@qq.com"),  # several: the first, as for phones
+    ("a.b@qq.com，c@163.com", "a.b@qq.com"),
+])
+def test_emails_as_mail_programs_copy_them(raw, expected):
+    assert to_email(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["mailto:", "张三 <>", "a@b", "a@@b.com"])
+def test_bad_emails(raw):
+    with pytest.raises(CoercionError) as exc:
+        to_email(raw)
+    assert exc.value.code == "bad-email"
+
+
+def test_an_apostrophe_that_kept_a_number_as_text_is_not_part_of_it(tmp_path, columns):
+    # '00123 in an interaction export did not match customer 00123: every interaction was unknown-customer.
+    assert to_id("'00123") == "00123" and to_id("＇C001") == "C001" and to_id("'") is None
+    assert to_phone("'13812345678") == "13812345678"
+    inbox = basic_inbox(tmp_path, customers=[["00123", "张三", "'13812345678", None, None, None, None, None]],
+                        interactions=[["I1", "'00123", datetime(2026, 11, 1, 9, 30), "咨询", "电话", None]], orders=[])
+    ds = read_inbox(inbox, columns)
+    assert [(i.interaction_id, i.customer_id) for i in ds.interactions] == [("I1", "00123")]
+    assert ds.customers[0].phone == "13812345678" and ds.rejects == []
+
+
 def test_enum_synonyms_from_columns_yaml(columns):
     spec = columns.tables["interactions"].fields["type"]
     fn = columns.coercer().for_field("enum", values=spec.values)
