@@ -23,6 +23,13 @@ re-executing a run reproduces identical output, and ``record`` replaces its rows
 in the order). Nothing is issued twice this way: later runs were guarded against this run's rows.
 A *new* run sees every recorded run, whatever their as-of dates, even if it re-runs an older day.
 
+Withdrawn runs (``withdraw``): a run whose tasks and messages were never acted on (they went to the
+wrong people, a column was mapped wrong) is taken back: its rows move to ``withdrawn_issued`` and no
+longer hold anything back, so the corrected batch issues them. They stay readable (``entries``,
+``crm-engine ledger``, ``verify``), and a run recorded before the withdrawal still sees them when it
+is executed again (``withdrawn_seq``: the last run recorded when it was withdrawn), so it reproduces.
+``run --force`` on the withdrawn run itself issues its items again (and ends the withdrawal).
+
 One run at a time: ``one_run_at_a_time`` lets a run check the guards against the ledger and record
 its rows only when no other run on the same ledger is between those two steps (a second run waits,
 and then sees the first one's rows: nothing is issued twice, and no run fails on a duplicate).
@@ -52,11 +59,28 @@ from engine.decisions import CATEGORY_LABELS, Message, Task
 from engine.errors import EngineError, Location, Problem
 from engine.xlsx_out import Column, Sheet, escape_text, write_workbook
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_LEDGER_NAME = "ledger.sqlite"
 
-# Migrations: version N → SQL that upgrades a version N-1 ledger. Version 1 is the initial schema.
-MIGRATIONS: dict[int, str] = {}
+_WITHDRAWN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS withdrawn_issued (
+    key TEXT NOT NULL, kind TEXT NOT NULL, customer_id TEXT NOT NULL, rule_id TEXT NOT NULL, stage TEXT,
+    channel TEXT, category TEXT, template TEXT, assignee TEXT, priority TEXT, send_at TEXT, due TEXT,
+    run_id TEXT NOT NULL REFERENCES runs(run_id), issued_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS withdrawn_by_run ON withdrawn_issued (run_id);
+CREATE VIEW IF NOT EXISTS all_issued AS SELECT * FROM issued UNION ALL SELECT * FROM withdrawn_issued;
+"""
+
+# Migrations: version N → SQL that upgrades a version N-1 ledger. Version 1 is the initial schema;
+# version 2 can withdraw runs.
+MIGRATIONS: dict[int, str] = {
+    2: """
+ALTER TABLE runs ADD COLUMN withdrawn_at TEXT;
+ALTER TABLE runs ADD COLUMN withdrawn_seq INTEGER;
+ALTER TABLE runs ADD COLUMN withdrawn_reason TEXT;
+""" + _WITHDRAWN_SCHEMA,
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -67,7 +91,10 @@ CREATE TABLE IF NOT EXISTS runs (
     seq      INTEGER NOT NULL UNIQUE, -- the order runs were first recorded in
     as_of    TEXT NOT NULL,          -- the run's as-of instant
     tasks    INTEGER NOT NULL,
-    messages INTEGER NOT NULL
+    messages INTEGER NOT NULL,
+    withdrawn_at     TEXT,           -- when it was withdrawn (the wall clock, local), NULL: it stands
+    withdrawn_seq    INTEGER,        -- the last run recorded at that moment (runs up to it saw its rows)
+    withdrawn_reason TEXT
 );
 CREATE TABLE IF NOT EXISTS issued (
     key         TEXT NOT NULL,       -- idempotency key: rule|customer|period
@@ -88,7 +115,7 @@ CREATE TABLE IF NOT EXISTS issued (
 );
 CREATE INDEX IF NOT EXISTS issued_by_customer ON issued (customer_id, kind, send_at);
 CREATE INDEX IF NOT EXISTS issued_by_run ON issued (run_id);
-"""
+""" + _WITHDRAWN_SCHEMA
 
 # Columns of an entry, in table order.
 FIELDS = ("key", "kind", "customer_id", "rule_id", "stage", "channel", "category", "template", "assignee",
@@ -118,6 +145,7 @@ class Entry:
     due: datetime | None
     run_id: str
     issued_at: datetime
+    withdrawn_at: datetime | None = None  # its run was withdrawn then (``Ledger.withdraw``)
 
     @property
     def as_of(self) -> date:
@@ -139,9 +167,10 @@ def _from_text(text: str | None) -> datetime | None:
 
 
 def _entry(row: sqlite3.Row | tuple) -> Entry:
-    values = dict(zip(FIELDS, row))
-    for name in _TIME_FIELDS:
-        values[name] = _from_text(values[name])
+    values = dict(zip((*FIELDS, "withdrawn_at"), row))
+    for name in (*_TIME_FIELDS, "withdrawn_at"):
+        if name in values:
+            values[name] = _from_text(values[name])
     return Entry(**values)
 
 
@@ -239,22 +268,32 @@ class Ledger:
         self.close()
 
     # -- queries used by the guards ----------------------------------------------------------------
-    def _history(self, for_run: str | None, alias: str = "issued") -> tuple[str, list[Any]]:
-        """SQL condition (and parameters) for the rows run ``for_run`` sees: those of runs
-        recorded before it if it is in the ledger already (a re-execution), else all rows.
-        ``for_run`` None: all rows."""
-        if for_run is None:
-            return "1", []
-        row = self.conn.execute("SELECT seq FROM runs WHERE run_id = ?", (for_run,)).fetchone()
+    def _history(self, for_run: str | None, alias: str = "issued") -> tuple[str, str, list[Any]]:
+        """The table, SQL condition and parameters for the rows run ``for_run`` sees: those of runs
+        recorded before it if it is in the ledger already (a re-execution), else all rows; withdrawn
+        runs' rows only for a run recorded before the withdrawal. ``for_run`` None: a new run."""
+        row = None if for_run is None else self.conn.execute(
+            "SELECT seq, withdrawn_at FROM runs WHERE run_id = ?", (for_run,)).fetchone()
         if row is None:
-            return "1", []
-        return f"{alias}.run_id IN (SELECT run_id FROM runs WHERE seq < ?)", [row[0]]
+            return f"issued AS {alias}", "1", []  # withdrawn rows are not in the issued table
+        seq, withdrawn_at = row
+        if withdrawn_at is not None:
+            # Issued again (run --force): later runs were not guarded against it, so it is guarded
+            # against them; runs before it are seen as it saw them.
+            return (f"all_issued AS {alias}",
+                    f"{alias}.run_id IN (SELECT run_id FROM runs WHERE run_id != ? AND "
+                    "(withdrawn_at IS NULL OR (seq < ? AND withdrawn_seq >= ?)))", [for_run, seq, seq])
+        # Without withdrawn runs, the issued table alone (its index serves the join; a UNION view's does not).
+        any_withdrawn = self.conn.execute("SELECT 1 FROM runs WHERE withdrawn_at IS NOT NULL LIMIT 1").fetchone()
+        return (f"{'all_issued' if any_withdrawn else 'issued'} AS {alias}",
+                f"{alias}.run_id IN (SELECT run_id FROM runs WHERE seq < ? AND (withdrawn_at IS NULL OR withdrawn_seq >= ?))",
+                [seq, seq])
 
     def was_issued(self, key: str, kind: str | None = None, for_run: str | None = None) -> Entry | None:
         """The entry for ``key`` (of ``kind``, if given), as run ``for_run`` sees the ledger
         (None: any run)."""
-        history, params = self._history(for_run)
-        sql = f"SELECT {', '.join(FIELDS)} FROM issued WHERE key = ? AND {history}"
+        table, history, params = self._history(for_run)
+        sql = f"SELECT {', '.join(FIELDS)} FROM {table} WHERE key = ? AND {history}"
         params = [key, *params]
         if kind is not None:
             sql += " AND kind = ?"
@@ -277,9 +316,9 @@ class Ledger:
         try:
             self.conn.execute("DELETE FROM temp.wanted")
             self.conn.executemany("INSERT OR IGNORE INTO temp.wanted (kind, key) VALUES (?, ?)", keys)
-            history, params = self._history(for_run, "i")
+            table, history, params = self._history(for_run, "i")
             sql = ("SELECT i.kind, i.key, i.run_id, i.issued_at FROM temp.wanted AS w "
-                   f"JOIN issued AS i ON i.kind = w.kind AND i.key = w.key WHERE {history}")
+                   f"JOIN {table} ON i.kind = w.kind AND i.key = w.key WHERE {history}")
             for kind, key, run_id, issued_at in self.conn.execute(sql, params):
                 moment = parsed.get(issued_at)
                 if moment is None:
@@ -298,8 +337,8 @@ class Ledger:
         categories = [category] if isinstance(category, str) else sorted(set(category))
         if not categories:
             return 0
-        history, history_params = self._history(for_run)
-        sql = (f"SELECT COUNT(*) FROM issued WHERE kind = 'message' AND customer_id = ? "
+        table, history, history_params = self._history(for_run)
+        sql = (f"SELECT COUNT(*) FROM {table} WHERE kind = 'message' AND customer_id = ? "
                f"AND category IN ({', '.join('?' for _ in categories)}) AND COALESCE(send_at, issued_at) > ? AND {history}")
         params: list[Any] = [customer_id, *categories, to_text(since), *history_params]
         if until is not None:
@@ -311,8 +350,8 @@ class Ledger:
                          for_run: str | None = None) -> dict[str, list[tuple[str | None, datetime]]]:
         """Bulk form for the caps: customer id → [(category, send time)] of messages sent after
         ``since`` (and before ``until``) in the history run ``for_run`` sees, in time order."""
-        history, history_params = self._history(for_run)
-        sql = ("SELECT customer_id, category, COALESCE(send_at, issued_at) AS t FROM issued "
+        table, history, history_params = self._history(for_run)
+        sql = ("SELECT customer_id, category, COALESCE(send_at, issued_at) AS t FROM " + table + " "
                f"WHERE kind = 'message' AND COALESCE(send_at, issued_at) > ? AND {history}")
         params: list[Any] = [to_text(since), *history_params]
         if until is not None:
@@ -332,8 +371,43 @@ class Ledger:
 
     def runs(self) -> list[dict[str, Any]]:
         """Recorded runs in the order they were first recorded."""
-        rows = self.conn.execute("SELECT run_id, seq, as_of, tasks, messages FROM runs ORDER BY seq")
-        return [{"run_id": r[0], "seq": r[1], "as_of": datetime.fromisoformat(r[2]), "tasks": r[3], "messages": r[4]} for r in rows]
+        rows = self.conn.execute("SELECT run_id, seq, as_of, tasks, messages, withdrawn_at, withdrawn_reason FROM runs ORDER BY seq")
+        return [{"run_id": r[0], "seq": r[1], "as_of": datetime.fromisoformat(r[2]), "tasks": r[3], "messages": r[4],
+                 "withdrawn_at": _from_text(r[5]), "withdrawn_reason": r[6]} for r in rows]
+
+    def forget_runs_after(self, run_id: str) -> None:
+        """Drop the rows of runs recorded after ``run_id``: for a scratch copy in which that run is
+        executed again (``verify``). They cannot change what it sees, and a withdrawn run's items,
+        issued again by a later run, would clash with its re-recorded rows."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        later = "SELECT run_id FROM runs WHERE seq > (SELECT seq FROM runs WHERE run_id = ?)"
+        for table in ("issued", "withdrawn_issued"):
+            self.conn.execute(f"DELETE FROM {table} WHERE run_id IN ({later})", (run_id,))
+        self.conn.execute(f"DELETE FROM runs WHERE run_id IN ({later})", (run_id,))
+        self.conn.execute("COMMIT")
+
+    def withdrawn(self, run_id: str) -> tuple[datetime, str] | None:
+        """(when, why) if run ``run_id`` was withdrawn, else None."""
+        row = self.conn.execute("SELECT withdrawn_at, withdrawn_reason FROM runs WHERE run_id = ? AND withdrawn_at IS NOT NULL",
+                                (run_id,)).fetchone()
+        return (datetime.fromisoformat(row[0]), row[1]) if row else None
+
+    def withdraw(self, run_id: str, reason: str, at: datetime) -> tuple[int, int]:
+        """Take run ``run_id`` back: what it issued no longer holds anything back (dedupe, caps),
+        so a corrected batch issues it. Its rows are kept aside, readable. Returns (tasks, messages)
+        withdrawn. ``at``: the wall-clock moment, a naive local time as every time here."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            counts = dict(self.conn.execute("SELECT kind, COUNT(*) FROM issued WHERE run_id = ? GROUP BY kind", (run_id,)))
+            self.conn.execute("INSERT INTO withdrawn_issued SELECT * FROM issued WHERE run_id = ?", (run_id,))
+            self.conn.execute("DELETE FROM issued WHERE run_id = ?", (run_id,))
+            self.conn.execute("UPDATE runs SET withdrawn_at = ?, withdrawn_reason = ?, withdrawn_seq = (SELECT MAX(seq) FROM runs) "
+                              "WHERE run_id = ?", (to_text(at), reason, run_id))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return counts.get("task", 0), counts.get("message", 0)
 
     def copy_to(self, path: Path | str) -> None:
         """A consistent copy of the ledger (SQLite's backup API), e.g. for ``verify``: the re-run
@@ -392,6 +466,7 @@ class Ledger:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.execute("DELETE FROM issued WHERE run_id = ?", (run_id,))
+            self.conn.execute("DELETE FROM withdrawn_issued WHERE run_id = ?", (run_id,))  # issued again: it stands
             # A re-executed run keeps its place in the order; a new run goes last.
             known = self.conn.execute("SELECT seq FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             seq = known[0] if known else self.conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs").fetchone()[0]
@@ -417,20 +492,22 @@ class Ledger:
                 since: date | datetime | None = None, kind: str | None = None, run_id: str | None = None,
                 newest_first: bool = False, limit: int | None = None) -> Iterator[Entry]:
         """Entries matching every filter given; ``since`` compares with the issuing run's as-of
-        instant (a date means from the start of that day). Oldest first unless ``newest_first``."""
+        instant (a date means from the start of that day). Oldest first unless ``newest_first``.
+        Withdrawn runs' entries too, with their ``withdrawn_at``."""
         clauses, params = [], []
         for column, value in (("customer_id", customer_id), ("rule_id", rule_id), ("kind", kind), ("run_id", run_id)):
             if value is not None:
-                clauses.append(f"{column} = ?")
+                clauses.append(f"i.{column} = ?")
                 params.append(value)
         if since is not None:
-            clauses.append("issued_at >= ?")
+            clauses.append("i.issued_at >= ?")
             params.append(_since_text(since))
-        sql = f"SELECT {', '.join(FIELDS)} FROM issued"
+        sql = (f"SELECT {', '.join('i.' + f for f in FIELDS)}, r.withdrawn_at FROM all_issued AS i "
+               "LEFT JOIN runs AS r ON r.run_id = i.run_id")
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         direction = "DESC" if newest_first else "ASC"
-        sql += f" ORDER BY issued_at {direction}, customer_id, kind, key"
+        sql += f" ORDER BY i.issued_at {direction}, i.customer_id, i.kind, i.key"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
@@ -462,6 +539,7 @@ EXPORT_COLUMNS = [
     ("due", "截止时间 due", "datetime"),
     ("run_id", "运行编号 run", "text"),
     ("key", "幂等键 key", "text"),
+    ("withdrawn_at", "撤回时间 withdrawn", "datetime"),
 ]
 
 
@@ -519,18 +597,24 @@ def show_rows(ledger: Ledger, customer_id: str | None = None, rule_id: str | Non
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Rows as an aligned text table for the terminal (CJK characters count two columns)."""
-    from engine.xlsx_out import display_width
-
     columns = [(f, h.split(" ")[0]) for f, h, _ in EXPORT_COLUMNS
-               if f in ("issued_at", "kind", "customer_id", "rule_id", "channel", "category", "assignee", "send_at", "due", "run_id")]
+               if f in ("issued_at", "kind", "customer_id", "rule_id", "channel", "category", "assignee", "send_at", "due", "run_id",
+                        "withdrawn_at")]
 
     def cell(value: Any) -> str:
         if isinstance(value, datetime):
             return value.strftime("%Y-%m-%d %H:%M")
         return "" if value is None else str(value)
 
-    table = [[h for _, h in columns]] + [[cell(r.get(f)) for f, _ in columns] for r in rows]
-    widths = [max(display_width(line[i]) for line in table) for i in range(len(columns))]
+    return format_rows([h for _, h in columns], [[cell(r.get(f)) for f, _ in columns] for r in rows])
+
+
+def format_rows(header: list[str], rows: list[list[str]]) -> str:
+    """Text cells as an aligned table for the terminal (CJK characters count two columns)."""
+    from engine.xlsx_out import display_width
+
+    table = [header, *rows]
+    widths = [max(display_width(line[i]) for line in table) for i in range(len(header))]
     lines = []
     for line in table:
         lines.append("  ".join(text + " " * (widths[i] - display_width(text)) for i, text in enumerate(line)).rstrip())

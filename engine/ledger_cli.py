@@ -46,6 +46,46 @@ def _unknown_run(ledger, run_id: str, path: Path) -> EngineError:
                                message=f"台账中没有运行 {run_id} / no such run: {run_id}" + (f"；是不是 {guess}？" if guess else "")))
 
 
+def _withdraw(ledger, path: Path, run_id: str, reason: str, yes: bool, tz, outbox: Path) -> None:
+    from datetime import datetime
+
+    if not ledger.has_run(run_id):
+        raise _unknown_run(ledger, run_id, path)
+    earlier = ledger.withdrawn(run_id)
+    if earlier is not None:
+        raise EngineError(Problem(code="already-withdrawn", location=Location(file=path.as_posix()),
+                                  message=f"运行 {run_id} 已于 {earlier[0]:%Y-%m-%d %H:%M} 撤回（{earlier[1]}） / "
+                                          f"run {run_id} was withdrawn already",
+                                  fix="要再次发出它的任务和消息，用 run --force 重跑这一批 / to issue it again, run that batch with --force"))
+    [run] = [r for r in ledger.runs() if r["run_id"] == run_id]
+    click.echo(f"撤回运行 {run_id}（as-of {run['as_of']:%Y-%m-%d %H:%M}，任务 {run['tasks']}，消息 {run['messages']}）：\n"
+               "  它发出的任务和消息将不再拦截之后的运行（去重、频次上限），修正后的一批会重新发出它们。\n"
+               "  只在这些任务和消息没有被执行、没有发出时撤回，否则客户会收到两次。")
+    if not yes and not click.confirm("确定撤回？ Withdraw this run?", default=False):
+        click.echo("未撤回 Nothing withdrawn.")
+        return
+    tasks, messages = ledger.withdraw(run_id, reason, datetime.now(tz).replace(tzinfo=None))
+    folder = outbox / run_id
+    click.echo(f"已撤回运行 {run_id}：任务 {tasks}，消息 {messages} 不再计入台账 / withdrawn ({path})")
+    if folder.exists():
+        click.echo(f"  {folder} 里的任务表和消息作废，不要再下发或发送；运行文件夹保留供审计。")
+    click.echo("  下一步：修正导出或策略后重新运行 crm-engine run。")
+
+
+def _show_runs(ledger, path: Path) -> None:
+    from engine.ledger import format_rows
+
+    runs = ledger.runs()
+    if not runs:
+        click.echo(f"台账中还没有任何运行 / no runs yet ({path})")
+        return
+    rows = [[r["run_id"], f"{r['as_of']:%Y-%m-%d %H:%M}", str(r["tasks"]), str(r["messages"]),
+             f"{r['withdrawn_at']:%Y-%m-%d %H:%M} {r['withdrawn_reason'] or ''}".strip() if r["withdrawn_at"] else ""]
+            for r in runs]
+    click.echo(format_rows(["运行编号", "as-of", "任务", "消息", "撤回"], rows))
+    click.echo(f"共 {len(runs)} 次运行（{path}）")
+
+
 @click.command("ledger")
 @click.option("--ledger", "ledger_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="The ledger file. Default: ledger.path of the guards policy, inside --outbox (outbox/ledger.sqlite).")
@@ -62,8 +102,15 @@ def _unknown_run(ledger, run_id: str, path: Path) -> EngineError:
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many of the newest entries to show.")
 @click.option("--export", "export_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write all matching entries to this .xlsx or .csv file instead of showing them.")
+@click.option("--runs", "list_runs", is_flag=True, help="List the recorded runs (withdrawn ones marked) instead of entries.")
+@click.option("--withdraw", "withdraw_id", default=None, metavar="RUN",
+              help="Take back a run whose tasks and messages were not acted on (wrong people, wrong column): "
+                   "what it issued no longer holds anything back, so the corrected batch issues it. Needs --reason.")
+@click.option("--reason", default=None, help="Why the run is withdrawn (kept in the ledger for the auditors).")
+@click.option("--yes", is_flag=True, help="Withdraw without asking for confirmation.")
 def ledger_command(ledger_path: Path | None, outbox: Path, policies: Path, customer_id: str | None, rule_id: str | None,
-                   run_id: str | None, kind: str | None, since: date | None, limit: int, export_path: Path | None) -> None:
+                   run_id: str | None, kind: str | None, since: date | None, limit: int, export_path: Path | None,
+                   list_runs: bool, withdraw_id: str | None, reason: str | None, yes: bool) -> None:
     """Show or export the contact ledger: every task and message earlier runs issued.
 
     \b
@@ -72,13 +119,25 @@ def ledger_command(ledger_path: Path | None, outbox: Path, policies: Path, custo
       crm-engine ledger --customer C00042                # one customer's history
       crm-engine ledger --rule CARE-BIRTHDAY-GREETING --since 2026-11-01
       crm-engine ledger --export ledger.xlsx             # everything, as a workbook
+      crm-engine ledger --runs                           # every run, withdrawn ones marked
+      crm-engine ledger --withdraw 2026-11-20_5f9553c0 --reason "客户经理列读错，任务未下发"
     """
     from engine.guards import load_guard_policy_folder, resolve_ledger_path
     from engine.ledger import Ledger, export, format_table, show_rows
 
+    if withdraw_id is not None and not (reason or "").strip():
+        raise click.BadParameter("say why the run is withdrawn, e.g. --reason \"客户经理列读错，任务未下发\"",
+                                 param_hint="--reason")
     try:
-        path = resolve_ledger_path(load_guard_policy_folder(policies), outbox, ledger_path)
+        policy = load_guard_policy_folder(policies)
+        path = resolve_ledger_path(policy, outbox, ledger_path)
         with Ledger(path, create=False) as ledger:
+            if withdraw_id is not None:
+                _withdraw(ledger, path, withdraw_id.strip(), reason.strip(), yes, policy.tz, outbox)
+                return
+            if list_runs:
+                _show_runs(ledger, path)
+                return
             if run_id is not None and not ledger.has_run(run_id):
                 raise _unknown_run(ledger, run_id, path)
             filters = dict(customer_id=customer_id, rule_id=rule_id, since=since, kind=kind, run_id=run_id)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,8 @@ def verify_run(run_folder: Path, inbox: Path | None = None, policies: Path | Non
             ledger_copy = tmp / "verify-ledger.sqlite"
             with Ledger(ledger_path, create=False) as real:
                 real.copy_to(ledger_copy)
+            with Ledger(ledger_copy, create=False) as scratch:
+                scratch.forget_runs_after(result.run_id)
         elif ledger_path is not None:
             result.notes.append(f"联系台账 {ledger_path.as_posix()} 不在了：按空台账重新运行（去重和频次上限可能与当时不同；可用 --ledger 指定）")
         options = RunOptions(policies=roots["policies"], inbox=roots["inbox"], outbox=tmp, as_of=as_of,
@@ -173,7 +175,8 @@ def verify_run(run_folder: Path, inbox: Path | None = None, policies: Path | Non
         # again: they must be the items the re-run issued (recorded in the copy), no more, no less.
         if ledger_copy is not None:
             with Ledger(ledger_path, create=False) as real, Ledger(ledger_copy, create=False) as again:
-                recorded = {(e.kind, e.key): e for e in real.entries(run_id=result.run_id)}
+                # A withdrawn run's rows say when it was withdrawn; the re-run's cannot.
+                recorded = {(e.kind, e.key): replace(e, withdrawn_at=None) for e in real.entries(run_id=result.run_id)}
                 issued = {(e.kind, e.key): e for e in again.entries(run_id=result.run_id)}
             result.ledger_missing = sorted(f"{kind} {key}" for kind, key in issued.keys() - recorded.keys())
             result.ledger_extra = sorted(f"{kind} {key}" for kind, key in recorded.keys() - issued.keys())

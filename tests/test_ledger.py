@@ -56,7 +56,8 @@ def test_record_and_was_issued(tmp_path):
         assert ledger.was_issued("care.festival|C001|2026-11-20", for_run="run-1") is None
         assert ledger.was_issued("nope|C001|2026") is None
         assert ledger.has_run("run-1") and not ledger.has_run("run-2")
-        assert ledger.runs() == [{"run_id": "run-1", "seq": 1, "as_of": AS_OF, "tasks": 1, "messages": 1}]
+        assert ledger.runs() == [{"run_id": "run-1", "seq": 1, "as_of": AS_OF, "tasks": 1, "messages": 1,
+                                  "withdrawn_at": None, "withdrawn_reason": None}]
 
 
 def test_no_personal_data_in_the_ledger(tmp_path):
@@ -320,3 +321,61 @@ def test_a_lock_file_that_cannot_be_opened_is_a_clear_error(tmp_path):
     (problem,) = info.value.problems
     assert problem.code == "ledger-lock" and problem.location.file == str(tmp_path / ".ledger.sqlite.lock")
     assert "cannot open the ledger's lock file" in problem.message and "Is a directory" in problem.message
+
+
+def test_a_withdrawn_run_no_longer_holds_anything_back(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as ledger:
+        ledger.record("run-1", AS_OF, [task()], [message()])
+        ledger.record("run-2", AS_OF + timedelta(hours=1), [task(cid="C002")], [])
+        assert ledger.withdraw("run-1", "负责人读错", datetime(2026, 11, 21, 9, 30)) == (1, 1)
+        # A new run: nothing of run-1 is issued any more, for dedupe and for the caps.
+        assert ledger.was_issued("care.revisit|C001|2026-11") is None
+        assert ledger.issued_among([("message", "care.festival|C001|2026-11-20"), ("task", "care.revisit|C002|2026-11")]) == {
+            ("task", "care.revisit|C002|2026-11"): ("run-2", AS_OF + timedelta(hours=1))}
+        assert ledger.count_messages("C001", "marketing", AS_OF - timedelta(days=30)) == 0
+        assert ledger.messages_between(AS_OF - timedelta(days=30)) == {}
+        # run-2 was recorded before the withdrawal: executed again, it sees run-1 as it did.
+        assert ledger.was_issued("care.revisit|C001|2026-11", for_run="run-2").run_id == "run-1"
+        assert ledger.count_messages("C001", "marketing", AS_OF - timedelta(days=30), for_run="run-2") == 1
+        # What run-1 issued stays readable, marked.
+        entries = list(ledger.entries(run_id="run-1"))
+        assert [(e.kind, e.withdrawn_at) for e in entries] == [("message", datetime(2026, 11, 21, 9, 30)),
+                                                              ("task", datetime(2026, 11, 21, 9, 30))]
+        assert ledger.withdrawn("run-1") == (datetime(2026, 11, 21, 9, 30), "负责人读错")
+        assert ledger.withdrawn("run-2") is None
+        # The corrected batch issues the same item; a run after it is held back by it, not by run-1.
+        ledger.record("run-3", AS_OF + timedelta(hours=2), [task()], [])
+        assert ledger.was_issued("care.revisit|C001|2026-11").run_id == "run-3"
+        # run-1 issued again (run --force): guarded against the later run-3, its message alone is new.
+        assert ledger.was_issued("care.revisit|C001|2026-11", for_run="run-1").run_id == "run-3"
+        assert ledger.was_issued("care.festival|C001|2026-11-20", for_run="run-1") is None
+        ledger.record("run-1", AS_OF, [], [message()])
+        assert ledger.withdrawn("run-1") is None
+        assert [(e.kind, e.run_id, e.withdrawn_at) for e in ledger.entries(customer_id="C001")] == [
+            ("message", "run-1", None), ("task", "run-3", None)]
+
+
+def test_a_version_1_ledger_is_upgraded_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE schema_version (version INTEGER NOT NULL);
+        CREATE TABLE runs (run_id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, as_of TEXT NOT NULL,
+                           tasks INTEGER NOT NULL, messages INTEGER NOT NULL);
+        CREATE TABLE issued (key TEXT NOT NULL, kind TEXT NOT NULL, customer_id TEXT NOT NULL, rule_id TEXT NOT NULL,
+                             stage TEXT, channel TEXT, category TEXT, template TEXT, assignee TEXT, priority TEXT,
+                             send_at TEXT, due TEXT, run_id TEXT NOT NULL, issued_at TEXT NOT NULL, PRIMARY KEY (kind, key));
+        INSERT INTO schema_version VALUES (1);
+        INSERT INTO runs VALUES ('old-run', 1, '2026-10-20T23:59:59', 1, 0);
+        INSERT INTO issued VALUES ('care.revisit|C001|2026-10', 'task', 'C001', 'care.revisit', 'care', NULL, NULL, NULL,
+                                   '王敏', '中', NULL, '2026-10-23T18:00:00', 'old-run', '2026-10-20T23:59:59');
+    """)
+    conn.close()
+    with Ledger(path) as ledger:
+        assert ledger.was_issued("care.revisit|C001|2026-10").run_id == "old-run"
+        assert ledger.withdraw("old-run", "测试", datetime(2026, 11, 1, 8, 0)) == (1, 0)
+        assert ledger.was_issued("care.revisit|C001|2026-10") is None
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()

@@ -282,3 +282,59 @@ def test_adding_key_by_to_a_rule_issues_nothing_again(tmp_path: Path, policy_cop
     [greeting] = [d for d in log if d["rule_id"] == "CARE-BIRTHDAY-GREETING"]
     assert greeting["outputs"][0]["message"]["key"] == "CARE-BIRTHDAY-GREETING|C1|2026|2026-11-22"
     assert greeting["outputs"][0]["message"]["suppressed_by"] == "dedupe"
+
+
+def test_a_withdrawn_run_holds_nothing_back_and_the_corrected_batch_issues_it(tmp_path: Path):
+    """Tasks went to the wrong owners (客户经理 read from the wrong column): ops withdraw the run, fix
+    the export, and the corrected batch issues the same items. Before, the ledger held them back as
+    already issued: the customers never got the offer, and nothing could take the run back."""
+    inbox = inbox_with_two_customers(tmp_path)
+    outbox = tmp_path / "out"
+    run(inbox, outbox, "2026-11-20T10:00")
+    first = folder_for(outbox, "2026-11-20T10:00")
+    tasks, messages = issued(first)
+    ledger_args = ["ledger", "--ledger", str(outbox / "ledger.sqlite"), "--outbox", str(outbox)]
+
+    no_reason = CliRunner().invoke(main, [*ledger_args, "--withdraw", first.name])
+    assert no_reason.exit_code == 2 and "--reason" in no_reason.output
+    unknown = CliRunner().invoke(main, [*ledger_args, "--withdraw", first.name[:-1], "--reason", "x", "--yes"])
+    assert unknown.exit_code == 1 and f"是不是 {first.name}" in unknown.output
+    declined = CliRunner().invoke(main, [*ledger_args, "--withdraw", first.name, "--reason", "客户经理列读错"], input="n\n")
+    assert declined.exit_code == 0 and "未撤回" in declined.output
+
+    done = CliRunner().invoke(main, [*ledger_args, "--withdraw", first.name, "--reason", "客户经理列读错"], input="y\n")
+    assert done.exit_code == 0, done.output
+    assert f"已撤回运行 {first.name}：任务 {tasks}，消息 {messages} 不再计入台账" in done.output
+    assert f"{first} 里的任务表和消息作废" in done.output
+    again = CliRunner().invoke(main, [*ledger_args, "--withdraw", first.name, "--reason", "x", "--yes"])
+    assert again.exit_code == 1 and "已于" in again.output and "撤回（客户经理列读错）" in again.output
+
+    # The same batch again: its folder is there, and the run says it was withdrawn.
+    same = run(inbox, outbox, "2026-11-20T10:00")
+    assert "撤回（客户经理列读错）：它的任务和消息作废" in same.output and "[run-withdrawn]" in same.output
+
+    # The corrected export (a new batch) issues what the withdrawn run had issued.
+    fixed = write_inbox(tmp_path / "fixed", customers=[customer("C1", 签约日期="2025-01-10", 营销许可="是", 客户经理="李娜"),
+                                  customer("C2", 签约日期="2025-01-10", 营销许可="否", 客户经理="李娜")],
+                        orders=[["O1", "C1", "2026-09-01", 800, "耗材", 1], ["O2", "C2", "2026-09-01", 800, "耗材", 1]])
+    run(fixed, outbox, "2026-11-20T10:00")
+    corrected = [p for p in outbox.iterdir() if p.is_dir() and p.name.startswith("2026-11-20") and p != first]
+    assert len(corrected) == 1
+    offers = [json.loads(line) for p in (corrected[0] / "messages").rglob("messages.jsonl")
+              for line in p.read_text(encoding="utf-8").splitlines()]
+    assert ("C1", "CL-LOW-VALUE-OFFER|C1|2026-11") in {(m["customer_id"], m["key"]) for m in offers}
+    assert issued(corrected[0])[1] == messages
+
+    # The ledger still shows what the withdrawn run issued, marked; --runs lists it as withdrawn.
+    runs = CliRunner().invoke(main, [*ledger_args, "--runs"])
+    assert runs.exit_code == 0, runs.output
+    [line] = [line for line in runs.output.splitlines() if line.startswith(first.name)]
+    assert line.endswith("客户经理列读错")
+    [line] = [line for line in runs.output.splitlines() if line.startswith(corrected[0].name)]
+    assert "客户经理列读错" not in line
+    entries = CliRunner().invoke(main, [*ledger_args, "--run", first.name])
+    assert entries.exit_code == 0 and f"共 {tasks + messages} 条" in entries.output
+
+    # The withdrawn run still verifies: its folder is what it issued then.
+    verified = CliRunner().invoke(main, ["verify", str(first), "--ledger", str(outbox / "ledger.sqlite")])
+    assert verified.exit_code == 0, verified.output
