@@ -29,7 +29,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.decisions import jsonable
+from engine.audit import SLA_STATUS_LABELS
+from engine.decisions import CATEGORY_LABELS, jsonable
 from engine.errors import EngineError, Location, Problem
 from engine.expr.render import value_text
 from engine.outbox import sha256_file
@@ -386,14 +387,17 @@ def write_diff_workbook(path: Path, result: DiffResult) -> None:
                   t["assignee"], t["title"], t["priority"], t["due"])
                  for sign, items in (("新增", result.tasks_added), ("减少", result.tasks_removed)) for t in items]
     message_rows = [(sign, m["customer_id"], m["customer_name"], m["rule_id"], STAGE_LABELS.get(m["stage"], m["stage"]),
-                     m["channel"], m["template"], m["category"])
+                     m["channel"], m["template"], CATEGORY_LABELS.get(m["category"] or "", m["category"]))
                     for sign, items in (("新增", result.messages_added), ("减少", result.messages_removed)) for m in items]
     sla_rows = []
     for c in result.sla_changes:
         row = [c["customer_id"], c["interaction_id"], c["type"], c["base_rule"], c["new_rule"]]
         for clock, _label in CLOCKS:
             for part in ("target", "deadline", "status"):
-                row.extend(c[f"{clock}_{part}"])
+                pair = c[f"{clock}_{part}"]
+                if part == "status":  # as report.html says them (按时, 超时未完成, ...), not the codes
+                    pair = tuple(SLA_STATUS_LABELS.get(v, v) for v in pair)
+                row.extend(pair)
         sla_rows.append(row)
     sla_columns = [Column("客户编号"), Column("互动编号"), Column("类型"), Column("旧时限规则"), Column("新时限规则")]
     for _clock, label in CLOCKS:

@@ -525,7 +525,7 @@ KIND_LABELS = {"task": "任务", "message": "消息"}
 
 # (entry field, header, xlsx kind) for show and export
 EXPORT_COLUMNS = [
-    ("issued_at", "运行时间 issued at", "datetime"),
+    ("issued_at", "批次时刻 as-of", "datetime"),  # the run's as-of instant, not when it ran
     ("kind", "类型 kind", "text"),
     ("customer_id", "客户编号 customer", "text"),
     ("rule_id", "规则 rule", "text"),
@@ -579,9 +579,12 @@ def one_run_at_a_time(ledger_path: Path, waiting: Callable[[str], None]) -> Iter
 
 
 def entry_row(entry: Entry) -> dict[str, Any]:
-    """An entry as people see it: kind and category in Chinese, everything else as stored."""
+    """An entry as people see it: kind, stage and category in Chinese, everything else as stored."""
+    from engine.outputs import STAGE_LABELS
+
     row = asdict(entry)
     row["kind"] = KIND_LABELS.get(entry.kind, entry.kind)
+    row["stage"] = STAGE_LABELS.get(entry.stage or "", entry.stage)
     row["category"] = CATEGORY_LABELS.get(entry.category or "", entry.category)
     return row
 

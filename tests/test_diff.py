@@ -90,6 +90,7 @@ def test_cli_prints_summary_and_writes_workbook(inbox: Path, policy_copy: Path, 
     assert tasks == [("新增", "D1", "客户D1", "CARE-REVISIT-DUE"), ("减少", "D1", "客户D1", "CARE-REVISIT-DUE")]
     sla = list(wb["服务时限变化"].iter_rows(min_row=2, values_only=True))
     assert sla[0][:7] == ("D1", "I1", "投诉", "sla-complaint", "sla-complaint-high", "4h", "2h")
+    assert sla[0][9:11] == ("按时", "按时")  # statuses in words, not "met"
 
 
 def test_no_changes(inbox: Path):

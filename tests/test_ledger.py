@@ -251,11 +251,12 @@ def test_export_xlsx_reads_back(tmp_path):
     rows = list(ws.iter_rows(values_only=True))
     wb.close()
     header = rows[0]
-    assert header[0].startswith("运行时间") and "幂等键 key" in header
+    assert header[0] == "批次时刻 as-of" and "幂等键 key" in header
     assert len(rows) == 6
     first = dict(zip(header, rows[1]))
-    assert first["运行时间 issued at"] == datetime(2026, 11, 20, 10, 0)
+    assert first["批次时刻 as-of"] == datetime(2026, 11, 20, 10, 0)
     assert first["类型 kind"] in ("任务", "消息")
+    assert {dict(zip(header, r))["阶段 stage"] for r in rows[1:]} == {"客户关怀"}  # not the code "care"
     assert first["运行编号 run"] == "run-1"
     keys = {dict(zip(header, r))["幂等键 key"] for r in rows[1:]}
     assert "care.festival|C002|2026-11-20" in keys
