@@ -448,9 +448,9 @@ def report_data(manifest: dict[str, Any], evaluation: Any, summary: FiringSummar
              ("消息", len(evaluation.messages))]
     sections: list[dict[str, Any]] = []
 
-    from engine.run import CUSTOMER_COLUMNS
+    from engine.run import CUSTOMER_COLUMNS, TAG_LABELS
 
-    headers = {key: header for key, header, _kind in CUSTOMER_COLUMNS}
+    headers = {**TAG_LABELS, **{key: header for key, header, _kind in CUSTOMER_COLUMNS}}
     tag_counts = {tag: Counter() for tag in summary.classification_tags}
     for r in rows:  # one pass for all tags: a large run has 100,000 rows, each a dict of its own
         for tag, counter in tag_counts.items():

@@ -180,12 +180,18 @@ def write_messages(folder: Path, messages: list[Message]) -> dict[str, int]:
 def customer_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> list[tuple]:
     """The cells of customers.xlsx: one tuple per customer row, in ``columns`` order (key, header, kind)."""
     keys = [key for key, _, _ in columns]
-    return [tuple(map(r.get, keys)) for r in rows]
+    table = [tuple(map(r.get, keys)) for r in rows]
+    yes_no = [i for i, (_, _, kind) in enumerate(columns) if kind == "yesno"]
+    if yes_no:  # a yes/no tag reads 是/否, as in the decision tables, not TRUE/FALSE
+        words = {True: "是", False: "否", None: None}
+        table = [tuple(words[v] if i in yes_no and type(v) in (bool, type(None)) else v for i, v in enumerate(row))
+                 for row in table]
+    return table
 
 
 def write_customers(folder: Path, table: list[tuple], columns: list[tuple[str, str, str]]) -> None:
     """customers.xlsx: every customer with its classifications (``table`` from ``customer_table``)."""
-    sheet = Sheet("客户分类", [Column(header, kind=kind) for _, header, kind in columns], table)
+    sheet = Sheet("客户分类", [Column(header, kind="text" if kind == "yesno" else kind) for _, header, kind in columns], table)
     write_workbook(folder / "customers.xlsx", [sheet])
 
 

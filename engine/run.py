@@ -67,6 +67,27 @@ CUSTOMER_COLUMNS = [
     ("task_count", "任务数", "int"),
     ("message_count", "消息数", "int"),
 ]
+# Headers of the shipped policies' other tags; a tag or score a policy adds is headed by its name.
+TAG_LABELS = {"dedicated_owner_required": "需配专属客户经理", "offer_plan": "优惠方案"}
+
+
+def customer_columns(policyset: PolicySet) -> list[tuple[str, str, str]]:
+    """The columns of customers.xlsx (key, header, kind): CUSTOMER_COLUMNS, then every other tag and
+    score the policies set (in policy order) before the task and message counts, so that a tag a policy
+    author adds shows there without anything else to change. Kind "yesno": a tag set to true/false,
+    written 是/否 (``customer_table``)."""
+    known = {key for key, _, _ in CUSTOMER_COLUMNS}
+    extra: dict[str, tuple[str, str, str]] = {}
+    for rs in policyset.all_rulesets():
+        for rule in rs.rules:
+            for out in rule.outputs:
+                if type(out) not in (SetTag, AddScore) or out.name in known:
+                    continue
+                kind = "number" if type(out) is AddScore else "yesno" if type(out.value) is bool else "text"
+                if out.name in extra and extra[out.name][2] != kind:
+                    kind = "text"  # a tag set to yes/no by one rule and to a word by another
+                extra[out.name] = (out.name, TAG_LABELS.get(out.name, out.name), kind)
+    return [*CUSTOMER_COLUMNS[:-2], *extra.values(), *CUSTOMER_COLUMNS[-2:]]
 
 
 @dataclass
@@ -409,7 +430,7 @@ def _relative_name(path: Path, root: Path) -> str:
 def write_listed_files(folder: Path, listed: dict[str, list]) -> None:
     """customers.xlsx and tasks/: the files made of ``listed`` "rows" (``customer_table``) and
     "tasks" alone (written by the writer helper when there is one)."""
-    write_customers(folder, listed["rows"], CUSTOMER_COLUMNS)
+    write_customers(folder, listed["rows"], listed["columns"])
     write_tasks(folder, listed["tasks"])
 
 
@@ -477,7 +498,8 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     # writes the others (at 100,000 customers ~8 s each way: guards.xlsx 1 s, customers.xlsx 4 s and
     # tasks 3 s there; decision-log summary 2 s, decisions.jsonl 2 s, messages 1.5 s, audit.xlsx
     # 1 s and report.html 0.5 s here). sla.xlsx (2 s) was written there already.
-    listed = {"rows": customer_table(evaluation.customer_rows, CUSTOMER_COLUMNS), "tasks": evaluation.tasks}
+    columns = customer_columns(policyset)
+    listed = {"rows": customer_table(evaluation.customer_rows, columns), "columns": columns, "tasks": evaluation.tasks}
     if writer is not None:
         writer.write_workbooks({GUARD_REPORT_NAME: guard_report(guards)})
         writer.start(listed)

@@ -78,6 +78,10 @@ def test_run_classifies_and_issues_tasks_and_messages(tmp_path: Path):
     assert customers["C2"][col["合作阶段"]] == "意向"
     assert customers["C2"][col["价值等级"]] == "低"
     assert customers["C3"][col["近365天消费额"]] == 1200.5
+    # The service plan's other results are there too, yes/no in words as in the decision table.
+    assert customers["C1"][col["需配专属客户经理"]] == "是" and customers["C3"][col["需配专属客户经理"]] == "否"
+    assert customers["C1"][col["优惠方案"]] == "价格折扣、增值服务、优先体验新产品"
+    assert header[-2:] == ("任务数", "消息数")
 
     # The team lead gets the assignment task, due two working days after Friday's start of work.
     lead = read_rows(folder / "tasks" / "王敏.xlsx")
@@ -152,6 +156,24 @@ def test_same_batch_gives_byte_identical_files_and_is_not_issued_twice(tmp_path:
     again = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(tmp_path / "a"), "--as-of", AS_OF)
     assert again.exit_code == 0
     assert "nothing new was issued" in again.output
+
+
+def test_a_tag_a_policy_author_adds_is_a_column_of_customers_xlsx(tmp_path: Path, policy_copy: Path):
+    # Before, customers.xlsx had a fixed set of columns: a new classification never showed there.
+    (policy_copy / "classification" / "key_account.yaml").write_text(
+        "kind: classification\nid: key_account\ndescription: 重点客户\nhit_policy: first\nrules:\n"
+        "  - id: KA-1\n    description: 近一年消费五万以上\n    when: monetary_365d >= 50000\n"
+        "    set: {key_account: true, segment: 重点}\n    score: {care_points: 5}\n", encoding="utf-8")
+    inbox = small_inbox(tmp_path / "inbox")
+    result = run_cli("run", "--policies", str(policy_copy), "--inbox", str(inbox), "--outbox", str(tmp_path / "out"), "--as-of", AS_OF)
+    assert result.exit_code == 0, result.output
+    rows = read_rows(run_folder(tmp_path / "out") / "customers.xlsx")
+    col = {h: i for i, h in enumerate(rows[0])}
+    # After the usual columns, in policy file order (key_account.yaml before service_plan.yaml).
+    assert rows[0][-7:] == ("key_account", "segment", "care_points", "需配专属客户经理", "优惠方案", "任务数", "消息数")
+    by_id = {r[0]: r for r in rows[1:]}
+    assert (by_id["C1"][col["key_account"]], by_id["C1"][col["segment"]], by_id["C1"][col["care_points"]]) == ("是", "重点", 5)
+    assert (by_id["C2"][col["key_account"]], by_id["C2"][col["segment"]]) == (None, None)
 
 
 def test_a_failed_run_leaves_the_outbox_as_it_was(tmp_path: Path, policy_copy: Path):
