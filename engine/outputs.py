@@ -183,9 +183,13 @@ def customer_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str
     table = [tuple(map(r.get, keys)) for r in rows]
     yes_no = [i for i, (_, _, kind) in enumerate(columns) if kind == "yesno"]
     if yes_no:  # a yes/no tag reads 是/否, as in the decision tables, not TRUE/FALSE
-        words = {True: "是", False: "否", None: None}
-        table = [tuple(words[v] if i in yes_no and type(v) in (bool, type(None)) else v for i, v in enumerate(row))
-                 for row in table]
+        for n, row in enumerate(table):
+            if any(row[i] is True or row[i] is False for i in yes_no):
+                cells = list(row)
+                for i in yes_no:
+                    if cells[i] is True or cells[i] is False:
+                        cells[i] = "是" if cells[i] else "否"
+                table[n] = tuple(cells)
     return table
 
 
