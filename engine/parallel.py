@@ -329,7 +329,7 @@ class SecondWriter(_Forked):
 
     def start(self, lists: dict[str, list]) -> None:
         """Send what ``write`` needs and return: the files are written meanwhile. ``lists``: by kind
-        (engine.transfer packs "rows", "tasks", "messages", "suppressed", "rescheduled"), each in order."""
+        (engine.transfer packs "rows", "columns", "tasks", "messages", "suppressed", "rescheduled"), each in order."""
         for kind, items in lists.items():
             for start in range(0, len(items), PART_ITEMS):
                 self._send((kind, pack_part(kind, items[start:start + PART_ITEMS])))
