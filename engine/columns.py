@@ -52,6 +52,12 @@ def _without_unit(key: str) -> str:
     return _TRAILING_UNIT.sub("", key)
 
 
+def unit_text(text: str) -> str:
+    """A header or cell as units are compared (HeaderMatch.units): half-width, lower case, no spaces.
+    Unlike ``header_key`` it keeps hyphens, so a unit keeps its sign: UTC-5 is not UTC+5."""
+    return unicodedata.normalize("NFKC", text).casefold().replace(" ", "")
+
+
 def _unit(key: str) -> str:
     """``"金额(万元)"`` -> ``"万元"`` (the header key's trailing bracket), ``""`` if none."""
     m = _TRAILING_UNIT.search(key)
@@ -197,8 +203,7 @@ def match_header_row(cells: Sequence[Any], table: TableSpec, row_index: int) -> 
         columns[name] = i
         headers[name] = cell.strip()
     missing = [f for f in table.required if f not in columns]
-    # The unit as written (half-width, lower case, no spaces) keeps its sign: UTC-5 is not UTC+5.
-    units = {name: _unit(unicodedata.normalize("NFKC", text).casefold().replace(" ", "")) for name, text in headers.items()
+    units = {name: _unit(unit_text(text)) for name, text in headers.items()
              if _unit(header_key(text)) and header_key(text) not in table.alias_index}
     return HeaderMatch(table.name, row_index, columns, headers, unknown, missing, units)
 

@@ -57,6 +57,7 @@ except ImportError:  # not on a POSIX system
 
 from engine.decisions import CATEGORY_LABELS, Message, Task
 from engine.errors import EngineError, Location, Problem
+from engine.outputs import STAGE_LABELS
 from engine.xlsx_out import Column, Sheet, escape_text, write_workbook
 
 SCHEMA_VERSION = 2
@@ -580,8 +581,6 @@ def one_run_at_a_time(ledger_path: Path, waiting: Callable[[str], None]) -> Iter
 
 def entry_row(entry: Entry) -> dict[str, Any]:
     """An entry as people see it: kind, stage and category in Chinese, everything else as stored."""
-    from engine.outputs import STAGE_LABELS
-
     row = asdict(entry)
     row["kind"] = KIND_LABELS.get(entry.kind, entry.kind)
     row["stage"] = STAGE_LABELS.get(entry.stage or "", entry.stage)

@@ -18,7 +18,6 @@ import html
 import logging
 import os
 import re
-import unicodedata
 import zipfile
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -44,6 +43,7 @@ from .columns import (
     find_header,
     header_key,
     load_columns,
+    unit_text,
 )
 from .memory import gc_paused, release_free_memory
 from .errors import WARNING, InputError, Location, Problem
@@ -298,7 +298,7 @@ _UNIT_PREFIX = re.compile(r"^单位:?")
 def _unit_cell(text: str) -> str | None:
     """The unit a cell holds on its own, in the form of HeaderMatch.units (half-width, lower case, no
     spaces, its sign kept: UTC-5), else None."""
-    unit = _UNIT_PREFIX.sub("", unicodedata.normalize("NFKC", text).casefold().replace(" ", ""))
+    unit = _UNIT_PREFIX.sub("", unit_text(text))
     if unit.startswith("(") and unit.endswith(")"):
         unit = unit[1:-1]
     known = unit in _LABEL_UNITS or unit in HEADER_SCALES or unit in HEADER_ZONES or unit in HEADER_CURRENCIES

@@ -347,8 +347,8 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
                 warnings.append(Problem(code="run-not-in-ledger", severity="warning", location=Location(file=str(ledger_path)),
                                         message=f"run {run_id} has a folder but is not in the contact ledger; its items may be issued again",
                                         fix="run again with --force to record it"))
-            elif ledger.withdrawn(run_id) is not None:  # taken back: nothing of it counts as issued
-                when, why = ledger.withdrawn(run_id)
+            elif withdrawn := ledger.withdrawn(run_id):  # taken back: nothing of it counts as issued
+                when, why = withdrawn
                 warnings.append(Problem(code="run-withdrawn", severity="warning", location=Location(file=str(ledger_path)),
                                         message=f"运行 {run_id} 已于 {when:%Y-%m-%d %H:%M} 撤回（{why}）：它的任务和消息作废 / "
                                                 f"run {run_id} was withdrawn; its tasks and messages do not stand",
