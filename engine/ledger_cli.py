@@ -111,7 +111,8 @@ def _show_runs(ledger, path: Path) -> None:
 def ledger_command(ledger_path: Path | None, outbox: Path, policies: Path, customer_id: str | None, rule_id: str | None,
                    run_id: str | None, kind: str | None, since: date | None, limit: int, export_path: Path | None,
                    list_runs: bool, withdraw_id: str | None, reason: str | None, yes: bool) -> None:
-    """Show or export the contact ledger: every task and message earlier runs issued.
+    """Show or export the contact ledger: every task and message earlier runs issued; list the runs,
+    or withdraw one whose items were not acted on.
 
     \b
     Examples:
