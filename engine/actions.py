@@ -119,6 +119,7 @@ class ActionBuilder:
             script=self._inline(spec.script, context, rule),
             category=spec.category,
             key=self.key(spec, rule, customer, features),
+            replaces=spec.replaces,
         )
 
     def pick_channel(self, spec: MessageSpec, customer: Customer) -> tuple[str | None, str | None]:
@@ -154,7 +155,19 @@ class ActionBuilder:
             policy_id=rs.policy_id,
             stage=rs.stage,
             key=self.key(spec, rule, customer, features),
+            send_on=send_day(spec, features),
         )
+
+
+def send_day(spec: MessageSpec, features: dict) -> date | None:
+    """The day a message is to go out when its rule says ``send_on: <date feature>`` (the guards
+    schedule it at that day's send time, never before the run's own); None: the run's send time."""
+    if spec.send_on is None:
+        return None
+    day = features.get(spec.send_on)
+    if isinstance(day, datetime):
+        return day.date()
+    return day if isinstance(day, date) else None
 
 
 _MISSING = object()  # a variable the context does not have (rendering it fails, unless the text tests for it)

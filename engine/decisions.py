@@ -38,6 +38,7 @@ class Task:
     category: str = "service"
     key: str = ""  # idempotency key: rule, customer, period
     handler: bool = False  # assigned to the ticket's 处理人 (an SLA reminder), not as 客户经理 or by role
+    replaces: tuple[str, ...] = ()  # the rule's task.replaces: these rules' tasks for the customer are not issued
 
 
 CATEGORY_LABELS = {"marketing": "营销", "service": "服务"}  # a message's category as staff read it
@@ -58,6 +59,7 @@ class Message:
     stage: str
     send_at: datetime | None = None
     key: str = ""
+    send_on: date | None = None  # the rule's send_on day (send_on: <date feature>): sent then, at the send time
 
 
 # Types that need no change, checked first: this runs for every value of a large decision log.

@@ -49,7 +49,7 @@ from engine.render import make_environment
 from engine.stages import CustomerFacts, StageSetup, build_stage_modules
 
 FIRED, MATCHED, NOT_MATCHED = "fired", "matched", "not-matched"
-GUARD_LABELS = {"dedupe": "去重（已发出过）", "opt-out": "客户已退订", "consent": "没有营销同意",
+GUARD_LABELS = {"dedupe": "去重（已发出或重复）", "opt-out": "客户已退订", "consent": "没有营销同意",
                 "quiet-hours": "免打扰时段", "frequency-cap": "频次上限", "no-contact": "没有可用的联系方式"}
 
 
@@ -136,6 +136,9 @@ def describe_output(out: dict[str, Any]) -> str:
         if m.get("suppressed") and not m.get("channel"):
             return f"消息 {m.get('template')}：未发送（{m['suppressed']}）"
         text = f"消息 → {m.get('channel')}，模板 {m.get('template')}（{m.get('category')}）"
+        if m.get("send_on") and not m.get("suppressed_by"):
+            when = str(m.get("send_at") or m["send_on"]).replace("T", " ")[:16]  # 2026-12-01 10:00
+            text += f" [定于 {when} 发送（send_on）]"
         if m.get("suppressed_by"):
             text += f" [被拦截：{GUARD_LABELS.get(m['suppressed_by'], m['suppressed_by'])}]"
         if m.get("rescheduled"):
@@ -224,7 +227,8 @@ def describe_spec(out: Any, env=None, context: dict[str, Any] | None = None) -> 
         who = "客户经理" if out.assign_to == "owner" else out.assign_to.replace("role:", "角色 ")
         return f"任务 → {who}：{task_title(out.title, env, context)}"
     if isinstance(out, MessageSpec):
-        return f"消息 → {out.channel}，模板 {out.template}（{out.category}）"
+        when = f"，在 {out.send_on} 当天发送" if out.send_on else ""
+        return f"消息 → {out.channel}，模板 {out.template}（{out.category}{when}）"
     return str(out)
 
 

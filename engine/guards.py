@@ -9,13 +9,16 @@ evaluation and before the run folder is written, in this fixed order (documented
    any other; first, because there is nothing to send.
 2. ``dedupe`` — tasks and messages: an item whose idempotency key (rule, customer, period) an
    earlier run already issued (the contact ledger says so) is suppressed; so is a second item with
-   the same kind and key within this run.
+   the same kind and key within this run, and a task that another task of this run for the same
+   customer replaces (``task.replaces`` in the policy: the same work, e.g. a churn revisit and the
+   periodic revisit) — whether that other task is new or already issued in its period.
 3. ``opt-out`` — messages: a customer who opted out gets no marketing message (and, if the policy
    says so, no service message either).
 4. ``consent`` — marketing messages need ``marketing_consent`` true; what an unrecorded consent
    means is declared in the policy (default: no consent).
 5. ``quiet-hours`` — messages are not suppressed but scheduled: ``send_at`` becomes the first
-   allowed time on or after the run's send time (or the message's own requested time, if later).
+   allowed time on or after the run's send time (or the message's own requested time, if later:
+   a rule's ``send_on`` day at the send time, e.g. the birthday of a greeting issued ahead).
 6. ``frequency-cap`` — messages: at most N messages of the capped categories per customer within
    D days, counting earlier runs (from the ledger) and what this run already kept, in a fixed order:
    by customer, then stage (classification → sla → care → churn), then rule id, then key.
@@ -46,7 +49,7 @@ from engine.xlsx_out import Column, Sheet, Workbook
 GUARDS = ("no-contact", "dedupe", "opt-out", "consent", "quiet-hours", "frequency-cap")
 GUARD_LABELS = {
     "no-contact": "没有联系方式",
-    "dedupe": "去重（已发出）",
+    "dedupe": "去重（已发出或重复）",
     "opt-out": "退订",
     "consent": "营销同意",
     "quiet-hours": "免打扰时段",
@@ -488,7 +491,20 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
         seen.add(ident)
         return True
 
-    kept_tasks = [t for t in tasks if fresh(t, "task")]
+    # Tasks made unnecessary by another task of this run for the same customer (task.replaces). The
+    # replacing task counts even when the ledger holds it back: it was issued earlier in its period and
+    # still stands (the owner's churn revisit this month covers the periodic revisit).
+    replaced_by = {(t.customer_id, r): t.rule_id for t in tasks for r in t.replaces} if any(t.replaces for t in tasks) else {}
+
+    def not_replaced(t: Task) -> bool:
+        by = replaced_by.get((t.customer_id, t.rule_id))
+        if by is None or by == t.rule_id:
+            return True
+        drop(t, "task", "dedupe", f"与规则 {by} 的任务是同一项工作（策略中 {by} 的 task.replaces 列有 {t.rule_id}），"
+                                   f"不另派（{t.key}）")
+        return False
+
+    kept_tasks = [t for t in tasks if fresh(t, "task") and not_replaced(t)]
     candidates = [m for m in messages if fresh(m, "message")]
 
     # 3–4. opt-out and consent.
@@ -521,8 +537,10 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     scheduled: list[Message] = []
     for m in allowed:
         requested = base
+        if m.send_on is not None:  # the rule's send_on day (a birthday), at the send time; never before the run's
+            requested = max(base, datetime.combine(m.send_on, policy.send_time))
         if m.send_at is not None:
-            requested = max(base, _local(m.send_at, tz))  # a stage may ask for a later time (e.g. a festival morning)
+            requested = max(requested, _local(m.send_at, tz))  # a stage may ask for a later time
         send_at = requested
         if quiet is not None and m.category in quiet.categories:
             send_at = quiet.first_allowed(requested)
@@ -571,13 +589,15 @@ def _count_within(items: list[tuple[str | None, datetime]], cap: FrequencyCap, s
 # -- the decision log ---------------------------------------------------------------------------------
 
 def annotate_firings(firings: Iterable[Firing], suppressed: Iterable[Suppression],
-                     rescheduled: Iterable[Reschedule] = ()) -> int:
+                     rescheduled: Iterable[Reschedule] = (), kept_messages: Iterable[Message] = ()) -> int:
     """Write the guards' verdicts into the decision log. Each firing output ``{"task": {...}}`` or
     ``{"message": {...}}`` whose ``"key"`` matches gets ``"suppressed_by"`` (the guard) and
     ``"suppressed"`` (the reason), or ``"send_at"`` and ``"rescheduled"`` for a quiet-hours move;
+    a kept message with a ``send_on`` day gets its ``"send_at"`` (``kept_messages``);
     the firing's ``suppressed_by`` names the guard(s). Returns how many outputs were annotated."""
     verdicts = {(s.kind, s.key): s for s in suppressed}
     moves = {r.key: r for r in rescheduled}
+    scheduled = {m.key: m.send_at for m in kept_messages if m.send_on is not None}
     annotated = 0
     for firing in firings:
         for output in firing.outputs:
@@ -599,6 +619,9 @@ def annotate_firings(firings: Iterable[Firing], suppressed: Iterable[Suppression
                 detail["send_at"] = move.send_at
                 detail["rescheduled"] = move.reason
                 annotated += 1
+            elif kind == "message" and detail["key"] in scheduled:
+                detail["send_at"] = scheduled[detail["key"]]
+                annotated += 1
     return annotated
 
 
@@ -608,7 +631,7 @@ def guard_evaluation(policy: GuardPolicy, ledger: Ledger | None, customers_by_id
     tasks and messages by the kept ones, annotate its decision log and fix the per-customer
     task/message counts. Returns the result (for the manifest counts and ``write_guard_report``)."""
     result = apply_guards(policy, ledger, customers_by_id, evaluation.tasks, evaluation.messages, moment, run_id)
-    annotate_firings(evaluation.firings, result.suppressed, result.rescheduled)
+    annotate_firings(evaluation.firings, result.suppressed, result.rescheduled, result.kept_messages)
     evaluation.tasks = result.kept_tasks
     evaluation.messages = result.kept_messages
     task_counts: dict[str, int] = {}

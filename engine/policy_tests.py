@@ -27,7 +27,7 @@ the same code a batch run uses. File format::
           sla: {I1: {rule: sla-complaint-high, first_response: open_breached}}
 
 ``tasks`` and ``messages`` list every task/message of the case (``[]``: none); an item names the
-rule and, optionally, ``assignee``/``priority``/``title`` (tasks), ``channel``/``template``
+rule and, optionally, ``assignee``/``priority``/``title``/``due`` (tasks), ``channel``/``template``/``send_at``
 (messages) or ``guard``/``kind`` (suppressed: dedupe, opt-out, consent, frequency-cap; task or
 message). Leave the key out to not check them.
 """
@@ -50,7 +50,7 @@ FILE_KEYS = ("kind", "description", "as_of", "customer", "cases")
 CASE_KEYS = ("id", "description", "as_of", "customer", "interactions", "orders", "expect")
 EXPECT_KEYS = ("tags", "fired", "not_fired", "tasks", "messages", "suppressed", "sla")
 TASK_KEYS = ("rule", "assignee", "priority", "title", "due")  # due as 'YYYY-MM-DD HH:MM', or a day alone
-MESSAGE_KEYS = ("rule", "channel", "template")
+MESSAGE_KEYS = ("rule", "channel", "template", "send_at")  # send_at as 'YYYY-MM-DD HH:MM', or a day alone
 SUPPRESSED_KEYS = ("rule", "guard", "kind")
 SLA_KEYS = ("rule", "first_response", "resolution")
 
@@ -429,7 +429,8 @@ def check_case(case: Case, evaluation, guards, problems: Problems, rule_ids: dic
                    "due": t.due.strftime("%Y-%m-%d %H:%M")} for t in evaluation.tasks if t.customer_id == cid]
         failures.extend(_match_items("tasks", expect["tasks"], actual, TASK_KEYS, expect.value_loc("tasks"), problems))
     if "messages" in expect:
-        actual = [{"rule": m.rule_id, "channel": m.channel, "template": m.template}
+        actual = [{"rule": m.rule_id, "channel": m.channel, "template": m.template,
+                   "send_at": m.send_at.strftime("%Y-%m-%d %H:%M") if m.send_at else None}
                   for m in evaluation.messages if m.customer_id == cid]
         failures.extend(_match_items("messages", expect["messages"], actual, MESSAGE_KEYS, expect.value_loc("messages"), problems))
 

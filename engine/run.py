@@ -258,8 +258,10 @@ class BatchEvaluator:
                             msg = builder.message(out, rule, rs, customer, features, channel, address, context)
                             messages.append(msg)
                             message_count += 1
-                            firing.outputs.append({"message": {"channel": channel, "template": out.template,
-                                                               "category": out.category, "key": msg.key}})
+                            detail = {"channel": channel, "template": out.template, "category": out.category, "key": msg.key}
+                            if msg.send_on is not None:  # the rule's send_on day (e.g. the birthday)
+                                detail["send_on"] = msg.send_on
+                            firing.outputs.append({"message": detail})
                     firings.append(firing)
             if release_facts:  # a batch run keeps only what its outputs show (~4 KiB less per customer)
                 row = dict(zip(kept_names, map(features.get, kept_names)))

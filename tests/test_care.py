@@ -167,7 +167,7 @@ def test_festival_greeting_through_the_rules(policyset):
     assert rows["C1"]["days_until_festival"] == 3
     msg = messages_of(ev, "CARE-FESTIVAL-MID-AUTUMN")["C1"]
     assert msg.channel == "sms" and msg.category == "marketing"
-    assert "中秋节将至" in msg.body
+    assert "值此中秋节来临之际" in msg.body  # right before the festival and on the day
     assert msg.key == "CARE-FESTIVAL-MID-AUTUMN|C1|2025"
     assert not messages_of(ev, "CARE-FESTIVAL-NATIONAL-DAY")
 
@@ -189,6 +189,7 @@ def test_lunar_birthday_greeting_and_gift_task(policyset):
     assert row["birthday_greeting_due"] is True and row["value_tier"] == "高"
     msg = messages_of(ev, "CARE-BIRTHDAY-GREETING")["C1"]
     assert "生日快乐" in msg.body and msg.key == "CARE-BIRTHDAY-GREETING|C1|2026|2026-01-26"
+    assert msg.send_on == date(2026, 1, 26)  # issued 3 days ahead, sent on the birthday (send_on: next_birthday_date)
     task = tasks_of(ev, "CARE-BIRTHDAY-GIFT")["C1"]
     assert task.assignee == "张伟"
     assert task.title == "为客户准备生日贺卡和礼物（农历12月8日生日）"
@@ -323,8 +324,15 @@ def test_member_day_and_loyalty_messages(policyset):
     loyalty = messages_of(ev, "CARE-LOYALTY-MEMBER-DAY")
     member = messages_of(ev, "CARE-MEMBER-DAY")
     assert set(loyalty) == {"C1"} and set(member) == {"C2"}  # one member-day message each
-    assert loyalty["C1"].body == "【示例科技有限公司】客户C1您好，本月会员日即将到来。您是金卡会员，积分1200分，会员日可兑换礼品或抵扣消费。退订回T"
+    # The reminder gives the member day's date ...
+    assert loyalty["C1"].body == "【示例科技有限公司】客户C1您好，本月会员日（11月18日）即将到来。您是金卡会员，积分1200分，会员日可兑换礼品或抵扣消费。退订回T"
+    assert member["C2"].body == "【示例科技有限公司】客户C2您好，本月会员日（11月18日）即将到来，会员专享礼遇等您来享。退订回T"
     assert loyalty["C1"].key == "CARE-LOYALTY-MEMBER-DAY|C1|2026-11"
+    # ... and on the day itself says it is today, not that it is coming.
+    ev, _ = run(policyset, date(2026, 11, 18), customers)
+    loyalty, member = messages_of(ev, "CARE-LOYALTY-MEMBER-DAY"), messages_of(ev, "CARE-MEMBER-DAY")
+    assert loyalty["C1"].body == "【示例科技有限公司】客户C1您好，今天（11月18日）是本月会员日。您是金卡会员，积分1200分，会员日可兑换礼品或抵扣消费。退订回T"
+    assert member["C2"].body == "【示例科技有限公司】客户C2您好，今天（11月18日）是本月会员日，会员专享礼遇等您来享。退订回T"
 
     _, rows = run(policyset, date(2026, 11, 15), customers)
     assert rows["C1"]["is_member_day"] is False

@@ -94,7 +94,8 @@ def test_care_rule_fired_with_its_message(inbox: Path):
     greeting = rule(result, "CARE-BIRTHDAY-GREETING")
     assert greeting.status == FIRED
     assert greeting.condition == "birthday_greeting_due(=true) and lifecycle_stage(='意向') in ['意向', '签约', '流失']"
-    assert greeting.outputs == ["消息 → sms，模板 birthday（marketing）"]
+    # Issued 2 days ahead, sent on the birthday (the rule's send_on: next_birthday_date).
+    assert greeting.outputs == ["消息 → sms，模板 birthday（marketing） [定于 2026-11-22 10:00 发送（send_on）]"]
     gift = rule(result, "CARE-BIRTHDAY-GIFT")
     assert gift.status == NOT_MATCHED and gift.value is False
 

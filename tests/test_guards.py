@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import textwrap
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -212,6 +212,42 @@ def test_quiet_hours_respect_a_later_requested_time_and_convert_aware_times():
     assert aware.send_at == datetime(2026, 11, 21, 9, 0) and aware.send_at.tzinfo is None
 
 
+def test_a_send_on_day_is_sent_at_that_days_send_time():
+    """A rule's ``send_on`` (a birthday greeting issued 3 days ahead): that day at send_time, never before
+    the run's own send time, and quiet hours still apply to the resulting time."""
+    birthday = dataclasses.replace(message(rule="care.birthday"), send_on=date(2026, 11, 23))
+    assert guard([birthday]).kept_messages[0].send_at == datetime(2026, 11, 23, 10, 0)
+    # A run at 14:00 on the day itself: at once, not at 10:00 that morning.
+    today = dataclasses.replace(birthday, send_on=date(2026, 11, 20))
+    assert guard([today], as_of=datetime(2026, 11, 20, 14, 0)).kept_messages[0].send_at == datetime(2026, 11, 20, 14, 0)
+    # A run late in the evening of the day before the birthday: the birthday's send time, no quiet-hours move.
+    late = guard([dataclasses.replace(birthday, send_on=date(2026, 11, 21))], as_of=datetime(2026, 11, 20, 22, 30))
+    assert late.kept_messages[0].send_at == datetime(2026, 11, 21, 10, 0) and late.rescheduled == []
+    # A send time inside the quiet hours is moved out of them, as for any message.
+    early = dataclasses.replace(POLICY, send_time=time(8, 0))
+    moved = guard([birthday], policy=early)
+    assert moved.kept_messages[0].send_at == datetime(2026, 11, 23, 9, 0) and len(moved.rescheduled) == 1
+    assert birthday.send_at is None  # the input is not changed
+
+
+def test_caps_and_ledger_use_the_send_on_day(tmp_path):
+    """Caps count around the day a message goes out; the ledger records that time; a later run of the
+    window issues the same greeting no more (dedupe)."""
+    birthday = dataclasses.replace(message(rule="care.birthday", period="2026"), send_on=date(2026, 12, 1))
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        first = run(ledger, "run-1", datetime(2026, 11, 28, 10, 0), [birthday])
+        assert [m.send_at for m in first.kept_messages] == [datetime(2026, 12, 1, 10, 0)]
+        assert [e.send_at for e in ledger.entries(customer_id="C001")] == [datetime(2026, 12, 1, 10, 0)]
+        again = run(ledger, "run-2", datetime(2026, 12, 1, 10, 0), [birthday])
+        assert again.kept_messages == [] and [s.guard for s in again.suppressed] == ["dedupe"]
+        # Two marketing messages on 12-03: the greeting on 12-01 counts (7-day cap), one of them is held back.
+        later = run(ledger, "run-3", datetime(2026, 12, 3, 10, 0), [message(rule="care.a", period="a"), message(rule="care.b", period="b")])
+        assert len(later.kept_messages) == 1 and later.suppressed[0].guard == "frequency-cap"
+        # On 11-20 (11 days before it) the greeting is out of the 7-day window: two may go.
+        before = run(ledger, "run-4", MORNING, [message(rule="care.c", period="c"), message(rule="care.d", period="d")])
+        assert len(before.kept_messages) == 2
+
+
 def test_quiet_hours_only_for_declared_categories_and_inputs_untouched():
     policy = dataclasses.replace(POLICY, quiet_hours=QuietHours(time(21, 0), time(9, 0), ("marketing",)))
     original = message(rule="sla.notice", stage="sla", category="service")
@@ -406,6 +442,16 @@ def test_annotate_firings_names_guard_and_reason(tmp_path):
     assert consent_f.suppressed_by == "consent"
     assert task_f.suppressed_by == "dedupe" and "run-1" in task_f.outputs[1]["task"]["suppressed"]
     assert sent.outputs[0] == {"set": {"x": 1}}
+
+
+def test_annotate_firings_gives_the_send_time_of_a_send_on_message():
+    greeting = dataclasses.replace(message(rule="care.birthday"), send_on=date(2026, 11, 23))
+    plain = message(rule="care.a")
+    result = guard([greeting, plain])
+    firings = [firing_for(greeting, "message"), firing_for(plain, "message")]
+    assert annotate_firings(firings, result.suppressed, result.rescheduled, result.kept_messages) == 1
+    assert firings[0].outputs[1]["message"]["send_at"] == datetime(2026, 11, 23, 10, 0)
+    assert "send_at" not in firings[1].outputs[1]["message"]  # the run's send time, as the run says
 
 
 def test_annotate_keeps_earlier_suppression_and_joins_guards():

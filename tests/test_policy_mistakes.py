@@ -18,6 +18,7 @@ from conftest import edit
 
 NEED_TYPE = "classification/need_type.yaml"
 ACTIONS = "classification/actions.yaml"
+MARKETING = "churn/marketing.yaml"  # the offer's rule: marketing messages are decided in the churn stage
 OFFER_PARAMS = "      params:\n        offer: 本月新品上市，老客户下单享九五折\n"
 # Where YAML notices an unclosed quote: the end of actions.yaml, one line after its last.
 ACTIONS_END = len((Path(__file__).resolve().parent.parent / "policies" / ACTIONS).read_text(encoding="utf-8").splitlines()) + 1
@@ -53,10 +54,10 @@ MISTAKES = [
     case(NEED_TYPE, "set: {need_type: 战略}", "score: 10", "score: 10", 5,
          "error: 'score:' must be a block of 'score name: points' pairs, not 10 [not-a-mapping] "
          "— 修改建议: write the score name and its value, e.g. score: {risk_points: 10}", id="score-a-number"),
-    case(ACTIONS, OFFER_PARAMS, "      params: 本月新品上市，老客户下单享九五折\n", "params: 本月新品上市", 7,
+    case(MARKETING, OFFER_PARAMS, "      params: 本月新品上市，老客户下单享九五折\n", "params: 本月新品上市", 7,
          "error: 'params:' must be a block of 'name: text' pairs, not '本月新品上市，老客户下单享九五折' [not-a-mapping] "
          "— 修改建议: write the name and its value, e.g. params: {offer: 本月新品上市，老客户下单享九五折}", id="params-a-text"),
-    case(ACTIONS, OFFER_PARAMS, "      params: 5\n", "params: 5", 7,
+    case(MARKETING, OFFER_PARAMS, "      params: 5\n", "params: 5", 7,
          "error: 'params:' must be a block of 'name: text' pairs, not 5 [not-a-mapping] "
          "— 修改建议: write the name and its value, e.g. params: {offer: 5}", id="params-a-number"),
     # 2. a colon inside a tag name; a tag without a value
@@ -89,7 +90,7 @@ MISTAKES = [
          "error: YAML syntax error: could not find expected ':' (at line 16, column 7) while scanning a simple key that "
          "starts here [yaml-syntax] — 修改建议: 'priority：高' uses the full-width colon '：'; YAML needs a half-width "
          "colon and a space: priority: 高", id="full-width-colon-after-a-key"),
-    case(ACTIONS, "offer: 本月新品上市，老客户下单享九五折\n", 'offer: "本月新品上市\t老客户下单享九五折"\n   bad: 1\n', "   bad: 1", 4,
+    case(MARKETING, "offer: 本月新品上市，老客户下单享九五折\n", 'offer: "本月新品上市\t老客户下单享九五折"\n   bad: 1\n', "   bad: 1", 4,
          "error: YAML syntax error: expected <block end>, but found '<block mapping start>' [yaml-syntax] — 修改建议: "
          "check the indentation and that every 'key: value' has a space after the colon", id="tab-inside-quotes-is-no-hint"),
     case(ACTIONS, "      priority: 中\n      once_per: week\n", "      priority: 中\n\t    once_per: week\n", "\t    once_per: week", 1,
@@ -170,6 +171,15 @@ def test_due_by_must_name_a_date_feature(policy_copy: Path):
         "mean 'post_purchase_order_date'? [unknown-name] — 修改建议: due_by takes a date feature, e.g. post_purchase_followup_by"]
 
 
+@pytest.mark.parametrize("written, guess", [("next_birthday", "; did you mean 'next_birthday_date'?"), ("days_until_birthday", "")])
+def test_send_on_must_name_a_date_feature(policy_copy: Path, written: str, guess: str):
+    edit(policy_copy / "care" / "greetings.yaml", "send_on: next_birthday_date", f"send_on: {written}")
+    line = line_of(policy_copy, "care/greetings.yaml", f"send_on: {written}")
+    assert errors(policy_copy) == [
+        f"care/greetings.yaml:{line}:16: error: send_on names '{written}', which is not a date feature{guess} [unknown-name] "
+        "— 修改建议: send_on takes a date feature, e.g. next_birthday_date"]
+
+
 @pytest.mark.parametrize("when", [
     "monetary_365d > 1 and\n      monetry_365d > 2",  # plain: YAML folds it into one line
     ">\n      monetary_365d > 1 and\n      monetry_365d > 2",
@@ -186,3 +196,15 @@ def test_a_mistake_on_the_second_line_of_a_condition_is_shown_where_it_is(policy
     text = (policy_copy / "classification" / "zz.yaml").read_text(encoding="utf-8").splitlines()
     line, col = problem.location.line, problem.location.col
     assert text[line - 1][col - 1:].startswith("monetry_365d > 2")
+
+
+@pytest.mark.parametrize("written, message", [
+    ("CARE-REVISIT-DU", "replaces names 'CARE-REVISIT-DU', which is no rule; did you mean 'CARE-REVISIT-DUE'?"),
+    ("CARE-SURVEY", "replaces names 'CARE-SURVEY', which is a rule without a task"),
+])
+def test_replaces_must_name_a_rule_with_a_task(policy_copy: Path, written: str, message: str):
+    edit(policy_copy / "churn" / "win_back.yaml", "replaces: [CARE-REVISIT-DUE]", f"replaces: [{written}]")
+    line = line_of(policy_copy, "churn/win_back.yaml", f"replaces: [{written}]")
+    assert errors(policy_copy) == [
+        f"churn/win_back.yaml:{line}:17: error: {message} [unknown-rule] — 修改建议: replaces lists the ids of rules whose task "
+        "this task makes unnecessary, e.g. CARE-REVISIT-DUE"]

@@ -36,6 +36,7 @@ def sample_context(**params) -> dict:
             "owner": "李娜",
             "value_tier": "低",
             "phone": "13812345678",
+            "next_member_day": date(2026, 11, 22),  # a care feature every customer has in a run (member_day, loyalty)
         },
         "company": {"name": "云帆科技", "hotline": "400-820-1234"},
         "as_of": date(2026, 11, 20),
@@ -121,7 +122,7 @@ def test_rendered_sms_exact(env):
         body="【云帆科技】王磊您好，本月新品8折优惠，11月30日前有效。详询400-820-1234。退订回T",
     )
     festival = render_message(env, "messages/sms/festival.txt", sample_context(festival="春节"))
-    assert "春节将至" in festival.body
+    assert "值此春节来临之际" in festival.body  # before the festival and on the day alike
 
 
 def test_email_subject_convention(env, tmp_path):
@@ -308,3 +309,19 @@ def test_template_reads_lists_the_values_a_text_depends_on(env):
     for source in ("{{ customer[key] }}", "{{ customer.get('owner') }}", "{{ customer.items() }}",
                    "{{ customer._x }}", "{{ ['a', 'b']|random }}", "{{ lipsum(1) }}"):
         assert template_reads(env.parse(source)) is None, source
+
+
+def test_member_day_gives_its_date_and_on_the_day_says_today(env):
+    before = sample_context()  # as_of 11-20, member day 11-22
+    sms = render_message(env, "messages/sms/member_day.txt", before).body
+    assert sms == "【云帆科技】王磊您好，本月会员日（11月22日）即将到来，会员专享礼遇等您来享。退订回T"
+    on_the_day = sample_context()
+    on_the_day["as_of"] = date(2026, 11, 22)
+    for channel in CHANNELS:
+        message = render_message(env, f"messages/{channel}/member_day.txt", on_the_day)
+        assert "今天" in message.body and "11月22日" in message.body and "即将到来" not in message.body, message.body
+    email = render_message(env, "messages/email/member_day.txt", on_the_day)
+    assert email.subject == "云帆科技会员日就在今天" and "今天（2026年11月22日）是本月会员日。" in email.body
+    # A rule's params.date still wins over the computed day.
+    fixed = render_message(env, "messages/wechat/member_day.txt", sample_context(date=date(2026, 11, 28))).body
+    assert "本月会员日（11月28日）即将到来" in fixed

@@ -82,7 +82,7 @@ def test_second_run_issues_nothing_new_and_the_next_day_only_what_is_due(tmp_pat
     guards = json.loads((folder_for(outbox, "2026-11-20T16:00") / "manifest.json").read_text(encoding="utf-8"))["counts"]["guards"]
     by_guard = guards["suppressed_by_guard"]
     assert set(by_guard) == {"dedupe", "consent"}
-    assert (f"  已拦截 {guards['suppressed']} 项（去重（已发出） {by_guard['dedupe']}、营销同意 {by_guard['consent']}），"
+    assert (f"  已拦截 {guards['suppressed']} 项（去重（已发出或重复） {by_guard['dedupe']}、营销同意 {by_guard['consent']}），"
             in later.output)
 
     # A month later the monthly offer is due again; weekly and quarterly items are not repeated blindly.

@@ -116,7 +116,7 @@ def test_collect_rules_setting_the_same_value_are_fine(policy_copy: Path):
 
 
 def test_misspelt_tag_value_in_an_in_list(policy_copy: Path):
-    file = "classification/actions.yaml"
+    file = "churn/marketing.yaml"
     edit(policy_copy / file, "when: value_tier == '低' and lifecycle_stage == '签约'", "when: value_tier in ['高价值', '中'] and lifecycle_stage == '签约'")
     out = lines(policy_copy)
     where = at(policy_copy, file, "value_tier in ['高价值', '中']", col_of(policy_copy, file, "value_tier in [", "'高价值'"))

@@ -110,7 +110,9 @@ class _Loader:
         self.files: list[Path] = []
         self.documents: dict[str, list[tuple[Path, YMap]]] = {}
         self.key_by_refs: list[tuple[str, Location]] = []  # (feature name, where) of every key_by
-        self.due_by_refs: list[tuple[str, Location]] = []  # (feature name, where) of every task's due_by
+        # (key, feature name, where) of every task's due_by and message's send_on: each names a date feature
+        self.date_refs: list[tuple[str, str, Location]] = []
+        self.replaces_refs: list[tuple[str, Location]] = []  # (rule id, where) of every task's replaces
         self.policy_ids: dict[str, Location] = {}  # policy id → where it was first declared
 
     def rel(self, path: Path) -> str:
@@ -397,7 +399,7 @@ class _Loader:
         return False
 
     def _task(self, block: Any, loc: Location, org: Organization) -> TaskSpec | None:
-        allowed = ("title", "assign_to", "due", "priority", "script", "category", "once_per", "key_by", "due_by")
+        allowed = ("title", "assign_to", "due", "priority", "script", "category", "once_per", "key_by", "due_by", "replaces")
         if not check_keys(block, "a task", allowed, ("title", "assign_to", "due"), self.problems, loc):
             return None
         assign = str(block.get("assign_to", "owner"))
@@ -425,11 +427,12 @@ class _Loader:
             category=str(block.get("category", "service")),
             once_per=self._period(block),
             key_by=self._key_by(block),
-            due_by=self._due_by(block),
+            due_by=self._date_feature(block, "due_by"),
+            replaces=self._replaces(block),
         )
 
     def _message(self, block: Any, loc: Location, org: Organization) -> MessageSpec | None:
-        allowed = ("template", "channel", "category", "params", "once_per", "key_by")
+        allowed = ("template", "channel", "category", "params", "once_per", "key_by", "send_on")
         if not check_keys(block, "a message", allowed, ("template", "category"), self.problems, loc):
             return None
         channel = str(block.get("channel", "preferred"))
@@ -444,14 +447,29 @@ class _Loader:
         params = self._mapping_field(block, "params", "name: text", ("offer", "本月新品上市"))
         return MessageSpec(template=str(block.get("template")), channel=channel, category=category,
                            params=dict(params), once_per=self._period(block),
-                           key_by=self._key_by(block))
+                           key_by=self._key_by(block), send_on=self._date_feature(block, "send_on"))
 
-    def _due_by(self, block: YMap) -> str | None:
-        """``due_by`` names a date feature; checked against the schema with the conditions."""
-        value = block.get("due_by")
+    def _replaces(self, block: YMap) -> tuple[str, ...]:
+        """``replaces: [RULE-ID, ...]``: rule ids, checked once every rule is known."""
+        value = block.get("replaces")
+        if value is None:
+            return ()
+        items = list(value) if isinstance(value, (list, YList)) else [value]
+        if not items or any(isinstance(v, (dict, list, YMap, YList)) or v is None for v in items):
+            self.problems.error("bad-value", "replaces must be a rule id or a list of rule ids, e.g. replaces: [CARE-REVISIT-DUE]",
+                                block.value_loc("replaces"))
+            return ()
+        ids = tuple(str(v).strip() for v in items)
+        self.replaces_refs.extend((rule_id, block.value_loc("replaces")) for rule_id in ids)
+        return ids
+
+    def _date_feature(self, block: YMap, key: str) -> str | None:
+        """A task's ``due_by`` or a message's ``send_on`` names a date feature; checked against the
+        schema with the conditions."""
+        value = block.get(key)
         if value is None:
             return None
-        self.due_by_refs.append((str(value), block.value_loc("due_by")))
+        self.date_refs.append((key, str(value), block.value_loc(key)))
         return str(value)
 
     def _key_by(self, block: YMap) -> str | None:
@@ -753,12 +771,21 @@ def load_policies(root: Path) -> PolicySet:
                 guess = did_you_mean(name, schema)
                 loader.problems.error("unknown-name", f"key_by names '{name}', which is not a feature or tag"
                                       + (f"; did you mean '{guess}'?" if guess else ""), loc)
-        for name, loc in loader.due_by_refs:
+        examples = {"due_by": "post_purchase_followup_by", "send_on": "next_birthday_date"}
+        for key, name, loc in loader.date_refs:
             if schema.get(name) != expr.types.DATE:
                 guess = did_you_mean(name, [n for n, t in schema.items() if t == expr.types.DATE])
-                loader.problems.error("unknown-name", f"due_by names '{name}', which is not a date feature"
+                loader.problems.error("unknown-name", f"{key} names '{name}', which is not a date feature"
                                       + (f"; did you mean '{guess}'?" if guess else ""), loc,
-                                      fix="due_by takes a date feature, e.g. post_purchase_followup_by")
+                                      fix=f"{key} takes a date feature, e.g. {examples[key]}")
+        task_rules = {rule.rule_id for rs in ordered_all for rule in rs.rules if any(isinstance(o, TaskSpec) for o in rule.outputs)}
+        for rule_id, loc in loader.replaces_refs:
+            if rule_id not in task_rules:
+                known = rule_id in seen_ids
+                guess = None if known else did_you_mean(rule_id, sorted(task_rules))
+                loader.problems.error("unknown-rule", f"replaces names '{rule_id}', which is "
+                                      + ("a rule without a task" if known else "no rule") + (f"; did you mean '{guess}'?" if guess else ""),
+                                      loc, fix="replaces lists the ids of rules whose task this task makes unnecessary, e.g. CARE-REVISIT-DUE")
     if loader.problems.errors:
         raise PolicyError(loader.problems.errors)
     return PolicySet(

@@ -51,6 +51,10 @@ class TaskSpec:
     once_per: str = "day"  # issue at most once per customer in this period (see PERIODS)
     key_by: str | None = None  # a feature whose value also goes into the key (e.g. an order id)
     due_by: str | None = None  # a date feature: due no later than the end of that day's working time
+    # Rule ids whose task for the same customer this task makes unnecessary (the same work): when this
+    # rule fires, their task is not issued in this run (the dedupe guard says why). E.g. the churn
+    # revisit replaces the periodic revisit.
+    replaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ class MessageSpec:
     params: dict[str, Any] = field(default_factory=dict)
     once_per: str = "day"
     key_by: str | None = None
+    # A date feature: send on that day (at the guards' send_time), not at the run's own send time;
+    # e.g. a birthday greeting issued a few days ahead that reaches the customer on the birthday.
+    send_on: str | None = None
 
 
 # How often the same rule may issue the same task or message to the same customer. The period is
