@@ -366,6 +366,20 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
     return result
 
 
+_LINE = re.compile(r"(.*):(\d+):\d+")
+
+
+def _moved_note(recorded: str, current: str) -> str | None:
+    """What to say when a fired rule's recorded source (the decision log's) is not where the rule is
+    written now: the policy file was edited after the run."""
+    if recorded == current:
+        return None
+    was, now = _LINE.fullmatch(recorded), _LINE.fullmatch(current)
+    if was and now and was.group(1) == now.group(1):
+        return f"位置是运行时决策日志记录的；文件改过，这条规则现在在第 {now.group(2)} 行（{current}）"
+    return f"位置是运行时决策日志记录的；文件改过，这条规则现在在 {current}"
+
+
 def _explain_policy(rs: RuleSet, compiled, features: dict[str, Any], stage_records: list[dict[str, Any]],
                     customer=None, builder: ActionBuilder | None = None) -> PolicyBlock:
     snapshot = dict(features)
@@ -383,8 +397,12 @@ def _explain_policy(rs: RuleSet, compiled, features: dict[str, Any], stage_recor
         text, value = _condition(rule, snapshot)
         record = logged.get(rule.rule_id)
         if record is not None:
-            line = RuleLine(rule.rule_id, rule.description, str(rule.location), FIRED, text, value,
+            # Where the run says the rule was: the file may have been edited since (lines moved).
+            line = RuleLine(rule.rule_id, rule.description, record.get("source") or str(rule.location), FIRED, text, value,
                             [describe_output(o) for o in record["outputs"]], _suppressed(record), record.get("note"))
+            moved = _moved_note(line.source, str(rule.location))
+            if moved:
+                line.note = ((line.note + "；") if line.note else "") + moved
         elif i in matched:
             line = RuleLine(rule.rule_id, rule.description, str(rule.location), MATCHED, text, value,
                             [describe_spec(o, env, context) for o in rule.outputs],
