@@ -78,6 +78,7 @@ class RuleLine:
     outputs: list[str] = field(default_factory=list)  # what it produced (fired) or would produce
     suppressed: str | None = None  # guard(s) that held an output back
     note: str | None = None
+    basis: list[str] = field(default_factory=list)  # how a stage module got its result (e.g. the churn reason)
 
 
 @dataclass
@@ -251,6 +252,53 @@ def _suppressed(record: dict[str, Any]) -> str | None:
     return "，".join(parts)
 
 
+def churn_reason_basis(settings: Any, level: dict[str, Any], records: list[dict[str, Any]], features: dict[str, Any],
+                       interactions: list[Any], as_of: date) -> list[str]:
+    """Why the churn stage chose ``churn_reason`` (engine.stages.churn.ChurnStage.process), in words, citing
+    the settings lines: the known reasons of the signals that held, else the latest complaint if recent
+    enough. ``level``: the run's ``churn_risk.level`` record; the complaint's date and age come from it
+    (runs before they were recorded: from the replayed features)."""
+    from engine.features import INTERACTION_TYPE_KEYS
+
+    inputs = level.get("inputs") or {}
+    reason = next((o["set"].get("churn_reason") for o in level.get("outputs") or [] if "set" in o), None)
+    known: dict[str, float] = {}
+    held = []
+    for r in records:
+        r_reason = next((o["reason"] for o in r.get("outputs") or [] if "reason" in o), None)
+        points = next((o["score"].get("churn_score") for o in r.get("outputs") or [] if "score" in o), None)
+        if r_reason is None:
+            continue
+        held.append(f"{r['rule_id']}（{r_reason}）")
+        if r_reason != "未知" and isinstance(points, (int, float)):
+            known[r_reason] = known.get(r_reason, 0) + points
+    signals = "，".join(held) or "（无）"
+    if known:
+        weights = "，".join(f"{k} {_v(v)} 分" for k, v in known.items())
+        return [f"原因 {reason}：满足的信号 {signals}；已知原因按权重相加 {weights}，取最大的（相同时取先声明的信号的）"]
+    lines = [f"原因 {reason or '（无）'}：满足的信号 {signals}，都没有已知原因，所以看最近一次投诉"]
+    category = inputs.get("last_complaint_category", features.get("last_complaint_category"))
+    day = inputs.get("last_complaint_date", features.get("last_complaint_date"))
+    since = inputs.get("days_since_last_complaint", features.get("days_since_last_complaint"))
+    limit = f"complaint_reason_days {settings.complaint_reason_days} 天（{settings.complaint_reason_days_location}）"
+    if day is None:
+        lines.append(f"没有投诉记录：原因为未知（{limit}）")
+        return lines
+    day_text = day.isoformat() if isinstance(day, date) else str(day)
+    latest = [i for i in interactions if INTERACTION_TYPE_KEYS.get(i.type or "") == "complaint"
+              and (i.time.date() if isinstance(i.time, datetime) else i.time).isoformat() == day_text]
+    which = f"最近一次投诉 {max(latest, key=lambda i: i.time).interaction_id}" if latest else "最近一次投诉"
+    complaint = f"{which}（{day_text}，{category or '无类别'}）已过去 {since} 天"
+    mapped = settings.complaint_reasons.get((category or "").strip())
+    mapping = (f"complaint_reasons {category} → {mapped}，{settings.complaint_reason_locations[category.strip()]}"
+               if mapped else f"类别 {category or '（空）'} 不在 complaint_reasons 中")
+    if since is not None and since <= settings.complaint_reason_days:
+        lines.append(f"{complaint}，在 {limit} 之内：按它的类别（{mapping}）")
+    else:
+        lines.append(f"{complaint}，超过 {limit}：不用它的类别（{mapping}），原因为未知")
+    return lines
+
+
 # --------------------------------------------------------------------------------------------------
 # The replay
 # --------------------------------------------------------------------------------------------------
@@ -344,8 +392,11 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
         module_records = [r for r in stage_records if (r["policy"], r["rule_id"]) not in rule_keys]
         for r in module_records:
             inputs = "，".join(f"{k}={_v(v)}" for k, v in sorted(r["inputs"].items()))
-            block.module.append(RuleLine(r["rule_id"], descriptions.get(r["rule_id"], ""), r["source"], FIRED, inputs, True,
-                                         [describe_output(o) for o in r["outputs"]], _suppressed(r), r.get("note")))
+            line = RuleLine(r["rule_id"], descriptions.get(r["rule_id"], ""), r["source"], FIRED, inputs, True,
+                            [describe_output(o) for o in r["outputs"]], _suppressed(r), r.get("note"))
+            if stage == "churn" and module is not None and r["rule_id"] == f"{module.settings.settings_id}.level":
+                line.basis = churn_reason_basis(module.settings, r, module_records, features, interactions, as_of)
+            block.module.append(line)
         fired_module_ids = {r["rule_id"] for r in module_records}
         for st, rule_id, when, loc in settings:
             if st != stage or rule_id in fired_module_ids:
@@ -557,6 +608,7 @@ def format_explanation(ex: Explanation, only_fired: bool = False) -> list[str]:
                 lines.append(f"    {_MARKS[r.status]}  {r.rule_id}  {r.source}")
                 if r.status == FIRED:
                     lines.append(f"        依据 {r.condition}")
+                    lines.extend(f"        依据 {b}" for b in r.basis)
                 else:
                     lines.append(f"        条件 {r.condition}" + (f" → {_truth(r.value)}" if r.note is None else f"（{r.note}）"))
                 lines.extend(f"        结果 {o}" for o in r.outputs if r.status == FIRED)

@@ -51,3 +51,36 @@ def test_fired_rule_shows_the_recorded_source_and_where_it_is_now(policy_copy: P
     again = invoke(["C000001", "--policies", policy_copy, "--inbox", inbox, "--as-of", "2026-11-20T15:00"])
     fired = next(i for i, line in enumerate(again) if "✓ 触发  LC-SIGNED" in line)
     assert f":{recorded + 2}:5" in again[fired] and "现在在第" not in again[fired + 3]
+
+
+# -- 2. the churn reason: the complaint's date and age, and the reason settings' lines -----------------
+
+def test_churn_reason_says_the_complaint_is_too_old_and_cites_the_reason_settings(policy_copy: Path, tmp_path: Path):
+    churn = policy_copy / "churn.yaml"
+    # Two customers not contacted for over 60 days (a signal without a reason): one complained about
+    # 物流 443 days ago (older than complaint_reason_days 180), the other 100 days ago.
+    inbox = write_inbox(tmp_path / "inbox", customers=[customer("C000001"), customer("C000002")], interactions=[
+        ["I00000004", "C000001", "2025-09-03 10:00", "电话", "投诉", "2025-09-03 11:00", "2025-09-04 10:00", "已解决", 4, "吴倩", "物流", ""],
+        ["I00000005", "C000002", "2026-08-12 10:00", "电话", "投诉", "2026-08-12 11:00", "2026-08-13 10:00", "已解决", 4, "吴倩", "物流", ""],
+    ])
+    folder = run(policy_copy, inbox, tmp_path / "outbox", datetime(2026, 11, 20, 15, 0))
+    level = next(json.loads(line) for line in (folder / "decisions.jsonl").read_text(encoding="utf-8").splitlines()
+                 if '"C000001"' in line and '"churn_risk.level"' in line)
+    assert level["inputs"]["last_complaint_date"] == "2025-09-03" and level["inputs"]["days_since_last_complaint"] == 443
+
+    days_line = line_of(churn, "complaint_reason_days: 180")
+    mapping_line = line_of(churn, "物流: 服务")
+    out = invoke(["C000001", "--run", folder])
+    at = next(i for i, line in enumerate(out) if "✓ 触发  churn_risk.level" in line)
+    basis = "\n".join(out[at + 1:at + 4])
+    assert "last_complaint_date='2025-09-03'" in basis and "days_since_last_complaint=443" in basis
+    assert "最近一次投诉 I00000004（2025-09-03，物流）已过去 443 天" in basis
+    assert f"超过 complaint_reason_days 180 天（churn.yaml:{days_line}:1）" in basis
+    assert f"complaint_reasons 物流 → 服务，churn.yaml:{mapping_line}:3" in basis and "原因为未知" in basis
+
+    out = invoke(["C000002", "--run", folder, "--format", "json"])
+    churn_stage = next(s for s in json.loads("\n".join(out))["stages"] if s["stage"] == "churn")
+    level = next(r for r in churn_stage["module"] if r["rule_id"] == "churn_risk.level")
+    assert "churn_reason = '服务'" in level["outputs"][0]
+    assert any("I00000005（2026-08-12，物流）已过去 100 天，在 complaint_reason_days 180 天" in b
+               and f"物流 → 服务，churn.yaml:{mapping_line}:3" in b for b in level["basis"]), level["basis"]
