@@ -4,7 +4,8 @@ For one customer, every stage's policies in evaluation order, and in each policy
 it fired, its condition with the customer's actual values filled in, what it produced, the guard that
 held an output back (if the run's decision log says so) and where the rule is written. Decisions a
 stage module makes itself (SLA clocks per interaction, churn signals and level) are listed from the
-decision log of the stage.
+decision log of the stage; how the churn reason was chosen and the facts the care stage computes
+(next birthday, revisit dates, ...) are shown with their basis (``engine.explain_basis``).
 
 Two sources:
 
@@ -37,6 +38,7 @@ from engine.coerce import to_id
 from engine.decisions import jsonable
 from engine.errors import EngineError, Location, Problem
 from engine.evaluate import Evaluator, apply_hit_policy
+from engine.explain_basis import BasisLine, care_basis, churn_reason_basis
 from engine.features import counted_orders, derive_features, purchases
 from engine.model import Dataset
 from engine.outbox import MANIFEST_NAME, sha256_file
@@ -95,6 +97,7 @@ class StageBlock:
     stage: str
     label: str
     module: list[RuleLine] = field(default_factory=list)  # decisions of the stage module itself
+    basis: list[BasisLine] = field(default_factory=list)  # facts the stage module computed (care), with their basis
     policies: list[PolicyBlock] = field(default_factory=list)
 
 
@@ -252,53 +255,6 @@ def _suppressed(record: dict[str, Any]) -> str | None:
     return "，".join(parts)
 
 
-def churn_reason_basis(settings: Any, level: dict[str, Any], records: list[dict[str, Any]], features: dict[str, Any],
-                       interactions: list[Any], as_of: date) -> list[str]:
-    """Why the churn stage chose ``churn_reason`` (engine.stages.churn.ChurnStage.process), in words, citing
-    the settings lines: the known reasons of the signals that held, else the latest complaint if recent
-    enough. ``level``: the run's ``churn_risk.level`` record; the complaint's date and age come from it
-    (runs before they were recorded: from the replayed features)."""
-    from engine.features import INTERACTION_TYPE_KEYS
-
-    inputs = level.get("inputs") or {}
-    reason = next((o["set"].get("churn_reason") for o in level.get("outputs") or [] if "set" in o), None)
-    known: dict[str, float] = {}
-    held = []
-    for r in records:
-        r_reason = next((o["reason"] for o in r.get("outputs") or [] if "reason" in o), None)
-        points = next((o["score"].get("churn_score") for o in r.get("outputs") or [] if "score" in o), None)
-        if r_reason is None:
-            continue
-        held.append(f"{r['rule_id']}（{r_reason}）")
-        if r_reason != "未知" and isinstance(points, (int, float)):
-            known[r_reason] = known.get(r_reason, 0) + points
-    signals = "，".join(held) or "（无）"
-    if known:
-        weights = "，".join(f"{k} {_v(v)} 分" for k, v in known.items())
-        return [f"原因 {reason}：满足的信号 {signals}；已知原因按权重相加 {weights}，取最大的（相同时取先声明的信号的）"]
-    lines = [f"原因 {reason or '（无）'}：满足的信号 {signals}，都没有已知原因，所以看最近一次投诉"]
-    category = inputs.get("last_complaint_category", features.get("last_complaint_category"))
-    day = inputs.get("last_complaint_date", features.get("last_complaint_date"))
-    since = inputs.get("days_since_last_complaint", features.get("days_since_last_complaint"))
-    limit = f"complaint_reason_days {settings.complaint_reason_days} 天（{settings.complaint_reason_days_location}）"
-    if day is None:
-        lines.append(f"没有投诉记录：原因为未知（{limit}）")
-        return lines
-    day_text = day.isoformat() if isinstance(day, date) else str(day)
-    latest = [i for i in interactions if INTERACTION_TYPE_KEYS.get(i.type or "") == "complaint"
-              and (i.time.date() if isinstance(i.time, datetime) else i.time).isoformat() == day_text]
-    which = f"最近一次投诉 {max(latest, key=lambda i: i.time).interaction_id}" if latest else "最近一次投诉"
-    complaint = f"{which}（{day_text}，{category or '无类别'}）已过去 {since} 天"
-    mapped = settings.complaint_reasons.get((category or "").strip())
-    mapping = (f"complaint_reasons {category} → {mapped}，{settings.complaint_reason_locations[category.strip()]}"
-               if mapped else f"类别 {category or '（空）'} 不在 complaint_reasons 中")
-    if since is not None and since <= settings.complaint_reason_days:
-        lines.append(f"{complaint}，在 {limit} 之内：按它的类别（{mapping}）")
-    else:
-        lines.append(f"{complaint}，超过 {limit}：不用它的类别（{mapping}），原因为未知")
-    return lines
-
-
 # --------------------------------------------------------------------------------------------------
 # The replay
 # --------------------------------------------------------------------------------------------------
@@ -387,6 +343,8 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
         module = modules.get(stage)
         if module is not None:
             module.process(facts)
+            if stage == "care":
+                block.basis = care_basis(policyset, module.settings, customer, features, as_of, _interval_rule(result))
         stage_records = [r for r in records if r["stage"] == stage]
         rule_keys = {(rs.policy_id, rule.rule_id) for rs in policyset.rulesets.get(stage, []) for rule in rs.rules}
         module_records = [r for r in stage_records if (r["policy"], r["rule_id"]) not in rule_keys]
@@ -429,6 +387,16 @@ def _moved_note(recorded: str, current: str) -> str | None:
     if was and now and was.group(1) == now.group(1):
         return f"位置是运行时决策日志记录的；文件改过，这条规则现在在第 {now.group(2)} 行（{current}）"
     return f"位置是运行时决策日志记录的；文件改过，这条规则现在在 {current}"
+
+
+def _interval_rule(result: Explanation) -> tuple[str, str] | None:
+    """(rule id, source) of the fired rule that set revisit_interval_days (the service plan), if any."""
+    for stage in result.stages:
+        for p in stage.policies:
+            for r in p.rules:
+                if r.status == FIRED and any("revisit_interval_days" in o for o in r.outputs):
+                    return r.rule_id, r.source
+    return None
 
 
 def _explain_policy(rs: RuleSet, compiled, features: dict[str, Any], stage_records: list[dict[str, Any]],
@@ -600,6 +568,12 @@ def format_explanation(ex: Explanation, only_fired: bool = False) -> list[str]:
         heading = ["", f"【{stage.label} {stage.stage}】"]
         lines.extend(heading)
         start = len(lines)
+        if stage.basis and not only_fired:
+            lines.append("  阶段计算（按设置文件）:")
+            for b in stage.basis:
+                lines.append(f"    · {b.feature} = {b.value}" + (f"  {b.source}" if b.source else ""))
+                if b.basis:
+                    lines.append(f"        依据 {b.basis}")
         if stage.module and (not only_fired or any(r.status == FIRED for r in stage.module)):
             lines.append("  阶段计算（按设置文件）:")
             for r in stage.module:

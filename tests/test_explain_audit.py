@@ -84,3 +84,28 @@ def test_churn_reason_says_the_complaint_is_too_old_and_cites_the_reason_setting
     assert "churn_reason = '服务'" in level["outputs"][0]
     assert any("I00000005（2026-08-12，物流）已过去 100 天，在 complaint_reason_days 180 天" in b
                and f"物流 → 服务，churn.yaml:{mapping_line}:3" in b for b in level["basis"]), level["basis"]
+
+
+# -- 3. the care stage's facts have their basis: next birthday, window, revisit basis and interval -----
+
+def test_care_facts_show_the_computed_dates_and_the_settings_lines(policy_copy: Path, tmp_path: Path):
+    care = policy_copy / "care.yaml"
+    inbox = write_inbox(tmp_path / "inbox", customers=[customer("C000024", 生日="1980-10-21", 农历生日="是", 签约日期="2024-06-04")],
+                        interactions=[["I1", "C000024", "2026-07-20 10:00", "电话", "回访", None, None, "已完成", None, "杨帆", None, ""]],
+                        orders=[["O1", "C000024", "2026-06-11", 20000, "服务", 1]])
+    out = invoke(["C000024", "--policies", policy_copy, "--inbox", inbox, "--as-of", "2026-11-27"])
+    text = "\n".join(out)
+    greeting = line_of(care, "greeting_days_before: 3   # 生日祝福：生日前 3 天到生日当天之间发送（birthday_greeting_due）")
+    at = out.index(f"    · birthday_greeting_due = true  care.yaml:{greeting}:3 birthday.greeting_days_before")
+    assert "农历生日 10-21" in out[at + 1] and "next_birthday_date=2026-11-29" in out[at + 1]
+    assert "days_until_birthday=2 天" in out[at + 1] and "2026-11-26 至 2026-11-29" in out[at + 1]
+    assert "起算日 revisit_basis_date=2026-07-20（最近一次回访/拜访），回访间隔 revisit_interval_days=60 天" in text
+    assert "next_revisit_date=2026-09-18" in text
+
+    js = json.loads("\n".join(invoke(["C000024", "--policies", policy_copy, "--inbox", inbox, "--as-of", "2026-11-27",
+                                      "--format", "json"])))
+    basis = {b["feature"]: b for b in next(s for s in js["stages"] if s["stage"] == "care")["basis"]}
+    assert basis["birthday_greeting_due"]["value"] == "true"
+    assert basis["birthday_greeting_due"]["source"] == f"care.yaml:{greeting}:3 birthday.greeting_days_before"
+    assert basis["revisit_due"]["value"] == "true" and "SP-" in basis["revisit_due"]["basis"]
+    assert basis["revisit_due"]["source"].startswith("tables/service_plan.xlsx!")
