@@ -38,7 +38,7 @@ from engine.coerce import to_id
 from engine.decisions import jsonable
 from engine.errors import EngineError, Location, Problem
 from engine.evaluate import Evaluator, apply_hit_policy
-from engine.explain_basis import BasisLine, care_basis, churn_reason_basis
+from engine.explain_basis import BasisLine, care_basis, churn_reason_basis, sla_untracked
 from engine.features import counted_orders, derive_features, purchases
 from engine.model import Dataset
 from engine.outbox import MANIFEST_NAME, sha256_file
@@ -356,6 +356,9 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
                 line.basis = churn_reason_basis(module.settings, r, module_records, features, interactions, as_of)
             block.module.append(line)
         fired_module_ids = {r["rule_id"] for r in module_records}
+        per_interaction = "按每条互动记录判断（见上面已生效的判定）"
+        if stage == "sla" and module is not None and not module_records:
+            per_interaction = sla_untracked(policyset, module, interactions)  # nothing above to refer to
         for st, rule_id, when, loc in settings:
             if st != stage or rule_id in fired_module_ids:
                 continue
@@ -365,7 +368,7 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
                 if expr.free_names(node) <= set(features):
                     line.condition, line.value = expr.explain(node, features), expr.compile_expr(node)(features)
                 else:
-                    line.note = "按每条互动记录判断（见上面已生效的判定）"
+                    line.note = per_interaction
             except Exception:
                 line.note = "条件无法在这里计算"
             block.module.append(line)

@@ -30,14 +30,38 @@ def _v(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value_text(value)
 
 
-def settings_location(policyset: Any, kind: str, block: str, key: str) -> str:
-    """Where ``block.key`` of the ``kind`` settings file is written, e.g. ``care.yaml:10:3 birthday.greeting_days_before``;
-    a setting the file leaves out has its default (docs/<kind>.md)."""
+def settings_location(policyset: Any, kind: str, block: str | None, key: str) -> str:
+    """Where ``block.key`` (``key`` alone when ``block`` is None) of the ``kind`` settings file is written,
+    e.g. ``care.yaml:10:3 birthday.greeting_days_before``; a setting the file leaves out has its default
+    (docs/<kind>.md)."""
     docs = [d for _p, d in policyset.documents.get(kind, []) if not any(k in d for k in ("rules", "table", "policies"))]
-    node = docs[0].get(block) if docs else None
+    node = (docs[0] if block is None else docs[0].get(block)) if docs else None
+    name = key if block is None else f"{block}.{key}"
     if isinstance(node, YMap) and key in node:
-        return f"{node.key_loc(key)} {block}.{key}"
-    return f"{block}.{key}（默认值，见 docs/{kind}.md）"
+        return f"{node.key_loc(key)} {name}"
+    return f"{name}（默认值，见 docs/{kind}.md）"
+
+
+# --------------------------------------------------------------------------------------------------
+# SLA
+# --------------------------------------------------------------------------------------------------
+
+
+def sla_untracked(policyset: Any, module: Any, interactions: list[Any]) -> str:
+    """Why no SLA target applies to any of the customer's interactions, after ``module``
+    (engine.stages.sla.SlaStage) has processed this one customer: none of a tracked type, all older than
+    the window and closed (history), or tracked but no target's condition holds."""
+    policy = module.policy
+    if module.items:
+        return f"跟踪的 {len(module.items)} 条互动都没有适用的时限规则（条件按每条互动记录判断）"
+    start = policy.start_field
+    typed = [i for i in interactions if i.type in policy.track_types
+             and getattr(i, start) is not None and getattr(i, start) <= module.as_of_time]
+    if not typed:
+        return (f"没有需要跟踪的互动：没有 {'、'.join(policy.track_types)} 类型的记录"
+                f"（{settings_location(policyset, 'sla', None, 'track_types')}）")
+    return (f"{policy.window_days} 天内没有需要跟踪的互动（{settings_location(policyset, 'sla', None, 'window_days')}）："
+            f"{len(typed)} 条更早的互动已处理完，是历史记录")
 
 
 # --------------------------------------------------------------------------------------------------

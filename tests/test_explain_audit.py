@@ -109,3 +109,20 @@ def test_care_facts_show_the_computed_dates_and_the_settings_lines(policy_copy: 
     assert basis["birthday_greeting_due"]["source"] == f"care.yaml:{greeting}:3 birthday.greeting_days_before"
     assert basis["revisit_due"]["value"] == "true" and "SP-" in basis["revisit_due"]["basis"]
     assert basis["revisit_due"]["source"].startswith("tables/service_plan.xlsx!")
+
+
+# -- 4. SLA targets that apply to nothing say why, instead of pointing at decisions that are not there --
+
+def test_sla_lines_say_the_interactions_are_older_than_the_window(policy_copy: Path, tmp_path: Path):
+    inbox = write_inbox(tmp_path / "inbox", customers=[customer("C000001"), customer("C000002")], interactions=[
+        ["I1", "C000001", "2026-07-01 10:00", "电话", "投诉", "2026-07-01 11:00", "2026-07-02 10:00", "已解决", 4, "吴倩", "物流", ""],
+        ["I2", "C000001", "2026-06-01 10:00", "电话", "咨询", "2026-06-01 11:00", "2026-06-01 12:00", "已解决", 5, "吴倩", None, ""],
+    ])
+    window = line_of(policy_copy / "sla.yaml", "window_days: 90")
+    out = invoke(["C000001", "--policies", policy_copy, "--inbox", inbox, "--as-of", "2026-11-20"])
+    complaint = next(i for i, line in enumerate(out) if "✗ 未触发  sla-complaint " in line + " ")
+    assert f"90 天内没有需要跟踪的互动（sla.yaml:{window}:1 window_days）：2 条更早的互动已处理完" in out[complaint + 1]
+    assert not any("见上面已生效的判定" in line for line in out)
+
+    out = invoke(["C000002", "--policies", policy_copy, "--inbox", inbox, "--as-of", "2026-11-20"])
+    assert any("没有需要跟踪的互动：没有 投诉、咨询、建议 类型的记录" in line for line in out), out
