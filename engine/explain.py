@@ -35,13 +35,12 @@ from engine.actions import ActionBuilder
 from engine.backends import get_backend
 from engine.calendar import load_calendars
 from engine.coerce import to_id
-from engine.decisions import jsonable
 from engine.errors import EngineError, Location, Problem
 from engine.evaluate import Evaluator, apply_hit_policy
 from engine.explain_basis import BasisLine, care_basis, churn_reason_basis, sla_untracked
 from engine.features import counted_orders, derive_features, purchases
 from engine.model import Dataset
-from engine.outbox import MANIFEST_NAME, sha256_file
+from engine.outbox import MANIFEST_NAME, jsonl_record, sha256_file
 from engine.outputs import DECISIONS_NAME, STAGE_LABELS, firing_record
 from engine.policy.loader import PolicySet, load_policies
 from engine.policy.model import STAGES, AddScore, MessageSpec, RuleSet, SetTag, TaskSpec
@@ -319,7 +318,7 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
         # The guards as a run applies them, without the contact ledger (what earlier runs sent is not known here).
         guard_evaluation(load_guard_policy(policyset), None, {customer_id: customer}, evaluation,
                          send_from(as_of, as_of_time), "explain")
-        records = [jsonable(firing_record(f)) for f in evaluation.firings]  # as in decisions.jsonl
+        records = [jsonl_record(firing_record(f)) for f in evaluation.firings]  # exactly as in decisions.jsonl
 
     # Replay with fresh stage modules, taking the features each policy saw.
     calendars = load_calendars(policyset.root / "calendar.yaml", display="calendar.yaml")

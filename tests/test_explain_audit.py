@@ -126,3 +126,18 @@ def test_sla_lines_say_the_interactions_are_older_than_the_window(policy_copy: P
 
     out = invoke(["C000002", "--policies", policy_copy, "--inbox", inbox, "--as-of", "2026-11-20"])
     assert any("没有需要跟踪的互动：没有 投诉、咨询、建议 类型的记录" in line for line in out), out
+
+
+# -- 5. both modes print the decision log's values the same way: seconds kept, numbers as written -------
+
+def test_inputs_and_run_modes_print_the_same_values(policy_copy: Path, tmp_path: Path):
+    inbox = write_inbox(tmp_path / "inbox", customers=[customer("C000001", 签约日期="2024-06-04")], interactions=[
+        ["I1", "C000001", "2026-11-18 17:49:28", "电话", "投诉", "2026-11-18 18:02:05", None, "处理中", None, "吴倩", "物流", ""],
+    ], orders=[["O1", "C000001", "2026-05-11", 20000, "服务", 1]])
+    moment = datetime(2026, 11, 20, 15, 0)
+    folder = run(policy_copy, inbox, tmp_path / "outbox", moment)
+    from_run = invoke(["C000001", "--run", folder])
+    from_inputs = invoke(["C000001", "--policies", policy_copy, "--inbox", inbox, "--as-of", "2026-11-20T15:00"])
+    assert any("created='2026-11-18T17:49:28'" in line for line in from_inputs), from_inputs
+    assert any("加分 churn_score += " in line for line in from_inputs)
+    assert from_inputs[2:] == from_run[2:]  # all but the line saying where the explanation comes from
