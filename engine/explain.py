@@ -121,6 +121,8 @@ class Explanation:
 
 
 def _v(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a weight of 20 reads 20, whether computed now or read back from decisions.jsonl (20.0)
     return expr.render.value_text(value) if not isinstance(value, (dict, list)) else json.dumps(value, ensure_ascii=False)
 
 

@@ -139,5 +139,5 @@ def test_inputs_and_run_modes_print_the_same_values(policy_copy: Path, tmp_path:
     from_run = invoke(["C000001", "--run", folder])
     from_inputs = invoke(["C000001", "--policies", policy_copy, "--inbox", inbox, "--as-of", "2026-11-20T15:00"])
     assert any("created='2026-11-18T17:49:28'" in line for line in from_inputs), from_inputs
-    assert any("加分 churn_score += " in line for line in from_inputs)
+    assert "        结果 加分 churn_score += 20" in from_run  # the weight as written, not 20.0
     assert from_inputs[2:] == from_run[2:]  # all but the line saying where the explanation comes from
