@@ -91,6 +91,8 @@ def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | N
             # Skipping it would run the batch without that export (e.g. no interactions: no SLA, no churn).
             raise InputError(Problem("unreadable-file", f"{p.name} is a link to {os.readlink(p)}, which does not exist",
                                      Location(file=p.name), fix="copy the export itself into the inbox, or fix the link"))
+        if p.is_file() and p.name.startswith("~$") and p.suffix.lower() in (".xlsx", *_OTHER_SPREADSHEETS):
+            _warn(warn, _open_in_excel(p.name, files))
         if p.is_file() and not p.name.startswith(_NOT_EXPORTS) and p.suffix.lower() in _OTHER_SPREADSHEETS:
             _warn(warn, Problem("ignored-file", f"{p.name} is not an .xlsx file and was not read",
                                 Location(file=p.name), WARNING, fix="save it as .xlsx (Excel Workbook)"))
@@ -104,6 +106,20 @@ def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | N
         for problem in warn:
             log.warning("%s", problem)
     return dataset
+
+
+def _open_in_excel(lock: str, files: list[Path]) -> Problem:
+    """The warning for Excel's lock file ``~$…``: the workbook is open, and what is read is what was last
+    saved. Excel names the lock file after the workbook, with the first two characters of a longer name
+    replaced by ``~$`` (客户信息表(1).xlsx: ~$客户信息表(1).xlsx or ~$信息表(1).xlsx)."""
+    rest = lock[2:]
+    book = next((f.name for f in files if f.name == rest), None) or next(
+        (f.name for f in files if f.name.endswith(rest) and len(f.name) == len(rest) + 2), None)
+    what = book or lock
+    return Problem("workbook-open", f"{what} 正在 Excel 中打开（收件箱里有它的锁定文件 {lock}），可能有没保存的修改；读取的是上次保存的内容 / "
+                   f"{what} is open in Excel (its lock file {lock} is in the inbox) and may have unsaved changes; "
+                   "what was last saved is read", Location(file=what), WARNING,
+                   fix="在 Excel 里保存并关闭它，再运行一次 / save and close it in Excel, then run again")
 
 
 def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list[Problem]) -> Dataset:
@@ -193,6 +209,7 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     _warn_unknown_order_statuses(orders, columns, warn)
 
     known = set(map(attrgetter("customer_id"), customers))
+    _match_customer_ids(customers, known, [("interactions", interactions), ("orders", orders)], warn)
     interactions = _known_customers(interactions, known, "interaction", rejects)
     orders = _known_customers(orders, known, "order", rejects)
 
@@ -654,6 +671,16 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
                                  "repeated-header" if repeated else "summary-row",
                                  "a repeated header row, skipped" if repeated
                                  else "a summary (total) row, not a record; skipped")
+    # A total line whose id cell holds a marker among other text (本页合计, 合计：500条, Total (500)), with
+    # figures in other columns (积分, 金额): it would be read as a record.
+    for fname, col in match.columns.items():
+        if table.fields[fname].type != "id":
+            continue
+        found = _summary_ids(values[fname], summary_markers)
+        for i, v in enumerate(values[fname]) if found else ():
+            if v in found and i not in skip:
+                skip[i] = Reject(file, sheet, first + i, match.headers[fname], data[i][col], "summary-row",
+                                 "a summary (total) row, not a record; skipped")
     markers = {header_key(m) for m in summary_markers}
     for fname in required:
         vals = values[fname]
@@ -661,16 +688,21 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
             continue
         for i, v in enumerate(vals):
             if v is None and i not in skip and not any(f == fname for f, _ in problems.get(i, ())):
-                skip[i] = _empty_required_row(data[i], i, table, match, file, sheet, first, markers, problems)
+                skip[i] = _empty_required_row(data[i], i, table, match, file, sheet, first, markers, problems, coercer)
 
     if table.id_field in values and len(required) == 1:
         _lone_id_rows(table, match, values, data, file, sheet, first, markers, skip, problems)
 
-    # Cells that failed to convert: a required one drops the row, an optional one is left empty.
+    # Cells that failed to convert: a required one drops the row, an optional one is left empty. An
+    # interaction's or order's own id that lost digits in Excel (long-number-id) makes the row a record of
+    # its own, with the "file!sheet!row" id of an export without ids: the lost digits made the ids equal.
+    def own_record(f: str, e: CoercionError) -> bool:
+        return f == table.id_field and table.name != "customers" and e.code == "long-number-id"
+
     for i, errs in sorted(problems.items()):
         if i in skip:
             continue
-        req = [(f, e) for f, e in errs if table.fields[f].required]
+        req = [(f, e) for f, e in errs if table.fields[f].required and not own_record(f, e)]
         if req:
             f, e = req[0]
             more = "".join(f"; also {match.headers[g]}: {x.reason}" for g, x in req[1:])
@@ -678,6 +710,12 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
                              f"{match.headers[f]} ({f}) is required: {e.reason}{more}; row skipped")
             continue
         for f, e in errs:
+            if own_record(f, e):
+                values[f][i] = own = f"{file}!{sheet}!{first + i}"
+                rejects.append(Reject(file, sheet, first + i, match.headers[f], data[i][match.columns[f]], "bad-value",
+                                      f"kept the row as a record of its own (id {own}): {e.reason} [{e.code}]",
+                                      cause=e.code))
+                continue
             safe = table.fields[f].if_unreadable
             if safe is None:
                 kept = f"kept the row, left {f} empty"
@@ -836,14 +874,15 @@ def _special_spellings(table: TableSpec, match: HeaderMatch, markers: Sequence[s
 
 def _empty_required_row(cells: Sequence[Any], i: int, table: TableSpec, match: HeaderMatch, file: str, sheet: str,
                         first: int, markers: set[str],
-                        problems: dict[int, list[tuple[str, CoercionError]]]) -> Reject | None:
-    """A row with an empty required cell: ``None`` (skip silently) if the whole row is empty, a
-    "summary-row" reject if any cell says 合计/total, else a "missing-value" reject."""
+                        problems: dict[int, list[tuple[str, CoercionError]]], coercer: Coercer) -> Reject | None:
+    """A row with an empty required cell: ``None`` (skip silently) if the whole row is empty or
+    blank-looking (" ", "—", "无"), a "summary-row" reject if any cell says 合计/total, else a
+    "missing-value" reject."""
     texts = []
     for c in cells:
         if isinstance(c, str):
             c = c.strip()
-            if c:
+            if c and not coercer.is_blank(c):
                 texts.append(c)
         elif c is not None and c != "":
             texts.append(c)
@@ -900,6 +939,47 @@ def _lone_id_rows(table: TableSpec, match: HeaderMatch, values: dict[str, list],
 
 
 _ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-./#]*$")  # C000001, KH-2024-001, 1001
+
+
+def _summary_ids(ids: Sequence[str | None], markers: Sequence[str]) -> set[str]:
+    """The id values (converted; ``None`` for empty) that are a summary line's label rather than an id:
+    not id-shaped and holding a summary marker -- a Chinese one anywhere (本页合计, 合计：500条, 总计(500)),
+    an English one only at the start and as a word (Total: 500, Sum (3); not Summit Ltd).
+
+    Looked for in one text of all the column's values joined by line breaks (searched at C speed, a
+    million ids in a few hundredths of a second); only the lines a marker is found on are looked at."""
+    text = "\n" + "\n".join(filter(None, ids)) + "\n"
+    low = text.lower()
+    if len(low) != len(text):  # a character whose lower case is longer: positions differ, check value by value
+        return {v for v in set(ids) - {None} if _summary_id(v, markers)}
+    found: set[str] = set()
+    for m in markers:
+        m = m.lower()
+        needle = m if not m.isascii() else "\n" + m
+        at = low.find(needle)
+        while at >= 0:
+            start = text.rfind("\n", 0, at + 1) + 1
+            end = text.find("\n", at + 1)
+            value = text[start:end]
+            if _summary_id(value, markers):
+                found.add(value)
+            at = low.find(needle, end)
+    return found
+
+
+def _summary_id(value: str, markers: Sequence[str]) -> bool:
+    """One id value as ``_summary_ids`` judges it."""
+    if _ID_SHAPE.match(value):
+        return False  # an id (Total alone is a repeated marker, _special_spellings)
+    low = value.lower()
+    for m in markers:
+        m = m.lower()
+        if not m.isascii():
+            if m in low:
+                return True
+        elif low.startswith(m) and not low[len(m):len(m) + 1].isalpha():
+            return True
+    return False
 
 
 def _cell_empty(v: Any) -> bool:
@@ -995,6 +1075,95 @@ def _same_rows_in_two_files(objs: list, id_field: str, label: str, rejects: list
             continue
         kept.append(o)
     return kept
+
+
+_TABLE_ZH = {"customers": "客户", "interactions": "互动记录", "orders": "订单"}
+
+
+def _zero_stripped(cid: str) -> str:
+    return cid.lstrip("0") or "0"
+
+
+def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str, list]], warn: list[Problem]) -> None:
+    """Check the customer ids of the interactions and orders against the customers, on distinct ids.
+
+    Ids of digits only that match a customer once their leading zeros are ignored (000001 and 1: one
+    export kept the 客户编号 column as numbers, which drops the zeros) are changed to the customer's id,
+    with one warning; only when no customer has the id exactly and the zero-stripped form is unique among
+    the customers. Then, if (nearly) every id names no customer, the exports do not belong together and
+    the run stops: it would decide for everyone on no interactions or orders; more than half gives a
+    warning. Without customers at all, the no-customers warning has said it already."""
+    if not customers:
+        return
+    by_stripped: dict[str, str] | None = None
+    changed: dict[str, int] = {}  # table -> distinct ids changed
+    changed_files: set[str] = set()
+    fatal: list[Problem] = []
+    customer_files = None
+    for table, objs in tables:
+        named = set(map(attrgetter("customer_id"), objs))
+        missing = named - known
+        digits = [c for c in missing if c.isascii() and c.isdigit()]
+        if digits:
+            if by_stripped is None:
+                forms = Counter(_zero_stripped(k) for k in known if k.isascii() and k.isdigit())
+                by_stripped = {_zero_stripped(k): k for k in known
+                               if k.isascii() and k.isdigit() and forms[_zero_stripped(k)] == 1}
+            remap = {c: by_stripped[_zero_stripped(c)] for c in digits if _zero_stripped(c) in by_stripped}
+            if remap:  # rare: only in a mismatched export, so a loop over its rows is fine
+                for o in objs:
+                    new = remap.get(o.customer_id)
+                    if new is not None:
+                        o.customer_id = new
+                        changed_files.add(o.source.file)
+                changed[table] = len(remap)
+                missing -= remap.keys()
+        if not missing:
+            continue
+        if customer_files is None:
+            customer_files = _files_of(customers)
+        files = _files_of(objs)
+        zh, n, bad = _TABLE_ZH[table], len(named), len(missing)
+        if len(objs) >= 10 and bad * 100 >= n * 95:
+            fatal.append(Problem(
+                "customers-not-matched",
+                f"{files} 的 {n} 个客户编号中有 {bad} 个不在客户导出 {customer_files} 里：两份导出对不上，照此运行会把每位客户"
+                f"都当作没有{zh}来决定，所以没有运行 / {bad} of the {n} customer ids in {files} are not in the customers "
+                f"export {customer_files}: the exports do not belong together, and every customer would be decided on "
+                f"no {table}; nothing was run",
+                Location(file=files), fix=(
+                    f"核对 {files} 与 {customer_files} 是否出自同一系统、同一时间的导出，客户导出是否完整（没有筛选），两边的"
+                    "客户编号是否同一种写法（如 C000001 与 1） / check that both exports come from the same system and "
+                    "time, that the customers export is complete (not filtered), and that both write the customer ids "
+                    "the same way")))
+        elif bad * 2 > n:
+            _warn(warn, Problem(
+                "many-unknown-customers",
+                f"{files} 的 {n} 个客户编号中有 {bad} 个不在客户导出 {customer_files} 里，这些{zh}都没有读入（见 rejects.xlsx），"
+                f"这些客户按没有{zh}来决定 / {bad} of the {n} customer ids in {files} are not in the customers export "
+                f"{customer_files}: their {table} were not read (see rejects.xlsx)",
+                Location(file=files), WARNING, fix=(
+                    f"核对客户导出 {customer_files} 是否完整（没有筛选），两份导出是否出自同一系统 / check that the customers "
+                    "export is complete (not filtered) and that both exports come from the same system")))
+    if changed:
+        files = "、".join(sorted(changed_files))
+        count = "，".join(f"{_TABLE_ZH[t]} {n} 个" for t, n in changed.items())
+        count_en = ", ".join(f"{n} in {t}" for t, n in changed.items())
+        _warn(warn, Problem(
+            "customer-id-leading-zeros",
+            f"{files} 里有客户编号（{count}）只有忽略开头的 0 才与客户导出 {customer_files or _files_of(customers)} 对得上"
+            f"（如 000123 与 123）：一份导出把客户编号存成了数字，开头的 0 丢了；已按忽略开头 0 的编号匹配 / customer ids in "
+            f"{files} ({count_en}) match the customers export only when leading zeros are ignored (000123 and 123): "
+            "one export kept 客户编号 as numbers, which drops them; they were matched that way",
+            Location(file=files), WARNING,
+            fix="导出时把「客户编号」列设为文本（Excel：选中该列 → 设置单元格格式 → 文本） / format the 客户编号 column "
+                "as text (文本) in the export"))
+    if fatal:
+        raise InputError(fatal)
+
+
+def _files_of(objs: list) -> str:
+    return "、".join(sorted({o.source.file for o in objs}))
 
 
 def _known_customers(objs: list, known: set[str], label: str, rejects: list[Reject]) -> list:

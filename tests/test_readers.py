@@ -187,8 +187,8 @@ def test_bad_time_of_day():
     ("13812345678.0", "13812345678"),
     ("138 1234 5678", "13812345678"),
     ("138-1234-5678", "13812345678"),
-    ("+86 138 1234 5678", "+8613812345678"),
-    ("+86-13812345678", "+8613812345678"),
+    ("+86 138 1234 5678", "13812345678"),  # a mobile with +86: its 11 digits
+    ("+86-13812345678", "13812345678"),
     ("１３８１２３４５６７８", "13812345678"),
     ("0571-88886666", "057188886666"),
     ("13812345678 / 13987654321", "13812345678"),  # several numbers: the first
@@ -196,7 +196,7 @@ def test_bad_time_of_day():
     ("010-12345678-8001", "01012345678"),
     ("010-12345678转8001", "01012345678"),
     ("010-12345678 ext. 8001", "01012345678"),
-    ("0086 138 1234 5678", "+8613812345678"),
+    ("0086 138 1234 5678", "13812345678"),
 ])
 def test_phones(raw, expected):
     assert to_phone(raw) == expected
@@ -835,7 +835,7 @@ def test_sheets_of_one_workbook(tmp_path, columns):
                  ["T1", "C1", "2026/11/18 14:05", "complaint", "物流"]],
         "Sheet3": [["订单号", "客户编号", "成交日期", "成交金额"], ["S1", "C1", 46000.0, "1,200元"]],  # by headers
     })
-    write_book(inbox / "~$crm_export.xlsx", {"x": [["garbage"]]})  # Excel lock file: skipped
+    write_book(inbox / "~$crm_export.xlsx", {"x": [["garbage"]]})  # Excel lock file: not read, said
     warnings: list[Problem] = []
     ds = read_inbox(inbox, columns, warnings=warnings)
     assert [(c.customer_id, c.name, c.phone) for c in ds.customers] == [("C1", "张三", "13812345678")]
@@ -846,7 +846,8 @@ def test_sheets_of_one_workbook(tmp_path, columns):
     assert (o.order_id, o.date, o.amount, o.source) == ("S1", date(2025, 12, 9), 1200.0,
                                                         SourceRow("crm_export.xlsx", "Sheet3", 2))
     assert ds.input_files == [str(inbox / "crm_export.xlsx")]
-    assert [(w.code, w.location.sheet) for w in warnings] == [("ignored-sheet", "说明")]
+    assert [(w.code, w.location.file, w.location.sheet) for w in warnings] == [
+        ("workbook-open", "crm_export.xlsx", None), ("ignored-sheet", "crm_export.xlsx", "说明")]
 
 
 def test_interactions_without_id_column_get_row_ids(tmp_path, columns):
