@@ -71,6 +71,7 @@ def export_files(inbox: Path) -> list[Path]:
 
 
 _OTHER_SPREADSHEETS = (".xls", ".xlsm", ".xlsb", ".csv", ".ods", ".et")
+_TABLE_ZH = {"customers": "客户", "interactions": "互动记录", "orders": "订单"}  # in bilingual warnings
 
 
 def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | None = None) -> Dataset:
@@ -83,8 +84,10 @@ def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | N
     inbox = Path(inbox)
     warn = warnings if warnings is not None else []
     if not inbox.is_dir():
-        raise InputError(Problem("no-input", f"the inbox folder {inbox} does not exist", Location(file=str(inbox)),
-                                 fix="create it and put the Excel exports (*.xlsx) in it"))
+        raise InputError(Problem("no-input", f"收件箱文件夹 {inbox} 不存在 / the inbox folder {inbox} does not exist",
+                                 Location(file=str(inbox)),
+                                 fix="建好这个文件夹，把 Excel 导出（*.xlsx）放进去 / create it and put the Excel exports "
+                                     "(*.xlsx) in it"))
     files = export_files(inbox)
     for p in sorted(inbox.iterdir(), key=lambda p: p.name):
         if p.suffix.lower() == ".xlsx" and p.is_symlink() and not p.exists():
@@ -94,11 +97,14 @@ def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | N
         if p.is_file() and p.name.startswith("~$") and p.suffix.lower() in (".xlsx", *_OTHER_SPREADSHEETS):
             _warn(warn, _open_in_excel(p.name, files))
         if p.is_file() and not p.name.startswith(_NOT_EXPORTS) and p.suffix.lower() in _OTHER_SPREADSHEETS:
-            _warn(warn, Problem("ignored-file", f"{p.name} is not an .xlsx file and was not read",
-                                Location(file=p.name), WARNING, fix="save it as .xlsx (Excel Workbook)"))
+            _warn(warn, Problem("ignored-file", f"{p.name} 不是 .xlsx 文件，没有读取 / {p.name} is not an .xlsx file "
+                                "and was not read", Location(file=p.name), WARNING,
+                                fix="在 Excel 里另存为 .xlsx（Excel 工作簿） / save it as .xlsx (Excel Workbook)"))
     if not files:
-        raise InputError(Problem("no-input", f"no .xlsx files in {inbox}", Location(file=str(inbox)),
-                                 fix="put the customer, interaction and order exports (*.xlsx) in the inbox"))
+        raise InputError(Problem("no-input", f"{inbox} 里没有 .xlsx 文件 / no .xlsx files in {inbox}",
+                                 Location(file=str(inbox)),
+                                 fix="把客户、互动记录和订单的导出（*.xlsx）放进收件箱 / put the customer, interaction and "
+                                     "order exports (*.xlsx) in the inbox"))
 
     with gc_paused():  # millions of new objects and no reference cycles
         dataset = _read_files(inbox, files, columns, warn)
@@ -165,12 +171,15 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                 # A pivot or summary beside the table in the same workbook (客户编号, 客户名称, 求和项:…):
                 # its rows would replace the real ones (duplicate ids keep the later row). A sheet with as
                 # many of the table's columns (the rest of the rows on Sheet2) is read.
-                _warn(warn, Problem("ignored-sheet", f"sheet {part.sheet} was not read ({len(part.facts)} rows): "
-                                    f"its headers look like {part.table}, but with fewer of their columns than the "
-                                    f"{part.table} sheet of this workbook, like a pivot or summary table",
+                zh = _TABLE_ZH[part.table]
+                _warn(warn, Problem("ignored-sheet", f"工作表 {part.sheet} 没有读取（{len(part.facts)} 行）：它的表头像{zh}，"
+                                    f"但列比本工作簿的{zh}工作表少，像是数据透视表或汇总表 / sheet {part.sheet} was not read "
+                                    f"({len(part.facts)} rows): its headers look like {part.table}, but with fewer of "
+                                    f"their columns than the {part.table} sheet of this workbook, like a pivot or summary table",
                                     Location(file=path.name, sheet=part.sheet), WARNING,
-                                    fix=f"if its rows should be read, give it the same columns as the {part.table} "
-                                        f"sheet or name it like it (see sheet_aliases in {columns.path})"))
+                                    fix=f"若要读取它的行，给它与{zh}工作表相同的列，或照{zh}工作表命名（见 {columns.path} 的 "
+                                        f"sheet_aliases） / if its rows should be read, give it the same columns as the "
+                                        f"{part.table} sheet or name it like it (see sheet_aliases in {columns.path})"))
                 continue
             found.add(part.table)
             parts[part.table].extend(part.facts)
@@ -181,20 +190,26 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     if fatal:
         raise InputError([*fatal, *hidden])
     for match, problems in near_misses:
-        _warn(warn, Problem("ignored-sheet", f"sheet {problems[0].location.sheet} was not read: it looks like "
-                            f"{match.table} but has no column for {', '.join(match.missing_required)}; "
+        sheet, zh, lacking = problems[0].location.sheet, _TABLE_ZH[match.table], ", ".join(match.missing_required)
+        lacking_zh = "、".join(columns.tables[match.table].fields[f].aliases[0] for f in match.missing_required)
+        _warn(warn, Problem("ignored-sheet", f"工作表 {sheet} 没有读取：它像{zh}，但没有「{lacking_zh}」列；{zh}已从其他工作表读取 / "
+                            f"sheet {sheet} was not read: it looks like {match.table} but has no column for {lacking}; "
                             f"{match.table} were read from other sheets", problems[0].location, WARNING))
     if "customers" not in found:
         aliases = ", ".join(columns.tables["customers"].sheet_aliases[:4])
         raise InputError([Problem(
-            "missing-table", f"none of the {len(files)} files in {inbox} has a customers sheet",
+            "missing-table", f"{inbox} 的 {len(files)} 个文件里都没有客户工作表 / none of the {len(files)} files in "
+                             f"{inbox} has a customers sheet",
             Location(file=str(inbox)),
-            fix=f"add the customer export, or name its sheet like {aliases} (see {columns.path})"), *hidden])
+            fix=f"放入客户导出，或把它的工作表命名为 {aliases} 之类（见 {columns.path}） / add the customer export, or name "
+                f"its sheet like {aliases} (see {columns.path})"), *hidden])
     for table in ("interactions", "orders"):
         if table not in found:
             # The inbox by its name, not its path: the warning is kept in the run folder, which must
             # read the same when verify re-runs it from the recorded (absolute) folders.
-            _warn(warn, Problem("missing-table", f"no {table} sheet found in the inbox {inbox.name}; continuing without {table}",
+            zh = _TABLE_ZH[table]
+            _warn(warn, Problem("missing-table", f"收件箱 {inbox.name} 里没有{zh}工作表，本次运行没有{zh} / no {table} sheet "
+                                f"found in the inbox {inbox.name}; continuing without {table}",
                                 Location(file=inbox.name), WARNING))
 
     customers = _dedupe(parts["customers"], "customer_id", "customer id", rejects)
@@ -510,21 +525,28 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
             doubles = [h for h in match.unknown if table.field_for_header(h) is not None]
             unnamed = _unnamed_columns_with_values(rows, match.row_index)
             if unnamed:  # e.g. 邮箱 and 微信 under a 联系方式 merged over three columns, on a second header row
-                warn.append(Problem("unnamed-column", f"columns {', '.join(unnamed)} have values but no header and were not read",
-                                    Location(file=name, sheet=sheet), WARNING,
-                                    fix="give each column its own header in the header row (a header over two rows, "
-                                        "or merged over several columns, names only the first)"))
+                letters = ", ".join(unnamed)
+                warn.append(Problem("unnamed-column", f"{letters} 列有内容但没有表头，没有读取 / columns {letters} have "
+                                    "values but no header and were not read", Location(file=name, sheet=sheet), WARNING,
+                                    fix="在表头行给每一列写上它自己的表头（跨两行或合并多列的表头只算第一列） / give each "
+                                        "column its own header in the header row (a header over two rows, or merged over "
+                                        "several columns, names only the first)"))
             if unknown:
-                warn.append(Problem("unknown-column", f"columns not used: {', '.join(unknown)}",
+                listed = ", ".join(unknown)
+                warn.append(Problem("unknown-column", f"未使用的列：{listed} / columns not used: {listed}",
                                     Location(file=name, sheet=sheet), WARNING,
-                                    fix=f"if one of them should be read, add its header to {columns.path} "
+                                    fix=f"若其中某列要读取，把它的表头加到 {columns.path} 的 {table.name}.<字段>.aliases 下 / "
+                                        f"if one of them should be read, add its header to {columns.path} "
                                         f"under {table.name}.<field>.aliases"))
             for h in doubles:  # a second column for a field: say which one was read instead
                 field_name = table.field_for_header(h)
-                warn.append(Problem("unknown-column", f"column {h} was not read: {table.name}.{field_name} is read "
-                                    f"from column {match.headers[field_name]}", Location(file=name, sheet=sheet), WARNING,
-                                    fix=f"the header listed first under {table.name}.{field_name}.aliases in "
-                                        f"{columns.path} is read; reorder the aliases to read the other column"))
+                other = match.headers[field_name]
+                warn.append(Problem("unknown-column", f"{h} 列没有读取：{table.name}.{field_name} 读的是 {other} 列 / "
+                                    f"column {h} was not read: {table.name}.{field_name} is read from column {other}",
+                                    Location(file=name, sheet=sheet), WARNING,
+                                    fix=f"读的是 {columns.path} 里 {table.name}.{field_name}.aliases 中排在前面的表头；要读另一列，"
+                                        f"调整别名的顺序 / the header listed first under {table.name}.{field_name}.aliases "
+                                        f"in {columns.path} is read; reorder the aliases to read the other column"))
             match.rows_below = _header_rows_below(rows, match, table)
             objs, rejects = _read_rows(table, match, rows, name, sheet, coercer, columns.summary_markers, date1904)
             out.append(_SheetRead(table.name, sheet, objs, rejects, columns.table_for_sheet_name(sheet) == table.name,
@@ -540,10 +562,11 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                 match = find_header(rows, table) or HeaderMatch(hint, 0, {}, {}, [], table.required)
                 near_misses.append((match, _missing_columns(columns, table, match, name, sheet)))
                 continue
-            warn.append(Problem("ignored-sheet", f"sheet {sheet} was not read: its name and headers match no "
-                                f"table (customers, interactions, orders)", Location(file=name, sheet=sheet),
-                                WARNING, fix=f"rename the sheet (e.g. 客户信息, 互动记录, 订单) or add its headers "
-                                             f"to {columns.path}"))
+            warn.append(Problem("ignored-sheet", f"工作表 {sheet} 没有读取：它的名称和表头都不像客户、互动记录或订单 / "
+                                f"sheet {sheet} was not read: its name and headers match no table (customers, "
+                                "interactions, orders)", Location(file=name, sheet=sheet), WARNING,
+                                fix=f"给工作表改名（如 客户信息、互动记录、订单），或把它的表头加到 {columns.path} / rename the "
+                                    f"sheet (e.g. 客户信息, 互动记录, 订单) or add its headers to {columns.path}"))
         return out
     finally:
         wb.close()
@@ -1042,14 +1065,22 @@ def _dedupe(objs: list, id_field: str, label: str, rejects: list[Reject], warn: 
                               f"{label} {get_id(o)} appears again at {newer.source}; the later row is kept"))
     if other_customer:
         o, newer = other_customer[0]
+        zh = _TABLE_ZH[label.split()[0] + "s"]
         _warn(warn, Problem(
-            "id-for-two-customers", f"{len(other_customer)} {label}s came back with another customer (e.g. {label} "
+            "id-for-two-customers", f"{len(other_customer)} 条{zh}的编号又出现在另一位客户名下（如编号 {get_id(o)}：{_where_zh(o.source)}"
+            f"是 {o.customer_id}，{_where_zh(newer.source)}是 {newer.customer_id}）：编号列像是行号，不是记录自己的编号，前面的行丢了 / "
+            f"{len(other_customer)} {label}s came back with another customer (e.g. {label} "
             f"{get_id(o)}: {o.customer_id} at {o.source}, then {newer.customer_id} at {newer.source}): the id column looks "
             "like a row number, not the record's id, and the earlier rows are lost",
             Location(file=o.source.file, sheet=o.source.sheet), WARNING,
-            fix="if 编号 numbers the rows of each export, take it out of the id's aliases in columns.yaml "
+            fix="若“编号”只是每份导出里的行号，把它从 columns.yaml 里该编号的 aliases 中去掉（每行就各是一条记录），或导出系统自己的"
+                "记录编号 / if 编号 numbers the rows of each export, take it out of the id's aliases in columns.yaml "
                 "(each row is then its own record), or export the system's own record id"))
     return kept
+
+
+def _where_zh(source: SourceRow) -> str:
+    return f"{source.file} 工作表 {source.sheet} 第 {source.row} 行"
 
 
 def _same_rows_in_two_files(objs: list, id_field: str, label: str, rejects: list[Reject]) -> list:
@@ -1075,9 +1106,6 @@ def _same_rows_in_two_files(objs: list, id_field: str, label: str, rejects: list
             continue
         kept.append(o)
     return kept
-
-
-_TABLE_ZH = {"customers": "客户", "interactions": "互动记录", "orders": "订单"}
 
 
 def _zero_stripped(cid: str) -> str:

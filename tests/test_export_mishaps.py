@@ -328,3 +328,25 @@ def test_rejects_xlsx_of_a_run_says_it_in_chinese(tmp_path):
     assert [(r[2], r[5], r[8]) for r in rows[1:]] == [(2, "保留此行，以“文件!工作表!行号”作为这条记录的编号", "bad-value"),
                                                       (3, "保留此行，以“文件!工作表!行号”作为这条记录的编号", "bad-value")]
     assert "id-for-two-customers" not in result.output
+
+
+# -- 7. the reader's warnings in Chinese first, as the rest of the console --------------------------
+
+
+def test_the_readers_warnings_say_it_in_chinese_first(tmp_path, columns):
+    inbox = tmp_path / "inbox"
+    book(inbox / "customers.xlsx", "客户信息", [*CUST, "内部评级"], [["C1", "甲", None, None, None, "A"]])
+    book(inbox / "说明.xlsx", "说明", ["本文件由CRM导出"], [])
+    (inbox / "订单.csv").write_text("订单编号\n", encoding="utf-8")
+    _, warnings = read(inbox, columns)
+    assert [(w.code, w.message) for w in warnings] == [
+        ("ignored-file", "订单.csv 不是 .xlsx 文件，没有读取 / 订单.csv is not an .xlsx file and was not read"),
+        ("unknown-column", "未使用的列：内部评级 / columns not used: 内部评级"),
+        ("ignored-sheet", "工作表 说明 没有读取：它的名称和表头都不像客户、互动记录或订单 / sheet 说明 was not read: its name "
+                          "and headers match no table (customers, interactions, orders)"),
+        ("missing-table", "收件箱 inbox 里没有互动记录工作表，本次运行没有互动记录 / no interactions sheet found in the inbox "
+                          "inbox; continuing without interactions"),
+        ("missing-table", "收件箱 inbox 里没有订单工作表，本次运行没有订单 / no orders sheet found in the inbox inbox; "
+                          "continuing without orders"),
+    ]
+    assert warnings[0].fix == "在 Excel 里另存为 .xlsx（Excel 工作簿） / save it as .xlsx (Excel Workbook)"
