@@ -276,7 +276,7 @@ class Coercer:
         if t is float or t is int:
             if 13e9 <= v < 2e10 and v == int(v):  # the usual number cell: a mobile number
                 return str(int(v))  # 13812345678.0 -> "13812345678"
-            if v == int(v) and 0 < v < 1e16:  # read as the same digits typed as text would be (110 is no number)
+            if 0 < v < 1e16 and v == int(v):  # read as the same digits typed as text would be (110 is no number)
                 return self.to_phone(str(int(v)))
             raise CoercionError("bad-phone", f"{_shown(v)} is not a phone number")
         if v is None:

@@ -265,7 +265,7 @@ def test_one_form_for_chinese_numbers(raw, expected):
     assert to_phone(raw) == expected
 
 
-@pytest.mark.parametrize("raw", [110, 110.0, "110", 12.0])
+@pytest.mark.parametrize("raw", [110, 110.0, "110", 12.0, float("nan"), float("inf"), -13812345678.0])
 def test_a_number_cell_and_its_text_are_read_alike(raw):
     with pytest.raises(CoercionError) as exc:
         to_phone(raw)
