@@ -74,3 +74,33 @@ def test_a_catch_all_row_with_a_result_is_still_a_rule(policy_copy: Path):
     # result is a rule too (it stops a first table there): only rows with neither are refused.
     edit_table(policy_copy, VALUE_TIER, lambda ws: ws.__setitem__("E6", None))
     assert not lines(policy_copy, "error")
+
+
+# -- 2. a column without its kind in row 1 ---------------------------------------------------------
+
+def test_a_cleared_kind_in_row_1_is_an_error_at_that_cell(policy_copy: Path):
+    """Clearing C1 (条件 above frequency_365d) used to drop that condition from every row, silently."""
+    edit_table(policy_copy, VALUE_TIER, lambda ws: ws.__setitem__("C1", None))
+    assert lines(policy_copy) == [
+        "tables/value_tier.xlsx!价值分层!C1: error: C1 是空的：第 1 行没有写这一列是什么（第 2 行写着 frequency_365d），整列被忽略"
+        " / C1 is empty: row 1 does not say what this column is (row 2 names frequency_365d), so the whole column is ignored"
+        " [table-kind-missing] — 修改建议: 在 C1 写 条件（这一列按 frequency_365d 筛选客户）或 结果（这一列设置 frequency_365d）；"
+        "是备注就写 说明 / write 条件 in C1 (the column tests frequency_365d) or 结果 (it sets frequency_365d); for notes write 说明"]
+
+
+def test_a_new_column_with_a_name_but_no_kind_is_an_error(policy_copy: Path):
+    def change(ws):
+        ws["G2"] = "complaint_count_90d"
+        ws["G3"] = "< 2"
+    edit_table(policy_copy, VALUE_TIER, change)
+    assert [line.split(" / ")[0] for line in lines(policy_copy)] == [
+        "tables/value_tier.xlsx!价值分层!G1: error: G1 是空的：第 1 行没有写这一列是什么（第 2 行写着 complaint_count_90d），整列被忽略"]
+
+
+def test_a_column_inside_the_table_with_values_but_no_header_is_an_error(policy_copy: Path):
+    def change(ws):
+        ws["C1"] = None
+        ws["C2"] = None
+    edit_table(policy_copy, VALUE_TIER, change)
+    assert [line.split(" / ")[0] for line in lines(policy_copy)] == [
+        "tables/value_tier.xlsx!价值分层!C1: error: C1 是空的：第 1 行没有写这一列是什么（下面有内容），整列被忽略"]

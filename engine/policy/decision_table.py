@@ -22,7 +22,8 @@ Each input cell is a test on that column's value:
 Mistakes that would silently change every customer's result are errors at the cell: a formula
 (``=100000``; Excel also turns a typed ``= 5`` into one), a comma between digits that is not a
 thousands separator (``100,00``), a list after ``>=``/``<``…, a header cell merged over several
-columns, a blank row with more table content below it, and a row with no condition and no result
+columns, a column with no kind in row 1 but a name in row 2 (or values between the table's
+columns), a blank row with more table content below it, and a row with no condition and no result
 (a note typed on a row of its own would match everyone and set nothing). A merged cell in the
 rules counts for every row and column it covers. Each row
 compiles to a ``Rule`` whose condition is an ordinary expression, so tables and YAML rules share
@@ -176,6 +177,8 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
                 all_rows[r - 1].extend([None] * (max_col - len(all_rows[r - 1])))
                 all_rows[r - 1][min_col - 1:max_col] = [top_left] * (max_col - min_col + 1)
     body = [(n, (values + [None] * width)[:width]) for n, values in enumerate(all_rows[2:], start=3)]
+    in_merged_header = {col - 1 for min_col, min_row, max_col, _ in merged if min_row <= 2 for col in range(min_col, max_col + 1)}
+    problems.extend(_unlabelled_columns(table, names, body, in_merged_header))
     filled = [(n, values) for n, values in body if not _blank(values, columns)]
     rows: list[tuple[int, list[Any]]] = []
     after_blank = False
@@ -207,6 +210,36 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
 
 def _blank(values: list[Any], columns: list[int]) -> bool:
     return all(values[col] is None or str(values[col]).strip() == "" for col in columns)
+
+
+def _unlabelled_columns(table: TableSheet, names: list[str], body: list[tuple[int, list[Any]]],
+                        in_merged_header: set[int]) -> list[Problem]:
+    """Columns with no kind in row 1 that are evidently part of the table: a name in row 2, or
+    values between the table's columns. They used to be ignored, silently dropping a condition
+    (or a result) from every row. A column right of the table with nothing in rows 1–2 is notes;
+    columns under a merged header cell are reported as that (table-merged-header)."""
+    kinds = table.kinds
+    last = max((i for i, kind in enumerate(kinds) if kind), default=-1)
+    problems = []
+    for col, kind in enumerate(kinds):
+        if kind or col in in_merged_header:
+            continue
+        name = names[col]
+        if not name and not (col < last and any(not _blank(values, [col]) for _, values in body)):
+            continue
+        where = table.cell_loc(1, col)
+        shown = f"第 2 行写着 {name}" if name else "下面有内容"
+        shown_en = f"row 2 names {name}" if name else "it has values"
+        subject = name or "…"
+        problems.append(Problem(
+            code="table-kind-missing",
+            message=f"{where.cell} 是空的：第 1 行没有写这一列是什么（{shown}），整列被忽略"
+                    f" / {where.cell} is empty: row 1 does not say what this column is ({shown_en}), so the whole column is ignored",
+            location=where,
+            fix=f"在 {where.cell} 写 条件（这一列按 {subject} 筛选客户）或 结果（这一列设置 {subject}）；是备注就写 说明"
+                f" / write 条件 in {where.cell} (the column tests {subject}) or 结果 (it sets {subject}); for notes write 说明",
+        ))
+    return problems
 
 
 def _no_rule_problem(table: TableSheet, n: int, values: list[Any]) -> Problem:
