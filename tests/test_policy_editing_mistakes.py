@@ -104,3 +104,24 @@ def test_a_column_inside_the_table_with_values_but_no_header_is_an_error(policy_
     edit_table(policy_copy, VALUE_TIER, change)
     assert [line.split(" / ")[0] for line in lines(policy_copy)] == [
         "tables/value_tier.xlsx!价值分层!C1: error: C1 是空的：第 1 行没有写这一列是什么（下面有内容），整列被忽略"]
+
+
+# -- 3. a role with nobody -------------------------------------------------------------------------
+
+def test_a_role_with_nobody_is_an_error_and_the_run_refuses(policy_copy: Path, tmp_path: Path):
+    """`客服主管:` (the name deleted) used to pass: the run then wrote tasks/None.xlsx."""
+    from click.testing import CliRunner
+
+    from conftest import customer, write_inbox
+    from engine.cli import main
+
+    edit(policy_copy / "organization.yaml", "  客服主管: 李强", "  客服主管:")
+    expected = (f"organization.yaml:{line_of(policy_copy, 'organization.yaml', '客服主管:')}:3: error: 角色 客服主管 没有写由谁担任"
+                " / role '客服主管' names nobody [role-without-person] — 修改建议: 在冒号和一个空格后写担任这个角色的人，"
+                "如 客服主管: 李强 / write the person after the colon and a space, e.g. 客服主管: 李强")
+    assert lines(policy_copy) == [expected]
+    inbox = write_inbox(tmp_path / "inbox", [customer("C1")])
+    result = CliRunner().invoke(main, ["run", "--policies", str(policy_copy), "--inbox", str(inbox),
+                                       "--outbox", str(tmp_path / "outbox"), "--as-of", "2026-11-20"])
+    assert result.exit_code != 0 and "role-without-person" in result.output
+    assert not list(tmp_path.glob("outbox/*/tasks/None.xlsx")) and not list(tmp_path.glob("outbox/*/tasks"))

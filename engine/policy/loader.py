@@ -180,7 +180,15 @@ class _Loader:
                    "channel_aliases", "default_channel_order")
         check_keys(doc, "the organization file", allowed, ("roles", "channels"), self.problems, doc.loc)
         org.company = dict(doc.get("company") or org.company)
-        org.roles = {str(k): str(v) for k, v in (doc.get("roles") or {}).items()}
+        roles = doc.get("roles") or YMap()
+        org.roles = {str(k): "" if v is None else str(v).strip() for k, v in roles.items()}
+        for role, person in org.roles.items():
+            if not person:
+                # YAML reads "客服主管:" as no value; its tasks went to a person called "None".
+                self.problems.error("role-without-person", f"角色 {role} 没有写由谁担任 / role '{role}' names nobody",
+                                    roles.key_loc(role),
+                                    fix=f"在冒号和一个空格后写担任这个角色的人，如 {role}: 李强 / write the person after the colon"
+                                        f" and a space, e.g. {role}: 李强")
         org.unassigned_role = str(doc.get("unassigned_role", org.unassigned_role))
         org.task_calendar = str(doc.get("task_calendar", org.task_calendar))
         if org.unassigned_role not in org.roles:
