@@ -9,6 +9,7 @@ shows up when the pieces are put together:
   reads is one a message gets (``customer.<feature or tag>``, ``company.<key>``, ``as_of``,
   ``params.<key the rule sets>``); the same for task titles and scripts;
 * rule ids used twice anywhere (YAML rules, table rows, SLA targets, churn signals);
+* one tag set by two policies (the later one's value stays, and the file names decide which is later);
 * the logic of each rule list or decision table (see "Rule logic" below): rules that can never
   apply under the hit policy, overlapping rows in ``unique`` tables, and input combinations no row
   covers in policies that declare ``complete: true``.
@@ -102,6 +103,7 @@ def check_policies(policies: Path, templates: Path | None = None, engine: str = 
     # A rule whose comparison names a value that cannot occur is reported once, with that value
     # (unknown-value), not again as "never matches".
     problems.extend(check_rule_logic(policyset, explained=values.rules_with_unknown_values))
+    problems.extend(check_tags_set_twice(policyset))
     problems.extend(values.problems)
     if engine == "durable":
         problems.extend(check_durable(policyset))
@@ -861,6 +863,64 @@ def check_rule_logic(policyset: PolicySet, explained: set[tuple[str, str]] = fro
     for rs in policyset.all_rulesets():
         problems.extend(check_ruleset_logic(rs, knowledge, explained))
     return problems
+
+
+# --------------------------------------------------------------------------------------------------
+# One tag set by two policies
+# --------------------------------------------------------------------------------------------------
+
+
+def check_tags_set_twice(policyset: PolicySet) -> list[Problem]:
+    """``tag-set-twice``: two policies set the same tag. Policies run one after the other (stage
+    order, then a policy reading a tag after the one setting it, then the order of the file paths),
+    and the later one's value stays: for two policies that do not read each other that is decided by
+    the file names alone. A policy whose own conditions read the tag it sets overrides on purpose
+    (it always runs after the others that set it), so it is left alone. Whether both can fire for one
+    customer is not analysed: the warning says "when both apply"."""
+    problems: list[Problem] = []
+    writers: dict[str, list[tuple[RuleSet, list[tuple[Rule, SetTag]]]]] = {}  # tag → policies in run order
+    for rs in policyset.all_rulesets():
+        sets: dict[str, list[tuple[Rule, SetTag]]] = {}
+        for rule in rs.rules:
+            for out in rule.outputs:
+                if isinstance(out, SetTag):
+                    sets.setdefault(out.name, []).append((rule, out))
+        for tag, found in sets.items():
+            writers.setdefault(tag, []).append((rs, found))
+    for tag, policies in writers.items():
+        for (a, a_sets), (b, b_sets) in itertools.combinations(policies, 2):
+            if any(tag in expr.free_names(rule.condition) for rule in b.rules if rule.condition is not None):
+                continue  # b reads the tag: an intended override, run after a whatever the file names
+            values = {repr(out.value) for _, out in a_sets + b_sets}
+            if len(values) == 1:
+                continue  # both set the same value: whichever wins, the result is the same
+            problems.append(Problem(
+                code="tag-set-twice", severity=WARNING, location=b_sets[0][1].location or b_sets[0][0].location,
+                message=f"{tag} 由两个策略设置：{_setters(a, a_sets)}和 {_setters(b, b_sets)}；两者对同一位客户都生效时，"
+                        f"后运行的 {b.policy_id} 的值留下，{a.policy_id} 设置的值被覆盖（{_run_order(a, b)}）",
+                fix=f"只让一个策略设置 {tag}：把 {b_sets[0][0].rule_id} 并入 {a.policy_id}，或给其中一个结果换个名字；"
+                    f"若 {b.policy_id} 是有意覆盖，在它的条件中读取 {tag}（如 {tag} != {value_text(b_sets[0][1].value)} and …），"
+                    f"它就总在 {a.policy_id} 之后运行"))
+    return problems
+
+
+def _setters(rs: RuleSet, sets: list[tuple[Rule, SetTag]]) -> str:
+    """``vip 的 VIP-1（classification/vip.yaml:6:12）``, with how many more rules of the policy set it."""
+    rule, out = sets[0]
+    more = f" 等 {len(sets)} 条规则" if len(sets) > 1 else ""
+    return f"{rs.policy_id} 的 {rule.rule_id}{more}（{out.location or rule.location}）"
+
+
+def _run_order(a: RuleSet, b: RuleSet) -> str:
+    """Why ``a`` runs before ``b``."""
+    if a.stage != b.stage:
+        return f"{a.stage} 阶段在 {b.stage} 阶段之前运行"
+    read = {n for rule in b.rules if rule.condition is not None for n in expr.free_names(rule.condition)}
+    if read & set(a.outputs_declared):
+        return f"{b.policy_id} 读取 {a.policy_id} 的结果，所以在它之后运行"
+    if a.source_file == b.source_file:
+        return f"在 {a.source_file} 中 {a.policy_id} 写在 {b.policy_id} 前面"
+    return f"同一阶段中互不读取结果的策略按文件名顺序运行：{a.source_file} 在 {b.source_file} 之前"
 
 
 # Under hit policy collect every matching rule fires, in order: two that set one tag to different

@@ -125,3 +125,24 @@ def test_a_role_with_nobody_is_an_error_and_the_run_refuses(policy_copy: Path, t
                                        "--outbox", str(tmp_path / "outbox"), "--as-of", "2026-11-20"])
     assert result.exit_code != 0 and "role-without-person" in result.output
     assert not list(tmp_path.glob("outbox/*/tasks/None.xlsx")) and not list(tmp_path.glob("outbox/*/tasks"))
+
+
+# -- 4. one tag set by two policies ----------------------------------------------------------------
+
+VIP = "kind: classification\nid: vip\nrules:\n  - id: VIP-1\n    when: {when}\n    set: {{value_tier: 高}}\n"
+
+
+def test_a_tag_set_by_two_policies_names_both_and_the_winner(policy_copy: Path):
+    (policy_copy / "classification" / "vip.yaml").write_text(VIP.format(when="monetary_365d > 200000"), encoding="utf-8")
+    assert lines(policy_copy) == [
+        "classification/vip.yaml:6:23: warning: value_tier 由两个策略设置：value_tier 的 VT-1 等 5 条规则"
+        "（tables/value_tier.xlsx!价值分层!E3）和 vip 的 VIP-1（classification/vip.yaml:6:23）；两者对同一位客户都生效时，"
+        "后运行的 vip 的值留下，value_tier 设置的值被覆盖（同一阶段中互不读取结果的策略按文件名顺序运行：classification/value_tier.yaml"
+        " 在 classification/vip.yaml 之前） [tag-set-twice] — 修改建议: 只让一个策略设置 value_tier：把 VIP-1 并入 value_tier，"
+        "或给其中一个结果换个名字；若 vip 是有意覆盖，在它的条件中读取 value_tier（如 value_tier != '高' and …），它就总在 value_tier 之后运行"]
+
+
+def test_a_policy_that_reads_the_tag_it_overrides_is_not_reported(policy_copy: Path):
+    (policy_copy / "classification" / "vip.yaml").write_text(
+        VIP.format(when="value_tier != '高' and monetary_365d > 200000"), encoding="utf-8")
+    assert lines(policy_copy) == []
