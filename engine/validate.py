@@ -10,8 +10,8 @@ shows up when the pieces are put together:
   ``params.<key the rule sets>``); the same for task titles and scripts;
 * rule ids used twice anywhere (YAML rules, table rows, SLA targets, churn signals);
 * one tag set by two policies (the later one's value stays, and the file names decide which is later);
-* the logic of each rule list or decision table (see "Rule logic" below): rules that can never
-  apply under the hit policy, overlapping rows in ``unique`` tables, and input combinations no row
+* the logic of each rule list, decision table and the SLA targets (see "Rule logic" below): rules
+  that can never apply under the hit policy, overlapping rows in ``unique`` tables, and input combinations no row
   covers in policies that declare ``complete: true``.
 
 ``check_policies`` is the one function ``validate`` and ``run`` share: it returns the loaded policy
@@ -746,8 +746,9 @@ def _gap_location(rs: RuleSet) -> Location:
     return rs.location
 
 
-def _same_condition_checks(rs: RuleSet) -> list[Problem]:
+def _same_condition_checks(rs: RuleSet, words: _Words | None = None) -> list[Problem]:
     """For rule lists that are not analysed: an earlier catch-all or the very same condition."""
+    words = words or _Words.of(rs)
     problems = []
     if rs.hit_policy not in ("first", "priority"):
         return problems
@@ -759,10 +760,10 @@ def _same_condition_checks(rs: RuleSet) -> list[Problem]:
                 continue
             catch_all = isinstance(earlier.condition, expr.Const) and earlier.condition.value is True
             if catch_all or expr.to_source(earlier.condition) == expr.to_source(rule.condition):
-                why = "条件为 true（对所有客户成立）" if catch_all else "条件完全相同"
+                why = f"条件为 true（对所有{words.subject}成立）" if catch_all else "条件完全相同"
                 problems.append(Problem(
                     code="unreachable-rule",
-                    message=f"规则 {rule.rule_id} 永远不会生效：命中策略为 {rs.hit_policy}，{earlier.rule_id} 排在它前面且{why}",
+                    message=f"{words.noun} {rule.rule_id} 永远不会生效：{words.order}，{earlier.rule_id} 排在它前面且{why}",
                     location=rule.location, severity=WARNING, fix=_unreachable_fix(rs, rule, [i])))
                 break
     return problems
@@ -774,19 +775,34 @@ def _unreachable_fix(rs: RuleSet, rule: Rule, winners) -> str:
     return f"把 {rule.rule_id} 移到 {rs.rules[min(winners)].rule_id} 之前，或删除/修改这条规则"
 
 
-def check_ruleset_logic(rs: RuleSet, knowledge: _Knowledge, explained: set[tuple[str, str]] = frozenset()) -> list[Problem]:
+@dataclass(frozen=True)
+class _Words:
+    """How messages name a rule, what it applies to, and its hit policy (SLA targets say it their way)."""
+
+    noun: str
+    subject: str
+    order: str
+
+    @staticmethod
+    def of(rs: RuleSet) -> _Words:
+        return _Words("规则", "客户", f"命中策略为 {rs.hit_policy}")
+
+
+def check_ruleset_logic(rs: RuleSet, knowledge: _Knowledge, explained: set[tuple[str, str]] = frozenset(),
+                        words: _Words | None = None) -> list[Problem]:
     """``explained``: (policy id, rule id) of rules already reported for comparing with an unknown value."""
+    words = words or _Words.of(rs)
     is_table = getattr(rs, "table_sheet", None) is not None
     grid = table_grid(rs, knowledge) if is_table else rules_grid(rs, knowledge)
     what = "表" if is_table else "规则列表"
     if grid is None or not rs.rules:
-        problems = _same_condition_checks(rs) + _collect_conflicts(rs, knowledge, None, {})
+        problems = _same_condition_checks(rs, words) + _collect_conflicts(rs, knowledge, None, {})
         if rs.complete and not is_table:
             problems.append(Problem(code="gap-check-skipped", severity=WARNING, location=rs.location,
                                     message=f"{rs.policy_id} 声明 complete: true，但它的条件含计算或函数，无法检查是否覆盖所有情况"))
         return problems
     if grid.size() > MAX_GRID:
-        return _same_condition_checks(rs) + _collect_conflicts(rs, knowledge, None, {}) + [Problem(
+        return _same_condition_checks(rs, words) + _collect_conflicts(rs, knowledge, None, {}) + [Problem(
             code="logic-check-skipped", severity=WARNING, location=rs.location,
             message=f"{rs.policy_id} 的条件组合太多（{grid.size()} 种），没有检查重叠、遗漏和无法生效的规则")]
     problems: list[Problem] = []
@@ -813,7 +829,7 @@ def check_ruleset_logic(rs: RuleSet, knowledge: _Knowledge, explained: set[tuple
                 continue
             problems.append(Problem(
                 code="never-matches", severity=WARNING, location=rule.location,
-                message=f"规则 {rule.rule_id} 的条件对任何客户都不成立，永远不会生效",
+                message=f"{words.noun} {rule.rule_id} 的条件对任何{words.subject}都不成立，永远不会生效",
                 fix="检查条件是否自相矛盾（例如 >= 100 又 < 50），或取值是否写错"))
             continue
         if rs.hit_policy not in ("first", "priority"):
@@ -829,7 +845,7 @@ def check_ruleset_logic(rs: RuleSet, knowledge: _Knowledge, explained: set[tuple
         if shadowed:
             problems.append(Problem(
                 code="unreachable-rule", severity=WARNING, location=rule.location,
-                message=f"规则 {rule.rule_id} 永远不会生效：命中策略为 {rs.hit_policy}，满足它的客户都会先满足 {_rule_names(rs, winners)}"
+                message=f"{words.noun} {rule.rule_id} 永远不会生效：{words.order}，满足它的{words.subject}都会先满足 {_rule_names(rs, winners)}"
                         + ("（其中之一）" if len(winners) > 1 else ""),
                 fix=_unreachable_fix(rs, rule, winners)))
     problems.extend(_collect_conflicts(rs, knowledge, grid, overlaps))
@@ -862,7 +878,37 @@ def check_rule_logic(policyset: PolicySet, explained: set[tuple[str, str]] = fro
     problems: list[Problem] = []
     for rs in policyset.all_rulesets():
         problems.extend(check_ruleset_logic(rs, knowledge, explained))
+    problems.extend(check_sla_target_logic(policyset, knowledge))
     return problems
+
+
+def check_sla_target_logic(policyset: PolicySet, knowledge: _Knowledge) -> list[Problem]:
+    """SLA targets are a first-hit rule list too (engine.stages.sla): a target every interaction of
+    which an earlier target already takes (``type == '咨询' and value_tier == '高'`` after
+    ``type == '咨询'``) never applies. Checked like rule lists, with the interaction's fields as names."""
+    from engine.stages.sla import WHEN_FIELDS
+
+    settings = [(path, doc) for path, doc in policyset.documents.get("sla", [])
+                if isinstance(doc, YMap) and not any(k in doc for k in ("rules", "table", "policies"))]
+    blocks = settings[0][1].get("targets") if settings else None
+    if not isinstance(blocks, YList):
+        return []
+    rules = []
+    for block in blocks:
+        if not isinstance(block, YMap) or "id" not in block:
+            return []  # the SLA stage reports it
+        when = block.get("when", "true")
+        when = ("true" if when else "false") if isinstance(when, bool) else str(when)
+        try:
+            node = expr.parse(when, block.value_loc("when"))
+        except PolicyError:
+            return []  # the SLA stage reports it
+        rules.append(Rule(str(block.get("id")), str(block.get("description", "")), node, when, [], block.key_loc("id")))
+    path, doc = settings[0]
+    rs = RuleSet(str(doc.get("id", "sla")), "sla", "", "first", rules, doc.value_loc("targets"), policyset.relpath(path))
+    local = copy.copy(knowledge)
+    local.schema = {**knowledge.schema, **WHEN_FIELDS}
+    return check_ruleset_logic(rs, local, words=_Words("SLA 时限", "互动", "时限从上到下第一条满足 when 的生效（first）"))
 
 
 # --------------------------------------------------------------------------------------------------

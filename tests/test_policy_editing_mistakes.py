@@ -146,3 +146,23 @@ def test_a_policy_that_reads_the_tag_it_overrides_is_not_reported(policy_copy: P
     (policy_copy / "classification" / "vip.yaml").write_text(
         VIP.format(when="value_tier != '高' and monetary_365d > 200000"), encoding="utf-8")
     assert lines(policy_copy) == []
+
+
+# -- 5. an SLA target that can never apply ---------------------------------------------------------
+
+def test_an_sla_target_after_a_broader_one_is_unreachable(policy_copy: Path):
+    with (policy_copy / "sla.yaml").open("a", encoding="utf-8") as f:
+        f.write("\n  - id: sla-inquiry-high\n    description: 高价值客户咨询\n"
+                "    when: type == '咨询' and value_tier == '高'\n    first_response: 1h\n")
+    line = line_of(policy_copy, "sla.yaml", "id: sla-inquiry-high")
+    assert lines(policy_copy) == [
+        f"sla.yaml:{line}:5: warning: SLA 时限 sla-inquiry-high 永远不会生效：时限从上到下第一条满足 when 的生效（first），"
+        "满足它的互动都会先满足 sla-inquiry-hotline、sla-inquiry（其中之一） [unreachable-rule] — 修改建议: "
+        "把 sla-inquiry-high 移到 sla-inquiry-hotline 之前，或删除/修改这条规则"]
+
+
+def test_the_same_sla_target_before_the_broader_one_is_fine(policy_copy: Path):
+    edit(policy_copy / "sla.yaml", "  - id: sla-inquiry-hotline\n",
+         "  - id: sla-inquiry-high\n    when: type == '咨询' and value_tier == '高'\n    first_response: 1h\n\n"
+         "  - id: sla-inquiry-hotline\n")
+    assert lines(policy_copy) == []
