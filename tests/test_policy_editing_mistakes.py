@@ -166,3 +166,39 @@ def test_the_same_sla_target_before_the_broader_one_is_fine(policy_copy: Path):
          "  - id: sla-inquiry-high\n    when: type == '咨询' and value_tier == '高'\n    first_response: 1h\n\n"
          "  - id: sla-inquiry-hotline\n")
     assert lines(policy_copy) == []
+
+
+# -- 6. full-width signs, units and words in table cells ---------------------------------------------
+
+@pytest.mark.parametrize("cell, condition", [
+    ("＜ 90", "(days_since_last_order) < 90 and (frequency_365d) >= 4 and (monetary_365d) >= 50000"),
+    ("＞＝１０", "(days_since_last_order) >= 10 and (frequency_365d) >= 4 and (monetary_365d) >= 50000"),
+])
+def test_full_width_comparison_signs_are_read(policy_copy: Path, cell: str, condition: str):
+    """A Chinese input method types ＜ and ＞＝: they were refused with an English type-mismatch message."""
+    from engine.policy.loader import load_policies
+
+    edit_table(policy_copy, VALUE_TIER, lambda ws: ws.__setitem__("B4", cell))
+    assert not lines(policy_copy, "error")
+    rules = next(rs for rs in load_policies(policy_copy).rulesets["classification"] if rs.policy_id == "value_tier").rules
+    assert rules[1].condition_text == condition
+
+
+UNIT_MESSAGE = "读不出：比较的值只写数字，不写单位 / cannot read '{cell}': a comparison takes a plain number, without a unit"
+UNIT_FIX = "写 {write}（金额按元、天数按天、次数按次，只写数字） / write {write} (amounts in yuan, days in days, counts as numbers)"
+WORD_MESSAGE = "读不出：比较要用符号写 / cannot read '{cell}': write the comparison with a sign"
+WORD_FIX = "写 {write}（>= 大于等于，<= 小于等于，> 大于，< 小于，!= 不等于） / write {write}"
+
+
+@pytest.mark.parametrize("ref, cell, message, fix, write", [
+    ("D4", ">=5万", UNIT_MESSAGE, UNIT_FIX, ">= 50000"),
+    ("D4", ">=50000元", UNIT_MESSAGE, UNIT_FIX, ">= 50000"),
+    ("B4", "<90天", UNIT_MESSAGE, UNIT_FIX, "< 90"),
+    ("B4", "小于90", WORD_MESSAGE, WORD_FIX, "< 90"),
+])
+def test_units_and_words_in_a_comparison_say_what_to_write(policy_copy: Path, ref: str, cell: str, message: str,
+                                                            fix: str, write: str):
+    edit_table(policy_copy, VALUE_TIER, lambda ws: ws.__setitem__(ref, cell))
+    assert lines(policy_copy) == [
+        f"tables/value_tier.xlsx!价值分层!{ref}: error: “{cell}” " + message.format(cell=cell)
+        + " [table-bad-cell] — 修改建议: " + fix.format(write=write)]

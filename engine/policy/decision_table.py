@@ -11,7 +11,7 @@ row 2 names the feature (or expression) an input column tests and the tag an out
 Each input cell is a test on that column's value:
 
     (blank) or -        any value
-    >= 50000, < 30, != 流失      a comparison (>= 100,000 too)
+    >= 50000, < 30, != 流失      a comparison (>= 100,000 too; full-width ＞＝ ＜ too)
     10..50              between, both ends included
     高, 中   or  '高','中'   or  100、200      one of (== 高, 中 too)
     != 高, 中           none of (null is in no list, so it is not "none of" either)
@@ -21,7 +21,8 @@ Each input cell is a test on that column's value:
 
 Mistakes that would silently change every customer's result are errors at the cell: a formula
 (``=100000``; Excel also turns a typed ``= 5`` into one), a comma between digits that is not a
-thousands separator (``100,00``), a list after ``>=``/``<``…, a header cell merged over several
+thousands separator (``100,00``), a list after ``>=``/``<``…, a unit or words in a comparison
+(``>=5万``, ``<90天``, ``小于90``), a header cell merged over several
 columns, a column with no kind in row 1 but a name in row 2 (or values between the table's
 columns), a blank row with more table content below it, and a row with no condition and no result
 (a note typed on a row of its own would match everyone and set nothing). A merged cell in the
@@ -32,6 +33,8 @@ one intermediate form.
 from __future__ import annotations
 
 import re
+import unicodedata
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,13 @@ _DIGITS_AND_COMMAS = re.compile(r"^-?\d+(,\d+)+(\.\d+)?$")
 _FULL_WIDTH = str.maketrans("０１２３４５６７８９，．－", "0123456789,.-")
 # List separators: 、 always; a comma unless it stands between two digits (that one groups thousands).
 _LIST_SEPARATOR = re.compile(r"、|(?<!\d)[,，]|[,，](?!\d)")
+# A comparison with a unit (>=5万, <90天) or in words (小于90): refused with the number to write.
+_WITH_UNIT = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s*(万元|万|千元|千|[wWkK]|元|块|天|日|次|个|件|人|岁|单|笔|分|小时)$")
+_UNIT_FACTOR = {"万元": 10000, "万": 10000, "w": 10000, "W": 10000, "千元": 1000, "千": 1000, "k": 1000, "K": 1000}
+_WORD_OPS = {"大于等于": ">=", "小于等于": "<=", "不小于": ">=", "不大于": "<=", "不少于": ">=", "不多于": "<=",
+             "不低于": ">=", "不高于": "<=", "不超过": "<=", "至少": ">=", "至多": "<=", "不等于": "!=", "大于": ">",
+             "小于": "<", "高于": ">", "低于": "<", "超过": ">", "等于": "=="}
+_WORD_COMPARISON = re.compile(r"^(" + "|".join(_WORD_OPS) + r")\s*(.+)$")
 _ANY = {"", "-", "—", "任意", "any", "*"}
 _NULL = {"空", "null", "无值"}
 _NOT_NULL = {"非空", "not null", "有值"}
@@ -355,8 +365,12 @@ def cell_condition(subject: str, value: Any) -> str | None:
         return f"({subject}) is null"
     if low in _NOT_NULL:
         return f"({subject}) is not null"
-    m = _COMPARISON.match(text)
+    # NFKC: full-width signs typed with a Chinese input method (＜ 90, ＞＝１００００) are the signs.
+    normal = unicodedata.normalize("NFKC", text)
+    _refuse_units_and_words(text, normal)
+    m = _COMPARISON.match(normal)
     if m:
+        text = normal
         op = {"=": "==", "≥": ">=", "≤": "<=", "≠": "!="}.get(m.group(1), m.group(1))
         parts = _list_parts(m.group(2))
         items = [_literal(p) for p in parts]  # 100,00 in a list is still a bad number
@@ -385,6 +399,37 @@ def cell_condition(subject: str, value: Any) -> str | None:
     if len(parts) > 1:
         return f"({subject}) in [{', '.join(_literal(p) for p in parts)}]"
     return f"({subject}) == {_literal(text)}"
+
+
+def _refuse_units_and_words(text: str, normal: str) -> None:
+    """``>=5万``, ``>=50000元``, ``<90天`` (a number with a unit after a comparison sign) and ``小于90``
+    (a comparison in words) cannot be read; say what to write instead. ``100人`` alone stays a text
+    (company_size has such values), and so does ``!= 100人``."""
+    m = _COMPARISON.match(normal)
+    word = None if m else _WORD_COMPARISON.match(normal)
+    if word:
+        op, value = _WORD_OPS[word.group(1)], word.group(2).strip()
+    elif m and m.group(1) in ("<", ">", "<=", ">=", "≥", "≤"):
+        op, value = {"≥": ">=", "≤": "<="}.get(m.group(1), m.group(1)), m.group(2).strip()
+    else:
+        return
+    unit = _WITH_UNIT.match(value)
+    number = _number_text(unit.group(1)) if unit else _number_text(value) if word else None
+    if number is None:
+        return
+    if unit and unit.group(2) in _UNIT_FACTOR:
+        number = format((Decimal(number) * _UNIT_FACTOR[unit.group(2)]).normalize(), "f")
+    write = number if op == "==" else f"{op} {number}"
+    shown = text.strip()
+    if word:
+        message = (f"“{shown}” 读不出：比较要用符号写 / cannot read '{shown}': write the comparison with a sign")
+        fix = f"写 {write}（>= 大于等于，<= 小于等于，> 大于，< 小于，!= 不等于） / write {write}"
+    else:
+        message = (f"“{shown}” 读不出：比较的值只写数字，不写单位 / cannot read '{shown}': a comparison takes a plain number,"
+                   " without a unit")
+        fix = (f"写 {write}（金额按元、天数按天、次数按次，只写数字） / write {write} (amounts in yuan, days in days,"
+               " counts as numbers)")
+    raise CellError(message, fix, code="table-bad-cell")
 
 
 def _list_parts(text: str) -> list[str]:
