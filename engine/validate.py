@@ -48,7 +48,7 @@ from engine.model import Customer, SourceRow
 from engine.policy import decision_table
 from engine.policy.loader import PolicySet, load_policies
 from engine.policy.model import STAGES, AddScore, MessageSpec, Rule, RuleSet, SetTag, TaskSpec
-from engine.policy.schema import did_you_mean
+from engine.policy.schema import condition_text, did_you_mean
 from engine.policy.yaml_source import YList, YMap
 from engine.readers import load_columns
 from engine.render import CONTEXT_VARIABLES, make_environment, template_fields
@@ -265,8 +265,7 @@ def settings_rules(policyset: PolicySet) -> list[tuple[str, str, str, Location]]
     They fire as decisions with their id, so the id must be unique too."""
     found = []
     for stage, node in _settings_entries(policyset):
-        when = node.get("when")
-        when = ("true" if when else "false") if isinstance(when, bool) else str(when)
+        when = condition_text(node.get("when"))
         found.append((stage, str(node.get("id")), when, node.key_loc("id")))
     return found
 
@@ -897,8 +896,7 @@ def check_sla_target_logic(policyset: PolicySet, knowledge: _Knowledge) -> list[
     for block in blocks:
         if not isinstance(block, YMap) or "id" not in block:
             return []  # the SLA stage reports it
-        when = block.get("when", "true")
-        when = ("true" if when else "false") if isinstance(when, bool) else str(when)
+        when = condition_text(block.get("when", "true"))
         try:
             node = expr.parse(when, block.value_loc("when"))
         except PolicyError:

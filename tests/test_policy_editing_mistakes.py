@@ -32,7 +32,11 @@ def lines(policies: Path, severity: str | None = None) -> list[str]:
 
 
 def line_of(folder: Path, file: str, text: str) -> int:
-    return next(n for n, line in enumerate((folder / file).read_text(encoding="utf-8").splitlines(), start=1) if text in line)
+    """The first line holding ``text`` (being exactly ``text`` when it ends with a newline)."""
+    found = (folder / file).read_text(encoding="utf-8").splitlines()
+    if text.endswith("\n"):
+        return next(n for n, line in enumerate(found, start=1) if line == text[:-1])
+    return next(n for n, line in enumerate(found, start=1) if text in line)
 
 
 # -- 1. a note on a row of its own in a decision table ---------------------------------------------
@@ -202,3 +206,23 @@ def test_units_and_words_in_a_comparison_say_what_to_write(policy_copy: Path, re
     assert lines(policy_copy) == [
         f"tables/value_tier.xlsx!价值分层!{ref}: error: “{cell}” " + message.format(cell=cell)
         + " [table-bad-cell] — 修改建议: " + fix.format(write=write)]
+
+
+# -- 7. messages that pointed the wrong way ----------------------------------------------------------
+
+NEED_TYPE = "classification/need_type.yaml"
+EMPTY_CONDITION = ("error: the condition is empty [expr-syntax] — 修改建议: write a condition such as monetary_365d >= 50000;"
+                   " for every customer write true")
+
+
+def test_an_empty_when_says_the_condition_is_empty(policy_copy: Path):
+    """It said "unknown name 'None' (did you mean 'owner'?)"."""
+    edit(policy_copy / NEED_TYPE, "when: recorded_need_type == '战略'", "when:")
+    line = line_of(policy_copy, NEED_TYPE, "    when:\n")
+    assert lines(policy_copy) == [f"{NEED_TYPE}:{line}:10: {EMPTY_CONDITION}"]
+
+
+def test_an_empty_when_of_an_sla_target_says_the_condition_is_empty(policy_copy: Path):
+    edit(policy_copy / "sla.yaml", "when: type == '建议'", "when:")
+    line = line_of(policy_copy, "sla.yaml", "    when:\n")
+    assert lines(policy_copy) == [f"sla.yaml:{line}:10: {EMPTY_CONDITION}"]

@@ -28,7 +28,7 @@ from engine.policy.model import (
     SetTag,
     TaskSpec,
 )
-from engine.policy.schema import Problems, as_list, check_keys, did_you_mean
+from engine.policy.schema import Problems, as_list, check_keys, condition_text, did_you_mean
 from engine.policy.yaml_source import YList, YMap, load_yaml
 from engine.stages import stage_feature_catalog, stage_feature_stages, stage_tag_requirements, whole_days
 
@@ -335,7 +335,7 @@ class _Loader:
         if not check_keys(block, "a rule", allowed, ("id", "when"), self.problems, loc):
             return None
         rule_id = str(block.get("id", "?"))
-        cond_text = block.get("when", "true")
+        cond_text = condition_text(block.get("when", "true"))
         condition = self._parse_condition(cond_text, block.value_loc("when"))
         outputs: list = []
         tags = self._mapping_field(block, "set", "tag name: value", ("need_type", "战略"))

@@ -56,6 +56,14 @@ def check_keys(
     return True
 
 
+def condition_text(value: Any) -> str:
+    """The text of a ``when:`` value: ``when: true`` is read by YAML as a yes/no, and a bare ``when:``
+    as null, which must read as an empty condition (said so by the parser), never as the name None."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
 def as_list(value: Any) -> list:
     if value is None:
         return []
