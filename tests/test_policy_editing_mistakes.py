@@ -226,3 +226,14 @@ def test_an_empty_when_of_an_sla_target_says_the_condition_is_empty(policy_copy:
     edit(policy_copy / "sla.yaml", "when: type == '建议'", "when:")
     line = line_of(policy_copy, "sla.yaml", "    when:\n")
     assert lines(policy_copy) == [f"sla.yaml:{line}:10: {EMPTY_CONDITION}"]
+
+
+def test_a_task_field_indented_out_of_task_says_so(policy_copy: Path):
+    """It said "unknown field 'script' in a rule; did you mean 'description'?"."""
+    actions = "classification/actions.yaml"
+    edit(policy_copy / actions, "      script: 该客户属于", "    script: 该客户属于")
+    assert lines(policy_copy) == [
+        f"{actions}:{line_of(policy_copy, actions, '    script: 该客户属于')}:5: error: 'script' 是 task: 下的字段，"
+        "多半是缩进少了，跑到了 task: 外面 / 'script' is a field of 'task:'; it probably belongs under task: (check its"
+        " indentation) [misplaced-field] — 修改建议: 把 script: 这一行缩进到和 task: 下面的其他行对齐 / indent the script: line"
+        " like the other lines under task:"]

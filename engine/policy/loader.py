@@ -36,6 +36,10 @@ RULE_KINDS = STAGES
 OTHER_KINDS = ("columns", "calendar", "features", "organization", "guards")
 PRIORITIES = ("高", "中", "低")
 MESSAGE_CATEGORIES = ("marketing", "service")
+TASK_FIELDS = ("title", "assign_to", "due", "priority", "script", "category", "once_per", "key_by", "due_by")
+MESSAGE_FIELDS = ("template", "channel", "category", "params", "once_per", "key_by")
+# A task's or message's field found at the rule's level was indented too little (check_keys says so).
+_RULE_BLOCKS = {"task": TASK_FIELDS, "tasks": TASK_FIELDS, "message": MESSAGE_FIELDS, "messages": MESSAGE_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -332,7 +336,7 @@ class _Loader:
 
     def _yaml_rule(self, block: Any, loc: Location, org: Organization) -> Rule | None:
         allowed = ("id", "description", "when", "set", "score", "task", "tasks", "message", "messages", "priority")
-        if not check_keys(block, "a rule", allowed, ("id", "when"), self.problems, loc):
+        if not check_keys(block, "a rule", allowed, ("id", "when"), self.problems, loc, nested=_RULE_BLOCKS):
             return None
         rule_id = str(block.get("id", "?"))
         cond_text = condition_text(block.get("when", "true"))
@@ -405,8 +409,7 @@ class _Loader:
         return False
 
     def _task(self, block: Any, loc: Location, org: Organization) -> TaskSpec | None:
-        allowed = ("title", "assign_to", "due", "priority", "script", "category", "once_per", "key_by", "due_by")
-        if not check_keys(block, "a task", allowed, ("title", "assign_to", "due"), self.problems, loc):
+        if not check_keys(block, "a task", TASK_FIELDS, ("title", "assign_to", "due"), self.problems, loc):
             return None
         assign = str(block.get("assign_to", "owner"))
         role = assign[5:] if assign.startswith("role:") else (None if assign == "owner" else assign)
@@ -437,8 +440,7 @@ class _Loader:
         )
 
     def _message(self, block: Any, loc: Location, org: Organization) -> MessageSpec | None:
-        allowed = ("template", "channel", "category", "params", "once_per", "key_by")
-        if not check_keys(block, "a message", allowed, ("template", "category"), self.problems, loc):
+        if not check_keys(block, "a message", MESSAGE_FIELDS, ("template", "category"), self.problems, loc):
             return None
         channel = str(block.get("channel", "preferred"))
         if channel != "preferred" and channel not in org.channels:
