@@ -237,3 +237,13 @@ def test_a_task_field_indented_out_of_task_says_so(policy_copy: Path):
         "多半是缩进少了，跑到了 task: 外面 / 'script' is a field of 'task:'; it probably belongs under task: (check its"
         " indentation) [misplaced-field] — 修改建议: 把 script: 这一行缩进到和 task: 下面的其他行对齐 / indent the script: line"
         " like the other lines under task:"]
+
+
+@pytest.mark.parametrize("written", ["need_type=普通", "need_type = 普通", "need_type==普通"])
+def test_set_with_an_equals_sign_suggests_the_colon(policy_copy: Path, written: str):
+    """It suggested set: {need_type: need_type=普通}."""
+    edit(policy_copy / NEED_TYPE, "set: {need_type: 普通}", f"set: {written}")
+    assert lines(policy_copy) == [
+        f"{NEED_TYPE}:{line_of(policy_copy, NEED_TYPE, f'set: {written}')}:5: error: 'set:' must be a block of 'tag name: value'"
+        f" pairs, not '{written}'; did you mean 'need_type: 普通' with a half-width colon and a space? [not-a-mapping]"
+        " — 修改建议: write set: {need_type: 普通}"]

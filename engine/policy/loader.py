@@ -316,9 +316,10 @@ class _Loader:
             sample = shown
         message = f"'{key}:' must be a block of '{what}' pairs, not {_quoted(value)}"
         fix = f"write the {what.split(':')[0]} and its value, e.g. {key}: {{{name}: {sample}}}"
-        colon = next((c for c in ("：", ":") if isinstance(value, str) and c in value), None)
-        if colon is not None:  # "need_type：战略" on the next line, or "need_type:战略": YAML read one text
+        colon = next((c for c in ("：", ":", "＝", "=") if isinstance(value, str) and c in value), None)
+        if colon is not None:  # "need_type：战略" on the next line, "need_type:战略" or "need_type=战略": YAML read one text
             left, _, right = (part.strip() for part in value.partition(colon))
+            right = right.lstrip("=＝").strip()  # need_type == 普通
             if left and right:
                 message += f"; did you mean '{left}: {right}' with a half-width colon and a space?"
                 fix = f"write {key}: {{{left}: {right}}}"
