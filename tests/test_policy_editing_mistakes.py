@@ -247,3 +247,17 @@ def test_set_with_an_equals_sign_suggests_the_colon(policy_copy: Path, written: 
         f"{NEED_TYPE}:{line_of(policy_copy, NEED_TYPE, f'set: {written}')}:5: error: 'set:' must be a block of 'tag name: value'"
         f" pairs, not '{written}'; did you mean 'need_type: 普通' with a half-width colon and a space? [not-a-mapping]"
         " — 修改建议: write set: {need_type: 普通}"]
+
+
+def test_a_new_rule_file_with_only_its_kind_says_it_has_no_rules(policy_copy: Path):
+    """It said "only one care settings file is allowed … merge care.yaml into care/new.yaml"."""
+    (policy_copy / "care" / "new.yaml").write_text("kind: care\n", encoding="utf-8")
+    assert lines(policy_copy) == [
+        "care/new.yaml:1:1: error: care/new.yaml 没有 rules:（也没有 table:），不是一个规则文件 / care/new.yaml has no rules:"
+        " (nor table:), so it holds no rules [no-rules] — 修改建议: 在 rules: 下写规则（可以照其他 kind: care 的规则文件写），"
+        "或删除这个文件 / write its rules under rules: (like the other kind: care rule files), or delete the file"]
+
+
+def test_a_second_care_settings_file_with_settings_is_still_a_duplicate(policy_copy: Path):
+    (policy_copy / "care" / "new.yaml").write_text("kind: care\nmember_day: {day_of_month: 8}\n", encoding="utf-8")
+    assert [line.split(" [")[1].split("]")[0] for line in lines(policy_copy)] == ["duplicate-care-settings"]

@@ -226,6 +226,7 @@ class _Loader:
         """Parse every rule policy; conditions are parsed but type-checked later, in evaluation order."""
         parsed = []
         for stage in RULE_KINDS:
+            self._files_without_rules(stage)
             for path, doc in self.documents.get(stage, []):
                 if stage != "classification" and not any(k in doc for k in ("rules", "table", "policies")):
                     self._policy_id(doc)  # a settings file's id is a policy id too
@@ -235,6 +236,25 @@ class _Loader:
                     if rs is not None:
                         parsed.append(rs)
         return parsed
+
+    def _files_without_rules(self, stage: str) -> None:
+        """A file of a stage with a settings file (sla, care, churn) that has neither rules: nor table:
+        is read as a second settings file, and the stage then said "merge care.yaml into care/new.yaml".
+        One with nothing but kind/id/description beside the real settings file is a rule file whose
+        rules are still to be written (or were lost): say that."""
+        settings = [(path, doc) for path, doc in self.documents.get(stage, [])
+                    if not any(k in doc for k in ("rules", "table", "policies"))]
+        if stage == "classification" or len(settings) < 2:
+            return
+        empty = [(path, doc) for path, doc in settings if set(doc) <= {"kind", "id", "description"}]
+        if len(empty) == len(settings):
+            empty = empty[1:]  # all empty: the first one is the settings file (with the defaults)
+        for path, doc in empty:
+            self.problems.error(
+                "no-rules", f"{self.rel(path)} 没有 rules:（也没有 table:），不是一个规则文件 / {self.rel(path)} has no rules:"
+                " (nor table:), so it holds no rules", doc.loc,
+                fix=f"在 rules: 下写规则（可以照其他 kind: {stage} 的规则文件写），或删除这个文件 / write its rules under rules:"
+                    f" (like the other kind: {stage} rule files), or delete the file")
 
     def _policy_blocks(self, doc: YMap):
         """A file holds one policy, or several under 'policies:'."""
