@@ -261,3 +261,11 @@ def test_a_new_rule_file_with_only_its_kind_says_it_has_no_rules(policy_copy: Pa
 def test_a_second_care_settings_file_with_settings_is_still_a_duplicate(policy_copy: Path):
     (policy_copy / "care" / "new.yaml").write_text("kind: care\nmember_day: {day_of_month: 8}\n", encoding="utf-8")
     assert [line.split(" [")[1].split("]")[0] for line in lines(policy_copy)] == ["duplicate-care-settings"]
+
+
+def test_a_quoted_whole_number_setting_says_remove_the_quotes(policy_copy: Path):
+    edit(policy_copy / "care.yaml", "  greeting_days_before: 3   # 生日", '  greeting_days_before: "3"   # 生日')
+    line = line_of(policy_copy, "care.yaml", 'greeting_days_before: "3"')
+    assert lines(policy_copy) == [
+        f"care.yaml:{line}:26: error: 'greeting_days_before' must be"
+        ' a whole number from 0 to 60, not the text "3" (in quotes) [bad-value] — 修改建议: remove the quotes: greeting_days_before: 3']

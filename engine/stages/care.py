@@ -220,8 +220,10 @@ def _block(doc: YMap, key: str, allowed: tuple[str, ...], problems: Problems) ->
 def _whole(block: YMap, key: str, default: int, low: int, high: int, problems: Problems) -> int:
     value = block.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or not low <= value <= high:
-        problems.error("bad-value", f"'{key}' must be a whole number from {low} to {high}, not '{value}'",
-                       block.value_loc(key))
+        quoted = isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and low <= int(value) <= high
+        problems.error("bad-value", f"'{key}' must be a whole number from {low} to {high}, not "
+                       + (f"the text \"{value}\" (in quotes)" if quoted else f"'{value}'"), block.value_loc(key),
+                       fix=f"remove the quotes: {key}: {value.strip()}" if quoted else None)
         return default
     return int(value)
 
