@@ -269,3 +269,16 @@ def test_a_quoted_whole_number_setting_says_remove_the_quotes(policy_copy: Path)
     assert lines(policy_copy) == [
         f"care.yaml:{line}:26: error: 'greeting_days_before' must be"
         ' a whole number from 0 to 60, not the text "3" (in quotes) [bad-value] — 修改建议: remove the quotes: greeting_days_before: 3']
+
+
+def test_a_role_typed_twice_is_one_error_without_follow_on_unknown_roles(policy_copy: Path):
+    """organization.yaml could not be read, so every rule naming a role also said "unknown role … roles: " (empty)."""
+    edit(policy_copy / "organization.yaml", "  客服主管: 李强\n", "  客服主管: 李强\n  客服主管: 张三\n")
+    assert lines(policy_copy) == [
+        f"organization.yaml:{line_of(policy_copy, 'organization.yaml', '客服主管: 张三')}:3: error: the key '客服主管' appears"
+        " twice in the same block; YAML would silently keep only the last one [duplicate-key] — 修改建议: delete or rename one of them"]
+
+
+def test_unknown_roles_are_still_reported_when_organization_yaml_is_fine(policy_copy: Path):
+    edit(policy_copy / "care" / "follow_up.yaml", "role:客服主管", "role:客服经理")
+    assert [line.split(" [")[1].split("]")[0] for line in lines(policy_copy)] == ["unknown-role"]

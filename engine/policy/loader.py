@@ -116,6 +116,9 @@ class _Loader:
         self.key_by_refs: list[tuple[str, Location]] = []  # (feature name, where) of every key_by
         self.due_by_refs: list[tuple[str, Location]] = []  # (feature name, where) of every task's due_by
         self.policy_ids: dict[str, Location] = {}  # policy id → where it was first declared
+        # organization.yaml could not be read (e.g. a role typed twice): its roles and channels are
+        # unknown, so rules naming them are not reported too (each would say "unknown role").
+        self.organization_unreadable = False
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -128,6 +131,7 @@ class _Loader:
                 doc = load_yaml(path, self.rel(path))
             except PolicyError as exc:
                 self.problems.extend(exc.problems)
+                self.organization_unreadable |= _declares_organization(path)
                 continue
             loc = Location(file=self.rel(path), line=1, col=1)
             if not isinstance(doc, YMap):
@@ -434,7 +438,7 @@ class _Loader:
             return None
         assign = str(block.get("assign_to", "owner"))
         role = assign[5:] if assign.startswith("role:") else (None if assign == "owner" else assign)
-        if role is not None and role not in org.roles:
+        if role is not None and role not in org.roles and not self.organization_unreadable:
             guess = did_you_mean(role, org.roles)
             self.problems.error("unknown-role", f"unknown role '{role}'" + (f"; did you mean '{guess}'?" if guess else ""),
                                 block.value_loc("assign_to"), fix=f"use 'owner' or one of the roles in organization.yaml: {', '.join(org.roles)}")
@@ -464,7 +468,7 @@ class _Loader:
         if not check_keys(block, "a message", MESSAGE_FIELDS, ("template", "category"), self.problems, loc):
             return None
         channel = str(block.get("channel", "preferred"))
-        if channel != "preferred" and channel not in org.channels:
+        if channel != "preferred" and channel not in org.channels and not self.organization_unreadable:
             guess = did_you_mean(channel, org.channels)
             self.problems.error("unknown-channel", f"unknown channel '{channel}'" + (f"; did you mean '{guess}'?" if guess else ""),
                                 block.value_loc("channel"), fix=f"'preferred' or one of: {', '.join(org.channels)}")
@@ -577,6 +581,15 @@ class _Loader:
                 )
             )
         rs.table_sheet = sheet_data  # kept for validate (overlaps, gaps)
+
+
+def _declares_organization(path: Path) -> bool:
+    """Does a file YAML could not read say ``kind: organization``?"""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return re.search(r"(?m)^kind\s*[:：]\s*['\"]?organization\b", text) is not None
 
 
 def _shown(value: Any, limit: int = 20) -> str:
