@@ -282,3 +282,17 @@ def test_a_role_typed_twice_is_one_error_without_follow_on_unknown_roles(policy_
 def test_unknown_roles_are_still_reported_when_organization_yaml_is_fine(policy_copy: Path):
     edit(policy_copy / "care" / "follow_up.yaml", "role:客服主管", "role:客服经理")
     assert [line.split(" [")[1].split("]")[0] for line in lines(policy_copy)] == ["unknown-role"]
+
+
+# -- 8. a festival rule written with Chinese quotes ---------------------------------------------------
+
+def test_a_festival_named_in_chinese_quotes_has_its_rule(policy_copy: Path):
+    """“国庆” works at run time, but the check looked for '国庆' or "国庆" in the text and warned
+    "festival '国庆' has no greeting rule"."""
+    edit(policy_copy / "care" / "festivals.yaml", "when: \"'国庆' in festivals_due", "when: \"“国庆” in festivals_due")
+    assert lines(policy_copy) == []
+
+
+def test_a_festival_without_a_rule_is_still_reported(policy_copy: Path):
+    edit(policy_copy / "care" / "festivals.yaml", "when: \"'国庆' in festivals_due", "when: \"'国庆节' in festivals_due")
+    assert "festival '国庆' has no greeting rule: nobody is greeted for it [festival-without-rule]" in " ".join(lines(policy_copy))
