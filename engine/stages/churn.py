@@ -29,7 +29,7 @@ from engine import expr
 from engine.decisions import Firing
 from engine.errors import Location, PolicyError
 from engine.model import Customer
-from engine.policy.schema import Problems, check_keys, did_you_mean
+from engine.policy.schema import Problems, check_keys, condition_text, did_you_mean
 from engine.policy.yaml_source import YList, YMap
 from engine.stages import CustomerFacts, StageOutput, StageSetup
 from engine.xlsx_out import Workbook
@@ -110,8 +110,7 @@ def _signal(block: Any, loc: Location, schema: dict, problems: Problems, seen: s
     if signal_id in seen:
         problems.error("duplicate-rule-id", f"signal id '{signal_id}' appears twice", block.key_loc("id"))
     seen.add(signal_id)
-    text = block.get("when", "true")
-    text = ("true" if text else "false") if isinstance(text, bool) else str(text)
+    text = condition_text(block.get("when", "true"))
     where = block.value_loc("when")
     try:
         node = expr.parse(text, where)
