@@ -9,6 +9,7 @@ from typing import Any
 from engine.calendar import BusinessCalendar, parse_duration
 from engine.decisions import Message, Task
 from engine.errors import PolicyError, Problem
+from engine.guards import channel_address
 from engine.model import Customer
 from engine.policy.loader import Organization
 from engine.policy.model import MessageSpec, Rule, RuleSet, TaskSpec, period_label
@@ -123,15 +124,16 @@ class ActionBuilder:
         )
 
     def pick_channel(self, spec: MessageSpec, customer: Customer) -> tuple[str | None, str | None]:
-        """The channel and address to use, or (None, None) when the customer cannot be reached."""
+        """The channel and address to use, or (None, None) when the customer cannot be reached. A
+        channel without an address it can reach (none recorded; for SMS, no mobile number: a landline
+        cannot take one) is passed over: ``channel: preferred`` tries the next one."""
         if spec.channel != "preferred":
             candidates = [spec.channel]
         else:
             preferred = self.org.channel_key(customer.preferred_channel)
             candidates = ([preferred] if preferred else []) + [c for c in self.org.default_channel_order if c != preferred]
         for key in candidates:
-            channel = self.org.channels[key]
-            address = getattr(customer, channel.address_field, None)
+            address = channel_address(self.org.channels[key], customer)  # SMS: a mobile number only
             if address:
                 return key, address
         return None, None

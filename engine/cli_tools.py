@@ -194,8 +194,10 @@ def diff_command(base: str, new: Path, inbox: Path, as_of, templates: Path | Non
     """What a policy change does: run both versions on the same inputs and compare.
 
     \b
-    Classification changes (from → to, customers per pair), tasks and messages added and removed,
-    SLA targets changed, rule firing counts. Details in diff.xlsx.
+    The policy edits (changed files, YAML lines and decision-table cells, old → new, with their rules),
+    classification changes (from → to, customers per pair), tasks and messages added and removed,
+    SLA targets changed, rule firing counts. Details in diff.xlsx, with the commit a git:<revision>
+    named and every compared policy file's sha256 in both versions.
       crm-engine diff --base git:HEAD --new policies --inbox inbox --as-of 2026-11-20
       crm-engine diff --base policies --new policies-draft --inbox inbox --as-of 2026-11-20 --out diff.xlsx
     """

@@ -46,7 +46,11 @@ class CoercionError(ValueError):
 
 # Control characters (keeping tab and line breaks) that exports sometimes carry from pasted text:
 # invisible in Excel, but they break sheet names and XML and reach a terminal as escape sequences.
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Zero-width space, word joiner and byte-order mark (U+200B, U+2060, U+FEFF) come along with text
+# pasted from web pages and chat: invisible, but 'C000002\u200b' is not C000002. Dropped from text too.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u2060\ufeff]")
+# In an id also the zero-width (non-)joiners U+200C/U+200D (kept in text: emoji and some scripts use them).
+_ID_INVISIBLE = re.compile(r"[\x00-\x1f\x7f\u200b-\u200d\u2060\ufeff]")
 
 
 def _without_controls(s: str) -> str:
@@ -113,9 +117,13 @@ _PHONE_FLOAT_TEXT_RE = re.compile(r"^\d+\.0+$")
 _PHONE_SPLIT_RE = re.compile(r"[/;,、|]")
 _PHONE_DROP_RE = re.compile(r"[\s\-()（）.—]")
 _PHONE_OK_RE = re.compile(r"^\+?\d{5,20}$")
+# After +86: an area code written without its trunk 0 (+86 10 12345678, +86 21 …, +86 755 …) and the number.
+_PHONE_AREA_NO_TRUNK_RE = re.compile(r"^(?:10\d{8}|[2-9]\d{8,10})$")
+_YEAR_MONTH_TEXT_RE = re.compile(r"^\d{4}\.\d{1,2}$")  # "1985.05" typed as text
 # An extension written after the number (010-12345678转8001, … ext 8001, … x8001, …#8001): dropped,
 # it is dialled after the call connects (kept, it was glued onto the number: 010123456788001).
 _PHONE_EXTENSION_RE = re.compile(r"\s*(?:转|分机|ext\.?|x|#)\s*\d{1,6}\s*$", re.IGNORECASE)
+_PHONE_NOTE_RE = re.compile(r"\s*[(（][^\d()（）]*[)）]\s*$")  # a note after the number: 138…（微信同号）
 _LANDLINE_WITH_EXTENSION_RE = re.compile(r"^(\(?0\d{2,3}\)?[-\s]?\d{7,8})[-\s]\d{1,6}$")  # 010-12345678-8001
 _EMAIL_RE = re.compile(r"^[^@\s<>;,]+@[^@\s<>;,]+\.[^@\s<>;,]+$")
 _EMAIL_SPLIT_RE = re.compile(r"[;,、|]")
@@ -172,6 +180,11 @@ class Coercer:
         """``s`` is already stripped."""
         return s in self.blanks or (not s.isascii() and value_key(s) in self.blank_keys)
 
+    def is_blank(self, s: str) -> bool:
+        """Does the text cell ``s`` look empty ("", spaces, "—", "无", "N/A", ... of blank_values)?"""
+        s = s.strip()
+        return not s or self._blank(s)
+
     # -- one converter per type ------------------------------------------------------------------
     def to_text(self, v: Any) -> str | None:
         t = type(v)
@@ -205,7 +218,7 @@ class Coercer:
             if not s.isascii():
                 s = _nfkc(s).strip()  # Ｃ０００１ -> C0001
             if not s.isprintable():
-                s = _without_controls(s)
+                s = _ID_INVISIBLE.sub("", s).strip()
             if s[:1] == "'":  # '00123: the apostrophe some exports put before a number kept as text
                 s = s[1:].strip()
             if s in self.blanks:
@@ -214,8 +227,12 @@ class Coercer:
         if t is float:
             if v != v or v in (math.inf, -math.inf):
                 raise CoercionError("bad-id", f"{_shown(v)} is not an id")
+            if not -LONG_NUMBER_ID < v < LONG_NUMBER_ID:
+                raise _long_number_id(v)
             return _format_float(v)  # 1001.0 -> "1001"
         if t is int:
+            if not -LONG_NUMBER_ID < v < LONG_NUMBER_ID:
+                raise _long_number_id(v)
             return str(v)
         if v is None:
             return None
@@ -249,20 +266,19 @@ class Coercer:
                 raise CoercionError("bad-phone", f"{_shown(v)} is not a phone number")
             if _PHONE_FLOAT_TEXT_RE.match(s):
                 s = s.split(".")[0]  # "13812345678.0": a number cell that was converted to text
+            s = _PHONE_NOTE_RE.sub("", s)
             s = _PHONE_EXTENSION_RE.sub("", s)
             s = _LANDLINE_WITH_EXTENSION_RE.sub(r"\1", s)
-            s = _PHONE_DROP_RE.sub("", s)
-            if s.startswith("0086"):  # the international prefix dialled from China
-                s = "+86" + s[4:]
+            s = _national(_PHONE_DROP_RE.sub("", s))
             if _PHONE_OK_RE.match(s):
                 return s
             raise CoercionError("bad-phone", f"{_shown(v)} is not a phone number")
-        if t is float:
-            if v.is_integer() and 0 < v < 1e16:
+        if t is float or t is int:
+            if 13e9 <= v < 2e10 and v == int(v):  # the usual number cell: a mobile number
                 return str(int(v))  # 13812345678.0 -> "13812345678"
+            if 0 < v < 1e16 and v == int(v):  # read as the same digits typed as text would be (110 is no number)
+                return self.to_phone(str(int(v)))
             raise CoercionError("bad-phone", f"{_shown(v)} is not a phone number")
-        if t is int and v > 0:
-            return str(v)
         if v is None:
             return None
         raise CoercionError("bad-phone", f"{_shown(v)} is not a phone number")
@@ -501,8 +517,8 @@ class Coercer:
                 offset = _OFFSET_RE.match(s)
                 if offset is not None and _DATE_RE.match(offset.group(1)):
                     return self._offset_time(v, offset.group(1), offset.group(2), want_time)
-                if s.isdigit():
-                    _refuse_year(float(s), v)  # "1985" typed as text: the same message as the number
+                if s.isdigit() or _YEAR_MONTH_TEXT_RE.match(s):
+                    _refuse_year(float(s), v)  # "1985", "1985.05" typed as text: the same message as the number
                 raise CoercionError("bad-date", f"{_shown(v)} is not a date this engine can read")
         y, mo, d, hh, mi, ss = m.groups()
         year = int(y)
@@ -586,11 +602,45 @@ def _date_number(x: float, raw: Any) -> date:
     raise CoercionError("bad-date", f"{_shown(raw)} is not a date (not an Excel date serial or YYYYMMDD)")
 
 
+def _national(s: str) -> str:
+    """A Chinese number with its country code (+86, 0086, 86) in the form dialled within China, as the
+    same number is written without it: a mobile as its 11 digits, a landline with its trunk 0
+    (+86 010 12345678 and +86 10 12345678 -> 01012345678). Anything else is kept as written."""
+    if s.startswith("0086"):  # the international prefix dialled from China
+        s = "+86" + s[4:]
+    if s.startswith("+86"):
+        rest = s[3:]
+        if _PHONE_FAST_RE.match(rest) or (rest[:1] == "0" and rest[1:2] != "0"):
+            return rest
+        if _PHONE_AREA_NO_TRUNK_RE.match(rest):
+            return "0" + rest
+        return s
+    if len(s) == 13 and s.startswith("86") and _PHONE_FAST_RE.match(s[2:]):  # 86-13812345678, (86)138…
+        return s[2:]
+    return s
+
+
+# An id kept as a number with more than 15 digits: Excel keeps 15 significant digits, so the rest are
+# gone (202511200000012345 is stored as 202511200000012000) and different ids read as one.
+LONG_NUMBER_ID = 1e15
+
+
+def _long_number_id(v: Any) -> CoercionError:
+    # The Chinese wording (此编号超过 15 位数字…) is engine/reject_text.py's, as for every code.
+    return CoercionError("long-number-id", f"{_shown(v)} is an id of more than 15 digits stored as a number: Excel "
+                                           "has lost its last digits; format the column as text in the export")
+
+
 def _refuse_year(x: float, raw: Any) -> None:
-    """A whole number 1900-2999 in a date column is a year typed alone (a birthday "1985"), not the Excel
-    serial it would also be (1985 = 1905-06-07): refuse it rather than invent a date."""
-    if 1900 <= x <= 2999 and x == int(x):
-        raise CoercionError("bad-date", f"{_shown(raw)} looks like a year, not a date: write the whole date (e.g. {int(x)}-05-17)")
+    """A number 1900-2999 in a date column is a year typed alone (a birthday "1985"), or a year and month
+    typed as a number ("1985.05"), not the Excel serial it would also be (1985 = 1905-06-07, 1985.05 the
+    same day at 01:12): refuse it rather than invent a date."""
+    if 1900 <= x < 3000:
+        if x == int(x):
+            raise CoercionError("bad-date", f"{_shown(raw)} looks like a year, not a date: write the whole date "
+                                f"(e.g. {int(x)}-05-17)")
+        raise CoercionError("bad-date", f"{_shown(raw)} looks like a year (and month) typed as a number, not a date: "
+                            f"write the whole date (e.g. {int(x)}-05-17)")
 
 
 def _datetime_number(x: float, raw: Any) -> datetime:

@@ -15,7 +15,10 @@ sent). Reported:
 
 The base may be a folder or a git revision (``git:HEAD~1``): that revision's policy folder (and the
 templates folder beside it, if the revision has one) is exported with ``git archive`` into a
-temporary folder.
+temporary folder; the commit the revision named then is recorded, so the workbook stays traceable
+after the branch moves. The policy edits themselves are listed too (``engine.policy_changes``: each
+file's sha256 in both versions, changed YAML lines and decision-table cells, old → new, with their
+rules), and tags are named as customers.xlsx heads them (``engine.run.customer_columns``).
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from engine.expr.render import value_text
 from engine.outbox import sha256_file
 from engine.outputs import STAGE_LABELS
 from engine.policy.model import SetTag
+from engine.policy_changes import FileChange, compare_policy_files
 from engine.xlsx_out import Column, Sheet, write_workbook
 
 CLOCKS = (("first_response", "首次响应"), ("resolution", "解决"))
@@ -50,6 +54,7 @@ class Side:
     label: str
     policies: Path
     templates: Path
+    commit: str | None = None  # the commit a git:<revision> base resolved to
 
 
 @dataclass
@@ -66,6 +71,18 @@ class DiffResult:
     messages_removed: list[dict] = field(default_factory=list)
     sla_changes: list[dict] = field(default_factory=list)
     rule_counts: list[tuple] = field(default_factory=list)  # (stage, rule_id, base count, new count)
+    base_commit: str | None = None  # the commit git:<revision> resolved to
+    files: list[FileChange] = field(default_factory=list)  # every policy file of either version, and its edits
+    tag_labels: dict[str, str] = field(default_factory=dict)  # tag → its customers.xlsx header (价值等级, ...)
+    rule_info: dict[str, tuple[str, str]] = field(default_factory=dict)  # rule id → (description, location)
+
+    def tag_label(self, tag: str) -> str:
+        label = self.tag_labels.get(tag, tag)
+        return label if label == tag else f"{label}（{tag}）"
+
+    @property
+    def edited_files(self) -> list[FileChange]:
+        return [f for f in self.files if f.status != "相同"]
 
     @property
     def unchanged(self) -> bool:
@@ -114,7 +131,7 @@ def export_git_revision(revision: str, new_policies: Path, dest: Path) -> Side:
                                 location=Location(file=str(new_policies)),
                                 fix="用 --base 指定旧版本策略所在的文件夹（例如备份的 policies 文件夹）")) from None
     prefix = new_policies.relative_to(top).as_posix()
-    _git(["rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], top)
+    commit = _git(["rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], top).decode().strip()
     if not _git(["ls-tree", "--name-only", revision, "--", prefix], top).strip():
         # git archive would fail with "pathspec did not match", and the advice to check the revision mislead.
         raise DiffError(Problem(code="git-no-policies", message=f"版本 {revision} 里还没有策略文件夹 {prefix}/",
@@ -128,7 +145,7 @@ def export_git_revision(revision: str, new_policies: Path, dest: Path) -> Side:
     except DiffError:
         pass  # that revision has no templates folder: the new one's is used
     templates = dest / templates_prefix
-    return Side(f"git:{revision}", policies, templates)
+    return Side(f"git:{revision}", policies, templates, commit)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -239,7 +256,9 @@ def diff_evaluations(base: Side, new: Side, inbox: Path, as_of: date, as_of_time
     datasets: dict[str, Any] = {}
     base_ps, base_data, base_ev = _evaluate_side("旧版本 base", base, inbox, as_of, as_of_time, datasets)
     new_ps, new_data, new_ev = _evaluate_side("新版本 new", new, inbox, as_of, as_of_time, datasets)
-    result = DiffResult(base.label, new.label, (as_of_time or as_of).isoformat(), len(new_data.customers))
+    result = DiffResult(base.label, new.label, (as_of_time or as_of).isoformat(), len(new_data.customers),
+                        base_commit=base.commit, files=compare_policy_files(base_ps, new_ps))
+    result.tag_labels, result.rule_info = _labels(base_ps, new_ps, base_ev, new_ev)
 
     # Classifications, customer by customer.
     base_rows = {r.get("customer_id"): r for r in base_ev.customer_rows}
@@ -284,6 +303,27 @@ def diff_evaluations(base: Side, new: Side, inbox: Path, as_of: date, as_of_time
         if base_counts[key] != new_counts[key]:
             result.rule_counts.append((key[0], key[1], base_counts[key], new_counts[key]))
     return result
+
+
+def _labels(base_ps, new_ps, base_ev, new_ev) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """Tag → its customers.xlsx header; rule id → (description, where it is written: the new version's
+    place, else the old one's; for a stage module's decision, the source its decisions record)."""
+    from engine.run import customer_columns
+    from engine.validate import settings_descriptions, settings_rules
+
+    labels = {key: header for ps in (base_ps, new_ps) for key, header, _kind in customer_columns(ps)}
+    info: dict[str, tuple[str, str]] = {}
+    for ev in (base_ev, new_ev):  # later wins: the new version
+        for f in ev.firings:
+            info[f.rule_id] = ("", f.source)
+    for ps in (base_ps, new_ps):
+        descriptions = settings_descriptions(ps)
+        for _stage, rule_id, _when, loc in settings_rules(ps):
+            info[rule_id] = (descriptions.get(rule_id, ""), str(loc))
+        for rs in ps.all_rulesets():
+            for rule in rs.rules:
+                info[rule.rule_id] = (rule.description, str(rule.location))
+    return labels, info
 
 
 def _task_row(t) -> dict[str, Any]:
@@ -339,6 +379,16 @@ def _by_rule(items: list[dict]) -> list[tuple[str, int]]:
 
 def format_diff(result: DiffResult, top: int = 10) -> list[str]:
     lines = [f"影响分析 diff：{result.base} → {result.new}（as-of {result.as_of}，客户 {result.customers} 位）"]
+    if result.base_commit:
+        lines.append(f"旧版本 {result.base} = 提交 commit {result.base_commit}")
+    lines.append("策略文件变化 policy edits:" + ("" if result.edited_files else " （无 none）"))
+    for f in result.edited_files:
+        lines.append(f"  {f.status} {f.path}")
+        for e in f.edits[:top]:
+            rules = f"（{e['rules']}）" if e["rules"] else ""
+            lines.append(f"    {e['where']}{rules}：{e['old'] or '（空）'} → {e['new'] or '（空）'}")
+        if len(f.edits) > top:
+            lines.append(f"    …… 另有 {len(f.edits) - top} 处修改，见 diff.xlsx")
     if result.unchanged:
         lines.append("两个版本在这些输入上的决定完全相同 / no differences")
         return lines
@@ -346,7 +396,7 @@ def format_diff(result: DiffResult, top: int = 10) -> list[str]:
     if not result.tag_pairs:
         lines.append("  （无）")
     for tag, pairs in result.tag_pairs.items():
-        lines.append(f"  {tag}：{sum(pairs.values())} 位客户变化")
+        lines.append(f"  {result.tag_label(tag)}：{sum(pairs.values())} 位客户变化")
         for (before, after), count in sorted(pairs.items(), key=lambda kv: (-kv[1], str(kv[0])))[:top]:
             lines.append(f"    {_show(before)} → {_show(after)}   {count}")
         if len(pairs) > top:
@@ -377,11 +427,15 @@ def format_diff(result: DiffResult, top: int = 10) -> list[str]:
 
 
 def write_diff_workbook(path: Path, result: DiffResult) -> None:
-    summary = [("旧版本 base", result.base), ("新版本 new", result.new), ("as-of", result.as_of), ("客户数", result.customers),
+    summary = [("旧版本 base", result.base), *([("旧版本提交 base commit", result.base_commit)] if result.base_commit else []),
+               ("新版本 new", result.new), ("as-of", result.as_of), ("客户数", result.customers),
+               ("修改的策略文件", len(result.edited_files)),
                ("分类变化的客户（按分类计）", len(result.customer_changes)), ("新增任务", len(result.tasks_added)),
                ("减少任务", len(result.tasks_removed)), ("新增消息", len(result.messages_added)),
                ("减少消息", len(result.messages_removed)), ("服务时限变化", len(result.sla_changes))]
-    pairs = [(tag, _show(b), _show(a), n) for tag, counter in result.tag_pairs.items()
+    # Each compared policy file's sha256 in both versions: the workbook names exactly what it compared.
+    summary += [(f"sha256 {f.path}", f"旧 {f.base_sha256 or '（无）'} / 新 {f.new_sha256 or '（无）'}") for f in result.files]
+    pairs = [(result.tag_label(tag), _show(b), _show(a), n) for tag, counter in result.tag_pairs.items()
              for (b, a), n in sorted(counter.items(), key=lambda kv: -kv[1])]
     task_rows = [(sign, t["customer_id"], t["customer_name"], t["rule_id"], STAGE_LABELS.get(t["stage"], t["stage"]),
                   t["assignee"], t["title"], t["priority"], t["due"])
@@ -407,12 +461,19 @@ def write_diff_workbook(path: Path, result: DiffResult) -> None:
         Sheet("概要", [Column("项目"), Column("值")], summary),
         Sheet("分类变化汇总", [Column("分类"), Column("原值"), Column("新值"), Column("客户数", kind="int")], pairs),
         Sheet("客户分类变化", [Column("客户编号"), Column("客户名称"), Column("分类"), Column("原值"), Column("新值")],
-              [(cid, name, tag, _show(b), _show(a)) for cid, name, tag, b, a in result.customer_changes]),
+              [(cid, name, result.tag_label(tag), _show(b), _show(a)) for cid, name, tag, b, a in result.customer_changes]),
         Sheet("任务变化", [Column("变化"), Column("客户编号"), Column("客户名称"), Column("规则编号"), Column("阶段"),
                         Column("负责人"), Column("任务", width=50), Column("优先级"), Column("截止时间", kind="datetime")], task_rows),
         Sheet("消息变化", [Column("变化"), Column("客户编号"), Column("客户名称"), Column("规则编号"), Column("阶段"),
                         Column("渠道"), Column("模板"), Column("类别")], message_rows),
         Sheet("服务时限变化", sla_columns, sla_rows),
-        Sheet("规则触发次数", [Column("阶段"), Column("规则编号"), Column("旧版本次数", kind="int"), Column("新版本次数", kind="int")],
-              [(STAGE_LABELS.get(s, s), r, b, n) for s, r, b, n in result.rule_counts]),
+        Sheet("规则触发次数", [Column("阶段"), Column("规则编号"), Column("规则说明", width=50), Column("位置", width=40),
+                           Column("旧版本次数", kind="int"), Column("新版本次数", kind="int")],
+              [(STAGE_LABELS.get(s, s), r, *result.rule_info.get(r, ("", "")), b, n) for s, r, b, n in result.rule_counts]),
+        Sheet("策略修改", [Column("文件", width=36), Column("变化"), Column("位置", width=40), Column("规则编号"),
+                       Column("原内容", width=50), Column("新内容", width=50)],
+              [(f.path, f.status, e["where"], e["rules"], e["old"], e["new"]) for f in result.edited_files
+               for e in (f.edits or [{"where": "", "rules": "", "old": "", "new": ""}])]),
+        Sheet("策略文件", [Column("文件", width=36), Column("变化"), Column("旧版本 sha256", width=66), Column("新版本 sha256", width=66)],
+              [(f.path, f.status, f.base_sha256, f.new_sha256) for f in result.files]),
     ], title="策略变更影响分析 diff")

@@ -4,7 +4,8 @@ For one customer, every stage's policies in evaluation order, and in each policy
 it fired, its condition with the customer's actual values filled in, what it produced, the guard that
 held an output back (if the run's decision log says so) and where the rule is written. Decisions a
 stage module makes itself (SLA clocks per interaction, churn signals and level) are listed from the
-decision log of the stage.
+decision log of the stage; how the churn reason was chosen and the facts the care stage computes
+(next birthday, revisit dates, ...) are shown with their basis (``engine.explain_basis``).
 
 Two sources:
 
@@ -34,12 +35,12 @@ from engine.actions import ActionBuilder
 from engine.backends import get_backend
 from engine.calendar import load_calendars
 from engine.coerce import to_id
-from engine.decisions import jsonable
 from engine.errors import EngineError, Location, Problem
 from engine.evaluate import Evaluator, apply_hit_policy
+from engine.explain_basis import BasisLine, care_basis, churn_reason_basis, sla_untracked
 from engine.features import counted_orders, derive_features, purchases
 from engine.model import Dataset
-from engine.outbox import MANIFEST_NAME, sha256_file
+from engine.outbox import MANIFEST_NAME, jsonl_record, sha256_file
 from engine.outputs import DECISIONS_NAME, STAGE_LABELS, firing_record
 from engine.policy.loader import PolicySet, load_policies
 from engine.policy.model import STAGES, AddScore, MessageSpec, RuleSet, SetTag, TaskSpec
@@ -78,6 +79,7 @@ class RuleLine:
     outputs: list[str] = field(default_factory=list)  # what it produced (fired) or would produce
     suppressed: str | None = None  # guard(s) that held an output back
     note: str | None = None
+    basis: list[str] = field(default_factory=list)  # how a stage module got its result (e.g. the churn reason)
 
 
 @dataclass
@@ -94,6 +96,7 @@ class StageBlock:
     stage: str
     label: str
     module: list[RuleLine] = field(default_factory=list)  # decisions of the stage module itself
+    basis: list[BasisLine] = field(default_factory=list)  # facts the stage module computed (care), with their basis
     policies: list[PolicyBlock] = field(default_factory=list)
 
 
@@ -118,6 +121,8 @@ class Explanation:
 
 
 def _v(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a weight of 20 reads 20, whether computed now or read back from decisions.jsonl (20.0)
     return expr.render.value_text(value) if not isinstance(value, (dict, list)) else json.dumps(value, ensure_ascii=False)
 
 
@@ -319,7 +324,7 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
         # The guards as a run applies them, without the contact ledger (what earlier runs sent is not known here).
         guard_evaluation(load_guard_policy(policyset), None, {customer_id: customer}, evaluation,
                          send_from(as_of, as_of_time), "explain")
-        records = [jsonable(firing_record(f)) for f in evaluation.firings]  # as in decisions.jsonl
+        records = [jsonl_record(firing_record(f)) for f in evaluation.firings]  # exactly as in decisions.jsonl
 
     # Replay with fresh stage modules, taking the features each policy saw.
     calendars = load_calendars(policyset.root / "calendar.yaml", display="calendar.yaml")
@@ -343,14 +348,22 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
         module = modules.get(stage)
         if module is not None:
             module.process(facts)
+            if stage == "care":
+                block.basis = care_basis(policyset, module.settings, customer, features, as_of, _interval_rule(result))
         stage_records = [r for r in records if r["stage"] == stage]
         rule_keys = {(rs.policy_id, rule.rule_id) for rs in policyset.rulesets.get(stage, []) for rule in rs.rules}
         module_records = [r for r in stage_records if (r["policy"], r["rule_id"]) not in rule_keys]
         for r in module_records:
             inputs = "，".join(f"{k}={_v(v)}" for k, v in sorted(r["inputs"].items()))
-            block.module.append(RuleLine(r["rule_id"], descriptions.get(r["rule_id"], ""), r["source"], FIRED, inputs, True,
-                                         [describe_output(o) for o in r["outputs"]], _suppressed(r), r.get("note")))
+            line = RuleLine(r["rule_id"], descriptions.get(r["rule_id"], ""), r["source"], FIRED, inputs, True,
+                            [describe_output(o) for o in r["outputs"]], _suppressed(r), r.get("note"))
+            if stage == "churn" and module is not None and r["rule_id"] == f"{module.settings.settings_id}.level":
+                line.basis = churn_reason_basis(module.settings, r, module_records, features, interactions, as_of)
+            block.module.append(line)
         fired_module_ids = {r["rule_id"] for r in module_records}
+        per_interaction = "按每条互动记录判断（见上面已生效的判定）"
+        if stage == "sla" and module is not None and not module_records:
+            per_interaction = sla_untracked(policyset, module, interactions)  # nothing above to refer to
         for st, rule_id, when, loc in settings:
             if st != stage or rule_id in fired_module_ids:
                 continue
@@ -360,7 +373,7 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
                 if expr.free_names(node) <= set(features):
                     line.condition, line.value = expr.explain(node, features), expr.compile_expr(node)(features)
                 else:
-                    line.note = "按每条互动记录判断（见上面已生效的判定）"
+                    line.note = per_interaction
             except Exception:
                 line.note = "条件无法在这里计算"
             block.module.append(line)
@@ -368,6 +381,30 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
             block.policies.append(_explain_policy(rs, compiled, features, stage_records, customer, builder))
         result.stages.append(block)
     return result
+
+
+_LINE = re.compile(r"(.*):(\d+):\d+")
+
+
+def _moved_note(recorded: str, current: str) -> str | None:
+    """What to say when a fired rule's recorded source (the decision log's) is not where the rule is
+    written now: the policy file was edited after the run."""
+    if recorded == current:
+        return None
+    was, now = _LINE.fullmatch(recorded), _LINE.fullmatch(current)
+    if was and now and was.group(1) == now.group(1):
+        return f"位置是运行时决策日志记录的；文件改过，这条规则现在在第 {now.group(2)} 行（{current}）"
+    return f"位置是运行时决策日志记录的；文件改过，这条规则现在在 {current}"
+
+
+def _interval_rule(result: Explanation) -> tuple[str, str] | None:
+    """(rule id, source) of the fired rule that set revisit_interval_days (the service plan), if any."""
+    for stage in result.stages:
+        for p in stage.policies:
+            for r in p.rules:
+                if r.status == FIRED and any("revisit_interval_days" in o for o in r.outputs):
+                    return r.rule_id, r.source
+    return None
 
 
 def _explain_policy(rs: RuleSet, compiled, features: dict[str, Any], stage_records: list[dict[str, Any]],
@@ -387,8 +424,12 @@ def _explain_policy(rs: RuleSet, compiled, features: dict[str, Any], stage_recor
         text, value = _condition(rule, snapshot)
         record = logged.get(rule.rule_id)
         if record is not None:
-            line = RuleLine(rule.rule_id, rule.description, str(rule.location), FIRED, text, value,
+            # Where the run says the rule was: the file may have been edited since (lines moved).
+            line = RuleLine(rule.rule_id, rule.description, record.get("source") or str(rule.location), FIRED, text, value,
                             [describe_output(o) for o in record["outputs"]], _suppressed(record), record.get("note"))
+            moved = _moved_note(line.source, str(rule.location))
+            if moved:
+                line.note = ((line.note + "；") if line.note else "") + moved
         elif i in matched:
             line = RuleLine(rule.rule_id, rule.description, str(rule.location), MATCHED, text, value,
                             [describe_spec(o, env, context) for o in rule.outputs],
@@ -535,6 +576,12 @@ def format_explanation(ex: Explanation, only_fired: bool = False) -> list[str]:
         heading = ["", f"【{stage.label} {stage.stage}】"]
         lines.extend(heading)
         start = len(lines)
+        if stage.basis and not only_fired:
+            lines.append("  阶段计算（按设置文件）:")
+            for b in stage.basis:
+                lines.append(f"    · {b.feature} = {b.value}" + (f"  {b.source}" if b.source else ""))
+                if b.basis:
+                    lines.append(f"        依据 {b.basis}")
         if stage.module and (not only_fired or any(r.status == FIRED for r in stage.module)):
             lines.append("  阶段计算（按设置文件）:")
             for r in stage.module:
@@ -543,6 +590,7 @@ def format_explanation(ex: Explanation, only_fired: bool = False) -> list[str]:
                 lines.append(f"    {_MARKS[r.status]}  {r.rule_id}  {r.source}")
                 if r.status == FIRED:
                     lines.append(f"        依据 {r.condition}")
+                    lines.extend(f"        依据 {b}" for b in r.basis)
                 else:
                     lines.append(f"        条件 {r.condition}" + (f" → {_truth(r.value)}" if r.note is None else f"（{r.note}）"))
                 lines.extend(f"        结果 {o}" for o in r.outputs if r.status == FIRED)

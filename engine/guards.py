@@ -4,7 +4,8 @@ The stages decide *what* to do; the guards decide whether and when it may go out
 evaluation and before the run folder is written, in this fixed order (documented in docs/guards.md):
 
 1. ``no-contact`` — messages: a message for a customer without an address on the channel(s) the
-   rule allows (no phone, e-mail or WeChat) has nothing to go to. Evaluation still builds it, with no
+   rule allows (no phone, e-mail or WeChat; for SMS, no mobile number: ``is_mobile``) has nothing to
+   go to. Evaluation still builds it, with no
    channel and the reason as its body (``unreachable_message``), so that this guard lists it like
    any other; first, because there is nothing to send.
 2. ``dedupe`` — tasks and messages: an item whose idempotency key (rule, customer, period) an
@@ -31,6 +32,7 @@ an aware as-of or send time is converted to that zone first.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -416,19 +418,49 @@ def run_send_time(policy: GuardPolicy, moment: datetime) -> datetime:
 # The Customer fields that hold a channel's address (organization.yaml channels: address), for reasons.
 ADDRESS_LABELS = {"phone": "手机号", "email": "邮箱", "wechat": "微信"}
 
+# Channels that reach only a mobile number: an SMS sent to a landline (0755-8888 1234) is lost.
+MOBILE_ONLY_CHANNELS = frozenset({"sms"})
+# A mainland Chinese mobile number: 11 digits starting 13–19, with or without +86 / 86 / 0086.
+_MOBILE = re.compile(r"(?:\+86|0086|86)?1[3-9][0-9]{9}")
+_PHONE_SEPARATORS = str.maketrans("", "", " -")
+
+
+def is_mobile(phone: str | None) -> bool:
+    """Whether ``phone`` (as read from the export: engine.coerce) is a Chinese mobile number an SMS
+    can reach: ``13812345678``, ``+8613812345678``, ``8613812345678`` (spaces and dashes allowed)."""
+    return bool(phone) and _MOBILE.fullmatch(phone.translate(_PHONE_SEPARATORS)) is not None
+
+
+def channel_address(channel: Any, customer: Any) -> str | None:
+    """The customer's address on ``channel`` (an organization.yaml channel), or None when there is
+    none it can reach: no address recorded, or for SMS a number that is not a mobile number."""
+    address = getattr(customer, channel.address_field, None)
+    if address and channel.key in MOBILE_ONLY_CHANNELS and not is_mobile(address):
+        return None
+    return address or None
+
+
+LANDLINE_ONLY = "客户只有座机号码，短信无法送达"
+
 
 def no_contact_reason(org: Any, wanted: str, customer: Any) -> str:
     """Why a message for ``customer`` has nothing to go to, naming the channel the rule wanted:
     ``wanted`` is a channel key, or ``preferred`` (the customer's preferred channel, then the
-    organization's default order: every address tried is missing)."""
+    organization's default order: every address tried is missing, or an SMS number is a landline)."""
     if wanted != "preferred":
         channel = org.channels[wanted]
+        if channel.key in MOBILE_ONLY_CHANNELS and getattr(customer, channel.address_field, None):  # a landline
+            return f"{LANDLINE_ONLY}，无法按规则指定的{channel.label}渠道发送"
         return f"客户没有{ADDRESS_LABELS.get(channel.address_field, channel.address_field)}，无法按规则指定的{channel.label}渠道发送"
     tried = {org.channel_key(customer.preferred_channel), *org.default_channel_order}
-    fields = list(dict.fromkeys(ADDRESS_LABELS.get(c.address_field, c.address_field)
-                                for key, c in org.channels.items() if key in tried))  # organization.yaml order
-    missing = "或".join(["、".join(fields[:-1]), fields[-1]]) if len(fields) > 1 else "".join(fields) or "联系方式"
-    return f"客户没有{missing}，无法按客户偏好渠道发送"
+    channels = [c for key, c in org.channels.items() if key in tried]  # organization.yaml order
+    landlines = [c for c in channels if c.key in MOBILE_ONLY_CHANNELS and getattr(customer, c.address_field, None)]
+    fields = list(dict.fromkeys(ADDRESS_LABELS.get(c.address_field, c.address_field) for c in channels
+                                if c not in landlines))
+    missing = "或".join(["、".join(fields[:-1]), fields[-1]]) if len(fields) > 1 else "".join(fields)
+    if landlines:
+        return f"{LANDLINE_ONLY}；也没有{missing}，无法按客户偏好渠道发送" if missing else f"{LANDLINE_ONLY}，无法按客户偏好渠道发送"
+    return f"客户没有{missing or '联系方式'}，无法按客户偏好渠道发送"
 
 
 def unreachable_message(org: Any, spec: Any, rule: Any, rs: Any, customer: Any, key: str) -> Message:

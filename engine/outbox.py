@@ -286,6 +286,12 @@ def write_jsonl(path: Path, records: Iterable[Any]) -> int:
     return count
 
 
+def jsonl_record(record: Any) -> Any:
+    """``record`` as it reads back from a file ``write_jsonl`` wrote (times with their seconds, numbers
+    as written): explain shows decisions it computes now exactly as a run's decisions.jsonl holds them."""
+    return orjson.loads(orjson.dumps(record, default=_json_default, option=_JSONL_OPTIONS))
+
+
 # --- manifest ------------------------------------------------------------------------------------
 
 

@@ -9,11 +9,12 @@ import hashlib
 import re
 import unicodedata
 from collections import defaultdict
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from engine.decisions import CATEGORY_LABELS, Firing, Message, Task
-from engine.model import Reject
+from engine.model import Customer, Reject
 from engine.reject_text import reject_outcome, reject_reason
 from engine.outbox import write_jsonl
 from engine.xlsx_out import Column, Sheet, write_workbook
@@ -25,6 +26,13 @@ TASK_COLUMNS = [
     Column("优先级"),
     Column("客户编号"),
     Column("客户名称"),
+    # Whom to call and how (a company's 联系人; a landline, which SMS cannot reach, can still be called):
+    # the cells of ``task_contacts``.
+    Column("联系人"),
+    Column("电话"),
+    Column("邮箱"),
+    Column("微信"),
+    Column("偏好渠道"),
     Column("任务"),
     Column("原因", width=40, wrap=True),
     Column("建议话术", width=60, wrap=True),
@@ -32,7 +40,13 @@ TASK_COLUMNS = [
     Column("阶段"),
     Column("分配方式"),
     Column("负责人"),  # the full name: the file and sheet names may be shortened or carry a suffix
+    Column("去重键"),  # the idempotency key: matches the task to its decision-log record and ledger row
 ]
+
+# The Customer fields behind 联系人 … 偏好渠道, in TASK_COLUMNS order.
+_CONTACT_CELLS = attrgetter("contact_person", "phone", "email", "wechat", "preferred_channel")
+_NO_CONTACT_CELLS = (None,) * 5  # a customer missing from the export
+_CUSTOMER_ID = attrgetter("customer_id")
 
 STAGE_LABELS = {"classification": "客户分类", "sla": "服务时限", "care": "客户关怀", "churn": "流失挽回"}
 
@@ -111,9 +125,22 @@ def _assigned_as(task: Task) -> str:
     return "工单处理人" if task.handler else "客户经理"
 
 
-def write_tasks(folder: Path, tasks: list[Task]) -> dict[str, int]:
-    """One workbook per assignee: tasks/<assignee>.xlsx (the name from ``file_names``). Returns
-    assignee → task count."""
+def task_contacts(tasks: Iterable[Task], customers_by_id: Mapping[str, Customer]) -> dict[str, tuple]:
+    """客户编号 → the task sheets' contact cells (联系人, 电话, 邮箱, 微信, 偏好渠道), for the customers
+    who have tasks only. Plain tuples: the writer helper gets them with the tasks (engine.parallel)."""
+    contacts = {}
+    for cid in dict.fromkeys(map(_CUSTOMER_ID, tasks)):  # each customer once, in task order
+        customer = customers_by_id.get(cid)
+        if customer is not None:
+            contacts[cid] = _CONTACT_CELLS(customer)
+    return contacts
+
+
+def write_tasks(folder: Path, tasks: list[Task], contacts: Mapping[str, tuple] | None = None) -> dict[str, int]:
+    """One workbook per assignee: tasks/<assignee>.xlsx (the name from ``file_names``), the
+    customer's contact cells from ``contacts`` (``task_contacts``; blank for a customer not in it).
+    Returns assignee → task count."""
+    contacts = contacts or {}
     by_assignee: dict[str, list[Task]] = defaultdict(list)
     for t in tasks:
         by_assignee[t.assignee].append(t)
@@ -124,8 +151,8 @@ def write_tasks(folder: Path, tasks: list[Task]) -> dict[str, int]:
         items = sorted(by_assignee[assignee], key=lambda t: (t.due, PRIORITY_ORDER.get(t.priority, 9), t.customer_id, t.rule_id))
         rows = [
             (
-                t.due, t.priority, t.customer_id, t.customer_name, t.title, t.reason, t.script, t.rule_id,
-                STAGE_LABELS.get(t.stage, t.stage), _assigned_as(t), assignee,
+                t.due, t.priority, t.customer_id, t.customer_name, *contacts.get(t.customer_id, _NO_CONTACT_CELLS),
+                t.title, t.reason, t.script, t.rule_id, STAGE_LABELS.get(t.stage, t.stage), _assigned_as(t), assignee, t.key,
             )
             for t in items
         ]

@@ -71,6 +71,7 @@ def export_files(inbox: Path) -> list[Path]:
 
 
 _OTHER_SPREADSHEETS = (".xls", ".xlsm", ".xlsb", ".csv", ".ods", ".et")
+_TABLE_ZH = {"customers": "客户", "interactions": "互动记录", "orders": "订单"}  # in bilingual warnings
 
 
 def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | None = None) -> Dataset:
@@ -83,20 +84,27 @@ def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | N
     inbox = Path(inbox)
     warn = warnings if warnings is not None else []
     if not inbox.is_dir():
-        raise InputError(Problem("no-input", f"the inbox folder {inbox} does not exist", Location(file=str(inbox)),
-                                 fix="create it and put the Excel exports (*.xlsx) in it"))
+        raise InputError(Problem("no-input", f"收件箱文件夹 {inbox} 不存在 / the inbox folder {inbox} does not exist",
+                                 Location(file=str(inbox)),
+                                 fix="建好这个文件夹，把 Excel 导出（*.xlsx）放进去 / create it and put the Excel exports "
+                                     "(*.xlsx) in it"))
     files = export_files(inbox)
     for p in sorted(inbox.iterdir(), key=lambda p: p.name):
         if p.suffix.lower() == ".xlsx" and p.is_symlink() and not p.exists():
             # Skipping it would run the batch without that export (e.g. no interactions: no SLA, no churn).
             raise InputError(Problem("unreadable-file", f"{p.name} is a link to {os.readlink(p)}, which does not exist",
                                      Location(file=p.name), fix="copy the export itself into the inbox, or fix the link"))
+        if p.is_file() and p.name.startswith("~$") and p.suffix.lower() in (".xlsx", *_OTHER_SPREADSHEETS):
+            _warn(warn, _open_in_excel(p.name, files))
         if p.is_file() and not p.name.startswith(_NOT_EXPORTS) and p.suffix.lower() in _OTHER_SPREADSHEETS:
-            _warn(warn, Problem("ignored-file", f"{p.name} is not an .xlsx file and was not read",
-                                Location(file=p.name), WARNING, fix="save it as .xlsx (Excel Workbook)"))
+            _warn(warn, Problem("ignored-file", f"{p.name} 不是 .xlsx 文件，没有读取 / {p.name} is not an .xlsx file "
+                                "and was not read", Location(file=p.name), WARNING,
+                                fix="在 Excel 里另存为 .xlsx（Excel 工作簿） / save it as .xlsx (Excel Workbook)"))
     if not files:
-        raise InputError(Problem("no-input", f"no .xlsx files in {inbox}", Location(file=str(inbox)),
-                                 fix="put the customer, interaction and order exports (*.xlsx) in the inbox"))
+        raise InputError(Problem("no-input", f"{inbox} 里没有 .xlsx 文件 / no .xlsx files in {inbox}",
+                                 Location(file=str(inbox)),
+                                 fix="把客户、互动记录和订单的导出（*.xlsx）放进收件箱 / put the customer, interaction and "
+                                     "order exports (*.xlsx) in the inbox"))
 
     with gc_paused():  # millions of new objects and no reference cycles
         dataset = _read_files(inbox, files, columns, warn)
@@ -104,6 +112,20 @@ def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | N
         for problem in warn:
             log.warning("%s", problem)
     return dataset
+
+
+def _open_in_excel(lock: str, files: list[Path]) -> Problem:
+    """The warning for Excel's lock file ``~$…``: the workbook is open, and what is read is what was last
+    saved. Excel names the lock file after the workbook, with the first two characters of a longer name
+    replaced by ``~$`` (客户信息表(1).xlsx: ~$客户信息表(1).xlsx or ~$信息表(1).xlsx)."""
+    rest = lock[2:]
+    book = next((f.name for f in files if f.name == rest), None) or next(
+        (f.name for f in files if f.name.endswith(rest) and len(f.name) == len(rest) + 2), None)
+    what = book or lock
+    return Problem("workbook-open", f"{what} 正在 Excel 中打开（收件箱里有它的锁定文件 {lock}），可能有没保存的修改；读取的是上次保存的内容 / "
+                   f"{what} is open in Excel (its lock file {lock} is in the inbox) and may have unsaved changes; "
+                   "what was last saved is read", Location(file=what), WARNING,
+                   fix="在 Excel 里保存并关闭它，再运行一次 / save and close it in Excel, then run again")
 
 
 def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list[Problem]) -> Dataset:
@@ -149,12 +171,15 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                 # A pivot or summary beside the table in the same workbook (客户编号, 客户名称, 求和项:…):
                 # its rows would replace the real ones (duplicate ids keep the later row). A sheet with as
                 # many of the table's columns (the rest of the rows on Sheet2) is read.
-                _warn(warn, Problem("ignored-sheet", f"sheet {part.sheet} was not read ({len(part.facts)} rows): "
-                                    f"its headers look like {part.table}, but with fewer of their columns than the "
-                                    f"{part.table} sheet of this workbook, like a pivot or summary table",
+                zh = _TABLE_ZH[part.table]
+                _warn(warn, Problem("ignored-sheet", f"工作表 {part.sheet} 没有读取（{len(part.facts)} 行）：它的表头像{zh}，"
+                                    f"但列比本工作簿的{zh}工作表少，像是数据透视表或汇总表 / sheet {part.sheet} was not read "
+                                    f"({len(part.facts)} rows): its headers look like {part.table}, but with fewer of "
+                                    f"their columns than the {part.table} sheet of this workbook, like a pivot or summary table",
                                     Location(file=path.name, sheet=part.sheet), WARNING,
-                                    fix=f"if its rows should be read, give it the same columns as the {part.table} "
-                                        f"sheet or name it like it (see sheet_aliases in {columns.path})"))
+                                    fix=f"若要读取它的行，给它与{zh}工作表相同的列，或照{zh}工作表命名（见 {columns.path} 的 "
+                                        f"sheet_aliases） / if its rows should be read, give it the same columns as the "
+                                        f"{part.table} sheet or name it like it (see sheet_aliases in {columns.path})"))
                 continue
             found.add(part.table)
             parts[part.table].extend(part.facts)
@@ -165,20 +190,26 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     if fatal:
         raise InputError([*fatal, *hidden])
     for match, problems in near_misses:
-        _warn(warn, Problem("ignored-sheet", f"sheet {problems[0].location.sheet} was not read: it looks like "
-                            f"{match.table} but has no column for {', '.join(match.missing_required)}; "
+        sheet, zh, lacking = problems[0].location.sheet, _TABLE_ZH[match.table], ", ".join(match.missing_required)
+        lacking_zh = "、".join(columns.tables[match.table].fields[f].aliases[0] for f in match.missing_required)
+        _warn(warn, Problem("ignored-sheet", f"工作表 {sheet} 没有读取：它像{zh}，但没有「{lacking_zh}」列；{zh}已从其他工作表读取 / "
+                            f"sheet {sheet} was not read: it looks like {match.table} but has no column for {lacking}; "
                             f"{match.table} were read from other sheets", problems[0].location, WARNING))
     if "customers" not in found:
         aliases = ", ".join(columns.tables["customers"].sheet_aliases[:4])
         raise InputError([Problem(
-            "missing-table", f"none of the {len(files)} files in {inbox} has a customers sheet",
+            "missing-table", f"{inbox} 的 {len(files)} 个文件里都没有客户工作表 / none of the {len(files)} files in "
+                             f"{inbox} has a customers sheet",
             Location(file=str(inbox)),
-            fix=f"add the customer export, or name its sheet like {aliases} (see {columns.path})"), *hidden])
+            fix=f"放入客户导出，或把它的工作表命名为 {aliases} 之类（见 {columns.path}） / add the customer export, or name "
+                f"its sheet like {aliases} (see {columns.path})"), *hidden])
     for table in ("interactions", "orders"):
         if table not in found:
             # The inbox by its name, not its path: the warning is kept in the run folder, which must
             # read the same when verify re-runs it from the recorded (absolute) folders.
-            _warn(warn, Problem("missing-table", f"no {table} sheet found in the inbox {inbox.name}; continuing without {table}",
+            zh = _TABLE_ZH[table]
+            _warn(warn, Problem("missing-table", f"收件箱 {inbox.name} 里没有{zh}工作表，本次运行没有{zh} / no {table} sheet "
+                                f"found in the inbox {inbox.name}; continuing without {table}",
                                 Location(file=inbox.name), WARNING))
 
     customers = _dedupe(parts["customers"], "customer_id", "customer id", rejects)
@@ -193,6 +224,7 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     _warn_unknown_order_statuses(orders, columns, warn)
 
     known = set(map(attrgetter("customer_id"), customers))
+    _match_customer_ids(customers, known, [("interactions", interactions), ("orders", orders)], warn)
     interactions = _known_customers(interactions, known, "interaction", rejects)
     orders = _known_customers(orders, known, "order", rejects)
 
@@ -493,21 +525,28 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
             doubles = [h for h in match.unknown if table.field_for_header(h) is not None]
             unnamed = _unnamed_columns_with_values(rows, match.row_index)
             if unnamed:  # e.g. 邮箱 and 微信 under a 联系方式 merged over three columns, on a second header row
-                warn.append(Problem("unnamed-column", f"columns {', '.join(unnamed)} have values but no header and were not read",
-                                    Location(file=name, sheet=sheet), WARNING,
-                                    fix="give each column its own header in the header row (a header over two rows, "
-                                        "or merged over several columns, names only the first)"))
+                letters = ", ".join(unnamed)
+                warn.append(Problem("unnamed-column", f"{letters} 列有内容但没有表头，没有读取 / columns {letters} have "
+                                    "values but no header and were not read", Location(file=name, sheet=sheet), WARNING,
+                                    fix="在表头行给每一列写上它自己的表头（跨两行或合并多列的表头只算第一列） / give each "
+                                        "column its own header in the header row (a header over two rows, or merged over "
+                                        "several columns, names only the first)"))
             if unknown:
-                warn.append(Problem("unknown-column", f"columns not used: {', '.join(unknown)}",
+                listed = ", ".join(unknown)
+                warn.append(Problem("unknown-column", f"未使用的列：{listed} / columns not used: {listed}",
                                     Location(file=name, sheet=sheet), WARNING,
-                                    fix=f"if one of them should be read, add its header to {columns.path} "
+                                    fix=f"若其中某列要读取，把它的表头加到 {columns.path} 的 {table.name}.<字段>.aliases 下 / "
+                                        f"if one of them should be read, add its header to {columns.path} "
                                         f"under {table.name}.<field>.aliases"))
             for h in doubles:  # a second column for a field: say which one was read instead
                 field_name = table.field_for_header(h)
-                warn.append(Problem("unknown-column", f"column {h} was not read: {table.name}.{field_name} is read "
-                                    f"from column {match.headers[field_name]}", Location(file=name, sheet=sheet), WARNING,
-                                    fix=f"the header listed first under {table.name}.{field_name}.aliases in "
-                                        f"{columns.path} is read; reorder the aliases to read the other column"))
+                other = match.headers[field_name]
+                warn.append(Problem("unknown-column", f"{h} 列没有读取：{table.name}.{field_name} 读的是 {other} 列 / "
+                                    f"column {h} was not read: {table.name}.{field_name} is read from column {other}",
+                                    Location(file=name, sheet=sheet), WARNING,
+                                    fix=f"读的是 {columns.path} 里 {table.name}.{field_name}.aliases 中排在前面的表头；要读另一列，"
+                                        f"调整别名的顺序 / the header listed first under {table.name}.{field_name}.aliases "
+                                        f"in {columns.path} is read; reorder the aliases to read the other column"))
             match.rows_below = _header_rows_below(rows, match, table)
             objs, rejects = _read_rows(table, match, rows, name, sheet, coercer, columns.summary_markers, date1904)
             out.append(_SheetRead(table.name, sheet, objs, rejects, columns.table_for_sheet_name(sheet) == table.name,
@@ -523,10 +562,11 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                 match = find_header(rows, table) or HeaderMatch(hint, 0, {}, {}, [], table.required)
                 near_misses.append((match, _missing_columns(columns, table, match, name, sheet)))
                 continue
-            warn.append(Problem("ignored-sheet", f"sheet {sheet} was not read: its name and headers match no "
-                                f"table (customers, interactions, orders)", Location(file=name, sheet=sheet),
-                                WARNING, fix=f"rename the sheet (e.g. 客户信息, 互动记录, 订单) or add its headers "
-                                             f"to {columns.path}"))
+            warn.append(Problem("ignored-sheet", f"工作表 {sheet} 没有读取：它的名称和表头都不像客户、互动记录或订单 / "
+                                f"sheet {sheet} was not read: its name and headers match no table (customers, "
+                                "interactions, orders)", Location(file=name, sheet=sheet), WARNING,
+                                fix=f"给工作表改名（如 客户信息、互动记录、订单），或把它的表头加到 {columns.path} / rename the "
+                                    f"sheet (e.g. 客户信息, 互动记录, 订单) or add its headers to {columns.path}"))
         return out
     finally:
         wb.close()
@@ -654,6 +694,16 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
                                  "repeated-header" if repeated else "summary-row",
                                  "a repeated header row, skipped" if repeated
                                  else "a summary (total) row, not a record; skipped")
+    # A total line whose id cell holds a marker among other text (本页合计, 合计：500条, Total (500)), with
+    # figures in other columns (积分, 金额): it would be read as a record.
+    for fname, col in match.columns.items():
+        if table.fields[fname].type != "id":
+            continue
+        found = _summary_ids(values[fname], summary_markers)
+        for i, v in enumerate(values[fname]) if found else ():
+            if v in found and i not in skip:
+                skip[i] = Reject(file, sheet, first + i, match.headers[fname], data[i][col], "summary-row",
+                                 "a summary (total) row, not a record; skipped")
     markers = {header_key(m) for m in summary_markers}
     for fname in required:
         vals = values[fname]
@@ -661,16 +711,21 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
             continue
         for i, v in enumerate(vals):
             if v is None and i not in skip and not any(f == fname for f, _ in problems.get(i, ())):
-                skip[i] = _empty_required_row(data[i], i, table, match, file, sheet, first, markers, problems)
+                skip[i] = _empty_required_row(data[i], i, table, match, file, sheet, first, markers, problems, coercer)
 
     if table.id_field in values and len(required) == 1:
         _lone_id_rows(table, match, values, data, file, sheet, first, markers, skip, problems)
 
-    # Cells that failed to convert: a required one drops the row, an optional one is left empty.
+    # Cells that failed to convert: a required one drops the row, an optional one is left empty. An
+    # interaction's or order's own id that lost digits in Excel (long-number-id) makes the row a record of
+    # its own, with the "file!sheet!row" id of an export without ids: the lost digits made the ids equal.
+    def own_record(f: str, e: CoercionError) -> bool:
+        return f == table.id_field and table.name != "customers" and e.code == "long-number-id"
+
     for i, errs in sorted(problems.items()):
         if i in skip:
             continue
-        req = [(f, e) for f, e in errs if table.fields[f].required]
+        req = [(f, e) for f, e in errs if table.fields[f].required and not own_record(f, e)]
         if req:
             f, e = req[0]
             more = "".join(f"; also {match.headers[g]}: {x.reason}" for g, x in req[1:])
@@ -678,6 +733,12 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
                              f"{match.headers[f]} ({f}) is required: {e.reason}{more}; row skipped")
             continue
         for f, e in errs:
+            if own_record(f, e):
+                values[f][i] = own = f"{file}!{sheet}!{first + i}"
+                rejects.append(Reject(file, sheet, first + i, match.headers[f], data[i][match.columns[f]], "bad-value",
+                                      f"kept the row as a record of its own (id {own}): {e.reason} [{e.code}]",
+                                      cause=e.code))
+                continue
             safe = table.fields[f].if_unreadable
             if safe is None:
                 kept = f"kept the row, left {f} empty"
@@ -836,14 +897,15 @@ def _special_spellings(table: TableSpec, match: HeaderMatch, markers: Sequence[s
 
 def _empty_required_row(cells: Sequence[Any], i: int, table: TableSpec, match: HeaderMatch, file: str, sheet: str,
                         first: int, markers: set[str],
-                        problems: dict[int, list[tuple[str, CoercionError]]]) -> Reject | None:
-    """A row with an empty required cell: ``None`` (skip silently) if the whole row is empty, a
-    "summary-row" reject if any cell says 合计/total, else a "missing-value" reject."""
+                        problems: dict[int, list[tuple[str, CoercionError]]], coercer: Coercer) -> Reject | None:
+    """A row with an empty required cell: ``None`` (skip silently) if the whole row is empty or
+    blank-looking (" ", "—", "无"), a "summary-row" reject if any cell says 合计/total, else a
+    "missing-value" reject."""
     texts = []
     for c in cells:
         if isinstance(c, str):
             c = c.strip()
-            if c:
+            if c and not coercer.is_blank(c):
                 texts.append(c)
         elif c is not None and c != "":
             texts.append(c)
@@ -900,6 +962,47 @@ def _lone_id_rows(table: TableSpec, match: HeaderMatch, values: dict[str, list],
 
 
 _ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-./#]*$")  # C000001, KH-2024-001, 1001
+
+
+def _summary_ids(ids: Sequence[str | None], markers: Sequence[str]) -> set[str]:
+    """The id values (converted; ``None`` for empty) that are a summary line's label rather than an id:
+    not id-shaped and holding a summary marker -- a Chinese one anywhere (本页合计, 合计：500条, 总计(500)),
+    an English one only at the start and as a word (Total: 500, Sum (3); not Summit Ltd).
+
+    Looked for in one text of all the column's values joined by line breaks (searched at C speed, a
+    million ids in a few hundredths of a second); only the lines a marker is found on are looked at."""
+    text = "\n" + "\n".join(filter(None, ids)) + "\n"
+    low = text.lower()
+    if len(low) != len(text):  # a character whose lower case is longer: positions differ, check value by value
+        return {v for v in set(ids) - {None} if _summary_id(v, markers)}
+    found: set[str] = set()
+    for m in markers:
+        m = m.lower()
+        needle = m if not m.isascii() else "\n" + m
+        at = low.find(needle)
+        while at >= 0:
+            start = text.rfind("\n", 0, at + 1) + 1
+            end = text.find("\n", at + 1)
+            value = text[start:end]
+            if _summary_id(value, markers):
+                found.add(value)
+            at = low.find(needle, end)
+    return found
+
+
+def _summary_id(value: str, markers: Sequence[str]) -> bool:
+    """One id value as ``_summary_ids`` judges it."""
+    if _ID_SHAPE.match(value):
+        return False  # an id (Total alone is a repeated marker, _special_spellings)
+    low = value.lower()
+    for m in markers:
+        m = m.lower()
+        if not m.isascii():
+            if m in low:
+                return True
+        elif low.startswith(m) and not low[len(m):len(m) + 1].isalpha():
+            return True
+    return False
 
 
 def _cell_empty(v: Any) -> bool:
@@ -962,14 +1065,22 @@ def _dedupe(objs: list, id_field: str, label: str, rejects: list[Reject], warn: 
                               f"{label} {get_id(o)} appears again at {newer.source}; the later row is kept"))
     if other_customer:
         o, newer = other_customer[0]
+        zh = _TABLE_ZH[label.split()[0] + "s"]
         _warn(warn, Problem(
-            "id-for-two-customers", f"{len(other_customer)} {label}s came back with another customer (e.g. {label} "
+            "id-for-two-customers", f"{len(other_customer)} 条{zh}的编号又出现在另一位客户名下（如编号 {get_id(o)}：{_where_zh(o.source)}"
+            f"是 {o.customer_id}，{_where_zh(newer.source)}是 {newer.customer_id}）：编号列像是行号，不是记录自己的编号，前面的行丢了 / "
+            f"{len(other_customer)} {label}s came back with another customer (e.g. {label} "
             f"{get_id(o)}: {o.customer_id} at {o.source}, then {newer.customer_id} at {newer.source}): the id column looks "
             "like a row number, not the record's id, and the earlier rows are lost",
             Location(file=o.source.file, sheet=o.source.sheet), WARNING,
-            fix="if 编号 numbers the rows of each export, take it out of the id's aliases in columns.yaml "
+            fix="若“编号”只是每份导出里的行号，把它从 columns.yaml 里该编号的 aliases 中去掉（每行就各是一条记录），或导出系统自己的"
+                "记录编号 / if 编号 numbers the rows of each export, take it out of the id's aliases in columns.yaml "
                 "(each row is then its own record), or export the system's own record id"))
     return kept
+
+
+def _where_zh(source: SourceRow) -> str:
+    return f"{source.file} 工作表 {source.sheet} 第 {source.row} 行"
 
 
 def _same_rows_in_two_files(objs: list, id_field: str, label: str, rejects: list[Reject]) -> list:
@@ -995,6 +1106,92 @@ def _same_rows_in_two_files(objs: list, id_field: str, label: str, rejects: list
             continue
         kept.append(o)
     return kept
+
+
+def _zero_stripped(cid: str) -> str:
+    return cid.lstrip("0") or "0"
+
+
+def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str, list]], warn: list[Problem]) -> None:
+    """Check the customer ids of the interactions and orders against the customers, on distinct ids.
+
+    Ids of digits only that match a customer once their leading zeros are ignored (000001 and 1: one
+    export kept the 客户编号 column as numbers, which drops the zeros) are changed to the customer's id,
+    with one warning; only when no customer has the id exactly and the zero-stripped form is unique among
+    the customers. Then, if (nearly) every id names no customer, the exports do not belong together and
+    the run stops: it would decide for everyone on no interactions or orders; more than half gives a
+    warning. Without customers at all, the no-customers warning has said it already."""
+    if not customers:
+        return
+    by_stripped: dict[str, str] | None = None
+    changed: dict[str, int] = {}  # table -> distinct ids changed
+    changed_files: set[str] = set()
+    fatal: list[Problem] = []
+    customer_files = None
+    for table, objs in tables:
+        named = set(map(attrgetter("customer_id"), objs))
+        missing = named - known
+        digits = [c for c in missing if c.isascii() and c.isdigit()]
+        if digits:
+            if by_stripped is None:
+                forms = Counter(_zero_stripped(k) for k in known if k.isascii() and k.isdigit())
+                by_stripped = {_zero_stripped(k): k for k in known
+                               if k.isascii() and k.isdigit() and forms[_zero_stripped(k)] == 1}
+            remap = {c: by_stripped[_zero_stripped(c)] for c in digits if _zero_stripped(c) in by_stripped}
+            if remap:  # rare: only in a mismatched export, so a loop over its rows is fine
+                for o in objs:
+                    new = remap.get(o.customer_id)
+                    if new is not None:
+                        o.customer_id = new
+                        changed_files.add(o.source.file)
+                changed[table] = len(remap)
+                missing -= remap.keys()
+        if not missing:
+            continue
+        if customer_files is None:
+            customer_files = _files_of(customers)
+        files = _files_of(objs)
+        zh, n, bad = _TABLE_ZH[table], len(named), len(missing)
+        if len(objs) >= 10 and bad * 100 >= n * 95:
+            fatal.append(Problem(
+                "customers-not-matched",
+                f"{files} 的 {n} 个客户编号中有 {bad} 个不在客户导出 {customer_files} 里：两份导出对不上，照此运行会把每位客户"
+                f"都当作没有{zh}来决定，所以没有运行 / {bad} of the {n} customer ids in {files} are not in the customers "
+                f"export {customer_files}: the exports do not belong together, and every customer would be decided on "
+                f"no {table}; nothing was run",
+                Location(file=files), fix=(
+                    f"核对 {files} 与 {customer_files} 是否出自同一系统、同一时间的导出，客户导出是否完整（没有筛选），两边的"
+                    "客户编号是否同一种写法（如 C000001 与 1） / check that both exports come from the same system and "
+                    "time, that the customers export is complete (not filtered), and that both write the customer ids "
+                    "the same way")))
+        elif bad * 2 > n:
+            _warn(warn, Problem(
+                "many-unknown-customers",
+                f"{files} 的 {n} 个客户编号中有 {bad} 个不在客户导出 {customer_files} 里，这些{zh}都没有读入（见 rejects.xlsx），"
+                f"这些客户按没有{zh}来决定 / {bad} of the {n} customer ids in {files} are not in the customers export "
+                f"{customer_files}: their {table} were not read (see rejects.xlsx)",
+                Location(file=files), WARNING, fix=(
+                    f"核对客户导出 {customer_files} 是否完整（没有筛选），两份导出是否出自同一系统 / check that the customers "
+                    "export is complete (not filtered) and that both exports come from the same system")))
+    if changed:
+        files = "、".join(sorted(changed_files))
+        count = "，".join(f"{_TABLE_ZH[t]} {n} 个" for t, n in changed.items())
+        count_en = ", ".join(f"{n} in {t}" for t, n in changed.items())
+        _warn(warn, Problem(
+            "customer-id-leading-zeros",
+            f"{files} 里有客户编号（{count}）只有忽略开头的 0 才与客户导出 {customer_files or _files_of(customers)} 对得上"
+            f"（如 000123 与 123）：一份导出把客户编号存成了数字，开头的 0 丢了；已按忽略开头 0 的编号匹配 / customer ids in "
+            f"{files} ({count_en}) match the customers export only when leading zeros are ignored (000123 and 123): "
+            "one export kept 客户编号 as numbers, which drops them; they were matched that way",
+            Location(file=files), WARNING,
+            fix="导出时把「客户编号」列设为文本（Excel：选中该列 → 设置单元格格式 → 文本） / format the 客户编号 column "
+                "as text (文本) in the export"))
+    if fatal:
+        raise InputError(fatal)
+
+
+def _files_of(objs: list) -> str:
+    return "、".join(sorted({o.source.file for o in objs}))
 
 
 def _known_customers(objs: list, known: set[str], label: str, rejects: list[Reject]) -> list:

@@ -24,6 +24,8 @@ _TEXT: dict[str, tuple[str, str]] = {
     "bad-id": ("「{col}」不是可用的编号", "填源系统里的编号（字母、数字组成，如 C000123）"),
     "bad-phone": ("「{col}」不是完整的电话号码",
                   "写完整号码：11 位手机号或带区号的座机；Excel 显示成科学计数法（1.38E+10）的，先把该列设为文本格式再导出"),
+    "long-number-id": ("「{col}」此编号超过 15 位数字，Excel 已丢失末尾几位（不同的编号会变成同一个）",
+                       "请在导出时把「{col}」列设为文本（在 Excel 里先把该列设为“文本”格式，或让源系统导出为文本）后重新导出"),
     "bad-email": ("「{col}」不是邮箱地址", "写成 name@example.com 的形式，或留空"),
     "bad-bool": ("「{col}」不是“是/否”", "写 是 或 否（也可写 1 或 0）"),
     "bad-value": ("「{col}」不是允许的取值", "改成 policies/columns.yaml 里为这一列列出的取值之一（“说明”列列出了它们）"),
@@ -48,6 +50,8 @@ def reject_outcome(reject: Reject) -> str:
     """What the run did with the row (处理结果)."""
     if reject.kept_as is not None:
         return f"保留此行，此格按“{'是' if reject.kept_as else '否'}”处理（稳妥起见，见 columns.yaml 的 if_unreadable）"
+    if reject.cause == "long-number-id":  # an interaction's or order's id: the row is its own record
+        return "保留此行，以“文件!工作表!行号”作为这条记录的编号"
     if reject.cause is not None:
         return "保留此行，此格按空白处理"
     if reject.code in ("duplicate-id", "duplicate-row"):

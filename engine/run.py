@@ -33,7 +33,8 @@ from engine.memory import gc_paused
 from engine.model import Dataset
 from engine.outbox import RunFolder, build_manifest, check_writable, file_entry, make_run_id, sha256_file, tidy_after_killed_runs, write_json
 from engine.parallel import SecondEvaluator, SecondWriter, facts_start, helpers
-from engine.outputs import DECISIONS_NAME, customer_table, write_customers, write_decisions, write_messages, write_rejects, write_tasks
+from engine.outputs import (DECISIONS_NAME, customer_table, task_contacts, write_customers, write_decisions, write_messages,
+                            write_rejects, write_tasks)
 from engine.policy.loader import PolicySet
 from engine.policy.model import STAGES, AddScore, MessageSpec, SetTag, TaskSpec
 from engine.readers import load_columns, read_inbox
@@ -395,7 +396,8 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
             else:  # written now: their rows need not be held until the other files are written
                 write_workbooks(folder.path, stage_files)
             del stage_files
-            guards = guard_evaluation(guard_policy, ledger, {c.customer_id: c for c in dataset.customers}, evaluation,
+            customers_by_id = {c.customer_id: c for c in dataset.customers}
+            guards = guard_evaluation(guard_policy, ledger, customers_by_id, evaluation,
                                       send_from(options.as_of, options.as_of_time), run_id)
             say("发送保护已检查，写入结果文件 …")
             # The ledger rows are written in a transaction committed only once the run folder is in
@@ -406,7 +408,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
                 staged = recorder.submit(ledger.stage, run_id, as_of_time, evaluation.tasks, evaluation.messages)
             counts = _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts,
                                        evaluation, guards, input_files, used_templates, run_id, as_of_time, ledger_path,
-                                       writer, warnings)
+                                       writer, warnings, customers_by_id)
             if staged is not None:
                 staged.result()
             else:
@@ -430,10 +432,11 @@ def _relative_name(path: Path, root: Path) -> str:
 
 
 def write_listed_files(folder: Path, listed: dict[str, list]) -> None:
-    """customers.xlsx and tasks/: the files made of ``listed`` "rows" (``customer_table``) and
-    "tasks" alone (written by the writer helper when there is one)."""
+    """customers.xlsx and tasks/: the files made of ``listed`` "rows" (``customer_table``), "tasks"
+    and their customers' "contacts" (``task_contacts`` items) alone (written by the writer helper
+    when there is one)."""
     write_customers(folder, listed["rows"], listed["columns"])
-    write_tasks(folder, listed["tasks"])
+    write_tasks(folder, listed["tasks"], dict(listed["contacts"]))
 
 
 # The second process gets this share of the customers: less than half, because this process packs
@@ -492,7 +495,7 @@ def _ledger_root(ledger_path: Path, outbox: Path) -> str:
 
 def _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts, evaluation, guards,
                       input_files, used_templates, run_id, as_of_time, ledger_path, writer: SecondWriter | None,
-                      warnings: list[Problem]) -> dict[str, Any]:
+                      warnings: list[Problem], customers_by_id: dict[str, Any]) -> dict[str, Any]:
     """Every file of the run folder but the stage modules' (sla.xlsx, written earlier); returns the
     counts that go into the manifest."""
     out = folder.path
@@ -501,7 +504,8 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     # tasks 3 s there; decision-log summary 2 s, decisions.jsonl 2 s, messages 1.5 s, audit.xlsx
     # 1 s and report.html 0.5 s here). sla.xlsx (2 s) was written there already.
     columns = customer_columns(policyset)
-    listed = {"rows": customer_table(evaluation.customer_rows, columns), "columns": columns, "tasks": evaluation.tasks}
+    listed = {"rows": customer_table(evaluation.customer_rows, columns), "columns": columns, "tasks": evaluation.tasks,
+              "contacts": list(task_contacts(evaluation.tasks, customers_by_id).items())}
     if writer is not None:
         writer.write_workbooks({GUARD_REPORT_NAME: guard_report(guards)})
         writer.start(listed)

@@ -61,10 +61,10 @@ def unpack_facts(packed: tuple) -> tuple[list[Customer], list[Interaction], list
 
 
 DECISION_KINDS = ("rows", "tasks", "messages", "firings")
-# Lists sent in parts: customer rows (dicts, or the tuples of customers.xlsx) and the columns of
-# customers.xlsx go as they are.
-_PART_CODECS = {"rows": None, "columns": None, "tasks": _TASKS, "messages": _MESSAGES, "firings": _FIRINGS,
-                "suppressed": _SUPPRESSED, "rescheduled": _RESCHEDULED}
+# Lists sent in parts: customer rows (dicts, or the tuples of customers.xlsx), the columns of
+# customers.xlsx and the task sheets' contact cells ((客户编号, cells) pairs) go as they are.
+_PART_CODECS = {"rows": None, "columns": None, "contacts": None, "tasks": _TASKS, "messages": _MESSAGES,
+                "firings": _FIRINGS, "suppressed": _SUPPRESSED, "rescheduled": _RESCHEDULED}
 
 
 def pack_part(kind: str, items: list) -> Any:

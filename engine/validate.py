@@ -9,8 +9,9 @@ shows up when the pieces are put together:
   reads is one a message gets (``customer.<feature or tag>``, ``company.<key>``, ``as_of``,
   ``params.<key the rule sets>``); the same for task titles and scripts;
 * rule ids used twice anywhere (YAML rules, table rows, SLA targets, churn signals);
-* the logic of each rule list or decision table (see "Rule logic" below): rules that can never
-  apply under the hit policy, overlapping rows in ``unique`` tables, and input combinations no row
+* one tag set by two policies (the later one's value stays, and the file names decide which is later);
+* the logic of each rule list, decision table and the SLA targets (see "Rule logic" below): rules
+  that can never apply under the hit policy, overlapping rows in ``unique`` tables, and input combinations no row
   covers in policies that declare ``complete: true``.
 
 ``check_policies`` is the one function ``validate`` and ``run`` share: it returns the loaded policy
@@ -47,7 +48,7 @@ from engine.model import Customer, SourceRow
 from engine.policy import decision_table
 from engine.policy.loader import PolicySet, load_policies
 from engine.policy.model import STAGES, AddScore, MessageSpec, Rule, RuleSet, SetTag, TaskSpec
-from engine.policy.schema import did_you_mean
+from engine.policy.schema import condition_text, did_you_mean
 from engine.policy.yaml_source import YList, YMap
 from engine.readers import load_columns
 from engine.render import CONTEXT_VARIABLES, make_environment, template_fields
@@ -102,6 +103,7 @@ def check_policies(policies: Path, templates: Path | None = None, engine: str = 
     # A rule whose comparison names a value that cannot occur is reported once, with that value
     # (unknown-value), not again as "never matches".
     problems.extend(check_rule_logic(policyset, explained=values.rules_with_unknown_values))
+    problems.extend(check_tags_set_twice(policyset))
     problems.extend(values.problems)
     if engine == "durable":
         problems.extend(check_durable(policyset))
@@ -263,8 +265,7 @@ def settings_rules(policyset: PolicySet) -> list[tuple[str, str, str, Location]]
     They fire as decisions with their id, so the id must be unique too."""
     found = []
     for stage, node in _settings_entries(policyset):
-        when = node.get("when")
-        when = ("true" if when else "false") if isinstance(when, bool) else str(when)
+        when = condition_text(node.get("when"))
         found.append((stage, str(node.get("id")), when, node.key_loc("id")))
     return found
 
@@ -744,8 +745,9 @@ def _gap_location(rs: RuleSet) -> Location:
     return rs.location
 
 
-def _same_condition_checks(rs: RuleSet) -> list[Problem]:
+def _same_condition_checks(rs: RuleSet, words: _Words | None = None) -> list[Problem]:
     """For rule lists that are not analysed: an earlier catch-all or the very same condition."""
+    words = words or _Words.of(rs)
     problems = []
     if rs.hit_policy not in ("first", "priority"):
         return problems
@@ -757,10 +759,10 @@ def _same_condition_checks(rs: RuleSet) -> list[Problem]:
                 continue
             catch_all = isinstance(earlier.condition, expr.Const) and earlier.condition.value is True
             if catch_all or expr.to_source(earlier.condition) == expr.to_source(rule.condition):
-                why = "条件为 true（对所有客户成立）" if catch_all else "条件完全相同"
+                why = f"条件为 true（对所有{words.subject}成立）" if catch_all else "条件完全相同"
                 problems.append(Problem(
                     code="unreachable-rule",
-                    message=f"规则 {rule.rule_id} 永远不会生效：命中策略为 {rs.hit_policy}，{earlier.rule_id} 排在它前面且{why}",
+                    message=f"{words.noun} {rule.rule_id} 永远不会生效：{words.order}，{earlier.rule_id} 排在它前面且{why}",
                     location=rule.location, severity=WARNING, fix=_unreachable_fix(rs, rule, [i])))
                 break
     return problems
@@ -772,19 +774,34 @@ def _unreachable_fix(rs: RuleSet, rule: Rule, winners) -> str:
     return f"把 {rule.rule_id} 移到 {rs.rules[min(winners)].rule_id} 之前，或删除/修改这条规则"
 
 
-def check_ruleset_logic(rs: RuleSet, knowledge: _Knowledge, explained: set[tuple[str, str]] = frozenset()) -> list[Problem]:
+@dataclass(frozen=True)
+class _Words:
+    """How messages name a rule, what it applies to, and its hit policy (SLA targets say it their way)."""
+
+    noun: str
+    subject: str
+    order: str
+
+    @staticmethod
+    def of(rs: RuleSet) -> _Words:
+        return _Words("规则", "客户", f"命中策略为 {rs.hit_policy}")
+
+
+def check_ruleset_logic(rs: RuleSet, knowledge: _Knowledge, explained: set[tuple[str, str]] = frozenset(),
+                        words: _Words | None = None) -> list[Problem]:
     """``explained``: (policy id, rule id) of rules already reported for comparing with an unknown value."""
+    words = words or _Words.of(rs)
     is_table = getattr(rs, "table_sheet", None) is not None
     grid = table_grid(rs, knowledge) if is_table else rules_grid(rs, knowledge)
     what = "表" if is_table else "规则列表"
     if grid is None or not rs.rules:
-        problems = _same_condition_checks(rs) + _collect_conflicts(rs, knowledge, None, {})
+        problems = _same_condition_checks(rs, words) + _collect_conflicts(rs, knowledge, None, {})
         if rs.complete and not is_table:
             problems.append(Problem(code="gap-check-skipped", severity=WARNING, location=rs.location,
                                     message=f"{rs.policy_id} 声明 complete: true，但它的条件含计算或函数，无法检查是否覆盖所有情况"))
         return problems
     if grid.size() > MAX_GRID:
-        return _same_condition_checks(rs) + _collect_conflicts(rs, knowledge, None, {}) + [Problem(
+        return _same_condition_checks(rs, words) + _collect_conflicts(rs, knowledge, None, {}) + [Problem(
             code="logic-check-skipped", severity=WARNING, location=rs.location,
             message=f"{rs.policy_id} 的条件组合太多（{grid.size()} 种），没有检查重叠、遗漏和无法生效的规则")]
     problems: list[Problem] = []
@@ -811,7 +828,7 @@ def check_ruleset_logic(rs: RuleSet, knowledge: _Knowledge, explained: set[tuple
                 continue
             problems.append(Problem(
                 code="never-matches", severity=WARNING, location=rule.location,
-                message=f"规则 {rule.rule_id} 的条件对任何客户都不成立，永远不会生效",
+                message=f"{words.noun} {rule.rule_id} 的条件对任何{words.subject}都不成立，永远不会生效",
                 fix="检查条件是否自相矛盾（例如 >= 100 又 < 50），或取值是否写错"))
             continue
         if rs.hit_policy not in ("first", "priority"):
@@ -827,7 +844,7 @@ def check_ruleset_logic(rs: RuleSet, knowledge: _Knowledge, explained: set[tuple
         if shadowed:
             problems.append(Problem(
                 code="unreachable-rule", severity=WARNING, location=rule.location,
-                message=f"规则 {rule.rule_id} 永远不会生效：命中策略为 {rs.hit_policy}，满足它的客户都会先满足 {_rule_names(rs, winners)}"
+                message=f"{words.noun} {rule.rule_id} 永远不会生效：{words.order}，满足它的{words.subject}都会先满足 {_rule_names(rs, winners)}"
                         + ("（其中之一）" if len(winners) > 1 else ""),
                 fix=_unreachable_fix(rs, rule, winners)))
     problems.extend(_collect_conflicts(rs, knowledge, grid, overlaps))
@@ -860,7 +877,94 @@ def check_rule_logic(policyset: PolicySet, explained: set[tuple[str, str]] = fro
     problems: list[Problem] = []
     for rs in policyset.all_rulesets():
         problems.extend(check_ruleset_logic(rs, knowledge, explained))
+    problems.extend(check_sla_target_logic(policyset, knowledge))
     return problems
+
+
+def check_sla_target_logic(policyset: PolicySet, knowledge: _Knowledge) -> list[Problem]:
+    """SLA targets are a first-hit rule list too (engine.stages.sla): a target every interaction of
+    which an earlier target already takes (``type == '咨询' and value_tier == '高'`` after
+    ``type == '咨询'``) never applies. Checked like rule lists, with the interaction's fields as names."""
+    from engine.stages.sla import WHEN_FIELDS
+
+    settings = [(path, doc) for path, doc in policyset.documents.get("sla", [])
+                if isinstance(doc, YMap) and not any(k in doc for k in ("rules", "table", "policies"))]
+    blocks = settings[0][1].get("targets") if settings else None
+    if not isinstance(blocks, YList):
+        return []
+    rules = []
+    for block in blocks:
+        if not isinstance(block, YMap) or "id" not in block:
+            return []  # the SLA stage reports it
+        when = condition_text(block.get("when", "true"))
+        try:
+            node = expr.parse(when, block.value_loc("when"))
+        except PolicyError:
+            return []  # the SLA stage reports it
+        rules.append(Rule(str(block.get("id")), str(block.get("description", "")), node, when, [], block.key_loc("id")))
+    path, doc = settings[0]
+    rs = RuleSet(str(doc.get("id", "sla")), "sla", "", "first", rules, doc.value_loc("targets"), policyset.relpath(path))
+    local = copy.copy(knowledge)
+    local.schema = {**knowledge.schema, **WHEN_FIELDS}
+    return check_ruleset_logic(rs, local, words=_Words("SLA 时限", "互动", "时限从上到下第一条满足 when 的生效（first）"))
+
+
+# --------------------------------------------------------------------------------------------------
+# One tag set by two policies
+# --------------------------------------------------------------------------------------------------
+
+
+def check_tags_set_twice(policyset: PolicySet) -> list[Problem]:
+    """``tag-set-twice``: two policies set the same tag. Policies run one after the other (stage
+    order, then a policy reading a tag after the one setting it, then the order of the file paths),
+    and the later one's value stays: for two policies that do not read each other that is decided by
+    the file names alone. A policy whose own conditions read the tag it sets overrides on purpose
+    (it always runs after the others that set it), so it is left alone. Whether both can fire for one
+    customer is not analysed: the warning says "when both apply"."""
+    problems: list[Problem] = []
+    writers: dict[str, list[tuple[RuleSet, list[tuple[Rule, SetTag]]]]] = {}  # tag → policies in run order
+    for rs in policyset.all_rulesets():
+        sets: dict[str, list[tuple[Rule, SetTag]]] = {}
+        for rule in rs.rules:
+            for out in rule.outputs:
+                if isinstance(out, SetTag):
+                    sets.setdefault(out.name, []).append((rule, out))
+        for tag, found in sets.items():
+            writers.setdefault(tag, []).append((rs, found))
+    for tag, policies in writers.items():
+        for (a, a_sets), (b, b_sets) in itertools.combinations(policies, 2):
+            if any(tag in expr.free_names(rule.condition) for rule in b.rules if rule.condition is not None):
+                continue  # b reads the tag: an intended override, run after a whatever the file names
+            values = {repr(out.value) for _, out in a_sets + b_sets}
+            if len(values) == 1:
+                continue  # both set the same value: whichever wins, the result is the same
+            problems.append(Problem(
+                code="tag-set-twice", severity=WARNING, location=b_sets[0][1].location or b_sets[0][0].location,
+                message=f"{tag} 由两个策略设置：{_setters(a, a_sets)}和 {_setters(b, b_sets)}；两者对同一位客户都生效时，"
+                        f"后运行的 {b.policy_id} 的值留下，{a.policy_id} 设置的值被覆盖（{_run_order(a, b)}）",
+                fix=f"只让一个策略设置 {tag}：把 {b_sets[0][0].rule_id} 并入 {a.policy_id}，或给其中一个结果换个名字；"
+                    f"若 {b.policy_id} 是有意覆盖，在它的条件中读取 {tag}（如 {tag} != {value_text(b_sets[0][1].value)} and …），"
+                    f"它就总在 {a.policy_id} 之后运行"))
+    return problems
+
+
+def _setters(rs: RuleSet, sets: list[tuple[Rule, SetTag]]) -> str:
+    """``vip 的 VIP-1（classification/vip.yaml:6:12）``, with how many more rules of the policy set it."""
+    rule, out = sets[0]
+    more = f" 等 {len(sets)} 条规则" if len(sets) > 1 else ""
+    return f"{rs.policy_id} 的 {rule.rule_id}{more}（{out.location or rule.location}）"
+
+
+def _run_order(a: RuleSet, b: RuleSet) -> str:
+    """Why ``a`` runs before ``b``."""
+    if a.stage != b.stage:
+        return f"{a.stage} 阶段在 {b.stage} 阶段之前运行"
+    read = {n for rule in b.rules if rule.condition is not None for n in expr.free_names(rule.condition)}
+    if read & set(a.outputs_declared):
+        return f"{b.policy_id} 读取 {a.policy_id} 的结果，所以在它之后运行"
+    if a.source_file == b.source_file:
+        return f"在 {a.source_file} 中 {a.policy_id} 写在 {b.policy_id} 前面"
+    return f"同一阶段中互不读取结果的策略按文件名顺序运行：{a.source_file} 在 {b.source_file} 之前"
 
 
 # Under hit policy collect every matching rule fires, in order: two that set one tag to different

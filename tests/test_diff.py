@@ -74,18 +74,19 @@ def test_cli_prints_summary_and_writes_workbook(inbox: Path, policy_copy: Path, 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == f"影响分析 diff：{SHIPPED_POLICIES.as_posix()} → {policy_copy.resolve().as_posix()}（as-of 2026-11-20T15:00:00，客户 3 位）"
-    assert "  value_tier：1 位客户变化" in lines and "    中 → 高   1" in lines
+    assert "  价值等级（value_tier）：1 位客户变化" in lines and "    中 → 高   1" in lines
     # yes/no results read as in the decision tables (是/否), not false → true
-    at = lines.index("  dedicated_owner_required：1 位客户变化")
+    at = lines.index("  需配专属客户经理（dedicated_owner_required）：1 位客户变化")
     assert lines[at + 1] == "    否 → 是   1"
     assert "任务 tasks：新增 +1，减少 −1" in lines and "消息 messages：新增 +0，减少 −0" in lines
     assert "服务时限 SLA：1 条互动的时限或状态变化" in lines and "  首次响应 4h → 2h   1" in lines
     assert "  VT-1（客户分类）1 → 2" in lines
     assert lines[-1] == f"详细结果 details: {out}"
     wb = openpyxl.load_workbook(out, read_only=True)
-    assert wb.sheetnames == ["概要", "分类变化汇总", "客户分类变化", "任务变化", "消息变化", "服务时限变化", "规则触发次数"]
+    assert wb.sheetnames == ["概要", "分类变化汇总", "客户分类变化", "任务变化", "消息变化", "服务时限变化", "规则触发次数",
+                             "策略修改", "策略文件"]
     pairs = [tuple(r) for r in wb["分类变化汇总"].iter_rows(min_row=2, values_only=True)]
-    assert ("value_tier", "中", "高", 1) in pairs
+    assert ("价值等级（value_tier）", "中", "高", 1) in pairs
     tasks = [tuple(r[:4]) for r in wb["任务变化"].iter_rows(min_row=2, values_only=True)]
     assert tasks == [("新增", "D1", "客户D1", "CARE-REVISIT-DUE"), ("减少", "D1", "客户D1", "CARE-REVISIT-DUE")]
     sla = list(wb["服务时限变化"].iter_rows(min_row=2, values_only=True))

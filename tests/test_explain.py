@@ -81,8 +81,9 @@ def test_sla_decision_of_the_stage_module(inbox: Path):
              if text == "  - id: sla-complaint")
     assert line.status == FIRED and line.source == f"sla.yaml:{n}:5"
     assert "interaction_id='I2'" in line.condition and "type='投诉'" in line.condition
-    assert line.outputs[0] == ("服务时限（standard 日历）：首次响应 4h 截止 2026-11-20T14:30 → open_breached，超时 30 分钟；"
-                               "解决 2d 截止 2026-11-24T09:00 → open_within")
+    # times as decisions.jsonl holds them, with their seconds (what explain --run shows too)
+    assert line.outputs[0] == ("服务时限（standard 日历）：首次响应 4h 截止 2026-11-20T14:30:00 → open_breached，超时 30 分钟；"
+                               "解决 2d 截止 2026-11-24T09:00:00 → open_within")
     assert line.outputs[1].startswith("任务 → 李强：超时升级：投诉 I2 首次响应")
     # targets that did not apply to this customer's interactions are listed, evaluated per interaction
     other = rule(result, "sla-inquiry")
@@ -107,7 +108,8 @@ def test_churn_signals_level_and_win_back(inbox: Path):
     silent = rule(result, "CH-SIG-NO-CONTACT-60")
     # a comparison with an empty value is false (docs/expressions.md)
     assert (silent.status, silent.condition, silent.value) == (NOT_MATCHED, "days_since_last_contact(=null) > 60", False)
-    assert rule(result, "churn_risk.level").outputs == ["设置 churn_score = 40，churn_level = '中'，churn_reason = '未知'"]
+    # in decisions.jsonl's key order, as explain --run shows it
+    assert rule(result, "churn_risk.level").outputs == ["设置 churn_level = '中'，churn_reason = '未知'，churn_score = 40"]
     follow_up = rule(result, "CH-CHURNED-FOLLOW-UP")
     assert follow_up.status == FIRED and follow_up.outputs[0].startswith("任务 → 张伟：流失客户季度跟踪回访")
     text = lines_of(result)

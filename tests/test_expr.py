@@ -298,7 +298,7 @@ def test_function_table_is_shared_and_documented():
 # -- syntax errors ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, line, col, message", [
-    ("", 1, 1, "the expression is empty"),
+    ("", 1, 1, "the condition is empty"),
     ("monetary_365d >=", 1, 17, "expected a value after '>=', found the end of the expression"),
     ("a = 1", 1, 3, "'=' is not a comparison"),
     ("a && b", 1, 3, "'&&' is not an operator here"),

@@ -187,8 +187,8 @@ def test_bad_time_of_day():
     ("13812345678.0", "13812345678"),
     ("138 1234 5678", "13812345678"),
     ("138-1234-5678", "13812345678"),
-    ("+86 138 1234 5678", "+8613812345678"),
-    ("+86-13812345678", "+8613812345678"),
+    ("+86 138 1234 5678", "13812345678"),  # a mobile with +86: its 11 digits
+    ("+86-13812345678", "13812345678"),
     ("１３８１２３４５６７８", "13812345678"),
     ("0571-88886666", "057188886666"),
     ("13812345678 / 13987654321", "13812345678"),  # several numbers: the first
@@ -196,7 +196,7 @@ def test_bad_time_of_day():
     ("010-12345678-8001", "01012345678"),
     ("010-12345678转8001", "01012345678"),
     ("010-12345678 ext. 8001", "01012345678"),
-    ("0086 138 1234 5678", "+8613812345678"),
+    ("0086 138 1234 5678", "13812345678"),
 ])
 def test_phones(raw, expected):
     assert to_phone(raw) == expected
@@ -429,7 +429,7 @@ def test_unknown_columns_are_ignored_with_a_warning(tmp_path, columns):
     assert len(ds.customers) == 1
     unknown = [w for w in warnings if w.code == "unknown-column"]
     assert len(unknown) == 1 and unknown[0].severity == "warning"
-    assert unknown[0].message == "columns not used: 内部评级, QQ号"
+    assert unknown[0].message == "未使用的列：内部评级, QQ号 / columns not used: 内部评级, QQ号"
     assert str(unknown[0].location) == "customers.xlsx, sheet 客户信息"
 
 
@@ -692,7 +692,8 @@ def test_a_pivot_sheet_with_customer_headers_does_not_replace_the_customers(tmp_
     assert not [r for r in ds.rejects if r.code == "duplicate-id"]
     [w] = [w for w in warnings if w.code == "ignored-sheet"]
     assert (w.location.file, w.location.sheet) == ("CRM导出.xlsx", "数据透视表")
-    assert w.message == ("sheet 数据透视表 was not read (1 rows): its headers look like customers, but with fewer of "
+    assert w.message == ("工作表 数据透视表 没有读取（1 行）：它的表头像客户，但列比本工作簿的客户工作表少，像是数据透视表或汇总表 / "
+                         "sheet 数据透视表 was not read (1 rows): its headers look like customers, but with fewer of "
                          "their columns than the customers sheet of this workbook, like a pivot or summary table")
 
 
@@ -835,7 +836,7 @@ def test_sheets_of_one_workbook(tmp_path, columns):
                  ["T1", "C1", "2026/11/18 14:05", "complaint", "物流"]],
         "Sheet3": [["订单号", "客户编号", "成交日期", "成交金额"], ["S1", "C1", 46000.0, "1,200元"]],  # by headers
     })
-    write_book(inbox / "~$crm_export.xlsx", {"x": [["garbage"]]})  # Excel lock file: skipped
+    write_book(inbox / "~$crm_export.xlsx", {"x": [["garbage"]]})  # Excel lock file: not read, said
     warnings: list[Problem] = []
     ds = read_inbox(inbox, columns, warnings=warnings)
     assert [(c.customer_id, c.name, c.phone) for c in ds.customers] == [("C1", "张三", "13812345678")]
@@ -846,7 +847,8 @@ def test_sheets_of_one_workbook(tmp_path, columns):
     assert (o.order_id, o.date, o.amount, o.source) == ("S1", date(2025, 12, 9), 1200.0,
                                                         SourceRow("crm_export.xlsx", "Sheet3", 2))
     assert ds.input_files == [str(inbox / "crm_export.xlsx")]
-    assert [(w.code, w.location.sheet) for w in warnings] == [("ignored-sheet", "说明")]
+    assert [(w.code, w.location.file, w.location.sheet) for w in warnings] == [
+        ("workbook-open", "crm_export.xlsx", None), ("ignored-sheet", "crm_export.xlsx", "说明")]
 
 
 def test_interactions_without_id_column_get_row_ids(tmp_path, columns):
@@ -936,7 +938,8 @@ def test_files_parsed_in_parallel_report_in_file_order(tmp_path, columns):
     warnings: list[Problem] = []
     ds = read_inbox(inbox, columns, warnings=warnings)
     assert [(w.location.file, w.message) for w in warnings if w.code == "unknown-column"] == [
-        ("a_customers.xlsx", "columns not used: 内部评级"), ("b_orders.xlsx", "columns not used: QQ号")]
+        ("a_customers.xlsx", "未使用的列：内部评级 / columns not used: 内部评级"),
+        ("b_orders.xlsx", "未使用的列：QQ号 / columns not used: QQ号")]
     assert len(ds.customers) == 30_000 and [o.order_id for o in ds.orders] == ["O1"]
 
     # Two files that cannot be opened: the error names the first by name.
@@ -1028,7 +1031,8 @@ def test_extra_sheet_that_looks_like_a_table_is_skipped_when_the_table_is_elsewh
     ds = read_inbox(inbox, columns, warnings=warnings)
     assert len(ds.customers) == 2
     [w] = [w for w in warnings if w.code == "ignored-sheet"]
-    assert w.message == ("sheet 客户统计 was not read: it looks like customers but has no column for customer_id; "
+    assert w.message == ("工作表 客户统计 没有读取：它像客户，但没有「客户编号」列；客户已从其他工作表读取 / "
+                         "sheet 客户统计 was not read: it looks like customers but has no column for customer_id; "
                          "customers were read from other sheets")
 
 
@@ -1104,7 +1108,7 @@ def test_of_two_columns_for_one_field_the_first_alias_is_read(tmp_path, columns)
     ds = read_inbox(inbox, columns, warnings=warnings)
     assert [o.status for o in ds.orders] == ["已退款"]
     assert [w.message for w in warnings if w.code == "unknown-column"] == [
-        "column 状态 was not read: orders.status is read from column 订单状态"]
+        "状态 列没有读取：orders.status 读的是 订单状态 列 / column 状态 was not read: orders.status is read from column 订单状态"]
 
 
 def test_a_copy_saved_beside_an_export_is_read_after_it(tmp_path, columns):
@@ -1243,7 +1247,9 @@ def test_ids_that_come_back_for_another_customer_are_warned_about(tmp_path, colu
     warnings: list[Problem] = []
     read_inbox(inbox, columns, warnings=warnings)
     [warning] = [w for w in warnings if w.code == "id-for-two-customers"]
-    assert warning.message == ("1 interaction ids came back with another customer (e.g. interaction id 1: C001 at 互动-10月.xlsx, "
+    assert warning.message == ("1 条互动记录的编号又出现在另一位客户名下（如编号 1：互动-10月.xlsx 工作表 互动记录 第 2 行是 C001，"
+                               "互动-11月.xlsx 工作表 互动记录 第 2 行是 C003）：编号列像是行号，不是记录自己的编号，前面的行丢了 / "
+                               "1 interaction ids came back with another customer (e.g. interaction id 1: C001 at 互动-10月.xlsx, "
                                "sheet 互动记录, row 2, then C003 at 互动-11月.xlsx, sheet 互动记录, row 2): the id column looks like a "
                                "row number, not the record's id, and the earlier rows are lost")
 
@@ -1265,7 +1271,7 @@ def test_columns_with_values_but_no_header_are_named(tmp_path, columns):
     ds = read_inbox(inbox, columns, warnings=warnings)
     assert ds.customers[0].phone == "13800000001"
     [warning] = [w for w in warnings if w.code == "unnamed-column"]
-    assert warning.message == "columns D, E have values but no header and were not read"
+    assert warning.message == "D, E 列有内容但没有表头，没有读取 / columns D, E have values but no header and were not read"
 
 
 def test_a_second_table_below_the_first_is_not_read_with_its_columns(tmp_path, columns):

@@ -85,15 +85,17 @@ def test_run_classifies_and_issues_tasks_and_messages(tmp_path: Path):
 
     # The team lead gets the assignment task, due two working days after Friday's start of work.
     lead = read_rows(folder / "tasks" / "王敏.xlsx")
-    assert lead[0][:5] == ("截止时间", "优先级", "客户编号", "客户名称", "任务")
+    assert lead[0] == ("截止时间", "优先级", "客户编号", "客户名称", "联系人", "电话", "邮箱", "微信", "偏好渠道", "任务",
+                       "原因", "建议话术", "规则编号", "阶段", "分配方式", "负责人", "去重键")
+    col = {h: i for i, h in enumerate(lead[0])}
     assert lead[1][:3] == (datetime(2026, 11, 24, 9, 0), "高", "C1")
-    assert lead[1][4] == "为高价值客户指派专属客户经理"
-    assert lead[1][7] == "CL-ASSIGN-DEDICATED-OWNER"
+    assert lead[1][col["任务"]] == "为高价值客户指派专属客户经理"
+    assert lead[1][col["规则编号"]] == "CL-ASSIGN-DEDICATED-OWNER"
 
     # The intent customer's owner gets a follow-up task; the formula-like name is text, not a formula.
     owner_rows = read_rows(folder / "tasks" / "李娜.xlsx")
     follow = [r for r in owner_rows[1:] if r[2] == "C2"]
-    assert [(r[4], r[0]) for r in follow] == [("跟进意向客户，推进签约", datetime(2026, 11, 25, 9, 0))]
+    assert [(r[col["任务"]], r[0]) for r in follow] == [("跟进意向客户，推进签约", datetime(2026, 11, 25, 9, 0))]
     wb = openpyxl.load_workbook(folder / "tasks" / "李娜.xlsx")
     ws = wb.worksheets[0]
     assert ws.freeze_panes == "A2"
@@ -115,9 +117,9 @@ def test_run_classifies_and_issues_tasks_and_messages(tmp_path: Path):
     assert review[1][:2] == (datetime.fromisoformat(wechat[0]["send_at"]), "C3") and review[1][5] == "营销"
     assert review[1][7] == wechat[0]["body"] and review[1][9] == "CL-LOW-VALUE-OFFER|C3|2026-11"
     # Long reasons and scripts wrap in their cells instead of being cut off by the next column.
-    assert [ws.cell(row=1, column=c).value for c in (6, 7)] == ["原因", "建议话术"]
-    assert ws.cell(row=2, column=6).alignment.wrap_text and ws.cell(row=2, column=7).alignment.wrap_text
-    assert not ws.cell(row=2, column=5).alignment.wrap_text
+    assert [ws.cell(row=1, column=c).value for c in (11, 12)] == ["原因", "建议话术"]
+    assert ws.cell(row=2, column=11).alignment.wrap_text and ws.cell(row=2, column=12).alignment.wrap_text
+    assert not ws.cell(row=2, column=10).alignment.wrap_text  # 任务
 
     # The decision log says which table row set the tier, and on which values.
     log = decisions(folder)
@@ -250,7 +252,7 @@ def test_shipped_sample_gives_real_work(tmp_path: Path):
     statuses = {clock["status"] for s in sla_status for clock in (s.get("first_response") or {}, s.get("resolution") or {}) if clock}
     assert {"at_risk", "open_breached", "met", "breached"} <= statuses
     escalations = read_rows(folder / "tasks" / "李强.xlsx")  # 客服主管
-    assert any(str(r[4]).startswith("超时升级") for r in escalations[1:])
+    assert any(str(r[escalations[0].index("任务")]).startswith("超时升级") for r in escalations[1:])
     # Care messages and churn tasks.
     sent = [json.loads(line) for p in (folder / "messages").rglob("messages.jsonl") for line in p.read_text(encoding="utf-8").splitlines()]
     assert any(m["rule_id"].startswith("CARE-") for m in sent)

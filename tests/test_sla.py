@@ -537,12 +537,13 @@ def test_kpi_sheet_matches_hand_computed_figures(run_folder):
 
 def test_run_tasks_and_decisions(run_folder):
     lead = read_sheet(run_folder / "tasks" / "李强.xlsx", "李强")
-    assert [(r[0], r[2], r[4]) for r in lead[1:]] == [
+    task, rule = lead[0].index("任务"), lead[0].index("规则编号")
+    assert [(r[0], r[2], r[task]) for r in lead[1:]] == [
         (datetime(2024, 5, 20, 9, 0), "C1", "客户对投诉处理不满意（I2，评分 2）：重新处理"),  # care: CARE-COMPLAINT-REDO
         (datetime(2024, 5, 20, 11, 0), "C2", "超时升级：投诉 I4 首次响应已超时 11 个工作小时"),
     ]
     team = read_sheet(run_folder / "tasks" / "王敏.xlsx", "王敏")
-    assert [(r[0], r[2], r[4]) for r in team[1:] if r[7] == "sla-suggestion"] == [
+    assert [(r[0], r[2], r[task]) for r in team[1:] if r[rule] == "sla-suggestion"] == [
         (datetime(2024, 5, 20, 10, 0), "C3", "即将超时：建议 I5 请在 2024-05-20 10:00 前完成解决"),
     ]
     log = [json.loads(line) for line in (run_folder / "decisions.jsonl").read_text(encoding="utf-8").splitlines()]

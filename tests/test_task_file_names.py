@@ -64,7 +64,8 @@ def test_device_and_long_names_are_safe(tmp_path: Path):
     wb = openpyxl.load_workbook(tmp_path / "tasks" / long_file)
     ws = wb.worksheets[0]
     assert len(ws.title) <= 31 and LONG_NAME.startswith(ws.title)  # Excel's sheet-name limit
-    assert ws.cell(row=2, column=11).value == LONG_NAME  # the full name is in the 负责人 column
+    assert ws.cell(row=1, column=16).value == "负责人"
+    assert ws.cell(row=2, column=16).value == LONG_NAME  # the full name is in the 负责人 column
 
 
 def test_same_names_same_files_whatever_the_order(tmp_path: Path):

@@ -95,8 +95,8 @@ class _Parser:
 
     def parse(self) -> Node:
         if self.at("eof"):
-            raise self.fail(self.tok, "the expression is empty",
-                            "write a condition such as monetary_365d >= 50000")
+            raise self.fail(self.tok, "the condition is empty",
+                            "write a condition such as monetary_365d >= 50000; for every customer write true")
         node = self.expr()
         if not self.at("eof"):
             tok = self.tok

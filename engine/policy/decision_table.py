@@ -11,7 +11,7 @@ row 2 names the feature (or expression) an input column tests and the tag an out
 Each input cell is a test on that column's value:
 
     (blank) or -        any value
-    >= 50000, < 30, != 流失      a comparison (>= 100,000 too)
+    >= 50000, < 30, != 流失      a comparison (>= 100,000 too; full-width ＞＝ ＜ too)
     10..50              between, both ends included
     高, 中   or  '高','中'   or  100、200      one of (== 高, 中 too)
     != 高, 中           none of (null is in no list, so it is not "none of" either)
@@ -21,15 +21,20 @@ Each input cell is a test on that column's value:
 
 Mistakes that would silently change every customer's result are errors at the cell: a formula
 (``=100000``; Excel also turns a typed ``= 5`` into one), a comma between digits that is not a
-thousands separator (``100,00``), a list after ``>=``/``<``…, a header cell merged over several
-columns, and a blank row with more table content below it. A merged cell in the rules counts for
-every row and column it covers. Each row
+thousands separator (``100,00``), a list after ``>=``/``<``…, a unit or words in a comparison
+(``>=5万``, ``<90天``, ``小于90``), a header cell merged over several
+columns, a column with no kind in row 1 but a name in row 2 (or values between the table's
+columns), a blank row with more table content below it, and a row with no condition and no result
+(a note typed on a row of its own would match everyone and set nothing). A merged cell in the
+rules counts for every row and column it covers. Each row
 compiles to a ``Rule`` whose condition is an ordinary expression, so tables and YAML rules share
 one intermediate form.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +59,13 @@ _DIGITS_AND_COMMAS = re.compile(r"^-?\d+(,\d+)+(\.\d+)?$")
 _FULL_WIDTH = str.maketrans("０１２３４５６７８９，．－", "0123456789,.-")
 # List separators: 、 always; a comma unless it stands between two digits (that one groups thousands).
 _LIST_SEPARATOR = re.compile(r"、|(?<!\d)[,，]|[,，](?!\d)")
+# A comparison with a unit (>=5万, <90天) or in words (小于90): refused with the number to write.
+_WITH_UNIT = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s*(万元|万|千元|千|[wWkK]|元|块|天|日|次|个|件|人|岁|单|笔|分|小时)$")
+_UNIT_FACTOR = {"万元": 10000, "万": 10000, "w": 10000, "W": 10000, "千元": 1000, "千": 1000, "k": 1000, "K": 1000}
+_WORD_OPS = {"大于等于": ">=", "小于等于": "<=", "不小于": ">=", "不大于": "<=", "不少于": ">=", "不多于": "<=",
+             "不低于": ">=", "不高于": "<=", "不超过": "<=", "至少": ">=", "至多": "<=", "不等于": "!=", "大于": ">",
+             "小于": "<", "高于": ">", "低于": "<", "超过": ">", "等于": "=="}
+_WORD_COMPARISON = re.compile(r"^(" + "|".join(_WORD_OPS) + r")\s*(.+)$")
 _ANY = {"", "-", "—", "任意", "any", "*"}
 _NULL = {"空", "null", "无值"}
 _NOT_NULL = {"非空", "not null", "有值"}
@@ -175,22 +187,31 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
                 all_rows[r - 1].extend([None] * (max_col - len(all_rows[r - 1])))
                 all_rows[r - 1][min_col - 1:max_col] = [top_left] * (max_col - min_col + 1)
     body = [(n, (values + [None] * width)[:width]) for n, values in enumerate(all_rows[2:], start=3)]
+    in_merged_header = {col - 1 for min_col, min_row, max_col, _ in merged if min_row <= 2 for col in range(min_col, max_col + 1)}
+    problems.extend(_unlabelled_columns(table, names, body, in_merged_header))
     filled = [(n, values) for n, values in body if not _blank(values, columns)]
     rows: list[tuple[int, list[Any]]] = []
+    after_blank = False
     for n, values in filled:
         previous = rows[-1][0] if rows else 2
         if n > previous + 1:
             # A blank row used to end the table and silently drop the rules below it; only
             # trailing blank rows are fine, so anything below a blank row is an error.
             problems.append(_blank_row_problem(table, previous + 1, n - 1, [r for r in filled if r[0] >= n]))
+            after_blank = True
         rows.append((n, values))
+        tests = 0
         for col in columns:
             if kinds[col] == "input":
                 try:
-                    cell_condition("x", values[col])
+                    tests += cell_condition("x", values[col]) is not None
                 except CellError as exc:
+                    tests += 1
                     problems.append(Problem(code=exc.code, message=exc.message,
                                             location=table.cell_loc(n, col), fix=exc.fix))
+        results = sum(output_value(values[col]) is not None for col in columns if kinds[col] == "output")
+        if not tests and not results and not after_blank:  # below a blank row the blank-row error says it
+            problems.append(_no_rule_problem(table, n, values))
     if problems:
         raise PolicyError(problems)
     table.rows = rows
@@ -199,6 +220,62 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
 
 def _blank(values: list[Any], columns: list[int]) -> bool:
     return all(values[col] is None or str(values[col]).strip() == "" for col in columns)
+
+
+def _unlabelled_columns(table: TableSheet, names: list[str], body: list[tuple[int, list[Any]]],
+                        in_merged_header: set[int]) -> list[Problem]:
+    """Columns with no kind in row 1 that are evidently part of the table: a name in row 2, or
+    values between the table's columns. They used to be ignored, silently dropping a condition
+    (or a result) from every row. A column right of the table with nothing in rows 1–2 is notes;
+    columns under a merged header cell are reported as that (table-merged-header)."""
+    kinds = table.kinds
+    last = max((i for i, kind in enumerate(kinds) if kind), default=-1)
+    problems = []
+    for col, kind in enumerate(kinds):
+        if kind or col in in_merged_header:
+            continue
+        name = names[col]
+        if not name and not (col < last and any(not _blank(values, [col]) for _, values in body)):
+            continue
+        where = table.cell_loc(1, col)
+        shown = f"第 2 行写着 {name}" if name else "下面有内容"
+        shown_en = f"row 2 names {name}" if name else "it has values"
+        subject = name or "…"
+        problems.append(Problem(
+            code="table-kind-missing",
+            message=f"{where.cell} 是空的：第 1 行没有写这一列是什么（{shown}），整列被忽略"
+                    f" / {where.cell} is empty: row 1 does not say what this column is ({shown_en}), so the whole column is ignored",
+            location=where,
+            fix=f"在 {where.cell} 写 条件（这一列按 {subject} 筛选客户）或 结果（这一列设置 {subject}）；是备注就写 说明"
+                f" / write 条件 in {where.cell} (the column tests {subject}) or 结果 (it sets {subject}); for notes write 说明",
+        ))
+    return problems
+
+
+def _no_rule_problem(table: TableSheet, n: int, values: list[Any]) -> Problem:
+    """A row with no condition and no result: under hit policy first it matches every customer and
+    sets nothing, so every row below it is never reached. The table format has no comment rows
+    (notes go in the 说明 column of a rule or right of the table), so it is refused, not skipped:
+    a rule whose results were cleared by mistake must not silently vanish either."""
+    kinds = table.kinds
+    note_col = next((c for c, kind in enumerate(kinds) if kind == "description" and not _blank(values, [c])), None)
+    col = note_col if note_col is not None else next((c for c, kind in enumerate(kinds) if kind and not _blank(values, [c])), 0)
+    where = table.cell_loc(n, col)
+    if note_col is not None:
+        note = str(values[note_col]).strip()
+        what, what_en = f"只有说明“{note}”", f"only the note '{note}'"
+    else:
+        what, what_en = f"只有 {where.cell}“{str(values[col]).strip()}”", f"only {where.cell} '{str(values[col]).strip()}'"
+    return Problem(
+        code="table-empty-rule",
+        message=f"第 {n} 行{what}，没有条件也没有结果，不能算一条规则：它对每位客户都成立却什么也不设置"
+                f"（命中策略为 first 时，下面的行都不会再生效） / row {n} has {what_en}, no condition and no result, so it"
+                " cannot be a rule: it would match every customer and set nothing (under hit policy first no row below it would apply)",
+        location=where,
+        fix="说明文字写在某条规则那一行的说明列，或写在表格右侧第 1 行没有种类的列，然后删除这一行；若它是一条规则，填上它的条件和结果"
+            " / put the note in the 说明 column of a rule's row or in a column right of the table with nothing in row 1, and delete"
+            " this row; if it is a rule, fill in its conditions and results",
+    )
 
 
 def _merged_header_problem(table: TableSheet, min_col: int, min_row: int, max_col: int, max_row: int) -> Problem:
@@ -288,8 +365,12 @@ def cell_condition(subject: str, value: Any) -> str | None:
         return f"({subject}) is null"
     if low in _NOT_NULL:
         return f"({subject}) is not null"
-    m = _COMPARISON.match(text)
+    # NFKC: full-width signs typed with a Chinese input method (＜ 90, ＞＝１００００) are the signs.
+    normal = unicodedata.normalize("NFKC", text)
+    _refuse_units_and_words(text, normal)
+    m = _COMPARISON.match(normal)
     if m:
+        text = normal
         op = {"=": "==", "≥": ">=", "≤": "<=", "≠": "!="}.get(m.group(1), m.group(1))
         parts = _list_parts(m.group(2))
         items = [_literal(p) for p in parts]  # 100,00 in a list is still a bad number
@@ -318,6 +399,37 @@ def cell_condition(subject: str, value: Any) -> str | None:
     if len(parts) > 1:
         return f"({subject}) in [{', '.join(_literal(p) for p in parts)}]"
     return f"({subject}) == {_literal(text)}"
+
+
+def _refuse_units_and_words(text: str, normal: str) -> None:
+    """``>=5万``, ``>=50000元``, ``<90天`` (a number with a unit after a comparison sign) and ``小于90``
+    (a comparison in words) cannot be read; say what to write instead. ``100人`` alone stays a text
+    (company_size has such values), and so does ``!= 100人``."""
+    m = _COMPARISON.match(normal)
+    word = None if m else _WORD_COMPARISON.match(normal)
+    if word:
+        op, value = _WORD_OPS[word.group(1)], word.group(2).strip()
+    elif m and m.group(1) in ("<", ">", "<=", ">=", "≥", "≤"):
+        op, value = {"≥": ">=", "≤": "<="}.get(m.group(1), m.group(1)), m.group(2).strip()
+    else:
+        return
+    unit = _WITH_UNIT.match(value)
+    number = _number_text(unit.group(1)) if unit else _number_text(value) if word else None
+    if number is None:
+        return
+    if unit and unit.group(2) in _UNIT_FACTOR:
+        number = format((Decimal(number) * _UNIT_FACTOR[unit.group(2)]).normalize(), "f")
+    write = number if op == "==" else f"{op} {number}"
+    shown = text.strip()
+    if word:
+        message = (f"“{shown}” 读不出：比较要用符号写 / cannot read '{shown}': write the comparison with a sign")
+        fix = f"写 {write}（>= 大于等于，<= 小于等于，> 大于，< 小于，!= 不等于） / write {write}"
+    else:
+        message = (f"“{shown}” 读不出：比较的值只写数字，不写单位 / cannot read '{shown}': a comparison takes a plain number,"
+                   " without a unit")
+        fix = (f"写 {write}（金额按元、天数按天、次数按次，只写数字） / write {write} (amounts in yuan, days in days,"
+               " counts as numbers)")
+    raise CellError(message, fix, code="table-bad-cell")
 
 
 def _list_parts(text: str) -> list[str]:

@@ -28,7 +28,7 @@ from engine.policy.model import (
     SetTag,
     TaskSpec,
 )
-from engine.policy.schema import Problems, as_list, check_keys, did_you_mean
+from engine.policy.schema import Problems, as_list, check_keys, condition_text, did_you_mean
 from engine.policy.yaml_source import YList, YMap, load_yaml
 from engine.stages import stage_feature_catalog, stage_feature_stages, stage_tag_requirements, whole_days
 
@@ -36,6 +36,10 @@ RULE_KINDS = STAGES
 OTHER_KINDS = ("columns", "calendar", "features", "organization", "guards")
 PRIORITIES = ("高", "中", "低")
 MESSAGE_CATEGORIES = ("marketing", "service")
+TASK_FIELDS = ("title", "assign_to", "due", "priority", "script", "category", "once_per", "key_by", "due_by", "replaces")
+MESSAGE_FIELDS = ("template", "channel", "category", "params", "once_per", "key_by", "send_on")
+# A task's or message's field found at the rule's level was indented too little (check_keys says so).
+_RULE_BLOCKS = {"task": TASK_FIELDS, "tasks": TASK_FIELDS, "message": MESSAGE_FIELDS, "messages": MESSAGE_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,9 @@ class _Loader:
         self.date_refs: list[tuple[str, str, Location]] = []
         self.replaces_refs: list[tuple[str, Location]] = []  # (rule id, where) of every task's replaces
         self.policy_ids: dict[str, Location] = {}  # policy id → where it was first declared
+        # organization.yaml could not be read (e.g. a role typed twice): its roles and channels are
+        # unknown, so rules naming them are not reported too (each would say "unknown role").
+        self.organization_unreadable = False
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -126,6 +133,7 @@ class _Loader:
                 doc = load_yaml(path, self.rel(path))
             except PolicyError as exc:
                 self.problems.extend(exc.problems)
+                self.organization_unreadable |= _declares_organization(path)
                 continue
             loc = Location(file=self.rel(path), line=1, col=1)
             if not isinstance(doc, YMap):
@@ -182,7 +190,15 @@ class _Loader:
                    "channel_aliases", "default_channel_order")
         check_keys(doc, "the organization file", allowed, ("roles", "channels"), self.problems, doc.loc)
         org.company = dict(doc.get("company") or org.company)
-        org.roles = {str(k): str(v) for k, v in (doc.get("roles") or {}).items()}
+        roles = doc.get("roles") or YMap()
+        org.roles = {str(k): "" if v is None else str(v).strip() for k, v in roles.items()}
+        for role, person in org.roles.items():
+            if not person:
+                # YAML reads "客服主管:" as no value; its tasks went to a person called "None".
+                self.problems.error("role-without-person", f"角色 {role} 没有写由谁担任 / role '{role}' names nobody",
+                                    roles.key_loc(role),
+                                    fix=f"在冒号和一个空格后写担任这个角色的人，如 {role}: 李强 / write the person after the colon"
+                                        f" and a space, e.g. {role}: 李强")
         org.unassigned_role = str(doc.get("unassigned_role", org.unassigned_role))
         org.task_calendar = str(doc.get("task_calendar", org.task_calendar))
         if org.unassigned_role not in org.roles:
@@ -216,6 +232,7 @@ class _Loader:
         """Parse every rule policy; conditions are parsed but type-checked later, in evaluation order."""
         parsed = []
         for stage in RULE_KINDS:
+            self._files_without_rules(stage)
             for path, doc in self.documents.get(stage, []):
                 if stage != "classification" and not any(k in doc for k in ("rules", "table", "policies")):
                     self._policy_id(doc)  # a settings file's id is a policy id too
@@ -225,6 +242,25 @@ class _Loader:
                     if rs is not None:
                         parsed.append(rs)
         return parsed
+
+    def _files_without_rules(self, stage: str) -> None:
+        """A file of a stage with a settings file (sla, care, churn) that has neither rules: nor table:
+        is read as a second settings file, and the stage then said "merge care.yaml into care/new.yaml".
+        One with nothing but kind/id/description beside the real settings file is a rule file whose
+        rules are still to be written (or were lost): say that."""
+        settings = [(path, doc) for path, doc in self.documents.get(stage, [])
+                    if not any(k in doc for k in ("rules", "table", "policies"))]
+        if stage == "classification" or len(settings) < 2:
+            return
+        empty = [(path, doc) for path, doc in settings if set(doc) <= {"kind", "id", "description"}]
+        if len(empty) == len(settings):
+            empty = empty[1:]  # all empty: the first one is the settings file (with the defaults)
+        for path, doc in empty:
+            self.problems.error(
+                "no-rules", f"{self.rel(path)} 没有 rules:（也没有 table:），不是一个规则文件 / {self.rel(path)} has no rules:"
+                " (nor table:), so it holds no rules", doc.loc,
+                fix=f"在 rules: 下写规则（可以照其他 kind: {stage} 的规则文件写），或删除这个文件 / write its rules under rules:"
+                    f" (like the other kind: {stage} rule files), or delete the file")
 
     def _policy_blocks(self, doc: YMap):
         """A file holds one policy, or several under 'policies:'."""
@@ -306,9 +342,10 @@ class _Loader:
             sample = shown
         message = f"'{key}:' must be a block of '{what}' pairs, not {_quoted(value)}"
         fix = f"write the {what.split(':')[0]} and its value, e.g. {key}: {{{name}: {sample}}}"
-        colon = next((c for c in ("：", ":") if isinstance(value, str) and c in value), None)
-        if colon is not None:  # "need_type：战略" on the next line, or "need_type:战略": YAML read one text
+        colon = next((c for c in ("：", ":", "＝", "=") if isinstance(value, str) and c in value), None)
+        if colon is not None:  # "need_type：战略" on the next line, "need_type:战略" or "need_type=战略": YAML read one text
             left, _, right = (part.strip() for part in value.partition(colon))
+            right = right.lstrip("=＝").strip()  # need_type == 普通
             if left and right:
                 message += f"; did you mean '{left}: {right}' with a half-width colon and a space?"
                 fix = f"write {key}: {{{left}: {right}}}"
@@ -326,10 +363,10 @@ class _Loader:
 
     def _yaml_rule(self, block: Any, loc: Location, org: Organization) -> Rule | None:
         allowed = ("id", "description", "when", "set", "score", "task", "tasks", "message", "messages", "priority")
-        if not check_keys(block, "a rule", allowed, ("id", "when"), self.problems, loc):
+        if not check_keys(block, "a rule", allowed, ("id", "when"), self.problems, loc, nested=_RULE_BLOCKS):
             return None
         rule_id = str(block.get("id", "?"))
-        cond_text = block.get("when", "true")
+        cond_text = condition_text(block.get("when", "true"))
         condition = self._parse_condition(cond_text, block.value_loc("when"))
         outputs: list = []
         tags = self._mapping_field(block, "set", "tag name: value", ("need_type", "战略"))
@@ -399,12 +436,11 @@ class _Loader:
         return False
 
     def _task(self, block: Any, loc: Location, org: Organization) -> TaskSpec | None:
-        allowed = ("title", "assign_to", "due", "priority", "script", "category", "once_per", "key_by", "due_by", "replaces")
-        if not check_keys(block, "a task", allowed, ("title", "assign_to", "due"), self.problems, loc):
+        if not check_keys(block, "a task", TASK_FIELDS, ("title", "assign_to", "due"), self.problems, loc):
             return None
         assign = str(block.get("assign_to", "owner"))
         role = assign[5:] if assign.startswith("role:") else (None if assign == "owner" else assign)
-        if role is not None and role not in org.roles:
+        if role is not None and role not in org.roles and not self.organization_unreadable:
             guess = did_you_mean(role, org.roles)
             self.problems.error("unknown-role", f"unknown role '{role}'" + (f"; did you mean '{guess}'?" if guess else ""),
                                 block.value_loc("assign_to"), fix=f"use 'owner' or one of the roles in organization.yaml: {', '.join(org.roles)}")
@@ -432,11 +468,10 @@ class _Loader:
         )
 
     def _message(self, block: Any, loc: Location, org: Organization) -> MessageSpec | None:
-        allowed = ("template", "channel", "category", "params", "once_per", "key_by", "send_on")
-        if not check_keys(block, "a message", allowed, ("template", "category"), self.problems, loc):
+        if not check_keys(block, "a message", MESSAGE_FIELDS, ("template", "category"), self.problems, loc):
             return None
         channel = str(block.get("channel", "preferred"))
-        if channel != "preferred" and channel not in org.channels:
+        if channel != "preferred" and channel not in org.channels and not self.organization_unreadable:
             guess = did_you_mean(channel, org.channels)
             self.problems.error("unknown-channel", f"unknown channel '{channel}'" + (f"; did you mean '{guess}'?" if guess else ""),
                                 block.value_loc("channel"), fix=f"'preferred' or one of: {', '.join(org.channels)}")
@@ -564,6 +599,15 @@ class _Loader:
                 )
             )
         rs.table_sheet = sheet_data  # kept for validate (overlaps, gaps)
+
+
+def _declares_organization(path: Path) -> bool:
+    """Does a file YAML could not read say ``kind: organization``?"""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return re.search(r"(?m)^kind\s*[:：]\s*['\"]?organization\b", text) is not None
 
 
 def _shown(value: Any, limit: int = 20) -> str:

@@ -220,8 +220,10 @@ def _block(doc: YMap, key: str, allowed: tuple[str, ...], problems: Problems) ->
 def _whole(block: YMap, key: str, default: int, low: int, high: int, problems: Problems) -> int:
     value = block.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or not low <= value <= high:
-        problems.error("bad-value", f"'{key}' must be a whole number from {low} to {high}, not '{value}'",
-                       block.value_loc(key))
+        quoted = isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and low <= int(value) <= high
+        problems.error("bad-value", f"'{key}' must be a whole number from {low} to {high}, not "
+                       + (f"the text \"{value}\" (in quotes)" if quoted else f"'{value}'"), block.value_loc(key),
+                       fix=f"remove the quotes: {key}: {value.strip()}" if quoted else None)
         return default
     return int(value)
 
@@ -335,11 +337,15 @@ def load_care_settings(policyset: Any) -> CareSettings | None:
 
 def _festivals_without_rules(festivals: tuple[Festival, ...], block: Any, policyset: Any, problems: Problems) -> None:
     """A festival declared here that no rule's condition names is never greeted (festivals_due lists it,
-    but each festival has its own rule in care/festivals.yaml)."""
-    conditions = " ".join(rule.condition_text or "" for rs in policyset.all_rulesets() for rule in rs.rules)
+    but each festival has its own rule in care/festivals.yaml). The texts the parsed conditions name,
+    so any quotes the condition language accepts count (“国庆” as well as '国庆')."""
+    from engine import expr  # here, not at the top: only this check needs it
+
+    named = {node.value for rs in policyset.all_rulesets() for rule in rs.rules if rule.condition is not None
+             for node in rule.condition.walk() if isinstance(node, expr.Const) and isinstance(node.value, str)}
     days = block.get("days") if isinstance(block, YMap) else None
     for i, festival in enumerate(festivals):
-        if f"'{festival.name}'" in conditions or f'"{festival.name}"' in conditions:
+        if festival.name in named:
             continue
         loc = days.item_loc(i) if isinstance(days, YList) and i < len(days) else block.loc if isinstance(block, YMap) else None
         problems.warning("festival-without-rule", f"festival '{festival.name}' has no greeting rule: nobody is greeted for it",

@@ -29,7 +29,7 @@ from engine import expr
 from engine.decisions import Firing
 from engine.errors import Location, PolicyError
 from engine.model import Customer
-from engine.policy.schema import Problems, check_keys, did_you_mean
+from engine.policy.schema import Problems, check_keys, condition_text, did_you_mean
 from engine.policy.yaml_source import YList, YMap
 from engine.stages import CustomerFacts, StageOutput, StageSetup
 from engine.xlsx_out import Workbook
@@ -80,6 +80,9 @@ class ChurnSettings:
     complaint_reasons: dict[str, str]  # complaint category → reason
     complaint_reason_days: int  # how recent the latest complaint must be to explain other signals
     signals: list[Signal] = field(default_factory=list)
+    # Where the reason settings are written (explain cites them): category → its line, and the days' line.
+    complaint_reason_locations: dict[str, Location] = field(default_factory=dict)
+    complaint_reason_days_location: Location | None = None
 
 
 def _number(block: YMap, key: str, default: float | None, problems: Problems, low: float = 0, high: float = 100) -> float | None:
@@ -107,8 +110,7 @@ def _signal(block: Any, loc: Location, schema: dict, problems: Problems, seen: s
     if signal_id in seen:
         problems.error("duplicate-rule-id", f"signal id '{signal_id}' appears twice", block.key_loc("id"))
     seen.add(signal_id)
-    text = block.get("when", "true")
-    text = ("true" if text else "false") if isinstance(text, bool) else str(text)
+    text = condition_text(block.get("when", "true"))
     where = block.value_loc("when")
     try:
         node = expr.parse(text, where)
@@ -171,6 +173,7 @@ def load_churn_settings(policyset: Any) -> ChurnSettings | None:
                            raw_levels.item_loc(len(raw_levels) - 1))
 
     complaint_reasons: dict[str, str] = {}
+    reason_locations: dict[str, Location] = {}
     raw_reasons = doc.get("complaint_reasons") or YMap()
     if not isinstance(raw_reasons, YMap):
         problems.error("not-a-mapping", "'complaint_reasons:' must map complaint categories to reasons, e.g. 产品质量: 产品",
@@ -182,6 +185,7 @@ def load_churn_settings(policyset: Any) -> ChurnSettings | None:
             if text == FROM_COMPLAINT:
                 problems.error("bad-value", f"complaint category '{category}' must map to a reason, not to {FROM_COMPLAINT}", loc)
             complaint_reasons[str(category).strip()] = text
+            reason_locations[str(category).strip()] = raw_reasons.key_loc(category)
 
     recent = _number(doc, "complaint_reason_days", 180.0, problems, 0, 3650)
     settings = ChurnSettings(
@@ -193,6 +197,8 @@ def load_churn_settings(policyset: Any) -> ChurnSettings | None:
         levels_location=doc.key_loc("levels"),
         complaint_reasons=complaint_reasons,
         complaint_reason_days=int(recent or 0),
+        complaint_reason_locations=reason_locations,
+        complaint_reason_days_location=doc.key_loc("complaint_reason_days"),
     )
     raw_signals = doc.get("signals")
     if not isinstance(raw_signals, YList):
@@ -272,8 +278,10 @@ class ChurnStage:
             if outputs is None:
                 outputs = self.shared_outputs[key] = [
                     {"set": {"churn_score": f["churn_score"], "churn_level": level, "churn_reason": reason}}]
+            # The latest complaint's date and age too: they decide whether its category may name the reason.
             out.firings.append(Firing(cid, "churn", s.settings_id, f"{s.settings_id}.level", self.levels_source,
-                                      {"churn_signals": f["churn_signals"], "last_complaint_category": f.get("last_complaint_category")},
+                                      {"churn_signals": f["churn_signals"], "last_complaint_category": f.get("last_complaint_category"),
+                                       "last_complaint_date": f.get("last_complaint_date"), "days_since_last_complaint": since},
                                       outputs))
         return out
 

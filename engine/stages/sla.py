@@ -26,7 +26,7 @@ from engine.calendar import BusinessCalendar, Duration, parse_duration
 from engine.decisions import Firing, Task
 from engine.errors import Location, PolicyError, Problem
 from engine.model import Customer, Interaction
-from engine.policy.schema import Problems, check_keys, did_you_mean
+from engine.policy.schema import Problems, check_keys, condition_text, did_you_mean
 from engine.policy.yaml_source import YList, YMap
 from engine.stages import CustomerFacts, StageOutput, StageSetup
 from engine.transfer import INTERACTIONS, TupleCodec
@@ -270,10 +270,7 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
             problems.error("duplicate-rule-id", f"rule id '{rule_id}' is already used at {first}", location,
                            fix="rule ids must be unique across all policy files")
         seen.setdefault(rule_id, location)
-        when_text = block.get("when", "true")
-        if isinstance(when_text, bool):
-            when_text = "true" if when_text else "false"
-        when_text = str(when_text)
+        when_text = condition_text(block.get("when", "true"))
         compiled, names = None, ()
         try:
             node = expr.parse(when_text, block.value_loc("when"))
