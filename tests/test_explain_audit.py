@@ -95,7 +95,7 @@ def test_care_facts_show_the_computed_dates_and_the_settings_lines(policy_copy: 
                         orders=[["O1", "C000024", "2026-06-11", 20000, "服务", 1]])
     out = invoke(["C000024", "--policies", policy_copy, "--inbox", inbox, "--as-of", "2026-11-27"])
     text = "\n".join(out)
-    greeting = line_of(care, "greeting_days_before: 3   # 生日祝福：生日前 3 天到生日当天之间发送（birthday_greeting_due）")
+    greeting = line_of(care, "greeting_days_before: 3   # 生日祝福：生日前 3 天到生日当天之间生成（birthday_greeting_due），定在生日当天发送（规则的 send_on）")
     at = out.index(f"    · birthday_greeting_due = true  care.yaml:{greeting}:3 birthday.greeting_days_before")
     assert "农历生日 10-21" in out[at + 1] and "next_birthday_date=2026-11-29" in out[at + 1]
     assert "days_until_birthday=2 天" in out[at + 1] and "2026-11-26 至 2026-11-29" in out[at + 1]
