@@ -142,6 +142,9 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     with ThreadPoolExecutor(max_workers=PARSE_THREADS) as pool:
         by_size = sorted(files, key=lambda f: f.stat().st_size, reverse=True)
         parsing = {pool.submit(_parse_workbook, path): path for path in by_size}
+        # Error values and formulas without their result read as empty cells: found in the sheet XML by
+        # whichever thread is free (the small workbooks' parse ends long before the biggest one's).
+        scanning = {path: pool.submit(_cell_problems, path) for path in by_size}
         for future in as_completed(parsing):
             path = parsing.pop(future)
             read[path] = one = _FileRead()
@@ -183,6 +186,9 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                 continue
             found.add(part.table)
             parts[part.table].extend(part.facts)
+            cells = scanning[path].result().get(part.sheet)
+            if cells:
+                _report_empty_looking_cells(part, columns.tables[part.table], cells, path.name)
             rejects.extend(part.rejects)
     # A sheet that looks like customers/interactions/orders but lacks a required column stops the run,
     # unless that table was read from another sheet (then it is an extra sheet, e.g. a pivot table).
@@ -248,6 +254,7 @@ class _SheetRead:
     rejects: list[Reject]
     by_name: bool
     columns: int  # how many of the table's fields the sheet has a column for
+    header: HeaderMatch | None = None  # where the header is and which column holds which field
 
 
 @dataclasses.dataclass
@@ -303,7 +310,8 @@ def _parse_workbook(path: Path) -> tuple[CalamineWorkbook, list[tuple[str, Calam
 # of 100 columns still pass.
 MAX_SHEET_CELLS = 100_000_000
 _SHEET_ENTRY = re.compile(r'<(?:\w+:)?sheet\b[^>]*?\bname="([^"]*)"[^>]*?\br:id="([^"]+)"')
-_RELATIONSHIP = re.compile(r'<Relationship\b[^>]*?\bId="([^"]+)"[^>]*?\bTarget="([^"]+)"')
+_RELATIONSHIP = re.compile(r"<Relationship\b[^>]*>")
+_ATTRIBUTE = re.compile(r'\b(Id|Target)="([^"]*)"')
 _DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="[A-Z]*\d*:?([A-Z]+)(\d+)"')
 
 
@@ -442,24 +450,131 @@ def _oversized_sheets(path: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     try:
         with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-            if "xl/workbook.xml" not in names or "xl/_rels/workbook.xml.rels" not in names:
-                return found
-            targets = dict(_RELATIONSHIP.findall(z.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")))
-            for name, rid in _SHEET_ENTRY.findall(z.read("xl/workbook.xml").decode("utf-8", "replace")):
-                target = targets.get(rid, "")
-                member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
-                if member not in names:
-                    continue
+            for name, member in _sheet_members(z):
                 with z.open(member) as f:
                     head = f.read(4096)
                 m = _DIMENSION.search(head)
                 if m and _column_number(m.group(1).decode()) * int(m.group(2)) > MAX_SHEET_CELLS:
                     ref = re.search(rb'ref="([^"]+)"', head[m.start():]).group(1).decode()
-                    found[html.unescape(name)] = ref
+                    found[name] = ref
     except (zipfile.BadZipFile, OSError, KeyError, ValueError):
         pass
     return found
+
+
+def _sheet_members(z: zipfile.ZipFile) -> list[tuple[str, str]]:
+    """(sheet name, its XML member in the package) for each sheet ``xl/workbook.xml`` lists; [] for a
+    package without the usual parts (calamine says what is wrong with it)."""
+    names = set(z.namelist())
+    if "xl/workbook.xml" not in names or "xl/_rels/workbook.xml.rels" not in names:
+        return []
+    targets = {}
+    for element in _RELATIONSHIP.findall(z.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")):
+        attributes = dict(_ATTRIBUTE.findall(element))  # in any order (openpyxl writes Target before Id)
+        targets[attributes.get("Id")] = attributes.get("Target", "")
+    out = []
+    for name, rid in _SHEET_ENTRY.findall(z.read("xl/workbook.xml").decode("utf-8", "replace")):
+        target = targets.get(rid, "")
+        member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+        if member in names:
+            out.append((html.unescape(name), member))
+    return out
+
+
+_MARKERS = (b't="e"', b"<f")  # an error cell's type; a formula
+_CELL_REF = re.compile(rb'<c\b[^>]*?\br="([A-Z]+)(\d+)"')
+_FORMULA = re.compile(rb"<f[\s>/]")  # <f>, <f t="shared" …/>; not <family> in a rich-text run
+_CELL_VALUE = re.compile(rb"<v>([^<]*)</v>")
+_SCAN_BYTES = 4 << 20
+
+
+def _cell_problems(path: Path) -> dict[str, dict[tuple[int, int], str]]:
+    """Cells python-calamine gives as empty ("") that are not: Excel error values (#N/A from a VLOOKUP,
+    #DIV/0!, #REF!; python-calamine does not tell them apart, dimastbk/python-calamine#105) and formulas
+    saved without their result (a workbook written by a program and never opened in Excel). Sheet name →
+    {(row, column), 0-based: the error text, or "" for a formula without its result}.
+
+    Each sheet's XML is streamed once (~1.2 s for the 500 MB of a million-row sheet, on a parse thread:
+    zlib lets go of the GIL); only the stretches holding a marker are looked at cell by cell. A package
+    this cannot read gives {} (calamine reports it)."""
+    found: dict[str, dict[tuple[int, int], str]] = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for name, member in _sheet_members(z):
+                cells: dict[tuple[int, int], str] = {}
+                with z.open(member) as f:
+                    tail = b""
+                    while True:
+                        chunk = f.read(_SCAN_BYTES)
+                        if not chunk:
+                            break
+                        text = tail + chunk
+                        end = text.rfind(b"</row>") + 6  # whole rows only; the rest waits for the next chunk
+                        if end < 6:
+                            tail = text
+                            continue
+                        part, tail = text[:end], text[end:]
+                        if _MARKERS[0] in part or _MARKERS[1] in part:
+                            _problem_cells(part, cells)
+                    if tail and (_MARKERS[0] in tail or _MARKERS[1] in tail):
+                        _problem_cells(tail, cells)
+                if cells:
+                    found[name] = cells
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError):
+        return {}
+    return found
+
+
+def _problem_cells(xml: bytes, cells: dict[tuple[int, int], str]) -> None:
+    """Add the error cells and the formulas without a result of ``xml`` (whole ``<c>`` elements) to ``cells``."""
+    for marker in _MARKERS:
+        at = xml.find(marker)
+        while at >= 0:
+            start = xml.rfind(b"<c ", 0, at)
+            stop = xml.find(b"</c>", at)
+            if start < 0 or stop < 0:
+                break
+            cell = xml[start:stop]
+            head = _CELL_REF.match(cell)
+            if head is not None and b"</c" not in cell[4:]:
+                tag = cell[:cell.find(b">") + 1]  # the cell's start tag: its type t="…"
+                value = _CELL_VALUE.search(cell)
+                key = (int(head.group(2)) - 1, _column_number(head.group(1).decode()) - 1)
+                if b't="e"' in tag:
+                    cells[key] = html.unescape(value.group(1).decode("utf-8", "replace")) if value else "#N/A"
+                elif value is None and _FORMULA.search(cell):
+                    cells[key] = ""  # a formula with no saved result: no <v>, or <v/> (<v></v>: it gave "")
+            at = xml.find(marker, stop)
+
+
+def _report_empty_looking_cells(part: _SheetRead, table: TableSpec, cells: dict[tuple[int, int], str], file: str) -> None:
+    """Say, in ``part``'s rejects, why cells of its table's columns were read as empty (``_cell_problems``):
+    a required one's "missing-value" reject names the error or the formula; an optional one, left empty
+    in a kept row, gets a reject of its own (nothing is blanked without a word)."""
+    match = part.header
+    if match is None:
+        return
+    fields = {col: f for f, col in match.columns.items()}
+    first = match.row_index + 1 + match.rows_below  # 0-based row of the first data row
+    skipped = {r.row for r in part.rejects if r.cause is None and r.kept_as is None}
+    missing = {(r.row, r.column): k for k, r in enumerate(part.rejects) if r.code == "missing-value"}
+    for (r, c), error in sorted(cells.items()):
+        f = fields.get(c)
+        if f is None or r < first:
+            continue
+        row, header = r + 1, match.headers[f]
+        code = "error-cell" if error else "formula-no-value"
+        what = f"the cell holds the Excel error {error}" if error else "the cell holds a formula saved without its result"
+        if row in skipped:  # a required cell: its row was skipped as empty; say why it was empty
+            k = missing.get((row, header))
+            if k is not None:
+                part.rejects[k] = dataclasses.replace(part.rejects[k], value=error or None, code=code,
+                                                      reason=f"{header} ({f}) is required: {what}; row skipped")
+            continue
+        if table.fields[f].required:
+            continue  # read after all (an error cell in an id column another rule dropped)
+        part.rejects.append(Reject(file, part.sheet, row, header, error or None, "bad-value",
+                                   f"kept the row, left {f} empty: {what} [{code}]", cause=code))
 
 
 def _column_number(letters: str) -> int:
@@ -550,7 +665,7 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
             match.rows_below = _header_rows_below(rows, match, table)
             objs, rejects = _read_rows(table, match, rows, name, sheet, coercer, columns.summary_markers, date1904)
             out.append(_SheetRead(table.name, sheet, objs, rejects, columns.table_for_sheet_name(sheet) == table.name,
-                                  len(match.columns)))
+                                  len(match.columns), match))
         if empty and not out and not unresolved and empty == len(wb.sheet_names):
             warn.append(Problem("empty-file", f"{name} has no data in any sheet and was not read", Location(file=name),
                                 WARNING, fix="check that the export finished; an empty workbook can be removed from the inbox"))

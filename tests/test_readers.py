@@ -478,6 +478,24 @@ def test_a_sheet_whose_used_range_is_enormous_is_refused_before_it_is_parsed(tmp
     assert problem.message.startswith("sheet 客户信息 cannot be read (its used range is A1:XFD1048576, far more cells")
 
 
+def test_an_enormous_used_range_is_refused_in_an_openpyxl_workbook_too(tmp_path, columns):
+    # openpyxl writes <Relationship Target=… Id=…>, the other order than Excel's: the check found no
+    # sheet in such a workbook and calamine was left to abort on it.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "客户信息"
+    ws.append(["客户编号", "客户名称"])
+    ws.append(["C1", "张三"])
+    ws.cell(1048576, 16384, ".")
+    wb.save(inbox / "customers.xlsx")
+    with pytest.raises(InputError) as exc:
+        read_inbox(inbox, columns)
+    [problem] = exc.value.problems
+    assert problem.message.startswith("sheet 客户信息 cannot be read (its used range is A1:XFD1048576, far more cells")
+
+
 def test_missing_required_column_message(tmp_path, columns):
     inbox = tmp_path / "inbox"
     write_book(inbox / "customers.xlsx", {"客户信息": [["客户名称", "手机号码"], ["张三", "13812345678"]]})
