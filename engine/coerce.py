@@ -116,6 +116,7 @@ _PHONE_SCI_RE = re.compile(r"^\d(?:\.\d+)?[eE]\+?\d{1,2}$")  # 1.3812345678E10
 _PHONE_FLOAT_TEXT_RE = re.compile(r"^\d+\.0+$")
 _PHONE_SPLIT_RE = re.compile(r"[/;,、|]")
 _PHONE_DROP_RE = re.compile(r"[\s\-()（）.—]")
+_MOBILE_TEXT_RE = re.compile(r"(?:\+?86|0086)?1[3-9]\d{9}")  # a mainland mobile number, separators dropped
 _PHONE_OK_RE = re.compile(r"^\+?\d{5,20}$")
 # After +86: an area code written without its trunk 0 (+86 10 12345678, +86 21 …, +86 755 …) and the number.
 _PHONE_AREA_NO_TRUNK_RE = re.compile(r"^(?:10\d{8}|[2-9]\d{8,10})$")
@@ -250,7 +251,10 @@ class Coercer:
             if self._blank(s):
                 return None
             parts = [p.strip() for p in _PHONE_SPLIT_RE.split(s) if p.strip()]
-            s = parts[0] if parts else ""  # several numbers in one cell: use the first
+            # Several numbers in one cell (0755-88881234/13812345678): the first mobile one (an SMS can
+            # reach only a mobile; the task sheet's 电话 shows it too), else the first.
+            s = next((p for p in parts if _MOBILE_TEXT_RE.fullmatch(_PHONE_DROP_RE.sub("", p))), parts[0]) if len(parts) > 1 \
+                else (parts[0] if parts else "")
             if _PHONE_SCI_RE.match(s):
                 try:
                     d = Decimal(s)

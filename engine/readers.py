@@ -1081,8 +1081,9 @@ _ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-./#]*$")  # C000001, KH-2024-0
 
 def _summary_ids(ids: Sequence[str | None], markers: Sequence[str]) -> set[str]:
     """The id values (converted; ``None`` for empty) that are a summary line's label rather than an id:
-    not id-shaped and holding a summary marker -- a Chinese one anywhere (本页合计, 合计：500条, 总计(500)),
-    an English one only at the start and as a word (Total: 500, Sum (3); not Summit Ltd).
+    not id-shaped and holding a summary marker -- a Chinese one anywhere as the end of a word (本页合计,
+    合计：500条, 总计(500); not 合计科技), an English one only at the start and followed by no other word
+    (Total: 500, Sum (3); not Summit Ltd, Total Energies).
 
     Looked for in one text of all the column's values joined by line breaks (searched at C speed, a
     million ids in a few hundredths of a second); only the lines a marker is found on are looked at."""
@@ -1113,10 +1114,15 @@ def _summary_id(value: str, markers: Sequence[str]) -> bool:
     for m in markers:
         m = m.lower()
         if not m.isascii():
-            if m in low:
-                return True
-        elif low.startswith(m) and not low[len(m):len(m) + 1].isalpha():
-            return True
+            # The marker ends a word: 本页合计, 合计：500条, 总计(500); not 合计科技 (a name that starts so).
+            at = low.find(m)
+            while at >= 0:
+                after = low[at + len(m):at + len(m) + 1]
+                if not ("\u4e00" <= after <= "\u9fff"):
+                    return True
+                at = low.find(m, at + 1)
+        elif low.startswith(m) and not low[len(m):].lstrip()[:1].isalpha():
+            return True  # Total: 500, Sum (3), Total 500; not Summit Ltd, Total Energies, Sum Holdings
     return False
 
 
@@ -1233,9 +1239,9 @@ def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str
     Ids of digits only that match a customer once their leading zeros are ignored (000001 and 1: one
     export kept the 客户编号 column as numbers, which drops the zeros) are changed to the customer's id,
     with one warning; only when no customer has the id exactly and the zero-stripped form is unique among
-    the customers. Then, if (nearly) every id names no customer, the exports do not belong together and
-    the run stops: it would decide for everyone on no interactions or orders; more than half gives a
-    warning. Without customers at all, the no-customers warning has said it already."""
+    the customers. Then, if (nearly) every id names no customer (95%, at least 10 ids, and at least half as
+    many as there are customers), the exports do not belong together and the run stops: it would decide for
+    everyone on no interactions or orders; more than half gives a warning. Without customers at all, the no-customers warning has said it already."""
     if not customers:
         return
     by_stripped: dict[str, str] | None = None
@@ -1267,7 +1273,9 @@ def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str
             customer_files = _files_of(customers)
         files = _files_of(objs)
         zh, n, bad = _TABLE_ZH[table], len(named), len(missing)
-        if len(objs) >= 10 and bad * 100 >= n * 95:
+        # As many strangers as customers: another export. A few new leads not yet in the customers export
+        # (10 interactions of one) are only warned about.
+        if n >= 10 and bad * 100 >= n * 95 and bad * 2 >= len(known):
             fatal.append(Problem(
                 "customers-not-matched",
                 f"{files} 的 {n} 个客户编号中有 {bad} 个不在客户导出 {customer_files} 里：两份导出对不上，照此运行会把每位客户"

@@ -325,14 +325,14 @@ def test_member_day_and_loyalty_messages(policyset):
     member = messages_of(ev, "CARE-MEMBER-DAY")
     assert set(loyalty) == {"C1"} and set(member) == {"C2"}  # one member-day message each
     # The reminder gives the member day's date ...
-    assert loyalty["C1"].body == "【示例科技有限公司】客户C1您好，本月会员日（11月18日）即将到来。您是金卡会员，积分1200分，会员日可兑换礼品或抵扣消费。退订回T"
-    assert member["C2"].body == "【示例科技有限公司】客户C2您好，本月会员日（11月18日）即将到来，会员专享礼遇等您来享。退订回T"
+    assert loyalty["C1"].body == "【示例科技有限公司】客户C1您好，本月会员日是11月18日。您是金卡会员，积分1200分，会员日可兑换礼品或抵扣消费。退订回T"
+    assert member["C2"].body == "【示例科技有限公司】客户C2您好，本月会员日是11月18日，会员专享礼遇等您来享。退订回T"
     assert loyalty["C1"].key == "CARE-LOYALTY-MEMBER-DAY|C1|2026-11"
-    # ... and on the day itself says it is today, not that it is coming.
+    # ... and the same words on the day itself (a late run's message goes out the next morning).
     ev, _ = run(policyset, date(2026, 11, 18), customers)
     loyalty, member = messages_of(ev, "CARE-LOYALTY-MEMBER-DAY"), messages_of(ev, "CARE-MEMBER-DAY")
-    assert loyalty["C1"].body == "【示例科技有限公司】客户C1您好，今天（11月18日）是本月会员日。您是金卡会员，积分1200分，会员日可兑换礼品或抵扣消费。退订回T"
-    assert member["C2"].body == "【示例科技有限公司】客户C2您好，今天（11月18日）是本月会员日，会员专享礼遇等您来享。退订回T"
+    assert loyalty["C1"].body == "【示例科技有限公司】客户C1您好，本月会员日是11月18日。您是金卡会员，积分1200分，会员日可兑换礼品或抵扣消费。退订回T"
+    assert member["C2"].body == "【示例科技有限公司】客户C2您好，本月会员日是11月18日，会员专享礼遇等您来享。退订回T"
 
     _, rows = run(policyset, date(2026, 11, 15), customers)
     assert rows["C1"]["is_member_day"] is False

@@ -311,17 +311,19 @@ def test_template_reads_lists_the_values_a_text_depends_on(env):
         assert template_reads(env.parse(source)) is None, source
 
 
-def test_member_day_gives_its_date_and_on_the_day_says_today(env):
-    before = sample_context()  # as_of 11-20, member day 11-22
-    sms = render_message(env, "messages/sms/member_day.txt", before).body
-    assert sms == "【云帆科技】王磊您好，本月会员日（11月22日）即将到来，会员专享礼遇等您来享。退订回T"
-    on_the_day = sample_context()
-    on_the_day["as_of"] = date(2026, 11, 22)
-    for channel in CHANNELS:
-        message = render_message(env, f"messages/{channel}/member_day.txt", on_the_day)
-        assert "今天" in message.body and "11月22日" in message.body and "即将到来" not in message.body, message.body
-    email = render_message(env, "messages/email/member_day.txt", on_the_day)
-    assert email.subject == "云帆科技会员日就在今天" and "今天（2026年11月22日）是本月会员日。" in email.body
+def test_member_day_gives_its_date_and_no_word_the_send_day_could_make_wrong(env):
+    # Generated before the day or on it, and sent the next morning when the run was late (quiet hours):
+    # "今天" or "即将到来" was false on one of those days; the date alone is right on each.
+    for as_of in (date(2026, 11, 20), date(2026, 11, 22)):  # member day 11-22
+        context = sample_context()
+        context["as_of"] = as_of
+        sms = render_message(env, "messages/sms/member_day.txt", context).body
+        assert sms == "【云帆科技】王磊您好，本月会员日是11月22日，会员专享礼遇等您来享。退订回T"
+        for channel in CHANNELS:  # (the loyalty reminder's words: test_care)
+            body = render_message(env, f"messages/{channel}/member_day.txt", context).body
+            assert "11月22日" in body and "今天" not in body and "即将" not in body, body
+        email = render_message(env, "messages/email/member_day.txt", context)
+        assert email.subject == "云帆科技本月会员日：11月22日" and "本月会员日是2026年11月22日。" in email.body
     # A rule's params.date still wins over the computed day.
     fixed = render_message(env, "messages/wechat/member_day.txt", sample_context(date=date(2026, 11, 28))).body
-    assert "本月会员日（11月28日）即将到来" in fixed
+    assert "本月会员日是11月28日" in fixed

@@ -222,11 +222,15 @@ def _blank(values: list[Any], columns: list[int]) -> bool:
     return all(values[col] is None or str(values[col]).strip() == "" for col in columns)
 
 
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # how features and tags are named (monetary_365d)
+
+
 def _unlabelled_columns(table: TableSheet, names: list[str], body: list[tuple[int, list[Any]]],
                         in_merged_header: set[int]) -> list[Problem]:
     """Columns with no kind in row 1 that are evidently part of the table: a name in row 2, or
     values between the table's columns. They used to be ignored, silently dropping a condition
-    (or a result) from every row. A column right of the table with nothing in rows 1–2 is notes;
+    (or a result) from every row. A column right of the table is notes (备注 in row 2 or nothing)
+    unless row 2 names a feature or tag (frequency_365d);
     columns under a merged header cell are reported as that (table-merged-header)."""
     kinds = table.kinds
     last = max((i for i, kind in enumerate(kinds) if kind), default=-1)
@@ -235,7 +239,12 @@ def _unlabelled_columns(table: TableSheet, names: list[str], body: list[tuple[in
         if kind or col in in_merged_header:
             continue
         name = names[col]
-        if not name and not (col < last and any(not _blank(values, [col]) for _, values in body)):
+        if col > last:
+            # Right of the table: notes (备注, a remark), unless row 2 names a feature or tag the way a
+            # condition or result column does (frequency_365d): a column whose kind was forgotten.
+            if not _IDENTIFIER.match(name):
+                continue
+        elif not name and not any(not _blank(values, [col]) for _, values in body):
             continue
         where = table.cell_loc(1, col)
         shown = f"第 2 行写着 {name}" if name else "下面有内容"

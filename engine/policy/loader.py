@@ -781,6 +781,41 @@ def _later_stage_reads(rs: RuleSet, computed_by: dict[str, str], problems: Probl
                                  fix=f"move the rule to {move} (a policy file with 'kind: {later}')")
 
 
+def _replaces_cycles(rulesets: list[RuleSet], loader: _Loader) -> None:
+    """Rules that replace each other (A replaces B, B replaces A, or longer rings): when both fire for a
+    customer, each task holds the other back and neither is issued. An error at the ``replaces`` that
+    closes the ring."""
+    edges: dict[str, list[str]] = {}
+    for rs in rulesets:
+        for rule in rs.rules:
+            for out in rule.outputs:
+                if isinstance(out, TaskSpec):
+                    edges.setdefault(rule.rule_id, []).extend(r for r in out.replaces if r != rule.rule_id)
+    where = {rule_id: loc for rule_id, loc in reversed(loader.replaces_refs)}  # the first place each id is named
+    reported: set[frozenset[str]] = set()
+    for start in edges:
+        path, todo = [start], [(start, iter(edges.get(start, ())))]
+        while todo:
+            node, nexts = todo[-1]
+            nxt = next(nexts, None)
+            if nxt is None:
+                todo.pop()
+                path.pop()
+                continue
+            if nxt == start:
+                ring = frozenset(path)
+                if ring not in reported:
+                    reported.add(ring)
+                    chain = " → ".join([*path, start])
+                    loader.problems.error("replaces-cycle", f"这几条规则的任务互相取代（{chain}）：同时成立时哪条任务都不会派出 / "
+                                          f"these rules replace each other ({chain}): when they fire together, no task is issued",
+                                          where.get(start), fix="只在一条规则上写 replaces（通常是更具体的那条，如流失回访取代定期回访） / "
+                                          "keep replaces on one of them only (the more specific one)")
+            elif nxt not in path and nxt in edges:
+                path.append(nxt)
+                todo.append((nxt, iter(edges[nxt])))
+
+
 def load_policies(root: Path) -> PolicySet:
     """Load and check every policy file under ``root``; raise PolicyError listing all errors."""
     root = root.resolve()
@@ -830,6 +865,7 @@ def load_policies(root: Path) -> PolicySet:
                 loader.problems.error("unknown-rule", f"replaces names '{rule_id}', which is "
                                       + ("a rule without a task" if known else "no rule") + (f"; did you mean '{guess}'?" if guess else ""),
                                       loc, fix="replaces lists the ids of rules whose task this task makes unnecessary, e.g. CARE-REVISIT-DUE")
+        _replaces_cycles(ordered_all, loader)
     if loader.problems.errors:
         raise PolicyError(loader.problems.errors)
     return PolicySet(
