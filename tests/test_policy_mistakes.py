@@ -124,7 +124,7 @@ def test_duplicate_policy_id_names_both_places(policy_copy: Path):
     first = f"{ACTIONS}:{line_of(policy_copy, ACTIONS, 'id: value_tier')}:1"
     here = f"classification/value_tier.yaml:{line_of(policy_copy, 'classification/value_tier.yaml', 'id: value_tier')}:1"
     assert errors(policy_copy) == [
-        f"{here}: error: policy id 'value_tier' is already used at {first} [duplicate-policy-id] "
+        f"{here}: 错误 error: policy id 'value_tier' is already used at {first} [duplicate-policy-id] "
         "— 修改建议: policy ids must be unique across all policy files"]
 
 
@@ -134,7 +134,7 @@ def test_duplicate_policy_id_with_a_settings_file(policy_copy: Path):
     first = f"churn/win_back.yaml:{line_of(policy_copy, 'churn/win_back.yaml', 'id: churn_risk')}:1"
     here = f"churn.yaml:{line_of(policy_copy, 'churn.yaml', 'id: churn_risk')}:1"
     assert errors(policy_copy) == [
-        f"{here}: error: policy id 'churn_risk' is already used at {first} [duplicate-policy-id] "
+        f"{here}: 错误 error: policy id 'churn_risk' is already used at {first} [duplicate-policy-id] "
         "— 修改建议: policy ids must be unique across all policy files"]
 
 
@@ -144,7 +144,7 @@ def test_cli_prints_the_error_not_a_traceback(policy_copy: Path):
     assert result.exit_code == 1 and isinstance(result.exception, (SystemExit, type(None))), result.exception
     assert "Traceback" not in result.output
     assert result.output.splitlines()[0] == (
-        f"{NEED_TYPE}:{line_of(policy_copy, NEED_TYPE, 'set: 战略')}:5: error: 'set:' must be a block of 'tag name: value' "
+        f"{NEED_TYPE}:{line_of(policy_copy, NEED_TYPE, 'set: 战略')}:5: 错误 error: 'set:' must be a block of 'tag name: value' "
         "pairs, not '战略' [not-a-mapping] — 修改建议: write the tag name and its value, e.g. set: {need_type: 战略}")
 
 
@@ -159,7 +159,7 @@ def test_whole_number_rule_priorities_still_load(policy_copy: Path):
 def test_orders_not_counted_must_be_a_list_of_statuses(policy_copy: Path):
     edit(policy_copy / "features.yaml", "orders_not_counted: [已取消, 已退款, 待付款]", "orders_not_counted: 已取消")
     line = line_of(policy_copy, "features.yaml", "orders_not_counted:")
-    assert errors(policy_copy) == [f"features.yaml:{line}:21: error: orders_not_counted must be a list of order statuses [bad-value]"
+    assert errors(policy_copy) == [f"features.yaml:{line}:21: 错误 error: orders_not_counted must be a list of order statuses [bad-value]"
                                   " — 修改建议: write the statuses as a list, e.g. orders_not_counted: [已取消, 已退款, 待付款]"]
 
 
@@ -167,7 +167,7 @@ def test_due_by_must_name_a_date_feature(policy_copy: Path):
     edit(policy_copy / "care" / "follow_up.yaml", "due_by: post_purchase_followup_by", "due_by: post_purchase_order_id")
     line = line_of(policy_copy, "care/follow_up.yaml", "due_by: post_purchase_order_id")
     assert errors(policy_copy) == [
-        f"care/follow_up.yaml:{line}:15: error: due_by names 'post_purchase_order_id', which is not a date feature; did you "
+        f"care/follow_up.yaml:{line}:15: 错误 error: due_by names 'post_purchase_order_id', which is not a date feature; did you "
         "mean 'post_purchase_order_date'? [unknown-name] — 修改建议: due_by takes a date feature, e.g. post_purchase_followup_by"]
 
 
@@ -176,7 +176,7 @@ def test_send_on_must_name_a_date_feature(policy_copy: Path, written: str, guess
     edit(policy_copy / "care" / "greetings.yaml", "send_on: next_birthday_date", f"send_on: {written}")
     line = line_of(policy_copy, "care/greetings.yaml", f"send_on: {written}")
     assert errors(policy_copy) == [
-        f"care/greetings.yaml:{line}:16: error: send_on names '{written}', which is not a date feature{guess} [unknown-name] "
+        f"care/greetings.yaml:{line}:16: 错误 error: send_on names '{written}', which is not a date feature{guess} [unknown-name] "
         "— 修改建议: send_on takes a date feature, e.g. next_birthday_date"]
 
 
@@ -206,5 +206,5 @@ def test_replaces_must_name_a_rule_with_a_task(policy_copy: Path, written: str, 
     edit(policy_copy / "churn" / "win_back.yaml", "replaces: [CARE-REVISIT-DUE]", f"replaces: [{written}]")
     line = line_of(policy_copy, "churn/win_back.yaml", f"replaces: [{written}]")
     assert errors(policy_copy) == [
-        f"churn/win_back.yaml:{line}:17: error: {message} [unknown-rule] — 修改建议: replaces lists the ids of rules whose task "
+        f"churn/win_back.yaml:{line}:17: 错误 error: {message} [unknown-rule] — 修改建议: replaces lists the ids of rules whose task "
         "this task makes unnecessary, e.g. CARE-REVISIT-DUE"]

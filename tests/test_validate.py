@@ -153,10 +153,10 @@ def test_template_customer_field_and_filter_that_do_not_exist(policy_copy: Path)
     sms = policy_copy.parent / "templates/messages/sms/offer.txt"
     sms.write_text("第一行\n{{ customer.nmae }}您好，{{ params.offer|moneyy }}\n", encoding="utf-8")
     out = lines(policy_copy)
-    assert ("templates/messages/sms/offer.txt:2:1: error: 模板 templates/messages/sms/offer.txt 使用了 customer.nmae，"
+    assert ("templates/messages/sms/offer.txt:2:1: 错误 error: 模板 templates/messages/sms/offer.txt 使用了 customer.nmae，"
             "但客户没有 'nmae' 这个字段或分类；是不是 'name'？ [template-variable] — 修改建议: 字段名见 docs/features.md；"
             "分类结果用规则 set: 的名称") in out
-    assert any(line.startswith("templates/messages/sms/offer.txt:2:1: error: 模板 templates/messages/sms/offer.txt 使用了不存在的过滤器 'moneyy'；是不是 'money'？")
+    assert any(line.startswith("templates/messages/sms/offer.txt:2:1: 错误 error: 模板 templates/messages/sms/offer.txt 使用了不存在的过滤器 'moneyy'；是不是 'money'？")
                for line in out)
 
 
@@ -184,7 +184,7 @@ def test_cli_text_json_and_exit_code(policy_copy: Path):
     bad = runner.invoke(validate_command, ["--policies", str(policy_copy)])
     assert bad.exit_code == 1
     where = at(policy_copy, ("organization.yaml", "task_calendar: standrd", 16))
-    assert bad.output.splitlines()[0].startswith(f"{where}: error: task_calendar 'standrd'")
+    assert bad.output.splitlines()[0].startswith(f"{where}: 错误 error: task_calendar 'standrd'")
     assert bad.output.splitlines()[-1] == "错误 1 个，警告 0 个 / 1 error(s), 0 warning(s)"
     as_json = runner.invoke(validate_command, ["--policies", str(policy_copy), "--format", "json"])
     assert as_json.exit_code == 1
@@ -230,10 +230,10 @@ def test_a_template_reading_a_later_stages_result_is_an_error(policy_copy: Path)
     edit(policy_copy / "classification" / "actions.yaml", "title: 跟进意向客户，推进签约", "title: 跟进意向客户（{{ customer.sla_open }}）")
     shown = [format_problem(p) for p in validate_policies(policy_copy) if p.code == "reads-later-stage"]
     assert shown == [
-        "classification/actions.yaml:19:5: error: 规则 CL-INTENT-FOLLOW-UP 的任务标题 使用了 customer.sla_open，它由 sla 阶段算出；"
+        "classification/actions.yaml:19:5: 错误 error: 规则 CL-INTENT-FOLLOW-UP 的任务标题 使用了 customer.sla_open，它由 sla 阶段算出；"
         "classification 阶段的规则用它时还没有这个值，运行会停下 [reads-later-stage] — 修改建议: 把规则移到 sla 阶段（kind: sla）或更后，"
         "或不在这里使用 sla_open",
-        "templates/messages/sms/birthday.txt:1:1: error: 模板 "
+        "templates/messages/sms/birthday.txt:1:1: 错误 error: 模板 "
         "templates/messages/sms/birthday.txt 使用了 customer.churn_level，它由 churn 阶段算出；care 阶段的规则用它时"
         "还没有这个值，运行会停下 [reads-later-stage] — 修改建议: 把规则移到 churn 阶段（kind: churn）或更后，或不在这里使用 churn_level",
     ]
@@ -243,6 +243,6 @@ def test_a_festival_that_no_rule_greets_is_warned_about(policy_copy: Path):
     # Added to care.yaml without a rule in care/festivals.yaml, 七夕 was computed every year and greeted never.
     edit(policy_copy / "care.yaml", '    - {name: 元旦, solar: "01-01"}\n', '    - {name: 元旦, solar: "01-01"}\n    - {name: 七夕, lunar: "07-07"}\n')
     shown = [format_problem(p) for p in validate_policies(policy_copy) if p.code == "festival-without-rule"]
-    assert shown == ["care.yaml:20:7: warning: festival '七夕' has no greeting rule: nobody is greeted for it [festival-without-rule] "
+    assert shown == ["care.yaml:20:7: 警告 warning: festival '七夕' has no greeting rule: nobody is greeted for it [festival-without-rule] "
                      "— 修改建议: copy a rule in care/festivals.yaml and change its id, the festival's name in when: "
                      "('七夕' in festivals_due) and params.festival"]

@@ -256,7 +256,8 @@ class _Checker:
         common = unify([t for t in arg_types if t != NULL])
         if common is None:
             if ok:
-                self.mismatch(node, f"{func.name}() needs arguments of the same type, but got "
+                self.mismatch(node, f"{func.name}() 的参数要是同一种类型，这里却是 " + "、".join(type_zh(t) for t in arg_types)
+                                    + f" / {func.name}() needs arguments of the same type, but got "
                                     + ", ".join(str(t) for t in arg_types))
             return ANY
         return common
