@@ -211,8 +211,8 @@ def test_units_and_words_in_a_comparison_say_what_to_write(policy_copy: Path, re
 # -- 7. messages that pointed the wrong way ----------------------------------------------------------
 
 NEED_TYPE = "classification/need_type.yaml"
-EMPTY_CONDITION = ("error: the condition is empty [expr-syntax] — 修改建议: write a condition such as monetary_365d >= 50000;"
-                   " for every customer write true")
+EMPTY_CONDITION = ("错误 error: 条件是空的 / the condition is empty [expr-syntax] — 修改建议: 写一个条件，如 monetary_365d >= 50000；"
+                   "对所有客户都适用就写 true / write a condition such as monetary_365d >= 50000; for every customer write true")
 
 
 def test_an_empty_when_says_the_condition_is_empty(policy_copy: Path):
@@ -244,9 +244,10 @@ def test_set_with_an_equals_sign_suggests_the_colon(policy_copy: Path, written: 
     """It suggested set: {need_type: need_type=普通}."""
     edit(policy_copy / NEED_TYPE, "set: {need_type: 普通}", f"set: {written}")
     assert lines(policy_copy) == [
-        f"{NEED_TYPE}:{line_of(policy_copy, NEED_TYPE, f'set: {written}')}:5: 错误 error: 'set:' must be a block of 'tag name: value'"
+        f"{NEED_TYPE}:{line_of(policy_copy, NEED_TYPE, f'set: {written}')}:5: 错误 error: 'set:' 后面要写成 {{名称: 值}}，不能只写 "
+        f"'{written}'；是不是要写 'need_type: 普通'（半角冒号加一个空格）？ / 'set:' must be a block of 'tag name: value'"
         f" pairs, not '{written}'; did you mean 'need_type: 普通' with a half-width colon and a space? [not-a-mapping]"
-        " — 修改建议: write set: {need_type: 普通}"]
+        " — 修改建议: 写成 set: {need_type: 普通} / write set: {need_type: 普通}"]
 
 
 def test_a_new_rule_file_with_only_its_kind_says_it_has_no_rules(policy_copy: Path):
@@ -275,8 +276,9 @@ def test_a_role_typed_twice_is_one_error_without_follow_on_unknown_roles(policy_
     """organization.yaml could not be read, so every rule naming a role also said "unknown role … roles: " (empty)."""
     edit(policy_copy / "organization.yaml", "  客服主管: 李强\n", "  客服主管: 李强\n  客服主管: 张三\n")
     assert lines(policy_copy) == [
-        f"organization.yaml:{line_of(policy_copy, 'organization.yaml', '客服主管: 张三')}:3: 错误 error: the key '客服主管' appears"
-        " twice in the same block; YAML would silently keep only the last one [duplicate-key] — 修改建议: delete or rename one of them"]
+        f"organization.yaml:{line_of(policy_copy, 'organization.yaml', '客服主管: 张三')}:3: 错误 error: 同一块里 '客服主管' 写了两次，"
+        "只有最后一个会生效 / the key '客服主管' appears twice in the same block; YAML would silently keep only the last one"
+        " [duplicate-key] — 修改建议: 删掉其中一个，或给它改名 / delete or rename one of them"]
 
 
 def test_unknown_roles_are_still_reported_when_organization_yaml_is_fine(policy_copy: Path):

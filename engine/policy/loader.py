@@ -350,15 +350,19 @@ class _Loader:
         shown = _shown(value)
         if not isinstance(value, (YMap, YList, dict, list)) and shown:
             sample = shown
+        zh = f"'{key}:' 后面要写成 {{名称: 值}}，不能只写{'一个列表' if isinstance(value, YList) else ' ' + _quoted(value)}"
         message = f"'{key}:' must be a block of '{what}' pairs, not {_quoted(value)}"
-        fix = f"write the {what.split(':')[0]} and its value, e.g. {key}: {{{name}: {sample}}}"
+        fix = (f"写出名称和它的值，如 {key}: {{{name}: {sample}}} / "
+               f"write the {what.split(':')[0]} and its value, e.g. {key}: {{{name}: {sample}}}")
         colon = next((c for c in ("：", ":", "＝", "=") if isinstance(value, str) and c in value), None)
         if colon is not None:  # "need_type：战略" on the next line, "need_type:战略" or "need_type=战略": YAML read one text
             left, _, right = (part.strip() for part in value.partition(colon))
             right = right.lstrip("=＝").strip()  # need_type == 普通
             if left and right:
+                zh += f"；是不是要写 '{left}: {right}'（半角冒号加一个空格）？"
                 message += f"; did you mean '{left}: {right}' with a half-width colon and a space?"
-                fix = f"write {key}: {{{left}: {right}}}"
+                fix = f"写成 {key}: {{{left}: {right}}} / write {key}: {{{left}: {right}}}"
+        message = f"{zh} / {message}"
         self.problems.error("not-a-mapping", message, block.key_loc(key), fix=fix)
         return YMap()
 
@@ -412,8 +416,10 @@ class _Loader:
                                                f"rule '{rule_id}' produces nothing (no set, score, task or message)", loc)
         priority = block.get("priority", 0)
         if isinstance(priority, bool) or not (isinstance(priority, int) or (isinstance(priority, float) and priority.is_integer())):
-            self.problems.error("bad-value", f"priority must be a whole number, not {_quoted(priority)}", block.value_loc("priority"),
-                                fix="under hit_policy: priority the matching rule with the highest number wins, e.g. priority: 10; "
+            self.problems.error("bad-value", f"规则的 priority 要写整数，不能是 {_quoted(priority)} / "
+                                             f"priority must be a whole number, not {_quoted(priority)}", block.value_loc("priority"),
+                                fix="hit_policy: priority 时满足条件的规则中数字最大的生效，如 priority: 10；任务的 高/中/低 写在 task: 下面 / "
+                                    "under hit_policy: priority the matching rule with the highest number wins, e.g. priority: 10; "
                                     "a task's 高/中/低 goes under task:")
             priority = 0
         return Rule(
@@ -433,18 +439,26 @@ class _Loader:
         if isinstance(name, str) and name.isidentifier():
             return True
         text = str(name)
+        what_zh = "标签" if what == "tag" else "分数"
+        zh = f"'{text}' 不能做{what_zh}名：名称只能用字母、汉字、数字和 _"
         message = f"'{text}' is not a plain {what} name; names use letters, digits and _ only"
-        fix = f"rename the {what}, e.g. {text.replace(' ', '_')}" if isinstance(name, str) and " " in text.strip() else None
+        fix = (f"改名，如 {text.replace(' ', '_')} / rename the {what}, e.g. {text.replace(' ', '_')}"
+               if isinstance(name, str) and " " in text.strip() else None)
         colon = next((c for c in ("：", ":") if c in text), None)
         if colon is not None:
             left, _, right = text.partition(colon)
             left, right = left.strip(), right.strip()
             if value is None and left and right:
+                zh += f"；是不是要写 '{left}: {right}'（半角冒号加一个空格）？"
                 message += f"; did you mean '{left}: {right}' with a half-width colon and a space?"
-                fix = f"write {'set' if what == 'tag' else 'score'}: {{{left}: {right}}}"
+                block_name = "set" if what == "tag" else "score"
+                fix = f"写成 {block_name}: {{{left}: {right}}} / write {block_name}: {{{left}: {right}}}"
             else:
-                fix = "a name cannot contain a colon; write 'name: value' with a half-width colon and a space"
-        self.problems.error("bad-name", message, block.key_loc(name), fix=fix or f"use a name such as {'need_type' if what == 'tag' else 'risk_points'}")
+                fix = ("名称里不能有冒号；写成 '名称: 值'（半角冒号加一个空格） / "
+                       "a name cannot contain a colon; write 'name: value' with a half-width colon and a space")
+        example = "need_type" if what == "tag" else "risk_points"
+        self.problems.error("bad-name", f"{zh} / {message}", block.key_loc(name),
+                            fix=fix or f"用 {example} 这样的名称 / use a name such as {example}")
         return False
 
     def _task(self, block: Any, loc: Location, org: Organization) -> TaskSpec | None:
