@@ -317,7 +317,7 @@ def test_an_outbox_that_cannot_be_written_is_said_before_the_batch_is_read(tmp_p
     result = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(blocked), "--as-of", AS_OF)
     assert result.exit_code == 1
     assert "读取" not in result.output  # stopped before reading the exports
-    assert f"{blocked}: 错误 error: cannot write into the outbox folder (" in result.output and "[outbox-not-writable]" in result.output
+    assert f"{blocked}: error: cannot write into the outbox folder (" in result.output and "[outbox-not-writable]" in result.output
 
 
 def test_a_ledger_that_cannot_be_written_is_an_error_not_a_traceback(tmp_path: Path):
@@ -327,7 +327,7 @@ def test_a_ledger_that_cannot_be_written_is_an_error_not_a_traceback(tmp_path: P
     result = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(tmp_path / "out"),
                      "--as-of", AS_OF, "--ledger", str(ledger))
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert f"{tmp_path / 'shared'}: 错误 error: the run could not write its results or the contact ledger (" in result.output
+    assert f"{tmp_path / 'shared'}: error: the run could not write its results or the contact ledger (" in result.output
     assert "[cannot-write]" in result.output
     assert [p.name for p in (tmp_path / "out").iterdir()] == []  # nothing published
 
