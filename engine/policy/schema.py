@@ -35,7 +35,7 @@ _WHERE_ZH = {
     "a churn signal": "流失信号", "the churn settings file": "流失设置文件 churn.yaml", "a churn level": "流失等级",
     "a festival": "节日", "the care settings file": "关怀设置文件 care.yaml", "the SLA settings file": "SLA 设置文件 sla.yaml",
     "an SLA target": "SLA 目标", "clock": "clock:", "the guards file": "发送限制文件 guards.yaml",
-    "a test case": "测试用例", "a policy test file": "策略测试文件", "expect": "expect:",
+    "a test case": "测试用例", "a policy test file": "策略测试文件", "expect": "expect:", "customer": "客户（customer:）",
 }
 
 
