@@ -167,18 +167,18 @@ def parse_duration(text: str, location: Location | None = None) -> Duration:
     """
     where = location or Location()
 
-    def fail(reason: str) -> PolicyError:
+    def fail(reason_zh: str, reason: str) -> PolicyError:
         return PolicyError(
             Problem(
                 code="bad-duration",
-                message=f"cannot read the duration {text!r}: {reason}",
+                message=f"时长 {text!r} 看不懂：{reason_zh} / cannot read the duration {text!r}: {reason}",
                 location=where,
-                fix=f"write it in one of these forms: {ACCEPTED_DURATIONS}",
+                fix=f"写成下面的一种 / write it in one of these forms: {ACCEPTED_DURATIONS}",
             )
         )
 
     if not isinstance(text, str):
-        raise fail(f"expected text, got {type(text).__name__}")
+        raise fail("应该是文字", f"expected text, got {type(text).__name__}")
     body = text.strip().lower()
     wall = False
     marker = _WALL_MARKER.search(body)
@@ -186,7 +186,7 @@ def parse_duration(text: str, location: Location | None = None) -> Duration:
         wall = True
         body = body[: marker.start()]
     if not body.strip():
-        raise fail("no amount given")
+        raise fail("没有写数量", "no amount given")
 
     values = {"d": 0, "h": 0, "m": 0}
     seen: list[str] = []
@@ -198,24 +198,25 @@ def parse_duration(text: str, location: Location | None = None) -> Duration:
         unit = match.group(2)
         slot, for_working, for_wall = _UNITS[unit]
         if wall and not for_wall:
-            raise fail(f"'{unit}' means working days and cannot be combined with clock time")
+            raise fail(f"'{unit}' 指工作日，不能和自然时间一起用", f"'{unit}' means working days and cannot be combined with clock time")
         if not wall and not for_working:
             raise fail(
-                f"'{unit}' is ambiguous: write '个工作日' for working days or add '自然时间' for calendar days"
+                f"'{unit}' 不明确：工作日写 '个工作日'，自然日在后面加 '自然时间'",
+                f"'{unit}' is ambiguous: write '个工作日' for working days or add '自然时间' for calendar days",
             )
         if slot in seen:
-            raise fail(f"the unit '{unit}' is given twice")
+            raise fail(f"单位 '{unit}' 写了两次", f"the unit '{unit}' is given twice")
         if seen and "dhm".index(slot) < "dhm".index(seen[-1]):
-            raise fail("give days, then hours, then minutes")
+            raise fail("要按天、小时、分钟的顺序写", "give days, then hours, then minutes")
         seen.append(slot)
         values[slot] = int(match.group(1))
     if position != len(body.rstrip()) or not seen:
         rest = body[position:].strip() or body.strip()
-        raise fail(f"'{rest}' is not an amount with a unit")
+        raise fail(f"'{rest}' 不是“数量+单位”", f"'{rest}' is not an amount with a unit")
 
     days, minutes = values["d"], values["h"] * 60 + values["m"]
     if days == 0 and minutes == 0:
-        raise fail("the duration is zero")
+        raise fail("时长是零", "the duration is zero")
     return Duration(days=days, minutes=minutes, wall=wall)
 
 

@@ -140,9 +140,13 @@ def load_checked_policies(policies: Path, templates: Path | None = None, engine:
     return policyset
 
 
+# The severity as validate's line shows it; Problem.__str__ (logs, exceptions) keeps the English word.
+SEVERITY_TEXT = {ERROR: "错误 error", WARNING: "警告 warning"}
+
+
 def format_problem(p: Problem) -> str:
-    """One line: ``where: severity: message [code] — 修改建议: fix``."""
-    text = f"{p.location}: {p.severity}: {p.message} [{p.code}]"
+    """One line: ``where: 错误 error: message [code] — 修改建议: fix``."""
+    text = f"{p.location}: {SEVERITY_TEXT.get(p.severity, p.severity)}: {p.message} [{p.code}]"
     if p.fix:
         text += f" — 修改建议: {p.fix}"
     return printable(text.replace("\n", " "))

@@ -73,3 +73,14 @@ def policy_copy(tmp_path: Path) -> Path:
     shutil.copytree(SHIPPED_POLICIES, tmp_path / "policies")
     shutil.copytree(SHIPPED_TEMPLATES, tmp_path / "templates")
     return tmp_path / "policies"
+
+
+def english(text: str | None) -> str:
+    """The English half of a bilingual "中文 / English" message or fix, after checking that the
+    Chinese half is there (validate's readers are Chinese operations staff)."""
+    import re
+
+    assert text is not None
+    zh, sep, en = text.partition(" / ")
+    assert sep and re.search(r"[\u4e00-\u9fff]", zh), f"not bilingual (中文 / English): {text!r}"
+    return en

@@ -56,7 +56,7 @@ def test_validate_names_what_durable_rules_cannot_express(policy_copy: Path):
     assert plain.exit_code == 0, plain.output
     durable = invoke("validate", "--policies", str(policy_copy), "--engine", "durable")
     assert durable.exit_code == 1
-    assert "classification/risk_level.yaml:15:59: error: rule RISK-MEDIUM" in durable.output and "[durable-unsupported]" in durable.output
+    assert "classification/risk_level.yaml:15:59: 错误 error: rule RISK-MEDIUM" in durable.output and "[durable-unsupported]" in durable.output
 
 
 def test_shipped_policy_tests_pass_under_durable_rules():

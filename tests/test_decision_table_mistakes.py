@@ -80,7 +80,7 @@ def first_match(policies: Path, policy_id: str, features: dict) -> str | None:
 def test_number_cells_with_commas(policy_copy: Path, cell: str, condition: str):
     edit_table(policy_copy, VALUE_TIER, lambda ws: set_text(ws, "D3", cell))
     assert condition_of(policy_copy, "value_tier", "VT-1") == condition
-    assert not [line for line in lines(policy_copy) if ": error: " in line]
+    assert not [line for line in lines(policy_copy) if ": 错误 error: " in line]
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_number_cells_with_commas(policy_copy: Path, cell: str, condition: str):
 def test_commas_that_do_not_group_thousands_are_an_error_at_the_cell(policy_copy: Path, cell, read, one, several):
     edit_table(policy_copy, VALUE_TIER, lambda ws: set_text(ws, "D3", cell))
     assert lines(policy_copy) == [
-        f"tables/value_tier.xlsx!价值分层!D3: error: “{read}” 读不出：数字之间的逗号是千位分隔符，须每 3 位一个"
+        f"tables/value_tier.xlsx!价值分层!D3: 错误 error: “{read}” 读不出：数字之间的逗号是千位分隔符，须每 3 位一个"
         f" / cannot read '{read}': a comma between digits is a thousands separator and needs groups of 3 digits"
         f" [table-bad-number] — 修改建议: 一个数写 {one}（或 >= {one}）；其中之一的几个数用顿号或逗号加空格分开、前面不写 >= 这类比较，"
         f"如 {several[0]} / one number: {one} (or >= {one}); one of several numbers, with no >= before them: {several[1]}"
@@ -107,7 +107,7 @@ def test_text_lists_still_split_at_every_comma():
 
 # -- 2. formulas --------------------------------------------------------------------------------
 
-FORMULA_ERROR = ("tables/value_tier.xlsx!价值分层!D3: error: D3 是公式（=100000）：决策表只读写入的值"
+FORMULA_ERROR = ("tables/value_tier.xlsx!价值分层!D3: 错误 error: D3 是公式（=100000）：决策表只读写入的值"
                  " / D3 holds a formula (=100000); a decision table reads only values [table-formula] — 修改建议: " + FORMULA_FIX)
 
 
@@ -139,7 +139,7 @@ def test_formula_with_cached_value_is_an_error_too(policy_copy: Path):
 def test_formula_in_a_description_cell_is_an_error(policy_copy: Path):
     edit_table(policy_copy, VALUE_TIER, lambda ws: ws.__setitem__("F4", '="近90天"&"有购买"'))
     assert lines(policy_copy) == [
-        "tables/value_tier.xlsx!价值分层!F4: error: F4 是公式（=\"近90天\"&\"有购买\"）：决策表只读写入的值"
+        "tables/value_tier.xlsx!价值分层!F4: 错误 error: F4 是公式（=\"近90天\"&\"有购买\"）：决策表只读写入的值"
         " / F4 holds a formula (=\"近90天\"&\"有购买\"); a decision table reads only values [table-formula] — 修改建议: "
         + FORMULA_FIX
     ]
@@ -157,7 +157,7 @@ def test_equality_written_as_text_with_equals_sign(policy_copy: Path):
 def test_blank_row_in_the_middle_is_an_error(policy_copy: Path):
     edit_table(policy_copy, VALUE_TIER, lambda ws: ws.insert_rows(5))
     assert lines(policy_copy) == [
-        "tables/value_tier.xlsx!价值分层!A5: error: 第 5 行是空行，其后的规则（VT-3、VT-4、VT-5）没有被读入"
+        "tables/value_tier.xlsx!价值分层!A5: 错误 error: 第 5 行是空行，其后的规则（VT-3、VT-4、VT-5）没有被读入"
         " / row 5 is empty; the rules below it (VT-3, VT-4, VT-5) were not read [table-blank-row] — 修改建议: " + BLANK_FIX
     ]
 
@@ -166,7 +166,7 @@ def test_blank_rows_in_a_table_without_complete(policy_copy: Path):
     # service_plan has no complete: true, so nothing else noticed the lost rules.
     edit_table(policy_copy, "tables/service_plan.xlsx", lambda ws: ws.insert_rows(4, 2))
     assert lines(policy_copy) == [
-        "tables/service_plan.xlsx!服务方案!A4: error: 第 4–5 行是空行，其后的规则（SP-2、SP-3、SP-4…）没有被读入"
+        "tables/service_plan.xlsx!服务方案!A4: 错误 error: 第 4–5 行是空行，其后的规则（SP-2、SP-3、SP-4…）没有被读入"
         " / rows 4–5 are empty; the rules below it (SP-2, SP-3, SP-4…) were not read [table-blank-row] — 修改建议: " + BLANK_FIX
     ]
 
@@ -174,7 +174,7 @@ def test_blank_rows_in_a_table_without_complete(policy_copy: Path):
 def test_note_below_trailing_blank_rows_is_an_error(policy_copy: Path):
     edit_table(policy_copy, VALUE_TIER, lambda ws: set_text(ws, "A10", "注：金额单位为元"))
     assert lines(policy_copy) == [
-        "tables/value_tier.xlsx!价值分层!A8: error: 第 8–9 行是空行，其后的规则（注：金额单位为元）没有被读入"
+        "tables/value_tier.xlsx!价值分层!A8: 错误 error: 第 8–9 行是空行，其后的规则（注：金额单位为元）没有被读入"
         " / rows 8–9 are empty; the rules below it (注：金额单位为元) were not read [table-blank-row] — 修改建议: " + BLANK_FIX
     ]
 
@@ -185,7 +185,7 @@ def test_trailing_blank_rows_and_notes_right_of_the_table_are_fine(policy_copy: 
         set_text(ws, "H12", "2024 年修订")
         ws["A9"] = "  "  # blank text counts as blank
     edit_table(policy_copy, VALUE_TIER, change)
-    assert not [line for line in lines(policy_copy) if ": error: " in line]
+    assert not [line for line in lines(policy_copy) if ": 错误 error: " in line]
     assert condition_of(policy_copy, "value_tier", "VT-5") == "true"
 
 
@@ -200,7 +200,7 @@ def test_a_row_without_a_rule_id_is_warned_about(policy_copy: Path):
     wb["价值分层"]["A5"] = None
     wb.save(path)
     warnings = [format_problem(p) for p in validate_policies(policy_copy) if p.code == "missing-rule-id"]
-    assert warnings == ["tables/value_tier.xlsx!价值分层!A5: warning: row 5 has no rule id; the decision log and explain call "
+    assert warnings == ["tables/value_tier.xlsx!价值分层!A5: 警告 warning: row 5 has no rule id; the decision log and explain call "
                         "it value_tier#5, which changes when rows are added above it [missing-rule-id] — 修改建议: give "
                         "the row its own id in the 规则编号 column, e.g. the next free one"]
 
@@ -211,7 +211,7 @@ def test_merged_condition_cell_counts_for_every_row(policy_copy: Path):
     # D3 (>= 100000) merged down over D4: Excel shows >= 100000 for VT-2 as well; read only, D4 was
     # blank, i.e. any amount, and this customer got 高 from VT-2.
     edit_table(policy_copy, VALUE_TIER, lambda ws: ws.merge_cells("D3:D4"))
-    assert not [line for line in lines(policy_copy) if ": error: " in line]
+    assert not [line for line in lines(policy_copy) if ": 错误 error: " in line]
     assert condition_of(policy_copy, "value_tier", "VT-2") == (
         "(days_since_last_order) < 90 and (frequency_365d) >= 4 and (monetary_365d) >= 100000")
     customer = {"days_since_last_order": 10, "frequency_365d": 5, "monetary_365d": 20000}
@@ -223,7 +223,7 @@ def test_merged_output_and_description_cells_count_for_every_row(policy_copy: Pa
         for ref in ("E3:E4", "F3:F4", "H3:H4"):  # 是 / 30 / the description, for SP-1 and SP-2
             ws.merge_cells(ref)
     edit_table(policy_copy, "tables/service_plan.xlsx", change)
-    assert not [line for line in lines(policy_copy) if ": error: " in line]
+    assert not [line for line in lines(policy_copy) if ": 错误 error: " in line]
     sp2 = next(rule for rule in ruleset_of(policy_copy, "service_plan").rules if rule.rule_id == "SP-2")
     assert {out.name: out.value for out in sp2.outputs} == {
         "service_team": "专属客户服务团队", "dedicated_owner_required": True, "revisit_interval_days": 30,
@@ -244,7 +244,7 @@ def test_merged_header_cells_are_an_error_at_the_cell(policy_copy: Path, merged:
         ws.merge_cells(merged)
     edit_table(policy_copy, VALUE_TIER, change)
     assert lines(policy_copy) == [
-        f"tables/value_tier.xlsx!价值分层!{cell}: error: 表头单元格 {merged} 是合并的：每个条件、结果各占一列，第 1 行写种类、"
+        f"tables/value_tier.xlsx!价值分层!{cell}: 错误 error: 表头单元格 {merged} 是合并的：每个条件、结果各占一列，第 1 行写种类、"
         f"第 2 行写名称 / header cells {merged} are merged; a table needs one column per input/output, its kind in row 1"
         " and its name in row 2 [table-merged-header] — 修改建议: " + MERGED_HEADER_FIX
     ]
@@ -273,7 +273,7 @@ def test_equal_to_a_list_means_one_of(policy_copy: Path):
 def test_a_list_after_another_comparison_is_an_error_at_the_cell(policy_copy: Path):
     edit_table(policy_copy, VALUE_TIER, lambda ws: set_text(ws, "D3", ">= 100000, 200000"))
     assert lines(policy_copy) == [
-        "tables/value_tier.xlsx!价值分层!D3: error: “>= 100000, 200000” 读不出：>= 后面只能写一个值，不能写列表"
+        "tables/value_tier.xlsx!价值分层!D3: 错误 error: “>= 100000, 200000” 读不出：>= 后面只能写一个值，不能写列表"
         " / cannot read '>= 100000, 200000': >= takes one value, not a list [table-bad-cell] — 修改建议:"
         " 写一个比较，如 >= 100000；“其中之一”写 100000, 200000（或 == 100000, 200000），“都不是”写 != 100000, 200000"
         " / write one comparison, e.g. >= 100000; for 'one of' write 100000, 200000 (or == 100000, 200000),"

@@ -121,7 +121,7 @@ def test_base_from_a_git_revision(inbox: Path, tmp_path: Path):
     shutil.copytree(repo / "policies", repo / "drafts")
     later = CliRunner().invoke(diff_command, ["--base", "git:HEAD", "--new", str(repo / "drafts"), "--inbox", str(inbox),
                                               "--as-of", "2026-11-20", "--out", str(tmp_path / "d.xlsx")])
-    assert later.exit_code == 1 and "git:HEAD: error: 版本 HEAD 里还没有策略文件夹 drafts/ [git-no-policies]" in later.output
+    assert later.exit_code == 1 and "git:HEAD: 错误 error: 版本 HEAD 里还没有策略文件夹 drafts/ [git-no-policies]" in later.output
     outside = tmp_path / "outside" / "policies"
     shutil.copytree(repo / "policies", outside)
     loose = CliRunner().invoke(diff_command, ["--base", "git:HEAD", "--new", str(outside), "--inbox", str(inbox),
@@ -140,5 +140,5 @@ def test_an_error_says_which_version_has_it(inbox: Path, policy_copy: Path):
                                                    "--as-of", "2026-11-20T15:00"])
         assert result.exit_code == 1
         lines = result.output.splitlines()
-        assert lines[1].startswith(f"{policy_copy.resolve().as_posix()}: error: {role}的策略或输入有误：{policy_copy.resolve().as_posix()}")
+        assert lines[1].startswith(f"{policy_copy.resolve().as_posix()}: 错误 error: {role}的策略或输入有误：{policy_copy.resolve().as_posix()}")
         assert any("churn.yaml" in line and "'weight' must be a number" in line for line in lines[2:])

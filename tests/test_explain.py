@@ -155,7 +155,7 @@ def test_cli_text_and_unknown_customer(inbox: Path):
     assert "    ✗ 未触发" not in ok.output and "    ✓ 触发  VT-1" in ok.output
     bad = runner.invoke(explain_command, ["A9", "--policies", str(SHIPPED_POLICIES), "--inbox", str(inbox), "--as-of", "2026-11-20"])
     assert bad.exit_code == 1
-    assert "A9: error: 输入数据中没有客户 A9 [unknown-customer] — 修改建议: 客户编号见 customers.xlsx 或导出文件的“客户编号”列" in bad.output
+    assert "A9: 错误 error: 输入数据中没有客户 A9 [unknown-customer] — 修改建议: 客户编号见 customers.xlsx 或导出文件的“客户编号”列" in bad.output
 
 
 def test_an_id_typed_with_a_zero_too_few_suggests_that_customer():

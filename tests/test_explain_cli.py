@@ -80,7 +80,7 @@ def test_unknown_full_width_id_is_named_normalised_with_a_suggestion(project):
     assert result.exit_code == 1
     assert lines(result) == [
         "发现 1 个问题 / 1 problem(s):",
-        "C000002: error: 输入数据中没有客户 C000002；是不是 C000001？ [unknown-customer] — 修改建议: 客户编号见 customers.xlsx 或导出文件的“客户编号”列",
+        "C000002: 错误 error: 输入数据中没有客户 C000002；是不是 C000001？ [unknown-customer] — 修改建议: 客户编号见 customers.xlsx 或导出文件的“客户编号”列",
     ]
 
 
@@ -111,7 +111,7 @@ def test_explain_run_says_which_recorded_folders_are_gone(moved):
     fix = "修改建议: 用 --inbox/--policies/--templates 说明它现在在哪里 / use --inbox/--policies/--templates to say where it is now"
     assert lines(result) == [
         "发现 3 个问题 / 3 problem(s):",
-        *(f"manifest.json: error: 运行记录的 {key} 文件夹 {(base / 'old' / key).resolve().as_posix()} 已不存在（挪走或删除了）"
+        *(f"manifest.json: 错误 error: 运行记录的 {key} 文件夹 {(base / 'old' / key).resolve().as_posix()} 已不存在（挪走或删除了）"
           f" / the run's {key} folder is gone [moved-folder] — {fix}" for key in ("inbox", "policies", "templates")),
     ]
 
@@ -137,7 +137,7 @@ def test_explain_run_names_a_given_folder_that_does_not_exist(moved):
     assert result.exit_code == 1
     assert lines(result) == [
         "发现 1 个问题 / 1 problem(s):",
-        (f"{(base / 'nowhere').resolve().as_posix()}: error: --inbox 给出的文件夹 {(base / 'nowhere').resolve().as_posix()} 不存在"
+        (f"{(base / 'nowhere').resolve().as_posix()}: 错误 error: --inbox 给出的文件夹 {(base / 'nowhere').resolve().as_posix()} 不存在"
          " [no-folder] — 修改建议: 用 --inbox 给出它现在所在的文件夹"),
     ]
 
@@ -154,9 +154,9 @@ def test_manifest_without_roots_is_a_clean_error(project, tmp_path: Path):
     result = invoke(explain_command, ["C000001", "--run", folder])
     assert result.exit_code == 1 and not isinstance(result.exception, KeyError)
     assert lines(result) == ["发现 1 个问题 / 1 problem(s):",
-                             "manifest.json: error: manifest.json 没有记录 inbox 文件夹 [bad-manifest] — 修改建议: 用 --inbox 指定"]
+                             "manifest.json: 错误 error: manifest.json 没有记录 inbox 文件夹 [bad-manifest] — 修改建议: 用 --inbox 指定"]
     result = invoke(explain_command, ["C000001", "--run", folder, "--inbox", project["inbox"]])
-    assert lines(result)[1] == "manifest.json: error: manifest.json 没有记录 policies 文件夹 [bad-manifest] — 修改建议: 用 --policies 指定"
+    assert lines(result)[1] == "manifest.json: 错误 error: manifest.json 没有记录 policies 文件夹 [bad-manifest] — 修改建议: 用 --policies 指定"
     # saying where all three are explains the run
     result = invoke(explain_command, ["C000001", "--run", folder, "--inbox", project["inbox"], "--policies", project["policies"],
                                       "--templates", project["policies"].parent / "templates"])

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from conftest import english
 from engine import expr
 from engine.errors import ExprError, Location
 from engine.expr import (ANY, BOOL, DATE, DATETIME, LIST, NUMBER, STRING, Between, Binary, BoolOp, Call, Const,
@@ -337,7 +338,7 @@ def test_syntax_errors(text, line, col, message):
         expr.parse(text)
     [problem] = problems_of(exc)
     assert problem.code == "expr-syntax"
-    assert (problem.location.line, problem.location.col, problem.message) == (line, col, message)
+    assert (problem.location.line, problem.location.col, english(problem.message)) == (line, col, message)
 
 
 @pytest.mark.parametrize("text, fix", [
@@ -351,7 +352,7 @@ def test_syntax_errors(text, line, col, message):
 def test_full_width_operators_get_the_half_width_to_type(text, fix):
     with pytest.raises(ExprError) as exc:
         expr.parse(text)
-    assert problems_of(exc)[0].fix == fix
+    assert english(problems_of(exc)[0].fix) == fix
 
 
 def test_syntax_error_in_multiline_expression_reports_file_position():
@@ -362,8 +363,8 @@ def test_syntax_error_in_multiline_expression_reports_file_position():
         expr.parse(text, loc)
     [problem] = problems_of(exc)
     assert problem.location == Location(file="policies/value_tier.yaml", line=14, col=10)
-    assert str(problem) == ("policies/value_tier.yaml:14:10: error: '=' is not a comparison [expr-syntax]\n"
-                            "    fix: use '==' to test whether two values are equal")
+    assert str(problem) == ("policies/value_tier.yaml:14:10: error: '=' 不是比较符号 / '=' is not a comparison [expr-syntax]\n"
+                            "    fix: 判断两个值是否相等要写两个等号 '==' / use '==' to test whether two values are equal")
 
 
 def test_syntax_error_on_first_line_is_shifted_by_start_column():
@@ -377,7 +378,7 @@ def test_unclosed_bracket_points_at_the_bracket_in_the_file():
     with pytest.raises(ExprError) as exc:
         expr.parse("a > 1 and\n   (b < 2", Location(file="p.yaml", line=3, col=9))
     assert str(exc.value.problems[0].location) == "p.yaml:4:4"
-    assert exc.value.problems[0].message == "this '(' is never closed"
+    assert english(exc.value.problems[0].message) == "this '(' is never closed"
 
 
 # -- type checking ----------------------------------------------------------------------------------
@@ -410,25 +411,26 @@ def test_type_mismatch_date_vs_number():
     loc = Location(file="p.yaml", line=5, col=11)
     [problem] = check_problems("days_since_last_order > date('2024-01-01')", location=loc)
     assert problem.code == "type-mismatch"
-    assert problem.message == "cannot compare days_since_last_order (number) with date('2024-01-01') (date)"
+    assert english(problem.message) == "cannot compare days_since_last_order (number) with date('2024-01-01') (date)"
     assert str(problem.location) == "p.yaml:5:11"
 
 
 def test_unknown_name_with_did_you_mean():
     [problem] = check_problems("monetry_365d >= 50000")
     assert problem.code == "unknown-name"
-    assert problem.message == "unknown name 'monetry_365d' (did you mean 'monetary_365d'?)"
-    assert problem.fix == "write 'monetary_365d'"
+    assert english(problem.message) == "unknown name 'monetry_365d' (did you mean 'monetary_365d'?)"
+    assert english(problem.fix) == "write 'monetary_365d'"
     assert (problem.location.line, problem.location.col) == (1, 1)
 
 
 def test_unknown_name_did_you_mean_chinese_and_case():
-    assert check_problems("客户登级 == '高'")[0].message == "unknown name '客户登级' (did you mean '客户等级'?)"
-    assert check_problems("Lifecycle_Stage == '签约'")[0].message == \
+    assert english(check_problems("客户登级 == '高'")[0].message) == "unknown name '客户登级' (did you mean '客户等级'?)"
+    assert check_problems("客户登级 == '高'")[0].message.startswith("没有叫 '客户登级' 的字段，是不是 '客户等级'？ / ")
+    assert english(check_problems("Lifecycle_Stage == '签约'")[0].message) == \
         "unknown name 'Lifecycle_Stage' (did you mean 'lifecycle_stage'?)"
     [problem] = check_problems("zzz > 1")
-    assert problem.message == "unknown name 'zzz'"
-    assert problem.fix == "check the spelling against the list of fields"
+    assert english(problem.message) == "unknown name 'zzz'"
+    assert english(problem.fix) == "check the spelling against the list of fields"
 
 
 def test_commas_in_lists_and_calls_still_separate_values():
@@ -438,8 +440,8 @@ def test_commas_in_lists_and_calls_still_separate_values():
 
 def test_a_chinese_value_without_quotes_is_told_to_take_them():
     [problem] = check_problems("lifecycle_stage == 签约")
-    assert problem.message == "unknown name '签约'"
-    assert problem.fix == "if 签约 is a value, not a field, put it in quotes: '签约'; else check the spelling against the list of fields"
+    assert english(problem.message) == "unknown name '签约'"
+    assert english(problem.fix) == "if 签约 is a value, not a field, put it in quotes: '签约'; else check the spelling against the list of fields"
 
 
 def test_all_problems_are_collected():
@@ -450,8 +452,8 @@ def test_all_problems_are_collected():
         ("type-mismatch", "p.yaml:2:28"),
         ("type-mismatch", "p.yaml:2:63"),
     ]
-    assert problems[1].message == "cannot compare lifecycle_stage (string) with 5 (number)"
-    assert problems[2].message == "days_since() needs date or datetime as argument 1, but opt_out has type bool"
+    assert english(problems[1].message) == "cannot compare lifecycle_stage (string) with 5 (number)"
+    assert english(problems[2].message) == "days_since() needs date or datetime as argument 1, but opt_out has type bool"
 
 
 def test_check_uses_the_location_recorded_by_parse():
@@ -488,18 +490,18 @@ def test_check_uses_the_location_recorded_by_parse():
 ])
 def test_check_problems(text, code, message):
     [problem] = check_problems(text)
-    assert (problem.code, problem.message) == (code, message)
+    assert (problem.code, english(problem.message)) == (code, message)
 
 
 def test_null_comparison_fix_and_in_list_fix():
-    assert check_problems("x != null")[0].fix == "write x is not null"
-    assert check_problems("null == x")[0].fix == "write x is null"
-    assert check_problems("'投诉' in notes")[0].fix == "to search text use contains(notes, '投诉')"
+    assert english(check_problems("x != null")[0].fix) == "write x is not null"
+    assert english(check_problems("null == x")[0].fix) == "write x is null"
+    assert english(check_problems("'投诉' in notes")[0].fix) == "to search text use contains(notes, '投诉')"
 
 
 def test_expect_bool_for_conditions():
     [problem] = check_problems("monetary_365d * 2", expect=BOOL)
-    assert problem.message == "a condition must be true or false, but monetary_365d * 2 has type number"
+    assert english(problem.message) == "a condition must be true or false, but monetary_365d * 2 has type number"
     assert expr.check(expr.parse("flag"), SCHEMA, expect=BOOL) == BOOL
 
 

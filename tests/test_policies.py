@@ -83,7 +83,8 @@ def test_unknown_field_has_line_and_did_you_mean(policies: Path):
     path = policies / "classification" / "need_type.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace("    when: recorded_need_type == '战略'", "    whne: recorded_need_type == '战略'"), encoding="utf-8")
     errors = errors_of(policies)
-    assert "classification/need_type.yaml:10:5: error: unknown field 'whne' in a rule; did you mean 'when'? [unknown-field]" in errors
+    assert ("classification/need_type.yaml:10:5: error: 规则里没有 'whne' 这个字段，是不是 'when'？ / "
+            "unknown field 'whne' in a rule; did you mean 'when'? [unknown-field]") in errors
     assert any("a rule needs a 'when' field" in e for e in errors)
 
 
@@ -111,7 +112,8 @@ def test_yaml_syntax_error_and_duplicate_key(policies: Path):
     (policies / "classification" / "dup.yaml").write_text("kind: classification\nid: y\nid: z\nrules: []\n", encoding="utf-8")
     errors = errors_of(policies)
     assert any(e.startswith("classification/broken.yaml:6:") and "[yaml-syntax]" in e for e in errors)
-    assert "classification/dup.yaml:3:1: error: the key 'id' appears twice in the same block; YAML would silently keep only the last one [duplicate-key]" in errors
+    assert ("classification/dup.yaml:3:1: error: 同一块里 'id' 写了两次，只有最后一个会生效 / "
+            "the key 'id' appears twice in the same block; YAML would silently keep only the last one [duplicate-key]") in errors
 
 
 def test_unknown_role_and_priority(policies: Path):
@@ -120,7 +122,7 @@ def test_unknown_role_and_priority(policies: Path):
     text = text.replace("priority: 中", "priority: 紧急", 1)
     path.write_text(text, encoding="utf-8")
     errors = errors_of(policies)
-    assert "classification/actions.yaml:13:18: error: unknown role '团队主管' [unknown-role]" in errors
+    assert "classification/actions.yaml:13:18: error: 没有 '团队主管' 这个角色 / unknown role '团队主管' [unknown-role]" in errors
     assert any("task priority must be 高, 中 or 低, not '紧急'" in e for e in errors)
 
 
@@ -152,7 +154,8 @@ def test_duplicate_rule_id_across_files(policies: Path):
         "kind: classification\nid: extra\nrules:\n  - id: NT-NORMAL\n    when: true\n    set: {extra_tag: 是}\n", encoding="utf-8")
     errors = errors_of(policies)
     assert len(errors) == 1
-    assert errors[0] == "classification/need_type.yaml:29:5: error: rule id 'NT-NORMAL' is already used at classification/extra.yaml:4:5 [duplicate-rule-id]"
+    assert errors[0] == ("classification/need_type.yaml:29:5: error: 规则编号 'NT-NORMAL' 已经在 classification/extra.yaml:4:5 用过 / "
+                         "rule id 'NT-NORMAL' is already used at classification/extra.yaml:4:5 [duplicate-rule-id]")
 
 
 def test_policies_reading_each_other_in_a_circle(policies: Path):

@@ -54,7 +54,7 @@ def test_a_note_on_its_own_row_is_refused_at_its_cell(policy_copy: Path):
         ws["F5"] = "以下为中价值"
     edit_table(policy_copy, VALUE_TIER, change)
     assert lines(policy_copy) == [
-        "tables/value_tier.xlsx!价值分层!F5: error: 第 5 行只有说明“以下为中价值”，没有条件也没有结果，不能算一条规则："
+        "tables/value_tier.xlsx!价值分层!F5: 错误 error: 第 5 行只有说明“以下为中价值”，没有条件也没有结果，不能算一条规则："
         "它对每位客户都成立却什么也不设置（命中策略为 first 时，下面的行都不会再生效） / row 5 has only the note '以下为中价值',"
         " no condition and no result, so it cannot be a rule: it would match every customer and set nothing (under hit policy"
         " first no row below it would apply) [table-empty-rule] — 修改建议: " + NOTE_ROW_FIX]
@@ -67,7 +67,7 @@ def test_a_row_with_only_an_id_and_any_value_cells_is_refused_too(policy_copy: P
             ws[ref] = value
     edit_table(policy_copy, VALUE_TIER, change)
     assert lines(policy_copy) == [
-        "tables/value_tier.xlsx!价值分层!A5: error: 第 5 行只有 A5“VT-2b”，没有条件也没有结果，不能算一条规则："
+        "tables/value_tier.xlsx!价值分层!A5: 错误 error: 第 5 行只有 A5“VT-2b”，没有条件也没有结果，不能算一条规则："
         "它对每位客户都成立却什么也不设置（命中策略为 first 时，下面的行都不会再生效） / row 5 has only A5 'VT-2b',"
         " no condition and no result, so it cannot be a rule: it would match every customer and set nothing (under hit policy"
         " first no row below it would apply) [table-empty-rule] — 修改建议: " + NOTE_ROW_FIX]
@@ -86,7 +86,7 @@ def test_a_cleared_kind_in_row_1_is_an_error_at_that_cell(policy_copy: Path):
     """Clearing C1 (条件 above frequency_365d) used to drop that condition from every row, silently."""
     edit_table(policy_copy, VALUE_TIER, lambda ws: ws.__setitem__("C1", None))
     assert lines(policy_copy) == [
-        "tables/value_tier.xlsx!价值分层!C1: error: C1 是空的：第 1 行没有写这一列是什么（第 2 行写着 frequency_365d），整列被忽略"
+        "tables/value_tier.xlsx!价值分层!C1: 错误 error: C1 是空的：第 1 行没有写这一列是什么（第 2 行写着 frequency_365d），整列被忽略"
         " / C1 is empty: row 1 does not say what this column is (row 2 names frequency_365d), so the whole column is ignored"
         " [table-kind-missing] — 修改建议: 在 C1 写 条件（这一列按 frequency_365d 筛选客户）或 结果（这一列设置 frequency_365d）；"
         "是备注就写 说明 / write 条件 in C1 (the column tests frequency_365d) or 结果 (it sets frequency_365d); for notes write 说明"]
@@ -98,7 +98,7 @@ def test_a_new_column_with_a_name_but_no_kind_is_an_error(policy_copy: Path):
         ws["G3"] = "< 2"
     edit_table(policy_copy, VALUE_TIER, change)
     assert [line.split(" / ")[0] for line in lines(policy_copy)] == [
-        "tables/value_tier.xlsx!价值分层!G1: error: G1 是空的：第 1 行没有写这一列是什么（第 2 行写着 complaint_count_90d），整列被忽略"]
+        "tables/value_tier.xlsx!价值分层!G1: 错误 error: G1 是空的：第 1 行没有写这一列是什么（第 2 行写着 complaint_count_90d），整列被忽略"]
 
 
 def test_a_column_inside_the_table_with_values_but_no_header_is_an_error(policy_copy: Path):
@@ -107,7 +107,7 @@ def test_a_column_inside_the_table_with_values_but_no_header_is_an_error(policy_
         ws["C2"] = None
     edit_table(policy_copy, VALUE_TIER, change)
     assert [line.split(" / ")[0] for line in lines(policy_copy)] == [
-        "tables/value_tier.xlsx!价值分层!C1: error: C1 是空的：第 1 行没有写这一列是什么（下面有内容），整列被忽略"]
+        "tables/value_tier.xlsx!价值分层!C1: 错误 error: C1 是空的：第 1 行没有写这一列是什么（下面有内容），整列被忽略"]
 
 
 # -- 3. a role with nobody -------------------------------------------------------------------------
@@ -120,7 +120,7 @@ def test_a_role_with_nobody_is_an_error_and_the_run_refuses(policy_copy: Path, t
     from engine.cli import main
 
     edit(policy_copy / "organization.yaml", "  客服主管: 李强", "  客服主管:")
-    expected = (f"organization.yaml:{line_of(policy_copy, 'organization.yaml', '客服主管:')}:3: error: 角色 客服主管 没有写由谁担任"
+    expected = (f"organization.yaml:{line_of(policy_copy, 'organization.yaml', '客服主管:')}:3: 错误 error: 角色 客服主管 没有写由谁担任"
                 " / role '客服主管' names nobody [role-without-person] — 修改建议: 在冒号和一个空格后写担任这个角色的人，"
                 "如 客服主管: 李强 / write the person after the colon and a space, e.g. 客服主管: 李强")
     assert lines(policy_copy) == [expected]
@@ -139,7 +139,7 @@ VIP = "kind: classification\nid: vip\nrules:\n  - id: VIP-1\n    when: {when}\n 
 def test_a_tag_set_by_two_policies_names_both_and_the_winner(policy_copy: Path):
     (policy_copy / "classification" / "vip.yaml").write_text(VIP.format(when="monetary_365d > 200000"), encoding="utf-8")
     assert lines(policy_copy) == [
-        "classification/vip.yaml:6:23: warning: value_tier 由两个策略设置：value_tier 的 VT-1 等 5 条规则"
+        "classification/vip.yaml:6:23: 警告 warning: value_tier 由两个策略设置：value_tier 的 VT-1 等 5 条规则"
         "（tables/value_tier.xlsx!价值分层!E3）和 vip 的 VIP-1（classification/vip.yaml:6:23）；两者对同一位客户都生效时，"
         "后运行的 vip 的值留下，value_tier 设置的值被覆盖（同一阶段中互不读取结果的策略按文件名顺序运行：classification/value_tier.yaml"
         " 在 classification/vip.yaml 之前） [tag-set-twice] — 修改建议: 只让一个策略设置 value_tier：把 VIP-1 并入 value_tier，"
@@ -160,7 +160,7 @@ def test_an_sla_target_after_a_broader_one_is_unreachable(policy_copy: Path):
                 "    when: type == '咨询' and value_tier == '高'\n    first_response: 1h\n")
     line = line_of(policy_copy, "sla.yaml", "id: sla-inquiry-high")
     assert lines(policy_copy) == [
-        f"sla.yaml:{line}:5: warning: SLA 时限 sla-inquiry-high 永远不会生效：时限从上到下第一条满足 when 的生效（first），"
+        f"sla.yaml:{line}:5: 警告 warning: SLA 时限 sla-inquiry-high 永远不会生效：时限从上到下第一条满足 when 的生效（first），"
         "满足它的互动都会先满足 sla-inquiry-hotline、sla-inquiry（其中之一） [unreachable-rule] — 修改建议: "
         "把 sla-inquiry-high 移到 sla-inquiry-hotline 之前，或删除/修改这条规则"]
 
@@ -204,15 +204,15 @@ def test_units_and_words_in_a_comparison_say_what_to_write(policy_copy: Path, re
                                                             fix: str, write: str):
     edit_table(policy_copy, VALUE_TIER, lambda ws: ws.__setitem__(ref, cell))
     assert lines(policy_copy) == [
-        f"tables/value_tier.xlsx!价值分层!{ref}: error: “{cell}” " + message.format(cell=cell)
+        f"tables/value_tier.xlsx!价值分层!{ref}: 错误 error: “{cell}” " + message.format(cell=cell)
         + " [table-bad-cell] — 修改建议: " + fix.format(write=write)]
 
 
 # -- 7. messages that pointed the wrong way ----------------------------------------------------------
 
 NEED_TYPE = "classification/need_type.yaml"
-EMPTY_CONDITION = ("error: the condition is empty [expr-syntax] — 修改建议: write a condition such as monetary_365d >= 50000;"
-                   " for every customer write true")
+EMPTY_CONDITION = ("错误 error: 条件是空的 / the condition is empty [expr-syntax] — 修改建议: 写一个条件，如 monetary_365d >= 50000；"
+                   "对所有客户都适用就写 true / write a condition such as monetary_365d >= 50000; for every customer write true")
 
 
 def test_an_empty_when_says_the_condition_is_empty(policy_copy: Path):
@@ -233,7 +233,7 @@ def test_a_task_field_indented_out_of_task_says_so(policy_copy: Path):
     actions = "classification/actions.yaml"
     edit(policy_copy / actions, "      script: 该客户属于", "    script: 该客户属于")
     assert lines(policy_copy) == [
-        f"{actions}:{line_of(policy_copy, actions, '    script: 该客户属于')}:5: error: 'script' 是 task: 下的字段，"
+        f"{actions}:{line_of(policy_copy, actions, '    script: 该客户属于')}:5: 错误 error: 'script' 是 task: 下的字段，"
         "多半是缩进少了，跑到了 task: 外面 / 'script' is a field of 'task:'; it probably belongs under task: (check its"
         " indentation) [misplaced-field] — 修改建议: 把 script: 这一行缩进到和 task: 下面的其他行对齐 / indent the script: line"
         " like the other lines under task:"]
@@ -244,16 +244,17 @@ def test_set_with_an_equals_sign_suggests_the_colon(policy_copy: Path, written: 
     """It suggested set: {need_type: need_type=普通}."""
     edit(policy_copy / NEED_TYPE, "set: {need_type: 普通}", f"set: {written}")
     assert lines(policy_copy) == [
-        f"{NEED_TYPE}:{line_of(policy_copy, NEED_TYPE, f'set: {written}')}:5: error: 'set:' must be a block of 'tag name: value'"
+        f"{NEED_TYPE}:{line_of(policy_copy, NEED_TYPE, f'set: {written}')}:5: 错误 error: 'set:' 后面要写成 {{名称: 值}}，不能只写 "
+        f"'{written}'；是不是要写 'need_type: 普通'（半角冒号加一个空格）？ / 'set:' must be a block of 'tag name: value'"
         f" pairs, not '{written}'; did you mean 'need_type: 普通' with a half-width colon and a space? [not-a-mapping]"
-        " — 修改建议: write set: {need_type: 普通}"]
+        " — 修改建议: 写成 set: {need_type: 普通} / write set: {need_type: 普通}"]
 
 
 def test_a_new_rule_file_with_only_its_kind_says_it_has_no_rules(policy_copy: Path):
     """It said "only one care settings file is allowed … merge care.yaml into care/new.yaml"."""
     (policy_copy / "care" / "new.yaml").write_text("kind: care\n", encoding="utf-8")
     assert lines(policy_copy) == [
-        "care/new.yaml:1:1: error: care/new.yaml 没有 rules:（也没有 table:），不是一个规则文件 / care/new.yaml has no rules:"
+        "care/new.yaml:1:1: 错误 error: care/new.yaml 没有 rules:（也没有 table:），不是一个规则文件 / care/new.yaml has no rules:"
         " (nor table:), so it holds no rules [no-rules] — 修改建议: 在 rules: 下写规则（可以照其他 kind: care 的规则文件写），"
         "或删除这个文件 / write its rules under rules: (like the other kind: care rule files), or delete the file"]
 
@@ -267,7 +268,7 @@ def test_a_quoted_whole_number_setting_says_remove_the_quotes(policy_copy: Path)
     edit(policy_copy / "care.yaml", "  greeting_days_before: 3   # 生日", '  greeting_days_before: "3"   # 生日')
     line = line_of(policy_copy, "care.yaml", 'greeting_days_before: "3"')
     assert lines(policy_copy) == [
-        f"care.yaml:{line}:26: error: 'greeting_days_before' must be"
+        f"care.yaml:{line}:26: 错误 error: 'greeting_days_before' must be"
         ' a whole number from 0 to 60, not the text "3" (in quotes) [bad-value] — 修改建议: remove the quotes: greeting_days_before: 3']
 
 
@@ -275,8 +276,9 @@ def test_a_role_typed_twice_is_one_error_without_follow_on_unknown_roles(policy_
     """organization.yaml could not be read, so every rule naming a role also said "unknown role … roles: " (empty)."""
     edit(policy_copy / "organization.yaml", "  客服主管: 李强\n", "  客服主管: 李强\n  客服主管: 张三\n")
     assert lines(policy_copy) == [
-        f"organization.yaml:{line_of(policy_copy, 'organization.yaml', '客服主管: 张三')}:3: error: the key '客服主管' appears"
-        " twice in the same block; YAML would silently keep only the last one [duplicate-key] — 修改建议: delete or rename one of them"]
+        f"organization.yaml:{line_of(policy_copy, 'organization.yaml', '客服主管: 张三')}:3: 错误 error: 同一块里 '客服主管' 写了两次，"
+        "只有最后一个会生效 / the key '客服主管' appears twice in the same block; YAML would silently keep only the last one"
+        " [duplicate-key] — 修改建议: 删掉其中一个，或给它改名 / delete or rename one of them"]
 
 
 def test_unknown_roles_are_still_reported_when_organization_yaml_is_fine(policy_copy: Path):

@@ -102,7 +102,8 @@ cases:
 """)
     report = run_policy_tests(SHIPPED_POLICIES, tests_dir=tests)
     shown = [f"{p.location}: {p.message}" for p in report.problems]
-    assert f"{tests / 'cases.yaml'}:4:16: unknown field 'ownr' in customer; did you mean 'owner'?" in shown
+    assert (f"{tests / 'cases.yaml'}:4:16: 客户（customer:）里没有 'ownr' 这个字段，是不是 'owner'？ / "
+            "unknown field 'ownr' in customer; did you mean 'owner'?") in shown
     assert f"{tests / 'cases.yaml'}:4:37: birthday 应为日期，如 2026-11-20，不是 '1990-13-45'" in shown
     assert f"{tests / 'cases.yaml'}:6:9: 订单需要 date（或 days_ago）和 amount" in shown
     assert f"{tests / 'cases.yaml'}:8:14: 客户没有 'value_tire' 这个分类或特征；是不是 'value_tier'？" in shown

@@ -58,10 +58,10 @@ def test_shipped_policies_have_none_of_these_warnings():
 def test_value_tier_table_without_hit_policy_collects_and_the_last_row_wins(policy_copy: Path):
     edit(policy_copy / "classification/value_tier.yaml", "hit_policy: first      # 从上到下，第一条满足的规则生效\n", "")
     out = lines(policy_copy)
-    assert ("tables/value_tier.xlsx!价值分层!A5: warning: 命中策略为 collect（没有写 hit_policy 时的默认值），满足条件的行都会生效："
+    assert ("tables/value_tier.xlsx!价值分层!A5: 警告 warning: 命中策略为 collect（没有写 hit_policy 时的默认值），满足条件的行都会生效："
             "VT-1 和 VT-3 可能同时满足，却把 value_tier 设为不同的值（'高' 和 '中'），后面的 VT-3 会覆盖 VT-1，例如：days_since_last_order = 89、"
             "frequency_365d = 2、monetary_365d = 100000 [collect-conflict] — " + COLLECT_FIX.format(what="行", a="VT-1", b="VT-3")) in out
-    assert ("tables/value_tier.xlsx!价值分层!A7: warning: 命中策略为 collect（没有写 hit_policy 时的默认值），满足条件的行都会生效："
+    assert ("tables/value_tier.xlsx!价值分层!A7: 警告 warning: 命中策略为 collect（没有写 hit_policy 时的默认值），满足条件的行都会生效："
             "VT-4 和 VT-5 可能同时满足，却把 value_tier 设为不同的值（'中' 和 '低'），后面的 VT-5 会覆盖 VT-4，例如：days_since_last_order = 89、"
             "frequency_365d = 3、monetary_365d = 9999 [collect-conflict] — " + COLLECT_FIX.format(what="行", a="VT-4", b="VT-5")) in out
     # Every pair of rows with different tiers can meet (VT-1/VT-2 and VT-3/VT-4 agree): 2 × 2 + 2 × 1 + 2.
@@ -73,14 +73,14 @@ def test_value_tier_table_with_hit_policy_collect_written(policy_copy: Path):
     edit(policy_copy / "classification/value_tier.yaml", "hit_policy: first ", "hit_policy: collect ")
     out = with_code(lines(policy_copy), "collect-conflict")
     assert len(out) == 8
-    assert out[0].startswith("tables/value_tier.xlsx!价值分层!A5: warning: 命中策略为 collect，满足条件的行都会生效：VT-1 和 VT-3 可能同时满足")
+    assert out[0].startswith("tables/value_tier.xlsx!价值分层!A5: 警告 warning: 命中策略为 collect，满足条件的行都会生效：VT-1 和 VT-3 可能同时满足")
 
 
 def test_yaml_rule_list_under_collect_with_a_catch_all(policy_copy: Path):
     edit(policy_copy / "classification/risk_level.yaml", "hit_policy: first\n", "hit_policy: collect\n")
     out = lines(policy_copy)
     low = at(policy_copy, "classification/risk_level.yaml", "- id: RISK-LOW", 5)
-    assert (f"{low}: warning: 命中策略为 collect，满足条件的规则都会生效：RISK-MEDIUM 和 RISK-LOW 可能同时满足，却把 risk_level 设为不同的值"
+    assert (f"{low}: 警告 warning: 命中策略为 collect，满足条件的规则都会生效：RISK-MEDIUM 和 RISK-LOW 可能同时满足，却把 risk_level 设为不同的值"
             "（'中' 和 '低'），后面的 RISK-LOW 会覆盖 RISK-MEDIUM，例如：avg_satisfaction_365d = 2.5、min_satisfaction_365d = 1、"
             "open_complaints = 0 [collect-conflict] — " + COLLECT_FIX.format(what="规则", a="RISK-MEDIUM", b="RISK-LOW")) in out
     assert len(with_code(out, "collect-conflict")) == 3, out  # HIGH/MEDIUM, HIGH/LOW, MEDIUM/LOW
@@ -98,7 +98,7 @@ def test_collect_rules_with_calculations_exclusive_or_not(policy_copy: Path):
     low = at(policy_copy, "classification/risk_level.yaml", "- id: RISK-LOW", 5)
     # HIGH and MEDIUM exclude each other; MEDIUM and LOW too; HIGH and LOW can meet.
     assert [line.split(" [")[0] for line in out] == [
-        f"{low}: warning: 命中策略为 collect，满足条件的规则都会生效：RISK-HIGH 和 RISK-LOW 可能同时满足，却把 risk_level 设为不同的值"
+        f"{low}: 警告 warning: 命中策略为 collect，满足条件的规则都会生效：RISK-HIGH 和 RISK-LOW 可能同时满足，却把 risk_level 设为不同的值"
         "（'高' 和 '低'），后面的 RISK-LOW 会覆盖 RISK-HIGH，例如：（open_complaints * 2 >= 4） = true、open_complaints = 6"]
 
 
@@ -120,7 +120,7 @@ def test_misspelt_tag_value_in_an_in_list(policy_copy: Path):
     edit(policy_copy / file, "when: value_tier == '低' and lifecycle_stage == '签约'", "when: value_tier in ['高价值', '中'] and lifecycle_stage == '签约'")
     out = lines(policy_copy)
     where = at(policy_copy, file, "value_tier in ['高价值', '中']", col_of(policy_copy, file, "value_tier in [", "'高价值'"))
-    assert (f"{where}: warning: 规则 CL-LOW-VALUE-OFFER 的条件把 value_tier 和 '高价值' 比较，但 value_tier 只会是 '高'、'中'、'低'"
+    assert (f"{where}: 警告 warning: 规则 CL-LOW-VALUE-OFFER 的条件把 value_tier 和 '高价值' 比较，但 value_tier 只会是 '高'、'中'、'低'"
             f"（规则和决策表设置的值），列表中的这一项永远匹配不上；是不是 '高'？ [unknown-value] — {TAG_FIX}") in out
     assert len(with_code(out, "unknown-value")) == 1
 
@@ -130,7 +130,7 @@ def test_misspelt_tag_value_after_not_equal(policy_copy: Path):
     edit(policy_copy / file, "when: lifecycle_stage == '潜在' and has_owner", "when: value_tier != '高价值' and has_owner")
     out = lines(policy_copy)
     where = at(policy_copy, file, "value_tier != '高价值'", 25)
-    assert (f"{where}: warning: 规则 CL-PROSPECT-CONVERT 的条件把 value_tier 和 '高价值' 比较，但 value_tier 只会是 '高'、'中'、'低'"
+    assert (f"{where}: 警告 warning: 规则 CL-PROSPECT-CONVERT 的条件把 value_tier 和 '高价值' 比较，但 value_tier 只会是 '高'、'中'、'低'"
             f"（规则和决策表设置的值），这个比较只要有值就成立；是不是 '高'？ [unknown-value] — {TAG_FIX}") in out
 
 
@@ -141,7 +141,7 @@ def test_input_spelling_of_a_lifecycle_stage_and_a_festival_name(policy_copy: Pa
     edit(policy_copy / file, "'中秋' in festivals_due", "'中秋节' in festivals_due")
     out = lines(policy_copy)
     stage = at(policy_copy, file, "lifecycle_stage in ['意向', '已签约']", col_of(policy_copy, file, "'已签约'", "'已签约'"))
-    assert (f"{stage}: warning: 规则 CARE-FESTIVAL-NEW-YEAR 的条件把 lifecycle_stage 和 '已签约' 比较，但 lifecycle_stage 只会是 "
+    assert (f"{stage}: 警告 warning: 规则 CARE-FESTIVAL-NEW-YEAR 的条件把 lifecycle_stage 和 '已签约' 比较，但 lifecycle_stage 只会是 "
             "'流失'、'签约'、'意向'、'潜在'（规则和决策表设置的值），列表中的这一项永远匹配不上；是不是 '签约'？"
             f"（columns.yaml 把 '已签约' 列为它的另一种写法） [unknown-value] — {TAG_FIX}") in out
     festival = at(policy_copy, file, "'中秋节' in festivals_due", col_of(policy_copy, file, "'中秋节' in", "'中秋节'"))
@@ -152,7 +152,7 @@ def test_input_spelling_of_a_lifecycle_stage_and_a_festival_name(policy_copy: Pa
 
     names = "、".join(f"'{f.name}'" for f in load_care_settings(load_policies(policy_copy)).festivals)
     assert "'中秋'" in names
-    assert (f"{festival}: warning: 规则 CARE-FESTIVAL-MID-AUTUMN 的条件把 festivals_due 和 '中秋节' 比较，但 festivals_due 只会是 {names}"
+    assert (f"{festival}: 警告 warning: 规则 CARE-FESTIVAL-MID-AUTUMN 的条件把 festivals_due 和 '中秋节' 比较，但 festivals_due 只会是 {names}"
             "（care.yaml 中的节日名称），这个条件永远不成立；是不是 '中秋'？ [unknown-value] — "
             "修改建议: 改成 care.yaml festivals: days: 中的节日名称，或在那里加上这个节日") in out
 
@@ -163,7 +163,7 @@ def test_misspelt_value_in_a_table_cell_replaces_never_matches(policy_copy: Path
     wb.worksheets[0]["C4"] = "高价值"
     wb.save(path)
     out = lines(policy_copy)
-    assert ("tables/service_plan.xlsx!服务方案!C4: warning: 规则 SP-2 的条件把 value_tier 和 '高价值' 比较，但 value_tier 只会是 "
+    assert ("tables/service_plan.xlsx!服务方案!C4: 警告 warning: 规则 SP-2 的条件把 value_tier 和 '高价值' 比较，但 value_tier 只会是 "
             f"'高'、'中'、'低'（规则和决策表设置的值），这个比较永远不成立；是不是 '高'？ [unknown-value] — {TAG_FIX}") in out
     assert with_code(out, "never-matches") == []  # one warning for one typo
 
@@ -178,14 +178,14 @@ def test_sla_conditions_and_lists_against_columns_yaml(policy_copy: Path):
     out = with_code(lines(policy_copy), "unknown-value")
     type_at = at(policy_copy, file, "type == '投述'", 19)
     channel_at = at(policy_copy, file, "channel == '电活'", col_of(policy_copy, file, "channel == '电活'", "'电活'"))
-    assert (f"{type_at}: warning: SLA 时限 sla-complaint-high 的条件把 type 和 '投述' 比较，"
+    assert (f"{type_at}: 警告 warning: SLA 时限 sla-complaint-high 的条件把 type 和 '投述' 比较，"
             f"但 type 的取值是 {TYPES}（columns.yaml 中 interactions.type 的取值）；是不是 '投诉'？ [unknown-value] — {ENUM_FIX}") in out
-    assert (f"{channel_at}: warning: "
+    assert (f"{channel_at}: 警告 warning: "
             "SLA 时限 sla-inquiry-hotline 的条件把 channel 和 '电活' 比较，但 channel 的取值是 '电话'、'邮件'、'微信'、'在线客服'、'上门拜访'、"
             f"'官网留言'、'短信'（columns.yaml 中 interactions.channel 的取值）；是不是 '电话'？ [unknown-value] — {ENUM_FIX}") in out
-    assert (f"{at(policy_copy, file, 'track_types: [', 23)}: warning: sla.yaml 的 track_types 中的 '建意' 不是 columns.yaml 中 "
+    assert (f"{at(policy_copy, file, 'track_types: [', 23)}: 警告 warning: sla.yaml 的 track_types 中的 '建意' 不是 columns.yaml 中 "
             f"interactions.type 的取值：{TYPES}；是不是 '建议'？ [unknown-value] — {ENUM_FIX}") in out
-    assert (f"{at(policy_copy, file, 'closed_statuses: [', 26)}: warning: sla.yaml 的 clock.closed_statuses 中的 '已关比' 不是 "
+    assert (f"{at(policy_copy, file, 'closed_statuses: [', 26)}: 警告 warning: sla.yaml 的 clock.closed_statuses 中的 '已关比' 不是 "
             "columns.yaml 中 interactions.status 的取值：'待处理'、'处理中'、'待客户回复'、'已解决'、'已关闭'；是不是 '已关闭'？ "
             f"[unknown-value] — {ENUM_FIX}") in out
     assert len(out) == 4, out
@@ -196,7 +196,7 @@ def test_an_export_spelling_of_an_enum_value_is_named(policy_copy: Path):
     file = "classification/lifecycle_stage.yaml"
     edit(policy_copy / file, "recorded_lifecycle_stage == '意向'", "recorded_lifecycle_stage == '意向客户'")
     out = with_code(lines(policy_copy), "unknown-value")
-    assert [line.split(": warning: ")[1].split(" [")[0] for line in out] == [
+    assert [line.split(": 警告 warning: ")[1].split(" [")[0] for line in out] == [
         "规则 LC-INTENT 的条件把 recorded_lifecycle_stage 和 '意向客户' 比较，但 recorded_lifecycle_stage 的取值是 '潜在'、'意向'、'签约'、'流失'"
         "（columns.yaml 中 customers.lifecycle_stage 的取值）；是不是 '意向'？（columns.yaml 把 '意向客户' 列为它的另一种写法）"]
 
@@ -218,5 +218,5 @@ def test_a_tag_set_to_a_value_nothing_tests(policy_copy: Path):
     out = with_code(lines(policy_copy), "untested-value")
     where = at(policy_copy, file, "set: {need_type: 战略客户}", 22)
     assert out == [
-        f"{where}: warning: 规则 NT-STRATEGIC-RECORDED 把 need_type 设为 '战略客户'，但没有任何条件或决策表检查这个值"
+        f"{where}: 警告 warning: 规则 NT-STRATEGIC-RECORDED 把 need_type 设为 '战略客户'，但没有任何条件或决策表检查这个值"
         "（检查的是 '战略'、'特殊需求'、'普通'）；是不是 '战略'？ [untested-value] — 修改建议: 改成 '战略'，或在用到 need_type 的条件中也检查 '战略客户'"]

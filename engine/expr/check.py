@@ -43,9 +43,11 @@ def check(node: Node, schema: Mapping[str, Type | str], location: Location | Non
     result = checker.visit(node)
     if expect is not None and not is_unknown(result) and result != expect:
         if expect == BOOL:
-            message = f"a condition must be true or false, but {to_source(node)} has type {result}"
+            message = (f"条件的结果必须是成立或不成立（true/false），但 {to_source(node)} 是{type_zh(result)} / "
+                       f"a condition must be true or false, but {to_source(node)} has type {result}")
         else:
-            message = f"expected a value of type {expect}, but {to_source(node)} has type {result}"
+            message = (f"这里需要{type_zh(expect)}，但 {to_source(node)} 是{type_zh(result)} / "
+                       f"expected a value of type {expect}, but {to_source(node)} has type {result}")
         checker.problem(node, "type-mismatch", message)
     if checker.problems:
         raise ExprError(checker.problems)
@@ -54,6 +56,34 @@ def check(node: Node, schema: Mapping[str, Type | str], location: Location | Non
 
 def _types_text(types: tuple[Type, ...]) -> str:
     return " or ".join("list" if t.is_list and t.item == ANY else str(t) for t in types)
+
+
+_TYPE_ZH = {"number": "数字", "string": "文字", "bool": "是/否", "date": "日期", "datetime": "日期时间",
+            "any": "任意值", "null": "空值"}
+
+
+def type_zh(t: Type) -> str:
+    """A type as the Chinese half of a message names it: 数字, 文字, 日期, 文字列表, ..."""
+    if t.is_list:
+        return "列表" if t.item in (None, ANY) else f"{type_zh(t.item)}列表"
+    return _TYPE_ZH.get(t.name, t.name)
+
+
+def _types_zh(types: tuple[Type, ...]) -> str:
+    return "或".join(type_zh(t) for t in types)
+
+
+def _compare_fix(left: Node, lt: Type, right: Node, rt: Type) -> str | None:
+    """The fix for comparing a number with text written as a number ('14'): drop the quotes."""
+    for side, other in ((right, lt), (left, rt)):
+        if other == NUMBER and isinstance(side, Const) and isinstance(side.value, str):
+            try:
+                float(side.value)
+            except ValueError:
+                return None
+            return (f"数字不要加引号: 写 {side.value} 而不是 {to_source(side)} / "
+                    f"write the number without quotes: {side.value}, not {to_source(side)}")
+    return None
 
 
 class _Checker:
@@ -82,29 +112,36 @@ class _Checker:
             return self.schema[node.name]
         best = did_you_mean(node.name, self.schema)
         if best:
-            fix = f"write '{best[0]}'"
+            fix = f"改成 '{best[0]}' / write '{best[0]}'"
         elif not node.name.isascii():  # value_tier == 高: a value written without its quotes
-            fix = f"if {node.name} is a value, not a field, put it in quotes: '{node.name}'; else check the spelling against the list of fields"
+            fix = (f"如果 {node.name} 是一个取值而不是字段，要加引号: '{node.name}'；否则对照字段列表检查拼写 / "
+                   f"if {node.name} is a value, not a field, put it in quotes: '{node.name}'; "
+                   f"else check the spelling against the list of fields")
         else:
-            fix = "check the spelling against the list of fields"
-        self.problem(node, "unknown-name", f"unknown name '{node.name}'{hint(node.name, self.schema)}", fix)
+            fix = "对照字段列表检查拼写 / check the spelling against the list of fields"
+        guess = f"，是不是 '{best[0]}'？" if best else ""
+        self.problem(node, "unknown-name", f"没有叫 '{node.name}' 的字段{guess} / "
+                                           f"unknown name '{node.name}'{hint(node.name, self.schema)}", fix)
         return ANY  # keeps one misspelling from causing a cascade of type errors
 
     def visit_Unary(self, node: Unary) -> Type:
         t = self.visit(node.operand)
         if node.op == "not":
             if not (is_unknown(t) or t == BOOL):
-                self.mismatch(node, f"'not' needs a true/false condition, but {to_source(node.operand)} has type {t}")
+                self.mismatch(node, f"'not' 后面要跟一个条件，但 {to_source(node.operand)} 是{type_zh(t)} / "
+                                    f"'not' needs a true/false condition, but {to_source(node.operand)} has type {t}")
             return BOOL
         if not (is_unknown(t) or t == NUMBER):
-            self.mismatch(node, f"cannot put '-' before {to_source(node.operand)} ({t}): only numbers can be negative")
+            self.mismatch(node, f"{to_source(node.operand)}（{type_zh(t)}）前面不能加 '-'：只有数字可以是负数 / "
+                                f"cannot put '-' before {to_source(node.operand)} ({t}): only numbers can be negative")
         return NUMBER
 
     def visit_BoolOp(self, node: BoolOp) -> Type:
         for operand in node.operands:
             t = self.visit(operand)
             if not (is_unknown(t) or t == BOOL):
-                self.mismatch(operand, f"'{node.op}' combines true/false conditions, "
+                self.mismatch(operand, f"'{node.op}' 连接的两边都要是条件，但 {to_source(operand)} 是{type_zh(t)} / "
+                                       f"'{node.op}' combines true/false conditions, "
                                        f"but {to_source(operand)} has type {t}")
         return BOOL
 
@@ -115,19 +152,27 @@ class _Checker:
             nulls = [isinstance(side, Const) and side.value is None for side in (node.left, node.right)]
             if any(nulls):
                 other = right if nulls[0] else left
-                fix = {"==": f"write {other} is null", "!=": f"write {other} is not null"}.get(
-                    node.op, "use 'is null' or 'is not null' to test for a missing value")
+                fix = {"==": f"改成 {other} is null / write {other} is null",
+                       "!=": f"改成 {other} is not null / write {other} is not null"}.get(
+                    node.op, "判断有没有值用 'is null' 或 'is not null' / "
+                             "use 'is null' or 'is not null' to test for a missing value")
                 self.problem(node, "null-comparison",
+                             f"{to_source(node)} 永远不成立：和 null 比较总是不成立 / "
                              f"{to_source(node)} is never true: a comparison with null is always false", fix)
             elif not comparable(lt, rt):
-                self.mismatch(node, f"cannot compare {left} ({lt}) with {right} ({rt})")
+                self.mismatch(node, f"{left}（{type_zh(lt)}）不能和 {right}（{type_zh(rt)}）比较 / "
+                                    f"cannot compare {left} ({lt}) with {right} ({rt})",
+                              _compare_fix(node.left, lt, node.right, rt))
             elif node.op not in ("==", "!=") and not orderable(lt, rt):
-                self.mismatch(node, f"cannot use '{node.op}' with {left} ({lt}) and {right} ({rt}): "
+                self.mismatch(node, f"{left}（{type_zh(lt)}）和 {right}（{type_zh(rt)}）不能用 '{node.op}' 比大小："
+                                    f"只有数字、文字和日期有大小 / "
+                                    f"cannot use '{node.op}' with {left} ({lt}) and {right} ({rt}): "
                                     f"only numbers, text and dates have an order")
             return BOOL
         result = arithmetic_result(node.op, lt, rt)
         if result is None:
-            self.mismatch(node, f"cannot use '{node.op}' with {left} ({lt}) and {right} ({rt})")
+            self.mismatch(node, f"{left}（{type_zh(lt)}）和 {right}（{type_zh(rt)}）不能做 '{node.op}' 运算 / "
+                                f"cannot use '{node.op}' with {left} ({lt}) and {right} ({rt})")
             return ANY
         return result
 
@@ -138,15 +183,20 @@ class _Checker:
             for option in node.options:
                 ot = self.visit(option)
                 if not comparable(vt, ot):
-                    self.mismatch(option, f"cannot compare {value} ({vt}) with {to_source(option)} ({ot})")
+                    self.mismatch(option, f"{value}（{type_zh(vt)}）不能和 {to_source(option)}（{type_zh(ot)}）比较 / "
+                                          f"cannot compare {value} ({vt}) with {to_source(option)} ({ot})",
+                                  _compare_fix(node.value, vt, option, ot))
         else:
             ct = self.visit(node.options)
             name = node.options.name
             if not (is_unknown(ct) or ct.is_list):
-                self.mismatch(node.options, f"after 'in', {name} must be a list, but it has type {ct}",
-                              f"to search text use contains({name}, {value})" if ct.name == "string" else None)
+                self.mismatch(node.options, f"'in' 后面的 {name} 必须是列表，但它是{type_zh(ct)} / "
+                                            f"after 'in', {name} must be a list, but it has type {ct}",
+                              f"在文字里查找用 contains({name}, {value}) / to search text use contains({name}, {value})"
+                              if ct.name == "string" else None)
             elif ct.is_list and not comparable(vt, ct.item or ANY):
-                self.mismatch(node, f"cannot compare {value} ({vt}) with the items of {name} ({ct})")
+                self.mismatch(node, f"{value}（{type_zh(vt)}）不能和 {name}（{type_zh(ct)}）里的项比较 / "
+                                    f"cannot compare {value} ({vt}) with the items of {name} ({ct})")
         return BOOL
 
     def visit_Between(self, node: Between) -> Type:
@@ -154,7 +204,9 @@ class _Checker:
         for bound in (node.low, node.high):
             bt = self.visit(bound)
             if not orderable(vt, bt):
-                self.mismatch(bound, f"cannot compare {to_source(node.value)} ({vt}) with {to_source(bound)} ({bt})")
+                self.mismatch(bound, f"{to_source(node.value)}（{type_zh(vt)}）不能和 {to_source(bound)}（{type_zh(bt)}）比较 / "
+                                     f"cannot compare {to_source(node.value)} ({vt}) with {to_source(bound)} ({bt})",
+                              _compare_fix(node.value, vt, bound, bt))
         return BOOL
 
     def visit_IsNull(self, node: IsNull) -> Type:
@@ -165,12 +217,16 @@ class _Checker:
         arg_types = [self.visit(a) for a in node.args]
         func = FUNCTIONS.get(node.func)
         if func is None:
-            self.problem(node, "unknown-function", f"unknown function '{node.func}'{hint(node.func, FUNCTIONS)}",
-                         "available functions: " + ", ".join(sorted(FUNCTIONS)))
+            best = did_you_mean(node.func, FUNCTIONS)
+            guess = f"，是不是 '{best[0]}'？" if best else ""
+            self.problem(node, "unknown-function", f"没有叫 '{node.func}' 的函数{guess} / "
+                                                   f"unknown function '{node.func}'{hint(node.func, FUNCTIONS)}",
+                         "可以用的函数 / available functions: " + ", ".join(sorted(FUNCTIONS)))
             return ANY
         n = len(node.args)
         if n < func.min_args or (func.max_args is not None and n > func.max_args):
             self.problem(node, "wrong-arg-count",
+                         f"{func.name}() 的参数个数不对（这里给了 {n} 个） / "
                          f"{func.name}() takes {func.arity_text()}, but {n} {'was' if n == 1 else 'were'} given")
             return func.result or ANY
         ok = True
@@ -178,7 +234,9 @@ class _Checker:
             allowed = func.param_types(i)
             if not accepts(allowed, at):
                 ok = False
-                self.mismatch(arg, f"{func.name}() needs {_types_text(allowed)} as argument {i + 1}, "
+                self.mismatch(arg, f"{func.name}() 的第 {i + 1} 个参数要是{_types_zh(allowed)}，"
+                                   f"但 {to_source(arg)} 是{type_zh(at)} / "
+                                   f"{func.name}() needs {_types_text(allowed)} as argument {i + 1}, "
                                    f"but {to_source(arg)} has type {at}")
         if func.name == "round" and n == 2:
             places = _constant_number(node.args[1])
@@ -190,14 +248,16 @@ class _Checker:
             try:
                 parse_date_text(node.args[0].value)
             except ValueError:
-                self.problem(node, "bad-date", f"{to_source(node)} is not a valid date",
+                self.problem(node, "bad-date", f"{to_source(node)} 不是有效的日期 / {to_source(node)} is not a valid date",
+                             "日期写成 date('YYYY-MM-DD')，如 date('2024-05-17') / "
                              "write the date as date('YYYY-MM-DD'), e.g. date('2024-05-17')")
         if func.result is not None:
             return func.result
         common = unify([t for t in arg_types if t != NULL])
         if common is None:
             if ok:
-                self.mismatch(node, f"{func.name}() needs arguments of the same type, but got "
+                self.mismatch(node, f"{func.name}() 的参数要是同一种类型，这里却是 " + "、".join(type_zh(t) for t in arg_types)
+                                    + f" / {func.name}() needs arguments of the same type, but got "
                                     + ", ".join(str(t) for t in arg_types))
             return ANY
         return common

@@ -78,6 +78,11 @@ def syntax_error(base: Location | None, line: int, col: int, message: str, fix: 
     return ExprError(Problem(code="expr-syntax", message=message, location=locate(base, line, col), fix=fix))
 
 
+def _half_width_fix(good: str) -> str:
+    return (f"改成 '{good}'（把输入法切换到半角/英文） / "
+            f"type '{good}' instead (switch the input method to half-width/English)")
+
+
 def _is_name_start(ch: str) -> bool:
     return ch.isidentifier()  # letters, CJK characters and "_"; not digits
 
@@ -131,23 +136,27 @@ def tokenize(text: str, location: Location | None = None) -> list[Token]:
                 # >= 50,000: a thousands separator (in a table cell it is one; here a comma separates
                 # values, so only right after a comparison, never in [30,180] or f(x,100)).
                 whole = re.match(r"\d+(?:,\d{3})+(?!\d)(?:\.\d+)?", text[i:]).group(0)
-                raise fail(i, f"'{whole}' has a thousands separator", f"write {whole.replace(',', '')} without the commas")
+                raise fail(i, f"'{whole}' 带了千位分隔符 / '{whole}' has a thousands separator",
+                           f"去掉逗号，写成 {whole.replace(',', '')} / write {whole.replace(',', '')} without the commas")
             if j < n and text[j] in _CHINESE_UNITS:
                 # 5万: the amount in full is what a condition compares.
                 amount = float(text[i:j]) * _CHINESE_UNITS[text[j]]
                 shown = int(amount) if amount.is_integer() else amount
-                raise fail(i, f"'{text[i:j + 1]}' is not a number", f"write the amount in full: {shown}")
+                raise fail(i, f"'{text[i:j + 1]}' 不是数字 / '{text[i:j + 1]}' is not a number",
+                           f"把金额写全: {shown} / write the amount in full: {shown}")
             if j < n and (_is_name_char(text[j]) or text[j] == "."):
                 # "365d" or "1.2.3": neither a number nor a name.
                 k = j
                 while k < n and (_is_name_char(text[k]) or text[k] == "."):
                     k += 1
-                raise fail(i, f"'{text[i:k]}' is not a number, and a name cannot start with a digit",
+                raise fail(i, f"'{text[i:k]}' 既不是数字，也不是字段名（字段名不能以数字开头） / "
+                              f"'{text[i:k]}' is not a number, and a name cannot start with a digit",
+                           "写一个普通数字（如 365 或 0.5），或以字母开头的字段名 / "
                            "write a plain number such as 365 or 0.5, or a name that starts with a letter")
             word = text[i:j]
             value: Any = float(word) if is_float else int(word)
             if value == float("inf"):
-                raise fail(i, f"the number {word} is too large")
+                raise fail(i, f"数字 {word} 太大 / the number {word} is too large")
             tokens.append(Token("number", value, word, line, col))
             i = j
             continue
@@ -170,8 +179,8 @@ def tokenize(text: str, location: Location | None = None) -> list[Token]:
             chars: list[str] = []
             while True:
                 if j >= n or text[j] == "\n":
-                    raise fail(i, f"the text starting with {ch} has no closing {close}",
-                               f"add {close} at the end of the text")
+                    raise fail(i, f"以 {ch} 开头的文字缺少结尾的 {close} / the text starting with {ch} has no closing {close}",
+                               f"在这段文字末尾加上 {close} / add {close} at the end of the text")
                 c = text[j]
                 if c == close:
                     break
@@ -188,9 +197,9 @@ def tokenize(text: str, location: Location | None = None) -> list[Token]:
         slip = next(((bad, good) for bad, good in SLIPS if len(bad) == 2 and text.startswith(bad, i)), None)
         if slip is not None:  # before operators, so that "<>" is not read as "<" then ">"
             if any(c in FULL_WIDTH for c in slip[0]):
-                raise fail(i, f"'{slip[0]}' is typed with full-width characters",
-                           f"type '{slip[1]}' instead (switch the input method to half-width/English)")
-            raise fail(i, f"'{slip[0]}' is not an operator here", f"write '{slip[1]}' instead")
+                raise fail(i, f"'{slip[0]}' 是全角字符 / '{slip[0]}' is typed with full-width characters", _half_width_fix(slip[1]))
+            raise fail(i, f"这里不能用 '{slip[0]}' / '{slip[0]}' is not an operator here",
+                       f"改成 '{slip[1]}' / write '{slip[1]}' instead")
 
         op = next((o for o in OPERATORS if text.startswith(o, i)), None)
         if op is not None:
@@ -202,15 +211,14 @@ def tokenize(text: str, location: Location | None = None) -> list[Token]:
         if slip is not None:
             bad, good = slip
             if bad == "=":
-                raise fail(i, "'=' is not a comparison", "use '==' to test whether two values are equal")
+                raise fail(i, "'=' 不是比较符号 / '=' is not a comparison",
+                           "判断两个值是否相等要写两个等号 '==' / use '==' to test whether two values are equal")
             if bad in FULL_WIDTH:
-                raise fail(i, f"'{bad}' is a full-width or special character",
-                           f"type '{good}' instead (switch the input method to half-width/English)")
-            raise fail(i, f"'{bad}' is not an operator here", f"write '{good}' instead")
+                raise fail(i, f"'{bad}' 是全角或特殊字符 / '{bad}' is a full-width or special character", _half_width_fix(good))
+            raise fail(i, f"这里不能用 '{bad}' / '{bad}' is not an operator here", f"改成 '{good}' / write '{good}' instead")
         if unicodedata.east_asian_width(ch) == "F":  # full-width digits and letters: ５００００
-            raise fail(i, f"'{ch}' is a full-width character",
-                       f"type '{unicodedata.normalize('NFKC', ch)}' instead (switch the input method to half-width/English)")
-        raise fail(i, f"unexpected character '{ch}'")
+            raise fail(i, f"'{ch}' 是全角字符 / '{ch}' is a full-width character", _half_width_fix(unicodedata.normalize('NFKC', ch)))
+        raise fail(i, f"条件里不能出现字符 '{ch}' / unexpected character '{ch}'")
 
     tokens.append(Token("eof", None, "", line, n - line_start + 1))
     return tokens

@@ -41,6 +41,11 @@ def _describe(tok: Token) -> str:
     return f"'{tok.text}'" if tok.kind != "string" else tok.text
 
 
+def _describe_zh(tok: Token) -> str:
+    """The same, in the Chinese half of a message."""
+    return "条件的结尾" if tok.kind == "eof" else _describe(tok)
+
+
 class _Parser:
     def __init__(self, text: str, location: Location | None):
         self.location = location
@@ -76,35 +81,42 @@ class _Parser:
     def fail(self, tok: Token, message: str, fix: str | None = None) -> ExprError:
         return syntax_error(self.location, tok.line, tok.col, message, fix)
 
-    def where(self, tok: Token) -> str:
-        """'line L, col C' of a token, absolute in the file when the file position is known."""
+    def where(self, tok: Token) -> tuple[str, str]:
+        """('第 L 行第 C 列', 'line L, col C') of a token, absolute in the file when the file position is known."""
         loc = locate(self.location, tok.line, tok.col)
-        return f"line {loc.line}, col {loc.col}"
+        return f"第 {loc.line} 行第 {loc.col} 列", f"line {loc.line}, col {loc.col}"
 
-    def expect_closing(self, opener: Token, closer: str, what: str) -> Token:
+    def expect_closing(self, opener: Token, closer: str, what: tuple[str, str]) -> Token:
         if self.at_op(closer):
             return self.advance()
         if self.at("eof"):
-            raise self.fail(opener, f"this '{opener.text}' is never closed", f"add '{closer}' {what}")
+            raise self.fail(opener, f"这个 '{opener.text}' 没有配对的 '{closer}' / this '{opener.text}' is never closed",
+                            f"在{what[0]}加上 '{closer}' / add '{closer}' {what[1]}")
+        zh, en = self.where(opener)
         raise self.fail(
             self.tok,
-            f"expected '{closer}' to close the '{opener.text}' at {self.where(opener)}, found {_describe(self.tok)}",
+            f"{zh}的 '{opener.text}' 应该用 '{closer}' 配对，这里却是 {_describe_zh(self.tok)} / "
+            f"expected '{closer}' to close the '{opener.text}' at {en}, found {_describe(self.tok)}",
         )
 
     # -- grammar ---------------------------------------------------------------------------------
 
     def parse(self) -> Node:
         if self.at("eof"):
-            raise self.fail(self.tok, "the condition is empty",
+            raise self.fail(self.tok, "条件是空的 / the condition is empty",
+                            "写一个条件，如 monetary_365d >= 50000；对所有客户都适用就写 true / "
                             "write a condition such as monetary_365d >= 50000; for every customer write true")
         node = self.expr()
         if not self.at("eof"):
             tok = self.tok
             if self.at_op(")"):
-                raise self.fail(tok, "there is a ')' without a matching '('")
+                raise self.fail(tok, "多了一个 ')'，前面没有和它配对的 '(' / there is a ')' without a matching '('",
+                                "删掉多余的 ')'，或在前面补上 '(' / delete the extra ')' or add the missing '('")
             if self.at_op("]"):
-                raise self.fail(tok, "there is a ']' without a matching '['")
-            raise self.fail(tok, f"expected 'and', 'or' or the end of the expression, found {_describe(tok)}",
+                raise self.fail(tok, "多了一个 ']'，前面没有和它配对的 '[' / there is a ']' without a matching '['")
+            raise self.fail(tok, f"这里应该是 'and'、'or' 或条件结束，却是 {_describe_zh(tok)} / "
+                                 f"expected 'and', 'or' or the end of the expression, found {_describe(tok)}",
+                            "两个条件之间是不是漏了 'and' 或 'or'，或者漏了比较符号？ / "
                             "did you forget 'and' or 'or' between two conditions, or an operator?")
         return node
 
@@ -134,7 +146,9 @@ class _Parser:
         node = self.single_comparison()
         if self.at_op(*COMPARISON_OPS):
             # A comparison was just read (otherwise this operator would have been consumed).
-            raise self.fail(self.tok, f"a second comparison '{self.tok.text}' cannot follow directly",
+            raise self.fail(self.tok, f"比较后面不能紧接着再比较 '{self.tok.text}' / "
+                                      f"a second comparison '{self.tok.text}' cannot follow directly",
+                            "用 'and' 把两个比较连起来，如 a < b and b < c / "
                             "join the comparisons with 'and', e.g. a < b and b < c")
         return node
 
@@ -151,13 +165,16 @@ class _Parser:
             self.advance()
             return In(left, self.in_options(), negated, **pos)
         if self.at_keyword("not") and self.peek_keyword("between"):
-            raise self.fail(self.tok, "'not between' is not supported",
+            raise self.fail(self.tok, "不支持 'not between' / 'not between' is not supported",
+                            "写成 not (x between a and b)，或 x < a or x > b / "
                             "write not (x between a and b), or x < a or x > b")
         if self.at_keyword("between"):
             self.advance()
             low = self.sum()
             if not self.at_keyword("and"):
-                raise self.fail(self.tok, f"expected 'and' in 'between ... and ...', found {_describe(self.tok)}",
+                raise self.fail(self.tok, f"'between ... and ...' 里缺少 'and'，这里是 {_describe_zh(self.tok)} / "
+                                          f"expected 'and' in 'between ... and ...', found {_describe(self.tok)}",
+                                "例如 monetary_365d between 10000 and 50000 / "
                                 "write e.g. monetary_365d between 10000 and 50000")
             self.advance()
             high = self.sum()
@@ -168,7 +185,9 @@ class _Parser:
             if negated:
                 self.advance()
             if not self.at_keyword("null"):
-                raise self.fail(self.tok, f"after 'is' write 'null' or 'not null', found {_describe(self.tok)}",
+                raise self.fail(self.tok, f"'is' 后面要写 'null' 或 'not null'，这里是 {_describe_zh(self.tok)} / "
+                                          f"after 'is' write 'null' or 'not null', found {_describe(self.tok)}",
+                                "判断是/否字段写成 opt_out == true 这样 / "
                                 "to test a yes/no field write e.g. opt_out == true")
             self.advance()
             return IsNull(left, negated, **pos)
@@ -178,19 +197,21 @@ class _Parser:
         if self.at("name"):
             tok = self.advance()
             if self.at_op("("):
-                raise self.fail(tok, "after 'in' write a list like ['高', '中'] or the name of a list field",
-                                "to search text use contains(text, 'word')")
+                raise self.fail(tok, "'in' 后面要写一个列表（如 ['高', '中']）或列表字段的名字 / "
+                                     "after 'in' write a list like ['高', '中'] or the name of a list field",
+                                "在文字里查找用 contains(text, 'word') / to search text use contains(text, 'word')")
             return Name(tok.value, line=tok.line, col=tok.col)
         if not self.at_op("["):
             raise self.fail(self.tok,
+                            f"'in' 后面要写一个列表（如 ['高', '中']）或列表字段的名字，这里是 {_describe_zh(self.tok)} / "
                             f"after 'in' write a list like ['高', '中'] or the name of a list field, "
                             f"found {_describe(self.tok)}")
         opener = self.advance()
-        items = self.comma_list(opener, "]", "list")
+        items = self.comma_list(opener, "]", ("列表", "list"))
         return tuple(items)
 
-    def comma_list(self, opener: Token, closer: str, what: str) -> list[Node]:
-        """Items up to ``closer`` (already past ``opener``), separated by commas."""
+    def comma_list(self, opener: Token, closer: str, what: tuple[str, str]) -> list[Node]:
+        """Items up to ``closer`` (already past ``opener``), separated by commas. ``what``: (中文, English)."""
         items: list[Node] = []
         if self.at_op(closer):
             self.advance()
@@ -201,10 +222,11 @@ class _Parser:
                 self.advance()
                 continue
             if self.at_op(closer) or self.at("eof"):
-                self.expect_closing(opener, closer, f"at the end of the {what}")
+                self.expect_closing(opener, closer, (f"{what[0]}末尾", f"at the end of the {what[1]}"))
                 return items
-            raise self.fail(self.tok, f"expected ',' or '{closer}' in the {what}, found {_describe(self.tok)}",
-                            "separate the items with commas")
+            raise self.fail(self.tok, f"{what[0]}里这里应该是 ',' 或 '{closer}'，却是 {_describe_zh(self.tok)} / "
+                                      f"expected ',' or '{closer}' in the {what[1]}, found {_describe(self.tok)}",
+                            "各项之间用英文逗号隔开 / separate the items with commas")
 
     def sum(self) -> Node:
         node = self.product()
@@ -244,24 +266,26 @@ class _Parser:
             self.advance()
             if self.at_op("("):
                 opener = self.advance()
-                args = self.comma_list(opener, ")", f"arguments of {tok.value}(...)")
+                args = self.comma_list(opener, ")", (f"{tok.value}(...) 的参数", f"arguments of {tok.value}(...)"))
                 return Call(tok.value, tuple(args), line=tok.line, col=tok.col)
             return Name(tok.value, line=tok.line, col=tok.col)
         if self.at_op("("):
             opener = self.advance()
             if self.at_op(")"):
-                raise self.fail(self.tok, "expected a value inside '( )', found ')'")
+                raise self.fail(self.tok, "括号 '( )' 里是空的 / expected a value inside '( )', found ')'")
             node = self.expr()
-            self.expect_closing(opener, ")", "after the part in brackets")
+            self.expect_closing(opener, ")", ("括号里那部分的后面", "after the part in brackets"))
             return node
         if self.at_op("["):
-            raise self.fail(tok, "a list in [...] can only follow 'in'",
-                            "write e.g. lifecycle_stage in ['签约', '意向']")
+            raise self.fail(tok, "[...] 列表只能写在 'in' 后面 / a list in [...] can only follow 'in'",
+                            "例如 lifecycle_stage in ['签约', '意向'] / write e.g. lifecycle_stage in ['签约', '意向']")
         raise self.expected_value(tok)
 
     def expected_value(self, tok: Token) -> ExprError:
         prev = self.tokens[self.pos - 1] if self.pos > 0 else None
         found = _describe(tok)
         if prev is not None and prev.kind in ("op", "keyword") and prev.value not in (")", "]"):
-            return self.fail(tok, f"expected a value after '{prev.text}', found {found}")
-        return self.fail(tok, f"expected a value (a name, a number, text in quotes or '('), found {found}")
+            return self.fail(tok, f"'{prev.text}' 后面缺少一个值，这里是 {_describe_zh(tok)} / "
+                                  f"expected a value after '{prev.text}', found {found}")
+        return self.fail(tok, f"这里应该是一个值（字段名、数字、引号里的文字或 '('），却是 {_describe_zh(tok)} / "
+                              f"expected a value (a name, a number, text in quotes or '('), found {found}")

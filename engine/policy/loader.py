@@ -137,17 +137,20 @@ class _Loader:
                 continue
             loc = Location(file=self.rel(path), line=1, col=1)
             if not isinstance(doc, YMap):
-                self.problems.error("not-a-mapping", "a policy file must start with 'kind: ...' and other 'key: value' lines", loc)
+                self.problems.error("not-a-mapping", "策略文件要以 'kind: ...' 开头，其余也是 '名称: 值' 的行 / "
+                                                     "a policy file must start with 'kind: ...' and other 'key: value' lines", loc)
                 continue
             kind = doc.get("kind")
             if kind is None:
-                self.problems.error("missing-kind", "the file does not say what it is: add a 'kind:' line",
-                                    loc, fix=f"one of: {', '.join(RULE_KINDS + OTHER_KINDS)}")
+                self.problems.error("missing-kind", "文件没有写明是哪一类策略：缺少 'kind:' 这一行 / "
+                                                    "the file does not say what it is: add a 'kind:' line",
+                                    loc, fix=f"可以是其中之一 / one of: {', '.join(RULE_KINDS + OTHER_KINDS)}")
                 continue
             if kind not in RULE_KINDS + OTHER_KINDS:
                 guess = did_you_mean(kind, RULE_KINDS + OTHER_KINDS)
-                self.problems.error("unknown-kind", f"unknown kind '{kind}'" + (f"; did you mean '{guess}'?" if guess else ""),
-                                    doc.value_loc("kind"), fix=f"one of: {', '.join(RULE_KINDS + OTHER_KINDS)}")
+                self.problems.error("unknown-kind", f"没有 '{kind}' 这一类策略" + (f"，是不是 '{guess}'？" if guess else "")
+                                    + f" / unknown kind '{kind}'" + (f"; did you mean '{guess}'?" if guess else ""),
+                                    doc.value_loc("kind"), fix=f"可以是其中之一 / one of: {', '.join(RULE_KINDS + OTHER_KINDS)}")
                 continue
             self.documents.setdefault(kind, []).append((path, doc))
 
@@ -202,8 +205,9 @@ class _Loader:
         org.unassigned_role = str(doc.get("unassigned_role", org.unassigned_role))
         org.task_calendar = str(doc.get("task_calendar", org.task_calendar))
         if org.unassigned_role not in org.roles:
-            self.problems.error("unknown-role", f"unassigned_role '{org.unassigned_role}' is not one of the roles",
-                                doc.value_loc("unassigned_role"), fix=f"roles: {', '.join(org.roles)}")
+            self.problems.error("unknown-role", f"unassigned_role '{org.unassigned_role}' 不在 roles: 里 / "
+                                                f"unassigned_role '{org.unassigned_role}' is not one of the roles",
+                                doc.value_loc("unassigned_role"), fix=f"已有的角色 / roles: {', '.join(org.roles)}")
         channels = doc.get("channels") or YMap()
         for key, spec in channels.items():
             if not check_keys(spec, f"channel '{key}'", ("label", "address"), ("label", "address"), self.problems, channels.value_loc(key)):
@@ -215,15 +219,17 @@ class _Loader:
         org.channel_aliases = {str(k).lower(): str(v) for k, v in (doc.get("channel_aliases") or {}).items()}
         for label, key in list(org.channel_aliases.items()):
             if key not in org.channels:
-                self.problems.error("unknown-channel", f"channel alias '{label}' points to unknown channel '{key}'",
-                                    doc.value_loc("channel_aliases"), fix=f"channels: {', '.join(org.channels)}")
+                self.problems.error("unknown-channel", f"渠道别名 '{label}' 指向的渠道 '{key}' 不存在 / "
+                                                       f"channel alias '{label}' points to unknown channel '{key}'",
+                                    doc.value_loc("channel_aliases"), fix=f"已有的渠道 / channels: {', '.join(org.channels)}")
         for ch in org.channels.values():
             org.channel_aliases.setdefault(ch.label.lower(), ch.key)
         order = [str(c) for c in as_list(doc.get("default_channel_order"))] or list(org.channels)
         for c in order:
             if c not in org.channels:
-                self.problems.error("unknown-channel", f"default_channel_order names unknown channel '{c}'",
-                                    doc.value_loc("default_channel_order"), fix=f"channels: {', '.join(org.channels)}")
+                self.problems.error("unknown-channel", f"default_channel_order 里的渠道 '{c}' 不存在 / "
+                                                       f"default_channel_order names unknown channel '{c}'",
+                                    doc.value_loc("default_channel_order"), fix=f"已有的渠道 / channels: {', '.join(org.channels)}")
         org.default_channel_order = tuple(c for c in order if c in org.channels)
         return org
 
@@ -281,8 +287,9 @@ class _Loader:
         hit = str(block.get("hit_policy", "collect"))
         if hit not in HIT_POLICIES:
             guess = did_you_mean(hit, HIT_POLICIES)
-            self.problems.error("bad-hit-policy", f"unknown hit_policy '{hit}'" + (f"; did you mean '{guess}'?" if guess else ""),
-                                block.value_loc("hit_policy"), fix=f"one of: {', '.join(HIT_POLICIES)}")
+            self.problems.error("bad-hit-policy", f"没有 '{hit}' 这种 hit_policy" + (f"，是不是 '{guess}'？" if guess else "")
+                                + f" / unknown hit_policy '{hit}'" + (f"; did you mean '{guess}'?" if guess else ""),
+                                block.value_loc("hit_policy"), fix=f"可以是其中之一 / one of: {', '.join(HIT_POLICIES)}")
             hit = "collect"
         rs = RuleSet(
             policy_id=policy_id,
@@ -295,14 +302,16 @@ class _Loader:
             complete=bool(block.get("complete", False)),
         )
         if ("rules" in block) == ("table" in block):
-            self.problems.error("rules-or-table", f"policy '{policy_id}' needs either 'rules:' or 'table:' (one of them)", block.loc)
+            self.problems.error("rules-or-table", f"策略 '{policy_id}' 要有 'rules:'（规则）或 'table:'（表格），只能有其中一个 / "
+                                                  f"policy '{policy_id}' needs either 'rules:' or 'table:' (one of them)", block.loc)
             return None
         if "table" in block:
             self._table_rules(rs, path, block)
         else:
             rules = block.get("rules")
             if not isinstance(rules, YList):
-                self.problems.error("not-a-list", "'rules:' must be a list (lines starting with '- ')", block.value_loc("rules"))
+                self.problems.error("not-a-list", "'rules:' 下面要写成列表（每条规则以 '- ' 开头） / "
+                                                  "'rules:' must be a list (lines starting with '- ')", block.value_loc("rules"))
                 return None
             for i, rule_block in enumerate(rules):
                 rule = self._yaml_rule(rule_block, rules.item_loc(i), org)
@@ -322,8 +331,9 @@ class _Loader:
             return
         policy_id, loc = str(block.get("id")), block.key_loc("id")
         if policy_id in self.policy_ids:
-            self.problems.error("duplicate-policy-id", f"policy id '{policy_id}' is already used at {self.policy_ids[policy_id]}",
-                                loc, fix="policy ids must be unique across all policy files")
+            self.problems.error("duplicate-policy-id", f"策略编号 '{policy_id}' 已经在 {self.policy_ids[policy_id]} 用过 / "
+                                                       f"policy id '{policy_id}' is already used at {self.policy_ids[policy_id]}",
+                                loc, fix="所有策略文件里的策略编号都不能重复 / policy ids must be unique across all policy files")
             return
         self.policy_ids[policy_id] = loc
 
@@ -340,15 +350,19 @@ class _Loader:
         shown = _shown(value)
         if not isinstance(value, (YMap, YList, dict, list)) and shown:
             sample = shown
+        zh = f"'{key}:' 后面要写成 {{名称: 值}}，不能只写{'一个列表' if isinstance(value, YList) else ' ' + _quoted(value)}"
         message = f"'{key}:' must be a block of '{what}' pairs, not {_quoted(value)}"
-        fix = f"write the {what.split(':')[0]} and its value, e.g. {key}: {{{name}: {sample}}}"
+        fix = (f"写出名称和它的值，如 {key}: {{{name}: {sample}}} / "
+               f"write the {what.split(':')[0]} and its value, e.g. {key}: {{{name}: {sample}}}")
         colon = next((c for c in ("：", ":", "＝", "=") if isinstance(value, str) and c in value), None)
         if colon is not None:  # "need_type：战略" on the next line, "need_type:战略" or "need_type=战略": YAML read one text
             left, _, right = (part.strip() for part in value.partition(colon))
             right = right.lstrip("=＝").strip()  # need_type == 普通
             if left and right:
+                zh += f"；是不是要写 '{left}: {right}'（半角冒号加一个空格）？"
                 message += f"; did you mean '{left}: {right}' with a half-width colon and a space?"
-                fix = f"write {key}: {{{left}: {right}}}"
+                fix = f"写成 {key}: {{{left}: {right}}} / write {key}: {{{left}: {right}}}"
+        message = f"{zh} / {message}"
         self.problems.error("not-a-mapping", message, block.key_loc(key), fix=fix)
         return YMap()
 
@@ -374,8 +388,9 @@ class _Loader:
             if not self._plain_name(name, value, "tag", tags):
                 continue
             if value is None:
-                self.problems.error("missing-value", f"tag '{name}' has no value", tags.key_loc(name),
-                                    fix=f"write the value after the colon and a space, e.g. set: {{{name}: 战略}}")
+                self.problems.error("missing-value", f"标签 '{name}' 没有写值 / tag '{name}' has no value", tags.key_loc(name),
+                                    fix=f"在冒号和一个空格后写值，如 set: {{{name}: 战略}} / "
+                                        f"write the value after the colon and a space, e.g. set: {{{name}: 战略}}")
                 continue
             outputs.append(SetTag(str(name), value, tags.value_loc(name)))
         scores = self._mapping_field(block, "score", "score name: points", ("risk_points", "10"))
@@ -397,11 +412,14 @@ class _Loader:
             if spec:
                 outputs.append(spec)
         if not outputs:
-            self.problems.warning("no-output", f"rule '{rule_id}' produces nothing (no set, score, task or message)", loc)
+            self.problems.warning("no-output", f"规则 '{rule_id}' 什么也不产生（没有 set、score、task 或 message） / "
+                                               f"rule '{rule_id}' produces nothing (no set, score, task or message)", loc)
         priority = block.get("priority", 0)
         if isinstance(priority, bool) or not (isinstance(priority, int) or (isinstance(priority, float) and priority.is_integer())):
-            self.problems.error("bad-value", f"priority must be a whole number, not {_quoted(priority)}", block.value_loc("priority"),
-                                fix="under hit_policy: priority the matching rule with the highest number wins, e.g. priority: 10; "
+            self.problems.error("bad-value", f"规则的 priority 要写整数，不能是 {_quoted(priority)} / "
+                                             f"priority must be a whole number, not {_quoted(priority)}", block.value_loc("priority"),
+                                fix="hit_policy: priority 时满足条件的规则中数字最大的生效，如 priority: 10；任务的 高/中/低 写在 task: 下面 / "
+                                    "under hit_policy: priority the matching rule with the highest number wins, e.g. priority: 10; "
                                     "a task's 高/中/低 goes under task:")
             priority = 0
         return Rule(
@@ -421,18 +439,26 @@ class _Loader:
         if isinstance(name, str) and name.isidentifier():
             return True
         text = str(name)
+        what_zh = "标签" if what == "tag" else "分数"
+        zh = f"'{text}' 不能做{what_zh}名：名称只能用字母、汉字、数字和 _"
         message = f"'{text}' is not a plain {what} name; names use letters, digits and _ only"
-        fix = f"rename the {what}, e.g. {text.replace(' ', '_')}" if isinstance(name, str) and " " in text.strip() else None
+        fix = (f"改名，如 {text.replace(' ', '_')} / rename the {what}, e.g. {text.replace(' ', '_')}"
+               if isinstance(name, str) and " " in text.strip() else None)
         colon = next((c for c in ("：", ":") if c in text), None)
         if colon is not None:
             left, _, right = text.partition(colon)
             left, right = left.strip(), right.strip()
             if value is None and left and right:
+                zh += f"；是不是要写 '{left}: {right}'（半角冒号加一个空格）？"
                 message += f"; did you mean '{left}: {right}' with a half-width colon and a space?"
-                fix = f"write {'set' if what == 'tag' else 'score'}: {{{left}: {right}}}"
+                block_name = "set" if what == "tag" else "score"
+                fix = f"写成 {block_name}: {{{left}: {right}}} / write {block_name}: {{{left}: {right}}}"
             else:
-                fix = "a name cannot contain a colon; write 'name: value' with a half-width colon and a space"
-        self.problems.error("bad-name", message, block.key_loc(name), fix=fix or f"use a name such as {'need_type' if what == 'tag' else 'risk_points'}")
+                fix = ("名称里不能有冒号；写成 '名称: 值'（半角冒号加一个空格） / "
+                       "a name cannot contain a colon; write 'name: value' with a half-width colon and a space")
+        example = "need_type" if what == "tag" else "risk_points"
+        self.problems.error("bad-name", f"{zh} / {message}", block.key_loc(name),
+                            fix=fix or f"用 {example} 这样的名称 / use a name such as {example}")
         return False
 
     def _task(self, block: Any, loc: Location, org: Organization) -> TaskSpec | None:
@@ -442,11 +468,15 @@ class _Loader:
         role = assign[5:] if assign.startswith("role:") else (None if assign == "owner" else assign)
         if role is not None and role not in org.roles and not self.organization_unreadable:
             guess = did_you_mean(role, org.roles)
-            self.problems.error("unknown-role", f"unknown role '{role}'" + (f"; did you mean '{guess}'?" if guess else ""),
-                                block.value_loc("assign_to"), fix=f"use 'owner' or one of the roles in organization.yaml: {', '.join(org.roles)}")
+            self.problems.error("unknown-role", f"没有 '{role}' 这个角色" + (f"，是不是 '{guess}'？" if guess else "")
+                                + f" / unknown role '{role}'" + (f"; did you mean '{guess}'?" if guess else ""),
+                                block.value_loc("assign_to"),
+                                fix=f"写 owner（客户经理），或 organization.yaml 里的角色 / use 'owner' or one of the roles in "
+                                    f"organization.yaml: {', '.join(org.roles)}")
         priority = str(block.get("priority", "中"))
         if priority not in PRIORITIES:
-            self.problems.error("bad-value", f"task priority must be 高, 中 or 低, not '{priority}'", block.value_loc("priority"))
+            self.problems.error("bad-value", f"任务的 priority 只能是 高、中 或 低，不能是 '{priority}' / "
+                                             f"task priority must be 高, 中 or 低, not '{priority}'", block.value_loc("priority"))
         due = str(block.get("due", "3d"))
         try:
             from engine.calendar import parse_duration
@@ -473,12 +503,17 @@ class _Loader:
         channel = str(block.get("channel", "preferred"))
         if channel != "preferred" and channel not in org.channels and not self.organization_unreadable:
             guess = did_you_mean(channel, org.channels)
-            self.problems.error("unknown-channel", f"unknown channel '{channel}'" + (f"; did you mean '{guess}'?" if guess else ""),
-                                block.value_loc("channel"), fix=f"'preferred' or one of: {', '.join(org.channels)}")
+            self.problems.error("unknown-channel", f"没有 '{channel}' 这个渠道" + (f"，是不是 '{guess}'？" if guess else "")
+                                + f" / unknown channel '{channel}'" + (f"; did you mean '{guess}'?" if guess else ""),
+                                block.value_loc("channel"),
+                                fix=f"写 preferred（客户偏好的渠道），或其中之一 / 'preferred' or one of: {', '.join(org.channels)}")
         category = str(block.get("category"))
         if category not in MESSAGE_CATEGORIES:
-            self.problems.error("bad-value", f"message category must be marketing or service, not '{category}'",
-                                block.value_loc("category"), fix="marketing messages need consent and count against caps; service messages do not")
+            self.problems.error("bad-value", f"消息的 category 只能是 marketing（营销）或 service（服务），不能是 '{category}' / "
+                                             f"message category must be marketing or service, not '{category}'",
+                                block.value_loc("category"),
+                                fix="营销消息要客户同意并计入发送次数上限，服务消息不用 / "
+                                    "marketing messages need consent and count against caps; service messages do not")
         params = self._mapping_field(block, "params", "name: text", ("offer", "本月新品上市"))
         return MessageSpec(template=str(block.get("template")), channel=channel, category=category,
                            params=dict(params), once_per=self._period(block),
@@ -519,7 +554,9 @@ class _Loader:
         period = str(block.get("once_per", "day"))
         if period not in PERIODS:
             guess = did_you_mean(period, PERIODS)
-            self.problems.error("bad-value", f"once_per must be one of {', '.join(PERIODS)}, not '{period}'"
+            self.problems.error("bad-value", f"once_per 只能是 {', '.join(PERIODS)} 之一，不能是 '{period}'"
+                                + (f"，是不是 '{guess}'？" if guess else "")
+                                + f" / once_per must be one of {', '.join(PERIODS)}, not '{period}'"
                                 + (f"; did you mean '{guess}'?" if guess else ""), block.value_loc("once_per"))
             return "day"
         return period
@@ -833,8 +870,10 @@ def load_policies(root: Path) -> PolicySet:
     for rs in parsed:
         for rule in rs.rules:
             if rule.rule_id in seen_ids and not rule.location.sheet:
-                loader.problems.error("duplicate-rule-id", f"rule id '{rule.rule_id}' is already used at {seen_ids[rule.rule_id]}",
-                                      rule.location, fix="rule ids must be unique across all policy files")
+                loader.problems.error("duplicate-rule-id", f"规则编号 '{rule.rule_id}' 已经在 {seen_ids[rule.rule_id]} 用过 / "
+                                                           f"rule id '{rule.rule_id}' is already used at {seen_ids[rule.rule_id]}",
+                                      rule.location, fix="所有策略文件里的规则编号都不能重复，给这条规则换一个编号 / "
+                                                         "rule ids must be unique across all policy files")
             seen_ids.setdefault(rule.rule_id, rule.location)
         rulesets.setdefault(rs.stage, []).append(rs)
     ordered_all: list[RuleSet] = []
@@ -848,7 +887,8 @@ def load_policies(root: Path) -> PolicySet:
         for name, loc in loader.key_by_refs:
             if name not in schema:
                 guess = did_you_mean(name, schema)
-                loader.problems.error("unknown-name", f"key_by names '{name}', which is not a feature or tag"
+                loader.problems.error("unknown-name", f"key_by 写的 '{name}' 不是特征或标签" + (f"，是不是 '{guess}'？" if guess else "")
+                                      + f" / key_by names '{name}', which is not a feature or tag"
                                       + (f"; did you mean '{guess}'?" if guess else ""), loc)
         examples = {"due_by": "post_purchase_followup_by", "send_on": "next_birthday_date"}
         for key, name, loc in loader.date_refs:

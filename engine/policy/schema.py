@@ -27,6 +27,29 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     return match[0] if match else None
 
 
+# How check_keys' ``where`` reads in the Chinese half of a message. A ``where`` not listed here
+# (a key name such as quiet_hours) is used as it is.
+_WHERE_ZH = {
+    "a rule": "规则", "a task": "任务（task:）", "a message": "消息（message:）",
+    "a features file": "特征设置文件 features.yaml", "the organization file": "组织设置文件 organization.yaml",
+    "a churn signal": "流失信号", "the churn settings file": "流失设置文件 churn.yaml", "a churn level": "流失等级",
+    "a festival": "节日", "the care settings file": "关怀设置文件 care.yaml", "the SLA settings file": "SLA 设置文件 sla.yaml",
+    "an SLA target": "SLA 目标", "clock": "clock:", "the guards file": "发送限制文件 guards.yaml",
+    "a test case": "测试用例", "a policy test file": "策略测试文件", "expect": "expect:", "customer": "客户（customer:）",
+}
+
+
+def where_zh(where: str) -> str:
+    """``where`` (as check_keys gets it) for the Chinese half of a message."""
+    if where in _WHERE_ZH:
+        return _WHERE_ZH[where]
+    if where.startswith("policy in "):
+        return f"{where[len('policy in '):]} 中的策略"
+    if where.startswith("channel "):
+        return f"渠道 {where[len('channel '):]}"
+    return where
+
+
 def check_keys(
     block: Any,
     where: str,
@@ -43,7 +66,9 @@ def check_keys(
     did-you-mean to some similar field of the outer block."""
     if not isinstance(block, YMap):
         loc = getattr(block, "loc", fallback)
-        problems.error("not-a-mapping", f"{where} must be a block of 'key: value' lines", loc)
+        problems.error("not-a-mapping", f"{where_zh(where)}要写成若干行 '名称: 值' / {where} must be a block of 'key: value' lines",
+                       loc, fix="每行写 '名称: 值'（冒号是半角的，后面有一个空格），下级内容要比上一级多缩进两个空格 / "
+                                "write 'key: value' lines (half-width colon and a space), indented under their block")
         return False
     allowed = list(allowed)
     for key in block:
@@ -62,13 +87,16 @@ def check_keys(
             guess = did_you_mean(key, allowed)
             problems.error(
                 "unknown-field",
+                f"{where_zh(where)}里没有 '{key}' 这个字段" + (f"，是不是 '{guess}'？" if guess else "") + " / "
                 f"unknown field '{key}' in {where}" + (f"; did you mean '{guess}'?" if guess else ""),
                 block.key_loc(key),
-                fix=f"rename it to '{guess}'" if guess else f"allowed fields: {', '.join(allowed)}",
+                fix=f"改成 '{guess}' / rename it to '{guess}'" if guess
+                else f"可以用的字段 / allowed fields: {', '.join(allowed)}",
             )
     for key in required:
         if key not in block:
-            problems.error("missing-field", f"{where} needs a '{key}' field", block.loc)
+            problems.error("missing-field", f"{where_zh(where)}缺少 '{key}' 字段 / {where} needs a '{key}' field", block.loc,
+                           fix=f"加上一行 {key}: ...（和同一级的其他字段对齐） / add a '{key}:' line, indented like the other fields")
     return True
 
 

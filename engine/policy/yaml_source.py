@@ -111,9 +111,10 @@ class _PositionLoader(yaml.SafeLoader):
                 raise PolicyError(
                     Problem(
                         code="duplicate-key",
-                        message=f"the key '{key}' appears twice in the same block; YAML would silently keep only the last one",
+                        message=f"同一块里 '{key}' 写了两次，只有最后一个会生效 / "
+                                f"the key '{key}' appears twice in the same block; YAML would silently keep only the last one",
                         location=_node_location(self.source_name, key_node),
-                        fix="delete or rename one of them",
+                        fix="删掉其中一个，或给它改名 / delete or rename one of them",
                     )
                 )
             data[key] = self.construct_object(value_node, deep=True)
@@ -141,9 +142,11 @@ def load_yaml(path: Path, display_name: str | None = None) -> Any:
         raise PolicyError(
             Problem(
                 code="not-utf8",
-                message=f"the file is not UTF-8 text (byte {exc.start} cannot be read)",
+                message=f"文件不是 UTF-8 编码（第 {exc.start} 个字节读不出来） / "
+                        f"the file is not UTF-8 text (byte {exc.start} cannot be read)",
                 location=Location(file=name),
-                fix="save the file as UTF-8 (in most editors: Save As → Encoding → UTF-8)",
+                fix="把文件另存为 UTF-8 编码（多数编辑器: 另存为 → 编码 → UTF-8） / "
+                    "save the file as UTF-8 (in most editors: Save As → Encoding → UTF-8)",
             )
         ) from None
     return load_yaml_text(text, name)
@@ -180,23 +183,46 @@ def _syntax_problem(text: str, name: str, exc: yaml.MarkedYAMLError) -> Problem:
     use_context = context is not None and context_text.startswith(("while scanning a", "while parsing a flow"))
     mark = context if use_context or problem is None else problem
     loc = Location(file=name, line=mark.line + 1, col=mark.column + 1) if mark else Location(file=name)
-    message = f"YAML syntax error: {exc.problem}"
+    message = f"YAML 格式错误（{_syntax_zh(exc.problem or '')}） / YAML syntax error: {exc.problem}"
     if use_context:
         if problem is not None and problem.line != context.line:
             message += f" (at line {problem.line + 1}, column {problem.column + 1})"
         message += f" {context_text} that starts here"
     lines = text.splitlines()
     near = sorted({m.line for m in (problem, context) if m is not None} | ({problem.line - 1} if problem else set()))
-    hint = "check the indentation and that every 'key: value' has a space after the colon"
+    hint = ("检查缩进（同一级的行要对齐，下级比上级多缩进两个空格），以及每个 '名称: 值' 的冒号后面有一个空格 / "
+            "check the indentation and that every 'key: value' has a space after the colon")
     full_width = next((_full_width_key(lines[n]) for n in near if 0 <= n < len(lines) and _full_width_key(lines[n])), None)
     if full_width is not None:
-        hint = f"'{full_width[0]}' uses the full-width colon '：'; YAML needs a half-width colon and a space: {full_width[1]}"
+        hint = (f"'{full_width[0]}' 用了全角冒号 '：'，要用半角冒号加一个空格: {full_width[1]} / "
+                f"'{full_width[0]}' uses the full-width colon '：'; YAML needs a half-width colon and a space: {full_width[1]}")
     elif any("\t" in line[: len(line) - len(line.lstrip(" \t"))] for line in lines if line.strip()):
-        hint = "YAML does not allow tab characters for indentation; use spaces"
+        hint = "缩进不能用 Tab 键，要用空格 / YAML does not allow tab characters for indentation; use spaces"
     elif use_context and context_text == "while scanning a quoted scalar":
         quote = lines[context.line][context.column] if context.line < len(lines) and context.column < len(lines[context.line]) else '"'
-        hint = f"the text that starts with {quote} here needs a closing {quote} at its end"
+        hint = (f"这里以 {quote} 开头的文字，末尾要有配对的 {quote} / "
+                f"the text that starts with {quote} here needs a closing {quote} at its end")
     return Problem(code="yaml-syntax", message=message, location=loc, fix=hint)
+
+
+# PyYAML's problem texts, most common first, in plain Chinese for the first half of the message.
+_SYNTAX_ZH = (
+    ("mapping values are not allowed here", "这里不能出现 '名称: 值'，多半是缩进多了，或值里有冒号却没加引号"),
+    ("expected <block end>", "缩进没有对齐"),
+    ("could not find expected ':'", "缺少冒号，或缩进没有对齐"),
+    ("found character '\\t'", "有 Tab 字符"),
+    ("found unexpected end of stream", "引号或括号没有配对"),
+    ("found unexpected ':'", "多了一个冒号"),
+    ("expected ',' or ']'", "[...] 列表没有写完整"),
+    ("expected ',' or '}'", "{...} 没有写完整"),
+    ("found undefined alias", "值不能以 * 开头，要加引号"),
+    ("found character '@'", "值不能以 @ 或 ` 开头，要加引号"),
+    ("found character '`'", "值不能以 @ 或 ` 开头，要加引号"),
+)
+
+
+def _syntax_zh(problem: str) -> str:
+    return next((zh for en, zh in _SYNTAX_ZH if problem.startswith(en)), "文件的格式不对")
 
 
 def _full_width_key(line: str) -> tuple[str, str] | None:
