@@ -96,4 +96,4 @@ def test_a_notes_column_right_of_a_decision_table_is_allowed(policy_copy: Path):
     ws["H2"] = "frequency_365d"  # a feature's name there: a column whose kind was forgotten
     wb.save(path)
     [line] = lines(policy_copy)
-    assert line.startswith("tables/value_tier.xlsx!价值分层!H1: error: H1 是空的") and "[table-kind-missing]" in line
+    assert line.startswith("tables/value_tier.xlsx!价值分层!H1: 错误 error: H1 是空的") and "[table-kind-missing]" in line
