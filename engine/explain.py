@@ -358,7 +358,7 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
             line = RuleLine(r["rule_id"], descriptions.get(r["rule_id"], ""), r["source"], FIRED, inputs, True,
                             [describe_output(o) for o in r["outputs"]], _suppressed(r), r.get("note"))
             if stage == "churn" and module is not None and r["rule_id"] == f"{module.settings.settings_id}.level":
-                line.basis = churn_reason_basis(module.settings, r, module_records, features, interactions, as_of)
+                line.basis = churn_reason_basis(policyset, module.settings, r, module_records, features, interactions, as_of)
             block.module.append(line)
         fired_module_ids = {r["rule_id"] for r in module_records}
         per_interaction = "按每条互动记录判断（见上面已生效的判定）"

@@ -30,16 +30,21 @@ def _v(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value_text(value)
 
 
-def settings_location(policyset: Any, kind: str, block: str | None, key: str) -> str:
+def setting_line(policyset: Any, kind: str, block: str | None, key: str) -> str:
     """Where ``block.key`` (``key`` alone when ``block`` is None) of the ``kind`` settings file is written,
-    e.g. ``care.yaml:10:3 birthday.greeting_days_before``; a setting the file leaves out has its default
-    (docs/<kind>.md)."""
+    e.g. ``care.yaml:10:3``; a setting the file leaves out has its default (docs/<kind>.md)."""
     docs = [d for _p, d in policyset.documents.get(kind, []) if not any(k in d for k in ("rules", "table", "policies"))]
     node = (docs[0] if block is None else docs[0].get(block)) if docs else None
-    name = key if block is None else f"{block}.{key}"
     if isinstance(node, YMap) and key in node:
-        return f"{node.key_loc(key)} {name}"
-    return f"{name}（默认值，见 docs/{kind}.md）"
+        return str(node.key_loc(key))
+    return f"默认值，见 docs/{kind}.md"
+
+
+def settings_location(policyset: Any, kind: str, block: str | None, key: str) -> str:
+    """``setting_line`` with the setting's name: ``care.yaml:10:3 birthday.greeting_days_before``."""
+    name = key if block is None else f"{block}.{key}"
+    where = setting_line(policyset, kind, block, key)
+    return f"{name}（{where}）" if where.startswith("默认值") else f"{where} {name}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -69,8 +74,8 @@ def sla_untracked(policyset: Any, module: Any, interactions: list[Any]) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def churn_reason_basis(settings: Any, level: dict[str, Any], records: list[dict[str, Any]], features: dict[str, Any],
-                       interactions: list[Any], as_of: date) -> list[str]:
+def churn_reason_basis(policyset: Any, settings: Any, level: dict[str, Any], records: list[dict[str, Any]],
+                       features: dict[str, Any], interactions: list[Any], as_of: date) -> list[str]:
     """Why the churn stage chose ``churn_reason`` (engine.stages.churn.ChurnStage.process), in words, citing
     the settings lines: the known reasons of the signals that held, else the latest complaint if recent
     enough. ``level``: the run's ``churn_risk.level`` record; the complaint's date and age come from it
@@ -95,7 +100,7 @@ def churn_reason_basis(settings: Any, level: dict[str, Any], records: list[dict[
     category = inputs.get("last_complaint_category", features.get("last_complaint_category"))
     day = inputs.get("last_complaint_date", features.get("last_complaint_date"))
     since = inputs.get("days_since_last_complaint", features.get("days_since_last_complaint"))
-    limit = f"complaint_reason_days {settings.complaint_reason_days} 天（{settings.complaint_reason_days_location}）"
+    limit = f"complaint_reason_days {settings.complaint_reason_days} 天（{setting_line(policyset, 'churn', None, 'complaint_reason_days')}）"
     if day is None:
         lines.append(f"没有投诉记录：原因为未知（{limit}）")
         return lines
@@ -105,7 +110,7 @@ def churn_reason_basis(settings: Any, level: dict[str, Any], records: list[dict[
     which = f"最近一次投诉 {max(latest, key=lambda i: i.time).interaction_id}" if latest else "最近一次投诉"
     complaint = f"{which}（{day_text}，{category or '无类别'}）已过去 {since} 天"
     mapped = settings.complaint_reasons.get((category or "").strip())
-    mapping = (f"complaint_reasons {category} → {mapped}，{settings.complaint_reason_locations[category.strip()]}"
+    mapping = (f"complaint_reasons {category} → {mapped}，{setting_line(policyset, 'churn', 'complaint_reasons', category.strip())}"
                if mapped else f"类别 {category or '（空）'} 不在 complaint_reasons 中")
     if since is not None and since <= settings.complaint_reason_days:
         lines.append(f"{complaint}，在 {limit} 之内：按它的类别（{mapping}）")

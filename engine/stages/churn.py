@@ -80,9 +80,6 @@ class ChurnSettings:
     complaint_reasons: dict[str, str]  # complaint category → reason
     complaint_reason_days: int  # how recent the latest complaint must be to explain other signals
     signals: list[Signal] = field(default_factory=list)
-    # Where the reason settings are written (explain cites them): category → its line, and the days' line.
-    complaint_reason_locations: dict[str, Location] = field(default_factory=dict)
-    complaint_reason_days_location: Location | None = None
 
 
 def _number(block: YMap, key: str, default: float | None, problems: Problems, low: float = 0, high: float = 100) -> float | None:
@@ -173,7 +170,6 @@ def load_churn_settings(policyset: Any) -> ChurnSettings | None:
                            raw_levels.item_loc(len(raw_levels) - 1))
 
     complaint_reasons: dict[str, str] = {}
-    reason_locations: dict[str, Location] = {}
     raw_reasons = doc.get("complaint_reasons") or YMap()
     if not isinstance(raw_reasons, YMap):
         problems.error("not-a-mapping", "'complaint_reasons:' must map complaint categories to reasons, e.g. 产品质量: 产品",
@@ -185,7 +181,6 @@ def load_churn_settings(policyset: Any) -> ChurnSettings | None:
             if text == FROM_COMPLAINT:
                 problems.error("bad-value", f"complaint category '{category}' must map to a reason, not to {FROM_COMPLAINT}", loc)
             complaint_reasons[str(category).strip()] = text
-            reason_locations[str(category).strip()] = raw_reasons.key_loc(category)
 
     recent = _number(doc, "complaint_reason_days", 180.0, problems, 0, 3650)
     settings = ChurnSettings(
@@ -197,8 +192,6 @@ def load_churn_settings(policyset: Any) -> ChurnSettings | None:
         levels_location=doc.key_loc("levels"),
         complaint_reasons=complaint_reasons,
         complaint_reason_days=int(recent or 0),
-        complaint_reason_locations=reason_locations,
-        complaint_reason_days_location=doc.key_loc("complaint_reason_days"),
     )
     raw_signals = doc.get("signals")
     if not isinstance(raw_signals, YList):
