@@ -116,7 +116,7 @@ _PHONE_SCI_RE = re.compile(r"^\d(?:\.\d+)?[eE]\+?\d{1,2}$")  # 1.3812345678E10
 _PHONE_FLOAT_TEXT_RE = re.compile(r"^\d+\.0+$")
 _PHONE_SPLIT_RE = re.compile(r"[/;,、|]")
 _PHONE_DROP_RE = re.compile(r"[\s\-()（）.—]")
-_MOBILE_TEXT_RE = re.compile(r"(?:\+?86|0086)?1[3-9]\d{9}")  # a mainland mobile number, separators dropped
+_MOBILE_RE = re.compile(r"(?:\+86|0086|86)?1[3-9]\d{9}")  # a mainland mobile number, separators dropped
 _PHONE_OK_RE = re.compile(r"^\+?\d{5,20}$")
 # After +86: an area code written without its trunk 0 (+86 10 12345678, +86 21 …, +86 755 …) and the number.
 _PHONE_AREA_NO_TRUNK_RE = re.compile(r"^(?:10\d{8}|[2-9]\d{8,10})$")
@@ -253,8 +253,7 @@ class Coercer:
             parts = [p.strip() for p in _PHONE_SPLIT_RE.split(s) if p.strip()]
             # Several numbers in one cell (0755-88881234/13812345678): the first mobile one (an SMS can
             # reach only a mobile; the task sheet's 电话 shows it too), else the first.
-            s = next((p for p in parts if _MOBILE_TEXT_RE.fullmatch(_PHONE_DROP_RE.sub("", p))), parts[0]) if len(parts) > 1 \
-                else (parts[0] if parts else "")
+            s = next((p for p in parts if is_mobile(p)), parts[0]) if len(parts) > 1 else (parts[0] if parts else "")
             if _PHONE_SCI_RE.match(s):
                 try:
                     d = Decimal(s)
@@ -604,6 +603,12 @@ def _date_number(x: float, raw: Any) -> date:
         except ValueError:
             pass
     raise CoercionError("bad-date", f"{_shown(raw)} is not a date (not an Excel date serial or YYYYMMDD)")
+
+
+def is_mobile(phone: str | None) -> bool:
+    """Whether ``phone`` is a mainland Chinese mobile number, the only kind an SMS reaches: ``13812345678``,
+    ``+8613812345678``, ``86 138-1234-5678`` (spaces, dashes, dots and brackets allowed)."""
+    return bool(phone) and _MOBILE_RE.fullmatch(_PHONE_DROP_RE.sub("", phone)) is not None
 
 
 def _national(s: str) -> str:

@@ -4,7 +4,7 @@ The stages decide *what* to do; the guards decide whether and when it may go out
 evaluation and before the run folder is written, in this fixed order (documented in docs/guards.md):
 
 1. ``no-contact`` — messages: a message for a customer without an address on the channel(s) the
-   rule allows (no phone, e-mail or WeChat; for SMS, no mobile number: ``is_mobile``) has nothing to
+   rule allows (no phone, e-mail or WeChat; for SMS, no mobile number: ``engine.coerce.is_mobile``) has nothing to
    go to. Evaluation still builds it, with no
    channel and the reason as its body (``unreachable_message``), so that this guard lists it like
    any other; first, because there is nothing to send.
@@ -32,13 +32,13 @@ an aware as-of or send time is converted to that zone first.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from engine.coerce import is_mobile
 from engine.decisions import CATEGORY_LABELS, Firing, Message, Task
 from engine.errors import PolicyError
 from engine.ledger import DEFAULT_LEDGER_NAME, Ledger
@@ -420,17 +420,6 @@ ADDRESS_LABELS = {"phone": "手机号", "email": "邮箱", "wechat": "微信"}
 
 # Channels that reach only a mobile number: an SMS sent to a landline (0755-8888 1234) is lost.
 MOBILE_ONLY_CHANNELS = frozenset({"sms"})
-# A mainland Chinese mobile number: 11 digits starting 13–19, with or without +86 / 86 / 0086.
-_MOBILE = re.compile(r"(?:\+86|0086|86)?1[3-9][0-9]{9}")
-_PHONE_SEPARATORS = str.maketrans("", "", " -")
-
-
-def is_mobile(phone: str | None) -> bool:
-    """Whether ``phone`` (as read from the export: engine.coerce) is a Chinese mobile number an SMS
-    can reach: ``13812345678``, ``+8613812345678``, ``8613812345678`` (spaces and dashes allowed)."""
-    return bool(phone) and _MOBILE.fullmatch(phone.translate(_PHONE_SEPARATORS)) is not None
-
-
 def channel_address(channel: Any, customer: Any) -> str | None:
     """The customer's address on ``channel`` (an organization.yaml channel), or None when there is
     none it can reach: no address recorded, or for SMS a number that is not a mobile number."""

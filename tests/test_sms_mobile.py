@@ -1,5 +1,5 @@
 """An SMS reaches only a mobile number: a customer whose phone is a landline (0755-8888 1234 转 801)
-is treated for SMS like one without a number (engine/guards.py ``is_mobile``, ``channel_address``;
+is treated for SMS like one without a number (engine/coerce.py ``is_mobile``, engine/guards.py ``channel_address``;
 docs/guards.md): ``channel: preferred`` falls back to the next channel with an address, and with
 none left the message is held back as 没有联系方式, its reason saying 只有座机号码，短信无法送达."""
 from __future__ import annotations
@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from conftest import ROOT, customer, write_inbox
 from engine.cli import main
-from engine.guards import is_mobile, no_contact_reason
+from engine.coerce import is_mobile
+from engine.guards import no_contact_reason
 from engine.model import Customer, SourceRow
 from engine.policy.loader import load_policies
 
