@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import openpyxl
+from openpyxl.utils.cell import coordinate_to_tuple
 
 from engine.outbox import sha256_file
 
@@ -49,8 +50,7 @@ def _rule_places(policyset: Any) -> dict[str, list[tuple[Any, str]]]:
         if loc.file is None:
             continue
         if loc.sheet is not None and loc.cell:
-            row = int("".join(ch for ch in loc.cell if ch.isdigit()) or 0)
-            places.setdefault(loc.file, []).append(((loc.sheet, row), rule_id))
+            places.setdefault(loc.file, []).append(((loc.sheet, coordinate_to_tuple(loc.cell)[0]), rule_id))
         elif loc.line is not None:
             places.setdefault(loc.file, []).append((loc.line, rule_id))
     for items in places.values():
@@ -105,13 +105,11 @@ def _table_edits(rel: str, base: Path, new: Path, places: list) -> list[dict[str
     rows = {key: rule_id for key, rule_id in places if isinstance(key, tuple)}
     old, now = _cells(base), _cells(new)
     edits = []
-    for sheet, cell in sorted(set(old) | set(now), key=lambda k: (k[0], int("".join(c for c in k[1] if c.isdigit())),
-                                                                   len(k[1]), k[1])):
+    for sheet, cell in sorted(set(old) | set(now), key=lambda k: (k[0], *coordinate_to_tuple(k[1]))):  # row, column
         before, after = old.get((sheet, cell)), now.get((sheet, cell))
         if before == after:
             continue
-        row = int("".join(c for c in cell if c.isdigit()))
-        edits.append({"where": f"{rel}!{sheet}!{cell}", "rules": rows.get((sheet, row), ""),
+        edits.append({"where": f"{rel}!{sheet}!{cell}", "rules": rows.get((sheet, coordinate_to_tuple(cell)[0]), ""),
                       "old": "" if before is None else str(before), "new": "" if after is None else str(after)})
     return edits
 
