@@ -283,7 +283,7 @@ class _Loader:
         people: list[str] = []
         for n, item in enumerate(value, start=1):
             loc = value.item_loc(n - 1)
-            if item is None or (isinstance(item, str) and not item.strip()):  # "[李强, ]" or a bare "-"
+            if item is None or (isinstance(item, str) and not item.strip()):  # a bare "-", or ""
                 self.problems.error("bad-role-person", f"角色 {role} 的第 {n} 项是空的 / item {n} of role '{role}' is empty",
                                     loc, fix="写上人名，或删掉这一项 / write the person's name or delete the item")
             elif isinstance(item, (YMap, YList)):
