@@ -98,13 +98,12 @@ class ActionBuilder:
 
     def task(self, spec: TaskSpec, rule: Rule, rs: RuleSet, customer: Customer, features: dict, context: dict) -> Task:
         role = spec.assign_to[5:] if spec.assign_to.startswith("role:") else None
-        if role is not None:
-            assignee = self.org.roles[role]
-        elif customer.owner:
+        assignment = None  # how the person was chosen, when the role has several
+        if role is None and customer.owner:
             assignee = customer.owner
-        else:  # no 客户经理: the unassigned role takes it, and the sheet says why
-            role = self.org.unassigned_role
-            assignee = self.org.roles.get(role, role)
+        else:  # by role; or no 客户经理: the unassigned role takes it, and the sheet says why
+            role = role if role is not None else self.org.unassigned_role
+            assignee, assignment = self.org.person_for(role, customer.customer_id)
         return Task(
             customer_id=customer.customer_id,
             customer_name=customer.name,
@@ -121,6 +120,7 @@ class ActionBuilder:
             category=spec.category,
             key=self.key(spec, rule, customer, features),
             replaces=spec.replaces,
+            assignment=assignment,
         )
 
     def pick_channel(self, spec: MessageSpec, customer: Customer) -> tuple[str | None, str | None]:

@@ -39,6 +39,17 @@ class Task:
     key: str = ""  # idempotency key: rule, customer, period
     handler: bool = False  # assigned to the ticket's 处理人 (an SLA reminder), not as 客户经理 or by role
     replaces: tuple[str, ...] = ()  # the rule's task.replaces: these rules' tasks for the customer are not issued
+    assignment: str | None = None  # a role with several people: how this one was chosen (Organization.person_for)
+
+
+def task_output(task: Task) -> dict[str, Any]:
+    """A task as the decision log records it; with its role and how the person was chosen when the
+    role has several people (an auditor sees why this one got it)."""
+    out = {"assignee": task.assignee, "title": task.title, "due": task.due, "priority": task.priority, "key": task.key}
+    if task.assignment:
+        out["role"] = task.role
+        out["assigned"] = task.assignment
+    return out
 
 
 CATEGORY_LABELS = {"marketing": "营销", "service": "服务"}  # a message's category as staff read it

@@ -135,6 +135,8 @@ def describe_output(out: dict[str, Any]) -> str:
     if "task" in out:
         t = out["task"]
         text = f"任务 → {t.get('assignee')}：{t.get('title')}（截止 {t.get('due')}，优先级 {t.get('priority')}）"
+        if t.get("assigned"):  # a role with several people: which role, and how this one was chosen
+            text += f" [角色 {t.get('role')}，{t['assigned']}]"
         return text + (f" [被拦截：{GUARD_LABELS.get(t['suppressed_by'], t['suppressed_by'])}]" if t.get("suppressed_by") else "")
     if "message" in out:
         m = out["message"]

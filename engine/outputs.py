@@ -121,7 +121,7 @@ def _assigned_as(task: Task) -> str:
     """The 分配方式 column: by role, else the ticket's handler (an SLA reminder goes to the 处理人, who
     is not always the 客户经理), else the customer's 客户经理."""
     if task.role:
-        return f"角色：{task.role}"
+        return f"角色：{task.role}" + (f"，{task.assignment}" if task.assignment else "")
     return "工单处理人" if task.handler else "客户经理"
 
 

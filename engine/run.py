@@ -22,7 +22,7 @@ from engine.actions import ActionBuilder
 from engine.audit import refresh_outputs, summarize_firings, write_audit, write_report
 from engine.backends import get_backend
 from engine.calendar import coverage_warnings, load_calendars
-from engine.decisions import Firing, Message, Task
+from engine.decisions import Firing, Message, Task, task_output
 from engine.errors import EngineError, Location, PolicyError, Problem
 from engine.evaluate import Evaluator
 from engine.guards import (GUARD_REPORT_NAME, guard_evaluation, guard_report, late_date_only_run, load_guard_policy,
@@ -240,8 +240,7 @@ class BatchEvaluator:
                             task = builder.task(out, rule, rs, customer, features, context)
                             tasks.append(task)
                             task_count += 1
-                            firing.outputs.append({"task": {"assignee": task.assignee, "title": task.title, "due": task.due,
-                                                            "priority": task.priority, "key": task.key}})
+                            firing.outputs.append({"task": task_output(task)})
                         elif type(out) is MessageSpec:
                             channel, address = builder.pick_channel(out, customer)
                             if channel is None:

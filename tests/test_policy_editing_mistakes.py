@@ -120,7 +120,8 @@ def test_a_role_with_nobody_is_an_error_and_the_run_refuses(policy_copy: Path, t
     from engine.cli import main
 
     edit(policy_copy / "organization.yaml", "  客服主管: 李强", "  客服主管:")
-    expected = (f"organization.yaml:{line_of(policy_copy, 'organization.yaml', '客服主管:')}:3: 错误 error: 角色 客服主管 没有写由谁担任"
+    line = line_of(policy_copy, "organization.yaml", "  客服主管:\n")  # the role's line, not the comment's example
+    expected = (f"organization.yaml:{line}:3: 错误 error: 角色 客服主管 没有写由谁担任"
                 " / role '客服主管' names nobody [role-without-person] — 修改建议: 在冒号和一个空格后写担任这个角色的人，"
                 "如 客服主管: 李强 / write the person after the colon and a space, e.g. 客服主管: 李强")
     assert lines(policy_copy) == [expected]

@@ -6,6 +6,7 @@ collected across all files and raised together, each naming file:line:col or wor
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +39,8 @@ PRIORITIES = ("高", "中", "低")
 MESSAGE_CATEGORIES = ("marketing", "service")
 TASK_FIELDS = ("title", "assign_to", "due", "priority", "script", "category", "once_per", "key_by", "due_by", "replaces")
 MESSAGE_FIELDS = ("template", "channel", "category", "params", "once_per", "key_by", "send_on")
+# What separates names in "李强、王芳": a person's name never holds one of these.
+_NAME_SEPARATORS = (",", "，", "、", ";", "；", "/")
 # A task's or message's field found at the rule's level was indented too little (check_keys says so).
 _RULE_BLOCKS = {"task": TASK_FIELDS, "tasks": TASK_FIELDS, "message": MESSAGE_FIELDS, "messages": MESSAGE_FIELDS}
 
@@ -52,12 +55,21 @@ class Channel:
 @dataclass
 class Organization:
     company: dict[str, Any] = field(default_factory=lambda: {"name": "本公司", "hotline": ""})
-    roles: dict[str, str] = field(default_factory=dict)  # role → person who fills it
+    roles: dict[str, tuple[str, ...]] = field(default_factory=dict)  # role → the people who fill it (one or more)
     unassigned_role: str = "团队组长"
     task_calendar: str = "standard"
     channels: dict[str, Channel] = field(default_factory=dict)
     channel_aliases: dict[str, str] = field(default_factory=dict)  # 短信 → sms
     default_channel_order: tuple[str, ...] = ()
+
+    def person_for(self, role: str, customer_id: str) -> tuple[str, str | None]:
+        """Who takes a customer's task for ``role``, and, when the role has several people, how that
+        one was chosen (for the task sheet and the decision log; None for a one-person role)."""
+        people = self.roles.get(role) or (role,)
+        if len(people) == 1:
+            return people[0], None
+        person = pick_person(people, customer_id)
+        return person, f"按客户编号分配给 {person}（共 {len(people)} 人：{'、'.join(people)}）"
 
     def channel_key(self, recorded: str | None) -> str | None:
         if not recorded:
@@ -66,6 +78,16 @@ class Organization:
         if text in self.channels:
             return text
         return self.channel_aliases.get(text) or self.channel_aliases.get(text.lower())
+
+
+def pick_person(people: tuple[str, ...], customer_id: str) -> str:
+    """One of a role's people for a customer, the same in every run: the one whose sha256 of
+    (person, customer id) is highest (rendezvous hashing; never Python's hash(), which changes per
+    process). Spreads customers about evenly; reordering the list changes nothing, a person added
+    takes about 1/n of the customers from the others, a person removed hands on only their own."""
+    def score(person: str) -> bytes:
+        return hashlib.sha256(f"{person}\x00{customer_id}".encode("utf-8")).digest()
+    return max(people, key=score)
 
 
 @dataclass
@@ -194,14 +216,13 @@ class _Loader:
         check_keys(doc, "the organization file", allowed, ("roles", "channels"), self.problems, doc.loc)
         org.company = dict(doc.get("company") or org.company)
         roles = doc.get("roles") or YMap()
-        org.roles = {str(k): "" if v is None else str(v).strip() for k, v in roles.items()}
-        for role, person in org.roles.items():
-            if not person:
-                # YAML reads "客服主管:" as no value; its tasks went to a person called "None".
-                self.problems.error("role-without-person", f"角色 {role} 没有写由谁担任 / role '{role}' names nobody",
-                                    roles.key_loc(role),
-                                    fix=f"在冒号和一个空格后写担任这个角色的人，如 {role}: 李强 / write the person after the colon"
-                                        f" and a space, e.g. {role}: 李强")
+        if not isinstance(roles, YMap):
+            self.problems.error("not-a-mapping", "roles: 下要逐行写 '角色: 担任的人' / roles: must be 'role: person' lines",
+                                doc.value_loc("roles"), fix="每个角色一行，比 roles: 多缩进两个空格，如 客服主管: [李强, 王芳] / "
+                                                            "one role per line, indented under roles:, e.g. 客服主管: [李强, 王芳]")
+            roles = YMap()
+        org.roles = {str(role): self._role_people(str(role), value, roles.key_loc(role), roles.value_loc(role))
+                     for role, value in roles.items()}
         org.unassigned_role = str(doc.get("unassigned_role", org.unassigned_role))
         org.task_calendar = str(doc.get("task_calendar", org.task_calendar))
         if org.unassigned_role not in org.roles:
@@ -232,6 +253,63 @@ class _Loader:
                                     doc.value_loc("default_channel_order"), fix=f"已有的渠道 / channels: {', '.join(org.channels)}")
         org.default_channel_order = tuple(c for c in order if c in org.channels)
         return org
+
+    def _role_people(self, role: str, value: Any, key_loc: Location, value_loc: Location) -> tuple[str, ...]:
+        """The people a role names: one (``客服主管: 李强``) or a list (``客服主管: [李强, 王芳]``).
+        Anything else is reported: it used to become one "person" called "['李强', '王芳']" or "None"."""
+        list_fix = (f"几个人写成列表，如 {role}: [李强, 王芳]；一个人直接写 {role}: 李强 / "
+                    f"write several people as a list, e.g. {role}: [李强, 王芳]; one person as {role}: 李强")
+        if isinstance(value, YMap):
+            self.problems.error("bad-role-person", f"角色 {role} 下面写成了一组 '名称: 值'，要写担任的人或人名列表 / "
+                                                   f"role '{role}' holds 'key: value' lines; write a person or a list of people",
+                                value_loc, fix=list_fix)
+            return ()
+        if not isinstance(value, YList):
+            person = "" if value is None else str(value).strip()
+            if not person:
+                # YAML reads "客服主管:" as no value; its tasks went to a person called "None".
+                self.problems.error("role-without-person", f"角色 {role} 没有写由谁担任 / role '{role}' names nobody",
+                                    key_loc,
+                                    fix=f"在冒号和一个空格后写担任这个角色的人，如 {role}: 李强 / write the person after the colon"
+                                        f" and a space, e.g. {role}: 李强")
+                return ()
+            if self._several_in_one(role, person, value_loc, list_fix):
+                return ()
+            return (person,)
+        if not value:
+            self.problems.error("role-without-person", f"角色 {role} 的人名列表是空的 / role '{role}' has an empty list of people",
+                                value_loc, fix=list_fix)
+            return ()
+        people: list[str] = []
+        for n, item in enumerate(value, start=1):
+            loc = value.item_loc(n - 1)
+            if item is None or (isinstance(item, str) and not item.strip()):  # a bare "-", or ""
+                self.problems.error("bad-role-person", f"角色 {role} 的第 {n} 项是空的 / item {n} of role '{role}' is empty",
+                                    loc, fix="写上人名，或删掉这一项 / write the person's name or delete the item")
+            elif isinstance(item, (YMap, YList)):
+                self.problems.error("bad-role-person", f"角色 {role} 的第 {n} 项是嵌套的一组内容，不是人名 / "
+                                                       f"item {n} of role '{role}' is a nested block, not a name",
+                                    loc, fix=list_fix)
+            elif not isinstance(item, str):  # YAML reads 1001 as a number, yes as true, 2026-01-01 as a date
+                self.problems.error("bad-role-person", f"角色 {role} 的第 {n} 项 {item} 不是人名 / "
+                                                       f"item {n} of role '{role}' ({item}) is not a name",
+                                    loc, fix="写人名；工号之类要加引号，如 '1001' / write a name; quote a staff number: '1001'")
+            elif item.strip() in people:
+                self.problems.error("duplicate-person", f"角色 {role} 里 {item.strip()} 写了两次 / "
+                                                        f"'{item.strip()}' is listed twice for role '{role}'",
+                                    loc, fix="删掉重复的一个 / delete one of them")
+            elif not self._several_in_one(role, item.strip(), loc, list_fix):
+                people.append(item.strip())
+        return tuple(people)
+
+    def _several_in_one(self, role: str, person: str, loc: Location, fix: str) -> bool:
+        """``客服主管: 李强、王芳`` is one text to YAML: tasks would go to a "person" called 李强、王芳."""
+        if not any(sep in person for sep in _NAME_SEPARATORS):
+            return False
+        self.problems.error("bad-role-person", f"角色 {role} 写的 “{person}” 像是几个人：几个人要写成列表 / "
+                                               f"role '{role}' reads '{person}', which looks like several people: write them as a list",
+                            loc, fix=fix)
+        return True
 
     # -- rule policies ------------------------------------------------------------------------
     def rule_policies(self, org: Organization) -> list[tuple[RuleSet, list[tuple[Rule, list[tuple[str, Location]]]]]]:

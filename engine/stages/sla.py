@@ -23,7 +23,7 @@ from typing import Any
 
 from engine import expr
 from engine.calendar import BusinessCalendar, Duration, parse_duration
-from engine.decisions import Firing, Task
+from engine.decisions import Firing, Task, task_output
 from engine.errors import Location, PolicyError, Problem
 from engine.model import Customer, Interaction
 from engine.policy.schema import Problems, check_keys, condition_text, did_you_mean
@@ -789,7 +789,7 @@ class SlaStage:
         if late:
             worst = max(late, key=lambda c: (c.late, c.name == "first_response"))
             role = self.policy.escalation_role
-            assignee = self.org.roles[role]
+            assignee, assignment = self.org.person_for(role, customer.customer_id)
             # Each overdue clock with its own lateness: "首次响应、解决已超时 18.5" gave both the larger one.
             title = f"超时升级：{kind_label} {it.interaction_id} " + "，".join(f"{CLOCK_LABELS[c.name]}{late_text(c)}" for c in late)
             deadlines = "；".join(f"{CLOCK_LABELS[c.name]}截止 {c.deadline:%Y-%m-%d %H:%M}，{late_text(c)}" for c in late)
@@ -799,11 +799,11 @@ class SlaStage:
             item.task_text = f"升级：{assignee}（{role}）"
         else:
             worst = min(at_risk, key=lambda c: c.deadline)
-            role = None
+            role, assignment = None, None
             assignee = item.handler
             if not assignee:  # no staff and no 客户经理: the unassigned role takes it
                 role = self.org.unassigned_role
-                assignee = self.org.roles.get(role, role)
+                assignee, assignment = self.org.person_for(role, customer.customer_id)
             used = round((worst.share_used or 0) * 100)
             title = (f"即将超时：{kind_label} {it.interaction_id} 请在 {worst.deadline:%Y-%m-%d %H:%M} 前完成"
                      f"{CLOCK_LABELS[worst.name]}")
@@ -829,6 +829,7 @@ class SlaStage:
             key=f"{target.rule_id}|{customer.customer_id}|{it.interaction_id}|{worst.name}|{kind}",
             # A reminder to the ticket's 处理人; without one it goes to the 客户经理 as such.
             handler=role is None and bool(it.staff),
+            assignment=assignment,
         )
 
     def _firing(self, item: SlaItem, context: dict[str, Any], task: Task | None) -> Firing:
@@ -856,8 +857,7 @@ class SlaStage:
         if task is not None:
             # With its key, like every other task output: the guards mark it in the log when it was
             # already issued by an earlier run (explain, audit.xlsx and the report read that mark).
-            outputs.append({"task": {"assignee": task.assignee, "title": task.title, "due": task.due,
-                                     "priority": task.priority, "key": task.key}})
+            outputs.append({"task": task_output(task)})
         return Firing(it.customer_id, self.stage, self.policy.policy_id, target.rule_id, target.source,
                       inputs, outputs)
 
