@@ -19,13 +19,14 @@ import logging
 import os
 import re
 import zipfile
+import zlib
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import time, timedelta, timezone
 from itertools import compress, islice, repeat
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import IO, Any, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook, SheetVisibleEnum
@@ -141,15 +142,18 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     read: dict[Path, _FileRead] = {}
     with ThreadPoolExecutor(max_workers=PARSE_THREADS) as pool:
         by_size = sorted(files, key=lambda f: f.stat().st_size, reverse=True)
-        parsing = {pool.submit(_parse_workbook, path): path for path in by_size}
-        # Error values and formulas without their result read as empty cells: found in the sheet XML by
-        # whichever thread is free (the small workbooks' parse ends long before the biggest one's).
-        scanning = {path: pool.submit(_cell_problems, path) for path in by_size}
+        # One pass over each workbook's zip package: its start here (the date system, and the used ranges
+        # calamine must not be asked to parse), the rest -- each sheet's XML, for the cells calamine reads as
+        # empty -- by whichever thread is free (the small workbooks' parse ends long before the biggest one's).
+        packages = {path: _open_package(path) for path in by_size}
+        parsing = {pool.submit(_parse_workbook, path, packages[path].oversized): path for path in by_size}
+        scanning = {path: pool.submit(_scan_package, packages[path]) for path in by_size}
         for future in as_completed(parsing):
             path = parsing.pop(future)
             read[path] = one = _FileRead()
             try:
-                one.tables = _read_workbook(path, future.result(), columns, coercer, one.warnings, one.near_misses)
+                one.tables = _read_workbook(path, future.result(), columns, coercer, one.warnings, one.near_misses,
+                                            packages[path].date1904)
             except InputError as exc:
                 one.error = exc
             del future
@@ -186,7 +190,7 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                 continue
             found.add(part.table)
             parts[part.table].extend(part.facts)
-            cells = scanning[path].result().get(part.sheet)
+            cells = scanning[path].result().cells.get(part.sheet)
             if cells:
                 _report_empty_looking_cells(part, columns.tables[part.table], cells, path.name)
             rejects.extend(part.rejects)
@@ -274,9 +278,11 @@ def _warn(warnings: list[Problem], problem: Problem) -> None:
 # -- one workbook ---------------------------------------------------------------------------------
 
 
-def _parse_workbook(path: Path) -> tuple[CalamineWorkbook, list[tuple[str, CalamineSheet | None, str]]]:
+def _parse_workbook(path: Path, oversized: dict[str, str]) -> tuple[CalamineWorkbook,
+                                                                    list[tuple[str, CalamineSheet | None, str]]]:
     """Open and parse every sheet (runs on a worker thread): ``(sheet name, parsed sheet or None,
-    error text)`` per sheet, in sheet order. Raises ``InputError`` if the file cannot be opened."""
+    error text)`` per sheet, in sheet order; a sheet of ``oversized`` (``_open_package``) is not parsed.
+    Raises ``InputError`` if the file cannot be opened."""
     try:
         wb = CalamineWorkbook.from_path(str(path))
     except (CalamineError, OSError, ValueError) as exc:
@@ -287,7 +293,6 @@ def _parse_workbook(path: Path) -> tuple[CalamineWorkbook, list[tuple[str, Calam
         raise InputError(Problem("unreadable-file", f"{path.name} cannot be opened as an Excel workbook{what} ({exc})",
                                  Location(file=path.name), fix=fix)) from None
     sheets: list[tuple[str, CalamineSheet | None, str]] = []
-    oversized = _oversized_sheets(path)
     for meta in wb.sheets_metadata:
         sheet = meta.name
         if meta.visible != SheetVisibleEnum.Visible:
@@ -422,16 +427,6 @@ _DATE_1904 = re.compile(rb'<(?:\w+:)?workbookPr\b[^>]*\bdate1904="(?:1|true)"')
 DAYS_1900_TO_1904 = 1462  # serial 0 of the 1904 date system is serial 1462 of the 1900 one
 
 
-def _uses_1904_dates(path: Path) -> bool:
-    """Was the workbook saved with the 1904 date system (old Mac Excel)? Its date cells come out right
-    from calamine, but a date kept as a plain number (45429) counts from 1904, four years later."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            return bool(_DATE_1904.search(z.read("xl/workbook.xml")[:20_000]))
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return False
-
-
 def _serials_from_1904(raw: Sequence[Any]) -> list:
     """Date serials of a 1904 workbook as 1900-system serials (the coercer's): numbers and serials kept as
     text (45429), not a year typed alone (1985) nor YYYYMMDD (20240517), which the coercer reads itself."""
@@ -444,36 +439,78 @@ def _serials_from_1904(raw: Sequence[Any]) -> list:
     return out
 
 
-def _oversized_sheets(path: Path) -> dict[str, str]:
-    """Sheet name → its recorded used range (``<dimension ref>``), for sheets over ``MAX_SHEET_CELLS``.
-    Reads only the first few KB of each sheet; a workbook this cannot make sense of is left to calamine."""
-    found: dict[str, str] = {}
+# What reading a workbook's zip package can raise (RuntimeError: an encrypted member; NotImplementedError:
+# a compression method zipfile lacks). A package this cannot read is left to calamine, which says what is
+# wrong with it (a damaged sheet: "sheet 客户信息 cannot be read (… corrupt deflate stream)").
+_PACKAGE_ERRORS = (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError, zlib.error, RuntimeError,
+                   NotImplementedError)
+_HEAD_BYTES = 4096  # a sheet's <dimension> is in its first few hundred bytes
+
+
+@dataclasses.dataclass
+class _Package:
+    """What one pass over a workbook's zip package finds. ``_open_package`` (before calamine parses the
+    workbook) reads the date system and each sheet's used range; ``_scan_package`` (on a parse thread)
+    streams on through each sheet's XML for the cells calamine reads as empty. A
+    package the pass cannot read keeps what was found before the problem (nothing, mostly)."""
+    date1904: bool = False  # the 1904 date system (old Mac Excel): a date kept as a plain number counts from 1904
+    oversized: dict[str, str] = dataclasses.field(default_factory=dict)  # sheet → used range, over MAX_SHEET_CELLS
+    cells: dict[str, dict[tuple[int, int], str]] = dataclasses.field(default_factory=dict)  # see _scan_package
+    # Between the two halves: the open package and each sheet's XML stream, read up to where ``head`` ends.
+    zip: zipfile.ZipFile | None = None
+    sheets: list[tuple[str, IO[bytes], bytes]] = dataclasses.field(default_factory=list)
+
+
+def _open_package(path: Path) -> _Package:
+    """The start of the pass over ``path``'s package: ``xl/workbook.xml`` (the date system, the sheets) and
+    the first few KB of each sheet's XML, whose ``<dimension ref>`` gives the sheets over ``MAX_SHEET_CELLS``.
+    The sheet streams are left open where they stopped, for ``_scan_package`` to go on from."""
+    package = _Package()
     try:
-        with zipfile.ZipFile(path) as z:
-            for name, member in _sheet_members(z):
-                with z.open(member) as f:
-                    head = f.read(4096)
-                m = _DIMENSION.search(head)
-                if m and _column_number(m.group(1).decode()) * int(m.group(2)) > MAX_SHEET_CELLS:
-                    ref = re.search(rb'ref="([^"]+)"', head[m.start():]).group(1).decode()
-                    found[name] = ref
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
-        pass
-    return found
+        z = zipfile.ZipFile(path)
+    except _PACKAGE_ERRORS:
+        return package
+    try:
+        names = set(z.namelist())
+        if "xl/workbook.xml" not in names:
+            z.close()
+            return package
+        workbook = z.read("xl/workbook.xml")
+        package.date1904 = bool(_DATE_1904.search(workbook[:20_000]))
+        for name, member in _sheet_members(z, names, workbook):
+            f = z.open(member)
+            package.sheets.append((name, f, b""))
+            head = f.read(_HEAD_BYTES)
+            package.sheets[-1] = (name, f, head)
+            m = _DIMENSION.search(head)
+            if m and _column_number(m.group(1).decode()) * int(m.group(2)) > MAX_SHEET_CELLS:
+                package.oversized[name] = re.search(rb'ref="([^"]+)"', head[m.start():]).group(1).decode()
+    except _PACKAGE_ERRORS:
+        _close_package(package, z)
+        return package
+    package.zip = z
+    return package
 
 
-def _sheet_members(z: zipfile.ZipFile) -> list[tuple[str, str]]:
-    """(sheet name, its XML member in the package) for each sheet ``xl/workbook.xml`` lists; [] for a
-    package without the usual parts (calamine says what is wrong with it)."""
-    names = set(z.namelist())
-    if "xl/workbook.xml" not in names or "xl/_rels/workbook.xml.rels" not in names:
+def _close_package(package: _Package, z: zipfile.ZipFile) -> None:
+    for _, f, _ in package.sheets:
+        f.close()
+    package.sheets = []
+    package.zip = None
+    z.close()
+
+
+def _sheet_members(z: zipfile.ZipFile, names: set[str], workbook: bytes) -> list[tuple[str, str]]:
+    """(sheet name, its XML member in the package) for each sheet ``xl/workbook.xml`` (``workbook``) lists;
+    [] for a package without the usual parts (calamine says what is wrong with it)."""
+    if "xl/_rels/workbook.xml.rels" not in names:
         return []
     targets = {}
     for element in _RELATIONSHIP.findall(z.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")):
         attributes = dict(_ATTRIBUTE.findall(element))  # in any order (openpyxl writes Target before Id)
         targets[attributes.get("Id")] = attributes.get("Target", "")
     out = []
-    for name, rid in _SHEET_ENTRY.findall(z.read("xl/workbook.xml").decode("utf-8", "replace")):
+    for name, rid in _SHEET_ENTRY.findall(workbook.decode("utf-8", "replace")):
         target = targets.get(rid, "")
         member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
         if member in names:
@@ -488,41 +525,47 @@ _CELL_VALUE = re.compile(rb"<v>([^<]*)</v>")
 _SCAN_BYTES = 4 << 20
 
 
-def _cell_problems(path: Path) -> dict[str, dict[tuple[int, int], str]]:
-    """Cells python-calamine gives as empty ("") that are not: Excel error values (#N/A from a VLOOKUP,
-    #DIV/0!, #REF!; python-calamine does not tell them apart, dimastbk/python-calamine#105) and formulas
-    saved without their result (a workbook written by a program and never opened in Excel). Sheet name →
-    {(row, column), 0-based: the error text, or "" for a formula without its result}.
+def _scan_package(package: _Package) -> _Package:
+    """The rest of the pass (``_open_package``), on a parse thread: each sheet's XML streamed on to its end
+    for the cells python-calamine gives as empty ("") that are not: Excel error values (#N/A from a
+    VLOOKUP, #DIV/0!, #REF!; python-calamine does not tell them apart, dimastbk/python-calamine#105) and
+    formulas saved without their result (a workbook written by a program and never opened in Excel).
+    ``package.cells``: sheet name → {(row, column), 0-based: the error text, or "" for a formula without
+    its result}. The package is closed.
 
-    Each sheet's XML is streamed once (~1.2 s for the 500 MB of a million-row sheet, on a parse thread:
-    zlib lets go of the GIL); only the stretches holding a marker are looked at cell by cell. A package
-    this cannot read gives {} (calamine reports it)."""
+    Each sheet's XML is inflated once (~1.2 s for the 500 MB of a million-row sheet, on a parse thread:
+    zlib lets go of the GIL); only the stretches holding a marker are looked at cell by cell. A sheet this
+    cannot read leaves ``cells`` empty (calamine reports it)."""
+    z = package.zip
+    if z is None:
+        return package
     found: dict[str, dict[tuple[int, int], str]] = {}
     try:
-        with zipfile.ZipFile(path) as z:
-            for name, member in _sheet_members(z):
-                cells: dict[tuple[int, int], str] = {}
-                with z.open(member) as f:
-                    tail = b""
-                    while True:
-                        chunk = f.read(_SCAN_BYTES)
-                        if not chunk:
-                            break
-                        text = tail + chunk
-                        end = text.rfind(b"</row>") + 6  # whole rows only; the rest waits for the next chunk
-                        if end < 6:
-                            tail = text
-                            continue
-                        part, tail = text[:end], text[end:]
-                        if _MARKERS[0] in part or _MARKERS[1] in part:
-                            _problem_cells(part, cells)
-                    if tail and (_MARKERS[0] in tail or _MARKERS[1] in tail):
-                        _problem_cells(tail, cells)
-                if cells:
-                    found[name] = cells
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError):
-        return {}
-    return found
+        for name, f, head in package.sheets:
+            cells: dict[tuple[int, int], str] = {}
+            tail = head
+            while True:
+                chunk = f.read(_SCAN_BYTES)
+                if not chunk:
+                    break
+                text = tail + chunk
+                end = text.rfind(b"</row>") + 6  # whole rows only; the rest waits for the next chunk
+                if end < 6:
+                    tail = text
+                    continue
+                part, tail = text[:end], text[end:]
+                if _MARKERS[0] in part or _MARKERS[1] in part:
+                    _problem_cells(part, cells)
+            if tail and (_MARKERS[0] in tail or _MARKERS[1] in tail):
+                _problem_cells(tail, cells)
+            if cells:
+                found[name] = cells
+        package.cells = found
+    except _PACKAGE_ERRORS:
+        pass
+    finally:
+        _close_package(package, z)
+    return package
 
 
 def _problem_cells(xml: bytes, cells: dict[tuple[int, int], str]) -> None:
@@ -548,7 +591,7 @@ def _problem_cells(xml: bytes, cells: dict[tuple[int, int], str]) -> None:
 
 
 def _report_empty_looking_cells(part: _SheetRead, table: TableSpec, cells: dict[tuple[int, int], str], file: str) -> None:
-    """Say, in ``part``'s rejects, why cells of its table's columns were read as empty (``_cell_problems``):
+    """Say, in ``part``'s rejects, why cells of its table's columns were read as empty (``_scan_package``):
     a required one's "missing-value" reject names the error or the formula; an optional one, left empty
     in a kept row, gets a reject of its own (nothing is blanked without a word)."""
     match = part.header
@@ -595,14 +638,14 @@ def _starts_with(path: Path, magic: bytes) -> bool:
 
 def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, CalamineSheet | None, str]]],
                    columns: ColumnsSpec, coercer: Coercer, warn: list[Problem],
-                   near_misses: list[tuple[HeaderMatch, list[Problem]]]) -> list[_SheetRead]:
+                   near_misses: list[tuple[HeaderMatch, list[Problem]]], date1904: bool = False) -> list[_SheetRead]:
     """Read one parsed workbook: a ``_SheetRead`` per recognised sheet, in sheet order. Hidden sheets
     are not read (a warning says so), nor is a workbook with no cells (warned too). Sheets that look like a
     table but lack a required column go to ``near_misses`` (the caller decides once every file is read) and
     warnings to ``warn`` (logged by the caller, in file order).
-    Duplicates and unknown customers are checked later, across files."""
+    Duplicates and unknown customers are checked later, across files. ``date1904``: the workbook uses the
+    1904 date system (``_open_package``)."""
     name = path.name
-    date1904 = _uses_1904_dates(path)
     wb, sheets = parsed
     try:
         out: list[_SheetRead] = []
