@@ -144,7 +144,8 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
         by_size = sorted(files, key=lambda f: f.stat().st_size, reverse=True)
         # One pass over each workbook's zip package: its start here (the date system, and the used ranges
         # calamine must not be asked to parse), the rest -- each sheet's XML, for the cells calamine reads as
-        # empty -- by whichever thread is free (the small workbooks' parse ends long before the biggest one's).
+        # empty and the hidden rows -- by whichever thread is free (the small workbooks' parse ends long before
+        # the biggest one's).
         packages = {path: _open_package(path) for path in by_size}
         parsing = {pool.submit(_parse_workbook, path, packages[path].oversized): path for path in by_size}
         scanning = {path: pool.submit(_scan_package, packages[path]) for path in by_size}
@@ -190,9 +191,13 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                 continue
             found.add(part.table)
             parts[part.table].extend(part.facts)
-            cells = scanning[path].result().cells.get(part.sheet)
+            package = scanning[path].result()
+            cells = package.cells.get(part.sheet)
             if cells:
                 _report_empty_looking_cells(part, columns.tables[part.table], cells, path.name)
+            hidden_rows = package.hidden_rows.get(part.sheet)
+            if hidden_rows:
+                _warn_hidden_rows(part, hidden_rows, part.sheet in package.filtered, path.name, warn)
             rejects.extend(part.rejects)
     # A sheet that looks like customers/interactions/orders but lacks a required column stops the run,
     # unless that table was read from another sheet (then it is an extra sheet, e.g. a pivot table).
@@ -451,11 +456,13 @@ _HEAD_BYTES = 4096  # a sheet's <dimension> is in its first few hundred bytes
 class _Package:
     """What one pass over a workbook's zip package finds. ``_open_package`` (before calamine parses the
     workbook) reads the date system and each sheet's used range; ``_scan_package`` (on a parse thread)
-    streams on through each sheet's XML for the cells calamine reads as empty. A
+    streams on through each sheet's XML for the cells calamine reads as empty and the hidden rows. A
     package the pass cannot read keeps what was found before the problem (nothing, mostly)."""
     date1904: bool = False  # the 1904 date system (old Mac Excel): a date kept as a plain number counts from 1904
     oversized: dict[str, str] = dataclasses.field(default_factory=dict)  # sheet → used range, over MAX_SHEET_CELLS
     cells: dict[str, dict[tuple[int, int], str]] = dataclasses.field(default_factory=dict)  # see _scan_package
+    hidden_rows: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # sheet → row numbers (1-based)
+    filtered: set[str] = dataclasses.field(default_factory=set)  # sheets with an AutoFilter
     # Between the two halves: the open package and each sheet's XML stream, read up to where ``head`` ends.
     zip: zipfile.ZipFile | None = None
     sheets: list[tuple[str, IO[bytes], bytes]] = dataclasses.field(default_factory=list)
@@ -523,6 +530,11 @@ _CELL_REF = re.compile(rb'<c\b[^>]*?\br="([A-Z]+)(\d+)"')
 _FORMULA = re.compile(rb"<f[\s>/]")  # <f>, <f t="shared" …/>; not <family> in a rich-text run
 _CELL_VALUE = re.compile(rb"<v>([^<]*)</v>")
 _SCAN_BYTES = 4 << 20
+# A row hidden in Excel, by hand or by a filter (AutoFilter hides the rows it filters out the same way).
+_HIDDEN_MARK = b'hidden="'
+_HIDDEN_ROW = re.compile(rb'<(?:\w+:)?row\b[^>]*?\bhidden="(?:1|true)"[^>]*>')
+_ROW_NUMBER = re.compile(rb'\br="(\d+)"')
+_AUTOFILTER = re.compile(rb"<(?:\w+:)?autoFilter\b")
 
 
 def _scan_package(package: _Package) -> _Package:
@@ -531,7 +543,9 @@ def _scan_package(package: _Package) -> _Package:
     VLOOKUP, #DIV/0!, #REF!; python-calamine does not tell them apart, dimastbk/python-calamine#105) and
     formulas saved without their result (a workbook written by a program and never opened in Excel).
     ``package.cells``: sheet name → {(row, column), 0-based: the error text, or "" for a formula without
-    its result}. The package is closed.
+    its result}. In the same pass, the rows Excel hides (``<row hidden="1">``: hidden by hand or filtered
+    out by an AutoFilter; calamine reads them like the others): ``package.hidden_rows``, sheet name → their
+    row numbers, and ``package.filtered``, the sheets with an AutoFilter. The package is closed.
 
     Each sheet's XML is inflated once (~1.2 s for the 500 MB of a million-row sheet, on a parse thread:
     zlib lets go of the GIL); only the stretches holding a marker are looked at cell by cell. A sheet this
@@ -540,9 +554,12 @@ def _scan_package(package: _Package) -> _Package:
     if z is None:
         return package
     found: dict[str, dict[tuple[int, int], str]] = {}
+    hidden_rows: dict[str, list[int]] = {}
+    filtered: set[str] = set()
     try:
         for name, f, head in package.sheets:
             cells: dict[tuple[int, int], str] = {}
+            hidden: list[int] = []
             tail = head
             while True:
                 chunk = f.read(_SCAN_BYTES)
@@ -556,11 +573,19 @@ def _scan_package(package: _Package) -> _Package:
                 part, tail = text[:end], text[end:]
                 if _MARKERS[0] in part or _MARKERS[1] in part:
                     _problem_cells(part, cells)
+                if _HIDDEN_MARK in part:
+                    _hidden_rows(part, hidden)
             if tail and (_MARKERS[0] in tail or _MARKERS[1] in tail):
                 _problem_cells(tail, cells)
+            if tail and _HIDDEN_MARK in tail:
+                _hidden_rows(tail, hidden)
             if cells:
                 found[name] = cells
-        package.cells = found
+            if hidden:
+                hidden_rows[name] = hidden
+            if _AUTOFILTER.search(tail):  # after the rows (<sheetData>), so in the last stretch
+                filtered.add(name)
+        package.cells, package.hidden_rows, package.filtered = found, hidden_rows, filtered
     except _PACKAGE_ERRORS:
         pass
     finally:
@@ -588,6 +613,37 @@ def _problem_cells(xml: bytes, cells: dict[tuple[int, int], str]) -> None:
                 elif value is None and _FORMULA.search(cell):
                     cells[key] = ""  # a formula with no saved result: no <v>, or <v/> (<v></v>: it gave "")
             at = xml.find(marker, stop)
+
+
+def _hidden_rows(xml: bytes, rows: list[int]) -> None:
+    """Add the numbers of the hidden rows of ``xml`` (whole ``<row>`` start tags) to ``rows``."""
+    for m in _HIDDEN_ROW.finditer(xml):
+        number = _ROW_NUMBER.search(m.group(0))
+        if number is not None:  # Excel always writes r=; a row without it cannot be named
+            rows.append(int(number.group(1)))
+
+
+def _warn_hidden_rows(part: _SheetRead, rows: list[int], filtered: bool, file: str, warn: list[Problem]) -> None:
+    """One warning for the hidden rows of ``part``'s sheet that were read as records: staff hide or filter
+    out rows before exporting and may expect them to be left out, but data is data and they are read.
+    Hidden rows with nothing read from them (empty rows below the table, a hidden total line, which the
+    rejects list) are not counted."""
+    records = {o.source.row for o in part.facts}
+    rows = sorted(r for r in set(rows) if r in records)
+    if not rows:
+        return
+    n, shown, more = len(rows), rows[:5], len(rows) > 5
+    zh = "、".join(map(str, shown)) + (" 行…" if more else " 行")
+    en = ", ".join(map(str, shown)) + (", …" if more else "")
+    how_zh, how_en = ("被隐藏或被筛选掉", "hidden or filtered out") if filtered else ("被隐藏", "hidden")
+    _warn(warn, Problem(
+        "hidden-rows", f"工作表 {part.sheet} 有 {n} 行在 Excel 里{how_zh}（第 {zh}），仍按正常数据读取 / sheet "
+                       f"{part.sheet}: {n} {'row is' if n == 1 else 'rows are'} {how_en} in Excel ({'row' if n == 1 else 'rows'} "
+                       f"{en}); {'it was' if n == 1 else 'they were'} read as normal data",
+        Location(file=file, sheet=part.sheet), WARNING,
+        fix="若这些行不该处理，请在 Excel 里删除它们（取消隐藏" + ("或清除筛选" if filtered else "") + "后可见），再放进收件箱 / "
+            "if these rows should not be processed, delete them in Excel (unhide the rows"
+            + (" or clear the filter" if filtered else "") + " to see them) and put the workbook in the inbox again"))
 
 
 def _report_empty_looking_cells(part: _SheetRead, table: TableSpec, cells: dict[tuple[int, int], str], file: str) -> None:

@@ -350,3 +350,63 @@ def test_the_readers_warnings_say_it_in_chinese_first(tmp_path, columns):
                           "continuing without orders"),
     ]
     assert warnings[0].fix == "在 Excel 里另存为 .xlsx（Excel 工作簿） / save it as .xlsx (Excel Workbook)"
+
+
+# -- 8. rows hidden or filtered out in Excel --------------------------------------------------------
+
+
+def test_hidden_rows_are_read_and_said_once_per_sheet(tmp_path, columns):
+    # Staff hide the customers they think are done with (rows 5, 9, 17, … of 客户信息) and export: the rows
+    # were read like the others, without a word. They are still read (data is data), with one warning that
+    # counts them. A hidden title row above the header and hidden empty rows under the table are no records.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "客户信息"
+    ws.append(["客户信息导出 2026-11-20"])
+    ws.append(CUST)
+    for n in range(1, 21):
+        ws.append([f"C{n:03d}", f"客户{n}", f"1381234{n:04d}"])
+    hidden = [5, 9, 17, 18, 20, 22]
+    for r in [1, *hidden, 30, 31]:
+        ws.row_dimensions[r].hidden = True
+    wb.save(inbox / "customers.xlsx")
+    book(inbox / "orders.xlsx", "订单", ORDER, [["O1", "C001", date(2026, 3, 1), 100.0]])  # nothing hidden
+
+    ds, warnings = read(inbox, columns)
+    assert len(ds.customers) == 20 and not ds.rejects
+    assert [w.code for w in warnings] == ["hidden-rows", "missing-table"]
+    w = warnings[0]
+    assert str(w.location) == "customers.xlsx, sheet 客户信息" and w.severity == "warning"
+    assert w.message == ("工作表 客户信息 有 6 行在 Excel 里被隐藏（第 5、9、17、18、20 行…），仍按正常数据读取 / sheet 客户信息: "
+                         "6 rows are hidden in Excel (rows 5, 9, 17, 18, 20, …); they were read as normal data")
+    assert w.fix == ("若这些行不该处理，请在 Excel 里删除它们（取消隐藏后可见），再放进收件箱 / if these rows should not be "
+                     "processed, delete them in Excel (unhide the rows to see them) and put the workbook in the inbox again")
+
+
+def test_rows_filtered_out_by_an_autofilter_are_said_too(tmp_path, columns):
+    # An interactions export filtered on 渠道 = 电话 before it was saved: Excel hides the other rows
+    # (<row hidden="1">); all of them are read, and the warning says the sheet has a filter.
+    inbox = tmp_path / "inbox"
+    book(inbox / "customers.xlsx", "客户信息", CUST, [["C001", "甲"]])
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "互动记录"
+    ws.append(INTER)
+    channels = ["电话", "微信", "电话", "邮件"]
+    for n, channel in enumerate(channels, 1):
+        ws.append([f"I{n}", "C001", datetime(2026, 11, n, 9), "咨询", channel])
+    ws.auto_filter.ref = f"A1:E{len(channels) + 1}"
+    ws.auto_filter.add_filter_column(4, ["电话"])
+    for r, channel in enumerate(channels, 2):
+        ws.row_dimensions[r].hidden = channel != "电话"
+    wb.save(inbox / "interactions.xlsx")
+
+    ds, warnings = read(inbox, columns)
+    assert [i.interaction_id for i in ds.interactions] == ["I1", "I2", "I3", "I4"]
+    [w] = [w for w in warnings if w.code == "hidden-rows"]
+    assert str(w.location) == "interactions.xlsx, sheet 互动记录"
+    assert w.message == ("工作表 互动记录 有 2 行在 Excel 里被隐藏或被筛选掉（第 3、5 行），仍按正常数据读取 / sheet 互动记录: "
+                         "2 rows are hidden or filtered out in Excel (rows 3, 5); they were read as normal data")
+    assert "取消隐藏或清除筛选后可见" in w.fix and "unhide the rows or clear the filter" in w.fix
