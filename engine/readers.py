@@ -135,6 +135,7 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     rejects: list[Reject] = []
     coercer = columns.coercer()
     near_misses: list[tuple[HeaderMatch, list[Problem]]] = []  # sheets like a table but lacking a column
+    dropped: dict[str, SourceRow] = {}  # customer id -> the row of it that was not read (a reject)
     # calamine parses a sheet without holding the GIL: the workbooks are parsed on two threads, the
     # biggest first, while this thread converts each one as soon as it is parsed (the small ones while
     # the biggest is still being parsed). What each file gave is then taken in file order, so the
@@ -191,6 +192,8 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                 continue
             found.add(part.table)
             parts[part.table].extend(part.facts)
+            if part.table == "customers":
+                dropped.update(part.dropped)
             package = scanning[path].result()
             cells = package.cells.get(part.sheet)
             if cells:
@@ -239,9 +242,11 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     _warn_unknown_order_statuses(orders, columns, warn)
 
     known = set(map(attrgetter("customer_id"), customers))
-    _match_customer_ids(customers, known, [("interactions", interactions), ("orders", orders)], warn)
-    interactions = _known_customers(interactions, known, "interaction", rejects)
-    orders = _known_customers(orders, known, "order", rejects)
+    not_read = {cid: where for cid, where in dropped.items() if cid not in known}  # not another row of the id
+    of_not_read = _match_customer_ids(customers, known, [("interactions", interactions), ("orders", orders)], warn,
+                                      not_read)
+    interactions = _known_customers(interactions, known, "interaction", rejects, of_not_read)
+    orders = _known_customers(orders, known, "order", rejects, of_not_read)
 
     # Deterministic order whatever the order of files and rows.
     customers.sort(key=attrgetter("customer_id"))
@@ -264,6 +269,7 @@ class _SheetRead:
     by_name: bool
     columns: int  # how many of the table's fields the sheet has a column for
     header: HeaderMatch | None = None  # where the header is and which column holds which field
+    dropped: dict[str, SourceRow] = dataclasses.field(default_factory=dict)  # _read_rows
 
 
 @dataclasses.dataclass
@@ -762,9 +768,10 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                                         f"调整别名的顺序 / the header listed first under {table.name}.{field_name}.aliases "
                                         f"in {columns.path} is read; reorder the aliases to read the other column"))
             match.rows_below = _header_rows_below(rows, match, table)
-            objs, rejects = _read_rows(table, match, rows, name, sheet, coercer, columns.summary_markers, date1904)
+            objs, rejects, dropped = _read_rows(table, match, rows, name, sheet, coercer, columns.summary_markers,
+                                                date1904)
             out.append(_SheetRead(table.name, sheet, objs, rejects, columns.table_for_sheet_name(sheet) == table.name,
-                                  len(match.columns), match))
+                                  len(match.columns), match, dropped))
         if empty and not out and not unresolved and empty == len(wb.sheet_names):
             warn.append(Problem("empty-file", f"{name} has no data in any sheet and was not read", Location(file=name),
                                 WARNING, fix="check that the export finished; an empty workbook can be removed from the inbox"))
@@ -853,12 +860,19 @@ def _missing_columns(columns: ColumnsSpec, table: TableSpec, match: HeaderMatch 
 # -- rows of one sheet ----------------------------------------------------------------------------
 
 
+# Rows skipped as no record at all: their id cell holds no record's id.
+_NOT_RECORDS = frozenset({"summary-row", "repeated-header", "second-table"})
+
+
 def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, sheet: str, coercer: Coercer,
-               summary_markers: Sequence[str], date1904: bool = False) -> tuple[list, list[Reject]]:
+               summary_markers: Sequence[str], date1904: bool = False
+               ) -> tuple[list, list[Reject], dict[str, SourceRow]]:
+    """The facts and rejects of a sheet's rows, and the ids of the records skipped (a required cell empty
+    or unreadable; a lone id that looked like no record): id -> the row."""
     data = rows[match.row_index + 1 + match.rows_below:]
     n = len(data)
     if n == 0:
-        return [], []
+        return [], [], {}
     first = match.row_index + 2 + match.rows_below  # spreadsheet row number of data[0]
     width = max(match.columns.values()) + 1
     if min(map(len, data)) < width:  # calamine returns rectangular rows; be safe anyway
@@ -984,12 +998,19 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
             pos = [f.name for f in dataclasses.fields(cls)].index(table.id_field)
             args[pos] = [f"{file}!{sheet}!{first + i}" if v is None else v for i, v in enumerate(ids)]
     objs = list(map(cls, *args))
+    dropped: dict[str, SourceRow] = {}
     if skip:
         keep = [True] * n
         for i in skip:
             keep[i] = False
         objs = list(compress(objs, keep))
-    return objs, rejects
+        # A customer skipped here is not a stranger to the interactions and orders that name it
+        # (_match_customer_ids): they are said to be its (rejected-customer), not matched to another.
+        ids = values.get(table.id_field)
+        for i, r in sorted(skip.items()) if ids is not None else ():
+            if r is not None and r.code not in _NOT_RECORDS and ids[i] is not None:
+                dropped[ids[i]] = SourceRow(file, sheet, first + i)
+    return objs, rejects, dropped
 
 
 _TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}(:\d{2})?")
@@ -1332,17 +1353,27 @@ def _zero_stripped(cid: str) -> str:
     return cid.lstrip("0") or "0"
 
 
-def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str, list]], warn: list[Problem]) -> None:
+def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str, list]], warn: list[Problem],
+                        not_read: dict[str, SourceRow] | None = None) -> dict[str, tuple[str, SourceRow]]:
     """Check the customer ids of the interactions and orders against the customers, on distinct ids.
+
+    ``not_read``: customer ids whose row in the customers export was not read (a reject) -> that row. An id
+    of the interactions or orders that is one of them, exactly or once leading zeros are ignored, is
+    returned (id -> (the customer's id, its row)): its rows are that customer's, reported as such by
+    ``_known_customers``, not matched to another customer and not counted as strangers below.
 
     Ids of digits only that match a customer once their leading zeros are ignored (000001 and 1: one
     export kept the 客户编号 column as numbers, which drops the zeros) are changed to the customer's id,
-    with one warning; only when no customer has the id exactly and the zero-stripped form is unique among
-    the customers. Then, if (nearly) every id names no customer (95%, at least 10 ids, and at least half as
-    many as there are customers), the exports do not belong together and the run stops: it would decide for
-    everyone on no interactions or orders; more than half gives a warning. Without customers at all, the no-customers warning has said it already."""
+    with one warning; only when no customer has the id exactly, nor had it in a row not read, and the
+    zero-stripped form is unique among the customers, those whose row was not read included. Then, if
+    (nearly) every id names no customer (95%, at least 10 ids, and at least half as many as there are
+    customers), the exports do not belong together and the run stops: it would decide for everyone on no
+    interactions or orders; more than half gives a warning. Without customers at all, the no-customers
+    warning has said it already."""
+    not_read = not_read or {}
+    of_not_read: dict[str, tuple[str, SourceRow]] = {}
     if not customers:
-        return
+        return of_not_read
     by_stripped: dict[str, str] | None = None
     changed: dict[str, int] = {}  # table -> distinct ids changed
     changed_files: set[str] = set()
@@ -1351,13 +1382,19 @@ def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str
     for table, objs in tables:
         named = set(map(attrgetter("customer_id"), objs))
         missing = named - known
-        digits = [c for c in missing if c.isascii() and c.isdigit()]
+        for c in missing & not_read.keys():
+            of_not_read[c] = (c, not_read[c])
+        digits = [c for c in missing if c.isascii() and c.isdigit() and c not in not_read]
         if digits:
             if by_stripped is None:
-                forms = Counter(_zero_stripped(k) for k in known if k.isascii() and k.isdigit())
-                by_stripped = {_zero_stripped(k): k for k in known
-                               if k.isascii() and k.isdigit() and forms[_zero_stripped(k)] == 1}
-            remap = {c: by_stripped[_zero_stripped(c)] for c in digits if _zero_stripped(c) in by_stripped}
+                ids = [k for k in (*known, *not_read) if k.isascii() and k.isdigit()]
+                forms = Counter(map(_zero_stripped, ids))
+                by_stripped = {_zero_stripped(k): k for k in ids if forms[_zero_stripped(k)] == 1}
+            matched = {c: by_stripped[_zero_stripped(c)] for c in digits if _zero_stripped(c) in by_stripped}
+            remap = {c: k for c, k in matched.items() if k in known}
+            for c, k in matched.items():
+                if k not in known:  # 0100 for the customer 100 whose row was not read
+                    of_not_read[c] = (k, not_read[k])
             if remap:  # rare: only in a mismatched export, so a loop over its rows is fine
                 for o in objs:
                     new = remap.get(o.customer_id)
@@ -1366,6 +1403,7 @@ def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str
                         changed_files.add(o.source.file)
                 changed[table] = len(remap)
                 missing -= remap.keys()
+        missing -= of_not_read.keys()  # customers of the export, whose rows rejects.xlsx lists
         if not missing:
             continue
         if customer_files is None:
@@ -1410,20 +1448,31 @@ def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str
                 "as text (文本) in the export"))
     if fatal:
         raise InputError(fatal)
+    return of_not_read
 
 
 def _files_of(objs: list) -> str:
     return "、".join(sorted({o.source.file for o in objs}))
 
 
-def _known_customers(objs: list, known: set[str], label: str, rejects: list[Reject]) -> list:
+def _known_customers(objs: list, known: set[str], label: str, rejects: list[Reject],
+                     of_not_read: dict[str, tuple[str, SourceRow]] | None = None) -> list:
+    """The records of ``objs`` whose customer was read; the others become rejects: "rejected-customer"
+    for a customer whose own row was not read (``_match_customer_ids``), else "unknown-customer"."""
     ids = list(map(attrgetter("customer_id"), objs))
     if known.issuperset(ids):
         return objs
+    of_not_read = of_not_read or {}
     kept = []
     for o, cid in zip(objs, ids):
         if cid in known:
             kept.append(o)
+        elif cid in of_not_read:
+            customer, where = of_not_read[cid]
+            same = "" if customer == cid else f" (customer {customer} once leading zeros are ignored)"
+            rejects.append(Reject(o.source.file, o.source.sheet, o.source.row, None, cid, "rejected-customer",
+                                  f"{label} for customer id {cid}{same}, whose own row in the customers export "
+                                  f"({where}) was not read (see that row in rejects.xlsx); skipped"))
         else:
             rejects.append(Reject(o.source.file, o.source.sheet, o.source.row, None, cid, "unknown-customer",
                                   f"{label} for customer id {cid}, which is not in the customers export; skipped"))

@@ -115,6 +115,39 @@ def test_an_exact_id_wins_and_an_ambiguous_one_is_not_guessed(tmp_path, columns)
     assert [w.code for w in warnings] == ["customer-id-leading-zeros"]
 
 
+def test_interactions_of_a_customer_whose_row_was_rejected_are_not_given_to_another(tmp_path, columns):
+    # columns.yaml makes 客户名称 required; customer 0100's row has none and is rejected. Customer 100 is
+    # another company. Its interactions were matched "by leading zeros" to customer 100 (0100 was missing,
+    # 100 the only customer of that form): customer 100 got another company's complaint.
+    text = (ROOT / "policies" / "columns.yaml").read_text(encoding="utf-8")
+    name = "      name:\n        type: text\n"
+    assert name in text
+    (tmp_path / "columns.yaml").write_text(text.replace(name, name + "        required: true\n", 1), encoding="utf-8")
+    strict = load_columns(tmp_path / "columns.yaml")
+    inbox = inbox_of(tmp_path, [["0100", None], ["100", "乙公司"], ["200", None], ["0007", "丙公司"]],
+                     [["I1", "0100", datetime(2026, 11, 1, 9), "投诉", "电话"],   # the rejected customer, exactly
+                      ["I2", "100", datetime(2026, 11, 2, 9), "咨询", "电话"],    # customer 100
+                      ["I3", "00100", datetime(2026, 11, 3, 9), "咨询", "电话"],  # 0100 or 100: not guessed
+                      ["I4", "0200", datetime(2026, 11, 4, 9), "投诉", "电话"],   # rejected 200, by its zeros
+                      ["I5", "7", datetime(2026, 11, 5, 9), "咨询", "电话"]], [])  # 0007: zeros lost, matched
+    ds, warnings = read(inbox, strict)
+    assert [(i.interaction_id, i.customer_id) for i in ds.interactions] == [("I5", "0007"), ("I2", "100")]
+    assert [(r.file, r.row, r.code, r.value) for r in ds.rejects] == [
+        ("customers.xlsx", 2, "missing-value", None), ("customers.xlsx", 4, "missing-value", None),
+        ("interactions.xlsx", 2, "rejected-customer", "0100"), ("interactions.xlsx", 4, "unknown-customer", "00100"),
+        ("interactions.xlsx", 5, "rejected-customer", "0200")]
+    exact, by_zeros = ds.rejects[2], ds.rejects[4]
+    assert exact.reason == ("interaction for customer id 0100, whose own row in the customers export (customers.xlsx, "
+                            "sheet 客户信息, row 2) was not read (see that row in rejects.xlsx); skipped")
+    assert by_zeros.reason == ("interaction for customer id 0200 (customer 200 once leading zeros are ignored), whose own "
+                               "row in the customers export (customers.xlsx, sheet 客户信息, row 4) was not read (see that "
+                               "row in rejects.xlsx); skipped")
+    assert reject_outcome(exact) == "整行未读入"
+    assert reject_reason(exact) == ("这位客户在客户导出里的那一行没有读入，它的记录也就没有读入",
+                                    "先改好客户导出里这位客户的那一行（位置见“说明”列，原因见本表中那一行），再重新运行")
+    [w] = warnings
+    assert w.code == "customer-id-leading-zeros" and "（互动记录 1 个）" in w.message
+
 def test_interactions_of_another_system_stop_the_run(tmp_path, columns):
     # Not one of the 12 customers the interactions name is in the customers export: decided on no
     # interactions, every customer looked lost and got a win-back message.
