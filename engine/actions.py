@@ -125,15 +125,16 @@ class ActionBuilder:
 
     def pick_channel(self, spec: MessageSpec, customer: Customer) -> tuple[str | None, str | None]:
         """The channel and address to use, or (None, None) when the customer cannot be reached. A
-        channel without an address it can reach (none recorded; for SMS, no mobile number: a landline
-        cannot take one) is passed over: ``channel: preferred`` tries the next one."""
+        channel without an address it can reach (none recorded; for SMS, no mainland mobile number: a
+        landline or a foreign number cannot take one) is passed over: ``channel: preferred`` tries the
+        next one; with none left, ``engine.guards.no_contact_reason`` says which number SMS could not use."""
         if spec.channel != "preferred":
             candidates = [spec.channel]
         else:
             preferred = self.org.channel_key(customer.preferred_channel)
             candidates = ([preferred] if preferred else []) + [c for c in self.org.default_channel_order if c != preferred]
         for key in candidates:
-            address = channel_address(self.org.channels[key], customer)  # SMS: a mobile number only
+            address = channel_address(self.org.channels[key], customer)  # SMS: a mainland mobile number only
             if address:
                 return key, address
         return None, None

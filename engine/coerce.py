@@ -120,6 +120,8 @@ _MOBILE_RE = re.compile(r"(?:\+86|0086|86)?1[3-9]\d{9}")  # a mainland mobile nu
 _PHONE_OK_RE = re.compile(r"^\+?\d{5,20}$")
 # After +86: an area code written without its trunk 0 (+86 10 12345678, +86 21 …, +86 755 …) and the number.
 _PHONE_AREA_NO_TRUNK_RE = re.compile(r"^(?:10\d{8}|[2-9]\d{8,10})$")
+# A mainland landline, separators dropped: with its area code (010, 02x, 0xxx) or a local number alone.
+_LANDLINE_RE = re.compile(r"0(?:10|2\d|[3-9]\d{2})\d{7,8}|[2-9]\d{6,7}")
 _YEAR_MONTH_TEXT_RE = re.compile(r"^\d{4}\.\d{1,2}$")  # "1985.05" typed as text
 # An extension written after the number (010-12345678转8001, … ext 8001, … x8001, …#8001): dropped,
 # it is dialled after the call connects (kept, it was glued onto the number: 010123456788001).
@@ -609,6 +611,21 @@ def is_mobile(phone: str | None) -> bool:
     """Whether ``phone`` is a mainland Chinese mobile number, the only kind an SMS reaches: ``13812345678``,
     ``+8613812345678``, ``86 138-1234-5678`` (spaces, dashes, dots and brackets allowed)."""
     return bool(phone) and _MOBILE_RE.fullmatch(_PHONE_DROP_RE.sub("", phone)) is not None
+
+
+def phone_kind(phone: str | None) -> str | None:
+    """What kind of number ``phone`` is, to say why an SMS cannot reach it: ``"mobile"`` (``is_mobile``),
+    ``"foreign"`` (another country's code: +852 9123 4567, 001 415 555 0100), ``"landline"`` (a mainland
+    landline: 0755-8888 1234, +86 10 1234 5678, 8888 1234), else ``"other"`` (a 400 service number, a
+    number missing a digit); None for no number."""
+    if not phone:
+        return None
+    if is_mobile(phone):
+        return "mobile"
+    s = _national(_PHONE_DROP_RE.sub("", phone))  # +86 and 0086 dropped as the reader drops them
+    if s.startswith(("+", "00")) and not s.startswith("+86"):
+        return "foreign"
+    return "landline" if _LANDLINE_RE.fullmatch(s) else "other"
 
 
 def _national(s: str) -> str:

@@ -4,8 +4,8 @@ The stages decide *what* to do; the guards decide whether and when it may go out
 evaluation and before the run folder is written, in this fixed order (documented in docs/guards.md):
 
 1. ``no-contact`` — messages: a message for a customer without an address on the channel(s) the
-   rule allows (no phone, e-mail or WeChat; for SMS, no mobile number: ``engine.coerce.is_mobile``) has nothing to
-   go to. Evaluation still builds it, with no
+   rule allows (no phone, e-mail or WeChat; for SMS, no mainland mobile number: ``engine.coerce.is_mobile``) has
+   nothing to go to. Evaluation still builds it, with no
    channel and the reason as its body (``unreachable_message``), so that this guard lists it like
    any other; first, because there is nothing to send.
 2. ``dedupe`` — tasks and messages: an item whose idempotency key (rule, customer, period) an
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.coerce import is_mobile
+from engine.coerce import is_mobile, phone_kind
 from engine.decisions import CATEGORY_LABELS, Firing, Message, Task
 from engine.errors import PolicyError
 from engine.ledger import DEFAULT_LEDGER_NAME, Ledger
@@ -418,37 +418,53 @@ def run_send_time(policy: GuardPolicy, moment: datetime) -> datetime:
 # The Customer fields that hold a channel's address (organization.yaml channels: address), for reasons.
 ADDRESS_LABELS = {"phone": "手机号", "email": "邮箱", "wechat": "微信"}
 
-# Channels that reach only a mobile number: an SMS sent to a landline (0755-8888 1234) is lost.
+# Channels that reach only a mainland mobile number: an SMS sent to a landline (0755-8888 1234) or to
+# another country's mobile (+852 9123 4567) is lost.
 MOBILE_ONLY_CHANNELS = frozenset({"sms"})
+
+
 def channel_address(channel: Any, customer: Any) -> str | None:
     """The customer's address on ``channel`` (an organization.yaml channel), or None when there is
-    none it can reach: no address recorded, or for SMS a number that is not a mobile number."""
+    none it can reach: no address recorded, or for SMS a number that is not a mainland mobile number."""
     address = getattr(customer, channel.address_field, None)
     if address and channel.key in MOBILE_ONLY_CHANNELS and not is_mobile(address):
         return None
     return address or None
 
 
-LANDLINE_ONLY = "客户只有座机号码，短信无法送达"
+# Why an SMS cannot go to a number that is not a mainland mobile (engine.coerce.phone_kind): said as
+# it is, since a landline can still be called, a foreign number perhaps reached on another channel.
+NOT_MOBILE_REASONS = {
+    "landline": "客户只有座机号码，短信无法送达",
+    "foreign": "客户的号码是境外号码，不是中国大陆手机号（短信只发大陆手机）",
+    "other": "客户的号码不是中国大陆手机号（短信只发大陆手机）",
+}
+
+
+def _not_mobile_reason(number: str) -> str:
+    return NOT_MOBILE_REASONS.get(phone_kind(number), NOT_MOBILE_REASONS["other"])
 
 
 def no_contact_reason(org: Any, wanted: str, customer: Any) -> str:
     """Why a message for ``customer`` has nothing to go to, naming the channel the rule wanted:
     ``wanted`` is a channel key, or ``preferred`` (the customer's preferred channel, then the
-    organization's default order: every address tried is missing, or an SMS number is a landline)."""
+    organization's default order: every address tried is missing, or an SMS number is no mainland
+    mobile: a landline, a foreign number)."""
     if wanted != "preferred":
         channel = org.channels[wanted]
-        if channel.key in MOBILE_ONLY_CHANNELS and getattr(customer, channel.address_field, None):  # a landline
-            return f"{LANDLINE_ONLY}，无法按规则指定的{channel.label}渠道发送"
+        number = getattr(customer, channel.address_field, None)
+        if channel.key in MOBILE_ONLY_CHANNELS and number:  # a number an SMS cannot reach
+            return f"{_not_mobile_reason(number)}，无法按规则指定的{channel.label}渠道发送"
         return f"客户没有{ADDRESS_LABELS.get(channel.address_field, channel.address_field)}，无法按规则指定的{channel.label}渠道发送"
     tried = {org.channel_key(customer.preferred_channel), *org.default_channel_order}
     channels = [c for key, c in org.channels.items() if key in tried]  # organization.yaml order
-    landlines = [c for c in channels if c.key in MOBILE_ONLY_CHANNELS and getattr(customer, c.address_field, None)]
+    not_mobile = [c for c in channels if c.key in MOBILE_ONLY_CHANNELS and getattr(customer, c.address_field, None)]
     fields = list(dict.fromkeys(ADDRESS_LABELS.get(c.address_field, c.address_field) for c in channels
-                                if c not in landlines))
+                                if c not in not_mobile))
     missing = "或".join(["、".join(fields[:-1]), fields[-1]]) if len(fields) > 1 else "".join(fields)
-    if landlines:
-        return f"{LANDLINE_ONLY}；也没有{missing}，无法按客户偏好渠道发送" if missing else f"{LANDLINE_ONLY}，无法按客户偏好渠道发送"
+    if not_mobile:
+        why = "；".join(dict.fromkeys(_not_mobile_reason(getattr(customer, c.address_field)) for c in not_mobile))
+        return f"{why}；也没有{missing}，无法按客户偏好渠道发送" if missing else f"{why}，无法按客户偏好渠道发送"
     return f"客户没有{missing or '联系方式'}，无法按客户偏好渠道发送"
 
 

@@ -19,13 +19,14 @@ import logging
 import os
 import re
 import zipfile
+import zlib
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import time, timedelta, timezone
 from itertools import compress, islice, repeat
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import IO, Any, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook, SheetVisibleEnum
@@ -134,6 +135,7 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     rejects: list[Reject] = []
     coercer = columns.coercer()
     near_misses: list[tuple[HeaderMatch, list[Problem]]] = []  # sheets like a table but lacking a column
+    dropped: dict[str, SourceRow] = {}  # customer id -> the row of it that was not read (a reject)
     # calamine parses a sheet without holding the GIL: the workbooks are parsed on two threads, the
     # biggest first, while this thread converts each one as soon as it is parsed (the small ones while
     # the biggest is still being parsed). What each file gave is then taken in file order, so the
@@ -141,15 +143,19 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     read: dict[Path, _FileRead] = {}
     with ThreadPoolExecutor(max_workers=PARSE_THREADS) as pool:
         by_size = sorted(files, key=lambda f: f.stat().st_size, reverse=True)
-        parsing = {pool.submit(_parse_workbook, path): path for path in by_size}
-        # Error values and formulas without their result read as empty cells: found in the sheet XML by
-        # whichever thread is free (the small workbooks' parse ends long before the biggest one's).
-        scanning = {path: pool.submit(_cell_problems, path) for path in by_size}
+        # One pass over each workbook's zip package: its start here (the date system, and the used ranges
+        # calamine must not be asked to parse), the rest -- each sheet's XML, for the cells calamine reads as
+        # empty and the hidden rows -- by whichever thread is free (the small workbooks' parse ends long before
+        # the biggest one's).
+        packages = {path: _open_package(path) for path in by_size}
+        parsing = {pool.submit(_parse_workbook, path, packages[path].oversized): path for path in by_size}
+        scanning = {path: pool.submit(_scan_package, packages[path]) for path in by_size}
         for future in as_completed(parsing):
             path = parsing.pop(future)
             read[path] = one = _FileRead()
             try:
-                one.tables = _read_workbook(path, future.result(), columns, coercer, one.warnings, one.near_misses)
+                one.tables = _read_workbook(path, future.result(), columns, coercer, one.warnings, one.near_misses,
+                                            packages[path].date1904)
             except InputError as exc:
                 one.error = exc
             del future
@@ -186,9 +192,15 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                 continue
             found.add(part.table)
             parts[part.table].extend(part.facts)
-            cells = scanning[path].result().get(part.sheet)
+            if part.table == "customers":
+                dropped.update(part.dropped)
+            package = scanning[path].result()
+            cells = package.cells.get(part.sheet)
             if cells:
                 _report_empty_looking_cells(part, columns.tables[part.table], cells, path.name)
+            hidden_rows = package.hidden_rows.get(part.sheet)
+            if hidden_rows:
+                _warn_hidden_rows(part, hidden_rows, part.sheet in package.filtered, path.name, warn)
             rejects.extend(part.rejects)
     # A sheet that looks like customers/interactions/orders but lacks a required column stops the run,
     # unless that table was read from another sheet (then it is an extra sheet, e.g. a pivot table).
@@ -230,9 +242,11 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     _warn_unknown_order_statuses(orders, columns, warn)
 
     known = set(map(attrgetter("customer_id"), customers))
-    _match_customer_ids(customers, known, [("interactions", interactions), ("orders", orders)], warn)
-    interactions = _known_customers(interactions, known, "interaction", rejects)
-    orders = _known_customers(orders, known, "order", rejects)
+    not_read = {cid: where for cid, where in dropped.items() if cid not in known}  # not another row of the id
+    of_not_read = _match_customer_ids(customers, known, [("interactions", interactions), ("orders", orders)], warn,
+                                      not_read)
+    interactions = _known_customers(interactions, known, "interaction", rejects, of_not_read)
+    orders = _known_customers(orders, known, "order", rejects, of_not_read)
 
     # Deterministic order whatever the order of files and rows.
     customers.sort(key=attrgetter("customer_id"))
@@ -255,6 +269,7 @@ class _SheetRead:
     by_name: bool
     columns: int  # how many of the table's fields the sheet has a column for
     header: HeaderMatch | None = None  # where the header is and which column holds which field
+    dropped: dict[str, SourceRow] = dataclasses.field(default_factory=dict)  # _read_rows
 
 
 @dataclasses.dataclass
@@ -274,9 +289,11 @@ def _warn(warnings: list[Problem], problem: Problem) -> None:
 # -- one workbook ---------------------------------------------------------------------------------
 
 
-def _parse_workbook(path: Path) -> tuple[CalamineWorkbook, list[tuple[str, CalamineSheet | None, str]]]:
+def _parse_workbook(path: Path, oversized: dict[str, str]) -> tuple[CalamineWorkbook,
+                                                                    list[tuple[str, CalamineSheet | None, str]]]:
     """Open and parse every sheet (runs on a worker thread): ``(sheet name, parsed sheet or None,
-    error text)`` per sheet, in sheet order. Raises ``InputError`` if the file cannot be opened."""
+    error text)`` per sheet, in sheet order; a sheet of ``oversized`` (``_open_package``) is not parsed.
+    Raises ``InputError`` if the file cannot be opened."""
     try:
         wb = CalamineWorkbook.from_path(str(path))
     except (CalamineError, OSError, ValueError) as exc:
@@ -287,7 +304,6 @@ def _parse_workbook(path: Path) -> tuple[CalamineWorkbook, list[tuple[str, Calam
         raise InputError(Problem("unreadable-file", f"{path.name} cannot be opened as an Excel workbook{what} ({exc})",
                                  Location(file=path.name), fix=fix)) from None
     sheets: list[tuple[str, CalamineSheet | None, str]] = []
-    oversized = _oversized_sheets(path)
     for meta in wb.sheets_metadata:
         sheet = meta.name
         if meta.visible != SheetVisibleEnum.Visible:
@@ -422,16 +438,6 @@ _DATE_1904 = re.compile(rb'<(?:\w+:)?workbookPr\b[^>]*\bdate1904="(?:1|true)"')
 DAYS_1900_TO_1904 = 1462  # serial 0 of the 1904 date system is serial 1462 of the 1900 one
 
 
-def _uses_1904_dates(path: Path) -> bool:
-    """Was the workbook saved with the 1904 date system (old Mac Excel)? Its date cells come out right
-    from calamine, but a date kept as a plain number (45429) counts from 1904, four years later."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            return bool(_DATE_1904.search(z.read("xl/workbook.xml")[:20_000]))
-    except (zipfile.BadZipFile, OSError, KeyError):
-        return False
-
-
 def _serials_from_1904(raw: Sequence[Any]) -> list:
     """Date serials of a 1904 workbook as 1900-system serials (the coercer's): numbers and serials kept as
     text (45429), not a year typed alone (1985) nor YYYYMMDD (20240517), which the coercer reads itself."""
@@ -444,36 +450,80 @@ def _serials_from_1904(raw: Sequence[Any]) -> list:
     return out
 
 
-def _oversized_sheets(path: Path) -> dict[str, str]:
-    """Sheet name → its recorded used range (``<dimension ref>``), for sheets over ``MAX_SHEET_CELLS``.
-    Reads only the first few KB of each sheet; a workbook this cannot make sense of is left to calamine."""
-    found: dict[str, str] = {}
+# What reading a workbook's zip package can raise (RuntimeError: an encrypted member; NotImplementedError:
+# a compression method zipfile lacks). A package this cannot read is left to calamine, which says what is
+# wrong with it (a damaged sheet: "sheet 客户信息 cannot be read (… corrupt deflate stream)").
+_PACKAGE_ERRORS = (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError, zlib.error, RuntimeError,
+                   NotImplementedError)
+_HEAD_BYTES = 4096  # a sheet's <dimension> is in its first few hundred bytes
+
+
+@dataclasses.dataclass
+class _Package:
+    """What one pass over a workbook's zip package finds. ``_open_package`` (before calamine parses the
+    workbook) reads the date system and each sheet's used range; ``_scan_package`` (on a parse thread)
+    streams on through each sheet's XML for the cells calamine reads as empty and the hidden rows. A
+    package the pass cannot read keeps what was found before the problem (nothing, mostly)."""
+    date1904: bool = False  # the 1904 date system (old Mac Excel): a date kept as a plain number counts from 1904
+    oversized: dict[str, str] = dataclasses.field(default_factory=dict)  # sheet → used range, over MAX_SHEET_CELLS
+    cells: dict[str, dict[tuple[int, int], str]] = dataclasses.field(default_factory=dict)  # see _scan_package
+    hidden_rows: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # sheet → row numbers (1-based)
+    filtered: set[str] = dataclasses.field(default_factory=set)  # sheets with an AutoFilter
+    # Between the two halves: the open package and each sheet's XML stream, read up to where ``head`` ends.
+    zip: zipfile.ZipFile | None = None
+    sheets: list[tuple[str, IO[bytes], bytes]] = dataclasses.field(default_factory=list)
+
+
+def _open_package(path: Path) -> _Package:
+    """The start of the pass over ``path``'s package: ``xl/workbook.xml`` (the date system, the sheets) and
+    the first few KB of each sheet's XML, whose ``<dimension ref>`` gives the sheets over ``MAX_SHEET_CELLS``.
+    The sheet streams are left open where they stopped, for ``_scan_package`` to go on from."""
+    package = _Package()
     try:
-        with zipfile.ZipFile(path) as z:
-            for name, member in _sheet_members(z):
-                with z.open(member) as f:
-                    head = f.read(4096)
-                m = _DIMENSION.search(head)
-                if m and _column_number(m.group(1).decode()) * int(m.group(2)) > MAX_SHEET_CELLS:
-                    ref = re.search(rb'ref="([^"]+)"', head[m.start():]).group(1).decode()
-                    found[name] = ref
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
-        pass
-    return found
+        z = zipfile.ZipFile(path)
+    except _PACKAGE_ERRORS:
+        return package
+    try:
+        names = set(z.namelist())
+        if "xl/workbook.xml" not in names:
+            z.close()
+            return package
+        workbook = z.read("xl/workbook.xml")
+        package.date1904 = bool(_DATE_1904.search(workbook[:20_000]))
+        for name, member in _sheet_members(z, names, workbook):
+            f = z.open(member)
+            package.sheets.append((name, f, b""))
+            head = f.read(_HEAD_BYTES)
+            package.sheets[-1] = (name, f, head)
+            m = _DIMENSION.search(head)
+            if m and _column_number(m.group(1).decode()) * int(m.group(2)) > MAX_SHEET_CELLS:
+                package.oversized[name] = re.search(rb'ref="([^"]+)"', head[m.start():]).group(1).decode()
+    except _PACKAGE_ERRORS:
+        _close_package(package, z)
+        return package
+    package.zip = z
+    return package
 
 
-def _sheet_members(z: zipfile.ZipFile) -> list[tuple[str, str]]:
-    """(sheet name, its XML member in the package) for each sheet ``xl/workbook.xml`` lists; [] for a
-    package without the usual parts (calamine says what is wrong with it)."""
-    names = set(z.namelist())
-    if "xl/workbook.xml" not in names or "xl/_rels/workbook.xml.rels" not in names:
+def _close_package(package: _Package, z: zipfile.ZipFile) -> None:
+    for _, f, _ in package.sheets:
+        f.close()
+    package.sheets = []
+    package.zip = None
+    z.close()
+
+
+def _sheet_members(z: zipfile.ZipFile, names: set[str], workbook: bytes) -> list[tuple[str, str]]:
+    """(sheet name, its XML member in the package) for each sheet ``xl/workbook.xml`` (``workbook``) lists;
+    [] for a package without the usual parts (calamine says what is wrong with it)."""
+    if "xl/_rels/workbook.xml.rels" not in names:
         return []
     targets = {}
     for element in _RELATIONSHIP.findall(z.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")):
         attributes = dict(_ATTRIBUTE.findall(element))  # in any order (openpyxl writes Target before Id)
         targets[attributes.get("Id")] = attributes.get("Target", "")
     out = []
-    for name, rid in _SHEET_ENTRY.findall(z.read("xl/workbook.xml").decode("utf-8", "replace")):
+    for name, rid in _SHEET_ENTRY.findall(workbook.decode("utf-8", "replace")):
         target = targets.get(rid, "")
         member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
         if member in names:
@@ -486,43 +536,67 @@ _CELL_REF = re.compile(rb'<c\b[^>]*?\br="([A-Z]+)(\d+)"')
 _FORMULA = re.compile(rb"<f[\s>/]")  # <f>, <f t="shared" …/>; not <family> in a rich-text run
 _CELL_VALUE = re.compile(rb"<v>([^<]*)</v>")
 _SCAN_BYTES = 4 << 20
+# A row hidden in Excel, by hand or by a filter (AutoFilter hides the rows it filters out the same way).
+_HIDDEN_MARK = b'hidden="'
+_HIDDEN_ROW = re.compile(rb'<(?:\w+:)?row\b[^>]*?\bhidden="(?:1|true)"[^>]*>')
+_ROW_NUMBER = re.compile(rb'\br="(\d+)"')
+_AUTOFILTER = re.compile(rb"<(?:\w+:)?autoFilter\b")
 
 
-def _cell_problems(path: Path) -> dict[str, dict[tuple[int, int], str]]:
-    """Cells python-calamine gives as empty ("") that are not: Excel error values (#N/A from a VLOOKUP,
-    #DIV/0!, #REF!; python-calamine does not tell them apart, dimastbk/python-calamine#105) and formulas
-    saved without their result (a workbook written by a program and never opened in Excel). Sheet name →
-    {(row, column), 0-based: the error text, or "" for a formula without its result}.
+def _scan_package(package: _Package) -> _Package:
+    """The rest of the pass (``_open_package``), on a parse thread: each sheet's XML streamed on to its end
+    for the cells python-calamine gives as empty ("") that are not: Excel error values (#N/A from a
+    VLOOKUP, #DIV/0!, #REF!; python-calamine does not tell them apart, dimastbk/python-calamine#105) and
+    formulas saved without their result (a workbook written by a program and never opened in Excel).
+    ``package.cells``: sheet name → {(row, column), 0-based: the error text, or "" for a formula without
+    its result}. In the same pass, the rows Excel hides (``<row hidden="1">``: hidden by hand or filtered
+    out by an AutoFilter; calamine reads them like the others): ``package.hidden_rows``, sheet name → their
+    row numbers, and ``package.filtered``, the sheets with an AutoFilter. The package is closed.
 
-    Each sheet's XML is streamed once (~1.2 s for the 500 MB of a million-row sheet, on a parse thread:
-    zlib lets go of the GIL); only the stretches holding a marker are looked at cell by cell. A package
-    this cannot read gives {} (calamine reports it)."""
+    Each sheet's XML is inflated once (~1.2 s for the 500 MB of a million-row sheet, on a parse thread:
+    zlib lets go of the GIL); only the stretches holding a marker are looked at cell by cell. A sheet this
+    cannot read leaves ``cells`` empty (calamine reports it)."""
+    z = package.zip
+    if z is None:
+        return package
     found: dict[str, dict[tuple[int, int], str]] = {}
+    hidden_rows: dict[str, list[int]] = {}
+    filtered: set[str] = set()
     try:
-        with zipfile.ZipFile(path) as z:
-            for name, member in _sheet_members(z):
-                cells: dict[tuple[int, int], str] = {}
-                with z.open(member) as f:
-                    tail = b""
-                    while True:
-                        chunk = f.read(_SCAN_BYTES)
-                        if not chunk:
-                            break
-                        text = tail + chunk
-                        end = text.rfind(b"</row>") + 6  # whole rows only; the rest waits for the next chunk
-                        if end < 6:
-                            tail = text
-                            continue
-                        part, tail = text[:end], text[end:]
-                        if _MARKERS[0] in part or _MARKERS[1] in part:
-                            _problem_cells(part, cells)
-                    if tail and (_MARKERS[0] in tail or _MARKERS[1] in tail):
-                        _problem_cells(tail, cells)
-                if cells:
-                    found[name] = cells
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError):
-        return {}
-    return found
+        for name, f, head in package.sheets:
+            cells: dict[tuple[int, int], str] = {}
+            hidden: list[int] = []
+            tail = head
+            while True:
+                chunk = f.read(_SCAN_BYTES)
+                if not chunk:
+                    break
+                text = tail + chunk
+                end = text.rfind(b"</row>") + 6  # whole rows only; the rest waits for the next chunk
+                if end < 6:
+                    tail = text
+                    continue
+                part, tail = text[:end], text[end:]
+                if _MARKERS[0] in part or _MARKERS[1] in part:
+                    _problem_cells(part, cells)
+                if _HIDDEN_MARK in part:
+                    _hidden_rows(part, hidden)
+            if tail and (_MARKERS[0] in tail or _MARKERS[1] in tail):
+                _problem_cells(tail, cells)
+            if tail and _HIDDEN_MARK in tail:
+                _hidden_rows(tail, hidden)
+            if cells:
+                found[name] = cells
+            if hidden:
+                hidden_rows[name] = hidden
+            if _AUTOFILTER.search(tail):  # after the rows (<sheetData>), so in the last stretch
+                filtered.add(name)
+        package.cells, package.hidden_rows, package.filtered = found, hidden_rows, filtered
+    except _PACKAGE_ERRORS:
+        pass
+    finally:
+        _close_package(package, z)
+    return package
 
 
 def _problem_cells(xml: bytes, cells: dict[tuple[int, int], str]) -> None:
@@ -547,8 +621,39 @@ def _problem_cells(xml: bytes, cells: dict[tuple[int, int], str]) -> None:
             at = xml.find(marker, stop)
 
 
+def _hidden_rows(xml: bytes, rows: list[int]) -> None:
+    """Add the numbers of the hidden rows of ``xml`` (whole ``<row>`` start tags) to ``rows``."""
+    for m in _HIDDEN_ROW.finditer(xml):
+        number = _ROW_NUMBER.search(m.group(0))
+        if number is not None:  # Excel always writes r=; a row without it cannot be named
+            rows.append(int(number.group(1)))
+
+
+def _warn_hidden_rows(part: _SheetRead, rows: list[int], filtered: bool, file: str, warn: list[Problem]) -> None:
+    """One warning for the hidden rows of ``part``'s sheet that were read as records: staff hide or filter
+    out rows before exporting and may expect them to be left out, but data is data and they are read.
+    Hidden rows with nothing read from them (empty rows below the table, a hidden total line, which the
+    rejects list) are not counted."""
+    records = {o.source.row for o in part.facts}
+    rows = sorted(r for r in set(rows) if r in records)
+    if not rows:
+        return
+    n, shown, more = len(rows), rows[:5], len(rows) > 5
+    zh = "、".join(map(str, shown)) + (" 行…" if more else " 行")
+    en = ", ".join(map(str, shown)) + (", …" if more else "")
+    how_zh, how_en = ("被隐藏或被筛选掉", "hidden or filtered out") if filtered else ("被隐藏", "hidden")
+    _warn(warn, Problem(
+        "hidden-rows", f"工作表 {part.sheet} 有 {n} 行在 Excel 里{how_zh}（第 {zh}），仍按正常数据读取 / sheet "
+                       f"{part.sheet}: {n} {'row is' if n == 1 else 'rows are'} {how_en} in Excel ({'row' if n == 1 else 'rows'} "
+                       f"{en}); {'it was' if n == 1 else 'they were'} read as normal data",
+        Location(file=file, sheet=part.sheet), WARNING,
+        fix="若这些行不该处理，请在 Excel 里删除它们（取消隐藏" + ("或清除筛选" if filtered else "") + "后可见），再放进收件箱 / "
+            "if these rows should not be processed, delete them in Excel (unhide the rows"
+            + (" or clear the filter" if filtered else "") + " to see them) and put the workbook in the inbox again"))
+
+
 def _report_empty_looking_cells(part: _SheetRead, table: TableSpec, cells: dict[tuple[int, int], str], file: str) -> None:
-    """Say, in ``part``'s rejects, why cells of its table's columns were read as empty (``_cell_problems``):
+    """Say, in ``part``'s rejects, why cells of its table's columns were read as empty (``_scan_package``):
     a required one's "missing-value" reject names the error or the formula; an optional one, left empty
     in a kept row, gets a reject of its own (nothing is blanked without a word)."""
     match = part.header
@@ -595,14 +700,14 @@ def _starts_with(path: Path, magic: bytes) -> bool:
 
 def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, CalamineSheet | None, str]]],
                    columns: ColumnsSpec, coercer: Coercer, warn: list[Problem],
-                   near_misses: list[tuple[HeaderMatch, list[Problem]]]) -> list[_SheetRead]:
+                   near_misses: list[tuple[HeaderMatch, list[Problem]]], date1904: bool = False) -> list[_SheetRead]:
     """Read one parsed workbook: a ``_SheetRead`` per recognised sheet, in sheet order. Hidden sheets
     are not read (a warning says so), nor is a workbook with no cells (warned too). Sheets that look like a
     table but lack a required column go to ``near_misses`` (the caller decides once every file is read) and
     warnings to ``warn`` (logged by the caller, in file order).
-    Duplicates and unknown customers are checked later, across files."""
+    Duplicates and unknown customers are checked later, across files. ``date1904``: the workbook uses the
+    1904 date system (``_open_package``)."""
     name = path.name
-    date1904 = _uses_1904_dates(path)
     wb, sheets = parsed
     try:
         out: list[_SheetRead] = []
@@ -663,9 +768,10 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                                         f"调整别名的顺序 / the header listed first under {table.name}.{field_name}.aliases "
                                         f"in {columns.path} is read; reorder the aliases to read the other column"))
             match.rows_below = _header_rows_below(rows, match, table)
-            objs, rejects = _read_rows(table, match, rows, name, sheet, coercer, columns.summary_markers, date1904)
+            objs, rejects, dropped = _read_rows(table, match, rows, name, sheet, coercer, columns.summary_markers,
+                                                date1904)
             out.append(_SheetRead(table.name, sheet, objs, rejects, columns.table_for_sheet_name(sheet) == table.name,
-                                  len(match.columns), match))
+                                  len(match.columns), match, dropped))
         if empty and not out and not unresolved and empty == len(wb.sheet_names):
             warn.append(Problem("empty-file", f"{name} has no data in any sheet and was not read", Location(file=name),
                                 WARNING, fix="check that the export finished; an empty workbook can be removed from the inbox"))
@@ -754,12 +860,19 @@ def _missing_columns(columns: ColumnsSpec, table: TableSpec, match: HeaderMatch 
 # -- rows of one sheet ----------------------------------------------------------------------------
 
 
+# Rows skipped as no record at all: their id cell holds no record's id.
+_NOT_RECORDS = frozenset({"summary-row", "repeated-header", "second-table"})
+
+
 def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, sheet: str, coercer: Coercer,
-               summary_markers: Sequence[str], date1904: bool = False) -> tuple[list, list[Reject]]:
+               summary_markers: Sequence[str], date1904: bool = False
+               ) -> tuple[list, list[Reject], dict[str, SourceRow]]:
+    """The facts and rejects of a sheet's rows, and the ids of the records skipped (a required cell empty
+    or unreadable; a lone id that looked like no record): id -> the row."""
     data = rows[match.row_index + 1 + match.rows_below:]
     n = len(data)
     if n == 0:
-        return [], []
+        return [], [], {}
     first = match.row_index + 2 + match.rows_below  # spreadsheet row number of data[0]
     width = max(match.columns.values()) + 1
     if min(map(len, data)) < width:  # calamine returns rectangular rows; be safe anyway
@@ -885,12 +998,19 @@ def _read_rows(table: TableSpec, match: HeaderMatch, rows: list, file: str, shee
             pos = [f.name for f in dataclasses.fields(cls)].index(table.id_field)
             args[pos] = [f"{file}!{sheet}!{first + i}" if v is None else v for i, v in enumerate(ids)]
     objs = list(map(cls, *args))
+    dropped: dict[str, SourceRow] = {}
     if skip:
         keep = [True] * n
         for i in skip:
             keep[i] = False
         objs = list(compress(objs, keep))
-    return objs, rejects
+        # A customer skipped here is not a stranger to the interactions and orders that name it
+        # (_match_customer_ids): they are said to be its (rejected-customer), not matched to another.
+        ids = values.get(table.id_field)
+        for i, r in sorted(skip.items()) if ids is not None else ():
+            if r is not None and r.code not in _NOT_RECORDS and ids[i] is not None:
+                dropped[ids[i]] = SourceRow(file, sheet, first + i)
+    return objs, rejects, dropped
 
 
 _TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}(:\d{2})?")
@@ -1233,17 +1353,27 @@ def _zero_stripped(cid: str) -> str:
     return cid.lstrip("0") or "0"
 
 
-def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str, list]], warn: list[Problem]) -> None:
+def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str, list]], warn: list[Problem],
+                        not_read: dict[str, SourceRow] | None = None) -> dict[str, tuple[str, SourceRow]]:
     """Check the customer ids of the interactions and orders against the customers, on distinct ids.
+
+    ``not_read``: customer ids whose row in the customers export was not read (a reject) -> that row. An id
+    of the interactions or orders that is one of them, exactly or once leading zeros are ignored, is
+    returned (id -> (the customer's id, its row)): its rows are that customer's, reported as such by
+    ``_known_customers``, not matched to another customer and not counted as strangers below.
 
     Ids of digits only that match a customer once their leading zeros are ignored (000001 and 1: one
     export kept the 客户编号 column as numbers, which drops the zeros) are changed to the customer's id,
-    with one warning; only when no customer has the id exactly and the zero-stripped form is unique among
-    the customers. Then, if (nearly) every id names no customer (95%, at least 10 ids, and at least half as
-    many as there are customers), the exports do not belong together and the run stops: it would decide for
-    everyone on no interactions or orders; more than half gives a warning. Without customers at all, the no-customers warning has said it already."""
+    with one warning; only when no customer has the id exactly, nor had it in a row not read, and the
+    zero-stripped form is unique among the customers, those whose row was not read included. Then, if
+    (nearly) every id names no customer (95%, at least 10 ids, and at least half as many as there are
+    customers), the exports do not belong together and the run stops: it would decide for everyone on no
+    interactions or orders; more than half gives a warning. Without customers at all, the no-customers
+    warning has said it already."""
+    not_read = not_read or {}
+    of_not_read: dict[str, tuple[str, SourceRow]] = {}
     if not customers:
-        return
+        return of_not_read
     by_stripped: dict[str, str] | None = None
     changed: dict[str, int] = {}  # table -> distinct ids changed
     changed_files: set[str] = set()
@@ -1252,13 +1382,19 @@ def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str
     for table, objs in tables:
         named = set(map(attrgetter("customer_id"), objs))
         missing = named - known
-        digits = [c for c in missing if c.isascii() and c.isdigit()]
+        for c in missing & not_read.keys():
+            of_not_read[c] = (c, not_read[c])
+        digits = [c for c in missing if c.isascii() and c.isdigit() and c not in not_read]
         if digits:
             if by_stripped is None:
-                forms = Counter(_zero_stripped(k) for k in known if k.isascii() and k.isdigit())
-                by_stripped = {_zero_stripped(k): k for k in known
-                               if k.isascii() and k.isdigit() and forms[_zero_stripped(k)] == 1}
-            remap = {c: by_stripped[_zero_stripped(c)] for c in digits if _zero_stripped(c) in by_stripped}
+                ids = [k for k in (*known, *not_read) if k.isascii() and k.isdigit()]
+                forms = Counter(map(_zero_stripped, ids))
+                by_stripped = {_zero_stripped(k): k for k in ids if forms[_zero_stripped(k)] == 1}
+            matched = {c: by_stripped[_zero_stripped(c)] for c in digits if _zero_stripped(c) in by_stripped}
+            remap = {c: k for c, k in matched.items() if k in known}
+            for c, k in matched.items():
+                if k not in known:  # 0100 for the customer 100 whose row was not read
+                    of_not_read[c] = (k, not_read[k])
             if remap:  # rare: only in a mismatched export, so a loop over its rows is fine
                 for o in objs:
                     new = remap.get(o.customer_id)
@@ -1267,6 +1403,7 @@ def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str
                         changed_files.add(o.source.file)
                 changed[table] = len(remap)
                 missing -= remap.keys()
+        missing -= of_not_read.keys()  # customers of the export, whose rows rejects.xlsx lists
         if not missing:
             continue
         if customer_files is None:
@@ -1311,20 +1448,31 @@ def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str
                 "as text (文本) in the export"))
     if fatal:
         raise InputError(fatal)
+    return of_not_read
 
 
 def _files_of(objs: list) -> str:
     return "、".join(sorted({o.source.file for o in objs}))
 
 
-def _known_customers(objs: list, known: set[str], label: str, rejects: list[Reject]) -> list:
+def _known_customers(objs: list, known: set[str], label: str, rejects: list[Reject],
+                     of_not_read: dict[str, tuple[str, SourceRow]] | None = None) -> list:
+    """The records of ``objs`` whose customer was read; the others become rejects: "rejected-customer"
+    for a customer whose own row was not read (``_match_customer_ids``), else "unknown-customer"."""
     ids = list(map(attrgetter("customer_id"), objs))
     if known.issuperset(ids):
         return objs
+    of_not_read = of_not_read or {}
     kept = []
     for o, cid in zip(objs, ids):
         if cid in known:
             kept.append(o)
+        elif cid in of_not_read:
+            customer, where = of_not_read[cid]
+            same = "" if customer == cid else f" (customer {customer} once leading zeros are ignored)"
+            rejects.append(Reject(o.source.file, o.source.sheet, o.source.row, None, cid, "rejected-customer",
+                                  f"{label} for customer id {cid}{same}, whose own row in the customers export "
+                                  f"({where}) was not read (see that row in rejects.xlsx); skipped"))
         else:
             rejects.append(Reject(o.source.file, o.source.sheet, o.source.row, None, cid, "unknown-customer",
                                   f"{label} for customer id {cid}, which is not in the customers export; skipped"))

@@ -115,6 +115,39 @@ def test_an_exact_id_wins_and_an_ambiguous_one_is_not_guessed(tmp_path, columns)
     assert [w.code for w in warnings] == ["customer-id-leading-zeros"]
 
 
+def test_interactions_of_a_customer_whose_row_was_rejected_are_not_given_to_another(tmp_path, columns):
+    # columns.yaml makes 客户名称 required; customer 0100's row has none and is rejected. Customer 100 is
+    # another company. Its interactions were matched "by leading zeros" to customer 100 (0100 was missing,
+    # 100 the only customer of that form): customer 100 got another company's complaint.
+    text = (ROOT / "policies" / "columns.yaml").read_text(encoding="utf-8")
+    name = "      name:\n        type: text\n"
+    assert name in text
+    (tmp_path / "columns.yaml").write_text(text.replace(name, name + "        required: true\n", 1), encoding="utf-8")
+    strict = load_columns(tmp_path / "columns.yaml")
+    inbox = inbox_of(tmp_path, [["0100", None], ["100", "乙公司"], ["200", None], ["0007", "丙公司"]],
+                     [["I1", "0100", datetime(2026, 11, 1, 9), "投诉", "电话"],   # the rejected customer, exactly
+                      ["I2", "100", datetime(2026, 11, 2, 9), "咨询", "电话"],    # customer 100
+                      ["I3", "00100", datetime(2026, 11, 3, 9), "咨询", "电话"],  # 0100 or 100: not guessed
+                      ["I4", "0200", datetime(2026, 11, 4, 9), "投诉", "电话"],   # rejected 200, by its zeros
+                      ["I5", "7", datetime(2026, 11, 5, 9), "咨询", "电话"]], [])  # 0007: zeros lost, matched
+    ds, warnings = read(inbox, strict)
+    assert [(i.interaction_id, i.customer_id) for i in ds.interactions] == [("I5", "0007"), ("I2", "100")]
+    assert [(r.file, r.row, r.code, r.value) for r in ds.rejects] == [
+        ("customers.xlsx", 2, "missing-value", None), ("customers.xlsx", 4, "missing-value", None),
+        ("interactions.xlsx", 2, "rejected-customer", "0100"), ("interactions.xlsx", 4, "unknown-customer", "00100"),
+        ("interactions.xlsx", 5, "rejected-customer", "0200")]
+    exact, by_zeros = ds.rejects[2], ds.rejects[4]
+    assert exact.reason == ("interaction for customer id 0100, whose own row in the customers export (customers.xlsx, "
+                            "sheet 客户信息, row 2) was not read (see that row in rejects.xlsx); skipped")
+    assert by_zeros.reason == ("interaction for customer id 0200 (customer 200 once leading zeros are ignored), whose own "
+                               "row in the customers export (customers.xlsx, sheet 客户信息, row 4) was not read (see that "
+                               "row in rejects.xlsx); skipped")
+    assert reject_outcome(exact) == "整行未读入"
+    assert reject_reason(exact) == ("这位客户在客户导出里的那一行没有读入，它的记录也就没有读入",
+                                    "先改好客户导出里这位客户的那一行（位置见“说明”列，原因见本表中那一行），再重新运行")
+    [w] = warnings
+    assert w.code == "customer-id-leading-zeros" and "（互动记录 1 个）" in w.message
+
 def test_interactions_of_another_system_stop_the_run(tmp_path, columns):
     # Not one of the 12 customers the interactions name is in the customers export: decided on no
     # interactions, every customer looked lost and got a win-back message.
@@ -350,3 +383,63 @@ def test_the_readers_warnings_say_it_in_chinese_first(tmp_path, columns):
                           "continuing without orders"),
     ]
     assert warnings[0].fix == "在 Excel 里另存为 .xlsx（Excel 工作簿） / save it as .xlsx (Excel Workbook)"
+
+
+# -- 8. rows hidden or filtered out in Excel --------------------------------------------------------
+
+
+def test_hidden_rows_are_read_and_said_once_per_sheet(tmp_path, columns):
+    # Staff hide the customers they think are done with (rows 5, 9, 17, … of 客户信息) and export: the rows
+    # were read like the others, without a word. They are still read (data is data), with one warning that
+    # counts them. A hidden title row above the header and hidden empty rows under the table are no records.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "客户信息"
+    ws.append(["客户信息导出 2026-11-20"])
+    ws.append(CUST)
+    for n in range(1, 21):
+        ws.append([f"C{n:03d}", f"客户{n}", f"1381234{n:04d}"])
+    hidden = [5, 9, 17, 18, 20, 22]
+    for r in [1, *hidden, 30, 31]:
+        ws.row_dimensions[r].hidden = True
+    wb.save(inbox / "customers.xlsx")
+    book(inbox / "orders.xlsx", "订单", ORDER, [["O1", "C001", date(2026, 3, 1), 100.0]])  # nothing hidden
+
+    ds, warnings = read(inbox, columns)
+    assert len(ds.customers) == 20 and not ds.rejects
+    assert [w.code for w in warnings] == ["hidden-rows", "missing-table"]
+    w = warnings[0]
+    assert str(w.location) == "customers.xlsx, sheet 客户信息" and w.severity == "warning"
+    assert w.message == ("工作表 客户信息 有 6 行在 Excel 里被隐藏（第 5、9、17、18、20 行…），仍按正常数据读取 / sheet 客户信息: "
+                         "6 rows are hidden in Excel (rows 5, 9, 17, 18, 20, …); they were read as normal data")
+    assert w.fix == ("若这些行不该处理，请在 Excel 里删除它们（取消隐藏后可见），再放进收件箱 / if these rows should not be "
+                     "processed, delete them in Excel (unhide the rows to see them) and put the workbook in the inbox again")
+
+
+def test_rows_filtered_out_by_an_autofilter_are_said_too(tmp_path, columns):
+    # An interactions export filtered on 渠道 = 电话 before it was saved: Excel hides the other rows
+    # (<row hidden="1">); all of them are read, and the warning says the sheet has a filter.
+    inbox = tmp_path / "inbox"
+    book(inbox / "customers.xlsx", "客户信息", CUST, [["C001", "甲"]])
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "互动记录"
+    ws.append(INTER)
+    channels = ["电话", "微信", "电话", "邮件"]
+    for n, channel in enumerate(channels, 1):
+        ws.append([f"I{n}", "C001", datetime(2026, 11, n, 9), "咨询", channel])
+    ws.auto_filter.ref = f"A1:E{len(channels) + 1}"
+    ws.auto_filter.add_filter_column(4, ["电话"])
+    for r, channel in enumerate(channels, 2):
+        ws.row_dimensions[r].hidden = channel != "电话"
+    wb.save(inbox / "interactions.xlsx")
+
+    ds, warnings = read(inbox, columns)
+    assert [i.interaction_id for i in ds.interactions] == ["I1", "I2", "I3", "I4"]
+    [w] = [w for w in warnings if w.code == "hidden-rows"]
+    assert str(w.location) == "interactions.xlsx, sheet 互动记录"
+    assert w.message == ("工作表 互动记录 有 2 行在 Excel 里被隐藏或被筛选掉（第 3、5 行），仍按正常数据读取 / sheet 互动记录: "
+                         "2 rows are hidden or filtered out in Excel (rows 3, 5); they were read as normal data")
+    assert "取消隐藏或清除筛选后可见" in w.fix and "unhide the rows or clear the filter" in w.fix

@@ -496,6 +496,56 @@ def test_an_enormous_used_range_is_refused_in_an_openpyxl_workbook_too(tmp_path,
     assert problem.message.startswith("sheet 客户信息 cannot be read (its used range is A1:XFD1048576, far more cells")
 
 
+def test_a_damaged_sheet_is_reported_not_a_zlib_traceback(tmp_path, columns):
+    # A workbook whose sheet was damaged in transit (bytes changed inside its compressed XML): the check of
+    # the used range read it first and the run ended in "zlib.error: Error -3 while decompressing data".
+    # Now calamine says which sheet cannot be read, like any unreadable file.
+    import zipfile
+
+    inbox = tmp_path / "inbox"
+    write_book(tmp_path / "good.xlsx", {"客户信息": [["客户编号", "客户名称"], *[[f"C{n}", f"客户{n}"] for n in range(2000)]]})
+    data = bytearray((tmp_path / "good.xlsx").read_bytes())
+    with zipfile.ZipFile(tmp_path / "good.xlsx") as z:
+        info = z.getinfo("xl/worksheets/sheet1.xml")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)  # the member's compressed data
+    for k in range(start + 200, start + 400):
+        data[k] ^= 0x5A
+    inbox.mkdir()
+    (inbox / "customers.xlsx").write_bytes(bytes(data))
+    with pytest.raises(InputError) as exc:
+        read_inbox(inbox, columns)
+    [problem] = exc.value.problems
+    assert (problem.code, str(problem.location)) == ("unreadable-file", "customers.xlsx, sheet 客户信息")
+    assert problem.message == "sheet 客户信息 cannot be read (I/O error: corrupt deflate stream)"
+
+
+def test_each_workbook_package_is_opened_once(tmp_path, columns, monkeypatch):
+    # The date system, the used-range guard and the scan for error cells each opened the zip package
+    # (three times per workbook): one pass now serves them all, with the same results.
+    import zipfile
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wb = xlsxwriter.Workbook(str(inbox / "orders.xlsx"), {"date_1904": True})
+    ws = wb.add_worksheet("订单")
+    ws.write_row(0, 0, ["订单编号", "客户编号", "订单日期", "订单金额", "数量"])
+    ws.write_row(1, 0, ["O1", "C1", 44834, 100])  # 2026-10-01 in the 1904 system, a General number
+    ws.write_formula(1, 4, "=1/0", None, "#DIV/0!")
+    wb.close()
+    write_book(inbox / "customers.xlsx", {"客户信息": [["客户编号", "客户名称"], ["C1", "甲"]]})
+    opened: list[str] = []
+
+    class CountingZipFile(zipfile.ZipFile):
+        def __init__(self, file, *args, **kwargs):
+            opened.append(Path(file).name)
+            super().__init__(file, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile, "ZipFile", CountingZipFile)
+    ds = read_inbox(inbox, columns)
+    assert sorted(opened) == ["customers.xlsx", "orders.xlsx"]
+    assert [(o.order_id, o.date) for o in ds.orders] == [("O1", date(2026, 10, 1))]
+    assert [(r.row, r.column, r.value, r.cause) for r in ds.rejects] == [(2, "数量", "#DIV/0!", "error-cell")]
+
 def test_missing_required_column_message(tmp_path, columns):
     inbox = tmp_path / "inbox"
     write_book(inbox / "customers.xlsx", {"客户信息": [["客户名称", "手机号码"], ["张三", "13812345678"]]})

@@ -88,3 +88,43 @@ def test_the_reason_says_the_number_is_a_landline():
     nothing = Customer("C2", SourceRow("customers.xlsx", "客户", 3))
     assert no_contact_reason(org, "sms", nothing) == "客户没有手机号，无法按规则指定的短信渠道发送"
     assert no_contact_reason(org, "preferred", nothing) == "客户没有手机号、邮箱或微信，无法按客户偏好渠道发送"
+
+
+FOREIGN = "客户的号码是境外号码，不是中国大陆手机号（短信只发大陆手机）"
+NOT_MOBILE = "客户的号码不是中国大陆手机号（短信只发大陆手机）"
+
+
+NUMBERS = [("+85291234567", FOREIGN), ("+852 9123 4567", FOREIGN), ("+14155550100", FOREIGN), ("0085291234567", FOREIGN),
+           ("075588881234", "客户只有座机号码，短信无法送达"), ("+86 755 8888 1234", "客户只有座机号码，短信无法送达"),
+           ("88881234", "客户只有座机号码，短信无法送达"),
+           ("4008001234", NOT_MOBILE), ("1381234567", NOT_MOBILE), ("+861234", NOT_MOBILE)]
+
+
+@pytest.mark.parametrize("phone, why", NUMBERS, ids=[phone for phone, _ in NUMBERS])
+def test_the_reason_says_what_the_number_is(phone: str, why: str):
+    # A Hong Kong or US mobile was "客户只有座机号码": staff looked for a landline that is not there.
+    org = load_policies(ROOT / "policies").organization
+    someone = Customer("C1", SourceRow("customers.xlsx", "客户", 2), phone=phone, preferred_channel="短信")
+    assert no_contact_reason(org, "sms", someone) == f"{why}，无法按规则指定的短信渠道发送"
+    assert no_contact_reason(org, "preferred", someone) == f"{why}；也没有邮箱或微信，无法按客户偏好渠道发送"
+
+
+def test_a_foreign_mobile_is_held_back_saying_so(tmp_path: Path):
+    # C1's number is a Hong Kong mobile, C2's a US one: no SMS reaches them, and the run says that of
+    # their numbers, not that they are landlines. C3's e-mail takes the offer instead.
+    inbox = write_inbox(
+        tmp_path / "inbox",
+        customers=[customer("C1", 签约日期="2025-01-10", 手机号码="+852 9123 4567"),
+                   customer("C2", 签约日期="2025-01-10", 手机号码="+1 415 555 0100"),
+                   customer("C3", 签约日期="2025-01-10", 手机号码="+852 9123 4568", 邮箱="c3@example.com")],
+        orders=[[f"O{i}", f"C{i}", "2026-09-01", 800, "耗材", 1] for i in range(1, 4)],
+    )
+    folder = run(inbox, tmp_path / "outbox")
+    sent = [json.loads(line) for p in (folder / "messages").rglob("*.jsonl") for line in p.read_text(encoding="utf-8").splitlines()]
+    assert {(m["customer_id"], m["channel"]) for m in sent if m["rule_id"] == OFFER} == {("C3", "email")}
+    import openpyxl
+    wb = openpyxl.load_workbook(folder / "guards.xlsx", read_only=True)
+    rows = [r for ws in wb.worksheets if ws.title.startswith("被拦截") for r in ws.iter_rows(values_only=True)]
+    reason = f"{FOREIGN}；也没有邮箱或微信，无法按客户偏好渠道发送"
+    assert ("C1", "消息", OFFER, "没有联系方式", reason, f"{OFFER}|C1|2026-11") in rows
+    assert ("C2", "消息", OFFER, "没有联系方式", reason, f"{OFFER}|C2|2026-11") in rows
