@@ -229,4 +229,5 @@ def test_impossible_date_in_yaml_names_its_line(policies: Path):
         "kind: classification\nid: dates\nrules:\n  - id: D1\n    when: signed_date > date('2024-01-01')\n    set: {since: 2027-02-30}\n",
         encoding="utf-8")
     assert errors_of(policies) == [
-        "classification/dates.yaml:6:18: error: '2027-02-30' is not a real date (day is out of range for month) [bad-value]"]
+        "classification/dates.yaml:6:18: error: '2027-02-30' 不是真实的日期 / '2027-02-30' is not a real date (day is out of range "
+        "for month) [bad-value]"]
