@@ -751,6 +751,10 @@ def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Proble
     run); a tag a stage module reads set to a value it cannot use (revisit_interval_days: '90天');
     a condition reading a result of a stage that runs later (always empty there: a warning)."""
     builtin = set(schema)  # features of the customer and of the stage modules, before any tag
+    # A misspelt name is suggested from every feature and every tag or score any policy sets, also one
+    # set by a policy checked later (another file, another stage): the schema so far has only earlier ones.
+    known = builtin | {out.name for rs in rulesets for rule in rs.rules for out in rule.outputs
+                       if isinstance(out, (SetTag, AddScore))}
     computed_by = stage_feature_stages()
     required = stage_tag_requirements()
     first_of: dict[str, SetTag | AddScore] = {}  # tag or score → its first non-null output, in evaluation order
@@ -761,7 +765,7 @@ def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Proble
             # A table row is checked cell by cell, so a problem names the cell that has it.
             for node in rule.cell_conditions or [rule.condition]:
                 try:
-                    expr.check(node, schema, expect=expr.BOOL)
+                    expr.check(node, schema, expect=expr.BOOL, suggest=known)
                 except PolicyError as exc:
                     problems.extend(exc.problems)
         _later_stage_reads(rs, computed_by, problems)
