@@ -244,17 +244,18 @@ def _texts(block: YMap, key: str, default: tuple[str, ...], problems: Problems) 
 
 def _month_day(text: Any, where: str, loc: Location, lunar: bool, problems: Problems) -> tuple[int, int] | None:
     """'MM-DD' (also 'M-D', 'M/D', 'M月D日') → (month, day), checked for the calendar."""
+    where_zh = "节日 " + where[len("festival "):] if where.startswith("festival ") else where
     raw = str(text).strip().replace("月", "-").replace("日", "").replace("/", "-")
     parts = raw.split("-")
     try:
         month, day = (int(p) for p in parts)
     except ValueError:
-        problems.error("bad-date", f"{where}: '{text}' 不是月和日，要写成 MM-DD，如 '08-15' / "
+        problems.error("bad-date", f"{where_zh}：'{text}' 不是月和日，要写成 MM-DD，如 '08-15' / "
                                    f"{where}: '{text}' is not a month and day; write it as MM-DD, e.g. '08-15'", loc)
         return None
     max_day = 30 if lunar else (_calendar.monthrange(2024, month)[1] if 1 <= month <= 12 else 0)
     if not (1 <= month <= 12 and 1 <= day <= max_day):
-        problems.error("bad-date", f"{where}: '{text}' 不是真实的{'农历' if lunar else '公历'}月日 / "
+        problems.error("bad-date", f"{where_zh}：'{text}' 不是真实的{'农历' if lunar else '公历'}月日 / "
                                    f"{where}: '{text}' is not a real {'lunar' if lunar else 'solar'} month and day", loc,
                        fix="农历的日最大写 30（30 表示当月最后一天）；公历日期按日历写 / "
                            "lunar days go up to 30 (30 means the month's last day); solar dates as in a calendar")
