@@ -70,7 +70,8 @@ class ActionBuilder:
             try:
                 inline = _InlineText(self.env, text)
             except Exception as exc:  # a Jinja syntax error in a policy file
-                raise PolicyError(Problem(code="template-syntax", message=f"rule {rule.rule_id}: {exc}", location=rule.location)) from None
+                raise PolicyError(Problem(code="template-syntax", message=f"规则 {rule.rule_id} 的任务标题或话术格式错误 / "
+                                                                          f"rule {rule.rule_id}: {exc}", location=rule.location)) from None
             self._inline_cache[text] = inline
         try:
             return inline.render(context)
@@ -78,8 +79,10 @@ class ActionBuilder:
             whose = context["customer"].get("customer_id")
             raise PolicyError(Problem(
                 code="template-undefined", location=rule.location,
-                message=f"rule {rule.rule_id} (customer {whose}): {without_customer_values(str(exc), context)}",
-                fix="use only variables listed in templates/README.md, e.g. customer.name")) from None
+                message=f"规则 {rule.rule_id}（客户 {whose}）的任务标题或话术无法生成 / "
+                        f"rule {rule.rule_id} (customer {whose}): {without_customer_values(str(exc), context)}",
+                fix="只用 templates/README.md 里列出的变量，如 customer.name / "
+                    "use only variables listed in templates/README.md, e.g. customer.name")) from None
 
     def context(self, customer: Customer, features: dict, params: dict | None = None) -> dict[str, Any]:
         return {

@@ -76,6 +76,8 @@ class CalendarCoverageError(PolicyError):
 UNCOVERED_YEAR_MODES = ("error", "warn", "statutory")
 _STATUTORY_USED = ("; its statutory holidays were used (元旦, 春节, 清明节, 劳动节, 端午节, 中秋节, 国庆节: the days "
                    "the law fixes), without the 调休 days off and make-up working days, which only the announcement fixes")
+_STATUTORY_USED_ZH = ("；已按法定节假日计算（元旦、春节、清明节、劳动节、端午节、中秋节、国庆节：法律规定的日子），"
+                      "不含只有国务院通知才定下的调休放假和补班")
 
 
 @lru_cache(maxsize=None)
@@ -481,19 +483,25 @@ class BusinessCalendar:
     def _uncovered_year(self, year: int) -> None:
         first, last = _library_years()
         file = self.location.file or "policies/calendar.yaml"
+        message_zh = (f"日历 '{self.name}' 需要 {year} 年的法定节假日，但 chinesecalendar {chinese_calendar.__version__} "
+                      f"只有 {first}-{last} 年的，{file} 也没有写 {year} 年的")
         message = (
             f"calendar '{self.name}' needs the public holidays of {year}, but chinesecalendar "
             f"{chinese_calendar.__version__} only knows {first}-{last} and {file} declares none for {year}"
         )
+        fix_zh = (f"把国务院 {year} 年的放假通知写进 {file} 的 "
+                  f"declared_holidays: {year}: {{holidays: [...], workdays: [...]}}")
         fix = (
             f"add the State Council's {year} holiday announcement to {file} under "
             f"declared_holidays: {year}: {{holidays: [...], workdays: [...]}}"
         )
         if self.on_uncovered_year == "error":
+            fix_zh += "，或在这个日历上写 on_uncovered_year: statutory，在那之前按法定节假日（不含调休）计算"
             fix += (", or set on_uncovered_year: statutory on this calendar to use the statutory holidays "
                     "(without 调休) until then")
             raise CalendarCoverageError(
-                Problem(code="calendar-year-not-covered", message=message, location=self.location, fix=fix),
+                Problem(code="calendar-year-not-covered", message=f"{message_zh} / {message}", location=self.location,
+                        fix=f"{fix_zh} / {fix}"),
                 year=year,
                 calendar=self.name,
             )
@@ -502,11 +510,13 @@ class BusinessCalendar:
             self.warnings.append(
                 Problem(
                     code="calendar-year-not-covered",
-                    message=message + (_STATUTORY_USED if self.on_uncovered_year == "statutory" else
-                                       "; only the weekly schedule was used (weekends are rest days, holidays ignored)"),
+                    message=message_zh + (_STATUTORY_USED_ZH if self.on_uncovered_year == "statutory" else
+                                          "；只按每周的工作时间计算（周末休息，不算节假日）") + " / "
+                            + message + (_STATUTORY_USED if self.on_uncovered_year == "statutory" else
+                                         "; only the weekly schedule was used (weekends are rest days, holidays ignored)"),
                     location=self.location,
                     severity=WARNING,
-                    fix=fix,
+                    fix=f"{fix_zh} / {fix}",
                 )
             )
 
@@ -516,7 +526,8 @@ class BusinessCalendar:
         return PolicyError(
             Problem(
                 code="no-working-time",
-                message=f"calendar '{self.name}' has no working time in {_MAX_SCAN_DAYS} days",
+                message=f"日历 '{self.name}' 在 {_MAX_SCAN_DAYS} 天里都没有工作时间 / "
+                        f"calendar '{self.name}' has no working time in {_MAX_SCAN_DAYS} days",
                 location=self.location,
             )
         )
@@ -601,6 +612,7 @@ _WEEKDAYS = {
 }  # fmt: skip
 _EVERY_DAY = {"daily", "every day", "everyday", "每天", "每日"}
 _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_DAY_NAMES_ZH = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 _RANGE_SEP = r"\s*(?:-|–|~|～|至|到)\s*"
 _TIME_RANGE = re.compile(r"^(\d{1,2})[:：](\d{2})" + _RANGE_SEP + r"(\d{1,2})[:：](\d{2})$")
 _DATE = r"(\d{4})-(\d{1,2})-(\d{1,2})"
@@ -639,15 +651,25 @@ def coverage_warnings(calendars: dict[str, BusinessCalendar], as_of: date,
         calendar = calendars[name]
         for year in calendar.uncovered_years(years):
             file = calendar.location.file or "policies/calendar.yaml"
+            then_zh = {"error": "时限或到期日落在这一年的运行会停下",
+                       "warn": "这一年里的时限和到期日只把周末算作休息日（on_uncovered_year: warn）",
+                       "statutory": "这一年里的时限和到期日按法定节假日计算，不含调休（on_uncovered_year: statutory）"
+                       }[calendar.on_uncovered_year]
             then = {"error": "a run whose deadlines or due dates fall in it will stop",
                     "warn": "deadlines and due dates in it will count only weekends as rest days (on_uncovered_year: warn)",
                     "statutory": "deadlines and due dates in it will count its statutory holidays, without 调休 "
                                  "(on_uncovered_year: statutory)"}[calendar.on_uncovered_year]
             out.append(Problem(
                 code="calendar-year-ahead", severity=WARNING, location=calendar.location,
-                message=f"calendar '{name}' has no public holidays for {year} yet (chinesecalendar "
+                message=f"日历 '{name}' 还没有 {year} 年的法定节假日（chinesecalendar {chinese_calendar.__version__} 只有 "
+                        f"{first}-{last} 年的，{file} 也没有写 {year} 年的）：{then_zh} / "
+                        f"calendar '{name}' has no public holidays for {year} yet (chinesecalendar "
                         f"{chinese_calendar.__version__} knows {first}-{last}, {file} declares none for {year}): {then}",
-                fix=f"once the State Council announces the {year} holidays, add them to {file} under "
+                fix=f"国务院公布 {year} 年放假安排后，写进 {file} 的 "
+                    f"declared_holidays: {year}: {{holidays: [...], workdays: [...]}}"
+                    + ("；在那之前，on_uncovered_year: statutory 可以让运行按法定节假日继续"
+                       if calendar.on_uncovered_year == "error" else "")
+                    + f" / once the State Council announces the {year} holidays, add them to {file} under "
                     f"declared_holidays: {year}: {{holidays: [...], workdays: [...]}}"
                     + ("; until then on_uncovered_year: statutory keeps runs going with the statutory holidays"
                        if calendar.on_uncovered_year == "error" else "")))
@@ -663,19 +685,21 @@ def load_calendars(path: str | Path, display: str | None = None) -> dict[str, Bu
         text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise PolicyError(
-            Problem(code="file-not-found", message="the calendar file does not exist", location=Location(file=file))
+            Problem(code="file-not-found", message="日历文件不存在 / the calendar file does not exist", location=Location(file=file))
         ) from None
     except OSError as exc:
         raise PolicyError(
-            Problem(code="cannot-read", message=f"cannot read the calendar file: {exc.strerror}", location=Location(file=file))
+            Problem(code="cannot-read", message=f"日历文件读不出：{exc.strerror} / cannot read the calendar file: {exc.strerror}",
+                    location=Location(file=file))
         ) from None
     except UnicodeDecodeError as exc:
         raise PolicyError(
             Problem(
                 code="not-utf8",
-                message=f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                message=f"文件不是 UTF-8 文本（第 {exc.start} 个字节：{exc.reason}） / "
+                        f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})",
                 location=Location(file=file),
-                fix="save the file as UTF-8",
+                fix="把文件另存为 UTF-8 编码 / save the file as UTF-8",
             )
         ) from None
     try:
@@ -684,11 +708,28 @@ def load_calendars(path: str | Path, display: str | None = None) -> dict[str, Bu
         mark = exc.problem_mark or exc.context_mark
         where = Location(file=file, line=mark.line + 1, col=mark.column + 1) if mark else Location(file=file)
         raise PolicyError(
-            Problem(code="yaml-syntax", message=f"YAML syntax error: {exc.problem or exc}", location=where)
+            Problem(code="yaml-syntax", message=f"YAML 格式错误 / YAML syntax error: {exc.problem or exc}", location=where)
         ) from None
     except yaml.YAMLError as exc:
-        raise PolicyError(Problem(code="yaml-syntax", message=f"YAML error: {exc}", location=Location(file=file))) from None
+        raise PolicyError(Problem(code="yaml-syntax", message=f"YAML 错误 / YAML error: {exc}", location=Location(file=file))) from None
     return _Reader(file).read(root)
+
+
+def _what_zh(what: str) -> str:
+    """The part of calendar.yaml a problem is about (``what``, as the reader names it in English) for the
+    Chinese half of a message: "calendar 'standard'" → 日历 'standard', "holidays of 2027" → 2027 年的 holidays."""
+    if what == "the calendar file":
+        return "日历文件"
+    if what.startswith("calendar '"):
+        return "日历 " + what[len("calendar "):]
+    if what.startswith("working hours '"):
+        return "工作时间 " + what[len("working hours "):]
+    if what.startswith("an entry of "):
+        return f"{_what_zh(what[len('an entry of '):])} 中的一项"
+    key, of, rest = what.partition(" of ")
+    if of:
+        return f"{rest} 年的 {key}" if rest.isdigit() else f"{_what_zh(rest)} 的 {key}"
+    return what
 
 
 class _Reader:
@@ -718,28 +759,29 @@ class _Reader:
     def mapping(self, node: yaml.Node, what: str, allowed: tuple[str, ...] | None) -> dict | None:
         """{key text: (key node, value node)}, reporting duplicate and unknown keys."""
         if not isinstance(node, yaml.MappingNode):
-            self.problem("wrong-type", f"{what} must be a block of 'key: value' lines", node)
+            self.problem("wrong-type", f"{_what_zh(what)} 要写成若干行 '名称: 值' / {what} must be a block of 'key: value' lines", node)
             return None
         items: dict = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                self.problem("wrong-type", f"a key in {what} must be plain text", key_node)
+                self.problem("wrong-type", f"{_what_zh(what)} 里的名称只能是普通文字 / a key in {what} must be plain text", key_node)
                 continue
             key = key_node.value
             if key in items:
                 self.problem(
                     "duplicate-key",
+                    f"{_what_zh(what)} 里 '{key}' 写了两次（第一次在第 {items[key][0].start_mark.line + 1} 行） / "
                     f"the key '{key}' appears twice in {what} (first on line {items[key][0].start_mark.line + 1})",
                     key_node,
-                    fix="delete or merge one of them",
+                    fix="删掉其中一个，或把两处合并 / delete or merge one of them",
                 )
                 continue
             if allowed is not None and key not in allowed:
                 self.problem(
                     "unknown-key",
-                    f"unknown key '{key}' in {what}",
+                    f"{_what_zh(what)} 里没有 '{key}' 这一项 / unknown key '{key}' in {what}",
                     key_node,
-                    fix="use one of: " + ", ".join(allowed),
+                    fix="可以是其中之一 / use one of: " + ", ".join(allowed),
                 )
                 continue
             items[key] = (key_node, value_node)
@@ -747,7 +789,7 @@ class _Reader:
 
     def text(self, node: yaml.Node, what: str) -> str | None:
         if not isinstance(node, yaml.ScalarNode) or self.is_null(node):
-            self.problem("wrong-type", f"{what} must be a single value", node)
+            self.problem("wrong-type", f"{_what_zh(what)} 只能写一个值 / {what} must be a single value", node)
             return None
         return node.value.strip()
 
@@ -756,7 +798,8 @@ class _Reader:
         if value is None:
             return None
         if value not in options:
-            self.problem("bad-value", f"{what} is '{value}'", node, fix="use one of: " + ", ".join(options))
+            self.problem("bad-value", f"{_what_zh(what)} 不能是 '{value}' / {what} is '{value}'", node,
+                         fix="可以是其中之一 / use one of: " + ", ".join(options))
             return None
         return value
 
@@ -765,28 +808,30 @@ class _Reader:
     def read(self, root: yaml.Node | None) -> dict[str, BusinessCalendar]:
         if root is None:
             raise PolicyError(
-                Problem(code="empty-file", message="the calendar file is empty", location=Location(file=self.file, line=1, col=1))
+                Problem(code="empty-file", message="日历文件是空的 / the calendar file is empty",
+                        location=Location(file=self.file, line=1, col=1))
             )
         top = self.mapping(root, "the calendar file", _TOP_KEYS)
         if top is None:
             raise PolicyError(self.problems)
         if "kind" not in top:
-            self.problem("missing-key", "the file must start with 'kind: calendar'", root)
+            self.problem("missing-key", "文件要以 'kind: calendar' 开头 / the file must start with 'kind: calendar'", root)
         else:
             kind = self.text(top["kind"][1], "kind")
             if kind is not None and kind != "calendar":
                 self.problem(
-                    "wrong-kind", f"this file says 'kind: {kind}' but calendars must say 'kind: calendar'", top["kind"][1]
+                    "wrong-kind", f"这个文件写的是 'kind: {kind}'，日历文件要写 'kind: calendar' / "
+                                  f"this file says 'kind: {kind}' but calendars must say 'kind: calendar'", top["kind"][1]
                 )
         declared = self.declared_holidays(top["declared_holidays"][1]) if "declared_holidays" in top else {}
 
         calendars: dict[str, BusinessCalendar] = {}
         if "calendars" not in top:
-            self.problem("missing-key", "the file has no 'calendars:' block", root)
+            self.problem("missing-key", "文件里没有 'calendars:' 这一块 / the file has no 'calendars:' block", root)
         else:
             block = self.mapping(top["calendars"][1], "calendars", None)
             if block is not None and not block:
-                self.problem("missing-key", "'calendars:' names no calendar", top["calendars"][0])
+                self.problem("missing-key", "'calendars:' 下面一个日历也没有 / 'calendars:' names no calendar", top["calendars"][0])
             for name, (key_node, value_node) in (block or {}).items():
                 calendar = self.calendar(name, key_node, value_node, declared)
                 if calendar is not None:
@@ -805,7 +850,7 @@ class _Reader:
             return None
         for required in ("time_zone", "working_hours", "public_holidays"):
             if required not in items:
-                self.problem("missing-key", f"{what} has no '{required}:'", key_node)
+                self.problem("missing-key", f"{_what_zh(what)} 缺少 '{required}:' / {what} has no '{required}:'", key_node)
 
         tz = None
         if "time_zone" in items:
@@ -824,7 +869,8 @@ class _Reader:
         extra = self.day_list(items["extra_workdays"][1], "extra_workdays", None) if "extra_workdays" in items else {}
         for d in sorted(set(closed) & set(extra)):
             self.problem(
-                "date-conflict", f"{d} is both a closed day and an extra working day in {what}", extra[d][1]
+                "date-conflict", f"{d} 在{_what_zh(what)}里既是停业日又是加班日 / "
+                                 f"{d} is both a closed day and an extra working day in {what}", extra[d][1]
             )
         description = None
         if "description" in items:
@@ -833,9 +879,10 @@ class _Reader:
         if weekly is not None and adjusted is None and not weekly[0] and (public == "china" or extra):
             self.problem(
                 "missing-key",
+                f"{_what_zh(what)} 周一没有工作时间，所以要写明调休上班日和加班日的工作时间 / "
                 f"{what} has no hours on Monday, so it must say which hours apply on adjusted and extra working days",
                 key_node,
-                fix='add e.g. adjusted_workday_hours: ["09:00-12:00", "13:30-18:00"]',
+                fix='加上一行，如 / add e.g. adjusted_workday_hours: ["09:00-12:00", "13:30-18:00"]',
             )
         if len(self.problems) > before or tz is None or weekly is None or public is None or on_uncovered is None:
             return None
@@ -862,9 +909,10 @@ class _Reader:
         except (ZoneInfoNotFoundError, ValueError):
             self.problem(
                 "bad-time-zone",
-                f"unknown time zone '{key}'",
+                f"没有 '{key}' 这个时区 / unknown time zone '{key}'",
                 node,
-                fix="use a time zone name such as Asia/Shanghai (not an offset like UTC+8)",
+                fix="写时区名称，如 Asia/Shanghai（不要写 UTC+8 这样的时差） / "
+                    "use a time zone name such as Asia/Shanghai (not an offset like UTC+8)",
             )
             return None
 
@@ -885,9 +933,10 @@ class _Reader:
                     first = given_by[wd]
                     self.problem(
                         "duplicate-weekday",
+                        f"{_DAY_NAMES_ZH[wd]}写了两次：'{first.value}'（第 {first.start_mark.line + 1} 行）和 '{key}' / "
                         f"{_DAY_NAMES[wd]} is given twice: by '{first.value}' (line {first.start_mark.line + 1}) and by '{key}'",
                         key_node,
-                        fix="give each weekday exactly once",
+                        fix="每个星期几只写一次 / give each weekday exactly once",
                     )
                     continue
                 given_by[wd] = key_node
@@ -896,7 +945,8 @@ class _Reader:
         if len(self.problems) > before:
             return None
         if not any(weekly.values()):
-            self.problem("no-working-time", f"{what} has no working hours on any weekday", node)
+            self.problem("no-working-time", f"{_what_zh(what)} 一周里没有一天有工作时间 / {what} has no working hours on any weekday",
+                         node)
             return None
         return weekly
 
@@ -912,18 +962,22 @@ class _Reader:
             if len(ends) > 2 or unknown or not part:
                 self.problem(
                     "unknown-weekday",
+                    f"'{key}' 里的 '{unknown[0] if unknown else part}' 不是星期几 / "
                     f"'{unknown[0] if unknown else part}' in '{key}' is not a weekday",
                     node,
-                    fix="use mon tue wed thu fri sat sun (or 周一…周日), ranges like mon-fri / 周一至周五, or daily / 每天",
+                    fix="写 周一…周日、周一至周五 这样的范围，或 每天 / "
+                        "use mon tue wed thu fri sat sun (or 周一…周日), ranges like mon-fri / 周一至周五, or daily / 每天",
                 )
                 return None
             first, last = _WEEKDAYS[ends[0]], _WEEKDAYS[ends[-1]]
             if last < first:
                 self.problem(
                     "unknown-weekday",
+                    f"范围 '{part}' 是倒着写的：这里一周从周一到周日 / "
                     f"the range '{part}' runs backwards; weeks here go from Monday to Sunday",
                     node,
-                    fix="write the days separately, e.g. 'sat, sun' or 'fri, sat, sun'",
+                    fix="把这几天分开写，如 '周六, 周日' 或 '周五, 周六, 周日' / "
+                        "write the days separately, e.g. 'sat, sun' or 'fri, sat, sun'",
                 )
                 return None
             days.extend(range(first, last + 1))
@@ -951,9 +1005,11 @@ class _Reader:
             if previous is not None and period[0] < previous[0][1]:
                 self.problem(
                     "overlapping-periods",
+                    f"{_what_zh(what)} 里 '{item.value}' 和 '{previous[1].value}' 重叠了 / "
                     f"in {what}, '{item.value}' overlaps '{previous[1].value}'",
                     item,
-                    fix="make the periods not overlap, e.g. 09:00-12:00 and 13:30-18:00",
+                    fix="让时间段不重叠，如 09:00-12:00 和 13:30-18:00 / "
+                        "make the periods not overlap, e.g. 09:00-12:00 and 13:30-18:00",
                 )
                 return None
             if merged and merged[-1][1] == period[0]:
@@ -964,29 +1020,34 @@ class _Reader:
         return tuple(merged)
 
     def time_range(self, node: yaml.Node, what: str) -> Period | None:
-        fix = "write a time range as 'HH:MM-HH:MM' with 00:00 to 24:00, e.g. '09:00-12:00'"
+        fix = ("时间段写成 'HH:MM-HH:MM'，时间在 00:00 到 24:00 之间，如 '09:00-12:00' / "
+               "write a time range as 'HH:MM-HH:MM' with 00:00 to 24:00, e.g. '09:00-12:00'")
         if not isinstance(node, yaml.ScalarNode) or self.is_null(node):
-            self.problem("bad-time-range", f"{what} must list time ranges like '09:00-12:00'", node, fix=fix)
+            self.problem("bad-time-range", f"{_what_zh(what)} 要写成 '09:00-12:00' 这样的时间段 / "
+                                           f"{what} must list time ranges like '09:00-12:00'", node, fix=fix)
             return None
         text = node.value.strip()
         match = _TIME_RANGE.match(text)
         if not match:
-            self.problem("bad-time-range", f"'{text}' in {what} is not a time range", node, fix=fix)
+            self.problem("bad-time-range", f"{_what_zh(what)} 里的 '{text}' 不是时间段 / '{text}' in {what} is not a time range",
+                         node, fix=fix)
             return None
         h1, m1, h2, m2 = (int(g) for g in match.groups())
         for hour, minute in ((h1, m1), (h2, m2)):
             if hour > 24 or minute > 59 or (hour == 24 and minute != 0):
                 self.problem(
-                    "bad-time-range", f"'{text}' in {what}: {hour:02d}:{minute:02d} is not a time of day", node, fix=fix
+                    "bad-time-range", f"{_what_zh(what)} 里的 '{text}'：{hour:02d}:{minute:02d} 不是一天中的时间 / "
+                                      f"'{text}' in {what}: {hour:02d}:{minute:02d} is not a time of day", node, fix=fix
                 )
                 return None
         start, end = h1 * 60 + m1, h2 * 60 + m2
         if start >= end:
             self.problem(
                 "bad-time-range",
-                f"'{text}' in {what} ends before it starts",
+                f"{_what_zh(what)} 里的 '{text}' 结束得比开始早 / '{text}' in {what} ends before it starts",
                 node,
-                fix="a period must end after it starts on the same day; split a night shift into '22:00-24:00' and '00:00-06:00'",
+                fix="时间段要在同一天内先开始后结束；夜班拆成 '22:00-24:00' 和 '00:00-06:00' / "
+                    "a period must end after it starts on the same day; split a night shift into '22:00-24:00' and '00:00-06:00'",
             )
             return None
         return start, end
@@ -1000,19 +1061,22 @@ class _Reader:
         result: dict[int, DeclaredYear] = {}
         for key, (key_node, value_node) in (items or {}).items():
             if not re.fullmatch(r"\d{4}", key):
-                self.problem("bad-value", f"'{key}' under declared_holidays is not a year", key_node, fix="write e.g. 2027:")
+                self.problem("bad-value", f"declared_holidays 下的 '{key}' 不是年份 / '{key}' under declared_holidays is not a year",
+                             key_node, fix="写年份，如 / write e.g. 2027:")
                 continue
             year = int(key)
             block = self.mapping(value_node, f"declared_holidays {year}", _YEAR_KEYS)
             if block is None:
                 continue
             if "holidays" not in block:
-                self.problem("missing-key", f"declared_holidays {year} has no 'holidays:' list", key_node)
+                self.problem("missing-key", f"declared_holidays {year} 缺少 'holidays:' 列表 / "
+                                            f"declared_holidays {year} has no 'holidays:' list", key_node)
                 continue
             holidays = self.day_list(block["holidays"][1], f"holidays of {year}", year)
             workdays = self.day_list(block["workdays"][1], f"workdays of {year}", year) if "workdays" in block else {}
             for d in sorted(set(holidays) & set(workdays)):
-                self.problem("date-conflict", f"{d} is both a holiday and a working day of {year}", workdays[d][1])
+                self.problem("date-conflict", f"{d} 在 {year} 年既是放假日又是上班日 / "
+                                              f"{d} is both a holiday and a working day of {year}", workdays[d][1])
             result[year] = DeclaredYear(
                 year=year,
                 holidays={d: n for d, (n, _) in holidays.items()},
@@ -1025,7 +1089,8 @@ class _Reader:
         if self.is_null(node):
             return {}
         if not isinstance(node, yaml.SequenceNode):
-            self.problem("wrong-type", f"{what} must be a list (lines starting with '- ')", node)
+            self.problem("wrong-type", f"{_what_zh(what)} 下面要写成列表（每条以 '- ' 开头） / "
+                                       f"{what} must be a list (lines starting with '- ')", node)
             return {}
         default_name = "declared holiday" if year is not None else what.replace("_", " ").rstrip("s")
         result: dict[date, tuple[str, yaml.Node]] = {}
@@ -1038,35 +1103,39 @@ class _Reader:
                     continue
                 dates_node = (entry.get("dates") or entry.get("date") or (None, None))[1]
                 if dates_node is None:
-                    self.problem("missing-key", f"an entry of {what} has no 'dates:'", item)
+                    self.problem("missing-key", f"{_what_zh(what)} 中的一项缺少 'dates:' / an entry of {what} has no 'dates:'", item)
                     continue
                 if "name" in entry:
                     name = self.text(entry["name"][1], "name") or name
             for d in self.date_range(dates_node, what) or ():
                 if year is not None and d.year != year:
-                    self.problem("bad-date", f"{d} is listed under {year}", dates_node, fix=f"move it under {d.year}:")
+                    self.problem("bad-date", f"{d} 写在了 {year} 年下面 / {d} is listed under {year}", dates_node,
+                                 fix=f"把它移到 {d.year}: 下面 / move it under {d.year}:")
                     break
                 result[d] = (name, dates_node)
         return result
 
     def date_range(self, node: yaml.Node, what: str) -> list[date] | None:
-        fix = "write a date as 2027-01-01 and a range as 2027-02-06..2027-02-13"
+        fix = "日期写成 2027-01-01，日期范围写成 2027-02-06..2027-02-13 / write a date as 2027-01-01 and a range as 2027-02-06..2027-02-13"
         if not isinstance(node, yaml.ScalarNode) or self.is_null(node):
-            self.problem("bad-date", f"{what} must list dates like 2027-01-01", node, fix=fix)
+            self.problem("bad-date", f"{_what_zh(what)} 要写成 2027-01-01 这样的日期 / {what} must list dates like 2027-01-01", node,
+                         fix=fix)
             return None
         text = node.value.strip()
         match = _DATE_RANGE.match(text)
         if not match:
-            self.problem("bad-date", f"'{text}' in {what} is not a date or a date range", node, fix=fix)
+            self.problem("bad-date", f"{_what_zh(what)} 里的 '{text}' 不是日期或日期范围 / '{text}' in {what} is not a date or a date range",
+                         node, fix=fix)
             return None
         numbers = [int(g) if g else None for g in match.groups()]
         try:
             first = date(*numbers[0:3])
             last = date(*numbers[3:6]) if numbers[3] is not None else first
         except ValueError as exc:
-            self.problem("bad-date", f"'{text}' in {what}: {exc}", node, fix=fix)
+            self.problem("bad-date", f"{_what_zh(what)} 里的 '{text}' 不是真实的日期 / '{text}' in {what}: {exc}", node, fix=fix)
             return None
         if last < first or (last - first).days > 366:
-            self.problem("bad-date", f"'{text}' in {what} is not a range from an earlier to a later date within a year", node, fix=fix)
+            self.problem("bad-date", f"{_what_zh(what)} 里的 '{text}' 不是一年之内从早到晚的日期范围 / "
+                                     f"'{text}' in {what} is not a range from an earlier to a later date within a year", node, fix=fix)
             return None
         return [first + timedelta(days=i) for i in range((last - first).days + 1)]

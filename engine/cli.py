@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from engine import __version__
-from engine.cli_tools import parse_as_of, split_as_of
+from engine.cli_tools import existing_inbox, parse_as_of, split_as_of
 from engine.errors import EngineError, Location, Problem
 
 
@@ -21,7 +21,7 @@ def _parse_date(_ctx, _param, value):
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"'{value}' is not a date like 2026-11-20") from None
+        raise click.BadParameter(f"'{value}' 不是 2026-11-20 这样的日期 / '{value}' is not a date like 2026-11-20") from None
 
 
 def _fail(exc: EngineError) -> None:
@@ -46,7 +46,8 @@ def main() -> None:
 @main.command()
 @click.option("--policies", type=click.Path(path_type=Path, file_okay=False), default=Path("policies"), show_default=True,
               help="Folder with the policy files (YAML and .xlsx decision tables).")
-@click.option("--inbox", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("inbox"), show_default=True,
+@click.option("--inbox", type=click.Path(path_type=Path, file_okay=False), callback=existing_inbox, default=Path("inbox"),
+              show_default=True,
               help="Folder with the Excel exports (customers, interactions, orders).")
 @click.option("--outbox", type=click.Path(path_type=Path, file_okay=False), default=Path("outbox"), show_default=True,
               help="Where the run folder is written.")
@@ -82,9 +83,11 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
         return
     except (OSError, sqlite3.Error) as exc:  # a full disk, a read-only ledger: said plainly (the outbox is as it was)
         where = getattr(exc, "filename", None) or (ledger or outbox)
-        _fail(EngineError(Problem("cannot-write", f"the run could not write its results or the contact ledger ({exc}); "
-                                  "nothing was issued", Location(file=str(where)),
-                                  fix="check that the outbox folder and the ledger file are writable and the disk is not full")))
+        _fail(EngineError(Problem("cannot-write", f"运行无法写出结果或联系台账（{exc}）：什么也没有发出 / "
+                                  f"the run could not write its results or the contact ledger ({exc}); nothing was issued",
+                                  Location(file=str(where)),
+                                  fix="检查结果文件夹和台账文件是否可写、磁盘是否已满 / "
+                                      "check that the outbox folder and the ledger file are writable and the disk is not full")))
         return
     if _ENDING_AT_ONCE:
         _KEPT_UNTIL_EXIT.append(result)  # its facts and decisions: see console_main
@@ -92,7 +95,8 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
         for w in result.warnings:
             click.echo(str(w), err=True)
         click.echo(f"这一批数据已经运行过（输入、策略、模板和日期都相同），结果在：{result.folder}")
-        click.echo("This exact batch was already run; nothing new was issued. Use --force to run it again.")
+        click.echo("没有发出新的内容；要重新运行这一批，加 --force / "
+                   "This exact batch was already run; nothing new was issued. Use --force to run it again.")
         if cross_check:  # nothing was evaluated, so nothing was compared either
             click.echo("没有做交叉核对：这一批没有重新评估；要核对请加 --force / not cross-checked: add --force to evaluate it again")
         return

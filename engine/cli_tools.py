@@ -30,11 +30,20 @@ def parse_as_of(_ctx, _param, value):
         if "T" in text:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if moment.second or moment.microsecond:  # they were dropped without a word: 23:59:59 became 23:59
-                raise click.BadParameter(f"'{value}': give the time to the minute, e.g. {moment:%Y-%m-%dT%H:%M}")
+                raise click.BadParameter(f"'{value}'：时间只写到分钟，如 {moment:%Y-%m-%dT%H:%M} / "
+                                         f"'{value}': give the time to the minute, e.g. {moment:%Y-%m-%dT%H:%M}")
             return moment
         return date.fromisoformat(text)
     except ValueError:
-        raise click.BadParameter(f"'{value}' is not a date like 2026-11-20 or a time like 2026-11-20T12:00") from None
+        raise click.BadParameter(f"'{value}' 不是 2026-11-20 这样的日期，也不是 2026-11-20T12:00 这样的时间 / "
+                                 f"'{value}' is not a date like 2026-11-20 or a time like 2026-11-20T12:00") from None
+
+
+def existing_inbox(_ctx, _param, value):
+    """--inbox must name a folder that exists (click's own message for it is English only)."""
+    if value is not None and not Path(value).exists():
+        raise click.BadParameter(f"收件箱文件夹 {value} 不存在 / the inbox folder {value} does not exist")
+    return value
 
 
 def policy_time_zone(policies: Path) -> ZoneInfo:
@@ -183,8 +192,8 @@ def explain_command(customer_id: str, run_folder: Path | None, policies: Path | 
 @click.command("diff")
 @click.option("--base", required=True, help="The current policies: a folder, or git:<revision> (e.g. git:HEAD~1).")
 @click.option("--new", "new", type=_FOLDER, default=Path("policies"), show_default=True, help="The changed policy folder.")
-@click.option("--inbox", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("inbox"), show_default=True,
-              help="Folder with the exports both versions run on.")
+@click.option("--inbox", type=click.Path(path_type=Path, file_okay=False), callback=existing_inbox, default=Path("inbox"),
+              show_default=True, help="Folder with the exports both versions run on.")
 @click.option("--as-of", "as_of", callback=parse_as_of, default=None, help=AS_OF_HELP)
 @click.option("--templates", type=_FOLDER, default=None, help="Templates of the new version. Default: templates/ beside it.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=Path("diff.xlsx"), show_default=True,

@@ -155,8 +155,9 @@ def parse_guard_documents(docs: list[tuple[Path, YMap]]) -> GuardPolicy:
         return GuardPolicy()
     problems = Problems()
     for _path, extra in docs[1:]:
-        problems.error("duplicate-guards", "only one guards file is allowed in a policy folder", extra.value_loc("kind"),
-                       fix=f"merge it into {docs[0][1].loc.file}")
+        problems.error("duplicate-guards", "一个策略文件夹里只能有一个发送限制文件（kind: guards） / "
+                                           "only one guards file is allowed in a policy folder", extra.value_loc("kind"),
+                       fix=f"把它的内容合并到 {docs[0][1].loc.file} / merge it into {docs[0][1].loc.file}")
     _path, doc = docs[0]
     check_keys(doc, "the guards file", _TOP_KEYS, (), problems, doc.loc)
     values: dict[str, Any] = {"source": doc.loc.file}
@@ -167,7 +168,8 @@ def parse_guard_documents(docs: list[tuple[Path, YMap]]) -> GuardPolicy:
             ZoneInfo(name)
             values["time_zone"] = name
         except (ZoneInfoNotFoundError, ValueError):
-            problems.error("bad-value", f"unknown time zone '{name}'", doc.value_loc("time_zone"), fix="e.g. Asia/Shanghai")
+            problems.error("bad-value", f"没有 '{name}' 这个时区 / unknown time zone '{name}'", doc.value_loc("time_zone"),
+                           fix="如 / e.g. Asia/Shanghai")
 
     consent = doc.get("consent")
     if consent is not None and check_keys(consent, "consent", ("marketing_requires_consent", "not_recorded"), (), problems, doc.value_loc("consent")):
@@ -176,8 +178,10 @@ def parse_guard_documents(docs: list[tuple[Path, YMap]]) -> GuardPolicy:
         if "not_recorded" in consent:
             choice = consent.get("not_recorded")
             if choice not in NOT_RECORDED_CHOICES:
-                problems.error("bad-value", f"consent.not_recorded must be one of {', '.join(NOT_RECORDED_CHOICES)}, not '{choice}'",
-                               consent.value_loc("not_recorded"), fix="no_consent: 未记录按未同意处理 (safest)")
+                problems.error("bad-value", f"consent.not_recorded 只能是 {', '.join(NOT_RECORDED_CHOICES)} 之一，不能是 '{choice}' / "
+                                            f"consent.not_recorded must be one of {', '.join(NOT_RECORDED_CHOICES)}, not '{choice}'",
+                               consent.value_loc("not_recorded"),
+                               fix="no_consent：未记录按未同意处理（最稳妥） / no_consent: not recorded counts as no consent (safest)")
             else:
                 values["consent_not_recorded"] = choice
 
@@ -201,7 +205,8 @@ def parse_guard_documents(docs: list[tuple[Path, YMap]]) -> GuardPolicy:
     if ledger is not None and check_keys(ledger, "ledger", ("path",), (), problems, doc.value_loc("ledger")):
         path = ledger.get("path")
         if not isinstance(path, str) or not path.strip():
-            problems.error("bad-value", "ledger.path must be a file name or path, e.g. ledger.sqlite", ledger.value_loc("path"))
+            problems.error("bad-value", "ledger.path 要写文件名或路径，如 ledger.sqlite / "
+                                        "ledger.path must be a file name or path, e.g. ledger.sqlite", ledger.value_loc("path"))
         else:
             values["ledger_path"] = path.strip()
 
@@ -213,7 +218,8 @@ def parse_guard_documents(docs: list[tuple[Path, YMap]]) -> GuardPolicy:
 def _bool(block: YMap, key: str, problems: Problems) -> bool:
     value = block.get(key)
     if not isinstance(value, bool):
-        problems.error("bad-value", f"{key} must be true or false, not '{value}'", block.value_loc(key))
+        problems.error("bad-value", f"{key} 只能写 true 或 false，不能是 '{value}' / {key} must be true or false, not '{value}'",
+                       block.value_loc(key))
         return False
     return value
 
@@ -234,7 +240,8 @@ def _clock(block: YMap, key: str, problems: Problems) -> time | None:
             raise ValueError
         return clock
     except ValueError:
-        problems.error("bad-value", f"{key} must be a time like \"21:00\", not '{value}'", loc)
+        problems.error("bad-value", f"{key} 要写成 \"21:00\" 这样的时间，不能是 '{value}' / "
+                                    f"{key} must be a time like \"21:00\", not '{value}'", loc)
         return None
 
 
@@ -243,11 +250,11 @@ def _categories(block: YMap, key: str, problems: Problems) -> tuple[str, ...]:
     values = [str(v) for v in as_list(block.get(key))]
     unknown = [v for v in values if v not in MESSAGE_CATEGORIES]
     for v in unknown:
-        problems.error("bad-value", f"unknown message category '{v}' in {key}", block.value_loc(key),
-                       fix=f"one of: {', '.join(MESSAGE_CATEGORIES)}")
+        problems.error("bad-value", f"{key} 里的 '{v}' 不是消息类别 / unknown message category '{v}' in {key}", block.value_loc(key),
+                       fix=f"可以是其中之一 / one of: {', '.join(MESSAGE_CATEGORIES)}")
     if not values:
-        problems.error("bad-value", f"{key} must name at least one message category", block.value_loc(key),
-                       fix=f"one of: {', '.join(MESSAGE_CATEGORIES)}")
+        problems.error("bad-value", f"{key} 至少要写一个消息类别 / {key} must name at least one message category", block.value_loc(key),
+                       fix=f"可以是其中之一 / one of: {', '.join(MESSAGE_CATEGORIES)}")
     if unknown or not values:
         return ()
     return tuple(c for c in MESSAGE_CATEGORIES if c in values)
@@ -264,8 +271,9 @@ def _quiet_hours(doc: YMap, problems: Problems) -> QuietHours | None:
     if start is None or end is None:
         return None
     if start == end:
-        problems.error("bad-value", "quiet_hours start and end are the same time", block.value_loc("end"),
-                       fix="to switch quiet hours off write 'quiet_hours: off'")
+        problems.error("bad-value", "quiet_hours 的 start 和 end 是同一个时间 / quiet_hours start and end are the same time",
+                       block.value_loc("end"),
+                       fix="不要免打扰时段就写 'quiet_hours: off' / to switch quiet hours off write 'quiet_hours: off'")
         return None
     return QuietHours(start, end, categories)
 
@@ -275,7 +283,8 @@ def _caps(doc: YMap, problems: Problems) -> tuple[FrequencyCap, ...]:
     if block is None or block is False:
         return ()
     if not isinstance(block, YList):
-        problems.error("bad-value", "frequency_caps must be a list of caps (lines starting with '- ')", doc.value_loc("frequency_caps"))
+        problems.error("bad-value", "frequency_caps 下面要写成列表（每条以 '- ' 开头） / "
+                                    "frequency_caps must be a list of caps (lines starting with '- ')", doc.value_loc("frequency_caps"))
         return ()
     caps: list[FrequencyCap] = []
     seen: set[str] = set()
@@ -285,15 +294,18 @@ def _caps(doc: YMap, problems: Problems) -> tuple[FrequencyCap, ...]:
             continue
         cap_id = str(item.get("id"))
         if cap_id in seen:
-            problems.error("duplicate-id", f"two frequency caps are called '{cap_id}'", item.value_loc("id"))
+            problems.error("duplicate-id", f"有两个发送次数上限都叫 '{cap_id}' / two frequency caps are called '{cap_id}'",
+                           item.value_loc("id"))
         seen.add(cap_id)
         categories = _categories(item, "categories", problems)
         limit, days = item.get("max"), item.get("days")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-            problems.error("bad-value", f"cap '{cap_id}': max must be a whole number ≥ 0, not '{limit}'", item.value_loc("max"))
+            problems.error("bad-value", f"上限 '{cap_id}'：max 要写大于等于 0 的整数，不能是 '{limit}' / "
+                                        f"cap '{cap_id}': max must be a whole number ≥ 0, not '{limit}'", item.value_loc("max"))
             continue
         if not isinstance(days, int) or isinstance(days, bool) or days < 1:
-            problems.error("bad-value", f"cap '{cap_id}': days must be a whole number ≥ 1, not '{days}'", item.value_loc("days"))
+            problems.error("bad-value", f"上限 '{cap_id}'：days 要写大于等于 1 的整数，不能是 '{days}' / "
+                                        f"cap '{cap_id}': days must be a whole number ≥ 1, not '{days}'", item.value_loc("days"))
             continue
         if categories:
             caps.append(FrequencyCap(cap_id, categories, limit, days))

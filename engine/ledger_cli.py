@@ -127,7 +127,7 @@ def ledger_command(ledger_path: Path | None, outbox: Path, policies: Path, custo
     from engine.ledger import Ledger, export, format_table, show_rows
 
     if withdraw_id is not None and not (reason or "").strip():
-        raise click.BadParameter("say why the run is withdrawn, e.g. --reason \"客户经理列读错，任务未下发\"",
+        raise click.BadParameter("要写明撤回这次运行的原因 / say why the run is withdrawn, e.g. --reason \"客户经理列读错，任务未下发\"",
                                  param_hint="--reason")
     try:
         policy = load_guard_policy_folder(policies)

@@ -167,9 +167,9 @@ class RunFolder:
         return OutboxError(
             Problem(
                 code="run-exists",
-                message=f"the run folder {self.final_path.as_posix()} already exists",
+                message=f"运行文件夹 {self.final_path.as_posix()} 已经存在 / the run folder {self.final_path.as_posix()} already exists",
                 location=Location(file=self.final_path.as_posix()),
-                fix="run with --force to replace it, or move/delete that folder",
+                fix="加 --force 运行以替换它，或把那个文件夹移走/删除 / run with --force to replace it, or move/delete that folder",
             )
         )
 
@@ -196,8 +196,10 @@ def check_writable(outbox: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise EngineError(Problem(
-            "outbox-not-writable", f"cannot write into the outbox folder ({exc.strerror or exc})", Location(file=str(outbox)),
-            fix="choose another --outbox, or make this folder writable for the account that runs the batch")) from None
+            "outbox-not-writable", f"无法写入结果文件夹（{exc.strerror or exc}） / cannot write into the outbox folder "
+            f"({exc.strerror or exc})", Location(file=str(outbox)),
+            fix="换一个 --outbox，或让运行批处理的账号可以写这个文件夹 / "
+                "choose another --outbox, or make this folder writable for the account that runs the batch")) from None
 
 
 def tidy_after_killed_runs(outbox: Path) -> list[str]:

@@ -130,8 +130,10 @@ class _Forked:
         """The process is gone without a result: killed (e.g. by the out-of-memory killer) or crashed."""
         self._process.join()
         raise EngineError(Problem(
-            "helper-process-ended", f"a helper process of this run ended without a result (exit code {self._process.exitcode}); "
-            "nothing was written", fix="run again; if it happens again, run with CRM_ENGINE_PROCESSES=1 (one process)")) from None
+            "helper-process-ended", f"本次运行的一个辅助进程没有给出结果就结束了（退出码 {self._process.exitcode}）：什么也没有写出 / "
+            f"a helper process of this run ended without a result (exit code {self._process.exitcode}); nothing was written",
+            fix="再运行一次；如果又出现，用 CRM_ENGINE_PROCESSES=1（单进程）运行 / "
+                "run again; if it happens again, run with CRM_ENGINE_PROCESSES=1 (one process)")) from None
 
     def close(self) -> None:
         """End the process: a process still waiting for work sees the pipe close and stops; one

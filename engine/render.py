@@ -304,9 +304,10 @@ def _source(env: MessageEnvironment, template_name: str) -> str:
         raise PolicyError(
             Problem(
                 code="template-syntax",
-                message=f"template {file} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                message=f"模板 {file} 不是 UTF-8 文本（第 {exc.start} 个字节：{exc.reason}） / "
+                        f"template {file} is not UTF-8 text ({exc.reason} at byte {exc.start})",
                 location=Location(file=file),
-                fix="save the template as UTF-8",
+                fix="把模板另存为 UTF-8 编码 / save the template as UTF-8",
             )
         ) from None
     return source
@@ -326,9 +327,10 @@ def _missing_problem(env: MessageEnvironment, template_name: str) -> PolicyError
     return PolicyError(
         Problem(
             code="template-missing",
-            message=f"message template {file} does not exist",
+            message=f"消息模板 {file} 不存在 / message template {file} does not exist",
             location=Location(file=file),
-            fix=f"create it, or correct the template name (names are relative to {base})",
+            fix=f"新建这个模板，或改正模板名称（名称相对于 {base}） / "
+                f"create it, or correct the template name (names are relative to {base})",
         )
     )
 
@@ -338,7 +340,7 @@ def _syntax_problem(env: MessageEnvironment, template_name: str, exc: TemplateSy
     return PolicyError(
         Problem(
             code="template-syntax",
-            message=f"template {file} line {exc.lineno}: {exc.message}",
+            message=f"模板 {file} 第 {exc.lineno} 行格式错误 / template {file} line {exc.lineno}: {exc.message}",
             location=Location(file=file, line=exc.lineno),
         )
     )
@@ -356,6 +358,8 @@ def _render_problem(env: MessageEnvironment, template_name: str, compiled: _Comp
     file = _template_file(env, template_name)
     line = template_error_line(exc, compiled.template.filename)
     where = f"template {file}" + (f" line {line}" if line else "") + _whose(context)
+    cid = (context.get("customer") or {}).get("customer_id")
+    where_zh = f"模板 {file}" + (f" 第 {line} 行" if line else "") + (f"（客户 {cid}）" if cid else "")
     text = without_customer_values(str(exc), context)
     snippet = ""
     if line and 0 < line <= len(compiled.source_lines):
@@ -365,8 +369,9 @@ def _render_problem(env: MessageEnvironment, template_name: str, compiled: _Comp
         snippet = f" (in: {snippet})"
     if isinstance(exc, SecurityError):
         code = "template-unsafe"
-        message = f"{where}: not allowed in a message template: {text}{snippet}"
-        fix = "use only the message variables and filters listed in templates/README.md"
+        message = f"{where_zh}：消息模板里不允许这样写 / {where}: not allowed in a message template: {text}{snippet}"
+        fix = ("只用 templates/README.md 里列出的消息变量和过滤器 / "
+               "use only the message variables and filters listed in templates/README.md")
     elif isinstance(exc, UndefinedError):
         code = "template-undefined"
         name = next((m.group(1) for p in _UNDEFINED_NAME if (m := p.search(text))), None)
@@ -376,14 +381,16 @@ def _render_problem(env: MessageEnvironment, template_name: str, compiled: _Comp
             if dotted:
                 name = f"{dotted.group(1)}.{name}"
         variable = f"variable {name!r}" if name else "a variable"
-        message = f"{where}: {variable} is not defined ({text}){snippet}"
+        variable_zh = f"变量 {name} " if name else "有变量"
+        message = f"{where_zh}：{variable_zh}没有定义 / {where}: {variable} is not defined ({text}){snippet}"
         fix = (
+            f"检查拼写；消息模板能用 {', '.join(CONTEXT_VARIABLES)}；规则自己的值在 params 下，如 params.festival / "
             f"check the spelling; message templates get {', '.join(CONTEXT_VARIABLES)}; "
             "a rule's own values are under params, e.g. params.festival"
         )
     else:
         code = "template-error"
-        message = f"{where}: {type(exc).__name__}: {text}{snippet}"
+        message = f"{where_zh}：生成消息时出错 / {where}: {type(exc).__name__}: {text}{snippet}"
         fix = None
     return PolicyError(Problem(code=code, message=message, location=Location(file=file, line=line), fix=fix))
 

@@ -175,8 +175,10 @@ class BatchEvaluator:
         calendars = load_calendars(policyset.root / "calendar.yaml", display="calendar.yaml")
         org = policyset.organization
         if org.task_calendar not in calendars:
-            raise PolicyError(Problem(code="unknown-calendar", message=f"task_calendar '{org.task_calendar}' is not defined in calendar.yaml",
-                                      location=Location(file="organization.yaml"), fix=f"calendars: {', '.join(calendars)}"))
+            raise PolicyError(Problem(code="unknown-calendar",
+                                      message=f"task_calendar '{org.task_calendar}' 在 calendar.yaml 中没有定义 / "
+                                              f"task_calendar '{org.task_calendar}' is not defined in calendar.yaml",
+                                      location=Location(file="organization.yaml"), fix=f"已有的日历 / calendars: {', '.join(calendars)}"))
         self.policyset = policyset
         self.as_of = as_of
         self.builder = ActionBuilder(org, calendars[org.task_calendar], make_environment(templates), as_of)
@@ -347,8 +349,9 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
         with Ledger(ledger_path) as ledger:
             if not ledger.has_run(run_id):  # the run folder landed but the ledger commit did not
                 warnings.append(Problem(code="run-not-in-ledger", severity="warning", location=Location(file=str(ledger_path)),
-                                        message=f"run {run_id} has a folder but is not in the contact ledger; its items may be issued again",
-                                        fix="run again with --force to record it"))
+                                        message=f"运行 {run_id} 有结果文件夹，但不在联系台账里：它的任务和消息可能会再发一次 / "
+                                                f"run {run_id} has a folder but is not in the contact ledger; its items may be issued again",
+                                        fix="加 --force 再运行一次，把它记入台账 / run again with --force to record it"))
             elif withdrawn := ledger.withdrawn(run_id):  # taken back: nothing of it counts as issued
                 when, why = withdrawn
                 warnings.append(Problem(code="run-withdrawn", severity="warning", location=Location(file=str(ledger_path)),
@@ -481,8 +484,10 @@ def _cross_check(evaluation: Evaluation, policyset: PolicySet, dataset: Dataset,
     differences = diff_evaluations(evaluation, other, options.engine, other_name)
     if differences:
         raise EngineError(Problem(code="cross-check-failed", location=Location(file=str(options.policies)),
-                                  message=f"the {options.engine} and {other_name} engines disagree:\n" + "\n".join(differences),
-                                  fix="report this with the run's inputs and policies; use the default engine's results meanwhile"))
+                                  message=f"{options.engine} 和 {other_name} 两个引擎的结果不一致 / "
+                                          f"the {options.engine} and {other_name} engines disagree:\n" + "\n".join(differences),
+                                  fix="把这次运行的输入和策略报告给维护人员；在此之前用默认引擎的结果 / "
+                                      "report this with the run's inputs and policies; use the default engine's results meanwhile"))
     say(f"交叉核对通过：{options.engine} 与 {other_name} 的决策完全一致")
 
 

@@ -110,4 +110,5 @@ def test_a_failing_title_names_the_customer_not_their_data(builder, shipped):
     with pytest.raises(PolicyError) as err:
         titles(builder, rs, rule, spec, [{"name": "星河贸易有限公司", "customer_id": "C0"}])
     message = err.value.problems[0].message
-    assert message.startswith(f"rule {rule.rule_id} (customer C0): ") and "星河贸易有限公司" not in message
+    assert message == (f"规则 {rule.rule_id}（客户 C0）的任务标题或话术无法生成 / "
+                       f"rule {rule.rule_id} (customer C0): 'dict object' has no attribute '…'")

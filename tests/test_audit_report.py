@@ -297,15 +297,15 @@ def test_the_runs_warnings_are_kept_in_manifest_report_and_audit(run, tmp_path: 
     (warning,) = manifest["warnings"]
     assert {k: warning[k] for k in ("code", "severity", "where")} == {
         "code": "calendar-year-ahead", "severity": "warning", "where": "calendar.yaml:22:3"}
-    assert warning["message"].startswith("calendar 'standard' has no public holidays for 2027 yet")
+    assert warning["message"].startswith("日历 'standard' 还没有 2027 年的法定节假日")
     html = write_report(tmp_path, manifest, evaluation).read_text(encoding="utf-8")
     section = html[html.index('<section id="warnings">'):html.index("</section>", html.index('<section id="warnings">'))]
-    assert "<code>calendar.yaml:22:3</code>：calendar &#39;standard&#39; has no public holidays for 2027 yet" in section
-    assert "处理办法 fix：once the State Council announces the 2027 holidays" in section
+    assert "<code>calendar.yaml:22:3</code>：日历 &#39;standard&#39; 还没有 2027 年的法定节假日" in section
+    assert "处理办法 fix：国务院公布 2027 年放假安排后" in section
     info = dict(openpyxl.load_workbook(write_audit(tmp_path, manifest, evaluation, policyset), read_only=True)["运行清单"]
                 .iter_rows(min_row=2, max_col=2, values_only=True))
-    assert info["warnings.1"].startswith("calendar.yaml:22:3: calendar 'standard' has no public holidays for 2027 yet")
-    assert "[calendar-year-ahead]; fix: once the State Council" in info["warnings.1"]
+    assert info["warnings.1"].startswith("calendar.yaml:22:3: 日历 'standard' 还没有 2027 年的法定节假日")
+    assert "[calendar-year-ahead]; fix: 国务院公布 2027 年放假安排后" in info["warnings.1"]
 
     june = run_batch(RunOptions(policies=SHIPPED_POLICIES, inbox=SAMPLE_INBOX, outbox=tmp_path / "june",
                                 as_of=datetime(2026, 6, 1).date()))

@@ -358,12 +358,16 @@ def test_a_year_without_holidays_is_announced_sixty_days_ahead(calendars, tmp_pa
     (ahead,) = coverage_warnings(calendars, date(2026, 11, 2))
     file = str(REPO / "policies" / "calendar.yaml")
     assert (ahead.code, ahead.severity, ahead.location.file, ahead.location.line) == ("calendar-year-ahead", WARNING, file, 22)
-    assert ahead.message == (f"calendar 'standard' has no public holidays for 2027 yet (chinesecalendar 1.11.0 knows "
+    assert ahead.message == (f"日历 'standard' 还没有 2027 年的法定节假日（chinesecalendar 1.11.0 只有 2004-2026 年的，{file} "
+                             "也没有写 2027 年的）：时限或到期日落在这一年的运行会停下 / "
+                             f"calendar 'standard' has no public holidays for 2027 yet (chinesecalendar 1.11.0 knows "
                              f"2004-2026, {file} declares none for 2027): a run whose deadlines or due dates fall in it will stop")
-    assert ahead.fix == (f"once the State Council announces the 2027 holidays, add them to {file} under "
+    assert ahead.fix == (f"国务院公布 2027 年放假安排后，写进 {file} 的 declared_holidays: 2027: {{holidays: [...], workdays: [...]}}"
+                         "；在那之前，on_uncovered_year: statutory 可以让运行按法定节假日继续 / "
+                         f"once the State Council announces the 2027 holidays, add them to {file} under "
                          "declared_holidays: 2027: {holidays: [...], workdays: [...]}; until then "
                          "on_uncovered_year: statutory keeps runs going with the statutory holidays")
-    assert [w.message.split(" yet")[0] for w in coverage_warnings(calendars, date(2027, 3, 1))] == [
+    assert [w.message.split(" / ")[1].split(" yet")[0] for w in coverage_warnings(calendars, date(2027, 3, 1))] == [
         "calendar 'standard' has no public holidays for 2027"]
 
     declared = {"office": company(tmp_path, declared="declared_holidays:\n  2027:\n    holidays: [2027-01-01]")}

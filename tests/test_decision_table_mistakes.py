@@ -200,8 +200,10 @@ def test_a_row_without_a_rule_id_is_warned_about(policy_copy: Path):
     wb["价值分层"]["A5"] = None
     wb.save(path)
     warnings = [format_problem(p) for p in validate_policies(policy_copy) if p.code == "missing-rule-id"]
-    assert warnings == ["tables/value_tier.xlsx!价值分层!A5: 警告 warning: row 5 has no rule id; the decision log and explain call "
-                        "it value_tier#5, which changes when rows are added above it [missing-rule-id] — 修改建议: give "
+    assert warnings == ["tables/value_tier.xlsx!价值分层!A5: 警告 warning: 第 5 行没有规则编号；决策日志和 explain 把它叫作 "
+                        "value_tier#5，上面加了行它就会变 / row 5 has no rule id; the decision log and explain call "
+                        "it value_tier#5, which changes when rows are added above it [missing-rule-id] — 修改建议: 在 规则编号 列"
+                        "给这一行写一个自己的编号，如下一个没用过的编号 / give "
                         "the row its own id in the 规则编号 column, e.g. the next free one"]
 
 

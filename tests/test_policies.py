@@ -134,7 +134,7 @@ def test_decision_table_errors_name_workbook_sheet_and_cell(policies: Path):
     ws["D1"] = "条 件x"
     wb.save(path)
     errors = errors_of(policies)
-    assert any(e.startswith("tables/value_tier.xlsx!价值分层!D1: error: unknown column kind '条 件x'") for e in errors)
+    assert "tables/value_tier.xlsx!价值分层!D1: error: 第 1 行的 '条 件x' 不是列的种类 / unknown column kind '条 件x' [table-column-kind]" in errors
     wb = openpyxl.load_workbook(path)
     wb["价值分层"]["D1"] = "条件"
     wb.save(path)
@@ -146,7 +146,8 @@ def test_missing_table_sheet(policies: Path):
     path = policies / "classification" / "value_tier.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace("#价值分层", "#分层"), encoding="utf-8")
     errors = errors_of(policies)
-    assert errors == ["classification/value_tier.yaml:9:8: error: the workbook has no sheet named '分层' (it has: 价值分层) [table-sheet-missing]"]
+    assert errors == ["classification/value_tier.yaml:9:8: error: 工作簿里没有叫 '分层' 的工作表（有：价值分层） / "
+                      "the workbook has no sheet named '分层' (it has: 价值分层) [table-sheet-missing]"]
 
 
 def test_duplicate_rule_id_across_files(policies: Path):
@@ -228,4 +229,5 @@ def test_impossible_date_in_yaml_names_its_line(policies: Path):
         "kind: classification\nid: dates\nrules:\n  - id: D1\n    when: signed_date > date('2024-01-01')\n    set: {since: 2027-02-30}\n",
         encoding="utf-8")
     assert errors_of(policies) == [
-        "classification/dates.yaml:6:18: error: '2027-02-30' is not a real date (day is out of range for month) [bad-value]"]
+        "classification/dates.yaml:6:18: error: '2027-02-30' 不是真实的日期 / '2027-02-30' is not a real date (day is out of range "
+        "for month) [bad-value]"]

@@ -269,8 +269,10 @@ def test_a_quoted_whole_number_setting_says_remove_the_quotes(policy_copy: Path)
     edit(policy_copy / "care.yaml", "  greeting_days_before: 3   # 生日", '  greeting_days_before: "3"   # 生日')
     line = line_of(policy_copy, "care.yaml", 'greeting_days_before: "3"')
     assert lines(policy_copy) == [
-        f"care.yaml:{line}:26: 错误 error: 'greeting_days_before' must be"
-        ' a whole number from 0 to 60, not the text "3" (in quotes) [bad-value] — 修改建议: remove the quotes: greeting_days_before: 3']
+        f"care.yaml:{line}:26: 错误 error: 'greeting_days_before' 要写 0 到 60 之间的整数，不能是加了引号的文字 \"3\" / "
+        "'greeting_days_before' must be"
+        ' a whole number from 0 to 60, not the text "3" (in quotes) [bad-value] — 修改建议: 去掉引号 / remove the quotes: '
+        "greeting_days_before: 3"]
 
 
 def test_a_role_typed_twice_is_one_error_without_follow_on_unknown_roles(policy_copy: Path):
@@ -298,4 +300,9 @@ def test_a_festival_named_in_chinese_quotes_has_its_rule(policy_copy: Path):
 
 def test_a_festival_without_a_rule_is_still_reported(policy_copy: Path):
     edit(policy_copy / "care" / "festivals.yaml", "when: \"'国庆' in festivals_due", "when: \"'国庆节' in festivals_due")
-    assert "festival '国庆' has no greeting rule: nobody is greeted for it [festival-without-rule]" in " ".join(lines(policy_copy))
+    line = line_of(policy_copy, "care.yaml", "name: 国庆")
+    assert (f"care.yaml:{line}:7: 警告 warning: 节日 '国庆' 没有祝福规则：不会给任何人发这个节日的祝福 / "
+            "festival '国庆' has no greeting rule: nobody is greeted for it [festival-without-rule] — 修改建议: "
+            "在 care/festivals.yaml 里复制一条规则，改它的 id、when: 里的节日名（'国庆' in festivals_due）和 params.festival / "
+            "copy a rule in care/festivals.yaml and change its id, the festival's name in when: ('国庆' in festivals_due) and "
+            "params.festival") in lines(policy_copy)

@@ -173,25 +173,32 @@ def test_whole_number_rule_priorities_still_load(policy_copy: Path):
 def test_orders_not_counted_must_be_a_list_of_statuses(policy_copy: Path):
     edit(policy_copy / "features.yaml", "orders_not_counted: [已取消, 已退款, 待付款]", "orders_not_counted: 已取消")
     line = line_of(policy_copy, "features.yaml", "orders_not_counted:")
-    assert errors(policy_copy) == [f"features.yaml:{line}:21: 错误 error: orders_not_counted must be a list of order statuses [bad-value]"
-                                  " — 修改建议: write the statuses as a list, e.g. orders_not_counted: [已取消, 已退款, 待付款]"]
+    assert errors(policy_copy) == [f"features.yaml:{line}:21: 错误 error: orders_not_counted 要写成订单状态的列表 / orders_not_counted "
+                                   "must be a list of order statuses [bad-value] — 修改建议: 把状态写成列表，如 orders_not_counted: "
+                                   "[已取消, 已退款, 待付款] / write the statuses as a list, e.g. orders_not_counted: [已取消, 已退款, 待付款]"]
 
 
 def test_due_by_must_name_a_date_feature(policy_copy: Path):
     edit(policy_copy / "care" / "follow_up.yaml", "due_by: post_purchase_followup_by", "due_by: post_purchase_order_id")
     line = line_of(policy_copy, "care/follow_up.yaml", "due_by: post_purchase_order_id")
     assert errors(policy_copy) == [
-        f"care/follow_up.yaml:{line}:15: 错误 error: due_by names 'post_purchase_order_id', which is not a date feature; did you "
-        "mean 'post_purchase_order_date'? [unknown-name] — 修改建议: due_by takes a date feature, e.g. post_purchase_followup_by"]
+        f"care/follow_up.yaml:{line}:15: 错误 error: due_by 写的 'post_purchase_order_id' 不是日期特征，是不是 "
+        "'post_purchase_order_date'？ / due_by names 'post_purchase_order_id', which is not a date feature; did you "
+        "mean 'post_purchase_order_date'? [unknown-name] — 修改建议: due_by 要写一个日期特征，如 post_purchase_followup_by / "
+        "due_by takes a date feature, e.g. post_purchase_followup_by"]
 
 
-@pytest.mark.parametrize("written, guess", [("next_birthday", "; did you mean 'next_birthday_date'?"), ("days_until_birthday", "")])
-def test_send_on_must_name_a_date_feature(policy_copy: Path, written: str, guess: str):
+@pytest.mark.parametrize("written, guess_zh, guess", [
+    ("next_birthday", "，是不是 'next_birthday_date'？", "; did you mean 'next_birthday_date'?"),
+    ("days_until_birthday", "", ""),
+])
+def test_send_on_must_name_a_date_feature(policy_copy: Path, written: str, guess_zh: str, guess: str):
     edit(policy_copy / "care" / "greetings.yaml", "send_on: next_birthday_date", f"send_on: {written}")
     line = line_of(policy_copy, "care/greetings.yaml", f"send_on: {written}")
     assert errors(policy_copy) == [
-        f"care/greetings.yaml:{line}:16: 错误 error: send_on names '{written}', which is not a date feature{guess} [unknown-name] "
-        "— 修改建议: send_on takes a date feature, e.g. next_birthday_date"]
+        f"care/greetings.yaml:{line}:16: 错误 error: send_on 写的 '{written}' 不是日期特征{guess_zh} / "
+        f"send_on names '{written}', which is not a date feature{guess} [unknown-name] "
+        "— 修改建议: send_on 要写一个日期特征，如 next_birthday_date / send_on takes a date feature, e.g. next_birthday_date"]
 
 
 @pytest.mark.parametrize("when", [
@@ -213,12 +220,14 @@ def test_a_mistake_on_the_second_line_of_a_condition_is_shown_where_it_is(policy
 
 
 @pytest.mark.parametrize("written, message", [
-    ("CARE-REVISIT-DU", "replaces names 'CARE-REVISIT-DU', which is no rule; did you mean 'CARE-REVISIT-DUE'?"),
-    ("CARE-SURVEY", "replaces names 'CARE-SURVEY', which is a rule without a task"),
+    ("CARE-REVISIT-DU", "replaces 写的 'CARE-REVISIT-DU' 不是任何规则的编号，是不是 'CARE-REVISIT-DUE'？ / "
+                        "replaces names 'CARE-REVISIT-DU', which is no rule; did you mean 'CARE-REVISIT-DUE'?"),
+    ("CARE-SURVEY", "replaces 写的 'CARE-SURVEY' 这条规则没有任务 / replaces names 'CARE-SURVEY', which is a rule without a task"),
 ])
 def test_replaces_must_name_a_rule_with_a_task(policy_copy: Path, written: str, message: str):
     edit(policy_copy / "churn" / "win_back.yaml", "replaces: [CARE-REVISIT-DUE]", f"replaces: [{written}]")
     line = line_of(policy_copy, "churn/win_back.yaml", f"replaces: [{written}]")
     assert errors(policy_copy) == [
-        f"churn/win_back.yaml:{line}:17: 错误 error: {message} [unknown-rule] — 修改建议: replaces lists the ids of rules whose task "
+        f"churn/win_back.yaml:{line}:17: 错误 error: {message} [unknown-rule] — 修改建议: replaces 写的是有了这条任务就不再需要"
+        "其任务的规则编号，如 CARE-REVISIT-DUE / replaces lists the ids of rules whose task "
         "this task makes unnecessary, e.g. CARE-REVISIT-DUE"]

@@ -167,18 +167,20 @@ def test_undefined_top_level_variable(tmp_path):
     assert "'shop'" in problem.message
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("{{ customer.contact_person|money }}", "t.txt line 1 (customer C0001): TypeError: money filter needs a number, got '…'"),
-    ("{{ customer.phone|date('%Y') }}", "t.txt line 1 (customer C0001): ValueError: Invalid isoformat string: '…'"),
-    ("{{ params[customer.name] }}", "t.txt line 1 (customer C0001): variable '…' is not defined ('dict object' has no attribute '…')"),
+@pytest.mark.parametrize("source, expected_zh, expected", [
+    ("{{ customer.contact_person|money }}", "生成消息时出错", "TypeError: money filter needs a number, got '…'"),
+    ("{{ customer.phone|date('%Y') }}", "生成消息时出错", "ValueError: Invalid isoformat string: '…'"),
+    ("{{ params[customer.name] }}", "变量 … 没有定义", "variable '…' is not defined ('dict object' has no attribute '…')"),
 ])
-def test_a_failing_template_names_the_customer_not_their_data(tmp_path, source, expected):
+def test_a_failing_template_names_the_customer_not_their_data(tmp_path, source, expected_zh, expected):
     # The error goes to the console and the log: the customer's name or phone must not.
     write(tmp_path, "t.txt", source)
     with pytest.raises(PolicyError) as info:
         render_message(make_environment(tmp_path), "t.txt", sample_context())
     message = info.value.problems[0].message
-    assert message.startswith(f"template {tmp_path / 't.txt'}") and expected in message
+    file = tmp_path / "t.txt"
+    assert message == (f"模板 {file} 第 1 行（客户 C0001）：{expected_zh} / template {file} line 1 (customer C0001): {expected} "
+                       f"(in: {source})")
     assert not any(v in str(info.value) for v in ("王磊", "13812345678", "星河贸易有限公司"))
 
 

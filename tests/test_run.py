@@ -317,7 +317,9 @@ def test_an_outbox_that_cannot_be_written_is_said_before_the_batch_is_read(tmp_p
     result = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(blocked), "--as-of", AS_OF)
     assert result.exit_code == 1
     assert "读取" not in result.output  # stopped before reading the exports
-    assert f"{blocked}: error: cannot write into the outbox folder (" in result.output and "[outbox-not-writable]" in result.output
+    assert (f"{blocked}: error: 无法写入结果文件夹（Not a directory） / cannot write into the outbox folder (Not a directory) "
+            "[outbox-not-writable]\n    fix: 换一个 --outbox，或让运行批处理的账号可以写这个文件夹 / choose another --outbox, or make "
+            "this folder writable for the account that runs the batch\n") in result.output
 
 
 def test_a_ledger_that_cannot_be_written_is_an_error_not_a_traceback(tmp_path: Path):
@@ -327,8 +329,11 @@ def test_a_ledger_that_cannot_be_written_is_an_error_not_a_traceback(tmp_path: P
     result = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(tmp_path / "out"),
                      "--as-of", AS_OF, "--ledger", str(ledger))
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert f"{tmp_path / 'shared'}: error: the run could not write its results or the contact ledger (" in result.output
-    assert "[cannot-write]" in result.output
+    shared = tmp_path / "shared"
+    reason = f"[Errno 17] File exists: '{shared}'"  # the ledger's folder cannot be made: a file is there
+    assert (f"{shared}: error: 运行无法写出结果或联系台账（{reason}）：什么也没有发出 / the run could not write its results or "
+            f"the contact ledger ({reason}); nothing was issued [cannot-write]\n    fix: 检查结果文件夹和台账文件是否可写、磁盘是否已满 / "
+            "check that the outbox folder and the ledger file are writable and the disk is not full\n") in result.output
     assert [p.name for p in (tmp_path / "out").iterdir()] == []  # nothing published
 
 

@@ -123,7 +123,8 @@ ONE_BREAK_EACH = [
          "可用的日历: standard, hotline_24x7", id="unknown-task-calendar"),
     case(yaml_edit("sla.yaml", "calendar: hotline_24x7", "calendar: hotline"),
          ("sla.yaml", "calendar: hotline", 15),
-         "错误 error: calendar 'hotline' is not defined in calendar.yaml [unknown-calendar] — 修改建议: calendars: standard, hotline_24x7",
+         "错误 error: calendar.yaml 里没有日历 'hotline' / calendar 'hotline' is not defined in calendar.yaml [unknown-calendar] "
+         "— 修改建议: 已有的日历 / calendars: standard, hotline_24x7",
          id="unknown-calendar-in-an-sla-target"),
     case(yaml_edit("classification/actions.yaml", "assign_to: role:销售主管", "assign_to: role:销售主任"),
          ("classification/actions.yaml", "assign_to: role:销售主任", 18),
@@ -222,8 +223,10 @@ def test_a_settings_warning_of_a_stage_is_shown(policy_copy: Path):
     text = (policy_copy / "sla.yaml").read_text(encoding="utf-8")
     (policy_copy / "sla.yaml").write_text(text[:text.index("\ntargets:")] + "\ntargets: []\n", encoding="utf-8")
     shown = [format_problem(p) for p in validate_policies(policy_copy) if p.code == "no-targets"]
-    assert len(shown) == 1 and shown[0].startswith("sla.yaml:") and \
-        "警告 warning: the SLA settings file has no targets: nothing will be tracked [no-targets]" in shown[0]
+    line = next(n for n, text in enumerate((policy_copy / "sla.yaml").read_text(encoding="utf-8").splitlines(), start=1)
+                if text.startswith("targets:"))
+    assert shown == [f"sla.yaml:{line}:10: 警告 warning: SLA 设置文件的 targets: 是空的：不会跟踪任何时限 / "
+                     "the SLA settings file has no targets: nothing will be tracked [no-targets]"]
 
 
 def test_a_template_reading_a_later_stages_result_is_an_error(policy_copy: Path):
@@ -247,6 +250,8 @@ def test_a_festival_that_no_rule_greets_is_warned_about(policy_copy: Path):
     # Added to care.yaml without a rule in care/festivals.yaml, 七夕 was computed every year and greeted never.
     edit(policy_copy / "care.yaml", '    - {name: 元旦, solar: "01-01"}\n', '    - {name: 元旦, solar: "01-01"}\n    - {name: 七夕, lunar: "07-07"}\n')
     shown = [format_problem(p) for p in validate_policies(policy_copy) if p.code == "festival-without-rule"]
-    assert shown == ["care.yaml:20:7: 警告 warning: festival '七夕' has no greeting rule: nobody is greeted for it [festival-without-rule] "
-                     "— 修改建议: copy a rule in care/festivals.yaml and change its id, the festival's name in when: "
+    assert shown == ["care.yaml:20:7: 警告 warning: 节日 '七夕' 没有祝福规则：不会给任何人发这个节日的祝福 / "
+                     "festival '七夕' has no greeting rule: nobody is greeted for it [festival-without-rule] "
+                     "— 修改建议: 在 care/festivals.yaml 里复制一条规则，改它的 id、when: 里的节日名（'七夕' in festivals_due）和 "
+                     "params.festival / copy a rule in care/festivals.yaml and change its id, the festival's name in when: "
                      "('七夕' in festivals_due) and params.festival"]

@@ -8,7 +8,7 @@ holding all of them. Problem codes: ``unknown-name``, ``unknown-function``, ``wr
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from ..errors import ExprError, Location, Problem
 from .ast import COMPARISON_OPS, Between, Binary, BoolOp, Call, Const, In, IsNull, Name, Node, Unary
@@ -31,15 +31,16 @@ def _constant_number(node: Node) -> float | int | None:
 
 
 def check(node: Node, schema: Mapping[str, Type | str], location: Location | None = None,
-          expect: Type | None = None) -> Type:
+          expect: Type | None = None, suggest: Iterable[str] | None = None) -> Type:
     """The type of ``node``; raises ExprError with every problem found.
 
     ``schema`` gives the type of each name (a Type, or text such as "number" or "list of string").
     ``as_of`` has type date unless the schema says otherwise. ``location`` is where the expression
     starts in the policy file (default: the one ``parse`` recorded). With ``expect`` (e.g. BOOL for a rule condition), a result of
-    another type is a problem too.
+    another type is a problem too. ``suggest``: the names an unknown name's did-you-mean may offer
+    (default: the schema's), e.g. also the tags of policies that are checked later.
     """
-    checker = _Checker(schema, location or node.origin)
+    checker = _Checker(schema, location or node.origin, suggest)
     result = checker.visit(node)
     if expect is not None and not is_unknown(result) and result != expect:
         if expect == BOOL:
@@ -87,9 +88,10 @@ def _compare_fix(left: Node, lt: Type, right: Node, rt: Type) -> str | None:
 
 
 class _Checker:
-    def __init__(self, schema: Mapping[str, Type | str], location: Location | None):
+    def __init__(self, schema: Mapping[str, Type | str], location: Location | None, suggest: Iterable[str] | None = None):
         self.schema = {name: parse_type(t) if isinstance(t, str) else t for name, t in schema.items()}
         self.schema.setdefault("as_of", DATE)
+        self.suggest = set(self.schema) if suggest is None else set(suggest) | set(self.schema)
         self.location = location
         self.problems: list[Problem] = []
 
@@ -110,7 +112,8 @@ class _Checker:
     def visit_Name(self, node: Name) -> Type:
         if node.name in self.schema:
             return self.schema[node.name]
-        best = did_you_mean(node.name, self.schema)
+        candidates = self.suggest - {node.name}  # a name known elsewhere is no suggestion for itself
+        best = did_you_mean(node.name, candidates)
         if best:
             fix = f"改成 '{best[0]}' / write '{best[0]}'"
         elif not node.name.isascii():  # value_tier == 高: a value written without its quotes
@@ -121,7 +124,7 @@ class _Checker:
             fix = "对照字段列表检查拼写 / check the spelling against the list of fields"
         guess = f"，是不是 '{best[0]}'？" if best else ""
         self.problem(node, "unknown-name", f"没有叫 '{node.name}' 的字段{guess} / "
-                                           f"unknown name '{node.name}'{hint(node.name, self.schema)}", fix)
+                                           f"unknown name '{node.name}'{hint(node.name, candidates)}", fix)
         return ANY  # keeps one misspelling from causing a cascade of type errors
 
     def visit_Unary(self, node: Unary) -> Type:

@@ -108,13 +108,15 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
         wb = openpyxl.load_workbook(path)
     except FileNotFoundError:
         raise PolicyError(
-            Problem(code="table-missing", message=f"decision table workbook not found: {workbook_name}",
-                    location=Location(file=workbook_name), fix="check the 'table:' path in the YAML file")
+            Problem(code="table-missing", message=f"找不到决策表工作簿 {workbook_name} / decision table workbook not found: {workbook_name}",
+                    location=Location(file=workbook_name),
+                    fix="检查 YAML 文件里 'table:' 写的路径 / check the 'table:' path in the YAML file")
         ) from None
     except Exception as exc:  # a corrupt or non-xlsx file
         raise PolicyError(
-            Problem(code="table-unreadable", message=f"cannot read the workbook ({exc})",
-                    location=Location(file=workbook_name), fix="save it again from Excel as .xlsx")
+            Problem(code="table-unreadable", message=f"工作簿读不出（{exc}） / cannot read the workbook ({exc})",
+                    location=Location(file=workbook_name),
+                    fix="用 Excel 重新另存为 .xlsx 格式 / save it again from Excel as .xlsx")
         ) from None
     try:
         if sheet is None:
@@ -124,8 +126,10 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
         else:
             raise PolicyError(
                 Problem(code="table-sheet-missing",
-                        message=f"the workbook has no sheet named '{sheet}' (it has: {', '.join(wb.sheetnames)})",
-                        location=Location(file=workbook_name), fix="correct the sheet name after '#' in 'table:'")
+                        message=f"工作簿里没有叫 '{sheet}' 的工作表（有：{', '.join(wb.sheetnames)}） / "
+                                f"the workbook has no sheet named '{sheet}' (it has: {', '.join(wb.sheetnames)})",
+                        location=Location(file=workbook_name),
+                        fix="改正 'table:' 里 '#' 后面的工作表名 / correct the sheet name after '#' in 'table:'")
             )
         # Not data_only: a formula's cached value may be stale or missing (openpyxl writes none,
         # and data_only then reads None, i.e. "any value"), so formulas are found and refused below.
@@ -137,7 +141,8 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
     all_rows = [[v for v, _ in r] for r in all_cells]
     if len(all_rows) < 2:
         raise PolicyError(
-            Problem(code="table-empty", message="a decision table needs a header row (kinds) and a names row",
+            Problem(code="table-empty", message="决策表要有两行表头：第 1 行写每列的种类，第 2 行写名称 / "
+                                                "a decision table needs a header row (kinds) and a names row",
                     location=Location(file=workbook_name, sheet=sheet_name, cell="A1"))
         )
     width = max(len(r) for r in all_rows[:2])
@@ -153,9 +158,10 @@ def read_table_sheet(path: Path, workbook_name: str, sheet: str | None) -> Table
             raise PolicyError(
                 Problem(
                     code="table-column-kind",
-                    message=f"unknown column kind '{raw}'",
+                    message=f"第 1 行的 '{raw}' 不是列的种类 / unknown column kind '{raw}'",
                     location=Location(file=workbook_name, sheet=sheet_name, cell=f"{get_column_letter(i + 1)}1"),
-                    fix="row 1 must say 规则编号, 条件, 结果, 优先级 or 说明 (rule id, input, output, priority, description)",
+                    fix="第 1 行只能写 规则编号、条件、结果、优先级 或 说明 / "
+                        "row 1 must say 规则编号, 条件, 结果, 优先级 or 说明 (rule id, input, output, priority, description)",
                 )
             )
         kinds.append(kind)

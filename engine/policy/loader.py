@@ -199,10 +199,13 @@ class _Loader:
             return FeatureConfig.from_policy(doc)
         except (TypeError, ValueError) as exc:
             if "orders_not_counted" in str(exc):
-                self.problems.error("bad-value", str(exc), doc.value_loc("orders_not_counted"),
-                                    fix="write the statuses as a list, e.g. orders_not_counted: [已取消, 已退款, 待付款]")
+                self.problems.error("bad-value", "orders_not_counted 要写成订单状态的列表 / orders_not_counted must be a list of "
+                                                 "order statuses", doc.value_loc("orders_not_counted"),
+                                    fix="把状态写成列表，如 orders_not_counted: [已取消, 已退款, 待付款] / "
+                                        "write the statuses as a list, e.g. orders_not_counted: [已取消, 已退款, 待付款]")
             else:
-                self.problems.error("bad-value", "windows_days must be a list of whole numbers of days", doc.loc)
+                self.problems.error("bad-value", "windows_days 要写成整数天数的列表 / windows_days must be a list of whole numbers "
+                                                 "of days", doc.loc)
             return FeatureConfig()
 
     def organization(self) -> Organization:
@@ -351,7 +354,9 @@ class _Loader:
         if "policies" in doc:
             blocks = doc.get("policies")
             if not isinstance(blocks, YList):
-                self.problems.error("not-a-list", "'policies:' must be a list of policies (lines starting with '- ')", doc.value_loc("policies"))
+                self.problems.error("not-a-list", "'policies:' 下面要写成策略的列表（每条以 '- ' 开头） / "
+                                                  "'policies:' must be a list of policies (lines starting with '- ')",
+                                    doc.value_loc("policies"))
                 return []
             return [(b, blocks.item_loc(i)) for i, b in enumerate(blocks)]
         return [(doc, doc.loc)]
@@ -476,7 +481,8 @@ class _Loader:
             if not self._plain_name(name, value, "score", scores):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                self.problems.error("bad-value", f"score '{name}' must be a number of points", scores.value_loc(name))
+                self.problems.error("bad-value", f"分数 '{name}' 要写分值（数字） / score '{name}' must be a number of points",
+                                    scores.value_loc(name))
                 continue
             outputs.append(AddScore(str(name), float(value), scores.value_loc(name)))
         tasks = as_list(block.get("task")) + as_list(block.get("tasks"))
@@ -604,7 +610,8 @@ class _Loader:
             return ()
         items = list(value) if isinstance(value, (list, YList)) else [value]
         if not items or any(isinstance(v, (dict, list, YMap, YList)) or v is None for v in items):
-            self.problems.error("bad-value", "replaces must be a rule id or a list of rule ids, e.g. replaces: [CARE-REVISIT-DUE]",
+            self.problems.error("bad-value", "replaces 要写一个规则编号或规则编号的列表，如 replaces: [CARE-REVISIT-DUE] / "
+                                             "replaces must be a rule id or a list of rule ids, e.g. replaces: [CARE-REVISIT-DUE]",
                                 block.value_loc("replaces"))
             return ()
         ids = tuple(str(v).strip() for v in items)
@@ -655,10 +662,12 @@ class _Loader:
         kinds, names = sheet_data.kinds, sheet_data.names
         for col, kind in enumerate(kinds):
             if kind in ("input", "output") and not names[col]:
-                self.problems.error("table-name-missing", "row 2 must name the feature (for 条件) or the result (for 结果) of this column",
+                self.problems.error("table-name-missing", "第 2 行要写这一列的名称：条件列写特征名，结果列写结果名 / "
+                                                          "row 2 must name the feature (for 条件) or the result (for 结果) of this column",
                                     sheet_data.cell_loc(2, col))
         if "output" not in kinds:
-            self.problems.error("table-no-output", "the table has no 结果 (output) column", sheet_data.cell_loc(1, 0))
+            self.problems.error("table-no-output", "表格没有 结果 列：第 1 行至少要有一列写 结果 / "
+                                                   "the table has no 结果 (output) column", sheet_data.cell_loc(1, 0))
         seen_ids: set[str] = set()
         for row_number, values in sheet_data.rows:
             rule_id, description, priority, parts, cells, outputs = None, "", 0, [], {}, []
@@ -672,7 +681,8 @@ class _Loader:
                     try:
                         priority = int(float(value))
                     except ValueError:
-                        self.problems.error("bad-value", f"priority must be a whole number, not '{value}'", sheet_data.cell_loc(row_number, col))
+                        self.problems.error("bad-value", f"优先级要写整数，不能是 '{value}' / priority must be a whole number, "
+                                                         f"not '{value}'", sheet_data.cell_loc(row_number, col))
                 elif kind == "input" and names[col]:
                     cond = decision_table.cell_condition(names[col], value)
                     if cond is not None:
@@ -687,12 +697,16 @@ class _Loader:
             if rule_id is None:
                 rule_id = f"{rs.policy_id}#{row_number}"
                 if "rule_id" in kinds:  # the table has a 规则编号 column, and this row left it empty
-                    self.problems.warning("missing-rule-id", f"row {row_number} has no rule id; the decision log and "
+                    self.problems.warning("missing-rule-id", f"第 {row_number} 行没有规则编号；决策日志和 explain 把它叫作 {rule_id}，"
+                                          "上面加了行它就会变 / "
+                                          f"row {row_number} has no rule id; the decision log and "
                                           f"explain call it {rule_id}, which changes when rows are added above it",
                                           sheet_data.cell_loc(row_number, kinds.index("rule_id")),
-                                          fix="give the row its own id in the 规则编号 column, e.g. the next free one")
+                                          fix="在 规则编号 列给这一行写一个自己的编号，如下一个没用过的编号 / "
+                                              "give the row its own id in the 规则编号 column, e.g. the next free one")
             if rule_id in seen_ids:
-                self.problems.error("duplicate-rule-id", f"rule id '{rule_id}' appears twice in this table",
+                self.problems.error("duplicate-rule-id", f"规则编号 '{rule_id}' 在这张表里出现了两次 / "
+                                                         f"rule id '{rule_id}' appears twice in this table",
                                     sheet_data.cell_loc(row_number, kinds.index("rule_id") if "rule_id" in kinds else 0))
             seen_ids.add(rule_id)
             condition_text = " and ".join(text for _, text in parts) or "true"
@@ -763,8 +777,9 @@ def _order_rulesets(rulesets: list[RuleSet], problems: Problems) -> list[RuleSet
         ready = [i for i in range(len(rulesets)) if i not in done and deps[i] <= done]
         if not ready:
             stuck = [rulesets[i] for i in range(len(rulesets)) if i not in done]
-            problems.error("policy-cycle", "these policies read each other's results in a circle: "
-                           + ", ".join(f"{rs.policy_id} ({rs.source_file})" for rs in stuck), stuck[0].location)
+            circle = ", ".join(f"{rs.policy_id} ({rs.source_file})" for rs in stuck)
+            problems.error("policy-cycle", f"这几个策略互相读对方的结果，绕成了一个圈：{circle} / "
+                                           f"these policies read each other's results in a circle: {circle}", stuck[0].location)
             ordered.extend(i for i in range(len(rulesets)) if i not in done)
             break
         ordered.append(ready[0])
@@ -772,18 +787,23 @@ def _order_rulesets(rulesets: list[RuleSet], problems: Problems) -> list[RuleSet
     return [rulesets[i] for i in ordered]
 
 
-def _kind_text(value: Any) -> str:
-    """What kind of value a tag is set to, with the value: text ('高'), a number (3), yes/no (true)."""
+def _kind_text(value: Any, zh: bool = False) -> str:
+    """What kind of value a tag is set to, with the value: text ('高'), a number (3), yes/no (true);
+    with ``zh`` for the Chinese half of a message: 文字（'高'）, 数字（3）, 是/否（true）."""
     kind = _type_for_value(value)
+    shown = value_text(_shown(value) if isinstance(value, str) else value)
+    if zh:
+        what = "数字" if kind == expr.types.NUMBER else "是/否" if kind == expr.types.BOOL else "文字"
+        return f"{what}（{shown}）"
     what = "a number" if kind == expr.types.NUMBER else "yes/no" if kind == expr.types.BOOL else "text"
-    return f"{what} ({value_text(_shown(value) if isinstance(value, str) else value)})"
+    return f"{what} ({shown})"
 
 
-def _output_phrase(out: SetTag | AddScore) -> str:
+def _output_phrase(out: SetTag | AddScore, zh: bool = False) -> str:
     if isinstance(out, AddScore):
         points = int(out.points) if float(out.points).is_integer() else out.points
-        return f"a score ({value_text(points)} points, a number)"
-    return f"set to {_kind_text(out.value)}"
+        return f"是分数（{value_text(points)} 分，数字）" if zh else f"a score ({value_text(points)} points, a number)"
+    return f"设为{_kind_text(out.value, zh=True)}" if zh else f"set to {_kind_text(out.value)}"
 
 
 def _whole_days_problem(name: str, value: Any, stage: str) -> tuple[str, str] | None:
@@ -792,7 +812,8 @@ def _whole_days_problem(name: str, value: Any, stage: str) -> tuple[str, str] | 
         return None
     number = re.match(r"\s*(\d+)", value) if isinstance(value, str) else None
     example = number.group(1) if number else "90"
-    return (f"{name} must be a whole number of days, not {value_text(value)}",
+    return (f"{name} 要写整数天数，不能是 {value_text(value)} / {name} must be a whole number of days, not {value_text(value)}",
+            f"只写天数，如 {example}：{stage} 阶段按它计算到下次回访的天数 / "
             f"write the number of days alone, e.g. {example}: the {stage} stage counts the days to the next revisit from it")
 
 
@@ -808,6 +829,10 @@ def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Proble
     run); a tag a stage module reads set to a value it cannot use (revisit_interval_days: '90天');
     a condition reading a result of a stage that runs later (always empty there: a warning)."""
     builtin = set(schema)  # features of the customer and of the stage modules, before any tag
+    # A misspelt name is suggested from every feature and every tag or score any policy sets, also one
+    # set by a policy checked later (another file, another stage): the schema so far has only earlier ones.
+    known = builtin | {out.name for rs in rulesets for rule in rs.rules for out in rule.outputs
+                       if isinstance(out, (SetTag, AddScore))}
     computed_by = stage_feature_stages()
     required = stage_tag_requirements()
     first_of: dict[str, SetTag | AddScore] = {}  # tag or score → its first non-null output, in evaluation order
@@ -818,7 +843,7 @@ def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Proble
             # A table row is checked cell by cell, so a problem names the cell that has it.
             for node in rule.cell_conditions or [rule.condition]:
                 try:
-                    expr.check(node, schema, expect=expr.BOOL)
+                    expr.check(node, schema, expect=expr.BOOL, suggest=known)
                 except PolicyError as exc:
                     problems.extend(exc.problems)
         _later_stage_reads(rs, computed_by, problems)
@@ -830,15 +855,21 @@ def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Proble
                 if out.name in builtin:
                     stage = computed_by.get(out.name)
                     what = f"computed by the {stage} stage" if stage else "a built-in feature"
+                    what_zh = f"由 {stage} 阶段计算的结果" if stage else "内置特征"
                     if isinstance(out, SetTag):
                         effect = "" if stage else (f": the rules after this one would see {value_text(out.value)} "
                                                    f"instead of the customer's own {out.name}")
-                        problems.error("tag-shadows-feature", f"'{out.name}' is {what}; a policy cannot set it{effect}",
-                                       where, fix="choose another name for the result (docs/features.md lists the built-in features)")
+                        effect_zh = "" if stage else f"：后面的规则会看到 {value_text(out.value)}，而不是客户自己的 {out.name}"
+                        problems.error("tag-shadows-feature", f"'{out.name}' 是{what_zh}，策略不能设置它{effect_zh} / "
+                                                              f"'{out.name}' is {what}; a policy cannot set it{effect}",
+                                       where, fix="给这个结果换一个名称（内置特征见 docs/features.md） / "
+                                                  "choose another name for the result (docs/features.md lists the built-in features)")
                     else:
-                        problems.error("score-shadows-feature", f"'{out.name}' is {what}; a score cannot use its name: every "
-                                       f"customer's {out.name} would be replaced by the score (which starts at 0)",
-                                       where, fix="choose another name for the score (docs/features.md lists the built-in features)")
+                        problems.error("score-shadows-feature", f"'{out.name}' 是{what_zh}，分数不能用这个名称：每位客户的 "
+                                       f"{out.name} 都会被这个分数（从 0 起算）取代 / '{out.name}' is {what}; a score cannot use "
+                                       f"its name: every customer's {out.name} would be replaced by the score (which starts at 0)",
+                                       where, fix="给这个分数换一个名称（内置特征见 docs/features.md） / "
+                                                  "choose another name for the score (docs/features.md lists the built-in features)")
                     continue
                 value = out.value if isinstance(out, SetTag) else out.points
                 if value is None:  # an empty result goes with any kind of value
@@ -861,10 +892,13 @@ def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Proble
                     here = _output_phrase(out)
                     if isinstance(out, SetTag) and isinstance(first, SetTag):
                         here = here.removeprefix("set ")
-                    problems.error("tag-mixed-kinds", f"'{out.name}' is {_output_phrase(first)} at "
+                    problems.error("tag-mixed-kinds", f"'{out.name}' 在 {first.location or '前面的规则'} "
+                                   f"{_output_phrase(first, zh=True)}，这里却{_output_phrase(out, zh=True)}：一个标签只能放一种值 / "
+                                   f"'{out.name}' is {_output_phrase(first)} at "
                                    f"{first.location or 'an earlier rule'} and {here} here; one tag holds one kind of value",
-                                   where, fix=f"set {out.name} to the same kind of value everywhere (all text, all numbers "
-                                              "or all yes/no), or give one of the results another name")
+                                   where, fix=f"让 {out.name} 在各处都设为同一种值（都是文字、都是数字或都是是/否），或给其中一个"
+                                              f"结果换一个名称 / set {out.name} to the same kind of value everywhere (all text, "
+                                              "all numbers or all yes/no), or give one of the results another name")
 
 
 def _later_stage_reads(rs: RuleSet, computed_by: dict[str, str], problems: Problems) -> None:
@@ -891,9 +925,12 @@ def _later_stage_reads(rs: RuleSet, computed_by: dict[str, str], problems: Probl
                     continue
                 seen.add(key)
                 move = f"the {later} stage" + (" or later" if later != STAGES[-1] else "")
-                problems.warning("reads-later-stage", f"'{node.name}' is computed by the {later} stage, which runs after "
+                move_zh = f"{later} 阶段" + ("或之后的阶段" if later != STAGES[-1] else "")
+                problems.warning("reads-later-stage", f"'{node.name}' 由 {later} 阶段计算，{later} 在 {rs.stage} 之后才运行："
+                                 f"在这里它总是空的（null） / '{node.name}' is computed by the {later} stage, which runs after "
                                  f"{rs.stage}: here it is always empty (null)", loc,
-                                 fix=f"move the rule to {move} (a policy file with 'kind: {later}')")
+                                 fix=f"把这条规则移到 {move_zh}（写 'kind: {later}' 的策略文件） / "
+                                     f"move the rule to {move} (a policy file with 'kind: {later}')")
 
 
 def _replaces_cycles(rulesets: list[RuleSet], loader: _Loader) -> None:
@@ -935,8 +972,10 @@ def load_policies(root: Path) -> PolicySet:
     """Load and check every policy file under ``root``; raise PolicyError listing all errors."""
     root = root.resolve()
     if not root.is_dir():
-        raise PolicyError(Problem(code="policy-folder-missing", message=f"policy folder not found: {root}",
-                                  location=Location(file=str(root)), fix="pass --policies DIR with the folder that holds your policy files"))
+        raise PolicyError(Problem(code="policy-folder-missing", message=f"找不到策略文件夹 {root} / policy folder not found: {root}",
+                                  location=Location(file=str(root)),
+                                  fix="用 --policies 指定存放策略文件的文件夹 / pass --policies DIR with the folder that holds your "
+                                      "policy files"))
     loader = _Loader(root)
     loader.read_documents()
     features = loader.features()
@@ -972,17 +1011,21 @@ def load_policies(root: Path) -> PolicySet:
         for key, name, loc in loader.date_refs:
             if schema.get(name) != expr.types.DATE:
                 guess = did_you_mean(name, [n for n, t in schema.items() if t == expr.types.DATE])
-                loader.problems.error("unknown-name", f"{key} names '{name}', which is not a date feature"
+                loader.problems.error("unknown-name", f"{key} 写的 '{name}' 不是日期特征" + (f"，是不是 '{guess}'？" if guess else "")
+                                      + f" / {key} names '{name}', which is not a date feature"
                                       + (f"; did you mean '{guess}'?" if guess else ""), loc,
-                                      fix=f"{key} takes a date feature, e.g. {examples[key]}")
+                                      fix=f"{key} 要写一个日期特征，如 {examples[key]} / {key} takes a date feature, e.g. {examples[key]}")
         task_rules = {rule.rule_id for rs in ordered_all for rule in rs.rules if any(isinstance(o, TaskSpec) for o in rule.outputs)}
         for rule_id, loc in loader.replaces_refs:
             if rule_id not in task_rules:
                 known = rule_id in seen_ids
                 guess = None if known else did_you_mean(rule_id, sorted(task_rules))
-                loader.problems.error("unknown-rule", f"replaces names '{rule_id}', which is "
+                loader.problems.error("unknown-rule", f"replaces 写的 '{rule_id}' "
+                                      + ("这条规则没有任务" if known else "不是任何规则的编号") + (f"，是不是 '{guess}'？" if guess else "")
+                                      + f" / replaces names '{rule_id}', which is "
                                       + ("a rule without a task" if known else "no rule") + (f"; did you mean '{guess}'?" if guess else ""),
-                                      loc, fix="replaces lists the ids of rules whose task this task makes unnecessary, e.g. CARE-REVISIT-DUE")
+                                      loc, fix="replaces 写的是有了这条任务就不再需要其任务的规则编号，如 CARE-REVISIT-DUE / "
+                                               "replaces lists the ids of rules whose task this task makes unnecessary, e.g. CARE-REVISIT-DUE")
         _replaces_cycles(ordered_all, loader)
     if loader.problems.errors:
         raise PolicyError(loader.problems.errors)

@@ -47,6 +47,8 @@ def where_zh(where: str) -> str:
         return f"{where[len('policy in '):]} 中的策略"
     if where.startswith("channel "):
         return f"渠道 {where[len('channel '):]}"
+    if where.startswith("frequency cap #"):  # guards.yaml frequency_caps, numbered from 1
+        return f"发送次数上限 #{where[len('frequency cap #'):]} "
     return where
 
 

@@ -254,6 +254,6 @@ def _value_problem(name: str, root: yaml.Node, exc: ValueError) -> Problem:
             try:
                 yaml.SafeLoader("").construct_yaml_timestamp(node)
             except ValueError:
-                return Problem(code="bad-value", message=f"'{node.value}' is not a real date ({exc})",
-                               location=_node_location(name, node), fix="correct the date (YYYY-MM-DD)")
-    return Problem(code="bad-value", message=f"a value cannot be read: {exc}", location=Location(file=name))
+                return Problem(code="bad-value", message=f"'{node.value}' 不是真实的日期 / '{node.value}' is not a real date ({exc})",
+                               location=_node_location(name, node), fix="改正日期（YYYY-MM-DD） / correct the date (YYYY-MM-DD)")
+    return Problem(code="bad-value", message=f"有一个值读不出 / a value cannot be read: {exc}", location=Location(file=name))

@@ -221,9 +221,11 @@ def _whole(block: YMap, key: str, default: int, low: int, high: int, problems: P
     value = block.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or not low <= value <= high:
         quoted = isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and low <= int(value) <= high
-        problems.error("bad-value", f"'{key}' must be a whole number from {low} to {high}, not "
+        problems.error("bad-value", f"'{key}' 要写 {low} 到 {high} 之间的整数，不能是"
+                       + (f"加了引号的文字 \"{value}\"" if quoted else f" '{value}'")
+                       + f" / '{key}' must be a whole number from {low} to {high}, not "
                        + (f"the text \"{value}\" (in quotes)" if quoted else f"'{value}'"), block.value_loc(key),
-                       fix=f"remove the quotes: {key}: {value.strip()}" if quoted else None)
+                       fix=f"去掉引号 / remove the quotes: {key}: {value.strip()}" if quoted else None)
         return default
     return int(value)
 
@@ -234,24 +236,29 @@ def _texts(block: YMap, key: str, default: tuple[str, ...], problems: Problems) 
         return default
     items = list(value) if isinstance(value, (list, YList)) else [value]
     if not items or any(isinstance(v, (dict, list)) or v is None for v in items):
-        problems.error("bad-value", f"'{key}' must be a list of texts, e.g. [回访, 拜访]", block.value_loc(key))
+        problems.error("bad-value", f"'{key}' 要写成文字列表，如 [回访, 拜访] / '{key}' must be a list of texts, e.g. [回访, 拜访]",
+                       block.value_loc(key))
         return default
     return tuple(str(v).strip() for v in items)
 
 
 def _month_day(text: Any, where: str, loc: Location, lunar: bool, problems: Problems) -> tuple[int, int] | None:
     """'MM-DD' (also 'M-D', 'M/D', 'M月D日') → (month, day), checked for the calendar."""
+    where_zh = "节日 " + where[len("festival "):] if where.startswith("festival ") else where
     raw = str(text).strip().replace("月", "-").replace("日", "").replace("/", "-")
     parts = raw.split("-")
     try:
         month, day = (int(p) for p in parts)
     except ValueError:
-        problems.error("bad-date", f"{where}: '{text}' is not a month and day; write it as MM-DD, e.g. '08-15'", loc)
+        problems.error("bad-date", f"{where_zh}：'{text}' 不是月和日，要写成 MM-DD，如 '08-15' / "
+                                   f"{where}: '{text}' is not a month and day; write it as MM-DD, e.g. '08-15'", loc)
         return None
     max_day = 30 if lunar else (_calendar.monthrange(2024, month)[1] if 1 <= month <= 12 else 0)
     if not (1 <= month <= 12 and 1 <= day <= max_day):
-        problems.error("bad-date", f"{where}: '{text}' is not a real {'lunar' if lunar else 'solar'} month and day", loc,
-                       fix="lunar days go up to 30 (30 means the month's last day); solar dates as in a calendar")
+        problems.error("bad-date", f"{where_zh}：'{text}' 不是真实的{'农历' if lunar else '公历'}月日 / "
+                                   f"{where}: '{text}' is not a real {'lunar' if lunar else 'solar'} month and day", loc,
+                       fix="农历的日最大写 30（30 表示当月最后一天）；公历日期按日历写 / "
+                           "lunar days go up to 30 (30 means the month's last day); solar dates as in a calendar")
         return None
     return month, day
 
@@ -261,7 +268,8 @@ def _festivals(block: YMap, default_days: int, problems: Problems) -> tuple[Fest
     if days is None:
         return tuple(Festival(n, c, m, d, default_days) for n, c, m, d in DEFAULT_FESTIVALS)
     if not isinstance(days, YList):
-        problems.error("not-a-list", "festivals 'days:' must be a list (lines starting with '- ')", block.value_loc("days"))
+        problems.error("not-a-list", "festivals 的 'days:' 下面要写成列表（每条以 '- ' 开头） / "
+                                     "festivals 'days:' must be a list (lines starting with '- ')", block.value_loc("days"))
         return ()
     out: list[Festival] = []
     seen: set[str] = set()
@@ -271,10 +279,11 @@ def _festivals(block: YMap, default_days: int, problems: Problems) -> tuple[Fest
             continue
         name = str(item.get("name", "")).strip()
         if name in seen:
-            problems.error("duplicate-festival", f"festival '{name}' is declared twice", item.key_loc("name"))
+            problems.error("duplicate-festival", f"节日 '{name}' 写了两次 / festival '{name}' is declared twice", item.key_loc("name"))
         seen.add(name)
         if ("solar" in item) == ("lunar" in item):
-            problems.error("bad-value", f"festival '{name}' needs exactly one of 'solar: MM-DD' or 'lunar: MM-DD'", item.loc)
+            problems.error("bad-value", f"节日 '{name}' 要写 'solar: MM-DD'（公历）或 'lunar: MM-DD'（农历），只写其中一个 / "
+                                        f"festival '{name}' needs exactly one of 'solar: MM-DD' or 'lunar: MM-DD'", item.loc)
             continue
         kind = "lunar" if "lunar" in item else "solar"
         md = _month_day(item.get(kind), f"festival '{name}'", item.value_loc(kind), kind == "lunar", problems)
@@ -295,8 +304,10 @@ def load_care_settings(policyset: Any) -> CareSettings | None:
     problems = Problems()
     path, doc = settings_docs[0]
     for other_path, other in settings_docs[1:]:
-        problems.error("duplicate-care-settings", f"only one care settings file is allowed, but {policyset.relpath(path)} already is one",
-                       other.loc, fix=f"merge {policyset.relpath(other_path)} into {policyset.relpath(path)}")
+        problems.error("duplicate-care-settings", f"关怀设置文件只能有一个，{policyset.relpath(path)} 已经是了 / "
+                                                  f"only one care settings file is allowed, but {policyset.relpath(path)} already is one",
+                       other.loc, fix=f"把 {policyset.relpath(other_path)} 的内容合并到 {policyset.relpath(path)} / "
+                                      f"merge {policyset.relpath(other_path)} into {policyset.relpath(path)}")
     check_keys(doc, "the care settings file", _TOP_KEYS, (), problems, doc.loc)
     s = CareSettings(settings_id=str(doc.get("id", "care_settings")), source=str(doc.loc))
 
@@ -318,8 +329,9 @@ def load_care_settings(policyset: Any) -> CareSettings | None:
     s.member_day = _whole(member, "day_of_month", s.member_day, 1, 28, problems)
     s.member_day_days_before = _whole(member, "days_before", s.member_day_days_before, 0, 27, problems)
     if s.member_day_days_before >= s.member_day:
-        problems.error("bad-value", f"member_day days_before ({s.member_day_days_before}) must be smaller than day_of_month "
-                       f"({s.member_day}): the reminder must start in the member day's own month",
+        problems.error("bad-value", f"member_day 的 days_before（{s.member_day_days_before}）要小于 day_of_month"
+                       f"（{s.member_day}）：提醒要在会员日当月开始 / member_day days_before ({s.member_day_days_before}) "
+                       f"must be smaller than day_of_month ({s.member_day}): the reminder must start in the member day's own month",
                        member.value_loc("days_before"))
 
     survey = _block(doc, "survey", _SURVEY_KEYS, problems)
@@ -348,8 +360,11 @@ def _festivals_without_rules(festivals: tuple[Festival, ...], block: Any, policy
         if festival.name in named:
             continue
         loc = days.item_loc(i) if isinstance(days, YList) and i < len(days) else block.loc if isinstance(block, YMap) else None
-        problems.warning("festival-without-rule", f"festival '{festival.name}' has no greeting rule: nobody is greeted for it",
-                         loc, fix="copy a rule in care/festivals.yaml and change its id, the festival's name in "
+        problems.warning("festival-without-rule", f"节日 '{festival.name}' 没有祝福规则：不会给任何人发这个节日的祝福 / "
+                                                  f"festival '{festival.name}' has no greeting rule: nobody is greeted for it",
+                         loc, fix="在 care/festivals.yaml 里复制一条规则，改它的 id、when: 里的节日名"
+                                  f"（'{festival.name}' in festivals_due）和 params.festival / "
+                                  "copy a rule in care/festivals.yaml and change its id, the festival's name in "
                                   f"when: ('{festival.name}' in festivals_due) and params.festival")
 
 

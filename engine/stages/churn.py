@@ -85,7 +85,8 @@ class ChurnSettings:
 def _number(block: YMap, key: str, default: float | None, problems: Problems, low: float = 0, high: float = 100) -> float | None:
     value = block.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        problems.error("bad-value", f"'{key}' must be a number from {low:g} to {high:g}, not '{value}'", block.value_loc(key))
+        problems.error("bad-value", f"'{key}' 要写 {low:g} 到 {high:g} 之间的数，不能是 '{value}' / "
+                                    f"'{key}' must be a number from {low:g} to {high:g}, not '{value}'", block.value_loc(key))
         return default
     return float(value)
 
@@ -94,8 +95,10 @@ def _reason(value: Any, loc: Location, problems: Problems) -> str:
     text = str(value).strip()
     if text not in REASONS + (FROM_COMPLAINT,):
         guess = did_you_mean(text, REASONS + (FROM_COMPLAINT,))
-        problems.error("bad-value", f"unknown reason '{text}'" + (f"; did you mean '{guess}'?" if guess else ""), loc,
-                       fix=f"one of: {', '.join(REASONS)}, or {FROM_COMPLAINT} (the category of the latest complaint)")
+        problems.error("bad-value", f"没有 '{text}' 这种流失原因" + (f"，是不是 '{guess}'？" if guess else "")
+                       + f" / unknown reason '{text}'" + (f"; did you mean '{guess}'?" if guess else ""), loc,
+                       fix=f"写其中之一：{', '.join(REASONS)}，或 {FROM_COMPLAINT}（取最近一次投诉的类别） / "
+                           f"one of: {', '.join(REASONS)}, or {FROM_COMPLAINT} (the category of the latest complaint)")
         return UNKNOWN
     return text
 
@@ -105,7 +108,8 @@ def _signal(block: Any, loc: Location, schema: dict, problems: Problems, seen: s
         return None
     signal_id = str(block.get("id", "?"))
     if signal_id in seen:
-        problems.error("duplicate-rule-id", f"signal id '{signal_id}' appears twice", block.key_loc("id"))
+        problems.error("duplicate-rule-id", f"信号编号 '{signal_id}' 用了两次 / signal id '{signal_id}' appears twice",
+                       block.key_loc("id"))
     seen.add(signal_id)
     text = condition_text(block.get("when", "true"))
     where = block.value_loc("when")
@@ -118,8 +122,9 @@ def _signal(block: Any, loc: Location, schema: dict, problems: Problems, seen: s
     names = tuple(sorted(expr.free_names(node)))
     own = [n for n in names if n in _OWN_RESULTS]
     if own:
-        problems.error("churn-signal-reads-result", f"signal '{signal_id}' reads {', '.join(own)}, which the signals themselves produce",
-                       where, fix="write the condition over customer features and classification tags")
+        problems.error("churn-signal-reads-result", f"信号 '{signal_id}' 读了 {', '.join(own)}，这是信号本身算出的结果 / "
+                                                    f"signal '{signal_id}' reads {', '.join(own)}, which the signals themselves produce",
+                       where, fix="条件只能用客户特征和分类标签来写 / write the condition over customer features and classification tags")
         return None
     weight = _number(block, "weight", None, problems)
     reason = _reason(block.get("reason"), block.value_loc("reason"), problems)
@@ -142,44 +147,54 @@ def load_churn_settings(policyset: Any) -> ChurnSettings | None:
     path, doc = docs[0]
     rel = policyset.relpath(path)
     for other_path, other in docs[1:]:
-        problems.error("duplicate-churn-settings", f"only one churn settings file is allowed, but {rel} already is one",
-                       other.loc, fix=f"merge {policyset.relpath(other_path)} into {rel}")
+        problems.error("duplicate-churn-settings", f"流失设置文件只能有一个，{rel} 已经是了 / "
+                                                   f"only one churn settings file is allowed, but {rel} already is one",
+                       other.loc, fix=f"把 {policyset.relpath(other_path)} 的内容合并到 {rel} / "
+                                      f"merge {policyset.relpath(other_path)} into {rel}")
     check_keys(doc, "the churn settings file", _TOP_KEYS, ("signals", "levels"), problems, doc.loc)
     max_score = _number(doc, "max_score", 100.0, problems, 1, 10000)
     window = doc.get("frequency_window_days", 90)
     windows = policyset.features.windows_days
     if window not in windows:
-        problems.error("bad-value", f"frequency_window_days must be one of the feature windows ({', '.join(map(str, windows))}), not '{window}'",
-                       doc.value_loc("frequency_window_days"), fix="or add the window to windows_days in features.yaml")
+        shown = ", ".join(map(str, windows))
+        problems.error("bad-value", f"frequency_window_days 只能是特征的统计天数（{shown}）之一，不能是 '{window}' / "
+                                    f"frequency_window_days must be one of the feature windows ({shown}), not '{window}'",
+                       doc.value_loc("frequency_window_days"),
+                       fix="或者把这个天数加到 features.yaml 的 windows_days 里 / or add the window to windows_days in features.yaml")
         window = 90
 
     levels: list[tuple[str, float]] = []
     raw_levels = doc.get("levels")
     if not isinstance(raw_levels, YList) or not raw_levels:
-        problems.error("not-a-list", "'levels:' must be a list such as - {level: 高, min_score: 60}", doc.value_loc("levels"))
+        problems.error("not-a-list", "'levels:' 下面要写成列表，如 - {level: 高, min_score: 60} / "
+                                     "'levels:' must be a list such as - {level: 高, min_score: 60}", doc.value_loc("levels"))
     else:
         for i, item in enumerate(raw_levels):
             if not check_keys(item, "a churn level", _LEVEL_KEYS, _LEVEL_KEYS, problems, raw_levels.item_loc(i)):
                 continue
             score = _number(item, "min_score", 0.0, problems, 0, max_score or 100)
             if levels and score >= levels[-1][1]:
-                problems.error("bad-value", "levels must go from the highest min_score to the lowest", item.value_loc("min_score"))
+                problems.error("bad-value", "levels 要按 min_score 从高到低排列 / levels must go from the highest min_score to the lowest",
+                               item.value_loc("min_score"))
             levels.append((str(item.get("level")).strip(), score))
         if levels and levels[-1][1] != 0:
-            problems.error("bad-value", "the last level must have min_score 0, so every customer gets a level",
+            problems.error("bad-value", "最后一个等级的 min_score 要是 0，这样每个客户都有等级 / "
+                                        "the last level must have min_score 0, so every customer gets a level",
                            raw_levels.item_loc(len(raw_levels) - 1))
 
     complaint_reasons: dict[str, str] = {}
     raw_reasons = doc.get("complaint_reasons") or YMap()
     if not isinstance(raw_reasons, YMap):
-        problems.error("not-a-mapping", "'complaint_reasons:' must map complaint categories to reasons, e.g. 产品质量: 产品",
+        problems.error("not-a-mapping", "'complaint_reasons:' 下面要写 '投诉类别: 流失原因'，如 产品质量: 产品 / "
+                                        "'complaint_reasons:' must map complaint categories to reasons, e.g. 产品质量: 产品",
                        doc.value_loc("complaint_reasons"))
     else:
         for category, reason in raw_reasons.items():
             loc = raw_reasons.value_loc(category)
             text = _reason(reason, loc, problems)
             if text == FROM_COMPLAINT:
-                problems.error("bad-value", f"complaint category '{category}' must map to a reason, not to {FROM_COMPLAINT}", loc)
+                problems.error("bad-value", f"投诉类别 '{category}' 要对应一个流失原因，不能是 {FROM_COMPLAINT} / "
+                                            f"complaint category '{category}' must map to a reason, not to {FROM_COMPLAINT}", loc)
             complaint_reasons[str(category).strip()] = text
 
     recent = _number(doc, "complaint_reason_days", 180.0, problems, 0, 3650)
@@ -195,7 +210,8 @@ def load_churn_settings(policyset: Any) -> ChurnSettings | None:
     )
     raw_signals = doc.get("signals")
     if not isinstance(raw_signals, YList):
-        problems.error("not-a-list", "'signals:' must be a list (lines starting with '- ')", doc.value_loc("signals"))
+        problems.error("not-a-list", "'signals:' 下面要写成列表（每条以 '- ' 开头） / "
+                                     "'signals:' must be a list (lines starting with '- ')", doc.value_loc("signals"))
     else:
         seen: set[str] = set()
         for i, item in enumerate(raw_signals):

@@ -153,14 +153,15 @@ def _texts(value: Any, where: str, loc: Location, problems: Problems) -> tuple[s
         return ()
     items = list(value) if isinstance(value, (list, YList)) else [value]
     if any(isinstance(v, (dict, list)) or v is None for v in items):
-        problems.error("bad-value", f"{where} must be a list of texts, e.g. [已解决, 已关闭]", loc)
+        problems.error("bad-value", f"{where} 要写成文字列表，如 [已解决, 已关闭] / {where} must be a list of texts, e.g. [已解决, 已关闭]",
+                       loc)
         return None
     return tuple(str(v).strip() for v in items)
 
 
 def _duration(value: Any, where: str, loc: Location, problems: Problems) -> Duration | None:
     if isinstance(value, bool) or value is None:
-        problems.error("bad-duration", f"{where} must be a duration such as 4h or 2d", loc)
+        problems.error("bad-duration", f"{where} 要写时长，如 4h 或 2d / {where} must be a duration such as 4h or 2d", loc)
         return None
     try:
         return parse_duration(str(value), loc)
@@ -173,9 +174,10 @@ def _clock_field(block: YMap, key: str, default: str, problems: Problems) -> str
     value = str(block.get(key, default))
     if value not in CLOCK_FIELDS:
         guess = did_you_mean(value, CLOCK_FIELDS)
-        problems.error("unknown-field", f"clock {key}: '{value}' is not a time field of the interaction export"
+        problems.error("unknown-field", f"clock {key}: '{value}' 不是互动记录里的时间字段" + (f"，是不是 '{guess}'？" if guess else "")
+                       + f" / clock {key}: '{value}' is not a time field of the interaction export"
                        + (f"; did you mean '{guess}'?" if guess else ""),
-                       block.value_loc(key), fix=f"one of: {', '.join(CLOCK_FIELDS)}")
+                       block.value_loc(key), fix=f"可以是其中之一 / one of: {', '.join(CLOCK_FIELDS)}")
     return value
 
 
@@ -195,15 +197,17 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
     rel = policyset.relpath(path)
     for other_path, other in docs[1:]:
         problems.error("duplicate-sla-settings",
-                       f"only one SLA settings file is allowed, but {rel} already is one",
-                       other.loc, fix=f"merge {policyset.relpath(other_path)} into {rel}")
+                       f"SLA 设置文件只能有一个，{rel} 已经是了 / only one SLA settings file is allowed, but {rel} already is one",
+                       other.loc, fix=f"把 {policyset.relpath(other_path)} 的内容合并到 {rel} / "
+                                      f"merge {policyset.relpath(other_path)} into {rel}")
     check_keys(doc, "the SLA settings file", _TOP_KEYS, ("targets",), problems, doc.loc)
 
     calendar_name = str(doc.get("calendar", "standard"))
     if calendar_name not in calendars:
-        problems.error("unknown-calendar", f"calendar '{calendar_name}' is not defined in calendar.yaml",
+        problems.error("unknown-calendar", f"calendar.yaml 里没有日历 '{calendar_name}' / "
+                                           f"calendar '{calendar_name}' is not defined in calendar.yaml",
                        doc.value_loc("calendar"),
-                       fix=f"calendars: {', '.join(calendars)}")
+                       fix=f"已有的日历 / calendars: {', '.join(calendars)}")
 
     clock = doc.get("clock")
     if clock is None or not check_keys(clock, "clock", _CLOCK_KEYS, (), problems, doc.value_loc("clock")):
@@ -216,16 +220,19 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
     paused = _texts(clock.get("paused_statuses", []), "clock paused_statuses",
                     clock.value_loc("paused_statuses"), problems) or ()
     for status in sorted(set(closed) & set(paused)):
-        problems.error("status-conflict", f"status '{status}' is both closed and paused",
+        problems.error("status-conflict", f"状态 '{status}' 既算已关闭又算暂停计时 / status '{status}' is both closed and paused",
                        clock.value_loc("paused_statuses"))
     without_time = str(clock.get("closed_without_resolved_time", "first_response"))
     if without_time not in _CLOSED_WITHOUT_TIME:
-        problems.error("bad-value", f"closed_without_resolved_time must be one of {', '.join(_CLOSED_WITHOUT_TIME)}, not '{without_time}'",
+        problems.error("bad-value", f"closed_without_resolved_time 只能是 {', '.join(_CLOSED_WITHOUT_TIME)} 之一，不能是 "
+                                    f"'{without_time}' / closed_without_resolved_time must be one of "
+                                    f"{', '.join(_CLOSED_WITHOUT_TIME)}, not '{without_time}'",
                        clock.value_loc("closed_without_resolved_time"))
 
     share = doc.get("at_risk_share", 0.75)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
-        problems.error("bad-value", f"at_risk_share must be a number between 0 and 1 (e.g. 0.75), not '{share}'",
+        problems.error("bad-value", f"at_risk_share 要写 0 到 1 之间的数（如 0.75），不能是 '{share}' / "
+                                    f"at_risk_share must be a number between 0 and 1 (e.g. 0.75), not '{share}'",
                        doc.value_loc("at_risk_share"))
         share = 0.75
 
@@ -233,18 +240,22 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
     role = str(doc.get("escalation_role", "客服主管"))
     if role not in roles:
         guess = did_you_mean(role, roles)
-        problems.error("unknown-role", f"escalation_role '{role}' is not one of the roles in organization.yaml"
+        problems.error("unknown-role", f"escalation_role '{role}' 不是 organization.yaml 里的角色"
+                       + (f"，是不是 '{guess}'？" if guess else "")
+                       + f" / escalation_role '{role}' is not one of the roles in organization.yaml"
                        + (f"; did you mean '{guess}'?" if guess else ""),
                        doc.value_loc("escalation_role"),
-                       fix=f"roles: {', '.join(roles)} (or add '{role}' to roles: in organization.yaml)")
+                       fix=f"写已有的角色（{', '.join(roles)}），或在 organization.yaml 的 roles: 里加上 '{role}' / "
+                           f"roles: {', '.join(roles)} (or add '{role}' to roles: in organization.yaml)")
     escalation_due = _duration(doc.get("escalation_due", "2h"), "escalation_due", doc.value_loc("escalation_due"), problems)
 
     track = _texts(doc.get("track_types", ["投诉", "咨询", "建议"]), "track_types", doc.value_loc("track_types"),
                    problems) or ()
     window_days = doc.get("window_days", DEFAULT_WINDOW_DAYS)
     if isinstance(window_days, bool) or not isinstance(window_days, int) or window_days < 1:
-        problems.error("bad-value", f"window_days must be a whole number of days (1 or more), not '{window_days}'",
-                       doc.value_loc("window_days"), fix="e.g. window_days: 90")
+        problems.error("bad-value", f"window_days 要写整数天数（1 或更多），不能是 '{window_days}' / "
+                                    f"window_days must be a whole number of days (1 or more), not '{window_days}'",
+                       doc.value_loc("window_days"), fix="如 / e.g. window_days: 90")
         window_days = DEFAULT_WINDOW_DAYS
 
     # Names a condition may read: every customer feature and tag known at load time, plus the
@@ -256,7 +267,8 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
     targets: list[Target] = []
     blocks = doc.get("targets")
     if "targets" in doc and not isinstance(blocks, YList):
-        problems.error("not-a-list", "'targets:' must be a list of rules (lines starting with '- ')", doc.value_loc("targets"))
+        problems.error("not-a-list", "'targets:' 下面要写成列表（每条以 '- ' 开头） / "
+                                     "'targets:' must be a list of rules (lines starting with '- ')", doc.value_loc("targets"))
         blocks = YList()
     seen: dict[str, Location] = {}
     for i, block in enumerate(blocks or []):
@@ -267,8 +279,10 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
         location = block.key_loc("id")
         if rule_id in seen or rule_id in other_rule_ids:
             first = seen.get(rule_id) or other_rule_ids[rule_id]
-            problems.error("duplicate-rule-id", f"rule id '{rule_id}' is already used at {first}", location,
-                           fix="rule ids must be unique across all policy files")
+            problems.error("duplicate-rule-id", f"规则编号 '{rule_id}' 已经在 {first} 用过 / "
+                                                f"rule id '{rule_id}' is already used at {first}", location,
+                           fix="所有策略文件里的规则编号都不能重复，给这条规则换一个编号 / "
+                               "rule ids must be unique across all policy files")
         seen.setdefault(rule_id, location)
         when_text = condition_text(block.get("when", "true"))
         compiled, names = None, ()
@@ -285,11 +299,13 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
         if "resolution" in block:
             resolution = _duration(block["resolution"], "resolution", block.value_loc("resolution"), problems)
         if "first_response" not in block and "resolution" not in block:
-            problems.error("missing-field", f"target '{rule_id}' needs first_response, resolution or both", block.loc)
+            problems.error("missing-field", f"目标 '{rule_id}' 要写 first_response、resolution 或两个都写 / "
+                                            f"target '{rule_id}' needs first_response, resolution or both", block.loc)
         target_calendar = str(block.get("calendar", calendar_name))
         if "calendar" in block and target_calendar not in calendars:
-            problems.error("unknown-calendar", f"calendar '{target_calendar}' is not defined in calendar.yaml",
-                           block.value_loc("calendar"), fix=f"calendars: {', '.join(calendars)}")
+            problems.error("unknown-calendar", f"calendar.yaml 里没有日历 '{target_calendar}' / "
+                                               f"calendar '{target_calendar}' is not defined in calendar.yaml",
+                           block.value_loc("calendar"), fix=f"已有的日历 / calendars: {', '.join(calendars)}")
         if compiled is None or target_calendar not in calendars:
             continue
         targets.append(Target(
@@ -306,7 +322,8 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
             source=str(location),
         ))
     if not blocks and "targets" in doc:
-        problems.warning("no-targets", "the SLA settings file has no targets: nothing will be tracked", doc.value_loc("targets"))
+        problems.warning("no-targets", "SLA 设置文件的 targets: 是空的：不会跟踪任何时限 / "
+                                       "the SLA settings file has no targets: nothing will be tracked", doc.value_loc("targets"))
 
     if problems.errors:
         raise PolicyError(problems.errors)
