@@ -3,7 +3,8 @@ channel, an address and a rendered text."""
 from __future__ import annotations
 
 from collections import ChainMap
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 
 from engine.calendar import BusinessCalendar, parse_duration
@@ -93,11 +94,37 @@ class ActionBuilder:
         }
 
     def key(self, spec: TaskSpec | MessageSpec, rule: Rule, customer: Customer, features: dict) -> str:
-        """The idempotency key the contact ledger checks: rule, customer, period (and key_by value)."""
-        key = f"{rule.rule_id}|{customer.customer_id}|{period_label(spec.once_per, self.as_of)}"
+        """The idempotency key the contact ledger checks: rule, customer, period (and key_by value).
+
+        The period is the one containing the rule's ``period_of`` day when it has one (the birthday a
+        greeting is for), else the run's date: a greeting issued on 30 Dec for a birthday on 2 Jan is
+        the new year's, whichever day of its window the batch runs on."""
+        day = _period_day(spec, features) or self.as_of
+        key = f"{rule.rule_id}|{customer.customer_id}|{period_label(spec.once_per, day)}"
         if spec.key_by:
             key += f"|{features.get(spec.key_by)}"
         return key
+
+    def former_keys(self, spec: TaskSpec | MessageSpec, rule: Rule, customer: Customer,
+                    features: dict) -> tuple[tuple[str, ...], date | None]:
+        """The keys the same item had before its rule counted ``once_per`` at its ``period_of`` day, and
+        the first day a ledger row under one of them counts (the guards' dedupe reads both).
+
+        Before, the period was the one of the run's date, and care windows were cut at the end of that
+        period: a 30 Dec run greeted a 2 Jan birthday under 2025. Such a run lay in the greeting window,
+        at most FORMER_KEY_DAYS before the day; so the keys are those with the periods of those days
+        other than the day's own (with and without the key_by value, as before key_by was added)."""
+        day = _period_day(spec, features)
+        if day is None:
+            return (), None
+        start = f"{rule.rule_id}|{customer.customer_id}|"
+        value = f"|{features.get(spec.key_by)}" if spec.key_by else None
+        keys = []
+        for label in _earlier_labels(spec.once_per, day):
+            if value is not None:
+                keys.append(start + label + value)
+            keys.append(start + label)
+        return tuple(keys), day - timedelta(days=FORMER_KEY_DAYS)
 
     def task(self, spec: TaskSpec, rule: Rule, rs: RuleSet, customer: Customer, features: dict, context: dict) -> Task:
         role = spec.assign_to[5:] if spec.assign_to.startswith("role:") else None
@@ -107,6 +134,7 @@ class ActionBuilder:
         else:  # by role; or no 客户经理: the unassigned role takes it, and the sheet says why
             role = role if role is not None else self.org.unassigned_role
             assignee, assignment = self.org.person_for(role, customer.customer_id)
+        former_keys, former_since = self.former_keys(spec, rule, customer, features)
         return Task(
             customer_id=customer.customer_id,
             customer_name=customer.name,
@@ -124,6 +152,8 @@ class ActionBuilder:
             key=self.key(spec, rule, customer, features),
             replaces=spec.replaces,
             assignment=assignment,
+            former_keys=former_keys,
+            former_since=former_since,
         )
 
     def pick_channel(self, spec: MessageSpec, customer: Customer) -> tuple[str | None, str | None]:
@@ -148,6 +178,7 @@ class ActionBuilder:
         ctx["params"] = spec.params
         template_name = f"messages/{channel}/{spec.template}.txt"
         rendered = render_message(self.env, template_name, ctx)
+        former_keys, former_since = self.former_keys(spec, rule, customer, features)
         return Message(
             customer_id=customer.customer_id,
             customer_name=customer.name,
@@ -162,7 +193,31 @@ class ActionBuilder:
             stage=rs.stage,
             key=self.key(spec, rule, customer, features),
             send_on=send_day(spec, features),
+            former_keys=former_keys,
+            former_since=former_since,
         )
+
+
+# How long before the day it is about a greeting may be issued: the longest window care.yaml allows
+# (greeting_days_before, gift_days_before, a festival's greeting_days_before: at most 60 days).
+FORMER_KEY_DAYS = 60
+
+
+def _period_day(spec: TaskSpec | MessageSpec, features: dict) -> date | None:
+    """The day of the rule's ``period_of`` date feature; None: no period_of, or no date (the run's date counts)."""
+    day = features.get(spec.period_of) if spec.period_of else None
+    if isinstance(day, datetime):
+        return day.date()
+    return day if isinstance(day, date) else None
+
+
+@lru_cache(maxsize=4096)  # a festival greeting asks for the same day for every customer
+def _earlier_labels(period: str, day: date) -> tuple[str, ...]:
+    """The labels of the periods the FORMER_KEY_DAYS before ``day`` fall in, other than ``day``'s own."""
+    own = period_label(period, day)
+    labels = dict.fromkeys(period_label(period, day - timedelta(days=n)) for n in range(FORMER_KEY_DAYS, 0, -1))
+    labels.pop(own, None)
+    return tuple(labels)
 
 
 def send_day(spec: MessageSpec, features: dict) -> date | None:

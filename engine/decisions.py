@@ -40,6 +40,10 @@ class Task:
     handler: bool = False  # assigned to the ticket's 处理人 (an SLA reminder), not as 客户经理 or by role
     replaces: tuple[str, ...] = ()  # the rule's task.replaces: these rules' tasks for the customer are not issued
     assignment: str | None = None  # a role with several people: how this one was chosen (Organization.person_for)
+    # Keys the same task had before its rule counted once_per at its period_of day, and the first day a
+    # ledger row under one of them counts as this task (engine.actions.ActionBuilder.former_keys).
+    former_keys: tuple[str, ...] = ()
+    former_since: date | None = None
 
 
 def task_output(task: Task) -> dict[str, Any]:
@@ -71,6 +75,8 @@ class Message:
     send_at: datetime | None = None
     key: str = ""
     send_on: date | None = None  # the rule's send_on day (send_on: <date feature>): sent then, at the send time
+    former_keys: tuple[str, ...] = ()  # as for a Task
+    former_since: date | None = None
 
 
 # Types that need no change, checked first: this runs for every value of a large decision log.

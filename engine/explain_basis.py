@@ -125,11 +125,10 @@ def churn_reason_basis(policyset: Any, settings: Any, level: dict[str, Any], rec
 
 
 def _window(when: date, days_before: int) -> str:
-    """The greeting window as engine.stages.care.window_open has it: ``days_before`` days up to the day,
-    cut at the end of the year it starts in (birthdays are greeted once per year)."""
+    """The greeting window as engine.stages.care.window_open has it: ``days_before`` days up to the day
+    (also across the year end: the rules count their year at the birthday, period_of)."""
     first = when - timedelta(days=days_before)
-    last = min(when, date(first.year, 12, 31))
-    return f"{first.isoformat()} 至 {last.isoformat()}" + ("（窗口不跨年，截止到 12-31）" if last != when else "")
+    return f"{first.isoformat()} 至 {when.isoformat()}"
 
 
 def care_basis(policyset: Any, settings: Any, customer: Any, f: dict[str, Any], as_of: date,

@@ -9,10 +9,12 @@ evaluation and before the run folder is written, in this fixed order (documented
    channel and the reason as its body (``unreachable_message``), so that this guard lists it like
    any other; first, because there is nothing to send.
 2. ``dedupe`` — tasks and messages: an item whose idempotency key (rule, customer, period) an
-   earlier run already issued (the contact ledger says so) is suppressed; so is a second item with
-   the same kind and key within this run, and a task that another task of this run for the same
-   customer replaces (``task.replaces`` in the policy: the same work, e.g. a churn revisit and the
-   periodic revisit) — whether that other task is new or already issued in its period.
+   earlier run already issued (the contact ledger says so; also under the key an earlier version
+   gave it: without its key_by value, or with the run's period instead of its period_of day's) is
+   suppressed; so is a second item with the same kind and key within this run, and a task that
+   another task of this run for the same customer replaces (``task.replaces`` in the policy: the
+   same work, e.g. a churn revisit and the periodic revisit) — whether that other task is new or
+   already issued in its period.
 3. ``opt-out`` — messages: a customer who opted out gets no marketing message (and, if the policy
    says so, no service message either).
 4. ``consent`` — marketing messages need ``marketing_consent`` true; what an unrecorded consent
@@ -518,21 +520,42 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     # earlier version of the rule gave before key_by was added to it (rule|customer|period): adding
     # key_by to a rule (birthday greetings keyed by the birthday's date) must not issue everything again.
     wanted += [(kind, _without_key_by(key)) for kind, key in wanted if key.count("|") >= 3]
+    # A rule whose period counts at its period_of day (a greeting keyed by the birthday's year) also
+    # finds what it issued while the period was the run date's: on 30 Dec under 2025 for 2 Jan (its
+    # former keys, from actions.ActionBuilder.former_keys), so the new year's run does not greet again.
+    wanted += [("task", k) for t in tasks for k in t.former_keys]
+    wanted += [("message", k) for m in messages for k in m.former_keys]
     earlier = ledger.issued_among(wanted, for_run=run_id) if ledger is not None else {}
     seen: set[tuple[str, str]] = set()
     already: dict[tuple[str, datetime], str] = {}  # the reason's start, once per earlier run
 
+    def issued_before(item: Task | Message, kind: str) -> tuple[tuple[str, datetime], str] | None:
+        """(run id, issued at) and the key of the ledger row that already holds ``item``, or None."""
+        found = earlier.get((kind, item.key))
+        if found is not None:
+            return found, item.key
+        if item.key.count("|") >= 3:
+            found = earlier.get((kind, _without_key_by(item.key)))
+            if found is not None:
+                return found, _without_key_by(item.key)
+        for key in item.former_keys:
+            # Only a row issued in the window before the day: the same key of a year earlier is the
+            # previous 元旦's greeting (keyed by its own year), not this one.
+            found = earlier.get((kind, key))
+            if found is not None and found[1].date() >= item.former_since:
+                return found, key
+        return None
+
     def fresh(item: Task | Message, kind: str) -> bool:
         ident = (kind, item.key)
-        earlier_run = earlier.get(ident)
-        if earlier_run is None and item.key.count("|") >= 3:
-            earlier_run = earlier.get((kind, _without_key_by(item.key)))
-        if earlier_run is not None:
+        before = issued_before(item, kind)
+        if before is not None:
+            earlier_run, key = before
             start = already.get(earlier_run)
             if start is None:
                 run, issued_at = earlier_run
                 start = already[earlier_run] = f"已在 {issued_at:%Y-%m-%d} 的运行 {run} 中发出（同一规则、客户、周期："
-            drop(item, kind, "dedupe", start + item.key + "）")
+            drop(item, kind, "dedupe", start + key + "）")
             return False
         if ident in seen:
             drop(item, kind, "dedupe", f"本次运行中已有同一幂等键的{'任务' if kind == 'task' else '消息'}（{item.key}）")

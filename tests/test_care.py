@@ -118,11 +118,15 @@ def test_solar_birthdays_including_29_february():
     assert next_birthday(date(1992, 2, 29), False, date(2027, 12, 1)) == date(2028, 2, 29)
 
 
-def test_windows_are_cut_at_the_end_of_their_period():
+def test_windows_run_across_the_year_end():
+    # A birthday on 2 January is greeted from 30 December on; before, the window was cut at 31 December
+    # (its key had the run's year), so a batch on 1 or 2 January did not greet at all.
     first, last = date(2025, 12, 30), date(2026, 1, 2)
-    assert window_open(date(2025, 12, 31), first, last, "year")
-    assert not window_open(date(2026, 1, 1), first, last, "year")  # already greeted under key 2025
-    assert not window_open(date(2025, 12, 29), first, last, "year")
+    assert window_open(date(2025, 12, 31), first, last)
+    assert window_open(date(2026, 1, 1), first, last)
+    assert window_open(date(2026, 1, 2), first, last)
+    assert not window_open(date(2025, 12, 29), first, last)
+    assert not window_open(date(2026, 1, 3), first, last)
 
 
 # -- festivals ------------------------------------------------------------------------------------
@@ -154,9 +158,29 @@ def test_festivals_due_follow_each_festivals_lead_days(settings):
     assert stage_at(settings, date(2026, 2, 10)).festivals_due == ["春节"]
     assert stage_at(settings, date(2026, 2, 9)).festivals_due == []
     assert stage_at(settings, date(2027, 2, 1)).festivals_due == ["春节"]
-    # 元旦: the window 29 Dec..1 Jan is cut at 31 Dec, so the greeting goes out once, before the new year.
-    assert stage_at(settings, date(2025, 12, 30)).festivals_due == ["元旦"]
-    assert stage_at(settings, date(2026, 1, 1)).festivals_due == []
+    # 元旦: the window 29 Dec..1 Jan crosses the year end; every day of it has 元旦 2026's date, whose year
+    # the festival rules count once_per: year at (period_of: festivals_due_date).
+    for day in (date(2025, 12, 29), date(2025, 12, 31), date(2026, 1, 1)):
+        s = stage_at(settings, day)
+        assert (s.festivals_due, s.festivals_due_date) == (["元旦"], date(2026, 1, 1)), day
+    assert stage_at(settings, date(2025, 12, 28)).festivals_due == []
+    assert stage_at(settings, date(2026, 1, 2)).festivals_due == []
+    assert stage_at(settings, date(2026, 2, 10)).festivals_due_date == date(2026, 2, 17)
+
+
+def test_a_festival_of_next_year_waits_while_one_of_this_year_is_due(settings):
+    # A company day on 31 Dec (window 29..31 Dec) and 元旦 (29 Dec..1 Jan): on one day, festivals_due_date
+    # can give only one year. 元旦 waits until the company day's window is over, and is greeted on 1 Jan.
+    from dataclasses import replace
+
+    from engine.stages.care import Festival
+
+    with_company_day = replace(settings, festivals=settings.festivals + (Festival("公司年会", "solar", 12, 31, 2),))
+    for day in (date(2025, 12, 29), date(2025, 12, 30), date(2025, 12, 31)):
+        s = stage_at(with_company_day, day)
+        assert (s.festivals_due, s.festivals_due_date) == (["公司年会"], date(2025, 12, 31)), day
+    s = stage_at(with_company_day, date(2026, 1, 1))
+    assert (s.festivals_due, s.festivals_due_date) == (["元旦"], date(2026, 1, 1))
 
 
 def test_festival_greeting_through_the_rules(policyset):
@@ -210,11 +234,13 @@ def test_ordinary_customer_gets_greeting_but_no_gift_task(policyset):
     assert rows["C2"]["birthday_greeting_due"] is True
     assert "C2" in messages_of(ev, "CARE-BIRTHDAY-GREETING")
     assert not tasks_of(ev, "CARE-BIRTHDAY-GIFT")
-    # 1 Jan: the birthday is tomorrow, but the window began in 2025 and was greeted under key 2025.
+    assert messages_of(ev, "CARE-BIRTHDAY-GREETING")["C2"].key == "CARE-BIRTHDAY-GREETING|C2|2026|2026-01-02"
+    # 1 Jan: the birthday is tomorrow, still in the window; the same key as on 30 Dec (the birthday's
+    # year, not the run's), so the ledger lets only one of the two runs greet.
     ev, rows = run(policyset, date(2026, 1, 1), [c])
     assert rows["C2"]["days_until_birthday"] == 1
-    assert rows["C2"]["birthday_greeting_due"] is False
-    assert not messages_of(ev, "CARE-BIRTHDAY-GREETING")
+    assert rows["C2"]["birthday_greeting_due"] is True
+    assert messages_of(ev, "CARE-BIRTHDAY-GREETING")["C2"].key == "CARE-BIRTHDAY-GREETING|C2|2026|2026-01-02"
 
 
 def test_no_birthday_recorded(policyset):

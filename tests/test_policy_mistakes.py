@@ -201,6 +201,15 @@ def test_send_on_must_name_a_date_feature(policy_copy: Path, written: str, guess
         "— 修改建议: send_on 要写一个日期特征，如 next_birthday_date / send_on takes a date feature, e.g. next_birthday_date"]
 
 
+def test_period_of_must_name_a_date_feature(policy_copy: Path):
+    # The period a greeting is counted in is the one of a date (the birthday); a number of days is not one.
+    edit(policy_copy / "care" / "greetings.yaml", "period_of: next_birthday_date\n", "period_of: days_until_birthday\n")
+    line = line_of(policy_copy, "care/greetings.yaml", "period_of: days_until_birthday")
+    assert errors(policy_copy) == [
+        f"care/greetings.yaml:{line}:18: 错误 error: period_of names 'days_until_birthday', which is not a date feature [unknown-name] "
+        "— 修改建议: period_of takes a date feature, e.g. next_birthday_date"]
+
+
 @pytest.mark.parametrize("when", [
     "monetary_365d > 1 and\n      monetry_365d > 2",  # plain: YAML folds it into one line
     ">\n      monetary_365d > 1 and\n      monetry_365d > 2",

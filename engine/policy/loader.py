@@ -37,8 +37,9 @@ RULE_KINDS = STAGES
 OTHER_KINDS = ("columns", "calendar", "features", "organization", "guards")
 PRIORITIES = ("高", "中", "低")
 MESSAGE_CATEGORIES = ("marketing", "service")
-TASK_FIELDS = ("title", "assign_to", "due", "priority", "script", "category", "once_per", "key_by", "due_by", "replaces")
-MESSAGE_FIELDS = ("template", "channel", "category", "params", "once_per", "key_by", "send_on")
+TASK_FIELDS = ("title", "assign_to", "due", "priority", "script", "category", "once_per", "key_by", "due_by", "replaces",
+               "period_of")
+MESSAGE_FIELDS = ("template", "channel", "category", "params", "once_per", "key_by", "send_on", "period_of")
 # What separates names in "李强、王芳": a person's name never holds one of these.
 _NAME_SEPARATORS = (",", "，", "、", ";", "；", "/")
 # A task's or message's field found at the rule's level was indented too little (check_keys says so).
@@ -136,7 +137,7 @@ class _Loader:
         self.files: list[Path] = []
         self.documents: dict[str, list[tuple[Path, YMap]]] = {}
         self.key_by_refs: list[tuple[str, Location]] = []  # (feature name, where) of every key_by
-        # (key, feature name, where) of every task's due_by and message's send_on: each names a date feature
+        # (key, feature name, where) of every due_by, send_on and period_of: each names a date feature
         self.date_refs: list[tuple[str, str, Location]] = []
         self.replaces_refs: list[tuple[str, Location]] = []  # (rule id, where) of every task's replaces
         self.policy_ids: dict[str, Location] = {}  # policy id → where it was first declared
@@ -578,6 +579,7 @@ class _Loader:
             once_per=self._period(block),
             key_by=self._key_by(block),
             due_by=self._date_feature(block, "due_by"),
+            period_of=self._date_feature(block, "period_of"),
             replaces=self._replaces(block),
         )
 
@@ -601,7 +603,8 @@ class _Loader:
         params = self._mapping_field(block, "params", "name: text", ("offer", "本月新品上市"))
         return MessageSpec(template=str(block.get("template")), channel=channel, category=category,
                            params=dict(params), once_per=self._period(block),
-                           key_by=self._key_by(block), send_on=self._date_feature(block, "send_on"))
+                           key_by=self._key_by(block), send_on=self._date_feature(block, "send_on"),
+                           period_of=self._date_feature(block, "period_of"))
 
     def _replaces(self, block: YMap) -> tuple[str, ...]:
         """``replaces: [RULE-ID, ...]``: rule ids, checked once every rule is known."""
@@ -619,8 +622,8 @@ class _Loader:
         return ids
 
     def _date_feature(self, block: YMap, key: str) -> str | None:
-        """A task's ``due_by`` or a message's ``send_on`` names a date feature; checked against the
-        schema with the conditions."""
+        """A task's ``due_by``, a message's ``send_on`` and either's ``period_of`` name a date feature;
+        checked against the schema with the conditions."""
         value = block.get(key)
         if value is None:
             return None
@@ -1007,7 +1010,7 @@ def load_policies(root: Path) -> PolicySet:
                 loader.problems.error("unknown-name", f"key_by 写的 '{name}' 不是特征或标签" + (f"，是不是 '{guess}'？" if guess else "")
                                       + f" / key_by names '{name}', which is not a feature or tag"
                                       + (f"; did you mean '{guess}'?" if guess else ""), loc)
-        examples = {"due_by": "post_purchase_followup_by", "send_on": "next_birthday_date"}
+        examples = {"due_by": "post_purchase_followup_by", "send_on": "next_birthday_date", "period_of": "next_birthday_date"}
         for key, name, loc in loader.date_refs:
             if schema.get(name) != expr.types.DATE:
                 guess = did_you_mean(name, [n for n, t in schema.items() if t == expr.types.DATE])

@@ -51,6 +51,7 @@ class TaskSpec:
     once_per: str = "day"  # issue at most once per customer in this period (see PERIODS)
     key_by: str | None = None  # a feature whose value also goes into the key (e.g. an order id)
     due_by: str | None = None  # a date feature: due no later than the end of that day's working time
+    period_of: str | None = None  # a date feature: once_per counts the period of that day, not of the run's date
     # Rule ids whose task for the same customer this task makes unnecessary (the same work): when this
     # rule fires, their task is not issued in this run (the dedupe guard says why). E.g. the churn
     # revisit replaces the periodic revisit.
@@ -70,10 +71,14 @@ class MessageSpec:
     # A date feature: send on that day (at the guards' send_time), not at the run's own send time;
     # e.g. a birthday greeting issued a few days ahead that reaches the customer on the birthday.
     send_on: str | None = None
+    # A date feature: once_per counts the period of that day (the day the message is about, e.g. the
+    # birthday), not of the run's date; a greeting issued on 30 Dec for 2 Jan is the new year's.
+    period_of: str | None = None
 
 
 # How often the same rule may issue the same task or message to the same customer. The period is
-# part of the idempotency key the contact ledger checks, so re-runs never issue twice.
+# part of the idempotency key the contact ledger checks, so re-runs never issue twice. It is the
+# period of the run's date, or of the rule's ``period_of`` date feature (engine.actions.ActionBuilder.key).
 PERIODS = ("day", "week", "month", "quarter", "year", "ever")
 
 

@@ -7,10 +7,12 @@ monthly member day, a satisfaction survey after a resolved complaint. The care *
 machinery, so ops staff decide the actions. Settings (how many days before a birthday, which
 festivals, the member day, ...) are in the ``kind: care`` settings file ``policies/care.yaml``.
 
-Greeting windows never cross the period the rule's ``once_per`` counts in (a year for birthdays and
-festivals, a month for the member day and surveys): a window that would reach into the next period is
-cut at the end of the period it starts in. A rule issued once per year therefore fires under one
-period key for one occasion, and a re-run or the next day never greets twice. See docs/care.md.
+Greeting windows are whole, also across the year end (a birthday on 2 January is greeted from
+30 December): the birthday and festival rules count ``once_per: year`` at the day they greet
+(``period_of: next_birthday_date`` / ``festivals_due_date``), not at the run's date, so every day
+of one window has the same ledger key and a re-run or the next day never greets twice. Festivals of
+the next year wait while one of this year is still due, so the festivals due on one day are all of
+one year and ``festivals_due_date`` is the right year for each. See docs/care.md.
 
 Lunar dates come from ``lunar-python`` (MIT). A lunar birthday is recorded as a date whose year,
 month and day are the lunar ones; its next solar occurrence on or after the as-of date is found in
@@ -48,7 +50,8 @@ FEATURES: dict[str, tuple[str, str]] = {
     "festival_name": ("string", "前瞻期内最近的节日名称（没有则为 null）"),
     "festival_date": ("date", "该节日的公历日期"),
     "days_until_festival": ("number", "距该节日的天数（当天为 0）"),
-    "festivals_due": ("list of string", "今天处在问候窗口内的节日名称，如 ['中秋', '国庆']"),
+    "festivals_due": ("list of string", "今天处在问候窗口内的节日名称，如 ['中秋', '国庆']（明年的节日等今年的过后再列）"),
+    "festivals_due_date": ("date", "festivals_due 中的节日的公历日期（几个时取最早的；它们总在同一年）：节日规则按它的年份算“每年一次”"),
     "post_purchase_order_id": ("string", "购买后回访窗口内最近一笔订单的编号"),
     "post_purchase_order_date": ("date", "该订单的日期"),
     "post_purchase_followup_needed": ("bool", "窗口内有订单，且订单日之后还没有回访记录"),
@@ -154,19 +157,10 @@ def next_birthday(birthday: date, is_lunar: bool, as_of: date) -> date:
     return next_solar_date(birthday.month, birthday.day, as_of)
 
 
-def _period_end(day: date, period: str) -> date:
-    if period == "year":
-        return date(day.year, 12, 31)
-    return date(day.year, day.month, _calendar.monthrange(day.year, day.month)[1])  # month
-
-
-def window_open(as_of: date, first: date, last: date, period: str) -> bool:
-    """Is ``as_of`` in the window first..last (both included), cut at the end of ``first``'s period?
-
-    Why the cut: rules issue greetings ``once_per`` year or month, and the ledger's key carries the
-    period of the run date. A window from 30 Dec to 2 Jan would otherwise greet once in each year.
-    """
-    return first <= as_of <= min(last, _period_end(first, period))
+def window_open(as_of: date, first: date, last: date) -> bool:
+    """Is ``as_of`` in the window first..last (both included)? Not cut at the year end: the rules
+    count their period at the day they greet (period_of), so 30 Dec and 2 Jan have the same key."""
+    return first <= as_of <= last
 
 
 # --------------------------------------------------------------------------------------------------
@@ -388,15 +382,22 @@ class CareStage:
                                              "revisit_due", "survey_due", "unsatisfied_complaint")}
         # Festivals and the member day are the same for every customer: work them out once per run.
         upcoming = sorted((f.next_date(as_of), f.name, f) for f in settings.festivals)
-        self.festivals_due = [name for when, name, f in upcoming
-                              if window_open(as_of, when - timedelta(days=f.greeting_days_before), when, "year")]
+        due = [(when, name) for when, name, f in upcoming
+               if window_open(as_of, when - timedelta(days=f.greeting_days_before), when)]
+        # The festival rules count their year at festivals_due_date: festivals of next year (元旦 seen
+        # from 30 Dec) wait while one of this year is still due (a company day on 31 Dec), so that one
+        # date gives every festival due today its own year. Without such a day nothing waits.
+        due = [(when, name) for when, name in due if when.year == due[0][0].year]
+        self.festivals_due = [name for _, name in due]
+        self.festivals_due_date = due[0][0] if due else None
         ahead = [(when, name) for when, name, _ in upcoming if (when - as_of).days <= settings.festival_look_ahead_days]
         self.festival = ahead[0] if ahead else None
         md = date(as_of.year, as_of.month, settings.member_day)
         if md < as_of:
             md = date(as_of.year + (as_of.month == 12), as_of.month % 12 + 1, settings.member_day)
         self.next_member_day = md
-        self.is_member_day = window_open(as_of, md - timedelta(days=settings.member_day_days_before), md, "month")
+        # The window stays in the member day's month (days_before < day_of_month): once_per month counts it once.
+        self.is_member_day = window_open(as_of, md - timedelta(days=settings.member_day_days_before), md)
 
     # -- per customer -------------------------------------------------------------------------
     def process(self, facts: CustomerFacts) -> StageOutput:
@@ -406,6 +407,7 @@ class CareStage:
         f["festival_date"] = self.festival[0] if self.festival else None
         f["days_until_festival"] = (self.festival[0] - self.as_of).days if self.festival else None
         f["festivals_due"] = list(self.festivals_due)
+        f["festivals_due_date"] = self.festivals_due_date
         self._post_purchase(facts, f)
         self._revisit(facts, f)
         f["next_member_day"] = self.next_member_day
@@ -425,8 +427,8 @@ class CareStage:
         s = self.settings
         f["next_birthday_date"] = when
         f["days_until_birthday"] = (when - self.as_of).days
-        f["birthday_greeting_due"] = window_open(self.as_of, when - timedelta(days=s.birthday_greeting_days), when, "year")
-        f["birthday_gift_due"] = window_open(self.as_of, when - timedelta(days=s.birthday_gift_days), when, "year")
+        f["birthday_greeting_due"] = window_open(self.as_of, when - timedelta(days=s.birthday_greeting_days), when)
+        f["birthday_gift_due"] = window_open(self.as_of, when - timedelta(days=s.birthday_gift_days), when)
 
     def _post_purchase(self, facts: CustomerFacts, f: dict) -> None:
         """The latest order in the window (order day = day 0 .. window_days-1) and whether it was followed up."""
