@@ -206,8 +206,9 @@ def test_period_of_must_name_a_date_feature(policy_copy: Path):
     edit(policy_copy / "care" / "greetings.yaml", "period_of: next_birthday_date\n", "period_of: days_until_birthday\n")
     line = line_of(policy_copy, "care/greetings.yaml", "period_of: days_until_birthday")
     assert errors(policy_copy) == [
-        f"care/greetings.yaml:{line}:18: 错误 error: period_of names 'days_until_birthday', which is not a date feature [unknown-name] "
-        "— 修改建议: period_of takes a date feature, e.g. next_birthday_date"]
+        f"care/greetings.yaml:{line}:18: 错误 error: period_of 写的 'days_until_birthday' 不是日期特征 / "
+        "period_of names 'days_until_birthday', which is not a date feature [unknown-name] "
+        "— 修改建议: period_of 要写一个日期特征，如 next_birthday_date / period_of takes a date feature, e.g. next_birthday_date"]
 
 
 @pytest.mark.parametrize("when", [
