@@ -28,7 +28,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, Undef
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.decisions import Firing, jsonable
-from engine.errors import Location, PolicyError, Problem
+from engine.errors import Location, PolicyError, Problem, decode_utf8
 from engine.outbox import file_entry
 from engine.outputs import STAGE_LABELS
 from engine.policy.model import STAGES
@@ -535,6 +535,11 @@ def render_report(manifest: dict[str, Any], evaluation: Any, summary: FiringSumm
         file = _shown_template_file(manifest, exc.filename)
         raise PolicyError(Problem(code="template-syntax", message=f"report template {file} line {exc.lineno}: {exc.message}",
                                   location=Location(file=file, line=exc.lineno))) from None
+    except UnicodeDecodeError:  # an edited copy saved as ANSI/GBK: named, at its line, not a traceback
+        path = next(p for p in (Path(f) / REPORT_TEMPLATE for f in env.loader.searchpath) if p.is_file())
+        file = _shown_template_file(manifest, str(path))
+        decode_utf8(path.read_bytes(), file)
+        raise
     data = report_data(manifest, evaluation, summary)
     try:
         return template.render(data)

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import chinese_calendar
 import yaml
 
-from engine.errors import WARNING, Location, PolicyError, Problem
+from engine.errors import WARNING, Location, PolicyError, Problem, decode_utf8
 
 __all__ = [
     "BusinessCalendar",
@@ -660,7 +660,7 @@ def load_calendars(path: str | Path, display: str | None = None) -> dict[str, Bu
     policies folder, as ``calendar.yaml``); else the path as given."""
     file = display or str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise PolicyError(
             Problem(code="file-not-found", message="the calendar file does not exist", location=Location(file=file))
@@ -669,15 +669,7 @@ def load_calendars(path: str | Path, display: str | None = None) -> dict[str, Bu
         raise PolicyError(
             Problem(code="cannot-read", message=f"cannot read the calendar file: {exc.strerror}", location=Location(file=file))
         ) from None
-    except UnicodeDecodeError as exc:
-        raise PolicyError(
-            Problem(
-                code="not-utf8",
-                message=f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                location=Location(file=file),
-                fix="save the file as UTF-8",
-            )
-        ) from None
+    text = decode_utf8(data, file)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:

@@ -34,7 +34,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, Template, meta, nodes, sel
 from jinja2.exceptions import SecurityError, TemplateNotFound, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import Location, PolicyError, Problem
+from .errors import Location, PolicyError, Problem, decode_utf8
 
 SUBJECT_PREFIX = re.compile(r"subject\s*[:：]", re.IGNORECASE)
 
@@ -275,7 +275,7 @@ def _compiled(env: MessageEnvironment, template_name: str) -> _Compiled:
     cache = getattr(env, "_compiled", None)
     if cache is not None and template_name in cache:
         return cache[template_name]
-    source = _source(env, template_name)
+    source = template_source(env, template_name)
     try:
         template = env.get_template(template_name)
     except TemplateSyntaxError as exc:
@@ -292,28 +292,24 @@ def _compiled(env: MessageEnvironment, template_name: str) -> _Compiled:
     return compiled
 
 
-def _source(env: MessageEnvironment, template_name: str) -> str:
+def template_source(env: MessageEnvironment, template_name: str) -> str:
+    """The template's text. A missing file is ``template-missing``; a file not saved as UTF-8 (e.g.
+    Notepad's "ANSI", GBK on Chinese Windows) is ``not-utf8`` naming its line, never a traceback."""
     if env.loader is None:
         raise _missing_problem(env, template_name)
     try:
         source, _filename, _uptodate = env.loader.get_source(env, template_name)
     except TemplateNotFound:
         raise _missing_problem(env, template_name) from None
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:
         file = _template_file(env, template_name)
-        raise PolicyError(
-            Problem(
-                code="template-syntax",
-                message=f"template {file} is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                location=Location(file=file),
-                fix="save the template as UTF-8",
-            )
-        ) from None
+        decode_utf8(Path(file).read_bytes(), file)  # raises not-utf8 with the line of the bad byte
+        raise
     return source
 
 
 def _parse(env: MessageEnvironment, template_name: str) -> nodes.Template:
-    source = _source(env, template_name)
+    source = template_source(env, template_name)
     try:
         return env.parse(source, template_name, _template_file(env, template_name))
     except TemplateSyntaxError as exc:

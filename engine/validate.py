@@ -51,7 +51,7 @@ from engine.policy.model import STAGES, AddScore, MessageSpec, Rule, RuleSet, Se
 from engine.policy.schema import condition_text, did_you_mean
 from engine.policy.yaml_source import YList, YMap
 from engine.readers import load_columns
-from engine.render import CONTEXT_VARIABLES, make_environment, template_fields
+from engine.render import CONTEXT_VARIABLES, make_environment, template_fields, template_source
 from engine.stages import stage_feature_stages
 
 # What a message or task template sees as ``customer`` besides features and tags (engine.actions.customer_context).
@@ -364,7 +364,13 @@ class _TemplateChecker:
     def fields(self, env, name: str, location: Location) -> tuple[set[str], set[str]] | None:
         """(fields used, filters used) of a template, or None after reporting a syntax error."""
         try:
-            tree = env.parse(env.loader.get_source(env, name)[0])
+            source = template_source(env, name)
+        except PolicyError as exc:  # not UTF-8: named as validate names template files, at its line
+            self.problems.extend(replace(p, location=replace(location, line=p.location.line or location.line))
+                                 for p in exc.problems)
+            return None
+        try:
+            tree = env.parse(source)
             filters = {n.name for n in tree.find_all(nodes.Filter)}
             unknown = filters - set(env.filters)
             if unknown:
