@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT
+from conftest import ROOT, edit
 from engine.cli import main
 from engine.validate import format_problem, validate_policies
 
@@ -82,3 +83,58 @@ def test_a_template_saved_with_a_bom_and_windows_line_ends_still_works(tmp_path:
         outboxes.append(outbox)
     sent = [sorted(p.read_text(encoding="utf-8") for p in o.rglob("messages*.jsonl")) for o in outboxes]
     assert sent[0] and sent[0] == sent[1]
+
+
+# -- H. a template syntax slip -----------------------------------------------------------------------
+
+def test_a_brace_left_open_in_a_template_names_its_line_in_chinese_first(policy_copy: Path):
+    """It used to say only `templates/messages/wechat/festival.txt: 错误 error: unexpected '}'`."""
+    template = policy_copy.parent / "templates" / "messages" / "wechat" / "festival.txt"
+    template.write_text("{{ customer.name }}您好！\n值此{{ params.festival }}来临之际，祝您节日快乐！\n客服热线 {{ company.hotline }\n",
+                        encoding="utf-8")
+    assert lines(policy_copy) == [
+        "templates/messages/wechat/festival.txt:3:1: 错误 error: 模板 templates/messages/wechat/festival.txt 第 3 行"
+        "“客服热线 {{ company.hotline }”：括号没有配对：{{ 要用 }} 结束，{% 要用 %} 结束（可能少写了一个 }，或两种括号混用了）"
+        " / template templates/messages/wechat/festival.txt line 3: unexpected '}' [template-syntax]"
+        " — 修改建议: 把这一行的 {{ … } 补成 {{ … }}，{% … } 补成 {% … %} / close {{ with }} and {% with %} on this line"]
+
+
+@pytest.mark.parametrize("text, line, chinese, fix", [
+    ("{% if customer.name %}\n尊敬的{{ customer.name }}\n", 2,
+     "{% if %} 没有对应的 {% endif %}，模板到结尾都没有结束它",
+     "在 if 块应结束的地方加上 {% endif %} / add {% endif %} where the if block should end"),
+    ("{% for x in [1, 2] %}\n{{ x }}\n", 2,
+     "{% for %} 没有对应的 {% endfor %}，模板到结尾都没有结束它",
+     "在 for 块应结束的地方加上 {% endfor %} / add {% endfor %} where the for block should end"),
+    ("您好\n{% iff customer.name %}尊敬的{% endif %}\n", 2,
+     "不认识的标签 {% iff %}（{% %} 里只能写 if、elif、else、endif、for、endfor、set 等）",
+     "改正拼写；要输出变量请用 {{ 变量 }} 而不是 {% 变量 %} / correct the spelling; to print a value write {{ name }}, not {% name %}"),
+    ("您好 {{ customer.name\n祝节日快乐\n", 2,
+     "{{ … }} 没有用 }} 结束（在这一行或上面几行），或 }} 前面多了内容",
+     "在变量后面加上 }}，一对 {{ }} 里只写一个变量或表达式 / end the value with }}; write one variable or expression inside each {{ }}"),
+    ("{% if customer.name %}您好{% endfor %}\n", 1,
+     "{% endfor %} 放错了位置：这里还在 if 块里，应先用 {% endif %} 结束它",
+     "检查 if / for 的配对和先后顺序 / check that every if and for is closed, innermost first"),
+    ("{{ customer.name）}}您好\n", 1,
+     "{{ }} 或 {% %} 里有全角字符 ）",
+     "括号、引号、逗号等改用半角（英文输入法）字符 / type brackets, quotes and commas in half width (English input)"),
+], ids=["if-without-endif", "for-without-endfor", "unknown-tag", "print-left-open", "endfor-inside-if", "full-width-bracket"])
+def test_common_template_slips_are_explained(policy_copy: Path, text: str, line: int, chinese: str, fix: str):
+    (policy_copy.parent / "templates" / "messages" / "wechat" / "festival.txt").write_text(text, encoding="utf-8")
+    (problem,) = [p for p in validate_policies(policy_copy) if p.code == "template-syntax"]
+    assert str(problem.location) == f"templates/messages/wechat/festival.txt:{line}:1"
+    zh, en = problem.message.split(" / ", 1)
+    assert zh.startswith(f"模板 templates/messages/wechat/festival.txt 第 {line} 行") and zh.endswith("：" + chinese)
+    assert en.startswith(f"template templates/messages/wechat/festival.txt line {line}: ")  # then Jinja's own words
+    assert problem.fix == fix
+
+
+def test_a_slip_in_a_task_title_is_shown_at_its_rule(policy_copy: Path):
+    actions = policy_copy / "classification" / "actions.yaml"
+    edit(actions, "{% endif %}指派专属客户经理", "指派专属客户经理")
+    line = next(n for n, x in enumerate(actions.read_text(encoding="utf-8").splitlines(), 1) if "CL-ASSIGN-DEDICATED-OWNER" in x)
+    assert lines(policy_copy) == [
+        f"classification/actions.yaml:{line}:5: 错误 error: 规则 CL-ASSIGN-DEDICATED-OWNER 的任务标题：{{% if %}} 没有对应的"
+        " {% endif %}，模板到结尾都没有结束它 / the title of rule CL-ASSIGN-DEDICATED-OWNER's task: Unexpected end of template."
+        " Jinja was looking for the following tags: 'endif'. The innermost block that needs to be closed is 'if'."
+        " [template-syntax] — 修改建议: 在 if 块应结束的地方加上 {% endif %} / add {% endif %} where the if block should end"]
