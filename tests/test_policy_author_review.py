@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import openpyxl
 import pytest
 from click.testing import CliRunner
 
@@ -138,3 +139,37 @@ def test_a_slip_in_a_task_title_is_shown_at_its_rule(policy_copy: Path):
         " {% endif %}，模板到结尾都没有结束它 / the title of rule CL-ASSIGN-DEDICATED-OWNER's task: Unexpected end of template."
         " Jinja was looking for the following tags: 'endif'. The innermost block that needs to be closed is 'if'."
         " [template-syntax] — 修改建议: 在 if 块应结束的地方加上 {% endif %} / add {% endif %} where the if block should end"]
+
+
+# -- D. a tag set to numbers -------------------------------------------------------------------------
+
+def test_a_number_tag_from_a_table_or_yaml_is_a_number_cell_in_customers_xlsx(tmp_path: Path, policy_copy: Path):
+    """A table giving 1, 2, 4 wrote monthly_visits as the text '1', while 回访间隔(天) was a number."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "拜访次数"
+    for row in (("规则编号", "条件", "结果", "说明"), (None, "value_tier", "monthly_visits", None),
+                ("MV-1", "高", 4, "高价值：每月4次"), ("MV-2", "中", 2, None), ("MV-3", "-", 1, None)):
+        ws.append(row)
+    wb.save(policy_copy / "tables" / "visit_plan.xlsx")
+    (policy_copy / "classification" / "visit_plan.yaml").write_text(
+        "kind: classification\nid: visit_plan\ndescription: 每月拜访次数\nhit_policy: first\ncomplete: true\n"
+        "table: ../tables/visit_plan.xlsx#拜访次数\n", encoding="utf-8")
+    (policy_copy / "classification" / "visit_weight.yaml").write_text(
+        "kind: classification\nid: visit_weight\ndescription: 拜访权重\nhit_policy: first\nrules:\n"
+        "  - id: VW-1\n    description: 高价值权重 1.5\n    when: value_tier == '高'\n"
+        "    set: {visit_weight: 1.5, visit_note: 重点}\n", encoding="utf-8")
+    assert lines(policy_copy, "error") == []
+    outbox = tmp_path / "out"
+    assert cli("run", "--policies", str(policy_copy), "--inbox", str(ROOT / "inbox"), "--outbox", str(outbox),
+               "--as-of", AS_OF, "--ledger", str(tmp_path / "ledger.sqlite")).exit_code == 0
+    (folder,) = outbox.iterdir()
+    ws = openpyxl.load_workbook(folder / "customers.xlsx").active
+    col = {c.value: c.column for c in ws[1]}
+    tier = {row[col["价值等级"] - 1].value: row for row in ws.iter_rows(min_row=2)}
+    high, middle, low = tier["高"], tier["中"], tier["低"]
+    assert [(c.value, c.data_type) for c in (high[col["monthly_visits"] - 1], middle[col["monthly_visits"] - 1],
+                                             low[col["monthly_visits"] - 1])] == [(4, "n"), (2, "n"), (1, "n")]
+    assert (high[col["visit_weight"] - 1].value, high[col["visit_weight"] - 1].data_type) == (1.5, "n")
+    assert (high[col["visit_note"] - 1].value, high[col["visit_note"] - 1].data_type) == ("重点", "s")  # text stays text
+    assert low[col["visit_weight"] - 1].value is None
