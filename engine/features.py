@@ -6,6 +6,7 @@ that ``validate`` checks conditions against and ``docs/features.md`` lists for p
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -131,6 +132,42 @@ def feature_catalog(config: FeatureConfig) -> dict[str, tuple[str, str]]:
         cat[f"last_{key}_date"] = ("date", f"date of the latest {label}")
         cat[f"days_since_last_{key}"] = ("number", f"days since the latest {label} (null if none)")
     return cat
+
+
+# Features read from one optional customers column (columns.yaml): without it they are empty for everyone.
+# (birthday_is_lunar is left out: without its column every birthday is solar, the usual case.)
+_CUSTOMER_COLUMN = {
+    "name": "name", "owner": "owner", "has_owner": "owner", "gender": "gender", "industry": "industry",
+    "region": "region", "company_size": "company_size", "source_channel": "source_channel",
+    "recorded_lifecycle_stage": "lifecycle_stage", "recorded_sales_stage": "sales_stage",
+    "recorded_need_type": "need_type", "marketing_consent": "marketing_consent", "opt_out": "opt_out",
+    "preferred_channel": "preferred_channel", "member_level": "member_level", "points": "points",
+    "birthday": "birthday", "signed_date": "signed_date", "tenure_days": "signed_date",
+    "has_phone": "phone", "has_email": "email", "has_wechat": "wechat",
+}
+_TYPE_KEYS = "|".join(INTERACTION_TYPE_KEYS.values())
+# Features that tell complaints, visits... apart by the interaction's type.
+_BY_TYPE = re.compile(rf"(?:{_TYPE_KEYS})_count_\d+d|last_(?:{_TYPE_KEYS}|revisit)_date|days_since_last_(?:{_TYPE_KEYS}|revisit)"
+                      r"|open_complaints")
+
+
+def feature_columns(name: str, config: FeatureConfig) -> tuple[tuple[str, str], ...]:
+    """The optional export columns, as (table, field) of columns.yaml, that feature ``name`` is computed
+    from: if the export lacks one, the feature is empty (or 0) for every customer, whatever the policies
+    say. Features of required columns or of several alternatives (a complaint is open by its status or
+    its resolved time) give ()."""
+    if name in _CUSTOMER_COLUMN:
+        return (("customers", _CUSTOMER_COLUMN[name]),)
+    if name in (f"avg_satisfaction_{config.satisfaction_window_days}d", f"min_satisfaction_{config.satisfaction_window_days}d"):
+        return (("interactions", "satisfaction"),)
+    if name == "last_complaint_category":
+        return ("interactions", "type"), ("interactions", "category")
+    return (("interactions", "type"),) if _BY_TYPE.fullmatch(name) else ()
+
+
+def feature_source_columns(config: FeatureConfig) -> set[tuple[str, str]]:
+    """Every column ``feature_columns`` names for some feature."""
+    return {column for name in feature_catalog(config) for column in feature_columns(name, config)}
 
 
 def _day(value: date | datetime) -> date:

@@ -40,6 +40,7 @@ from engine.policy.loader import PolicySet
 from engine.policy.model import STAGES, AddScore, MessageSpec, SetTag, TaskSpec
 from engine.readers import load_columns, read_inbox
 from engine.render import make_environment
+from engine.unread_columns import unread_column_warnings
 from engine.validate import load_checked_policies
 from engine.stages import CustomerFacts, StageSetup, build_stage_modules, stage_feature_catalog
 from engine.xlsx_out import write_workbooks
@@ -328,6 +329,8 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
     input_warnings: list[Problem] = []  # unknown columns, ignored sheets: said, not fatal
     with gc_paused(freeze=True):  # the facts live for the whole run: later collections need not rescan them
         dataset = read_inbox(options.inbox, columns, warnings=input_warnings)
+    # An optional column the export leaves out is empty for everyone: said when the policies read it.
+    input_warnings.extend(unread_column_warnings(policyset, templates, dataset.sheets, columns))
     say(f"客户 {len(dataset.customers)}，互动记录 {len(dataset.interactions)}，订单 {len(dataset.orders)}，被拒绝的行 {len(dataset.rejects)}")
 
     input_files = [Path(p) for p in dataset.input_files]

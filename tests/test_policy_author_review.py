@@ -5,13 +5,15 @@ real copy of the shipped policies and checks what the user sees: validate's line
 output and its files."""
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT, edit
+from conftest import CUSTOMER_HEADERS, ROOT, customer, edit, write_inbox, write_sheet
 from engine.cli import main
 from engine.validate import format_problem, validate_policies
 
@@ -173,3 +175,91 @@ def test_a_number_tag_from_a_table_or_yaml_is_a_number_cell_in_customers_xlsx(tm
     assert (high[col["visit_weight"] - 1].value, high[col["visit_weight"] - 1].data_type) == (1.5, "n")
     assert (high[col["visit_note"] - 1].value, high[col["visit_note"] - 1].data_type) == ("重点", "s")  # text stays text
     assert low[col["visit_weight"] - 1].value is None
+
+
+# -- C. a column the policies read that the export does not have -----------------------------------
+
+FINANCE_POLICY = """kind: classification
+id: finance
+description: 金融行业客户
+hit_policy: first
+rules:
+  - id: FIN-1
+    description: 金融行业客户由客户经理季度走访
+    when: {when}
+    task:
+      title: {title}
+      assign_to: owner
+      due: 5d
+      priority: 中
+      once_per: quarter
+"""
+INDUSTRY_TRIED = "行业、所属行业、行业类别、industry、sector"
+
+
+def finance_run(tmp_path: Path, policy_copy: Path, headers: list[str], when: str = "industry == '金融'",
+                title: str = "季度走访金融客户"):
+    (policy_copy / "classification" / "finance.yaml").write_text(FINANCE_POLICY.format(when=when, title=title),
+                                                                  encoding="utf-8")
+    inbox = tmp_path / "inbox"
+    rows = [customer("C1", 签约日期="2024-03-01"), customer("C2")]
+    write_inbox(inbox, rows)
+    if headers != CUSTOMER_HEADERS:  # the same customers, with an industry column
+        write_sheet(inbox / "customers.xlsx", "客户信息", headers, [[*row, "金融"] for row in rows])
+    outbox = tmp_path / "out"
+    result = cli("run", "--policies", str(policy_copy), "--inbox", str(inbox), "--outbox", str(outbox), "--as-of", AS_OF,
+                 "--ledger", str(tmp_path / "ledger.sqlite"))
+    assert result.exit_code == 0, result.output
+    (folder,) = outbox.iterdir()
+    return result.output, folder
+
+
+@pytest.mark.parametrize("when, title", [
+    ("industry == '金融'", "季度走访金融客户"),  # a condition reads it
+    ("has_owner", "季度走访{{ customer.industry }}客户"),  # a task's text does
+], ids=["condition", "task-title"])
+def test_a_column_the_policies_read_missing_from_the_export_is_said_once(tmp_path: Path, policy_copy: Path,
+                                                                          when: str, title: str):
+    """It used to say nothing: every customer's industry was empty and FIN-1 quietly never matched."""
+    output, folder = finance_run(tmp_path, policy_copy, CUSTOMER_HEADERS, when, title)
+    where = f"classification/finance.yaml:{line_of(policy_copy / 'classification' / 'finance.yaml', '- id: FIN-1')}:5"
+    warning = ("customers.xlsx, sheet 客户信息: warning: 策略用到 industry（行业；见 " + where + " 等处），但 customers.xlsx 工作表"
+               f" 客户信息 里没有这一列（试过的列名：{INDUSTRY_TRIED}），所有客户的 industry 都按空值处理 / the policies read"
+               f" industry (行业; read at {where} and maybe elsewhere), but sheet 客户信息 of customers.xlsx has no such column"
+               " (headers tried: 行业, 所属行业, 行业类别, industry, sector): every customer's industry is taken as empty"
+               " [unread-column]\n"
+               "    fix: 在导出里加上行业列，或把导出里它的表头加到 columns.yaml 的 customers.industry.aliases 下；若没有这项数据，"
+               "检查用到 industry 的规则 / add the 行业 column to the export, or add its header to customers.industry.aliases in"
+               " columns.yaml; if there is no such data, review the rules that read industry")
+    assert output.count(warning) == 1
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert sum("策略用到 industry（行业" in w["message"] for w in manifest["warnings"]) == 1
+    assert "策略用到 industry（行业" in (folder / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_column_nobody_reads_may_be_missing_without_a_word(tmp_path: Path, policy_copy: Path):
+    output, _ = finance_run(tmp_path, policy_copy, CUSTOMER_HEADERS, when="has_owner")
+    assert "策略用到 industry" not in output and "[unread-column]" in output  # (会员等级 and 积分 are read by care/member.yaml)
+
+
+def test_an_unrecognised_header_like_the_column_is_named_with_the_alias_to_add(tmp_path: Path, policy_copy: Path):
+    """客户行业 was reported only as 未使用的列：客户行业; nothing said the policies needed it."""
+    output, folder = finance_run(tmp_path, policy_copy, [*CUSTOMER_HEADERS, "客户行业"])
+    assert "有一列 客户行业 没有识别，所有客户的 industry 都按空值处理 / " in output
+    assert ("    fix: 若 客户行业 就是行业，把这个表头加到 columns.yaml 的 customers.industry.aliases 下 / if 客户行业 holds "
+            "industry, add that header to customers.industry.aliases in columns.yaml") in output
+    assert not [d for d in decisions(folder) if d["rule_id"] == "FIN-1"]
+
+    edit(policy_copy / "columns.yaml", "aliases: [行业, ", "aliases: [行业, 客户行业, ")
+    shutil.rmtree(tmp_path / "out")
+    output, folder = finance_run(tmp_path, policy_copy, [*CUSTOMER_HEADERS, "客户行业"])
+    assert "策略用到 industry" not in output
+    assert sorted(d["customer_id"] for d in decisions(folder) if d["rule_id"] == "FIN-1") == ["C1", "C2"]
+
+
+def decisions(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "decisions.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if text in line)
