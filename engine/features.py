@@ -110,6 +110,8 @@ def feature_catalog(config: FeatureConfig) -> dict[str, tuple[str, str]]:
         "last_revisit_date": ("date", "date of the latest 回访 or 拜访"),
         "days_since_last_revisit": ("number", "days since the latest 回访 or 拜访 (null if none)"),
         "open_complaints": ("number", "complaints not yet resolved on the as-of date"),
+        "oldest_open_complaint_days": ("number", "最早一条未解决投诉已过天数: days since the oldest complaint still open on "
+                                       "the as-of date, open as in open_complaints (null if none)"),
         "last_complaint_category": ("string", "reason category of the latest complaint"),
         f"avg_satisfaction_{config.satisfaction_window_days}d": (
             "number",
@@ -148,7 +150,7 @@ _CUSTOMER_COLUMN = {
 _TYPE_KEYS = "|".join(INTERACTION_TYPE_KEYS.values())
 # Features that tell complaints, visits... apart by the interaction's type.
 _BY_TYPE = re.compile(rf"(?:{_TYPE_KEYS})_count_\d+d|last_(?:{_TYPE_KEYS}|revisit)_date|days_since_last_(?:{_TYPE_KEYS}|revisit)"
-                      r"|open_complaints")
+                      r"|open_complaints|oldest_open_complaint_days")
 
 
 def feature_columns(name: str, config: FeatureConfig) -> tuple[tuple[str, str], ...]:
@@ -284,7 +286,7 @@ def _interaction_features(
         for name in by_type.values():
             f[name] = 0
     last_by_key: dict[str, date] = {}
-    count, last_contact, open_complaints = 0, None, 0
+    count, last_contact, open_complaints, oldest_open = 0, None, 0, None
     last_complaint_time, last_complaint_category = None, None
     sat_window = config.satisfaction_window_days
     sat_sum, sat_n, sat_min = 0, 0, None
@@ -309,6 +311,8 @@ def _interaction_features(
         if key == "complaint":
             if is_open(i, as_of, config.closed_statuses):
                 open_complaints += 1
+                if oldest_open is None or d < oldest_open:
+                    oldest_open = d
             if last_complaint_time is None or i.time >= last_complaint_time:
                 last_complaint_time, last_complaint_category = i.time, i.category
         if i.satisfaction is not None and age < sat_window:
@@ -326,6 +330,7 @@ def _interaction_features(
     f["last_revisit_date"] = revisit
     f["days_since_last_revisit"] = (as_of - revisit).days if revisit else None
     f["open_complaints"] = open_complaints
+    f["oldest_open_complaint_days"] = (as_of - oldest_open).days if oldest_open else None
     f["last_complaint_category"] = last_complaint_category
     f[f"avg_satisfaction_{sat_window}d"] = round(sat_sum / sat_n, 2) if sat_n else None
     f[f"min_satisfaction_{sat_window}d"] = sat_min

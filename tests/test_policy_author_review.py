@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import date
 from pathlib import Path
 
 import openpyxl
@@ -15,6 +16,9 @@ from click.testing import CliRunner
 
 from conftest import CUSTOMER_HEADERS, ROOT, customer, edit, write_inbox, write_sheet
 from engine.cli import main
+from engine.features import derive_features, group_by_customer
+from engine.policy.loader import load_policies
+from engine.readers import load_columns, read_inbox
 from engine.validate import format_problem, validate_policies
 
 AS_OF = "2026-11-20"
@@ -263,3 +267,79 @@ def decisions(folder: Path) -> list[dict]:
 
 def line_of(path: Path, text: str) -> int:
     return next(n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if text in line)
+
+
+# -- B. a complaint left open too long ---------------------------------------------------------------
+
+COMPLAINT_RULE = """kind: classification
+id: complaint_escalation
+description: 高价值客户的投诉超过 3 天未解决
+hit_policy: first
+rules:
+  - id: CL-COMPLAINT-OPEN-3D
+    description: 高价值客户的投诉超过3天未解决：通知客户经理
+    when: value_tier == '高' and oldest_open_complaint_days > 3
+    task:
+      title: 高价值客户投诉已 {{ customer.oldest_open_complaint_days }} 天未解决
+      assign_to: owner
+      due: 1d
+      priority: 高
+      once_per: week
+"""
+
+
+def complaint(iid: str, cid: str, created: str, status: str, resolved: str | None = None) -> list:
+    """An interactions row (INTERACTION_HEADERS): a complaint created at ``created``."""
+    return [iid, cid, created, "电话", "投诉", created, resolved, status, None, "李娜", "物流", "投诉"]
+
+
+def test_oldest_open_complaint_days_counts_from_the_oldest_complaint_still_open(tmp_path: Path, policy_copy: Path):
+    """"投诉超过 3 天未解决且客户是高价值的" could not be written: days_since_last_complaint is the newest
+    complaint, resolved or not. Open means what open_complaints means: not in sla.yaml's closed_statuses,
+    and a resolved time after the as-of date had not happened yet."""
+    (policy_copy / "classification" / "complaint_escalation.yaml").write_text(COMPLAINT_RULE, encoding="utf-8")
+    edit(policy_copy / "sla.yaml", "closed_statuses: [已解决, 已关闭]", "closed_statuses: [已解决, 已关闭, 已撤销]")
+    assert lines(policy_copy, "error") == []
+    big = [["O1", None, "2026-03-01", 60000, "系统", 1], ["O2", None, "2026-07-01", 60000, "系统", 1]]
+    cids = ["C1", "C2", "C3", "C4", "C5"]
+    inbox = write_inbox(
+        tmp_path / "inbox", [customer(cid, 签约日期="2024-03-01") for cid in cids],
+        interactions=[
+            # C1: an old complaint resolved, one open for 5 days, a newer one open for 1 day → 5
+            complaint("I1", "C1", "2026-11-01 09:00", "已解决", "2026-11-02 09:00"),
+            complaint("I2", "C1", "2026-11-15 09:00", "处理中"),
+            complaint("I3", "C1", "2026-11-19 09:00", "处理中"),
+            # C2: marked 已解决 now, but resolved after the as-of date: still open then → 6
+            complaint("I4", "C2", "2026-11-14 09:00", "已解决", "2026-11-25 09:00"),
+            # C3: withdrawn, a closing status in sla.yaml → none open
+            complaint("I5", "C3", "2026-11-10 09:00", "已撤销"),
+            # C4: open, but only 2 days → 2
+            complaint("I6", "C4", "2026-11-18 09:00", "待处理"),
+            # C5: no complaint → null
+        ],
+        orders=[[f"{o[0]}-{cid}", cid, *o[2:]] for cid in cids for o in big])
+    outbox = tmp_path / "out"
+    result = cli("run", "--policies", str(policy_copy), "--inbox", str(inbox), "--outbox", str(outbox), "--as-of", AS_OF,
+                 "--ledger", str(tmp_path / "ledger.sqlite"))
+    assert result.exit_code == 0, result.output
+    (folder,) = outbox.iterdir()
+    fired = {d["customer_id"]: d["inputs"] for d in decisions(folder) if d["rule_id"] == "CL-COMPLAINT-OPEN-3D"}
+    assert fired == {"C1": {"oldest_open_complaint_days": 5, "value_tier": "高"},
+                     "C2": {"oldest_open_complaint_days": 6, "value_tier": "高"}}
+    titles = {row[2]: row[9] for row in openpyxl.load_workbook(folder / "tasks" / "张伟.xlsx").active.iter_rows(
+        min_row=2, values_only=True) if row[12] == "CL-COMPLAINT-OPEN-3D"}
+    assert titles == {"C1": "高价值客户投诉已 5 天未解决", "C2": "高价值客户投诉已 6 天未解决"}
+
+    policyset = load_policies(policy_copy)
+    data = read_inbox(inbox, load_columns(policy_copy / "columns.yaml"), warnings=[])
+    mine = group_by_customer(data.interactions)
+    features = {c.customer_id: derive_features(c, [], mine.get(c.customer_id, []), date(2026, 11, 20), policyset.features)
+                for c in data.customers}
+    assert {cid: (f["oldest_open_complaint_days"], f["open_complaints"]) for cid, f in features.items()} == {
+        "C1": (5, 2), "C2": (6, 1), "C3": (None, 0), "C4": (2, 1), "C5": (None, 0)}
+
+
+def test_oldest_open_complaint_days_is_listed_for_policy_authors():
+    text = (ROOT / "docs" / "features.md").read_text(encoding="utf-8")
+    assert ("| `oldest_open_complaint_days` | number | 最早一条未解决投诉已过天数: days since the oldest complaint still open"
+            " on the as-of date, open as in open_complaints (null if none) |") in text
