@@ -6,6 +6,7 @@ output and its files."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -149,15 +150,20 @@ def test_a_slip_in_a_task_title_is_shown_at_its_rule(policy_copy: Path):
 
 # -- D. a tag set to numbers -------------------------------------------------------------------------
 
-def test_a_number_tag_from_a_table_or_yaml_is_a_number_cell_in_customers_xlsx(tmp_path: Path, policy_copy: Path):
-    """A table giving 1, 2, 4 wrote monthly_visits as the text '1', while 回访间隔(天) was a number."""
+def write_visit_plan(policies: Path) -> None:
+    """tables/visit_plan.xlsx, sheet 拜访次数: monthly_visits 4, 2, 1 by value tier."""
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "拜访次数"
     for row in (("规则编号", "条件", "结果", "说明"), (None, "value_tier", "monthly_visits", None),
                 ("MV-1", "高", 4, "高价值：每月4次"), ("MV-2", "中", 2, None), ("MV-3", "-", 1, None)):
         ws.append(row)
-    wb.save(policy_copy / "tables" / "visit_plan.xlsx")
+    wb.save(policies / "tables" / "visit_plan.xlsx")
+
+
+def test_a_number_tag_from_a_table_or_yaml_is_a_number_cell_in_customers_xlsx(tmp_path: Path, policy_copy: Path):
+    """A table giving 1, 2, 4 wrote monthly_visits as the text '1', while 回访间隔(天) was a number."""
+    write_visit_plan(policy_copy)
     (policy_copy / "classification" / "visit_plan.yaml").write_text(
         "kind: classification\nid: visit_plan\ndescription: 每月拜访次数\nhit_policy: first\ncomplete: true\n"
         "table: ../tables/visit_plan.xlsx#拜访次数\n", encoding="utf-8")
@@ -343,3 +349,58 @@ def test_oldest_open_complaint_days_is_listed_for_policy_authors():
     text = (ROOT / "docs" / "features.md").read_text(encoding="utf-8")
     assert ("| `oldest_open_complaint_days` | number | 最早一条未解决投诉已过天数: days since the oldest complaint still open"
             " on the as-of date, open as in open_complaints (null if none) |") in text
+
+
+# -- K. docs/policies.md: adding a rule, and where a table's path starts --------------------------------
+
+def doc_section(title: str) -> str:
+    doc = (ROOT / "docs" / "policies.md").read_text(encoding="utf-8")
+    start = doc.index(title)
+    end = doc.find("\n## ", start + 1)
+    return doc[start:end if end > 0 else None]
+
+
+def code_blocks(text: str) -> list[str]:
+    return re.findall(r"```(?:yaml)?\n(.*?)```", text, flags=re.S)
+
+
+def test_the_add_a_rule_example_says_how_to_update_the_shipped_test_cases(policy_copy: Path):
+    """It said only "run validate, then diff": a new rule firing broadly then failed shipped cases with
+    多出任务 and nothing said why or what to change. The example's output and fix are checked here."""
+    section = doc_section("## 例子：加一条规则")
+    assert "crm-engine test --policies policies" in section
+    rule, shown = code_blocks(section)[0], next(b for b in code_blocks(section) if "多出任务" in b)
+    broad = re.search(r"若只写了 `(when: [^`]+)`", section).group(1)
+    actions = policy_copy / "classification" / "actions.yaml"
+    actions.write_text(actions.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + re.sub(r"when: .*", broad, rule),
+                       encoding="utf-8")
+    failed = cli("test", "--policies", str(policy_copy))
+    assert failed.exit_code == 1
+    fail_line, extra_line, summary = [line.strip() for line in shown.strip().splitlines()]
+    assert fail_line in failed.output and summary in failed.output
+    assert extra_line.removesuffix("…）") in failed.output
+
+    # The documented fix: the reported case's `tasks: []` becomes the line the section gives.
+    fixed = re.search(r"`(tasks: \[\{rule: CL-HIGH-VALUE-REPEAT-COMPLAINTS[^`]*)`", section).group(1)
+    case_line = int(re.search(r"第 (\d+) 行", section).group(1))
+    cases = policy_copy / "tests" / "classification.yaml"
+    found = cases.read_text(encoding="utf-8").split("\n")
+    assert found[case_line - 1].strip() == "- id: vt1-big-spender"
+    at = next(n for n in range(case_line, len(found)) if found[n].strip() == "tasks: []")
+    found[at] = found[at].replace("tasks: []", fixed)
+    cases.write_text("\n".join(found), encoding="utf-8")
+    assert cli("test", "--policies", str(policy_copy), "-k", "vt1-big-spender").exit_code == 0
+
+
+def test_the_decision_table_section_says_its_path_starts_at_the_yaml_files_folder(policy_copy: Path):
+    section = doc_section("## Excel 决策表")
+    right, wrong = re.findall(r"table: (\.?\.?/?tables/visit_plan\.xlsx#拜访次数)", section)[:2]
+    assert (right, wrong) == ("../tables/visit_plan.xlsx#拜访次数", "tables/visit_plan.xlsx#拜访次数")
+    write_visit_plan(policy_copy)
+    plan = policy_copy / "classification" / "visit_plan.yaml"
+    for table, expected in ((right, []), (wrong, ["table-missing"])):
+        plan.write_text("kind: classification\nid: visit_plan\ndescription: 每月拜访次数\nhit_policy: first\n"
+                        f"complete: true\ntable: {table}\n", encoding="utf-8")
+        problems = [p for p in validate_policies(policy_copy) if p.severity == "error"]
+        assert [p.code for p in problems] == expected
+    assert "classification/tables/visit_plan.xlsx" in problems[0].message  # the path it looked for, as the doc says
