@@ -28,11 +28,11 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, Undef
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from engine.decisions import Firing, jsonable
-from engine.errors import Location, PolicyError, Problem
+from engine.errors import Location, PolicyError, Problem, decode_utf8
 from engine.outbox import file_entry
 from engine.outputs import STAGE_LABELS
 from engine.policy.model import STAGES
-from engine.render import template_error_line
+from engine.render import template_error_line, template_syntax_problem
 from engine.xlsx_out import EXCEL_MAX_ROWS, Column, Sheet, write_workbook
 
 AUDIT_NAME = "audit.xlsx"
@@ -533,8 +533,12 @@ def render_report(manifest: dict[str, Any], evaluation: Any, summary: FiringSumm
         template = env.get_template(REPORT_TEMPLATE)
     except TemplateSyntaxError as exc:
         file = _shown_template_file(manifest, exc.filename)
-        raise PolicyError(Problem(code="template-syntax", message=f"report template {file} line {exc.lineno}: {exc.message}",
-                                  location=Location(file=file, line=exc.lineno))) from None
+        raise PolicyError(template_syntax_problem(exc, Location(file=file, line=exc.lineno), file)) from None
+    except UnicodeDecodeError:  # an edited copy saved as ANSI/GBK: named, at its line, not a traceback
+        path = next(p for p in (Path(f) / REPORT_TEMPLATE for f in env.loader.searchpath) if p.is_file())
+        file = _shown_template_file(manifest, str(path))
+        decode_utf8(path.read_bytes(), file)
+        raise
     data = report_data(manifest, evaluation, summary)
     try:
         return template.render(data)

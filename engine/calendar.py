@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import chinese_calendar
 import yaml
 
-from engine.errors import WARNING, Location, PolicyError, Problem
+from engine.errors import WARNING, Location, PolicyError, Problem, decode_utf8
 
 __all__ = [
     "BusinessCalendar",
@@ -682,7 +682,7 @@ def load_calendars(path: str | Path, display: str | None = None) -> dict[str, Bu
     policies folder, as ``calendar.yaml``); else the path as given."""
     file = display or str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise PolicyError(
             Problem(code="file-not-found", message="日历文件不存在 / the calendar file does not exist", location=Location(file=file))
@@ -692,16 +692,7 @@ def load_calendars(path: str | Path, display: str | None = None) -> dict[str, Bu
             Problem(code="cannot-read", message=f"日历文件读不出：{exc.strerror} / cannot read the calendar file: {exc.strerror}",
                     location=Location(file=file))
         ) from None
-    except UnicodeDecodeError as exc:
-        raise PolicyError(
-            Problem(
-                code="not-utf8",
-                message=f"文件不是 UTF-8 文本（第 {exc.start} 个字节：{exc.reason}） / "
-                        f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                location=Location(file=file),
-                fix="把文件另存为 UTF-8 编码 / save the file as UTF-8",
-            )
-        ) from None
+    text = decode_utf8(data, file)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:

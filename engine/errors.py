@@ -120,3 +120,30 @@ class InputError(EngineError):
 
 class ExprError(PolicyError):
     """An expression in a policy does not parse or does not type-check."""
+
+
+
+def not_utf8_problem(file: str, data: bytes, exc: UnicodeDecodeError) -> Problem:
+    """The problem with a text file (policy YAML, message template) whose bytes ``data`` are not
+    UTF-8, e.g. saved by Notepad as "ANSI" (GBK on Chinese Windows). ``exc``: the error decoding all
+    of ``data``. Names the line and the byte so the user can find what was saved wrongly."""
+    line = data.count(b"\n", 0, exc.start) + 1
+    return Problem(
+        code="not-utf8",
+        message=f"文件不是 UTF-8 编码（第 {line} 行、文件第 {exc.start + 1} 个字节读不出来，"
+                f"可能是用记事本“ANSI”或 GBK 保存的） / the file is not UTF-8 text (byte {exc.start + 1}, "
+                f"on line {line}, cannot be read; it was probably saved as ANSI or GBK)",
+        location=Location(file=file, line=line),
+        fix="把文件另存为 UTF-8 编码（记事本: 另存为 → 编码 → UTF-8；多数编辑器相同） / "
+            "save the file as UTF-8 (Notepad: Save As → Encoding → UTF-8; most editors alike)",
+    )
+
+
+def decode_utf8(data: bytes, file: str) -> str:
+    """The text of a file's bytes; raises PolicyError [not-utf8] naming ``file`` when they are not
+    UTF-8. A leading BOM (Notepad's "UTF-8 with BOM") is dropped."""
+    try:
+        text = data.decode("utf-8")  # not utf-8-sig: its error positions would not count the BOM
+    except UnicodeDecodeError as exc:
+        raise PolicyError(not_utf8_problem(file, data, exc)) from None
+    return text.removeprefix("\ufeff")

@@ -6,6 +6,7 @@ that ``validate`` checks conditions against and ``docs/features.md`` lists for p
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -109,6 +110,8 @@ def feature_catalog(config: FeatureConfig) -> dict[str, tuple[str, str]]:
         "last_revisit_date": ("date", "date of the latest 回访 or 拜访"),
         "days_since_last_revisit": ("number", "days since the latest 回访 or 拜访 (null if none)"),
         "open_complaints": ("number", "complaints not yet resolved on the as-of date"),
+        "oldest_open_complaint_days": ("number", "最早一条未解决投诉已过天数: days since the oldest complaint still open on "
+                                       "the as-of date, open as in open_complaints (null if none)"),
         "last_complaint_category": ("string", "reason category of the latest complaint"),
         f"avg_satisfaction_{config.satisfaction_window_days}d": (
             "number",
@@ -131,6 +134,42 @@ def feature_catalog(config: FeatureConfig) -> dict[str, tuple[str, str]]:
         cat[f"last_{key}_date"] = ("date", f"date of the latest {label}")
         cat[f"days_since_last_{key}"] = ("number", f"days since the latest {label} (null if none)")
     return cat
+
+
+# Features read from one optional customers column (columns.yaml): without it they are empty for everyone.
+# (birthday_is_lunar is left out: without its column every birthday is solar, the usual case.)
+_CUSTOMER_COLUMN = {
+    "name": "name", "owner": "owner", "has_owner": "owner", "gender": "gender", "industry": "industry",
+    "region": "region", "company_size": "company_size", "source_channel": "source_channel",
+    "recorded_lifecycle_stage": "lifecycle_stage", "recorded_sales_stage": "sales_stage",
+    "recorded_need_type": "need_type", "marketing_consent": "marketing_consent", "opt_out": "opt_out",
+    "preferred_channel": "preferred_channel", "member_level": "member_level", "points": "points",
+    "birthday": "birthday", "signed_date": "signed_date", "tenure_days": "signed_date",
+    "has_phone": "phone", "has_email": "email", "has_wechat": "wechat",
+}
+_TYPE_KEYS = "|".join(INTERACTION_TYPE_KEYS.values())
+# Features that tell complaints, visits... apart by the interaction's type.
+_BY_TYPE = re.compile(rf"(?:{_TYPE_KEYS})_count_\d+d|last_(?:{_TYPE_KEYS}|revisit)_date|days_since_last_(?:{_TYPE_KEYS}|revisit)"
+                      r"|open_complaints|oldest_open_complaint_days")
+
+
+def feature_columns(name: str, config: FeatureConfig) -> tuple[tuple[str, str], ...]:
+    """The optional export columns, as (table, field) of columns.yaml, that feature ``name`` is computed
+    from: if the export lacks one, the feature is empty (or 0) for every customer, whatever the policies
+    say. Features of required columns or of several alternatives (a complaint is open by its status or
+    its resolved time) give ()."""
+    if name in _CUSTOMER_COLUMN:
+        return (("customers", _CUSTOMER_COLUMN[name]),)
+    if name in (f"avg_satisfaction_{config.satisfaction_window_days}d", f"min_satisfaction_{config.satisfaction_window_days}d"):
+        return (("interactions", "satisfaction"),)
+    if name == "last_complaint_category":
+        return ("interactions", "type"), ("interactions", "category")
+    return (("interactions", "type"),) if _BY_TYPE.fullmatch(name) else ()
+
+
+def feature_source_columns(config: FeatureConfig) -> set[tuple[str, str]]:
+    """Every column ``feature_columns`` names for some feature."""
+    return {column for name in feature_catalog(config) for column in feature_columns(name, config)}
 
 
 def _day(value: date | datetime) -> date:
@@ -247,7 +286,7 @@ def _interaction_features(
         for name in by_type.values():
             f[name] = 0
     last_by_key: dict[str, date] = {}
-    count, last_contact, open_complaints = 0, None, 0
+    count, last_contact, open_complaints, oldest_open = 0, None, 0, None
     last_complaint_time, last_complaint_category = None, None
     sat_window = config.satisfaction_window_days
     sat_sum, sat_n, sat_min = 0, 0, None
@@ -272,6 +311,8 @@ def _interaction_features(
         if key == "complaint":
             if is_open(i, as_of, config.closed_statuses):
                 open_complaints += 1
+                if oldest_open is None or d < oldest_open:
+                    oldest_open = d
             if last_complaint_time is None or i.time >= last_complaint_time:
                 last_complaint_time, last_complaint_category = i.time, i.category
         if i.satisfaction is not None and age < sat_window:
@@ -289,6 +330,7 @@ def _interaction_features(
     f["last_revisit_date"] = revisit
     f["days_since_last_revisit"] = (as_of - revisit).days if revisit else None
     f["open_complaints"] = open_complaints
+    f["oldest_open_complaint_days"] = (as_of - oldest_open).days if oldest_open else None
     f["last_complaint_category"] = last_complaint_category
     f[f"avg_satisfaction_{sat_window}d"] = round(sat_sum / sat_n, 2) if sat_n else None
     f[f"min_satisfaction_{sat_window}d"] = sat_min

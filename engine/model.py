@@ -96,6 +96,17 @@ class Reject:
     kept_as: bool | None = None
 
 
+@dataclass(frozen=True)
+class SheetColumns:
+    """One sheet the reader read: which fields had a column, and the headers that matched none."""
+
+    table: str  # "customers" | "interactions" | "orders"
+    file: str
+    sheet: str
+    fields: frozenset[str]
+    unused: tuple[str, ...]
+
+
 @dataclass
 class Dataset:
     """Everything read from one inbox."""
@@ -105,3 +116,4 @@ class Dataset:
     orders: list[Order] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     input_files: list[str] = field(default_factory=list)  # paths read, for the manifest
+    sheets: list[SheetColumns] = field(default_factory=list)  # the sheets read (by table, in file order)

@@ -48,7 +48,7 @@ from .columns import (
 )
 from .memory import gc_paused, release_free_memory
 from .errors import WARNING, InputError, Location, Problem
-from .model import Dataset, Reject, SourceRow
+from .model import Dataset, Reject, SheetColumns, SourceRow
 
 __all__ = ["read_inbox", "load_columns", "export_files"]
 
@@ -131,7 +131,7 @@ def _open_in_excel(lock: str, files: list[Path]) -> Problem:
 
 def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list[Problem]) -> Dataset:
     parts: dict[str, list] = {name: [] for name in TABLE_CLASSES}
-    found: set[str] = set()  # tables seen in some sheet (even with no data rows)
+    found: dict[str, list[SheetColumns]] = {}  # tables seen in some sheet (even with no data rows) → those sheets
     rejects: list[Reject] = []
     coercer = columns.coercer()
     near_misses: list[tuple[HeaderMatch, list[Problem]]] = []  # sheets like a table but lacking a column
@@ -190,7 +190,8 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                                         f"sheet_aliases） / if its rows should be read, give it the same columns as the "
                                         f"{part.table} sheet or name it like it (see sheet_aliases in {columns.path})"))
                 continue
-            found.add(part.table)
+            found.setdefault(part.table, []).append(SheetColumns(part.table, path.name, part.sheet, frozenset(part.header.columns),
+                                                                 tuple(part.header.unknown)))
             parts[part.table].extend(part.facts)
             if part.table == "customers":
                 dropped.update(part.dropped)
@@ -255,7 +256,7 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     rejects.sort(key=lambda r: (r.file, r.sheet, r.row, r.column or ""))
     log.info("read %d customers, %d interactions, %d orders, %d rejects from %d files",
              len(customers), len(interactions), len(orders), len(rejects), len(files))
-    return Dataset(customers, interactions, orders, rejects, [str(p) for p in files])
+    return Dataset(customers, interactions, orders, rejects, [str(p) for p in files], [s for t in found.values() for s in t])
 
 
 @dataclasses.dataclass

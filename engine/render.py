@@ -34,7 +34,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, Template, meta, nodes, sel
 from jinja2.exceptions import SecurityError, TemplateNotFound, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import Location, PolicyError, Problem
+from .errors import Location, PolicyError, Problem, decode_utf8
 
 SUBJECT_PREFIX = re.compile(r"subject\s*[:：]", re.IGNORECASE)
 
@@ -275,7 +275,7 @@ def _compiled(env: MessageEnvironment, template_name: str) -> _Compiled:
     cache = getattr(env, "_compiled", None)
     if cache is not None and template_name in cache:
         return cache[template_name]
-    source = _source(env, template_name)
+    source = template_source(env, template_name)
     try:
         template = env.get_template(template_name)
     except TemplateSyntaxError as exc:
@@ -292,29 +292,24 @@ def _compiled(env: MessageEnvironment, template_name: str) -> _Compiled:
     return compiled
 
 
-def _source(env: MessageEnvironment, template_name: str) -> str:
+def template_source(env: MessageEnvironment, template_name: str) -> str:
+    """The template's text. A missing file is ``template-missing``; a file not saved as UTF-8 (e.g.
+    Notepad's "ANSI", GBK on Chinese Windows) is ``not-utf8`` naming its line, never a traceback."""
     if env.loader is None:
         raise _missing_problem(env, template_name)
     try:
         source, _filename, _uptodate = env.loader.get_source(env, template_name)
     except TemplateNotFound:
         raise _missing_problem(env, template_name) from None
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:
         file = _template_file(env, template_name)
-        raise PolicyError(
-            Problem(
-                code="template-syntax",
-                message=f"模板 {file} 不是 UTF-8 文本（第 {exc.start} 个字节：{exc.reason}） / "
-                        f"template {file} is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                location=Location(file=file),
-                fix="把模板另存为 UTF-8 编码 / save the template as UTF-8",
-            )
-        ) from None
+        decode_utf8(Path(file).read_bytes(), file)  # raises not-utf8 with the line of the bad byte
+        raise
     return source
 
 
 def _parse(env: MessageEnvironment, template_name: str) -> nodes.Template:
-    source = _source(env, template_name)
+    source = template_source(env, template_name)
     try:
         return env.parse(source, template_name, _template_file(env, template_name))
     except TemplateSyntaxError as exc:
@@ -337,12 +332,81 @@ def _missing_problem(env: MessageEnvironment, template_name: str) -> PolicyError
 
 def _syntax_problem(env: MessageEnvironment, template_name: str, exc: TemplateSyntaxError) -> PolicyError:
     file = _template_file(env, exc.name or template_name)
-    return PolicyError(
-        Problem(
-            code="template-syntax",
-            message=f"模板 {file} 第 {exc.lineno} 行格式错误 / template {file} line {exc.lineno}: {exc.message}",
-            location=Location(file=file, line=exc.lineno),
-        )
+    return PolicyError(template_syntax_problem(exc, Location(file=file, line=exc.lineno), file))
+
+
+# Jinja's words for the usual slips → what happened, in Chinese, and the fix (bilingual). Matched in order.
+_BLOCK_END = re.compile(r"The innermost block that needs to be closed is '(\w+)'")
+_UNKNOWN_TAG = re.compile(r"^Encountered unknown tag '(\w+)'")
+_UNEXPECTED_CHAR = re.compile(r"^unexpected char (['\"])(.)\1")
+_CLOSERS = {"if": "endif", "for": "endfor", "macro": "endmacro", "call": "endcall", "filter": "endfilter",
+            "set": "endset", "block": "endblock", "raw": "endraw", "with": "endwith", "autoescape": "endautoescape"}
+_FULL_WIDTH = "（）“”‘’，：；｛｝【】％｜"
+
+
+def _explain_syntax(message: str) -> tuple[str, str]:
+    """(Chinese explanation, bilingual fix) for a Jinja syntax error message."""
+    inner = _BLOCK_END.search(message)
+    tag = _UNKNOWN_TAG.match(message)
+    char = _UNEXPECTED_CHAR.match(message)
+    if message.startswith("Unexpected end of template") and inner:
+        block, end = inner.group(1), _CLOSERS.get(inner.group(1), "end" + inner.group(1))
+        return (f"{{% {block} %}} 没有对应的 {{% {end} %}}，模板到结尾都没有结束它",
+                f"在 {block} 块应结束的地方加上 {{% {end} %}} / add {{% {end} %}} where the {block} block should end")
+    if tag and tag.group(1) in ("endif", "endfor", "else", "elif") and inner:
+        block, end = inner.group(1), _CLOSERS.get(inner.group(1), "end" + inner.group(1))
+        return (f"{{% {tag.group(1)} %}} 放错了位置：这里还在 {block} 块里，应先用 {{% {end} %}} 结束它",
+                "检查 if / for 的配对和先后顺序 / check that every if and for is closed, innermost first")
+    if tag and tag.group(1) in ("endif", "endfor", "else", "elif"):
+        opener = "for" if tag.group(1) == "endfor" else "if"
+        return (f"{{% {tag.group(1)} %}} 前面没有对应的 {{% {opener} … %}}",
+                f"删掉这个 {{% {tag.group(1)} %}}，或在前面补上 {{% {opener} … %}} / "
+                f"remove this {{% {tag.group(1)} %}} or add the {{% {opener} … %}} it closes")
+    if tag:
+        return (f"不认识的标签 {{% {tag.group(1)} %}}（{{% %}} 里只能写 if、elif、else、endif、for、endfor、set 等）",
+                "改正拼写；要输出变量请用 {{ 变量 }} 而不是 {% 变量 %} / correct the spelling; "
+                "to print a value write {{ name }}, not {% name %}")
+    if message.startswith("unexpected '}'") or message.startswith("unexpected '%'"):
+        return ("括号没有配对：{{ 要用 }} 结束，{% 要用 %} 结束（可能少写了一个 }，或两种括号混用了）",
+                "把这一行的 {{ … } 补成 {{ … }}，{% … } 补成 {% … %} / close {{ with }} and {% with %} on this line")
+    if "expected token 'end of print statement'" in message or "expected 'end of print statement'" in message:
+        return ("{{ … }} 没有用 }} 结束（在这一行或上面几行），或 }} 前面多了内容",
+                "在变量后面加上 }}，一对 {{ }} 里只写一个变量或表达式 / end the value with }}; "
+                "write one variable or expression inside each {{ }}")
+    if "expected token 'end of statement block'" in message or "expected 'end of statement block'" in message:
+        return ("{% … %} 没有用 %} 结束（在这一行或上面几行），或 %} 前面多了内容",
+                "在标签后面加上 %}，例如 {% if customer.name %} / end the tag with %}, e.g. {% if customer.name %}")
+    if message.startswith("Missing end of comment tag"):
+        return "注释 {# 没有用 #} 结束", "在注释后面加上 #} / end the comment with #}"
+    if char and char.group(2) in _FULL_WIDTH:
+        return (f"{{{{ }}}} 或 {{% %}} 里有全角字符 {char.group(2)}",
+                "括号、引号、逗号等改用半角（英文输入法）字符 / type brackets, quotes and commas in half width (English input)")
+    if char and char.group(2) in "'\"":
+        return ("引号没有配对", "给文字两边都加上同样的引号，例如 '您好' / quote text on both sides, e.g. '您好'")
+    return ("模板写法有误", "对照 templates/README.md 的写法改正这一行 / correct this line as shown in templates/README.md")
+
+
+def template_syntax_problem(exc: TemplateSyntaxError, location: Location, file: str,
+                            what: tuple[str, str] | None = None) -> Problem:
+    """A Jinja syntax error for ops staff: the template ``file`` and line, what is wrong in Chinese,
+    Jinja's own words after " / ", the line as written and a fix. ``what``: how to name a text that
+    is not a template file, in Chinese and English (a task's title in a policy file)."""
+    english = exc.message or ""
+    chinese, fix = _explain_syntax(english)
+    line = exc.lineno
+    written = ""
+    lines = (exc.source or "").splitlines()
+    if line and 0 < line <= len(lines) and lines[line - 1].strip() and not english.lower().startswith("unexpected end"):
+        written = lines[line - 1].strip()
+        written = f"“{written[:77] + '...' if len(written) > 80 else written}”"
+    zh, en = what or (f"模板 {file}", f"template {file}")
+    if what is None or len(lines) > 1:  # a one-line task title needs no line number
+        zh, en = f"{zh} 第 {line} 行", f"{en} line {line}"
+    return Problem(
+        code="template-syntax",
+        message=f"{zh}{written}：{chinese} / {en}: {english}",
+        location=location,
+        fix=fix,
     )
 
 

@@ -25,6 +25,7 @@ from engine.calendar import coverage_warnings, load_calendars
 from engine.decisions import Firing, Message, Task, task_output
 from engine.errors import EngineError, Location, PolicyError, Problem
 from engine.evaluate import Evaluator
+from engine.expr import types as expr_types
 from engine.guards import (GUARD_REPORT_NAME, guard_evaluation, guard_report, late_date_only_run, load_guard_policy,
                            resolve_ledger_path, send_from, unreachable_message, write_guard_report)
 from engine.ledger import Ledger, one_run_at_a_time
@@ -39,6 +40,7 @@ from engine.policy.loader import PolicySet
 from engine.policy.model import STAGES, AddScore, MessageSpec, SetTag, TaskSpec
 from engine.readers import load_columns, read_inbox
 from engine.render import make_environment
+from engine.unread_columns import unread_column_warnings
 from engine.validate import load_checked_policies
 from engine.stages import CustomerFacts, StageSetup, build_stage_modules, stage_feature_catalog
 from engine.xlsx_out import write_workbooks
@@ -70,23 +72,25 @@ CUSTOMER_COLUMNS = [
 ]
 # Headers of the shipped policies' other tags; a tag or score a policy adds is headed by its name.
 TAG_LABELS = {"dedicated_owner_required": "需配专属客户经理", "offer_plan": "优惠方案"}
+# customers.xlsx column kind of a tag, by the value type the policy loader gave it.
+_TAG_COLUMN_KINDS = {expr_types.NUMBER: "number", expr_types.BOOL: "yesno"}
 
 
 def customer_columns(policyset: PolicySet) -> list[tuple[str, str, str]]:
     """The columns of customers.xlsx (key, header, kind): CUSTOMER_COLUMNS, then every other tag and
     score the policies set (in policy order) before the task and message counts, so that a tag a policy
-    author adds shows there without anything else to change. Kind "yesno": a tag set to true/false,
-    written 是/否 (``customer_table``)."""
+    author adds shows there without anything else to change. The kind is the one the loader found for
+    the tag (one tag holds one kind of value, ``tag-mixed-kinds``): a score or a tag set to numbers
+    (in YAML or a decision table) is a number cell; "yesno", a tag set to true/false, is written
+    是/否 (``customer_table``); any other tag is text."""
     known = {key for key, _, _ in CUSTOMER_COLUMNS}
     extra: dict[str, tuple[str, str, str]] = {}
     for rs in policyset.all_rulesets():
         for rule in rs.rules:
             for out in rule.outputs:
-                if type(out) not in (SetTag, AddScore) or out.name in known:
+                if type(out) not in (SetTag, AddScore) or out.name in known or out.name in extra:
                     continue
-                kind = "number" if type(out) is AddScore else "yesno" if type(out.value) is bool else "text"
-                if out.name in extra and extra[out.name][2] != kind:
-                    kind = "text"  # a tag set to yes/no by one rule and to a word by another
+                kind = _TAG_COLUMN_KINDS.get(policyset.schema.get(out.name), "text")
                 extra[out.name] = (out.name, TAG_LABELS.get(out.name, out.name), kind)
     return [*CUSTOMER_COLUMNS[:-2], *extra.values(), *CUSTOMER_COLUMNS[-2:]]
 
@@ -327,6 +331,8 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
     input_warnings: list[Problem] = []  # unknown columns, ignored sheets: said, not fatal
     with gc_paused(freeze=True):  # the facts live for the whole run: later collections need not rescan them
         dataset = read_inbox(options.inbox, columns, warnings=input_warnings)
+    # An optional column the export leaves out is empty for everyone: said when the policies read it.
+    input_warnings.extend(unread_column_warnings(policyset, templates, dataset.sheets, columns))
     say(f"客户 {len(dataset.customers)}，互动记录 {len(dataset.interactions)}，订单 {len(dataset.orders)}，被拒绝的行 {len(dataset.rejects)}")
 
     input_files = [Path(p) for p in dataset.input_files]

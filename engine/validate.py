@@ -51,7 +51,7 @@ from engine.policy.model import STAGES, AddScore, MessageSpec, Rule, RuleSet, Se
 from engine.policy.schema import condition_text, did_you_mean
 from engine.policy.yaml_source import YList, YMap
 from engine.readers import load_columns
-from engine.render import CONTEXT_VARIABLES, make_environment, template_fields
+from engine.render import CONTEXT_VARIABLES, make_environment, template_fields, template_source, template_syntax_problem
 from engine.stages import stage_feature_stages
 
 # What a message or task template sees as ``customer`` besides features and tags (engine.actions.customer_context).
@@ -361,10 +361,17 @@ class _TemplateChecker:
                 message=f"{where} 使用了 customer.{attr}，它由 {later} 阶段算出；{stage} 阶段的规则用它时还没有这个值，运行会停下",
                 location=file_loc(f), fix=f"把规则移到 {later} 阶段（kind: {later}）或更后，或不在这里使用 {attr}"))
 
-    def fields(self, env, name: str, location: Location) -> tuple[set[str], set[str]] | None:
-        """(fields used, filters used) of a template, or None after reporting a syntax error."""
+    def fields(self, env, name: str, location: Location, what: tuple[str, str] | None = None) -> tuple[set[str], set[str]] | None:
+        """(fields used, filters used) of a template, or None after reporting a syntax error.
+        ``what``: how to name a text that is no template file (Chinese, English)."""
         try:
-            tree = env.parse(env.loader.get_source(env, name)[0])
+            source = template_source(env, name)
+        except PolicyError as exc:  # not UTF-8: named as validate names template files, at its line
+            self.problems.extend(replace(p, location=replace(location, line=p.location.line or location.line))
+                                 for p in exc.problems)
+            return None
+        try:
+            tree = env.parse(source)
             filters = {n.name for n in tree.find_all(nodes.Filter)}
             unknown = filters - set(env.filters)
             if unknown:
@@ -378,8 +385,11 @@ class _TemplateChecker:
             for p in exc.problems:
                 self.problems.append(Problem(p.code, p.message, p.location if p.location.file else location, p.severity, p.fix))
             return None
-        except TemplateSyntaxError as exc:  # e.g. an unknown test (``is foo``)
-            self.problems.append(Problem("template-syntax", f"{exc.message}", location))
+        except TemplateSyntaxError as exc:  # a slip such as {{ x }, or an unknown test (``is foo``)
+            if what is None:  # a template file: at its own line
+                self.problems.append(template_syntax_problem(exc, replace(location, line=exc.lineno), location.file))
+            else:  # a task's text: at its rule in the policy file
+                self.problems.append(template_syntax_problem(exc, location, location.file, what))
             return None
         return fields, filters
 
@@ -458,11 +468,11 @@ class _TemplateChecker:
                 continue
             env = make_environment(self.templates)
             env.loader = DictLoader({"inline": text})  # the same parser and filters, text from the policy
-            result = self.fields(env, "inline", rule.location)
+            where = f"规则 {rule.rule_id} 的任务{'标题' if label == 'title' else '话术'}"
+            result = self.fields(env, "inline", rule.location, (where, f"the {label} of rule {rule.rule_id}'s task"))
             if result is None:
                 continue
             used, filters = result
-            where = f"规则 {rule.rule_id} 的任务{'标题' if label == 'title' else '话术'}"
             self.later_stage(used, stage, where, lambda _needle: rule.location)
             self.field_problems(used, filters, where, lambda _needle: rule.location, None, rule)
 

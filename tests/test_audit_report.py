@@ -334,7 +334,7 @@ def test_validate_names_the_report_templates_mistakes(policy_copy: Path):
                     encoding="utf-8")
     (problem,) = [p for p in validate_policies(policy_copy) if p.code.startswith("template")]
     assert problem.code == "template-syntax" and problem.location.file == "report/report.html.j2"
-    assert problem.message.startswith("report template report/report.html.j2 line ")
+    assert problem.message.startswith("模板 report/report.html.j2 第 ")
 
 
 def test_a_report_template_mistake_met_only_with_data_stops_the_run_cleanly(policy_copy: Path, tmp_path: Path):

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from engine.errors import Location, PolicyError, Problem
+from engine.errors import Location, PolicyError, Problem, decode_utf8
 
 
 class YMap(dict):
@@ -136,19 +136,7 @@ _PositionLoader.add_constructor("tag:yaml.org,2002:seq", _PositionLoader.constru
 def load_yaml(path: Path, display_name: str | None = None) -> Any:
     """Load one YAML file; syntax errors become a PolicyError naming file, line and column."""
     name = display_name or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise PolicyError(
-            Problem(
-                code="not-utf8",
-                message=f"文件不是 UTF-8 编码（第 {exc.start} 个字节读不出来） / "
-                        f"the file is not UTF-8 text (byte {exc.start} cannot be read)",
-                location=Location(file=name),
-                fix="把文件另存为 UTF-8 编码（多数编辑器: 另存为 → 编码 → UTF-8） / "
-                    "save the file as UTF-8 (in most editors: Save As → Encoding → UTF-8)",
-            )
-        ) from None
+    text = decode_utf8(path.read_bytes(), name)
     return load_yaml_text(text, name)
 
 
