@@ -73,6 +73,11 @@ CREATE INDEX IF NOT EXISTS withdrawn_by_run ON withdrawn_issued (run_id);
 CREATE VIEW IF NOT EXISTS all_issued AS SELECT * FROM issued UNION ALL SELECT * FROM withdrawn_issued;
 """
 
+# For the min-gap guard (``latest_issues``): a few rules' rows since a date, read from the index alone.
+# Not a schema change (an older crm-engine reads the file as before): a ledger made before it gets it
+# when a run first asks (``latest_issues``), which takes a moment once on a large ledger.
+_BY_RULE_INDEX = "CREATE INDEX IF NOT EXISTS issued_by_rule ON issued (rule_id, issued_at, customer_id, kind)"
+
 # Migrations: version N → SQL that upgrades a version N-1 ledger. Version 1 is the initial schema;
 # version 2 can withdraw runs.
 MIGRATIONS: dict[int, str] = {
@@ -116,7 +121,7 @@ CREATE TABLE IF NOT EXISTS issued (
 );
 CREATE INDEX IF NOT EXISTS issued_by_customer ON issued (customer_id, kind, send_at);
 CREATE INDEX IF NOT EXISTS issued_by_run ON issued (run_id);
-""" + _WITHDRAWN_SCHEMA
+""" + _WITHDRAWN_SCHEMA + ";" + _BY_RULE_INDEX
 
 # Columns of an entry, in table order.
 FIELDS = ("key", "kind", "customer_id", "rule_id", "stage", "channel", "category", "template", "assignee",
@@ -328,6 +333,31 @@ class Ledger:
             self.conn.execute("DELETE FROM temp.wanted")
         finally:
             self.conn.execute("COMMIT")
+        return found
+
+    def latest_issues(self, rule_ids: Iterable[str], since: date, until: date,
+                      for_run: str | None = None) -> dict[tuple[str, str, str], date]:
+        """For the min-gap guard: (kind, customer id, rule id) → the latest as-of date on which a run
+        issued that rule's task or message to that customer, for the rules ``rule_ids``, counting runs
+        whose as-of date is from ``since`` to ``until`` (both included), in the history run ``for_run``
+        sees. One query for the whole run (by the ``issued_by_rule`` index), not one per item."""
+        rules = sorted(set(rule_ids))
+        if not rules:
+            return {}
+        self.conn.execute(_BY_RULE_INDEX)  # a ledger made before the index: built once
+        table, history, params = self._history(for_run, "i")
+        sql = (f"SELECT i.kind, i.customer_id, i.rule_id, MAX(i.issued_at) FROM {table} "
+               f"WHERE i.rule_id IN ({', '.join('?' for _ in rules)}) AND i.issued_at >= ? AND i.issued_at < ? AND {history} "
+               "GROUP BY i.kind, i.customer_id, i.rule_id")
+        after = date.fromordinal(until.toordinal() + 1)  # the day after ``until``: its start is the bound
+        found: dict[tuple[str, str, str], date] = {}
+        parsed: dict[str, date] = {}
+        for kind, customer_id, rule_id, issued_at in self.conn.execute(
+                sql, [*rules, since.isoformat(), after.isoformat(), *params]):
+            day = parsed.get(issued_at)
+            if day is None:
+                day = parsed[issued_at] = date.fromisoformat(issued_at[:10])
+            found[(kind, customer_id, rule_id)] = day
         return found
 
     def count_messages(self, customer_id: str, category: str | Iterable[str], since: datetime,
