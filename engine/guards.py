@@ -536,22 +536,22 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     candidates = [m for m in messages if fresh(m, "message")]
 
     # 3. min-gap: against the latest issue of the rule or its family (ledger), one query for the run.
-    gapped = [x for x in (*kept_tasks, *candidates) if x.min_gap is not None]
+    gapped = [(t, "task") for t in kept_tasks if t.min_gap is not None]
+    gapped += [(m, "message") for m in candidates if m.min_gap is not None]
     if gapped and ledger is not None:
         today = _local(moment, tz).date()
-        widest = max(x.min_gap.days for x in gapped)
-        latest = ledger.latest_issues({r for x in gapped for r in x.min_gap.rules},
-                                      today - timedelta(days=widest - 1), today, for_run=run_id)
-        if latest:
-            held: set[int] = set()
-            for x, kind in [(t, "task") for t in kept_tasks if t.min_gap] + [(m, "message") for m in candidates if m.min_gap]:
-                reason = _gap_reason(x, kind, latest, today)
-                if reason is not None:
-                    drop(x, kind, "min-gap", reason)
-                    held.add(id(x))
-            if held:
-                kept_tasks = [t for t in kept_tasks if id(t) not in held]
-                candidates = [m for m in candidates if id(m) not in held]
+        widest = max(x.min_gap.days for x, _ in gapped)
+        wanted = {(kind, x.customer_id, rule_id) for x, kind in gapped for rule_id in x.min_gap.rules}
+        latest = ledger.latest_issues(wanted, today - timedelta(days=widest - 1), today, for_run=run_id)
+        held: set[int] = set()
+        for x, kind in gapped:
+            reason = _gap_reason(x, kind, latest, today) if latest else None
+            if reason is not None:
+                drop(x, kind, "min-gap", reason)
+                held.add(id(x))
+        if held:
+            kept_tasks = [t for t in kept_tasks if id(t) not in held]
+            candidates = [m for m in candidates if id(m) not in held]
 
     # 4–5. opt-out and consent.
     allowed: list[Message] = []
