@@ -8,13 +8,14 @@ from functools import lru_cache
 from typing import Any
 
 from engine.calendar import BusinessCalendar, parse_duration
-from engine.decisions import Message, Task
+from engine.decisions import Message, MinGap, Task
 from engine.errors import PolicyError, Problem
 from engine.guards import channel_address
 from engine.model import Customer
 from engine.policy.loader import Organization
 from engine.policy.model import MessageSpec, Rule, RuleSet, TaskSpec, period_label
 from engine.render import render_message, template_reads, without_customer_values
+from engine.stages import whole_days
 
 
 def customer_context(customer: Customer, features: dict[str, Any]) -> ChainMap:
@@ -43,6 +44,7 @@ class ActionBuilder:
         self.start = calendar.next_working_time(datetime.combine(as_of, time(0, 0)))
         self._due_cache: dict[str, datetime] = {}
         self._inline_cache: dict[str, _InlineText] = {}
+        self._gaps: dict[tuple, MinGap] = {}
 
     def due(self, duration_text: str) -> datetime:
         due = self._due_cache.get(duration_text)
@@ -125,6 +127,22 @@ class ActionBuilder:
                 keys.append(start + label + value)
             keys.append(start + label)
         return tuple(keys), day - timedelta(days=FORMER_KEY_DAYS)
+    def min_gap(self, spec: TaskSpec | MessageSpec, rule: Rule, features: dict) -> MinGap | None:
+        """The rule's ``min_gap_days`` for this customer: a whole number, or the value of the feature it
+        names (e.g. revisit_interval_days). None: no gap to keep (none written, or the feature is
+        empty or not a whole number of days ≥ 1 for this customer)."""
+        gap = spec.min_gap_days
+        if gap is None:
+            return None
+        feature = gap if isinstance(gap, str) else None
+        days = whole_days(features.get(feature)) if feature else gap
+        if not days:
+            return None
+        ident = (rule.rule_id, days, feature, spec.gap_family)
+        found = self._gaps.get(ident)
+        if found is None:
+            found = self._gaps[ident] = MinGap(days, (rule.rule_id, *spec.gap_family), feature)
+        return found
 
     def task(self, spec: TaskSpec, rule: Rule, rs: RuleSet, customer: Customer, features: dict, context: dict) -> Task:
         role = spec.assign_to[5:] if spec.assign_to.startswith("role:") else None
@@ -154,6 +172,7 @@ class ActionBuilder:
             assignment=assignment,
             former_keys=former_keys,
             former_since=former_since,
+            min_gap=self.min_gap(spec, rule, features),
         )
 
     def pick_channel(self, spec: MessageSpec, customer: Customer) -> tuple[str | None, str | None]:
@@ -195,6 +214,7 @@ class ActionBuilder:
             send_on=send_day(spec, features),
             former_keys=former_keys,
             former_since=former_since,
+            min_gap=self.min_gap(spec, rule, features),
         )
 
 

@@ -21,6 +21,18 @@ class Firing:
     note: str | None = None  # e.g. a hit-policy warning
 
 
+@dataclass(frozen=True)
+class MinGap:
+    """A rule's ``min_gap_days`` for one item: held back when the contact ledger shows one of ``rules``
+    (the rule itself, the rules it replaces and the rules that replace it) issued to the same customer
+    less than ``days`` days before this run's as-of date (the min-gap guard, engine/guards.py).
+    Shared by every item with the same values, so a large run holds a few of these, not one per item."""
+
+    days: int
+    rules: tuple[str, ...]  # the rule first, then its family in id order
+    feature: str | None = None  # the feature the days came from (min_gap_days: revisit_interval_days)
+
+
 @dataclass
 class Task:
     customer_id: str
@@ -44,6 +56,7 @@ class Task:
     # ledger row under one of them counts as this task (engine.actions.ActionBuilder.former_keys).
     former_keys: tuple[str, ...] = ()
     former_since: date | None = None
+    min_gap: MinGap | None = None  # the rule's min_gap_days for this customer, if any
 
 
 def task_output(task: Task) -> dict[str, Any]:
@@ -77,6 +90,7 @@ class Message:
     send_on: date | None = None  # the rule's send_on day (send_on: <date feature>): sent then, at the send time
     former_keys: tuple[str, ...] = ()  # as for a Task
     former_since: date | None = None
+    min_gap: MinGap | None = None  # the rule's min_gap_days for this customer, if any
 
 
 # Types that need no change, checked first: this runs for every value of a large decision log.

@@ -50,7 +50,7 @@ from engine.render import make_environment
 from engine.stages import CustomerFacts, StageSetup, build_stage_modules
 
 FIRED, MATCHED, NOT_MATCHED = "fired", "matched", "not-matched"
-GUARD_LABELS = {"dedupe": "去重（已发出或重复）", "opt-out": "客户已退订", "consent": "没有营销同意",
+GUARD_LABELS = {"dedupe": "去重（已发出或重复）", "min-gap": "间隔不足", "opt-out": "客户已退订", "consent": "没有营销同意",
                 "quiet-hours": "免打扰时段", "frequency-cap": "频次上限", "no-contact": "没有可用的联系方式"}
 
 
@@ -239,8 +239,9 @@ def describe_spec(out: Any, env=None, context: dict[str, Any] | None = None) -> 
     return str(out)
 
 
-# Guards whose reason says more than their label: which earlier run issued the item, which cap was reached.
-_DETAILED_GUARDS = ("dedupe", "frequency-cap")
+# Guards whose reason says more than their label: which earlier run issued the item, which earlier item
+# is too recent (min_gap_days), which cap was reached.
+_DETAILED_GUARDS = ("dedupe", "min-gap", "frequency-cap")
 
 
 def _suppressed(record: dict[str, Any]) -> str | None:
@@ -258,7 +259,8 @@ def _suppressed(record: dict[str, Any]) -> str | None:
     parts = []
     for g in (g.strip() for g in str(guards).split(",")):
         label = GUARD_LABELS.get(g, g)
-        parts.append(label + ("：" + "；".join(details[g]) if g in details and g in _DETAILED_GUARDS else ""))
+        texts = [t.removeprefix(label + "：") for t in details.get(g, ())]  # "间隔不足：…" says its label already
+        parts.append(label + ("：" + "；".join(texts) if texts and g in _DETAILED_GUARDS else ""))
     return "，".join(parts)
 
 

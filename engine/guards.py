@@ -15,18 +15,24 @@ evaluation and before the run folder is written, in this fixed order (documented
    another task of this run for the same customer replaces (``task.replaces`` in the policy: the
    same work, e.g. a churn revisit and the periodic revisit) — whether that other task is new or
    already issued in its period.
-3. ``opt-out`` — messages: a customer who opted out gets no marketing message (and, if the policy
+3. ``min-gap`` — tasks and messages of a rule with ``min_gap_days: N``: held back when the ledger
+   shows the same rule, or a rule of its family (the rules its task replaces and the rules whose task
+   replaces it), issued to the same customer on an as-of date less than N days before this run's
+   (counted between as-of dates: issued 2026-11-30 with N = 30, the next may go from 2026-12-30).
+   So a monthly rule does not go out on 30 Nov and again on 1 Dec. Items of this run are left to
+   dedupe (``replaces``).
+4. ``opt-out`` — messages: a customer who opted out gets no marketing message (and, if the policy
    says so, no service message either).
-4. ``consent`` — marketing messages need ``marketing_consent`` true; what an unrecorded consent
+5. ``consent`` — marketing messages need ``marketing_consent`` true; what an unrecorded consent
    means is declared in the policy (default: no consent).
-5. ``quiet-hours`` — messages are not suppressed but scheduled: ``send_at`` becomes the first
+6. ``quiet-hours`` — messages are not suppressed but scheduled: ``send_at`` becomes the first
    allowed time on or after the run's send time (or the message's own requested time, if later:
    a rule's ``send_on`` day at the send time, e.g. the birthday of a greeting issued ahead).
-6. ``frequency-cap`` — messages: at most N messages of the capped categories per customer within
+7. ``frequency-cap`` — messages: at most N messages of the capped categories per customer within
    D days, counting earlier runs (from the ledger) and what this run already kept, in a fixed order:
    by customer, then stage (classification → sla → care → churn), then rule id, then key.
 
-Tasks pass only the dedupe guard. Outputs come back in that same fixed order, so a run's files do
+Tasks pass only the dedupe and min-gap guards. Outputs come back in that same fixed order, so a run's files do
 not depend on the order in which modules produced their decisions.
 
 Times are naive local wall-clock times in the policy's time zone (like the business calendar);
@@ -50,10 +56,11 @@ from engine.policy.schema import Problems, as_list, check_keys
 from engine.policy.yaml_source import YList, YMap, load_yaml
 from engine.xlsx_out import Column, Sheet, Workbook
 
-GUARDS = ("no-contact", "dedupe", "opt-out", "consent", "quiet-hours", "frequency-cap")
+GUARDS = ("no-contact", "dedupe", "min-gap", "opt-out", "consent", "quiet-hours", "frequency-cap")
 GUARD_LABELS = {
     "no-contact": "没有联系方式",
     "dedupe": "去重（已发出或重复）",
+    "min-gap": "间隔不足",
     "opt-out": "退订",
     "consent": "营销同意",
     "quiet-hours": "免打扰时段",
@@ -579,7 +586,25 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     kept_tasks = [t for t in tasks if fresh(t, "task") and not_replaced(t)]
     candidates = [m for m in messages if fresh(m, "message")]
 
-    # 3–4. opt-out and consent.
+    # 3. min-gap: against the latest issue of the rule or its family (ledger), one query for the run.
+    gapped = [(t, "task") for t in kept_tasks if t.min_gap is not None]
+    gapped += [(m, "message") for m in candidates if m.min_gap is not None]
+    if gapped and ledger is not None:
+        today = _local(moment, tz).date()
+        widest = max(x.min_gap.days for x, _ in gapped)
+        wanted = {(kind, x.customer_id, rule_id) for x, kind in gapped for rule_id in x.min_gap.rules}
+        latest = ledger.latest_issues(wanted, today - timedelta(days=widest - 1), today, for_run=run_id)
+        held: set[int] = set()
+        for x, kind in gapped:
+            reason = _gap_reason(x, kind, latest, today) if latest else None
+            if reason is not None:
+                drop(x, kind, "min-gap", reason)
+                held.add(id(x))
+        if held:
+            kept_tasks = [t for t in kept_tasks if id(t) not in held]
+            candidates = [m for m in candidates if id(m) not in held]
+
+    # 4–5. opt-out and consent.
     allowed: list[Message] = []
     for m in candidates:
         customer = customers_by_id.get(m.customer_id)
@@ -603,7 +628,7 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
                 continue
         allowed.append(m)
 
-    # 5. quiet hours: every kept message gets a send time outside them.
+    # 6. quiet hours: every kept message gets a send time outside them.
     base = run_send_time(policy, moment)
     quiet = policy.quiet_hours
     scheduled: list[Message] = []
@@ -621,7 +646,7 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
                                               f"免打扰时段 {quiet.label()}，改为 {send_at:%Y-%m-%d %H:%M} 发送"))
         scheduled.append(_with_send_at(m, send_at))
 
-    # 6. frequency caps: earlier runs (ledger) plus this run's kept messages, in the fixed order.
+    # 7. frequency caps: earlier runs (ledger) plus this run's kept messages, in the fixed order.
     kept_messages: list[Message] = []
     caps = policy.caps
     history: dict[str, list[tuple[str | None, datetime]]] = {}
@@ -649,6 +674,25 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
         kept_messages.append(m)
 
     return GuardResult(kept_tasks, kept_messages, suppressed, rescheduled)
+
+
+def _gap_reason(item: Task | Message, kind: str, latest: Mapping[tuple[str, str, str], date], today: date) -> str | None:
+    """Why ``item`` is held back by its ``min_gap``, or None: the latest earlier issue (on or before
+    ``today``) of its rule or family to the same customer, if fewer than the gap's days ago. Ties on
+    the date name the item's own rule first, then the others in id order."""
+    gap = item.min_gap
+    found = None
+    for rule_id in gap.rules:  # own rule first, then the family in id order
+        day = latest.get((kind, item.customer_id, rule_id))
+        if day is not None and (today - day).days < gap.days and (found is None or day > found[0]):
+            found = (day, rule_id)
+    if found is None:
+        return None
+    day, rule_id = found
+    verb = "派" if kind == "task" else "发"
+    basis = f"（{gap.feature}）" if gap.feature else ""
+    return (f"间隔不足：{day:%Y-%m-%d} 已{verb} {rule_id}，间隔要求 {gap.days} 天{basis}，"
+            f"最早 {day + timedelta(days=gap.days):%Y-%m-%d} 可再{verb}（{item.key}）")
 
 
 def _count_within(items: list[tuple[str | None, datetime]], cap: FrequencyCap, send_at: datetime) -> int:

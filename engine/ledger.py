@@ -73,6 +73,11 @@ CREATE INDEX IF NOT EXISTS withdrawn_by_run ON withdrawn_issued (run_id);
 CREATE VIEW IF NOT EXISTS all_issued AS SELECT * FROM issued UNION ALL SELECT * FROM withdrawn_issued;
 """
 
+# For the min-gap guard (``latest_issues``): the latest issue of a rule to a customer is one seek.
+# Not a schema change (an older crm-engine reads the file as before): a ledger made before it gets it
+# when a run first asks (``latest_issues``), which takes a moment once on a large ledger.
+_BY_RULE_INDEX = "CREATE INDEX IF NOT EXISTS issued_by_rule ON issued (rule_id, customer_id, kind, issued_at)"
+
 # Migrations: version N → SQL that upgrades a version N-1 ledger. Version 1 is the initial schema;
 # version 2 can withdraw runs.
 MIGRATIONS: dict[int, str] = {
@@ -116,7 +121,7 @@ CREATE TABLE IF NOT EXISTS issued (
 );
 CREATE INDEX IF NOT EXISTS issued_by_customer ON issued (customer_id, kind, send_at);
 CREATE INDEX IF NOT EXISTS issued_by_run ON issued (run_id);
-""" + _WITHDRAWN_SCHEMA
+""" + _WITHDRAWN_SCHEMA + ";" + _BY_RULE_INDEX
 
 # Columns of an entry, in table order.
 FIELDS = ("key", "kind", "customer_id", "rule_id", "stage", "channel", "category", "template", "assignee",
@@ -326,6 +331,39 @@ class Ledger:
                     moment = parsed[issued_at] = datetime.fromisoformat(issued_at)
                 found[(kind, key)] = (run_id, moment)
             self.conn.execute("DELETE FROM temp.wanted")
+        finally:
+            self.conn.execute("COMMIT")
+        return found
+
+    def latest_issues(self, wanted: Iterable[tuple[str, str, str]], since: date, until: date,
+                      for_run: str | None = None) -> dict[tuple[str, str, str], date]:
+        """For the min-gap guard: for each wanted (kind, customer id, rule id), the latest as-of date
+        from ``since`` to ``until`` (both included) on which a run issued that rule's task or message
+        to that customer, in the history run ``for_run`` sees; pairs with none are left out.
+
+        As ``issued_among``: the wanted triples go into a temporary table joined with the ledger by
+        the ``issued_by_rule`` index, one query for the whole run, not one per item.
+        """
+        self.conn.execute(_BY_RULE_INDEX)  # a ledger made before the index gets it (once)
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS gap_wanted (rule_id TEXT, customer_id TEXT, kind TEXT, "
+                          "PRIMARY KEY (rule_id, customer_id, kind)) WITHOUT ROWID")
+        found: dict[tuple[str, str, str], date] = {}
+        parsed: dict[str, date] = {}  # a run has one issued_at: parse each text once
+        after = date.fromordinal(until.toordinal() + 1)  # rows before the start of the day after ``until``
+        self.conn.execute("BEGIN")
+        try:
+            self.conn.execute("DELETE FROM temp.gap_wanted")
+            self.conn.executemany("INSERT OR IGNORE INTO temp.gap_wanted (kind, customer_id, rule_id) VALUES (?, ?, ?)", wanted)
+            table, history, params = self._history(for_run, "i")
+            sql = (f"SELECT w.kind, w.customer_id, w.rule_id, MAX(i.issued_at) FROM temp.gap_wanted AS w JOIN {table} "
+                   "ON i.rule_id = w.rule_id AND i.customer_id = w.customer_id AND i.kind = w.kind "
+                   f"WHERE i.issued_at >= ? AND i.issued_at < ? AND {history} GROUP BY w.rule_id, w.customer_id, w.kind")
+            for kind, customer_id, rule_id, issued_at in self.conn.execute(sql, [since.isoformat(), after.isoformat(), *params]):
+                day = parsed.get(issued_at)
+                if day is None:
+                    day = parsed[issued_at] = date.fromisoformat(issued_at[:10])
+                found[(kind, customer_id, rule_id)] = day
+            self.conn.execute("DELETE FROM temp.gap_wanted")
         finally:
             self.conn.execute("COMMIT")
         return found

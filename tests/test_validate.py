@@ -237,7 +237,7 @@ def test_a_template_reading_a_later_stages_result_is_an_error(policy_copy: Path)
     edit(policy_copy / "classification" / "actions.yaml", "title: 跟进意向客户，推进签约", "title: 跟进意向客户（{{ customer.sla_open }}）")
     shown = [format_problem(p) for p in validate_policies(policy_copy) if p.code == "reads-later-stage"]
     assert shown == [
-        "classification/actions.yaml:19:5: 错误 error: 规则 CL-INTENT-FOLLOW-UP 的任务标题 使用了 customer.sla_open，它由 sla 阶段算出；"
+        "classification/actions.yaml:21:5: 错误 error: 规则 CL-INTENT-FOLLOW-UP 的任务标题 使用了 customer.sla_open，它由 sla 阶段算出；"
         "classification 阶段的规则用它时还没有这个值，运行会停下 [reads-later-stage] — 修改建议: 把规则移到 sla 阶段（kind: sla）或更后，"
         "或不在这里使用 sla_open",
         "templates/messages/sms/birthday.txt:1:1: 错误 error: 模板 "

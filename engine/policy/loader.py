@@ -38,8 +38,9 @@ OTHER_KINDS = ("columns", "calendar", "features", "organization", "guards")
 PRIORITIES = ("高", "中", "低")
 MESSAGE_CATEGORIES = ("marketing", "service")
 TASK_FIELDS = ("title", "assign_to", "due", "priority", "script", "category", "once_per", "key_by", "due_by", "replaces",
-               "period_of")
-MESSAGE_FIELDS = ("template", "channel", "category", "params", "once_per", "key_by", "send_on", "period_of")
+               "period_of", "min_gap_days")
+MESSAGE_FIELDS = ("template", "channel", "category", "params", "once_per", "key_by", "send_on", "period_of",
+                  "min_gap_days")
 # What separates names in "李强、王芳": a person's name never holds one of these.
 _NAME_SEPARATORS = (",", "，", "、", ";", "；", "/")
 # A task's or message's field found at the rule's level was indented too little (check_keys says so).
@@ -140,6 +141,7 @@ class _Loader:
         # (key, feature name, where) of every due_by, send_on and period_of: each names a date feature
         self.date_refs: list[tuple[str, str, Location]] = []
         self.replaces_refs: list[tuple[str, Location]] = []  # (rule id, where) of every task's replaces
+        self.gap_refs: list[tuple[str, Location]] = []  # (feature name, where) of every min_gap_days naming a feature
         self.policy_ids: dict[str, Location] = {}  # policy id → where it was first declared
         # organization.yaml could not be read (e.g. a role typed twice): its roles and channels are
         # unknown, so rules naming them are not reported too (each would say "unknown role").
@@ -581,6 +583,7 @@ class _Loader:
             due_by=self._date_feature(block, "due_by"),
             period_of=self._date_feature(block, "period_of"),
             replaces=self._replaces(block),
+            min_gap_days=self._min_gap_days(block),
         )
 
     def _message(self, block: Any, loc: Location, org: Organization) -> MessageSpec | None:
@@ -604,7 +607,8 @@ class _Loader:
         return MessageSpec(template=str(block.get("template")), channel=channel, category=category,
                            params=dict(params), once_per=self._period(block),
                            key_by=self._key_by(block), send_on=self._date_feature(block, "send_on"),
-                           period_of=self._date_feature(block, "period_of"))
+                           period_of=self._date_feature(block, "period_of"),
+                           min_gap_days=self._min_gap_days(block))
 
     def _replaces(self, block: YMap) -> tuple[str, ...]:
         """``replaces: [RULE-ID, ...]``: rule ids, checked once every rule is known."""
@@ -620,6 +624,26 @@ class _Loader:
         ids = tuple(str(v).strip() for v in items)
         self.replaces_refs.extend((rule_id, block.value_loc("replaces")) for rule_id in ids)
         return ids
+
+    def _min_gap_days(self, block: YMap) -> int | str | None:
+        """``min_gap_days``: a whole number of days ≥ 1, or the name of a numeric feature (checked
+        against the schema with the conditions), e.g. revisit_interval_days."""
+        value = block.get("min_gap_days")
+        if value is None:
+            return None
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())  # "30" in quotes: the number meant
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        if isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value.strip()):
+            self.gap_refs.append((value.strip(), block.value_loc("min_gap_days")))
+            return value.strip()
+        self.problems.error("bad-value", f"min_gap_days 要写正整数天数或数字特征的名称，不能是 '{value}' / "
+                                         f"min_gap_days must be a whole number of days (1 or more) or a numeric feature, not '{value}'",
+                            block.value_loc("min_gap_days"),
+                            fix="如 min_gap_days: 20，或 min_gap_days: revisit_interval_days（服务方案的回访间隔） / "
+                                "e.g. min_gap_days: 20, or min_gap_days: revisit_interval_days")
+        return None
 
     def _date_feature(self, block: YMap, key: str) -> str | None:
         """A task's ``due_by``, a message's ``send_on`` and either's ``period_of`` name a date feature;
@@ -971,6 +995,26 @@ def _replaces_cycles(rulesets: list[RuleSet], loader: _Loader) -> None:
                 todo.append((nxt, iter(edges[nxt])))
 
 
+def _gap_families(rulesets: list[RuleSet]) -> None:
+    """Fill in ``gap_family`` of every task with ``min_gap_days``: the rules it replaces and the rules
+    that replace it. Their earlier tasks count for its gap too (the same work: a churn revisit
+    issued last week holds back the periodic revisit, and the other way round)."""
+    replaced_by: dict[str, set[str]] = {}
+    for rs in rulesets:
+        for rule in rs.rules:
+            for out in rule.outputs:
+                if isinstance(out, TaskSpec):
+                    for other in out.replaces:
+                        replaced_by.setdefault(other, set()).add(rule.rule_id)
+    for rs in rulesets:
+        for rule in rs.rules:
+            for i, out in enumerate(rule.outputs):
+                if isinstance(out, TaskSpec) and out.min_gap_days is not None:
+                    family = (set(out.replaces) | replaced_by.get(rule.rule_id, set())) - {rule.rule_id}
+                    if family:
+                        rule.outputs[i] = replace(out, gap_family=tuple(sorted(family)))
+
+
 def load_policies(root: Path) -> PolicySet:
     """Load and check every policy file under ``root``; raise PolicyError listing all errors."""
     root = root.resolve()
@@ -1030,6 +1074,18 @@ def load_policies(root: Path) -> PolicySet:
                                       loc, fix="replaces 写的是有了这条任务就不再需要其任务的规则编号，如 CARE-REVISIT-DUE / "
                                                "replaces lists the ids of rules whose task this task makes unnecessary, e.g. CARE-REVISIT-DUE")
         _replaces_cycles(ordered_all, loader)
+        numbers = sorted(n for n, t in schema.items() if t == expr.types.NUMBER)
+        for name, loc in loader.gap_refs:
+            if schema.get(name) == expr.types.NUMBER:
+                continue
+            guess = None if name in schema else did_you_mean(name, numbers)
+            what = ("不是数字特征" if name in schema else "不是特征或标签") + (f"，是不是 '{guess}'？" if guess else "")
+            loader.problems.error("unknown-name", f"min_gap_days 写的 '{name}' {what} / min_gap_days names '{name}', which is "
+                                  + ("not a numeric feature" if name in schema else "not a feature or tag")
+                                  + (f"; did you mean '{guess}'?" if guess else ""), loc,
+                                  fix="写正整数天数，或数字特征（如 revisit_interval_days） / a whole number of days, "
+                                      "or a numeric feature such as revisit_interval_days")
+        _gap_families(ordered_all)
     if loader.problems.errors:
         raise PolicyError(loader.problems.errors)
     return PolicySet(

@@ -56,6 +56,12 @@ class TaskSpec:
     # rule fires, their task is not issued in this run (the dedupe guard says why). E.g. the churn
     # revisit replaces the periodic revisit.
     replaces: tuple[str, ...] = ()
+    # At least this many days (a whole number, or a numeric feature's value for the customer) since
+    # the ledger last shows this rule or its family (gap_family) issued to the customer.
+    min_gap_days: int | str | None = None
+    # The rules whose earlier tasks count for min_gap_days besides this one: the rules it replaces
+    # and the rules that replace it (filled in once every rule is known, engine.policy.loader).
+    gap_family: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class MessageSpec:
     # A date feature: once_per counts the period of that day (the day the message is about, e.g. the
     # birthday), not of the run's date; a greeting issued on 30 Dec for 2 Jan is the new year's.
     period_of: str | None = None
+    min_gap_days: int | str | None = None  # as for tasks; messages have no replaces, so no family
+    gap_family: tuple[str, ...] = ()
 
 
 # How often the same rule may issue the same task or message to the same customer. The period is
