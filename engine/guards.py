@@ -16,8 +16,8 @@ evaluation and before the run folder is written, in this fixed order (documented
    same work, e.g. a churn revisit and the periodic revisit) — whether that other task is new or
    already issued in its period.
 3. ``min-gap`` — tasks and messages of a rule with ``min_gap_days: N``: held back when the ledger
-   shows the same rule, or a rule of its family (the rules its task replaces and the rules whose task
-   replaces it), issued to the same customer on an as-of date less than N days before this run's
+   shows the same rule, or a rule of its family (the rules whose task replaces it: their work includes
+   its work), issued to the same customer on an as-of date less than N days before this run's
    (counted between as-of dates: issued 2026-11-30 with N = 30, the next may go from 2026-12-30).
    So a monthly rule does not go out on 30 Nov and again on 1 Dec. Items of this run are left to
    dedupe (``replaces``).
