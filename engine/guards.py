@@ -14,7 +14,7 @@ evaluation and before the run folder is written, in this fixed order (documented
    suppressed; so is a second item with the same kind and key within this run, and a task that
    another task of this run for the same customer replaces (``task.replaces`` in the policy: the
    same work, e.g. a churn revisit and the periodic revisit) — whether that other task is new or
-   already issued in its period.
+   already issued in its period (already issued: left to min-gap when the replaced task has a gap).
 3. ``min-gap`` — tasks and messages of a rule with ``min_gap_days: N``: held back when the ledger
    shows the same rule, or a rule of its family (the rules whose task replaces it: their work includes
    its work), issued to the same customer on an as-of date less than N days before this run's
@@ -572,13 +572,18 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
 
     # Tasks made unnecessary by another task of this run for the same customer (task.replaces). The
     # replacing task counts even when the ledger holds it back: it was issued earlier in its period and
-    # still stands (the owner's churn revisit this month covers the periodic revisit).
-    replaced_by = {(t.customer_id, r): t.rule_id for t in tasks for r in t.replaces} if any(t.replaces for t in tasks) else {}
+    # still stands (the owner's churn revisit this month covers the periodic revisit). Unless the
+    # replaced task has a min_gap_days its family counts for: then that gap says how long an issued
+    # replacing task covers it (an apology issued once per complaint, months ago, is no revisit today).
+    replacing = {(t.customer_id, r): t for t in tasks for r in t.replaces} if any(t.replaces for t in tasks) else {}
 
     def not_replaced(t: Task) -> bool:
-        by = replaced_by.get((t.customer_id, t.rule_id))
+        other = replacing.get((t.customer_id, t.rule_id))
+        by = other.rule_id if other is not None else None
         if by is None or by == t.rule_id:
             return True
+        if t.min_gap is not None and by in t.min_gap.rules and issued_before(other, "task") is not None:
+            return True  # left to the min-gap guard
         drop(t, "task", "dedupe", f"与规则 {by} 的任务是同一项工作（策略中 {by} 的 task.replaces 列有 {t.rule_id}），"
                                    f"不另派（{t.key}）")
         return False
