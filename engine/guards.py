@@ -59,13 +59,16 @@ from engine.xlsx_out import Column, Sheet, Workbook
 GUARDS = ("no-contact", "dedupe", "min-gap", "opt-out", "consent", "quiet-hours", "frequency-cap")
 GUARD_LABELS = {
     "no-contact": "没有联系方式",
-    "dedupe": "去重（已发出或重复）",
+    "dedupe": "已发出过/不重复",
     "min-gap": "间隔不足",
     "opt-out": "退订",
     "consent": "营销同意",
     "quiet-hours": "免打扰时段",
     "frequency-cap": "频次上限",
 }
+# Guards whose items are no lost work: issued before (or covered by another task of the customer), so
+# not issued again. The run summary and audit.xlsx tell them apart from real holds (no contact, consent...).
+NOT_AGAIN_GUARDS = ("dedupe", "min-gap")
 NOT_RECORDED_CHOICES = ("no_consent", "consent")
 _STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}
 
