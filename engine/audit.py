@@ -73,10 +73,10 @@ def _output_labels(out: dict[str, Any]) -> list[str]:
     if "score" in out:
         return [f"{k}+{_text(v)}" for k, v in out["score"].items()]
     if "task" in out:
-        return ["任务" + ("（被拦截）" if out["task"].get("suppressed_by") else "")]
+        return ["任务" + _held_label(out["task"].get("suppressed_by"))]
     if "message" in out:
         m = out["message"]
-        return [f"消息 {m.get('channel') or '未发送'}" + ("（被拦截）" if m.get("suppressed_by") else "")]
+        return [f"消息 {m.get('channel') or '未发送'}" + _held_label(m.get("suppressed_by"))]
     if "sla" in out:
         sla = out["sla"]
         return [f"{label} {SLA_STATUS_LABELS.get(sla[clock].get('status'), sla[clock].get('status'))}"
@@ -84,6 +84,16 @@ def _output_labels(out: dict[str, Any]) -> list[str]:
     if "reason" in out:
         return [f"原因 {out['reason']}"]
     return [json.dumps(jsonable(out), ensure_ascii=False, sort_keys=True)]
+
+
+def _held_label(guard: str | None) -> str:
+    """How a guard's verdict reads after 任务/消息: issued before (dedupe, min-gap) is no lost work, so it
+    is not called 被拦截 (held back)."""
+    if not guard:
+        return ""
+    from engine.guards import GUARD_LABELS, NOT_AGAIN_GUARDS
+
+    return f"（{GUARD_LABELS.get(guard, guard)}）" if guard in NOT_AGAIN_GUARDS else "（被拦截）"
 
 
 def _text(value: Any) -> str:

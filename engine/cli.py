@@ -109,13 +109,21 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
     click.echo(f"  任务 {c['tasks']}（{len(c['tasks_by_assignee'])} 人），消息 {c['messages']}，决策记录 {c['decisions']}")
     g = c.get("guards") or {}
     if g:
-        from engine.guards import GUARD_LABELS, GUARDS
+        from engine.guards import GUARD_LABELS, GUARDS, NOT_AGAIN_GUARDS
 
         by_guard = g.get("suppressed_by_guard") or {}
         # The guards that stopped something in this run, in their fixed order.
         names = [n for n in GUARDS if by_guard.get(n)] + sorted(n for n in by_guard if n not in GUARDS and by_guard[n])
-        why = "、".join(f"{GUARD_LABELS.get(n, n)} {by_guard[n]}" for n in names)
-        click.echo(f"  已拦截 {g.get('suppressed', 0)} 项" + (f"（{why}）" if why else "")
+        # Items issued before are no lost work: said apart from the real holds, so 980 "blocked" does not
+        # read as 980 customers left out when 890 of them simply were not issued a second time.
+        again = [n for n in names if n in NOT_AGAIN_GUARDS]
+        held = [n for n in names if n not in NOT_AGAIN_GUARDS]
+        line = "  "
+        if again:
+            line += (f"此前已发出、本次不重复 {sum(by_guard[n] for n in again)} 项"
+                     f"（{'、'.join(f'{GUARD_LABELS.get(n, n)} {by_guard[n]}' for n in again)}）；")
+        why = "、".join(f"{GUARD_LABELS.get(n, n)} {by_guard[n]}" for n in held)
+        click.echo(line + f"已拦截 {sum(by_guard[n] for n in held)} 项" + (f"（{why}）" if why else "")
                    + f"，改期 {g.get('rescheduled', 0)} 条（免打扰时段）：见 guards.xlsx")
     if c["rejects"]:
         click.echo(f"  被拒绝的行 {c['rejects']}：见 {result.folder / 'rejects.xlsx'}")

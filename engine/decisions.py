@@ -24,7 +24,7 @@ class Firing:
 @dataclass(frozen=True)
 class MinGap:
     """A rule's ``min_gap_days`` for one item: held back when the contact ledger shows one of ``rules``
-    (the rule itself, the rules it replaces and the rules that replace it) issued to the same customer
+    (the rule itself and the rules whose task replaces it) issued to the same customer
     less than ``days`` days before this run's as-of date (the min-gap guard, engine/guards.py).
     Shared by every item with the same values, so a large run holds a few of these, not one per item."""
 

@@ -113,6 +113,7 @@ def feature_catalog(config: FeatureConfig) -> dict[str, tuple[str, str]]:
         "oldest_open_complaint_days": ("number", "最早一条未解决投诉已过天数: days since the oldest complaint still open on "
                                        "the as-of date, open as in open_complaints (null if none)"),
         "last_complaint_category": ("string", "reason category of the latest complaint"),
+        "last_complaint_id": ("string", "最近一次投诉的记录编号: interaction id of the latest complaint (the one last_complaint_category is of)"),
         f"avg_satisfaction_{config.satisfaction_window_days}d": (
             "number",
             f"average satisfaction (1–5) over {config.satisfaction_window_days} days (null if none rated)",
@@ -150,7 +151,7 @@ _CUSTOMER_COLUMN = {
 _TYPE_KEYS = "|".join(INTERACTION_TYPE_KEYS.values())
 # Features that tell complaints, visits... apart by the interaction's type.
 _BY_TYPE = re.compile(rf"(?:{_TYPE_KEYS})_count_\d+d|last_(?:{_TYPE_KEYS}|revisit)_date|days_since_last_(?:{_TYPE_KEYS}|revisit)"
-                      r"|open_complaints|oldest_open_complaint_days")
+                      r"|open_complaints|oldest_open_complaint_days|last_complaint_id")
 
 
 def feature_columns(name: str, config: FeatureConfig) -> tuple[tuple[str, str], ...]:
@@ -287,7 +288,7 @@ def _interaction_features(
             f[name] = 0
     last_by_key: dict[str, date] = {}
     count, last_contact, open_complaints, oldest_open = 0, None, 0, None
-    last_complaint_time, last_complaint_category = None, None
+    last_complaint_time, last_complaint_category, last_complaint_id = None, None, None
     sat_window = config.satisfaction_window_days
     sat_sum, sat_n, sat_min = 0, 0, None
     for i in interactions:
@@ -314,7 +315,7 @@ def _interaction_features(
                 if oldest_open is None or d < oldest_open:
                     oldest_open = d
             if last_complaint_time is None or i.time >= last_complaint_time:
-                last_complaint_time, last_complaint_category = i.time, i.category
+                last_complaint_time, last_complaint_category, last_complaint_id = i.time, i.category, i.interaction_id
         if i.satisfaction is not None and age < sat_window:
             sat_sum += i.satisfaction
             sat_n += 1
@@ -332,6 +333,7 @@ def _interaction_features(
     f["open_complaints"] = open_complaints
     f["oldest_open_complaint_days"] = (as_of - oldest_open).days if oldest_open else None
     f["last_complaint_category"] = last_complaint_category
+    f["last_complaint_id"] = last_complaint_id
     f[f"avg_satisfaction_{sat_window}d"] = round(sat_sum / sat_n, 2) if sat_n else None
     f[f"min_satisfaction_{sat_window}d"] = sat_min
     return f

@@ -14,10 +14,10 @@ evaluation and before the run folder is written, in this fixed order (documented
    suppressed; so is a second item with the same kind and key within this run, and a task that
    another task of this run for the same customer replaces (``task.replaces`` in the policy: the
    same work, e.g. a churn revisit and the periodic revisit) — whether that other task is new or
-   already issued in its period.
+   already issued in its period (already issued: left to min-gap when the replaced task has a gap).
 3. ``min-gap`` — tasks and messages of a rule with ``min_gap_days: N``: held back when the ledger
-   shows the same rule, or a rule of its family (the rules its task replaces and the rules whose task
-   replaces it), issued to the same customer on an as-of date less than N days before this run's
+   shows the same rule, or a rule of its family (the rules whose task replaces it: their work includes
+   its work), issued to the same customer on an as-of date less than N days before this run's
    (counted between as-of dates: issued 2026-11-30 with N = 30, the next may go from 2026-12-30).
    So a monthly rule does not go out on 30 Nov and again on 1 Dec. Items of this run are left to
    dedupe (``replaces``).
@@ -59,13 +59,16 @@ from engine.xlsx_out import Column, Sheet, Workbook
 GUARDS = ("no-contact", "dedupe", "min-gap", "opt-out", "consent", "quiet-hours", "frequency-cap")
 GUARD_LABELS = {
     "no-contact": "没有联系方式",
-    "dedupe": "去重（已发出或重复）",
+    "dedupe": "已发出过/不重复",
     "min-gap": "间隔不足",
     "opt-out": "退订",
     "consent": "营销同意",
     "quiet-hours": "免打扰时段",
     "frequency-cap": "频次上限",
 }
+# Guards whose items are no lost work: issued before (or covered by another task of the customer), so
+# not issued again. The run summary and audit.xlsx tell them apart from real holds (no contact, consent...).
+NOT_AGAIN_GUARDS = ("dedupe", "min-gap")
 NOT_RECORDED_CHOICES = ("no_consent", "consent")
 _STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}
 
@@ -572,13 +575,18 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
 
     # Tasks made unnecessary by another task of this run for the same customer (task.replaces). The
     # replacing task counts even when the ledger holds it back: it was issued earlier in its period and
-    # still stands (the owner's churn revisit this month covers the periodic revisit).
-    replaced_by = {(t.customer_id, r): t.rule_id for t in tasks for r in t.replaces} if any(t.replaces for t in tasks) else {}
+    # still stands (the owner's churn revisit this month covers the periodic revisit). Unless the
+    # replaced task has a min_gap_days its family counts for: then that gap says how long an issued
+    # replacing task covers it (an apology issued once per complaint, months ago, is no revisit today).
+    replacing = {(t.customer_id, r): t for t in tasks for r in t.replaces} if any(t.replaces for t in tasks) else {}
 
     def not_replaced(t: Task) -> bool:
-        by = replaced_by.get((t.customer_id, t.rule_id))
+        other = replacing.get((t.customer_id, t.rule_id))
+        by = other.rule_id if other is not None else None
         if by is None or by == t.rule_id:
             return True
+        if t.min_gap is not None and by in t.min_gap.rules and issued_before(other, "task") is not None:
+            return True  # left to the min-gap guard
         drop(t, "task", "dedupe", f"与规则 {by} 的任务是同一项工作（策略中 {by} 的 task.replaces 列有 {t.rule_id}），"
                                    f"不另派（{t.key}）")
         return False

@@ -171,6 +171,11 @@ def test_rule_summary_counts_shared_and_interleaved_outputs():
         Firing("C2", "classification", "p", "VIP", "p.yaml:1:1", {}, shared),
         Firing("C2", "classification", "p", "VIP", "p.yaml:1:1", {}, shared),
         Firing("C3", "care", "p", "TASK", "p.yaml:3:1", {}, [{"task": {"suppressed_by": "consent"}}], suppressed_by="consent"),
+        # Issued before: no lost work, and not called 被拦截 (the reviewer read "任务（被拦截）×226" as lost tasks).
+        Firing("C4", "care", "p", "AGAIN", "p.yaml:5:1", {}, [{"task": {"suppressed_by": "dedupe"}}], suppressed_by="dedupe"),
+        Firing("C5", "care", "p", "AGAIN", "p.yaml:5:1", {}, [{"task": {"suppressed_by": "min-gap"}}], suppressed_by="min-gap"),
+        Firing("C5", "care", "p", "AGAIN", "p.yaml:5:1", {}, [{"message": {"channel": "sms", "suppressed_by": "dedupe"}}],
+               suppressed_by="dedupe"),
         Firing("C3", "classification", "p", "VIP", "p.yaml:1:1", {}, shared),
         Firing("C4", "churn", "p", "DEC", "p.yaml:4:1", {}, [{"score": {"churn_score": Decimal("1.0")}}]),
         Firing("C5", "churn", "p", "DEC", "p.yaml:4:1", {}, [{"score": {"churn_score": Decimal("1.00")}}]),
@@ -180,6 +185,7 @@ def test_rule_summary_counts_shared_and_interleaved_outputs():
     assert (stats["VIP"].fired, stats["VIP"].customers, dict(stats["VIP"].produced)) == (4, 3, {"vip=是": 4})
     assert dict(stats["ONE"].produced) == {"vip=1": 1}
     assert (stats["TASK"].suppressed, dict(stats["TASK"].produced)) == (1, {"任务（被拦截）": 1})
+    assert dict(stats["AGAIN"].produced) == {"任务（已发出过/不重复）": 1, "任务（间隔不足）": 1, "消息 sms（已发出过/不重复）": 1}
     assert summarize_firings(firings).classification_tags == ["vip"]
 
 

@@ -7,6 +7,7 @@ All runs go through engine.run.evaluate_dataset with the real policy folder.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -173,7 +174,30 @@ def test_service_and_product_reasons_get_apology_and_supervisor_tasks(evaluation
         assert owner.title == f"流失风险客户：致电道歉并提出解决方案（最近投诉：{category}）"
         assert "诚恳道歉" in owner.script
         assert supervisor.role == "客服主管" and supervisor.assignee == "李强"
-        assert owner.key == f"CH-WB-APOLOGY-OWNER|{cid}|2026-06"
+        # Once per complaint: keyed by the complaint that gave the reason (churn_reason_source), not by month.
+        complaint_id = {"B": "B-I2", "C": "C-I1"}[cid]
+        assert owner.key == f"CH-WB-APOLOGY-OWNER|{cid}|ever|{complaint_id}"
+        assert supervisor.key == f"CH-WB-APOLOGY-SUPERVISOR|{cid}|ever|{complaint_id}"
+
+
+def test_the_reason_source_names_the_complaint_that_gave_the_reason(evaluation):
+    """churn_reason_source in the decision log's level record: the latest complaint when its category gave
+    the reason (by a 投诉原因 signal, or as the recent complaint behind unknown-reason signals), else null."""
+    sources = {f.customer_id: f.inputs["churn_reason_source"] for f in evaluation.firings if f.rule_id == "churn_risk.level"}
+    assert sources == {"A": None, "B": "B-I2", "C": "C-I1", "D": "D-I1", "E": "E-I1", "E2": None, "F": None, "G": "G-I2"}
+
+
+def test_a_signal_that_names_its_reason_is_the_source(policy_copy, tmp_path):
+    """A signal whose reason is written out (reason: 产品) gives the reason itself: the source is its id."""
+    path = policy_copy / "churn.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("    weight: 20\n    reason: 投诉原因\n", "    weight: 20\n    reason: 产品\n", 1), encoding="utf-8")
+    policies = load_policies(policy_copy)
+    data = Dataset(customers=[customer("C")], orders=[order("C1", "C", 100)], interactions=[complaint("C-I1", "C", 10, "服务态度")])
+    result = evaluate_dataset(policies, data, AS_OF, TEMPLATES)
+    (level,) = [f for f in result.firings if f.rule_id == "churn_risk.level"]
+    assert (level.outputs[0]["set"]["churn_reason"], level.inputs["churn_reason_source"]) == ("产品", "CH-SIG-OPEN-COMPLAINT")
+    assert {t.key for t in result.tasks if t.rule_id == "CH-WB-APOLOGY-OWNER"} == {"CH-WB-APOLOGY-OWNER|C|ever|CH-SIG-OPEN-COMPLAINT"}
 
 
 def test_price_and_competitor_reasons_get_an_offer_review(evaluation):
@@ -282,3 +306,38 @@ def test_without_closed_statuses_in_sla_yaml_both_use_its_default(tmp_path: Path
                        first_response_time=ago(5) + timedelta(hours=1))
     evaluation = evaluate_dataset(load_policies(policies), Dataset([customer("D")], [done], [order("D1", "D", 10)]), AS_OF, TEMPLATES)
     assert evaluation.customer_rows[0]["open_complaints"] == 1  # open for SLA too: 已完成 is no closing status there
+
+
+def test_one_apology_per_complaint_over_daily_runs(tmp_path):
+    """A 物流 complaint of 20 Oct, resolved and rated 2: the reason stays 服务 for 180 days. The apology
+    and the supervisor's follow-up go once (2 Nov); on 2 Dec (a new month, 30 days on) they are not issued
+    again, and the periodic revisit they stood for goes again (strategic: every 30 days). A new complaint
+    on 3 Dec is a new apology. Real runs over one contact ledger."""
+    from conftest import customer as customer_row, write_inbox
+    from test_min_gap import held_back, issued, run
+
+    customers = [customer_row("C1", 签约日期="2025-01-10", 客户阶段="签约", 需求类型="战略")]
+    orders = [["O1", "C1", "2026-07-01", 800, "耗材", 1]]
+    first = ["I1", "C1", "2026-10-20 10:00", "电话", "投诉", "2026-10-20 10:30", "2026-10-21 16:00", "已解决", 2, "何欣", "物流", "到货晚"]
+    outbox = tmp_path / "out"
+    apology = {("task", "C1", "CH-WB-APOLOGY-OWNER"), ("task", "C1", "CH-WB-APOLOGY-SUPERVISOR")}
+
+    nov_2, _ = run(write_inbox(tmp_path / "inbox-1", customers, [first], orders), outbox, "2026-11-02")
+    assert apology <= issued(nov_2)
+    assert ("task", "C1", "CARE-REVISIT-DUE") not in issued(nov_2)  # the apology call is this revisit
+
+    dec_2, _ = run(write_inbox(tmp_path / "inbox-2", customers, [first], orders), outbox, "2026-12-02")
+    # Before: a new month and 30 days on, the same complaint got a second apology pair.
+    assert not apology & issued(dec_2)
+    assert ("task", "C1", "CARE-REVISIT-DUE") in issued(dec_2)
+    done = held_back(dec_2, "已发出过/不重复")
+    run_id = nov_2.name
+    assert done[("任务", "C1", "CH-WB-APOLOGY-OWNER")] == (
+        f"已在 2026-11-02 的运行 {run_id} 中发出（同一规则、客户、周期：CH-WB-APOLOGY-OWNER|C1|ever|I1）")
+
+    second = ["I2", "C1", "2026-12-03 09:00", "电话", "投诉", "2026-12-03 09:20", None, "处理中", None, "何欣", "产品质量", "破损"]
+    dec_4, _ = run(write_inbox(tmp_path / "inbox-3", customers, [first, second], orders), outbox, "2026-12-04")
+    assert apology <= issued(dec_4)
+    log = [json.loads(line) for line in (dec_4 / "decisions.jsonl").read_text(encoding="utf-8").splitlines()]
+    (owner,) = [d for d in log if d["rule_id"] == "CH-WB-APOLOGY-OWNER"]
+    assert owner["outputs"][0]["task"]["key"] == "CH-WB-APOLOGY-OWNER|C1|ever|I2"

@@ -996,9 +996,10 @@ def _replaces_cycles(rulesets: list[RuleSet], loader: _Loader) -> None:
 
 
 def _gap_families(rulesets: list[RuleSet]) -> None:
-    """Fill in ``gap_family`` of every task with ``min_gap_days``: the rules it replaces and the rules
-    that replace it. Their earlier tasks count for its gap too (the same work: a churn revisit
-    issued last week holds back the periodic revisit, and the other way round)."""
+    """Fill in ``gap_family`` of every task with ``min_gap_days``: the rules whose task replaces it.
+    Their earlier tasks count for its gap too: ``A replaces B`` means A's work includes B's (a churn
+    revisit or an apology call is also the periodic revisit), so a recent A holds back B. Not the
+    other way round: a routine revisit last week does not do the apology for a complaint."""
     replaced_by: dict[str, set[str]] = {}
     for rs in rulesets:
         for rule in rs.rules:
@@ -1010,7 +1011,7 @@ def _gap_families(rulesets: list[RuleSet]) -> None:
         for rule in rs.rules:
             for i, out in enumerate(rule.outputs):
                 if isinstance(out, TaskSpec) and out.min_gap_days is not None:
-                    family = (set(out.replaces) | replaced_by.get(rule.rule_id, set())) - {rule.rule_id}
+                    family = replaced_by.get(rule.rule_id, set()) - {rule.rule_id}
                     if family:
                         rule.outputs[i] = replace(out, gap_family=tuple(sorted(family)))
 

@@ -59,8 +59,8 @@ class TaskSpec:
     # At least this many days (a whole number, or a numeric feature's value for the customer) since
     # the ledger last shows this rule or its family (gap_family) issued to the customer.
     min_gap_days: int | str | None = None
-    # The rules whose earlier tasks count for min_gap_days besides this one: the rules it replaces
-    # and the rules that replace it (filled in once every rule is known, engine.policy.loader).
+    # The rules whose earlier tasks count for min_gap_days besides this one: the rules whose task
+    # replaces it (their work includes this one's; filled in once every rule is known, engine.policy.loader).
     gap_family: tuple[str, ...] = ()
 
 

@@ -11,6 +11,10 @@ customer the module adds:
   weight among the signals that hold (ties: the signal declared first); if none of them names a
   reason, the category of the customer's latest complaint when it is recent (``complaint_reason_days``);
   otherwise 未知. Null when no signal holds;
+* ``churn_reason_source`` — what the reason came from: the id of the latest complaint when its category
+  gave the reason (``last_complaint_id``), else the ids of the signals that name the reason themselves;
+  null when the reason is 未知 or no signal holds. Win-back rules key by it (``key_by``) to act once per
+  complaint, not again every month while the reason stays the same;
 * ``churn_signals`` — the ids of the signals that hold, for the customer sheet;
 * ``frequency_drop_ratio`` — how much the purchase frequency fell from the previous window to the
   recent one (a fact the signals use).
@@ -41,10 +45,12 @@ FEATURES: dict[str, tuple[str, str]] = {
     "churn_score": ("number", "流失风险分（满足的流失信号权重之和，最高 100）"),
     "churn_level": ("string", "流失风险等级（高/中/低）"),
     "churn_reason": ("string", "最可能的流失原因：服务/产品/价格/竞争对手/未知（无流失信号为 null）"),
+    "churn_reason_source": ("string", "流失原因的来源：原因取自投诉类别时为那条投诉的记录编号（last_complaint_id），"
+                                      "取自信号本身写明的原因时为这些信号的编号（逗号分隔）；原因未知或无流失信号为 null"),
     "churn_signals": ("string", "满足的流失信号编号，逗号分隔"),
 }
 # Names a signal may not read: the module computes them from the signals.
-_OWN_RESULTS = ("churn_score", "churn_level", "churn_reason", "churn_signals")
+_OWN_RESULTS = ("churn_score", "churn_level", "churn_reason", "churn_reason_source", "churn_signals")
 
 REASONS = ("服务", "产品", "价格", "竞争对手", "未知")
 FROM_COMPLAINT = "投诉原因"  # a signal's reason: the category of the customer's latest complaint
@@ -253,6 +259,8 @@ class ChurnStage:
         score = 0.0
         held: list[Signal] = []
         by_reason: dict[str, float] = {}  # known reason → total weight; dict order = first signal's order
+        from_complaint: set[str] = set()  # known reasons that the latest complaint's category gave
+        named_by: dict[str, list[str]] = {}  # known reason → the signals that name it themselves
         for signal in s.signals:
             if signal.condition(f) is not True:  # null counts as false, as in rules
                 continue
@@ -261,6 +269,10 @@ class ChurnStage:
             reason = (complaint_reason or UNKNOWN) if signal.reason == FROM_COMPLAINT else signal.reason
             if reason != UNKNOWN:
                 by_reason[reason] = by_reason.get(reason, 0.0) + signal.weight
+                if signal.reason == FROM_COMPLAINT:
+                    from_complaint.add(reason)
+                else:
+                    named_by.setdefault(reason, []).append(signal.signal_id)
             outputs = self.shared_outputs.get((signal.signal_id, reason))
             if outputs is None:
                 outputs = self.shared_outputs[(signal.signal_id, reason)] = [
@@ -269,15 +281,21 @@ class ChurnStage:
                                       {n: f.get(n) for n in signal.names}, outputs))
         score = min(score, s.max_score)
         level = next(name for name, minimum in s.levels if score >= minimum)
+        source = None
         if not held:
             reason = None
         elif by_reason:
             reason = max(by_reason, key=lambda r: by_reason[r])  # max keeps the first of equal totals
+            # The complaint when it gave the reason (also when a signal names the same reason): one
+            # complaint, one apology; a new complaint is a new source.
+            source = f.get("last_complaint_id") if reason in from_complaint else ", ".join(named_by[reason])
         else:
             reason = recent_reason or UNKNOWN
+            source = f.get("last_complaint_id") if recent_reason else None
         f["churn_score"] = int(score) if float(score).is_integer() else score
         f["churn_level"] = level
         f["churn_reason"] = reason
+        f["churn_reason_source"] = source
         f["churn_signals"] = ", ".join(sig.signal_id for sig in held)
         self.level_counts[level] = self.level_counts.get(level, 0) + 1
         if held:
@@ -289,7 +307,8 @@ class ChurnStage:
                     {"set": {"churn_score": f["churn_score"], "churn_level": level, "churn_reason": reason}}]
             # The latest complaint's date and age too: they decide whether its category may name the reason.
             out.firings.append(Firing(cid, "churn", s.settings_id, f"{s.settings_id}.level", self.levels_source,
-                                      {"churn_signals": f["churn_signals"], "last_complaint_category": f.get("last_complaint_category"),
+                                      {"churn_signals": f["churn_signals"], "churn_reason_source": source,
+                                       "last_complaint_category": f.get("last_complaint_category"),
                                        "last_complaint_date": f.get("last_complaint_date"), "days_since_last_complaint": since},
                                       outputs))
         return out
