@@ -114,13 +114,13 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
         by_guard = g.get("suppressed_by_guard") or {}
         # The guards that stopped something in this run, in their fixed order.
         names = [n for n in GUARDS if by_guard.get(n)] + sorted(n for n in by_guard if n not in GUARDS and by_guard[n])
-        # Items issued before are no lost work: said apart from the real holds, so 980 "blocked" does not
+        # Items issued before (or twice, or replaced, in this run) are no lost work: said apart from the real holds, so 980 "blocked" does not
         # read as 980 customers left out when 890 of them simply were not issued a second time.
         again = [n for n in names if n in NOT_AGAIN_GUARDS]
         held = [n for n in names if n not in NOT_AGAIN_GUARDS]
         line = "  "
         if again:
-            line += (f"此前已发出、本次不重复 {sum(by_guard[n] for n in again)} 项"
+            line += (f"不再重复派发 {sum(by_guard[n] for n in again)} 项"
                      f"（{'、'.join(f'{GUARD_LABELS.get(n, n)} {by_guard[n]}' for n in again)}）；")
         why = "、".join(f"{GUARD_LABELS.get(n, n)} {by_guard[n]}" for n in held)
         click.echo(line + f"已拦截 {sum(by_guard[n] for n in held)} 项" + (f"（{why}）" if why else "")

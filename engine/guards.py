@@ -59,7 +59,7 @@ from engine.xlsx_out import Column, Sheet, Workbook
 GUARDS = ("no-contact", "dedupe", "min-gap", "opt-out", "consent", "quiet-hours", "frequency-cap")
 GUARD_LABELS = {
     "no-contact": "没有联系方式",
-    "dedupe": "已发出过/不重复",
+    "dedupe": "已发出过或重复",
     "min-gap": "间隔不足",
     "opt-out": "退订",
     "consent": "营销同意",

@@ -185,7 +185,7 @@ def test_rule_summary_counts_shared_and_interleaved_outputs():
     assert (stats["VIP"].fired, stats["VIP"].customers, dict(stats["VIP"].produced)) == (4, 3, {"vip=是": 4})
     assert dict(stats["ONE"].produced) == {"vip=1": 1}
     assert (stats["TASK"].suppressed, dict(stats["TASK"].produced)) == (1, {"任务（被拦截）": 1})
-    assert dict(stats["AGAIN"].produced) == {"任务（已发出过/不重复）": 1, "任务（间隔不足）": 1, "消息 sms（已发出过/不重复）": 1}
+    assert dict(stats["AGAIN"].produced) == {"任务（已发出过或重复）": 1, "任务（间隔不足）": 1, "消息 sms（已发出过或重复）": 1}
     assert summarize_firings(firings).classification_tags == ["vip"]
 
 

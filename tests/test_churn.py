@@ -330,7 +330,7 @@ def test_one_apology_per_complaint_over_daily_runs(tmp_path):
     # Before: a new month and 30 days on, the same complaint got a second apology pair.
     assert not apology & issued(dec_2)
     assert ("task", "C1", "CARE-REVISIT-DUE") in issued(dec_2)
-    done = held_back(dec_2, "已发出过/不重复")
+    done = held_back(dec_2, "已发出过或重复")
     run_id = nov_2.name
     assert done[("任务", "C1", "CH-WB-APOLOGY-OWNER")] == (
         f"已在 2026-11-02 的运行 {run_id} 中发出（同一规则、客户、周期：CH-WB-APOLOGY-OWNER|C1|ever|I1）")

@@ -83,7 +83,7 @@ def test_second_run_issues_nothing_new_and_the_next_day_only_what_is_due(tmp_pat
     guards = json.loads((folder_for(outbox, "2026-11-20T16:00") / "manifest.json").read_text(encoding="utf-8"))["counts"]["guards"]
     by_guard = guards["suppressed_by_guard"]
     assert by_guard == {"dedupe": 3, "consent": 1} and guards["suppressed"] == 4
-    assert ("  此前已发出、本次不重复 3 项（已发出过/不重复 3）；已拦截 1 项（营销同意 1），改期 0 条（免打扰时段）：见 guards.xlsx"
+    assert ("  不再重复派发 3 项（已发出过或重复 3）；已拦截 1 项（营销同意 1），改期 0 条（免打扰时段）：见 guards.xlsx"
             in later.output.splitlines())
 
     # A month later the monthly offer is due again; weekly and quarterly items are not repeated blindly.
