@@ -353,7 +353,8 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
         if module is not None:
             module.process(facts)
             if stage == "care":
-                block.basis = care_basis(policyset, module.settings, customer, features, as_of, _interval_rule(result))
+                block.basis = care_basis(policyset, module.settings, customer, features, as_of, _interval_rule(result),
+                                         module.next_run_day)
         stage_records = [r for r in records if r["stage"] == stage]
         rule_keys = {(rs.policy_id, rule.rule_id) for rs in policyset.rulesets.get(stage, []) for rule in rs.rules}
         module_records = [r for r in stage_records if (r["policy"], r["rule_id"]) not in rule_keys]

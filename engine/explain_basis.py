@@ -124,18 +124,24 @@ def churn_reason_basis(policyset: Any, settings: Any, level: dict[str, Any], rec
 # --------------------------------------------------------------------------------------------------
 
 
-def _window(when: date, days_before: int) -> str:
+def _window(when: date, days_before: int, as_of: date | None = None, next_run: date | None = None) -> str:
     """The greeting window as engine.stages.care.window_open has it: ``days_before`` days up to the day
-    (also across the year end: the rules count their year at the birthday, period_of)."""
+    (also across the year end: the rules count their year at the birthday, period_of), and why it is
+    open already when it opens after ``as_of`` but before ``next_run``, the next working day."""
     first = when - timedelta(days=days_before)
-    return f"{first.isoformat()} 至 {when.isoformat()}"
+    text = f"{first.isoformat()} 至 {when.isoformat()}"
+    if as_of is not None and next_run is not None and as_of < first < next_run:
+        text += (f"；下一个工作日是 {next_run.isoformat()}，窗口在那之前开始，提前到今天打开"
+                 "（windows_over_holidays：节假日、周末不运行）")
+    return text
 
 
 def care_basis(policyset: Any, settings: Any, customer: Any, f: dict[str, Any], as_of: date,
-               interval_rule: tuple[str, str] | None = None) -> list[BasisLine]:
+               interval_rule: tuple[str, str] | None = None, next_run: date | None = None) -> list[BasisLine]:
     """The care stage's facts for one customer (engine.stages.care.CareStage.process has computed them
     into ``f``), each with its basis. ``interval_rule``: (rule id, source) of the rule that set
-    revisit_interval_days (e.g. the service plan's SP-4, ``tables/service_plan.xlsx!服务方案!A6``), if one did."""
+    revisit_interval_days (e.g. the service plan's SP-4, ``tables/service_plan.xlsx!服务方案!A6``), if one did.
+    ``next_run``: the stage's next_run_day (windows that open before it are open today)."""
     def loc(block: str, key: str) -> str:
         return settings_location(policyset, "care", block, key)
 
@@ -149,10 +155,10 @@ def care_basis(policyset: Any, settings: Any, customer: Any, f: dict[str, Any], 
                     if customer.birthday_is_lunar else f"生日 {customer.birthday.month:02d}-{customer.birthday.day:02d}（客户资料）")
         born = f"{recorded}，下一个生日 next_birthday_date={when.isoformat()}，还有 days_until_birthday={f['days_until_birthday']} 天"
         out.append(BasisLine("birthday_greeting_due", _v(f["birthday_greeting_due"]),
-                             f"{born}；生日前 {settings.birthday_greeting_days} 天至生日当天：{_window(when, settings.birthday_greeting_days)}",
+                             f"{born}；生日前 {settings.birthday_greeting_days} 天至生日当天：{_window(when, settings.birthday_greeting_days, as_of, next_run)}",
                              loc("birthday", "greeting_days_before")))
         out.append(BasisLine("birthday_gift_due", _v(f["birthday_gift_due"]),
-                             f"生日前 {settings.birthday_gift_days} 天至生日当天：{_window(when, settings.birthday_gift_days)}",
+                             f"生日前 {settings.birthday_gift_days} 天至生日当天：{_window(when, settings.birthday_gift_days, as_of, next_run)}",
                              loc("birthday", "gift_days_before")))
     # Revisit
     basis_day = f.get("revisit_basis_date")
@@ -181,11 +187,17 @@ def care_basis(policyset: Any, settings: Any, customer: Any, f: dict[str, Any], 
     # Festivals and the member day: the same for every customer
     ahead = (f"；{settings.festival_look_ahead_days} 天内最近的节日 {f['festival_name']} {f['festival_date'].isoformat()}"
              if f.get("festival_name") else f"；{settings.festival_look_ahead_days} 天内没有节日")
+    early = (f"；下一个工作日是 {next_run.isoformat()}，在那之前开始的窗口今天就打开（windows_over_holidays）"
+             if next_run is not None and next_run > as_of + timedelta(days=1) else "")
     out.append(BasisLine("festivals_due", _v(f.get("festivals_due")), "今天处在问候窗口（节日前 greeting_days_before 天至节日当天）内的节日"
-                         + ahead, loc("festivals", "days")))
+                         + early + ahead, loc("festivals", "days")))
     md = f.get("next_member_day")
     out.append(BasisLine("is_member_day", _v(f.get("is_member_day")),
-                         f"下一个会员日 {md.isoformat()}（每月 {settings.member_day} 日），提前 {settings.member_day_days_before} 天提醒"
+                         f"下一个会员日 {md.isoformat()}（每月 {settings.member_day} 日），提前 {settings.member_day_days_before} 天提醒："
+                         + _window(md, settings.member_day_days_before, as_of, next_run)
+                         + ("；但会员日在下个月，提醒最早在那个月的 1 日打开"
+                            if next_run is not None and md.month != as_of.month
+                            and md - timedelta(days=settings.member_day_days_before) < next_run else "")
                          if md else "", loc("member_day", "days_before")))
     # Survey and unsatisfied complaints
     if f.get("survey_due"):

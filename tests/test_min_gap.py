@@ -5,7 +5,6 @@ real SQLite ledger in a temporary folder, the shipped policies (or a copy a test
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import date
 from pathlib import Path
 

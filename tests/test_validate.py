@@ -250,7 +250,7 @@ def test_a_festival_that_no_rule_greets_is_warned_about(policy_copy: Path):
     # Added to care.yaml without a rule in care/festivals.yaml, 七夕 was computed every year and greeted never.
     edit(policy_copy / "care.yaml", '    - {name: 元旦, solar: "01-01"}\n', '    - {name: 元旦, solar: "01-01"}\n    - {name: 七夕, lunar: "07-07"}\n')
     shown = [format_problem(p) for p in validate_policies(policy_copy) if p.code == "festival-without-rule"]
-    assert shown == ["care.yaml:22:7: 警告 warning: 节日 '七夕' 没有祝福规则：不会给任何人发这个节日的祝福 / "
+    assert shown == ["care.yaml:30:7: 警告 warning: 节日 '七夕' 没有祝福规则：不会给任何人发这个节日的祝福 / "
                      "festival '七夕' has no greeting rule: nobody is greeted for it [festival-without-rule] "
                      "— 修改建议: 在 care/festivals.yaml 里复制一条规则，改它的 id、when: 里的节日名（'七夕' in festivals_due）和 "
                      "params.festival / copy a rule in care/festivals.yaml and change its id, the festival's name in when: "

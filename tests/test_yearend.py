@@ -5,6 +5,8 @@ Each birthday is greeted exactly once, sent on the birthday, whichever days of i
 runs on (every day, with a gap, or once); re-running sends nothing twice; and greetings recorded by
 the engine before the birthday's year counted at the birthday (keys with the run's year) are not sent
 again. The year end 2025→2026 is used: the business calendar covers it (2027 is not covered yet).
+1–3 January 2026 are 元旦 holidays (4 January a 调休 working Sunday): a window that opens on one of
+them opens on 31 December, the last working day before (H5's, 2–5 January; see test_holiday_windows.py).
 """
 from __future__ import annotations
 
@@ -87,13 +89,14 @@ def test_daily_runs_across_the_year_end_greet_each_birthday_once_on_its_day(tmp_
     # Each greeting is written by the first run in its window (3 days before the birthday; 元旦 too; the
     # gift task 7 days), sent on the birthday, and keyed by the year of the day it greets: a January
     # birthday greeted in December has the key of 2026, which the January runs find in the ledger.
+    # H5's window (2–5 Jan) opens in the 元旦 holidays (1–3 Jan): the 31 Dec run, the last before them, greets.
     assert written == {
         "2025-12-28": ([birthday("D31")], []),
         "2025-12-29": (sorted([birthday("J1"), birthday("L13")] + [new_year(c, "2025-12-29") for c in EVERYONE]), GIFT_H5),
         "2025-12-30": ([birthday("J2")], []),
-        "2025-12-31": ([birthday("J3")], []),
+        "2025-12-31": (sorted([birthday("H5"), birthday("J3")]), []),
         "2026-01-01": ([], []),
-        "2026-01-02": ([birthday("H5")], []),
+        "2026-01-02": ([], []),
         "2026-01-03": ([], []),
     }
     # The same batch again: its run folder exists, nothing is written twice.
@@ -119,8 +122,8 @@ def test_no_batch_on_31_december_and_1_january(tmp_path: Path):
 @pytest.mark.parametrize(("day", "greeted", "gift"), [
     ("2025-12-28", ["D31"], False),
     ("2025-12-29", ["D31", "J1", "L13"], True),
-    ("2025-12-31", ["D31", "J1", "J2", "J3", "L13"], True),
-    ("2026-01-01", ["J1", "J2", "J3", "L13"], True),  # before: nothing at all (the windows were cut at 31 Dec)
+    ("2025-12-31", ["D31", "H5", "J1", "J2", "J3", "L13"], True),  # H5: its window opens in the 元旦 holidays
+    ("2026-01-01", ["H5", "J1", "J2", "J3", "L13"], True),  # before: nothing at all (the windows were cut at 31 Dec)
     ("2026-01-02", ["H5", "J2", "J3"], True),
     ("2026-01-03", ["H5", "J3"], True),
 ])
@@ -154,7 +157,8 @@ def test_greetings_recorded_under_the_former_keys_are_not_sent_again(tmp_path: P
     for path, text in zip(files, shipped):
         path.write_text(text, encoding="utf-8")
     december = run(inbox, outbox, "2025-12-31", policy_copy)
-    assert greetings(december) == [birthday("J3")]  # its window starts today: new
+    # J3's window starts today, H5's in the 元旦 holidays that follow: new
+    assert greetings(december) == sorted([birthday("H5"), birthday("J3")])
     assert gift_tasks(december) == []
     assert greetings(run(inbox, outbox, "2026-01-01", policy_copy)) == []
     # The decision log names the ledger row that holds the greeting back.

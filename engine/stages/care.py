@@ -14,6 +14,14 @@ of one window has the same ledger key and a re-run or the next day never greets 
 the next year wait while one of this year is still due, so the festivals due on one day are all of
 one year and ``festivals_due_date`` is the right year for each. See docs/care.md.
 
+Windows over holidays: the batch runs on working days only, so a window that opens on a day without
+a run (a weekend, 春节) opens on the last working day before it: a run covers every window that opens
+before the next working day of the task calendar (organization.yaml ``task_calendar``). A run on
+2026-02-14 (a 调休 Saturday), the last working day before 春节 (15–23 Feb), greets the birthdays up
+to 26 Feb (3-day windows opening before 24 Feb). The keys and send_on stay the same, so daily runs
+still greet once. The member-day window opens no earlier than its month's 1st (its rules count
+once_per: month at the run's month). ``windows_over_holidays: false`` in care.yaml counts calendar days.
+
 Lunar dates come from ``lunar-python`` (MIT). A lunar birthday is recorded as a date whose year,
 month and day are the lunar ones; its next solar occurrence on or after the as-of date is found in
 the lunar year that contains the as-of date or in the next one (so a 腊月 birthday can fall in
@@ -25,7 +33,7 @@ from __future__ import annotations
 
 import calendar as _calendar
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -40,17 +48,17 @@ from engine.stages import CustomerFacts, StageOutput, StageSetup, whole_days
 from engine.xlsx_out import Workbook
 
 __all__ = ["FEATURES", "CareSettings", "CareStage", "Festival", "build", "load_care_settings",
-           "lunar_to_solar", "next_birthday", "next_lunar_date", "next_solar_date", "window_open"]
+           "lunar_to_solar", "next_birthday", "next_lunar_date", "next_run_day", "next_solar_date", "window_open"]
 
 FEATURES: dict[str, tuple[str, str]] = {
     "next_birthday_date": ("date", "下一个生日（公历日期，农历生日已换算；今天生日即今天）"),
     "days_until_birthday": ("number", "距下一个生日的天数（今天生日为 0；无生日为 null）"),
-    "birthday_greeting_due": ("bool", "今天在生日祝福窗口内（生日前 greeting_days_before 天至生日当天）"),
-    "birthday_gift_due": ("bool", "今天在生日贺卡/礼物任务窗口内（生日前 gift_days_before 天至生日当天）"),
+    "birthday_greeting_due": ("bool", "今天在生日祝福窗口内（生日前 greeting_days_before 天至生日当天；开始日不是工作日时提前到之前的最后一个工作日）"),
+    "birthday_gift_due": ("bool", "今天在生日贺卡/礼物任务窗口内（生日前 gift_days_before 天至生日当天；开始日不是工作日时同样提前）"),
     "festival_name": ("string", "前瞻期内最近的节日名称（没有则为 null）"),
     "festival_date": ("date", "该节日的公历日期"),
     "days_until_festival": ("number", "距该节日的天数（当天为 0）"),
-    "festivals_due": ("list of string", "今天处在问候窗口内的节日名称，如 ['中秋', '国庆']（明年的节日等今年的过后再列）"),
+    "festivals_due": ("list of string", "今天处在问候窗口内的节日名称，如 ['中秋', '国庆']（开始日不是工作日时窗口提前；明年的节日等今年的过后再列）"),
     "festivals_due_date": ("date", "festivals_due 中的节日的公历日期（几个时取最早的；它们总在同一年）：节日规则按它的年份算“每年一次”"),
     "post_purchase_order_id": ("string", "购买后回访窗口内最近一笔订单的编号"),
     "post_purchase_order_date": ("date", "该订单的日期"),
@@ -61,7 +69,7 @@ FEATURES: dict[str, tuple[str, str]] = {
     "revisit_due": ("bool", "距起算日已达到服务方案的回访间隔（revisit_interval_days）"),
     "next_member_day": ("date", "下一个会员日（今天是会员日即今天）"),
     "days_until_member_day": ("number", "距下一个会员日的天数"),
-    "is_member_day": ("bool", "今天在会员日提醒窗口内（会员日前 days_before 天至会员日当天）"),
+    "is_member_day": ("bool", "今天在会员日提醒窗口内（会员日前 days_before 天至会员日当天；开始日不是工作日时提前，但不早于当月 1 日）"),
     "survey_due": ("bool", "近几天有已解决的投诉尚无满意度评分：应发满意度调查"),
     "survey_interaction_id": ("string", "待调查的投诉记录编号（最近解决的那条）"),
     "unsatisfied_complaint": ("bool", "近期解决的投诉，客户评分仍低（不满意）：应重新处理"),
@@ -74,7 +82,8 @@ READS_TAGS: dict[str, str] = {
     "revisit_interval_days": "days",  # the service plan's revisit interval (_revisit)
 }
 
-_TOP_KEYS = ("kind", "id", "description", "birthday", "festivals", "post_purchase", "revisit", "member_day", "survey")
+_TOP_KEYS = ("kind", "id", "description", "windows_over_holidays", "birthday", "festivals", "post_purchase", "revisit",
+             "member_day", "survey")
 _BIRTHDAY_KEYS = ("greeting_days_before", "gift_days_before")
 _FESTIVALS_KEYS = ("look_ahead_days", "greeting_days_before", "days")
 _FESTIVAL_KEYS = ("name", "solar", "lunar", "greeting_days_before", "description")
@@ -157,10 +166,23 @@ def next_birthday(birthday: date, is_lunar: bool, as_of: date) -> date:
     return next_solar_date(birthday.month, birthday.day, as_of)
 
 
-def window_open(as_of: date, first: date, last: date) -> bool:
-    """Is ``as_of`` in the window first..last (both included)? Not cut at the year end: the rules
-    count their period at the day they greet (period_of), so 30 Dec and 2 Jan have the same key."""
-    return first <= as_of <= last
+def window_open(as_of: date, first: date, last: date, next_run: date | None = None) -> bool:
+    """Is the window first..last (both included) open on ``as_of``? Not cut at the year end: the rules
+    count their period at the day they greet (period_of), so 30 Dec and 2 Jan have the same key.
+
+    ``next_run``: the next day the batch runs (``next_run_day``). A window that opens before it is
+    open today already - nobody runs on the days between - so a window opening on a holiday opens on
+    the last working day before it. None: every day has a run (calendar days)."""
+    return first < (next_run or as_of + timedelta(days=1)) and as_of <= last
+
+
+def next_run_day(calendar: Any, as_of: date) -> date:
+    """The first working day after ``as_of`` on ``calendar`` (engine.calendar.BusinessCalendar).
+
+    A year without holiday data is the calendar's to handle: with ``on_uncovered_year: error`` this
+    raises CalendarCoverageError (the run stops with the calendar's message and fix), with ``warn`` or
+    ``statutory`` the calendar answers as that setting says and records a warning for the run."""
+    return calendar.next_working_time(datetime.combine(as_of + timedelta(days=1), time.min)).date()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -186,6 +208,7 @@ class Festival:
 class CareSettings:
     settings_id: str = "care_settings"
     source: str = ""  # file:line of the settings file ("" when defaults are used)
+    windows_over_holidays: bool = True  # a window opening on a non-working day opens on the working day before
     birthday_greeting_days: int = 3
     birthday_gift_days: int = 7
     festival_look_ahead_days: int = 30
@@ -304,6 +327,15 @@ def load_care_settings(policyset: Any) -> CareSettings | None:
                                       f"merge {policyset.relpath(other_path)} into {policyset.relpath(path)}")
     check_keys(doc, "the care settings file", _TOP_KEYS, (), problems, doc.loc)
     s = CareSettings(settings_id=str(doc.get("id", "care_settings")), source=str(doc.loc))
+    over_holidays = doc.get("windows_over_holidays", True)
+    if isinstance(over_holidays, bool):
+        s.windows_over_holidays = over_holidays
+    else:
+        problems.error("bad-value", f"'windows_over_holidays' 要写 true 或 false，不能是 '{over_holidays}' / "
+                                    f"'windows_over_holidays' must be true or false, not '{over_holidays}'",
+                       doc.value_loc("windows_over_holidays"),
+                       fix="true = 窗口开始日不是工作日时提前到之前的最后一个工作日；false = 按自然日 / "
+                           "true = a window opening on a non-working day opens on the working day before; false = calendar days")
 
     birthday = _block(doc, "birthday", _BIRTHDAY_KEYS, problems)
     s.birthday_greeting_days = _whole(birthday, "greeting_days_before", s.birthday_greeting_days, 0, 60, problems)
@@ -374,16 +406,21 @@ def _day(value: date | datetime) -> date:
 class CareStage:
     stage = "care"
 
-    def __init__(self, settings: CareSettings, as_of: date, features: FeatureConfig = FeatureConfig()):
+    def __init__(self, settings: CareSettings, as_of: date, features: FeatureConfig = FeatureConfig(),
+                 calendar: Any = None):
         self.settings = settings
         self.as_of = as_of
         self.features = features  # which orders are purchases
+        # The batch runs on the task calendar's working days: windows opening before the next one are
+        # open today (window_open). Without a calendar, or with windows_over_holidays: false, every day.
+        self.next_run_day = (next_run_day(calendar, as_of) if calendar is not None and settings.windows_over_holidays
+                             else as_of + timedelta(days=1))
         self.counts = {name: 0 for name in ("birthday_greeting_due", "birthday_gift_due", "post_purchase_followup_needed",
                                              "revisit_due", "survey_due", "unsatisfied_complaint")}
         # Festivals and the member day are the same for every customer: work them out once per run.
         upcoming = sorted((f.next_date(as_of), f.name, f) for f in settings.festivals)
         due = [(when, name) for when, name, f in upcoming
-               if window_open(as_of, when - timedelta(days=f.greeting_days_before), when)]
+               if window_open(as_of, when - timedelta(days=f.greeting_days_before), when, self.next_run_day)]
         # The festival rules count their year at festivals_due_date: festivals of next year (元旦 seen
         # from 30 Dec) wait while one of this year is still due (a company day on 31 Dec), so that one
         # date gives every festival due today its own year. Without such a day nothing waits.
@@ -396,8 +433,12 @@ class CareStage:
         if md < as_of:
             md = date(as_of.year + (as_of.month == 12), as_of.month % 12 + 1, settings.member_day)
         self.next_member_day = md
-        # The window stays in the member day's month (days_before < day_of_month): once_per month counts it once.
-        self.is_member_day = window_open(as_of, md - timedelta(days=settings.member_day_days_before), md)
+        # The window stays in the member day's month (days_before < day_of_month): once_per month counts it
+        # once at the run's month. So it opens early over holidays only as far as the month's first day: a
+        # reminder issued in the month before would have that month's key, taken by its own member day.
+        self.is_member_day = ((as_of.year, as_of.month) == (md.year, md.month)
+                              and window_open(as_of, md - timedelta(days=settings.member_day_days_before), md,
+                                              self.next_run_day))
 
     # -- per customer -------------------------------------------------------------------------
     def process(self, facts: CustomerFacts) -> StageOutput:
@@ -427,8 +468,9 @@ class CareStage:
         s = self.settings
         f["next_birthday_date"] = when
         f["days_until_birthday"] = (when - self.as_of).days
-        f["birthday_greeting_due"] = window_open(self.as_of, when - timedelta(days=s.birthday_greeting_days), when)
-        f["birthday_gift_due"] = window_open(self.as_of, when - timedelta(days=s.birthday_gift_days), when)
+        f["birthday_greeting_due"] = window_open(self.as_of, when - timedelta(days=s.birthday_greeting_days), when,
+                                                 self.next_run_day)
+        f["birthday_gift_due"] = window_open(self.as_of, when - timedelta(days=s.birthday_gift_days), when, self.next_run_day)
 
     def _post_purchase(self, facts: CustomerFacts, f: dict) -> None:
         """The latest order in the window (order day = day 0 .. window_days-1) and whether it was followed up."""
@@ -502,4 +544,5 @@ def build(setup: StageSetup) -> CareStage | None:
     settings = load_care_settings(setup.policyset)
     if settings is None:
         return None
-    return CareStage(settings, setup.as_of, setup.policyset.features)
+    # The task calendar (organization.yaml task_calendar): the working days the batch runs on.
+    return CareStage(settings, setup.as_of, setup.policyset.features, setup.builder.calendar)
