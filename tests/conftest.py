@@ -84,3 +84,16 @@ def english(text: str | None) -> str:
     zh, sep, en = text.partition(" / ")
     assert sep and re.search(r"[\u4e00-\u9fff]", zh), f"not bilingual (中文 / English): {text!r}"
     return en
+
+
+def run_cli(inbox: Path, outbox: Path, as_of: str, policies: Path = ROOT / "policies") -> Path:
+    """`crm-engine run` in this process; the run folder it wrote for ``as_of`` (the outbox may hold others)."""
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    result = CliRunner().invoke(main, ["run", "--policies", str(policies), "--inbox", str(inbox), "--outbox", str(outbox),
+                                       "--as-of", as_of], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (folder,) = [p for p in outbox.iterdir() if p.is_dir() and p.name.startswith(as_of + "_")]
+    return folder

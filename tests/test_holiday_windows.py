@@ -17,7 +17,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from conftest import ROOT, customer, edit, write_inbox
+from conftest import ROOT, customer, edit, run_cli as run, write_inbox
 from engine.cli import main
 
 
@@ -43,14 +43,6 @@ def spring_inbox(folder: Path) -> Path:
 def national_day_inbox(folder: Path) -> Path:
     people = [customer(f"N{day:02d}", 生日=f"1985-10-{day:02d}", 客户阶段="意向") for day in range(1, 12)]
     return write_inbox(folder, people, interactions=calls(people, "2026-09-20", "2026-10-01", "2026-10-10"))
-
-
-def run(inbox: Path, outbox: Path, as_of: str, policies: Path = ROOT / "policies") -> Path:
-    result = CliRunner().invoke(main, ["run", "--policies", str(policies), "--inbox", str(inbox), "--outbox", str(outbox),
-                                       "--as-of", as_of], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    (folder,) = [p for p in outbox.iterdir() if p.is_dir() and p.name.startswith(as_of + "_")]
-    return folder
 
 
 def sent(folder: Path, prefix: str) -> list[tuple[str, str, str]]:

@@ -17,7 +17,7 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT, customer, edit, write_inbox
+from conftest import ROOT, customer, edit, run_cli as run, write_inbox
 from engine.cli import main
 
 BIRTHDAYS = {"D31": "2025-12-31", "J1": "2026-01-01", "J2": "2026-01-02", "J3": "2026-01-03",
@@ -36,14 +36,6 @@ def year_end_inbox(folder: Path, order_day: str = "2025-10-01") -> Path:
     # (2 in 7 days) would hold a greeting back; H5 is high value (150,000).
     orders = [[f"O{c[0]}", c[0], order_day, 150000 if c[0] == "H5" else 20000, "耗材", 1] for c in customers]
     return write_inbox(folder, customers, orders=orders)
-
-
-def run(inbox: Path, outbox: Path, as_of: str, policies: Path = ROOT / "policies") -> Path:
-    result = CliRunner().invoke(main, ["run", "--policies", str(policies), "--inbox", str(inbox), "--outbox", str(outbox),
-                                       "--as-of", as_of], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    (folder,) = [p for p in outbox.iterdir() if p.is_dir() and p.name.startswith(as_of + "_")]
-    return folder
 
 
 def greetings(folder: Path) -> list[tuple[str, str, str, str]]:
