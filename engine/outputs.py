@@ -9,6 +9,7 @@ import hashlib
 import re
 import unicodedata
 from collections import defaultdict
+from datetime import date
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -41,6 +42,10 @@ TASK_COLUMNS = [
     Column("分配方式"),
     Column("负责人"),  # the full name: the file and sheet names may be shortened or carry a suffix
     Column("去重键"),  # the idempotency key: matches the task to its decision-log record and ledger row
+    # From the contact ledger (``Ledger.task_history``): the as-of date of the latest earlier task of
+    # the same rule to the same customer (empty: none), and which time this is (1: the first).
+    Column("上次派发", kind="date"),
+    Column("第几次", kind="int"),
 ]
 
 # The Customer fields behind 联系人 … 偏好渠道, in TASK_COLUMNS order.
@@ -125,6 +130,11 @@ def _assigned_as(task: Task) -> str:
     return "工单处理人" if task.handler else "客户经理"
 
 
+def _times(earlier: tuple[date, int] | None) -> tuple[date | None, int]:
+    """The 上次派发 and 第几次 cells of a task given its rule's earlier tasks to the customer."""
+    return (None, 1) if earlier is None else (earlier[0], earlier[1] + 1)
+
+
 def task_contacts(tasks: Iterable[Task], customers_by_id: Mapping[str, Customer]) -> dict[str, tuple]:
     """客户编号 → the task sheets' contact cells (联系人, 电话, 邮箱, 微信, 偏好渠道), for the customers
     who have tasks only. Plain tuples: the writer helper gets them with the tasks (engine.parallel)."""
@@ -136,11 +146,14 @@ def task_contacts(tasks: Iterable[Task], customers_by_id: Mapping[str, Customer]
     return contacts
 
 
-def write_tasks(folder: Path, tasks: list[Task], contacts: Mapping[str, tuple] | None = None) -> dict[str, int]:
+def write_tasks(folder: Path, tasks: list[Task], contacts: Mapping[str, tuple] | None = None,
+                history: Mapping[tuple[str, str], tuple[date, int]] | None = None) -> dict[str, int]:
     """One workbook per assignee: tasks/<assignee>.xlsx (the name from ``file_names``), the
-    customer's contact cells from ``contacts`` (``task_contacts``; blank for a customer not in it).
-    Returns assignee → task count."""
+    customer's contact cells from ``contacts`` (``task_contacts``; blank for a customer not in it),
+    上次派发 and 第几次 from ``history`` ((rule id, customer id) → (latest earlier as-of date, earlier
+    task count), ``Ledger.task_history``; none: a first time). Returns assignee → task count."""
     contacts = contacts or {}
+    history = history or {}
     by_assignee: dict[str, list[Task]] = defaultdict(list)
     for t in tasks:
         by_assignee[t.assignee].append(t)
@@ -153,6 +166,7 @@ def write_tasks(folder: Path, tasks: list[Task], contacts: Mapping[str, tuple] |
             (
                 t.due, t.priority, t.customer_id, t.customer_name, *contacts.get(t.customer_id, _NO_CONTACT_CELLS),
                 t.title, t.reason, t.script, t.rule_id, STAGE_LABELS.get(t.stage, t.stage), _assigned_as(t), assignee, t.key,
+                *_times(history.get((t.rule_id, t.customer_id))),
             )
             for t in items
         ]

@@ -407,6 +407,8 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
             customers_by_id = {c.customer_id: c for c in dataset.customers}
             guards = guard_evaluation(guard_policy, ledger, customers_by_id, evaluation,
                                       send_from(options.as_of, options.as_of_time), run_id)
+            # 上次派发 and 第几次 of the task sheets: read before this run's rows are staged.
+            history = ledger.task_history({(t.rule_id, t.customer_id): None for t in evaluation.tasks}, as_of_time, run_id)
             say("发送保护已检查，写入结果文件 …")
             # The ledger rows are written in a transaction committed only once the run folder is in
             # place: a crash before leaves nothing issued, and a ledger error stops the run before its
@@ -416,7 +418,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
                 staged = recorder.submit(ledger.stage, run_id, as_of_time, evaluation.tasks, evaluation.messages)
             counts = _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts,
                                        evaluation, guards, input_files, used_templates, run_id, as_of_time, ledger_path,
-                                       writer, warnings, customers_by_id)
+                                       writer, warnings, customers_by_id, history)
             if staged is not None:
                 staged.result()
             else:
@@ -441,10 +443,10 @@ def _relative_name(path: Path, root: Path) -> str:
 
 def write_listed_files(folder: Path, listed: dict[str, list]) -> None:
     """customers.xlsx and tasks/: the files made of ``listed`` "rows" (``customer_table``), "tasks"
-    and their customers' "contacts" (``task_contacts`` items) alone (written by the writer helper
-    when there is one)."""
+    and their customers' "contacts" (``task_contacts`` items) and ledger "history"
+    (``Ledger.task_history`` items) alone (written by the writer helper when there is one)."""
     write_customers(folder, listed["rows"], listed["columns"])
-    write_tasks(folder, listed["tasks"], dict(listed["contacts"]))
+    write_tasks(folder, listed["tasks"], dict(listed["contacts"]), dict(listed["history"]))
 
 
 # The second process gets this share of the customers: less than half, because this process packs
@@ -505,7 +507,8 @@ def _ledger_root(ledger_path: Path, outbox: Path) -> str:
 
 def _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts, evaluation, guards,
                       input_files, used_templates, run_id, as_of_time, ledger_path, writer: SecondWriter | None,
-                      warnings: list[Problem], customers_by_id: dict[str, Any]) -> dict[str, Any]:
+                      warnings: list[Problem], customers_by_id: dict[str, Any],
+                      history: dict[tuple[str, str], tuple[Any, int]]) -> dict[str, Any]:
     """Every file of the run folder but the stage modules' (sla.xlsx, written earlier); returns the
     counts that go into the manifest."""
     out = folder.path
@@ -515,7 +518,7 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     # 1 s and report.html 0.5 s here). sla.xlsx (2 s) was written there already.
     columns = customer_columns(policyset)
     listed = {"rows": customer_table(evaluation.customer_rows, columns), "columns": columns, "tasks": evaluation.tasks,
-              "contacts": list(task_contacts(evaluation.tasks, customers_by_id).items())}
+              "contacts": list(task_contacts(evaluation.tasks, customers_by_id).items()), "history": list(history.items())}
     if writer is not None:
         writer.write_workbooks({GUARD_REPORT_NAME: guard_report(guards)})
         writer.start(listed)

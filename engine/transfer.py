@@ -62,8 +62,9 @@ def unpack_facts(packed: tuple) -> tuple[list[Customer], list[Interaction], list
 
 DECISION_KINDS = ("rows", "tasks", "messages", "firings")
 # Lists sent in parts: customer rows (dicts, or the tuples of customers.xlsx), the columns of
-# customers.xlsx and the task sheets' contact cells ((客户编号, cells) pairs) go as they are.
-_PART_CODECS = {"rows": None, "columns": None, "contacts": None, "tasks": _TASKS, "messages": _MESSAGES,
+# customers.xlsx, the task sheets' contact cells ((客户编号, cells) pairs) and ledger history
+# (((rule id, 客户编号), (date, count)) pairs) go as they are.
+_PART_CODECS = {"rows": None, "columns": None, "contacts": None, "history": None, "tasks": _TASKS, "messages": _MESSAGES,
                 "firings": _FIRINGS, "suppressed": _SUPPRESSED, "rescheduled": _RESCHEDULED}
 
 

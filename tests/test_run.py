@@ -86,9 +86,10 @@ def test_run_classifies_and_issues_tasks_and_messages(tmp_path: Path):
     # The team lead gets the assignment task, due two working days after Friday's start of work.
     lead = read_rows(folder / "tasks" / "王敏.xlsx")
     assert lead[0] == ("截止时间", "优先级", "客户编号", "客户名称", "联系人", "电话", "邮箱", "微信", "偏好渠道", "任务",
-                       "原因", "建议话术", "规则编号", "阶段", "分配方式", "负责人", "去重键")
+                       "原因", "建议话术", "规则编号", "阶段", "分配方式", "负责人", "去重键", "上次派发", "第几次")
     col = {h: i for i, h in enumerate(lead[0])}
     assert lead[1][:3] == (datetime(2026, 11, 24, 9, 0), "高", "C1")
+    assert lead[1][-2:] == (None, 1)  # a new ledger: the first time
     assert lead[1][col["任务"]] == "为高价值客户指派专属客户经理"
     assert lead[1][col["规则编号"]] == "CL-ASSIGN-DEDICATED-OWNER"
 

@@ -17,8 +17,9 @@ from engine.cli import main
 from engine.xlsx_out import display_width
 
 HEADER = ("截止时间", "优先级", "客户编号", "客户名称", "联系人", "电话", "邮箱", "微信", "偏好渠道", "任务", "原因",
-          "建议话术", "规则编号", "阶段", "分配方式", "负责人", "去重键")
+          "建议话术", "规则编号", "阶段", "分配方式", "负责人", "去重键", "上次派发", "第几次")
 CONTACT = slice(4, 9)
+KEY = HEADER.index("去重键")
 
 
 def run(inbox: Path, outbox: Path) -> tuple[str, Path]:
@@ -54,7 +55,7 @@ def test_the_task_sheets_of_a_real_run_say_whom_to_call(tmp_path: Path, monkeypa
         assert text not in output
 
     # Every row's 去重键 is its task's key in the decision log and in the contact ledger.
-    keys = [r[-1] for p in sorted((folder / "tasks").glob("*.xlsx")) for r in sheet_rows(p)[1:]]
+    keys = [r[KEY] for p in sorted((folder / "tasks").glob("*.xlsx")) for r in sheet_rows(p)[1:]]
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     assert len(keys) == len(set(keys)) == manifest["counts"]["tasks"]
     logged = {out["task"]["key"]
@@ -101,7 +102,7 @@ def test_contact_cells_are_escaped_and_the_same_from_one_process_or_two(tmp_path
         "C1": ('\'=HYPERLINK("http://x","点")', "13812345678", None, "'@wx1", "短信"),
         "C2": ("王五", "075588881234", "'-c2@example.com", None, "电话"),
     }
-    assert {r[2]: r[-1] for r in rows} == {"C1": "CARE-REVISIT-DUE|C1|2026-11", "C2": "CARE-REVISIT-DUE|C2|2026-11"}
+    assert {r[2]: r[KEY] for r in rows} == {"C1": "CARE-REVISIT-DUE|C1|2026-11", "C2": "CARE-REVISIT-DUE|C2|2026-11"}
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])
