@@ -1,0 +1,47 @@
+"""Mistakes an operations author makes in a copy of the policies, and where validate points: at the
+cell or line that holds the mistake, once, with advice that fits (found in a review by ops staff)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import openpyxl
+
+from engine.validate import format_problem, validate_policies
+
+
+def edit_table(policies: Path, workbook: str, ref: str, text: str) -> None:
+    path = policies / workbook
+    wb = openpyxl.load_workbook(path)
+    wb.worksheets[0][ref] = text
+    wb.save(path)
+
+
+def errors(policies: Path) -> list[str]:
+    return [line for line in map(format_problem, validate_policies(policies)) if ": 错误 error: " in line]
+
+
+# -- 1. the name in row 2 of a decision table's 条件 column ----------------------------------------
+
+def test_misspelt_header_is_one_error_at_the_header_cell(policy_copy: Path):
+    edit_table(policy_copy, "tables/value_tier.xlsx", "C2", "frequency_356d")
+    assert errors(policy_copy) == [
+        "tables/value_tier.xlsx!价值分层!C2: 错误 error: 没有叫 'frequency_356d' 的字段，是不是 'frequency_365d'？ / "
+        "unknown name 'frequency_356d' (did you mean 'frequency_365d'?) [unknown-name] — 修改建议: "
+        "改成 'frequency_365d' / write 'frequency_365d'"]
+
+
+def test_chinese_label_as_header_suggests_the_field(policy_copy: Path):
+    edit_table(policy_copy, "tables/service_plan.xlsx", "B2", "行业")
+    assert errors(policy_copy) == [
+        "tables/service_plan.xlsx!服务方案!B2: 错误 error: 没有叫 '行业' 的字段，是不是 'industry'（行业）？ / "
+        "unknown name '行业' (did you mean 'industry' (行业)?) [unknown-name] — 修改建议: "
+        "第 2 行写字段名 industry，不写中文名 行业（字段见 docs/features.md） / "
+        "row 2 must name the field: write industry, not its Chinese label 行业 (docs/features.md lists the fields)"]
+
+
+def test_unknown_chinese_header_says_row_2_names_a_field(policy_copy: Path):
+    edit_table(policy_copy, "tables/value_tier.xlsx", "B2", "客户价值")
+    assert errors(policy_copy) == [
+        "tables/value_tier.xlsx!价值分层!B2: 错误 error: 没有叫 '客户价值' 的字段 / unknown name '客户价值' [unknown-name]"
+        " — 修改建议: 第 2 行要写字段名（或前面的策略设置的结果名），如 industry（行业）；字段见 docs/features.md / "
+        "row 2 must name a field (or a result an earlier policy sets), e.g. industry (行业); docs/features.md lists the fields"]
