@@ -45,3 +45,16 @@ def test_unknown_chinese_header_says_row_2_names_a_field(policy_copy: Path):
         "tables/value_tier.xlsx!价值分层!B2: 错误 error: 没有叫 '客户价值' 的字段 / unknown name '客户价值' [unknown-name]"
         " — 修改建议: 第 2 行要写字段名（或前面的策略设置的结果名），如 industry（行业）；字段见 docs/features.md / "
         "row 2 must name a field (or a result an earlier policy sets), e.g. industry (行业); docs/features.md lists the fields"]
+
+
+# -- 2. a misspelt result name: the reader's did-you-mean says where the tag is set --------------
+
+def test_misspelt_result_column_is_named_where_the_tag_is_read(policy_copy: Path):
+    edit_table(policy_copy, "tables/value_tier.xlsx", "E2", "value_teir")
+    where = "tables/value_tier.xlsx!价值分层!E2"
+    said = (f"没有叫 'value_tier' 的字段，是不是 'value_teir'（{where} 设置的）？ / unknown name 'value_tier' "
+            f"(did you mean 'value_teir', set at {where}?) [unknown-name] — 修改建议: 改成 'value_teir'；如果拼错的是 {where} "
+            f"那边，就改那里 / write 'value_teir', or if the misspelling is at {where}, correct it there")
+    assert errors(policy_copy) == [f"tables/service_plan.xlsx!服务方案!C2: 错误 error: {said}",
+                                   f"care/greetings.yaml:30:34: 错误 error: {said}",
+                                   f"churn/marketing.yaml:34:11: 错误 error: {said}"]

@@ -38,7 +38,8 @@ def check(node: Node, schema: Mapping[str, Type | str], location: Location | Non
     ``as_of`` has type date unless the schema says otherwise. ``location`` is where the expression
     starts in the policy file (default: the one ``parse`` recorded). With ``expect`` (e.g. BOOL for a rule condition), a result of
     another type is a problem too. ``suggest``: the names an unknown name's did-you-mean may offer
-    (default: the schema's), e.g. also the tags of policies that are checked later.
+    (default: the schema's), e.g. also the tags of policies that are checked later; a mapping gives
+    where each is set (a tag's table cell or YAML line), which the did-you-mean then names.
     """
     checker = _Checker(schema, location or node.origin, suggest)
     result = checker.visit(node)
@@ -87,11 +88,18 @@ def _compare_fix(left: Node, lt: Type, right: Node, rt: Type) -> str | None:
     return None
 
 
+def set_at_fix(best: str, where: str) -> str:
+    """The fix for a name one slip away from a tag set at ``where``: either side may hold the typo."""
+    return (f"改成 '{best}'；如果拼错的是 {where} 那边，就改那里 / "
+            f"write '{best}', or if the misspelling is at {where}, correct it there")
+
+
 class _Checker:
     def __init__(self, schema: Mapping[str, Type | str], location: Location | None, suggest: Iterable[str] | None = None):
         self.schema = {name: parse_type(t) if isinstance(t, str) else t for name, t in schema.items()}
         self.schema.setdefault("as_of", DATE)
         self.suggest = set(self.schema) if suggest is None else set(suggest) | set(self.schema)
+        self.set_at = {name: where for name, where in suggest.items() if where} if isinstance(suggest, Mapping) else {}
         self.location = location
         self.problems: list[Problem] = []
 
@@ -122,9 +130,13 @@ class _Checker:
                    f"else check the spelling against the list of fields")
         else:
             fix = "对照字段列表检查拼写 / check the spelling against the list of fields"
-        guess = f"，是不是 '{best[0]}'？" if best else ""
+        guess, guess_en = (f"，是不是 '{best[0]}'？", hint(node.name, candidates)) if best else ("", "")
+        if best and best[0] in self.set_at:  # a tag: say which table cell or line sets it
+            where = self.set_at[best[0]]
+            guess, guess_en = f"，是不是 '{best[0]}'（{where} 设置的）？", f" (did you mean '{best[0]}', set at {where}?)"
+            fix = set_at_fix(best[0], where)
         self.problem(node, "unknown-name", f"没有叫 '{node.name}' 的字段{guess} / "
-                                           f"unknown name '{node.name}'{hint(node.name, candidates)}", fix)
+                                           f"unknown name '{node.name}'{guess_en}", fix)
         return ANY  # keeps one misspelling from causing a cascade of type errors
 
     def visit_Unary(self, node: Unary) -> Type:
