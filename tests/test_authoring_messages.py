@@ -58,3 +58,44 @@ def test_misspelt_result_column_is_named_where_the_tag_is_read(policy_copy: Path
     assert errors(policy_copy) == [f"tables/service_plan.xlsx!服务方案!C2: 错误 error: {said}",
                                    f"care/greetings.yaml:30:34: 错误 error: {said}",
                                    f"churn/marketing.yaml:34:11: 错误 error: {said}"]
+
+
+# -- 3. dates and quotes in a condition -------------------------------------------------------------
+
+MARKETING_34 = ("when: value_tier == '低' and lifecycle_stage == '签约' and need_type == '普通' and open_complaints == 0 and not "
+                "(churn_level in ['高', '中'] and churn_reason in ['服务', '产品']) and not (order_count == 0 and tenure_days < 30)")
+
+
+def edit_condition(policies: Path, condition: str) -> None:
+    path = policies / "churn" / "marketing.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert MARKETING_34 in text
+    path.write_text(text.replace(MARKETING_34, "when: " + condition), encoding="utf-8")
+
+
+DATE_FIX = ("日期写成 date('YYYY-MM-DD')，如 date('2024-05-17')（也可以写 date('2024/5/17')） / "
+            "write the date as date('YYYY-MM-DD'), e.g. date('2024-05-17') (date('2024/5/17') works too)")
+
+
+def test_invalid_date_says_what_is_wrong(policy_copy: Path):
+    edit_condition(policy_copy, "value_tier == '低' and signed_date < date('2026/13/01')")
+    assert errors(policy_copy) == [
+        "churn/marketing.yaml:34:47: 错误 error: date('2026/13/01') 不是有效的日期：月份 13 不存在 / date('2026/13/01') is not"
+        " a valid date: there is no month 13 [bad-date] — 修改建议: " + DATE_FIX]
+
+
+def test_date_written_as_text_suggests_date(policy_copy: Path):
+    edit_condition(policy_copy, "value_tier == '低' and signed_date < '2026-12-01'")
+    assert errors(policy_copy) == [
+        "churn/marketing.yaml:34:33: 错误 error: signed_date（日期）不能和 '2026-12-01'（文字）比较 / cannot compare signed_date"
+        " (date) with '2026-12-01' (string) [type-mismatch] — 修改建议: 日期写成 date('2026-12-01') 而不是 '2026-12-01' / "
+        "write the date as date('2026-12-01'), not '2026-12-01'"]
+
+
+def test_condition_in_chinese_quotes_says_remove_them(policy_copy: Path):
+    edit_condition(policy_copy, "“value_tier == '低' and open_complaints == 0”")
+    inner = "value_tier == '低' and open_complaints == 0"
+    assert errors(policy_copy) == [
+        f"churn/marketing.yaml:34:11: 错误 error: 整个条件写在引号里，成了一段文字，不是条件：{inner} / the whole condition is"
+        f" in quotes, which makes it text, not a condition: {inner} [type-mismatch] — 修改建议: 去掉条件外面的引号，写成 {inner}"
+        f" / remove the quotes around the condition: {inner}"]
