@@ -38,17 +38,21 @@ def line_of(policies: Path, file: str, text: str) -> int:
 # -- did you mean: a tag set by another policy file --------------------------------------------------
 
 
-@pytest.mark.parametrize("written, meant, where", [
-    ("value_teir", "value_tier", "set by the decision table of classification/value_tier.yaml, checked after need_type"),
-    ("risk_leve", "risk_level", "set by classification/risk_level.yaml, checked after need_type (it offered churn_level)"),
+@pytest.mark.parametrize("written, meant, set_at, where", [
+    ("value_teir", "value_tier", "tables/value_tier.xlsx!价值分层!E2",
+     "set by the decision table of classification/value_tier.yaml, checked after need_type"),
+    ("risk_leve", "risk_level", "classification/risk_level.yaml:11:23",
+     "set by classification/risk_level.yaml, checked after need_type (it offered churn_level)"),
 ])
-def test_a_misspelt_tag_of_another_policy_file_is_suggested(policy_copy: Path, written: str, meant: str, where: str):
+def test_a_misspelt_tag_of_another_policy_file_is_suggested(policy_copy: Path, written: str, meant: str, set_at: str,
+                                                            where: str):
     edit(policy_copy / "classification/need_type.yaml", "when: suggestion_count_365d >= 3",
          f"when: suggestion_count_365d >= 3 or {written} == '高'")
     line = line_of(policy_copy, "classification/need_type.yaml", written)
     assert lines(policy_copy) == [
-        f"classification/need_type.yaml:{line}:41: 错误 error: 没有叫 '{written}' 的字段，是不是 '{meant}'？ / unknown name "
-        f"'{written}' (did you mean '{meant}'?) [unknown-name] — 修改建议: 改成 '{meant}' / write '{meant}'",
+        f"classification/need_type.yaml:{line}:41: 错误 error: 没有叫 '{written}' 的字段，是不是 '{meant}'（{set_at} 设置的）？"
+        f" / unknown name '{written}' (did you mean '{meant}', set at {set_at}?) [unknown-name] — 修改建议: 改成 '{meant}'；"
+        f"如果拼错的是 {set_at} 那边，就改那里 / write '{meant}', or if the misspelling is at {set_at}, correct it there",
         "错误 1 个，警告 0 个 / 1 error(s), 0 warning(s)"], where
 
 

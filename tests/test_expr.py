@@ -471,7 +471,7 @@ def test_check_uses_the_location_recorded_by_parse():
     ("abs(lifecycle_stage) > 3", "type-mismatch", "abs() needs number as argument 1, but lifecycle_stage has type string"),
     ("len(x) > 3", "type-mismatch", "len() needs string or list as argument 1, but x has type number"),
     ("coalesce(x, '无') == '无'", "type-mismatch", "coalesce() needs arguments of the same type, but got number, string"),
-    ("date('2024-02-30') < signed_date", "bad-date", "date('2024-02-30') is not a valid date"),
+    ("date('2024-02-30') < signed_date", "bad-date", "date('2024-02-30') is not a valid date: 2024-02 has no day 30"),
     ("lifecycle_stage == null", "null-comparison",
      "lifecycle_stage == null is never true: a comparison with null is always false"),
     ("x + lifecycle_stage > 1", "type-mismatch", "cannot use '+' with x (number) and lifecycle_stage (string)"),

@@ -41,8 +41,10 @@ CASES = [
      "错误 error: 这个 '(' 没有配对的 ')' / this '(' is never closed [expr-syntax] — 修改建议: 在括号里那部分的后面加上 ')' / "
      "add ')' after the part in brackets"),
     ("misspelt-feature", "lifecycle_stage == '意向' and", "lifecycle_stag == '意向' and", "lifecycle_stag ==", 11,
-     "错误 error: 没有叫 'lifecycle_stag' 的字段，是不是 'lifecycle_stage'？ / unknown name 'lifecycle_stag' "
-     "(did you mean 'lifecycle_stage'?) [unknown-name] — 修改建议: 改成 'lifecycle_stage' / write 'lifecycle_stage'"),
+     "错误 error: 没有叫 'lifecycle_stag' 的字段，是不是 'lifecycle_stage'（classification/lifecycle_stage.yaml:13:28 设置的）？ / unknown name "
+     "'lifecycle_stag' (did you mean 'lifecycle_stage', set at classification/lifecycle_stage.yaml:13:28?) [unknown-name] — 修改建议: "
+     "改成 'lifecycle_stage'；如果拼错的是 classification/lifecycle_stage.yaml:13:28 那边，就改那里 / write 'lifecycle_stage', or if the misspelling is at "
+     "classification/lifecycle_stage.yaml:13:28, correct it there"),
     ("number-compared-with-text", "days_since_last_contact >= 14)", "days_since_last_contact >= '14')", ">= '14'", 75,
      "错误 error: days_since_last_contact（数字）不能和 '14'（文字）比较 / cannot compare days_since_last_contact (number) "
      "with '14' (string) [type-mismatch] — 修改建议: 数字不要加引号: 写 14 而不是 '14' / write the number without quotes: 14, not '14'"),

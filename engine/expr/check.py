@@ -12,7 +12,7 @@ from typing import Iterable, Mapping
 
 from ..errors import ExprError, Location, Problem
 from .ast import COMPARISON_OPS, Between, Binary, BoolOp, Call, Const, In, IsNull, Name, Node, Unary
-from .functions import FUNCTIONS, parse_date_text, round_places_problem
+from .functions import _DATE_TEXT, FUNCTIONS, parse_date_text, round_places_problem
 from .lexer import locate
 from .render import to_source
 from .suggestions import did_you_mean, hint
@@ -38,18 +38,25 @@ def check(node: Node, schema: Mapping[str, Type | str], location: Location | Non
     ``as_of`` has type date unless the schema says otherwise. ``location`` is where the expression
     starts in the policy file (default: the one ``parse`` recorded). With ``expect`` (e.g. BOOL for a rule condition), a result of
     another type is a problem too. ``suggest``: the names an unknown name's did-you-mean may offer
-    (default: the schema's), e.g. also the tags of policies that are checked later.
+    (default: the schema's), e.g. also the tags of policies that are checked later; a mapping gives
+    where each is set (a tag's table cell or YAML line), which the did-you-mean then names.
     """
     checker = _Checker(schema, location or node.origin, suggest)
     result = checker.visit(node)
     if expect is not None and not is_unknown(result) and result != expect:
-        if expect == BOOL:
+        fix = None
+        if expect == BOOL and isinstance(node, Const) and isinstance(node.value, str) and node.value.strip():
+            inner = node.value.strip()  # “value_tier == '高' and ...”: the whole condition in quotes
+            message = (f"整个条件写在引号里，成了一段文字，不是条件：{inner} / "
+                       f"the whole condition is in quotes, which makes it text, not a condition: {inner}")
+            fix = f"去掉条件外面的引号，写成 {inner} / remove the quotes around the condition: {inner}"
+        elif expect == BOOL:
             message = (f"条件的结果必须是成立或不成立（true/false），但 {to_source(node)} 是{type_zh(result)} / "
                        f"a condition must be true or false, but {to_source(node)} has type {result}")
         else:
             message = (f"这里需要{type_zh(expect)}，但 {to_source(node)} 是{type_zh(result)} / "
                        f"expected a value of type {expect}, but {to_source(node)} has type {result}")
-        checker.problem(node, "type-mismatch", message)
+        checker.problem(node, "type-mismatch", message, fix)
     if checker.problems:
         raise ExprError(checker.problems)
     return result
@@ -74,9 +81,24 @@ def _types_zh(types: tuple[Type, ...]) -> str:
     return "或".join(type_zh(t) for t in types)
 
 
+def _bad_date_reason(text: str) -> tuple[str, str]:
+    """What is wrong with the text of an invalid date('...'), Chinese and English: '：月份 13 不存在'."""
+    m = _DATE_TEXT.fullmatch(text)
+    if not m:
+        return "：写法不对", ": it is not written as year-month-day"
+    year, month, day = (int(g) for g in m.groups())
+    if not 1 <= month <= 12:
+        return f"：月份 {month} 不存在", f": there is no month {month}"
+    return f"：{year} 年 {month} 月没有 {day} 日", f": {year}-{month:02d} has no day {day}"
+
+
 def _compare_fix(left: Node, lt: Type, right: Node, rt: Type) -> str | None:
-    """The fix for comparing a number with text written as a number ('14'): drop the quotes."""
+    """The fix for comparing a number with text written as a number ('14'): drop the quotes; for
+    comparing a date with text written as a date ('2026-12-01'): write date('2026-12-01')."""
     for side, other in ((right, lt), (left, rt)):
+        if other == DATE and isinstance(side, Const) and isinstance(side.value, str) and _DATE_TEXT.fullmatch(side.value):
+            return (f"日期写成 date({to_source(side)}) 而不是 {to_source(side)} / "
+                    f"write the date as date({to_source(side)}), not {to_source(side)}")
         if other == NUMBER and isinstance(side, Const) and isinstance(side.value, str):
             try:
                 float(side.value)
@@ -87,11 +109,18 @@ def _compare_fix(left: Node, lt: Type, right: Node, rt: Type) -> str | None:
     return None
 
 
+def set_at_fix(best: str, where: str) -> str:
+    """The fix for a name one slip away from a tag set at ``where``: either side may hold the typo."""
+    return (f"改成 '{best}'；如果拼错的是 {where} 那边，就改那里 / "
+            f"write '{best}', or if the misspelling is at {where}, correct it there")
+
+
 class _Checker:
     def __init__(self, schema: Mapping[str, Type | str], location: Location | None, suggest: Iterable[str] | None = None):
         self.schema = {name: parse_type(t) if isinstance(t, str) else t for name, t in schema.items()}
         self.schema.setdefault("as_of", DATE)
         self.suggest = set(self.schema) if suggest is None else set(suggest) | set(self.schema)
+        self.set_at = {name: where for name, where in suggest.items() if where} if isinstance(suggest, Mapping) else {}
         self.location = location
         self.problems: list[Problem] = []
 
@@ -122,9 +151,13 @@ class _Checker:
                    f"else check the spelling against the list of fields")
         else:
             fix = "对照字段列表检查拼写 / check the spelling against the list of fields"
-        guess = f"，是不是 '{best[0]}'？" if best else ""
+        guess, guess_en = (f"，是不是 '{best[0]}'？", hint(node.name, candidates)) if best else ("", "")
+        if best and best[0] in self.set_at:  # a tag: say which table cell or line sets it
+            where = self.set_at[best[0]]
+            guess, guess_en = f"，是不是 '{best[0]}'（{where} 设置的）？", f" (did you mean '{best[0]}', set at {where}?)"
+            fix = set_at_fix(best[0], where)
         self.problem(node, "unknown-name", f"没有叫 '{node.name}' 的字段{guess} / "
-                                           f"unknown name '{node.name}'{hint(node.name, candidates)}", fix)
+                                           f"unknown name '{node.name}'{guess_en}", fix)
         return ANY  # keeps one misspelling from causing a cascade of type errors
 
     def visit_Unary(self, node: Unary) -> Type:
@@ -145,7 +178,9 @@ class _Checker:
             if not (is_unknown(t) or t == BOOL):
                 self.mismatch(operand, f"'{node.op}' 连接的两边都要是条件，但 {to_source(operand)} 是{type_zh(t)} / "
                                        f"'{node.op}' combines true/false conditions, "
-                                       f"but {to_source(operand)} has type {t}")
+                                       f"but {to_source(operand)} has type {t}",
+                              f"去掉这段条件外面的引号: {operand.value} / remove the quotes around this part of the condition: "
+                              f"{operand.value}" if isinstance(operand, Const) and isinstance(operand.value, str) else None)
         return BOOL
 
     def visit_Binary(self, node: Binary) -> Type:
@@ -251,9 +286,10 @@ class _Checker:
             try:
                 parse_date_text(node.args[0].value)
             except ValueError:
-                self.problem(node, "bad-date", f"{to_source(node)} 不是有效的日期 / {to_source(node)} is not a valid date",
-                             "日期写成 date('YYYY-MM-DD')，如 date('2024-05-17') / "
-                             "write the date as date('YYYY-MM-DD'), e.g. date('2024-05-17')")
+                why, why_en = _bad_date_reason(node.args[0].value)
+                self.problem(node, "bad-date", f"{to_source(node)} 不是有效的日期{why} / {to_source(node)} is not a valid date{why_en}",
+                             "日期写成 date('YYYY-MM-DD')，如 date('2024-05-17')（也可以写 date('2024/5/17')） / "
+                             "write the date as date('YYYY-MM-DD'), e.g. date('2024-05-17') (date('2024/5/17') works too)")
         if func.result is not None:
             return func.result
         common = unify([t for t in arg_types if t != NULL])

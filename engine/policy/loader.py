@@ -14,6 +14,7 @@ from typing import Any
 
 from engine import expr
 from engine.errors import Location, PolicyError, Problem
+from engine.expr.check import set_at_fix
 from engine.expr.lexer import locate
 from engine.expr.render import value_text
 from engine.features import FeatureConfig, feature_catalog
@@ -848,7 +849,51 @@ def _whole_days_problem(name: str, value: Any, stage: str) -> tuple[str, str] | 
 _TAG_KIND_CHECKS = {"days": _whole_days_problem}
 
 
-def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Problems) -> None:
+def feature_labels(config: FeatureConfig) -> dict[str, str]:
+    """Chinese label → feature name, as docs/features.md lists them: 行业 → industry."""
+    labels: dict[str, str] = {}
+    for name, (_, description) in {**feature_catalog(config), **stage_feature_catalog()}.items():
+        label = re.split(r"[\s(（]", description, maxsplit=1)[0]
+        if label and not label.isascii():
+            labels.setdefault(label, name)
+    return labels
+
+
+def _unknown_headers(rs: RuleSet, schema: dict[str, Any], known: dict[str, str | None], labels: dict[str, str],
+                     problems: Problems) -> set[str]:
+    """One error at the row-2 cell of a decision table's 条件 column whose name is no field, instead
+    of one per row below it. The names reported, so the rows' own unknown-name errors are dropped."""
+    sheet = getattr(rs, "table_sheet", None)  # set by _table_rules on a decision table's rule set
+    reported: set[str] = set()
+    if sheet is None:
+        return reported
+    for col, (kind, name) in enumerate(zip(sheet.kinds, sheet.names)):
+        if kind != "input" or not name or name in schema or name in reported:
+            continue
+        reported.add(name)
+        label_of = labels.get(name)
+        best = did_you_mean(name, sorted(set(known) - {name}))
+        if label_of:
+            message = (f"没有叫 '{name}' 的字段，是不是 '{label_of}'（{name}）？ / "
+                       f"unknown name '{name}' (did you mean '{label_of}' ({name})?)")
+            fix = (f"第 2 行写字段名 {label_of}，不写中文名 {name}（字段见 docs/features.md） / row 2 must name the field:"
+                   f" write {label_of}, not its Chinese label {name} (docs/features.md lists the fields)")
+        elif best:
+            where = known.get(best)
+            message = (f"没有叫 '{name}' 的字段，是不是 '{best}'（{where} 设置的）？ / unknown name '{name}' (did you mean "
+                       f"'{best}', set at {where}?)" if where else
+                       f"没有叫 '{name}' 的字段，是不是 '{best}'？ / unknown name '{name}' (did you mean '{best}'?)")
+            fix = set_at_fix(best, where) if where else f"改成 '{best}' / write '{best}'"
+        else:
+            message = f"没有叫 '{name}' 的字段 / unknown name '{name}'"
+            fix = ("第 2 行要写字段名（或前面的策略设置的结果名），如 industry（行业）；字段见 docs/features.md / row 2 must name"
+                   " a field (or a result an earlier policy sets), e.g. industry (行业); docs/features.md lists the fields")
+        problems.error("unknown-name", message, sheet.cell_loc(2, col), fix=fix)
+    return reported
+
+
+def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Problems,
+               labels: dict[str, str] | None = None) -> None:
     """Check conditions in evaluation order; each policy's tags become names later policies may use.
 
     Also: a tag or score named like a built-in feature (it would replace the customer's own value);
@@ -858,12 +903,21 @@ def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Proble
     builtin = set(schema)  # features of the customer and of the stage modules, before any tag
     # A misspelt name is suggested from every feature and every tag or score any policy sets, also one
     # set by a policy checked later (another file, another stage): the schema so far has only earlier ones.
-    known = builtin | {out.name for rs in rulesets for rule in rs.rules for out in rule.outputs
-                       if isinstance(out, (SetTag, AddScore))}
+    # A tag's did-you-mean names where it is set: a table's result column by its row-2 cell.
+    known: dict[str, str | None] = dict.fromkeys(builtin)
+    for rs in rulesets:
+        for rule in rs.rules:
+            for out in rule.outputs:
+                if isinstance(out, (SetTag, AddScore)) and out.name not in known:
+                    where = out.location or rule.location
+                    if where is not None and where.sheet and where.cell:
+                        where = replace(where, cell=re.sub(r"\d+$", "2", where.cell))
+                    known[out.name] = str(where) if where is not None else None
     computed_by = stage_feature_stages()
     required = stage_tag_requirements()
     first_of: dict[str, SetTag | AddScore] = {}  # tag or score → its first non-null output, in evaluation order
     for rs in rulesets:
+        headers = _unknown_headers(rs, schema, known, labels or {}, problems)
         for rule in rs.rules:
             if rule.condition is None:
                 continue
@@ -872,7 +926,8 @@ def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Proble
                 try:
                     expr.check(node, schema, expect=expr.BOOL, suggest=known)
                 except PolicyError as exc:
-                    problems.extend(exc.problems)
+                    problems.extend(p for p in exc.problems if not (
+                        p.code == "unknown-name" and any(p.message.startswith(f"没有叫 '{h}' 的字段") for h in headers)))
         _later_stage_reads(rs, computed_by, problems)
         for rule in rs.rules:
             for out in rule.outputs:
@@ -1048,7 +1103,7 @@ def load_policies(root: Path) -> PolicySet:
     # Types are checked once the files themselves are sound: a policy that failed to load would
     # otherwise make every name it sets look unknown elsewhere.
     if not loader.problems.errors:
-        _typecheck(ordered_all, schema, loader.problems)
+        _typecheck(ordered_all, schema, loader.problems, feature_labels(features))
         for name, loc in loader.key_by_refs:
             if name not in schema:
                 guess = did_you_mean(name, schema)
