@@ -125,7 +125,8 @@ def _as_of(value: Any, loc: Location, problems: Problems) -> tuple[date, datetim
             return moment.date(), moment
         return date.fromisoformat(text), None
     except ValueError:
-        problems.error("bad-value", f"as_of '{value}' 不是日期（例如 2026-11-20 或 2026-11-20T10:00）", loc)
+        problems.error("bad-value", f"as_of '{value}' 不是日期（例如 2026-11-20 或 2026-11-20T10:00） / "
+                                    f"as_of '{value}' is not a date (e.g. 2026-11-20 or 2026-11-20T10:00)", loc)
         return None
 
 
@@ -294,8 +295,13 @@ def load_cases(tests_dir: Path, display_root: Path | None = None) -> tuple[list[
             problems.error("not-a-list", "cases: 应为用例列表（每个用例以 '- id:' 开头）", doc.value_loc("cases"))
             not_run.append(f"{name}（整个文件 whole file）")
             continue
+        # The file's as_of is checked once, at its own line: a bad one was reported at every case using it.
+        file_as_of_bad = "as_of" in doc and _as_of(doc.get("as_of"), doc.value_loc("as_of"), problems) is None
         seen: dict[str, Location] = {}
         for i, block in enumerate(blocks):
+            if file_as_of_bad and isinstance(block, YMap) and "as_of" not in block:
+                not_run.append(f"{name} {block.get('id') or f'第 {i + 1} 个用例'}")
+                continue
             errors_before = len(problems.errors)
             case = _build_case(block, blocks.item_loc(i), name, defaults, doc.get("as_of"), problems)
             if case is None or len(problems.errors) > errors_before:
@@ -499,7 +505,8 @@ def run_policy_tests(policies: Path, templates: Path | None = None, tests_dir: P
     problems = Problems(problems)
     if select:
         chosen = [c for c in cases if select in c.case_id or select in c.file]
-        if cases and not chosen:  # a typo in -k looked like "0 cases, all passed"
+        # A typo in -k looked like "0 cases, all passed"; cases that could not be read are not a typo.
+        if cases and not chosen and not any(select in n for n in not_run):
             problems.error("no-case-selected", f"没有用例的编号或文件名包含 '{select}' / no case id or file name contains '{select}'",
                            Location(file=str(tests_dir or "tests")),
                            fix="用例编号如 " + "、".join(c.case_id for c in cases[:3]) + "；文件名如 classification、care")

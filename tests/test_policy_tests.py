@@ -193,3 +193,21 @@ def test_a_k_that_selects_nothing_fails_and_a_selection_lists_no_uncovered_rules
     some = run_policy_tests(SHIPPED_POLICIES, select="vt1")
     assert some.ok and len(some.results) >= 1
     assert format_report(some)[-1].endswith("（只运行了 -k 选出的用例 / only the cases -k chose）")
+
+
+def test_a_bad_file_as_of_is_reported_once_at_its_own_line(tmp_path: Path):
+    """A file-level as_of like 2026/13/01 was reported at every case that used it (never at its line), and with -k
+    those cases then looked missing: 'no case id contains …'."""
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    text = (SHIPPED_POLICIES / "tests" / "sla.yaml").read_text(encoding="utf-8")
+    text = text.replace("as_of: 2026-11-20T15:00\n", "as_of: 2026/13/01\n", 1)
+    (tests / "sla.yaml").write_text(text, encoding="utf-8")
+    line = text.splitlines().index("as_of: 2026/13/01") + 1
+    for extra in ([], ["-k", "sla-complaint-high"]):
+        result = CliRunner().invoke(policy_test_command, ["--policies", str(SHIPPED_POLICIES), "--tests", str(tests), *extra])
+        assert result.exit_code == 1
+        bad = [row for row in result.output.splitlines() if "[bad-value]" in row]
+        assert bad == [f"{tests / 'sla.yaml'}:{line}:8: 错误 error: as_of '2026/13/01' 不是日期（例如 2026-11-20 或 2026-11-20T10:00） / "
+                       "as_of '2026/13/01' is not a date (e.g. 2026-11-20 or 2026-11-20T10:00) [bad-value]"]
+        assert "no-case-selected" not in result.output
