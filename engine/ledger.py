@@ -344,16 +344,10 @@ class Ledger:
         As ``issued_among``: the wanted triples go into a temporary table joined with the ledger by
         the ``issued_by_rule`` index, one query for the whole run, not one per item.
         """
-        self.conn.execute(_BY_RULE_INDEX)  # a ledger made before the index gets it (once)
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS gap_wanted (rule_id TEXT, customer_id TEXT, kind TEXT, "
-                          "PRIMARY KEY (rule_id, customer_id, kind)) WITHOUT ROWID")
         found: dict[tuple[str, str, str], date] = {}
         parsed: dict[str, date] = {}  # a run has one issued_at: parse each text once
         after = date.fromordinal(until.toordinal() + 1)  # rows before the start of the day after ``until``
-        self.conn.execute("BEGIN")
-        try:
-            self.conn.execute("DELETE FROM temp.gap_wanted")
-            self.conn.executemany("INSERT OR IGNORE INTO temp.gap_wanted (kind, customer_id, rule_id) VALUES (?, ?, ?)", wanted)
+        with self._wanted("INSERT OR IGNORE INTO temp.gap_wanted (kind, customer_id, rule_id) VALUES (?, ?, ?)", wanted):
             table, history, params = self._history(for_run, "i")
             sql = (f"SELECT w.kind, w.customer_id, w.rule_id, MAX(i.issued_at) FROM temp.gap_wanted AS w JOIN {table} "
                    "ON i.rule_id = w.rule_id AND i.customer_id = w.customer_id AND i.kind = w.kind "
@@ -363,9 +357,6 @@ class Ledger:
                 if day is None:
                     day = parsed[issued_at] = date.fromisoformat(issued_at[:10])
                 found[(kind, customer_id, rule_id)] = day
-            self.conn.execute("DELETE FROM temp.gap_wanted")
-        finally:
-            self.conn.execute("COMMIT")
         return found
 
     def task_history(self, pairs: Iterable[tuple[str, str]], before: datetime,
@@ -375,15 +366,9 @@ class Ledger:
         there were, in the history run ``for_run`` sees; pairs never given a task are left out.
 
         One query for the whole run, as ``latest_issues`` (same temporary table and index)."""
-        self.conn.execute(_BY_RULE_INDEX)  # a ledger made before the index gets it (once)
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS gap_wanted (rule_id TEXT, customer_id TEXT, kind TEXT, "
-                          "PRIMARY KEY (rule_id, customer_id, kind)) WITHOUT ROWID")
         found: dict[tuple[str, str], tuple[date, int]] = {}
         parsed: dict[str, date] = {}  # a run has one issued_at: parse each text once
-        self.conn.execute("BEGIN")
-        try:
-            self.conn.execute("DELETE FROM temp.gap_wanted")
-            self.conn.executemany("INSERT OR IGNORE INTO temp.gap_wanted (kind, rule_id, customer_id) VALUES ('task', ?, ?)", pairs)
+        with self._wanted("INSERT OR IGNORE INTO temp.gap_wanted (kind, rule_id, customer_id) VALUES ('task', ?, ?)", pairs):
             table, history, params = self._history(for_run, "i")
             sql = (f"SELECT w.rule_id, w.customer_id, MAX(i.issued_at), COUNT(*) FROM temp.gap_wanted AS w JOIN {table} "
                    "ON i.rule_id = w.rule_id AND i.customer_id = w.customer_id AND i.kind = w.kind "
@@ -393,10 +378,23 @@ class Ledger:
                 if day is None:
                     day = parsed[issued_at] = date.fromisoformat(issued_at[:10])
                 found[(rule_id, customer_id)] = (day, count)
+        return found
+
+    @contextmanager
+    def _wanted(self, insert_sql: str, rows: Iterable[tuple]) -> Iterator[None]:
+        """``rows`` in the temporary table ``gap_wanted`` (rule id, customer id, kind) for one bulk join
+        with the ledger by the ``issued_by_rule`` index, inside one transaction; emptied afterwards."""
+        self.conn.execute(_BY_RULE_INDEX)  # a ledger made before the index gets it (once)
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS gap_wanted (rule_id TEXT, customer_id TEXT, kind TEXT, "
+                          "PRIMARY KEY (rule_id, customer_id, kind)) WITHOUT ROWID")
+        self.conn.execute("BEGIN")
+        try:
+            self.conn.execute("DELETE FROM temp.gap_wanted")
+            self.conn.executemany(insert_sql, rows)
+            yield
             self.conn.execute("DELETE FROM temp.gap_wanted")
         finally:
             self.conn.execute("COMMIT")
-        return found
 
     def count_messages(self, customer_id: str, category: str | Iterable[str], since: datetime,
                        until: datetime | None = None, for_run: str | None = None) -> int:
