@@ -279,10 +279,16 @@ def load_columns(path: Path | str, display: str | None = None) -> ColumnsSpec:
     path_s = display or str(path)
     file_loc = Location(file=path_s)
     if not Path(path).is_file():
-        raise PolicyError(_problem(Location(file=str(path)), str(path), "file not found", code="missing-file"))
+        raise PolicyError(_problem(Location(file=str(path)), str(path), "找不到这个文件 / file not found", code="missing-file",
+                                   fix="把随本工具提供的 policies/columns.yaml 复制到策略文件夹 / copy the policies/columns.yaml "
+                                       "that ships with the tool into the policies folder"))
     data = load_yaml(Path(path), display_name=path_s)
     if not isinstance(data, dict) or not isinstance(data.get("tables"), dict):
-        raise PolicyError(_problem(_at(data, "tables", file_loc), "top level", "expected a mapping with a 'tables' section"))
+        where = _at(data, "tables", file_loc) if isinstance(data, dict) else getattr(data, "loc", file_loc)  # a list has no "tables" key
+        raise PolicyError(_problem(where, "top level",
+                                   "文件里应有 tables: 一节，每张表一项 / expected a mapping with a 'tables' section",
+                                   fix="照随本工具提供的 policies/columns.yaml 的样子写 / write it like the policies/columns.yaml "
+                                       "that ships with the tool"))
 
     problems: list[Problem] = []
     blanks = _str_list(data.get("blank_values", list(DEFAULT_BLANKS)), _at(data, "blank_values", file_loc),

@@ -60,6 +60,10 @@ _OLE_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")  # the OLE2 header: .xls, and Off
 
 _HIDDEN = "hidden"  # _parse_workbook's mark for a sheet it did not parse because it is hidden
 
+
+class _Oversized(str):
+    """_parse_workbook's mark for a sheet it did not parse because its used range is enormous (the text: that range)."""
+
 _NOT_EXPORTS = ("~$", "._", ".")  # name starts: Excel lock files, macOS metadata, hidden files
 
 
@@ -93,8 +97,10 @@ def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | N
     for p in sorted(inbox.iterdir(), key=lambda p: p.name):
         if p.suffix.lower() == ".xlsx" and p.is_symlink() and not p.exists():
             # Skipping it would run the batch without that export (e.g. no interactions: no SLA, no churn).
-            raise InputError(Problem("unreadable-file", f"{p.name} is a link to {os.readlink(p)}, which does not exist",
-                                     Location(file=p.name), fix="copy the export itself into the inbox, or fix the link"))
+            raise InputError(Problem("unreadable-file", f"{p.name} 是指向 {os.readlink(p)} 的链接，但那个文件不存在 / "
+                                     f"{p.name} is a link to {os.readlink(p)}, which does not exist", Location(file=p.name),
+                                     fix="把导出文件本身复制进收件箱，或修好这个链接 / copy the export itself into the inbox, "
+                                         "or fix the link"))
         if p.is_file() and p.name.startswith("~$") and p.suffix.lower() in (".xlsx", *_OTHER_SPREADSHEETS):
             _warn(warn, _open_in_excel(p.name, files))
         if p.is_file() and not p.name.startswith(_NOT_EXPORTS) and p.suffix.lower() in _OTHER_SPREADSHEETS:
@@ -233,10 +239,12 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
 
     customers = _dedupe(parts["customers"], "customer_id", "customer id", rejects)
     if not customers:  # a header and no rows, or every row rejected: the run has nothing to decide
-        _warn(warn, Problem("no-customers", f"the customers sheet in the inbox {inbox.name} has no usable row; "
-                            "nothing is decided for anyone", Location(file=inbox.name), WARNING,
-                            fix="check that the customer export is the full one, not only its header row "
-                                "(rows that could not be used are listed in rejects.xlsx)"))
+        _warn(warn, Problem("no-customers", f"收件箱 {inbox.name} 的客户表没有一行可用：不会为任何人做决定 / "
+                            f"the customers sheet in the inbox {inbox.name} has no usable row; nothing is decided for anyone",
+                            Location(file=inbox.name), WARNING,
+                            fix="检查客户导出是完整的，而不只有表头（用不了的行列在 rejects.xlsx 里） / check that the customer "
+                                "export is the full one, not only its header row (rows that could not be used are listed "
+                                "in rejects.xlsx)"))
     interactions = _same_rows_in_two_files(_dedupe(parts["interactions"], "interaction_id", "interaction id", rejects, warn),
                                            "interaction_id", "interaction", rejects)
     orders = _same_rows_in_two_files(_dedupe(parts["orders"], "order_id", "order id", rejects, warn), "order_id", "order", rejects)
@@ -298,11 +306,15 @@ def _parse_workbook(path: Path, oversized: dict[str, str]) -> tuple[CalamineWork
     try:
         wb = CalamineWorkbook.from_path(str(path))
     except (CalamineError, OSError, ValueError) as exc:
-        what, fix = "", "open it in Excel and save it again as .xlsx"
+        what_zh, what = "", ""
+        fix = "在 Excel 里打开它，再另存为 .xlsx / open it in Excel and save it again as .xlsx"
         if _starts_with(path, _OLE_MAGIC):  # an encrypted .xlsx and an old .xls are both OLE files
+            what_zh = "：它设了密码，或是改名为 .xlsx 的旧版 .xls 文件"
             what = ": it is password-protected or an old-format .xls file renamed .xlsx"
-            fix = "open it in Excel, remove the password (File > Info > Protect Workbook) and save it as .xlsx (Excel Workbook)"
-        raise InputError(Problem("unreadable-file", f"{path.name} cannot be opened as an Excel workbook{what} ({exc})",
+            fix = ("在 Excel 里打开它，去掉密码（文件 > 信息 > 保护工作簿），另存为 .xlsx（Excel 工作簿） / open it in Excel, "
+                   "remove the password (File > Info > Protect Workbook) and save it as .xlsx (Excel Workbook)")
+        raise InputError(Problem("unreadable-file", f"{path.name} 无法作为 Excel 工作簿打开{what_zh}（{exc}） / "
+                                 f"{path.name} cannot be opened as an Excel workbook{what} ({exc})",
                                  Location(file=path.name), fix=fix)) from None
     sheets: list[tuple[str, CalamineSheet | None, str]] = []
     for meta in wb.sheets_metadata:
@@ -311,9 +323,7 @@ def _parse_workbook(path: Path, oversized: dict[str, str]) -> tuple[CalamineWork
             sheets.append((sheet, None, _HIDDEN))
             continue
         if sheet in oversized:  # parsing it would need memory for every cell of that range (and abort)
-            sheets.append((sheet, None, f"its used range is {oversized[sheet]}, far more cells than an export holds: "
-                                        "a cell far below or to the right of the data; delete the empty rows and columns "
-                                        "after the data (select them, right-click, Delete) and save"))
+            sheets.append((sheet, None, _Oversized(oversized[sheet])))
             continue
         try:
             sheets.append((sheet, wb.get_sheet_by_name(sheet), ""))
@@ -717,11 +727,19 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
         while sheets:
             sheet, data, error = sheets.pop(0)  # dropped as soon as it is converted (memory)
             if error is _HIDDEN:
-                warn.append(Problem("hidden-sheet", f"sheet {sheet} is hidden and was not read",
+                warn.append(Problem("hidden-sheet", f"工作表 {sheet} 是隐藏的，没有读取 / sheet {sheet} is hidden and was not read",
                                     Location(file=name, sheet=sheet), WARNING,
-                                    fix="if it holds rows to read, unhide it in Excel (right-click a sheet tab, Unhide) "
-                                        "and save; hidden sheets are often old copies or helper tables"))
+                                    fix="如果它有要读的行，在 Excel 里取消隐藏（右键工作表标签 > 取消隐藏）后保存；隐藏的工作表常是旧副本"
+                                        "或辅助表 / if it holds rows to read, unhide it in Excel (right-click a sheet tab, "
+                                        "Unhide) and save; hidden sheets are often old copies or helper tables"))
                 continue
+            if isinstance(error, _Oversized):
+                raise InputError(Problem(
+                    "unreadable-file", f"工作表 {sheet} 无法读取：它的使用区域是 {error}，远多于一份导出的单元格，数据右边或下面很远处有个"
+                    f"单元格 / sheet {sheet} cannot be read: its used range is {error}, far more cells than an export "
+                    "holds (a cell far below or to the right of the data)", Location(file=name, sheet=sheet),
+                    fix="删掉数据后面的空行和空列（选中它们，右键，删除）后保存 / delete the empty rows and columns after the "
+                        "data (select them, right-click, Delete) and save"))
             try:
                 if data is None:
                     raise CalamineError(error)
@@ -729,8 +747,9 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
                 _fill_merged_cells(rows, data.merged_cell_ranges)
                 del data
             except CalamineError as exc:
-                raise InputError(Problem("unreadable-file", f"sheet {sheet} cannot be read ({exc})",
-                                         Location(file=name, sheet=sheet))) from None
+                raise InputError(Problem("unreadable-file", f"工作表 {sheet} 无法读取（{exc}） / sheet {sheet} cannot be read ({exc})",
+                                         Location(file=name, sheet=sheet),
+                                         fix="在 Excel 里打开它，再另存为 .xlsx / open it in Excel and save it again as .xlsx")) from None
             if not any(c != "" and c is not None for row in rows for c in row):  # stops at the first cell
                 empty += 1
                 continue
@@ -774,8 +793,10 @@ def _read_workbook(path: Path, parsed: tuple[CalamineWorkbook, list[tuple[str, C
             out.append(_SheetRead(table.name, sheet, objs, rejects, columns.table_for_sheet_name(sheet) == table.name,
                                   len(match.columns), match, dropped))
         if empty and not out and not unresolved and empty == len(wb.sheet_names):
-            warn.append(Problem("empty-file", f"{name} has no data in any sheet and was not read", Location(file=name),
-                                WARNING, fix="check that the export finished; an empty workbook can be removed from the inbox"))
+            warn.append(Problem("empty-file", f"{name} 的所有工作表都没有数据，没有读取 / {name} has no data in any sheet and "
+                                "was not read", Location(file=name), WARNING,
+                                fix="检查导出是否完成；空的工作簿可以从收件箱移走 / check that the export finished; an empty "
+                                    "workbook can be removed from the inbox"))
         hint = columns.table_for_file_name(name)
         for sheet, rows in unresolved:
             if hint is not None and all(part.table != hint for part in out):
@@ -831,17 +852,24 @@ def _missing_columns(columns: ColumnsSpec, table: TableSpec, match: HeaderMatch 
                      file: str, sheet: str) -> list[Problem]:
     missing = match.missing_required if match is not None else table.required
     if match is not None and match.columns:
-        seen = f" The best header candidate, row {match.row_index + 1}, has: " + ", ".join(match.headers.values())
+        cells = ", ".join(match.headers.values())
+        seen_zh = f"最像表头的是第 {match.row_index + 1} 行：{cells}"
+        seen = f" The best header candidate, row {match.row_index + 1}, has: {cells}"
         if len(match.columns) >= 2:
             # Surely the header row, so its other cells are headers too (maybe a misspelt one). With
             # a single match the row could be a data row: its cells may be names or phone numbers,
             # which must not end up in messages and logs, so they are only counted.
-            seen += "".join(f", {text[:30]}" for text in match.unknown) + "."
+            others = "".join(f", {text[:30]}" for text in match.unknown)
+            seen_zh += others + "。"
+            seen += others + "."
         elif match.unknown:
+            seen_zh += f"，另有 {len(match.unknown)} 个单元格。"
             seen += f" and {len(match.unknown)} other cells."
         else:
+            seen_zh += "。"
             seen += "."
     else:
+        seen_zh = f"那里没有像表头的行（表头若在更下面，删掉它上面的行，让它在前 {HEADER_SCAN_ROWS} 行内）。"
         seen = (f" No row there looks like a header (if the header is further down, delete the rows above it so "
                 f"it is within the first {HEADER_SCAN_ROWS}).")
     problems = []
@@ -849,10 +877,13 @@ def _missing_columns(columns: ColumnsSpec, table: TableSpec, match: HeaderMatch 
         spec = table.fields[field]
         problems.append(Problem(
             "missing-column",
+            f"{file} 的工作表 {sheet} 缺少必需的列 {table.name}.{field}：在前 {HEADER_SCAN_ROWS} 行里找过这些表头："
+            f"{', '.join(spec.aliases)}。{seen_zh} / "
             f"no column for {table.name}.{field} (required) in {file}, sheet {sheet}. Looked in the first "
             f"{HEADER_SCAN_ROWS} rows for a header matching any of: {', '.join(spec.aliases)}.{seen}",
             Location(file=file, sheet=sheet),
-            fix=f"add a column headed {spec.aliases[0]}, or add your header to {columns.path} under "
+            fix=f"加一列，表头写 {spec.aliases[0]}；或把你的表头加进 {columns.path} 的 {table.name}.{field}.aliases / "
+                f"add a column headed {spec.aliases[0]}, or add your header to {columns.path} under "
                 f"{table.name}.{field}.aliases",
         ))
     return problems

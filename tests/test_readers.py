@@ -458,7 +458,9 @@ def test_a_broken_link_in_the_inbox_stops_the_run(tmp_path, columns):
         read_inbox(inbox, columns)
     [problem] = exc.value.problems
     assert (problem.code, str(problem.location)) == ("unreadable-file", "interactions.xlsx")
-    assert problem.message == f"interactions.xlsx is a link to {tmp_path / 'gone' / 'interactions.xlsx'}, which does not exist"
+    gone = tmp_path / "gone" / "interactions.xlsx"
+    assert problem.message == (f"interactions.xlsx 是指向 {gone} 的链接，但那个文件不存在 / "
+                               f"interactions.xlsx is a link to {gone}, which does not exist")
 
 
 def test_a_sheet_whose_used_range_is_enormous_is_refused_before_it_is_parsed(tmp_path, columns):
@@ -475,7 +477,9 @@ def test_a_sheet_whose_used_range_is_enormous_is_refused_before_it_is_parsed(tmp
         read_inbox(inbox, columns)
     [problem] = exc.value.problems
     assert (problem.code, str(problem.location)) == ("unreadable-file", "customers.xlsx, sheet 客户信息")
-    assert problem.message.startswith("sheet 客户信息 cannot be read (its used range is A1:XFD1048576, far more cells")
+    assert problem.message.startswith("工作表 客户信息 无法读取：它的使用区域是 A1:XFD1048576，远多于一份导出的单元格")
+    assert "/ sheet 客户信息 cannot be read: its used range is A1:XFD1048576, far more cells" in problem.message
+    assert problem.fix.startswith("删掉数据后面的空行和空列")
 
 
 def test_an_enormous_used_range_is_refused_in_an_openpyxl_workbook_too(tmp_path, columns):
@@ -493,7 +497,9 @@ def test_an_enormous_used_range_is_refused_in_an_openpyxl_workbook_too(tmp_path,
     with pytest.raises(InputError) as exc:
         read_inbox(inbox, columns)
     [problem] = exc.value.problems
-    assert problem.message.startswith("sheet 客户信息 cannot be read (its used range is A1:XFD1048576, far more cells")
+    assert problem.message.startswith("工作表 客户信息 无法读取：它的使用区域是 A1:XFD1048576，远多于一份导出的单元格")
+    assert "/ sheet 客户信息 cannot be read: its used range is A1:XFD1048576, far more cells" in problem.message
+    assert problem.fix.startswith("删掉数据后面的空行和空列")
 
 
 def test_a_damaged_sheet_is_reported_not_a_zlib_traceback(tmp_path, columns):
@@ -516,7 +522,7 @@ def test_a_damaged_sheet_is_reported_not_a_zlib_traceback(tmp_path, columns):
         read_inbox(inbox, columns)
     [problem] = exc.value.problems
     assert (problem.code, str(problem.location)) == ("unreadable-file", "customers.xlsx, sheet 客户信息")
-    assert problem.message == "sheet 客户信息 cannot be read (I/O error: corrupt deflate stream)"
+    assert problem.message == "工作表 客户信息 无法读取（I/O error: corrupt deflate stream） / sheet 客户信息 cannot be read (I/O error: corrupt deflate stream)"
 
 
 def test_each_workbook_package_is_opened_once(tmp_path, columns, monkeypatch):
@@ -555,15 +561,18 @@ def test_missing_required_column_message(tmp_path, columns):
     assert problem.code == "missing-column"
     assert problem.location.file == "customers.xlsx" and problem.location.sheet == "客户信息"
     text = str(exc.value)
+    assert problem.message.startswith("customers.xlsx 的工作表 客户信息 缺少必需的列 customers.customer_id：在前 30 行里找过这些表头：")
+    assert "最像表头的是第 1 行：客户名称, 手机号码" in text
     assert "no column for customers.customer_id (required) in customers.xlsx, sheet 客户信息." in text
     aliases = columns.tables["customers"].fields["customer_id"].aliases
     assert "matching any of: " + ", ".join(aliases) + "." in text
     for alias in ("客户编号", "客户ID", "客户代码", "customer_id", "Customer ID", "CustomerID"):
         assert alias in aliases
     assert "row 1, has: 客户名称, 手机号码" in text
-    assert problem.fix == (f"add a column headed 客户编号, or add your header to {columns.path} under "
+    assert problem.fix == (f"加一列，表头写 客户编号；或把你的表头加进 {columns.path} 的 customers.customer_id.aliases / "
+                           f"add a column headed 客户编号, or add your header to {columns.path} under "
                            "customers.customer_id.aliases")
-    assert "fix: add a column headed 客户编号" in text
+    assert "fix: 加一列，表头写 客户编号" in text
 
 
 def test_missing_columns_in_orders_each_reported(tmp_path, columns):
@@ -582,7 +591,8 @@ def test_file_hint_explains_missing_columns(tmp_path, columns):
     with pytest.raises(InputError) as exc:
         read_inbox(inbox, columns)
     [problem] = exc.value.problems
-    assert problem.message.startswith("no column for orders.date (required) in orders.xlsx, sheet Sheet1.")
+    assert problem.message.startswith("orders.xlsx 的工作表 Sheet1 缺少必需的列 orders.date：")
+    assert "/ no column for orders.date (required) in orders.xlsx, sheet Sheet1." in problem.message
 
 
 # -- rejects --------------------------------------------------------------------------------------
@@ -721,7 +731,7 @@ def test_hidden_sheets_are_not_read(tmp_path, columns):
     [c] = ds.customers
     assert c.opt_out is True and not [r for r in ds.rejects if r.code == "duplicate-id"]
     assert [(w.code, w.location.sheet, w.message) for w in warnings if w.code == "hidden-sheet"] == [
-        ("hidden-sheet", "客户信息备份", "sheet 客户信息备份 is hidden and was not read")]
+        ("hidden-sheet", "客户信息备份", "工作表 客户信息备份 是隐藏的，没有读取 / sheet 客户信息备份 is hidden and was not read")]
 
 
 def test_a_hidden_customers_sheet_is_named_when_no_customers_are_found(tmp_path, columns):
@@ -741,8 +751,9 @@ def test_a_hidden_customers_sheet_is_named_when_no_customers_are_found(tmp_path,
     codes = [p.code for p in exc.value.problems]
     assert codes[-1] == "hidden-sheet" and "missing-table" in codes
     hint = exc.value.problems[-1]
-    assert (hint.location.file, hint.location.sheet, hint.message) == ("export.xlsx", "客户信息", "sheet 客户信息 is hidden and was not read")
-    assert hint.fix.startswith("if it holds rows to read, unhide it in Excel")
+    assert (hint.location.file, hint.location.sheet, hint.message) == ("export.xlsx", "客户信息", "工作表 客户信息 是隐藏的，没有读取 / sheet 客户信息 is hidden and was not read")
+    assert hint.fix.startswith("如果它有要读的行，在 Excel 里取消隐藏")
+    assert "/ if it holds rows to read, unhide it in Excel" in hint.fix
 
 
 def test_a_pivot_sheet_with_customer_headers_does_not_replace_the_customers(tmp_path, columns):
@@ -989,9 +1000,10 @@ def test_a_password_protected_or_old_xls_file_is_named_as_such(tmp_path, columns
     with pytest.raises(InputError) as exc:
         read_inbox(inbox, columns)
     [problem] = exc.value.problems
-    assert problem.message.startswith("locked.xlsx cannot be opened as an Excel workbook: it is password-protected "
-                                      "or an old-format .xls file renamed .xlsx (")
-    assert problem.fix.startswith("open it in Excel, remove the password")
+    assert problem.message.startswith("locked.xlsx 无法作为 Excel 工作簿打开：它设了密码，或是改名为 .xlsx 的旧版 .xls 文件（")
+    assert "/ locked.xlsx cannot be opened as an Excel workbook: it is password-protected or an old-format .xls file " \
+           "renamed .xlsx (" in problem.message
+    assert problem.fix.startswith("在 Excel 里打开它，去掉密码")
 
 
 def test_files_parsed_in_parallel_report_in_file_order(tmp_path, columns):
@@ -1137,7 +1149,7 @@ def test_an_export_without_customer_rows_is_said(tmp_path, columns):
     ds = read_inbox(inbox, columns, warnings=warnings)
     assert ds.customers == [] and [o.order_id for o in ds.orders] == []  # orders of unknown customers: rejected
     (said,) = [w for w in warnings if w.code == "no-customers"]
-    assert said.message == "the customers sheet in the inbox inbox has no usable row; nothing is decided for anyone"
+    assert said.message == "收件箱 inbox 的客户表没有一行可用：不会为任何人做决定 / the customers sheet in the inbox inbox has no usable row; nothing is decided for anyone"
     assert "listed in rejects.xlsx" in said.fix
     warnings = []
     read_inbox(basic_inbox(tmp_path / "ok"), columns, warnings=warnings)
@@ -1162,7 +1174,7 @@ def test_an_empty_workbook_in_the_inbox_is_said(tmp_path, columns):
     ds = read_inbox(inbox, columns, warnings=warnings)
     assert ds.customers
     assert [(w.code, w.location.file, w.message) for w in warnings if w.location.file == "extra.xlsx"] == [
-        ("empty-file", "extra.xlsx", "extra.xlsx has no data in any sheet and was not read")]
+        ("empty-file", "extra.xlsx", "extra.xlsx 的所有工作表都没有数据，没有读取 / extra.xlsx has no data in any sheet and was not read")]
 
 
 def test_of_two_columns_for_one_field_the_first_alias_is_read(tmp_path, columns):
@@ -1431,3 +1443,18 @@ def test_every_reject_code_has_chinese_wording():
     assert {"bad-date", "bad-phone", "out-of-range"} <= coerce_codes
     assert {"missing-value", "duplicate-id", "unknown-customer", "second-table", "repeated-header"} <= reader_codes
     assert sorted((coerce_codes | reader_codes) - set(_TEXT)) == []
+
+
+def test_a_missing_or_shapeless_columns_file_is_said_in_chinese_first(tmp_path):
+    with pytest.raises(PolicyError) as exc:
+        load_columns(tmp_path / "columns.yaml")
+    [problem] = exc.value.problems
+    assert problem.code == "missing-file"
+    assert problem.message == f"{tmp_path / 'columns.yaml'}: 找不到这个文件 / file not found"
+    assert problem.fix.startswith("把随本工具提供的 policies/columns.yaml 复制到策略文件夹")
+    (tmp_path / "columns.yaml").write_text("- 客户编号\n- 客户名称\n", encoding="utf-8")
+    with pytest.raises(PolicyError) as exc:
+        load_columns(tmp_path / "columns.yaml", display="columns.yaml")
+    [problem] = exc.value.problems
+    assert str(problem.location).startswith("columns.yaml")
+    assert problem.message == "top level: 文件里应有 tables: 一节，每张表一项 / expected a mapping with a 'tables' section"
