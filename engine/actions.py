@@ -141,7 +141,7 @@ class ActionBuilder:
         ident = (rule.rule_id, days, feature, spec.gap_family)
         found = self._gaps.get(ident)
         if found is None:
-            found = self._gaps[ident] = MinGap(days, (rule.rule_id, *spec.gap_family), feature)
+            found = self._gaps[ident] = MinGap(days, (rule.rule_id, *spec.gap_family), feature, spec.gap_siblings)
         return found
 
     def task(self, spec: TaskSpec, rule: Rule, rs: RuleSet, customer: Customer, features: dict, context: dict) -> Task:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import chinese_calendar
@@ -38,6 +38,7 @@ __all__ = [
     "DeclaredYear",
     "Duration",
     "coverage_warnings",
+    "first_stopping_day",
     "load_calendars",
     "parse_duration",
     "statutory_holidays",
@@ -639,11 +640,37 @@ _ENTRY_KEYS = ("dates", "date", "name")
 COVERAGE_LOOKAHEAD_DAYS = 60
 
 
+def first_stopping_day(calendar: BusinessCalendar, offsets: Iterable[tuple[Duration, str]],
+                       year: int) -> tuple[date, str] | None:
+    """The first as-of date from which a deadline of ``offsets`` (duration, what it is: "CH-X due: 10d"),
+    counted from the start of that day's working time as task due dates are, needs the public
+    holidays of ``year`` (an error-mode calendar then stops the run), and the offset that gets there
+    first; None without offsets. About: SLA deadlines count from the interaction's time, and a run
+    stops only if some customer gets such a deadline."""
+    found: tuple[date, str] | None = None
+    for duration, what in offsets:
+        day = date(year, 1, 1)
+        for _ in range(400):  # back from 1 January while this offset still reaches the year
+            before = day - _ONE_DAY
+            try:
+                calendar.add(calendar.next_working_time(datetime.combine(before, time(0, 0))), duration)
+            except CalendarCoverageError:
+                day = before
+                continue
+            break
+        if found is None or day < found[0]:
+            found = (day, what)
+    return found
+
+
 def coverage_warnings(calendars: dict[str, BusinessCalendar], as_of: date,
-                      days_ahead: int = COVERAGE_LOOKAHEAD_DAYS) -> list[Problem]:
+                      days_ahead: int = COVERAGE_LOOKAHEAD_DAYS,
+                      offsets: Mapping[str, Iterable[tuple[Duration, str]]] | None = None) -> list[Problem]:
     """A warning per calendar and year, from ``as_of`` to ``days_ahead`` days later, whose public
     holidays neither chinesecalendar nor the file know: said before a run's deadlines reach that
-    year (then the run stops, or goes on as ``on_uncovered_year`` says: statutory holidays, or weekends only)."""
+    year (then the run stops, or goes on as ``on_uncovered_year`` says: statutory holidays, or weekends only).
+    ``offsets``: calendar name → the policies' due and deadline offsets on it, so that the warning of a
+    calendar that stops runs says from about which as-of date on (``first_stopping_day``)."""
     years = range(as_of.year, (as_of + timedelta(days=days_ahead)).year + 1)
     first, last = _library_years()
     out = []
@@ -659,6 +686,12 @@ def coverage_warnings(calendars: dict[str, BusinessCalendar], as_of: date,
                     "warn": "deadlines and due dates in it will count only weekends as rest days (on_uncovered_year: warn)",
                     "statutory": "deadlines and due dates in it will count its statutory holidays, without 调休 "
                                  "(on_uncovered_year: statutory)"}[calendar.on_uncovered_year]
+            stop = first_stopping_day(calendar, (offsets or {}).get(name, ()), year) \
+                if calendar.on_uncovered_year == "error" else None
+            if stop is not None:
+                day, what = stop
+                then_zh += f"；按现在的策略，大约从 as-of {day:%Y-%m-%d} 起的运行就会停下（{what} 会落到 {year} 年）"
+                then += f"; with these policies, runs from about as-of {day:%Y-%m-%d} on will stop ({what} reaches {year})"
             out.append(Problem(
                 code="calendar-year-ahead", severity=WARNING, location=calendar.location,
                 message=f"日历 '{name}' 还没有 {year} 年的法定节假日（chinesecalendar {chinese_calendar.__version__} 只有 "

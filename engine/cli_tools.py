@@ -101,12 +101,12 @@ def validate_command(policies: Path, templates: Path | None, fmt: str, engine_na
       crm-engine validate --policies policies --format json
       crm-engine validate --policies policies --engine durable
     """
-    from engine.validate import calendar_ahead_warnings, format_problem, validate_policies
+    from engine.validate import calendar_ahead_warnings, check_policies, format_problem
 
-    problems = validate_policies(policies, templates, engine_name)
+    policyset, problems = check_policies(policies, templates, engine_name)
     errors = [p for p in problems if p.severity == "error"]
     if not errors:  # what a run on that day will warn about too (next year's holidays not yet declared)
-        problems.extend(calendar_ahead_warnings(policies, split_as_of(as_of, policies)[0]))
+        problems.extend(calendar_ahead_warnings(policies, split_as_of(as_of, policies)[0], policyset))
     if fmt == "json":
         click.echo(json.dumps([p.to_dict() for p in problems], ensure_ascii=False, indent=2))
     else:

@@ -24,13 +24,15 @@ class Firing:
 @dataclass(frozen=True)
 class MinGap:
     """A rule's ``min_gap_days`` for one item: held back when the contact ledger shows one of ``rules``
-    (the rule itself and the rules whose task replaces it) issued to the same customer
-    less than ``days`` days before this run's as-of date (the min-gap guard, engine/guards.py).
+    (the rule itself, the rules whose task replaces it and those that replace what it replaces)
+    issued to the same customer less than ``days`` days before this run's as-of date (the min-gap
+    guard, engine/guards.py).
     Shared by every item with the same values, so a large run holds a few of these, not one per item."""
 
     days: int
     rules: tuple[str, ...]  # the rule first, then its family in id order
     feature: str | None = None  # the feature the days came from (min_gap_days: revisit_interval_days)
+    siblings: tuple[tuple[str, str], ...] = ()  # (family rule, the rule both replace) for siblings
 
 
 @dataclass

@@ -699,7 +699,9 @@ def _gap_reason(item: Task | Message, kind: str, latest: Mapping[tuple[str, str,
     day, rule_id = found
     verb = "派" if kind == "task" else "发"
     basis = f"（{gap.feature}）" if gap.feature else ""
-    return (f"间隔不足：{day:%Y-%m-%d} 已{verb} {rule_id}，间隔要求 {gap.days} 天{basis}，"
+    shared = dict(gap.siblings).get(rule_id)  # a sibling: say why its task counts for this rule's gap
+    why = f"（它和 {item.rule_id} 都取代 {shared}，算同一项工作）" if shared else ""
+    return (f"间隔不足：{day:%Y-%m-%d} 已{verb} {rule_id}{why}，间隔要求 {gap.days} 天{basis}，"
             f"最早 {day + timedelta(days=gap.days):%Y-%m-%d} 可再{verb}（{item.key}）")
 
 

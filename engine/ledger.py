@@ -646,11 +646,16 @@ def one_run_at_a_time(ledger_path: Path, waiting: Callable[[str], None]) -> Iter
 
 
 def entry_row(entry: Entry) -> dict[str, Any]:
-    """An entry as people see it: kind, stage and category in Chinese, everything else as stored."""
+    """An entry as people see it: kind, stage and category in Chinese, everything else as stored.
+    A task's category is 任务: tasks carry "service" unless the policy gave them another category
+    (shown as written), and 服务 is a message's kind of content (consent, caps), not a task's."""
     row = asdict(entry)
     row["kind"] = KIND_LABELS.get(entry.kind, entry.kind)
     row["stage"] = STAGE_LABELS.get(entry.stage or "", entry.stage)
-    row["category"] = CATEGORY_LABELS.get(entry.category or "", entry.category)
+    if entry.kind == "task" and entry.category in (None, "service"):
+        row["category"] = KIND_LABELS["task"]
+    else:
+        row["category"] = CATEGORY_LABELS.get(entry.category or "", entry.category)
     return row
 
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 from engine.actions import ActionBuilder
 from engine.audit import refresh_outputs, summarize_firings, write_audit, write_report
 from engine.backends import get_backend
-from engine.calendar import coverage_warnings, load_calendars
+from engine.calendar import load_calendars
 from engine.decisions import Firing, Message, Task, task_output
 from engine.errors import EngineError, Location, PolicyError, Problem
 from engine.evaluate import Evaluator
@@ -41,7 +41,7 @@ from engine.policy.model import STAGES, AddScore, MessageSpec, SetTag, TaskSpec
 from engine.readers import load_columns, read_inbox
 from engine.render import make_environment
 from engine.unread_columns import unread_column_warnings
-from engine.validate import load_checked_policies
+from engine.validate import calendar_ahead_warnings, load_checked_policies
 from engine.stages import CustomerFacts, StageSetup, build_stage_modules, stage_feature_catalog
 from engine.xlsx_out import write_workbooks
 
@@ -312,7 +312,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
     columns_path = policies / "columns.yaml"
     columns = load_columns(columns_path, display="columns.yaml")  # named as the other policy files
     # "2027 has no holiday data yet", said weeks before a deadline reaches it and stops a run.
-    ahead = coverage_warnings(load_calendars(policyset.root / "calendar.yaml", display="calendar.yaml"), options.as_of)
+    ahead = calendar_ahead_warnings(policyset.root, options.as_of, policyset)
 
     def evaluate_part(part: Dataset, progress: Callable[[int, int], None] | None = None) -> Evaluation:
         return evaluate_dataset(policyset, part, options.as_of, templates, options.engine, progress=progress,

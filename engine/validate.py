@@ -253,15 +253,52 @@ def _settings_entries(policyset: PolicySet) -> list[tuple[str, YMap]]:
     return found
 
 
-def calendar_ahead_warnings(policies: Path, as_of: date) -> list[Problem]:
+def calendar_ahead_warnings(policies: Path, as_of: date, policyset: PolicySet | None = None) -> list[Problem]:
     """The warnings a run on ``as_of`` gives about calendar years without holiday data in the coming
-    weeks (``engine.calendar.coverage_warnings``); none if calendar.yaml cannot be read (validate says why)."""
+    weeks (``engine.calendar.coverage_warnings``), saying from about which as-of date runs stop when
+    ``policyset`` is given; none if calendar.yaml cannot be read (validate says why)."""
     from engine.calendar import coverage_warnings
 
     try:
-        return coverage_warnings(load_calendars(Path(policies) / "calendar.yaml", display="calendar.yaml"), as_of)
+        calendars = load_calendars(Path(policies) / "calendar.yaml", display="calendar.yaml")
+        offsets = deadline_offsets(policyset, calendars) if policyset is not None else None
+        return coverage_warnings(calendars, as_of, offsets=offsets)
     except EngineError:
         return []
+
+
+def deadline_offsets(policyset: PolicySet, calendars: dict[str, Any]) -> dict[str, list[tuple[Any, str]]]:
+    """Calendar name → (duration, what it is) of every offset a run counts forward from its as-of date
+    on that calendar: task due dates (``due:``, on the task calendar), the SLA escalation's due and the
+    SLA targets (counted from the interaction's time, at most the as-of). For the calendar warning's
+    "runs stop from about as-of …" (``engine.calendar.first_stopping_day``); one entry per duration,
+    the first rule (in policy order) that uses it. An SLA file that does not load adds none."""
+    from engine.calendar import parse_duration
+    from engine.stages.sla import load_sla_policy
+
+    found: dict[str, dict[Any, str]] = {}
+
+    def add(calendar: str, duration: Any, what: str) -> None:
+        found.setdefault(calendar, {}).setdefault(duration, what)
+
+    task_calendar = policyset.organization.task_calendar
+    for rs in policyset.all_rulesets():
+        for rule in rs.rules:
+            for out in rule.outputs:
+                if isinstance(out, TaskSpec):
+                    add(task_calendar, parse_duration(out.due), f"{rule.rule_id} due: {out.due}")
+    try:
+        sla = load_sla_policy(policyset, calendars)
+    except EngineError:
+        sla = None
+    if sla is not None:
+        add(task_calendar, sla.escalation_due, f"escalation_due: {sla.escalation_due}")
+        for target in sla.targets:
+            for field_name in ("first_response", "resolution"):
+                duration = getattr(target, field_name)
+                if duration is not None:
+                    add(target.calendar_name, duration, f"{target.rule_id} {field_name}: {duration}")
+    return {name: list(items.items()) for name, items in found.items()}
 
 
 def settings_rules(policyset: PolicySet) -> list[tuple[str, str, str, Location]]:

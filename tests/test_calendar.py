@@ -20,6 +20,7 @@ from engine.calendar import (
     load_calendars,
     parse_duration,
 )
+from conftest import edit
 from engine.errors import WARNING, Location, PolicyError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -808,3 +809,42 @@ def test_daylight_saving_calendars_give_the_same_deadlines_as_plain_conversions(
     starts += [s.replace(fold=1) for s in starts[::3]]
     assert starts
     _assert_same_results(calendar, starts)
+
+
+def test_the_year_ahead_warning_says_from_which_run_date_runs_stop(tmp_path: Path, policy_copy: Path):
+    """The warning of a calendar that stops runs (on_uncovered_year: error) says from about which as-of
+    date, worked out from the longest due/deadline offset of the policies: with the shipped ones a task
+    due in 10 working days reaches 2027 from the run of 18 December. Real runs of the sample export
+    agree: 17 December runs, 18 December stops. The fix stays what it was."""
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    def run(as_of: str, policies: Path = REPO / "policies"):
+        return CliRunner().invoke(main, ["run", "--policies", str(policies), "--inbox", str(REPO / "inbox"),
+                                         "--outbox", str(tmp_path / "out"), "--as-of", as_of])
+
+    early = run("2026-12-01")
+    assert early.exit_code == 0, early.output
+    [warning] = [line for line in early.output.splitlines() if "[calendar-year-ahead]" in line]
+    assert ("时限或到期日落在这一年的运行会停下；按现在的策略，大约从 as-of 2026-12-18 起的运行就会停下"
+            "（CL-STRATEGIC-EXEC-MEETING due: 10d 会落到 2027 年） / ") in warning
+    assert warning.endswith("a run whose deadlines or due dates fall in it will stop; with these policies, runs from "
+                            "about as-of 2026-12-18 on will stop (CL-STRATEGIC-EXEC-MEETING due: 10d reaches 2027) "
+                            "[calendar-year-ahead]")
+    [fix] = [line for line in early.output.splitlines() if line.strip().startswith("fix: 国务院公布 2027 年放假安排后")]
+    assert fix.strip().endswith("until then on_uncovered_year: statutory keeps runs going with the statutory holidays")
+    assert run("2026-12-17").exit_code == 0
+    stopped = run("2026-12-18")
+    assert stopped.exit_code != 0 and "[calendar-year-not-covered]" in stopped.output
+
+    # Shorter due dates: later. validate says the same for its --as-of.
+    for path in (policy_copy / "classification" / "actions.yaml", policy_copy / "churn" / "win_back.yaml"):
+        edit(path, "due: 10d", "due: 3d")
+    checked = CliRunner().invoke(main, ["validate", "--policies", str(policy_copy), "--as-of", "2026-12-01"])
+    assert checked.exit_code == 0, checked.output
+    assert "大约从 as-of 2026-12-25 起的运行就会停下（CL-PROSPECT-CONVERT due: 5d 会落到 2027 年）" in checked.output
+    # A calendar that does not stop runs gives no such date.
+    edit(policy_copy / "calendar.yaml", "on_uncovered_year: error", "on_uncovered_year: statutory")
+    statutory = CliRunner().invoke(main, ["validate", "--policies", str(policy_copy), "--as-of", "2026-12-01"])
+    assert "[calendar-year-ahead]" in statutory.output and "大约从" not in statutory.output

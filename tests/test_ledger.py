@@ -300,6 +300,29 @@ def test_cli_show_and_export(tmp_path):
     assert result.exit_code == 2
 
 
+def test_cli_shows_tasks_as_tasks_and_messages_by_their_category(tmp_path):
+    """类别 of a task is 任务 (tasks carry category "service" by default, which is no content kind of a
+    task); messages keep 营销 / 服务. The same in the printed table and in the export."""
+    outbox = tmp_path / "outbox"
+    _two_runs(outbox / "ledger.sqlite").close()
+    result = CliRunner().invoke(ledger_command, ["--ledger", str(outbox / "ledger.sqlite"), "--customer", "C001"])
+    assert result.exit_code == 0, result.output
+    header, *lines = result.output.splitlines()[:4]
+    assert header.split()[:7] == ["批次时刻", "类型", "客户编号", "规则", "渠道", "类别", "负责人"]
+    # Newest first: the service message of run-2, then run-1's marketing message and task.
+    assert [line.split()[2:7] for line in lines] == [
+        ["消息", "C001", "churn.winback", "sms", "服务"],
+        ["消息", "C001", "care.festival", "sms", "营销"],
+        ["任务", "C001", "care.revisit", "任务", "王敏"],
+    ]
+    result = CliRunner().invoke(ledger_command, ["--ledger", str(outbox / "ledger.sqlite"), "--kind", "task",
+                                                 "--export", str(tmp_path / "tasks.csv")])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader((tmp_path / "tasks.csv").read_text(encoding="utf-8-sig").splitlines()))
+    category = rows[0].index("类别 category")
+    assert [r[category] for r in rows[1:]] == ["任务", "任务"]
+
+
 def test_cli_uses_ledger_path_from_guards_policy(tmp_path):
     policies = tmp_path / "policies"
     policies.mkdir()

@@ -195,3 +195,48 @@ def test_a_numeric_feature_or_a_quoted_number_is_accepted(policy_copy: Path):
     edit(policy_copy / "churn" / "win_back.yaml", "min_gap_days: 30", "min_gap_days: revisit_interval_days")
     result = CliRunner().invoke(main, ["validate", "--policies", str(policy_copy)])
     assert result.exit_code == 0, result.output
+
+
+def test_an_apology_call_holds_back_the_churn_revisit_that_replaces_the_same_revisit(tmp_path: Path):
+    """CH-WB-APOLOGY-OWNER and CH-WB-REVISIT both replace CARE-REVISIT-DUE: both are the owner's visit.
+    C7's apology on 1 Dec (an open logistics complaint) holds back the churn revisit that 7 Dec brings
+    once the export has the complaint corrected to an inquiry (reason 服务 → 未知), for CH-WB-REVISIT's
+    30 days. The other way, nothing is held back: the apology has no min_gap_days, so C8's churn revisit
+    on 1 Dec does not hold back the apology for the complaint C8 makes on 4 Dec."""
+    customers = [customer(cid, 签约日期="2025-01-10", 客户阶段="签约", 需求类型="普通") for cid in ("C7", "C8")]
+    orders = [["O7", "C7", "2026-05-20", 800, "耗材", 1], ["O8", "C8", "2026-05-20", 800, "耗材", 1]]
+    complaint = ["I7", "C7", "2026-11-28 10:00", "电话", "投诉", "2026-11-28 10:30", None, "处理中", None, "何欣", "物流", "到货晚"]
+    outbox = tmp_path / "out"
+    day_1, _ = run(write_inbox(tmp_path / "inbox-1", customers, [complaint], orders), outbox, "2026-12-01")
+    visits = ("CARE-REVISIT-DUE", "CH-WB-REVISIT", "CH-WB-APOLOGY-OWNER")
+    assert {x for x in issued(day_1) if x[2] in visits} == {("task", "C7", "CH-WB-APOLOGY-OWNER"), ("task", "C8", "CH-WB-REVISIT")}
+
+    # The export of 7 Dec: C7's "complaint" was an inquiry after all (corrected in the CRM), C8 complained on 4 Dec.
+    inquiry = ["I7", "C7", "2026-11-28 10:00", "电话", "咨询", "2026-11-28 10:30", "2026-11-28 11:00", "已解决", 5, "何欣", None, "询价"]
+    new_complaint = ["I8", "C8", "2026-12-04 10:00", "电话", "投诉", "2026-12-04 10:30", None, "处理中", None, "何欣", "物流", "到货晚"]
+    day_7, _ = run(write_inbox(tmp_path / "inbox-7", customers, [inquiry, new_complaint], orders), outbox, "2026-12-07")
+    # Before: C7's churn revisit went out six days after the owner's apology call.
+    assert {x for x in issued(day_7) if x[2] in visits} == {("task", "C8", "CH-WB-APOLOGY-OWNER")}
+    reasons = held_back(day_7)
+    assert reasons[("任务", "C7", "CH-WB-REVISIT")] == (
+        "间隔不足：2026-12-01 已派 CH-WB-APOLOGY-OWNER（它和 CH-WB-REVISIT 都取代 CARE-REVISIT-DUE，算同一项工作），"
+        "间隔要求 30 天，最早 2026-12-31 可再派（CH-WB-REVISIT|C7|2026-12）")
+    assert not {k for k in reasons if k[1] == "C8"}
+
+
+def test_a_sibling_holds_back_for_the_later_rules_own_gap(policy_copy: Path, tmp_path: Path):
+    """The gap is that of the rule being issued: with CH-WB-REVISIT at min_gap_days: 10, the apology of
+    1 Dec holds it back on 10 Dec and lets it go on 11 Dec."""
+    edit(policy_copy / "churn" / "win_back.yaml", "min_gap_days: 30\n", "min_gap_days: 10\n")
+    customers = [customer("C7", 签约日期="2025-01-10", 客户阶段="签约", 需求类型="普通")]
+    orders = [["O7", "C7", "2026-05-20", 800, "耗材", 1]]
+    complaint = ["I7", "C7", "2026-11-28 10:00", "电话", "投诉", "2026-11-28 10:30", None, "处理中", None, "何欣", "物流", "到货晚"]
+    inquiry = ["I7", "C7", "2026-11-28 10:00", "电话", "咨询", "2026-11-28 10:30", "2026-11-28 11:00", "已解决", 5, "何欣", None, "询价"]
+    outbox = tmp_path / "out"
+    day_1, _ = run(write_inbox(tmp_path / "inbox-1", customers, [complaint], orders), outbox, "2026-12-01", policy_copy)
+    assert ("task", "C7", "CH-WB-APOLOGY-OWNER") in issued(day_1)
+    corrected = write_inbox(tmp_path / "inbox-10", customers, [inquiry], orders)
+    day_10, _ = run(corrected, outbox, "2026-12-10", policy_copy)
+    assert held_back(day_10)[("任务", "C7", "CH-WB-REVISIT")].endswith("间隔要求 10 天，最早 2026-12-11 可再派（CH-WB-REVISIT|C7|2026-12）")
+    day_11, _ = run(corrected, outbox, "2026-12-11", policy_copy)
+    assert ("task", "C7", "CH-WB-REVISIT") in issued(day_11)

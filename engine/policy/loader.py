@@ -1051,10 +1051,13 @@ def _replaces_cycles(rulesets: list[RuleSet], loader: _Loader) -> None:
 
 
 def _gap_families(rulesets: list[RuleSet]) -> None:
-    """Fill in ``gap_family`` of every task with ``min_gap_days``: the rules whose task replaces it.
-    Their earlier tasks count for its gap too: ``A replaces B`` means A's work includes B's (a churn
-    revisit or an apology call is also the periodic revisit), so a recent A holds back B. Not the
-    other way round: a routine revisit last week does not do the apology for a complaint."""
+    """Fill in ``gap_family`` of every task with ``min_gap_days``: the rules whose earlier tasks count
+    for its gap besides its own. ``A replaces B`` means A's work includes B's (a churn revisit or an
+    apology call is also the periodic revisit), so a recent A holds back B; not the other way round:
+    a routine revisit last week does not do the apology for a complaint. Rules that replace the same
+    rule (siblings: the apology call and the churn revisit both replace the periodic revisit) are one
+    visit too, so each counts for the other's gap (``gap_siblings`` says which replaced rule they share,
+    for the guard's reason); a sibling without ``min_gap_days`` is never held back."""
     replaced_by: dict[str, set[str]] = {}
     for rs in rulesets:
         for rule in rs.rules:
@@ -1067,8 +1070,15 @@ def _gap_families(rulesets: list[RuleSet]) -> None:
             for i, out in enumerate(rule.outputs):
                 if isinstance(out, TaskSpec) and out.min_gap_days is not None:
                     family = replaced_by.get(rule.rule_id, set()) - {rule.rule_id}
-                    if family:
-                        rule.outputs[i] = replace(out, gap_family=tuple(sorted(family)))
+                    # sibling → the first replaced rule (in replaces order) it shares; not a rule this one
+                    # replaces itself: that one's work is part of this one's, not the whole of it
+                    siblings: dict[str, str] = {}
+                    for shared in out.replaces:
+                        for other in sorted(replaced_by.get(shared, set()) - family - set(out.replaces) - {rule.rule_id}):
+                            siblings.setdefault(other, shared)
+                    if family or siblings:
+                        rule.outputs[i] = replace(out, gap_family=tuple(sorted(family | set(siblings))),
+                                                  gap_siblings=tuple(sorted(siblings.items())))
 
 
 def load_policies(root: Path) -> PolicySet:

@@ -60,8 +60,11 @@ class TaskSpec:
     # the ledger last shows this rule or its family (gap_family) issued to the customer.
     min_gap_days: int | str | None = None
     # The rules whose earlier tasks count for min_gap_days besides this one: the rules whose task
-    # replaces it (their work includes this one's; filled in once every rule is known, engine.policy.loader).
+    # replaces it (their work includes this one's) and the rules that replace what this one replaces
+    # (the same visit); filled in once every rule is known (engine.policy.loader._gap_families).
     gap_family: tuple[str, ...] = ()
+    # (sibling rule, the rule both replace) for the family members that are siblings, for the reason.
+    gap_siblings: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class MessageSpec:
     period_of: str | None = None
     min_gap_days: int | str | None = None  # as for tasks; messages have no replaces, so no family
     gap_family: tuple[str, ...] = ()
+    gap_siblings: tuple[tuple[str, str], ...] = ()
 
 
 # How often the same rule may issue the same task or message to the same customer. The period is
