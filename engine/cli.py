@@ -106,7 +106,8 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
     shown = f"{options.as_of_time:%Y-%m-%d %H:%M}" if options.as_of_time else options.as_of.isoformat()
     click.echo(f"运行完成 run {result.run_id}（as-of {shown}）")
     click.echo(f"  客户 {c['customers']}，互动 {c['interactions']}，订单 {c['orders']}")
-    click.echo(f"  任务 {c['tasks']}（{len(c['tasks_by_assignee'])} 人），消息 {c['messages']}，决策记录 {c['decisions']}")
+    click.echo(f"  任务 {c['tasks']}（{len(c['tasks_by_assignee'])} 人），仍待处理 {c.get('open_tasks', 0)}（以前派过、仍然适用：见任务表的“仍待处理”页），"
+               f"消息 {c['messages']}，决策记录 {c['decisions']}")
     g = c.get("guards") or {}
     if g:
         from engine.guards import GUARD_LABELS, GUARDS, NOT_AGAIN_GUARDS

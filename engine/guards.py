@@ -35,6 +35,9 @@ evaluation and before the run folder is written, in this fixed order (documented
 Tasks pass only the dedupe and min-gap guards. Outputs come back in that same fixed order, so a run's files do
 not depend on the order in which modules produced their decisions.
 
+A task held back because an earlier run issued the same work (dedupe against the ledger, or min-gap of
+its own rule) is still open work: the result lists it (``StillOpen``) for the task sheets' 仍待处理 page.
+
 Times are naive local wall-clock times in the policy's time zone (like the business calendar);
 an aware as-of or send time is converted to that zone first.
 """
@@ -360,12 +363,14 @@ class Reschedule:
 @dataclass
 class GuardResult:
     """Kept items in the fixed order; suppressions guard by guard (no-contact first; dedupe: tasks,
-    then messages), each in that order; quiet-hours moves in message order."""
+    then messages), each in that order; quiet-hours moves in message order. ``still_open``: the
+    tasks held back only because the same work was issued by an earlier run (``StillOpen``)."""
 
     kept_tasks: list[Task]
     kept_messages: list[Message]
     suppressed: list[Suppression] = field(default_factory=list)
     rescheduled: list[Reschedule] = field(default_factory=list)
+    still_open: list["StillOpen"] = field(default_factory=list)
 
     def counts(self) -> dict[str, Any]:
         """For the run manifest."""
@@ -377,6 +382,17 @@ class GuardResult:
             "suppressed_by_guard": {g: by_guard[g] for g in GUARDS if g in by_guard},
             "rescheduled": len(self.rescheduled),
         }
+
+
+@dataclass(slots=True)
+class StillOpen:
+    """A task this run's rules called for again but held back because an earlier run issued it: the
+    work is still open (the task sheets' 仍待处理 page). ``origin_key``: the key of the ledger row
+    that holds it (dedupe); empty: the latest task of its own rule to the customer (min-gap)."""
+
+    task: Task
+    guard: str  # "dedupe" | "min-gap"
+    origin_key: str = ""
 
 
 def _local(moment: datetime, tz: ZoneInfo) -> datetime:
@@ -538,6 +554,7 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     earlier = ledger.issued_among(wanted, for_run=run_id) if ledger is not None else {}
     seen: set[tuple[str, str]] = set()
     already: dict[tuple[str, datetime], str] = {}  # the reason's start, once per earlier run
+    still_open: dict[str, StillOpen] = {}  # by the task's key: a key asked twice is one piece of work
 
     def issued_before(item: Task | Message, kind: str) -> tuple[tuple[str, datetime], str] | None:
         """(run id, issued at) and the key of the ledger row that already holds ``item``, or None."""
@@ -566,6 +583,8 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
                 run, issued_at = earlier_run
                 start = already[earlier_run] = f"已在 {issued_at:%Y-%m-%d} 的运行 {run} 中发出（同一规则、客户、周期："
             drop(item, kind, "dedupe", start + key + "）")
+            if kind == "task":
+                still_open.setdefault(item.key, StillOpen(item, "dedupe", key))
             return False
         if ident in seen:
             drop(item, kind, "dedupe", f"本次运行中已有同一幂等键的{'任务' if kind == 'task' else '消息'}（{item.key}）")
@@ -608,6 +627,10 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
             if reason is not None:
                 drop(x, kind, "min-gap", reason)
                 held.add(id(x))
+                # Held by its own rule's earlier task (not only a family rule's): that task is still open.
+                own = latest.get((kind, x.customer_id, x.rule_id))
+                if kind == "task" and own is not None and (today - own).days < x.min_gap.days:
+                    still_open.setdefault(x.key, StillOpen(x, "min-gap"))
         if held:
             kept_tasks = [t for t in kept_tasks if id(t) not in held]
             candidates = [m for m in candidates if id(m) not in held]
@@ -681,7 +704,11 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
         this_run.setdefault(m.customer_id, []).append((m.category, m.send_at))
         kept_messages.append(m)
 
-    return GuardResult(kept_tasks, kept_messages, suppressed, rescheduled)
+    # A task another task of this run replaces is no open work of its own: that task covers it (new,
+    # or itself still open).
+    open_tasks = [o for o in still_open.values()
+                  if replacing.get((o.task.customer_id, o.task.rule_id), o.task).rule_id == o.task.rule_id]
+    return GuardResult(kept_tasks, kept_messages, suppressed, rescheduled, open_tasks)
 
 
 def _gap_reason(item: Task | Message, kind: str, latest: Mapping[tuple[str, str, str], date], today: date) -> str | None:

@@ -380,19 +380,44 @@ class Ledger:
                 found[(rule_id, customer_id)] = (day, count)
         return found
 
+    def task_origins(self, wanted: Iterable[tuple[str, str, str]], until: date,
+                     for_run: str | None = None) -> dict[tuple[str, str, str], tuple[date, str, datetime | None, str | None]]:
+        """For the task sheets' 仍待处理 page (``engine.guards.StillOpen``): for each wanted (rule id,
+        customer id, key), the earlier task still open: the ledger row of that key, or for an empty key
+        the latest task of that rule to that customer issued on or before ``until``; as (as-of date,
+        run id, due, assignee), in the history run ``for_run`` sees. Rows not found are left out.
+
+        One query for the whole run, as ``task_history`` (a temporary table, the ``issued_by_rule`` index)."""
+        found: dict[tuple[str, str, str], tuple[date, str, datetime | None, str | None]] = {}
+        after = date.fromordinal(until.toordinal() + 1)
+        with self._wanted("INSERT OR IGNORE INTO temp.origin_wanted (rule_id, customer_id, key) VALUES (?, ?, ?)", wanted,
+                          "origin_wanted (rule_id TEXT, customer_id TEXT, key TEXT, PRIMARY KEY (rule_id, customer_id, key))"):
+            table, history, params = self._history(for_run, "i")
+            # SQLite takes the bare columns (run, due, assignee) from the row of the MAX: the latest one.
+            sql = (f"SELECT w.rule_id, w.customer_id, w.key, MAX(i.issued_at), i.run_id, i.due, i.assignee "
+                   f"FROM temp.origin_wanted AS w JOIN {table} "
+                   "ON i.rule_id = w.rule_id AND i.customer_id = w.customer_id AND i.kind = 'task' "
+                   f"WHERE (i.key = w.key OR (w.key = '' AND i.issued_at < ?)) AND {history} "
+                   "GROUP BY w.rule_id, w.customer_id, w.key")
+            for rule_id, customer_id, key, issued_at, run_id, due, assignee in self.conn.execute(sql, [after.isoformat(), *params]):
+                found[(rule_id, customer_id, key)] = (date.fromisoformat(issued_at[:10]), run_id, _from_text(due), assignee)
+        return found
+
     @contextmanager
-    def _wanted(self, insert_sql: str, rows: Iterable[tuple]) -> Iterator[None]:
-        """``rows`` in the temporary table ``gap_wanted`` (rule id, customer id, kind) for one bulk join
-        with the ledger by the ``issued_by_rule`` index, inside one transaction; emptied afterwards."""
+    def _wanted(self, insert_sql: str, rows: Iterable[tuple], table: str = "gap_wanted (rule_id TEXT, customer_id TEXT, "
+                "kind TEXT, PRIMARY KEY (rule_id, customer_id, kind))") -> Iterator[None]:
+        """``rows`` in a temporary table (``table``: its name and columns; by default ``gap_wanted``: rule
+        id, customer id, kind) for one bulk join with the ledger by the ``issued_by_rule`` index, inside
+        one transaction; emptied afterwards."""
+        name = table.split(" ", 1)[0]
         self.conn.execute(_BY_RULE_INDEX)  # a ledger made before the index gets it (once)
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS gap_wanted (rule_id TEXT, customer_id TEXT, kind TEXT, "
-                          "PRIMARY KEY (rule_id, customer_id, kind)) WITHOUT ROWID")
+        self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} WITHOUT ROWID")
         self.conn.execute("BEGIN")
         try:
-            self.conn.execute("DELETE FROM temp.gap_wanted")
+            self.conn.execute(f"DELETE FROM temp.{name}")
             self.conn.executemany(insert_sql, rows)
             yield
-            self.conn.execute("DELETE FROM temp.gap_wanted")
+            self.conn.execute(f"DELETE FROM temp.{name}")
         finally:
             self.conn.execute("COMMIT")
 

@@ -48,6 +48,20 @@ TASK_COLUMNS = [
     Column("第几次", kind="int"),
 ]
 
+# The 仍待处理 (still open) page: tasks this run's rules called for again but held back because an
+# earlier run issued them (engine.guards.StillOpen), with that earlier task's due date (most overdue
+# first), as-of date, run and assignee, and the guard that held it back; the middle cells as above.
+OPEN_SHEET_NAME = "仍待处理"
+OPEN_TASK_COLUMNS = [
+    Column("原截止时间", kind="datetime"),
+    *TASK_COLUMNS[1:17],  # 优先级 … 去重键 (this run's key, as in guards.xlsx and the decision log)
+    Column("上次派发", kind="date"),
+    Column("派发运行"),
+    Column("原负责人"),  # who had it then: the customer's owner may have changed since
+    Column("未重派原因"),
+]
+_NO_ORIGIN = (None, None, None, None, None)
+
 # The Customer fields behind 联系人 … 偏好渠道, in TASK_COLUMNS order.
 _CONTACT_CELLS = attrgetter("contact_person", "phone", "email", "wechat", "preferred_channel")
 _NO_CONTACT_CELLS = (None,) * 5  # a customer missing from the export
@@ -147,32 +161,49 @@ def task_contacts(tasks: Iterable[Task], customers_by_id: Mapping[str, Customer]
 
 
 def write_tasks(folder: Path, tasks: list[Task], contacts: Mapping[str, tuple] | None = None,
-                history: Mapping[tuple[str, str], tuple[date, int]] | None = None) -> dict[str, int]:
+                history: Mapping[tuple[str, str], tuple[date, int]] | None = None,
+                open_tasks: Iterable[Task] = (), origins: Mapping[str, tuple] | None = None) -> dict[str, int]:
     """One workbook per assignee: tasks/<assignee>.xlsx (the name from ``file_names``), the
     customer's contact cells from ``contacts`` (``task_contacts``; blank for a customer not in it),
     上次派发 and 第几次 from ``history`` ((rule id, customer id) → (latest earlier as-of date, earlier
-    task count), ``Ledger.task_history``; none: a first time). Returns assignee → task count."""
+    task count), ``Ledger.task_history``; none: a first time). A second page, 仍待处理, lists the
+    assignee's ``open_tasks`` (``engine.guards.StillOpen``) with their ``origins`` (task key → (due,
+    as-of date, run id, assignee of the earlier task, guard label)); an assignee with only those gets
+    a workbook too. Returns assignee → task count (new tasks only)."""
     contacts = contacts or {}
     history = history or {}
+    origins = origins or {}
     by_assignee: dict[str, list[Task]] = defaultdict(list)
     for t in tasks:
         by_assignee[t.assignee].append(t)
+    open_by_assignee: dict[str, list[Task]] = defaultdict(list)
+    for t in open_tasks:
+        open_by_assignee[t.assignee].append(t)
     counts = {}
     (folder / "tasks").mkdir(parents=True, exist_ok=True)
-    names = file_names(by_assignee)
-    for assignee in sorted(by_assignee):
-        items = sorted(by_assignee[assignee], key=lambda t: (t.due, PRIORITY_ORDER.get(t.priority, 9), t.customer_id, t.rule_id))
-        rows = [
-            (
-                t.due, t.priority, t.customer_id, t.customer_name, *contacts.get(t.customer_id, _NO_CONTACT_CELLS),
-                t.title, t.reason, t.script, t.rule_id, STAGE_LABELS.get(t.stage, t.stage), _assigned_as(t), assignee, t.key,
-                *_times(history.get((t.rule_id, t.customer_id))),
-            )
-            for t in items
-        ]
-        write_workbook(folder / "tasks" / f"{names[assignee]}.xlsx", [Sheet(assignee, TASK_COLUMNS, rows)])
-        counts[assignee] = len(items)
+    names = file_names([*by_assignee, *open_by_assignee])
+    for assignee in sorted(names):
+        items = sorted(by_assignee.get(assignee, ()), key=lambda t: (t.due, PRIORITY_ORDER.get(t.priority, 9), t.customer_id, t.rule_id))
+        rows = [(t.due, *_task_cells(t, contacts), *_times(history.get((t.rule_id, t.customer_id)))) for t in items]
+        still = sorted(((t, origins.get(t.key, _NO_ORIGIN)) for t in open_by_assignee.get(assignee, ())), key=_most_overdue_first)
+        open_rows = [(origin[0], *_task_cells(t, contacts), *origin[1:]) for t, origin in still]
+        write_workbook(folder / "tasks" / f"{names[assignee]}.xlsx",
+                       [Sheet(assignee, TASK_COLUMNS, rows), Sheet(OPEN_SHEET_NAME, OPEN_TASK_COLUMNS, open_rows)])
+        if items:
+            counts[assignee] = len(items)
     return counts
+
+
+def _task_cells(t: Task, contacts: Mapping[str, tuple]) -> tuple:
+    """The cells 优先级 … 去重键 of a task, on both pages."""
+    return (t.priority, t.customer_id, t.customer_name, *contacts.get(t.customer_id, _NO_CONTACT_CELLS), t.title, t.reason,
+            t.script, t.rule_id, STAGE_LABELS.get(t.stage, t.stage), _assigned_as(t), t.assignee, t.key)
+
+
+def _most_overdue_first(item: tuple[Task, tuple]) -> tuple:
+    """The earliest original due date first (none: last), then as the first page."""
+    t, (due, *_) = item
+    return (due is None, due or t.due, PRIORITY_ORDER.get(t.priority, 9), t.customer_id, t.rule_id, t.key)
 
 
 MESSAGE_COLUMNS = [

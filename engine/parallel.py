@@ -331,7 +331,8 @@ class SecondWriter(_Forked):
 
     def start(self, lists: dict[str, list]) -> None:
         """Send what ``write`` needs and return: the files are written meanwhile. ``lists``: by kind
-        (engine.transfer packs "rows", "columns", "contacts", "history", "tasks", "messages", "suppressed", "rescheduled"), each in order."""
+        (engine.transfer packs "rows", "columns", "contacts", "history", "tasks", "open_tasks", "origins", "messages", "suppressed",
+        "rescheduled"), each in order."""
         for kind, items in lists.items():
             for start in range(0, max(len(items), 1), PART_ITEMS):  # an empty list too: ``write`` reads every kind
                 self._send((kind, pack_part(kind, items[start:start + PART_ITEMS])))

@@ -26,8 +26,8 @@ from engine.decisions import Firing, Message, Task, task_output
 from engine.errors import EngineError, Location, PolicyError, Problem
 from engine.evaluate import Evaluator
 from engine.expr import types as expr_types
-from engine.guards import (GUARD_REPORT_NAME, guard_evaluation, guard_report, late_date_only_run, load_guard_policy,
-                           resolve_ledger_path, send_from, unreachable_message, write_guard_report)
+from engine.guards import (GUARD_LABELS, GUARD_REPORT_NAME, StillOpen, guard_evaluation, guard_report, late_date_only_run,
+                           load_guard_policy, resolve_ledger_path, send_from, unreachable_message, write_guard_report)
 from engine.ledger import Ledger, one_run_at_a_time
 from engine.features import derive_features, group_by_customer
 from engine.memory import gc_paused
@@ -409,6 +409,8 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
                                       send_from(options.as_of, options.as_of_time), run_id)
             # 上次派发 and 第几次 of the task sheets: read before this run's rows are staged.
             history = ledger.task_history({(t.rule_id, t.customer_id): None for t in evaluation.tasks}, as_of_time, run_id)
+            # The 仍待处理 page: the earlier task each still-open one is (one query, as the history).
+            open_work = still_open_work(guards.still_open, ledger, options.as_of, run_id)
             say("发送保护已检查，写入结果文件 …")
             # The ledger rows are written in a transaction committed only once the run folder is in
             # place: a crash before leaves nothing issued, and a ledger error stops the run before its
@@ -418,7 +420,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
                 staged = recorder.submit(ledger.stage, run_id, as_of_time, evaluation.tasks, evaluation.messages)
             counts = _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts,
                                        evaluation, guards, input_files, used_templates, run_id, as_of_time, ledger_path,
-                                       writer, warnings, customers_by_id, history)
+                                       writer, warnings, customers_by_id, history, open_work)
             if staged is not None:
                 staged.result()
             else:
@@ -444,9 +446,25 @@ def _relative_name(path: Path, root: Path) -> str:
 def write_listed_files(folder: Path, listed: dict[str, list]) -> None:
     """customers.xlsx and tasks/: the files made of ``listed`` "rows" (``customer_table``), "tasks"
     and their customers' "contacts" (``task_contacts`` items) and ledger "history"
-    (``Ledger.task_history`` items) alone (written by the writer helper when there is one)."""
+    (``Ledger.task_history`` items), the "open_tasks" and their "origins" (``still_open_work``) alone
+    (written by the writer helper when there is one)."""
     write_customers(folder, listed["rows"], listed["columns"])
-    write_tasks(folder, listed["tasks"], dict(listed["contacts"]), dict(listed["history"]))
+    write_tasks(folder, listed["tasks"], dict(listed["contacts"]), dict(listed["history"]),
+                listed["open_tasks"], dict(listed["origins"]))
+
+
+def still_open_work(still_open: list[StillOpen], ledger: Ledger, as_of: date,
+                    run_id: str) -> tuple[list[Task], list[tuple[str, tuple]]]:
+    """The tasks of the 仍待处理 pages and their origins as ``write_tasks`` takes them: (task key,
+    (due, as-of date, run id, assignee of the earlier task, the guard's label)) pairs."""
+    if not still_open:
+        return [], []
+    found = ledger.task_origins([(o.task.rule_id, o.task.customer_id, o.origin_key) for o in still_open], as_of, run_id)
+    origins = []
+    for o in still_open:
+        day, earlier_run, due, assignee = found.get((o.task.rule_id, o.task.customer_id, o.origin_key), (None,) * 4)
+        origins.append((o.task.key, (due, day, earlier_run, assignee, GUARD_LABELS.get(o.guard, o.guard))))
+    return [o.task for o in still_open], origins
 
 
 # The second process gets this share of the customers: less than half, because this process packs
@@ -508,7 +526,8 @@ def _ledger_root(ledger_path: Path, outbox: Path) -> str:
 def _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts, evaluation, guards,
                       input_files, used_templates, run_id, as_of_time, ledger_path, writer: SecondWriter | None,
                       warnings: list[Problem], customers_by_id: dict[str, Any],
-                      history: dict[tuple[str, str], tuple[Any, int]]) -> dict[str, Any]:
+                      history: dict[tuple[str, str], tuple[Any, int]],
+                      open_work: tuple[list[Task], list[tuple[str, tuple]]]) -> dict[str, Any]:
     """Every file of the run folder but the stage modules' (sla.xlsx, written earlier); returns the
     counts that go into the manifest."""
     out = folder.path
@@ -517,8 +536,10 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     # tasks 3 s there; decision-log summary 2 s, decisions.jsonl 2 s, messages 1.5 s, audit.xlsx
     # 1 s and report.html 0.5 s here). sla.xlsx (2 s) was written there already.
     columns = customer_columns(policyset)
+    open_tasks, origins = open_work
     listed = {"rows": customer_table(evaluation.customer_rows, columns), "columns": columns, "tasks": evaluation.tasks,
-              "contacts": list(task_contacts(evaluation.tasks, customers_by_id).items()), "history": list(history.items())}
+              "contacts": list(task_contacts([*evaluation.tasks, *open_tasks], customers_by_id).items()),
+              "history": list(history.items()), "open_tasks": open_tasks, "origins": origins}
     if writer is not None:
         writer.write_workbooks({GUARD_REPORT_NAME: guard_report(guards)})
         writer.start(listed)
@@ -533,6 +554,9 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
         "decisions": len(evaluation.firings),
         "tasks": len(evaluation.tasks),
         "tasks_by_assignee": dict(sorted(Counter(t.assignee for t in evaluation.tasks).items())),
+        # Held back as issued before, listed on the owners' 仍待处理 pages (engine.outputs.OPEN_SHEET_NAME).
+        "open_tasks": len(open_tasks),
+        "open_tasks_by_assignee": dict(sorted(Counter(t.assignee for t in open_tasks).items())),
         "messages": len(evaluation.messages),
         "messages_by_channel": dict(sorted(Counter(m.channel for m in evaluation.messages).items())),
         **{stage: module.manifest_counts() for stage, module in evaluation.modules.items()},

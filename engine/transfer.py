@@ -62,10 +62,12 @@ def unpack_facts(packed: tuple) -> tuple[list[Customer], list[Interaction], list
 
 DECISION_KINDS = ("rows", "tasks", "messages", "firings")
 # Lists sent in parts: customer rows (dicts, or the tuples of customers.xlsx), the columns of
-# customers.xlsx, the task sheets' contact cells ((客户编号, cells) pairs) and ledger history
-# (((rule id, 客户编号), (date, count)) pairs) go as they are.
-_PART_CODECS = {"rows": None, "columns": None, "contacts": None, "history": None, "tasks": _TASKS, "messages": _MESSAGES,
-                "firings": _FIRINGS, "suppressed": _SUPPRESSED, "rescheduled": _RESCHEDULED}
+# customers.xlsx, the task sheets' contact cells ((客户编号, cells) pairs), ledger history
+# (((rule id, 客户编号), (date, count)) pairs) and the still-open tasks' origins ((key, cells) pairs)
+# go as they are.
+_PART_CODECS = {"rows": None, "columns": None, "contacts": None, "history": None, "origins": None, "tasks": _TASKS,
+                "open_tasks": _TASKS, "messages": _MESSAGES, "firings": _FIRINGS, "suppressed": _SUPPRESSED,
+                "rescheduled": _RESCHEDULED}
 
 
 def pack_part(kind: str, items: list) -> Any:

@@ -1,0 +1,102 @@
+"""Each task sheet's second page, 仍待处理: the tasks this run's rules called for again but held back
+because an earlier run issued them (dedupe, or min-gap of the task's own rule). Without it a task
+given yesterday and still applying today vanished from its owner's sheet. Listed for today's owner
+(the customer's owner may have changed), with the earlier task's due date, as-of date, run and owner."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import openpyxl
+from click.testing import CliRunner
+
+from conftest import ROOT, customer, run_cli, write_inbox
+from engine.cli import main
+
+# A low-value customer (revisit every 90 days) who bought in March: by September the churn-risk
+# revisit CH-WB-REVISIT (once a month, at least 30 days apart) is due, and stays due.
+ORDERS = [["O1", "C1", "2026-03-01", 800, "耗材", 1]]
+KEY = "CH-WB-REVISIT|C1|2026-09"
+
+
+def pages(sheet: Path) -> dict[str, list[dict]]:
+    """Each page of a task workbook as rows by header."""
+    wb = openpyxl.load_workbook(sheet)
+    out = {}
+    for ws in wb.worksheets:
+        header, *body = ws.iter_rows(values_only=True)
+        out[ws.title] = [dict(zip(header, r)) for r in body]
+    return out
+
+
+def test_a_task_given_yesterday_is_still_open_today(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CRM_ENGINE_PROCESSES", "1")
+    # "=1+2" as a name: the page escapes formulas as the first one does.
+    inbox = write_inbox(tmp_path / "inbox", customers=[customer("C1", 签约日期="2025-01-10", 客户名称="=1+2")], orders=ORDERS)
+    outbox = tmp_path / "outbox"
+    day1 = run_cli(inbox, outbox, "2026-09-10")
+    first = pages(day1 / "tasks" / "张伟.xlsx")
+    assert list(first) == ["张伟", "仍待处理"] and first["仍待处理"] == []
+    [issued] = first["张伟"]
+    assert issued["去重键"] == KEY and issued["客户名称"] == "'=1+2"
+
+    result = CliRunner().invoke(main, ["run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(outbox),
+                                       "--as-of", "2026-09-11"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "任务 0（0 人），仍待处理 1（" in result.output
+    (day2,) = [p for p in outbox.iterdir() if p.name.startswith("2026-09-11_")]
+    second = pages(day2 / "tasks" / "张伟.xlsx")
+    assert second["张伟"] == []  # not issued again
+    [still] = second["仍待处理"]
+    assert still == {
+        "原截止时间": issued["截止时间"], "优先级": "中", "客户编号": "C1", "客户名称": "'=1+2", "联系人": None, "电话": "13800000000",
+        "邮箱": None, "微信": None, "偏好渠道": "短信", "任务": issued["任务"], "原因": issued["原因"], "建议话术": issued["建议话术"],
+        "规则编号": "CH-WB-REVISIT", "阶段": "流失挽回", "分配方式": "客户经理", "负责人": "张伟", "去重键": KEY,
+        "上次派发": datetime(2026, 9, 10), "派发运行": day1.name, "原负责人": "张伟", "未重派原因": "已发出过或重复",
+    }
+    counts = json.loads((day2 / "manifest.json").read_text(encoding="utf-8"))["counts"]
+    assert (counts["tasks"], counts["open_tasks"], counts["open_tasks_by_assignee"]) == (0, 1, {"张伟": 1})
+
+    # A new month, fewer than 30 days on: held back by min-gap, still the same open task of 10 September.
+    october = pages(run_cli(inbox, outbox, "2026-10-01") / "tasks" / "张伟.xlsx")
+    assert october["张伟"] == []
+    [(key, since, run, why)] = [(r["去重键"], r["上次派发"], r["派发运行"], r["未重派原因"]) for r in october["仍待处理"]]
+    assert (key, since, run, why) == ("CH-WB-REVISIT|C1|2026-10", datetime(2026, 9, 10), day1.name, "间隔不足")
+
+
+def test_an_owner_change_moves_the_open_task_to_the_new_owner(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CRM_ENGINE_PROCESSES", "1")
+    outbox = tmp_path / "outbox"
+    day1 = run_cli(write_inbox(tmp_path / "before", customers=[customer("C1", 签约日期="2025-01-10")], orders=ORDERS),
+                   outbox, "2026-09-10")
+    assert [p.name for p in (day1 / "tasks").iterdir()] == ["张伟.xlsx"]
+    day2 = run_cli(write_inbox(tmp_path / "after", customers=[customer("C1", 签约日期="2025-01-10", 客户经理="李娜")], orders=ORDERS),
+                   outbox, "2026-09-11")
+    assert [p.name for p in (day2 / "tasks").iterdir()] == ["李娜.xlsx"]  # 张伟 has nothing left to do
+    sheet = pages(day2 / "tasks" / "李娜.xlsx")
+    assert sheet["李娜"] == []
+    assert [(r["去重键"], r["负责人"], r["原负责人"], r["上次派发"]) for r in sheet["仍待处理"]] == [
+        (KEY, "李娜", "张伟", datetime(2026, 9, 10))]
+
+
+def test_the_open_page_is_the_same_again_and_from_two_processes(tmp_path: Path, monkeypatch):
+    """Run again with --force, or with the writer helper (the open tasks travel to it): the same bytes."""
+    customers = [customer(f"C{i}", 签约日期="2025-01-10") for i in (1, 2)]
+    inbox = write_inbox(tmp_path / "inbox", customers=customers,
+                        orders=[[f"O{i}", f"C{i}", "2026-03-01", 800, "耗材", 1] for i in (1, 2)])
+    sheets = []
+    for processes in ("1", "2"):
+        monkeypatch.setenv("CRM_ENGINE_PROCESSES", processes)
+        outbox = tmp_path / f"outbox-{processes}"
+        run_cli(inbox, outbox, "2026-09-10")
+        sheets.append(run_cli(inbox, outbox, "2026-09-11") / "tasks" / "张伟.xlsx")
+    assert [r["去重键"] for r in pages(sheets[0])["仍待处理"]] == [KEY, "CH-WB-REVISIT|C2|2026-09"]
+    before = sheets[0].read_bytes()
+    assert before == sheets[1].read_bytes()
+    monkeypatch.setenv("CRM_ENGINE_PROCESSES", "1")
+    result = CliRunner().invoke(main, ["run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox),
+                                       "--outbox", str(tmp_path / "outbox-1"), "--as-of", "2026-09-11", "--force"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert sheets[0].read_bytes() == before
