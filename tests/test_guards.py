@@ -477,7 +477,8 @@ def test_guard_evaluation_updates_the_evaluation_and_report(tmp_path):
     assert [m.customer_id for m in evaluation.messages] == ["C001"]
     assert evaluation.customer_rows[1]["message_count"] == 0 and evaluation.customer_rows[0]["message_count"] == 1
     assert evaluation.firings[1].suppressed_by == "opt-out"
-    assert result.counts() == {"suppressed": 1, "suppressed_by_guard": {"opt-out": 1}, "rescheduled": 1}
+    assert result.counts() == {"suppressed": 1, "suppressed_by_guard": {"opt-out": 1}, "rescheduled": 1,
+                               "recalled": 0, "recalled_by_guard": {}}
 
     write_guard_report(tmp_path, result)
     wb = openpyxl.load_workbook(tmp_path / "guards.xlsx", read_only=True)
