@@ -32,6 +32,10 @@ evaluation and before the run folder is written, in this fixed order (documented
    D days, counting earlier runs (from the ledger) and what this run already kept, in a fixed order:
    by customer, then stage (classification → sla → care → churn), then rule id, then key.
 
+Messages earlier runs issued ahead (a ``send_on`` day) and not sent yet are checked again with the
+no-contact, opt-out and consent rules: ``find_recalls`` lists those the customer no longer wants or
+can receive, for the sending system to cancel (docs/guards.md, "Recalling messages issued ahead").
+
 Tasks pass only the dedupe and min-gap guards. Outputs come back in that same fixed order, so a run's files do
 not depend on the order in which modules produced their decisions.
 

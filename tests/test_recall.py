@@ -150,3 +150,17 @@ def test_verify_reproduces_a_run_that_recalled(tmp_path: Path):
     conn = sqlite3.connect(outbox / "ledger.sqlite")
     assert conn.execute("SELECT key, issued_by, run_id, guard FROM recalls").fetchall() == [
         (KEY_C1, [p for p in outbox.iterdir() if p.name.startswith("2026-11-20_")][0].name, second.name, "opt-out")]
+
+
+def test_explain_of_the_run_shows_the_recall(tmp_path: Path):
+    outbox = tmp_path / "out"
+    _, first = run(export(tmp_path, "in1"), outbox, "2026-11-20")
+    _, second = run(export(tmp_path, "in2", c1={"退订": "是"}), outbox, "2026-11-21")
+    shown = CliRunner().invoke(main, ["explain", "C1", "--run", str(second)])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    at = lines.index("撤回此前已排期的消息 recalled（1 条，不再发送）：")
+    assert lines[at + 1] == (f"  {GREETING}（sms，模板 birthday，原定 2026-11-23 10:00，运行 {first.name} 发出）："
+                             f"客户已退订（opt-out），不发送营销消息（{KEY_C1}）")
+    other = CliRunner().invoke(main, ["explain", "C2", "--run", str(second)])
+    assert other.exit_code == 0 and "撤回此前已排期的消息" not in other.output
