@@ -493,6 +493,10 @@ class Ledger:
                "ORDER BY customer_id, send_at, key")
         return [_entry(row) for row in self.conn.execute(sql, [to_text(after), *params, *sent_params])]
 
+    def recall_count(self, run_id: str) -> int:
+        """How many earlier messages run ``run_id`` recalled."""
+        return self.conn.execute("SELECT COUNT(*) FROM recalls WHERE run_id = ?", (run_id,)).fetchone()[0]
+
     def has_run(self, run_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
 

@@ -113,6 +113,7 @@ def test_a_message_already_due_is_not_recalled_and_a_withdrawn_recall_counts_for
     withdrawn = CliRunner().invoke(main, ["ledger", "--ledger", str(outbox / "ledger.sqlite"), "--outbox", str(outbox),
                                           "--withdraw", early.name, "--reason", "测试", "--yes"])
     assert withdrawn.exit_code == 0, withdrawn.output
+    assert "它撤回的 1 条此前已排期的消息（messages/recalls.jsonl）也不再算撤回：之后的运行会重新核对它们。" in withdrawn.output
     _, again = run(export(tmp_path, "in4", c1={"退订": "是"}), outbox, "2026-11-23T09:30")
     assert [r["key"] for r in recalls(again)] == [KEY_C1]
 
