@@ -41,7 +41,7 @@ from engine.explain_basis import BasisLine, care_basis, churn_reason_basis, sla_
 from engine.features import counted_orders, derive_features, purchases
 from engine.model import Dataset
 from engine.outbox import MANIFEST_NAME, jsonl_record, sha256_file
-from engine.outputs import DECISIONS_NAME, STAGE_LABELS, firing_record
+from engine.outputs import DECISIONS_NAME, RECALLS_NAME, STAGE_LABELS, firing_record
 from engine.policy.loader import PolicySet, load_policies
 from engine.policy.model import STAGES, AddScore, MessageSpec, RuleSet, SetTag, TaskSpec
 from engine.policy.schema import did_you_mean
@@ -110,6 +110,8 @@ class Explanation:
     stages: list[StageBlock] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     orders: list[str] = field(default_factory=list)  # each order up to the as-of date, and whether it counts
+    # With --run: earlier runs' messages (issued ahead) this run recalled for the customer (messages/recalls.jsonl).
+    recalls: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -552,9 +554,25 @@ def explain_from_run(customer_id: str, run_folder: Path, inbox: Path | None = No
     dataset = read_inbox(roots["inbox"], load_columns(roots["policies"] / "columns.yaml"))
     result = explain_customer(policyset, dataset, customer_id, as_of, roots["templates"], as_of_time, records=records,
                               source=run_folder.as_posix())
+    result.recalls = recall_lines(run_folder, customer_id)
     for group, path, what in changed_files(manifest, {k: str(v) for k, v in roots.items()}):
         result.warnings.append(f"{path} {'已不存在' if what == 'missing' else '在运行之后被修改过'}：未触发规则的条件按现在的文件计算，可能与运行时不同")
     return result
+
+
+def recall_lines(run_folder: Path, customer_id: str) -> list[str]:
+    """The run's recalls (``messages/recalls.jsonl``, engine.outputs.write_recalls) for one customer, in words."""
+    path = run_folder / RECALLS_NAME
+    if not path.exists():
+        return []
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        if r.get("customer_id") == customer_id:
+            when = datetime.fromisoformat(r["send_at"])  # pending messages always have a send time
+            lines.append(f"{r['rule_id']}（{r['channel']}，模板 {r['template']}，原定 {when:%Y-%m-%d %H:%M}，"
+                         f"运行 {r['issued_by']} 发出）：{r['reason']}（{r['key']}）")
+    return lines
 
 
 # --------------------------------------------------------------------------------------------------
@@ -577,6 +595,9 @@ def format_explanation(ex: Explanation, only_fired: bool = False) -> list[str]:
         lines.extend(f"  {line}" for line in ex.orders[:20])
         if len(ex.orders) > 20:
             lines.append(f"  ……另有 {len(ex.orders) - 20} 笔更早的订单")
+    if ex.recalls:
+        lines.append(f"撤回此前已排期的消息 recalled（{len(ex.recalls)} 条，不再发送）：")
+        lines.extend(f"  {line}" for line in ex.recalls)
     for stage in ex.stages:
         heading = ["", f"【{stage.label} {stage.stage}】"]
         lines.extend(heading)

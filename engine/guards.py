@@ -32,6 +32,10 @@ evaluation and before the run folder is written, in this fixed order (documented
    D days, counting earlier runs (from the ledger) and what this run already kept, in a fixed order:
    by customer, then stage (classification → sla → care → churn), then rule id, then key.
 
+Messages earlier runs issued ahead (a ``send_on`` day) and not sent yet are checked again with the
+no-contact, opt-out and consent rules: ``find_recalls`` lists those the customer no longer wants or
+can receive, for the sending system to cancel (docs/guards.md, "Recalling messages issued ahead").
+
 Tasks pass only the dedupe and min-gap guards. Outputs come back in that same fixed order, so a run's files do
 not depend on the order in which modules produced their decisions.
 
@@ -43,6 +47,7 @@ an aware as-of or send time is converted to that zone first.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -371,6 +376,7 @@ class GuardResult:
     suppressed: list[Suppression] = field(default_factory=list)
     rescheduled: list[Reschedule] = field(default_factory=list)
     still_open: list["StillOpen"] = field(default_factory=list)
+    recalled: list["Recall"] = field(default_factory=list)  # earlier runs' messages recalled (``find_recalls``)
 
     def counts(self) -> dict[str, Any]:
         """For the run manifest."""
@@ -381,6 +387,8 @@ class GuardResult:
             "suppressed": len(self.suppressed),
             "suppressed_by_guard": {g: by_guard[g] for g in GUARDS if g in by_guard},
             "rescheduled": len(self.rescheduled),
+            "recalled": len(self.recalled),
+            "recalled_by_guard": recalled_by_guard(self.recalled),
         }
 
 
@@ -393,6 +401,12 @@ class StillOpen:
     task: Task
     guard: str  # "dedupe" | "min-gap"
     origin_key: str = ""
+
+
+def recalled_by_guard(recalls: Iterable["Recall"]) -> dict[str, int]:
+    """How many recalls each guard caused, in the guards' order (manifest, run summary)."""
+    by_guard = Counter(r.guard for r in recalls)
+    return {g: by_guard[g] for g in GUARDS if by_guard[g]}
 
 
 def _local(moment: datetime, tz: ZoneInfo) -> datetime:
@@ -485,6 +499,15 @@ def _not_mobile_reason(number: str) -> str:
     return NOT_MOBILE_REASONS.get(phone_kind(number), NOT_MOBILE_REASONS["other"])
 
 
+def missing_address_reason(channel: Any, customer: Any) -> str:
+    """Why ``channel`` cannot reach ``customer`` (``channel_address`` is None): no address recorded,
+    or for SMS a number that is no mainland mobile (a landline, a foreign number)."""
+    number = getattr(customer, channel.address_field, None)
+    if channel.key in MOBILE_ONLY_CHANNELS and number:  # a number an SMS cannot reach
+        return _not_mobile_reason(number)
+    return f"客户没有{ADDRESS_LABELS.get(channel.address_field, channel.address_field)}"
+
+
 def no_contact_reason(org: Any, wanted: str, customer: Any) -> str:
     """Why a message for ``customer`` has nothing to go to, naming the channel the rule wanted:
     ``wanted`` is a channel key, or ``preferred`` (the customer's preferred channel, then the
@@ -492,10 +515,7 @@ def no_contact_reason(org: Any, wanted: str, customer: Any) -> str:
     mobile: a landline, a foreign number)."""
     if wanted != "preferred":
         channel = org.channels[wanted]
-        number = getattr(customer, channel.address_field, None)
-        if channel.key in MOBILE_ONLY_CHANNELS and number:  # a number an SMS cannot reach
-            return f"{_not_mobile_reason(number)}，无法按规则指定的{channel.label}渠道发送"
-        return f"客户没有{ADDRESS_LABELS.get(channel.address_field, channel.address_field)}，无法按规则指定的{channel.label}渠道发送"
+        return f"{missing_address_reason(channel, customer)}，无法按规则指定的{channel.label}渠道发送"
     tried = {org.channel_key(customer.preferred_channel), *org.default_channel_order}
     channels = [c for key, c in org.channels.items() if key in tried]  # organization.yaml order
     not_mobile = [c for c in channels if c.key in MOBILE_ONLY_CHANNELS and getattr(customer, c.address_field, None)]
@@ -517,11 +537,13 @@ def unreachable_message(org: Any, spec: Any, rule: Any, rs: Any, customer: Any, 
 
 
 def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Mapping[str, Any],
-                 tasks: Iterable[Task], messages: Iterable[Message], moment: datetime, run_id: str) -> GuardResult:
+                 tasks: Iterable[Task], messages: Iterable[Message], moment: datetime, run_id: str,
+                 recalled: Iterable[Recall] = ()) -> GuardResult:
     """Apply the guards in their fixed order (module doc). The ledger history is what ``run_id``
     sees (engine.ledger: every recorded run for a new run; for a re-executed run, the runs recorded
     before it). ``ledger`` None: nothing counts as issued before and caps see only this run (for
-    policy tests). Input objects are not modified: kept messages are copies with ``send_at`` set."""
+    policy tests). ``recalled``: earlier messages this run recalls (``find_recalls``), which the caps
+    no longer count. Input objects are not modified: kept messages are copies with ``send_at`` set."""
     tz = policy.tz
     tasks = sorted(tasks, key=_task_order)
     messages = sorted(messages, key=_message_order)
@@ -638,25 +660,10 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     # 4–5. opt-out and consent.
     allowed: list[Message] = []
     for m in candidates:
-        customer = customers_by_id.get(m.customer_id)
-        opted_out = bool(getattr(customer, "opt_out", False))
-        if opted_out and m.category == "marketing":
-            drop(m, "message", "opt-out", "客户已退订（opt-out），不发送营销消息")
+        held = consent_hold(policy, customers_by_id.get(m.customer_id), m.category)
+        if held is not None:
+            drop(m, "message", *held)
             continue
-        if opted_out and policy.opt_out_blocks_service:
-            drop(m, "message", "opt-out", "客户已退订（opt-out），按 guards.yaml（opt_out.blocks_service）服务消息也不发送")
-            continue
-        if m.category == "marketing" and policy.marketing_requires_consent:
-            if customer is None:
-                drop(m, "message", "consent", "找不到客户资料，无法确认营销同意，按未同意处理")
-                continue
-            consent = getattr(customer, "marketing_consent", None)
-            if consent is False:
-                drop(m, "message", "consent", "客户未同意接收营销消息")
-                continue
-            if consent is None and policy.consent_not_recorded == "no_consent":
-                drop(m, "message", "consent", "客户资料未记录营销同意，按未同意处理（guards.yaml consent.not_recorded）")
-                continue
         allowed.append(m)
 
     # 6. quiet hours: every kept message gets a send time outside them.
@@ -685,6 +692,10 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
         widest = timedelta(days=max(c.days for c in caps))
         times = [m.send_at for m in scheduled]
         history = ledger.messages_between(min(times) - widest, max(times) + widest, for_run=run_id)
+        for r in recalled:  # recalled by this run: not sent, so not counted (the ledger knows from the next run on)
+            earlier_times = history.get(r.customer_id, [])
+            if (r.category, r.send_at) in earlier_times:
+                earlier_times.remove((r.category, r.send_at))
     this_run: dict[str, list[tuple[str, datetime]]] = {}
     for m in scheduled:
         reason = None
@@ -709,6 +720,71 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     open_tasks = [o for o in still_open.values()
                   if replacing.get((o.task.customer_id, o.task.rule_id), o.task).rule_id == o.task.rule_id]
     return GuardResult(kept_tasks, kept_messages, suppressed, rescheduled, open_tasks)
+
+
+def consent_hold(policy: GuardPolicy, customer: Any, category: str | None) -> tuple[str, str] | None:
+    """The opt-out and consent guards (4–5) for one message of ``category`` to ``customer`` (None: not
+    in the export): (guard, reason) if it may not go, else None. Used for new messages and, by
+    ``find_recalls``, for messages issued ahead by earlier runs."""
+    opted_out = bool(getattr(customer, "opt_out", False))
+    if opted_out and category == "marketing":
+        return "opt-out", "客户已退订（opt-out），不发送营销消息"
+    if opted_out and policy.opt_out_blocks_service:
+        return "opt-out", "客户已退订（opt-out），按 guards.yaml（opt_out.blocks_service）服务消息也不发送"
+    if category == "marketing" and policy.marketing_requires_consent:
+        if customer is None:
+            return "consent", "找不到客户资料，无法确认营销同意，按未同意处理"
+        consent = getattr(customer, "marketing_consent", None)
+        if consent is False:
+            return "consent", "客户未同意接收营销消息"
+        if consent is None and policy.consent_not_recorded == "no_consent":
+            return "consent", "客户资料未记录营销同意，按未同意处理（guards.yaml consent.not_recorded）"
+    return None
+
+
+# -- recalling messages issued ahead --------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Recall:
+    """A message an earlier run issued for later (a ``send_on`` day: a birthday greeting issued a few
+    days ahead) that would now be held back: the sending system must not send it."""
+
+    key: str
+    customer_id: str
+    rule_id: str
+    channel: str | None
+    template: str | None
+    category: str | None
+    send_at: datetime | None
+    issued_by: str  # the run that issued it
+    issued_at: datetime  # that run's as-of instant
+    guard: str  # no-contact, opt-out or consent
+    reason: str  # for people (Chinese); ids only
+
+
+def find_recalls(policy: GuardPolicy, org: Any, ledger: Ledger, customers_by_id: Mapping[str, Any],
+                 moment: datetime, run_id: str) -> list[Recall]:
+    """The messages earlier runs issued (as ``run_id`` sees the ledger: not withdrawn runs, not
+    recalled already) whose send time is after ``moment`` (``send_from``: not sent yet) and that the
+    guards would now hold back: the customer has no address on the message's channel any more
+    (no-contact), opted out or has no marketing consent (``consent_hold``), as in this export. A
+    customer missing from the export is not checked (an export may hold only some customers); nor is
+    the quiet-hours or cap guard (the message's time and count were fine when issued). In ledger
+    order: customer, send time, key."""
+    recalls = []
+    for entry in ledger.pending_messages(_local(moment, policy.tz), for_run=run_id):
+        customer = customers_by_id.get(entry.customer_id)
+        if customer is None:
+            continue
+        channel = org.channels.get(entry.channel) if entry.channel else None
+        held = None
+        if channel is not None and channel_address(channel, customer) is None:
+            held = "no-contact", f"{missing_address_reason(channel, customer)}，原定的{channel.label}消息无法送达"
+        held = held or consent_hold(policy, customer, entry.category)
+        if held is not None:
+            recalls.append(Recall(entry.key, entry.customer_id, entry.rule_id, entry.channel, entry.template, entry.category,
+                                  entry.send_at, entry.run_id, entry.issued_at, *held))
+    return recalls
 
 
 def _gap_reason(item: Task | Message, kind: str, latest: Mapping[tuple[str, str, str], date], today: date) -> str | None:
@@ -779,11 +855,14 @@ def annotate_firings(firings: Iterable[Firing], suppressed: Iterable[Suppression
 
 
 def guard_evaluation(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Mapping[str, Any], evaluation: Any,
-                     moment: datetime, run_id: str) -> GuardResult:
+                     moment: datetime, run_id: str, org: Any = None) -> GuardResult:
     """What run.py needs in one call (``moment``: ``send_from``): apply the guards to an ``engine.run.Evaluation``, replace its
     tasks and messages by the kept ones, annotate its decision log and fix the per-customer
-    task/message counts. Returns the result (for the manifest counts and ``write_guard_report``)."""
-    result = apply_guards(policy, ledger, customers_by_id, evaluation.tasks, evaluation.messages, moment, run_id)
+    task/message counts; with a ledger and the organization (its channels), find the earlier runs'
+    messages to recall (``find_recalls``). Returns the result (for the manifest counts and ``write_guard_report``)."""
+    recalled = find_recalls(policy, org, ledger, customers_by_id, moment, run_id) if ledger is not None and org is not None else []
+    result = apply_guards(policy, ledger, customers_by_id, evaluation.tasks, evaluation.messages, moment, run_id, recalled)
+    result.recalled = recalled
     annotate_firings(evaluation.firings, result.suppressed, result.rescheduled, result.kept_messages)
     evaluation.tasks = result.kept_tasks
     evaluation.messages = result.kept_messages
@@ -805,6 +884,8 @@ def guard_evaluation(policy: GuardPolicy, ledger: Ledger | None, customers_by_id
 SUPPRESSED_COLUMNS = [Column("客户编号"), Column("类型"), Column("规则编号"), Column("保护规则"), Column("原因", width=70), Column("幂等键")]
 RESCHEDULED_COLUMNS = [Column("客户编号"), Column("规则编号"), Column("原定时间", kind="datetime"), Column("发送时间", kind="datetime"),
                        Column("原因", width=50), Column("幂等键")]
+RECALLED_COLUMNS = [Column("客户编号"), Column("规则编号"), Column("渠道"), Column("模板"), Column("原定发送时间", kind="datetime"),
+                    Column("保护规则"), Column("原因", width=60), Column("发出的运行", width=24), Column("幂等键")]
 
 
 GUARD_REPORT_NAME = "guards.xlsx"
@@ -817,14 +898,17 @@ def write_guard_report(folder: Path, result: GuardResult) -> dict[str, Any]:
 
 
 def guard_report(result: GuardResult) -> Workbook:
-    """``guards.xlsx``: what the guards held back and what they moved, for ops staff who wonder why
-    a customer got nothing. Ids only, no personal data."""
+    """``guards.xlsx``: what the guards held back, what they moved and which earlier runs' messages
+    they recalled, for ops staff who wonder why a customer got nothing. Ids only, no personal data."""
     suppressed_rows = [
         (s.customer_id, "任务" if s.kind == "task" else "消息", s.rule_id, GUARD_LABELS.get(s.guard, s.guard), s.reason, s.key)
         for s in result.suppressed
     ]
     moved_rows = [(r.customer_id, r.rule_id, r.requested, r.send_at, r.reason, r.key) for r in result.rescheduled]
+    recalled_rows = [(r.customer_id, r.rule_id, r.channel, r.template, r.send_at, GUARD_LABELS.get(r.guard, r.guard), r.reason,
+                      r.issued_by, r.key) for r in result.recalled]
     return Workbook([
         Sheet("被拦截 suppressed", SUPPRESSED_COLUMNS, suppressed_rows),
         Sheet("已改期 rescheduled", RESCHEDULED_COLUMNS, moved_rows),
+        Sheet("已撤回 recalled", RECALLED_COLUMNS, recalled_rows),
     ], title="发送保护 guards")

@@ -30,6 +30,14 @@ longer hold anything back, so the corrected batch issues them. They stay readabl
 is executed again (``withdrawn_seq``: the last run recorded when it was withdrawn), so it reproduces.
 ``run --force`` on the withdrawn run itself issues its items again (and ends the withdrawal).
 
+Recalled messages (``recalls``): a message issued ahead (a birthday greeting for next week) whose
+customer has since opted out, withdrawn consent or lost the address is recalled by a later run
+(``engine.guards.find_recalls``). The recall is a row of its own (the message's row stays, with its
+key: the period's greeting is not issued again); from the recalling run on, the message no longer
+counts for the caps and the min-gap guard (it is not sent) and is not pending any more. A recall
+counts like the recalling run's other rows: not once that run is withdrawn, and for a re-executed
+run only if recorded before it.
+
 One run at a time: ``one_run_at_a_time`` lets a run check the guards against the ledger and record
 its rows only when no other run on the same ledger is between those two steps (a second run waits,
 and then sees the first one's rows: nothing is issued twice, and no run fails on a duplicate).
@@ -60,7 +68,7 @@ from engine.errors import EngineError, Location, Problem
 from engine.outputs import STAGE_LABELS
 from engine.xlsx_out import Column, Sheet, escape_text, write_workbook
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_LEDGER_NAME = "ledger.sqlite"
 
 _WITHDRAWN_SCHEMA = """
@@ -73,14 +81,32 @@ CREATE INDEX IF NOT EXISTS withdrawn_by_run ON withdrawn_issued (run_id);
 CREATE VIEW IF NOT EXISTS all_issued AS SELECT * FROM issued UNION ALL SELECT * FROM withdrawn_issued;
 """
 
+# Messages an earlier run issued ahead and a later run recalled (``pending_messages``, ``find_recalls``).
+# ``run_id`` is the recalling run, so the history conditions on runs apply to recalls as to issued rows.
+_RECALLS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS recalls (
+    key         TEXT NOT NULL,       -- the recalled message's idempotency key (issued.key, kind message)
+    issued_by   TEXT NOT NULL,       -- the run that issued it
+    run_id      TEXT NOT NULL REFERENCES runs(run_id),  -- the run that recalled it
+    recalled_at TEXT NOT NULL,       -- that run's as-of instant
+    guard       TEXT NOT NULL,       -- the guard that would now hold it back (no-contact, opt-out, consent)
+    reason      TEXT NOT NULL,       -- why, in Chinese (ids only, no personal data)
+    PRIMARY KEY (key, run_id)
+);
+CREATE INDEX IF NOT EXISTS recalls_by_run ON recalls (run_id);
+"""
+
 # For the min-gap guard (``latest_issues``): the latest issue of a rule to a customer is one seek.
 # Not a schema change (an older crm-engine reads the file as before): a ledger made before it gets it
 # when a run first asks (``latest_issues``), which takes a moment once on a large ledger.
 _BY_RULE_INDEX = "CREATE INDEX IF NOT EXISTS issued_by_rule ON issued (rule_id, customer_id, kind, issued_at)"
+# For recalls (``pending_messages``): the messages still to be sent are a few days' worth, found by send time.
+_BY_SEND_AT_INDEX = "CREATE INDEX IF NOT EXISTS issued_by_send_at ON issued (send_at) WHERE kind = 'message'"
 
 # Migrations: version N → SQL that upgrades a version N-1 ledger. Version 1 is the initial schema;
-# version 2 can withdraw runs.
+# version 2 can withdraw runs; version 3 records recalled messages.
 MIGRATIONS: dict[int, str] = {
+    3: _RECALLS_SCHEMA,
     2: """
 ALTER TABLE runs ADD COLUMN withdrawn_at TEXT;
 ALTER TABLE runs ADD COLUMN withdrawn_seq INTEGER;
@@ -121,7 +147,7 @@ CREATE TABLE IF NOT EXISTS issued (
 );
 CREATE INDEX IF NOT EXISTS issued_by_customer ON issued (customer_id, kind, send_at);
 CREATE INDEX IF NOT EXISTS issued_by_run ON issued (run_id);
-""" + _WITHDRAWN_SCHEMA + ";" + _BY_RULE_INDEX
+""" + _WITHDRAWN_SCHEMA + ";" + _RECALLS_SCHEMA + ";" + _BY_RULE_INDEX + ";" + _BY_SEND_AT_INDEX
 
 # Columns of an entry, in table order.
 FIELDS = ("key", "kind", "customer_id", "rule_id", "stage", "channel", "category", "template", "assignee",
@@ -152,6 +178,7 @@ class Entry:
     run_id: str
     issued_at: datetime
     withdrawn_at: datetime | None = None  # its run was withdrawn then (``Ledger.withdraw``)
+    recalled_by: str | None = None  # the run that recalled this message (``Ledger.stage`` recalls)
 
     @property
     def as_of(self) -> date:
@@ -173,7 +200,7 @@ def _from_text(text: str | None) -> datetime | None:
 
 
 def _entry(row: sqlite3.Row | tuple) -> Entry:
-    values = dict(zip((*FIELDS, "withdrawn_at"), row))
+    values = dict(zip((*FIELDS, "withdrawn_at", "recalled_by"), row))
     for name in (*_TIME_FIELDS, "withdrawn_at"):
         if name in values:
             values[name] = _from_text(values[name])
@@ -278,22 +305,40 @@ class Ledger:
         """The table, SQL condition and parameters for the rows run ``for_run`` sees: those of runs
         recorded before it if it is in the ledger already (a re-execution), else all rows; withdrawn
         runs' rows only for a run recorded before the withdrawal. ``for_run`` None: a new run."""
+        condition, params, state = self._runs_seen(for_run, f"{alias}.run_id")
+        if state == "new":
+            return f"issued AS {alias}", "1", []  # withdrawn rows are not in the issued table
+        if state == "withdrawn":  # a withdrawn run issued again: withdrawn rows may count too
+            return f"all_issued AS {alias}", condition, params
+        # Without withdrawn runs, the issued table alone (its index serves the join; a UNION view's does not).
+        any_withdrawn = self.conn.execute("SELECT 1 FROM runs WHERE withdrawn_at IS NOT NULL LIMIT 1").fetchone()
+        return f"{'all_issued' if any_withdrawn else 'issued'} AS {alias}", condition, params
+
+    def _runs_seen(self, for_run: str | None, column: str) -> tuple[str, list[Any], str]:
+        """The SQL condition (and parameters) on a run id ``column`` for the runs whose rows run
+        ``for_run`` sees, and what ``for_run`` is: "new", "recorded" or "withdrawn". A new run sees every
+        run not withdrawn; a re-executed one the runs recorded before it (withdrawn ones if withdrawn after it)."""
         row = None if for_run is None else self.conn.execute(
             "SELECT seq, withdrawn_at FROM runs WHERE run_id = ?", (for_run,)).fetchone()
         if row is None:
-            return f"issued AS {alias}", "1", []  # withdrawn rows are not in the issued table
+            return f"{column} IN (SELECT run_id FROM runs WHERE withdrawn_at IS NULL)", [], "new"
         seq, withdrawn_at = row
         if withdrawn_at is not None:
             # Issued again (run --force): later runs were not guarded against it, so it is guarded
             # against them; runs before it are seen as it saw them.
-            return (f"all_issued AS {alias}",
-                    f"{alias}.run_id IN (SELECT run_id FROM runs WHERE run_id != ? AND "
-                    "(withdrawn_at IS NULL OR (seq < ? AND withdrawn_seq >= ?)))", [for_run, seq, seq])
-        # Without withdrawn runs, the issued table alone (its index serves the join; a UNION view's does not).
-        any_withdrawn = self.conn.execute("SELECT 1 FROM runs WHERE withdrawn_at IS NOT NULL LIMIT 1").fetchone()
-        return (f"{'all_issued' if any_withdrawn else 'issued'} AS {alias}",
-                f"{alias}.run_id IN (SELECT run_id FROM runs WHERE seq < ? AND (withdrawn_at IS NULL OR withdrawn_seq >= ?))",
-                [seq, seq])
+            return (f"{column} IN (SELECT run_id FROM runs WHERE run_id != ? AND "
+                    "(withdrawn_at IS NULL OR (seq < ? AND withdrawn_seq >= ?)))", [for_run, seq, seq], "withdrawn")
+        return (f"{column} IN (SELECT run_id FROM runs WHERE seq < ? AND (withdrawn_at IS NULL OR withdrawn_seq >= ?))",
+                [seq, seq], "recorded")
+
+    def _not_recalled(self, for_run: str | None, alias: str) -> tuple[str, list[Any]]:
+        """An SQL condition (and parameters) true for the rows of ``alias`` that are no message a run
+        seen by ``for_run`` recalled: a recalled message is not sent, so caps and gaps do not count it."""
+        if self.conn.execute("SELECT 1 FROM recalls LIMIT 1").fetchone() is None:
+            return "1", []  # the usual case: nothing to look up per row
+        seen, params, _ = self._runs_seen(for_run, "rc.run_id")
+        return (f"({alias}.kind != 'message' OR NOT EXISTS (SELECT 1 FROM recalls AS rc WHERE rc.key = {alias}.key AND {seen}))",
+                params)
 
     def was_issued(self, key: str, kind: str | None = None, for_run: str | None = None) -> Entry | None:
         """The entry for ``key`` (of ``kind``, if given), as run ``for_run`` sees the ledger
@@ -349,10 +394,12 @@ class Ledger:
         after = date.fromordinal(until.toordinal() + 1)  # rows before the start of the day after ``until``
         with self._wanted("INSERT OR IGNORE INTO temp.gap_wanted (kind, customer_id, rule_id) VALUES (?, ?, ?)", wanted):
             table, history, params = self._history(for_run, "i")
+            sent, sent_params = self._not_recalled(for_run, "i")
             sql = (f"SELECT w.kind, w.customer_id, w.rule_id, MAX(i.issued_at) FROM temp.gap_wanted AS w JOIN {table} "
                    "ON i.rule_id = w.rule_id AND i.customer_id = w.customer_id AND i.kind = w.kind "
-                   f"WHERE i.issued_at >= ? AND i.issued_at < ? AND {history} GROUP BY w.rule_id, w.customer_id, w.kind")
-            for kind, customer_id, rule_id, issued_at in self.conn.execute(sql, [since.isoformat(), after.isoformat(), *params]):
+                   f"WHERE i.issued_at >= ? AND i.issued_at < ? AND {history} AND {sent} GROUP BY w.rule_id, w.customer_id, w.kind")
+            for kind, customer_id, rule_id, issued_at in self.conn.execute(
+                    sql, [since.isoformat(), after.isoformat(), *params, *sent_params]):
                 day = parsed.get(issued_at)
                 if day is None:
                     day = parsed[issued_at] = date.fromisoformat(issued_at[:10])
@@ -430,9 +477,10 @@ class Ledger:
         if not categories:
             return 0
         table, history, history_params = self._history(for_run)
+        sent, sent_params = self._not_recalled(for_run, "issued")
         sql = (f"SELECT COUNT(*) FROM {table} WHERE kind = 'message' AND customer_id = ? "
-               f"AND category IN ({', '.join('?' for _ in categories)}) AND COALESCE(send_at, issued_at) > ? AND {history}")
-        params: list[Any] = [customer_id, *categories, to_text(since), *history_params]
+               f"AND category IN ({', '.join('?' for _ in categories)}) AND COALESCE(send_at, issued_at) > ? AND {history} AND {sent}")
+        params: list[Any] = [customer_id, *categories, to_text(since), *history_params, *sent_params]
         if until is not None:
             sql += " AND COALESCE(send_at, issued_at) < ?"
             params.append(to_text(until))
@@ -443,9 +491,10 @@ class Ledger:
         """Bulk form for the caps: customer id → [(category, send time)] of messages sent after
         ``since`` (and before ``until``) in the history run ``for_run`` sees, in time order."""
         table, history, history_params = self._history(for_run)
+        sent, sent_params = self._not_recalled(for_run, "issued")
         sql = ("SELECT customer_id, category, COALESCE(send_at, issued_at) AS t FROM " + table + " "
-               f"WHERE kind = 'message' AND COALESCE(send_at, issued_at) > ? AND {history}")
-        params: list[Any] = [to_text(since), *history_params]
+               f"WHERE kind = 'message' AND COALESCE(send_at, issued_at) > ? AND {history} AND {sent}")
+        params: list[Any] = [to_text(since), *history_params, *sent_params]
         if until is not None:
             sql += " AND COALESCE(send_at, issued_at) < ?"
             params.append(to_text(until))
@@ -457,6 +506,21 @@ class Ledger:
                 when = parsed[moment] = datetime.fromisoformat(moment)
             out.setdefault(customer_id, []).append((category, when))
         return out
+
+    def pending_messages(self, after: datetime, for_run: str | None = None) -> list[Entry]:
+        """Messages issued in the history run ``for_run`` sees whose send time is later than ``after``
+        (not sent yet) and that no run it sees recalled, by customer, send time and key: what a run
+        checks again for recall (``engine.guards.find_recalls``)."""
+        self.conn.execute(_BY_SEND_AT_INDEX)  # a ledger made before the index gets it (once)
+        table, history, params = self._history(for_run, "issued")
+        sent, sent_params = self._not_recalled(for_run, "issued")
+        sql = (f"SELECT {', '.join(FIELDS)} FROM {table} WHERE kind = 'message' AND send_at > ? AND {history} AND {sent} "
+               "ORDER BY customer_id, send_at, key")
+        return [_entry(row) for row in self.conn.execute(sql, [to_text(after), *params, *sent_params])]
+
+    def recall_count(self, run_id: str) -> int:
+        """How many earlier messages run ``run_id`` recalled."""
+        return self.conn.execute("SELECT COUNT(*) FROM recalls WHERE run_id = ?", (run_id,)).fetchone()[0]
 
     def has_run(self, run_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
@@ -473,7 +537,7 @@ class Ledger:
         issued again by a later run, would clash with its re-recorded rows."""
         self.conn.execute("BEGIN IMMEDIATE")
         later = "SELECT run_id FROM runs WHERE seq > (SELECT seq FROM runs WHERE run_id = ?)"
-        for table in ("issued", "withdrawn_issued"):
+        for table in ("issued", "withdrawn_issued", "recalls"):
             self.conn.execute(f"DELETE FROM {table} WHERE run_id IN ({later})", (run_id,))
         self.conn.execute(f"DELETE FROM runs WHERE run_id IN ({later})", (run_id,))
         self.conn.execute("COMMIT")
@@ -511,12 +575,14 @@ class Ledger:
             target.close()
 
     # -- writing -------------------------------------------------------------------------------
-    def record(self, run_id: str, as_of_time: datetime, tasks: Iterable[Task], messages: Iterable[Message]) -> None:
-        """Record what a run issued, in one transaction. Replaces the rows this run id recorded
+    def record(self, run_id: str, as_of_time: datetime, tasks: Iterable[Task], messages: Iterable[Message],
+               recalls: Iterable[Any] = ()) -> None:
+        """Record what a run issued (and the earlier messages it recalled: ``engine.guards.Recall``), in
+        one transaction. Replaces the rows this run id recorded
         before (a re-execution). Raises if a key was already issued by another run: that means
         the guards were bypassed (or two runs wrote at once), and silently keeping either row
         would hide it."""
-        self.stage(run_id, as_of_time, tasks, messages)
+        self.stage(run_id, as_of_time, tasks, messages, recalls)
         self.commit()
 
     def commit(self) -> None:
@@ -528,7 +594,8 @@ class Ledger:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
 
-    def stage(self, run_id: str, as_of_time: datetime, tasks: Iterable[Task], messages: Iterable[Message]) -> None:
+    def stage(self, run_id: str, as_of_time: datetime, tasks: Iterable[Task], messages: Iterable[Message],
+              recalls: Iterable[Any] = ()) -> None:
         """``record`` up to its commit: the rows are written in an open transaction (holding the
         ledger's write lock) until ``commit`` or ``discard``. A batch run stages while it writes
         its files and commits once its run folder is in place; killed in between, SQLite rolls
@@ -559,6 +626,7 @@ class Ledger:
         try:
             self.conn.execute("DELETE FROM issued WHERE run_id = ?", (run_id,))
             self.conn.execute("DELETE FROM withdrawn_issued WHERE run_id = ?", (run_id,))  # issued again: it stands
+            self.conn.execute("DELETE FROM recalls WHERE run_id = ?", (run_id,))
             # A re-executed run keeps its place in the order; a new run goes last.
             known = self.conn.execute("SELECT seq FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             seq = known[0] if known else self.conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs").fetchone()[0]
@@ -575,6 +643,9 @@ class Ledger:
                     location=Location(file=str(self.path)),
                     fix="再运行一次：发送保护会跳过已由其他运行发出的项 / run again: the guards then skip what another run issued",
                 )) from None
+            self.conn.executemany(
+                "INSERT INTO recalls (key, issued_by, run_id, recalled_at, guard, reason) VALUES (?, ?, ?, ?, ?, ?)",
+                ((r.key, r.issued_by, run_id, issued_at, r.guard, r.reason) for r in recalls))
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
@@ -594,7 +665,10 @@ class Ledger:
         if since is not None:
             clauses.append("i.issued_at >= ?")
             params.append(_since_text(since))
-        sql = (f"SELECT {', '.join('i.' + f for f in FIELDS)}, r.withdrawn_at FROM all_issued AS i "
+        # The run that recalled a message (one not withdrawn; the first, should two have).
+        recalled = ("(SELECT MIN(rc.run_id) FROM recalls AS rc JOIN runs AS rr ON rr.run_id = rc.run_id "
+                    "WHERE rc.key = i.key AND i.kind = 'message' AND rr.withdrawn_at IS NULL)")
+        sql = (f"SELECT {', '.join('i.' + f for f in FIELDS)}, r.withdrawn_at, {recalled} FROM all_issued AS i "
                "LEFT JOIN runs AS r ON r.run_id = i.run_id")
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
@@ -632,6 +706,7 @@ EXPORT_COLUMNS = [
     ("run_id", "运行编号 run", "text"),
     ("key", "幂等键 key", "text"),
     ("withdrawn_at", "撤回时间 withdrawn", "datetime"),
+    ("recalled_by", "已撤回发送的运行 recalled by", "text"),  # a message issued ahead, recalled before its send time
 ]
 
 
@@ -697,7 +772,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """Rows as an aligned text table for the terminal (CJK characters count two columns)."""
     columns = [(f, h.split(" ")[0]) for f, h, _ in EXPORT_COLUMNS
                if f in ("issued_at", "kind", "customer_id", "rule_id", "channel", "category", "assignee", "send_at", "due", "run_id",
-                        "withdrawn_at")]
+                        "withdrawn_at", "recalled_by")]
 
     def cell(value: Any) -> str:
         if isinstance(value, datetime):

@@ -61,6 +61,9 @@ def _withdraw(ledger, path: Path, run_id: str, reason: str, yes: bool, tz, outbo
     click.echo(f"撤回运行 {run_id}（as-of {run['as_of']:%Y-%m-%d %H:%M}，任务 {run['tasks']}，消息 {run['messages']}）：\n"
                "  它发出的任务和消息将不再拦截之后的运行（去重、频次上限），修正后的一批会重新发出它们。\n"
                "  只在这些任务和消息没有被执行、没有发出时撤回，否则客户会收到两次。")
+    recalled = ledger.recall_count(run_id)
+    if recalled:
+        click.echo(f"  它撤回的 {recalled} 条此前已排期的消息（messages/recalls.jsonl）也不再算撤回：之后的运行会重新核对它们。")
     if not yes and not click.confirm("确定撤回？ Withdraw this run?", default=False):
         click.echo("未撤回 Nothing withdrawn.")
         return

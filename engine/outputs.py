@@ -249,6 +249,22 @@ def write_messages(folder: Path, messages: list[Message]) -> dict[str, int]:
     return counts
 
 
+RECALLS_NAME = "messages/recalls.jsonl"
+
+
+def write_recalls(folder: Path, recalls: list[Any]) -> None:
+    """messages/recalls.jsonl for the sending system: messages earlier runs issued ahead that must not
+    be sent after all (``engine.guards.find_recalls``), one JSON object per line, by customer, send
+    time and key. Written only when there are some. Ids only: no address, no text."""
+    if not recalls:
+        return
+    (folder / "messages").mkdir(parents=True, exist_ok=True)
+    write_jsonl(folder / RECALLS_NAME, (
+        {"key": r.key, "customer_id": r.customer_id, "channel": r.channel, "template": r.template, "category": r.category,
+         "rule_id": r.rule_id, "send_at": r.send_at, "issued_by": r.issued_by, "guard": r.guard, "reason": r.reason}
+        for r in recalls))
+
+
 def customer_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> list[tuple]:
     """The cells of customers.xlsx: one tuple per customer row, in ``columns`` order (key, header, kind)."""
     keys = [key for key, _, _ in columns]

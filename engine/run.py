@@ -35,7 +35,7 @@ from engine.model import Dataset
 from engine.outbox import RunFolder, build_manifest, check_writable, file_entry, make_run_id, sha256_file, tidy_after_killed_runs, write_json
 from engine.parallel import SecondEvaluator, SecondWriter, facts_start, helpers
 from engine.outputs import (DECISIONS_NAME, customer_table, task_contacts, write_customers, write_decisions, write_messages,
-                            write_rejects, write_tasks)
+                            write_recalls, write_rejects, write_tasks)
 from engine.policy.loader import PolicySet
 from engine.policy.model import STAGES, AddScore, MessageSpec, SetTag, TaskSpec
 from engine.readers import load_columns, read_inbox
@@ -406,7 +406,7 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
             del stage_files
             customers_by_id = {c.customer_id: c for c in dataset.customers}
             guards = guard_evaluation(guard_policy, ledger, customers_by_id, evaluation,
-                                      send_from(options.as_of, options.as_of_time), run_id)
+                                      send_from(options.as_of, options.as_of_time), run_id, policyset.organization)
             # 上次派发 and 第几次 of the task sheets: read before this run's rows are staged.
             history = ledger.task_history({(t.rule_id, t.customer_id): None for t in evaluation.tasks}, as_of_time, run_id)
             # The 仍待处理 page: the earlier task each still-open one is (one query, as the history).
@@ -417,14 +417,14 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
             # folder lands. With the helpers, on a thread while the files are written (SQLite lets go
             # of the GIL); in one process, after them (its page cache would add to the memory peak).
             if writer is not None:
-                staged = recorder.submit(ledger.stage, run_id, as_of_time, evaluation.tasks, evaluation.messages)
+                staged = recorder.submit(ledger.stage, run_id, as_of_time, evaluation.tasks, evaluation.messages, guards.recalled)
             counts = _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts,
                                        evaluation, guards, input_files, used_templates, run_id, as_of_time, ledger_path,
                                        writer, warnings, customers_by_id, history, open_work)
             if staged is not None:
                 staged.result()
             else:
-                ledger.stage(run_id, as_of_time, evaluation.tasks, evaluation.messages)
+                ledger.stage(run_id, as_of_time, evaluation.tasks, evaluation.messages, guards.recalled)
         ledger.commit()
         say("结果文件已写入，联系台账已更新")
     except BaseException:
@@ -580,6 +580,7 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     # customers ~2 s for 1.1M firings; each file on its own would take as long again).
     firing_summary = summarize_firings(evaluation.firings, policyset)
     write_messages(out, evaluation.messages)
+    write_recalls(out, guards.recalled)
     write_report(out, manifest, evaluation, summary=firing_summary)
     write_rejects(out, dataset.rejects)
     write_decisions(out, evaluation.firings)

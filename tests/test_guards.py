@@ -477,7 +477,8 @@ def test_guard_evaluation_updates_the_evaluation_and_report(tmp_path):
     assert [m.customer_id for m in evaluation.messages] == ["C001"]
     assert evaluation.customer_rows[1]["message_count"] == 0 and evaluation.customer_rows[0]["message_count"] == 1
     assert evaluation.firings[1].suppressed_by == "opt-out"
-    assert result.counts() == {"suppressed": 1, "suppressed_by_guard": {"opt-out": 1}, "rescheduled": 1}
+    assert result.counts() == {"suppressed": 1, "suppressed_by_guard": {"opt-out": 1}, "rescheduled": 1,
+                               "recalled": 0, "recalled_by_guard": {}}
 
     write_guard_report(tmp_path, result)
     wb = openpyxl.load_workbook(tmp_path / "guards.xlsx", read_only=True)
@@ -511,3 +512,21 @@ def test_a_date_only_run_late_in_the_evening_is_warned_about():
     assert late_date_only_run(policy, day(2026, 11, 20), datetime(2026, 11, 20, 22, 30)).startswith("注意：这一批按 as-of 2026-11-20 当天 10:00 发送")
     assert late_date_only_run(policy, day(2026, 11, 20), datetime(2026, 11, 20, 15, 0)) is None  # past 10:00, not quiet hours
     assert late_date_only_run(policy, day(2026, 11, 20), datetime(2026, 11, 20, 8, 0)) is None  # before the send time
+
+
+def test_a_message_recalled_by_this_run_no_longer_counts_for_its_caps(tmp_path):
+    """A greeting issued on 11-28 for 12-01 on SMS; on 11-29 the customer has no phone number any more:
+    the run recalls it (no-contact) and its own marketing e-mail is not capped by it (7-day cap of 2:
+    the offer of 11-28 and the recalled greeting would have made 2)."""
+    org = load_policies(REPO / "policies").organization
+    greeting = dataclasses.replace(message(rule="care.birthday", period="2026"), send_on=date(2026, 12, 1))
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        first = run(ledger, "run-1", datetime(2026, 11, 28, 10, 0), [greeting, message(rule="care.offer", period="2026-11")])
+        assert len(first.kept_messages) == 2
+        no_phone = dataclasses.replace(customer(), phone=None, email="c001@example.com")
+        mail = dataclasses.replace(message(rule="care.news", period="2026-11-29"), channel="email", address="c001@example.com")
+        evaluation = SimpleNamespace(tasks=[], messages=[mail], firings=[], customer_rows=[])
+        result = guard_evaluation(POLICY, ledger, {"C001": no_phone}, evaluation, datetime(2026, 11, 29, 10, 0), "run-2", org)
+    assert [(r.key, r.guard, r.reason, r.issued_by) for r in result.recalled] == [
+        ("care.birthday|C001|2026", "no-contact", "客户没有手机号，原定的短信消息无法送达", "run-1")]
+    assert [m.key for m in result.kept_messages] == ["care.news|C001|2026-11-29"] and result.suppressed == []

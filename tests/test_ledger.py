@@ -401,5 +401,6 @@ def test_a_version_1_ledger_is_upgraded_and_keeps_its_rows(tmp_path):
         assert ledger.withdraw("old-run", "测试", datetime(2026, 11, 1, 8, 0)) == (1, 0)
         assert ledger.was_issued("care.revisit|C001|2026-10") is None
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("SELECT COUNT(*) FROM recalls").fetchone()[0] == 0  # version 3: recalled messages
     conn.close()
