@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from engine.customer_columns import column_headers
 from engine.decisions import Firing, jsonable
 from engine.errors import Location, PolicyError, Problem, decode_utf8
 from engine.outbox import file_entry
@@ -458,9 +459,7 @@ def report_data(manifest: dict[str, Any], evaluation: Any, summary: FiringSummar
              ("消息", len(evaluation.messages))]
     sections: list[dict[str, Any]] = []
 
-    from engine.run import CUSTOMER_COLUMNS, TAG_LABELS
-
-    headers = {**TAG_LABELS, **{key: header for key, header, _kind in CUSTOMER_COLUMNS}}
+    headers = column_headers()
     tag_counts = {tag: Counter() for tag in summary.classification_tags}
     for r in rows:  # one pass for all tags: a large run has 100,000 rows, each a dict of its own
         for tag, counter in tag_counts.items():

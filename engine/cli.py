@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from engine import __version__
-from engine.cli_tools import existing_inbox, parse_as_of, split_as_of
+from engine.cli_tools import OptionError, existing_inbox, parse_as_of, split_as_of
 from engine.errors import EngineError, Location, Problem
 
 
@@ -21,7 +21,7 @@ def _parse_date(_ctx, _param, value):
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"'{value}' 不是 2026-11-20 这样的日期 / '{value}' is not a date like 2026-11-20") from None
+        raise OptionError(f"'{value}' 不是 2026-11-20 这样的日期 / '{value}' is not a date like 2026-11-20") from None
 
 
 def _fail(exc: EngineError) -> None:

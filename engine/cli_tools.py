@@ -19,6 +19,23 @@ from engine.errors import EngineError
 _FOLDER = click.Path(path_type=Path, file_okay=False)
 
 
+class OptionError(click.BadParameter):
+    """A bad value of one of our options, said Chinese first: click's own frame ("Error: Invalid value
+    for '--as-of': ...") is English. ``message``: "中文 / English"."""
+
+    def format_message(self) -> str:
+        hint = self.param.get_error_hint(self.ctx) if self.param is not None else "?"
+        zh, _, en = self.message.partition(" / ")
+        return f"选项 {hint} 的值不对：{zh} / invalid value for {hint}: {en or zh}"
+
+    def show(self, file=None) -> None:
+        color = self.ctx.color if self.ctx is not None else None
+        if self.ctx is not None:
+            click.echo(f"{self.ctx.get_usage()}\n帮助 / help: {self.ctx.command_path} --help\n",
+                       file=file, err=True, color=color)
+        click.echo(f"错误 / Error: {self.format_message()}", file=file, err=True, color=color)
+
+
 def parse_as_of(_ctx, _param, value):
     """A date (the end of that day) or an instant such as 2026-11-20T12:00 (to the minute; an
     instant with a UTC offset, 2026-11-20T04:00Z, is read in the policies' time zone by
@@ -30,19 +47,19 @@ def parse_as_of(_ctx, _param, value):
         if "T" in text:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if moment.second or moment.microsecond:  # they were dropped without a word: 23:59:59 became 23:59
-                raise click.BadParameter(f"'{value}'：时间只写到分钟，如 {moment:%Y-%m-%dT%H:%M} / "
+                raise OptionError(f"'{value}'：时间只写到分钟，如 {moment:%Y-%m-%dT%H:%M} / "
                                          f"'{value}': give the time to the minute, e.g. {moment:%Y-%m-%dT%H:%M}")
             return moment
         return date.fromisoformat(text)
     except ValueError:
-        raise click.BadParameter(f"'{value}' 不是 2026-11-20 这样的日期，也不是 2026-11-20T12:00 这样的时间 / "
+        raise OptionError(f"'{value}' 不是 2026-11-20 这样的日期，也不是 2026-11-20T12:00 这样的时间 / "
                                  f"'{value}' is not a date like 2026-11-20 or a time like 2026-11-20T12:00") from None
 
 
 def existing_inbox(_ctx, _param, value):
     """--inbox must name a folder that exists (click's own message for it is English only)."""
     if value is not None and not Path(value).exists():
-        raise click.BadParameter(f"收件箱文件夹 {value} 不存在 / the inbox folder {value} does not exist")
+        raise OptionError(f"收件箱文件夹 {value} 不存在 / the inbox folder {value} does not exist")
     return value
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from engine.cli_tools import OptionError
 from engine.errors import EngineError, Location, Problem
 
 
@@ -16,7 +17,7 @@ def _parse_since(_ctx, _param, value):
     try:
         return date.fromisoformat(value.strip())
     except ValueError:
-        raise click.BadParameter(f"'{value}' is not a date like 2026-11-20") from None
+        raise OptionError(f"'{value}' 不是 2026-11-20 这样的日期 / '{value}' is not a date like 2026-11-20") from None
 
 
 def _customer_id(_ctx, _param, value):
@@ -27,7 +28,7 @@ def _customer_id(_ctx, _param, value):
 
     cid = to_id(value)
     if cid is None:
-        raise click.BadParameter(f"'{value}' is not a customer id (客户编号)")
+        raise OptionError(f"'{value}' 不是客户编号 / '{value}' is not a customer id (客户编号)")
     return cid
 
 

@@ -76,7 +76,7 @@ def export_files(inbox: Path) -> list[Path]:
 
 
 _OTHER_SPREADSHEETS = (".xls", ".xlsm", ".xlsb", ".csv", ".ods", ".et")
-_TABLE_ZH = {"customers": "客户", "interactions": "互动记录", "orders": "订单"}  # in bilingual warnings
+TABLE_ZH = {"customers": "客户", "interactions": "互动记录", "orders": "订单"}  # in bilingual warnings
 
 
 def read_inbox(inbox: Path, columns: ColumnsSpec, *, warnings: list[Problem] | None = None) -> Dataset:
@@ -186,7 +186,7 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
                 # A pivot or summary beside the table in the same workbook (客户编号, 客户名称, 求和项:…):
                 # its rows would replace the real ones (duplicate ids keep the later row). A sheet with as
                 # many of the table's columns (the rest of the rows on Sheet2) is read.
-                zh = _TABLE_ZH[part.table]
+                zh = TABLE_ZH[part.table]
                 _warn(warn, Problem("ignored-sheet", f"工作表 {part.sheet} 没有读取（{len(part.facts)} 行）：它的表头像{zh}，"
                                     f"但列比本工作簿的{zh}工作表少，像是数据透视表或汇总表 / sheet {part.sheet} was not read "
                                     f"({len(part.facts)} rows): its headers look like {part.table}, but with fewer of "
@@ -215,7 +215,7 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
     if fatal:
         raise InputError([*fatal, *hidden])
     for match, problems in near_misses:
-        sheet, zh, lacking = problems[0].location.sheet, _TABLE_ZH[match.table], ", ".join(match.missing_required)
+        sheet, zh, lacking = problems[0].location.sheet, TABLE_ZH[match.table], ", ".join(match.missing_required)
         lacking_zh = "、".join(columns.tables[match.table].fields[f].aliases[0] for f in match.missing_required)
         _warn(warn, Problem("ignored-sheet", f"工作表 {sheet} 没有读取：它像{zh}，但没有「{lacking_zh}」列；{zh}已从其他工作表读取 / "
                             f"sheet {sheet} was not read: it looks like {match.table} but has no column for {lacking}; "
@@ -232,7 +232,7 @@ def _read_files(inbox: Path, files: list[Path], columns: ColumnsSpec, warn: list
         if table not in found:
             # The inbox by its name, not its path: the warning is kept in the run folder, which must
             # read the same when verify re-runs it from the recorded (absolute) folders.
-            zh = _TABLE_ZH[table]
+            zh = TABLE_ZH[table]
             _warn(warn, Problem("missing-table", f"收件箱 {inbox.name} 里没有{zh}工作表，本次运行没有{zh} / no {table} sheet "
                                 f"found in the inbox {inbox.name}; continuing without {table}",
                                 Location(file=inbox.name), WARNING))
@@ -1338,7 +1338,7 @@ def _dedupe(objs: list, id_field: str, label: str, rejects: list[Reject], warn: 
                               f"{label} {get_id(o)} appears again at {newer.source}; the later row is kept"))
     if other_customer:
         o, newer = other_customer[0]
-        zh = _TABLE_ZH[label.split()[0] + "s"]
+        zh = TABLE_ZH[label.split()[0] + "s"]
         _warn(warn, Problem(
             "id-for-two-customers", f"{len(other_customer)} 条{zh}的编号又出现在另一位客户名下（如编号 {get_id(o)}：{_where_zh(o.source)}"
             f"是 {o.customer_id}，{_where_zh(newer.source)}是 {newer.customer_id}）：编号列像是行号，不是记录自己的编号，前面的行丢了 / "
@@ -1441,7 +1441,7 @@ def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str
         if customer_files is None:
             customer_files = _files_of(customers)
         files = _files_of(objs)
-        zh, n, bad = _TABLE_ZH[table], len(named), len(missing)
+        zh, n, bad = TABLE_ZH[table], len(named), len(missing)
         # As many strangers as customers: another export. A few new leads not yet in the customers export
         # (10 interactions of one) are only warned about.
         if n >= 10 and bad * 100 >= n * 95 and bad * 2 >= len(known):
@@ -1467,7 +1467,7 @@ def _match_customer_ids(customers: list, known: set[str], tables: list[tuple[str
                     "export is complete (not filtered) and that both exports come from the same system")))
     if changed:
         files = "、".join(sorted(changed_files))
-        count = "，".join(f"{_TABLE_ZH[t]} {n} 个" for t, n in changed.items())
+        count = "，".join(f"{TABLE_ZH[t]} {n} 个" for t, n in changed.items())
         count_en = ", ".join(f"{n} in {t}" for t, n in changed.items())
         _warn(warn, Problem(
             "customer-id-leading-zeros",

@@ -42,36 +42,10 @@ from engine.readers import load_columns, read_inbox
 from engine.render import make_environment
 from engine.unread_columns import unread_column_warnings
 from engine.validate import calendar_ahead_warnings, load_checked_policies
+from engine.customer_columns import CUSTOMER_COLUMNS, TAG_LABELS
 from engine.stages import CustomerFacts, StageSetup, build_stage_modules, stage_feature_catalog
 from engine.xlsx_out import write_workbooks
 
-# customers.xlsx columns: (feature or tag key, header, cell kind)
-CUSTOMER_COLUMNS = [
-    ("customer_id", "客户编号", "text"),
-    ("name", "客户名称", "text"),
-    ("owner", "客户经理", "text"),
-    ("value_tier", "价值等级", "text"),
-    ("need_type", "需求类型", "text"),
-    ("lifecycle_stage", "合作阶段", "text"),
-    ("sales_stage", "销售阶段", "text"),
-    ("risk_level", "风险等级", "text"),
-    ("service_team", "服务团队", "text"),
-    ("revisit_interval_days", "回访间隔(天)", "int"),
-    ("days_since_last_order", "距上次购买(天)", "int"),
-    ("frequency_365d", "近365天购买次数", "int"),
-    ("monetary_365d", "近365天消费额", "money"),
-    ("days_since_last_contact", "距上次联系(天)", "int"),
-    ("open_complaints", "未解决投诉", "int"),
-    ("churn_score", "流失风险分", "int"),
-    ("churn_level", "流失风险等级", "text"),
-    ("churn_reason", "流失原因", "text"),
-    ("churn_signals", "流失信号", "text"),
-    ("next_birthday_date", "下次生日", "date"),
-    ("task_count", "任务数", "int"),
-    ("message_count", "消息数", "int"),
-]
-# Headers of the shipped policies' other tags; a tag or score a policy adds is headed by its name.
-TAG_LABELS = {"dedicated_owner_required": "需配专属客户经理", "offer_plan": "优惠方案"}
 # customers.xlsx column kind of a tag, by the value type the policy loader gave it.
 _TAG_COLUMN_KINDS = {expr_types.NUMBER: "number", expr_types.BOOL: "yesno"}
 

@@ -8,6 +8,7 @@ the headers tried, and points at a header the reader did not recognise if one lo
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import DictLoader
@@ -18,8 +19,11 @@ from engine.errors import WARNING, Location, PolicyError, Problem
 from engine.features import feature_columns, feature_source_columns
 from engine.model import SheetColumns
 from engine.policy.loader import PolicySet
+from engine.outputs import STAGE_LABELS
 from engine.policy.model import MessageSpec, TaskSpec
+from engine.readers import TABLE_ZH
 from engine.render import make_environment, template_fields
+from engine.stages import ColumnRead, stage_column_reads, stage_feature_columns, stage_feature_stages
 from engine.validate import settings_rules
 
 MAX_ALIASES_SHOWN = 6
@@ -74,45 +78,96 @@ def _customer_fields(env, name: str) -> set[str]:
     return {f.partition(".")[2] for f in used if f.startswith("customer.")}
 
 
+@dataclass(frozen=True)
+class _Reader:
+    """Something that reads a column, as the warning names it: a name rules read, or a stage setting."""
+
+    where: Location
+    name: str | None = None  # the name rules read; None for a stage module's own setting
+    stage: str | None = None  # the stage module that works the name out, or whose setting it is
+    setting: str | None = None
+
+
 def unread_column_warnings(policyset: PolicySet, templates: Path, sheets: list[SheetColumns],
                            columns: ColumnsSpec) -> list[Problem]:
-    """A warning per optional export column that a name the policies read is computed from
-    (``feature_columns``) and that a sheet read for its table lacks: every row of that sheet has the
-    value empty. ``sheets``: what the reader read (``Dataset.sheets``)."""
-    sources = feature_source_columns(policyset.features)
+    """A warning per optional export column that a sheet read for its table lacks (every row of that
+    sheet has the value empty) and that is read: by a name the policies read (``feature_columns``, or
+    ``FEATURE_COLUMNS`` of a stage module), or by a stage module itself (its ``column_reads``: the SLA
+    clocks, churn reasons). ``sheets``: what the reader read (``Dataset.sheets``)."""
+    stage_columns = stage_feature_columns()
+    module_reads = stage_column_reads(policyset)
+    sources = (feature_source_columns(policyset.features) | {c for cs in stage_columns.values() for c in cs}
+               | {(r.table, r.field) for _stage, r in module_reads})
     if all(f in s.fields for s in sheets for table, f in sources if table == s.table):
         return []  # the usual export: the policies' texts need not be parsed again
-    reads = policy_reads(policyset, templates)
-    needed: dict[tuple[str, str], list[str]] = {}  # (table, field) → the names read that come from it
-    for name in reads:
+    needed: dict[tuple[str, str], list[_Reader]] = {}  # (table, field) → what reads it
+    stages = stage_feature_stages()
+    for name, where in policy_reads(policyset, templates).items():
         for column in feature_columns(name, policyset.features):
-            needed.setdefault(column, []).append(name)
+            needed.setdefault(column, []).append(_Reader(where, name))
+        for column in stage_columns.get(name, ()):
+            needed.setdefault(column, []).append(_Reader(where, name, stages[name]))
+    for stage, read in module_readers(module_reads):
+        needed.setdefault((read.table, read.field), []).append(_Reader(read.where, stage=stage, setting=read.setting))
     warnings = []
-    for (table, field_name), names in needed.items():
+    for (table, field_name), readers in needed.items():
         spec = columns.tables[table].fields.get(field_name)
         read = [s for s in sheets if s.table == table]
         lacking = [s for s in read if field_name not in s.fields]
         if spec is None or not lacking:
             continue  # not in columns.yaml (then the loader said so), or no sheet of that table (said too)
-        warnings.append(_warning(table, spec.name, spec.aliases, names, reads[names[0]], lacking,
-                                 len(lacking) == len(read), columns.path))
+        warnings.append(_warning(table, spec.name, spec.aliases, readers, lacking, len(lacking) == len(read), columns.path))
     return warnings
 
 
-def _warning(table: str, field_name: str, aliases: tuple[str, ...], names: list[str], first: Location,
+def module_readers(module_reads: list[tuple[str, ColumnRead]]) -> list[tuple[str, ColumnRead]]:
+    """The first setting of each stage that reads a column (type is read by track_types and by every
+    target's when: naming the first is enough)."""
+    seen: set[tuple[str, str, str]] = set()
+    first = []
+    for stage, read in module_reads:
+        if (stage, read.table, read.field) not in seen:
+            seen.add((stage, read.table, read.field))
+            first.append((stage, read))
+    return first
+
+
+def _named(readers: list[_Reader]) -> tuple[str, str]:
+    """The readers as the warning names them (Chinese, English): the names rules read, those a stage
+    module works out grouped after them, then the stage settings."""
+    plain = [r.name for r in readers if r.name and not r.stage]
+    worked: dict[str, list[str]] = {}
+    for r in readers:
+        if r.name and r.stage:
+            worked.setdefault(r.stage, []).append(r.name)
+    settings = [r for r in readers if r.setting]
+    zh = plain + [f"{STAGE_LABELS[stage]}模块算出的 {'、'.join(names)}" for stage, names in worked.items()]
+    zh += [f"{STAGE_LABELS[r.stage]}设置 {r.setting}" for r in settings]
+    en = plain + [f"{', '.join(names)} worked out by the {stage} module" for stage, names in worked.items()]
+    en += [f"the {_STAGE_EN.get(r.stage, r.stage)} setting {r.setting}" for r in settings]
+    return "、".join(zh), ", ".join(en)
+
+
+_STAGE_EN = {"sla": "SLA"}
+
+
+def _warning(table: str, field_name: str, aliases: tuple[str, ...], readers: list[_Reader],
              lacking: list[SheetColumns], everyone: bool, columns_file: str) -> Problem:
-    label = aliases[0]
+    label, first = aliases[0], readers[0].where
     sheets_zh = "、".join(f"{s.file} 工作表 {s.sheet}" for s in lacking)
     sheets_en = ", ".join(f"sheet {s.sheet} of {s.file}" for s in lacking)
     shown = aliases[:MAX_ALIASES_SHOWN]
     more = "…" if len(aliases) > len(shown) else ""
     tried_zh, tried_en = "、".join(shown) + more, ", ".join(shown) + more
-    names_zh, names_en = "、".join(names), ", ".join(names)
-    if names == [field_name]:
+    names_zh, names_en = _named(readers)
+    if [r.name for r in readers if not r.stage] == [field_name] and len(readers) == 1:
         what_zh, what_en = f"{field_name}（{label}；见 {first} 等处）", f"{field_name} ({label}; read at {first} and maybe elsewhere)"
     else:
         what_zh = f"{names_zh}（来自{label}列 {table}.{field_name}；见 {first} 等处）"
         what_en = f"{names_en} (from the {label} column, {table}.{field_name}; read at {first} and maybe elsewhere)"
+    # What the readers get: a name rules read is per customer; a stage setting reads every row.
+    features_zh = "、".join(r.name for r in readers if r.name)
+    features_en = ", ".join(r.name for r in readers if r.name)
     # A header the reader did not recognise that looks like one of the aliases (客户行业 for 行业).
     keys = [k for k in map(header_key, aliases) if len(k) >= 2]
     alike = list(dict.fromkeys(h for s in lacking for h in s.unused
@@ -121,19 +176,29 @@ def _warning(table: str, field_name: str, aliases: tuple[str, ...], names: list[
     unrecognised_en = f"; column {', '.join(alike)} was not recognised" if alike else ""
     if not everyone:  # another sheet of the table has the column
         then_zh, then_en = f"这些工作表各行的{label}都按空值处理", f"the rows of these sheets are read with no {field_name}"
+    elif any(r.setting for r in readers):  # a stage module reads the column itself
+        then_zh = f"所有{TABLE_ZH[table]}的{label}都按空值处理" + (f"，{features_zh} 也按此计算" if features_zh else "")
+        then_en = f"every row of {table} is read with no {field_name}" + (f", and {features_en} worked out so" if features_en else "")
+    elif any(r.stage for r in readers):
+        then_zh = f"所有客户的 {features_zh} 都按没有{label}计算"
+        then_en = f"every customer's {features_en} is worked out as if there were no {field_name}"
     elif table == "customers":
-        then_zh, then_en = f"所有客户的 {names_zh} 都按空值处理", f"every customer's {names_en} is taken as empty"
+        then_zh, then_en = f"所有客户的 {features_zh} 都按空值处理", f"every customer's {features_en} is taken as empty"
     else:
-        then_zh = f"所有客户的 {names_zh} 都按没有{label}计算（为空或 0）"
-        then_en = f"every customer's {names_en} is computed as if no row had a {field_name} (empty or 0)"
+        then_zh = f"所有客户的 {features_zh} 都按没有{label}计算（为空或 0）"
+        then_en = f"every customer's {features_en} is computed as if no row had a {field_name} (empty or 0)"
     message = (f"策略用到 {what_zh}，但 {sheets_zh} 里没有这一列（试过的列名：{tried_zh}）{unrecognised_zh}，{then_zh} / "
                f"the policies read {what_en}, but {sheets_en} has no such column (headers tried: {tried_en})"
                f"{unrecognised_en}: {then_en}")
+    if not any(r.setting for r in readers):
+        review_zh, review_en = f"用到 {features_zh} 的规则", f"the rules that read {features_en}"
+    else:
+        review_zh, review_en = f" {names_zh}", names_en
     if alike:
         fix = (f"若 {'、'.join(alike)} 就是{label}，把这个表头加到 {columns_file} 的 {table}.{field_name}.aliases 下 / "
                f"if {', '.join(alike)} holds {field_name}, add that header to {table}.{field_name}.aliases in {columns_file}")
     else:
         fix = (f"在导出里加上{label}列，或把导出里它的表头加到 {columns_file} 的 {table}.{field_name}.aliases 下；"
-               f"若没有这项数据，检查用到 {names_zh} 的规则 / add the {label} column to the export, or add its header to "
-               f"{table}.{field_name}.aliases in {columns_file}; if there is no such data, review the rules that read {names_en}")
+               f"若没有这项数据，检查{review_zh} / add the {label} column to the export, or add its header to "
+               f"{table}.{field_name}.aliases in {columns_file}; if there is no such data, review {review_en}")
     return Problem("unread-column", message, Location(file=lacking[0].file, sheet=lacking[0].sheet), WARNING, fix=fix)

@@ -360,6 +360,31 @@ def _shown_path(path: Path, templates: Path) -> str:
     return path.relative_to(base).as_posix() if path.is_relative_to(base) else path.as_posix()
 
 
+def _missing_template(rule: Rule, channel: str, template: str, path: Path, shown: str) -> Problem:
+    """A message template file that is not there, with the file the author probably meant: the same
+    name with another or a doubled extension (生日祝福.txt.txt: Explorer hid the .txt), another
+    letter case, or a name one slip away."""
+    zh = f"规则 {rule.rule_id} 在 {channel} 渠道发送模板 '{template}'，但 {shown} 不存在"
+    en = f"rule {rule.rule_id} sends template '{template}' on channel {channel}, but {shown} does not exist"
+    files = sorted(f.name for f in path.parent.iterdir() if f.is_file()) if path.parent.is_dir() else []
+    renamed = [f for f in files if f.lower() in (path.name.lower(), template.lower()) or f.lower().startswith(template.lower() + ".")]
+    stems = {f.removesuffix(".txt"): f for f in files if f.endswith(".txt")}
+    near = did_you_mean(template, stems)
+    if renamed:
+        found = renamed[0]
+        hidden = "" if found.lower() == path.name.lower() else "（Windows 资源管理器可能隐藏了扩展名：在“查看”里勾选“文件扩展名”）"
+        hidden_en = "" if found.lower() == path.name.lower() else " (Windows Explorer may hide extensions: tick View → File name extensions)"
+        return Problem("unknown-template", f"{zh}；有一个文件 {found}，是不是它？ / {en} (did you mean the file {found}?)",
+                       rule.location, fix=f"把 {found} 改名为 {path.name}{hidden} / rename {found} to {path.name}{hidden_en}")
+    if near:
+        found = stems[near]
+        return Problem("unknown-template", f"{zh}；是不是 {found}？ / {en} (did you mean {found}?)", rule.location,
+                       fix=f"把模板名称改成 '{near}'，或把 {found} 改名为 {path.name} / write template: {near}, or rename {found} "
+                           f"to {path.name}")
+    return Problem("unknown-template", f"{zh} / {en}", rule.location,
+                   fix=f"新建 {shown}，或改正模板名称 / create {shown}, or correct the template name")
+
+
 def _line_of(path: Path, needle: str) -> int | None:
     try:
         for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
@@ -476,10 +501,7 @@ class _TemplateChecker:
             path = self.templates / name
             shown = _shown_path(path, self.templates)
             if not path.is_file():
-                self.problems.append(Problem(
-                    code="unknown-template",
-                    message=f"规则 {rule.rule_id} 在 {channel} 渠道发送模板 '{spec.template}'，但 {shown} 不存在",
-                    location=rule.location, fix=f"新建 {shown}，或改正模板名称"))
+                self.problems.append(_missing_template(rule, channel, spec.template, path, shown))
                 continue
             result = self.fields(self.env, name, Location(file=shown))
             if result is None:

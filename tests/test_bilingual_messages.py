@@ -183,11 +183,16 @@ def test_every_line_a_stopped_or_repeated_run_prints_has_chinese(tmp_path: Path,
         return output[next(i for i, line in enumerate(output) if line.startswith(after)):]
 
     code, output = run("--inbox", str(tmp_path / "no-inbox"), "--outbox", str(tmp_path / "out"), "--as-of", AS_OF)
-    assert code == 2 and said(output, "Error:") == [
-        f"Error: Invalid value for '--inbox': 收件箱文件夹 {tmp_path / 'no-inbox'} 不存在 / "
-        f"the inbox folder {tmp_path / 'no-inbox'} does not exist"]
+    assert code == 2 and said(output, "错误 / Error:") == [
+        f"错误 / Error: 选项 '--inbox' 的值不对：收件箱文件夹 {tmp_path / 'no-inbox'} 不存在 / "
+        f"invalid value for '--inbox': the inbox folder {tmp_path / 'no-inbox'} does not exist"]
     code, output = run("--inbox", str(inbox), "--outbox", str(tmp_path / "out"), "--as-of", "2026-11-20T23:59:59")
-    assert code == 2 and all(HAN.search(line) for line in said(output, "Error:"))
+    assert code == 2 and all(HAN.search(line) for line in said(output, "错误 / Error:"))
+    code, output = run("--inbox", str(inbox), "--outbox", str(tmp_path / "out"), "--as-of", "2026-13-01")
+    assert code == 2 and said(output, "错误 / Error:") == [
+        "错误 / Error: 选项 '--as-of' 的值不对：'2026-13-01' 不是 2026-11-20 这样的日期，也不是 2026-11-20T12:00 这样的时间 / "
+        "invalid value for '--as-of': '2026-13-01' is not a date like 2026-11-20 or a time like 2026-11-20T12:00"]
+    assert [line for line in output if line and not HAN.search(line)] == ["Usage: main run [OPTIONS]"]  # click's usage line
     (tmp_path / "shared").write_text("a file where a folder should be")
     code, output = run("--inbox", str(inbox), "--outbox", str(tmp_path / "shared" / "out"), "--as-of", AS_OF)
     assert code == 1 and all(HAN.search(line) for line in said(output, "发现 1 个问题"))

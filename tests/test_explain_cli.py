@@ -283,5 +283,6 @@ def test_an_as_of_with_seconds_is_refused_not_cut(project):
     result = invoke(explain_command, ["C000001", "--policies", project["policies"], "--inbox", project["inbox"],
                                       "--as-of", "2026-11-20T23:59:59"])
     assert result.exit_code == 2
-    assert result.output.splitlines()[-1] == ("Error: Invalid value for '--as-of': '2026-11-20T23:59:59'：时间只写到分钟，如 "
-                                              "2026-11-20T23:59 / '2026-11-20T23:59:59': give the time to the minute, e.g. 2026-11-20T23:59")
+    assert result.output.splitlines()[-1] == ("错误 / Error: 选项 '--as-of' 的值不对：'2026-11-20T23:59:59'：时间只写到分钟，如 "
+                                              "2026-11-20T23:59 / invalid value for '--as-of': '2026-11-20T23:59:59': give the "
+                                              "time to the minute, e.g. 2026-11-20T23:59")

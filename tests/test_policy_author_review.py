@@ -15,7 +15,7 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from conftest import CUSTOMER_HEADERS, ROOT, customer, edit, write_inbox, write_sheet
+from conftest import CUSTOMER_HEADERS, INTERACTION_HEADERS, ROOT, customer, edit, write_inbox, write_sheet
 from engine.cli import main
 from engine.features import derive_features, group_by_customer
 from engine.policy.loader import load_policies
@@ -273,6 +273,92 @@ def decisions(folder: Path) -> list[dict]:
 
 def line_of(path: Path, text: str) -> int:
     return next(n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if text in line)
+
+
+# -- C2. a column a stage module reads itself ------------------------------------------------------
+# The SLA clocks, churn reasons and care's birthday/survey features read export columns no rule names:
+# without the column the module quietly works as if every value were empty.
+
+def stage_run(tmp_path: Path, policies: Path, customer_headers: list[str] = CUSTOMER_HEADERS,
+              dropped: tuple[str, ...] = ()) -> str:
+    """Run the policies on a small export whose interactions sheet lacks the ``dropped`` headers."""
+    inbox = tmp_path / "inbox"
+    rows = [customer("C1", 签约日期="2024-03-01", 生日="1990-11-21")]
+    write_inbox(inbox, rows, [["I1", "C1", "2026-11-18 09:00", "电话", "投诉", None, None, "处理中", None, "李娜", "物流", ""]])
+    if customer_headers != CUSTOMER_HEADERS:
+        write_sheet(inbox / "customers.xlsx", "客户信息", customer_headers,
+                    [[v for h, v in zip(CUSTOMER_HEADERS, row) if h in customer_headers] for row in rows])
+    if dropped:
+        keep = [i for i, h in enumerate(INTERACTION_HEADERS) if h not in dropped]
+        ws = openpyxl.load_workbook(inbox / "interactions.xlsx").active
+        write_sheet(inbox / "interactions.xlsx", "互动记录", [INTERACTION_HEADERS[i] for i in keep],
+                    [[row[i] for i in keep] for row in ws.iter_rows(min_row=2, values_only=True)])
+    result = cli("run", "--policies", str(policies), "--inbox", str(inbox), "--outbox", str(tmp_path / "out"),
+                 "--as-of", AS_OF, "--ledger", str(tmp_path / "ledger.sqlite"))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def unread(output: str) -> list[str]:
+    """The unread-column warnings, but those of 积分 and 会员等级 (the small export never has them)."""
+    return [line for line in output.splitlines() if line.endswith("[unread-column]")
+            and not any(f"策略用到 {name}（" in line for name in ("points", "member_level"))]
+
+
+def test_an_sla_clock_column_missing_from_the_export_names_the_setting(tmp_path: Path, policy_copy: Path):
+    """Without 首次响应时间 every first-response clock ran on (escalations, sla.xlsx) and nothing said why."""
+    output = stage_run(tmp_path, policy_copy, dropped=("首次响应时间",))
+    where = f"sla.yaml:{line_of(policy_copy / 'sla.yaml', 'first_response: first_response_time')}:19"
+    assert unread(output) == [
+        "interactions.xlsx, sheet 互动记录: warning: 策略用到 服务时限设置 clock.first_response（来自首次响应时间列 "
+        f"interactions.first_response_time；见 {where} 等处），但 interactions.xlsx 工作表 互动记录 里没有这一列（试过的列名："
+        "首次响应时间、响应时间、首响时间、首次回复时间、first response time、first response…），所有互动记录的首次响应时间都按空值处理 / "
+        "the policies read the SLA setting clock.first_response (from the 首次响应时间 column, interactions.first_response_time;"
+        f" read at {where} and maybe elsewhere), but sheet 互动记录 of interactions.xlsx has no such column (headers tried: "
+        "首次响应时间, 响应时间, 首响时间, 首次回复时间, first response time, first response…): every row of interactions is read"
+        " with no first_response_time [unread-column]"]
+    assert ("    fix: 在导出里加上首次响应时间列，或把导出里它的表头加到 columns.yaml 的 interactions.first_response_time.aliases 下；"
+            "若没有这项数据，检查 服务时限设置 clock.first_response / add the 首次响应时间 column to the export, or add its header to"
+            " interactions.first_response_time.aliases in columns.yaml; if there is no such data, review the SLA setting"
+            " clock.first_response") in output
+
+
+def test_sla_status_and_target_fields_missing_are_named_with_their_settings(tmp_path: Path, policy_copy: Path):
+    output = stage_run(tmp_path, policy_copy, dropped=("状态", "渠道"))
+    said = unread(output)
+    assert len(said) == 2
+    status = f"sla.yaml:{line_of(policy_copy / 'sla.yaml', 'closed_statuses:')}:20"
+    assert f"策略用到 服务时限设置 clock.closed_statuses（来自状态列 interactions.status；见 {status} 等处）" in said[0] + said[1]
+    hotline = line_of(policy_copy / "sla.yaml", "channel == '电话'")
+    assert any(f"策略用到 服务时限设置 targets sla-inquiry-hotline when（来自渠道列 interactions.channel；见 sla.yaml:{hotline}:"
+               in line for line in said)
+
+
+def test_no_sla_settings_no_word_about_its_columns(tmp_path: Path, policy_copy: Path):
+    (policy_copy / "sla.yaml").unlink()
+    assert "服务时限设置" not in stage_run(tmp_path, policy_copy, dropped=("首次响应时间", "状态"))
+
+
+def test_churn_reasons_without_a_category_column_name_the_setting(tmp_path: Path, policy_copy: Path):
+    said = unread(stage_run(tmp_path, policy_copy, dropped=("问题分类",)))
+    where = f"churn.yaml:{line_of(policy_copy / 'churn.yaml', 'complaint_reasons:')}:1"
+    assert len(said) == 1
+    assert "、流失挽回设置 complaint_reasons（来自问题分类列 interactions.category；" in said[0]
+    assert f"the churn setting complaint_reasons (from the 问题分类 column" in said[0]
+    assert ": every row of interactions is read with no category, and last_complaint_category worked out so" in said[0]
+    (policy_copy / "churn" / "win_back.yaml").unlink()  # the rule that reads last_complaint_category
+    said = unread(stage_run(tmp_path / "again", policy_copy, dropped=("问题分类",)))
+    assert f"策略用到 流失挽回设置 complaint_reasons（来自问题分类列 interactions.category；见 {where} 等处）" in said[0]
+
+
+def test_a_care_feature_of_a_missing_column_names_the_care_module(tmp_path: Path, policy_copy: Path):
+    """birthday_greeting_due is worked out by the care module from 生日: without the column, no greeting ever."""
+    headers = [h for h in CUSTOMER_HEADERS if h != "生日"]
+    (said,) = unread(stage_run(tmp_path, policy_copy, customer_headers=headers))
+    assert "策略用到 birthday、客户关怀模块算出的 birthday_greeting_due、" in said
+    assert "（来自生日列 customers.birthday；见 care/greetings.yaml:" in said
+    assert "都按没有生日计算 / the policies read birthday, birthday_greeting_due, " in said
+    assert " worked out by the care module (from the 生日 column, customers.birthday; read at care/greetings.yaml:" in said
 
 
 # -- B. a complaint left open too long ---------------------------------------------------------------

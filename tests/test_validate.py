@@ -74,8 +74,10 @@ ONE_BREAK_EACH = [
          "错误 error: signed_date（日期）不能和 3（数字）比较 / cannot compare signed_date (date) with 3 (number) [type-mismatch]", id="type-mismatch"),
     case(yaml_edit("churn/marketing.yaml", "      template: offer", "      template: ofer"),
          ("churn/marketing.yaml", "- id: CL-LOW-VALUE-OFFER", 5),
-         "错误 error: 规则 CL-LOW-VALUE-OFFER 在 sms 渠道发送模板 'ofer'，但 templates/messages/sms/ofer.txt 不存在 [unknown-template] "
-         "— 修改建议: 新建 templates/messages/sms/ofer.txt，或改正模板名称",
+         "错误 error: 规则 CL-LOW-VALUE-OFFER 在 sms 渠道发送模板 'ofer'，但 templates/messages/sms/ofer.txt 不存在；是不是 offer.txt？ / "
+         "rule CL-LOW-VALUE-OFFER sends template 'ofer' on channel sms, but templates/messages/sms/ofer.txt does not exist (did "
+         "you mean offer.txt?) [unknown-template] — 修改建议: 把模板名称改成 'offer'，或把 offer.txt 改名为 ofer.txt / "
+         "write template: offer, or rename offer.txt to ofer.txt",
          same_code=3, id="unknown-template"),  # sms, email, wechat
     case(yaml_edit("churn/marketing.yaml", "      params:\n        offer: 本月新品上市，老客户下单享九五折\n", ""),
          ("churn/marketing.yaml", "- id: CL-LOW-VALUE-OFFER", 5),

@@ -65,6 +65,9 @@ class Node:
 @dataclass(frozen=True)
 class Const(Node):
     value: Any  # None, bool, int, float, str (and date/datetime when built by code)
+    # The text as the author typed it (a string with its own quotes, “...” too), for messages; not
+    # part of equality. None when built by code.
+    written: str | None = field(default=None, compare=False, repr=False, kw_only=True)
 
     def to_dict(self, positions: bool = False) -> dict[str, Any]:
         if isinstance(self.value, datetime):

@@ -31,7 +31,8 @@ def _constant_number(node: Node) -> float | int | None:
 
 
 def check(node: Node, schema: Mapping[str, Type | str], location: Location | None = None,
-          expect: Type | None = None, suggest: Iterable[str] | None = None) -> Type:
+          expect: Type | None = None, suggest: Iterable[str] | None = None,
+          written_as: Mapping[str, tuple[str, str]] | None = None) -> Type:
     """The type of ``node``; raises ExprError with every problem found.
 
     ``schema`` gives the type of each name (a Type, or text such as "number" or "list of string").
@@ -40,8 +41,10 @@ def check(node: Node, schema: Mapping[str, Type | str], location: Location | Non
     another type is a problem too. ``suggest``: the names an unknown name's did-you-mean may offer
     (default: the schema's), e.g. also the tags of policies that are checked later; a mapping gives
     where each is set (a tag's table cell or YAML line), which the did-you-mean then names.
+    ``written_as``: result name → (the Chinese header a decision table gives it instead, that cell), so
+    a rule reading service_team is told the table's row 2 says 服务团队.
     """
-    checker = _Checker(schema, location or node.origin, suggest)
+    checker = _Checker(schema, location or node.origin, suggest, written_as)
     result = checker.visit(node)
     if expect is not None and not is_unknown(result) and result != expect:
         fix = None
@@ -109,6 +112,19 @@ def _compare_fix(left: Node, lt: Type, right: Node, rt: Type) -> str | None:
     return None
 
 
+def _as_typed(node: Node) -> str:
+    """A part of a condition as the author typed it: a text in its own quotes (“value_tier == '低'”),
+    not re-quoted with escapes ('value_tier == \\'低\\'')."""
+    return node.written if isinstance(node, Const) and node.written else to_source(node)
+
+
+def written_as_text(name: str, header: str, where: str) -> tuple[str, str]:
+    """(message, fix) for a name read that a decision table sets under its Chinese header at ``where``."""
+    return (f"没有叫 '{name}' 的字段：{where} 的结果列写的是中文名 '{header}'，是不是它？ / unknown name '{name}' (the result "
+            f"column at {where} is headed '{header}' in Chinese: is that it?)",
+            f"把 {where} 的 '{header}' 改成 {name} / write {name} instead of '{header}' at {where}")
+
+
 def set_at_fix(best: str, where: str) -> str:
     """The fix for a name one slip away from a tag set at ``where``: either side may hold the typo."""
     return (f"改成 '{best}'；如果拼错的是 {where} 那边，就改那里 / "
@@ -116,12 +132,14 @@ def set_at_fix(best: str, where: str) -> str:
 
 
 class _Checker:
-    def __init__(self, schema: Mapping[str, Type | str], location: Location | None, suggest: Iterable[str] | None = None):
+    def __init__(self, schema: Mapping[str, Type | str], location: Location | None, suggest: Iterable[str] | None = None,
+                 written_as: Mapping[str, tuple[str, str]] | None = None):
         self.schema = {name: parse_type(t) if isinstance(t, str) else t for name, t in schema.items()}
         self.schema.setdefault("as_of", DATE)
         self.suggest = set(self.schema) if suggest is None else set(suggest) | set(self.schema)
         self.set_at = {name: where for name, where in suggest.items() if where} if isinstance(suggest, Mapping) else {}
         self.location = location
+        self.written_as = written_as or {}
         self.problems: list[Problem] = []
 
     def problem(self, node: Node, code: str, message: str, fix: str | None = None) -> None:
@@ -141,6 +159,9 @@ class _Checker:
     def visit_Name(self, node: Name) -> Type:
         if node.name in self.schema:
             return self.schema[node.name]
+        if node.name in self.written_as:  # set by a table whose header is its Chinese label
+            self.problem(node, "unknown-name", *written_as_text(node.name, *self.written_as[node.name]))
+            return ANY
         candidates = self.suggest - {node.name}  # a name known elsewhere is no suggestion for itself
         best = did_you_mean(node.name, candidates)
         if best:
@@ -176,9 +197,9 @@ class _Checker:
         for operand in node.operands:
             t = self.visit(operand)
             if not (is_unknown(t) or t == BOOL):
-                self.mismatch(operand, f"'{node.op}' 连接的两边都要是条件，但 {to_source(operand)} 是{type_zh(t)} / "
-                                       f"'{node.op}' combines true/false conditions, "
-                                       f"but {to_source(operand)} has type {t}",
+                typed = _as_typed(operand)
+                self.mismatch(operand, f"'{node.op}' 连接的两边都要是条件，但 {typed} 是{type_zh(t)} / "
+                                       f"'{node.op}' combines true/false conditions, but {typed} has type {t}",
                               f"去掉这段条件外面的引号: {operand.value} / remove the quotes around this part of the condition: "
                               f"{operand.value}" if isinstance(operand, Const) and isinstance(operand.value, str) else None)
         return BOOL

@@ -257,7 +257,7 @@ class _Parser:
         tok = self.tok
         if tok.kind in ("number", "string"):
             self.advance()
-            return Const(tok.value, line=tok.line, col=tok.col)
+            return Const(tok.value, line=tok.line, col=tok.col, written=tok.text)
         if tok.kind == "keyword" and tok.value in ("true", "false", "null"):
             self.advance()
             value = {"true": True, "false": False, "null": None}[tok.value]

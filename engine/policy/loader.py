@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from engine import expr
+from engine.customer_columns import RUN_COUNTS, column_headers
 from engine.errors import Location, PolicyError, Problem
-from engine.expr.check import set_at_fix
+from engine.expr.check import set_at_fix, written_as_text
 from engine.expr.lexer import locate
 from engine.expr.render import value_text
 from engine.features import FeatureConfig, feature_catalog
@@ -860,7 +861,7 @@ def feature_labels(config: FeatureConfig) -> dict[str, str]:
 
 
 def _unknown_headers(rs: RuleSet, schema: dict[str, Any], known: dict[str, str | None], labels: dict[str, str],
-                     problems: Problems) -> set[str]:
+                     written_as: dict[str, tuple[str, str]], problems: Problems) -> set[str]:
     """One error at the row-2 cell of a decision table's 条件 column whose name is no field, instead
     of one per row below it. The names reported, so the rows' own unknown-name errors are dropped."""
     sheet = getattr(rs, "table_sheet", None)  # set by _table_rules on a decision table's rule set
@@ -873,7 +874,9 @@ def _unknown_headers(rs: RuleSet, schema: dict[str, Any], known: dict[str, str |
         reported.add(name)
         label_of = labels.get(name)
         best = did_you_mean(name, sorted(set(known) - {name}))
-        if label_of:
+        if name in written_as:
+            message, fix = written_as_text(name, *written_as[name])
+        elif label_of:
             message = (f"没有叫 '{name}' 的字段，是不是 '{label_of}'（{name}）？ / "
                        f"unknown name '{name}' (did you mean '{label_of}' ({name})?)")
             fix = (f"第 2 行写字段名 {label_of}，不写中文名 {name}（字段见 docs/features.md） / row 2 must name the field:"
@@ -890,6 +893,48 @@ def _unknown_headers(rs: RuleSet, schema: dict[str, Any], known: dict[str, str |
                    " a field (or a result an earlier policy sets), e.g. industry (行业); docs/features.md lists the fields")
         problems.error("unknown-name", message, sheet.cell_loc(2, col), fix=fix)
     return reported
+
+
+MAX_RESULTS_SHOWN = 8
+
+
+def _chinese_result_headers(rulesets: list[RuleSet], builtin: set[str], known: dict[str, str | None],
+                            problems: Problems) -> dict[str, tuple[str, str]]:
+    """A warning at the row-2 cell of a decision table's 结果 column headed in Chinese: it sets a new
+    result of that name, which the other policies, templates and customers.xlsx do not know. Names the
+    result a header like 服务团队 stands for (customers.xlsx's headers), else lists the results the
+    policies set, with their headers. Returns result name → (Chinese header, its cell) for the former."""
+    headers = {name: header for name, header in column_headers().items() if name not in builtin and name not in RUN_COUNTS}
+    by_label = {header: name for name, header in headers.items()}
+    results = sorted({n for n, where in known.items() if n not in builtin and where is not None and n.isascii()} | set(headers))
+    written_as: dict[str, tuple[str, str]] = {}
+    for rs in rulesets:
+        sheet = getattr(rs, "table_sheet", None)
+        if sheet is None:
+            continue
+        for col, (kind, name) in enumerate(zip(sheet.kinds, sheet.names)):
+            if kind != "output" or not name or name.isascii():
+                continue
+            cell = sheet.cell_loc(2, col)
+            label = name if name in by_label else did_you_mean(name, by_label)
+            if label:
+                result = by_label[label]
+                written_as.setdefault(result, (name, str(cell)))
+                problems.warning("table-result-label", f"结果列写的是中文名 '{name}'，是不是 '{result}'（{label}）？ / "
+                                 f"the result column is headed '{name}' in Chinese (did you mean '{result}' ({label})?)", cell,
+                                 fix=f"第 2 行写结果名 {result}，不写中文名 {name}：别的策略、模板和 customers.xlsx 按 {result} 读它 / "
+                                     f"row 2 must name the result: write {result}, not its Chinese label {name}; other "
+                                     f"policies, templates and customers.xlsx read it as {result}")
+                continue
+            shown = results[:MAX_RESULTS_SHOWN]
+            more = "…" if len(results) > len(shown) else ""
+            shown_zh = "、".join(f"{n}（{headers[n]}）" if n in headers else n for n in shown) + more
+            shown_en = ", ".join(f"{n} ({headers[n]})" if n in headers else n for n in shown) + more
+            problems.warning("table-result-label", f"结果列写的是中文名 '{name}'：它设置一个叫 '{name}' 的新结果 / "
+                             f"the result column is headed '{name}' in Chinese: it sets a new result called '{name}'", cell,
+                             fix=f"第 2 行写结果名（字母、数字和下划线），策略设置的结果有：{shown_zh} / row 2 must "
+                                 f"name the result in letters, digits and underscores; the policies set: {shown_en}")
+    return written_as
 
 
 def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Problems,
@@ -913,18 +958,19 @@ def _typecheck(rulesets: list[RuleSet], schema: dict[str, Any], problems: Proble
                     if where is not None and where.sheet and where.cell:
                         where = replace(where, cell=re.sub(r"\d+$", "2", where.cell))
                     known[out.name] = str(where) if where is not None else None
+    written_as = _chinese_result_headers(rulesets, builtin, known, problems)
     computed_by = stage_feature_stages()
     required = stage_tag_requirements()
     first_of: dict[str, SetTag | AddScore] = {}  # tag or score → its first non-null output, in evaluation order
     for rs in rulesets:
-        headers = _unknown_headers(rs, schema, known, labels or {}, problems)
+        headers = _unknown_headers(rs, schema, known, labels or {}, written_as, problems)
         for rule in rs.rules:
             if rule.condition is None:
                 continue
             # A table row is checked cell by cell, so a problem names the cell that has it.
             for node in rule.cell_conditions or [rule.condition]:
                 try:
-                    expr.check(node, schema, expect=expr.BOOL, suggest=known)
+                    expr.check(node, schema, expect=expr.BOOL, suggest=known, written_as=written_as)
                 except PolicyError as exc:
                     problems.extend(p for p in exc.problems if not (
                         p.code == "unknown-name" and any(p.message.startswith(f"没有叫 '{h}' 的字段") for h in headers)))

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any, Protocol
 
 from engine.decisions import Firing, Message, Task
+from engine.errors import Location
 from engine.model import Customer, Interaction, Order
 from engine.xlsx_out import Workbook
 
@@ -51,6 +52,24 @@ class StageModule(Protocol):
     def absorb(self, state: Any, customers: dict[str, Customer]) -> None:
         """Add ``export_state()`` of the same module in the second process, which evaluated the
         customers after this one's: afterwards this module is as if it had evaluated them all."""
+
+
+@dataclass(frozen=True)
+class ColumnRead:
+    """An export column a stage module reads itself, whatever the rules say (the SLA clocks, churn
+    reasons): ``table``/``field`` of columns.yaml, the ``setting`` that makes the module read it and
+    where that setting is written (the file itself when the setting is left to its default)."""
+
+    table: str
+    field: str
+    setting: str
+    where: Location
+
+
+def settings_documents(policyset: Any, stage: str) -> list[tuple[Any, Any]]:
+    """(path, document) of the stage's settings files: its ``kind:`` documents that are not rule
+    policies (those have rules:, table: or policies:). Only one is allowed; the loaders say so."""
+    return [(p, d) for p, d in policyset.documents.get(stage, []) if not any(k in d for k in ("rules", "table", "policies"))]
 
 
 @dataclass
@@ -93,6 +112,18 @@ def stage_feature_stages() -> dict[str, str]:
     """Feature name → the stage whose module computes it. Before that stage runs the feature is
     empty (null), so a rule of an earlier stage that reads it never sees a value."""
     return {name: module.__name__.rsplit(".", 1)[1] for module in _stage_modules() for name in module.FEATURES}
+
+
+def stage_feature_columns() -> dict[str, tuple[tuple[str, str], ...]]:
+    """Feature a stage module adds → the optional export columns (table, field) it is worked out from
+    (``FEATURE_COLUMNS`` of the module): without one, the feature is empty or false for everyone."""
+    return {name: columns for module in _stage_modules() for name, columns in getattr(module, "FEATURE_COLUMNS", {}).items()}
+
+
+def stage_column_reads(policyset: Any) -> list[tuple[str, ColumnRead]]:
+    """(stage, read) of each export column the configured stage modules read themselves."""
+    return [(module.__name__.rsplit(".", 1)[1], read) for module in _stage_modules()
+            for read in (module.column_reads(policyset) if hasattr(module, "column_reads") else ())]
 
 
 def stage_tag_requirements() -> dict[str, tuple[str, str]]:

@@ -44,7 +44,7 @@ from engine.features import FeatureConfig, purchases
 from engine.model import Customer
 from engine.policy.schema import Problems, check_keys
 from engine.policy.yaml_source import YList, YMap
-from engine.stages import CustomerFacts, StageOutput, StageSetup, whole_days
+from engine.stages import CustomerFacts, StageOutput, StageSetup, settings_documents, whole_days
 from engine.xlsx_out import Workbook
 
 __all__ = ["FEATURES", "CareSettings", "CareStage", "Festival", "build", "load_care_settings",
@@ -78,6 +78,17 @@ FEATURES: dict[str, tuple[str, str]] = {
 }
 # Tags of the classification policies this module reads, and the kind of value each must hold
 # (engine.stages.stage_tag_requirements: the loader checks every rule and table cell that sets them).
+# The optional export columns features above are worked out from (without one, the feature is empty or
+# false for everyone). Revisit dates have alternatives (last visit, signed date, first order): none here.
+_BIRTHDAY = (("customers", "birthday"),)
+_RESOLVED_COMPLAINTS = (("interactions", "type"), ("interactions", "resolved_time"), ("interactions", "satisfaction"))
+FEATURE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    **dict.fromkeys(("next_birthday_date", "days_until_birthday", "birthday_greeting_due", "birthday_gift_due"), _BIRTHDAY),
+    "post_purchase_followup_needed": (("interactions", "type"),),  # followup_types
+    **dict.fromkeys(("survey_due", "survey_interaction_id", "unsatisfied_complaint", "unsatisfied_complaint_id",
+                     "unsatisfied_complaint_score"), _RESOLVED_COMPLAINTS),
+}
+
 READS_TAGS: dict[str, str] = {
     "revisit_interval_days": "days",  # the service plan's revisit interval (_revisit)
 }
@@ -315,7 +326,7 @@ def load_care_settings(policyset: Any) -> CareSettings | None:
 
     Care rules without a settings file get the defaults (documented in docs/care.md)."""
     docs = policyset.documents.get("care", [])
-    settings_docs = [(p, d) for p, d in docs if not any(k in d for k in ("rules", "table", "policies"))]
+    settings_docs = settings_documents(policyset, "care")
     if not settings_docs:
         return CareSettings(festivals=tuple(Festival(n, c, m, d, 3) for n, c, m, d in DEFAULT_FESTIVALS)) if docs else None
     problems = Problems()

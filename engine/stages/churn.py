@@ -35,7 +35,7 @@ from engine.errors import Location, PolicyError
 from engine.model import Customer
 from engine.policy.schema import Problems, check_keys, condition_text, did_you_mean
 from engine.policy.yaml_source import YList, YMap
-from engine.stages import CustomerFacts, StageOutput, StageSetup
+from engine.stages import ColumnRead, CustomerFacts, StageOutput, StageSetup, settings_documents
 from engine.xlsx_out import Workbook
 
 __all__ = ["FEATURES", "ChurnSettings", "ChurnStage", "Signal", "build", "load_churn_settings"]
@@ -145,8 +145,7 @@ def load_churn_settings(policyset: Any) -> ChurnSettings | None:
 
     Raises PolicyError listing every problem (unknown names in a signal, bad weights, levels out of
     order, ...), each with file:line:col. ``validate`` can call this without running a batch."""
-    docs = policyset.documents.get("churn", [])
-    docs = [(p, d) for p, d in docs if not any(k in d for k in ("rules", "table", "policies"))]
+    docs = settings_documents(policyset, "churn")
     if not docs:
         return None
     problems = Problems()
@@ -329,6 +328,17 @@ class ChurnStage:
 
     def manifest_counts(self) -> dict[str, Any]:
         return {"levels": dict(self.level_counts), "reasons": dict(sorted(self.reason_counts.items()))}
+
+
+def column_reads(policyset: Any) -> list[ColumnRead]:
+    """The interaction columns this module reads itself: churn reasons (on the customer sheet and in
+    the decision log) come from the latest complaint's category when ``complaint_reasons`` maps any."""
+    docs = settings_documents(policyset, "churn")
+    reasons = docs[0][1].get("complaint_reasons") if docs else None
+    if not isinstance(reasons, YMap) or not reasons:
+        return []
+    where = docs[0][1].key_loc("complaint_reasons")
+    return [ColumnRead("interactions", f, "complaint_reasons", where) for f in ("type", "category")]
 
 
 def build(setup: StageSetup) -> ChurnStage | None:

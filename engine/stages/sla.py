@@ -28,7 +28,7 @@ from engine.errors import Location, PolicyError, Problem
 from engine.model import Customer, Interaction
 from engine.policy.schema import Problems, check_keys, condition_text, did_you_mean
 from engine.policy.yaml_source import YList, YMap
-from engine.stages import CustomerFacts, StageOutput, StageSetup
+from engine.stages import ColumnRead, CustomerFacts, StageOutput, StageSetup, settings_documents
 from engine.transfer import INTERACTIONS, TupleCodec
 from engine.xlsx_out import Column, Sheet, Workbook
 
@@ -187,9 +187,8 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
     Raises PolicyError listing every problem (unknown role or calendar, bad durations, unknown names
     in ``when``, ...), each with file:line:col. ``validate`` can call this without running a batch.
     """
-    docs = policyset.documents.get("sla", [])
     # Rule policies of kind sla (with rules:/table:) belong to the rule evaluator, not here.
-    docs = [(p, d) for p, d in docs if not any(k in d for k in ("rules", "table", "policies"))]
+    docs = settings_documents(policyset, "sla")
     if not docs:
         return None
     problems = Problems()
@@ -345,6 +344,37 @@ def load_sla_policy(policyset: Any, calendars: dict[str, BusinessCalendar]) -> S
         targets=targets,
         warnings=[p for p in problems if p.severity != "error"],
     )
+
+
+def column_reads(policyset: Any) -> list[ColumnRead]:
+    """The interaction columns this module reads itself: its escalations and sla.xlsx depend on them
+    whatever the rules say. A setting validate rejects reads nothing here (validate said why)."""
+    docs = settings_documents(policyset, "sla")
+    if not docs:
+        return []
+    doc = docs[0][1]
+    clock = doc.get("clock")
+    clock = clock if isinstance(clock, YMap) else _empty_map(doc.value_loc("clock"))
+    blocks = [b for b in doc.get("targets") or () if isinstance(b, YMap)] if isinstance(doc.get("targets"), YList) else []
+    if not blocks:
+        return []  # nothing tracked (validate warns)
+    reads = [ColumnRead("interactions", "type", "track_types", doc.value_loc("track_types"))]
+    clocks = [("start", "time", True),
+              ("first_response", "first_response_time", any("first_response" in b for b in blocks)),
+              ("resolved", "resolved_time", True)]  # a resolution also stops the first-response clock
+    for key, default, used in clocks:
+        name = str(clock.get(key, default))
+        if used and name in CLOCK_FIELDS:
+            reads.append(ColumnRead("interactions", name, f"clock.{key}", clock.value_loc(key)))
+    reads.append(ColumnRead("interactions", "status", "clock.closed_statuses", clock.value_loc("closed_statuses")))
+    for i, block in enumerate(blocks):
+        try:
+            names = expr.free_names(expr.parse(condition_text(block.get("when", "true"))))
+        except PolicyError:
+            continue
+        setting = f"targets {block.get('id', f'target#{i + 1}')} when"
+        reads.extend(ColumnRead("interactions", n, setting, block.value_loc("when")) for n in sorted(names & WHEN_FIELDS.keys()))
+    return reads
 
 
 # --------------------------------------------------------------------------------------------------
