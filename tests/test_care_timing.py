@@ -4,9 +4,10 @@ festival greetings or promotions. Real exports, real runs of the CLI, a real con
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
-from conftest import customer, run_cli as run, write_inbox
+from conftest import CUSTOMER_HEADERS, customer, run_cli as run, write_inbox, write_sheet
 
 
 def messages(folder: Path, prefix: str = "") -> list[tuple[str, str, str]]:
@@ -45,3 +46,36 @@ def test_a_survey_is_never_scheduled_before_the_resolution_it_follows(tmp_path: 
     log = [json.loads(line) for line in (folder / "decisions.jsonl").read_text(encoding="utf-8").splitlines()]
     (late,) = [o["message"] for d in log if d["rule_id"] == "CARE-SURVEY" and d["customer_id"] == "LATE" for o in d["outputs"]]
     assert late["send_on"] == "2026-11-20" and late["send_at"] == "2026-11-20T16:00:00"
+
+
+# -- (b) one member-day message a month --------------------------------------------------------------
+
+
+def member_inbox(folder: Path, points: int | None) -> Path:
+    """A signed customer (M) and the export's 积分 column, as the CRM exports it on the day. Middle value
+    (one large order): no monthly low-value offer shares the week's two marketing messages."""
+    inbox = write_inbox(folder, [], orders=[["OM", "M", "2026-10-01", 20000, "耗材", 1]])
+    write_sheet(inbox / "customers.xlsx", "客户信息", [*CUSTOMER_HEADERS, "积分", "会员等级"],
+                [customer("M", 签约日期="2025-06-01") + [points, "金卡" if points else None]])
+    return inbox
+
+
+def test_points_earned_inside_the_window_do_not_bring_a_second_member_day_message(tmp_path: Path):
+    # Member day 18 Nov, reminded from the 16th. On the 16th M has no points: the plain reminder. By the 17th
+    # the export shows 1200 points: M must not get a second member-day message (with the points) that month.
+    outbox = tmp_path / "out"
+    first = run(member_inbox(tmp_path / "in16", None), outbox, "2026-11-16")
+    assert [(c, r) for c, r, _ in messages(first) if "MEMBER-DAY" in r] == [("M", "CARE-MEMBER-DAY")]
+    second = run(member_inbox(tmp_path / "in17", 1200), outbox, "2026-11-17")
+    assert [r for _, r, _ in messages(second) if "MEMBER-DAY" in r] == []
+    log = [json.loads(line) for line in (second / "decisions.jsonl").read_text(encoding="utf-8").splitlines()]
+    held = [o["message"] for d in log if "MEMBER-DAY" in d["rule_id"] for o in d["outputs"]]
+    assert [(m["key"], m["suppressed_by"]) for m in held] == [("CARE-MEMBER-DAY|M|2026-11", "dedupe")]
+    with sqlite3.connect(outbox / "ledger.sqlite") as db:
+        rows = db.execute("SELECT rule_id, run_id FROM issued WHERE kind = 'message' AND rule_id LIKE '%MEMBER-DAY'").fetchall()
+    assert rows == [("CARE-MEMBER-DAY", first.name)]
+    # December is a new month: the reminder, now with the points.
+    december = run(member_inbox(tmp_path / "in1216", 1200), outbox, "2026-12-16")
+    assert [(c, r) for c, r, _ in messages(december) if "MEMBER-DAY" in r] == [("M", "CARE-MEMBER-DAY")]
+    body = json.loads((december / "messages" / "sms" / "messages.jsonl").read_text(encoding="utf-8").splitlines()[0])["body"]
+    assert "本月会员日是12月18日。您是金卡会员，积分1200分" in body
