@@ -79,3 +79,25 @@ def test_points_earned_inside_the_window_do_not_bring_a_second_member_day_messag
     assert [(c, r) for c, r, _ in messages(december) if "MEMBER-DAY" in r] == [("M", "CARE-MEMBER-DAY")]
     body = json.loads((december / "messages" / "sms" / "messages.jsonl").read_text(encoding="utf-8").splitlines()[0])["body"]
     assert "本月会员日是12月18日。您是金卡会员，积分1200分" in body
+
+
+# -- (c) the frequency caps keep the birthday greeting ------------------------------------------------
+
+
+def test_a_birthday_in_the_spring_festival_week_is_greeted_though_the_week_had_two_marketing_messages(tmp_path: Path):
+    # B: signed, low value (the monthly offer), birthday 15 Feb 2026. 春节 (17 Feb) is greeted from 10 Feb, with
+    # February's offer: two marketing messages, the 7-day cap's two. On 12 Feb the birthday greeting (for the
+    # 15th) must still go: greetings rank before promotions (guards.yaml cap_priority), and the offer sent
+    # earlier holds back no greeting. The member day (18 Feb, reminded on the 14th) ranks with promotions: held.
+    inbox = write_inbox(tmp_path / "inbox", [customer("B", 生日="1985-02-15", 签约日期="2025-06-01")],
+                        orders=[["O1", "B", "2026-01-05", 300, "耗材", 1]])
+    outbox = tmp_path / "out"
+    assert messages(run(inbox, outbox, "2026-02-10")) == [
+        ("B", "CARE-FESTIVAL-SPRING", "2026-02-10T10:00:00"), ("B", "CL-LOW-VALUE-OFFER", "2026-02-10T10:00:00")]
+    assert messages(run(inbox, outbox, "2026-02-12")) == [("B", "CARE-BIRTHDAY-GREETING", "2026-02-15T10:00:00")]
+    day14 = run(inbox, outbox, "2026-02-14")
+    assert messages(day14) == []
+    log = [json.loads(line) for line in (day14 / "decisions.jsonl").read_text(encoding="utf-8").splitlines()]
+    (member,) = [o["message"] for d in log if d["rule_id"] == "CARE-MEMBER-DAY" for o in d["outputs"]]
+    assert member["suppressed_by"] == "frequency-cap"
+    assert member["suppressed"].startswith("频次上限 marketing-7d：发送时间前后 7 天内已有 3 条营销消息")
