@@ -212,6 +212,7 @@ class ActionBuilder:
             stage=rs.stage,
             key=self.key(spec, rule, customer, features),
             send_on=send_day(spec, features),
+            send_at=send_not_before(spec, features),
             former_keys=former_keys,
             former_since=former_since,
             min_gap=self.min_gap(spec, rule, features),
@@ -249,6 +250,13 @@ def send_day(spec: MessageSpec, features: dict) -> date | None:
     if isinstance(day, datetime):
         return day.date()
     return day if isinstance(day, date) else None
+
+
+def send_not_before(spec: MessageSpec, features: dict) -> datetime | None:
+    """The moment a message must not go out before when its rule's ``send_on`` names a time (a
+    survey: the complaint's resolution); the guards take the later of it and the day's send time."""
+    moment = features.get(spec.send_on) if spec.send_on is not None else None
+    return moment if isinstance(moment, datetime) else None
 
 
 _MISSING = object()  # a variable the context does not have (rendering it fails, unless the text tests for it)

@@ -29,8 +29,11 @@ evaluation and before the run folder is written, in this fixed order (documented
    allowed time on or after the run's send time (or the message's own requested time, if later:
    a rule's ``send_on`` day at the send time, e.g. the birthday of a greeting issued ahead).
 7. ``frequency-cap`` — messages: at most N messages of the capped categories per customer within
-   D days, counting earlier runs (from the ledger) and what this run already kept, in a fixed order:
-   by customer, then stage (classification → sla → care → churn), then rule id, then key.
+   D days, counting earlier runs (from the ledger) and what this run already kept. The policy's
+   ``cap_priority`` (message templates, most important first: birthday, festival) ranks them: a
+   message counts only the messages at least as important as itself, so a promotion or member-day
+   reminder sent earlier in the week never holds back a birthday greeting, while greetings still
+   count against promotions. Within a run, by customer, then that rank, then the fixed order.
 
 Messages earlier runs issued ahead (a ``send_on`` day) and not sent yet are checked again with the
 no-contact, opt-out and consent rules: ``find_recalls`` lists those the customer no longer wants or
@@ -59,8 +62,8 @@ from engine.decisions import CATEGORY_LABELS, Firing, Message, Task
 from engine.errors import PolicyError
 from engine.ledger import DEFAULT_LEDGER_NAME, Ledger
 from engine.policy.loader import MESSAGE_CATEGORIES, policy_files
-from engine.policy.model import STAGES
-from engine.policy.schema import Problems, as_list, check_keys
+from engine.policy.model import STAGES, MessageSpec
+from engine.policy.schema import Problems, as_list, check_keys, did_you_mean
 from engine.policy.yaml_source import YList, YMap, load_yaml
 from engine.xlsx_out import Column, Sheet, Workbook
 
@@ -118,6 +121,10 @@ class FrequencyCap:
     days: int
 
 
+# Personal greetings before festival greetings before everything else (promotions, member day, ...):
+# the seeds call the birthday greeting the most touching care of all (《客户维护细则》07).
+DEFAULT_CAP_PRIORITY = ("birthday", "festival")
+
 DEFAULT_CAPS = (
     FrequencyCap("marketing-7d", ("marketing",), 2, 7),
     FrequencyCap("marketing-30d", ("marketing",), 4, 30),
@@ -135,6 +142,9 @@ class GuardPolicy:
     send_time: time = time(10, 0)  # default send time on the as-of day
     quiet_hours: QuietHours | None = QuietHours(time(21, 0), time(9, 0))
     caps: tuple[FrequencyCap, ...] = DEFAULT_CAPS
+    # Message templates the caps keep first, most important first; a message counts only those at least
+    # as important as itself (unlisted templates come last, together). See docs/guards.md.
+    cap_priority: tuple[str, ...] = DEFAULT_CAP_PRIORITY
     ledger_path: str = DEFAULT_LEDGER_NAME  # relative paths: inside the outbox folder
     source: str | None = None  # the file it came from, for messages
 
@@ -144,13 +154,16 @@ class GuardPolicy:
 
 
 _TOP_KEYS = ("kind", "description", "time_zone", "consent", "opt_out", "send_time", "quiet_hours",
-             "frequency_caps", "ledger")
+             "frequency_caps", "cap_priority", "ledger")
 
 
 def load_guard_policy(policyset: Any) -> GuardPolicy:
     """The guards policy of a loaded policy set (``policyset.documents['guards']``); the defaults
-    if the folder has no guards file. Mistakes raise PolicyError naming file:line:col."""
-    return parse_guard_documents(policyset.documents.get("guards", []))
+    if the folder has no guards file. Mistakes raise PolicyError naming file:line:col; so does a
+    ``cap_priority`` template no message rule uses (a typo would silently rank it last)."""
+    templates = {out.template for rs in policyset.all_rulesets() for rule in rs.rules for out in rule.outputs
+                 if isinstance(out, MessageSpec)} if hasattr(policyset, "all_rulesets") else None
+    return parse_guard_documents(policyset.documents.get("guards", []), templates)
 
 
 def load_guard_policy_folder(root: Path) -> GuardPolicy:
@@ -170,7 +183,8 @@ def load_guard_policy_folder(root: Path) -> GuardPolicy:
     return parse_guard_documents(docs)
 
 
-def parse_guard_documents(docs: list[tuple[Path, YMap]]) -> GuardPolicy:
+def parse_guard_documents(docs: list[tuple[Path, YMap]], templates: set[str] | None = None) -> GuardPolicy:
+    """``templates``: the message templates the policy's rules use, to check ``cap_priority`` against."""
     if not docs:
         return GuardPolicy()
     problems = Problems()
@@ -220,6 +234,9 @@ def parse_guard_documents(docs: list[tuple[Path, YMap]]) -> GuardPolicy:
 
     if "frequency_caps" in doc:
         values["caps"] = _caps(doc, problems)
+
+    if "cap_priority" in doc:
+        values["cap_priority"] = _cap_priority(doc, templates, problems)
 
     ledger = doc.get("ledger")
     if ledger is not None and check_keys(ledger, "ledger", ("path",), (), problems, doc.value_loc("ledger")):
@@ -330,6 +347,30 @@ def _caps(doc: YMap, problems: Problems) -> tuple[FrequencyCap, ...]:
         if categories:
             caps.append(FrequencyCap(cap_id, categories, limit, days))
     return tuple(caps)
+
+
+def _cap_priority(doc: YMap, templates: set[str] | None, problems: Problems) -> tuple[str, ...]:
+    """``cap_priority: [birthday, festival]``: message template names, most important first."""
+    block = doc.get("cap_priority")
+    loc = doc.value_loc("cap_priority")
+    if block is None or block is False:
+        return ()
+    names = [str(v).strip() for v in as_list(block)]
+    if not isinstance(block, YList) or any(not n or isinstance(v, (dict, list)) for n, v in zip(names, as_list(block))):
+        problems.error("bad-value", "cap_priority 要写成模板名称的列表，最重要的在前，如 [birthday, festival] / "
+                                    "cap_priority must be a list of template names, most important first, e.g. [birthday, festival]", loc)
+        return DEFAULT_CAP_PRIORITY
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            problems.error("bad-value", f"cap_priority 里 '{name}' 写了两次 / '{name}' is listed twice in cap_priority",
+                           block.item_loc(i), fix="每个模板只写一次，写在它的位置上 / list each template once, in its place")
+        elif templates is not None and name not in templates:
+            guess = did_you_mean(name, templates)
+            problems.error("bad-value", f"cap_priority 里的 '{name}' 不是任何消息规则用的模板" + (f"，是不是 '{guess}'？" if guess else "")
+                           + f" / '{name}' in cap_priority is no template a message rule uses" + (f"; did you mean '{guess}'?" if guess else ""),
+                           block.item_loc(i), fix="写规则里 message 的 template，如 birthday、festival / "
+                                                  "name the template of a rule's message, e.g. birthday, festival")
+    return tuple(dict.fromkeys(names))
 
 
 def resolve_ledger_path(policy: GuardPolicy, outbox: Path, override: Path | None = None) -> Path:
@@ -684,36 +725,47 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
                                               f"免打扰时段 {quiet.label()}，改为 {send_at:%Y-%m-%d %H:%M} 发送"))
         scheduled.append(_with_send_at(m, send_at))
 
-    # 7. frequency caps: earlier runs (ledger) plus this run's kept messages, in the fixed order.
-    kept_messages: list[Message] = []
+    # 7. frequency caps: earlier runs (ledger) plus this run's kept messages. Each customer's messages
+    # in cap_priority order (birthday, festival, the rest), so a run keeps the most important; each
+    # counts only messages at least as important as itself, so earlier runs' promotions hold back no greeting.
     caps = policy.caps
-    history: dict[str, list[tuple[str | None, datetime]]] = {}
+    order = {template: i for i, template in enumerate(policy.cap_priority)}
+    last = len(policy.cap_priority)  # every template not listed: promotions, member day, ...
+
+    def rank(template: str | None) -> int:
+        return order.get(template, last)
+    history: dict[str, list[tuple[str | None, datetime, str | None]]] = {}
     if caps and scheduled and ledger is not None:
         widest = timedelta(days=max(c.days for c in caps))
         times = [m.send_at for m in scheduled]
         history = ledger.messages_between(min(times) - widest, max(times) + widest, for_run=run_id)
         for r in recalled:  # recalled by this run: not sent, so not counted (the ledger knows from the next run on)
             earlier_times = history.get(r.customer_id, [])
-            if (r.category, r.send_at) in earlier_times:
-                earlier_times.remove((r.category, r.send_at))
-    this_run: dict[str, list[tuple[str, datetime]]] = {}
-    for m in scheduled:
+            if (r.category, r.send_at, r.template) in earlier_times:
+                earlier_times.remove((r.category, r.send_at, r.template))
+    this_run: dict[str, list[tuple[str, datetime, str]]] = {}
+    kept: set[int] = set()
+    for m in sorted(scheduled, key=lambda m: (m.customer_id, rank(m.template))):  # stable: fixed order within a rank
         reason = None
+        own = rank(m.template)
         for cap in caps:
             if m.category not in cap.categories:
                 continue
-            before = _count_within(history.get(m.customer_id, []), cap, m.send_at)
-            now = _count_within(this_run.get(m.customer_id, []), cap, m.send_at)
+            before = _count_within(history.get(m.customer_id, []), cap, m.send_at, rank, own)
+            now = _count_within(this_run.get(m.customer_id, []), cap, m.send_at, rank, own)
             if before + now >= cap.max_messages:
                 names = "、".join(CATEGORY_LABELS.get(c, c) for c in cap.categories)
-                reason = (f"频次上限 {cap.cap_id}：发送时间前后 {cap.days} 天内已有 {before + now} 条{names}消息"
+                counted = (f"（按 cap_priority 只算同等或更重要的：{'、'.join(policy.cap_priority[:own + 1])}）"
+                           if own < last else "")
+                reason = (f"频次上限 {cap.cap_id}：发送时间前后 {cap.days} 天内已有 {before + now} 条{names}消息{counted}"
                           f"（以前的运行 {before} 条，本次运行 {now} 条；上限 {cap.max_messages} 条）")
                 break
         if reason is not None:
             drop(m, "message", "frequency-cap", reason)
             continue
-        this_run.setdefault(m.customer_id, []).append((m.category, m.send_at))
-        kept_messages.append(m)
+        this_run.setdefault(m.customer_id, []).append((m.category, m.send_at, m.template))
+        kept.add(id(m))
+    kept_messages = [m for m in scheduled if id(m) in kept]  # back in the fixed order
 
     # A task another task of this run replaces is no open work of its own: that task covers it (new,
     # or itself still open).
@@ -808,11 +860,14 @@ def _gap_reason(item: Task | Message, kind: str, latest: Mapping[tuple[str, str,
             f"最早 {day + timedelta(days=gap.days):%Y-%m-%d} 可再{verb}（{item.key}）")
 
 
-def _count_within(items: list[tuple[str | None, datetime]], cap: FrequencyCap, send_at: datetime) -> int:
+def _count_within(items: list[tuple[str | None, datetime, str | None]], cap: FrequencyCap, send_at: datetime,
+                  rank: Any, own: int) -> int:
     """Messages of the cap's categories "within D days": sent less than D days before or after
-    ``send_at`` (after, too: an earlier run may have scheduled a message for later)."""
+    ``send_at`` (after, too: an earlier run may have scheduled a message for later), whose template
+    ranks at least as high as ``own`` (``rank``: its place in cap_priority, lower is more important)."""
     window = timedelta(days=cap.days)
-    return sum(1 for category, moment in items if category in cap.categories and abs(moment - send_at) < window)
+    return sum(1 for category, moment, template in items
+               if category in cap.categories and abs(moment - send_at) < window and rank(template) <= own)
 
 
 # -- the decision log ---------------------------------------------------------------------------------

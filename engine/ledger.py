@@ -487,24 +487,24 @@ class Ledger:
         return self.conn.execute(sql, params).fetchone()[0]
 
     def messages_between(self, since: datetime, until: datetime | None = None,
-                         for_run: str | None = None) -> dict[str, list[tuple[str | None, datetime]]]:
-        """Bulk form for the caps: customer id → [(category, send time)] of messages sent after
+                         for_run: str | None = None) -> dict[str, list[tuple[str | None, datetime, str | None]]]:
+        """Bulk form for the caps: customer id → [(category, send time, template)] of messages sent after
         ``since`` (and before ``until``) in the history run ``for_run`` sees, in time order."""
         table, history, history_params = self._history(for_run)
         sent, sent_params = self._not_recalled(for_run, "issued")
-        sql = ("SELECT customer_id, category, COALESCE(send_at, issued_at) AS t FROM " + table + " "
+        sql = ("SELECT customer_id, category, COALESCE(send_at, issued_at) AS t, template FROM " + table + " "
                f"WHERE kind = 'message' AND COALESCE(send_at, issued_at) > ? AND {history} AND {sent}")
         params: list[Any] = [to_text(since), *history_params, *sent_params]
         if until is not None:
             sql += " AND COALESCE(send_at, issued_at) < ?"
             params.append(to_text(until))
-        out: dict[str, list[tuple[str | None, datetime]]] = {}
+        out: dict[str, list[tuple[str | None, datetime, str | None]]] = {}
         parsed: dict[str, datetime] = {}
-        for customer_id, category, moment in self.conn.execute(sql + " ORDER BY customer_id, t, key", params):
+        for customer_id, category, moment, template in self.conn.execute(sql + " ORDER BY customer_id, t, key", params):
             when = parsed.get(moment)
             if when is None:
                 when = parsed[moment] = datetime.fromisoformat(moment)
-            out.setdefault(customer_id, []).append((category, when))
+            out.setdefault(customer_id, []).append((category, when, template))
         return out
 
     def pending_messages(self, after: datetime, for_run: str | None = None) -> list[Entry]:

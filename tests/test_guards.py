@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import openpyxl
 import pytest
 
+from conftest import english
 from engine.decisions import Firing, Message, Task
 from engine.errors import PolicyError
 from engine.guards import (
@@ -530,3 +531,61 @@ def test_a_message_recalled_by_this_run_no_longer_counts_for_its_caps(tmp_path):
     assert [(r.key, r.guard, r.reason, r.issued_by) for r in result.recalled] == [
         ("care.birthday|C001|2026", "no-contact", "客户没有手机号，原定的短信消息无法送达", "run-1")]
     assert [m.key for m in result.kept_messages] == ["care.news|C001|2026-11-29"] and result.suppressed == []
+
+
+def test_caps_keep_the_birthday_then_festival_greetings_before_promotions_whatever_their_stage():
+    # One run: a classification-stage promotion comes first in the fixed order, yet the cap's two go to the
+    # greetings (cap_priority: birthday, festival); the order of the returned messages stays the fixed one.
+    promo = dataclasses.replace(message(rule="cl.offer", stage="classification"), template="offer")
+    birthday = dataclasses.replace(message(rule="care.zz_birthday", period="2026|2026-11-22"), template="birthday",
+                                   send_on=date(2026, 11, 22))
+    festival = message(rule="care.festival")
+    result = guard([festival, promo, birthday])
+    assert [m.rule_id for m in result.kept_messages] == ["care.festival", "care.zz_birthday"]
+    [s] = result.suppressed
+    assert (s.guard, s.rule_id) == ("frequency-cap", "cl.offer")
+    assert "cap_priority" not in s.reason  # a promotion counts every message
+
+
+def test_promotions_of_earlier_runs_hold_back_no_greeting_but_greetings_hold_back_promotions(tmp_path):
+    offer = dataclasses.replace(message(rule="churn.offer", stage="churn"), template="offer")
+    note = dataclasses.replace(offer, rule_id="churn.note", key="churn.note|C001|2026-11")
+    birthday = dataclasses.replace(message(rule="care.birthday", period="2026|2026-11-22"), template="birthday",
+                                   send_on=date(2026, 11, 22))
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        assert len(run(ledger, "run-1", MORNING, [offer, note]).kept_messages) == 2
+        second = run(ledger, "run-2", MORNING + timedelta(days=1), [birthday, message(rule="care.festival")])
+        # The birthday counts only birthdays; the festival greeting counts birthdays and festivals (1, the cap is 2).
+        assert [m.rule_id for m in second.kept_messages] == ["care.birthday", "care.festival"]
+        third = run(ledger, "run-3", MORNING + timedelta(days=2), [dataclasses.replace(offer, key="churn.offer|C001|x")])
+        assert third.kept_messages == [] and "以前的运行 4 条" in third.suppressed[0].reason
+        # Two birthday greetings in the week do hold back a third greeting: the cap, among equals.
+        late = dataclasses.replace(birthday, rule_id="care.birthday2", key="care.birthday2|C001|2026")
+        fourth = run(ledger, "run-4", MORNING + timedelta(days=2),
+                     [late, dataclasses.replace(birthday, rule_id="care.birthday3", key="care.birthday3|C001|2026")])
+        assert [m.rule_id for m in fourth.kept_messages] == ["care.birthday2"]
+        assert fourth.suppressed[0].reason == ("频次上限 marketing-7d：发送时间前后 7 天内已有 2 条营销消息（按 cap_priority 只算同等或更重要的：birthday）"
+                                               "（以前的运行 1 条，本次运行 1 条；上限 2 条）")
+
+
+def test_cap_priority_mistakes_name_the_line(tmp_path):
+    folder = write(tmp_path, """
+        kind: guards
+        cap_priority: [birthdy, festival, festival]
+    """)
+    (tmp_path / "policies" / "care.yaml").write_text(textwrap.dedent("""
+        kind: care
+        id: greet
+        rules:
+          - id: G1
+            when: birthday_greeting_due
+            message: {template: birthday, channel: preferred, category: marketing, once_per: year}
+    """).lstrip("\n"), encoding="utf-8")
+    with pytest.raises(PolicyError) as err:
+        load_guard_policy(load_policies(folder))
+    problems = err.value.problems
+    assert [(str(p.location), english(p.message)) for p in problems] == [
+        ("guards.yaml:2:16", "'birthdy' in cap_priority is no template a message rule uses; did you mean 'birthday'?"),
+        ("guards.yaml:2:25", "'festival' in cap_priority is no template a message rule uses"),
+        ("guards.yaml:2:35", "'festival' is listed twice in cap_priority"),
+    ]

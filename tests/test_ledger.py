@@ -96,8 +96,9 @@ def test_count_messages_window(tmp_path):
         assert ledger.count_messages("C001", "marketing", since - timedelta(days=1), until=datetime(2026, 11, 25, 10, 0)) == 1
         assert ledger.count_messages("C001", "marketing", since - timedelta(days=1), for_run="run-1") == 0
         history = ledger.messages_between(since - timedelta(days=1))
-        assert history["C001"] == [("marketing", datetime(2026, 11, 21, 10, 0)), ("service", datetime(2026, 11, 22, 10, 0)),
-                                   ("marketing", datetime(2026, 11, 25, 10, 0))]
+        assert history["C001"] == [("marketing", datetime(2026, 11, 21, 10, 0), "festival"),
+                                   ("service", datetime(2026, 11, 22, 10, 0), "festival"),
+                                   ("marketing", datetime(2026, 11, 25, 10, 0), "festival")]  # (template: the caps' cap_priority)
 
 
 def test_record_replaces_the_same_run_and_is_one_transaction(tmp_path):

@@ -344,7 +344,7 @@ def test_churn_reasons_without_a_category_column_name_the_setting(tmp_path: Path
     where = f"churn.yaml:{line_of(policy_copy / 'churn.yaml', 'complaint_reasons:')}:1"
     assert len(said) == 1
     assert "、流失挽回设置 complaint_reasons（来自问题分类列 interactions.category；" in said[0]
-    assert f"the churn setting complaint_reasons (from the 问题分类 column" in said[0]
+    assert "the churn setting complaint_reasons (from the 问题分类 column" in said[0]
     assert ": every row of interactions is read with no category, and last_complaint_category worked out so" in said[0]
     (policy_copy / "churn" / "win_back.yaml").unlink()  # the rule that reads last_complaint_category
     said = unread(stage_run(tmp_path / "again", policy_copy, dropped=("问题分类",)))

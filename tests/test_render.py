@@ -36,7 +36,9 @@ def sample_context(**params) -> dict:
             "owner": "李娜",
             "value_tier": "低",
             "phone": "13812345678",
-            "next_member_day": date(2026, 11, 22),  # a care feature every customer has in a run (member_day, loyalty)
+            "points": None,  # customer record fields a run always has, blank here (member_day reads them)
+            "member_level": None,
+            "next_member_day": date(2026, 11, 22),  # a care feature every customer has in a run (member_day)
         },
         "company": {"name": "云帆科技", "hotline": "400-820-1234"},
         "as_of": date(2026, 11, 20),
@@ -321,7 +323,7 @@ def test_member_day_gives_its_date_and_no_word_the_send_day_could_make_wrong(env
         context["as_of"] = as_of
         sms = render_message(env, "messages/sms/member_day.txt", context).body
         assert sms == "【云帆科技】王磊您好，本月会员日是11月22日，会员专享礼遇等您来享。退订回T"
-        for channel in CHANNELS:  # (the loyalty reminder's words: test_care)
+        for channel in CHANNELS:  # (the words with points: test_care)
             body = render_message(env, f"messages/{channel}/member_day.txt", context).body
             assert "11月22日" in body and "今天" not in body and "即将" not in body, body
         email = render_message(env, "messages/email/member_day.txt", context)

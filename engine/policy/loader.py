@@ -1168,8 +1168,10 @@ def load_policies(root: Path) -> PolicySet:
                                       + (f"; did you mean '{guess}'?" if guess else ""), loc)
         examples = {"due_by": "post_purchase_followup_by", "send_on": "next_birthday_date", "period_of": "next_birthday_date"}
         for key, name, loc in loader.date_refs:
-            if schema.get(name) != expr.types.DATE:
-                guess = did_you_mean(name, [n for n, t in schema.items() if t == expr.types.DATE])
+            # send_on may also name a time (survey_resolved_time): the message goes no earlier than that moment.
+            types = (expr.types.DATE, expr.types.DATETIME) if key == "send_on" else (expr.types.DATE,)
+            if schema.get(name) not in types:
+                guess = did_you_mean(name, [n for n, t in schema.items() if t in types])
                 loader.problems.error("unknown-name", f"{key} 写的 '{name}' 不是日期特征" + (f"，是不是 '{guess}'？" if guess else "")
                                       + f" / {key} names '{name}', which is not a date feature"
                                       + (f"; did you mean '{guess}'?" if guess else ""), loc,

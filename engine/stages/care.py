@@ -72,6 +72,7 @@ FEATURES: dict[str, tuple[str, str]] = {
     "is_member_day": ("bool", "今天在会员日提醒窗口内（会员日前 days_before 天至会员日当天；开始日不是工作日时提前，但不早于当月 1 日）"),
     "survey_due": ("bool", "近几天有已解决的投诉尚无满意度评分：应发满意度调查"),
     "survey_interaction_id": ("string", "待调查的投诉记录编号（最近解决的那条）"),
+    "survey_resolved_time": ("datetime", "那条投诉的解决时刻：满意度调查不早于它发出（规则的 send_on）"),
     "unsatisfied_complaint": ("bool", "近期解决的投诉，客户评分仍低（不满意）：应重新处理"),
     "unsatisfied_complaint_id": ("string", "客户不满意的那条投诉的记录编号（最近解决的那条）"),
     "unsatisfied_complaint_score": ("number", "那条投诉的满意度评分（1–5）"),
@@ -533,6 +534,9 @@ class CareStage:
                 low = i
         f["survey_due"] = found is not None
         f["survey_interaction_id"] = found.interaction_id if found else None
+        # The survey follows the resolution: CARE-SURVEY's send_on keeps it from going out before it
+        # (a complaint resolved at 16:00 is not surveyed at the day's 10:00 send time).
+        f["survey_resolved_time"] = found.resolved_time if found else None
         f["unsatisfied_complaint"] = low is not None
         f["unsatisfied_complaint_id"] = low.interaction_id if low else None
         f["unsatisfied_complaint_score"] = low.satisfaction if low else None
