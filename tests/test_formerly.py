@@ -11,8 +11,13 @@ from pathlib import Path
 import openpyxl
 from click.testing import CliRunner
 
-from conftest import customer, english, run_cli, write_inbox
+from conftest import ROOT, customer, edit, english, run_cli, write_inbox
 from engine.cli import main
+from engine.validate import validate_policies
+from test_care_timing import member_inbox, messages
+
+MEMBER = "care/member.yaml"
+FORMERLY_LINE = "    formerly: [CARE-LOYALTY-MEMBER-DAY]\n"
 
 # A weekly call, at least 10 days apart; written by the tests under its old and new id.
 CALL_RULES = """kind: care
@@ -62,6 +67,54 @@ def run_with_output(inbox: Path, outbox: Path, as_of: str, policies: Path) -> st
                                        "--as-of", as_of], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
+
+
+# -- the shipped merge: CARE-LOYALTY-MEMBER-DAY into CARE-MEMBER-DAY ---------------------------------------
+
+
+def old_member_day(policy_copy: Path) -> None:
+    """The copy as it was before the merge, for the member-day reminder: the rule under its old id."""
+    edit(policy_copy / MEMBER, FORMERLY_LINE, "")
+    edit(policy_copy / MEMBER, "- id: CARE-MEMBER-DAY", "- id: CARE-LOYALTY-MEMBER-DAY")
+
+
+def test_the_upgrade_sends_no_second_member_day_message(tmp_path: Path, policy_copy: Path):
+    # 16 Nov under the old id; 17 Nov with the shipped policies (CARE-MEMBER-DAY formerly the old id).
+    old_member_day(policy_copy)
+    outbox = tmp_path / "out"
+    first = run_cli(member_inbox(tmp_path / "in16", 1200), outbox, "2026-11-16", policy_copy)
+    assert [(c, r) for c, r, _ in messages(first) if "MEMBER-DAY" in r] == [("M", "CARE-LOYALTY-MEMBER-DAY")]
+    output = run_with_output(member_inbox(tmp_path / "in17", 1200), outbox, "2026-11-17", ROOT / "policies")
+    (second,) = [p for p in outbox.iterdir() if p.name.startswith("2026-11-17_")]
+    assert [r for _, r, _ in messages(second) if "MEMBER-DAY" in r] == []
+    [held] = [o["message"] for o in decisions(second, "CARE-MEMBER-DAY")]
+    assert (held["key"], held["suppressed_by"]) == ("CARE-MEMBER-DAY|M|2026-11", "dedupe")
+    guards = openpyxl.load_workbook(second / "guards.xlsx")
+    text = " ".join(str(v) for ws in guards.worksheets for row in ws.iter_rows(values_only=True) for v in row if v)
+    assert "CARE-LOYALTY-MEMBER-DAY|M|2026-11" in text and "CARE-LOYALTY-MEMBER-DAY 是 CARE-MEMBER-DAY 以前的规则编号" in text
+    assert "former-rule-not-listed" not in output and manifest_warnings(second, "former-rule-not-listed") == []
+
+
+def test_without_formerly_the_run_names_the_old_id_and_the_rule_that_took_over(tmp_path: Path, policy_copy: Path):
+    old_member_day(policy_copy)
+    outbox = tmp_path / "out"
+    run_cli(member_inbox(tmp_path / "in16", 1200), outbox, "2026-11-16", policy_copy)
+    edit(policy_copy / MEMBER, "- id: CARE-LOYALTY-MEMBER-DAY", "- id: CARE-MEMBER-DAY")  # renamed, no formerly
+    output = run_with_output(member_inbox(tmp_path / "in17", 1200), outbox, "2026-11-17", policy_copy)
+    (second,) = [p for p in outbox.iterdir() if p.name.startswith("2026-11-17_")]
+    # What formerly is for: the customer gets the month's reminder a second time.
+    assert [(c, r) for c, r, _ in messages(second) if "MEMBER-DAY" in r] == [("M", "CARE-MEMBER-DAY")]
+    [warning] = manifest_warnings(second, "former-rule-not-listed")
+    assert warning["where"] == "ledger.sqlite"
+    assert english(warning["message"]) == (
+        "the contact ledger has 1 messages from rule CARE-LOYALTY-MEMBER-DAY in the last 60 days; no rule has that id now "
+        "and none lists it under formerly: if it was renamed or merged, the rule that took over issues this period's "
+        "items again")
+    assert warning["message"].startswith("联系台账里最近 60 天有消息 1 条出自规则 CARE-LOYALTY-MEMBER-DAY")
+    assert english(warning["fix"]) == ("add formerly: [CARE-LOYALTY-MEMBER-DAY] to the rule that took over (perhaps "
+                                       "CARE-MEMBER-DAY: it sends template member_day too); a rule retired for good needs nothing")
+    assert "CARE-LOYALTY-MEMBER-DAY" in output and "former-rule-not-listed" in output
+    assert "客户" + "M" not in warning["message"]  # ids and counts only, no customer
 
 
 # -- a task rule renamed: dedupe, 仍待处理, min-gap, 上次派发/第几次 -----------------------------------------
@@ -116,3 +169,36 @@ def test_a_renamed_task_rule_without_formerly_is_given_again_and_said(tmp_path: 
     [warning] = manifest_warnings(tuesday, "former-rule-not-listed")
     assert "1 tasks from rule CARE-VIP-CALL" in english(warning["message"])
     assert english(warning["fix"]).startswith("add formerly: [CARE-VIP-CALL] to the rule that took over (perhaps CARE-VIP-PHONE-CALL?)")
+
+
+# -- validate: the mistakes -------------------------------------------------------------------------
+
+
+def formerly_problems(policies: Path) -> list:
+    return [p for p in validate_policies(policies) if p.code.startswith("formerly")]
+
+
+def test_validate_rejects_an_old_id_that_is_still_a_rule(policy_copy: Path):
+    edit(policy_copy / MEMBER, FORMERLY_LINE, "    formerly: [CARE-SURVEY, CARE-MEMBER-DAY]\n")
+    survey, own = formerly_problems(policy_copy)
+    assert (survey.code, str(survey.location), survey.severity) == ("formerly-in-use", f"{MEMBER}:18:16", "error")
+    assert english(survey.message).startswith("formerly names 'CARE-SURVEY', still a rule id at care/follow_up.yaml:")
+    assert english(survey.fix).startswith("if it was merged into CARE-MEMBER-DAY, delete the rule at care/follow_up.yaml:")
+    assert (own.code, str(own.location)) == ("formerly-in-use", f"{MEMBER}:18:29")
+    assert english(own.message) == "formerly names 'CARE-MEMBER-DAY', this rule's own id"
+
+
+def test_validate_rejects_an_old_id_listed_by_two_rules(policy_copy: Path):
+    write_call_rule(policy_copy, "CARE-VIP-PHONE-CALL", formerly="CARE-LOYALTY-MEMBER-DAY")
+    [twice] = formerly_problems(policy_copy)
+    assert twice.code == "formerly-twice" and str(twice.location) == "care/vip_call.yaml:6:16"
+    assert english(twice.message) == (f"'CARE-LOYALTY-MEMBER-DAY' is already listed under formerly of rule CARE-MEMBER-DAY "
+                                      f"(at {MEMBER}:18:16): an old id's ledger rows can count for one rule only")
+
+
+def test_validate_rejects_a_formerly_that_is_no_list_of_ids(policy_copy: Path):
+    edit(policy_copy / MEMBER, FORMERLY_LINE, "    formerly: {old: CARE-LOYALTY-MEMBER-DAY}\n")
+    [bad] = [p for p in validate_policies(policy_copy) if p.code == "bad-value"]
+    assert str(bad.location) == f"{MEMBER}:18:15"
+    assert english(bad.message) == ("formerly must be a rule id or a list of rule ids, "
+                                    "e.g. formerly: [CARE-LOYALTY-MEMBER-DAY]")
