@@ -202,3 +202,24 @@ def test_validate_rejects_a_formerly_that_is_no_list_of_ids(policy_copy: Path):
     assert str(bad.location) == f"{MEMBER}:18:15"
     assert english(bad.message) == ("formerly must be a rule id or a list of rule ids, "
                                     "e.g. formerly: [CARE-LOYALTY-MEMBER-DAY]")
+
+
+def test_a_renamed_family_rule_still_holds_back_the_revisit_it_replaces(tmp_path: Path, policy_copy: Path):
+    """CH-WB-REVISIT replaces CARE-REVISIT-DUE: its churn revisit on 1 Dec holds back the periodic revisit
+    for a revisit interval. Renamed on 8 Dec (formerly: [CH-WB-REVISIT]), it still does."""
+    people = [customer("C3", 签约日期="2025-01-10", 客户阶段="签约", 需求类型="普通")]
+    orders = [["O3", "C3", "2026-05-20", 800, "耗材", 1]]
+    outbox = tmp_path / "out"
+    day_1 = run_cli(write_inbox(tmp_path / "inbox-1", people, orders=orders), outbox, "2026-12-01")
+    assert [o["task"].get("suppressed_by") for o in decisions(day_1, "CH-WB-REVISIT")] == [None]
+    edit(policy_copy / "churn" / "win_back.yaml", "  - id: CH-WB-REVISIT\n",
+         "  - id: CH-WB-CHURN-REVISIT\n    formerly: [CH-WB-REVISIT]\n")
+    later = write_inbox(tmp_path / "inbox-8", people, orders=[*orders, ["O5", "C3", "2026-12-05", 800, "耗材", 1]])
+    day_8 = run_cli(later, outbox, "2026-12-08", policy_copy)
+    [held] = [o["task"] for o in decisions(day_8, "CARE-REVISIT-DUE")]
+    assert held["suppressed_by"] == "min-gap"
+    guards = openpyxl.load_workbook(day_8 / "guards.xlsx")
+    assert [v for ws in guards.worksheets for row in ws.iter_rows(values_only=True) for v in row
+            if isinstance(v, str) and v.startswith("间隔不足") and "CARE-REVISIT-DUE|C3" in v] == [
+        "间隔不足：2026-12-01 已派 CH-WB-REVISIT，间隔要求 90 天（revisit_interval_days），最早 2027-03-01 可再派"
+        "（CARE-REVISIT-DUE|C3|2026-12）"]
