@@ -141,7 +141,8 @@ class ActionBuilder:
         ident = (rule.rule_id, days, feature, spec.gap_family)
         found = self._gaps.get(ident)
         if found is None:
-            found = self._gaps[ident] = MinGap(days, (rule.rule_id, *spec.gap_family), feature, spec.gap_siblings)
+            found = self._gaps[ident] = MinGap(days, (rule.rule_id, *rule.formerly, *spec.gap_family), feature,
+                                               spec.gap_siblings)
         return found
 
     def task(self, spec: TaskSpec, rule: Rule, rs: RuleSet, customer: Customer, features: dict, context: dict) -> Task:
@@ -173,6 +174,7 @@ class ActionBuilder:
             former_keys=former_keys,
             former_since=former_since,
             min_gap=self.min_gap(spec, rule, features),
+            formerly=rule.formerly,
         )
 
     def pick_channel(self, spec: MessageSpec, customer: Customer) -> tuple[str | None, str | None]:
@@ -216,6 +218,7 @@ class ActionBuilder:
             former_keys=former_keys,
             former_since=former_since,
             min_gap=self.min_gap(spec, rule, features),
+            formerly=rule.formerly,
         )
 
 

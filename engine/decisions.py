@@ -24,13 +24,13 @@ class Firing:
 @dataclass(frozen=True)
 class MinGap:
     """A rule's ``min_gap_days`` for one item: held back when the contact ledger shows one of ``rules``
-    (the rule itself, the rules whose task replaces it and those that replace what it replaces)
+    (the rule itself and its former ids, the rules whose task replaces it and those that replace what it replaces)
     issued to the same customer less than ``days`` days before this run's as-of date (the min-gap
     guard, engine/guards.py).
     Shared by every item with the same values, so a large run holds a few of these, not one per item."""
 
     days: int
-    rules: tuple[str, ...]  # the rule first, then its family in id order
+    rules: tuple[str, ...]  # the rule first, its former ids (formerly:), then its family in id order
     feature: str | None = None  # the feature the days came from (min_gap_days: revisit_interval_days)
     siblings: tuple[tuple[str, str], ...] = ()  # (family rule, the rule both replace) for siblings
 
@@ -59,6 +59,8 @@ class Task:
     former_keys: tuple[str, ...] = ()
     former_since: date | None = None
     min_gap: MinGap | None = None  # the rule's min_gap_days for this customer, if any
+    # The rule's former ids (formerly:): ledger rows under them, with the rest of the key the same, are this task.
+    formerly: tuple[str, ...] = ()
 
 
 def task_output(task: Task) -> dict[str, Any]:
@@ -93,6 +95,7 @@ class Message:
     former_keys: tuple[str, ...] = ()  # as for a Task
     former_since: date | None = None
     min_gap: MinGap | None = None  # the rule's min_gap_days for this customer, if any
+    formerly: tuple[str, ...] = ()  # as for a Task
 
 
 # Types that need no change, checked first: this runs for every value of a large decision log.

@@ -437,11 +437,13 @@ class GuardResult:
 class StillOpen:
     """A task this run's rules called for again but held back because an earlier run issued it: the
     work is still open (the task sheets' 仍待处理 page). ``origin_key``: the key of the ledger row
-    that holds it (dedupe); empty: the latest task of its own rule to the customer (min-gap)."""
+    that holds it (dedupe); empty: the latest task of its own rule to the customer (min-gap).
+    ``origin_rule``: the rule id of that row: the task's own, or a former id of its rule (formerly:)."""
 
     task: Task
     guard: str  # "dedupe" | "min-gap"
     origin_key: str = ""
+    origin_rule: str = ""
 
 
 def recalled_by_guard(recalls: Iterable["Recall"]) -> dict[str, int]:
@@ -487,6 +489,32 @@ def send_from(as_of: date, as_of_time: datetime | None) -> datetime:
 def _without_key_by(key: str) -> str:
     """rule|customer|period of a key (``engine.actions.ActionBuilder.key``), without its key_by part."""
     return "|".join(key.split("|", 3)[:3])
+
+
+def _same_item_keys(item: Task | Message) -> list[str]:
+    """The keys under which a ledger row, whenever issued, is ``item``: its own key; for a key with a
+    key_by part (rule|customer|period|value), the key an earlier version of the rule gave before key_by
+    was added (rule|customer|period: adding key_by must not issue everything again); and each of those
+    under the rule's former ids (``formerly:``: a renamed or merged rule must not issue again)."""
+    keys = [item.key]
+    if item.key.count("|") >= 3:
+        keys.append(_without_key_by(item.key))
+    return keys + _under_former_ids(keys, item) if item.formerly else keys
+
+
+def _earlier_period_keys(item: Task | Message) -> list[str]:
+    """The keys a rule whose period counts at its period_of day (a greeting keyed by the birthday's
+    year) gave while the period was the run date's: on 30 Dec under 2025 for 2 Jan
+    (``actions.ActionBuilder.former_keys``), under its former ids too; they count only for rows issued
+    from ``item.former_since`` on."""
+    keys = list(item.former_keys)
+    return keys + _under_former_ids(keys, item) if item.formerly else keys
+
+
+def _under_former_ids(keys: list[str], item: Task | Message) -> list[str]:
+    """``keys`` (each starting ``<rule id>|``) as they read under each former id of the item's rule."""
+    cut = len(item.rule_id)
+    return [old + key[cut:] for old in item.formerly for key in keys]
 
 
 def late_date_only_run(policy: GuardPolicy, as_of: date, now: datetime) -> str | None:
@@ -604,16 +632,9 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     messages = reachable
 
     # 2. dedupe: against other runs (ledger), then within this run.
-    wanted = [("task", t.key) for t in tasks] + [("message", m.key) for m in messages]
-    # A key with a key_by part (rule|customer|period|value) also counts as issued under the key an
-    # earlier version of the rule gave before key_by was added to it (rule|customer|period): adding
-    # key_by to a rule (birthday greetings keyed by the birthday's date) must not issue everything again.
-    wanted += [(kind, _without_key_by(key)) for kind, key in wanted if key.count("|") >= 3]
-    # A rule whose period counts at its period_of day (a greeting keyed by the birthday's year) also
-    # finds what it issued while the period was the run date's: on 30 Dec under 2025 for 2 Jan (its
-    # former keys, from actions.ActionBuilder.former_keys), so the new year's run does not greet again.
-    wanted += [("task", k) for t in tasks for k in t.former_keys]
-    wanted += [("message", k) for m in messages for k in m.former_keys]
+    # Every key an earlier row of the same item may have (``_same_item_keys``, ``_earlier_period_keys``).
+    wanted = [("task", k) for t in tasks for k in (*_same_item_keys(t), *_earlier_period_keys(t))]
+    wanted += [("message", k) for m in messages for k in (*_same_item_keys(m), *_earlier_period_keys(m))]
     earlier = ledger.issued_among(wanted, for_run=run_id) if ledger is not None else {}
     seen: set[tuple[str, str]] = set()
     already: dict[tuple[str, datetime], str] = {}  # the reason's start, once per earlier run
@@ -621,14 +642,11 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
 
     def issued_before(item: Task | Message, kind: str) -> tuple[tuple[str, datetime], str] | None:
         """(run id, issued at) and the key of the ledger row that already holds ``item``, or None."""
-        found = earlier.get((kind, item.key))
-        if found is not None:
-            return found, item.key
-        if item.key.count("|") >= 3:
-            found = earlier.get((kind, _without_key_by(item.key)))
+        for key in _same_item_keys(item):
+            found = earlier.get((kind, key))
             if found is not None:
-                return found, _without_key_by(item.key)
-        for key in item.former_keys:
+                return found, key
+        for key in _earlier_period_keys(item):
             # Only a row issued in the window before the day: the same key of a year earlier is the
             # previous 元旦's greeting (keyed by its own year), not this one.
             found = earlier.get((kind, key))
@@ -645,9 +663,11 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
             if start is None:
                 run, issued_at = earlier_run
                 start = already[earlier_run] = f"已在 {issued_at:%Y-%m-%d} 的运行 {run} 中发出（同一规则、客户、周期："
-            drop(item, kind, "dedupe", start + key + "）")
+            rule_id = key.split("|", 1)[0]
+            renamed = f"；{rule_id} 是 {item.rule_id} 以前的规则编号（formerly）" if rule_id != item.rule_id else ""
+            drop(item, kind, "dedupe", start + key + "）" + renamed)
             if kind == "task":
-                still_open.setdefault(item.key, StillOpen(item, "dedupe", key))
+                still_open.setdefault(item.key, StillOpen(item, "dedupe", key, rule_id))
             return False
         if ident in seen:
             drop(item, kind, "dedupe", f"本次运行中已有同一幂等键的{'任务' if kind == 'task' else '消息'}（{item.key}）")
@@ -690,10 +710,12 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
             if reason is not None:
                 drop(x, kind, "min-gap", reason)
                 held.add(id(x))
-                # Held by its own rule's earlier task (not only a family rule's): that task is still open.
-                own = latest.get((kind, x.customer_id, x.rule_id))
-                if kind == "task" and own is not None and (today - own).days < x.min_gap.days:
-                    still_open.setdefault(x.key, StillOpen(x, "min-gap"))
+                # Held by its own rule's earlier task (not only a family rule's; under a former id, too):
+                # that task is still open.
+                own = max(((day, rule_id) for rule_id in (x.rule_id, *x.formerly)
+                           if (day := latest.get((kind, x.customer_id, rule_id))) is not None), default=None)
+                if kind == "task" and own is not None and (today - own[0]).days < x.min_gap.days:
+                    still_open.setdefault(x.key, StillOpen(x, "min-gap", origin_rule=own[1]))
         if held:
             kept_tasks = [t for t in kept_tasks if id(t) not in held]
             candidates = [m for m in candidates if id(m) not in held]
@@ -856,6 +878,8 @@ def _gap_reason(item: Task | Message, kind: str, latest: Mapping[tuple[str, str,
     basis = f"（{gap.feature}）" if gap.feature else ""
     shared = dict(gap.siblings).get(rule_id)  # a sibling: say why its task counts for this rule's gap
     why = f"（它和 {item.rule_id} 都取代 {shared}，算同一项工作）" if shared else ""
+    if rule_id in item.formerly:
+        why = f"（{item.rule_id} 以前的规则编号，formerly）"
     return (f"间隔不足：{day:%Y-%m-%d} 已{verb} {rule_id}{why}，间隔要求 {gap.days} 天{basis}，"
             f"最早 {day + timedelta(days=gap.days):%Y-%m-%d} 可再{verb}（{item.key}）")
 

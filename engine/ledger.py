@@ -56,7 +56,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 try:
     import fcntl
@@ -406,16 +406,20 @@ class Ledger:
                 found[(kind, customer_id, rule_id)] = day
         return found
 
-    def task_history(self, pairs: Iterable[tuple[str, str]], before: datetime,
-                     for_run: str | None = None) -> dict[tuple[str, str], tuple[date, int]]:
+    def task_history(self, pairs: Iterable[tuple[str, str]], before: datetime, for_run: str | None = None,
+                     formerly: Mapping[str, tuple[str, ...]] | None = None) -> dict[tuple[str, str], tuple[date, int]]:
         """For the task sheets' 上次派发 and 第几次: for each wanted (rule id, customer id), the as-of
         date of the latest task of that rule issued to that customer before ``before`` and how many
         there were, in the history run ``for_run`` sees; pairs never given a task are left out.
+        ``formerly``: rule id → its former ids (formerly:), whose tasks count as the rule's.
 
         One query for the whole run, as ``latest_issues`` (same temporary table and index)."""
         found: dict[tuple[str, str], tuple[date, int]] = {}
         parsed: dict[str, date] = {}  # a run has one issued_at: parse each text once
-        with self._wanted("INSERT OR IGNORE INTO temp.gap_wanted (kind, rule_id, customer_id) VALUES ('task', ?, ?)", pairs):
+        pairs = list(pairs)
+        formerly = formerly or {}
+        asked = pairs + [(old, customer_id) for rule_id, customer_id in pairs for old in formerly.get(rule_id, ())]
+        with self._wanted("INSERT OR IGNORE INTO temp.gap_wanted (kind, rule_id, customer_id) VALUES ('task', ?, ?)", asked):
             table, history, params = self._history(for_run, "i")
             sql = (f"SELECT w.rule_id, w.customer_id, MAX(i.issued_at), COUNT(*) FROM temp.gap_wanted AS w JOIN {table} "
                    "ON i.rule_id = w.rule_id AND i.customer_id = w.customer_id AND i.kind = w.kind "
@@ -425,7 +429,32 @@ class Ledger:
                 if day is None:
                     day = parsed[issued_at] = date.fromisoformat(issued_at[:10])
                 found[(rule_id, customer_id)] = (day, count)
+        for rule_id, customer_id in pairs if formerly else ():  # a former id's tasks are this rule's
+            under = [found.pop((old, customer_id), None) for old in formerly.get(rule_id, ())]
+            under = [h for h in [found.get((rule_id, customer_id)), *under] if h is not None]
+            if under:
+                found[(rule_id, customer_id)] = (max(day for day, _ in under), sum(count for _, count in under))
         return found
+
+    def rule_ids(self) -> list[str]:
+        """Every rule id with rows in the ledger (withdrawn runs' too), in order: one seek of the
+        ``issued_by_rule`` index per id, not a scan of every row."""
+        self.conn.execute(_BY_RULE_INDEX)
+        found = {rule_id for (rule_id,) in self.conn.execute("SELECT DISTINCT rule_id FROM withdrawn_issued")}
+        last = ""
+        while (rule_id := self.conn.execute("SELECT MIN(rule_id) FROM issued WHERE rule_id > ?", (last,)).fetchone()[0]) is not None:
+            found.add(rule_id)
+            last = rule_id
+        return sorted(found)
+
+    def rule_issues_since(self, rule_id: str, since: date,
+                          for_run: str | None = None) -> list[tuple[str, str | None, str | None, int]]:
+        """(kind, stage, template, how many) of the rows of ``rule_id`` issued on or after ``since``,
+        in the history run ``for_run`` sees (engine.former_rules: rules gone from the policies)."""
+        table, history, params = self._history(for_run, "i")
+        sql = (f"SELECT i.kind, i.stage, i.template, COUNT(*) FROM {table} WHERE i.rule_id = ? AND i.issued_at >= ? "
+               f"AND {history} GROUP BY i.kind, i.stage, i.template ORDER BY i.kind, i.stage, i.template")
+        return [tuple(row) for row in self.conn.execute(sql, [rule_id, since.isoformat(), *params])]
 
     def task_origins(self, wanted: Iterable[tuple[str, str, str]], until: date,
                      for_run: str | None = None) -> dict[tuple[str, str, str], tuple[date, str, datetime | None, str | None]]:

@@ -30,6 +30,7 @@ from engine.guards import (GUARD_LABELS, GUARD_REPORT_NAME, StillOpen, guard_eva
                            load_guard_policy, resolve_ledger_path, send_from, unreachable_message, write_guard_report)
 from engine.ledger import Ledger, one_run_at_a_time
 from engine.features import derive_features, group_by_customer
+from engine.former_rules import former_rule_warnings
 from engine.memory import gc_paused
 from engine.model import Dataset
 from engine.outbox import RunFolder, build_manifest, check_writable, file_entry, make_run_id, sha256_file, tidy_after_killed_runs, write_json
@@ -365,6 +366,8 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
         # The same batch, started a moment earlier, finished while this run waited: it is done.
         return RunResult(run_id, target, already_done=True, warnings=[*ahead])
     ledger = Ledger(ledger_path)
+    # A rule renamed without formerly: would issue this period's items again: said before it does.
+    warnings += former_rule_warnings(policyset, ledger, options.as_of, _ledger_root(ledger_path, options.outbox), run_id)
     recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crm-engine-ledger")
     cleanup.callback(recorder.shutdown)
     staged: Future | None = None
@@ -382,7 +385,8 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
             guards = guard_evaluation(guard_policy, ledger, customers_by_id, evaluation,
                                       send_from(options.as_of, options.as_of_time), run_id, policyset.organization)
             # 上次派发 and 第几次 of the task sheets: read before this run's rows are staged.
-            history = ledger.task_history({(t.rule_id, t.customer_id): None for t in evaluation.tasks}, as_of_time, run_id)
+            history = ledger.task_history({(t.rule_id, t.customer_id): None for t in evaluation.tasks}, as_of_time, run_id,
+                                          formerly={t.rule_id: t.formerly for t in evaluation.tasks if t.formerly})
             # The 仍待处理 page: the earlier task each still-open one is (one query, as the history).
             open_work = still_open_work(guards.still_open, ledger, options.as_of, run_id)
             say("发送保护已检查，写入结果文件 …")
@@ -433,10 +437,13 @@ def still_open_work(still_open: list[StillOpen], ledger: Ledger, as_of: date,
     (due, as-of date, run id, assignee of the earlier task, the guard's label)) pairs."""
     if not still_open:
         return [], []
-    found = ledger.task_origins([(o.task.rule_id, o.task.customer_id, o.origin_key) for o in still_open], as_of, run_id)
+    # The earlier row may be under a former id of the task's rule (formerly:): looked up under that id.
+    found = ledger.task_origins([(o.origin_rule or o.task.rule_id, o.task.customer_id, o.origin_key) for o in still_open],
+                                as_of, run_id)
     origins = []
     for o in still_open:
-        day, earlier_run, due, assignee = found.get((o.task.rule_id, o.task.customer_id, o.origin_key), (None,) * 4)
+        day, earlier_run, due, assignee = found.get((o.origin_rule or o.task.rule_id, o.task.customer_id, o.origin_key),
+                                                    (None,) * 4)
         origins.append((o.task.key, (due, day, earlier_run, assignee, GUARD_LABELS.get(o.guard, o.guard))))
     return [o.task for o in still_open], origins
 

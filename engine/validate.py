@@ -8,7 +8,8 @@ shows up when the pieces are put together:
 * message templates: that each exists for every channel a rule may use, and that every variable it
   reads is one a message gets (``customer.<feature or tag>``, ``company.<key>``, ``as_of``,
   ``params.<key the rule sets>``); the same for task titles and scripts;
-* rule ids used twice anywhere (YAML rules, table rows, SLA targets, churn signals);
+* rule ids used twice anywhere (YAML rules, table rows, SLA targets, churn signals), and ``formerly:``
+  ids still in use or listed by two rules;
 * one tag set by two policies (the later one's value stays, and the file names decide which is later);
 * the logic of each rule list, decision table and the SLA targets (see "Rule logic" below): rules
   that can never apply under the hit policy, overlapping rows in ``unique`` tables, and input combinations no row
@@ -96,6 +97,7 @@ def check_policies(policies: Path, templates: Path | None = None, engine: str = 
     if calendars is not None:
         problems.extend(check_stage_settings(policyset, calendars, templates))
     problems.extend(check_duplicate_ids(policyset))
+    problems.extend(check_formerly(policyset))
     problems.extend(check_templates(policyset, templates))
     problems.extend(check_report_template(templates))
     values = _ValueChecker(policyset, columns)
@@ -342,6 +344,43 @@ def check_duplicate_ids(policyset: PolicySet) -> list[Problem]:
         if stage == "sla" and seen[1] != "churn-settings":
             continue  # the SLA loader reports its own duplicates and clashes with rules
         problems.append(_duplicate(rule_id, seen[0], loc))
+    return problems
+
+
+def check_formerly(policyset: PolicySet) -> list[Problem]:
+    """``formerly:`` ids that cannot be a rule's former id: one still used by a rule (or SLA target,
+    churn signal): its ledger rows are that rule's, and the two would hold back each other's items;
+    one listed by two rules: its rows can count for one of them only."""
+    current = {rule.rule_id: rule.location for rs in policyset.all_rulesets() for rule in rs.rules}
+    for _stage, rule_id, _when, loc in settings_rules(policyset):
+        current.setdefault(rule_id, loc)
+    problems: list[Problem] = []
+    listed: dict[str, tuple[str, Location]] = {}  # former id → (the rule listing it, where)
+    for rs in policyset.all_rulesets():
+        for rule in rs.rules:
+            for old, loc in zip(rule.formerly, rule.formerly_at):
+                if old == rule.rule_id:
+                    problems.append(Problem(code="formerly-in-use", location=loc,
+                                            message=f"formerly 写的 '{old}' 是这条规则自己的编号 / "
+                                                    f"formerly names '{old}', this rule's own id",
+                                            fix="formerly 只写这条规则以前用过的编号 / list only ids this rule had before"))
+                elif old in current:
+                    problems.append(Problem(
+                        code="formerly-in-use", location=loc,
+                        message=f"formerly 写的 '{old}' 仍是 {current[old]} 的规则编号：它的台账记录算那条规则的 / "
+                                f"formerly names '{old}', still a rule id at {current[old]}: its ledger rows are that rule's",
+                        fix=f"旧规则已并入 {rule.rule_id} 的，删掉 {current[old]} 那条规则；旧规则还要用的，从 formerly 里去掉 / "
+                            f"if it was merged into {rule.rule_id}, delete the rule at {current[old]}; if it is still in use, "
+                            "take it out of formerly"))
+                elif old in listed and listed[old][0] != rule.rule_id:
+                    other, first = listed[old]
+                    problems.append(Problem(
+                        code="formerly-twice", location=loc,
+                        message=f"'{old}' 已经写在规则 {other} 的 formerly 里（{first}）：一个旧编号的台账记录只能算作一条规则的 / "
+                                f"'{old}' is already listed under formerly of rule {other} (at {first}): an old id's "
+                                "ledger rows can count for one rule only",
+                        fix=f"只在接替 {old} 的那一条规则上写 / keep it on the one rule that took over {old}'s work"))
+                listed.setdefault(old, (rule.rule_id, loc))
     return problems
 
 

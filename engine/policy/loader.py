@@ -464,7 +464,7 @@ class _Loader:
             return None
 
     def _yaml_rule(self, block: Any, loc: Location, org: Organization) -> Rule | None:
-        allowed = ("id", "description", "when", "set", "score", "task", "tasks", "message", "messages", "priority")
+        allowed = ("id", "description", "when", "set", "score", "task", "tasks", "message", "messages", "priority", "formerly")
         if not check_keys(block, "a rule", allowed, ("id", "when"), self.problems, loc, nested=_RULE_BLOCKS):
             return None
         rule_id = str(block.get("id", "?"))
@@ -511,6 +511,7 @@ class _Loader:
                                     "under hit_policy: priority the matching rule with the highest number wins, e.g. priority: 10; "
                                     "a task's 高/中/低 goes under task:")
             priority = 0
+        formerly, formerly_at = self._rule_ids(block, "formerly", "CARE-LOYALTY-MEMBER-DAY")  # checked by validate.check_formerly
         return Rule(
             rule_id=rule_id,
             description=str(block.get("description", "")),
@@ -519,6 +520,8 @@ class _Loader:
             outputs=outputs,
             location=block.key_loc("id"),
             priority=int(priority),
+            formerly=formerly,
+            formerly_at=formerly_at,
         )
 
     def _plain_name(self, name: Any, value: Any, what: str, block: YMap) -> bool:
@@ -614,18 +617,24 @@ class _Loader:
 
     def _replaces(self, block: YMap) -> tuple[str, ...]:
         """``replaces: [RULE-ID, ...]``: rule ids, checked once every rule is known."""
-        value = block.get("replaces")
-        if value is None:
-            return ()
-        items = list(value) if isinstance(value, (list, YList)) else [value]
-        if not items or any(isinstance(v, (dict, list, YMap, YList)) or v is None for v in items):
-            self.problems.error("bad-value", "replaces 要写一个规则编号或规则编号的列表，如 replaces: [CARE-REVISIT-DUE] / "
-                                             "replaces must be a rule id or a list of rule ids, e.g. replaces: [CARE-REVISIT-DUE]",
-                                block.value_loc("replaces"))
-            return ()
-        ids = tuple(str(v).strip() for v in items)
+        ids, _ = self._rule_ids(block, "replaces", "CARE-REVISIT-DUE")
         self.replaces_refs.extend((rule_id, block.value_loc("replaces")) for rule_id in ids)
         return ids
+
+    def _rule_ids(self, block: YMap, key: str, example: str) -> tuple[tuple[str, ...], tuple[Location, ...]]:
+        """``key: [RULE-ID, ...]`` (or one id): the ids, and where each is written."""
+        value = block.get(key)
+        if value is None:
+            return (), ()
+        items = list(value) if isinstance(value, (list, YList)) else [value]
+        if not items or any(isinstance(v, (dict, list, YMap, YList)) or v is None for v in items):
+            self.problems.error("bad-value", f"{key} 要写一个规则编号或规则编号的列表，如 {key}: [{example}] / "
+                                             f"{key} must be a rule id or a list of rule ids, e.g. {key}: [{example}]",
+                                block.value_loc(key))
+            return (), ()
+        ids = tuple(str(v).strip() for v in items)
+        locs = tuple(value.item_loc(i) if isinstance(value, YList) else block.value_loc(key) for i in range(len(ids)))
+        return ids, locs
 
     def _min_gap_days(self, block: YMap) -> int | str | None:
         """``min_gap_days``: a whole number of days ≥ 1, or the name of a numeric feature (checked
@@ -1105,6 +1114,7 @@ def _gap_families(rulesets: list[RuleSet]) -> None:
     visit too, so each counts for the other's gap (``gap_siblings`` says which replaced rule they share,
     for the guard's reason); a sibling without ``min_gap_days`` is never held back."""
     replaced_by: dict[str, set[str]] = {}
+    formerly = {rule.rule_id: rule.formerly for rs in rulesets for rule in rs.rules if rule.formerly}
     for rs in rulesets:
         for rule in rs.rules:
             for out in rule.outputs:
@@ -1122,6 +1132,9 @@ def _gap_families(rulesets: list[RuleSet]) -> None:
                     for shared in out.replaces:
                         for other in sorted(replaced_by.get(shared, set()) - family - set(out.replaces) - {rule.rule_id}):
                             siblings.setdefault(other, shared)
+                    # A family rule's former ids (formerly:) are that rule too: its earlier tasks count.
+                    siblings.update((old, shared) for other, shared in list(siblings.items()) for old in formerly.get(other, ()))
+                    family |= {old for other in family for old in formerly.get(other, ())}
                     if family or siblings:
                         rule.outputs[i] = replace(out, gap_family=tuple(sorted(family | set(siblings))),
                                                   gap_siblings=tuple(sorted(siblings.items())))

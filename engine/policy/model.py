@@ -127,6 +127,10 @@ class Rule:
     # Decision-table rows keep the per-input-column tests for explain/validate.
     cells: dict[str, str] = field(default_factory=dict)
     cell_conditions: list[Any] = field(default_factory=list)  # one parsed test per input cell, with its cell location
+    # The ids this rule had before (renamed, or rules merged into it): the ledger's rows under them count
+    # as this rule's for dedupe, min_gap_days and the task sheets' history (``formerly:``); where each is written.
+    formerly: tuple[str, ...] = ()
+    formerly_at: tuple[Location, ...] = field(default=(), compare=False, repr=False)
 
     @cached_property
     def source(self) -> str:

@@ -1,0 +1,73 @@
+"""Rules the contact ledger knows and the policies no longer have.
+
+An item's idempotency key starts with its rule id, so a rule renamed (or merged into another) without
+``formerly: [OLD-ID]`` on the rule that took over issues again what the old id issued this period. A
+run says so (``former_rule_warnings``) while the old id's rows are recent enough to matter.
+"""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from engine.errors import Location, Problem
+from engine.ledger import Ledger
+from engine.policy.model import MessageSpec, TaskSpec
+from engine.policy.schema import did_you_mean
+from engine.policy_tests import all_rule_ids
+
+# How far back the ledger is read: the longest once_per most rules use is a month, and a greeting's
+# window is at most 60 days (actions.FORMER_KEY_DAYS); rows older than this rarely hold anything back.
+RECENT_DAYS = 60
+
+
+def former_rule_warnings(policyset, ledger: Ledger, as_of: date, where: str, for_run: str | None = None) -> list[Problem]:
+    """One warning per rule id that issued tasks or messages in the RECENT_DAYS up to ``as_of`` (in the
+    history run ``for_run`` sees), is no rule's id now and is listed under no rule's ``formerly``.
+    ``where``: the ledger as the run names it. Ids and counts only: no customer data."""
+    known = set(all_rule_ids(policyset))
+    known.update(old for rs in policyset.all_rulesets() for rule in rs.rules for old in rule.formerly)
+    since = as_of - timedelta(days=RECENT_DAYS)
+    warnings = []
+    for old in ledger.rule_ids():
+        if old in known:
+            continue
+        rows = ledger.rule_issues_since(old, since, for_run)
+        if not rows:
+            continue
+        tasks = sum(n for kind, _, _, n in rows if kind == "task")
+        messages = sum(n for kind, _, _, n in rows if kind == "message")
+        counts_zh = "、".join(([f"任务 {tasks} 项"] if tasks else []) + ([f"消息 {messages} 条"] if messages else []))
+        counts_en = ", ".join(([f"{tasks} tasks"] if tasks else []) + ([f"{messages} messages"] if messages else []))
+        guess_zh, guess_en = _successor_text(policyset, old, rows)
+        warnings.append(Problem(
+            code="former-rule-not-listed", severity="warning", location=Location(file=where),
+            message=f"联系台账里最近 {RECENT_DAYS} 天有{counts_zh}出自规则 {old}，现在的策略里没有这条规则，也没有规则在 "
+                    f"formerly 里列出它：它若改了编号或并入了别的规则，接替的规则会把同一周期的任务和消息再派发一次 / "
+                    f"the contact ledger has {counts_en} from rule {old} in the last {RECENT_DAYS} days; no rule has that id "
+                    "now and none lists it under formerly: if it was renamed or merged, the rule that took over issues "
+                    "this period's items again",
+            fix=f"在接替它的规则上写 formerly: [{old}]{guess_zh}；确实停用的规则不用管 / "
+                f"add formerly: [{old}] to the rule that took over{guess_en}; a rule retired for good needs nothing"))
+    return warnings
+
+
+def _successor_text(policyset, old: str, rows: list[tuple]) -> tuple[str, str]:
+    """A guess at the rule that took over ``old``'s work, as (Chinese, English) text to add to the fix:
+    the one rule sending a template ``old`` sent, else the rule with the most similar id among those
+    issuing the same kind in the same stage (then in any stage). ("", "") when nothing is close."""
+    kinds = {kind for kind, _, _, _ in rows}
+    stages = {stage for _, stage, _, _ in rows}
+    templates = {template for _, _, template, _ in rows if template}
+    issuing = []  # (rule id, stage, templates it sends) of the rules issuing one of those kinds
+    for rs in policyset.all_rulesets():
+        for rule in rs.rules:
+            outs = [o for o in rule.outputs if isinstance(o, (TaskSpec, MessageSpec))
+                    and ("task" if isinstance(o, TaskSpec) else "message") in kinds]
+            if outs:
+                issuing.append((rule.rule_id, rs.stage, {o.template for o in outs if isinstance(o, MessageSpec)}))
+    same_template = sorted({rule_id for rule_id, _, sent in issuing if sent & templates})
+    if len(same_template) == 1:
+        shared = "、".join(sorted(templates & next(sent for r, _, sent in issuing if r == same_template[0])))
+        return f"（是不是 {same_template[0]}？它也发模板 {shared}）", f" (perhaps {same_template[0]}: it sends template {shared} too)"
+    guess = (did_you_mean(old, [rule_id for rule_id, stage, _ in issuing if stage in stages])
+             or did_you_mean(old, [rule_id for rule_id, _, _ in issuing]))
+    return (f"（是不是 {guess}？）", f" (perhaps {guess}?)") if guess else ("", "")
