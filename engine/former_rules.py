@@ -36,7 +36,8 @@ def former_rule_warnings(policyset, ledger: Ledger, as_of: date, where: str, for
         tasks = sum(n for kind, _, _, n in rows if kind == "task")
         messages = sum(n for kind, _, _, n in rows if kind == "message")
         counts_zh = "、".join(([f"任务 {tasks} 项"] if tasks else []) + ([f"消息 {messages} 条"] if messages else []))
-        counts_en = ", ".join(([f"{tasks} tasks"] if tasks else []) + ([f"{messages} messages"] if messages else []))
+        counts_en = ", ".join(([f"{tasks} task{'s' * (tasks != 1)}"] if tasks else [])
+                              + ([f"{messages} message{'s' * (messages != 1)}"] if messages else []))
         guess_zh, guess_en = _successor_text(policyset, old, rows)
         warnings.append(Problem(
             code="former-rule-not-listed", severity="warning", location=Location(file=where),

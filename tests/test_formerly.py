@@ -107,7 +107,7 @@ def test_without_formerly_the_run_names_the_old_id_and_the_rule_that_took_over(t
     [warning] = manifest_warnings(second, "former-rule-not-listed")
     assert warning["where"] == "ledger.sqlite"
     assert english(warning["message"]) == (
-        "the contact ledger has 1 messages from rule CARE-LOYALTY-MEMBER-DAY in the last 60 days; no rule has that id now "
+        "the contact ledger has 1 message from rule CARE-LOYALTY-MEMBER-DAY in the last 60 days; no rule has that id now "
         "and none lists it under formerly: if it was renamed or merged, the rule that took over issues this period's "
         "items again")
     assert warning["message"].startswith("联系台账里最近 60 天有消息 1 条出自规则 CARE-LOYALTY-MEMBER-DAY")
@@ -167,7 +167,7 @@ def test_a_renamed_task_rule_without_formerly_is_given_again_and_said(tmp_path: 
     tuesday = run_cli(inbox, outbox, "2026-11-17", policy_copy)
     assert [(r["规则编号"], r["第几次"]) for r in pages(tuesday)["张伟"] if "VIP" in r["规则编号"]] == [("CARE-VIP-PHONE-CALL", 1)]
     [warning] = manifest_warnings(tuesday, "former-rule-not-listed")
-    assert "1 tasks from rule CARE-VIP-CALL" in english(warning["message"])
+    assert "1 task from rule CARE-VIP-CALL" in english(warning["message"])
     assert english(warning["fix"]).startswith("add formerly: [CARE-VIP-CALL] to the rule that took over (perhaps CARE-VIP-PHONE-CALL?)")
 
 
