@@ -960,10 +960,14 @@ def guard_report(result: GuardResult) -> Workbook:
         for s in result.suppressed
     ]
     moved_rows = [(r.customer_id, r.rule_id, r.requested, r.send_at, r.reason, r.key) for r in result.rescheduled]
-    recalled_rows = [(r.customer_id, r.rule_id, r.channel, r.template, r.send_at, GUARD_LABELS.get(r.guard, r.guard), r.reason,
-                      r.issued_by, r.key) for r in result.recalled]
     return Workbook([
         Sheet("被拦截 suppressed", SUPPRESSED_COLUMNS, suppressed_rows),
         Sheet("已改期 rescheduled", RESCHEDULED_COLUMNS, moved_rows),
-        Sheet("已撤回 recalled", RECALLED_COLUMNS, recalled_rows),
+        Sheet("已撤回 recalled", RECALLED_COLUMNS, recalled_rows(result.recalled)),
     ], title="发送保护 guards")
+
+
+def recalled_rows(recalls: Iterable["Recall"]) -> list[tuple]:
+    """The rows of a 已撤回 sheet (``RECALLED_COLUMNS``): guards.xlsx's and audit.xlsx's."""
+    return [(r.customer_id, r.rule_id, r.channel, r.template, r.send_at, GUARD_LABELS.get(r.guard, r.guard), r.reason,
+             r.issued_by, r.key) for r in recalls]
