@@ -7,6 +7,8 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
+from jinja2 import TemplateSyntaxError
+
 from engine.calendar import BusinessCalendar, parse_duration
 from engine.decisions import Message, MinGap, Task
 from engine.errors import PolicyError, Problem
@@ -14,7 +16,7 @@ from engine.guards import channel_address
 from engine.model import Customer
 from engine.policy.loader import Organization
 from engine.policy.model import MessageSpec, Rule, RuleSet, TaskSpec, period_label
-from engine.render import render_message, template_reads, without_customer_values
+from engine.render import render_message, template_reads, template_syntax_problem, without_customer_values
 from engine.stages import whole_days
 
 
@@ -64,17 +66,17 @@ class ActionBuilder:
                 due = max(latest, self.start)
         return due
 
-    def _inline(self, text: str | None, context: dict, rule: Rule) -> str | None:
-        """Render a task title or script, which may use {{ customer.xxx }} like message templates."""
+    def _inline(self, text: str | None, context: dict, rule: Rule, label: str = "title") -> str | None:
+        """Render a task title or script (``label``), which may use {{ customer.xxx }} like message templates."""
         if text is None or "{" not in text:
             return text
         inline = self._inline_cache.get(text)
         if inline is None:
             try:
                 inline = _InlineText(self.env, text)
-            except Exception as exc:  # a Jinja syntax error in a policy file
-                raise PolicyError(Problem(code="template-syntax", message=f"规则 {rule.rule_id} 的任务标题或话术格式错误 / "
-                                                                          f"rule {rule.rule_id}: {exc}", location=rule.location)) from None
+            except TemplateSyntaxError as exc:  # a Jinja syntax error in a policy file: said as validate says it
+                what = (f"规则 {rule.rule_id} 的任务{'标题' if label == 'title' else '话术'}", f"the {label} of rule {rule.rule_id}'s task")
+                raise PolicyError(template_syntax_problem(exc, rule.location, rule.location.file, what)) from None
             self._inline_cache[text] = inline
         try:
             return inline.render(context)
@@ -166,7 +168,7 @@ class ActionBuilder:
             stage=rs.stage,
             due=self._due_for(spec, features),
             priority=spec.priority,
-            script=self._inline(spec.script, context, rule),
+            script=self._inline(spec.script, context, rule, "script"),
             category=spec.category,
             key=self.key(spec, rule, customer, features),
             replaces=spec.replaces,

@@ -3,11 +3,11 @@ everyone: one page with charts that opens offline in any browser).
 
 * ``audit.xlsx``: 运行清单 (the manifest: version, as-of, counts), 文件 (every input, policy and
   template file with its sha256), 规则汇总 (each rule: how often it fired, for how many customers, what
-  it produced, how often a guard held an output back; rules that never fired are listed with 0), and
-  决策日志 (the decision log, one row per firing, with the autofilter on; split over several sheets
+  it produced, how often a guard held an output back; rules that never fired are listed with 0), 已撤回
+  (earlier runs' messages this run recalled, as guards.xlsx lists them) and 决策日志 (the decision log, one row per firing, with the autofilter on; split over several sheets
   when it is longer than one sheet may be).
-* ``report.html``: counts by class, SLA figures, churn levels, tasks per person, messages per channel,
-  top rules, guard suppressions. Charts are inline SVG drawn here from the run's data: no script, no
+* ``report.html``: counts by class, SLA figures, churn levels, tasks and still-open tasks per person,
+  messages per channel, top rules, guard suppressions and recalls. Charts are inline SVG drawn here from the run's data: no script, no
   network, nothing to install; the page prints as it shows. Rendered from
   ``templates/report/report.html.j2`` with Jinja's sandbox and HTML autoescaping.
 
@@ -358,10 +358,14 @@ def _log_rows(firings: list[Firing]) -> Iterable[tuple]:
 
 
 def write_audit(folder: Path, manifest: dict[str, Any], evaluation: Any, policyset: Any = None,
-                log_rows: int | None = LOG_ROWS_DEFAULT, summary: FiringSummary | None = None) -> Path:
+                log_rows: int | None = LOG_ROWS_DEFAULT, summary: FiringSummary | None = None,
+                recalls: Iterable[Any] = ()) -> Path:
     """Write ``audit.xlsx`` into the run folder. ``policyset`` (optional) lists rules that never fired.
     ``log_rows``: at most this many decision-log rows (None: all, over several sheets if needed).
-    ``summary``: the run's ``summarize_firings(firings, policyset)`` if already made (else made here)."""
+    ``summary``: the run's ``summarize_firings(firings, policyset)`` if already made (else made here).
+    ``recalls``: earlier runs' messages this run recalled (``engine.guards.Recall``), for 已撤回."""
+    from engine.guards import RECALLED_COLUMNS, recalled_rows
+
     folder = Path(folder)
     files = [(GROUP_LABELS[g], e["path"], e["sha256"], e.get("size")) for g in GROUP_LABELS for e in manifest.get(g, [])]
     if summary is None:
@@ -374,6 +378,8 @@ def write_audit(folder: Path, manifest: dict[str, Any], evaluation: Any, policys
         Sheet("规则汇总", [Column("阶段"), Column("策略"), Column("规则编号"), Column("说明", width=40), Column("位置"),
                         Column("触发次数", kind="int"), Column("客户数", kind="int"), Column("产出", width=60),
                         Column("被拦截次数", kind="int")], rule_rows),
+        # Not in the decision log (earlier runs' messages): listed as guards.xlsx lists them.
+        Sheet("已撤回", RECALLED_COLUMNS, recalled_rows(recalls)),
     ]
     firings = evaluation.firings
     manifest_rows = sheets[0].rows
@@ -452,11 +458,18 @@ def report_data(manifest: dict[str, Any], evaluation: Any, summary: FiringSummar
     rows, firings = evaluation.customer_rows, evaluation.firings
     if summary is None:
         summary = summarize_firings(firings)
+    from engine.guards import GUARD_LABELS
+
     counts = manifest.get("counts", {})
+    # Still-open tasks and recalls are known from the guards and the ledger, not from the decisions:
+    # read from the manifest's counts (``engine.run``), as the console summary shows them.
+    open_by_owner = counts.get("open_tasks_by_assignee") or {}
+    recalled_by_guard = (counts.get("guards") or {}).get("recalled_by_guard") or {}
     cards = [("客户", counts.get("customers", len(rows))), ("互动记录", counts.get("interactions")),
              ("订单", counts.get("orders")), ("被拒绝的行", counts.get("rejects")),
              ("决策记录", counts.get("decisions", len(firings))), ("任务", len(evaluation.tasks)),
-             ("消息", len(evaluation.messages))]
+             ("仍待处理的任务", sum(open_by_owner.values())),
+             ("消息", len(evaluation.messages)), ("撤回的消息", sum(recalled_by_guard.values()))]
     sections: list[dict[str, Any]] = []
 
     headers = column_headers()
@@ -501,7 +514,9 @@ def report_data(manifest: dict[str, Any], evaluation: Any, summary: FiringSummar
     sections.append({"id": "tasks", "title": "任务 Tasks per owner", "charts": [c for c in [
         bar_chart("tasks-owner", "每人任务数", _by_count(Counter(t.assignee for t in evaluation.tasks)), limit=25),
         bar_chart("tasks-stage", "按阶段", _by_count(Counter(STAGE_LABELS.get(t.stage, t.stage) for t in evaluation.tasks))),
-    ] if c], "empty": "本次运行没有任务。"})
+        bar_chart("tasks-open", "每人仍待处理的任务", _by_count(Counter(open_by_owner)), limit=25),
+    ] if c], "empty": "本次运行没有任务。",
+        "note": "仍待处理：以前的运行派过、今天仍然适用的任务，不再重派，列在各负责人任务表的“仍待处理”页。" if open_by_owner else ""})
     sections.append({"id": "messages", "title": "消息 Messages per channel", "charts": [c for c in [
         bar_chart("messages-channel", "每个渠道的消息数", _by_count(Counter(m.channel for m in evaluation.messages))),
         bar_chart("messages-template", "按模板", _by_count(Counter(m.template for m in evaluation.messages)), limit=15),
@@ -511,12 +526,15 @@ def report_data(manifest: dict[str, Any], evaluation: Any, summary: FiringSummar
         bar_chart("rules-top", "触发次数最多的 15 条规则", _by_count(summary.by_rule)[:15])] if c], "empty": "没有规则触发。"})
 
     guards = summary.guards
-    if guards:
-        from engine.guards import GUARD_LABELS
+    if guards or recalled_by_guard:
+        def labelled(by_guard: Mapping[str, int]) -> list[tuple[str, int]]:  # as guards.xlsx names them
+            return _by_count(Counter({GUARD_LABELS.get(g, g): n for g, n in by_guard.items()}))
 
-        labelled = Counter({GUARD_LABELS.get(g, g): n for g, n in guards.items()})  # as guards.xlsx names them
-        sections.append({"id": "guards", "title": "发送保护 Guards", "charts": [
-            bar_chart("guards", "被拦截的决策（按保护规则）", _by_count(labelled))]})
+        sections.append({"id": "guards", "title": "发送保护 Guards", "charts": [c for c in [
+            bar_chart("guards", "被拦截的决策（按保护规则）", labelled(guards)),
+            bar_chart("guards-recalled", "撤回的消息（按保护规则）", labelled(recalled_by_guard)),
+        ] if c], "note": "撤回：以前的运行提前排期、还没发出的消息，客户已退订、撤回营销同意或没有了联系方式；"
+                         "清单见 messages/recalls.jsonl、guards.xlsx 和 audit.xlsx 的“已撤回”页。" if recalled_by_guard else ""})
 
     files = [(GROUP_LABELS[g], e["path"], e["sha256"][:12]) for g in GROUP_LABELS for e in manifest.get(g, [])]
     warnings = [(w.get("where", ""), w["message"], w.get("fix") or "") for w in manifest.get("warnings", [])]

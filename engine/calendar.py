@@ -243,7 +243,7 @@ class DayInfo:
 
     day: date
     periods: tuple[tuple[datetime, datetime], ...]  # aware, in the calendar's time zone
-    reason: str  # e.g. "public holiday: Spring Festival"
+    reason: str  # e.g. "法定节假日：Spring Festival / public holiday: Spring Festival"
 
     @property
     def is_working_day(self) -> bool:
@@ -259,6 +259,10 @@ class _Day:
     periods: tuple[tuple[int, int], ...]  # (start_us, end_us) instants, ascending
     total: int  # working microseconds in the day
     reason: str
+
+
+# Why a day has the hours it has (``DayInfo.reason``) when no holiday or company day applies.
+_REGULAR_WEEK = "按每周的工作时间 / regular week schedule"
 
 
 class BusinessCalendar:
@@ -446,16 +450,16 @@ class BusinessCalendar:
     def _schedule(self, d: date) -> tuple[tuple[Period, ...], str]:
         """Working periods (in local minutes) of a date, and the reason. Company days win."""
         if d in self.closed_days:
-            return (), f"company closed day: {self.closed_days[d]}"
+            return (), f"公司休息日：{self.closed_days[d]} / company closed day: {self.closed_days[d]}"
         if d in self.extra_workdays:
-            return self.adjusted_workday_hours, f"extra working day: {self.extra_workdays[d]}"
-        note = "regular week schedule"
+            return self.adjusted_workday_hours, f"公司加班日：{self.extra_workdays[d]} / extra working day: {self.extra_workdays[d]}"
+        note = _REGULAR_WEEK
         if self.public_holidays == "china":
             status, name, note = self._national_status(d)
             if status == "holiday":
-                return (), f"public holiday: {name}"
+                return (), f"法定节假日：{name} / public holiday: {name}"
             if status == "workday":
-                return self.adjusted_workday_hours, f"adjusted working day (调休): {name}"
+                return self.adjusted_workday_hours, f"调休上班：{name} / adjusted working day (调休): {name}"
         return self.weekly_hours[d.weekday()], note
 
     def _national_status(self, d: date) -> tuple[str | None, str | None, str]:
@@ -466,7 +470,7 @@ class BusinessCalendar:
                 return "holiday", declared.holidays[d], ""
             if d in declared.workdays:
                 return "workday", declared.workdays[d], ""
-            return None, None, "regular week schedule"
+            return None, None, _REGULAR_WEEK
         try:
             on_holiday, name = chinese_calendar.get_holiday_detail(d)
         except NotImplementedError:  # chinesecalendar's way of saying "no data for this year"
@@ -475,10 +479,12 @@ class BusinessCalendar:
                 name = statutory_holidays(d.year).get(d)
                 if name is not None:
                     return "holiday", name, ""
-                return None, None, f"regular week schedule (调休 of {d.year} not known yet)"
-            return None, None, f"regular week schedule (public holidays of {d.year} unknown)"
+                return None, None, (f"按每周的工作时间（{d.year} 年的调休还不知道） / "
+                                    f"regular week schedule (调休 of {d.year} not known yet)")
+            return None, None, (f"按每周的工作时间（{d.year} 年的节假日不知道） / "
+                                f"regular week schedule (public holidays of {d.year} unknown)")
         if name is None:  # an ordinary weekday or weekend
-            return None, None, "regular week schedule"
+            return None, None, _REGULAR_WEEK
         return ("holiday" if on_holiday else "workday"), name, ""
 
     def _uncovered_year(self, year: int) -> None:

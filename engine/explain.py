@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections import ChainMap
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -225,9 +225,41 @@ def order_lines(orders: list[Any], as_of: date, config: Any) -> list[str]:
     return lines
 
 
-def describe_spec(out: Any, env=None, context: dict[str, Any] | None = None) -> str:
+@dataclass
+class SendTiming:
+    """What is needed to say when a message rule's ``send_on`` would have its message go out: the
+    guards policy, the run's earliest send time (``engine.guards.run_send_time``), the customer's
+    features as the policy saw them and the policy set's types (a date or a time feature)."""
+
+    policy: Any  # engine.guards.GuardPolicy
+    base: datetime
+    features: dict[str, Any]
+    schema: dict[str, Any]
+
+    def describe(self, out: MessageSpec) -> str:
+        from engine.guards import message_send_time
+
+        value = self.features.get(out.send_on)
+        send_time = f"{self.policy.send_time:%H:%M}"
+        if self.schema.get(out.send_on) == expr.types.DATETIME:  # a moment (a survey's resolution)
+            when = (f"不早于 {out.send_on} 那一刻发送，早于当天的发送时间 {send_time} 的在 {send_time} 发送，"
+                    "落在免打扰时段的推到时段结束")
+            if not isinstance(value, datetime):
+                return f"{when}，这位客户的 {out.send_on} 为空"
+            _, at = message_send_time(self.policy, self.base, out.category, value.date(), value)
+            return f"{when}：{out.send_on} 为 {value:%Y-%m-%d %H:%M}，定于 {at:%Y-%m-%d %H:%M} 发送"
+        when = f"在 {out.send_on} 当天的发送时间 {send_time} 发送"
+        if not isinstance(value, date):
+            return f"{when}，这位客户的 {out.send_on} 为空"
+        day = value.date() if isinstance(value, datetime) else value
+        _, at = message_send_time(self.policy, self.base, out.category, day, None)
+        return f"{when}：{out.send_on} 为 {day}，定于 {at:%Y-%m-%d %H:%M} 发送"
+
+
+def describe_spec(out: Any, env=None, context: dict[str, Any] | None = None, timing: SendTiming | None = None) -> str:
     """What a rule would produce, from its declared outputs. ``env``, ``context``: for rendering a task
-    title with the customer's values (see ``task_title``)."""
+    title with the customer's values (see ``task_title``); ``timing``: for when a message with
+    ``send_on`` would go out."""
     if isinstance(out, SetTag):
         return f"设置 {out.name} = {_v(out.value)}"
     if isinstance(out, AddScore):
@@ -236,7 +268,7 @@ def describe_spec(out: Any, env=None, context: dict[str, Any] | None = None) -> 
         who = "客户经理" if out.assign_to == "owner" else out.assign_to.replace("role:", "角色 ")
         return f"任务 → {who}：{task_title(out.title, env, context)}"
     if isinstance(out, MessageSpec):
-        when = f"，在 {out.send_on} 当天发送" if out.send_on else ""
+        when = "" if not out.send_on else f"，{timing.describe(out)}" if timing else f"，按 {out.send_on} 发送（send_on）"
         return f"消息 → {out.channel}，模板 {out.template}（{out.category}{when}）"
     return str(out)
 
@@ -323,13 +355,13 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
     orders = [o for o in dataset.orders if o.customer_id == customer_id]
     single = Dataset(customers=[customer], interactions=interactions, orders=orders)
     moment = as_of_time or end_of_day(as_of)
-    if records is None:
-        from engine.guards import guard_evaluation, load_guard_policy, send_from
+    from engine.guards import guard_evaluation, load_guard_policy, run_send_time, send_from
 
+    guard_policy = load_guard_policy(policyset)
+    if records is None:
         evaluation = evaluate_dataset(policyset, single, as_of, templates, as_of_time=as_of_time)
         # The guards as a run applies them, without the contact ledger (what earlier runs sent is not known here).
-        guard_evaluation(load_guard_policy(policyset), None, {customer_id: customer}, evaluation,
-                         send_from(as_of, as_of_time), "explain")
+        guard_evaluation(guard_policy, None, {customer_id: customer}, evaluation, send_from(as_of, as_of_time), "explain")
         records = [jsonl_record(firing_record(f)) for f in evaluation.firings]  # exactly as in decisions.jsonl
 
     # Replay with fresh stage modules, taking the features each policy saw.
@@ -342,6 +374,7 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
     features = facts.features
     features.update(derive_features(customer, orders, interactions, as_of, policyset.features))
     evaluator.prepare(features)
+    timing = SendTiming(guard_policy, run_send_time(guard_policy, send_from(as_of, as_of_time)), {}, policyset.schema)
 
     from engine.validate import settings_descriptions, settings_rules
 
@@ -385,7 +418,7 @@ def explain_customer(policyset: PolicySet, dataset: Dataset, customer_id: str, a
                 line.note = "条件无法在这里计算"
             block.module.append(line)
         for rs, compiled, _names in evaluator.stages[stage_index][1]:
-            block.policies.append(_explain_policy(rs, compiled, features, stage_records, customer, builder))
+            block.policies.append(_explain_policy(rs, compiled, features, stage_records, customer, builder, timing))
         result.stages.append(block)
     return result
 
@@ -415,8 +448,10 @@ def _interval_rule(result: Explanation) -> tuple[str, str] | None:
 
 
 def _explain_policy(rs: RuleSet, compiled, features: dict[str, Any], stage_records: list[dict[str, Any]],
-                    customer=None, builder: ActionBuilder | None = None) -> PolicyBlock:
+                    customer=None, builder: ActionBuilder | None = None, timing: SendTiming | None = None) -> PolicyBlock:
     snapshot = dict(features)
+    if timing is not None:
+        timing = replace(timing, features=snapshot)  # the values this policy saw
     env = context = None
     if customer is not None and builder is not None:
         env, context = builder.env, builder.context(customer, snapshot)  # the values this policy saw
@@ -439,11 +474,11 @@ def _explain_policy(rs: RuleSet, compiled, features: dict[str, Any], stage_recor
                 line.note = ((line.note + "；") if line.note else "") + moved
         elif i in matched:
             line = RuleLine(rule.rule_id, rule.description, str(rule.location), MATCHED, text, value,
-                            [describe_spec(o, env, context) for o in rule.outputs],
+                            [describe_spec(o, env, context, timing) for o in rule.outputs],
                             note=f"条件成立，但命中策略 {rs.hit_policy} 下生效的是 {winner or '其他规则'}")
         else:
             line = RuleLine(rule.rule_id, rule.description, str(rule.location), NOT_MATCHED, text, value,
-                            [describe_spec(o, env, context) for o in rule.outputs])
+                            [describe_spec(o, env, context, timing) for o in rule.outputs])
             if value is None:
                 line.note = "条件的值为空（缺少数据），按不成立处理"
         if (i in fired) != (record is not None):

@@ -531,6 +531,23 @@ def late_date_only_run(policy: GuardPolicy, as_of: date, now: datetime) -> str |
             "it is quiet hours now: give --as-of with the time (or leave it out) for a run this late")
 
 
+def message_send_time(policy: GuardPolicy, base: datetime, category: str, send_on: date | None,
+                      not_before: datetime | None) -> tuple[datetime, datetime]:
+    """(requested, scheduled) send time of a message: the run's ``base`` (``run_send_time``), or its
+    rule's ``send_on`` day at the send time if later (a birthday), or the moment ``not_before`` if later
+    still (a time feature: a survey's resolution); then moved out of the quiet hours for its category.
+    Also what ``explain`` says of a rule that did not fire."""
+    requested = base
+    if send_on is not None:
+        requested = max(base, datetime.combine(send_on, policy.send_time))
+    if not_before is not None:
+        requested = max(requested, _local(not_before, policy.tz))
+    quiet = policy.quiet_hours
+    if quiet is not None and category in quiet.categories:
+        return requested, quiet.first_allowed(requested)
+    return requested, requested
+
+
 def run_send_time(policy: GuardPolicy, moment: datetime) -> datetime:
     """The earliest send time of a run from ``moment`` (``send_from``): the policy's send time on that
     day, or ``moment`` if later (a run at 14:00 does not schedule messages for 10:00 that morning)."""
@@ -734,17 +751,10 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     quiet = policy.quiet_hours
     scheduled: list[Message] = []
     for m in allowed:
-        requested = base
-        if m.send_on is not None:  # the rule's send_on day (a birthday), at the send time; never before the run's
-            requested = max(base, datetime.combine(m.send_on, policy.send_time))
-        if m.send_at is not None:
-            requested = max(requested, _local(m.send_at, tz))  # a stage may ask for a later time
-        send_at = requested
-        if quiet is not None and m.category in quiet.categories:
-            send_at = quiet.first_allowed(requested)
-            if send_at != requested:
-                rescheduled.append(Reschedule(m.key, m.customer_id, m.rule_id, requested, send_at,
-                                              f"免打扰时段 {quiet.label()}，改为 {send_at:%Y-%m-%d %H:%M} 发送"))
+        requested, send_at = message_send_time(policy, base, m.category, m.send_on, m.send_at)
+        if send_at != requested:
+            rescheduled.append(Reschedule(m.key, m.customer_id, m.rule_id, requested, send_at,
+                                          f"免打扰时段 {quiet.label()}，改为 {send_at:%Y-%m-%d %H:%M} 发送"))
         scheduled.append(_with_send_at(m, send_at))
 
     # 7. frequency caps: earlier runs (ledger) plus this run's kept messages. Each customer's messages
@@ -984,10 +994,14 @@ def guard_report(result: GuardResult) -> Workbook:
         for s in result.suppressed
     ]
     moved_rows = [(r.customer_id, r.rule_id, r.requested, r.send_at, r.reason, r.key) for r in result.rescheduled]
-    recalled_rows = [(r.customer_id, r.rule_id, r.channel, r.template, r.send_at, GUARD_LABELS.get(r.guard, r.guard), r.reason,
-                      r.issued_by, r.key) for r in result.recalled]
     return Workbook([
         Sheet("被拦截 suppressed", SUPPRESSED_COLUMNS, suppressed_rows),
         Sheet("已改期 rescheduled", RESCHEDULED_COLUMNS, moved_rows),
-        Sheet("已撤回 recalled", RECALLED_COLUMNS, recalled_rows),
+        Sheet("已撤回 recalled", RECALLED_COLUMNS, recalled_rows(result.recalled)),
     ], title="发送保护 guards")
+
+
+def recalled_rows(recalls: Iterable["Recall"]) -> list[tuple]:
+    """The rows of a 已撤回 sheet (``RECALLED_COLUMNS``): guards.xlsx's and audit.xlsx's."""
+    return [(r.customer_id, r.rule_id, r.channel, r.template, r.send_at, GUARD_LABELS.get(r.guard, r.guard), r.reason,
+             r.issued_by, r.key) for r in recalls]

@@ -569,7 +569,7 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
         # sha256 lets go of the GIL: the decision log (330 MB at 100,000 customers) is hashed for the
         # manifest while audit.xlsx is written.
         decisions_entry = hasher.submit(file_entry, out / DECISIONS_NAME, out)
-        write_audit(out, manifest, evaluation, policyset, summary=firing_summary)
+        write_audit(out, manifest, evaluation, policyset, summary=firing_summary, recalls=guards.recalled)
         if writer is not None:
             writer.finish()
         refresh_outputs(manifest, folder.path, known={DECISIONS_NAME: decisions_entry.result()})  # every output file's hash

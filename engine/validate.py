@@ -175,11 +175,13 @@ def check_stage_settings(policyset: PolicySet, calendars: dict[str, Any], templa
     problems: list[Problem] = []
     org = policyset.organization
     if org.task_calendar not in calendars:
+        zh, en = _guess(org.task_calendar, calendars)
         problems.append(Problem(
             code="unknown-calendar",
-            message=f"task_calendar '{org.task_calendar}' 在 calendar.yaml 中没有定义" + _guess(org.task_calendar, calendars),
+            message=f"task_calendar '{org.task_calendar}' 在 calendar.yaml 中没有定义{zh} / "
+                    f"task_calendar '{org.task_calendar}' is not defined in calendar.yaml{en}",
             location=_value_loc(policyset, "organization", "task_calendar"),
-            fix=f"可用的日历: {', '.join(calendars)}",
+            fix=f"可用的日历：{', '.join(calendars)} / calendars defined: {', '.join(calendars)}",
         ))
         return problems  # the stage modules need the task calendar to be built at all
     from engine.actions import ActionBuilder
@@ -223,9 +225,10 @@ def _value_loc(policyset: PolicySet, kind: str, key: str) -> Location:
     return Location(file=f"{kind}.yaml")
 
 
-def _guess(word: str, choices) -> str:
+def _guess(word: str, choices) -> tuple[str, str]:
+    """The did-you-mean after a message's Chinese and English halves (empty when nothing is close)."""
     guess = did_you_mean(word, list(choices))
-    return f"；是不是 '{guess}'？" if guess else ""
+    return (f"；是不是 '{guess}'？", f"; did you mean '{guess}'?") if guess else ("", "")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -448,9 +451,10 @@ class _TemplateChecker:
         self.computed_by = stage_feature_stages()  # feature → the stage module that computes it
         self._later_checked: set[tuple[str, str, str]] = set()
 
-    def later_stage(self, used: set[str], stage: str, where: str, file_loc: Callable[[str], Location]) -> None:
+    def later_stage(self, used: set[str], stage: str, where: tuple[str, str], file_loc: Callable[[str], Location]) -> None:
         """A template of a rule in ``stage`` that reads a result a later stage computes: the run stops
-        there (the value does not exist yet), so it is an error here, once per template and stage."""
+        there (the value does not exist yet), so it is an error here, once per template and stage.
+        ``where``: how to name the template (Chinese, English)."""
         for f in sorted(used):
             base, _, attr = f.partition(".")
             later = self.computed_by.get(attr) if base == "customer" else None
@@ -459,8 +463,11 @@ class _TemplateChecker:
             self._later_checked.add((where, attr, stage))
             self.problems.append(Problem(
                 code="reads-later-stage",
-                message=f"{where} 使用了 customer.{attr}，它由 {later} 阶段算出；{stage} 阶段的规则用它时还没有这个值，运行会停下",
-                location=file_loc(f), fix=f"把规则移到 {later} 阶段（kind: {later}）或更后，或不在这里使用 {attr}"))
+                message=f"{where[0]} 使用了 customer.{attr}，它由 {later} 阶段算出；{stage} 阶段的规则用它时还没有这个值，运行会停下 / "
+                        f"{where[1]} uses customer.{attr}, which the {later} stage computes: a rule of the {stage} stage "
+                        "does not have it yet, and the run would stop",
+                location=file_loc(f), fix=f"把规则移到 {later} 阶段（kind: {later}）或更后，或不在这里使用 {attr} / "
+                                          f"move the rule to the {later} stage (kind: {later}) or later, or do not use {attr} here"))
 
     def fields(self, env, name: str, location: Location, what: tuple[str, str] | None = None) -> tuple[set[str], set[str]] | None:
         """(fields used, filters used) of a template, or None after reporting a syntax error.
@@ -494,41 +501,63 @@ class _TemplateChecker:
             return None
         return fields, filters
 
-    def field_problems(self, used: set[str], filters: set[str], where: str, file_loc: Callable[[str], Location],
+    def field_problems(self, used: set[str], filters: set[str], where: tuple[str, str], file_loc: Callable[[str], Location],
                        params: dict | None, rule: Rule) -> None:
-        """``where``: how to name the template in messages. ``params``: the rule's params (None: a task text)."""
+        """``where``: how to name the template in messages (Chinese, English). ``params``: the rule's
+        params (None: a task text)."""
+        zh, en = where
+        variables = ", ".join(CONTEXT_VARIABLES)
         for f in sorted(used):
             base, _, attr = f.partition(".")
             if base not in CONTEXT_VARIABLES:
+                guess = _guess(base, CONTEXT_VARIABLES)
                 self.problems.append(Problem(
                     code="template-variable",
-                    message=f"{where} 使用了变量 '{base}'，但模板只能使用 {', '.join(CONTEXT_VARIABLES)}" + _guess(base, CONTEXT_VARIABLES),
-                    location=file_loc(base), fix="客户的字段写成 customer.<字段>，规则自己的值写成 params.<名称>"))
+                    message=f"{zh} 使用了变量 '{base}'，但模板只能使用 {variables}{guess[0]} / "
+                            f"{en} uses the variable '{base}', but templates can use only {variables}{guess[1]}",
+                    location=file_loc(base), fix="客户的字段写成 customer.<字段>，规则自己的值写成 params.<名称> / "
+                                                 "write a customer's field as customer.<field>, the rule's own values as params.<name>"))
             elif base == "customer" and attr and attr not in self.customer_fields:
+                guess = _guess(attr, self.customer_fields)
                 self.problems.append(Problem(
                     code="template-variable",
-                    message=f"{where} 使用了 customer.{attr}，但客户没有 '{attr}' 这个字段或分类" + _guess(attr, self.customer_fields),
-                    location=file_loc(f), fix="字段名见 docs/features.md；分类结果用规则 set: 的名称"))
+                    message=f"{zh} 使用了 customer.{attr}，但客户没有 '{attr}' 这个字段或分类{guess[0]} / "
+                            f"{en} uses customer.{attr}, but customers have no field or tag '{attr}'{guess[1]}",
+                    location=file_loc(f), fix="字段名见 docs/features.md；分类结果用规则 set: 的名称 / "
+                                              "the fields are listed in docs/features.md; a tag is named as a rule's set: names it"))
             elif base == "company" and attr and attr not in self.company_fields:
+                guess = _guess(attr, self.company_fields)
+                known = ", ".join(sorted(self.company_fields))
                 self.problems.append(Problem(
                     code="template-variable",
-                    message=f"{where} 使用了 company.{attr}，但 organization.yaml 的 company: 中没有 '{attr}'" + _guess(attr, self.company_fields),
-                    location=file_loc(f), fix=f"在 organization.yaml 的 company: 下加上 {attr}，或改用已有的: {', '.join(sorted(self.company_fields))}"))
+                    message=f"{zh} 使用了 company.{attr}，但 organization.yaml 的 company: 中没有 '{attr}'{guess[0]} / "
+                            f"{en} uses company.{attr}, but company: in organization.yaml has no '{attr}'{guess[1]}",
+                    location=file_loc(f), fix=f"在 organization.yaml 的 company: 下加上 {attr}，或改用已有的：{known} / "
+                                              f"add {attr} under company: in organization.yaml, or use one it has: {known}"))
             elif base == "params" and attr and params is None:
                 self.problems.append(Problem(
                     code="template-variable",
-                    message=f"规则 {rule.rule_id} 的任务文字使用了 params.{attr}，但任务没有 params",
-                    location=rule.location, fix="任务标题和话术只能使用 customer、company 和 as_of"))
+                    message=f"规则 {rule.rule_id} 的任务文字使用了 params.{attr}，但任务没有 params / "
+                            f"the task text of rule {rule.rule_id} uses params.{attr}, but tasks have no params",
+                    location=rule.location, fix="任务标题和话术只能使用 customer、company 和 as_of / "
+                                                "a task's title and script can use only customer, company and as_of"))
             elif base == "params" and attr and attr not in params:
+                guess = _guess(attr, params)
                 self.problems.append(Problem(
                     code="template-param-missing",
-                    message=f"规则 {rule.rule_id} 使用的 {where} 需要 params.{attr}，但规则的 params 中没有 '{attr}'"
-                            + _guess(attr, params),
-                    location=rule.location, fix=f"在这条规则的 message 下加上 params: {{{attr}: ...}}，或在模板中写 params.get('{attr}') 使它可选"))
+                    message=f"规则 {rule.rule_id} 使用的 {zh} 需要 params.{attr}，但规则的 params 中没有 '{attr}'{guess[0]} / "
+                            f"{en}, used by rule {rule.rule_id}, needs params.{attr}, but the rule's params have no '{attr}'{guess[1]}",
+                    location=rule.location,
+                    fix=f"在这条规则的 message 下加上 params: {{{attr}: ...}}，或在模板中写 params.get('{attr}') 使它可选 / "
+                        f"add params: {{{attr}: ...}} under this rule's message, or write params.get('{attr}') in the template "
+                        "to make it optional"))
         for name in sorted(filters - set(self.env.filters)):
+            guess = _guess(name, self.env.filters)
             self.problems.append(Problem(
-                code="template-filter", message=f"{where} 使用了不存在的过滤器 '{name}'" + _guess(name, self.env.filters),
-                location=file_loc(name), fix="可用的过滤器见 templates/README.md，例如 date、money、mask_phone"))
+                code="template-filter", message=f"{zh} 使用了不存在的过滤器 '{name}'{guess[0]} / "
+                                                f"{en} uses the filter '{name}', which does not exist{guess[1]}",
+                location=file_loc(name), fix="可用的过滤器见 templates/README.md，例如 date、money、mask_phone / "
+                                             "the filters are listed in templates/README.md, e.g. date, money, mask_phone"))
 
     def message(self, rule: Rule, spec: MessageSpec, stage: str) -> None:
         org = self.policyset.organization
@@ -550,14 +579,14 @@ class _TemplateChecker:
             def file_loc(needle: str, path: Path = path, shown: str = shown) -> Location:
                 return Location(file=shown, line=_line_of(path, needle))
 
-            self.later_stage(used, stage, f"模板 {shown}", file_loc)
+            self.later_stage(used, stage, (f"模板 {shown}", f"template {shown}"), file_loc)
             # Problems inside the template file are reported once; params problems once per rule.
             first_time = name not in self._file_checked
             self._file_checked.add(name)
             if not first_time:
                 used = {f for f in used if f.startswith("params.")}
                 filters = set()
-            self.field_problems(used, filters, f"模板 {shown}", file_loc, spec.params, rule)
+            self.field_problems(used, filters, (f"模板 {shown}", f"template {shown}"), file_loc, spec.params, rule)
 
     def task(self, rule: Rule, spec: TaskSpec, stage: str) -> None:
         texts = {"title": spec.title, "script": spec.script}
@@ -566,8 +595,8 @@ class _TemplateChecker:
                 continue
             env = make_environment(self.templates)
             env.loader = DictLoader({"inline": text})  # the same parser and filters, text from the policy
-            where = f"规则 {rule.rule_id} 的任务{'标题' if label == 'title' else '话术'}"
-            result = self.fields(env, "inline", rule.location, (where, f"the {label} of rule {rule.rule_id}'s task"))
+            where = (f"规则 {rule.rule_id} 的任务{'标题' if label == 'title' else '话术'}", f"the {label} of rule {rule.rule_id}'s task")
+            result = self.fields(env, "inline", rule.location, where)
             if result is None:
                 continue
             used, filters = result

@@ -47,7 +47,7 @@ def test_audit_workbook(run, tmp_path: Path):
     manifest, evaluation, policyset = run
     path = write_audit(tmp_path, manifest, evaluation, policyset)
     wb = openpyxl.load_workbook(path, read_only=True)
-    assert wb.sheetnames == ["运行清单", "文件", "规则汇总", "决策日志"]
+    assert wb.sheetnames == ["运行清单", "文件", "规则汇总", "已撤回", "决策日志"]
     info = dict(wb["运行清单"].iter_rows(min_row=2, max_col=2, values_only=True))
     assert info["run_id"] == manifest["run_id"] and info["as_of"] == "2026-11-20" and info["counts.customers"] == "500"
     files = list(wb["文件"].iter_rows(min_row=2, values_only=True))

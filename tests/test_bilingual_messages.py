@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import openpyxl
@@ -19,7 +20,7 @@ from engine.cli import main
 from engine.cli_tools import validate_command
 from engine.validate import format_problem, validate_policies
 
-from conftest import customer, edit, write_inbox
+from conftest import customer, edit, english, write_inbox
 
 HAN = re.compile(r"[\u4e00-\u9fff]")
 AS_OF = "2026-11-20"
@@ -84,11 +85,36 @@ def table_edit(file: str, cells: dict[str, object]) -> Callable[[Path], None]:
     return change
 
 
+def template_edit(file: str, old: str, new: str) -> Callable[[Path], None]:
+    """A change to a message template (templates/ beside the policies folder)."""
+    return lambda policies: edit(policies.parent / "templates" / file, old, new)
+
+
 def new_file(file: str, text: str) -> Callable[[Path], None]:
     return lambda policies: (policies / file).write_text(text, encoding="utf-8")
 
 
 VALUE_TIER = "tables/value_tier.xlsx"
+# (id, the break, the code it causes, the English half of that message)
+TEMPLATE_BREAKS = [
+    ("template-variable", template_edit("messages/sms/offer.txt", "{{ params.offer }}", "{{ params.offer }}{{ custmer.name }}"),
+     "template-variable", "template templates/messages/sms/offer.txt uses the variable 'custmer', but templates can use only "
+                          "customer, company, as_of, params; did you mean 'customer'?"),
+    ("template-customer-field", template_edit("messages/sms/offer.txt", "{{ params.offer }}", "{{ params.offer }}{{ customer.nmae }}"),
+     "template-variable", "template templates/messages/sms/offer.txt uses customer.nmae, but customers have no field or tag 'nmae'; "
+                          "did you mean 'name'?"),
+    ("template-company-field", template_edit("messages/sms/offer.txt", "{{ params.offer }}", "{{ params.offer }}{{ company.nmae }}"),
+     "template-variable", "template templates/messages/sms/offer.txt uses company.nmae, but company: in organization.yaml has no "
+                          "'nmae'; did you mean 'name'?"),
+    ("task-params", yaml_edit("classification/actions.yaml", "title: 跟进意向客户，推进签约", "title: 跟进意向客户{{ params.x }}"),
+     "template-variable", "the task text of rule CL-INTENT-FOLLOW-UP uses params.x, but tasks have no params"),
+    ("template-param-missing", yaml_edit("churn/marketing.yaml", "        offer: 本月新品上市，老客户下单享九五折\n", "        ofer: 九五折\n"),
+     "template-param-missing", "template templates/messages/sms/offer.txt, used by rule CL-LOW-VALUE-OFFER, needs params.offer, but "
+                               "the rule's params have no 'offer'; did you mean 'ofer'?"),
+    ("template-filter", template_edit("messages/sms/offer.txt", "{{ params.offer }}", "{{ params.offer|moneyy }}"),
+     "template-filter", "template templates/messages/sms/offer.txt uses the filter 'moneyy', which does not exist; "
+                        "did you mean 'money'?"),
+]
 CYCLE = ("kind: classification\nid: zz_{a}\nrules:\n  - id: ZZ-{A}\n    when: zz_{b} == '是'\n    set: {{zz_{a}: 是}}\n")
 
 # (id, the break, a code it must cause)
@@ -153,6 +179,8 @@ BROKEN = [
      "policy-cycle"),
     ("policies-not-a-list", new_file("classification/zz.yaml", "kind: classification\npolicies: zz\n"), "not-a-list"),
     ("windows-days", yaml_edit("features.yaml", "windows_days: [30, 90, 180, 365]", "windows_days: [30天]"), "bad-value"),
+    # templates: message files and task texts
+    *((name, change, code) for name, change, code, _ in TEMPLATE_BREAKS),
 ]
 
 
@@ -201,3 +229,32 @@ def test_every_line_a_stopped_or_repeated_run_prints_has_chinese(tmp_path: Path,
     assert code == 0 and output[-1] == ("没有发出新的内容；要重新运行这一批，加 --force / "
                                         "This exact batch was already run; nothing new was issued. Use --force to run it again.")
     assert [line for line in output if not HAN.search(line)] == []
+
+
+@pytest.mark.parametrize("change, code, said", [case[1:] for case in TEMPLATE_BREAKS], ids=[case[0] for case in TEMPLATE_BREAKS])
+def test_template_messages_are_chinese_then_english(policy_copy: Path, change, code: str, said: str):
+    """validate's messages about templates (message files, task titles) were Chinese only."""
+    change(policy_copy)
+    problems = [p for p in validate_policies(policy_copy) if p.code == code]
+    assert problems, [format_problem(p) for p in validate_policies(policy_copy)]
+    assert english(problems[0].message) == said
+    assert all(english(p.message) and english(p.fix) for p in problems)
+
+
+def test_a_task_title_syntax_error_met_while_evaluating_is_said_as_validate_says_it(policy_copy: Path, tmp_path: Path):
+    """explain (and anything evaluating policies validate has not checked) stopped with Jinja's words
+    after the rule id; now the title, what is wrong in Chinese, Jinja's words and a fix, as validate."""
+    from engine.errors import PolicyError
+    from engine.explain import explain_from_inputs
+
+    edit(policy_copy / "classification/actions.yaml", "title: 跟进意向客户，推进签约", "title: 跟进意向客户{{ customer.name }，推进签约")
+    (checked,) = [p for p in validate_policies(policy_copy) if p.code == "template-syntax"]
+    with pytest.raises(PolicyError) as stopped:
+        explain_from_inputs("C1", policy_copy, write_inbox(tmp_path / "inbox", [customer("C1", 客户阶段="意向")]),
+                            date(2026, 11, 20))
+    (problem,) = stopped.value.problems
+    assert problem == checked
+    assert problem.message == ("规则 CL-INTENT-FOLLOW-UP 的任务标题“跟进意向客户{{ customer.name }，推进签约”：括号没有配对："
+                               "{{ 要用 }} 结束，{% 要用 %} 结束（可能少写了一个 }，或两种括号混用了） / "
+                               "the title of rule CL-INTENT-FOLLOW-UP's task: unexpected '}'")
+    assert english(problem.fix) == "close {{ with }} and {% with %} on this line"

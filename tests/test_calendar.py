@@ -129,8 +129,8 @@ def test_spring_festival_2024_days(standard):
     for day in range(10, 18):
         assert not standard.is_working_day(date(2024, 2, day))
     assert standard.is_working_day(date(2024, 2, 18))  # Sunday, adjusted working day
-    assert standard.day_info(date(2024, 2, 18)).reason == "adjusted working day (调休): Spring Festival"
-    assert standard.day_info(date(2024, 2, 12)).reason == "public holiday: Spring Festival"
+    assert standard.day_info(date(2024, 2, 18)).reason == "调休上班：Spring Festival / adjusted working day (调休): Spring Festival"
+    assert standard.day_info(date(2024, 2, 12)).reason == "法定节假日：Spring Festival / public holiday: Spring Festival"
 
 
 def test_spring_festival_2024_deadlines(standard):
@@ -218,7 +218,7 @@ def test_days_clamp_to_a_shorter_day(tmp_path):
 def test_company_closed_day(tmp_path):
     cal = company(tmp_path, extra="closed_days:\n  - {dates: 2024-05-22, name: 公司年会}")
     assert not cal.is_working_day(date(2024, 5, 22))
-    assert cal.day_info(date(2024, 5, 22)).reason == "company closed day: 公司年会"
+    assert cal.day_info(date(2024, 5, 22)).reason == "公司休息日：公司年会 / company closed day: 公司年会"
     # Tue 17:00: 1h, Wednesday closed, Thu 09:00-10:00.
     assert cal.add(datetime(2024, 5, 21, 17, 0), parse_duration("2h")) == datetime(2024, 5, 23, 10, 0)
 
@@ -234,7 +234,7 @@ def test_closed_day_range_and_extra_working_day(tmp_path):
         """,
     )
     assert cal.is_working_day(date(2024, 5, 25))  # a Saturday
-    assert cal.day_info(date(2024, 5, 25)).reason == "extra working day: 年会补班"
+    assert cal.day_info(date(2024, 5, 25)).reason == "公司加班日：年会补班 / extra working day: 年会补班"
     assert cal.add(datetime(2024, 5, 24, 17, 0), parse_duration("2h")) == datetime(2024, 5, 25, 10, 0)
     assert not cal.is_working_day(date(2024, 5, 27)) and not cal.is_working_day(date(2024, 5, 28))
     assert cal.add(datetime(2024, 5, 25, 17, 0), parse_duration("2h")) == datetime(2024, 5, 29, 10, 0)
@@ -389,7 +389,7 @@ def test_uncovered_year_warn_mode(tmp_path):
     warning = cal.warnings[0]
     assert warning.severity == WARNING and warning.code == "calendar-year-not-covered"
     assert "2027" in warning.message
-    assert "(public holidays of 2027 unknown)" in cal.day_info(date(2027, 1, 1)).reason
+    assert "按每周的工作时间（2027 年的节假日不知道） / regular week schedule (public holidays of 2027 unknown)" == cal.day_info(date(2027, 1, 1)).reason
 
 
 def test_statutory_mode_counts_the_holidays_the_law_fixes(tmp_path):
@@ -406,9 +406,9 @@ def test_statutory_mode_counts_the_holidays_the_law_fixes(tmp_path):
     cal = company(tmp_path, on_uncovered="statutory")
     # Thursday 2026-12-31 17:00 + 4h: Friday 1 January is 元旦, then the weekend: Monday noon.
     assert cal.add(datetime(2026, 12, 31, 17, 0), parse_duration("4h")) == datetime(2027, 1, 4, 12, 0)
-    assert cal.day_info(date(2027, 2, 5)).reason == "public holiday: 农历除夕"
+    assert cal.day_info(date(2027, 2, 5)).reason == "法定节假日：农历除夕 / public holiday: 农历除夕"
     assert not cal.is_working_day(date(2027, 2, 8)) and cal.is_working_day(date(2027, 2, 9))  # Tuesday after 春节
-    assert cal.day_info(date(2027, 2, 13)).reason == "regular week schedule (调休 of 2027 not known yet)"
+    assert cal.day_info(date(2027, 2, 13)).reason == "按每周的工作时间（2027 年的调休还不知道） / regular week schedule (调休 of 2027 not known yet)"
     assert not cal.is_working_day(date(2027, 2, 13))  # a Saturday: a make-up day only the announcement could make
     (warning,) = cal.warnings
     assert warning.code == "calendar-year-not-covered" and warning.severity == WARNING
@@ -446,7 +446,7 @@ def test_declared_year_is_used(tmp_path):
         """,
     )
     assert cal.add(datetime(2026, 12, 31, 17, 0), parse_duration("4h")) == datetime(2027, 1, 4, 12, 0)
-    assert cal.day_info(date(2027, 1, 1)).reason == "public holiday: 元旦"
+    assert cal.day_info(date(2027, 1, 1)).reason == "法定节假日：元旦 / public holiday: 元旦"
     assert not cal.is_working_day(date(2027, 2, 8))
     assert cal.is_working_day(date(2027, 2, 13))  # Saturday
     assert cal.warnings == []

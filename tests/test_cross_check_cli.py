@@ -56,7 +56,11 @@ def test_validate_names_what_durable_rules_cannot_express(policy_copy: Path):
     assert plain.exit_code == 0, plain.output
     durable = invoke("validate", "--policies", str(policy_copy), "--engine", "durable")
     assert durable.exit_code == 1
-    assert "classification/risk_level.yaml:15:59: 错误 error: rule RISK-MEDIUM" in durable.output and "[durable-unsupported]" in durable.output
+    assert durable.output.splitlines()[0] == (
+        "classification/risk_level.yaml:15:59: 错误 error: 规则 RISK-MEDIUM：常量 1e-05：它的 JSON 写法 1e-05 durable_rules 读不了"
+        "——durable_rules 引擎表达不了 / rule RISK-MEDIUM: the constant 1e-05: its JSON form 1e-05 cannot be read by durable_rules "
+        "— the durable_rules engine cannot express this [durable-unsupported] — 修改建议: 改写这个条件，或用默认引擎（--engine python） / "
+        "rewrite the condition, or use the default engine (--engine python)")
 
 
 def test_shipped_policy_tests_pass_under_durable_rules():

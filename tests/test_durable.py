@@ -19,7 +19,7 @@ pytest.importorskip("durable.engine", reason="durable-rules is not installed (pi
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from conftest import ROOT, SHIPPED_POLICIES, SHIPPED_TEMPLATES  # noqa: E402
+from conftest import ROOT, SHIPPED_POLICIES, SHIPPED_TEMPLATES, english  # noqa: E402
 from engine import expr  # noqa: E402
 from engine.backends import get_backend  # noqa: E402
 from engine.backends.durable_backend import (BATCH_SIZE, DurableBackend, check_expressible, cross_check,  # noqa: E402
@@ -136,9 +136,10 @@ def test_cross_check_reports_differences_readably(shipped, shipped_python, polic
     changed = evaluate_dataset(load_policies(policy_copy), dataset, AS_OF, policy_copy.parent / "templates", engine="durable")
     differences = diff_evaluations(shipped_python, changed, "python", "durable", limit=5)
     assert len(differences) == 5
-    assert any("rule RISK-HIGH (risk_level): durable fired, python did not" in d for d in differences), differences
-    assert any("rule RISK-MEDIUM (risk_level): python fired, durable did not" in d for d in differences), differences
-    assert all(d.startswith("customer C") for d in differences)
+    assert any("规则 RISK-HIGH（risk_level）：durable 触发了，python 没有 / customer C" in d
+               and english(d).endswith(", rule RISK-HIGH (risk_level): durable fired, python did not") for d in differences), differences
+    assert any(english(d).endswith(", rule RISK-MEDIUM (risk_level): python fired, durable did not") for d in differences), differences
+    assert all(d.startswith("客户 C") and english(d).startswith("customer C") for d in differences)
 
 
 def test_diff_reports_a_changed_decision_of_the_same_rule(shipped_python):
@@ -148,7 +149,8 @@ def test_diff_reports_a_changed_decision_of_the_same_rule(shipped_python):
     first = other.firings[0]
     first.outputs = [{"set": {"value_tier": "changed"}}]
     (difference,) = diff_evaluations(shipped_python, other)
-    assert difference.startswith(f"customer {first.customer_id}, rule {first.rule_id} ({first.policy_id}): the decisions differ")
+    assert difference.startswith(f"客户 {first.customer_id}，规则 {first.rule_id}（{first.policy_id}）：两个引擎的决策不同 / "
+                                 f"customer {first.customer_id}, rule {first.rule_id} ({first.policy_id}): the decisions differ")
     assert "changed" in difference
 
 
@@ -274,9 +276,11 @@ def test_check_expressible_names_the_rule_and_its_location():
     problems = check_expressible(rs)
     assert [p.code for p in problems] == ["durable-unsupported"] * 2
     first, second = problems
-    assert "rule R1" in first.message and "ordering true/false results" in first.message
+    assert first.message == ("规则 R1：比较是/否结果的大小（(n > 1) < (m > 1)）——durable_rules 引擎表达不了 / rule R1: ordering "
+                             "true/false results ((n > 1) < (m > 1)) — the durable_rules engine cannot express this")
+    assert english(first.fix) == "rewrite the condition, or use the default engine (--engine python)"
     assert (first.location.file, first.location.line) == ("test.yaml", 11)
-    assert "rule R2" in second.message and "1e-05" in second.message
+    assert "规则 R2" in second.message and "rule R2" in english(second.message) and "1e-05" in english(second.message)
     assert str(second.location) == "test.yaml:12:15"  # where the constant is written
     with pytest.raises(EngineError) as err:
         DURABLE.compile(rs)
@@ -299,7 +303,8 @@ def test_values_durable_rules_cannot_take_raise_clearly(features, why):
         durable.matching(features)
     (problem,) = err.value.problems
     assert problem.code == "durable-unsupported-value"
-    assert why in problem.message
+    assert problem.message.startswith("策略 test：") and why in english(problem.message)
+    assert english(problem.fix) == "use the default engine (--engine python) for this data"
     assert durable.matching({"n": 2, "s": "a", "b": True, "L": ["x"]}) == [0, 1, 2, 3]
 
 
@@ -317,7 +322,8 @@ def test_unavailable_engine_says_why_and_how_to_install():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     code_line, message = out.split("\n", 1)
     assert code_line == "durable-unavailable"
-    assert "pip install 'crm-policy-engine[durable]'" in message and "gcc" in message and "Python headers" in message
+    assert message.startswith("durable_rules 引擎不可用（")
+    assert "pip install 'crm-policy-engine[durable]'" in english(message) and "gcc" in message and "Python headers" in message
 
 
 def test_python_engine_works_without_durable_rules():

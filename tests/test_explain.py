@@ -166,3 +166,35 @@ def test_an_id_typed_with_a_zero_too_few_suggests_that_customer():
     with pytest.raises(ExplainError) as exc:
         explain_from_inputs("C00002", ROOT / "policies", ROOT / "inbox", date(2026, 11, 20))
     assert exc.value.problems[0].message == "输入数据中没有客户 C00002；是不是 C000002？"
+
+
+def test_a_message_sent_on_a_time_feature_is_said_at_that_moment(policy_copy: Path, tmp_path: Path):
+    """The survey's send_on names a time (survey_resolved_time): explain says it goes no earlier than
+    that moment, with the customer's time and when it would go out (the day's send time if later,
+    after the quiet hours), not "on that day". A date feature (the birthday) is that day's send time."""
+    from conftest import edit
+
+    # The survey fires only for high-value customers now: for these it is a rule that would produce a message.
+    edit(policy_copy / "care" / "follow_up.yaml", "when: survey_due\n", "when: survey_due and value_tier == '高'\n")
+    people = [customer(c, 签约日期="2025-06-01") for c in ("LATE", "NIGHT", "EARLY")]
+    people.append(customer("BDAY", 签约日期="2025-06-01", 生日="1990-12-25"))  # a birthday too far off for a greeting
+    complaints = [[f"I{n}", cid, "2026-11-18 09:00", "电话", "投诉", "2026-11-18 09:30", resolved, "已解决", None, "杨帆", "物流", ""]
+                  for n, (cid, resolved) in enumerate((("LATE", "2026-11-20 16:00"), ("NIGHT", "2026-11-20 22:30"),
+                                                       ("EARLY", "2026-11-20 08:15")))]
+    folder = write_inbox(tmp_path / "inbox", people, interactions=complaints)
+    rule_text = "不早于 survey_resolved_time 那一刻发送，早于当天的发送时间 10:00 的在 10:00 发送，落在免打扰时段的推到时段结束"
+    for cid, when in (("LATE", "2026-11-20 16:00，定于 2026-11-20 16:00"), ("NIGHT", "2026-11-20 22:30，定于 2026-11-21 09:00"),
+                      ("EARLY", "2026-11-20 08:15，定于 2026-11-20 10:00")):
+        survey = rule(explain_from_inputs(cid, policy_copy, folder, date(2026, 11, 20)), "CARE-SURVEY")
+        assert survey.status == NOT_MATCHED
+        assert survey.outputs == [f"消息 → preferred，模板 survey（service，{rule_text}：survey_resolved_time 为 {when} 发送）"]
+    # A run late in the day: never before the run's own time.
+    survey = rule(explain_from_inputs("EARLY", policy_copy, folder, date(2026, 11, 20), datetime(2026, 11, 20, 18, 5)), "CARE-SURVEY")
+    assert survey.outputs[0].endswith("survey_resolved_time 为 2026-11-20 08:15，定于 2026-11-20 18:05 发送）")
+
+    greeting = rule(explain_from_inputs("LATE", policy_copy, folder, date(2026, 11, 20)), "CARE-BIRTHDAY-GREETING")
+    assert greeting.outputs == ["消息 → preferred，模板 birthday（marketing，在 next_birthday_date 当天的发送时间 10:00 发送，"
+                                "这位客户的 next_birthday_date 为空）"]
+    greeting = rule(explain_from_inputs("BDAY", policy_copy, folder, date(2026, 11, 20)), "CARE-BIRTHDAY-GREETING")
+    assert greeting.outputs == ["消息 → preferred，模板 birthday（marketing，在 next_birthday_date 当天的发送时间 10:00 发送："
+                                "next_birthday_date 为 2026-12-25，定于 2026-12-25 10:00 发送）"]

@@ -81,13 +81,18 @@ ONE_BREAK_EACH = [
          same_code=3, id="unknown-template"),  # sms, email, wechat
     case(yaml_edit("churn/marketing.yaml", "      params:\n        offer: 本月新品上市，老客户下单享九五折\n", ""),
          ("churn/marketing.yaml", "- id: CL-LOW-VALUE-OFFER", 5),
-         "错误 error: 规则 CL-LOW-VALUE-OFFER 使用的 模板 templates/messages/sms/offer.txt 需要 params.offer，但规则的 params 中没有 'offer' "
-         "[template-param-missing] — 修改建议: 在这条规则的 message 下加上 params: {offer: ...}，或在模板中写 params.get('offer') 使它可选",
+         "错误 error: 规则 CL-LOW-VALUE-OFFER 使用的 模板 templates/messages/sms/offer.txt 需要 params.offer，但规则的 params 中没有 'offer' / "
+         "template templates/messages/sms/offer.txt, used by rule CL-LOW-VALUE-OFFER, needs params.offer, but the rule's params have "
+         "no 'offer' [template-param-missing] — 修改建议: 在这条规则的 message 下加上 params: {offer: ...}，或在模板中写 "
+         "params.get('offer') 使它可选 / add params: {offer: ...} under this rule's message, or write params.get('offer') in the "
+         "template to make it optional",
          same_code=3, id="template-param-missing"),
     case(yaml_edit("classification/actions.yaml", "title: 联系潜在客户，了解兴趣点和关注点", "title: 联系{{ customer.nmae }}"),
          ("classification/actions.yaml", "- id: CL-PROSPECT-CONVERT", 5),
-         "错误 error: 规则 CL-PROSPECT-CONVERT 的任务标题 使用了 customer.nmae，但客户没有 'nmae' 这个字段或分类；是不是 'name'？ "
-         "[template-variable] — 修改建议: 字段名见 docs/features.md；分类结果用规则 set: 的名称", id="task-title-variable"),
+         "错误 error: 规则 CL-PROSPECT-CONVERT 的任务标题 使用了 customer.nmae，但客户没有 'nmae' 这个字段或分类；是不是 'name'？ / "
+         "the title of rule CL-PROSPECT-CONVERT's task uses customer.nmae, but customers have no field or tag 'nmae'; did you mean "
+         "'name'? [template-variable] — 修改建议: 字段名见 docs/features.md；分类结果用规则 set: 的名称 / the fields are listed in "
+         "docs/features.md; a tag is named as a rule's set: names it", id="task-title-variable"),
     case(table_edit("tables/value_tier.xlsx", {"D4": ">= 150000"}),  # VT-2 now only catches VT-1's customers
          "tables/value_tier.xlsx!价值分层!A4",
          "警告 warning: 规则 VT-2 永远不会生效：命中策略为 first，满足它的客户都会先满足 VT-1 [unreachable-rule] — 修改建议: "
@@ -121,8 +126,9 @@ ONE_BREAK_EACH = [
          also=("churn/win_back.yaml", "- id: CH-WB-REVISIT", 5), id="duplicate-rule-id-churn-signal-and-rule"),
     case(yaml_edit("organization.yaml", "task_calendar: standard", "task_calendar: standrd"),
          ("organization.yaml", "task_calendar: standrd", 16),
-         "错误 error: task_calendar 'standrd' 在 calendar.yaml 中没有定义；是不是 'standard'？ [unknown-calendar] — 修改建议: "
-         "可用的日历: standard, hotline_24x7", id="unknown-task-calendar"),
+         "错误 error: task_calendar 'standrd' 在 calendar.yaml 中没有定义；是不是 'standard'？ / task_calendar 'standrd' is not "
+         "defined in calendar.yaml; did you mean 'standard'? [unknown-calendar] — 修改建议: 可用的日历：standard, hotline_24x7 / "
+         "calendars defined: standard, hotline_24x7", id="unknown-task-calendar"),
     case(yaml_edit("sla.yaml", "calendar: hotline_24x7", "calendar: hotline"),
          ("sla.yaml", "calendar: hotline", 15),
          "错误 error: calendar.yaml 里没有日历 'hotline' / calendar 'hotline' is not defined in calendar.yaml [unknown-calendar] "
@@ -161,10 +167,13 @@ def test_template_customer_field_and_filter_that_do_not_exist(policy_copy: Path)
     sms.write_text("第一行\n{{ customer.nmae }}您好，{{ params.offer|moneyy }}\n", encoding="utf-8")
     out = lines(policy_copy)
     assert ("templates/messages/sms/offer.txt:2:1: 错误 error: 模板 templates/messages/sms/offer.txt 使用了 customer.nmae，"
-            "但客户没有 'nmae' 这个字段或分类；是不是 'name'？ [template-variable] — 修改建议: 字段名见 docs/features.md；"
-            "分类结果用规则 set: 的名称") in out
-    assert any(line.startswith("templates/messages/sms/offer.txt:2:1: 错误 error: 模板 templates/messages/sms/offer.txt 使用了不存在的过滤器 'moneyy'；是不是 'money'？")
-               for line in out)
+            "但客户没有 'nmae' 这个字段或分类；是不是 'name'？ / template templates/messages/sms/offer.txt uses customer.nmae, but "
+            "customers have no field or tag 'nmae'; did you mean 'name'? [template-variable] — 修改建议: 字段名见 docs/features.md；"
+            "分类结果用规则 set: 的名称 / the fields are listed in docs/features.md; a tag is named as a rule's set: names it") in out
+    assert ("templates/messages/sms/offer.txt:2:1: 错误 error: 模板 templates/messages/sms/offer.txt 使用了不存在的过滤器 'moneyy'；"
+            "是不是 'money'？ / template templates/messages/sms/offer.txt uses the filter 'moneyy', which does not exist; did you mean "
+            "'money'? [template-filter] — 修改建议: 可用的过滤器见 templates/README.md，例如 date、money、mask_phone / the filters "
+            "are listed in templates/README.md, e.g. date, money, mask_phone") in out
 
 
 def test_run_and_validate_refuse_the_same_errors(policy_copy: Path):
@@ -240,11 +249,16 @@ def test_a_template_reading_a_later_stages_result_is_an_error(policy_copy: Path)
     shown = [format_problem(p) for p in validate_policies(policy_copy) if p.code == "reads-later-stage"]
     assert shown == [
         "classification/actions.yaml:21:5: 错误 error: 规则 CL-INTENT-FOLLOW-UP 的任务标题 使用了 customer.sla_open，它由 sla 阶段算出；"
-        "classification 阶段的规则用它时还没有这个值，运行会停下 [reads-later-stage] — 修改建议: 把规则移到 sla 阶段（kind: sla）或更后，"
-        "或不在这里使用 sla_open",
+        "classification 阶段的规则用它时还没有这个值，运行会停下 / the title of rule CL-INTENT-FOLLOW-UP's task uses "
+        "customer.sla_open, which the sla stage computes: a rule of the classification stage does not have it yet, and the run "
+        "would stop [reads-later-stage] — 修改建议: 把规则移到 sla 阶段（kind: sla）或更后，或不在这里使用 sla_open / move the "
+        "rule to the sla stage (kind: sla) or later, or do not use sla_open here",
         "templates/messages/sms/birthday.txt:1:1: 错误 error: 模板 "
         "templates/messages/sms/birthday.txt 使用了 customer.churn_level，它由 churn 阶段算出；care 阶段的规则用它时"
-        "还没有这个值，运行会停下 [reads-later-stage] — 修改建议: 把规则移到 churn 阶段（kind: churn）或更后，或不在这里使用 churn_level",
+        "还没有这个值，运行会停下 / template templates/messages/sms/birthday.txt uses customer.churn_level, which the churn stage "
+        "computes: a rule of the care stage does not have it yet, and the run would stop [reads-later-stage] — 修改建议: "
+        "把规则移到 churn 阶段（kind: churn）或更后，或不在这里使用 churn_level / move the rule to the churn stage (kind: churn) "
+        "or later, or do not use churn_level here",
     ]
 
 

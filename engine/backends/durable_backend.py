@@ -64,6 +64,8 @@ MAX_ALTERNATIVES = 256
 # Integers beyond this lose precision in durable_rules' doubles and overflow its C longs sooner.
 MAX_EXACT_INT = 2 ** 53
 
+INSTALL_HELP_ZH = ("安装：pip install 'crm-policy-engine[durable]'（durable-rules 2.0.28 没有适合当前 Python 的 wheel，"
+                   "要从源码编译：需要 C 编译器 gcc 和 Python 头文件，如 apt-get install gcc python3-dev）")
 INSTALL_HELP = ("install it with: pip install 'crm-policy-engine[durable]' (durable-rules 2.0.28 has no wheel for "
                 "current Pythons and builds from source: it needs a C compiler (gcc) and the Python headers, "
                 "e.g. apt-get install gcc python3-dev)")
@@ -353,13 +355,16 @@ class _Translator:
 
     # -- errors ---------------------------------------------------------------------------------
 
-    def unsupported(self, node: Node, message: str, fix: str | None = None) -> UnsupportedError:
+    def unsupported(self, node: Node, zh: str, en: str, fix: str | None = None) -> UnsupportedError:
+        """What durable_rules cannot express, said in Chinese (``zh``) and English (``en``)."""
         rule = self.rule
         origin = getattr(rule.condition, "origin", None) if rule else None
         location = locate(origin, node.line, node.col) if origin else (rule.location if rule else self.ruleset.location)
-        who = f"rule {rule.rule_id}: " if rule else ""
-        return UnsupportedError(Problem(code="durable-unsupported", location=location,
-                                        message=f"{who}{message} — the durable_rules engine cannot express this", fix=fix))
+        who_zh, who = (f"规则 {rule.rule_id}：", f"rule {rule.rule_id}: ") if rule else ("", "")
+        return UnsupportedError(Problem(
+            code="durable-unsupported", location=location,
+            message=f"{who_zh}{zh}——durable_rules 引擎表达不了 / {who}{en} — the durable_rules engine cannot express this",
+            fix=fix or "改写这个条件，或用默认引擎（--engine python） / rewrite the condition, or use the default engine (--engine python)"))
 
     # -- attributes -----------------------------------------------------------------------------
 
@@ -390,7 +395,8 @@ class _Translator:
         try:
             return expr.compile_expr(node)({})
         except EngineError as exc:
-            raise self.unsupported(node, f"{to_source(node)} cannot be computed: {exc.problems[0].message}") from None
+            raise self.unsupported(node, f"{to_source(node)} 无法计算（{exc.problems[0].message}）",
+                                   f"{to_source(node)} cannot be computed") from None
 
     def const_value(self, node: Node, value: Any) -> Value | _Null:
         if value is None:
@@ -400,7 +406,9 @@ class _Translator:
     def json_constant(self, node: Node, value: Any) -> Any:
         problem = constant_problem(value)
         if problem:
-            raise self.unsupported(node, f"the constant {value_text(value)} in {to_source(node)}: {problem}")
+            shown, source = value_text(value), to_source(node)
+            inside = ("", "") if source == shown else (f"（{source} 里）", f" in {source}")  # 1e-05 is its own source
+            raise self.unsupported(node, f"常量 {shown}{inside[0]}：{problem[0]}", f"the constant {shown}{inside[1]}: {problem[1]}")
         return _encode_scalar(value)
 
     # -- values ---------------------------------------------------------------------------------
@@ -419,7 +427,8 @@ class _Translator:
             attr = self.scalar_attr(node.name)
             return Value(rhs={"$m": attr}, guards=(Exists(attr),), attr=attr)
         if _is_predicate(node):
-            raise self.unsupported(node, f"a true/false result used in a calculation ({to_source(node)})")
+            raise self.unsupported(node, f"是/否的结果用在了计算里（{to_source(node)}）",
+                                   f"a true/false result used in a calculation ({to_source(node)})")
         if isinstance(node, Binary):
             return self.arithmetic(node)
         if isinstance(node, Unary):  # unary minus: 0 - x
@@ -430,7 +439,7 @@ class _Translator:
             return Value(rhs={"$sub": {"$l": 0, "$r": v.rhs}}, guards=v.guards)
         if isinstance(node, Call):
             return self.call(node)
-        raise self.unsupported(node, f"{type(node).__name__} {to_source(node)}")
+        raise self.unsupported(node, f"写法 {to_source(node)}（{type(node).__name__}）", f"{type(node).__name__} {to_source(node)}")
 
     def arithmetic(self, node: Binary) -> Value | _Null:
         if node.op == "%":
@@ -526,7 +535,7 @@ class _Translator:
         if v is NULL:
             return Truth(not pos)
         if v.attr is None:
-            raise self.unsupported(node, f"{to_source(node)} is a calculation, not true/false")
+            raise self.unsupported(node, f"{to_source(node)} 是计算，不是是/否的条件", f"{to_source(node)} is a calculation, not true/false")
         self.truth.add(v.attr)
         self.valued.add(v.attr)
         return self.polarity(all_of(*v.guards, Test("$eq", v.attr, True)), pos)
@@ -541,7 +550,8 @@ class _Translator:
             try:
                 return Truth(bool(_PY_COMPARE[op](_encode_scalar(left.const), _encode_scalar(right.const))))
             except TypeError:
-                raise self.unsupported(node, f"comparing {value_text(left.const)} with {value_text(right.const)}") from None
+                raise self.unsupported(node, f"比较 {value_text(left.const)} 和 {value_text(right.const)}",
+                                       f"comparing {value_text(left.const)} with {value_text(right.const)}") from None
         dop = _OPS[op]
         if left.attr is not None:
             test = Test(dop, left.attr, right.rhs)
@@ -567,7 +577,7 @@ class _Translator:
     def compare_truths(self, node: Binary, left: Any, right: Any) -> Any:
         """``p == q`` / ``p != q`` where at least one side is a true/false result."""
         if node.op not in ("==", "!="):
-            raise self.unsupported(node, f"ordering true/false results ({to_source(node)})")
+            raise self.unsupported(node, f"比较是/否结果的大小（{to_source(node)}）", f"ordering true/false results ({to_source(node)})")
         if not isinstance(left, PredicateValue):
             left, right = right, left
         equal = node.op == "=="
@@ -579,7 +589,8 @@ class _Translator:
             when_false = Truth((False == right.const) == equal)  # noqa: E712
             return any_of(all_of(left.pos, when_true), all_of(left.neg, when_false))
         if right.attr is None:
-            raise self.unsupported(node, f"comparing a true/false result with a calculation ({to_source(node)})")
+            raise self.unsupported(node, f"拿是/否的结果和计算比较（{to_source(node)}）",
+                                   f"comparing a true/false result with a calculation ({to_source(node)})")
         op = "$eq" if equal else "$neq"
         self.valued.add(right.attr)
         return any_of(all_of(left.pos, *right.guards, Test(op, right.attr, True)),
@@ -588,7 +599,7 @@ class _Translator:
     def plain(self, node: Node) -> Value | _Null:
         v = self.operand(node)
         if isinstance(v, PredicateValue):
-            raise self.unsupported(node, f"a true/false result used as a value ({to_source(node)})")
+            raise self.unsupported(node, f"是/否的结果当作值用（{to_source(node)}）", f"a true/false result used as a value ({to_source(node)})")
         return v
 
     def membership(self, node: In) -> Any:
@@ -643,8 +654,9 @@ def translate(ruleset: RuleSet, schema: dict[str, Any] | None = None) -> tuple[T
             try:
                 alts = [] if isinstance(pred, Truth) and not pred.value else split_alternatives(pred)
             except TooManyAlternatives:
-                raise t.unsupported(rule.condition, f"the condition expands to more than {MAX_ALTERNATIVES} "
-                                    "alternatives for durable_rules", fix="split the rule into several simpler rules") from None
+                raise t.unsupported(rule.condition, f"条件展开后超过 {MAX_ALTERNATIVES} 种情形",
+                                    f"the condition expands to more than {MAX_ALTERNATIVES} alternatives for durable_rules",
+                                    fix="把这条规则拆成几条简单些的规则 / split the rule into several simpler rules") from None
             alternatives.append(alts)
         except UnsupportedError as exc:
             problems.extend(exc.problems)
@@ -662,31 +674,31 @@ def check_expressible(ruleset: RuleSet, schema: dict[str, Any] | None = None) ->
 
 # -- values on the fact -----------------------------------------------------------------------------
 
-def constant_problem(value: Any) -> str | None:
-    """Why durable_rules cannot take ``value`` exactly, or None."""
+def constant_problem(value: Any) -> tuple[str, str] | None:
+    """Why durable_rules cannot take ``value`` exactly (in Chinese, in English), or None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         if abs(value) > MAX_EXACT_INT:
-            return "whole numbers beyond ±2^53 lose precision there"
+            return "超过 ±2^53 的整数在那里会失去精度", "whole numbers beyond ±2^53 lose precision there"
         return None
     if isinstance(value, float):
         if not math.isfinite(value):
-            return "it has no JSON form"
+            return "它没有 JSON 写法", "it has no JSON form"
         text = repr(value)
         if "e" in text and "." not in text.split("e")[0]:
             # durable_rules' JSON reader rejects (or, in a fact, crashes on) '1e-05' / '1e+16'.
-            return f"its JSON form {text} cannot be read by durable_rules"
+            return f"它的 JSON 写法 {text} durable_rules 读不了", f"its JSON form {text} cannot be read by durable_rules"
         return None
     if isinstance(value, str):
         if _SURROGATES.search(value):
-            return "text with unpaired surrogate characters cannot be encoded"
+            return "文字里有不成对的代理字符，无法编码", "text with unpaired surrogate characters cannot be encoded"
         return None
     if isinstance(value, datetime):
-        return "date-times (with a time of day) are not supported; dates are"
+        return "不支持带时刻的日期时间（只支持日期）", "date-times (with a time of day) are not supported; dates are"
     if isinstance(value, date):
         return None
-    return f"values of type {type(value).__name__} are not supported"
+    return f"不支持 {type(value).__name__} 类型的值", f"values of type {type(value).__name__} are not supported"
 
 
 def _encode_scalar(value: Any) -> Any:
@@ -703,28 +715,31 @@ class _Encoder:
         self.scalars = list(t.scalars.items())
         self.lists = list(t.lists.items())
 
-    def error(self, name: str, value: Any, why: str) -> EngineError:
+    def error(self, name: str, value: Any, why: tuple[str, str]) -> EngineError:
+        """``why``: the reason in Chinese and in English."""
         rs = self.t.ruleset
         return EngineError(Problem(
             code="durable-unsupported-value", location=rs.location,
-            message=f"policy {rs.policy_id}: the value {value_text(value)} of '{name}' cannot be evaluated by "
-                    f"durable_rules exactly: {why}",
-            fix="use the default engine (--engine python) for this data"))
+            message=f"策略 {rs.policy_id}：'{name}' 的值 {value_text(value)} 不能用 durable_rules 准确计算：{why[0]} / "
+                    f"policy {rs.policy_id}: the value {value_text(value)} of '{name}' cannot be evaluated by "
+                    f"durable_rules exactly: {why[1]}",
+            fix="这批数据用默认引擎（--engine python） / use the default engine (--engine python) for this data"))
 
     def scalar(self, name: str, attr: str, value: Any) -> Any:
         if attr not in self.t.valued:
             return True  # only tested for null (``x is null``): any value will do, even a list
         if isinstance(value, (list, tuple, set, frozenset, dict)):
-            raise self.error(name, value, "a list where a single value is expected")
+            raise self.error(name, value, ("应为单个值，却是一个列表", "a list where a single value is expected"))
         problem = constant_problem(value)
         if problem:
             raise self.error(name, value, problem)
         if attr in self.t.truth and not isinstance(value, bool):
-            raise self.error(name, value, "used as a condition but it is not true/false")
+            raise self.error(name, value, ("用作条件，但它不是是/否", "used as a condition but it is not true/false"))
         if attr in self.t.calculated and (isinstance(value, (str, bool))):
-            raise self.error(name, value, "used in a calculation but it is not a number or a date")
+            raise self.error(name, value, ("用在计算里，但它不是数字或日期", "used in a calculation but it is not a number or a date"))
         if isinstance(value, str) and attr in self.t.ordered and _ESCAPED_CHARS.search(value):
-            raise self.error(name, value, "text with quotes, backslashes or control characters is ordered differently there")
+            raise self.error(name, value, ("带引号、反斜杠或控制字符的文字在那里排序不同",
+                                           "text with quotes, backslashes or control characters is ordered differently there"))
         return _encode_scalar(value)
 
     def fact(self, features: dict, n: int) -> dict:
@@ -738,7 +753,7 @@ class _Encoder:
             if items is None:
                 continue
             if isinstance(items, str) or not isinstance(items, (list, tuple, set, frozenset)):
-                raise self.error(name, items, "not a list")
+                raise self.error(name, items, ("不是列表", "not a list"))
             encoded = [self.scalar(name, attr, item) for item in items if item is not None]  # null items never match
             fact[f"{attr}_ok"] = True
             if encoded:
@@ -757,8 +772,9 @@ def _load_durable() -> Any:
         from durable import engine as durable_engine
     except ImportError as exc:
         raise EngineError(Problem(code="durable-unavailable",
-                                  message=f"the durable_rules engine is not available ({exc}); {INSTALL_HELP}",
-                                  fix="or run with the default engine: --engine python")) from None
+                                  message=f"durable_rules 引擎不可用（{exc}）；{INSTALL_HELP_ZH} / "
+                                          f"the durable_rules engine is not available ({exc}); {INSTALL_HELP}",
+                                  fix="或用默认引擎运行：--engine python / or run with the default engine: --engine python")) from None
     return durable_engine
 
 
@@ -805,7 +821,10 @@ class DurableRuleSet:
             self._host.register_rulesets({self.name: definition})
         except Exception as exc:  # durable_rules_engine.error: the C engine refused the ruleset
             raise EngineError(Problem(code="durable-unsupported", location=self.ruleset.location,
-                                      message=f"durable_rules rejected the translation of policy {self.ruleset.policy_id}: {exc}")) from None
+                                      message=f"durable_rules 不接受策略 {self.ruleset.policy_id} 的转换结果 / "
+                                              f"durable_rules rejected the translation of policy {self.ruleset.policy_id}: {exc}",
+                                      fix="用默认引擎（--engine python），并把这个策略文件报告给维护人员 / "
+                                          "use the default engine (--engine python) and report this policy file")) from None
 
     def _recorder(self, index: int) -> Callable[[Any], None]:
         def record(c: Any) -> None:  # keep it trivial: durable_rules swallows exceptions raised here
@@ -825,9 +844,11 @@ class DurableRuleSet:
             out.extend(self._post(features_list[start:start + BATCH_SIZE]))
         return out
 
-    def _fail(self, message: str) -> EngineError:
+    def _fail(self, zh: str, en: str) -> EngineError:
         return EngineError(Problem(code="durable-failed", location=self.ruleset.location,
-                                   message=f"policy {self.ruleset.policy_id}: {message}"))
+                                   message=f"策略 {self.ruleset.policy_id}：{zh} / policy {self.ruleset.policy_id}: {en}",
+                                   fix="用默认引擎（--engine python），并把这次运行的输入和策略报告给维护人员 / "
+                                       "use the default engine (--engine python) and report this with the run's inputs and policies"))
 
     def _post(self, batch: list[dict]) -> list[list[int]]:
         facts = [self._encoder.fact(features, n) for n, features in enumerate(batch)]
@@ -839,15 +860,16 @@ class DurableRuleSet:
             # Cannot happen with the catch-all rule; if it does, nothing of the batch was stored.
             if len(facts) == 1:
                 return [[]]
-            raise self._fail("durable_rules did not handle a batch of facts (MessageNotHandledException)") from None
+            raise self._fail("durable_rules 没有处理这一批数据", "durable_rules did not handle a batch of facts (MessageNotHandledException)") from None
         except self._engine.MessageObservedException:
-            raise self._fail("durable_rules reported a fact as already observed (its issue #376)") from None
+            raise self._fail("durable_rules 说一条数据已经处理过", "durable_rules reported a fact as already observed (its issue #376)") from None
         state = self._host.get_state(self.name)
         self._host.delete_state(self.name)  # facts must not accumulate between batches
         if self._seen != len(facts):
-            raise self._fail(f"durable_rules ran the rules on {self._seen} of {len(facts)} facts")
+            raise self._fail(f"durable_rules 只对 {len(facts)} 条数据中的 {self._seen} 条运行了规则",
+                             f"durable_rules ran the rules on {self._seen} of {len(facts)} facts")
         if "exception" in state:
-            raise self._fail(f"a durable_rules action failed: {state['exception']}")
+            raise self._fail("durable_rules 的一个动作出错", f"a durable_rules action failed: {state['exception']}")
         return [sorted(h) for h in self._hits]
 
 
@@ -887,14 +909,14 @@ def diff_evaluations(left: Any, right: Any, left_name: str = "python", right_nam
         for key in list(dict.fromkeys([*fa, *fb])):
             policy, rule_id = key
             ra, rb = fa.get(key), fb.get(key)
-            if ra is None:
-                differences.append(f"customer {cid}, rule {rule_id} ({policy}): {right_name} fired, {left_name} did not")
-            elif rb is None:
-                differences.append(f"customer {cid}, rule {rule_id} ({policy}): {left_name} fired, {right_name} did not")
+            who = f"客户 {cid}，规则 {rule_id}（{policy}）", f"customer {cid}, rule {rule_id} ({policy})"
+            if ra is None or rb is None:
+                fired, missed = (right_name, left_name) if ra is None else (left_name, right_name)
+                differences.append(f"{who[0]}：{fired} 触发了，{missed} 没有 / {who[1]}: {fired} fired, {missed} did not")
             elif ra != rb:
                 fields = [k for k in sorted(set(ra) | set(rb)) if ra.get(k) != rb.get(k)]
                 shown = "; ".join(f"{k}: {left_name} {ra.get(k)!r}, {right_name} {rb.get(k)!r}" for k in fields)
-                differences.append(f"customer {cid}, rule {rule_id} ({policy}): the decisions differ ({shown})")
+                differences.append(f"{who[0]}：两个引擎的决策不同 / {who[1]}: the decisions differ ({shown})")
             if len(differences) >= limit:
                 return differences
     return differences
