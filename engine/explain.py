@@ -159,7 +159,9 @@ def describe_output(out: dict[str, Any]) -> str:
         for clock, label in (("first_response", "首次响应"), ("resolution", "解决")):
             c = s.get(clock)
             if c:
-                late = f"，超时 {c['late_minutes']} 分钟" if c.get("late_minutes") else ""
+                late = c.get("late_minutes")
+                # Past the deadline with no working time since (a date-only run's 23:59:59): say so, not "0".
+                late = "" if late is None else f"，超时 {late} 分钟" if late >= 1 else "，超时不足 1 分钟"
                 parts.append(f"{label} {c.get('target')} 截止 {c.get('deadline')} → {c.get('status')}{late}")
         notes = f"（{'；'.join(s['notes'])}）" if s.get("notes") else ""
         return f"服务时限（{s.get('calendar')} 日历）：" + "；".join(parts) + notes

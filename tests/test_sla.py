@@ -358,7 +358,7 @@ def test_hotline_inquiry_runs_on_the_24x7_calendar(shipped, calendars):
     c = clocks(stage, "T1")
     assert c["first_response"].deadline == datetime(2024, 5, 18, 23, 30)
     assert c["first_response"].status == "open_breached" and c["first_response"].late == timedelta(minutes=30)
-    assert out.tasks[0].title == "超时升级：咨询 T1 首次响应已超时 0.5 个工作小时"
+    assert out.tasks[0].title == "超时升级：咨询 T1 首次响应已超时 30 个工作分钟"  # under an hour: minutes
 
 
 def test_suggestion_has_only_a_reply_clock(shipped, calendars):
@@ -650,3 +650,97 @@ def test_stage_features_are_declared():
     assert set(FEATURES) == {"sla_open", "sla_at_risk_open", "sla_breached_open", "sla_paused_open",
                              "sla_breached_window", "sla_timely_rate_window"}
     assert all(type_name == "number" for type_name, _ in FEATURES.values())
+
+
+# --------------------------------------------------------------------------------------------------
+# Daily batches on one outbox and ledger: each deadline's escalation is issued once
+# --------------------------------------------------------------------------------------------------
+
+
+def sla_task_rows(folder: Path, sheet: str, interaction_id: str) -> list[tuple[str, str, object]]:
+    """(去重键, 任务, 截止时间 or 原截止时间) of one ticket's SLA rows on a page of 李强's (客服主管) task workbook."""
+    rows = read_sheet(folder / "tasks" / "李强.xlsx", sheet)
+    header = rows[0]
+    key, title = header.index("去重键"), header.index("任务")
+    due = header.index("原截止时间") if "原截止时间" in header else 0
+    return sorted((r[key], r[title], r[due]) for r in rows[1:] if r[key].startswith("sla-") and f"|{interaction_id}|" in r[key])
+
+
+@pytest.fixture(scope="module")
+def daily_runs(tmp_path_factory) -> list[Path]:
+    """Three date-only daily batches (24, 25, 26 Nov 2026) on one outbox and ledger, two complaints left open."""
+    from conftest import customer, run_cli, write_inbox
+
+    tmp = tmp_path_factory.mktemp("sla_daily")
+    d = datetime
+    # Strategic customers (需求类型 战略): 2 working hours to respond, 2 working days to resolve.
+    inbox = write_inbox(tmp / "inbox", [customer("C200", 需求类型="战略"), customer("C201", 需求类型="战略")], [
+        # Tue 16:00, never answered: response due 18:00 the same day, resolution due Thu 26 Nov 16:00.
+        ["I90000001", "C200", d(2026, 11, 24, 16), "电话", "投诉", None, None, "待处理", None, "吴倩", None, "测试"],
+        # Thu 19 Nov 10:00, never answered: both deadlines long past when the first batch sees it.
+        ["I90000002", "C201", d(2026, 11, 19, 10), "微信", "投诉", None, None, "待处理", None, "吴倩", None, "测试"],
+    ])
+    return [run_cli(inbox, tmp / "outbox", day) for day in ("2026-11-24", "2026-11-25", "2026-11-26")]
+
+
+def test_a_resolution_breach_after_an_escalated_first_response_is_escalated_again(daily_runs):
+    day1, day2, day3 = daily_runs
+    d = datetime
+    key = "sla-complaint-high|C200|I90000001|{}|escalation"
+    assert sla_task_rows(day1, "李强", "I90000001") == [
+        (key.format("first_response"), "超时升级：投诉 I90000001 首次响应已超时（不足 1 个工作分钟）", d(2026, 11, 25, 11)),
+    ]
+    assert sla_task_rows(day2, "李强", "I90000001") == []
+    assert sla_task_rows(day2, "仍待处理", "I90000001") == [
+        (key.format("first_response"), "超时升级：投诉 I90000001 首次响应已超时 7.5 个工作小时", d(2026, 11, 25, 11)),
+    ]
+    # Thu 16:00 the resolution deadline passes too: new work with its own key and due time.
+    assert sla_task_rows(day3, "李强", "I90000001") == [
+        (key.format("resolution"), "超时升级：投诉 I90000001 首次响应已超时 15 个工作小时，解决已超时 2 个工作小时",
+         d(2026, 11, 27, 11)),
+    ]
+    assert sla_task_rows(day3, "仍待处理", "I90000001") == []
+
+
+def test_both_deadlines_late_at_first_sight_give_one_escalation_never_repeated(daily_runs):
+    d = datetime
+    # One task names both clocks and carries the resolution key: the first-response breach is part of it.
+    key = "sla-complaint-high|C201|I90000002|resolution|escalation"
+    day1, day2, day3 = daily_runs
+    assert sla_task_rows(day1, "李强", "I90000002") == [
+        (key, "超时升级：投诉 I90000002 首次响应已超时 27 个工作小时，解决已超时 14 个工作小时", d(2026, 11, 25, 11)),
+    ]
+    for day, first, resolution in ((day2, "34.5", "21.5"), (day3, "42", "29")):
+        assert sla_task_rows(day, "李强", "I90000002") == []
+        assert sla_task_rows(day, "仍待处理", "I90000002") == [
+            (key, f"超时升级：投诉 I90000002 首次响应已超时 {first} 个工作小时，解决已超时 {resolution} 个工作小时",
+             d(2026, 11, 25, 11)),
+        ]
+
+
+def test_late_text_under_an_hour_says_minutes_not_zero_hours():
+    clock = sla_module.Clock("first_response", sla_module.parse_duration("2h"), datetime(2026, 11, 24, 18),
+                             "open_breached", late=timedelta(0))
+    # A date-only run (23:59:59) after an 18:00 deadline: no working time has passed since.
+    assert late_text(clock) == "已超时（不足 1 个工作分钟）"
+    clock.late = timedelta(minutes=45, seconds=30)
+    assert late_text(clock) == "已超时 45 个工作分钟"
+    clock.target = sla_module.parse_duration("48h wall")
+    assert late_text(clock) == "已超时 45 分钟"
+    clock.late = timedelta(hours=1)
+    assert late_text(clock) == "已超时 1 小时"
+
+
+def test_explain_and_sla_sheet_agree_on_a_breach_with_no_working_time_yet(daily_runs):
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    # 24 Nov, date-only run: the 18:00 response deadline passed, no working time since.
+    shown = CliRunner().invoke(main, ["explain", "C200", "--run", str(daily_runs[0])], catch_exceptions=False).output
+    assert "首次响应 2h 截止 2026-11-24T18:00:00 → open_breached，超时不足 1 分钟" in shown
+    assert "超时升级：投诉 I90000001 首次响应已超时（不足 1 个工作分钟）" in shown
+    rows = read_sheet(daily_runs[0] / "sla.xlsx", "服务时限")
+    header, row = rows[0], next(r for r in rows[1:] if r[2] == "I90000001")
+    assert row[header.index("首次响应结果")] == "超时未完成"
+    assert row[header.index("首次响应超时(小时)")] == 0

@@ -501,11 +501,17 @@ def evaluate_clock(name: str, duration: Duration, calendar: BusinessCalendar, st
 
 
 def late_text(clock: Clock) -> str:
-    """'已超时 3.5 个工作小时' (hours with at most one decimal)."""
-    hours = (clock.late or timedelta(0)).total_seconds() / 3600
-    number = f"{hours:.1f}".rstrip("0").rstrip(".")
-    unit = "小时" if clock.target.wall else "个工作小时"
-    return f"已超时 {number} {unit}"
+    """'已超时 3.5 个工作小时' (hours with at most one decimal); under an hour '已超时 45 个工作分钟';
+    under a minute (a deadline passed after the last working hour of a date-only run's day)
+    '已超时（不足 1 个工作分钟）'. Wall-clock targets say 小时 / 分钟."""
+    seconds = (clock.late or timedelta(0)).total_seconds()
+    work = "" if clock.target.wall else "个工作"
+    if seconds >= 3600:
+        number = f"{seconds / 3600:.1f}".rstrip("0").rstrip(".")
+        return f"已超时 {number} {work}小时"
+    if seconds >= 60:
+        return f"已超时 {int(seconds // 60)} {work}分钟"
+    return f"已超时（不足 1 {work}分钟）"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -834,7 +840,11 @@ class SlaStage:
         kind_label = it.type or "工单"
         handler_text = item.handler or "（未分配）"
         if late:
-            worst = max(late, key=lambda c: (c.late, c.name == "first_response"))
+            # Keyed by the overdue clock whose deadline passed last (first response, then resolution):
+            # a resolution breach after an escalated first-response breach is new work, and when both
+            # are late at first sight the one task (naming both) carries the resolution key, so later
+            # runs neither issue the first-response escalation again nor lose the resolution one.
+            worst = max(late, key=lambda c: (c.deadline, c.name == "resolution"))
             role = self.policy.escalation_role
             assignee, assignment = self.org.person_for(role, customer.customer_id)
             # Each overdue clock with its own lateness: "首次响应、解决已超时 18.5" gave both the larger one.
