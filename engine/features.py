@@ -24,6 +24,9 @@ INTERACTION_TYPE_KEYS = {
     "关怀": "care",
     "购买": "purchase",
 }
+# The interaction types that are staff contacting the customer (guards.yaml still_open.contact_types):
+# a task on the 仍待处理 page counts as done once one of these is logged after it was issued.
+CONTACT_TYPES = ("回访", "拜访")
 # A complaint counts as open unless it has a resolved time or one of these statuses.
 CLOSED_STATUSES = frozenset({"已解决", "已关闭", "已完成", "关闭", "完成", "resolved", "closed", "done"})
 
@@ -40,6 +43,9 @@ class FeatureConfig:
     # A complaint with one of these statuses (lower case) and no resolved time is closed: sla.yaml's
     # clock.closed_statuses when there is one (engine.policy.loader), so SLA and churn agree.
     closed_statuses: frozenset[str] = CLOSED_STATUSES
+    # The interaction types last_staff_contact_time counts: guards.yaml's still_open.contact_types when
+    # there is one (engine.policy.loader), so the 仍待处理 page and policies read the same contacts.
+    contact_types: frozenset[str] = frozenset(CONTACT_TYPES)
 
     @classmethod
     def from_policy(cls, data: dict | None) -> "FeatureConfig":
@@ -109,6 +115,8 @@ def feature_catalog(config: FeatureConfig) -> dict[str, tuple[str, str]]:
         "days_since_last_contact": ("number", "days since the latest interaction (null if none)"),
         "last_revisit_date": ("date", "date of the latest 回访 or 拜访"),
         "days_since_last_revisit": ("number", "days since the latest 回访 or 拜访 (null if none)"),
+        "last_staff_contact_time": ("datetime", "最近一次员工联系客户的时刻: time of the latest interaction of the contact types "
+                                    "(guards.yaml still_open.contact_types; shipped: 回访, 拜访) up to the as-of date"),
         "open_complaints": ("number", "complaints not yet resolved on the as-of date"),
         "oldest_open_complaint_days": ("number", "最早一条未解决投诉已过天数: days since the oldest complaint still open on "
                                        "the as-of date, open as in open_complaints (null if none)"),
@@ -289,6 +297,7 @@ def _interaction_features(
     last_by_key: dict[str, date] = {}
     count, last_contact, open_complaints, oldest_open = 0, None, 0, None
     last_complaint_time, last_complaint_category, last_complaint_id = None, None, None
+    contact_types, last_staff_contact = config.contact_types, None
     sat_window = config.satisfaction_window_days
     sat_sum, sat_n, sat_min = 0, 0, None
     for i in interactions:
@@ -309,6 +318,8 @@ def _interaction_features(
             prev = last_by_key.get(key)
             if prev is None or d > prev:
                 last_by_key[key] = d
+        if i.type in contact_types and (last_staff_contact is None or i.time > last_staff_contact):
+            last_staff_contact = i.time
         if key == "complaint":
             if is_open(i, as_of, config.closed_statuses):
                 open_complaints += 1
@@ -330,6 +341,7 @@ def _interaction_features(
     revisit = max((d for d in (last_by_key.get("follow_up"), last_by_key.get("visit")) if d), default=None)
     f["last_revisit_date"] = revisit
     f["days_since_last_revisit"] = (as_of - revisit).days if revisit else None
+    f["last_staff_contact_time"] = last_staff_contact
     f["open_complaints"] = open_complaints
     f["oldest_open_complaint_days"] = (as_of - oldest_open).days if oldest_open else None
     f["last_complaint_category"] = last_complaint_category

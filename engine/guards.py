@@ -60,6 +60,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from engine.coerce import is_mobile, phone_kind
 from engine.decisions import CATEGORY_LABELS, Firing, Message, Task
 from engine.errors import PolicyError
+from engine.features import CONTACT_TYPES, INTERACTION_TYPE_KEYS
 from engine.ledger import DEFAULT_LEDGER_NAME, Ledger
 from engine.policy.loader import MESSAGE_CATEGORIES, policy_files
 from engine.policy.model import STAGES, MessageSpec
@@ -146,6 +147,9 @@ class GuardPolicy:
     # as important as itself (unlisted templates come last, together). See docs/guards.md.
     cap_priority: tuple[str, ...] = DEFAULT_CAP_PRIORITY
     ledger_path: str = DEFAULT_LEDGER_NAME  # relative paths: inside the outbox folder
+    # Interaction types that are staff contacting the customer: one logged at or after an earlier task
+    # was issued closes it on the 仍待处理 page (still_open.contact_types; () lists every task until its rule stops).
+    contact_types: tuple[str, ...] = CONTACT_TYPES
     source: str | None = None  # the file it came from, for messages
 
     @property
@@ -154,7 +158,7 @@ class GuardPolicy:
 
 
 _TOP_KEYS = ("kind", "description", "time_zone", "consent", "opt_out", "send_time", "quiet_hours",
-             "frequency_caps", "cap_priority", "ledger")
+             "frequency_caps", "cap_priority", "still_open", "ledger")
 
 
 def load_guard_policy(policyset: Any) -> GuardPolicy:
@@ -238,6 +242,11 @@ def parse_guard_documents(docs: list[tuple[Path, YMap]], templates: set[str] | N
     if "cap_priority" in doc:
         values["cap_priority"] = _cap_priority(doc, templates, problems)
 
+    still_open = doc.get("still_open")
+    if still_open is not None and check_keys(still_open, "still_open", ("contact_types",), (), problems, doc.value_loc("still_open")):
+        if "contact_types" in still_open:
+            values["contact_types"] = _contact_types(still_open, problems)
+
     ledger = doc.get("ledger")
     if ledger is not None and check_keys(ledger, "ledger", ("path",), (), problems, doc.value_loc("ledger")):
         path = ledger.get("path")
@@ -250,6 +259,40 @@ def parse_guard_documents(docs: list[tuple[Path, YMap]], templates: set[str] | N
     if problems.errors:
         raise PolicyError(problems.errors)
     return GuardPolicy(**values)
+
+
+def contact_types_setting(doc: Any) -> tuple[str, ...] | None:
+    """still_open.contact_types of a guards document as written (None: not written), unchecked: for
+    the features (``last_staff_contact_time``), which the loader sets up before the guards are parsed;
+    ``parse_guard_documents`` reports its mistakes."""
+    block = doc.get("still_open") if isinstance(doc, YMap) else None
+    if not isinstance(block, YMap) or "contact_types" not in block:
+        return None
+    return tuple(str(v).strip() for v in as_list(block.get("contact_types")))
+
+
+def _contact_types(block: YMap, problems: Problems) -> tuple[str, ...]:
+    """still_open.contact_types: interaction types (互动类型, as columns.yaml spells them); [] for none."""
+    value = block.get("contact_types")
+    if value is None or isinstance(value, YMap):
+        problems.error("bad-value", "still_open.contact_types 要写成互动类型的列表，如 [回访, 拜访]；不用就写 [] / "
+                                    "still_open.contact_types must be a list of interaction types, e.g. [回访, 拜访]; [] for none",
+                       block.value_loc("contact_types"), fix="contact_types: [回访, 拜访]")
+        return CONTACT_TYPES
+    known = tuple(INTERACTION_TYPE_KEYS)
+    types: list[str] = []
+    for i, item in enumerate(as_list(value)):
+        name = str(item).strip()
+        if name not in known:
+            loc = value.item_loc(i) if isinstance(value, YList) else block.value_loc("contact_types")
+            guess = did_you_mean(name, known)
+            problems.error("bad-value", f"still_open.contact_types 里的 '{name}' 不是互动类型 / "
+                                        f"'{name}' in still_open.contact_types is not an interaction type", loc,
+                           fix=(f"是不是 '{guess}'？" if guess else "") + f"可以是其中之一（columns.yaml 里的中文名）：{', '.join(known)} / "
+                               + (f"did you mean '{guess}'? " if guess else "") + f"one of (the Chinese names in columns.yaml): {', '.join(known)}")
+        elif name not in types:
+            types.append(name)
+    return tuple(types)
 
 
 def _bool(block: YMap, key: str, problems: Problems) -> bool:

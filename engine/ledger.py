@@ -457,14 +457,15 @@ class Ledger:
         return [tuple(row) for row in self.conn.execute(sql, [rule_id, since.isoformat(), *params])]
 
     def task_origins(self, wanted: Iterable[tuple[str, str, str]], until: date,
-                     for_run: str | None = None) -> dict[tuple[str, str, str], tuple[date, str, datetime | None, str | None]]:
+                     for_run: str | None = None) -> dict[tuple[str, str, str], tuple[date, str, datetime | None, str | None, datetime]]:
         """For the task sheets' 仍待处理 page (``engine.guards.StillOpen``): for each wanted (rule id,
         customer id, key), the earlier task still open: the ledger row of that key, or for an empty key
         the latest task of that rule to that customer issued on or before ``until``; as (as-of date,
-        run id, due, assignee), in the history run ``for_run`` sees. Rows not found are left out.
+        run id, due, assignee, issued at: that run's as-of instant), in the history run ``for_run`` sees.
+        Rows not found are left out.
 
         One query for the whole run, as ``task_history`` (a temporary table, the ``issued_by_rule`` index)."""
-        found: dict[tuple[str, str, str], tuple[date, str, datetime | None, str | None]] = {}
+        found: dict[tuple[str, str, str], tuple[date, str, datetime | None, str | None, datetime]] = {}
         after = date.fromordinal(until.toordinal() + 1)
         with self._wanted("INSERT OR IGNORE INTO temp.origin_wanted (rule_id, customer_id, key) VALUES (?, ?, ?)", wanted,
                           "origin_wanted (rule_id TEXT, customer_id TEXT, key TEXT, PRIMARY KEY (rule_id, customer_id, key))"):
@@ -476,7 +477,8 @@ class Ledger:
                    f"WHERE (i.key = w.key OR (w.key = '' AND i.issued_at < ?)) AND {history} "
                    "GROUP BY w.rule_id, w.customer_id, w.key")
             for rule_id, customer_id, key, issued_at, run_id, due, assignee in self.conn.execute(sql, [after.isoformat(), *params]):
-                found[(rule_id, customer_id, key)] = (date.fromisoformat(issued_at[:10]), run_id, _from_text(due), assignee)
+                found[(rule_id, customer_id, key)] = (date.fromisoformat(issued_at[:10]), run_id, _from_text(due), assignee,
+                                                      datetime.fromisoformat(issued_at))
         return found
 
     @contextmanager

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from engine.actions import ActionBuilder
 from engine.audit import refresh_outputs, summarize_firings, write_audit, write_report
@@ -169,7 +169,8 @@ class BatchEvaluator:
             if all(type(o) in (SetTag, AddScore) for o in rule.outputs)
         }
         self.kept_names = list(dict.fromkeys([key for key, _, _ in CUSTOMER_COLUMNS] + self.evaluator.tag_names
-                                              + self.evaluator.score_names + list(stage_feature_catalog())))
+                                              + self.evaluator.score_names + list(stage_feature_catalog())
+                                              + ["last_staff_contact_time"]))  # the 仍待处理 page (still_open_work)
         self.release_facts = release_facts
         self.calendars = calendars
         self.evaluation = Evaluation([], [], [], [], modules)
@@ -388,7 +389,8 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
             history = ledger.task_history({(t.rule_id, t.customer_id): None for t in evaluation.tasks}, as_of_time, run_id,
                                           formerly={t.rule_id: t.formerly for t in evaluation.tasks if t.formerly})
             # The 仍待处理 page: the earlier task each still-open one is (one query, as the history).
-            open_work = still_open_work(guards.still_open, ledger, options.as_of, run_id)
+            open_work = still_open_work(guards.still_open, ledger, options.as_of, run_id,
+                                        staff_contacts(evaluation.customer_rows, guards.still_open))
             say("发送保护已检查，写入结果文件 …")
             # The ledger rows are written in a transaction committed only once the run folder is in
             # place: a crash before leaves nothing issued, and a ledger error stops the run before its
@@ -431,21 +433,41 @@ def write_listed_files(folder: Path, listed: dict[str, list]) -> None:
                 listed["open_tasks"], dict(listed["origins"]))
 
 
-def still_open_work(still_open: list[StillOpen], ledger: Ledger, as_of: date,
-                    run_id: str) -> tuple[list[Task], list[tuple[str, tuple]]]:
+def staff_contacts(rows: list[dict[str, Any]], still_open: list[StillOpen]) -> dict[str, datetime]:
+    """customer id → the latest staff contact (feature ``last_staff_contact_time``: an interaction of
+    guards.yaml's still_open.contact_types), for the customers with still-open tasks that had one."""
+    wanted = {o.task.customer_id for o in still_open}
+    return {cid: row["last_staff_contact_time"] for row in rows
+            if (cid := row.get("customer_id")) in wanted and row.get("last_staff_contact_time") is not None}
+
+
+# SLA reminders and escalations are about a ticket, not a contact: a call does not resolve it. They leave
+# the 仍待处理 page when the ticket is resolved (their own clock stops asking for them).
+NOT_CLOSED_BY_CONTACT = frozenset({"sla"})
+
+
+def still_open_work(still_open: list[StillOpen], ledger: Ledger, as_of: date, run_id: str,
+                    contacts: Mapping[str, datetime] = {}) -> tuple[list[Task], list[tuple[str, tuple]]]:
     """The tasks of the 仍待处理 pages and their origins as ``write_tasks`` takes them: (task key,
-    (due, as-of date, run id, assignee of the earlier task, the guard's label)) pairs."""
+    (due, as-of date, run id, assignee of the earlier task, the guard's label)) pairs. A task whose
+    customer had a staff contact (``contacts``, from ``staff_contacts``) at or after the earlier task
+    was issued is done, and left out (not for the stages of ``NOT_CLOSED_BY_CONTACT``)."""
     if not still_open:
         return [], []
     # The earlier row may be under a former id of the task's rule (formerly:): looked up under that id.
     found = ledger.task_origins([(o.origin_rule or o.task.rule_id, o.task.customer_id, o.origin_key) for o in still_open],
                                 as_of, run_id)
-    origins = []
+    tasks, origins = [], []
     for o in still_open:
-        day, earlier_run, due, assignee = found.get((o.origin_rule or o.task.rule_id, o.task.customer_id, o.origin_key),
-                                                    (None,) * 4)
+        day, earlier_run, due, assignee, issued_at = found.get((o.origin_rule or o.task.rule_id, o.task.customer_id, o.origin_key),
+                                                               (None,) * 5)
+        contact = contacts.get(o.task.customer_id)
+        if (contact is not None and issued_at is not None and contact >= issued_at
+                and o.task.stage not in NOT_CLOSED_BY_CONTACT):
+            continue  # done: staff contacted the customer since the earlier task was issued
+        tasks.append(o.task)
         origins.append((o.task.key, (due, day, earlier_run, assignee, GUARD_LABELS.get(o.guard, o.guard))))
-    return [o.task for o in still_open], origins
+    return tasks, origins
 
 
 # The second process gets this share of the customers: less than half, because this process packs

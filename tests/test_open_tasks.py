@@ -11,7 +11,7 @@ from pathlib import Path
 import openpyxl
 from click.testing import CliRunner
 
-from conftest import ROOT, customer, run_cli, write_inbox
+from conftest import ROOT, customer, edit, run_cli, write_inbox
 from engine.cli import main
 
 # A low-value customer (revisit every 90 days) who bought in March: by September the churn-risk
@@ -100,3 +100,95 @@ def test_the_open_page_is_the_same_again_and_from_two_processes(tmp_path: Path, 
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert sheets[0].read_bytes() == before
+
+
+# A churned customer: CH-CHURNED-FOLLOW-UP (once a quarter) reads only that the customer is 流失, not
+# whether anyone called: without the contact check it stayed on the 仍待处理 page for months.
+CHURNED = customer("C1", 签约日期="2025-01-10", 客户阶段="流失")
+CHURN_KEY = "CH-CHURNED-FOLLOW-UP|C1|2026-Q4"
+
+
+def follow_up(when: str, kind: str = "回访", iid: str = "I1") -> list:
+    """An interaction row (INTERACTION_HEADERS): a 回访 logged by the owner unless ``kind`` says otherwise."""
+    return [iid, "C1", when, "电话", kind, None, None, "已解决", None, "张伟", None, "跟踪回访"]
+
+
+def run_at(inbox: Path, outbox: Path, as_of: str, policies: Path = ROOT / "policies") -> Path:
+    """`crm-engine run --as-of <date>T<time>`; the run folder it wrote (folders are named by the date only)."""
+    before = set(outbox.iterdir()) if outbox.exists() else set()
+    result = CliRunner().invoke(main, ["run", "--policies", str(policies), "--inbox", str(inbox), "--outbox", str(outbox),
+                                       "--as-of", as_of], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (folder,) = [p for p in set(outbox.iterdir()) - before if p.is_dir()]
+    return folder
+
+
+def open_keys(folder: Path) -> list[str]:
+    """The 去重键 of every 仍待处理 row of a run folder, over all task workbooks."""
+    return sorted(r["去重键"] for sheet in sorted((folder / "tasks").glob("*.xlsx")) for r in pages(sheet)["仍待处理"])
+
+
+def test_a_follow_up_logged_after_the_task_closes_it_on_the_open_page(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CRM_ENGINE_PROCESSES", "1")
+    outbox = tmp_path / "outbox"
+    day1 = run_at(write_inbox(tmp_path / "day1", customers=[CHURNED]), outbox, "2026-11-20T09:00")
+    assert [r["去重键"] for r in pages(day1 / "tasks" / "张伟.xlsx")["张伟"]] == [CHURN_KEY]
+    # Day 2, nothing logged: still open.
+    assert open_keys(run_at(write_inbox(tmp_path / "day2", customers=[CHURNED]), outbox, "2026-11-21T09:00")) == [CHURN_KEY]
+    # Day 3: a 回访 logged on day 1 before the task was issued (08:30 < 09:00) does not close it ...
+    before = run_at(write_inbox(tmp_path / "day3a", customers=[CHURNED], interactions=[follow_up("2026-11-20 08:30")]),
+                     outbox, "2026-11-23T09:00")
+    assert open_keys(before) == [CHURN_KEY]
+    # ... one logged after it (day 1, 15:00) does: the work was done.
+    day3 = run_at(write_inbox(tmp_path / "day3b", customers=[CHURNED],
+                              interactions=[follow_up("2026-11-20 08:30"), follow_up("2026-11-20 15:00", iid="I2")]),
+                  outbox, "2026-11-23T10:00")
+    assert open_keys(day3) == []
+    counts = json.loads((day3 / "manifest.json").read_text(encoding="utf-8"))["counts"]
+    assert (counts["tasks"], counts["open_tasks"]) == (0, 0)
+
+
+def test_an_inbound_complaint_does_not_close_an_open_task(tmp_path: Path, monkeypatch):
+    """Only the contact kinds of guards.yaml (回访, 拜访) are staff doing the work: a complaint the customer
+    phones in is no follow-up, and an SLA escalation of a ticket still open stays open (even after a 回访:
+    a call does not resolve the ticket)."""
+    monkeypatch.setenv("CRM_ENGINE_PROCESSES", "1")
+    signed = CHURNED
+    ticket = ["T1", "C1", "2026-11-18 10:00", "电话", "投诉", None, None, "待处理", None, "王芳", "产品质量", "设备故障"]
+    outbox = tmp_path / "outbox"
+    day1 = run_at(write_inbox(tmp_path / "day1", customers=[signed], interactions=[ticket]), outbox, "2026-11-20T09:00")
+    issued = sorted(r["去重键"] for sheet in (day1 / "tasks").glob("*.xlsx") for r in pages(sheet)[sheet.stem])
+    escalations = [k for k in issued if k.startswith("sla-") and k.endswith("|escalation")]
+    assert escalations, issued
+    churn = [CHURN_KEY]  # the churned customer's quarterly follow-up
+    assert CHURN_KEY in issued
+    complaint = follow_up("2026-11-21 10:00", kind="投诉", iid="I2")
+    complaint[7] = "已解决"
+    held = open_keys(run_at(write_inbox(tmp_path / "day2", customers=[signed], interactions=[ticket, complaint]),
+                             outbox, "2026-11-23T09:00"))
+    assert set(escalations) <= set(held) and set(churn) <= set(held)
+    # A 回访 after day 1 closes the churn work, not the escalation of the ticket still open.
+    called = open_keys(run_at(write_inbox(tmp_path / "day3", customers=[signed], interactions=[ticket, complaint,
+                                                                                                 follow_up("2026-11-23 11:00", iid="I3")]),
+                               outbox, "2026-11-24T09:00"))
+    assert set(escalations) <= set(called) and not set(churn) & set(called)
+
+
+def test_the_contact_kinds_are_a_setting(tmp_path: Path, policy_copy: Path, monkeypatch):
+    """still_open.contact_types in guards.yaml: [] lists every task as before; a mistake names its line."""
+    monkeypatch.setenv("CRM_ENGINE_PROCESSES", "1")
+    guards = policy_copy / "guards.yaml"
+    edit(guards, "contact_types: [回访, 拜访]", "contact_types: []")
+    outbox = tmp_path / "outbox"
+    run_at(write_inbox(tmp_path / "day1", customers=[CHURNED]), outbox, "2026-11-20T09:00", policies=policy_copy)
+    day2 = run_at(write_inbox(tmp_path / "day2", customers=[CHURNED], interactions=[follow_up("2026-11-20 15:00")]),
+                   outbox, "2026-11-21T09:00", policies=policy_copy)
+    assert open_keys(day2) == [CHURN_KEY]
+
+    edit(guards, "contact_types: []", "contact_types: [回访, 拜仿]")
+    line = next(n for n, text in enumerate(guards.read_text(encoding="utf-8").splitlines(), 1) if "拜仿" in text)
+    result = CliRunner().invoke(main, ["validate", "--policies", str(policy_copy)], catch_exceptions=False)
+    assert result.exit_code != 0
+    assert f"guards.yaml:{line}:" in result.output
+    assert "'拜仿' in still_open.contact_types is not an interaction type" in result.output
+    assert "不是互动类型" in result.output and "one of (the Chinese names in columns.yaml): 咨询, 投诉, 建议, 回访, 拜访" in result.output

@@ -191,6 +191,13 @@ class _Loader:
             statuses = closed_statuses_setting(doc)
             if statuses is not None:
                 config = replace(config, closed_statuses=frozenset(s.lower() for s in statuses))
+        # The contacts that close a task on the 仍待处理 page: guards.yaml's still_open.contact_types.
+        from engine.guards import contact_types_setting
+
+        for _path, doc in self.documents.get("guards", [])[:1]:
+            types = contact_types_setting(doc)
+            if types is not None:
+                config = replace(config, contact_types=frozenset(types))
         return config
 
     def _feature_config(self) -> FeatureConfig:
