@@ -154,7 +154,8 @@ def test_an_inbound_complaint_does_not_close_an_open_task(tmp_path: Path, monkey
     a call does not resolve the ticket)."""
     monkeypatch.setenv("CRM_ENGINE_PROCESSES", "1")
     signed = CHURNED
-    ticket = ["T1", "C1", "2026-11-18 10:00", "电话", "投诉", None, None, "待处理", None, "王芳", "产品质量", "设备故障"]
+    # Both deadlines long past on day 1: one escalation (keyed by the resolution deadline) that stays the same work.
+    ticket = ["T1", "C1", "2026-11-10 10:00", "电话", "投诉", None, None, "待处理", None, "王芳", "产品质量", "设备故障"]
     outbox = tmp_path / "outbox"
     day1 = run_at(write_inbox(tmp_path / "day1", customers=[signed], interactions=[ticket]), outbox, "2026-11-20T09:00")
     issued = sorted(r["去重键"] for sheet in (day1 / "tasks").glob("*.xlsx") for r in pages(sheet)[sheet.stem])
