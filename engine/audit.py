@@ -304,7 +304,35 @@ def _flatten(prefix: str, value: Any) -> Iterable[tuple[str, Any]]:
         yield prefix, value
 
 
-def _manifest_rows(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
+# How 运行清单 names the parts of a manifest key (counts.guards.suppressed -> 数量 · 发送保护 · 被拦截); a
+# part without a label (a person's name, a channel) is shown as written.
+MANIFEST_LABELS = {
+    "tool": "工具", "version": "版本", "run_id": "运行编号", "as_of": "数据截止日", "as_of_time": "数据截止时间",
+    "engine": "计算引擎", "as_of_is_date": "只给了截止日期", "warnings": "警告", "counts": "数量",
+    "customers": "客户", "interactions": "互动记录", "orders": "订单", "rejects": "拒收的行", "decisions": "决策",
+    "tasks": "任务", "tasks_by_assignee": "任务（按负责人）", "open_tasks": "仍待处理的任务",
+    "open_tasks_by_assignee": "仍待处理的任务（按负责人）", "messages": "消息", "messages_by_channel": "消息（按渠道）",
+    "guards": "发送保护", "suppressed": "被拦截", "suppressed_by_guard": "被拦截（按保护规则）", "rescheduled": "已改期",
+    "recalled": "已撤回", "recalled_by_guard": "已撤回（按保护规则）",
+    "tracked": "跟踪的互动", "no_target": "无适用时限", "not_measured": "不计这项时限",
+    "first_response": "首次响应", "resolution": "解决", **SLA_STATUS_LABELS,
+    "levels": "风险等级", "reasons": "流失原因",
+    "birthday_greeting_due": "生日祝福到期", "birthday_gift_due": "生日礼品到期", "festivals_due": "今天的节日",
+    "is_member_day": "会员日", "post_purchase_followup_needed": "购后回访", "revisit_due": "回访到期",
+    "survey_due": "满意度调查到期", "unsatisfied_complaint": "不满意的投诉",
+}
+
+
+def manifest_label(key: str) -> str:
+    """The Chinese name of a dotted manifest key, part by part (stages and guards as elsewhere)."""
+    from engine.guards import GUARD_LABELS
+
+    labels = {**MANIFEST_LABELS, **STAGE_LABELS, **GUARD_LABELS}
+    return " · ".join(labels.get(part, part) for part in key.split("."))
+
+
+def _manifest_rows(manifest: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """The rows of 运行清单: (项目 in Chinese, the manifest's key, value). Numbers stay numbers."""
     # Not the folders the files were in ("roots"): they differ between machines and when verify
     # re-runs from moved folders, and audit.xlsx must be byte-identical for the same content.
     rows = []
@@ -321,7 +349,7 @@ def _manifest_rows(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
                        "policies", "templates", "outputs", "warnings"):
             for k, v in _flatten(key, manifest[key]):
                 rows.append((k, v))
-    return [(k, None if v is None else (v if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v))) for k, v in rows]
+    return [(manifest_label(k), k, v if v is None or isinstance(v, (int, float)) else str(v)) for k, v in rows]
 
 
 GROUP_LABELS = {"inputs": "输入", "policies": "策略", "templates": "模板"}
@@ -373,7 +401,7 @@ def write_audit(folder: Path, manifest: dict[str, Any], evaluation: Any, policys
     rule_rows = [(STAGE_LABELS.get(s.stage, s.stage), s.policy, s.rule_id, s.description or None, s.source, s.fired,
                   s.customers, _produced_text(s.produced) or None, s.suppressed) for s in summary.rules]
     sheets = [
-        Sheet("运行清单", [Column("项目"), Column("值", width=60)], _manifest_rows(manifest)),
+        Sheet("运行清单", [Column("项目"), Column("键 key"), Column("值", width=60, kind="number")], _manifest_rows(manifest)),
         Sheet("文件", [Column("类别"), Column("文件"), Column("sha256", width=66), Column("字节", kind="int")], files),
         Sheet("规则汇总", [Column("阶段"), Column("策略"), Column("规则编号"), Column("说明", width=40), Column("位置"),
                         Column("触发次数", kind="int"), Column("客户数", kind="int"), Column("产出", width=60),
@@ -384,7 +412,7 @@ def write_audit(folder: Path, manifest: dict[str, Any], evaluation: Any, policys
     firings = evaluation.firings
     manifest_rows = sheets[0].rows
     if log_rows is not None and len(firings) > log_rows:
-        manifest_rows.append(("决策日志", f"本工作簿只列出前 {log_rows:,} 条决策（共 {len(firings):,} 条）；完整的决策日志见 decisions.jsonl"))
+        manifest_rows.append(("决策日志", "decisions.jsonl", f"本工作簿只列出前 {log_rows:,} 条决策（共 {len(firings):,} 条）；完整的决策日志见 decisions.jsonl"))
         firings = firings[:log_rows]
     per_sheet = min(LOG_SHEET_ROWS, EXCEL_MAX_ROWS - 1)
     parts = max(1, -(-len(firings) // per_sheet))

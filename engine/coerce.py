@@ -32,7 +32,7 @@ __all__ = [
     "TYPES",
 ]
 
-TYPES = ("id", "text", "phone", "email", "date", "datetime", "number", "int", "bool", "enum")
+TYPES = ("id", "text", "person", "phone", "email", "date", "datetime", "number", "int", "bool", "enum")
 
 
 class CoercionError(ValueError):
@@ -128,6 +128,11 @@ _YEAR_MONTH_TEXT_RE = re.compile(r"^\d{4}\.\d{1,2}$")  # "1985.05" typed as text
 _PHONE_EXTENSION_RE = re.compile(r"\s*(?:转|分机|ext\.?|x|#)\s*\d{1,6}\s*$", re.IGNORECASE)
 _PHONE_NOTE_RE = re.compile(r"\s*[(（][^\d()（）]*[)）]\s*$")  # a note after the number: 138…（微信同号）
 _LANDLINE_WITH_EXTENSION_RE = re.compile(r"^(\(?0\d{2,3}\)?[-\s]?\d{7,8})[-\s]\d{1,6}$")  # 010-12345678-8001
+# Person names (owner, staff): runs of spaces collapse to one, and a space between two CJK characters
+# goes ("李 娜" and "李　娜" are 李娜, else a stray space would make a second person with own task sheet).
+_SPACE_RUN_RE = re.compile(r"\s+")
+_CJK_CHARS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_GAP_RE = re.compile(f"(?<=[{_CJK_CHARS}]) (?=[{_CJK_CHARS}])")
 _EMAIL_RE = re.compile(r"^[^@\s<>;,]+@[^@\s<>;,]+\.[^@\s<>;,]+$")
 _EMAIL_SPLIT_RE = re.compile(r"[;,、|]")
 _EMAIL_ANGLED_RE = re.compile(r"<([^<>]+)>")
@@ -213,6 +218,13 @@ class Coercer:
         if t is date or t is time:
             return v.isoformat()
         return str(v)
+
+    def to_person(self, v: Any) -> str | None:
+        """A person's name: ``to_text``, then spaces tidied ("李 娜" -> "李娜", "Anna  Lee" -> "Anna Lee")."""
+        s = self.to_text(v)
+        if s is None or _SPACE_RUN_RE.search(s) is None:
+            return s
+        return _CJK_GAP_RE.sub("", _SPACE_RUN_RE.sub(" ", s))
 
     def to_id(self, v: Any) -> str | None:
         t = type(v)
@@ -456,6 +468,7 @@ class Coercer:
         base = {
             "id": self.to_id,
             "text": self.to_text,
+            "person": self.to_person,
             "phone": self.to_phone,
             "email": self.to_email,
             "date": self.to_date,
@@ -681,6 +694,7 @@ def _datetime_number(x: float, raw: Any) -> datetime:
 # Module-level converters with the default spellings (handy in code and tests).
 DEFAULT = Coercer()
 to_text = DEFAULT.to_text
+to_person = DEFAULT.to_person
 to_id = DEFAULT.to_id
 to_phone = DEFAULT.to_phone
 to_email = DEFAULT.to_email

@@ -220,11 +220,13 @@ MESSAGE_COLUMNS = [
 ]
 
 
-def write_messages(folder: Path, messages: list[Message]) -> dict[str, int]:
-    """messages/<channel>/messages.jsonl for the sending system and messages.xlsx for review."""
-    by_channel: dict[str, list[Message]] = defaultdict(list)
+def write_messages(folder: Path, messages: list[Message], channels: Iterable[str] = ()) -> dict[str, int]:
+    """messages/<channel>/messages.jsonl for the sending system and messages.xlsx for review. Every
+    channel of ``channels`` (organization.yaml's) gets its messages.jsonl, empty on a day without
+    messages for it: a sending system polling for the file would take a missing one as a failed run."""
+    by_channel: dict[str, list[Message]] = {channel: [] for channel in channels}
     for m in messages:
-        by_channel[m.channel].append(m)
+        by_channel.setdefault(m.channel, []).append(m)
     counts = {}
     names = file_names(by_channel)
     for channel in sorted(by_channel):
@@ -242,6 +244,9 @@ def write_messages(folder: Path, messages: list[Message]) -> dict[str, int]:
                 for m in items
             ),
         )
+        if not items:
+            counts[channel] = 0
+            continue
         rows = [(m.send_at, m.customer_id, m.customer_name, m.address, m.template,
                  CATEGORY_LABELS.get(m.category, m.category), m.subject, m.body, m.rule_id, m.key) for m in items]
         write_workbook(out / "messages.xlsx", [Sheet(channel, MESSAGE_COLUMNS, rows)])

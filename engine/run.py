@@ -582,7 +582,7 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     # What audit.xlsx and report.html show about the decision log, gathered once for both (at 100k
     # customers ~2 s for 1.1M firings; each file on its own would take as long again).
     firing_summary = summarize_firings(evaluation.firings, policyset)
-    write_messages(out, evaluation.messages)
+    write_messages(out, evaluation.messages, policyset.organization.channels)
     write_recalls(out, guards.recalled)
     write_report(out, manifest, evaluation, summary=firing_summary)
     write_rejects(out, dataset.rejects)

@@ -199,22 +199,26 @@ def write_workbook(
     buffer = io.BytesIO()
     writer = rx.FastExcel(buffer, output_format="xlsx")
     taken: set[str] = set()
-    for sheet in sheets:
+    whole: dict[str, tuple[set[str], set[str]]] = {}  # sheet part -> its cells that hold Python ints
+    for number, sheet in enumerate(sheets, start=1):
         name = sanitize_sheet_name(sheet.name, taken)
-        data, options = _sheet_data(sheet)
+        data, options, ints = _sheet_data(sheet)
         writer.sheet(name, data, **options)
+        if ints[0] or ints[1]:
+            whole[f"xl/worksheets/sheet{number}.xml"] = ints
     writer.freeze(row=1).save()
     tmp = path.with_name(path.name + ".tmp")
     try:
-        _write_reproducible_zip(buffer.getvalue(), tmp, created or FIXED_CREATED, title)
+        _write_reproducible_zip(buffer.getvalue(), tmp, created or FIXED_CREATED, title, whole)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _sheet_data(sheet: Sheet) -> tuple[Any, dict[str, Any]]:
-    """The rows as records keyed by header, and the sheet's options (widths, formats, filter)."""
+def _sheet_data(sheet: Sheet) -> tuple[Any, dict[str, Any], tuple[set[str], set[str]]]:
+    """The rows as records keyed by header, the sheet's options (widths, formats, filter), and where
+    it holds whole numbers (``_int_cells``)."""
     columns = sheet.columns
     headers = [escape_text(_clean_text(c.header)) for c in columns]
     if len(set(headers)) != len(headers):
@@ -241,6 +245,7 @@ def _sheet_data(sheet: Sheet) -> tuple[Any, dict[str, Any]]:
             shown = max(display_width(headers[col]) + FILTER_BUTTON, _column_width(column.kind, cells))
             widths.append(min(max(shown + PADDING, MIN_WIDTH), MAX_WIDTH))
     del rows
+    ints = _int_cells(cells_by_column)
     formats = {headers[col]: _number_format(c.kind) for col, c in enumerate(columns) if c.kind in NUM_FORMATS}
     formats.update({headers[col]: rx.Format().set_text_wrap().set_align("top") for col, c in enumerate(columns)
                     if c.wrap and c.kind == "text"})
@@ -251,7 +256,34 @@ def _sheet_data(sheet: Sheet) -> tuple[Any, dict[str, Any]]:
     # gives the header row and its filter (a list of no records would give an empty sheet).
     data: Any = ((dict(zip(headers, cells)) for cells in zip(*cells_by_column)) if cells_by_column and cells_by_column[0]
                  else [dict.fromkeys(headers)])
-    return data, options
+    return data, options, ints
+
+
+def _int_cells(cells_by_column: list[list[Any]]) -> tuple[set[str], set[str]]:
+    """The columns (letters) whose numbers are all Python ints, and the int cells (``"B7"``) of columns
+    that mix them with floats. rust_xlsxwriter writes every number as ``<v>1.0</v>``, which openpyxl
+    and other readers take for a float; ``_write_reproducible_zip`` writes these as ``<v>1</v>``."""
+    columns: set[str] = set()
+    cells: set[str] = set()
+    for col, values in enumerate(cells_by_column):
+        if not any(type(v) is int for v in values):
+            continue
+        letter = _column_letter(col)
+        if not any(type(v) is float for v in values):
+            columns.add(letter)
+        else:
+            cells.update(f"{letter}{row}" for row, v in enumerate(values, start=2) if type(v) is int)
+    return columns, cells
+
+
+def _column_letter(col: int) -> str:
+    """0 -> A, 25 -> Z, 26 -> AA."""
+    letters = ""
+    col += 1
+    while col:
+        col, rest = divmod(col - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
 
 
 def _header_format() -> rx.Format:
@@ -268,14 +300,32 @@ def _number_format(kind: str) -> rx.Format:
 # setting for it in the Python binding, so the package is re-zipped with core.xml replaced.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _W3CDTF = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+# A number cell holding a whole number as rust_xlsxwriter writes it: <c r="D2" s="1"><v>59.0</v></c>.
+_WHOLE_NUMBER_CELL = re.compile(rb'<c r="([A-Z]+)(\d+)"((?: s="\d+")?)><v>(-?\d+)\.0</v>')
 
 
-def _write_reproducible_zip(package: bytes, target: Path, created: datetime, title: str | None) -> None:
+def _ints_as_ints(xml: bytes, columns: set[str], cells: set[str]) -> bytes:
+    """``xml`` with the whole-number cells of ``columns`` / ``cells`` written as integers."""
+    wanted = {c.encode() for c in columns}
+    refs = {c.encode() for c in cells}
+
+    def integer(m: re.Match) -> bytes:
+        if m.group(1) in wanted or m.group(1) + m.group(2) in refs:
+            return b'<c r="' + m.group(1) + m.group(2) + b'"' + m.group(3) + b"><v>" + m.group(4) + b"</v>"
+        return m.group(0)
+
+    return _WHOLE_NUMBER_CELL.sub(integer, xml)
+
+
+def _write_reproducible_zip(package: bytes, target: Path, created: datetime, title: str | None,
+                            whole: Mapping[str, tuple[set[str], set[str]]] | None = None) -> None:
     stamp = created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ").encode()
     with zipfile.ZipFile(io.BytesIO(package)) as src, \
             zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
             data = src.read(info)
+            if whole and info.filename in whole:
+                data = _ints_as_ints(data, *whole[info.filename])
             if info.filename == "docProps/core.xml":
                 data = _W3CDTF.sub(stamp, data)
                 if title:
@@ -287,8 +337,9 @@ def _write_reproducible_zip(package: bytes, target: Path, created: datetime, tit
 
 
 def _convert_column(kind: str, values: list[Any]) -> list[Any]:
-    """The values as they go into the cells: text cleaned and escaped, numbers as floats, dates as
-    dates; ``None`` for an empty cell. Anything that does not fit the kind is kept as text."""
+    """The values as they go into the cells: text cleaned and escaped, whole numbers (Python ints, not
+    bools) as ints, other numbers as floats, dates as dates; ``None`` for an empty cell. Anything that
+    does not fit the kind is kept as text."""
     if kind == "text":
         # Fast path: an ordinary printable string needs no change.
         return [v if type(v) is str and v and v.isprintable() and not v.startswith(_INJECTION_START)
@@ -296,8 +347,12 @@ def _convert_column(kind: str, values: list[Any]) -> list[Any]:
     if kind in ("date", "datetime"):
         return [v if type(v) is date or (type(v) is datetime and v.tzinfo is None) else _cell(kind, v)
                 for v in values]
-    return [float(v) if (type(v) is float or type(v) is int) and math.isfinite(v) else _cell(kind, v)
+    return [v if type(v) is int and -_EXACT_INT < v < _EXACT_INT
+            else float(v) if (type(v) is float or type(v) is int) and math.isfinite(v) else _cell(kind, v)
             for v in values]
+
+
+_EXACT_INT = 2 ** 53  # beyond it a cell's number (a double) no longer holds every whole number
 
 
 def _column_width(kind: str, cells: list[Any]) -> int:
@@ -308,7 +363,7 @@ def _column_width(kind: str, cells: list[Any]) -> int:
         if any(isinstance(c, date) for c in cells):
             best = max(best, _DATE_WIDTH[kind])
     elif kind != "text":
-        numbers = {c for c in cells if type(c) is float}
+        numbers = {c for c in cells if type(c) is float or type(c) is int}
         if numbers:
             best = max(best, max(len(_number_display(kind, n)) for n in (min(numbers), max(numbers))))
             if kind == "number":  # %g output is not monotone in the value

@@ -71,9 +71,9 @@ def test_audit_workbook_lists_the_recalls_and_counts_the_open_tasks(days):
     # The same rows as guards.xlsx's 已撤回 page.
     guards = openpyxl.load_workbook(second / "guards.xlsx", read_only=True)["已撤回 recalled"]
     assert list(guards.iter_rows(values_only=True)) == list(wb["已撤回"].iter_rows(values_only=True))
-    info = dict(wb["运行清单"].iter_rows(min_row=2, max_col=2, values_only=True))
-    assert (info["counts.open_tasks"], info["counts.open_tasks_by_assignee.张伟"]) == ("2", "2")
-    assert (info["counts.guards.recalled"], info["counts.guards.recalled_by_guard.opt-out"]) == ("1", "1")
+    info = {key: value for _, key, value in wb["运行清单"].iter_rows(min_row=2, values_only=True)}
+    assert (info["counts.open_tasks"], info["counts.open_tasks_by_assignee.张伟"]) == (2, 2)
+    assert (info["counts.guards.recalled"], info["counts.guards.recalled_by_guard.opt-out"]) == (1, 1)
     # Day 1 recalled nothing: the sheet is there, with its header only.
     assert [r for r in openpyxl.load_workbook(first / "audit.xlsx", read_only=True)["已撤回"].iter_rows(values_only=True)] == [
         ("客户编号", "规则编号", "渠道", "模板", "原定发送时间", "保护规则", "原因", "发出的运行", "幂等键")]

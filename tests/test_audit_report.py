@@ -48,8 +48,8 @@ def test_audit_workbook(run, tmp_path: Path):
     path = write_audit(tmp_path, manifest, evaluation, policyset)
     wb = openpyxl.load_workbook(path, read_only=True)
     assert wb.sheetnames == ["运行清单", "文件", "规则汇总", "已撤回", "决策日志"]
-    info = dict(wb["运行清单"].iter_rows(min_row=2, max_col=2, values_only=True))
-    assert info["run_id"] == manifest["run_id"] and info["as_of"] == "2026-11-20" and info["counts.customers"] == "500"
+    info = {key: value for _, key, value in wb["运行清单"].iter_rows(min_row=2, values_only=True)}
+    assert info["run_id"] == manifest["run_id"] and info["as_of"] == "2026-11-20" and info["counts.customers"] == 500
     files = list(wb["文件"].iter_rows(min_row=2, values_only=True))
     assert ("输入", "customers.xlsx") == files[0][:2] and len(files[0][2]) == 64
     rules = {r[2]: r for r in wb["规则汇总"].iter_rows(min_row=2, values_only=True)}
@@ -83,8 +83,8 @@ def test_audit_is_reproducible_and_can_cap_the_log(run, tmp_path: Path):
     write_audit(b, manifest, evaluation, policyset, log_rows=5)
     wb = openpyxl.load_workbook(b / AUDIT_NAME, read_only=True)
     assert sum(1 for _ in wb["决策日志"].iter_rows(min_row=2)) == 5
-    info = dict(wb["运行清单"].iter_rows(min_row=2, max_col=2, values_only=True))
-    assert info["决策日志"] == f"本工作簿只列出前 5 条决策（共 {len(evaluation.firings):,} 条）；完整的决策日志见 decisions.jsonl"
+    info = {key: value for _, key, value in wb["运行清单"].iter_rows(min_row=2, values_only=True)}
+    assert info["decisions.jsonl"] == f"本工作簿只列出前 5 条决策（共 {len(evaluation.firings):,} 条）；完整的决策日志见 decisions.jsonl"
 
 
 def test_refresh_outputs_lists_the_audit_files(run, tmp_path: Path):
@@ -308,8 +308,8 @@ def test_the_runs_warnings_are_kept_in_manifest_report_and_audit(run, tmp_path: 
     section = html[html.index('<section id="warnings">'):html.index("</section>", html.index('<section id="warnings">'))]
     assert "<code>calendar.yaml:22:3</code>：日历 &#39;standard&#39; 还没有 2027 年的法定节假日" in section
     assert "处理办法 fix：国务院公布 2027 年放假安排后" in section
-    info = dict(openpyxl.load_workbook(write_audit(tmp_path, manifest, evaluation, policyset), read_only=True)["运行清单"]
-                .iter_rows(min_row=2, max_col=2, values_only=True))
+    info = {key: value for _, key, value in openpyxl.load_workbook(write_audit(tmp_path, manifest, evaluation, policyset),
+                                                                    read_only=True)["运行清单"].iter_rows(min_row=2, values_only=True)}
     assert info["warnings.1"].startswith("calendar.yaml:22:3: 日历 'standard' 还没有 2027 年的法定节假日")
     assert "[calendar-year-ahead]; fix: 国务院公布 2027 年放假安排后" in info["warnings.1"]
 
@@ -374,3 +374,28 @@ def test_the_reports_sla_figures_are_sla_xlsx_kpis_per_ticket(run, tmp_path: Pat
                          ("超时未完成的工单", f"{overall[10]:,}")):
         assert f"{value} {label}" in text
     assert "时钟数" not in text
+
+
+def test_counts_in_the_run_files_are_whole_numbers_and_the_manifest_rows_are_named(tmp_path: Path):
+    # An auditor reading audit.xlsx, sla.xlsx or a task sheet (openpyxl, pandas) gets 586, not '586' or 586.0.
+    from conftest import run_cli
+
+    folder = run_cli(ROOT / "inbox", tmp_path / "out", "2026-11-20")
+    audit = openpyxl.load_workbook(folder / AUDIT_NAME, read_only=True)
+    rows = list(audit["运行清单"].iter_rows(values_only=True))
+    assert rows[0] == ("项目", "键 key", "值")
+    named = {key: (label, value) for label, key, value in rows[1:]}
+    assert named["run_id"] == ("运行编号", folder.name)
+    assert named["counts.customers"] == ("数量 · 客户", 500)
+    assert named["counts.guards.suppressed_by_guard.consent"] == ("数量 · 发送保护 · 被拦截（按保护规则） · 营销同意", 66)
+    assert named["counts.sla.first_response.met"][0] == "数量 · 服务时限 · 首次响应 · 按时"
+    assert named["counts.care.is_member_day"][1] in ("是", "否")
+    assert all(type(value) is int for key, (_, value) in named.items() if key.startswith("counts.") and key != "counts.care.is_member_day"
+               and not key.startswith("counts.care.festivals_due")), named
+    rules = list(audit["规则汇总"].iter_rows(min_row=2, values_only=True))
+    assert rules and all(type(r[5]) is int and type(r[6]) is int and type(r[8]) is int for r in rules)
+    kpi = list(openpyxl.load_workbook(folder / "sla.xlsx", read_only=True)["KPI"].iter_rows(values_only=True))
+    assert kpi[1:] and all(type(r[kpi[0].index("跟踪数")]) is int for r in kpi[1:])
+    sheet = openpyxl.load_workbook(sorted((folder / "tasks").iterdir())[0], read_only=True).worksheets[0]
+    tasks = list(sheet.iter_rows(values_only=True))
+    assert tasks[1:] and all(type(r[tasks[0].index("第几次")]) is int for r in tasks[1:])

@@ -87,6 +87,9 @@ def test_cli_prints_summary_and_writes_workbook(inbox: Path, policy_copy: Path, 
                              "策略修改", "策略文件"]
     pairs = [tuple(r) for r in wb["分类变化汇总"].iter_rows(min_row=2, values_only=True)]
     assert ("价值等级（value_tier）", "中", "高", 1) in pairs
+    assert all(type(p[3]) is int for p in pairs)  # counts as whole numbers, not 1.0
+    firings = list(wb["规则触发次数"].iter_rows(min_row=2, values_only=True))
+    assert firings and all(type(r[4]) is int and type(r[5]) is int for r in firings)
     tasks = [tuple(r[:4]) for r in wb["任务变化"].iter_rows(min_row=2, values_only=True)]
     assert tasks == [("新增", "D1", "客户D1", "CARE-REVISIT-DUE"), ("减少", "D1", "客户D1", "CARE-REVISIT-DUE")]
     sla = list(wb["服务时限变化"].iter_rows(min_row=2, values_only=True))

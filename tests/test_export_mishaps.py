@@ -443,3 +443,24 @@ def test_rows_filtered_out_by_an_autofilter_are_said_too(tmp_path, columns):
     assert w.message == ("工作表 互动记录 有 2 行在 Excel 里被隐藏或被筛选掉（第 3、5 行），仍按正常数据读取 / sheet 互动记录: "
                          "2 rows are hidden or filtered out in Excel (rows 3, 5); they were read as normal data")
     assert "取消隐藏或清除筛选后可见" in w.fix and "unhide the rows or clear the filter" in w.fix
+
+
+def test_a_stray_space_in_an_owner_name_is_not_a_second_person(tmp_path):
+    # 客户经理 typed "李 娜" (real name 李娜) on one row: the same person, one task sheet; English names
+    # keep one space between their parts.
+    from conftest import customer, run_cli, write_inbox
+
+    inbox = write_inbox(tmp_path / "inbox", [customer("C1", 客户经理="李 娜", 客户阶段="潜在"),
+                                             customer("C2", 客户经理="李娜", 客户阶段="潜在"),
+                                             customer("C3", 客户经理="Anna   Lee", 客户阶段="潜在")])
+    folder = run_cli(inbox, tmp_path / "out", AS_OF)
+    assert sorted(p.name for p in (folder / "tasks").iterdir()) == ["Anna Lee.xlsx", "李娜.xlsx"]
+    rows = list(openpyxl.load_workbook(folder / "tasks" / "李娜.xlsx").worksheets[0].iter_rows(values_only=True))
+    col = rows[0].index("负责人")
+    assert sorted((r[col], r[rows[0].index("客户编号")]) for r in rows[1:]) == [("李娜", "C1"), ("李娜", "C2")]
+
+
+@pytest.mark.parametrize("raw, expected", [("李 娜", "李娜"), (" 李　娜 ", "李娜"), ("欧阳  小 明", "欧阳小明"),
+                                           ("Anna  Lee", "Anna Lee"), ("王 Anna", "王 Anna"), ("李娜", "李娜")])
+def test_person_names_have_their_spaces_tidied(columns, raw, expected):
+    assert columns.coercer().for_field("person")(raw) == expected

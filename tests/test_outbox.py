@@ -314,3 +314,20 @@ def test_working_folders_name_this_machine_and_process(tmp_path):
         m = _WORK_FOLDER_RE.match(run.path.name)
         assert m and (m["prefix"], m["run_id"], m["host"], int(m["pid"])) == (
             ".tmp-", "2026-11-20_abcdef12", _this_host(), os.getpid())
+
+
+def test_a_day_without_messages_still_has_each_channels_messages_jsonl(tmp_path):
+    # A sending system polls messages/<channel>/messages.jsonl: on a quiet day the file is there, empty,
+    # for every channel of organization.yaml, and the manifest lists it with its sha256 like any output.
+    from conftest import customer, run_cli, write_inbox
+
+    inbox = write_inbox(tmp_path / "inbox", [customer("C1", 营销许可="否")])
+    folder = run_cli(inbox, tmp_path / "out", "2026-11-20")
+    manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert manifest["counts"]["messages"] == 0
+    assert listing(folder / "messages") == ["email", "sms", "wechat"]
+    listed = {f["path"]: f["sha256"] for f in manifest["outputs"]}
+    for channel in ("email", "sms", "wechat"):
+        assert listing(folder / "messages" / channel) == ["messages.jsonl"]
+        assert (folder / "messages" / channel / "messages.jsonl").read_bytes() == b""
+        assert listed[f"messages/{channel}/messages.jsonl"] == hashlib.sha256(b"").hexdigest()

@@ -255,3 +255,22 @@ def test_large_sheet_constant_memory(tmp_path):
     ws = wb["big"]
     assert ws.max_row == n + 1
     wb.close()
+
+
+def test_whole_numbers_are_integer_cells_and_floats_stay_floats(tmp_path):
+    # rust_xlsxwriter writes every number as <v>1.0</v>: a count read back (openpyxl, pandas) was 1.0.
+    columns = [Column("次数", kind="int"), Column("金额", kind="money"), Column("混合", kind="number"),
+               Column("是否", kind="number")]
+    rows = [[1, 1200.0, 3, True], [59, 99.5, 2.0, False], [-7, 10, 2.5, 0], [2 ** 60, None, None, None]]
+    path = tmp_path / "ints.xlsx"
+    write_workbook(path, [Sheet("s", columns, rows)])
+    got = [[(v, type(v).__name__) for v in r] for r in openpyxl.load_workbook(path)["s"].iter_rows(min_row=2, values_only=True)]
+    assert got == [
+        [(1, "int"), (1200.0, "float"), (3, "int"), ("是", "str")],
+        [(59, "int"), (99.5, "float"), (2.0, "float"), ("否", "str")],
+        [(-7, "int"), (10, "int"), (2.5, "float"), (0, "int")],
+        [(float(2 ** 60), "float"), (None, "NoneType"), (None, "NoneType"), (None, "NoneType")],  # beyond a double's whole numbers
+    ]
+    xml = zipfile.ZipFile(path).read("xl/worksheets/sheet1.xml").decode()
+    assert '<c r="A3" s="2"><v>59</v></c>' in xml or '<c r="A3"><v>59</v></c>' in xml
+    assert "<v>1200.0</v>" in xml and "<v>2.0</v>" in xml
