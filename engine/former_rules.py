@@ -24,10 +24,13 @@ RECENT_DAYS = 60
 
 def check_former_rules(policyset, ledger_path: Path, as_of: date, where: str, for_run: str | None = None) -> list[Problem]:
     """``former_rule_problems`` of the ledger at ``ledger_path``: reads only, and a ledger not there yet
-    (the first run) has nothing to check. ``run`` stops on them; ``validate --outbox`` lists them."""
+    (the first run) has nothing to check, nor has a run the ledger recorded already. ``run`` stops on
+    them; ``validate --outbox`` lists them."""
     if not ledger_path.is_file():
         return []
     with Ledger(ledger_path, create=False) as ledger:
+        if for_run is not None and ledger.has_run(for_run):
+            return []  # a run recorded already, executed again (run --force, verify): it issues what it did then
         return former_rule_problems(policyset, ledger, as_of, where, for_run)
 
 
