@@ -108,7 +108,13 @@ AS_OF_HELP = "The date looked at (YYYY-MM-DD: the end of that day) or an instant
               help="durable: also report rules the durable_rules backend cannot express.")
 @click.option("--as-of", "as_of", callback=parse_as_of, default=None,
               help="The day a run is planned for (default: today): the calendar's coverage of the coming weeks is checked for it.")
-def validate_command(policies: Path, templates: Path | None, fmt: str, engine_name: str, as_of: date | datetime | None) -> None:
+@click.option("--outbox", type=_FOLDER, default=None,
+              help="The outbox the runs write to: its contact ledger's recent rule ids are checked against the policies "
+                   "(a renamed rule without formerly:, a deleted one without retired_rules:), as a run does.")
+@click.option("--ledger", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="The contact ledger, if not the one guards.yaml names inside --outbox.")
+def validate_command(policies: Path, templates: Path | None, fmt: str, engine_name: str, as_of: date | datetime | None,
+                     outbox: Path | None, ledger: Path | None) -> None:
     """Check every policy file and decision table without running a batch.
 
     \b
@@ -117,6 +123,7 @@ def validate_command(policies: Path, templates: Path | None, fmt: str, engine_na
       crm-engine validate --policies policies
       crm-engine validate --policies policies --format json
       crm-engine validate --policies policies --engine durable
+      crm-engine validate --policies policies --outbox outbox   # also: rule ids in the contact ledger
     """
     from engine.validate import calendar_ahead_warnings, check_policies, format_problem
 
@@ -124,6 +131,9 @@ def validate_command(policies: Path, templates: Path | None, fmt: str, engine_na
     errors = [p for p in problems if p.severity == "error"]
     if not errors:  # what a run on that day will warn about too (next year's holidays not yet declared)
         problems.extend(calendar_ahead_warnings(policies, split_as_of(as_of, policies)[0], policyset))
+        if outbox is not None or ledger is not None:  # what stops a run on that day (engine.former_rules)
+            problems.extend(_ledger_problems(policyset, outbox, ledger, split_as_of(as_of, policies)[0]))
+        errors = [p for p in problems if p.severity == "error"]
     if fmt == "json":
         click.echo(json.dumps([p.to_dict() for p in problems], ensure_ascii=False, indent=2))
     else:
@@ -135,6 +145,20 @@ def validate_command(policies: Path, templates: Path | None, fmt: str, engine_na
         else:
             click.echo("策略检查通过 / policies OK")
     sys.exit(1 if errors else 0)
+
+
+def _ledger_problems(policyset, outbox: Path | None, ledger: Path | None, day: date) -> list:
+    """The rule ids of the contact ledger that would stop a run on ``day`` (``former-rule-not-listed``)."""
+    from engine.former_rules import check_former_rules
+    from engine.guards import load_guard_policy, resolve_ledger_path
+    from engine.run import _ledger_root
+
+    outbox = outbox or Path("outbox")
+    try:
+        ledger_path = resolve_ledger_path(load_guard_policy(policyset), outbox, ledger)
+    except EngineError as exc:  # a mistake in guards.yaml: said as a run says it
+        return list(exc.problems)
+    return check_former_rules(policyset, ledger_path, day, _ledger_root(ledger_path, outbox))
 
 
 @click.command("test")

@@ -2,11 +2,14 @@
 
 An item's idempotency key starts with its rule id, so a rule renamed (or merged into another) without
 ``formerly: [OLD-ID]`` on the rule that took over issues again what the old id issued this period. A
-run says so (``former_rule_warnings``) while the old id's rows are recent enough to matter.
+run stops before it evaluates anything (``check_former_rules``) while the old id's rows are recent
+enough to matter, until the rule that took over lists the old id under ``formerly:`` or a policy
+lists it under ``retired_rules:`` (deleted on purpose). ``validate --outbox`` says the same beforehand.
 """
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 from engine.errors import Location, Problem
 from engine.ledger import Ledger
@@ -19,14 +22,28 @@ from engine.policy_tests import all_rule_ids
 RECENT_DAYS = 60
 
 
-def former_rule_warnings(policyset, ledger: Ledger, as_of: date, where: str, for_run: str | None = None) -> list[Problem]:
-    """One warning per rule id that issued tasks or messages in the RECENT_DAYS up to ``as_of`` (in the
-    history run ``for_run`` sees), is no rule's id now and is listed under no rule's ``formerly``.
-    ``where``: the ledger as the run names it. Ids and counts only: no customer data."""
+def check_former_rules(policyset, ledger_path: Path, as_of: date, where: str, for_run: str | None = None) -> list[Problem]:
+    """``former_rule_problems`` of the ledger at ``ledger_path``: reads only, and a ledger not there yet
+    (the first run) has nothing to check, nor has a run the ledger recorded already. ``run`` stops on
+    them; ``validate --outbox`` lists them."""
+    if not ledger_path.is_file():
+        return []
+    with Ledger(ledger_path, create=False) as ledger:
+        if for_run is not None and ledger.has_run(for_run):
+            return []  # a run recorded already, executed again (run --force, verify): it issues what it did then
+        return former_rule_problems(policyset, ledger, as_of, where, for_run)
+
+
+def former_rule_problems(policyset, ledger: Ledger, as_of: date, where: str, for_run: str | None = None) -> list[Problem]:
+    """One error per rule id that issued tasks or messages in the RECENT_DAYS up to ``as_of`` (in the
+    history run ``for_run`` sees), is no rule's id now, is listed under no rule's ``formerly`` and
+    under no policy's ``retired_rules``. ``where``: the ledger as the run names it. Ids and counts
+    only: no customer data."""
     known = set(all_rule_ids(policyset))
     known.update(old for rs in policyset.all_rulesets() for rule in rs.rules for old in rule.formerly)
+    known.update(old for rs in policyset.all_rulesets() for old in rs.retired)
     since = as_of - timedelta(days=RECENT_DAYS)
-    warnings = []
+    problems = []
     for old in ledger.rule_ids():
         if old in known:
             continue
@@ -39,16 +56,21 @@ def former_rule_warnings(policyset, ledger: Ledger, as_of: date, where: str, for
         counts_en = ", ".join(([f"{tasks} task{'s' * (tasks != 1)}"] if tasks else [])
                               + ([f"{messages} message{'s' * (messages != 1)}"] if messages else []))
         guess_zh, guess_en = _successor_text(policyset, old, rows)
-        warnings.append(Problem(
-            code="former-rule-not-listed", severity="warning", location=Location(file=where),
-            message=f"联系台账里最近 {RECENT_DAYS} 天有{counts_zh}出自规则 {old}，现在的策略里没有这条规则，也没有规则在 "
-                    f"formerly 里列出它：它若改了编号或并入了别的规则，接替的规则会把同一周期的任务和消息再派发一次 / "
+        kinds = "、".join(sorted({stage for _, stage, _, _ in rows if stage}))
+        kinds_zh, kinds_en = (f"（kind: {kinds}）", f" (kind: {kinds})") if kinds else ("", "")
+        problems.append(Problem(
+            code="former-rule-not-listed", severity="error", location=Location(file=where),
+            message=f"联系台账里最近 {RECENT_DAYS} 天有{counts_zh}出自规则 {old}，现在的策略里没有这条规则，formerly 和 "
+                    f"retired_rules 里也没有它：它若改了编号或并入了别的规则，接替的规则会把同一周期的任务和消息再派发一次，"
+                    f"所以这次运行没有开始（什么也没有写出） / "
                     f"the contact ledger has {counts_en} from rule {old} in the last {RECENT_DAYS} days; no rule has that id "
-                    "now and none lists it under formerly: if it was renamed or merged, the rule that took over issues "
-                    "this period's items again",
-            fix=f"在接替它的规则上写 formerly: [{old}]{guess_zh}；确实停用的规则不用管 / "
-                f"add formerly: [{old}] to the rule that took over{guess_en}; a rule retired for good needs nothing"))
-    return warnings
+                    "now and neither formerly nor retired_rules lists it: if it was renamed or merged, the rule that took "
+                    "over would issue this period's items again, so the run did not start (nothing was written)",
+            fix=f"改名或合并的，在接替它的规则上加一行 formerly: [{old}]{guess_zh}；确实停用的，在它原来所在的策略文件"
+                f"{kinds_zh}里与 rules: 同级加一行 retired_rules: [{old}] / "
+                f"if renamed or merged, add formerly: [{old}] to the rule that took over{guess_en}; if retired on purpose, "
+                f"add retired_rules: [{old}] beside rules: in the policy file it was in{kinds_en}"))
+    return problems
 
 
 def _successor_text(policyset, old: str, rows: list[tuple]) -> tuple[str, str]:

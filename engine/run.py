@@ -30,7 +30,7 @@ from engine.guards import (GUARD_LABELS, GUARD_REPORT_NAME, StillOpen, guard_eva
                            load_guard_policy, resolve_ledger_path, send_from, unreachable_message, write_guard_report)
 from engine.ledger import Ledger, one_run_at_a_time
 from engine.features import derive_features, group_by_customer
-from engine.former_rules import former_rule_warnings
+from engine.former_rules import check_former_rules
 from engine.memory import gc_paused
 from engine.model import Dataset
 from engine.outbox import RunFolder, build_manifest, check_writable, file_entry, make_run_id, sha256_file, tidy_after_killed_runs, write_json
@@ -343,6 +343,10 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
                                             "correct the exports or policies and run again; --force issues this batch again"))
         return RunResult(run_id, target, already_done=True, warnings=[*ahead, *warnings])
 
+    # A rule renamed without formerly: would issue this period's items again: the run stops before it
+    # evaluates or writes anything, until formerly: or retired_rules: says what became of the old id.
+    if stop := check_former_rules(policyset, ledger_path, options.as_of, _ledger_root(ledger_path, options.outbox), run_id):
+        raise PolicyError(stop)
     fact_counts = {"interactions": len(dataset.interactions), "orders": len(dataset.orders)}
     # Evaluating builds millions of objects without reference cycles: the cyclic collector would only
     # rescan them (at 100,000 customers four full passes, and one more owed right after, ~8 s).
@@ -367,8 +371,6 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
         # The same batch, started a moment earlier, finished while this run waited: it is done.
         return RunResult(run_id, target, already_done=True, warnings=[*ahead])
     ledger = Ledger(ledger_path)
-    # A rule renamed without formerly: would issue this period's items again: said before it does.
-    warnings += former_rule_warnings(policyset, ledger, options.as_of, _ledger_root(ledger_path, options.outbox), run_id)
     recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crm-engine-ledger")
     cleanup.callback(recorder.shutdown)
     staged: Future | None = None

@@ -9,7 +9,7 @@ shows up when the pieces are put together:
   reads is one a message gets (``customer.<feature or tag>``, ``company.<key>``, ``as_of``,
   ``params.<key the rule sets>``); the same for task titles and scripts;
 * rule ids used twice anywhere (YAML rules, table rows, SLA targets, churn signals), and ``formerly:``
-  ids still in use or listed by two rules;
+  ids still in use or listed by two rules, and ``retired_rules:`` ids still a rule or under ``formerly:``;
 * one tag set by two policies (the later one's value stays, and the file names decide which is later);
 * the logic of each rule list, decision table and the SLA targets (see "Rule logic" below): rules
   that can never apply under the hit policy, overlapping rows in ``unique`` tables, and input combinations no row
@@ -384,6 +384,34 @@ def check_formerly(policyset: PolicySet) -> list[Problem]:
                                 "ledger rows can count for one rule only",
                         fix=f"只在接替 {old} 的那一条规则上写 / keep it on the one rule that took over {old}'s work"))
                 listed.setdefault(old, (rule.rule_id, loc))
+    problems.extend(_retired_in_use(policyset, current, listed))
+    return problems
+
+
+def _retired_in_use(policyset: PolicySet, current: dict[str, Location], listed: dict[str, tuple[str, Location]]) -> list[Problem]:
+    """``retired_rules:`` ids that are not retired: still a rule's id (``current``: id → where), or a
+    former id of a rule (``listed``: id → the rule listing it, where): their ledger rows are that rule's."""
+    problems: list[Problem] = []
+    for rs in policyset.all_rulesets():
+        for old, loc in zip(rs.retired, rs.retired_at):
+            if old in current:
+                problems.append(Problem(
+                    code="retired-in-use", location=loc,
+                    message=f"retired_rules 写的 '{old}' 仍是 {current[old]} 的规则编号 / "
+                            f"retired_rules names '{old}', still a rule id at {current[old]}",
+                    fix=f"规则还要用的，从 retired_rules 里去掉 {old}；确实停用的，删掉 {current[old]} 那条规则 / "
+                        f"if the rule is still in use, take {old} out of retired_rules; if it is retired, delete the rule at "
+                        f"{current[old]}"))
+            elif old in listed:
+                other, where = listed[old]
+                problems.append(Problem(
+                    code="retired-in-use", location=loc,
+                    message=f"retired_rules 写的 '{old}' 也写在规则 {other} 的 formerly 里（{where}）：它的台账记录算那条规则的 / "
+                            f"retired_rules names '{old}', which rule {other} lists under formerly (at {where}): its ledger "
+                            "rows are that rule's",
+                    fix=f"{other} 接替了它的，从 retired_rules 里去掉 {old}；确实停用的，从 {other} 的 formerly 里去掉 / "
+                        f"if {other} took over its work, take {old} out of retired_rules; if it is retired, take it out of "
+                        f"{other}'s formerly"))
     return problems
 
 

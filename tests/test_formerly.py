@@ -1,6 +1,7 @@
 """A renamed or merged rule lists its old ids under ``formerly:``: what the contact ledger holds under
 them is this rule's for dedupe, min_gap_days and the task sheets' 上次派发/第几次. A run whose ledger
-shows recent items of a rule id the policies no longer have, and no rule lists, warns by name.
+shows recent items of a rule id the policies no longer have, no rule lists under formerly and no policy
+lists under retired_rules stops before it evaluates or writes anything, naming each id.
 Real exports, real runs of the CLI on one outbox, a real contact ledger."""
 from __future__ import annotations
 
@@ -95,26 +96,60 @@ def test_the_upgrade_sends_no_second_member_day_message(tmp_path: Path, policy_c
     assert "former-rule-not-listed" not in output and manifest_warnings(second, "former-rule-not-listed") == []
 
 
-def test_without_formerly_the_run_names_the_old_id_and_the_rule_that_took_over(tmp_path: Path, policy_copy: Path):
+def outbox_state(outbox: Path) -> dict[str, bytes]:
+    """Every file of the outbox, by path: what a stopped run must leave as it was."""
+    return {p.relative_to(outbox).as_posix(): p.read_bytes() for p in sorted(outbox.rglob("*")) if p.is_file()}
+
+
+def run_stopped(inbox: Path, outbox: Path, as_of: str, policies: Path) -> str:
+    """`crm-engine run` that must stop: its output, after checking that the outbox is as it was."""
+    before = outbox_state(outbox)
+    result = CliRunner().invoke(main, ["run", "--policies", str(policies), "--inbox", str(inbox), "--outbox", str(outbox),
+                                       "--as-of", as_of], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert outbox_state(outbox) == before  # no run folder, no ledger rows, nothing else
+    return result.output
+
+
+def test_without_formerly_the_run_stops_naming_each_old_id_and_the_rule_that_took_over(tmp_path: Path, policy_copy: Path):
+    # 16 Nov: the member-day reminder under its old id and a weekly call. Then the reminder is renamed
+    # without formerly and the call rule deleted: the 17th's run stops before anything goes out.
     old_member_day(policy_copy)
+    write_call_rule(policy_copy, "CARE-VIP-CALL")
     outbox = tmp_path / "out"
+    inbox = member_inbox(tmp_path / "in17", 1200)
     run_cli(member_inbox(tmp_path / "in16", 1200), outbox, "2026-11-16", policy_copy)
     edit(policy_copy / MEMBER, "- id: CARE-LOYALTY-MEMBER-DAY", "- id: CARE-MEMBER-DAY")  # renamed, no formerly
-    output = run_with_output(member_inbox(tmp_path / "in17", 1200), outbox, "2026-11-17", policy_copy)
-    (second,) = [p for p in outbox.iterdir() if p.name.startswith("2026-11-17_")]
-    # What formerly is for: the customer gets the month's reminder a second time.
-    assert [(c, r) for c, r, _ in messages(second) if "MEMBER-DAY" in r] == [("M", "CARE-MEMBER-DAY")]
-    [warning] = manifest_warnings(second, "former-rule-not-listed")
-    assert warning["where"] == "ledger.sqlite"
-    assert english(warning["message"]) == (
-        "the contact ledger has 1 message from rule CARE-LOYALTY-MEMBER-DAY in the last 60 days; no rule has that id now "
-        "and none lists it under formerly: if it was renamed or merged, the rule that took over issues this period's "
-        "items again")
-    assert warning["message"].startswith("联系台账里最近 60 天有消息 1 条出自规则 CARE-LOYALTY-MEMBER-DAY")
-    assert english(warning["fix"]) == ("add formerly: [CARE-LOYALTY-MEMBER-DAY] to the rule that took over (perhaps "
-                                       "CARE-MEMBER-DAY: it sends template member_day too); a rule retired for good needs nothing")
-    assert "CARE-LOYALTY-MEMBER-DAY" in output and "former-rule-not-listed" in output
-    assert "客户" + "M" not in warning["message"]  # ids and counts only, no customer
+    (policy_copy / "care" / "vip_call.yaml").unlink()
+    output = run_stopped(inbox, outbox, "2026-11-17", policy_copy)
+    assert "发现 2 个问题 / 2 problem(s):" in output
+    assert ("ledger.sqlite: error: 联系台账里最近 60 天有消息 1 条出自规则 CARE-LOYALTY-MEMBER-DAY" in output
+            and "ledger.sqlite: error: 联系台账里最近 60 天有任务 1 项出自规则 CARE-VIP-CALL" in output), output
+    assert ("the contact ledger has 1 message from rule CARE-LOYALTY-MEMBER-DAY in the last 60 days; no rule has that id "
+            "now and neither formerly nor retired_rules lists it: if it was renamed or merged, the rule that took over "
+            "would issue this period's items again, so the run did not start (nothing was written)") in output
+    assert ("if renamed or merged, add formerly: [CARE-LOYALTY-MEMBER-DAY] to the rule that took over (perhaps "
+            "CARE-MEMBER-DAY: it sends template member_day too); if retired on purpose, add retired_rules: "
+            "[CARE-LOYALTY-MEMBER-DAY] beside rules: in the policy file it was in (kind: care)") in output
+    assert "add retired_rules: [CARE-VIP-CALL] beside rules: in the policy file it was in (kind: care)" in output
+    assert "[former-rule-not-listed]" in output
+
+    # validate --outbox says the same before the run, as errors.
+    result = CliRunner().invoke(main, ["validate", "--policies", str(policy_copy), "--outbox", str(outbox),
+                                       "--as-of", "2026-11-17"])
+    assert result.exit_code == 1, result.output
+    assert [line.split("error: ")[1].split("，")[0] for line in result.output.splitlines() if "former-rule-not-listed" in line] == [
+        "联系台账里最近 60 天有消息 1 条出自规则 CARE-LOYALTY-MEMBER-DAY", "联系台账里最近 60 天有任务 1 项出自规则 CARE-VIP-CALL"]
+
+    # The two lines the error offers: formerly on the rule that took over, retired_rules for the one deleted.
+    edit(policy_copy / MEMBER, "- id: CARE-MEMBER-DAY\n", "- id: CARE-MEMBER-DAY\n" + FORMERLY_LINE)
+    edit(policy_copy / MEMBER, "hit_policy: collect\n", "hit_policy: collect\nretired_rules: [CARE-VIP-CALL]\n")
+    result = CliRunner().invoke(main, ["validate", "--policies", str(policy_copy), "--outbox", str(outbox),
+                                       "--as-of", "2026-11-17"])
+    assert result.exit_code == 0 and "former-rule-not-listed" not in result.output, result.output
+    second = run_cli(inbox, outbox, "2026-11-17", policy_copy)
+    assert [r for _, r, _ in messages(second) if "MEMBER-DAY" in r] == []  # the month's reminder went out on the 16th
+    assert manifest_warnings(second, "former-rule-not-listed") == []
 
 
 # -- a task rule renamed: dedupe, 仍待处理, min-gap, 上次派发/第几次 -----------------------------------------
@@ -158,17 +193,19 @@ def test_a_renamed_task_rule_counts_the_tasks_under_its_old_id(tmp_path: Path, p
     assert manifest_warnings(thursday, "former-rule-not-listed") == []
 
 
-def test_a_renamed_task_rule_without_formerly_is_given_again_and_said(tmp_path: Path, policy_copy: Path):
+def test_a_renamed_task_rule_without_formerly_stops_the_run(tmp_path: Path, policy_copy: Path):
     inbox = write_inbox(tmp_path / "inbox", [customer("C1", 签约日期="2025-06-01")])
     outbox = tmp_path / "out"
     write_call_rule(policy_copy, "CARE-VIP-CALL")
     run_cli(inbox, outbox, "2026-11-16", policy_copy)
     write_call_rule(policy_copy, "CARE-VIP-PHONE-CALL")
+    output = run_stopped(inbox, outbox, "2026-11-17", policy_copy)
+    assert "the contact ledger has 1 task from rule CARE-VIP-CALL in the last 60 days" in output
+    assert "add formerly: [CARE-VIP-CALL] to the rule that took over (perhaps CARE-VIP-PHONE-CALL?)" in output
+    # With the line the error offers, the run goes ahead and the week's call is not given again.
+    write_call_rule(policy_copy, "CARE-VIP-PHONE-CALL", formerly="CARE-VIP-CALL")
     tuesday = run_cli(inbox, outbox, "2026-11-17", policy_copy)
-    assert [(r["规则编号"], r["第几次"]) for r in pages(tuesday)["张伟"] if "VIP" in r["规则编号"]] == [("CARE-VIP-PHONE-CALL", 1)]
-    [warning] = manifest_warnings(tuesday, "former-rule-not-listed")
-    assert "1 task from rule CARE-VIP-CALL" in english(warning["message"])
-    assert english(warning["fix"]).startswith("add formerly: [CARE-VIP-CALL] to the rule that took over (perhaps CARE-VIP-PHONE-CALL?)")
+    assert [r for r in pages(tuesday)["张伟"] if "VIP" in r["规则编号"]] == []
 
 
 # -- validate: the mistakes -------------------------------------------------------------------------
@@ -223,3 +260,23 @@ def test_a_renamed_family_rule_still_holds_back_the_revisit_it_replaces(tmp_path
             if isinstance(v, str) and v.startswith("间隔不足") and "CARE-REVISIT-DUE|C3" in v] == [
         "间隔不足：2026-12-01 已派 CH-WB-REVISIT，间隔要求 90 天（revisit_interval_days），最早 2027-03-01 可再派"
         "（CARE-REVISIT-DUE|C3|2026-12）"]
+
+
+def test_validate_rejects_a_retired_id_that_is_still_a_rule_or_under_formerly(policy_copy: Path):
+    edit(policy_copy / MEMBER, "hit_policy: collect\n",
+         "hit_policy: collect\nretired_rules: [CARE-SURVEY, CARE-LOYALTY-MEMBER-DAY, CARE-GONE]\n")
+    rule, former = [p for p in validate_policies(policy_copy) if p.code == "retired-in-use"]
+    assert (str(rule.location), rule.severity) == (f"{MEMBER}:15:17", "error")
+    assert english(rule.message).startswith("retired_rules names 'CARE-SURVEY', still a rule id at care/follow_up.yaml:")
+    assert english(rule.fix).startswith("if the rule is still in use, take CARE-SURVEY out of retired_rules; if it is "
+                                        "retired, delete the rule at care/follow_up.yaml:")
+    assert str(former.location) == f"{MEMBER}:15:30"
+    assert english(former.message) == ("retired_rules names 'CARE-LOYALTY-MEMBER-DAY', which rule CARE-MEMBER-DAY lists "
+                                       f"under formerly (at {MEMBER}:19:16): its ledger rows are that rule's")
+
+
+def test_validate_rejects_a_retired_rules_that_is_no_list_of_ids(policy_copy: Path):
+    edit(policy_copy / MEMBER, "hit_policy: collect\n", "hit_policy: collect\nretired_rules: {id: CARE-VIP-CALL}\n")
+    [bad] = [p for p in validate_policies(policy_copy) if p.code == "bad-value"]
+    assert str(bad.location) == f"{MEMBER}:15:16"
+    assert english(bad.message) == "retired_rules must be a rule id or a list of rule ids, e.g. retired_rules: [CARE-VIP-CALL]"

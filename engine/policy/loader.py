@@ -374,7 +374,7 @@ class _Loader:
         return [(doc, doc.loc)]
 
     def _ruleset(self, stage: str, path: Path, block: Any, loc: Location, org: Organization):
-        allowed = ("kind", "id", "description", "hit_policy", "rules", "table", "complete", "policies")
+        allowed = ("kind", "id", "description", "hit_policy", "rules", "table", "complete", "policies", "retired_rules")
         if not check_keys(block, f"policy in {self.rel(path)}", allowed, ("id",), self.problems, loc):
             return None
         policy_id = str(block.get("id", self.rel(path)))
@@ -396,6 +396,8 @@ class _Loader:
             source_file=self.rel(path),
             complete=bool(block.get("complete", False)),
         )
+        # checked by validate.check_formerly (not a rule's id, not under formerly)
+        rs.retired, rs.retired_at = self._rule_ids(block, "retired_rules", "CARE-VIP-CALL")
         if ("rules" in block) == ("table" in block):
             self.problems.error("rules-or-table", f"策略 '{policy_id}' 要有 'rules:'（规则）或 'table:'（表格），只能有其中一个 / "
                                                   f"policy '{policy_id}' needs either 'rules:' or 'table:' (one of them)", block.loc)

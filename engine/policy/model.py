@@ -149,3 +149,7 @@ class RuleSet:
     source_file: str  # relative path under the policy folder
     outputs_declared: tuple[str, ...] = ()  # tag names this policy sets (for validation and columns)
     complete: bool = False  # a table that claims to cover every input combination
+    # Rule ids retired on purpose (``retired_rules:``): their items in the contact ledger need no rule
+    # that took over (engine.former_rules); where each is written.
+    retired: tuple[str, ...] = ()
+    retired_at: tuple[Location, ...] = field(default=(), compare=False, repr=False)
