@@ -282,8 +282,8 @@ def test_the_command_ends_at_once_with_its_output_and_exit_status(tmp_path: Path
                  "--as-of", "2026-11-20")
     assert ok.returncode == 0, ok.stderr
     lines = ok.stdout.splitlines()
-    assert lines[0] == "运行完成 run 2026-11-20_a50dbd89（as-of 2026-11-20）"
-    assert lines[-1] == f"结果在 Results in: {tmp_path / 'out' / '2026-11-20_a50dbd89'}"
+    assert lines[0] == "运行完成 run 2026-11-20_9adcde76（as-of 2026-11-20）"
+    assert lines[-1] == f"结果在 Results in: {tmp_path / 'out' / '2026-11-20_9adcde76'}"
     assert "结果文件已写入，联系台账已更新" in ok.stderr
 
     (policy_copy / "organization.yaml").write_text(
