@@ -165,3 +165,22 @@ def test_explain_of_the_run_shows_the_recall(tmp_path: Path):
                              f"客户已退订（opt-out），不发送营销消息（{KEY_C1}）")
     other = CliRunner().invoke(main, ["explain", "C2", "--run", str(second)])
     assert other.exit_code == 0 and "撤回此前已排期的消息" not in other.output
+
+
+def test_verify_of_a_run_whose_message_a_later_run_recalled_is_identical(tmp_path: Path):
+    """The auditor's case: 11-20 issued a greeting ahead, 11-23 (before its send time) recalled it. The
+    later recall does not change what 11-20 issued: both runs verify identical. What 11-23 recalled is
+    part of its own ledger rows: a recall row gone from the ledger is named."""
+    outbox, ledger = tmp_path / "out", tmp_path / "out" / "ledger.sqlite"
+    _, first = run(export(tmp_path, "in1"), outbox, "2026-11-20")
+    _, second = run(export(tmp_path, "in2", c1={"退订": "是"}), outbox, "2026-11-23T09:00")
+    assert [r["key"] for r in recalls(second)] == [KEY_C1]
+    for folder in (first, second):
+        verified = CliRunner().invoke(main, ["verify", str(folder)])
+        assert verified.exit_code == 0, verified.output
+        assert "一致 identical" in verified.output and "ledger row differs" not in verified.output
+    with sqlite3.connect(ledger) as conn:
+        conn.execute("DELETE FROM recalls")
+    verified = CliRunner().invoke(main, ["verify", str(second)])
+    assert verified.exit_code == 1
+    assert f"联系台账缺少 ledger lacks: recall {KEY_C1}" in verified.output
