@@ -112,6 +112,8 @@ class Explanation:
     orders: list[str] = field(default_factory=list)  # each order up to the as-of date, and whether it counts
     # With --run: earlier runs' messages (issued ahead) this run recalled for the customer (messages/recalls.jsonl).
     recalls: list[str] = field(default_factory=list)
+    # With --run: the run, or a run whose ledger rows held this customer's items back, withdrawn since (ledger --withdraw).
+    withdrawn: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -590,9 +592,41 @@ def explain_from_run(customer_id: str, run_folder: Path, inbox: Path | None = No
     result = explain_customer(policyset, dataset, customer_id, as_of, roots["templates"], as_of_time, records=records,
                               source=run_folder.as_posix())
     result.recalls = recall_lines(run_folder, customer_id)
+    result.withdrawn = withdrawn_lines(run_folder, manifest, customer_id, records, bool(result.recalls))
     for group, path, what in changed_files(manifest, {k: str(v) for k, v in roots.items()}):
         result.warnings.append(f"{path} {'已不存在' if what == 'missing' else '在运行之后被修改过'}：未触发规则的条件按现在的文件计算，可能与运行时不同")
     return result
+
+
+def withdrawn_lines(run_folder: Path, manifest: dict[str, Any], customer_id: str, records: list[dict[str, Any]],
+                    recalled: bool) -> list[str]:
+    """From the run's contact ledger: whether the run was withdrawn since (when, why), and which withdrawn
+    runs' rows held this customer's tasks or messages back in it (dedupe, min-gap: ``held_by_run``)."""
+    from engine.guards import held_by_run
+    from engine.ledger import Ledger
+    from engine.verify import _ledger_path
+
+    path = _ledger_path(run_folder, manifest, None)
+    if path is None or not path.is_file():
+        return []
+    run_id = manifest.get("run_id", run_folder.name)
+    lines = []
+    with Ledger(path, create=False) as ledger:
+        for run in ledger.runs():
+            if run["withdrawn_at"] is None:
+                continue
+            when = f"{run['withdrawn_at']:%Y-%m-%d %H:%M}"
+            if run["run_id"] == run_id:
+                also = "；它撤回的此前已排期的消息也不再算撤回" if recalled else ""
+                lines.append(f"本次运行已于 {when} 撤回（原因：{run['withdrawn_reason']}）：它的任务和消息作废，不再拦截之后的运行{also}"
+                             f" / this run was withdrawn on {when}: its tasks and messages are void")
+                continue
+            issued = {(e.customer_id, e.rule_id) for e in ledger.entries(customer_id=customer_id, run_id=run["run_id"])}
+            if issued and any(held_by_run(r, run["run_id"], run["as_of"].date(), issued) for r in records):
+                lines.append(f"下面拦截依据的运行 {run['run_id']} 已于 {when} 撤回（原因：{run['withdrawn_reason']}）：它的任务和消息作废，"
+                             f"撤回之后的运行会重新派发 / run {run['run_id']}, whose items held this customer's back here, "
+                             f"was withdrawn on {when}")
+    return lines
 
 
 def recall_lines(run_folder: Path, customer_id: str) -> list[str]:
@@ -625,6 +659,7 @@ def format_explanation(ex: Explanation, only_fired: bool = False) -> list[str]:
     lines = [f"客户 {ex.customer_id} {ex.customer_name or ''}（客户经理 {ex.owner or '无'}），as-of {ex.as_of}",
              f"来源：{'输入文件（现在计算）' if ex.source == 'inputs' else '运行结果 ' + ex.source}"]
     lines.extend(f"! {w}" for w in ex.warnings)
+    lines.extend(f"! 已撤回 withdrawn：{w}" for w in ex.withdrawn)
     if ex.orders:
         lines.append(f"订单 orders（{len(ex.orders)} 笔，as-of 之前）：")
         lines.extend(f"  {line}" for line in ex.orders[:20])
