@@ -141,7 +141,8 @@ def describe_output(out: dict[str, Any]) -> str:
         text = f"任务 → {t.get('assignee')}：{t.get('title')}（截止 {t.get('due')}，优先级 {t.get('priority')}）"
         if t.get("assigned"):  # a role with several people: which role, and how this one was chosen
             text += f" [角色 {t.get('role')}，{t['assigned']}]"
-        return text + (f" [被拦截：{GUARD_LABELS.get(t['suppressed_by'], t['suppressed_by'])}]" if t.get("suppressed_by") else "")
+        text += f" [被拦截：{GUARD_LABELS.get(t['suppressed_by'], t['suppressed_by'])}]" if t.get("suppressed_by") else ""
+        return text + (f" [{t['still_open']}]" if t.get("still_open") else "")
     if "message" in out:
         m = out["message"]
         if m.get("suppressed") and not m.get("channel"):
@@ -587,6 +588,7 @@ def explain_from_run(customer_id: str, run_folder: Path, inbox: Path | None = No
     except FileNotFoundError:
         raise ExplainError(Problem(code="not-a-run-folder", message=f"{run_folder} 中没有决策日志 {DECISIONS_NAME}",
                                    location=Location(file=run_folder.as_posix()), fix="传入 outbox/<运行编号> 文件夹")) from None
+    mark_still_open(records, run_folder, manifest, as_of)
     policyset = load_policies(roots["policies"])
     dataset = read_inbox(roots["inbox"], load_columns(roots["policies"] / "columns.yaml"))
     result = explain_customer(policyset, dataset, customer_id, as_of, roots["templates"], as_of_time, records=records,
@@ -596,6 +598,46 @@ def explain_from_run(customer_id: str, run_folder: Path, inbox: Path | None = No
     for group, path, what in changed_files(manifest, {k: str(v) for k, v in roots.items()}):
         result.warnings.append(f"{path} {'已不存在' if what == 'missing' else '在运行之后被修改过'}：未触发规则的条件按现在的文件计算，可能与运行时不同")
     return result
+
+
+_DEDUPE_REASON = re.compile(r"的运行 \S+ 中发出（同一规则、客户、周期：([^）]+)）")  # as engine.guards writes it
+_GAP_OWN_RULE = re.compile(r"间隔不足：\d{4}-\d{2}-\d{2} 已派 ([^（，\s]+)")
+
+
+def mark_still_open(records: list[dict[str, Any]], run_folder: Path, manifest: dict[str, Any], as_of: date) -> None:
+    """A task the run held back because an earlier run issued it (dedupe, or min-gap of its own rule) is
+    still open work, on the 仍待处理 page of its assignee now: give its task output a ``still_open`` text
+    naming the earlier task (run, assignee then, due), from the run's contact ledger as the run saw it
+    (``Ledger.task_origins``, as the page does)."""
+    from engine.ledger import Ledger
+    from engine.verify import _ledger_path
+
+    held = []  # (task output, (origin rule, customer id, origin key))
+    for record in records:
+        for out in record.get("outputs") or []:
+            t = out.get("task") if isinstance(out, dict) else None
+            if not isinstance(t, dict) or t.get("suppressed_by") not in ("dedupe", "min-gap"):
+                continue
+            reason = str(t.get("suppressed") or "")
+            found = _DEDUPE_REASON.search(reason) if t["suppressed_by"] == "dedupe" else _GAP_OWN_RULE.match(reason)
+            if found is None:
+                continue
+            if t["suppressed_by"] == "dedupe":
+                held.append((t, (found.group(1).split("|", 1)[0], record.get("customer_id"), found.group(1))))
+            elif found.group(1) == record.get("rule_id") or "以前的规则编号，formerly" in reason:
+                held.append((t, (found.group(1), record.get("customer_id"), "")))
+    path = _ledger_path(run_folder, manifest, None)
+    if not held or path is None or not path.is_file():
+        return
+    with Ledger(path, create=False) as ledger:
+        origins = ledger.task_origins([w for _, w in held], as_of, manifest.get("run_id", run_folder.name))
+    for t, wanted in held:
+        if wanted not in origins:
+            continue
+        day, earlier_run, due, assignee = origins[wanted]
+        due_text = f"，截止 {due:%Y-%m-%d %H:%M}" if due else ""
+        t["still_open"] = (f"仍待处理：{day:%Y-%m-%d} 运行 {earlier_run} 派给 {assignee} 的任务（{wanted[2] or wanted[0]}{due_text}）"
+                           f"仍然有效，本次不重派，列在 {t.get('assignee')} 的任务表的“仍待处理”页")
 
 
 def withdrawn_lines(run_folder: Path, manifest: dict[str, Any], customer_id: str, records: list[dict[str, Any]],

@@ -100,3 +100,27 @@ def test_the_open_page_is_the_same_again_and_from_two_processes(tmp_path: Path, 
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert sheets[0].read_bytes() == before
+
+
+def test_explain_of_a_task_held_back_after_an_owner_change_names_the_open_task(tmp_path: Path, monkeypatch):
+    """Not only "任务 → 李娜 … [被拦截：去重]": the open task is 张伟's of 10 September (its due time), now on
+    李娜's 仍待处理 page."""
+    monkeypatch.setenv("CRM_ENGINE_PROCESSES", "1")
+    outbox = tmp_path / "outbox"
+    day1 = run_cli(write_inbox(tmp_path / "before", customers=[customer("C1", 签约日期="2025-01-10")], orders=ORDERS),
+                   outbox, "2026-09-10")
+    [issued] = pages(day1 / "tasks" / "张伟.xlsx")["张伟"]
+    day2 = run_cli(write_inbox(tmp_path / "after", customers=[customer("C1", 签约日期="2025-01-10", 客户经理="李娜")], orders=ORDERS),
+                   outbox, "2026-09-11")
+    shown = CliRunner().invoke(main, ["explain", "C1", "--run", str(day2)])
+    assert shown.exit_code == 0, shown.output
+    [line] = [line for line in shown.output.splitlines() if "CH-WB-REVISIT" in line and "任务 → 李娜" in line]
+    assert line.endswith(f"[被拦截：去重（已发出或重复）] [仍待处理：2026-09-10 运行 {day1.name} 派给 张伟 的任务（{KEY}，截止 "
+                         f"{issued['截止时间']:%Y-%m-%d %H:%M}）仍然有效，本次不重派，列在 李娜 的任务表的“仍待处理”页]"), line
+
+    # Held back by min-gap of its own rule (a new month, fewer than 30 days on): the same open task.
+    october = run_cli(write_inbox(tmp_path / "october", customers=[customer("C1", 签约日期="2025-01-10", 客户经理="李娜")],
+                                  orders=ORDERS), outbox, "2026-10-01")
+    shown = CliRunner().invoke(main, ["explain", "C1", "--run", str(october)])
+    [line] = [line for line in shown.output.splitlines() if "CH-WB-REVISIT" in line and "任务 → 李娜" in line]
+    assert f"[仍待处理：2026-09-10 运行 {day1.name} 派给 张伟 的任务（CH-WB-REVISIT，截止 " in line, line
