@@ -205,12 +205,12 @@ def test_ledger_unknown_run_lists_the_newest_runs(project):
     assert result.exit_code == 1
     assert lines(result) == [
         "发现 1 个问题 / 1 problem(s):",
-        f"{ledger}: error: 台账中没有运行 nope / no such run: nope [unknown-run]",
+        f"{ledger}: 错误 error: 台账中没有运行 nope / no such run: nope [unknown-run]",
         f"    fix: 最近的运行 newest runs: {day2}，{day1}",
     ]
     typo = invoke(ledger_command, ["--outbox", project["outbox"], "--policies", project["policies"], "--run", day1[:-1]])
     assert typo.exit_code == 1
-    assert lines(typo)[1] == f"{ledger}: error: 台账中没有运行 {day1[:-1]} / no such run: {day1[:-1]}；是不是 {day1}？ [unknown-run]"
+    assert lines(typo)[1] == f"{ledger}: 错误 error: 台账中没有运行 {day1[:-1]} / no such run: {day1[:-1]}；是不是 {day1}？ [unknown-run]"
     known = invoke(ledger_command, ["--outbox", project["outbox"], "--policies", project["policies"], "--run", day1])
     assert known.exit_code == 0 and "CARE-REVISIT-DUE" in known.output
 
