@@ -152,7 +152,7 @@ def ledger_command(ledger_path: Path | None, outbox: Path, policies: Path, custo
       crm-engine ledger --rule CARE-BIRTHDAY-GREETING --since 2026-11-01
       crm-engine ledger --export ledger.xlsx             # everything, as a workbook
       crm-engine ledger --runs                           # every run, withdrawn ones marked
-      crm-engine ledger --withdraw 2026-11-20_3d5ed6bc --reason "客户经理列读错，任务未下发"
+      crm-engine ledger --withdraw 2026-11-20_f5c3360b --reason "客户经理列读错，任务未下发"
     """
     from engine.guards import load_guard_policy_folder, resolve_ledger_path
     from engine.ledger import Ledger, export, format_table, show_rows

@@ -68,7 +68,8 @@ def test_a_greeting_issued_ahead_is_recalled_once_the_customer_opts_out(tmp_path
         ("客户编号", "规则编号", "渠道", "模板", "原定发送时间", "保护规则", "原因", "发出的运行", "幂等键"),
         ("C1", GREETING, "sms", "birthday", datetime(2026, 11, 23, 10, 0), "退订",
          "客户已退订（opt-out），不发送营销消息", first.name, KEY_C1)]
-    assert "撤回 1 条此前已排期的消息（退订 1）：见 messages/recalls.jsonl 和 guards.xlsx（已撤回）" in result.output
+    assert ("  撤回 1 条此前已排期的消息（退订 1）：见 messages/recalls.jsonl 和 guards.xlsx（已撤回） / "
+            "recalled 1 message issued ahead by earlier runs") in result.output.splitlines()
     assert "13800000000" not in result.output and "客户C1" not in result.output  # no personal data on the console
     manifest = json.loads((second / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["counts"]["guards"]["recalled"] == 1
