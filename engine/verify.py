@@ -227,7 +227,8 @@ def format_verify(result: VerifyResult) -> list[str]:
     for key in result.manifest_differs:
         lines.append(f"  清单 manifest.json 的 {key} 与重新运行的不同 differs")
     for item in result.ledger_missing:
-        lines.append(f"  联系台账缺少 ledger lacks: {item}（以后的运行会再次发出）")
+        lines.append(f"  联系台账缺少 ledger lacks: {item}"
+                     + ("（以后的运行不再算它已撤回）" if item.startswith("recall ") else "（以后的运行会再次发出）"))
     for item in result.ledger_extra:
         lines.append(f"  联系台账多出 ledger has extra: {item}")
     for item in result.ledger_differs:

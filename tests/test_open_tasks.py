@@ -124,3 +124,17 @@ def test_explain_of_a_task_held_back_after_an_owner_change_names_the_open_task(t
     shown = CliRunner().invoke(main, ["explain", "C1", "--run", str(october)])
     [line] = [line for line in shown.output.splitlines() if "CH-WB-REVISIT" in line and "任务 → 李娜" in line]
     assert f"[仍待处理：2026-09-10 运行 {day1.name} 派给 张伟 的任务（CH-WB-REVISIT，截止 " in line, line
+
+
+def test_withdrawing_a_run_names_a_later_run_whose_min_gap_hold_relied_on_it(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CRM_ENGINE_PROCESSES", "1")
+    inbox = write_inbox(tmp_path / "inbox", customers=[customer("C1", 签约日期="2025-01-10")], orders=ORDERS)
+    outbox = tmp_path / "outbox"
+    day1 = run_cli(inbox, outbox, "2026-09-10")
+    october = run_cli(inbox, outbox, "2026-10-01")  # held back by min-gap: 间隔不足：2026-09-10 已派 CH-WB-REVISIT
+    result = CliRunner().invoke(main, ["ledger", "--outbox", str(outbox), "--policies", str(ROOT / "policies"),
+                                       "--withdraw", day1.name, "--reason", "导出读错", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert f"  注意：之后的运行 {october.name} 已因它发出的项拦下了任务或消息（去重、间隔）" in result.output
+    shown = CliRunner().invoke(main, ["explain", "C1", "--run", str(october)])
+    assert f"! 已撤回 withdrawn：下面拦截依据的运行 {day1.name} 已于 " in shown.output

@@ -184,7 +184,7 @@ def test_verify_of_a_run_whose_message_a_later_run_recalled_is_identical(tmp_pat
         conn.execute("DELETE FROM recalls")
     verified = CliRunner().invoke(main, ["verify", str(second)])
     assert verified.exit_code == 1
-    assert f"联系台账缺少 ledger lacks: recall {KEY_C1}" in verified.output
+    assert f"  联系台账缺少 ledger lacks: recall {KEY_C1}（以后的运行不再算它已撤回）" in verified.output.splitlines()
 
 
 def withdraw(outbox: Path, run_id: str, reason: str):
