@@ -129,7 +129,7 @@ def run(policies: Path, inbox: Path, outbox: Path, as_of: date | datetime | None
         if g.get("recalled"):  # earlier runs' messages, issued ahead, that must not go out now
             why = "、".join(f"{GUARD_LABELS.get(n, n)} {k}" for n, k in (g.get("recalled_by_guard") or {}).items())
             click.echo(f"  撤回 {g['recalled']} 条此前已排期的消息（{why}）：见 messages/recalls.jsonl 和 guards.xlsx（已撤回） / "
-                       f"recalled {g['recalled']} messages issued ahead by earlier runs")
+                       f"recalled {g['recalled']} message{'s' * (g['recalled'] != 1)} issued ahead by earlier runs")
     if c["rejects"]:
         click.echo(f"  被拒绝的行 {c['rejects']}：见 {result.folder / 'rejects.xlsx'}")
     click.echo(f"结果在 Results in: {result.folder}")

@@ -13,6 +13,10 @@ sent). Reported:
   ``{"sla": ...}`` outputs of the SLA stage's decisions);
 * how often each rule fires, where that changes.
 
+A rule of the new version with ``formerly: [OLD-ID]`` is the base's OLD-ID renamed (or merged into
+it): its tasks, messages and firings are compared with OLD-ID's, under the new id, and the rename is
+named (not OLD-ID's items removed and all of them added again).
+
 The base may be a folder or a git revision (``git:HEAD~1``): that revision's policy folder (and the
 templates folder beside it, if the revision has one) is exported with ``git archive`` into a
 temporary folder; the commit the revision named then is recorded, so the workbook stays traceable
@@ -75,6 +79,7 @@ class DiffResult:
     files: list[FileChange] = field(default_factory=list)  # every policy file of either version, and its edits
     tag_labels: dict[str, str] = field(default_factory=dict)  # tag → its customers.xlsx header (价值等级, ...)
     rule_info: dict[str, tuple[str, str]] = field(default_factory=dict)  # rule id → (description, location)
+    renamed: dict[str, str] = field(default_factory=dict)  # base rule id → the new version's rule listing it under formerly
 
     def tag_label(self, tag: str) -> str:
         label = self.tag_labels.get(tag, tag)
@@ -203,28 +208,39 @@ def _tag_names(policysets, evaluations) -> list[str]:
     return list(names)
 
 
-def _task_key(t) -> tuple:
-    return (t.customer_id, t.rule_id, t.assignee, t.title, t.priority, jsonable(t.due))
+def _task_key(t, renamed: dict[str, str]) -> tuple:
+    return (t.customer_id, renamed.get(t.rule_id, t.rule_id), t.assignee, t.title, t.priority, jsonable(t.due))
 
 
-def _message_key(m) -> tuple:
-    return (m.customer_id, m.rule_id, m.channel, m.template)
+def _message_key(m, renamed: dict[str, str]) -> tuple:
+    return (m.customer_id, renamed.get(m.rule_id, m.rule_id), m.channel, m.template)
 
 
-def _multiset_diff(base: list, new: list, key) -> tuple[list, list]:
-    """Items only in new (added) and only in base (removed), counting duplicates."""
-    base_count = Counter(key(x) for x in base)
-    new_count = Counter(key(x) for x in new)
+def _renames(base_ps, new_ps) -> dict[str, str]:
+    """Base rule id → the new version's rule that lists it under ``formerly`` (renamed or merged into it),
+    for ids that are a rule of the base and no longer one of the new version."""
+    from engine.policy_tests import all_rule_ids
+
+    base_ids, new_ids = set(all_rule_ids(base_ps)), set(all_rule_ids(new_ps))
+    return {old: rule.rule_id for rs in new_ps.all_rulesets() for rule in rs.rules for old in rule.formerly
+            if old in base_ids and old not in new_ids}
+
+
+def _multiset_diff(base: list, new: list, key, renamed: dict[str, str]) -> tuple[list, list]:
+    """Items only in new (added) and only in base (removed), counting duplicates; a base item of a
+    renamed rule (``renamed``) compares as its new id's."""
+    base_count = Counter(key(x, renamed) for x in base)
+    new_count = Counter(key(x, {}) for x in new)
     added, removed = [], []
     seen_new: Counter = Counter()
     for x in new:
-        k = key(x)
+        k = key(x, {})
         seen_new[k] += 1
         if seen_new[k] > base_count.get(k, 0):
             added.append(x)
     seen_base: Counter = Counter()
     for x in base:
-        k = key(x)
+        k = key(x, renamed)
         seen_base[k] += 1
         if seen_base[k] > new_count.get(k, 0):
             removed.append(x)
@@ -259,6 +275,7 @@ def diff_evaluations(base: Side, new: Side, inbox: Path, as_of: date, as_of_time
     result = DiffResult(base.label, new.label, (as_of_time or as_of).isoformat(), len(new_data.customers),
                         base_commit=base.commit, files=compare_policy_files(base_ps, new_ps))
     result.tag_labels, result.rule_info = _labels(base_ps, new_ps, base_ev, new_ev)
+    result.renamed = renamed = _renames(base_ps, new_ps)
 
     # Classifications, customer by customer.
     base_rows = {r.get("customer_id"): r for r in base_ev.customer_rows}
@@ -274,10 +291,10 @@ def diff_evaluations(base: Side, new: Side, inbox: Path, as_of: date, as_of_time
         if pairs:
             result.tag_pairs[tag] = pairs
 
-    added, removed = _multiset_diff(base_ev.tasks, new_ev.tasks, _task_key)
+    added, removed = _multiset_diff(base_ev.tasks, new_ev.tasks, _task_key, renamed)
     result.tasks_added = [_task_row(t) for t in added]
     result.tasks_removed = [_task_row(t) for t in removed]
-    added, removed = _multiset_diff(base_ev.messages, new_ev.messages, _message_key)
+    added, removed = _multiset_diff(base_ev.messages, new_ev.messages, _message_key, renamed)
     result.messages_added = [_message_row(m) for m in added]
     result.messages_removed = [_message_row(m) for m in removed]
 
@@ -296,7 +313,7 @@ def diff_evaluations(base: Side, new: Side, inbox: Path, as_of: date, as_of_time
         if changed:
             result.sla_changes.append(change)
 
-    base_counts = Counter((f.stage, f.rule_id) for f in base_ev.firings)
+    base_counts = Counter((f.stage, renamed.get(f.rule_id, f.rule_id)) for f in base_ev.firings)
     new_counts = Counter((f.stage, f.rule_id) for f in new_ev.firings)
     order = {stage: i for i, stage in enumerate(STAGE_LABELS)}
     for key in sorted(set(base_counts) | set(new_counts), key=lambda k: (order.get(k[0], 9), k[1])):
@@ -389,6 +406,8 @@ def format_diff(result: DiffResult, top: int = 10) -> list[str]:
             lines.append(f"    {e['where']}{rules}：{e['old'] or '（空）'} → {e['new'] or '（空）'}")
         if len(f.edits) > top:
             lines.append(f"    …… 另有 {len(f.edits) - top} 处修改，见 diff.xlsx")
+    for old, new in sorted(result.renamed.items()):
+        lines.append(f"规则改名 renamed：{old} → {new}（formerly），按同一条规则比较 / compared as one rule")
     if result.unchanged:
         lines.append("两个版本在这些输入上的决定完全相同 / no differences")
         return lines
@@ -422,7 +441,9 @@ def format_diff(result: DiffResult, top: int = 10) -> list[str]:
     if result.rule_counts:
         lines.append("规则触发次数变化 rule firings:")
         for stage, rule_id, before, after in result.rule_counts[: top * 2]:
-            lines.append(f"  {rule_id}（{STAGE_LABELS.get(stage, stage)}）{before} → {after}")
+            formerly = "、".join(old for old, new in sorted(result.renamed.items()) if new == rule_id)
+            was = f"，原 {formerly}" if formerly else ""
+            lines.append(f"  {rule_id}（{STAGE_LABELS.get(stage, stage)}{was}）{before} → {after}")
     return lines
 
 
@@ -433,6 +454,7 @@ def write_diff_workbook(path: Path, result: DiffResult) -> None:
                ("分类变化的客户（按分类计）", len(result.customer_changes)), ("新增任务", len(result.tasks_added)),
                ("减少任务", len(result.tasks_removed)), ("新增消息", len(result.messages_added)),
                ("减少消息", len(result.messages_removed)), ("服务时限变化", len(result.sla_changes))]
+    summary += [(f"规则改名 {old}", f"→ {new}（formerly，按同一条规则比较）") for old, new in sorted(result.renamed.items())]
     # Each compared policy file's sha256 in both versions: the workbook names exactly what it compared.
     summary += [(f"sha256 {f.path}", f"旧 {f.base_sha256 or '（无）'} / 新 {f.new_sha256 or '（无）'}") for f in result.files]
     pairs = [(result.tag_label(tag), _show(b), _show(a), n) for tag, counter in result.tag_pairs.items()

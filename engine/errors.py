@@ -13,6 +13,8 @@ from typing import Any
 
 ERROR = "error"
 WARNING = "warning"
+# The severity as people read it (Chinese first): every printed problem, validate's lines and Problem.__str__.
+SEVERITY_TEXT = {ERROR: "错误 error", WARNING: "警告 warning"}
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class Problem:
     fix: str | None = None
 
     def __str__(self) -> str:
-        text = f"{self.location}: {self.severity}: {self.message} [{self.code}]"
+        text = f"{self.location}: {SEVERITY_TEXT.get(self.severity, self.severity)}: {self.message} [{self.code}]"
         if self.fix:
             text += f"\n    fix: {self.fix}"
         return printable(text)

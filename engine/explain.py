@@ -112,6 +112,8 @@ class Explanation:
     orders: list[str] = field(default_factory=list)  # each order up to the as-of date, and whether it counts
     # With --run: earlier runs' messages (issued ahead) this run recalled for the customer (messages/recalls.jsonl).
     recalls: list[str] = field(default_factory=list)
+    # With --run: the run, or a run whose ledger rows held this customer's items back, withdrawn since (ledger --withdraw).
+    withdrawn: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,7 +141,8 @@ def describe_output(out: dict[str, Any]) -> str:
         text = f"任务 → {t.get('assignee')}：{t.get('title')}（截止 {t.get('due')}，优先级 {t.get('priority')}）"
         if t.get("assigned"):  # a role with several people: which role, and how this one was chosen
             text += f" [角色 {t.get('role')}，{t['assigned']}]"
-        return text + (f" [被拦截：{GUARD_LABELS.get(t['suppressed_by'], t['suppressed_by'])}]" if t.get("suppressed_by") else "")
+        text += f" [被拦截：{GUARD_LABELS.get(t['suppressed_by'], t['suppressed_by'])}]" if t.get("suppressed_by") else ""
+        return text + (f" [{t['still_open']}]" if t.get("still_open") else "")
     if "message" in out:
         m = out["message"]
         if m.get("suppressed") and not m.get("channel"):
@@ -587,14 +590,87 @@ def explain_from_run(customer_id: str, run_folder: Path, inbox: Path | None = No
     except FileNotFoundError:
         raise ExplainError(Problem(code="not-a-run-folder", message=f"{run_folder} 中没有决策日志 {DECISIONS_NAME}",
                                    location=Location(file=run_folder.as_posix()), fix="传入 outbox/<运行编号> 文件夹")) from None
+    mark_still_open(records, run_folder, manifest, as_of)
     policyset = load_policies(roots["policies"])
     dataset = read_inbox(roots["inbox"], load_columns(roots["policies"] / "columns.yaml"))
     result = explain_customer(policyset, dataset, customer_id, as_of, roots["templates"], as_of_time, records=records,
                               source=run_folder.as_posix())
     result.recalls = recall_lines(run_folder, customer_id)
+    result.withdrawn = withdrawn_lines(run_folder, manifest, customer_id, records, bool(result.recalls))
     for group, path, what in changed_files(manifest, {k: str(v) for k, v in roots.items()}):
         result.warnings.append(f"{path} {'已不存在' if what == 'missing' else '在运行之后被修改过'}：未触发规则的条件按现在的文件计算，可能与运行时不同")
     return result
+
+
+_DEDUPE_REASON = re.compile(r"的运行 \S+ 中发出（同一规则、客户、周期：([^）]+)）")  # as engine.guards writes it
+_GAP_OWN_RULE = re.compile(r"间隔不足：\d{4}-\d{2}-\d{2} 已派 ([^（，\s]+)")
+
+
+def mark_still_open(records: list[dict[str, Any]], run_folder: Path, manifest: dict[str, Any], as_of: date) -> None:
+    """A task the run held back because an earlier run issued it (dedupe, or min-gap of its own rule) is
+    still open work, on the 仍待处理 page of its assignee now: give its task output a ``still_open`` text
+    naming the earlier task (run, assignee then, due), from the run's contact ledger as the run saw it
+    (``Ledger.task_origins``, as the page does)."""
+    from engine.ledger import Ledger
+    from engine.verify import _ledger_path
+
+    held = []  # (task output, (origin rule, customer id, origin key))
+    for record in records:
+        for out in record.get("outputs") or []:
+            t = out.get("task") if isinstance(out, dict) else None
+            if not isinstance(t, dict) or t.get("suppressed_by") not in ("dedupe", "min-gap"):
+                continue
+            reason = str(t.get("suppressed") or "")
+            found = _DEDUPE_REASON.search(reason) if t["suppressed_by"] == "dedupe" else _GAP_OWN_RULE.match(reason)
+            if found is None:
+                continue
+            if t["suppressed_by"] == "dedupe":
+                held.append((t, (found.group(1).split("|", 1)[0], record.get("customer_id"), found.group(1))))
+            elif found.group(1) == record.get("rule_id") or "以前的规则编号，formerly" in reason:
+                held.append((t, (found.group(1), record.get("customer_id"), "")))
+    path = _ledger_path(run_folder, manifest, None)
+    if not held or path is None or not path.is_file():
+        return
+    with Ledger(path, create=False) as ledger:
+        origins = ledger.task_origins([w for _, w in held], as_of, manifest.get("run_id", run_folder.name))
+    for t, wanted in held:
+        if wanted not in origins:
+            continue
+        day, earlier_run, due, assignee = origins[wanted]
+        due_text = f"，截止 {due:%Y-%m-%d %H:%M}" if due else ""
+        t["still_open"] = (f"仍待处理：{day:%Y-%m-%d} 运行 {earlier_run} 派给 {assignee} 的任务（{wanted[2] or wanted[0]}{due_text}）"
+                           f"仍然有效，本次不重派，列在 {t.get('assignee')} 的任务表的“仍待处理”页")
+
+
+def withdrawn_lines(run_folder: Path, manifest: dict[str, Any], customer_id: str, records: list[dict[str, Any]],
+                    recalled: bool) -> list[str]:
+    """From the run's contact ledger: whether the run was withdrawn since (when, why), and which withdrawn
+    runs' rows held this customer's tasks or messages back in it (dedupe, min-gap: ``held_by_run``)."""
+    from engine.guards import held_by_run
+    from engine.ledger import Ledger
+    from engine.verify import _ledger_path
+
+    path = _ledger_path(run_folder, manifest, None)
+    if path is None or not path.is_file():
+        return []
+    run_id = manifest.get("run_id", run_folder.name)
+    lines = []
+    with Ledger(path, create=False) as ledger:
+        for run in ledger.runs():
+            if run["withdrawn_at"] is None:
+                continue
+            when = f"{run['withdrawn_at']:%Y-%m-%d %H:%M}"
+            if run["run_id"] == run_id:
+                also = "；它撤回的此前已排期的消息也不再算撤回" if recalled else ""
+                lines.append(f"本次运行已于 {when} 撤回（原因：{run['withdrawn_reason']}）：它的任务和消息作废，不再拦截之后的运行{also}"
+                             f" / this run was withdrawn on {when}: its tasks and messages are void")
+                continue
+            issued = {(e.customer_id, e.rule_id) for e in ledger.entries(customer_id=customer_id, run_id=run["run_id"])}
+            if issued and any(held_by_run(r, run["run_id"], run["as_of"].date(), issued) for r in records):
+                lines.append(f"下面拦截依据的运行 {run['run_id']} 已于 {when} 撤回（原因：{run['withdrawn_reason']}）：它的任务和消息作废，"
+                             f"撤回之后的运行会重新派发 / run {run['run_id']}, whose items held this customer's back here, "
+                             f"was withdrawn on {when}")
+    return lines
 
 
 def recall_lines(run_folder: Path, customer_id: str) -> list[str]:
@@ -627,6 +703,7 @@ def format_explanation(ex: Explanation, only_fired: bool = False) -> list[str]:
     lines = [f"客户 {ex.customer_id} {ex.customer_name or ''}（客户经理 {ex.owner or '无'}），as-of {ex.as_of}",
              f"来源：{'输入文件（现在计算）' if ex.source == 'inputs' else '运行结果 ' + ex.source}"]
     lines.extend(f"! {w}" for w in ex.warnings)
+    lines.extend(f"! 已撤回 withdrawn：{w}" for w in ex.withdrawn)
     if ex.orders:
         lines.append(f"订单 orders（{len(ex.orders)} 笔，as-of 之前）：")
         lines.extend(f"  {line}" for line in ex.orders[:20])

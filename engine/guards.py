@@ -50,6 +50,7 @@ an aware as-of or send time is converted to that zone first.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -935,6 +936,29 @@ def _gap_reason(item: Task | Message, kind: str, latest: Mapping[tuple[str, str,
         why = f"（{item.rule_id} 以前的规则编号，formerly）"
     return (f"间隔不足：{day:%Y-%m-%d} 已{verb} {rule_id}{why}，间隔要求 {gap.days} 天{basis}，"
             f"最早 {day + timedelta(days=gap.days):%Y-%m-%d} 可再{verb}（{item.key}）")
+
+
+_GAP_REASON = re.compile(r"间隔不足：(\d{4}-\d{2}-\d{2}) 已[派发] ([^（，\s]+)")  # as _gap_reason writes it
+
+
+def held_by_run(record: Mapping[str, Any], run_id: str, as_of: date, issued: set[tuple[str, str]]) -> bool:
+    """Whether a decision-log record (decisions.jsonl) has an output the dedupe or min-gap guard held
+    back because of run ``run_id``'s ledger rows: a dedupe reason naming that run (``fresh``), or a
+    min-gap reason naming its as-of date and a rule it issued to that customer (``_gap_reason``;
+    ``issued``: that run's (customer id, rule id) pairs). For withdrawn runs (ledger --withdraw, explain)."""
+    for out in record.get("outputs") or []:
+        item = (out.get("task") or out.get("message")) if isinstance(out, dict) else None
+        if not isinstance(item, dict):
+            continue
+        reason = str(item.get("suppressed") or "")
+        if item.get("suppressed_by") == "dedupe" and f"的运行 {run_id} 中发出" in reason:
+            return True
+        found = _GAP_REASON.match(reason) if item.get("suppressed_by") == "min-gap" else None
+        if found:
+            day, rule_id = found.groups()
+            if day == as_of.isoformat() and (record.get("customer_id"), rule_id) in issued:
+                return True
+    return False
 
 
 def _count_within(items: list[tuple[str | None, datetime, str | None]], cap: FrequencyCap, send_at: datetime,

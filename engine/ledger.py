@@ -553,6 +553,11 @@ class Ledger:
         """How many earlier messages run ``run_id`` recalled."""
         return self.conn.execute("SELECT COUNT(*) FROM recalls WHERE run_id = ?", (run_id,)).fetchone()[0]
 
+    def recalls_by(self, run_id: str) -> dict[str, tuple[str, str, str, str]]:
+        """The messages run ``run_id`` recalled: key → (issued by, recalled at, guard, reason) (``verify``)."""
+        return {key: rest for key, *rest in self.conn.execute(
+            "SELECT key, issued_by, recalled_at, guard, reason FROM recalls WHERE run_id = ? ORDER BY key", (run_id,))}
+
     def has_run(self, run_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
 

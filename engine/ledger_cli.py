@@ -62,6 +62,12 @@ def _withdraw(ledger, path: Path, run_id: str, reason: str, yes: bool, tz, outbo
     click.echo(f"撤回运行 {run_id}（as-of {run['as_of']:%Y-%m-%d %H:%M}，任务 {run['tasks']}，消息 {run['messages']}）：\n"
                "  它发出的任务和消息将不再拦截之后的运行（去重、频次上限），修正后的一批会重新发出它们。\n"
                "  只在这些任务和消息没有被执行、没有发出时撤回，否则客户会收到两次。")
+    relied = _relied_on(ledger, run, outbox)
+    if relied:
+        names = "、".join(relied)
+        click.echo(f"  注意：之后的运行 {names} 已因它发出的项拦下了任务或消息（去重、间隔）：那些运行的任务表和消息里没有这些项，"
+                   f"撤回后由下一次运行重新派发。 / warning: later runs {names.replace('、', ', ')} relied on this run's rows "
+                   "(dedupe/min-gap holds); the next run issues those items.")
     recalled = ledger.recall_count(run_id)
     if recalled:
         click.echo(f"  它撤回的 {recalled} 条此前已排期的消息（messages/recalls.jsonl）也不再算撤回：之后的运行会重新核对它们。")
@@ -74,6 +80,27 @@ def _withdraw(ledger, path: Path, run_id: str, reason: str, yes: bool, tz, outbo
     if folder.exists():
         click.echo(f"  {folder} 里的任务表和消息作废，不要再下发或发送；运行文件夹保留供审计。")
     click.echo("  下一步：修正导出或策略后重新运行 crm-engine run。")
+
+
+def _relied_on(ledger, run: dict, outbox: Path) -> list[str]:
+    """The runs recorded after ``run`` (not withdrawn) whose decision log shows an item held back by its
+    ledger rows (``engine.guards.held_by_run``), read from their run folders in ``outbox``."""
+    import json
+
+    from engine.guards import held_by_run
+
+    issued = {(e.customer_id, e.rule_id) for e in ledger.entries(run_id=run["run_id"])}
+    marks = (run["run_id"], f"间隔不足：{run['as_of']:%Y-%m-%d}")  # cheap pre-filter on each line; the JSON decides
+    relied = []
+    for later in ledger.runs():
+        log = outbox / later["run_id"] / "decisions.jsonl"
+        if later["seq"] <= run["seq"] or later["withdrawn_at"] is not None or not log.is_file():
+            continue
+        with log.open(encoding="utf-8") as lines:
+            if any(any(m in line for m in marks) and held_by_run(json.loads(line), run["run_id"], run["as_of"].date(), issued)
+                   for line in lines):
+                relied.append(later["run_id"])
+    return relied
 
 
 def _show_runs(ledger, path: Path) -> None:
@@ -125,7 +152,7 @@ def ledger_command(ledger_path: Path | None, outbox: Path, policies: Path, custo
       crm-engine ledger --rule CARE-BIRTHDAY-GREETING --since 2026-11-01
       crm-engine ledger --export ledger.xlsx             # everything, as a workbook
       crm-engine ledger --runs                           # every run, withdrawn ones marked
-      crm-engine ledger --withdraw 2026-11-20_9adcde76 --reason "客户经理列读错，任务未下发"
+      crm-engine ledger --withdraw 2026-11-20_81c67e6c --reason "客户经理列读错，任务未下发"
     """
     from engine.guards import load_guard_policy_folder, resolve_ledger_path
     from engine.ledger import Ledger, export, format_table, show_rows

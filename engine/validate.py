@@ -41,7 +41,7 @@ from jinja2 import DictLoader, TemplateSyntaxError, nodes
 from engine import expr
 from engine.audit import check_report_template
 from engine.calendar import load_calendars
-from engine.errors import ERROR, WARNING, EngineError, Location, PolicyError, Problem, printable
+from engine.errors import ERROR, SEVERITY_TEXT, WARNING, EngineError, Location, PolicyError, Problem, printable
 from engine.expr.lexer import locate
 from engine.expr.render import value_text
 from engine.features import derive_features
@@ -141,9 +141,6 @@ def load_checked_policies(policies: Path, templates: Path | None = None, engine:
     policyset.warnings = [p for p in problems if p.severity != ERROR]
     return policyset
 
-
-# The severity as validate's line shows it; Problem.__str__ (logs, exceptions) keeps the English word.
-SEVERITY_TEXT = {ERROR: "错误 error", WARNING: "警告 warning"}
 
 
 def format_problem(p: Problem) -> str:

@@ -11,7 +11,8 @@
    template folder that the run did not read are reported too (they change what a run reads), and so
    are files in the run folder its manifest does not list, manifest entries (counts, warnings, …;
    not the folders in ``roots``) that differ from the re-run's, and contact-ledger rows of the run that
-   the re-run would not have recorded, or that are missing (later runs would issue those again).
+   the re-run would not have recorded, or that are missing (later runs would issue those again); the
+   messages the run recalled count as its rows, a later run's recall of the run's messages does not.
 """
 from __future__ import annotations
 
@@ -175,9 +176,14 @@ def verify_run(run_folder: Path, inbox: Path | None = None, policies: Path | Non
         # again: they must be the items the re-run issued (recorded in the copy), no more, no less.
         if ledger_copy is not None:
             with Ledger(ledger_path, create=False) as real, Ledger(ledger_copy, create=False) as again:
-                # A withdrawn run's rows say when it was withdrawn; the re-run's cannot.
-                recorded = {(e.kind, e.key): replace(e, withdrawn_at=None) for e in real.entries(run_id=result.run_id)}
-                issued = {(e.kind, e.key): e for e in again.entries(run_id=result.run_id)}
+                # A withdrawn run's rows say when it was withdrawn; the re-run's cannot. A message the run
+                # issued ahead may have been recalled by a later run since (recalled_by): that does not
+                # change what the run issued. What the run itself recalled is compared below.
+                recorded = {(e.kind, e.key): replace(e, withdrawn_at=None, recalled_by=None)
+                            for e in real.entries(run_id=result.run_id)}
+                issued = {(e.kind, e.key): replace(e, recalled_by=None) for e in again.entries(run_id=result.run_id)}
+                recorded.update((("recall", key), row) for key, row in real.recalls_by(result.run_id).items())
+                issued.update((("recall", key), row) for key, row in again.recalls_by(result.run_id).items())
             result.ledger_missing = sorted(f"{kind} {key}" for kind, key in issued.keys() - recorded.keys())
             result.ledger_extra = sorted(f"{kind} {key}" for kind, key in recorded.keys() - issued.keys())
             # Still deduped (the key is there), but the row no longer says what was issued.
@@ -221,7 +227,8 @@ def format_verify(result: VerifyResult) -> list[str]:
     for key in result.manifest_differs:
         lines.append(f"  清单 manifest.json 的 {key} 与重新运行的不同 differs")
     for item in result.ledger_missing:
-        lines.append(f"  联系台账缺少 ledger lacks: {item}（以后的运行会再次发出）")
+        lines.append(f"  联系台账缺少 ledger lacks: {item}"
+                     + ("（以后的运行不再算它已撤回）" if item.startswith("recall ") else "（以后的运行会再次发出）"))
     for item in result.ledger_extra:
         lines.append(f"  联系台账多出 ledger has extra: {item}")
     for item in result.ledger_differs:

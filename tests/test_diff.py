@@ -145,3 +145,32 @@ def test_an_error_says_which_version_has_it(inbox: Path, policy_copy: Path):
         lines = result.output.splitlines()
         assert lines[1].startswith(f"{policy_copy.resolve().as_posix()}: 错误 error: {role}的策略或输入有误：{policy_copy.resolve().as_posix()}")
         assert any("churn.yaml" in line and "'weight' must be a number" in line for line in lines[2:])
+
+
+def test_a_rule_renamed_with_formerly_is_compared_as_one_rule(tmp_path: Path, policy_copy: Path):
+    """CL-INTENT-NOTE renamed CL-INTENT-MESSAGE (formerly: [CL-INTENT-NOTE]) and its threshold lowered from
+    14 to 10 days: one more follow-up message under the new id, not every message removed and added again."""
+    from conftest import edit
+
+    rule_file = policy_copy / "churn" / "marketing.yaml"
+    edit(rule_file, "  - id: CL-INTENT-NOTE\n", "  - id: CL-INTENT-MESSAGE\n    formerly: [CL-INTENT-NOTE]\n")
+    edit(rule_file, "days_since_last_contact >= 14", "days_since_last_contact >= 10")
+    contact = lambda iid, cid, day: [iid, cid, f"{day} 09:00", "电话", "咨询", f"{day} 09:30", f"{day} 10:00", "已解决",
+                                     None, "何欣", "产品", None]
+    inbox = write_inbox(tmp_path / "inbox", customers=[customer(c, 客户阶段="意向") for c in ("E1", "E2", "E3")],
+                        interactions=[contact("I1", "E1", "2026-11-08"),  # 12 days: only under the new threshold
+                                      contact("I2", "E2", "2026-10-20")])  # 31 days, E3 never: both versions
+    result = run_diff(str(SHIPPED_POLICIES), policy_copy, inbox, AS_OF.date(), AS_OF)
+    assert result.renamed == {"CL-INTENT-NOTE": "CL-INTENT-MESSAGE"}
+    assert [(m["customer_id"], m["rule_id"]) for m in result.messages_added] == [("E1", "CL-INTENT-MESSAGE")]
+    assert result.messages_removed == []
+    counts = {rule_id: (b, n) for _stage, rule_id, b, n in result.rule_counts}
+    assert counts["CL-INTENT-MESSAGE"] == (2, 3) and "CL-INTENT-NOTE" not in counts
+
+    shown = CliRunner().invoke(diff_command, ["--base", str(SHIPPED_POLICIES), "--new", str(policy_copy), "--inbox", str(inbox),
+                                              "--as-of", "2026-11-20T15:00", "--out", str(tmp_path / "diff.xlsx")])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert "规则改名 renamed：CL-INTENT-NOTE → CL-INTENT-MESSAGE（formerly），按同一条规则比较 / compared as one rule" in lines
+    assert "消息 messages：新增 +1，减少 −1" not in lines and "消息 messages：新增 +1，减少 −0" in lines
+    assert "  CL-INTENT-MESSAGE（流失挽回，原 CL-INTENT-NOTE）2 → 3" in lines

@@ -174,7 +174,9 @@ def test_dedupe_says_which_run_issued_it(project):
     i = out.index(f"    ✓ 触发  CARE-REVISIT-DUE  care/follow_up.yaml:{REVISIT_LINE}:5  距上次回访已达到服务方案的回访间隔（高价值30天、中60天、低90天）：定期回访")
     assert out[i + 1:i + 4] == [
         "        条件 revisit_due(=true) and lifecycle_stage(='签约') == '签约' → 成立",
-        "        结果 任务 → 张伟：定期回访（专门客户服务小组，每60天）（截止 2026-11-30T09:00:00，优先级 中） [被拦截：去重（已发出或重复）]",
+        "        结果 任务 → 张伟：定期回访（专门客户服务小组，每60天）（截止 2026-11-30T09:00:00，优先级 中） [被拦截：去重（已发出或重复）]"
+        f" [仍待处理：2026-11-20 运行 {day1} 派给 张伟 的任务（CARE-REVISIT-DUE|C000001|2026-11，截止 2026-11-27 09:00）仍然有效，"
+        "本次不重派，列在 张伟 的任务表的“仍待处理”页]",
         f"        被拦截 去重（已发出或重复）：已在 2026-11-20 的运行 {day1} 中发出（同一规则、客户、周期：CARE-REVISIT-DUE|C000001|2026-11）",
     ]
 
@@ -203,12 +205,12 @@ def test_ledger_unknown_run_lists_the_newest_runs(project):
     assert result.exit_code == 1
     assert lines(result) == [
         "发现 1 个问题 / 1 problem(s):",
-        f"{ledger}: error: 台账中没有运行 nope / no such run: nope [unknown-run]",
+        f"{ledger}: 错误 error: 台账中没有运行 nope / no such run: nope [unknown-run]",
         f"    fix: 最近的运行 newest runs: {day2}，{day1}",
     ]
     typo = invoke(ledger_command, ["--outbox", project["outbox"], "--policies", project["policies"], "--run", day1[:-1]])
     assert typo.exit_code == 1
-    assert lines(typo)[1] == f"{ledger}: error: 台账中没有运行 {day1[:-1]} / no such run: {day1[:-1]}；是不是 {day1}？ [unknown-run]"
+    assert lines(typo)[1] == f"{ledger}: 错误 error: 台账中没有运行 {day1[:-1]} / no such run: {day1[:-1]}；是不是 {day1}？ [unknown-run]"
     known = invoke(ledger_command, ["--outbox", project["outbox"], "--policies", project["policies"], "--run", day1])
     assert known.exit_code == 0 and "CARE-REVISIT-DUE" in known.output
 

@@ -363,7 +363,7 @@ def test_syntax_error_in_multiline_expression_reports_file_position():
         expr.parse(text, loc)
     [problem] = problems_of(exc)
     assert problem.location == Location(file="policies/value_tier.yaml", line=14, col=10)
-    assert str(problem) == ("policies/value_tier.yaml:14:10: error: '=' 不是比较符号 / '=' is not a comparison [expr-syntax]\n"
+    assert str(problem) == ("policies/value_tier.yaml:14:10: 错误 error: '=' 不是比较符号 / '=' is not a comparison [expr-syntax]\n"
                             "    fix: 判断两个值是否相等要写两个等号 '==' / use '==' to test whether two values are equal")
 
 

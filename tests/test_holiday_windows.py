@@ -178,7 +178,7 @@ def test_a_year_without_holiday_data_is_handled_as_the_calendar_says(tmp_path: P
     result = CliRunner().invoke(main, ["run", "--policies", str(policy_copy), "--inbox", str(inbox), "--outbox",
                                        str(tmp_path / "error"), "--as-of", "2026-12-31"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
-    assert ": error: 日历 'standard' 需要 2027 年的法定节假日" in result.output
+    assert ": 错误 error: 日历 'standard' 需要 2027 年的法定节假日" in result.output
     assert "[calendar-year-not-covered]" in result.output and "on_uncovered_year: statutory" in result.output
 
     # statutory: 1 Jan 2027 is 元旦, 2–3 Jan a weekend; the next run is on 4 Jan, so J05's window (2–5 Jan)

@@ -193,3 +193,41 @@ def test_the_contact_kinds_are_a_setting(tmp_path: Path, policy_copy: Path, monk
     assert f"guards.yaml:{line}:" in result.output
     assert "'拜仿' in still_open.contact_types is not an interaction type" in result.output
     assert "不是互动类型" in result.output and "one of (the Chinese names in columns.yaml): 咨询, 投诉, 建议, 回访, 拜访" in result.output
+
+
+def test_explain_of_a_task_held_back_after_an_owner_change_names_the_open_task(tmp_path: Path, monkeypatch):
+    """Not only "任务 → 李娜 … [被拦截：去重]": the open task is 张伟's of 10 September (its due time), now on
+    李娜's 仍待处理 page."""
+    monkeypatch.setenv("CRM_ENGINE_PROCESSES", "1")
+    outbox = tmp_path / "outbox"
+    day1 = run_cli(write_inbox(tmp_path / "before", customers=[customer("C1", 签约日期="2025-01-10")], orders=ORDERS),
+                   outbox, "2026-09-10")
+    [issued] = pages(day1 / "tasks" / "张伟.xlsx")["张伟"]
+    day2 = run_cli(write_inbox(tmp_path / "after", customers=[customer("C1", 签约日期="2025-01-10", 客户经理="李娜")], orders=ORDERS),
+                   outbox, "2026-09-11")
+    shown = CliRunner().invoke(main, ["explain", "C1", "--run", str(day2)])
+    assert shown.exit_code == 0, shown.output
+    [line] = [line for line in shown.output.splitlines() if "CH-WB-REVISIT" in line and "任务 → 李娜" in line]
+    assert line.endswith(f"[被拦截：去重（已发出或重复）] [仍待处理：2026-09-10 运行 {day1.name} 派给 张伟 的任务（{KEY}，截止 "
+                         f"{issued['截止时间']:%Y-%m-%d %H:%M}）仍然有效，本次不重派，列在 李娜 的任务表的“仍待处理”页]"), line
+
+    # Held back by min-gap of its own rule (a new month, fewer than 30 days on): the same open task.
+    october = run_cli(write_inbox(tmp_path / "october", customers=[customer("C1", 签约日期="2025-01-10", 客户经理="李娜")],
+                                  orders=ORDERS), outbox, "2026-10-01")
+    shown = CliRunner().invoke(main, ["explain", "C1", "--run", str(october)])
+    [line] = [line for line in shown.output.splitlines() if "CH-WB-REVISIT" in line and "任务 → 李娜" in line]
+    assert f"[仍待处理：2026-09-10 运行 {day1.name} 派给 张伟 的任务（CH-WB-REVISIT，截止 " in line, line
+
+
+def test_withdrawing_a_run_names_a_later_run_whose_min_gap_hold_relied_on_it(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CRM_ENGINE_PROCESSES", "1")
+    inbox = write_inbox(tmp_path / "inbox", customers=[customer("C1", 签约日期="2025-01-10")], orders=ORDERS)
+    outbox = tmp_path / "outbox"
+    day1 = run_cli(inbox, outbox, "2026-09-10")
+    october = run_cli(inbox, outbox, "2026-10-01")  # held back by min-gap: 间隔不足：2026-09-10 已派 CH-WB-REVISIT
+    result = CliRunner().invoke(main, ["ledger", "--outbox", str(outbox), "--policies", str(ROOT / "policies"),
+                                       "--withdraw", day1.name, "--reason", "导出读错", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert f"  注意：之后的运行 {october.name} 已因它发出的项拦下了任务或消息（去重、间隔）" in result.output
+    shown = CliRunner().invoke(main, ["explain", "C1", "--run", str(october)])
+    assert f"! 已撤回 withdrawn：下面拦截依据的运行 {day1.name} 已于 " in shown.output

@@ -180,7 +180,7 @@ def test_an_error_in_the_second_process_is_the_error_one_process_gives(tmp_path:
         assert not outbox.exists() or not any(p.is_dir() and not p.name.startswith(".") for p in outbox.iterdir())
         assert multiprocessing.active_children() == []
     assert errors["one"] == errors["two"]
-    assert "sms/offer.txt:1:1: error:" in errors["two"] and "[template-error]" in errors["two"], errors["two"]
+    assert "sms/offer.txt:1:1: 错误 error:" in errors["two"] and "[template-error]" in errors["two"], errors["two"]
 
 
 def test_a_calendar_without_next_years_holidays_is_said_once_by_one_process_or_two(tmp_path: Path, monkeypatch,
@@ -308,7 +308,7 @@ def test_the_writer_writes_what_it_is_sent_and_its_errors_come_back(tmp_path: Pa
             writer.finish()
     finally:
         writer.close()
-    assert str(err.value) == "customers.xlsx: error: 没有客户行 [nothing]"
+    assert str(err.value) == "customers.xlsx: 错误 error: 没有客户行 [nothing]"
 
     writer = SecondWriter(write)  # an early workbook that cannot be written: its error, once all has arrived
     try:

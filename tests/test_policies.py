@@ -83,7 +83,7 @@ def test_unknown_field_has_line_and_did_you_mean(policies: Path):
     path = policies / "classification" / "need_type.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace("    when: recorded_need_type == '战略'", "    whne: recorded_need_type == '战略'"), encoding="utf-8")
     errors = errors_of(policies)
-    assert ("classification/need_type.yaml:10:5: error: 规则里没有 'whne' 这个字段，是不是 'when'？ / "
+    assert ("classification/need_type.yaml:10:5: 错误 error: 规则里没有 'whne' 这个字段，是不是 'when'？ / "
             "unknown field 'whne' in a rule; did you mean 'when'? [unknown-field]") in errors
     assert any("a rule needs a 'when' field" in e for e in errors)
 
@@ -94,7 +94,7 @@ def test_type_mismatch_in_condition_points_into_the_expression(policies: Path):
     path.write_text(text, encoding="utf-8")
     errors = errors_of(policies)
     assert len(errors) == 1
-    assert errors[0].startswith("classification/risk_level.yaml:15:11: error: ")
+    assert errors[0].startswith("classification/risk_level.yaml:15:11: 错误 error: ")
     assert "open_complaints" in errors[0] and "date" in errors[0] and "[type-mismatch]" in errors[0]
 
 
@@ -103,7 +103,7 @@ def test_unknown_name_suggests_feature(policies: Path):
     path.write_text(path.read_text(encoding="utf-8").replace("open_complaints >= 2", "open_complaint >= 2"), encoding="utf-8")
     errors = errors_of(policies)
     assert len(errors) == 1
-    assert errors[0].startswith("classification/risk_level.yaml:10:11: error:")
+    assert errors[0].startswith("classification/risk_level.yaml:10:11: 错误 error:")
     assert "open_complaints" in errors[0]
 
 
@@ -112,7 +112,7 @@ def test_yaml_syntax_error_and_duplicate_key(policies: Path):
     (policies / "classification" / "dup.yaml").write_text("kind: classification\nid: y\nid: z\nrules: []\n", encoding="utf-8")
     errors = errors_of(policies)
     assert any(e.startswith("classification/broken.yaml:6:") and "[yaml-syntax]" in e for e in errors)
-    assert ("classification/dup.yaml:3:1: error: 同一块里 'id' 写了两次，只有最后一个会生效 / "
+    assert ("classification/dup.yaml:3:1: 错误 error: 同一块里 'id' 写了两次，只有最后一个会生效 / "
             "the key 'id' appears twice in the same block; YAML would silently keep only the last one [duplicate-key]") in errors
 
 
@@ -122,7 +122,7 @@ def test_unknown_role_and_priority(policies: Path):
     text = text.replace("priority: 中", "priority: 紧急", 1)
     path.write_text(text, encoding="utf-8")
     errors = errors_of(policies)
-    assert "classification/actions.yaml:13:18: error: 没有 '团队主管' 这个角色 / unknown role '团队主管' [unknown-role]" in errors
+    assert "classification/actions.yaml:13:18: 错误 error: 没有 '团队主管' 这个角色 / unknown role '团队主管' [unknown-role]" in errors
     assert any("task priority must be 高, 中 or 低, not '紧急'" in e for e in errors)
 
 
@@ -134,19 +134,19 @@ def test_decision_table_errors_name_workbook_sheet_and_cell(policies: Path):
     ws["D1"] = "条 件x"
     wb.save(path)
     errors = errors_of(policies)
-    assert "tables/value_tier.xlsx!价值分层!D1: error: 第 1 行的 '条 件x' 不是列的种类 / unknown column kind '条 件x' [table-column-kind]" in errors
+    assert "tables/value_tier.xlsx!价值分层!D1: 错误 error: 第 1 行的 '条 件x' 不是列的种类 / unknown column kind '条 件x' [table-column-kind]" in errors
     wb = openpyxl.load_workbook(path)
     wb["价值分层"]["D1"] = "条件"
     wb.save(path)
     errors = errors_of(policies)
-    assert len(errors) == 1 and errors[0].startswith("tables/value_tier.xlsx!价值分层!C4: error:")
+    assert len(errors) == 1 and errors[0].startswith("tables/value_tier.xlsx!价值分层!C4: 错误 error:")
 
 
 def test_missing_table_sheet(policies: Path):
     path = policies / "classification" / "value_tier.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace("#价值分层", "#分层"), encoding="utf-8")
     errors = errors_of(policies)
-    assert errors == ["classification/value_tier.yaml:9:8: error: 工作簿里没有叫 '分层' 的工作表（有：价值分层） / "
+    assert errors == ["classification/value_tier.yaml:9:8: 错误 error: 工作簿里没有叫 '分层' 的工作表（有：价值分层） / "
                       "the workbook has no sheet named '分层' (it has: 价值分层) [table-sheet-missing]"]
 
 
@@ -155,7 +155,7 @@ def test_duplicate_rule_id_across_files(policies: Path):
         "kind: classification\nid: extra\nrules:\n  - id: NT-NORMAL\n    when: true\n    set: {extra_tag: 是}\n", encoding="utf-8")
     errors = errors_of(policies)
     assert len(errors) == 1
-    assert errors[0] == ("classification/need_type.yaml:29:5: error: 规则编号 'NT-NORMAL' 已经在 classification/extra.yaml:4:5 用过 / "
+    assert errors[0] == ("classification/need_type.yaml:29:5: 错误 error: 规则编号 'NT-NORMAL' 已经在 classification/extra.yaml:4:5 用过 / "
                          "rule id 'NT-NORMAL' is already used at classification/extra.yaml:4:5 [duplicate-rule-id]")
 
 
@@ -229,5 +229,5 @@ def test_impossible_date_in_yaml_names_its_line(policies: Path):
         "kind: classification\nid: dates\nrules:\n  - id: D1\n    when: signed_date > date('2024-01-01')\n    set: {since: 2027-02-30}\n",
         encoding="utf-8")
     assert errors_of(policies) == [
-        "classification/dates.yaml:6:18: error: '2027-02-30' 不是真实的日期 / '2027-02-30' is not a real date (day is out of range "
+        "classification/dates.yaml:6:18: 错误 error: '2027-02-30' 不是真实的日期 / '2027-02-30' is not a real date (day is out of range "
         "for month) [bad-value]"]

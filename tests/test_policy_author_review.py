@@ -62,7 +62,7 @@ def test_a_template_saved_as_gbk_is_named_by_validate_run_and_test(tmp_path: Pat
     outbox = tmp_path / "out"
     run = cli("run", "--policies", str(policy_copy), "--inbox", str(ROOT / "inbox"), "--outbox", str(outbox), "--as-of", AS_OF)
     assert run.exit_code == 1
-    assert "templates/messages/wechat/festival.txt:2:1: error: 文件不是 UTF-8 编码（第 2 行" in run.output
+    assert "templates/messages/wechat/festival.txt:2:1: 错误 error: 文件不是 UTF-8 编码（第 2 行" in run.output
     assert not outbox.exists() or not any(outbox.iterdir())  # it stopped before doing anything
 
     tested = cli("test", "--policies", str(policy_copy))
@@ -233,7 +233,7 @@ def test_a_column_the_policies_read_missing_from_the_export_is_said_once(tmp_pat
     """It used to say nothing: every customer's industry was empty and FIN-1 quietly never matched."""
     output, folder = finance_run(tmp_path, policy_copy, CUSTOMER_HEADERS, when, title)
     where = f"classification/finance.yaml:{line_of(policy_copy / 'classification' / 'finance.yaml', '- id: FIN-1')}:5"
-    warning = ("customers.xlsx, sheet 客户信息: warning: 策略用到 industry（行业；见 " + where + " 等处），但 customers.xlsx 工作表"
+    warning = ("customers.xlsx, sheet 客户信息: 警告 warning: 策略用到 industry（行业；见 " + where + " 等处），但 customers.xlsx 工作表"
                f" 客户信息 里没有这一列（试过的列名：{INDUSTRY_TRIED}），所有客户的 industry 都按空值处理 / the policies read"
                f" industry (行业; read at {where} and maybe elsewhere), but sheet 客户信息 of customers.xlsx has no such column"
                " (headers tried: 行业, 所属行业, 行业类别, industry, sector): every customer's industry is taken as empty"
@@ -310,7 +310,7 @@ def test_an_sla_clock_column_missing_from_the_export_names_the_setting(tmp_path:
     output = stage_run(tmp_path, policy_copy, dropped=("首次响应时间",))
     where = f"sla.yaml:{line_of(policy_copy / 'sla.yaml', 'first_response: first_response_time')}:19"
     assert unread(output) == [
-        "interactions.xlsx, sheet 互动记录: warning: 策略用到 服务时限设置 clock.first_response（来自首次响应时间列 "
+        "interactions.xlsx, sheet 互动记录: 警告 warning: 策略用到 服务时限设置 clock.first_response（来自首次响应时间列 "
         f"interactions.first_response_time；见 {where} 等处），但 interactions.xlsx 工作表 互动记录 里没有这一列（试过的列名："
         "首次响应时间、响应时间、首响时间、首次回复时间、first response time、first response…），所有互动记录的首次响应时间都按空值处理 / "
         "the policies read the SLA setting clock.first_response (from the 首次响应时间 column, interactions.first_response_time;"

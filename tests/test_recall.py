@@ -68,7 +68,8 @@ def test_a_greeting_issued_ahead_is_recalled_once_the_customer_opts_out(tmp_path
         ("客户编号", "规则编号", "渠道", "模板", "原定发送时间", "保护规则", "原因", "发出的运行", "幂等键"),
         ("C1", GREETING, "sms", "birthday", datetime(2026, 11, 23, 10, 0), "退订",
          "客户已退订（opt-out），不发送营销消息", first.name, KEY_C1)]
-    assert "撤回 1 条此前已排期的消息（退订 1）：见 messages/recalls.jsonl 和 guards.xlsx（已撤回）" in result.output
+    assert ("  撤回 1 条此前已排期的消息（退订 1）：见 messages/recalls.jsonl 和 guards.xlsx（已撤回） / "
+            "recalled 1 message issued ahead by earlier runs") in result.output.splitlines()
     assert "13800000000" not in result.output and "客户C1" not in result.output  # no personal data on the console
     manifest = json.loads((second / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["counts"]["guards"]["recalled"] == 1
@@ -165,3 +166,62 @@ def test_explain_of_the_run_shows_the_recall(tmp_path: Path):
                              f"客户已退订（opt-out），不发送营销消息（{KEY_C1}）")
     other = CliRunner().invoke(main, ["explain", "C2", "--run", str(second)])
     assert other.exit_code == 0 and "撤回此前已排期的消息" not in other.output
+
+
+def test_verify_of_a_run_whose_message_a_later_run_recalled_is_identical(tmp_path: Path):
+    """The auditor's case: 11-20 issued a greeting ahead, 11-23 (before its send time) recalled it. The
+    later recall does not change what 11-20 issued: both runs verify identical. What 11-23 recalled is
+    part of its own ledger rows: a recall row gone from the ledger is named."""
+    outbox, ledger = tmp_path / "out", tmp_path / "out" / "ledger.sqlite"
+    _, first = run(export(tmp_path, "in1"), outbox, "2026-11-20")
+    _, second = run(export(tmp_path, "in2", c1={"退订": "是"}), outbox, "2026-11-23T09:00")
+    assert [r["key"] for r in recalls(second)] == [KEY_C1]
+    for folder in (first, second):
+        verified = CliRunner().invoke(main, ["verify", str(folder)])
+        assert verified.exit_code == 0, verified.output
+        assert "一致 identical" in verified.output and "ledger row differs" not in verified.output
+    with sqlite3.connect(ledger) as conn:
+        conn.execute("DELETE FROM recalls")
+    verified = CliRunner().invoke(main, ["verify", str(second)])
+    assert verified.exit_code == 1
+    assert f"  联系台账缺少 ledger lacks: recall {KEY_C1}（以后的运行不再算它已撤回）" in verified.output.splitlines()
+
+
+def withdraw(outbox: Path, run_id: str, reason: str):
+    result = CliRunner().invoke(main, ["ledger", "--ledger", str(outbox / "ledger.sqlite"), "--outbox", str(outbox),
+                                       "--withdraw", run_id, "--reason", reason, "--yes"])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def explain_lines(customer_id: str, folder: Path) -> list[str]:
+    shown = CliRunner().invoke(main, ["explain", customer_id, "--run", str(folder)])
+    assert shown.exit_code == 0, shown.output
+    return shown.output.splitlines()
+
+
+def test_withdrawn_runs_are_named_by_explain_and_withdraw_names_the_runs_that_relied_on_them(tmp_path: Path):
+    """11-20 issued both greetings; 11-21 recalled C1's (opted out) and held C2's back by dedupe (issued by
+    11-20). Withdrawing 11-20 names 11-21 (it relied on 11-20's rows); explain then says so for C2 in
+    11-21, and explain of a withdrawn run says it was withdrawn, when and why."""
+    outbox = tmp_path / "out"
+    _, first = run(export(tmp_path, "in1"), outbox, "2026-11-20")
+    _, second = run(export(tmp_path, "in2", c1={"退订": "是"}), outbox, "2026-11-21")
+    _, third = run(export(tmp_path, "in3", c1={"退订": "是"}), outbox, "2026-11-22")  # relied on nothing of 11-21
+
+    result = withdraw(outbox, first.name, "客户经理列读错")
+    assert (f"  注意：之后的运行 {second.name}、{third.name} 已因它发出的项拦下了任务或消息（去重、间隔）" in result.output)
+    assert "13800000000" not in result.output and "客户C" not in result.output  # ids only
+
+    [held] = [line for line in explain_lines("C2", second) if line.startswith("! 已撤回")]
+    assert held.startswith(f"! 已撤回 withdrawn：下面拦截依据的运行 {first.name} 已于 ")
+    assert "撤回（原因：客户经理列读错）：它的任务和消息作废，撤回之后的运行会重新派发 / " in held
+    [own] = [line for line in explain_lines("C1", first) if line.startswith("! 已撤回")]
+    assert own.startswith("! 已撤回 withdrawn：本次运行已于 ") and "（原因：客户经理列读错）" in own
+
+    result = withdraw(outbox, second.name, "退订列读错")
+    assert "注意：之后的运行" not in result.output  # 11-22 held nothing back because of 11-21
+    lines = explain_lines("C1", second)
+    [own] = [line for line in lines if line.startswith("! 已撤回 withdrawn：本次运行")]
+    assert "（原因：退订列读错）" in own and "它撤回的此前已排期的消息也不再算撤回" in own
+    assert "撤回此前已排期的消息 recalled（1 条，不再发送）：" in lines

@@ -282,8 +282,8 @@ def test_the_command_ends_at_once_with_its_output_and_exit_status(tmp_path: Path
                  "--as-of", "2026-11-20")
     assert ok.returncode == 0, ok.stderr
     lines = ok.stdout.splitlines()
-    assert lines[0] == "运行完成 run 2026-11-20_9adcde76（as-of 2026-11-20）"
-    assert lines[-1] == f"结果在 Results in: {tmp_path / 'out' / '2026-11-20_9adcde76'}"
+    assert lines[0] == "运行完成 run 2026-11-20_81c67e6c（as-of 2026-11-20）"
+    assert lines[-1] == f"结果在 Results in: {tmp_path / 'out' / '2026-11-20_81c67e6c'}"
     assert "结果文件已写入，联系台账已更新" in ok.stderr
 
     (policy_copy / "organization.yaml").write_text(
@@ -318,7 +318,7 @@ def test_an_outbox_that_cannot_be_written_is_said_before_the_batch_is_read(tmp_p
     result = run_cli("run", "--policies", str(ROOT / "policies"), "--inbox", str(inbox), "--outbox", str(blocked), "--as-of", AS_OF)
     assert result.exit_code == 1
     assert "读取" not in result.output  # stopped before reading the exports
-    assert (f"{blocked}: error: 无法写入结果文件夹（Not a directory） / cannot write into the outbox folder (Not a directory) "
+    assert (f"{blocked}: 错误 error: 无法写入结果文件夹（Not a directory） / cannot write into the outbox folder (Not a directory) "
             "[outbox-not-writable]\n    fix: 换一个 --outbox，或让运行批处理的账号可以写这个文件夹 / choose another --outbox, or make "
             "this folder writable for the account that runs the batch\n") in result.output
 
@@ -332,7 +332,7 @@ def test_a_ledger_that_cannot_be_written_is_an_error_not_a_traceback(tmp_path: P
     assert result.exit_code == 1 and "Traceback" not in result.output
     shared = tmp_path / "shared"
     reason = f"[Errno 17] File exists: '{shared}'"  # the ledger's folder cannot be made: a file is there
-    assert (f"{shared}: error: 运行无法写出结果或联系台账（{reason}）：什么也没有发出 / the run could not write its results or "
+    assert (f"{shared}: 错误 error: 运行无法写出结果或联系台账（{reason}）：什么也没有发出 / the run could not write its results or "
             f"the contact ledger ({reason}); nothing was issued [cannot-write]\n    fix: 检查结果文件夹和台账文件是否可写、磁盘是否已满 / "
             "check that the outbox folder and the ledger file are writable and the disk is not full\n") in result.output
     assert [p.name for p in (tmp_path / "out").iterdir()] == []  # nothing published

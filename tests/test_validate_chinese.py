@@ -96,4 +96,4 @@ def test_the_severity_word_is_bilingual_only_in_validates_line():
     assert format_problem(problem) == "a.yaml:1:2: 错误 error: 信息 / message [x] — 修改建议: 改 / fix"
     warning = Problem(code="x", message="信息 / message", location=Location(file="a.yaml"), severity="warning")
     assert format_problem(warning) == "a.yaml: 警告 warning: 信息 / message [x]"
-    assert str(problem) == "a.yaml:1:2: error: 信息 / message [x]\n    fix: 改 / fix"  # logs and exceptions unchanged
+    assert str(problem) == "a.yaml:1:2: 错误 error: 信息 / message [x]\n    fix: 改 / fix"  # logs and exceptions: the severity in both languages too

@@ -153,16 +153,16 @@ def test_a_run_with_warnings_given_relative_folders_verifies_identical(tmp_path:
     result = CliRunner().invoke(main, ["run", "--policies", "policies", "--inbox", "exports", "--outbox", "out",
                                        "--as-of", "2026-06-01"])
     assert result.exit_code == 0, result.output
-    said = [line for line in result.output.splitlines() if ": warning: " in line]
+    said = [line for line in result.output.splitlines() if ": 警告 warning: " in line]
     # This export has none of the columns the policies read (签约日期, 客户经理...): a warning each, once.
     unread = [line for line in said if line.endswith("[unread-column]")]
     assert len(unread) == len(set(unread)) == 9
     said = [line for line in said if line not in unread]
     assert said == [
-        "customers.xlsx, sheet 客户信息: warning: 未使用的列：内部评级 / columns not used: 内部评级 [unknown-column]",
-        "exports: warning: 收件箱 exports 里没有互动记录工作表，本次运行没有互动记录 / no interactions sheet found in the inbox "
+        "customers.xlsx, sheet 客户信息: 警告 warning: 未使用的列：内部评级 / columns not used: 内部评级 [unknown-column]",
+        "exports: 警告 warning: 收件箱 exports 里没有互动记录工作表，本次运行没有互动记录 / no interactions sheet found in the inbox "
         "exports; continuing without interactions [missing-table]",
-        "exports: warning: 收件箱 exports 里没有订单工作表，本次运行没有订单 / no orders sheet found in the inbox exports; "
+        "exports: 警告 warning: 收件箱 exports 里没有订单工作表，本次运行没有订单 / no orders sheet found in the inbox exports; "
         "continuing without orders [missing-table]",
     ]
     assert "add its header to columns.yaml under customers.<field>.aliases" in result.output
