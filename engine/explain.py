@@ -636,7 +636,7 @@ def mark_still_open(records: list[dict[str, Any]], run_folder: Path, manifest: d
     for t, wanted in held:
         if wanted not in origins:
             continue
-        day, earlier_run, due, assignee = origins[wanted]
+        day, earlier_run, due, assignee, _issued_at = origins[wanted]
         due_text = f"，截止 {due:%Y-%m-%d %H:%M}" if due else ""
         t["still_open"] = (f"仍待处理：{day:%Y-%m-%d} 运行 {earlier_run} 派给 {assignee} 的任务（{wanted[2] or wanted[0]}{due_text}）"
                            f"仍然有效，本次不重派，列在 {t.get('assignee')} 的任务表的“仍待处理”页")

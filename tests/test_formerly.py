@@ -123,8 +123,8 @@ def test_without_formerly_the_run_stops_naming_each_old_id_and_the_rule_that_too
     (policy_copy / "care" / "vip_call.yaml").unlink()
     output = run_stopped(inbox, outbox, "2026-11-17", policy_copy)
     assert "发现 2 个问题 / 2 problem(s):" in output
-    assert ("ledger.sqlite: error: 联系台账里最近 60 天有消息 1 条出自规则 CARE-LOYALTY-MEMBER-DAY" in output
-            and "ledger.sqlite: error: 联系台账里最近 60 天有任务 1 项出自规则 CARE-VIP-CALL" in output), output
+    assert ("ledger.sqlite: 错误 error: 联系台账里最近 60 天有消息 1 条出自规则 CARE-LOYALTY-MEMBER-DAY" in output
+            and "ledger.sqlite: 错误 error: 联系台账里最近 60 天有任务 1 项出自规则 CARE-VIP-CALL" in output), output
     assert ("the contact ledger has 1 message from rule CARE-LOYALTY-MEMBER-DAY in the last 60 days; no rule has that id "
             "now and neither formerly nor retired_rules lists it: if it was renamed or merged, the rule that took over "
             "would issue this period's items again, so the run did not start (nothing was written)") in output
