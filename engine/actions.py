@@ -3,7 +3,7 @@ channel, an address and a rendered text."""
 from __future__ import annotations
 
 from collections import ChainMap
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -43,7 +43,7 @@ class ActionBuilder:
         self.env = env
         self.as_of = as_of
         # Tasks are due counted from the start of the as-of day's working time.
-        self.start = calendar.next_working_time(datetime.combine(as_of, time(0, 0)))
+        self.start = calendar.working_start(as_of)
         self._due_cache: dict[str, datetime] = {}
         self._inline_cache: dict[str, _InlineText] = {}
         self._gaps: dict[tuple, MinGap] = {}

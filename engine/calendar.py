@@ -344,6 +344,11 @@ class BusinessCalendar:
         """The instant itself if it is working time, else the start of the next working period."""
         return self._from_us(self._normalize(self._to_us(moment)), naive=self._is_naive(moment))
 
+    def working_start(self, day: date) -> datetime:
+        """The start of the working time on or after ``day``'s midnight: where task due dates are counted
+        from for a run of that day (naive local time)."""
+        return self.next_working_time(datetime.combine(day, time(0, 0)))
+
     def add(self, start: datetime, duration: Duration) -> datetime:
         """The deadline ``duration`` after ``start``.
 
@@ -659,7 +664,7 @@ def first_stopping_day(calendar: BusinessCalendar, offsets: Iterable[tuple[Durat
         for _ in range(400):  # back from 1 January while this offset still reaches the year
             before = day - _ONE_DAY
             try:
-                calendar.add(calendar.next_working_time(datetime.combine(before, time(0, 0))), duration)
+                calendar.add(calendar.working_start(before), duration)
             except CalendarCoverageError:
                 day = before
                 continue
