@@ -57,6 +57,7 @@ FILTER_BUTTON = 2  # room for the autofilter drop-down arrow in the header cell
 PADDING = 2
 
 KINDS = ("text", "number", "money", "int", "date", "datetime", "percent")
+_NUMBER_KINDS = ("number", "money", "int", "percent")
 
 # Number formats per kind ("General" for plain numbers).
 NUM_FORMATS = {
@@ -249,7 +250,7 @@ def _sheet_data(sheet: Sheet) -> tuple[Any, dict[str, Any], tuple[set[str], set[
     del rows
     # Rewriting a big sheet's XML costs ~2 s and ~250 MB at 100,000 customers (customers.xlsx): past
     # INT_CELLS_MAX_ROWS its whole numbers stay as rust_xlsxwriter writes them (1.0; Excel shows 1).
-    ints = _int_cells(cells_by_column) if len(cells_by_column[0] if cells_by_column else ()) <= INT_CELLS_MAX_ROWS else (set(), set())
+    ints = _int_cells(columns, cells_by_column) if len(cells_by_column[0] if cells_by_column else ()) <= INT_CELLS_MAX_ROWS else (set(), set())
     formats = {headers[col]: _number_format(c.kind) for col, c in enumerate(columns) if c.kind in NUM_FORMATS}
     formats.update({headers[col]: rx.Format().set_text_wrap().set_align("top") for col, c in enumerate(columns)
                     if c.wrap and c.kind == "text"})
@@ -266,21 +267,22 @@ def _sheet_data(sheet: Sheet) -> tuple[Any, dict[str, Any], tuple[set[str], set[
 INT_CELLS_MAX_ROWS = 50_000
 
 
-def _int_cells(cells_by_column: list[list[Any]]) -> tuple[set[str], set[str]]:
+def _int_cells(columns: list[Column], cells_by_column: list[list[Any]]) -> tuple[set[str], set[str]]:
     """The columns (letters) whose numbers are all Python ints, and the int cells (``"B7"``) of columns
     that mix them with floats. rust_xlsxwriter writes every number as ``<v>1.0</v>``, which openpyxl
     and other readers take for a float; ``_write_reproducible_zip`` writes these as ``<v>1</v>``."""
-    columns: set[str] = set()
+    letters: set[str] = set()
     cells: set[str] = set()
     for col, values in enumerate(cells_by_column):
-        if not any(type(v) is int for v in values):
+        # Only number kinds hold numbers (``_convert_column`` makes anything else text or a date).
+        if columns[col].kind not in _NUMBER_KINDS or not any(type(v) is int for v in values):
             continue
         letter = _column_letter(col)
         if not any(type(v) is float for v in values):
-            columns.add(letter)
+            letters.add(letter)
         else:
             cells.update(f"{letter}{row}" for row, v in enumerate(values, start=2) if type(v) is int)
-    return columns, cells
+    return letters, cells
 
 
 def _column_letter(col: int) -> str:
