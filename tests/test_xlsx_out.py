@@ -323,3 +323,18 @@ def test_a_package_too_big_for_a_plain_zip_is_written_by_zipfile(tmp_path, monke
     write_workbook(tmp_path / "zip64.xlsx", sheets())
     assert _members(tmp_path / "zip64.xlsx") == _members(tmp_path / "plain.xlsx")
     assert (tmp_path / "zip64.xlsx").read_bytes() != (tmp_path / "plain.xlsx").read_bytes()
+
+
+def test_whole_numbers_past_column_z_are_integer_cells(tmp_path):
+    # Column letters are matched whole: B's rewrite must not touch AB's floats, nor miss AB's ints.
+    columns = [Column(f"c{i}", kind="number") for i in range(28)]
+    rows = [[float(i) + 0.5 for i in range(28)] for _ in range(3)]
+    for row in rows:
+        row[1], row[27] = 5, 7  # B and AB: whole numbers
+    rows[0][26] = 9  # AA: one whole number among floats
+    path = tmp_path / "wide.xlsx"
+    write_workbook(path, [Sheet("s", columns, rows)])
+    got = list(openpyxl.load_workbook(path)["s"].iter_rows(min_row=2, values_only=True))
+    assert [type(v) for v in got[0]] == [float, int] + [float] * 24 + [int, int]
+    assert [type(v) for v in got[1]] == [float, int] + [float] * 25 + [int]
+    assert got[0][26] == 9 and got[1][26] == 26.5 and got[2][27] == 7
