@@ -287,3 +287,54 @@ def test_a_sheet_past_the_limit_keeps_whole_numbers_as_the_writer_wrote_them(tmp
     read = lambda name: [r[0] for r in openpyxl.load_workbook(tmp_path / name)["s"].iter_rows(min_row=2, values_only=True)]
     assert [type(v) for v in read("small.xlsx")] == [int, int]
     assert read("big.xlsx") == [1.0, 2.0, 3.0] and [type(v) for v in read("big.xlsx")] == [float] * 3
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as z:
+        assert z.testzip() is None  # every member's CRC matches its data
+        return {name: z.read(name) for name in z.namelist()}
+
+
+def test_package_is_a_valid_zip_whatever_member_is_copied_or_rewritten(tmp_path):
+    # Most members keep the bytes rust_xlsxwriter compressed; core.xml and the sheets with whole
+    # numbers are rewritten. Both kinds must read back, in any zip reader.
+    sheets = lambda: [Sheet("文本", [Column("x")], [[f"行{i}"] for i in range(2000)]),
+                      Sheet("整数", [Column("n", kind="int")], [[i] for i in range(2000)])]
+    path = tmp_path / "out.xlsx"
+    write_workbook(path, sheets(), title="标题")
+    members = _members(path)
+    assert list(members)[:2] == ["[Content_Types].xml", "_rels/.rels"]
+    assert b"<v>1999</v>" in members["xl/worksheets/sheet2.xml"]
+    wb = openpyxl.load_workbook(path)
+    assert [r[0] for r in wb["文本"].iter_rows(min_row=2, values_only=True)] == [f"行{i}" for i in range(2000)]
+    assert [r[0] for r in wb["整数"].iter_rows(min_row=2, values_only=True)] == list(range(2000))
+    assert wb.properties.title == "标题"
+    again = tmp_path / "again.xlsx"
+    write_workbook(again, sheets(), title="标题")
+    assert again.read_bytes() == path.read_bytes()
+
+
+def test_a_package_too_big_for_a_plain_zip_is_written_by_zipfile(tmp_path, monkeypatch):
+    # Past 4 GiB a zip needs ZIP64 records, which zipfile writes: the same content comes out.
+    import engine.xlsx_out as xlsx_out
+    sheets = lambda: [Sheet("任务", COLUMNS, sample_rows())]
+    write_workbook(tmp_path / "plain.xlsx", sheets())
+    monkeypatch.setattr(xlsx_out, "_ZIP32_LIMIT", 1000)
+    write_workbook(tmp_path / "zip64.xlsx", sheets())
+    assert _members(tmp_path / "zip64.xlsx") == _members(tmp_path / "plain.xlsx")
+    assert (tmp_path / "zip64.xlsx").read_bytes() != (tmp_path / "plain.xlsx").read_bytes()
+
+
+def test_whole_numbers_past_column_z_are_integer_cells(tmp_path):
+    # Column letters are matched whole: B's rewrite must not touch AB's floats, nor miss AB's ints.
+    columns = [Column(f"c{i}", kind="number") for i in range(28)]
+    rows = [[float(i) + 0.5 for i in range(28)] for _ in range(3)]
+    for row in rows:
+        row[1], row[27] = 5, 7  # B and AB: whole numbers
+    rows[0][26] = 9  # AA: one whole number among floats
+    path = tmp_path / "wide.xlsx"
+    write_workbook(path, [Sheet("s", columns, rows)])
+    got = list(openpyxl.load_workbook(path)["s"].iter_rows(min_row=2, values_only=True))
+    assert [type(v) for v in got[0]] == [float, int] + [float] * 24 + [int, int]
+    assert [type(v) for v in got[1]] == [float, int] + [float] * 25 + [int]
+    assert got[0][26] == 9 and got[1][26] == 26.5 and got[2][27] == 7
