@@ -223,44 +223,57 @@ def _order_window_names(windows: tuple[int, ...]) -> tuple[tuple[int, str, str, 
     return tuple((w, f"frequency_{w}d", f"monetary_{w}d", f"frequency_prev_{w}d", f"monetary_prev_{w}d") for w in windows)
 
 
-def _order_features(orders: Iterable[Order], as_of: date, windows: tuple[int, ...]) -> dict[str, Any]:
-    names = _order_window_names(windows)
+@lru_cache(maxsize=None)
+def _order_window_zeros(windows: tuple[int, ...]) -> dict[str, Any]:
+    """The window features of a customer without orders, in their order: copied per customer (never
+    modified itself), cheaper than setting each name."""
     f: dict[str, Any] = {}
-    for _, freq, money, freq_prev, money_prev in names:
+    for _, freq, money, freq_prev, money_prev in _order_window_names(windows):
         f[freq] = 0
         f[money] = 0.0
         f[freq_prev] = 0
         f[money_prev] = 0.0
-    count, total, first, last = 0, 0.0, None, None
+    return f
+
+
+def _order_features(orders: Iterable[Order], as_of: date, windows: tuple[int, ...]) -> dict[str, Any]:
+    names = _order_window_names(windows)
+    f = dict(_order_window_zeros(windows))
+    longest = 2 * max(windows, default=0)  # an older order is in no window (nor the one before it)
+    seen, count, total, first, last = False, 0, 0.0, None, None
     for o in orders:
         d = o.date
         if d > as_of:
             continue
+        seen = True
         amount = o.amount
         total += amount
         age = (as_of - d).days
         if amount < 0:  # a refund or correction row: it lowers spending, it is not a purchase
-            for w, _, money, _, money_prev in names:
-                if age < w:
-                    f[money] += amount
-                elif age < 2 * w:
-                    f[money_prev] += amount
+            if age < longest:
+                for w, _, money, _, money_prev in names:
+                    if age < w:
+                        f[money] += amount
+                    elif age < 2 * w:
+                        f[money_prev] += amount
             continue
         count += 1
         if first is None or d < first:
             first = d
         if last is None or d > last:
             last = d
-        for w, freq, money, freq_prev, money_prev in names:
-            if age < w:
-                f[freq] += 1
-                f[money] += amount
-            elif age < 2 * w:
-                f[freq_prev] += 1
-                f[money_prev] += amount
-    for _, _, money, _, money_prev in names:  # round money once, so sums do not show float noise
-        f[money] = round(f[money], 2)
-        f[money_prev] = round(f[money_prev], 2)
+        if age < longest:
+            for w, freq, money, freq_prev, money_prev in names:
+                if age < w:
+                    f[freq] += 1
+                    f[money] += amount
+                elif age < 2 * w:
+                    f[freq_prev] += 1
+                    f[money_prev] += amount
+    if seen:  # round money once, so sums do not show float noise (without orders every sum is 0.0)
+        for _, _, money, _, money_prev in names:
+            f[money] = round(f[money], 2)
+            f[money_prev] = round(f[money_prev], 2)
     f["order_count"] = count
     f["monetary_total"] = round(total, 2)
     f["first_order_date"] = first
@@ -276,6 +289,18 @@ def _interaction_window_names(windows: tuple[int, ...]) -> tuple[tuple[int, str,
                  for w in windows)
 
 
+@lru_cache(maxsize=None)
+def _interaction_window_zeros(windows: tuple[int, ...]) -> dict[str, int]:
+    """The window counts of a customer without interactions, in their order (copied per customer,
+    never modified itself)."""
+    return {name: 0 for _, total_name, by_type in _interaction_window_names(windows)
+            for name in (total_name, *by_type.values())}
+
+
+# (type key, last_<key>_date, days_since_last_<key>), formatted once.
+_LAST_NAMES = tuple((key, f"last_{key}_date", f"days_since_last_{key}") for key in INTERACTION_TYPE_KEYS.values())
+
+
 def is_open(i: Interaction, as_of: date, closed_statuses: frozenset[str] = CLOSED_STATUSES) -> bool:
     """Still open on the as-of day: not resolved by then (a resolved time after it had not happened
     yet, whatever the status says now), or, without a resolved time, not in a closing status."""
@@ -288,12 +313,8 @@ def _interaction_features(
     interactions: Iterable[Interaction], as_of: date, config: FeatureConfig
 ) -> dict[str, Any]:
     names = _interaction_window_names(config.windows_days)
-    f: dict[str, Any] = {}
-    keys = tuple(INTERACTION_TYPE_KEYS.values())
-    for _, total_name, by_type in names:
-        f[total_name] = 0
-        for name in by_type.values():
-            f[name] = 0
+    f = dict(_interaction_window_zeros(config.windows_days))
+    longest = max(config.windows_days, default=0)  # an older interaction is in no window
     last_by_key: dict[str, date] = {}
     count, last_contact, open_complaints, oldest_open = 0, None, 0, None
     last_complaint_time, last_complaint_category, last_complaint_id = None, None, None
@@ -301,7 +322,8 @@ def _interaction_features(
     sat_window = config.satisfaction_window_days
     sat_sum, sat_n, sat_min = 0, 0, None
     for i in interactions:
-        d = _day(i.time)
+        t = i.time
+        d = t.date() if isinstance(t, datetime) else t  # _day, inline: this loop runs per interaction
         if d > as_of:
             continue
         count += 1
@@ -309,24 +331,25 @@ def _interaction_features(
         if last_contact is None or d > last_contact:
             last_contact = d
         key = INTERACTION_TYPE_KEYS.get(i.type or "")
-        for w, total_name, by_type in names:
-            if age < w:
-                f[total_name] += 1
-                if key:
-                    f[by_type[key]] += 1
+        if age < longest:
+            for w, total_name, by_type in names:
+                if age < w:
+                    f[total_name] += 1
+                    if key:
+                        f[by_type[key]] += 1
         if key:
             prev = last_by_key.get(key)
             if prev is None or d > prev:
                 last_by_key[key] = d
-        if i.type in contact_types and (last_staff_contact is None or i.time > last_staff_contact):
-            last_staff_contact = i.time
+        if i.type in contact_types and (last_staff_contact is None or t > last_staff_contact):
+            last_staff_contact = t
         if key == "complaint":
             if is_open(i, as_of, config.closed_statuses):
                 open_complaints += 1
                 if oldest_open is None or d < oldest_open:
                     oldest_open = d
-            if last_complaint_time is None or i.time >= last_complaint_time:
-                last_complaint_time, last_complaint_category, last_complaint_id = i.time, i.category, i.interaction_id
+            if last_complaint_time is None or t >= last_complaint_time:
+                last_complaint_time, last_complaint_category, last_complaint_id = t, i.category, i.interaction_id
         if i.satisfaction is not None and age < sat_window:
             sat_sum += i.satisfaction
             sat_n += 1
@@ -334,10 +357,10 @@ def _interaction_features(
     f["interaction_count"] = count
     f["last_contact_date"] = last_contact
     f["days_since_last_contact"] = (as_of - last_contact).days if last_contact else None
-    for key in keys:
+    for key, last_name, since_name in _LAST_NAMES:
         last = last_by_key.get(key)
-        f[f"last_{key}_date"] = last
-        f[f"days_since_last_{key}"] = (as_of - last).days if last else None
+        f[last_name] = last
+        f[since_name] = (as_of - last).days if last else None
     revisit = max((d for d in (last_by_key.get("follow_up"), last_by_key.get("visit")) if d), default=None)
     f["last_revisit_date"] = revisit
     f["days_since_last_revisit"] = (as_of - revisit).days if revisit else None

@@ -202,16 +202,14 @@ class BatchEvaluator:
                     firings.extend(out.firings)
                     task_count += len(out.tasks)
                     message_count += len(out.messages)
-                for hit in evaluator.run_stage(stage_index, features):
-                    rule, rs = hit.rule, hit.ruleset
-                    firing = Firing(cid, rs.stage, rs.policy_id, rule.rule_id, rule.source, hit.inputs, note=hit.note)
+                for rs, rule, inputs, note in evaluator.fire(stage_index, features):
                     shared = tag_outputs.get(rule.rule_id)
                     if shared is not None:
                         # Rules that only set tags or scores log the same outputs for every customer:
                         # one shared, never-modified list instead of a million equal ones.
-                        firing.outputs = shared
-                        firings.append(firing)
+                        firings.append(Firing(cid, rs.stage, rs.policy_id, rule.rule_id, rule.source, inputs, shared, note=note))
                         continue
+                    firing = Firing(cid, rs.stage, rs.policy_id, rule.rule_id, rule.source, inputs, note=note)
                     for out in rule.outputs:
                         if type(out) is SetTag:
                             firing.outputs.append({"set": {out.name: out.value}})
