@@ -151,6 +151,20 @@ def _format_float(v: float) -> str:
     return repr(v)
 
 
+class _Memo(dict):
+    """A converter's value for each distinct cell, computed when the cell is first looked up."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Any], Any]):
+        super().__init__()
+        self.fn = fn
+
+    def __missing__(self, v: Any) -> Any:
+        out = self[v] = self.fn(v)
+        return out
+
+
 class Coercer:
     """The per-type converters, bound to the empty/yes/no spellings of one ``columns.yaml``.
 
@@ -498,21 +512,22 @@ class Coercer:
         if any cell is bad.
 
         Columns with few distinct values (channels, statuses, yes/no flags, ratings, staff names, and
-        customer ids in interaction/order exports, which repeat) convert each distinct value once and
-        look the rest up: several times faster than a call per cell. A small sample decides whether that
-        is worth building the set of distinct values.
+        customer ids in interaction/order exports, which repeat) convert each distinct value once, on
+        its first occurrence, and look the rest up: one dict lookup per cell, about twice as fast as a
+        call per cell (a set of the distinct values built first cost a second hash pass over the
+        column). A small sample decides whether that is worth it.
         """
         n = len(raw)
         if n >= 64:
             sample = raw[:: max(1, n // 256)]
             if len(set(sample)) * 4 <= len(sample):
-                distinct = set(raw)
-                # Worth it only when values repeat a lot (measured: at 1 distinct value in 2 the set and
-                # dict cost more than they save). True == 1 == 1.0 share one set entry but may convert
-                # differently ("TRUE" vs "1"), so a column with Excel booleans in it gets no memo.
-                if len(distinct) * 8 <= n and not any(type(v) is bool for v in distinct):
-                    memo = {v: fn(v) for v in distinct}
-                    return list(map(memo.__getitem__, raw))
+                memo = _Memo(fn)
+                out = list(map(memo.__getitem__, raw))
+                # True == 1 == 1.0 share one entry but may convert differently ("TRUE" vs "1"): a column
+                # with Excel booleans and such an entry is converted cell by cell after all.
+                if any(k in (0, 1) and type(k) in (bool, int, float) for k in memo) and bool in set(map(type, raw)):
+                    return list(map(fn, raw))
+                return out
         return list(map(fn, raw))
 
     # -- text parsing (slow paths) --------------------------------------------------------------

@@ -5,6 +5,8 @@ traced back to a cell an auditor can open.
 """
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -18,6 +20,20 @@ class SourceRow:
 
     def __str__(self) -> str:
         return f"{self.file}, sheet {self.sheet}, row {self.row}"
+
+
+def source_rows(n: int, files: Iterable[str], sheets: Iterable[str], rows: Iterable[int]) -> list[SourceRow]:
+    """``n`` ``SourceRow(file, sheet, row)``, one per value of the three, built at C speed.
+
+    SourceRow is a frozen dataclass whose ``__init__`` costs ~1.2 µs (frozen assignment goes through
+    ``object.__setattr__``); for a million rows that is a second. Setting the slots directly through
+    their descriptors gives the same objects (equal, same hash) at less than half the cost.
+    """
+    objs = list(map(SourceRow.__new__, [SourceRow] * n))
+    deque(map(SourceRow.file.__set__, objs, files), 0)
+    deque(map(SourceRow.sheet.__set__, objs, sheets), 0)
+    deque(map(SourceRow.row.__set__, objs, rows), 0)
+    return objs
 
 
 @dataclass(slots=True)

@@ -15,9 +15,10 @@ need is sent to them through a pipe, packed as plain tuples (engine.transfer), i
   guards, then guards.xlsx, customers.xlsx and tasks/*.xlsx while the main process writes the others.
 
 Either way the files are byte-identical to those of one process doing everything
-(tests/test_parallel.py). At 100,000 customers on a quiet machine handing over the facts takes
-~3 s, evaluating ~12 s instead of ~24 s and writing ~8 s instead of ~18 s; the whole run peaks at
-~1.6–1.7 GiB PSS (bench/).
+(tests/test_parallel.py). At 100,000 customers on a quiet machine evaluating takes ~12 s instead of
+~24 s and writing ~8 s instead of ~18 s; the whole run peaks at ~1.6–1.7 GiB PSS (bench/). Handing
+over the facts costs this process ~0.9 CPU-s to pack and pickle (engine.transfer: columns, dates and
+datetimes encoded; ~1.7 s as tuples of objects).
 
 CRM_ENGINE_PROCESSES: unset (auto) uses the helpers on Linux when two cores are there, no other
 thread runs and the inbox is large enough to gain from them; ``1`` keeps everything in one

@@ -3,7 +3,7 @@ states and errors, after a real pickle round trip."""
 from __future__ import annotations
 
 import pickle
-from datetime import date
+from datetime import date, datetime, timezone
 
 import pytest
 
@@ -12,6 +12,7 @@ from engine.calendar import CalendarCoverageError
 from engine.errors import InputError, Location, PolicyError, Problem
 from engine.readers import load_columns, read_inbox
 from engine.run import evaluate_dataset
+from engine.model import Customer, Interaction, Order, SourceRow
 from engine.transfer import DECISION_KINDS, drain_decisions, pack_facts, unpack_part, unpack_facts
 from engine.validate import load_checked_policies
 
@@ -30,6 +31,22 @@ def test_facts_arrive_equal_with_their_source_rows(sample):
     assert customers == sample.customers and interactions == sample.interactions and orders == sample.orders
     assert str(interactions[0].source) == str(sample.interactions[0].source)  # e.g. "interactions.xlsx, sheet 互动记录, row 2"
     assert customers[0] is not sample.customers[0]
+
+
+def test_dates_and_times_arrive_exactly():
+    """Date and datetime columns travel encoded: None, microseconds, fold and time zones come back as they were."""
+    here = SourceRow("互动.xlsx", "Sheet1", 2)
+    times = [datetime(2026, 11, 18, 9, 30), datetime(1990, 9, 16, 1, 30, 0, 7, fold=1), datetime(2026, 1, 1, 0, 0)]
+    interactions = [Interaction(f"I{i}", "C1", t, SourceRow(here.file, here.sheet, i + 2), first_response_time=r)
+                    for i, (t, r) in enumerate(zip(times, [None, times[0], None]))]
+    aware = [Interaction("I9", "C1", datetime(2026, 11, 18, 1, 30, tzinfo=timezone.utc), here)]  # never read so; kept anyway
+    customers = [Customer("C1", here, birthday=date(1985, 5, 17)), Customer("C2", here)]
+    orders = [Order("O1", "C1", date(2026, 11, 1), 12.5, here)]
+    got = unpack_facts(_round_trip(pack_facts(customers, interactions + aware, orders)))
+    assert got == (customers, interactions + aware, orders)
+    assert [i.time.fold for i in got[1]] == [0, 1, 0, 0]
+    assert got[1][-1].time.tzinfo is timezone.utc
+    assert type(got[0][0].birthday) is date and got[0][1].birthday is None
 
 
 def test_decisions_arrive_equal_in_parts_and_in_order(sample):
