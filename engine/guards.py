@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from itertools import chain
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -694,8 +695,9 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
 
     # 2. dedupe: against other runs (ledger), then within this run.
     # Every key an earlier row of the same item may have (``_same_item_keys``, ``_earlier_period_keys``).
-    wanted = [("task", k) for t in tasks for k in (*_same_item_keys(t), *_earlier_period_keys(t))]
-    wanted += [("message", k) for m in messages for k in (*_same_item_keys(m), *_earlier_period_keys(m))]
+    # Made as the ledger takes them (not at all when it has no history: a first run).
+    wanted = chain((("task", k) for t in tasks for k in (*_same_item_keys(t), *_earlier_period_keys(t))),
+                   (("message", k) for m in messages for k in (*_same_item_keys(m), *_earlier_period_keys(m))))
     earlier = ledger.issued_among(wanted, for_run=run_id) if ledger is not None else {}
     seen: set[tuple[str, str]] = set()
     already: dict[tuple[str, datetime], str] = {}  # the reason's start, once per earlier run
@@ -763,7 +765,7 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     if gapped and ledger is not None:
         today = _local(moment, tz).date()
         widest = max(x.min_gap.days for x, _ in gapped)
-        wanted = {(kind, x.customer_id, rule_id) for x, kind in gapped for rule_id in x.min_gap.rules}
+        wanted = ((kind, x.customer_id, rule_id) for x, kind in gapped for rule_id in x.min_gap.rules)  # as above
         latest = ledger.latest_issues(wanted, today - timedelta(days=widest - 1), today, for_run=run_id)
         held: set[int] = set()
         for x, kind in gapped:

@@ -384,15 +384,19 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
             else:  # written now: their rows need not be held until the other files are written
                 write_workbooks(folder.path, stage_files)
             del stage_files
-            customers_by_id = {c.customer_id: c for c in dataset.customers}
-            guards = guard_evaluation(guard_policy, ledger, customers_by_id, evaluation,
-                                      send_from(options.as_of, options.as_of_time), run_id, policyset.organization)
-            # 上次派发 and 第几次 of the task sheets: read before this run's rows are staged.
-            history = ledger.task_history({(t.rule_id, t.customer_id): None for t in evaluation.tasks}, as_of_time, run_id,
-                                          formerly={t.rule_id: t.formerly for t in evaluation.tasks if t.formerly})
-            # The 仍待处理 page: the earlier task each still-open one is (one query, as the history).
-            open_work = still_open_work(guards.still_open, ledger, options.as_of, run_id,
-                                        staff_contacts(evaluation.customer_rows, guards.still_open))
+            # The guards build 100,000s of objects without reference cycles, kept to the end of the run, and
+            # the writers below many short-lived ones: the cyclic collector would only rescan them (~1.5 s
+            # at 100,000 customers). Reference counting frees the short-lived ones as usual.
+            with gc_paused(freeze=True):
+                customers_by_id = {c.customer_id: c for c in dataset.customers}
+                guards = guard_evaluation(guard_policy, ledger, customers_by_id, evaluation,
+                                          send_from(options.as_of, options.as_of_time), run_id, policyset.organization)
+                # 上次派发 and 第几次 of the task sheets: read before this run's rows are staged.
+                history = ledger.task_history({(t.rule_id, t.customer_id): None for t in evaluation.tasks}, as_of_time, run_id,
+                                              formerly={t.rule_id: t.formerly for t in evaluation.tasks if t.formerly})
+                # The 仍待处理 page: the earlier task each still-open one is (one query, as the history).
+                open_work = still_open_work(guards.still_open, ledger, options.as_of, run_id,
+                                            staff_contacts(evaluation.customer_rows, guards.still_open))
             say("发送保护已检查，写入结果文件 …")
             # The ledger rows are written in a transaction committed only once the run folder is in
             # place: a crash before leaves nothing issued, and a ledger error stops the run before its
@@ -400,9 +404,10 @@ def _run_batch(options: RunOptions, progress: Callable[[str], None] | None, clea
             # of the GIL); in one process, after them (its page cache would add to the memory peak).
             if writer is not None:
                 staged = recorder.submit(ledger.stage, run_id, as_of_time, evaluation.tasks, evaluation.messages, guards.recalled)
-            counts = _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts,
-                                       evaluation, guards, input_files, used_templates, run_id, as_of_time, ledger_path,
-                                       writer, warnings, customers_by_id, history, open_work)
+            with gc_paused():
+                counts = _write_run_folder(folder, options, policies, templates, policyset, columns_path, dataset, fact_counts,
+                                           evaluation, guards, input_files, used_templates, run_id, as_of_time, ledger_path,
+                                           writer, warnings, customers_by_id, history, open_work)
             if staged is not None:
                 staged.result()
             else:
