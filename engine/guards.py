@@ -989,8 +989,13 @@ def annotate_firings(firings: Iterable[Firing], suppressed: Iterable[Suppression
     for firing in firings:
         for output in firing.outputs:
             # Most outputs set a tag: two lookups tell them apart (a million firings at 100,000 customers).
-            kind = "task" if "task" in output else "message" if "message" in output else None
-            detail = output[kind] if kind is not None else None
+            if "task" in output:
+                kind = "task"
+            elif "message" in output:
+                kind = "message"
+            else:
+                continue
+            detail = output[kind]
             if not isinstance(detail, dict) or not detail.get("key"):
                 continue
             verdict = verdicts.get((kind, detail["key"]))
