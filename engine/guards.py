@@ -705,6 +705,8 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
 
     def issued_before(item: Task | Message, kind: str) -> tuple[tuple[str, datetime], str] | None:
         """(run id, issued at) and the key of the ledger row that already holds ``item``, or None."""
+        if not earlier:  # nothing issued before (a first run): no keys to make and try
+            return None
         for key in _same_item_keys(item):
             found = earlier.get((kind, key))
             if found is not None:
