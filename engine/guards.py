@@ -52,9 +52,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from itertools import chain
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from itertools import chain
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

@@ -542,9 +542,9 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     counts that go into the manifest."""
     out = folder.path
     # Files made of plain lists: the writer helper, if there is one, writes them while this process
-    # writes the others (at 100,000 customers ~8 s each way: guards.xlsx 1 s, customers.xlsx 4 s and
-    # tasks 3 s there; decision-log summary 2 s, decisions.jsonl 2 s, messages 1.5 s, audit.xlsx
-    # 1 s and report.html 0.5 s here). sla.xlsx (2 s) was written there already.
+    # writes the others (at 100,000 customers: guards.xlsx 1 s, customers.xlsx 4 s and tasks 3 s there;
+    # decision-log summary 1 s, decisions.jsonl 1.3 s, messages 0.7 s, audit.xlsx 0.6 s and report.html
+    # 0.4 s here, CPU). sla.xlsx (2 s) was written there already.
     columns = customer_columns(policyset)
     open_tasks, origins = open_work
     listed = {"rows": customer_table(evaluation.customer_rows, columns), "columns": columns, "tasks": evaluation.tasks,
@@ -587,7 +587,7 @@ def _write_run_folder(folder, options, policies, templates, policyset, columns_p
     # auditor reads them here and in report.html, long after the console is gone.
     manifest["warnings"] = [w.to_dict() for w in warnings]
     # What audit.xlsx and report.html show about the decision log, gathered once for both (at 100k
-    # customers ~2 s for 1.1M firings; each file on its own would take as long again).
+    # customers ~1 s for 1.1M firings; each file on its own would take as long again).
     firing_summary = summarize_firings(evaluation.firings, policyset)
     write_messages(out, evaluation.messages, policyset.organization.channels)
     write_recalls(out, guards.recalled)
