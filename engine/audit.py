@@ -140,7 +140,11 @@ class _RuleFirings:
 
     source: str  # of the first firing
     classification: bool  # a rule of the classification stage
-    customers: set = field(default_factory=set)
+    # Distinct customers, counted as the customer id changes: exact while each rule's firings come by
+    # customer id (``in_order``), as a run's do; a set of a million ids cost ~0.3 s and ~40 MB.
+    customers: int = 0
+    last_customer: Any = None
+    in_order: bool = True
     suppressed_by: list = field(default_factory=list)  # of the firings a guard held back
     # Runs of firings in a row with the same outputs list (a tag-only rule's firings all share one):
     # each run's list and its length. Two flat lists rather than a pair per run, as a large run has
@@ -155,9 +159,8 @@ def summarize_firings(firings: list[Firing], policyset: Any = None) -> FiringSum
     by_rule_key, tag_names = _gather_by_rule(firings)
     stats = _rule_entries(policyset)
     by_rule_id = {key[1]: key for key in stats if key[0] == ""}
-    # Customer ids per rule only until they are counted: the summary is kept while every file of the
-    # run is written, and a large run's sets hold a million ids (~40 MB).
-    customers: dict[tuple[str, str], set] = {}
+    customers: dict[tuple[str, str], int] = {}
+    recount: set[tuple[str, str]] = set()  # rules whose customers _gather_by_rule could not count
     labels_of: dict[Any, list[str]] = {}
     sla_status: dict[str, Counter] = {"first_response": Counter(), "resolution": Counter()}
     sla_tracked = 0
@@ -176,10 +179,9 @@ def summarize_firings(firings: list[Firing], policyset: Any = None) -> FiringSum
             stats[key] = s
         fired = sum(entry.run_lengths)
         s.fired += fired
-        if key in customers:  # the same rule id in two stages
-            customers[key] |= entry.customers
-        else:
-            customers[key] = entry.customers
+        if key in customers or not entry.in_order:  # the same rule id in two stages, or out of order
+            recount.add(key)
+        customers[key] = entry.customers
         s.suppressed += len(entry.suppressed_by)
         by_rule[f"{rule_id}（{STAGE_LABELS.get(stage, stage)}）"] += fired
         for suppressed_by in entry.suppressed_by:
@@ -195,8 +197,9 @@ def summarize_firings(firings: list[Firing], policyset: Any = None) -> FiringSum
                         for clock, counter in sla_status.items():
                             if out["sla"].get(clock):
                                 counter[out["sla"][clock].get("status")] += n
-    for key, ids in customers.items():
-        stats[key].customers = len(ids)
+    customers.update(_distinct_customers(firings, recount) if recount else {})
+    for key, n in customers.items():
+        stats[key].customers = n
     order = {stage: i for i, stage in enumerate(STAGES)}
     # Stage order; within a stage, evaluation order of the policy set, then ids as first seen in the log.
     rules = sorted(stats.values(), key=lambda s: order.get(s.stage, 9))
@@ -205,8 +208,9 @@ def summarize_firings(firings: list[Firing], policyset: Any = None) -> FiringSum
 
 def _gather_by_rule(firings: list[Firing]) -> tuple[dict[tuple[str, str, str], _RuleFirings], dict[str, None]]:
     """The firings by (policy id, rule id, stage), in order of first firing, and the classification
-    tags set with text or yes/no values, in order of first use. The only loop over every firing:
-    with a million of them, each a separate object in memory, every pass costs (~0.3 s)."""
+    tags set with text or yes/no values, in order of first use. The only loop over every firing (but
+    for a rule out of customer order: ``_distinct_customers``): with a million of them, each a
+    separate object in memory, every pass costs (~0.3 s)."""
     by_rule_key: dict[tuple[str, str, str], _RuleFirings] = {}
     tag_names: dict[str, None] = {}
     for f in firings:
@@ -214,7 +218,12 @@ def _gather_by_rule(firings: list[Firing]) -> tuple[dict[tuple[str, str, str], _
         entry = by_rule_key.get(key)
         if entry is None:
             entry = by_rule_key[key] = _RuleFirings(f.source, f.stage == "classification")
-        entry.customers.add(f.customer_id)
+        customer_id = f.customer_id
+        if customer_id != entry.last_customer or not entry.customers:
+            if entry.customers and customer_id < entry.last_customer:
+                entry.in_order = False
+            entry.customers += 1
+            entry.last_customer = customer_id
         if f.suppressed_by:
             entry.suppressed_by.append(f.suppressed_by)
         outputs = f.outputs
@@ -229,6 +238,17 @@ def _gather_by_rule(firings: list[Firing]) -> tuple[dict[tuple[str, str, str], _
                     if isinstance(value, (str, bool)):
                         tag_names.setdefault(name, None)
     return by_rule_key, tag_names
+
+
+def _distinct_customers(firings: list[Firing], keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """How many distinct customers each (policy id, rule id) of ``keys`` fired for, by a set of ids: for
+    the rules ``_gather_by_rule`` could not count (out of customer order, or in two stages)."""
+    ids: dict[tuple[str, str], set] = {key: set() for key in keys}
+    for f in firings:
+        found = ids.get((f.policy_id, f.rule_id))
+        if found is not None:
+            found.add(f.customer_id)
+    return {key: len(found) for key, found in ids.items()}
 
 
 def _rule_entries(policyset: Any) -> dict[tuple[str, str], RuleStats]:
@@ -501,10 +521,8 @@ def report_data(manifest: dict[str, Any], evaluation: Any, summary: FiringSummar
     sections: list[dict[str, Any]] = []
 
     headers = column_headers()
-    tag_counts = {tag: Counter() for tag in summary.classification_tags}
-    for r in rows:  # one pass for all tags: a large run has 100,000 rows, each a dict of its own
-        for tag, counter in tag_counts.items():
-            counter[_text(r.get(tag))] += 1
+    # Tag by tag, counted by Counter (in C): a large run has 100,000 rows (0.17 -> 0.09 s for its 8 tags).
+    tag_counts = {tag: Counter(map(_text, [r.get(tag) for r in rows])) for tag in summary.classification_tags}
     class_charts = []
     for tag, counter in tag_counts.items():
         if len(counter) <= MAX_CATEGORIES:

@@ -54,6 +54,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from itertools import chain
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -694,8 +695,9 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
 
     # 2. dedupe: against other runs (ledger), then within this run.
     # Every key an earlier row of the same item may have (``_same_item_keys``, ``_earlier_period_keys``).
-    wanted = [("task", k) for t in tasks for k in (*_same_item_keys(t), *_earlier_period_keys(t))]
-    wanted += [("message", k) for m in messages for k in (*_same_item_keys(m), *_earlier_period_keys(m))]
+    # Made as the ledger takes them (not at all when it has no history: a first run).
+    wanted = chain((("task", k) for t in tasks for k in (*_same_item_keys(t), *_earlier_period_keys(t))),
+                   (("message", k) for m in messages for k in (*_same_item_keys(m), *_earlier_period_keys(m))))
     earlier = ledger.issued_among(wanted, for_run=run_id) if ledger is not None else {}
     seen: set[tuple[str, str]] = set()
     already: dict[tuple[str, datetime], str] = {}  # the reason's start, once per earlier run
@@ -703,6 +705,8 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
 
     def issued_before(item: Task | Message, kind: str) -> tuple[tuple[str, datetime], str] | None:
         """(run id, issued at) and the key of the ledger row that already holds ``item``, or None."""
+        if not earlier:  # nothing issued before (a first run): no keys to make and try
+            return None
         for key in _same_item_keys(item):
             found = earlier.get((kind, key))
             if found is not None:
@@ -763,7 +767,7 @@ def apply_guards(policy: GuardPolicy, ledger: Ledger | None, customers_by_id: Ma
     if gapped and ledger is not None:
         today = _local(moment, tz).date()
         widest = max(x.min_gap.days for x, _ in gapped)
-        wanted = {(kind, x.customer_id, rule_id) for x, kind in gapped for rule_id in x.min_gap.rules}
+        wanted = ((kind, x.customer_id, rule_id) for x, kind in gapped for rule_id in x.min_gap.rules)  # as above
         latest = ledger.latest_issues(wanted, today - timedelta(days=widest - 1), today, for_run=run_id)
         held: set[int] = set()
         for x, kind in gapped:
@@ -987,8 +991,13 @@ def annotate_firings(firings: Iterable[Firing], suppressed: Iterable[Suppression
     for firing in firings:
         for output in firing.outputs:
             # Most outputs set a tag: two lookups tell them apart (a million firings at 100,000 customers).
-            kind = "task" if "task" in output else "message" if "message" in output else None
-            detail = output[kind] if kind is not None else None
+            if "task" in output:
+                kind = "task"
+            elif "message" in output:
+                kind = "message"
+            else:
+                continue
+            detail = output[kind]
             if not isinstance(detail, dict) or not detail.get("key"):
                 continue
             verdict = verdicts.get((kind, detail["key"]))

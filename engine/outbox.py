@@ -279,11 +279,14 @@ _JSONL_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_APP
 def write_jsonl(path: Path, records: Iterable[Any]) -> int:
     """JSON Lines: one compact object per line, sorted keys, UTF-8. Records are streamed; returns
     how many were written. orjson does the encoding: the decision log of a large run holds millions
-    of records, and the standard library's encoder was the slowest part of writing it."""
+    of records, and the standard library's encoder was the slowest part of writing it. A 1 MiB buffer:
+    with the default 8 KiB, writing its 330 MB (100,000 customers) took 40,000 system calls (~0.3 s)."""
     count = 0
-    with open(path, "wb") as f:
+    dumps = orjson.dumps
+    with open(path, "wb", buffering=1 << 20) as f:
+        write = f.write
         for record in records:
-            f.write(orjson.dumps(record, default=_json_default, option=_JSONL_OPTIONS))
+            write(dumps(record, default=_json_default, option=_JSONL_OPTIONS))
             count += 1
     return count
 

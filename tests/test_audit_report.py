@@ -399,3 +399,16 @@ def test_counts_in_the_run_files_are_whole_numbers_and_the_manifest_rows_are_nam
     sheet = openpyxl.load_workbook(sorted((folder / "tasks").iterdir())[0], read_only=True).worksheets[0]
     tasks = list(sheet.iter_rows(values_only=True))
     assert tasks[1:] and all(type(r[tasks[0].index("第几次")]) is int for r in tasks[1:])
+
+
+def test_rule_summary_counts_customers_in_any_firing_order():
+    """A rule's 客户数 is its distinct customers: counted as the customer id changes while firings come by
+    customer (a run's), and by set otherwise: out of order, or the same rule id in two stages."""
+    def firing(customer: str, rule: str = "R1", stage: str = "care") -> Firing:
+        return Firing(customer, stage, "p", rule, "care.yaml:1:1", {}, [{"set": {"t": "x"}}])
+
+    in_order = [firing("C1"), firing("C1"), firing("C2"), firing("C3", "R2"), firing("C3")]
+    shuffled = [firing("C2"), firing("C1"), firing("C2"), firing("C1"), firing("C3", "R2")]
+    two_stages = [firing("C1"), firing("C2"), firing("C1", stage="churn"), firing("C3", stage="churn")]
+    for firings, expected in ((in_order, {"R1": 3, "R2": 1}), (shuffled, {"R1": 2, "R2": 1}), (two_stages, {"R1": 3})):
+        assert {s.rule_id: s.customers for s in rule_summary(firings)} == expected
