@@ -9,7 +9,8 @@ Design notes (see docs/calendar.md for the user-facing description):
 * All arithmetic runs on integer microseconds since the Unix epoch (UTC), so results are exact and
   time-zone offsets are applied only when a local working period is turned into an instant.
 * Each local date is resolved once into its working periods (``_Day``) and cached; whole days are
-  then skipped with one subtraction each, which keeps 100,000 SLA computations fast.
+  then skipped with one subtraction each, and the n-th working date after a date (``3d``) is
+  counted once per date and n, which keeps 100,000 SLA computations fast.
 * Public holidays and adjusted working days (调休) come from ``declared_holidays`` in the file when it
   declares the year, else from the ``chinesecalendar`` package. A year covered by neither raises
   ``CalendarCoverageError``; with ``on_uncovered_year: statutory`` it uses the statutory holidays
@@ -309,6 +310,10 @@ class BusinessCalendar:
         self.warnings: list[Problem] = []
         self._warned_years: set[int] = set()
         self._days: dict[date, _Day] = {}
+        # (local date, n) -> the n-th working date after it (``_add_working_days``). Kept only for scans
+        # that finished, so every day in between is already in ``_days``: a hit skips nothing that
+        # could have raised or warned.
+        self._nth_working_day: dict[tuple[date, int], date] = {}
 
     def __repr__(self) -> str:
         return f"BusinessCalendar({self.name!r}, {self.tz.key})"
@@ -544,9 +549,10 @@ class BusinessCalendar:
             )
         )
 
-    def _normalize(self, t: int) -> int:
-        """The first working instant at or after ``t``."""
-        d = self._local_date(t)
+    def _normalize(self, t: int, d: date | None = None) -> int:
+        """The first working instant at or after ``t`` (``d``: ``t``'s local date, when known)."""
+        if d is None:
+            d = self._local_date(t)
         for _ in range(_MAX_SCAN_DAYS):
             for s, e in self._day(d).periods:
                 if e > t:
@@ -573,19 +579,31 @@ class BusinessCalendar:
         raise self._scan_limit_error()
 
     def _add_working_days(self, t: int, days: int) -> int:
-        t0 = self._normalize(t)
-        d = self._local_date(t0)
+        d = self._local_date(t)
+        t0 = self._normalize(t, d)
+        if t0 != t:  # moved on to a later working period: the local date of that
+            d = self._local_date(t0)
         # Working time already elapsed in the start day before t0: the position to keep.
-        offset = sum(min(e, t0) - s for s, e in self._day(d).periods if s < t0)
-        for _ in range(_MAX_SCAN_DAYS):
-            if days == 0:
-                break
-            d += _ONE_DAY
-            if self._day(d).total:
-                days -= 1
-        else:
-            raise self._scan_limit_error()
-        periods = self._day(d).periods
+        offset = 0
+        for s, e in self._day(d).periods:
+            if s >= t0:
+                break  # (periods are ascending: none after this one started before t0)
+            offset += min(e, t0) - s
+        # The days-th working date after d: SLA targets are a few day counts, tickets a few hundred
+        # dates, so the day-by-day scan runs once per (date, count).
+        target = self._nth_working_day.get((d, days))
+        if target is None:
+            target, left = d, days
+            for _ in range(_MAX_SCAN_DAYS):
+                if left == 0:
+                    break
+                target += _ONE_DAY
+                if self._day(target).total:
+                    left -= 1
+            else:
+                raise self._scan_limit_error()
+            self._nth_working_day[(d, days)] = target
+        periods = self._day(target).periods
         for s, e in periods:
             if offset < e - s:
                 return s + offset

@@ -128,6 +128,43 @@ class MessageEnvironment(ImmutableSandboxedEnvironment):
         self.filters.update(FILTERS)
         self._compiled: dict[str, _Compiled] = {}
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``customer.name``, ``params.offer``: the sandbox's lookup, without its detour for the
+        mappings templates get. For a plain ``dict`` or ``ChainMap`` and a name that is not one of
+        the type's attributes, the sandbox's ``getattr(obj, name)`` can only raise AttributeError, and
+        it then looks the name up as a key; that is done here directly, with the same result (the
+        value, or the same undefined naming the same object). Everything else - ``customer.get``,
+        other types - goes through the sandbox unchanged. Saves a raised AttributeError per field
+        read, and for a feature a KeyError from the contact fields in front of it."""
+        kind = type(obj)
+        if type(attribute) is not str:  # (the attr filter can pass anything: the sandbox says what)
+            return super().getattr(obj, attribute)
+        if kind is ChainMap and attribute not in _CHAINMAP_ATTRIBUTES:
+            try:
+                for mapping in obj.maps:  # as ChainMap.__getitem__: the first mapping that has it
+                    if type(mapping) is dict:
+                        if attribute in mapping:
+                            return mapping[attribute]
+                    else:
+                        try:
+                            return mapping[attribute]
+                        except KeyError:
+                            pass
+            except (TypeError, LookupError):  # what the sandbox catches around obj[attribute]
+                pass
+            return self.undefined(obj=obj, name=attribute)
+        if kind is dict and attribute not in _DICT_ATTRIBUTES:
+            if attribute in obj:
+                return obj[attribute]
+            return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
+# What getattr() finds on a plain dict or a ChainMap (methods, ``maps``): those names still go
+# through the sandbox's checks.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+_CHAINMAP_ATTRIBUTES = frozenset(dir(ChainMap)) | {"maps"}
+
 
 def _none_as_empty(value: Any) -> Any:
     return "" if value is None else value

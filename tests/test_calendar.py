@@ -692,6 +692,7 @@ def _plain_twin(calendar: BusinessCalendar) -> BusinessCalendar:
     twin = copy.copy(calendar)
     twin.__class__ = _PlainConversions
     twin._days, twin.warnings, twin._warned_years = {}, [], set()  # its own day cache, built anew
+    twin._nth_working_day = {}
     return twin
 
 
@@ -848,3 +849,32 @@ def test_the_year_ahead_warning_says_from_which_run_date_runs_stop(tmp_path: Pat
     edit(policy_copy / "calendar.yaml", "on_uncovered_year: error", "on_uncovered_year: statutory")
     statutory = CliRunner().invoke(main, ["validate", "--policies", str(policy_copy), "--as-of", "2026-12-01"])
     assert "[calendar-year-ahead]" in statutory.output and "大约从" not in statutory.output
+
+
+def test_working_day_counts_kept_per_date_give_what_a_fresh_calendar_gives(calendars, tmp_path):
+    """``add`` keeps the n-th working date after each date it counted from: every start of a
+    fortnight across the National Day and Spring Festival holidays, at every quarter hour, gives on
+    the warm calendar what a calendar of its own, with nothing kept, gives."""
+    warm = load_calendars(REPO / "policies" / "calendar.yaml")["standard"]
+    durations = [parse_duration(text) for text in ("1d", "3d", "2d4h", "10d")]
+    for first in (datetime(2025, 9, 26), datetime(2026, 2, 10)):
+        for quarter in range(0, 14 * 96, 7):
+            start = first + quarter * 15 * timedelta(minutes=1)
+            for duration in durations:
+                cold = load_calendars(REPO / "policies" / "calendar.yaml")["standard"] if quarter % 91 == 0 else None
+                got = warm.add(start, duration)
+                assert got == (cold or _plain_twin(warm)).add(start, duration)
+
+
+def test_a_count_that_failed_is_not_kept(tmp_path):
+    """A count reaching a year without holiday data raises each time (nothing kept from the failed
+    scan); in warn mode the one warning is still given, and the kept count gives the same date."""
+    cal = company(tmp_path)
+    for _ in range(2):
+        with pytest.raises(CalendarCoverageError):
+            cal.add(datetime(2026, 12, 28, 10, 0), parse_duration("5d"))
+    assert cal.add(datetime(2026, 12, 28, 10, 0), parse_duration("3d")) == datetime(2026, 12, 31, 10, 0)
+    soft = company(tmp_path, on_uncovered="warn")
+    assert soft.add(datetime(2026, 12, 28, 10, 0), parse_duration("5d")) == datetime(2027, 1, 4, 10, 0)
+    assert soft.add(datetime(2026, 12, 28, 11, 0), parse_duration("5d")) == datetime(2027, 1, 4, 11, 0)
+    assert len(soft.warnings) == 1

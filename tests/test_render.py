@@ -331,3 +331,50 @@ def test_member_day_gives_its_date_and_no_word_the_send_day_could_make_wrong(env
     # A rule's params.date still wins over the computed day.
     fixed = render_message(env, "messages/wechat/member_day.txt", sample_context(date=date(2026, 11, 28))).body
     assert "本月会员日是11月28日" in fixed
+
+
+class _Features(dict):
+    """A dict subclass with __missing__: ChainMap and the sandbox must still see it as they did."""
+
+    def __missing__(self, key):
+        if key == "computed":
+            return "from __missing__"
+        raise KeyError(key)
+
+
+@pytest.mark.parametrize("name", ["name", "tier", "owner", "nme", "computed", "get", "items", "maps", "keys",
+                                  "parents", "new_child", "copy", "pop", "update", "clear", "fromkeys",
+                                  "__class__", "__init__", "__dict__", "_private", 1, None])
+def test_mapping_lookup_shortcut_is_the_sandboxs_lookup(name):
+    """MessageEnvironment.getattr looks names up on dicts and ChainMaps directly; for every name the
+    result is what the sandbox's own lookup gives: the same value, or an undefined saying the same."""
+    from collections import ChainMap
+
+    from jinja2 import Undefined
+
+    env = make_environment(TEMPLATES)
+    objects = [
+        ChainMap({"name": "王磊", "owner": None}, {"tier": "A", "name": "features' name"}),
+        ChainMap({"name": "王磊"}, _Features(tier="B")),
+        {"name": "云帆科技", "tier": None},
+        _Features(name="x"),  # not a plain dict: the sandbox's path
+    ]
+    for obj in objects:
+        def lookup(get):
+            try:
+                value = get(obj, name)
+            except Exception as exc:  # noqa: BLE001 - the error itself is what must match
+                return ("raised", type(exc), str(exc))
+            if isinstance(value, Undefined):
+                try:
+                    str(value)
+                except Exception as exc:  # noqa: BLE001
+                    return ("undefined", type(value), type(exc), str(exc))
+            return ("value", value)
+
+        fast = lookup(env.getattr)
+        sandbox = lookup(lambda o, n: ImmutableSandboxedEnvironment.getattr(env, o, n))
+        if fast[0] == "value" and callable(fast[1]):  # bound methods: equal, not identical
+            assert sandbox[0] == "value" and fast[1] == sandbox[1]
+        else:
+            assert fast == sandbox
